@@ -1,0 +1,36 @@
+# `make demo` and `make test` set themselves up: they create or refresh .venv with pip.
+# The venv is rebuilt only when pyproject.toml changes (stamp file), so repeated runs are fast.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# The CPU wheel of torch; a bare `torch` requirement would pull a multi-GB CUDA build on a fresh machine.
+TORCH_SPEC ?= torch==2.13.0
+DEMO_DIR ?= outputs/demo
+
+.PHONY: demo test test-slow lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/cips3d sample --preset tiny --seeds 0-7 --size 64 --aux --depth --outdir $(DEMO_DIR)
+	@echo "Demo images are in $(DEMO_DIR)/ (grid.png, one PNG per seed, aux NeRF views and depth maps)."
+
+test: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) outputs build src/*.egg-info

@@ -1,0 +1,1 @@
+"""The `cips3d` command line: thin wrappers that parse, build and call library functions."""

@@ -1,0 +1,79 @@
+"""Arguments and helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import torch
+
+from cips3d.config import GENERATOR_PRESETS, generator_preset
+from cips3d.errors import UserError
+from cips3d.io.checkpoint import load_generator
+from cips3d.models.generator3d import Generator3D
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--checkpoint",
+        help="our checkpoint folder (config.json + model.safetensors) or an official generator .pth",
+    )
+    group.add_argument(
+        "--preset",
+        choices=sorted(GENERATOR_PRESETS),
+        help="network preset: the config of an official .pth, or alone a randomly initialised model",
+    )
+    group.add_argument(
+        "--official-config", help="JSON with the official constructor kwargs (instead of --preset)"
+    )
+    group.add_argument("--init-seed", type=int, default=0, help="seed of the random init (no checkpoint)")
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; an unavailable device is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} was asked for but PyTorch sees no CUDA GPU here.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"device {name!r} was asked for but MPS is not available here.")
+    return device
+
+
+def build_generator(args: argparse.Namespace, device: torch.device) -> Generator3D:
+    """The model the arguments name: a checkpoint, or a preset with random init."""
+    if args.checkpoint:
+        return load_generator(
+            args.checkpoint, preset=args.preset, official_config=args.official_config, device=device
+        )
+    if args.preset is None:
+        raise UserError("give --checkpoint PATH, or --preset NAME for a randomly initialised model.")
+    generator = torch.Generator().manual_seed(args.init_seed)
+    return Generator3D(generator_preset(args.preset), generator=generator).to(device).eval()
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite float."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value

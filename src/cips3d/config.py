@@ -1,0 +1,363 @@
+"""Typed, frozen configs of the generator, with the official values as named presets.
+
+`GeneratorConfig` describes the network (it is saved as `config.json` beside the weights);
+`RenderConfig` and `PoseConfig` describe one rendering call. Field names follow the math in
+`shared/spec/cips3d-spec.md`; `GeneratorConfig.from_official_kwargs` reads the official constructor
+keyword dict (the one in `fixtures/official/small_config.json`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from cips3d import constants as K
+from cips3d.errors import ConfigError
+
+ClampMode = Literal["relu", "softplus"]
+PoseMode = Literal[
+    "gaussian", "normal", "uniform", "hybrid", "truncated_gaussian", "spherical_uniform", "mean"
+]
+POSE_MODES: tuple[str, ...] = PoseMode.__args__  # type: ignore[attr-defined]
+MAX_IMG_SIZE = 4096  # beyond this one image alone needs gigabytes; nobody renders CIPS-3D that large
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _positive_int(value: Any, name: str) -> None:
+    _require(
+        isinstance(value, int) and not isinstance(value, bool) and value > 0,
+        f"{name} must be a positive integer, got {value!r}.",
+    )
+
+
+@dataclass(frozen=True)
+class MappingConfig:
+    """An MLP mapping network z -> w (spec 1.3)."""
+
+    z_dim: int
+    """Width of the input latent (256 for the NeRF side, 512 for the INR side)."""
+    hidden_dim: int
+    """Width of every layer, and so of the style vector w."""
+    num_layers: int
+    """Number of Linear layers (the official `base_layers`)."""
+    layer_norm: bool = False
+    """LayerNorm between each hidden Linear and its LeakyReLU (the official `add_norm`)."""
+    norm_out: bool = False
+    """LayerNorm after the last Linear (the official `norm_out`)."""
+
+    def __post_init__(self) -> None:
+        for name in ("z_dim", "hidden_dim", "num_layers"):
+            _positive_int(getattr(self, name), f"mapping {name}")
+
+
+@dataclass(frozen=True)
+class NerfFieldConfig:
+    """The FiLM-sine SIREN field (spec 1.4): points -> (feature, sigma)."""
+
+    hidden_dim: int = 128
+    """Width of the FiLM-sine layers; the colour layer has half of it."""
+    hidden_layers: int = 2
+    """Number of FiLM-sine layers before the density head."""
+    feature_dim: int = K.NERF_FEATURE_DIM
+    """Width of the volume-rendered feature (the official `rgb_dim`)."""
+    style_dim: int = 128
+    """Width of each NeRF style vector (equals the NeRF mapping width)."""
+    in_dim: int = 3
+    """Input coordinates per point."""
+
+    def __post_init__(self) -> None:
+        for name in ("hidden_dim", "hidden_layers", "feature_dim", "style_dim", "in_dim"):
+            _positive_int(getattr(self, name), f"nerf {name}")
+        _require(self.hidden_dim >= 2, "nerf hidden_dim must be at least 2 (the colour layer has half).")
+
+
+@dataclass(frozen=True)
+class InrConfig:
+    """The per-pixel INR decoder, CIPSNet (spec 1.5)."""
+
+    hidden_dim: int = 512
+    """Width of every modulated layer."""
+    style_dim: int = 512
+    """Width of each INR style vector (equals the INR mapping width)."""
+
+    def __post_init__(self) -> None:
+        _positive_int(self.hidden_dim, "inr hidden_dim")
+        _positive_int(self.style_dim, "inr style_dim")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """The whole generator: two mapping networks, the NeRF field, the INR decoder and the aux head."""
+
+    nerf: NerfFieldConfig = field(default_factory=NerfFieldConfig)
+    nerf_mapping: MappingConfig = field(
+        default_factory=lambda: MappingConfig(z_dim=K.Z_NERF_DIM, hidden_dim=128, num_layers=4)
+    )
+    inr: InrConfig = field(default_factory=InrConfig)
+    inr_mapping: MappingConfig = field(
+        default_factory=lambda: MappingConfig(
+            z_dim=K.Z_INR_DIM, hidden_dim=512, num_layers=8, layer_norm=True, norm_out=True
+        )
+    )
+
+    def __post_init__(self) -> None:
+        # The official mapping heads are identities (head_layers=0), so the style width is the
+        # mapping width; anything else cannot be built.
+        _require(
+            self.nerf.style_dim == self.nerf_mapping.hidden_dim,
+            f"nerf style_dim ({self.nerf.style_dim}) must equal the NeRF mapping width "
+            f"({self.nerf_mapping.hidden_dim}).",
+        )
+        _require(
+            self.inr.style_dim == self.inr_mapping.hidden_dim,
+            f"inr style_dim ({self.inr.style_dim}) must equal the INR mapping width "
+            f"({self.inr_mapping.hidden_dim}).",
+        )
+
+    # --- serialisation -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GeneratorConfig:
+        try:
+            return cls(
+                nerf=NerfFieldConfig(**data["nerf"]),
+                nerf_mapping=MappingConfig(**data["nerf_mapping"]),
+                inr=InrConfig(**data["inr"]),
+                inr_mapping=MappingConfig(**data["inr_mapping"]),
+            )
+        except (KeyError, TypeError) as err:
+            raise ConfigError(f"generator config is malformed ({err}).") from err
+
+    @classmethod
+    def from_official_kwargs(cls, kwargs: dict[str, Any]) -> GeneratorConfig:
+        """Build from the official `GeneratorNerfINR(**kwargs)` dict (nerf_cfg, mapping_nerf_cfg, ...)."""
+        try:
+            nerf, inr = kwargs["nerf_cfg"], kwargs["inr_cfg"]
+            mapping_nerf, mapping_inr = kwargs["mapping_nerf_cfg"], kwargs["mapping_inr_cfg"]
+        except (KeyError, TypeError) as err:
+            raise ConfigError(f"official generator kwargs lack {err}.") from err
+        for name, mapping in (("mapping_nerf_cfg", mapping_nerf), ("mapping_inr_cfg", mapping_inr)):
+            _require(
+                mapping.get("head_layers", 0) == 0,
+                f"{name}.head_layers must be 0: only identity heads exist in the official models.",
+            )
+        _require(
+            inr.get("pre_rgb_dim", 3) == 3,
+            "inr_cfg.pre_rgb_dim must be 3: no official model has an extra layer before the tanh.",
+        )
+        _require(nerf.get("in_dim", 3) == 3, "nerf_cfg.in_dim must be 3 (points in 3-D).")
+
+        def mapping(cfg: dict[str, Any]) -> MappingConfig:
+            return MappingConfig(
+                z_dim=cfg["z_dim"],
+                hidden_dim=cfg["hidden_dim"],
+                num_layers=cfg["base_layers"],
+                layer_norm=cfg.get("add_norm", False),
+                norm_out=cfg.get("norm_out", False),
+            )
+
+        return cls(
+            nerf=NerfFieldConfig(
+                hidden_dim=nerf["hidden_dim"],
+                hidden_layers=nerf["hidden_layers"],
+                feature_dim=nerf["rgb_dim"],
+                style_dim=nerf["style_dim"],
+            ),
+            nerf_mapping=mapping(mapping_nerf),
+            # The official generator overrides inr_cfg.input_dim with nerf_cfg.rgb_dim.
+            inr=InrConfig(hidden_dim=inr["hidden_dim"], style_dim=inr["style_dim"]),
+            inr_mapping=mapping(mapping_inr),
+        )
+
+    def to_official_kwargs(self) -> dict[str, Any]:
+        """The official constructor dict for this config (for `GeneratorNerfINR(**kwargs)`)."""
+
+        def mapping(m: MappingConfig) -> dict[str, Any]:
+            return {
+                "z_dim": m.z_dim,
+                "hidden_dim": m.hidden_dim,
+                "base_layers": m.num_layers,
+                "head_layers": 0,
+                "add_norm": m.layer_norm,
+                "norm_out": m.norm_out,
+            }
+
+        return {
+            "z_dim": self.nerf_mapping.z_dim,
+            "nerf_cfg": {
+                "in_dim": self.nerf.in_dim,
+                "hidden_dim": self.nerf.hidden_dim,
+                "hidden_layers": self.nerf.hidden_layers,
+                "rgb_dim": self.nerf.feature_dim,
+                "style_dim": self.nerf.style_dim,
+            },
+            "mapping_nerf_cfg": mapping(self.nerf_mapping),
+            "inr_cfg": {
+                "input_dim": self.nerf.feature_dim,
+                "style_dim": self.inr.style_dim,
+                "hidden_dim": self.inr.hidden_dim,
+                "pre_rgb_dim": 3,
+            },
+            "mapping_inr_cfg": mapping(self.inr_mapping),
+        }
+
+
+def _ffhq() -> GeneratorConfig:
+    """The official G_cfg_3D2D (exp/cips3d/configs/ffhq_exp.yaml): 11,287,743 parameters."""
+    return GeneratorConfig()
+
+
+def _tiny() -> GeneratorConfig:
+    """A narrow generator for CPU work: same depth (all nine INR blocks), small widths."""
+    return GeneratorConfig(
+        nerf=NerfFieldConfig(hidden_dim=64, hidden_layers=2, feature_dim=16, style_dim=64),
+        nerf_mapping=MappingConfig(z_dim=K.Z_NERF_DIM, hidden_dim=64, num_layers=4),
+        inr=InrConfig(hidden_dim=64, style_dim=64),
+        inr_mapping=MappingConfig(
+            z_dim=K.Z_INR_DIM, hidden_dim=64, num_layers=8, layer_norm=True, norm_out=True
+        ),
+    )
+
+
+GENERATOR_PRESETS = {"ffhq": _ffhq, "tiny": _tiny}
+
+
+def generator_preset(name: str) -> GeneratorConfig:
+    """The named generator config (`ffhq`, the official one; `tiny`, for CPU)."""
+    try:
+        return GENERATOR_PRESETS[name]()
+    except KeyError:
+        known = ", ".join(sorted(GENERATOR_PRESETS))
+        raise ConfigError(f"unknown preset {name!r}; known presets: {known}.") from None
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """How one image is rendered (spec 2.1-2.8). Defaults are the official FFHQ G_kwargs."""
+
+    img_size: int = 64
+    """Height and width in pixels (images are square, as in the official code)."""
+    fov: float = K.FOV_DEGREES
+    """Full field of view in degrees."""
+    ray_start: float = K.RAY_START
+    """Near bound, a distance along the unit ray direction."""
+    ray_end: float = K.RAY_END
+    """Far bound."""
+    num_steps: int = K.NUM_STEPS
+    """Coarse samples per ray; hierarchical sampling adds as many fine samples."""
+    hierarchical: bool = True
+    """Importance-sample `num_steps` more depths from the coarse weights."""
+    clamp_mode: ClampMode = "relu"
+    """How raw density becomes non-negative: 'relu' (official default) or 'softplus'."""
+    nerf_noise: float = 0.0
+    """Std of the Gaussian noise added to the raw density (a training regulariser)."""
+    white_back: bool = False
+    """Add the transmittance left over after the last sample to every feature channel."""
+    last_back: bool = False
+    """Give the leftover transmittance to the last sample's weight."""
+    deterministic: bool = False
+    """No random draws: zero jitter, evenly spaced importance samples, no density noise."""
+    chunk_rows: int | None = K.DEFAULT_CHUNK_ROWS
+    """Rows (batch x rays) rendered at once; bounds memory at any size. None renders all at once."""
+
+    def __post_init__(self) -> None:
+        _require(
+            isinstance(self.img_size, int) and 2 <= self.img_size <= MAX_IMG_SIZE,
+            f"image size must be an integer from 2 to {MAX_IMG_SIZE}, got {self.img_size!r}.",
+        )
+        _require(
+            math.isfinite(self.fov) and 0 < self.fov < 180,
+            f"fov must be in (0, 180) degrees, got {self.fov}.",
+        )
+        _require(
+            0 <= self.ray_start < self.ray_end and math.isfinite(self.ray_end),
+            f"ray bounds must satisfy 0 <= ray_start < ray_end, got {self.ray_start} and {self.ray_end}.",
+        )
+        _require(
+            isinstance(self.num_steps, int) and self.num_steps >= (3 if self.hierarchical else 1),
+            f"num_steps must be an integer >= 3 with hierarchical sampling (>= 1 without), "
+            f"got {self.num_steps!r}.",
+        )
+        _require(self.clamp_mode in ("relu", "softplus"), f"unknown clamp mode {self.clamp_mode!r}.")
+        _require(
+            math.isfinite(self.nerf_noise) and self.nerf_noise >= 0,
+            f"nerf_noise must be >= 0, got {self.nerf_noise}.",
+        )
+        if self.chunk_rows is not None:
+            _positive_int(self.chunk_rows, "chunk_rows")
+
+    @property
+    def num_rays(self) -> int:
+        return self.img_size * self.img_size
+
+    @classmethod
+    def from_official_kwargs(cls, kwargs: dict[str, Any], **overrides: Any) -> RenderConfig:
+        """From the keyword arguments of an official `G(zs, **kwargs)` call (img_size, fov, ray_start,
+        ray_end, num_steps, hierarchical_sample, clamp_mode, nerf_noise, white_back, last_back,
+        forward_points); missing keys keep our defaults."""
+        names = {
+            "img_size": "img_size",
+            "fov": "fov",
+            "ray_start": "ray_start",
+            "ray_end": "ray_end",
+            "num_steps": "num_steps",
+            "hierarchical_sample": "hierarchical",
+            "clamp_mode": "clamp_mode",
+            "nerf_noise": "nerf_noise",
+            "white_back": "white_back",
+            "last_back": "last_back",
+        }
+        values: dict[str, Any] = {ours: kwargs[off] for off, ours in names.items() if off in kwargs}
+        if "forward_points" in kwargs:  # official chunks are rays per image; ours are rows per chunk
+            values["chunk_rows"] = kwargs["forward_points"]
+        for key in ("fov", "ray_start", "ray_end", "nerf_noise"):
+            if key in values:
+                values[key] = float(values[key])
+        return cls(**{**values, **overrides})
+
+
+@dataclass(frozen=True)
+class PoseConfig:
+    """The distribution cameras are drawn from (spec 2.1). Defaults: the FFHQ training prior.
+
+    Angles are in radians on a y-up sphere: yaw pi/2 and pitch pi/2 put the camera at (0, 0, r)
+    looking at the origin; increasing yaw moves it towards -x, increasing pitch moves it down.
+    """
+
+    mode: PoseMode = "gaussian"
+    yaw_mean: float = K.YAW_MEAN
+    pitch_mean: float = K.PITCH_MEAN
+    yaw_stddev: float = K.YAW_STDDEV
+    pitch_stddev: float = K.PITCH_STDDEV
+    radius: float = K.CAMERA_RADIUS
+
+    def __post_init__(self) -> None:
+        _require(self.mode in POSE_MODES, f"unknown pose mode {self.mode!r}; known: {', '.join(POSE_MODES)}.")
+        values = (self.yaw_mean, self.pitch_mean, self.yaw_stddev, self.pitch_stddev, self.radius)
+        _require(all(math.isfinite(v) for v in values), "pose angles and spreads must be finite.")
+        _require(self.yaw_stddev >= 0 and self.pitch_stddev >= 0, "pose spreads must be >= 0.")
+        _require(self.radius > 0, f"camera radius must be > 0, got {self.radius}.")
+
+    @classmethod
+    def from_official_kwargs(cls, kwargs: dict[str, Any]) -> PoseConfig:
+        """From an official call's sample_dist, h_mean, v_mean, h_stddev, v_stddev."""
+        return cls(
+            mode=kwargs.get("sample_dist", "gaussian"),
+            yaw_mean=float(kwargs.get("h_mean", K.YAW_MEAN)),
+            pitch_mean=float(kwargs.get("v_mean", K.PITCH_MEAN)),
+            yaw_stddev=float(kwargs.get("h_stddev", K.YAW_STDDEV)),
+            pitch_stddev=float(kwargs.get("v_stddev", K.PITCH_STDDEV)),
+        )
+
+    @classmethod
+    def fixed(cls, yaw: float = K.YAW_MEAN, pitch: float = K.PITCH_MEAN) -> PoseConfig:
+        """Every camera at the same yaw and pitch."""
+        return cls(mode="mean", yaw_mean=yaw, pitch_mean=pitch, yaw_stddev=0.0, pitch_stddev=0.0)

@@ -1,0 +1,58 @@
+"""Numbers fixed by the official CIPS-3D code, each with where it comes from.
+
+"spec" is `shared/spec/cips3d-spec.md` (a reading of PeterouZh/CIPS-3D commit 5956813 and of pi-GAN,
+whose renderer CIPS-3D reuses). Configs take their defaults from here so that every magic number
+lives in one place.
+"""
+
+import math
+
+# --- Camera and rays (spec 2.1-2.2; pi-GAN `sample_camera_positions`, `get_initial_rays_trig`) ---
+FOV_DEGREES = 12.0  # full vertical (= horizontal) field of view of the FFHQ G_kwargs
+RAY_START = 0.88  # near bound along the unit ray direction
+RAY_END = 1.12  # far bound
+NUM_STEPS = 12  # coarse samples per ray; hierarchical sampling adds as many fine ones
+CAMERA_RADIUS = 1.0  # cameras sit on the unit sphere
+YAW_MEAN = math.pi / 2  # h_mean: yaw pi/2 puts the camera on +z, looking at the origin
+PITCH_MEAN = math.pi / 2  # v_mean
+YAW_STDDEV = 0.3  # h_stddev of the FFHQ training pose prior
+PITCH_STDDEV = 0.155  # v_stddev
+PITCH_CLAMP_EPS = 1e-5  # pitch is clamped to [eps, pi - eps] so the look-at frame stays defined
+TRUNCATED_NORMAL_BOUND = 2.0  # 'truncated_gaussian' keeps the first of 4 normal draws inside (-2, 2)
+TRUNCATED_NORMAL_TRIES = 4
+
+# --- NeRF field (spec 1.4) ---
+BOX_WARP_SIDE = 0.24  # UniformBoxWarp(0.24): the +-0.12 box is mapped to +-1
+FILM_FREQ_SCALE = 15.0  # pi-GAN frequency mapping gamma = 15 * x + 30
+FILM_FREQ_BIAS = 30.0
+FILM_STYLE_WEIGHT_SCALE = 0.25  # gain_fc / bias_fc weights are multiplied by 0.25 at init
+SIREN_FREQUENCY_INIT = 25.0  # frequency_init(25): U(+-sqrt(6 / fan_in) / 25)
+NERF_FEATURE_DIM = 32  # "rgb_dim": the width of the volume-rendered feature
+
+# --- INR decoder (spec 1.5) ---
+INR_BLOCK_NAMES = ("4", "8", "16", "32", "64", "128", "256", "512", "1024")  # vestigial resolution labels
+INR_RESIDUAL_FROM_BLOCK = 4  # blocks with index >= 4 add their input (when widths match)
+INR_RGB_FROM_BLOCK = 3  # to-RGB heads of blocks with index >= 3 are summed
+TO_RGB_FREQUENCY_INIT = 100.0  # to-RGB weight ~ U(+-sqrt(6 / fan_in) / 100)
+AUX_FREQUENCY_INIT = 25.0  # aux head weight ~ U(+-sqrt(6 / fan_in) / 25)
+LEAKY_SLOPE = 0.2  # LeakyReLU slope of the INR, the mapping networks and the Kaiming inits
+DEMOD_EPS = 1e-8  # demodulation: W / sqrt(sum_in W^2 + eps)
+PIXEL_NORM_EPS = 1e-8  # PixelNorm of the latents
+LAYER_NORM_EPS = 1e-5  # nn.LayerNorm default, used by the INR mapping network
+
+# --- Volume rendering (spec 2.5-2.6, Corrections 11-12) ---
+LAST_DELTA = 1e10  # the last sample of a ray gets this spacing, so it absorbs what is left
+TRANSMITTANCE_EPS = 1e-10  # added to (1 - alpha) inside the cumulative product
+IMPORTANCE_WEIGHT_EPS = 1e-5  # added to the coarse weights before sampling, and again inside sample_pdf
+PDF_DENOM_EPS = 1e-5  # cdf gaps below this are replaced by 1 in sample_pdf
+
+# --- Truncation (spec 1.7, Correction 4) ---
+TRUNCATION_SAMPLES = 10_000  # the official code averages 10 000 mapped latents (on every call)
+TRUNCATION_SEED = 0  # we do it once, from this seed, and keep the mean as a buffer
+
+# --- Latents (spec 1.2) ---
+Z_NERF_DIM = 256
+Z_INR_DIM = 512
+
+# --- Rendering in chunks ---
+DEFAULT_CHUNK_ROWS = 4096  # rows (batch x rays) per chunk; ~4k rows avoid page-fault-heavy allocations

@@ -1,0 +1,1 @@
+"""Weight conversion between the official CIPS-3D layout and ours."""

@@ -1,0 +1,1 @@
+"""Files: generator checkpoints (ours and official) and images."""

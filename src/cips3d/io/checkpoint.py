@@ -1,0 +1,151 @@
+"""Generator weights on disk: our format (a folder with `config.json` + `model.safetensors`) and the
+official `.pth` state dicts (`generator.pth`, `G_ema.pth`). Nothing here unpickles code: official
+files are read with `torch.load(weights_only=True)`, ours with safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from cips3d.config import GeneratorConfig, generator_preset
+from cips3d.convert.official import OURS_ONLY, check_keys, from_official, to_official
+from cips3d.errors import CheckpointError, ConfigError
+from cips3d.io.files import atomic_write
+from cips3d.models.generator3d import Generator3D
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+FORMAT_NAME = "cips3d.Generator3D"
+FORMAT_VERSION = 1
+
+
+def save_generator(G: Generator3D, directory: str | os.PathLike) -> Path:
+    """Write `config.json` and `model.safetensors` into `directory` (created if needed)."""
+    directory = Path(directory)
+    state = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
+    atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(state, p, metadata={"format": "pt"}))
+    meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "generator": G.config.to_dict()}
+    atomic_write(directory / CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
+    return directory
+
+
+def _read_config(path: Path) -> GeneratorConfig:
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path} is not a readable cips3d config ({err}).") from err
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"{path} is not a cips3d generator config (no format {FORMAT_NAME!r}).")
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer cips3d (format {meta['format_version']}).")
+    try:
+        return GeneratorConfig.from_dict(meta["generator"])
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: {err}") from err
+
+
+def _load_ours(directory: Path, device: str | torch.device) -> Generator3D:
+    config = _read_config(directory / CONFIG_FILE)
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"{directory} has {CONFIG_FILE} but no {WEIGHTS_FILE}.")
+    try:
+        state = load_file(str(weights))
+    except Exception as err:  # safetensors raises its own error type for truncated or corrupt files
+        raise CheckpointError(f"{weights} is not a readable safetensors file ({err}).") from err
+    G = Generator3D(config, initialize=False)
+    expected = {k: tuple(v.shape) for k, v in G.state_dict().items()}
+    check_keys(state, expected, str(weights))
+    G.load_state_dict(state)
+    return G.to(device)
+
+
+def read_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of an official `.pth` state dict (no code is unpickled; a 'module.' prefix is dropped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint file at {path}.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt zip, truncated file, or a pickle that holds code
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path} is not a readable PyTorch state dict ({reason}).") from err
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} does not hold a plain state dict of tensors.")
+    if state and all(k.startswith("module.") for k in state):  # saved from a DDP wrapper
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+    return dict(state)
+
+
+def generator_from_official(
+    state: Mapping[str, torch.Tensor], config: GeneratorConfig, device: str | torch.device = "cpu"
+) -> Generator3D:
+    """A generator of `config` holding official weights; the truncation mean is recomputed."""
+    G = Generator3D(config, initialize=False)
+    ours = from_official(state, config, G.state_dict())
+    with torch.no_grad():
+        for name, param in G.state_dict().items():
+            if name not in OURS_ONLY:
+                param.copy_(ours[name])
+    G.update_truncation_mean()
+    return G.to(device)
+
+
+def official_state_dict(G: Generator3D) -> dict[str, torch.Tensor]:
+    """Our weights under the official key names and shapes (loadable by the official code)."""
+    return to_official({k: v.detach().cpu() for k, v in G.state_dict().items()}, G.config)
+
+
+def resolve_official_config(
+    preset: str | None, official_config: str | os.PathLike | dict | None
+) -> GeneratorConfig:
+    """The config for an official checkpoint: a preset name, or the official constructor kwargs
+    (a dict or a JSON file holding them, optionally under "constructor_kwargs")."""
+    if official_config is None:
+        if preset is None:
+            raise ConfigError("an official .pth checkpoint needs --preset (e.g. ffhq) or --official-config.")
+        return generator_preset(preset)
+    data: Any = official_config
+    if not isinstance(data, dict):
+        try:
+            data = json.loads(Path(official_config).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"cannot read the official config {official_config} ({err}).") from err
+    return GeneratorConfig.from_official_kwargs(data.get("constructor_kwargs", data))
+
+
+def load_generator(
+    path: str | os.PathLike,
+    *,
+    preset: str | None = None,
+    official_config: str | os.PathLike | dict | None = None,
+    device: str | torch.device = "cpu",
+) -> Generator3D:
+    """Load a generator from our folder (or its `model.safetensors`), or from an official `.pth`.
+
+    Args:
+        path: our checkpoint folder, its weights file, or an official state-dict file.
+        preset: for official files, the config preset ('ffhq' for the released FFHQ/AFHQ/cartoon models).
+        official_config: for official files, the official constructor kwargs instead of a preset.
+        device: where the model goes.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if not (path / CONFIG_FILE).is_file():
+            raise CheckpointError(f"{path} is a folder without {CONFIG_FILE}, so not a cips3d checkpoint.")
+        return _load_ours(path, device).eval()
+    if path.suffix == ".safetensors":
+        if not path.is_file():
+            raise CheckpointError(f"no checkpoint file at {path}.")
+        return _load_ours(path.parent, device).eval()
+    if path.name == CONFIG_FILE:
+        return _load_ours(path.parent, device).eval()
+    config = resolve_official_config(preset, official_config)
+    return generator_from_official(read_official_state_dict(path), config, device).eval()

@@ -1,0 +1,78 @@
+"""Images to files without torchvision: [-1, 1] tensors -> uint8, grids, depth colour maps, PNGs."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cips3d.io.files import atomic_write
+
+# Control points of a perceptually ordered dark-to-bright map (close to matplotlib's 'inferno'),
+# interpolated linearly: near is bright, far is dark after `colorize_depth` inverts the depth.
+_INFERNO = np.array(
+    [
+        [0.001, 0.000, 0.014],
+        [0.258, 0.039, 0.406],
+        [0.578, 0.148, 0.404],
+        [0.865, 0.317, 0.226],
+        [0.988, 0.645, 0.040],
+        [0.988, 0.998, 0.645],
+    ]
+)
+
+
+def to_uint8(img: torch.Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
+    """[C, H, W] or [B, C, H, W] in `value_range` -> uint8 [(B,) H, W, C], rounded, clamped."""
+    lo, hi = value_range
+    x = (img.detach().float().cpu() - lo) / (hi - lo) * 255
+    x = x.round().clamp(0, 255).to(torch.uint8)
+    return x.movedim(-3, -1).numpy()
+
+
+def make_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2, fill: int = 255) -> np.ndarray:
+    """uint8 [N, H, W, C] -> one uint8 [rows*H', cols*W', C] image, padded between tiles."""
+    n, h, w, c = images.shape
+    ncols = ncols or math.ceil(math.sqrt(n))
+    nrows = math.ceil(n / ncols)
+    grid = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), fill, dtype=np.uint8)
+    for i in range(n):
+        r, col = divmod(i, ncols)
+        y, x = pad + r * (h + pad), pad + col * (w + pad)
+        grid[y : y + h, x : x + w] = images[i]
+    return grid
+
+
+def colorize_depth(depth: torch.Tensor, near: float, far: float) -> np.ndarray:
+    """[1, H, W] or [H, W] depth -> uint8 [H, W, 3]: near bright, far dark, clamped to [near, far]."""
+    d = depth.detach().float().cpu().reshape(depth.shape[-2:]).numpy()
+    t = 1 - np.clip((d - near) / max(far - near, 1e-12), 0, 1)
+    pos = t * (len(_INFERNO) - 1)
+    i = np.minimum(pos.astype(int), len(_INFERNO) - 2)
+    frac = (pos - i)[..., None]
+    rgb = _INFERNO[i] * (1 - frac) + _INFERNO[i + 1] * frac
+    return (rgb * 255).round().astype(np.uint8)
+
+
+def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write uint8 [H, W, C] (C = 1 or 3) as PNG, atomically (a half-written file never appears)."""
+    path = Path(path)
+    image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+    atomic_write(path, lambda p: image.save(p, format="PNG"))
+    return path
+
+
+def save_npy(array: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write a numpy array as .npy, atomically."""
+    path = Path(path)
+
+    def write(p: str) -> None:
+        with open(p, "wb") as f:
+            np.save(f, array)
+
+    atomic_write(path, write)
+    return path

@@ -1,0 +1,238 @@
+"""The CIPS-3D generator: latents -> styles -> camera and rays -> NeRF field -> compositing -> INR -> image.
+
+    G = Generator3D(generator_preset("ffhq"))
+    out = G(z_nerf, z_inr, camera=Camera.from_angles(yaw, pitch), render=RenderConfig(img_size=128))
+    out.img, out.aux_img, out.depth
+
+`mapping`, `truncate` and `synthesis` can be called alone, so styles can be mixed between latents or
+per layer. All randomness comes from the `generator` argument or from injected `draws`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from cips3d import constants as K
+from cips3d.config import GeneratorConfig, PoseConfig, RenderConfig
+from cips3d.errors import ConfigError
+from cips3d.models.inr_decoder import InrDecoder, inr_style_names
+from cips3d.models.mapping import MappingNetwork
+from cips3d.models.nerf_field import NerfField, nerf_style_names
+from cips3d.nn.init import empty_linear, frequency_init_, linear_default_
+from cips3d.outputs import GeneratorOutput, Styles
+from cips3d.rendering.cameras import Camera, sample_cameras
+from cips3d.rendering.compositing import surface_depth
+from cips3d.rendering.rays import camera_ray_directions
+from cips3d.rendering.volume import RenderDraws, draw_render_randomness, ray_chunks, render_rays
+from cips3d.seeding import GeneratorArg, draw_batch
+
+
+class Generator3D(nn.Module):
+    """CIPS-3D generator (spec section 1).
+
+    Args:
+        config: network widths and depths (`generator_preset('ffhq')` is the official model).
+        generator: source of the initial weights; None means a fresh generator seeded with 0.
+            Seeded like `torch.manual_seed(s)`, it gives the official weights for seed s bit for bit.
+        initialize: False leaves the weights uninitialised, for a caller that loads them next.
+    """
+
+    def __init__(
+        self, config: GeneratorConfig, generator: torch.Generator | None = None, initialize: bool = True
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.field = NerfField(config.nerf)
+        self.nerf_mapping = MappingNetwork(config.nerf_mapping)
+        self.decoder = InrDecoder(config.inr, input_dim=config.nerf.feature_dim)
+        self.inr_mapping = MappingNetwork(config.inr_mapping)
+        self.aux_head = empty_linear(config.nerf.feature_dim, 3)
+        self.nerf_style_names = nerf_style_names(config.nerf)
+        self.inr_style_names = inr_style_names()
+        # Truncation centres (spec 1.7): computed once from seeded latents, saved with the weights.
+        self.register_buffer("truncation_mean_nerf", torch.zeros(config.nerf_mapping.hidden_dim))
+        self.register_buffer("truncation_mean_inr", torch.zeros(config.inr_mapping.hidden_dim))
+        if initialize:
+            self.reset_parameters(generator if generator is not None else torch.Generator().manual_seed(0))
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None) -> None:
+        """Official initialisation, in the official draw order, then the truncation mean."""
+        self.field.reset_parameters(generator)
+        self.nerf_mapping.reset_parameters(generator)
+        self.decoder.reset_parameters(generator)
+        self.inr_mapping.reset_parameters(generator)
+        linear_default_(self.aux_head, generator)
+        frequency_init_(self.aux_head.weight, K.AUX_FREQUENCY_INIT, generator)
+        self.update_truncation_mean()
+
+    @property
+    def device(self) -> torch.device:
+        return self.aux_head.weight.device
+
+    # --- latents and styles ----------------------------------------------------------------------
+    def sample_latents(self, batch: int, generator: GeneratorArg = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z_nerf [B, 256], z_inr [B, 512]) ~ N(0, I); with a list of generators, one row each."""
+        dims = (self.config.nerf_mapping.z_dim, self.config.inr_mapping.z_dim)
+        if generator is None or isinstance(generator, torch.Generator):
+            z_nerf, z_inr = (draw_batch("randn", (batch, d), generator, self.device) for d in dims)
+            return z_nerf, z_inr
+        # Per element: its z_nerf, then its z_inr, from its own generator.
+        rows = [[draw_batch("randn", (1, d), g, self.device) for d in dims] for g in generator]
+        return torch.cat([row[0] for row in rows]), torch.cat([row[1] for row in rows])
+
+    def mapping(self, z_nerf: torch.Tensor, z_inr: torch.Tensor) -> Styles:
+        """z_nerf [B, 256], z_inr [B, 512] -> styles by layer name, each [B, D].
+
+        The official heads are identities, so every NeRF layer gets w_nerf and every INR layer w_inr;
+        the dict lets a caller replace any layer's vector (style mixing).
+        """
+        w_nerf = self.nerf_mapping(z_nerf)
+        w_inr = self.inr_mapping(z_inr)
+        return {name: w_nerf for name in self.nerf_style_names} | {
+            name: w_inr for name in self.inr_style_names
+        }
+
+    def truncation_centre(self) -> Styles:
+        """The truncation mean by layer name, each [1, D]."""
+        nerf, inr = self.truncation_mean_nerf[None], self.truncation_mean_inr[None]
+        return {name: nerf for name in self.nerf_style_names} | {name: inr for name in self.inr_style_names}
+
+    def truncate(self, styles: Styles, psi: float, mean: Mapping[str, torch.Tensor] | None = None) -> Styles:
+        """mean + psi * (style - mean) for every layer; `mean` defaults to the stored centre.
+
+        psi = 1 returns the styles unchanged; psi must lie in [0, 1].
+        """
+        if not 0.0 <= psi <= 1.0:
+            raise ConfigError(f"truncation psi must be between 0 and 1, got {psi}.")
+        if psi == 1.0:
+            return dict(styles)
+        mean = self.truncation_centre() if mean is None else mean
+        return {name: mean[name] + psi * (s - mean[name]) for name, s in styles.items()}
+
+    @torch.no_grad()
+    def update_truncation_mean(
+        self, num_samples: int = K.TRUNCATION_SAMPLES, seed: int = K.TRUNCATION_SEED, batch: int = 2000
+    ) -> None:
+        """Average the mapping outputs of `num_samples` latents drawn from `seed` into the buffers.
+
+        Call it after changing the weights (loading or training); checkpoint writers do.
+        """
+        generator = torch.Generator().manual_seed(seed)
+        total_nerf = torch.zeros_like(self.truncation_mean_nerf, dtype=torch.float64)
+        total_inr = torch.zeros_like(self.truncation_mean_inr, dtype=torch.float64)
+        for start in range(0, num_samples, batch):
+            z_nerf, z_inr = self.sample_latents(min(batch, num_samples - start), generator)
+            total_nerf += self.nerf_mapping(z_nerf).double().sum(0)
+            total_inr += self.inr_mapping(z_inr).double().sum(0)
+        self.truncation_mean_nerf.copy_(total_nerf / num_samples)
+        self.truncation_mean_inr.copy_(total_inr / num_samples)
+
+    # --- rendering -------------------------------------------------------------------------------
+    def forward(
+        self,
+        z_nerf: torch.Tensor,
+        z_inr: torch.Tensor,
+        *,
+        camera: Camera | None = None,
+        pose: PoseConfig | None = None,
+        render: RenderConfig | None = None,
+        psi: float = 1.0,
+        truncation_mean: Mapping[str, torch.Tensor] | None = None,
+        generator: GeneratorArg = None,
+        draws: RenderDraws | None = None,
+    ) -> GeneratorOutput:
+        """Latents -> images. Without `camera`, cameras are drawn from `pose` (default: the FFHQ prior).
+
+        Args:
+            z_nerf: [B, 256] NeRF latents; z_inr: [B, 512] INR latents.
+            camera: explicit cameras for the B images.
+            pose: the camera distribution when `camera` is None.
+            render: image size and sampling options (default `RenderConfig()`).
+            psi: truncation in [0, 1] (1: none).
+            truncation_mean: styles to truncate towards instead of the stored centre.
+            generator: one `torch.Generator`, or one per image (then each image depends only on its own).
+            draws: injected random numbers; the fields it leaves None are drawn from `generator`.
+        """
+        styles = self.truncate(self.mapping(z_nerf, z_inr), psi, truncation_mean)
+        if camera is None:
+            draws = draws or RenderDraws()
+            camera = self._sample_cameras(pose or PoseConfig(), z_nerf.shape[0], generator, draws)
+        return self.synthesis(styles, camera, render, generator=generator, draws=draws)
+
+    def _sample_cameras(
+        self, pose: PoseConfig, batch: int, generator: GeneratorArg, draws: RenderDraws
+    ) -> Camera:
+        kwargs = dict(yaw_draw=draws.yaw_draw, pitch_draw=draws.pitch_draw, device=self.device)
+        if generator is None or isinstance(generator, torch.Generator):
+            return sample_cameras(pose, batch, generator, **kwargs)
+        if draws.yaw_draw is not None or draws.pitch_draw is not None:
+            raise ValueError("inject pose draws with a single generator, not a list.")
+        cams = [sample_cameras(pose, 1, g, device=self.device) for g in generator]
+        return Camera(
+            origin=torch.cat([c.origin for c in cams]),
+            forward=torch.cat([c.forward for c in cams]),
+            yaw=torch.cat([c.yaw for c in cams]),
+            pitch=torch.cat([c.pitch for c in cams]),
+        )
+
+    def synthesis(
+        self,
+        styles: Mapping[str, torch.Tensor],
+        camera: Camera,
+        render: RenderConfig | None = None,
+        *,
+        generator: GeneratorArg = None,
+        draws: RenderDraws | None = None,
+    ) -> GeneratorOutput:
+        """Styles + cameras -> images, rendered in chunks of rays (bounded memory at any size)."""
+        render = render or RenderConfig()
+        b, r, s = camera.batch, render.num_rays, render.num_steps
+        self._check_batch(styles, b, generator)
+        draws = (draws or RenderDraws()).normalized(b, r, s, self.device)
+        draws = draw_render_randomness(render, b, generator, self.device, draws)
+        camera = camera.to(self.device)
+        cam2world = camera.cam2world()
+        directions = camera_ray_directions(render.img_size, render.fov, self.device).unsqueeze(0)
+        nerf_styles = {name: styles[name] for name in self.nerf_style_names}
+
+        def field_fn(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.field(points, nerf_styles)
+
+        parts = []
+        for index in ray_chunks(b, r, render.chunk_rows):
+            comp = render_rays(field_fn, directions[:, index], cam2world, render, draws.rays(index))
+            rgb = self.decoder(comp.feature, styles)
+            aux = torch.tanh(self.aux_head(comp.feature))
+            depth = surface_depth(comp.depth, comp.opacity, render.ray_end)
+            parts.append((rgb, aux, comp.feature, depth, comp.opacity))
+        rgb, aux, feature, depth, opacity = (torch.cat(p, dim=1) for p in zip(*parts, strict=True))
+        return GeneratorOutput(
+            img=_to_image(rgb, render.img_size),
+            aux_img=_to_image(aux, render.img_size),
+            nerf_feature=feature,
+            depth=_to_image(depth.unsqueeze(-1), render.img_size),
+            opacity=_to_image(opacity.unsqueeze(-1), render.img_size),
+            cam2world=cam2world,
+            camera_origin=cam2world[:, :3, 3],
+            pitch_yaw=camera.pitch_yaw().to(self.device),
+            styles=dict(styles),
+        )
+
+    def _check_batch(self, styles: Mapping[str, torch.Tensor], batch: int, generator: GeneratorArg) -> None:
+        missing = [n for n in (*self.nerf_style_names, *self.inr_style_names) if n not in styles]
+        if missing:
+            raise ValueError(f"styles lack the layers {missing}.")
+        sizes = {v.shape[0] for v in styles.values()}
+        if sizes != {batch}:
+            raise ValueError(f"styles have batch sizes {sorted(sizes)} but there are {batch} cameras.")
+        if generator is not None and not isinstance(generator, torch.Generator) and len(generator) != batch:
+            raise ValueError(f"got {len(generator)} generators for {batch} images; give one per image.")
+
+
+def _to_image(values: torch.Tensor, size: int) -> torch.Tensor:
+    """[B, H*W, C] row-major pixels -> [B, C, H, W]."""
+    return values.reshape(values.shape[0], size, size, values.shape[-1]).permute(0, 3, 1, 2)

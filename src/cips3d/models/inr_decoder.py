@@ -1,0 +1,81 @@
+"""The per-pixel INR decoder of CIPS-3D, CIPSNet (spec 1.5).
+
+Nine blocks of two modulated FC layers with LeakyReLU(0.2); blocks from index 4 add their input;
+the to-RGB heads of blocks from index 3 are summed; tanh at the end. All nine blocks always run
+(the official early exit by image size is never triggered). Every pixel is decoded independently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from cips3d import constants as K
+from cips3d.config import InrConfig
+from cips3d.nn.init import empty_linear, frequency_init_, linear_default_
+from cips3d.nn.modulated import ModulatedLinear
+
+
+def inr_style_names() -> list[str]:
+    """Official style names, in order: inr_w4_0, inr_w4_1, inr_w8_0, ..., inr_w1024_1."""
+    return [f"inr_w{block}_{i}" for block in K.INR_BLOCK_NAMES for i in (0, 1)]
+
+
+class InrBlock(nn.Module):
+    """y = lrelu(mod2(lrelu(mod1(x; w0)); w1)), plus x when `residual` (spec 1.5, `SinBlock`)."""
+
+    def __init__(self, in_dim: int, out_dim: int, style_dim: int, residual: bool) -> None:
+        super().__init__()
+        self.mod1 = ModulatedLinear(in_dim, out_dim, style_dim)
+        self.mod2 = ModulatedLinear(out_dim, out_dim, style_dim)
+        self.residual = residual and in_dim == out_dim
+
+    def forward(self, x: torch.Tensor, style0: torch.Tensor, style1: torch.Tensor) -> torch.Tensor:
+        """x [B, N, in], styles [B, D] -> [B, N, out]."""
+        y = F.leaky_relu(self.mod1(x, style0), K.LEAKY_SLOPE)
+        y = F.leaky_relu(self.mod2(y, style1), K.LEAKY_SLOPE)
+        return y + x if self.residual else y
+
+
+class InrDecoder(nn.Module):
+    """feature [B, N, C] + INR styles -> rgb [B, N, 3] in [-1, 1]."""
+
+    def __init__(self, config: InrConfig, input_dim: int) -> None:
+        super().__init__()
+        self.config = config
+        h = config.hidden_dim
+        n = len(K.INR_BLOCK_NAMES)
+        self.blocks = nn.ModuleList(
+            InrBlock(input_dim if i == 0 else h, h, config.style_dim, residual=i >= K.INR_RESIDUAL_FROM_BLOCK)
+            for i in range(n)
+        )
+        # Heads 0-2 are never used (as in the official model) but kept so official weights round-trip.
+        self.to_rgb = nn.ModuleList(empty_linear(h, 3) for _ in range(n))
+        self.rgb_from_block = K.INR_RGB_FROM_BLOCK
+        names = inr_style_names()
+        self.style_pairs = [(names[2 * i], names[2 * i + 1]) for i in range(n)]
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None) -> None:
+        """Official order: per block mod1, mod2, its to-RGB (default); then every to-RGB weight is
+        re-drawn with frequency init 100."""
+        for block, head in zip(self.blocks, self.to_rgb, strict=True):
+            block.mod1.reset_parameters(generator)
+            block.mod2.reset_parameters(generator)
+            linear_default_(head, generator)
+        for head in self.to_rgb:
+            frequency_init_(head.weight, K.TO_RGB_FREQUENCY_INIT, generator)
+
+    def forward(self, feature: torch.Tensor, styles: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """feature [B, N, C], styles {name: [B, D]} -> rgb [B, N, 3]."""
+        x, rgb = feature, None
+        for i, (block, head, (s0, s1)) in enumerate(
+            zip(self.blocks, self.to_rgb, self.style_pairs, strict=True)
+        ):
+            x = block(x, styles[s0], styles[s1])
+            if i >= self.rgb_from_block:
+                rgb = head(x) if rgb is None else head(x) + rgb
+        return torch.tanh(rgb)

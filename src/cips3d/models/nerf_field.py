@@ -1,0 +1,61 @@
+"""The NeRF field of CIPS-3D (spec 1.4): a small FiLM-sine SIREN from 3-D points to (feature, sigma).
+
+No view direction and no positional encoding: the colour layer sees only the point's features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from cips3d import constants as K
+from cips3d.config import NerfFieldConfig
+from cips3d.nn.film import FiLMSine
+from cips3d.nn.init import empty_linear, kaiming_leaky_, linear_default_
+
+
+def nerf_style_names(config: NerfFieldConfig) -> list[str]:
+    """Official style names, in order: nerf_w0 ... nerf_w{L-1}, nerf_rgb."""
+    return [f"nerf_w{i}" for i in range(config.hidden_layers)] + ["nerf_rgb"]
+
+
+class NerfField(nn.Module):
+    """points [B, N, 3] + NeRF styles -> (feature [B, N, C], raw sigma [B, N, 1]).
+
+    Points are first scaled by 2 / 0.24 (the official UniformBoxWarp), mapping the +-0.12 box to +-1.
+    """
+
+    def __init__(self, config: NerfFieldConfig) -> None:
+        super().__init__()
+        self.config = config
+        h = config.hidden_dim
+        self.hidden = nn.ModuleList(
+            FiLMSine(config.in_dim if i == 0 else h, h, config.style_dim) for i in range(config.hidden_layers)
+        )
+        self.sigma = empty_linear(h, 1)
+        self.color = FiLMSine(h, h // 2, config.style_dim)
+        self.feature = empty_linear(h // 2, config.feature_dim)
+        self.style_names = nerf_style_names(config)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None) -> None:
+        """Official order: hidden FiLM layers, sigma (default), colour FiLM, feature (Kaiming)."""
+        for layer in self.hidden:
+            layer.reset_parameters(generator)
+        linear_default_(self.sigma, generator)
+        self.color.reset_parameters(generator)
+        linear_default_(self.feature, generator)
+        kaiming_leaky_(self.feature.weight, generator)
+
+    def forward(
+        self, points: torch.Tensor, styles: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """points [B, N, 3], styles {name: [B, D]} -> (feature [B, N, C], sigma [B, N, 1])."""
+        x = points * (2.0 / K.BOX_WARP_SIDE)
+        for layer, name in zip(self.hidden, self.style_names, strict=False):
+            x = layer(x, styles[name])
+        sigma = self.sigma(x)
+        feature = self.feature(self.color(x, styles["nerf_rgb"]))
+        return feature, sigma

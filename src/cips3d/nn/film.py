@@ -1,0 +1,46 @@
+"""The FiLM-sine layer of pi-GAN, as the CIPS-3D NeRF uses it (spec 1.4)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cips3d import constants as K
+from cips3d.nn.init import empty_linear, frequency_init_, linear_default_
+
+
+class FiLMSine(nn.Module):
+    """y = sin(gamma * (W x + b) + beta) with gamma = 15 * frequency(w) + 30 and beta = phase(w).
+
+    Args:
+        in_dim: input width.
+        out_dim: output width.
+        style_dim: width of the style vector w.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, style_dim: int) -> None:
+        super().__init__()
+        self.linear = empty_linear(in_dim, out_dim)
+        self.frequency = empty_linear(style_dim, out_dim)  # official name: gain_fc
+        self.phase = empty_linear(style_dim, out_dim)  # official name: bias_fc
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None) -> None:
+        """Official order: linear (default, then frequency init 25), then frequency and phase FCs
+        (default init with weights scaled by 0.25)."""
+        linear_default_(self.linear, generator)
+        frequency_init_(self.linear.weight, K.SIREN_FREQUENCY_INIT, generator)
+        for fc in (self.frequency, self.phase):
+            linear_default_(fc, generator)
+            fc.weight.mul_(K.FILM_STYLE_WEIGHT_SCALE)
+
+    def modulation(self, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """style [B, D] -> (gamma [B, 1, out], beta [B, 1, out])."""
+        gamma = self.frequency(style) * K.FILM_FREQ_SCALE + K.FILM_FREQ_BIAS
+        beta = self.phase(style)
+        return gamma.unsqueeze(1), beta.unsqueeze(1)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        """x [B, N, in], style [B, D] -> [B, N, out]."""
+        gamma, beta = self.modulation(style)
+        return torch.sin(gamma * self.linear(x) + beta)

@@ -1,0 +1,1 @@
+"""Rendering math as pure functions over tensors: cameras, rays, depth sampling, compositing."""

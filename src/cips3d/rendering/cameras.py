@@ -1,0 +1,246 @@
+"""Cameras: pose sampling, positions from angles, and look-at camera-to-world matrices (spec 2.1, 2.4).
+
+Frame: world y is up. A camera at yaw theta and pitch phi on a sphere of radius r sits at
+(r sin(phi) cos(theta), r cos(phi), r sin(phi) sin(theta)); yaw = pitch = pi/2 is (0, 0, r), in front of
+the face, looking down -z. Camera space is OpenGL-like: +x right, +y up, looking down -z.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+
+from cips3d import constants as K
+from cips3d.config import PoseConfig
+from cips3d.seeding import draw
+
+
+def truncated_standard_normal(candidates: torch.Tensor) -> torch.Tensor:
+    """The official truncated normal: of 4 standard-normal candidates [..., 4], the first inside (-2, 2).
+
+    If none is inside (probability 4e-6), the first candidate is kept, as in the official code.
+    """
+    bound = K.TRUNCATED_NORMAL_BOUND
+    inside = (candidates > -bound) & (candidates < bound)
+    index = inside.to(torch.uint8).argmax(dim=-1, keepdim=True)
+    return candidates.gather(-1, index).squeeze(-1)
+
+
+def sample_pose_angles(
+    pose: PoseConfig,
+    batch: int,
+    generator: torch.Generator | None = None,
+    *,
+    yaw_draw: torch.Tensor | None = None,
+    pitch_draw: torch.Tensor | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw camera angles from `pose` (pi-GAN's `sample_camera_positions`, every mode).
+
+    Args:
+        pose: the distribution.
+        batch: number of cameras B.
+        generator: source of the draws that are not injected.
+        yaw_draw, pitch_draw: [B] or [B, 1] raw draws to use instead of drawing: standard normal for
+            'gaussian'/'normal', U(0, 1) for 'uniform'/'spherical_uniform', [B, 4] normal candidates
+            for 'truncated_gaussian'. 'hybrid' draws its coin and values from `generator`.
+        device: where the angles live.
+
+    Returns:
+        (yaw [B], pitch [B]) in radians, float32; pitch clamped to [1e-5, pi - 1e-5].
+    """
+    mode = pose.mode
+    if mode == "hybrid":  # a fair coin: a uniform box of twice the spread, or the gaussian
+        coin = draw("rand", (), generator, "cpu").item()
+        mode, scale = ("uniform", 2.0) if coin < 0.5 else ("gaussian", 1.0)
+        pose = replace(
+            pose, mode=mode, yaw_stddev=scale * pose.yaw_stddev, pitch_stddev=scale * pose.pitch_stddev
+        )
+
+    def raw(injected: torch.Tensor | None, kind: str, extra: tuple[int, ...] = ()) -> torch.Tensor:
+        if injected is not None:
+            return injected.to(device=device, dtype=torch.float32).reshape(
+                (batch, *extra) if extra else (batch,)
+            )
+        return draw(kind, (batch, 1, *extra), generator, device).reshape(
+            (batch, *extra) if extra else (batch,)
+        )
+
+    if mode in ("gaussian", "normal"):
+        yaw = raw(yaw_draw, "randn") * pose.yaw_stddev + pose.yaw_mean
+        pitch = raw(pitch_draw, "randn") * pose.pitch_stddev + pose.pitch_mean
+    elif mode == "uniform":
+        yaw = (raw(yaw_draw, "rand") - 0.5) * 2 * pose.yaw_stddev + pose.yaw_mean
+        pitch = (raw(pitch_draw, "rand") - 0.5) * 2 * pose.pitch_stddev + pose.pitch_mean
+    elif mode == "truncated_gaussian":
+        tries = (K.TRUNCATED_NORMAL_TRIES,)
+        yaw = truncated_standard_normal(raw(yaw_draw, "randn", tries)) * pose.yaw_stddev + pose.yaw_mean
+        pitch = (
+            truncated_standard_normal(raw(pitch_draw, "randn", tries)) * pose.pitch_stddev + pose.pitch_mean
+        )
+    elif mode == "spherical_uniform":  # uniform on the sphere: pitch = arccos(1 - 2 v), v uniform
+        yaw = (raw(yaw_draw, "rand") - 0.5) * 2 * pose.yaw_stddev + pose.yaw_mean
+        v = (raw(pitch_draw, "rand") - 0.5) * 2 * (pose.pitch_stddev / math.pi) + pose.pitch_mean / math.pi
+        pitch = torch.arccos(1 - 2 * v.clamp(K.PITCH_CLAMP_EPS, 1 - K.PITCH_CLAMP_EPS))
+    else:  # "mean"
+        yaw = torch.full((batch,), pose.yaw_mean, device=device)
+        pitch = torch.full((batch,), pose.pitch_mean, device=device)
+    return yaw, clamp_pitch(pitch)
+
+
+def clamp_pitch(pitch: torch.Tensor) -> torch.Tensor:
+    """Keep the pitch off the poles, where the look-at frame with up = +y is undefined."""
+    return pitch.clamp(K.PITCH_CLAMP_EPS, math.pi - K.PITCH_CLAMP_EPS)
+
+
+def position_from_angles(yaw: torch.Tensor, pitch: torch.Tensor, radius: float = 1.0) -> torch.Tensor:
+    """yaw [B], pitch [B] (radians) -> camera position [B, 3] on the sphere of `radius`."""
+    return torch.stack(
+        [
+            radius * torch.sin(pitch) * torch.cos(yaw),
+            radius * torch.cos(pitch),
+            radius * torch.sin(pitch) * torch.sin(yaw),
+        ],
+        dim=-1,
+    )
+
+
+def angles_from_position(position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """position [B, 3] -> (yaw [B], pitch [B]): yaw = atan2(z, x), pitch = atan2(sqrt(x^2 + z^2), y)."""
+    x, y, z = position.unbind(-1)
+    return torch.atan2(z, x), torch.atan2(torch.sqrt(x * x + z * z), y)
+
+
+def normalize(v: torch.Tensor) -> torch.Tensor:
+    """v [..., 3] / |v|."""
+    return v / torch.norm(v, dim=-1, keepdim=True)
+
+
+def look_at(origin: torch.Tensor, forward: torch.Tensor, up: torch.Tensor | None = None) -> torch.Tensor:
+    """Camera-to-world matrices from positions and viewing directions (pi-GAN's construction).
+
+    Args:
+        origin: [B, 3] camera positions.
+        forward: [B, 3] viewing directions (need not be unit length).
+        up: [B, 3] or [3] approximate up vectors; world +y when None.
+
+    Returns:
+        [B, 4, 4]: rotation columns (right, up, -forward) = (-left, up, -forward), translation origin.
+    """
+    forward = normalize(forward)
+    if up is None:
+        up = torch.tensor([0.0, 1.0, 0.0], device=forward.device, dtype=forward.dtype)
+    up = up.to(forward).expand_as(forward)
+    left = normalize(torch.cross(up, forward, dim=-1))
+    up = normalize(torch.cross(forward, left, dim=-1))
+    cam2world = torch.eye(4, device=forward.device, dtype=forward.dtype).repeat(forward.shape[0], 1, 1)
+    cam2world[:, :3, :3] = torch.stack((-left, up, -forward), dim=-1)
+    cam2world[:, :3, 3] = origin
+    return cam2world
+
+
+@dataclass(frozen=True)
+class Camera:
+    """Extrinsics of B cameras: where each sits, where it looks, and which way is up.
+
+    Build one with `Camera.from_angles`, `Camera.look_at_origin`, or directly from an origin and a
+    viewing direction (the official `forward_camera_pos_and_lookup`: `forward` is a direction, not a
+    target point, and the origin is used as given, not projected onto a sphere).
+    """
+
+    origin: torch.Tensor
+    """[B, 3] camera positions in world space."""
+    forward: torch.Tensor
+    """[B, 3] viewing directions (normalised when the matrix is built)."""
+    up: torch.Tensor | None = None
+    """[B, 3] or [3] up hints; world +y when None."""
+    yaw: torch.Tensor | None = None
+    """[B] yaw the camera was built from (radians), if any."""
+    pitch: torch.Tensor | None = None
+    """[B] pitch the camera was built from (radians), if any."""
+
+    def __post_init__(self) -> None:
+        if self.origin.ndim != 2 or self.origin.shape[-1] != 3:
+            raise ValueError(f"camera origin must be [B, 3], got {tuple(self.origin.shape)}.")
+        if self.forward.shape != self.origin.shape:
+            shapes = f"{tuple(self.forward.shape)} vs {tuple(self.origin.shape)}"
+            raise ValueError(f"camera forward and origin must have the same shape, got {shapes}.")
+
+    @property
+    def batch(self) -> int:
+        return self.origin.shape[0]
+
+    @classmethod
+    def from_angles(
+        cls,
+        yaw: torch.Tensor | float,
+        pitch: torch.Tensor | float,
+        radius: float = 1.0,
+        batch: int | None = None,
+    ) -> Camera:
+        """Cameras on a sphere looking at the origin; angles in radians, pitch clamped off the poles."""
+        yaw_t = torch.as_tensor(yaw, dtype=torch.float32).reshape(-1)
+        pitch_t = torch.as_tensor(pitch, dtype=torch.float32).reshape(-1)
+        n = batch or max(yaw_t.numel(), pitch_t.numel())
+        yaw_t, pitch_t = yaw_t.expand(n).clone(), clamp_pitch(pitch_t.expand(n).clone())
+        origin = position_from_angles(yaw_t, pitch_t, radius)
+        return cls(origin=origin, forward=normalize(-origin), yaw=yaw_t, pitch=pitch_t)
+
+    @classmethod
+    def look_at_origin(cls, origin: torch.Tensor, up: torch.Tensor | None = None) -> Camera:
+        """Cameras at `origin` [B, 3] looking at the world origin."""
+        return cls(origin=origin, forward=normalize(-origin), up=up)
+
+    def to(self, device: torch.device | str) -> Camera:
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        return Camera(move(self.origin), move(self.forward), move(self.up), move(self.yaw), move(self.pitch))
+
+    def select(self, index: slice | list[int]) -> Camera:
+        """The cameras at `index` (a slice or list of batch indices)."""
+
+        def pick(t: torch.Tensor | None, batched: bool = True) -> torch.Tensor | None:
+            return None if t is None else (t[index] if batched else t)
+
+        up_batched = self.up is not None and self.up.ndim == 2
+        return Camera(
+            pick(self.origin), pick(self.forward), pick(self.up, up_batched), pick(self.yaw), pick(self.pitch)
+        )
+
+    def cam2world(self) -> torch.Tensor:
+        """[B, 4, 4] camera-to-world matrices."""
+        return look_at(self.origin, self.forward, self.up)
+
+    def pitch_yaw(self) -> torch.Tensor:
+        """[B, 2] (pitch, yaw) in radians of the angles the cameras were built from; zeros for cameras
+        given by position and direction, as the official explicit-camera path returns
+        (`position_angles` gives the angles of their positions)."""
+        if self.yaw is not None and self.pitch is not None:
+            return torch.stack([self.pitch, self.yaw], dim=-1)
+        return torch.zeros(self.batch, 2, device=self.origin.device, dtype=self.origin.dtype)
+
+    def position_angles(self) -> torch.Tensor:
+        """[B, 2] (pitch, yaw) in radians of the camera positions: yaw = atan2(z, x),
+        pitch = atan2(sqrt(x^2 + z^2), y)."""
+        yaw, pitch = angles_from_position(self.origin)
+        return torch.stack([pitch, yaw], dim=-1)
+
+
+def sample_cameras(
+    pose: PoseConfig,
+    batch: int,
+    generator: torch.Generator | None = None,
+    *,
+    yaw_draw: torch.Tensor | None = None,
+    pitch_draw: torch.Tensor | None = None,
+    device: torch.device | str = "cpu",
+) -> Camera:
+    """B cameras drawn from `pose`, looking at the origin (see `sample_pose_angles`)."""
+    yaw, pitch = sample_pose_angles(
+        pose, batch, generator, yaw_draw=yaw_draw, pitch_draw=pitch_draw, device=device
+    )
+    origin = position_from_angles(yaw, pitch, pose.radius)
+    return Camera(origin=origin, forward=normalize(-origin), yaw=yaw, pitch=pitch)

@@ -1,0 +1,201 @@
+"""Render rays through a field: stratified samples -> field -> (importance samples -> field) -> composite.
+
+This is the one rendering path (spec 2.3-2.6). The field is an argument, so this module owns no weights;
+all random numbers arrive in a `RenderDraws`, drawn by `draw_render_randomness` or injected by the caller.
+Chunking over rays is decided here too (`ray_chunks`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields, replace
+
+import torch
+
+from cips3d.config import RenderConfig
+from cips3d.rendering.compositing import (
+    Composite,
+    alphas_from_sigma,
+    composite,
+    sample_deltas,
+    weights_from_alphas,
+)
+from cips3d.rendering.rays import rotate_directions, transform_points
+from cips3d.rendering.sampling import coarse_depths, importance_depths, jitter_offsets
+from cips3d.seeding import GeneratorArg, draw_batch
+
+FieldFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+"""points [B, N, 3] -> (features [B, N, C], raw sigma [B, N, 1])."""
+
+
+@dataclass(frozen=True)
+class RenderDraws:
+    """The random numbers of one rendering call. A field left None is drawn (or, in deterministic
+    mode, takes its deterministic value: no jitter, evenly spaced importance samples, no noise).
+
+    Shapes (B batch, R = H*W rays in row-major pixel order, S = num_steps):
+    a trailing singleton dimension is accepted, and `importance_u` may be [B*R, S] (batch-major rows),
+    as the official code draws it.
+    """
+
+    jitter_u: torch.Tensor | None = None
+    """[B, R, S] U(0, 1): the stratified jitter offset is (u - 0.5) * spacing."""
+    importance_u: torch.Tensor | None = None
+    """[B, R, S] U(0, 1): the inverse-CDF draws of hierarchical sampling."""
+    coarse_noise: torch.Tensor | None = None
+    """[B, R, S] N(0, 1): density noise of the coarse composite (times nerf_noise)."""
+    fine_noise: torch.Tensor | None = None
+    """[B, R, 2S] N(0, 1): density noise of the final composite over coarse + fine samples."""
+    yaw_draw: torch.Tensor | None = None
+    """[B] raw draw of the yaw sampler (see `sample_pose_angles`)."""
+    pitch_draw: torch.Tensor | None = None
+    """[B] raw draw of the pitch sampler."""
+
+    @classmethod
+    def from_official_order(
+        cls, tensors: Sequence[torch.Tensor | None], *, hierarchical: bool, camera_drawn: bool = True
+    ) -> RenderDraws:
+        """The draws of one official whole-batch call, in the order the official code makes them:
+        jitter u; yaw and pitch randn (when the camera is sampled, not explicit); coarse density noise;
+        then, when hierarchical, importance u and the final density noise. A None entry (a draw that
+        was not recorded) stays None. Exactly that many tensors are expected.
+        """
+        names = ["jitter_u"] + (["yaw_draw", "pitch_draw"] if camera_drawn else []) + ["coarse_noise"]
+        names += ["importance_u", "fine_noise"] if hierarchical else []
+        if len(tensors) != len(names):
+            raise ValueError(
+                f"an official call of this kind makes {len(names)} draws ({names}), got {len(tensors)}."
+            )
+        # Without importance sampling the coarse composite is the final one, so its noise is coarse_noise.
+        return cls(**dict(zip(names, tensors, strict=True)))
+
+    def normalized(self, batch: int, rays: int, steps: int, device: torch.device | str) -> RenderDraws:
+        """Check every given draw against (B, R, S), reshape it to its canonical shape, move it."""
+        expected = {
+            "jitter_u": (batch, rays, steps),
+            "importance_u": (batch, rays, steps),
+            "coarse_noise": (batch, rays, steps),
+            "fine_noise": (batch, rays, 2 * steps),
+            "yaw_draw": None,
+            "pitch_draw": None,
+        }
+        out = {}
+        for name, shape in expected.items():
+            value = getattr(self, name)
+            if value is not None and shape is not None:
+                if value.numel() != batch * rays * shape[2]:
+                    raise ValueError(
+                        f"draws.{name} has shape {tuple(value.shape)}, expected {shape} "
+                        f"(batch, rays, samples)."
+                    )
+                value = value.reshape(shape).to(device=device, dtype=torch.float32)
+            out[name] = value
+        return RenderDraws(**out)
+
+    def rays(self, index: slice) -> RenderDraws:
+        """The draws of the rays at `index` (canonical shapes only)."""
+        return replace(
+            self,
+            **{
+                f.name: getattr(self, f.name)[:, index]
+                for f in fields(self)
+                if f.name not in ("yaw_draw", "pitch_draw") and getattr(self, f.name) is not None
+            },
+        )
+
+
+def draw_render_randomness(
+    render: RenderConfig, batch: int, generator: GeneratorArg, device, given: RenderDraws | None = None
+) -> RenderDraws:
+    """Fill the draws `given` leaves empty, in a fixed order per generator: jitter, coarse noise,
+    importance u, fine noise (noise only when nerf_noise > 0). Deterministic mode draws nothing."""
+    given = given or RenderDraws()
+    if render.deterministic:
+        return given
+    shape = (batch, render.num_rays, render.num_steps)
+    noisy, hier = render.nerf_noise > 0, render.hierarchical
+
+    def pick(name: str, needed: bool, kind: str, shape: tuple[int, ...]) -> torch.Tensor | None:
+        value = getattr(given, name)
+        if value is not None or not needed:
+            return value
+        return draw_batch(kind, shape, generator, device)
+
+    jitter_u = pick("jitter_u", True, "rand", shape)
+    coarse_noise = pick("coarse_noise", noisy, "randn", shape)
+    importance_u = pick("importance_u", hier, "rand", shape)
+    fine_noise = pick("fine_noise", noisy and hier, "randn", (*shape[:2], 2 * shape[2]))
+    return replace(
+        given, jitter_u=jitter_u, coarse_noise=coarse_noise, importance_u=importance_u, fine_noise=fine_noise
+    )
+
+
+def ray_chunks(batch: int, rays: int, chunk_rows: int | None) -> list[slice]:
+    """Slices over the ray dimension so that each chunk has at most about `chunk_rows` batch x rays."""
+    if chunk_rows is None or batch * rays <= chunk_rows:
+        return [slice(0, rays)]
+    per = max(1, chunk_rows // batch)
+    return [slice(i, min(i + per, rays)) for i in range(0, rays, per)]
+
+
+def _query(field_fn: FieldFn, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """points [B, R, S, 3] -> (features [B, R, S, C], sigma [B, R, S])."""
+    b, r, s, _ = points.shape
+    features, sigma = field_fn(points.reshape(b, r * s, 3))
+    return features.reshape(b, r, s, -1), sigma.reshape(b, r, s)
+
+
+def _scaled(noise: torch.Tensor | None, std: float) -> torch.Tensor | None:
+    return None if noise is None or std == 0 else noise * std
+
+
+def render_rays(
+    field_fn: FieldFn,
+    directions: torch.Tensor,
+    cam2world: torch.Tensor,
+    render: RenderConfig,
+    draws: RenderDraws,
+) -> Composite:
+    """Render B x R rays through `field_fn`.
+
+    Args:
+        field_fn: points [B, N, 3] -> (features [B, N, C], sigma [B, N, 1]).
+        directions: [1 or B, R, 3] unit ray directions in camera space.
+        cam2world: [B, 4, 4] camera-to-world matrices; rays start at the camera origin.
+        render: sample counts, bounds, clamp and background options.
+        draws: canonical-shape draws for these rays (None fields: no jitter / linspace u / no noise).
+
+    Returns:
+        The `Composite` over all (coarse, plus fine when hierarchical) samples, sorted by depth.
+    """
+    b, r = cam2world.shape[0], directions.shape[1]
+    t = coarse_depths(render.ray_start, render.ray_end, render.num_steps, directions.device, directions.dtype)
+    depths = t.expand(b, r, -1)
+    points = directions.unsqueeze(2) * t.view(1, 1, -1, 1)  # [1|B, R, S, 3] in camera space
+    offsets = jitter_offsets(t, draws.jitter_u)
+    if offsets is not None:  # the point moves by offset * d, as the official perturb_points does
+        depths = depths + offsets
+        points = points + offsets.unsqueeze(-1) * directions.unsqueeze(2)
+    features, sigma = _query(field_fn, transform_points(points.expand(b, -1, -1, -1), cam2world))
+    coarse_noise = _scaled(draws.coarse_noise, render.nerf_noise)
+    options = dict(clamp_mode=render.clamp_mode, white_back=render.white_back, last_back=render.last_back)
+    if not render.hierarchical:
+        return composite(features, sigma, depths, coarse_noise, **options)
+
+    with torch.no_grad():
+        alphas = alphas_from_sigma(sigma.detach(), sample_deltas(depths), coarse_noise, render.clamp_mode)
+        fine_depths = importance_depths(depths, weights_from_alphas(alphas), draws.importance_u)
+    world_dirs = rotate_directions(directions, cam2world)  # [B, R, 3]
+    origins = cam2world[:, None, None, :3, 3]
+    fine_features, fine_sigma = _query(
+        field_fn, origins + world_dirs.unsqueeze(2) * fine_depths.unsqueeze(-1)
+    )
+
+    # Fine samples go before the coarse ones, then everything is sorted by depth (official order).
+    all_depths, order = torch.sort(torch.cat([fine_depths, depths], dim=-1), dim=-1)
+    all_sigma = torch.cat([fine_sigma, sigma], dim=-1).gather(-1, order)
+    all_features = torch.cat([fine_features, features], dim=-2)
+    all_features = all_features.gather(-2, order.unsqueeze(-1).expand(-1, -1, -1, all_features.shape[-1]))
+    return composite(
+        all_features, all_sigma, all_depths, _scaled(draws.fine_noise, render.nerf_noise), **options
+    )

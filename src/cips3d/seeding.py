@@ -1,0 +1,36 @@
+"""Random draws from explicit generators, and per-seed generators (one image per seed, any batch)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+
+GeneratorArg = torch.Generator | Sequence[torch.Generator] | None
+"""One generator for the whole batch, one per batch element, or None (torch's default generator)."""
+
+
+def draw(kind: str, shape: tuple[int, ...], generator: torch.Generator | None, device) -> torch.Tensor:
+    """torch.rand ('rand') or torch.randn ('randn') of `shape` on `device`.
+
+    A generator draws on its own device and the result is moved, so CPU per-seed generators give the
+    same numbers whatever device renders.
+    """
+    fn = torch.rand if kind == "rand" else torch.randn
+    if generator is None:
+        return fn(shape, device=device)
+    return fn(shape, generator=generator, device=generator.device).to(device)
+
+
+def draw_batch(kind: str, shape: tuple[int, ...], generator: GeneratorArg, device) -> torch.Tensor:
+    """Like `draw`, for a batch-first shape; with a list of generators row b comes from generator b."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return draw(kind, shape, generator, device)
+    if len(generator) != shape[0]:
+        raise ValueError(f"got {len(generator)} generators for a batch of {shape[0]}.")
+    return torch.cat([draw(kind, (1, *shape[1:]), g, device) for g in generator])
+
+
+def generators_for_seeds(seeds: Iterable[int], device: str = "cpu") -> list[torch.Generator]:
+    """One generator per seed: image i depends only on seeds[i], whatever the batch it is rendered in."""
+    return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]

@@ -1,0 +1,140 @@
+"""`cips3d sample` end to end on small models, and its answers to bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cips3d.cli.main import main
+from cips3d.io.checkpoint import official_state_dict, save_generator
+from tests.conftest import fixture_path
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def pixels(path):
+    return np.asarray(Image.open(path)).astype(int)
+
+
+def test_sample_writes_one_png_per_seed_and_a_grid(tmp_path, capsys):
+    out = tmp_path / "out"
+    code, stdout, _ = run(
+        capsys,
+        "sample",
+        "--preset",
+        "tiny",
+        "--seeds",
+        "0-2,9",
+        "--size",
+        "12",
+        "--batch-size",
+        "3",
+        "--aux",
+        "--depth",
+        "--outdir",
+        str(out),
+        "--device",
+        "cpu",
+        "--quiet",
+    )
+    assert code == 0 and str(out) in stdout
+    for seed in (0, 1, 2, 9):
+        for suffix in ("", "_aux", "_depth"):
+            assert Image.open(out / f"seed{seed:04d}{suffix}.png").size == (12, 12)
+        depth = np.load(out / f"seed{seed:04d}_depth.npy")
+        half_step = 0.24 / 11 / 2  # jitter moves samples by up to half a spacing
+        assert depth.shape == (12, 12) and 0.88 - half_step <= depth.min() and depth.max() <= 1.12 + half_step
+    assert Image.open(out / "grid.png").size == (2 * 14 + 2, 2 * 14 + 2)  # 2x2 tiles of 12 + padding
+    assert (out / "grid_aux.png").exists() and (out / "grid_depth.png").exists()
+
+
+def test_a_seed_renders_the_same_at_any_batch_size(tmp_path, capsys):
+    common = ["sample", "--preset", "tiny", "--size", "10", "--device", "cpu", "--quiet", "--no-grid"]
+    run(capsys, *common, "--seeds", "3", "--outdir", str(tmp_path / "a"))
+    run(capsys, *common, "--seeds", "1-4", "--batch-size", "4", "--outdir", str(tmp_path / "b"))
+    assert (
+        np.abs(pixels(tmp_path / "a" / "seed0003.png") - pixels(tmp_path / "b" / "seed0003.png")).max() <= 1
+    )
+    assert not (tmp_path / "a" / "grid.png").exists()
+
+
+def test_deterministic_sampling_repeats_exactly(tmp_path, capsys):
+    common = ["sample", "--preset", "tiny", "--size", "10", "--seeds", "5", "--deterministic", "--quiet"]
+    run(capsys, *common, "--outdir", str(tmp_path / "a"))
+    run(capsys, *common, "--outdir", str(tmp_path / "b"), "--yaw", "1.5707963")
+    assert (tmp_path / "a" / "seed0005.png").read_bytes() == (tmp_path / "b" / "seed0005.png").read_bytes()
+
+
+def test_sample_from_an_official_pth_and_from_our_checkpoint(tmp_path, capsys, small_G):
+    official = ["--checkpoint", str(fixture_path("official", "small_G_state_dict.pt"))]
+    official += ["--official-config", str(fixture_path("official", "small_config.json"))]
+    common = ["sample", "--seeds", "1", "--size", "16", "--deterministic", "--quiet"]
+    assert run(capsys, *common, *official, "--outdir", str(tmp_path / "a"))[0] == 0
+    save_generator(small_G, tmp_path / "ck")
+    assert run(capsys, *common, "--checkpoint", str(tmp_path / "ck"), "--outdir", str(tmp_path / "b"))[0] == 0
+    assert (tmp_path / "a" / "seed0001.png").read_bytes() == (tmp_path / "b" / "seed0001.png").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--checkpoint", "/nonexistent/G.pth", "--preset", "ffhq"], "no checkpoint file"),
+        (["--preset", "tiny", "--size", "0"], "image size"),
+        (["--preset", "tiny", "--size", "100000"], "image size"),
+        (["--preset", "tiny", "--psi", "1.5"], "--psi"),
+        (["--preset", "tiny", "--psi", "-0.2"], "--psi"),
+        (["--preset", "tiny", "--seeds", "7-3"], "backwards"),
+        (["--preset", "tiny", "--device", "cuda:7"], "device"),
+        ([], "--checkpoint"),
+    ],
+    ids=["missing", "size0", "size-huge", "psi-high", "psi-negative", "seeds", "device", "no-model"],
+)
+def test_user_errors_end_in_one_sentence_and_exit_2(tmp_path, capsys, args, message):
+    code, _, err = run(capsys, "sample", *args, "--outdir", str(tmp_path), "--quiet")
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in err
+
+
+def test_corrupt_and_mismatched_checkpoints_exit_2(tmp_path, capsys, tiny_G):
+    bad = tmp_path / "G.pth"
+    bad.write_bytes(b"\x00" * 100)
+    code, _, err = run(capsys, "sample", "--checkpoint", str(bad), "--preset", "ffhq", "--quiet")
+    assert code == 2 and "not a readable PyTorch state dict" in err
+    save_generator(tiny_G, tmp_path / "tiny")
+
+    torch.save(official_state_dict(tiny_G), tmp_path / "tiny.pth")
+    code, _, err = run(
+        capsys, "sample", "--checkpoint", str(tmp_path / "tiny.pth"), "--preset", "ffhq", "--quiet"
+    )
+    assert code == 2 and "wrongly shaped" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_installed_command_reports_errors_without_a_traceback(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cips3d",
+            "sample",
+            "--checkpoint",
+            str(tmp_path / "none.pth"),
+            "--preset",
+            "ffhq",
+        ],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"cips3d sample: error: no checkpoint file at {tmp_path / 'none.pth'}."

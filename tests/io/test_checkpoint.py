@@ -1,0 +1,97 @@
+"""Our checkpoint format and official .pth files: round trips and every way a file can be wrong."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from cips3d import CheckpointError, ConfigError, Generator3D, PoseConfig, RenderConfig, generator_preset
+from cips3d.io.checkpoint import load_generator, official_state_dict, save_generator
+from tests.conftest import fixture_path
+
+
+def render(G):
+    z = G.sample_latents(2, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return G(*z, pose=PoseConfig.fixed(1.7, 1.5), render=RenderConfig(img_size=8, deterministic=True)).img
+
+
+def test_save_and_load_round_trip(tmp_path, small_G):
+    save_generator(small_G, tmp_path / "ck")
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["config.json", "model.safetensors"]
+    for path in (tmp_path / "ck", tmp_path / "ck" / "model.safetensors"):
+        loaded = load_generator(path)
+        assert loaded.config == small_G.config
+        assert torch.equal(loaded.truncation_mean_inr, small_G.truncation_mean_inr)
+        assert torch.equal(render(loaded), render(small_G))
+
+
+def test_official_pth_with_config_or_preset(tmp_path, small_G):
+    path = fixture_path("official", "small_G_state_dict.pt")
+    G = load_generator(path, official_config=fixture_path("official", "small_config.json"))
+    assert torch.equal(render(G), render(small_G))
+    ffhq = Generator3D(generator_preset("ffhq"), initialize=False)
+    torch.save(official_state_dict(ffhq), tmp_path / "G_ema.pth")
+    assert load_generator(tmp_path / "G_ema.pth", preset="ffhq").config == generator_preset("ffhq")
+    with pytest.raises(ConfigError, match="--preset"):
+        load_generator(path)
+
+
+def test_ddp_prefix_is_dropped(tmp_path, small_G):
+    state = {f"module.{k}": v for k, v in official_state_dict(small_G).items()}
+    torch.save(state, tmp_path / "ddp.pth")
+    G = load_generator(tmp_path / "ddp.pth", official_config=fixture_path("official", "small_config.json"))
+    assert torch.equal(render(G), render(small_G))
+
+
+class NotATensor:
+    pass
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: None, "no checkpoint file"),
+        (lambda p: p.write_bytes(b"definitely not a zip"), "not a readable PyTorch state dict"),
+        (lambda p: torch.save({"a": NotATensor()}, p), "not a readable PyTorch state dict"),
+        (lambda p: torch.save([torch.zeros(1)], p), "plain state dict"),
+    ],
+    ids=["missing", "garbage", "pickled-code", "not-a-dict"],
+)
+def test_bad_official_files_raise_one_clear_error(tmp_path, make, message):
+    path = tmp_path / "G.pth"
+    make(path)
+    with pytest.raises(CheckpointError, match=message):
+        load_generator(path, preset="tiny")
+
+
+def test_bad_checkpoint_folders_raise_one_clear_error(tmp_path, tiny_G):
+    folder = tmp_path / "ck"
+    save_generator(tiny_G, folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        load_generator(folder)
+    save_file({"x": torch.zeros(2)}, str(weights))
+    with pytest.raises(CheckpointError, match="missing"):
+        load_generator(folder)
+    (folder / "config.json").write_text("{broken")
+    with pytest.raises(CheckpointError, match="not a readable cips3d config"):
+        load_generator(folder)
+    (folder / "config.json").write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(CheckpointError, match="not a cips3d generator config"):
+        load_generator(folder)
+    with pytest.raises(CheckpointError, match="without config.json"):
+        load_generator(tmp_path)
+
+
+def test_weights_of_another_config_are_refused(tmp_path, tiny_G, small_G):
+    save_generator(tiny_G, tmp_path / "ck")
+    small = tmp_path / "small"
+    save_generator(small_G, small)
+    (tmp_path / "ck" / "config.json").write_bytes((small / "config.json").read_bytes())
+    with pytest.raises(CheckpointError, match="wrongly shaped"):
+        load_generator(tmp_path / "ck")
