@@ -22,15 +22,15 @@ demo: $(STAMP)
 	@echo "Demo images are in $(DEMO_DIR)/ (grid.png, one PNG per seed, aux NeRF views and depth maps)."
 
 test: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks
-	$(PY) -m ruff format --check src tests benchmarks
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 clean:
 	rm -rf $(VENV) outputs build src/*.egg-info

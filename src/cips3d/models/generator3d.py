@@ -73,6 +73,10 @@ class Generator3D(nn.Module):
     def device(self) -> torch.device:
         return self.aux_head.weight.device
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.aux_head.weight.dtype
+
     # --- latents and styles ----------------------------------------------------------------------
     def sample_latents(self, batch: int, generator: GeneratorArg = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(z_nerf [B, 256], z_inr [B, 512]) ~ N(0, I); with a list of generators, one row each."""
@@ -192,11 +196,11 @@ class Generator3D(nn.Module):
         render = render or RenderConfig()
         b, r, s = camera.batch, render.num_rays, render.num_steps
         self._check_batch(styles, b, generator)
-        draws = (draws or RenderDraws()).normalized(b, r, s, self.device)
-        draws = draw_render_randomness(render, b, generator, self.device, draws)
-        camera = camera.to(self.device)
+        draws = (draws or RenderDraws()).normalized(b, r, s)
+        draws = draw_render_randomness(render, b, generator, self.device, draws).to(self.device, self.dtype)
+        camera = camera.to(self.device, self.dtype)
         cam2world = camera.cam2world()
-        directions = camera_ray_directions(render.img_size, render.fov, self.device).unsqueeze(0)
+        directions = camera_ray_directions(render.img_size, render.fov, self.device, self.dtype).unsqueeze(0)
         nerf_styles = {name: styles[name] for name in self.nerf_style_names}
 
         def field_fn(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -218,7 +222,7 @@ class Generator3D(nn.Module):
             opacity=_to_image(opacity.unsqueeze(-1), render.img_size),
             cam2world=cam2world,
             camera_origin=cam2world[:, :3, 3],
-            pitch_yaw=camera.pitch_yaw().to(self.device),
+            pitch_yaw=camera.pitch_yaw(),
             styles=dict(styles),
         )
 

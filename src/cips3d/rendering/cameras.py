@@ -193,9 +193,9 @@ class Camera:
         """Cameras at `origin` [B, 3] looking at the world origin."""
         return cls(origin=origin, forward=normalize(-origin), up=up)
 
-    def to(self, device: torch.device | str) -> Camera:
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Camera:
         def move(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.to(device)
+            return None if t is None else t.to(device, dtype or t.dtype)
 
         return Camera(move(self.origin), move(self.forward), move(self.up), move(self.yaw), move(self.pitch))
 

@@ -69,8 +69,8 @@ class RenderDraws:
         # Without importance sampling the coarse composite is the final one, so its noise is coarse_noise.
         return cls(**dict(zip(names, tensors, strict=True)))
 
-    def normalized(self, batch: int, rays: int, steps: int, device: torch.device | str) -> RenderDraws:
-        """Check every given draw against (B, R, S), reshape it to its canonical shape, move it."""
+    def normalized(self, batch: int, rays: int, steps: int) -> RenderDraws:
+        """Check every given draw against (B, R, S) and reshape it to its canonical shape."""
         expected = {
             "jitter_u": (batch, rays, steps),
             "importance_u": (batch, rays, steps),
@@ -88,9 +88,20 @@ class RenderDraws:
                         f"draws.{name} has shape {tuple(value.shape)}, expected {shape} "
                         f"(batch, rays, samples)."
                     )
-                value = value.reshape(shape).to(device=device, dtype=torch.float32)
+                value = value.reshape(shape)
             out[name] = value
         return RenderDraws(**out)
+
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> RenderDraws:
+        """All given draws on `device` in floating type `dtype`."""
+        return replace(
+            self,
+            **{
+                f.name: getattr(self, f.name).to(device, dtype)
+                for f in fields(self)
+                if getattr(self, f.name) is not None
+            },
+        )
 
     def rays(self, index: slice) -> RenderDraws:
         """The draws of the rays at `index` (canonical shapes only)."""
