@@ -267,6 +267,9 @@ class RenderConfig:
     """No random draws: zero jitter, evenly spaced importance samples, no density noise."""
     chunk_rows: int | None = K.DEFAULT_CHUNK_ROWS
     """Rows (batch x rays) rendered at once; bounds memory at any size. None renders all at once."""
+    grad_rays: int | None = None
+    """With autograd on, only this many randomly chosen rays per image render with gradients and the
+    rest without (the official `grad_points`; saves memory in training). None: all rays."""
 
     def __post_init__(self) -> None:
         _require(
@@ -293,6 +296,8 @@ class RenderConfig:
         )
         if self.chunk_rows is not None:
             _positive_int(self.chunk_rows, "chunk_rows")
+        if self.grad_rays is not None:
+            _positive_int(self.grad_rays, "grad_rays")
 
     @property
     def num_rays(self) -> int:
@@ -318,6 +323,8 @@ class RenderConfig:
         values: dict[str, Any] = {ours: kwargs[off] for off, ours in names.items() if off in kwargs}
         if "forward_points" in kwargs:  # official chunks are rays per image; ours are rows per chunk
             values["chunk_rows"] = kwargs["forward_points"]
+        if "grad_points" in kwargs:
+            values["grad_rays"] = kwargs["grad_points"]
         for key in ("fov", "ray_start", "ray_end", "nerf_noise"):
             if key in values:
                 values[key] = float(values[key])

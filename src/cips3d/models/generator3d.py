@@ -26,7 +26,15 @@ from cips3d.outputs import GeneratorOutput, Styles
 from cips3d.rendering.cameras import Camera, sample_cameras
 from cips3d.rendering.compositing import surface_depth
 from cips3d.rendering.rays import camera_ray_directions
-from cips3d.rendering.volume import RenderDraws, draw_render_randomness, ray_chunks, render_rays
+from cips3d.rendering.volume import (
+    RayIndex,
+    RenderDraws,
+    draw_grad_order,
+    draw_render_randomness,
+    gradient_split,
+    ray_chunks,
+    render_rays,
+)
 from cips3d.seeding import GeneratorArg, draw_batch
 
 
@@ -191,29 +199,32 @@ class Generator3D(nn.Module):
         *,
         generator: GeneratorArg = None,
         draws: RenderDraws | None = None,
+        nerf_grad: bool = True,
     ) -> GeneratorOutput:
-        """Styles + cameras -> images, rendered in chunks of rays (bounded memory at any size)."""
+        """Styles + cameras -> images, rendered in chunks of rays (bounded memory at any size).
+
+        With `render.grad_rays` set and autograd on, only that many rays per image carry gradients.
+        `nerf_grad=False` renders the NeRF side (field, compositing, aux head) without gradients, for
+        training with a frozen NeRF; the INR decoder still gets them.
+        """
         render = render or RenderConfig()
         b, r, s = camera.batch, render.num_rays, render.num_steps
         self._check_batch(styles, b, generator)
         draws = (draws or RenderDraws()).normalized(b, r, s)
         draws = draw_render_randomness(render, b, generator, self.device, draws).to(self.device, self.dtype)
+        draws = draw_grad_order(render, generator, self.device, draws)
         camera = camera.to(self.device, self.dtype)
         cam2world = camera.cam2world()
         directions = camera_ray_directions(render.img_size, render.fov, self.device, self.dtype).unsqueeze(0)
-        nerf_styles = {name: styles[name] for name in self.nerf_style_names}
-
-        def field_fn(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return self.field(points, nerf_styles)
-
-        parts = []
-        for index in ray_chunks(b, r, render.chunk_rows):
-            comp = render_rays(field_fn, directions[:, index], cam2world, render, draws.rays(index))
-            rgb = self.decoder(comp.feature, styles)
-            aux = torch.tanh(self.aux_head(comp.feature))
-            depth = surface_depth(comp.depth, comp.opacity, render.ray_end)
-            parts.append((rgb, aux, comp.feature, depth, comp.opacity))
-        rgb, aux, feature, depth, opacity = (torch.cat(p, dim=1) for p in zip(*parts, strict=True))
+        grad_enabled = torch.is_grad_enabled()
+        pieces = []
+        for rays, with_grad in gradient_split(
+            r, render.grad_rays if grad_enabled else None, draws.grad_order
+        ):
+            with torch.set_grad_enabled(grad_enabled and with_grad):
+                outputs = self._render_rays(styles, directions, cam2world, render, draws, rays, nerf_grad)
+            pieces.append((rays, outputs))
+        rgb, aux, feature, depth, opacity = _assemble(pieces, r)
         return GeneratorOutput(
             img=_to_image(rgb, render.img_size),
             aux_img=_to_image(aux, render.img_size),
@@ -226,6 +237,32 @@ class Generator3D(nn.Module):
             styles=dict(styles),
         )
 
+    def _render_rays(
+        self,
+        styles: Mapping[str, torch.Tensor],
+        directions: torch.Tensor,
+        cam2world: torch.Tensor,
+        render: RenderConfig,
+        draws: RenderDraws,
+        rays: RayIndex,
+        nerf_grad: bool,
+    ) -> list[torch.Tensor]:
+        """Render the rays `rays` of every image, chunk by chunk: [rgb, aux, feature, depth, opacity]."""
+        nerf_styles = {name: styles[name] for name in self.nerf_style_names}
+
+        def field_fn(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.field(points, nerf_styles)
+
+        parts = []
+        for index in ray_chunks(cam2world.shape[0], rays, render.chunk_rows):
+            with torch.set_grad_enabled(torch.is_grad_enabled() and nerf_grad):
+                comp = render_rays(field_fn, directions[:, index], cam2world, render, draws.rays(index))
+                aux = torch.tanh(self.aux_head(comp.feature))
+                depth = surface_depth(comp.depth, comp.opacity, render.ray_end)
+            rgb = self.decoder(comp.feature, styles)
+            parts.append((rgb, aux, comp.feature, depth, comp.opacity))
+        return [torch.cat(p, dim=1) for p in zip(*parts, strict=True)]
+
     def _check_batch(self, styles: Mapping[str, torch.Tensor], batch: int, generator: GeneratorArg) -> None:
         missing = [n for n in (*self.nerf_style_names, *self.inr_style_names) if n not in styles]
         if missing:
@@ -235,6 +272,20 @@ class Generator3D(nn.Module):
             raise ValueError(f"styles have batch sizes {sorted(sizes)} but there are {batch} cameras.")
         if generator is not None and not isinstance(generator, torch.Generator) and len(generator) != batch:
             raise ValueError(f"got {len(generator)} generators for {batch} images; give one per image.")
+
+
+def _assemble(pieces: list[tuple[RayIndex, list[torch.Tensor]]], num_rays: int) -> list[torch.Tensor]:
+    """Put per-ray outputs of ray subsets back in ray order (differentiably)."""
+    if len(pieces) == 1 and isinstance(pieces[0][0], slice):
+        return pieces[0][1]
+    out = []
+    for k in range(len(pieces[0][1])):
+        first = pieces[0][1][k]
+        full = first.new_zeros(first.shape[0], num_rays, *first.shape[2:])
+        for rays, values in pieces:
+            full = full.index_copy(1, rays, values[k])
+        out.append(full)
+    return out
 
 
 def _to_image(values: torch.Tensor, size: int) -> torch.Tensor:

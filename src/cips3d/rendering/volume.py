@@ -50,6 +50,8 @@ class RenderDraws:
     """[B] raw draw of the yaw sampler (see `sample_pose_angles`)."""
     pitch_draw: torch.Tensor | None = None
     """[B] raw draw of the pitch sampler."""
+    grad_order: torch.Tensor | None = None
+    """[R] a permutation of the rays; with `grad_rays` = G the first G render with gradients."""
 
     @classmethod
     def from_official_order(
@@ -78,6 +80,7 @@ class RenderDraws:
             "fine_noise": (batch, rays, 2 * steps),
             "yaw_draw": None,
             "pitch_draw": None,
+            "grad_order": None,
         }
         out = {}
         for name, shape in expected.items():
@@ -99,7 +102,7 @@ class RenderDraws:
             **{
                 f.name: getattr(self, f.name).to(device, dtype)
                 for f in fields(self)
-                if getattr(self, f.name) is not None
+                if getattr(self, f.name) is not None and f.name != "grad_order"
             },
         )
 
@@ -110,7 +113,8 @@ class RenderDraws:
             **{
                 f.name: getattr(self, f.name)[:, index]
                 for f in fields(self)
-                if f.name not in ("yaw_draw", "pitch_draw") and getattr(self, f.name) is not None
+                if f.name not in ("yaw_draw", "pitch_draw", "grad_order")
+                and getattr(self, f.name) is not None
             },
         )
 
@@ -141,12 +145,48 @@ def draw_render_randomness(
     )
 
 
-def ray_chunks(batch: int, rays: int, chunk_rows: int | None) -> list[slice]:
-    """Slices over the ray dimension so that each chunk has at most about `chunk_rows` batch x rays."""
-    if chunk_rows is None or batch * rays <= chunk_rows:
-        return [slice(0, rays)]
+def draw_grad_order(render: RenderConfig, generator: GeneratorArg, device, given: RenderDraws) -> RenderDraws:
+    """Draw the ray permutation of partial-gradient rendering when it is needed and not given.
+
+    One permutation is shared by the whole batch, as in the official code (from the first generator
+    when there is one per image). It changes which rays get gradients, never the rendered values.
+    """
+    needed = render.grad_rays is not None and render.grad_rays < render.num_rays and torch.is_grad_enabled()
+    if not needed or given.grad_order is not None:
+        return given
+    first = generator if generator is None or isinstance(generator, torch.Generator) else generator[0]
+    order = torch.randperm(render.num_rays, generator=first, device=first.device if first else "cpu")
+    return replace(given, grad_order=order.to(device))
+
+
+RayIndex = slice | torch.Tensor
+"""Rays to render: a slice, or a 1-D tensor of ray indices."""
+
+
+def ray_chunks(batch: int, rays: RayIndex, chunk_rows: int | None) -> list[RayIndex]:
+    """Split `rays` (a slice or an index tensor) into pieces of at most about `chunk_rows` batch x rays."""
+    count = rays.stop - rays.start if isinstance(rays, slice) else rays.numel()
+    if chunk_rows is None or batch * count <= chunk_rows:
+        return [rays]
     per = max(1, chunk_rows // batch)
-    return [slice(i, min(i + per, rays)) for i in range(0, rays, per)]
+    if isinstance(rays, slice):
+        return [slice(i, min(i + per, rays.stop)) for i in range(rays.start, rays.stop, per)]
+    return list(rays.split(per))
+
+
+def gradient_split(
+    num_rays: int, grad_rays: int | None, order: torch.Tensor | None
+) -> list[tuple[RayIndex, bool]]:
+    """Which rays render with gradients (partial-gradient rendering, spec 2.8).
+
+    Returns [(all rays, True)] when `grad_rays` is None or covers every ray; otherwise the first
+    `grad_rays` entries of the permutation `order` with gradients and the rest without.
+    """
+    if grad_rays is None or grad_rays >= num_rays:
+        return [(slice(0, num_rays), True)]
+    if order is None or order.numel() != num_rays:
+        raise ValueError(f"partial-gradient rendering needs a permutation of the {num_rays} rays.")
+    return [(order[:grad_rays], True), (order[grad_rays:], False)]
 
 
 def _query(field_fn: FieldFn, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
