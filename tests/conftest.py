@@ -10,11 +10,14 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from cips3d import Generator3D, GeneratorConfig, generator_preset
 from cips3d.convert.official import from_official
+from cips3d.models.discriminator import DiscriminatorConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CIPS3D_SHARED", REPO.parent / "shared"))
@@ -34,6 +37,23 @@ def fixture_path(*parts: str) -> Path:
 
 def load_fixture(*parts: str):
     return torch.load(fixture_path(*parts), map_location="cpu", weights_only=True)
+
+
+def official_key_list(*parts: str) -> list[tuple[str, tuple[int, ...]]]:
+    """(key, shape) rows of a fixture's `*_state_dict_keys.txt` listing."""
+    rows = []
+    for line in fixture_path(*parts).read_text().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        key, shape, _dtype, _numel = line.split("\t")
+        rows.append((key, tuple(int(x) for x in shape.strip("()").split(",") if x.strip())))
+    return rows
+
+
+def small_d_config() -> DiscriminatorConfig:
+    """The official small fixture discriminator's config."""
+    kwargs = json.loads(fixture_path("official-d", "small_config.json").read_text())
+    return DiscriminatorConfig.from_official_kwargs(kwargs["main_disc_kwargs"], kwargs["aux_disc_kwargs"])
 
 
 @pytest.fixture(scope="session")
@@ -65,3 +85,24 @@ def dense_G(small_config) -> Generator3D:
 @pytest.fixture(scope="session")
 def tiny_G() -> Generator3D:
     return Generator3D(generator_preset("tiny")).eval()
+
+
+def write_blobs(folder, count: int = 24, size: int = 32, seed: int = 0) -> None:
+    """Coloured discs on a plain background: images a GAN can start to learn in a few steps."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    for i in range(count):
+        img = np.zeros((size, size, 3), np.uint8) + np.array([40, 60, 90], np.uint8)
+        cy, cx, r = rng.integers(size // 3, 2 * size // 3, 2).tolist() + [
+            int(rng.integers(size // 8, size // 4))
+        ]
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.integers(100, 255, 3)
+        Image.fromarray(img).save(folder / f"{i:03d}.png")
+
+
+@pytest.fixture(scope="session")
+def blob_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("blobs")
+    write_blobs(folder)
+    return folder

@@ -2,6 +2,7 @@
 
 Public API:
     Generator3D, GeneratorOutput       the generator and what it returns
+    Discriminator, DiscriminatorConfig the main + aux discriminators (training)
     GeneratorConfig, RenderConfig, PoseConfig, generator_preset
     Camera, RenderDraws                explicit cameras and injected random numbers
     load_generator, save_generator     our checkpoints (safetensors + config.json) and official .pth files
@@ -17,6 +18,7 @@ from cips3d.config import (
     generator_preset,
 )
 from cips3d.errors import CheckpointError, ConfigError, UserError
+from cips3d.models.discriminator import Discriminator, DiscriminatorConfig, discriminator_preset
 from cips3d.models.generator3d import Generator3D
 from cips3d.outputs import GeneratorOutput, Styles
 from cips3d.rendering.cameras import Camera
@@ -29,6 +31,8 @@ __all__ = [
     "Camera",
     "CheckpointError",
     "ConfigError",
+    "Discriminator",
+    "DiscriminatorConfig",
     "Generator3D",
     "GeneratorConfig",
     "GeneratorOutput",
@@ -40,6 +44,7 @@ __all__ = [
     "RenderDraws",
     "Styles",
     "UserError",
+    "discriminator_preset",
     "generator_preset",
     "generators_for_seeds",
 ]

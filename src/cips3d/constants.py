@@ -56,3 +56,32 @@ Z_INR_DIM = 512
 
 # --- Rendering in chunks ---
 DEFAULT_CHUNK_ROWS = 4096  # rows (batch x rays) per chunk; ~4k rows avoid page-fault-heavy allocations
+
+# ================================================================================================
+# --- Discriminator, DiffAugment and GAN losses (spec 3.1-3.6, fixtures/official-d/README.md) ---
+D_BLUR_TAPS = (1.0, 3.0, 3.0, 1.0)  # rosinality StyleGAN2 blur: outer([1,3,3,1]) / 64, a 4x4 buffer
+D_ACT_GAIN = math.sqrt(2)  # FusedLeakyReLU scale after leaky_relu(0.2)
+D_MIN_INPUT_SIZE = 8  # convs run from the input size down to 8 (-> 4x4), so 8 px is the smallest input
+D_FINAL_SIZE = 4  # final_conv and space_linear see C x 4 x 4 feature maps
+D_CHANNEL_MULTIPLIER = 2  # D_cfg channel_multiplier (ffhq_exp.yaml)
+D_MAX_SIZE = 1024  # D_cfg max_size: convs exist for 1024 ... 8
+# Channel tables as (resolution, channels) pairs (spec 3.2-3.3). Main: the width at 4-32 is fixed, the
+# others are multiplied by channel_multiplier. Aux: its own hard-coded table (multiplier forced to 2).
+D_MAIN_FIXED_CHANNELS = ((4, 512), (8, 512), (16, 512), (32, 512))
+D_MAIN_SCALED_CHANNELS = ((64, 256), (128, 128), (256, 64), (512, 32), (1024, 16))
+D_AUX_CHANNELS = (
+    (4, 256),
+    (8, 256),
+    (16, 256),
+    (32, 256),
+    (64, 256),
+    (128, 256),
+    (256, 128),
+    (512, 64),
+    (1024, 32),
+)
+DIFFAUG_POLICY = ("color", "translation", "cutout")  # policy string 'color,translation,cutout'
+DIFFAUG_TRANSLATION_RATIO = 0.125  # shift of up to int(S * 1/8 + 0.5) pixels per axis
+DIFFAUG_CUTOUT_RATIO = 0.2  # exp/cips3d/models/diffaug.py (exp/comm/diff_aug.py has 0.5, unused by D)
+R1_GAMMA = 10.0  # r1_lambda: penalty 0.5 * gamma * ||grad_x D(x)||^2 per sample, every step
+D_GRAD_CLIP = 10.0  # grad_clip: total-norm clip of the D gradients

@@ -7,23 +7,13 @@ import torch
 
 from cips3d import CheckpointError, Generator3D, generator_preset
 from cips3d.convert.official import from_official, key_table, to_official
-from tests.conftest import fixture_path, load_fixture
-
-
-def official_ffhq_keys() -> list[tuple[str, tuple[int, ...]]]:
-    rows = []
-    for line in fixture_path("official", "full_ffhq_state_dict_keys.txt").read_text().splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        key, shape, _dtype, _numel = line.split("\t")
-        rows.append((key, tuple(int(x) for x in shape.strip("()").split(",") if x.strip())))
-    return rows
+from tests.conftest import load_fixture, official_key_list
 
 
 def test_ffhq_converts_to_exactly_the_official_names_and_shapes():
     G = Generator3D(generator_preset("ffhq"), initialize=False)
     official = to_official(G.state_dict(), G.config)
-    expected = official_ffhq_keys()
+    expected = official_key_list("official", "full_ffhq_state_dict_keys.txt")
     assert len(expected) == 172
     assert [(k, tuple(v.shape)) for k, v in official.items()] == expected
     assert sum(v.numel() for v in official.values()) == 11_287_743

@@ -10,7 +10,9 @@ from safetensors.torch import save_file
 
 from cips3d import CheckpointError, ConfigError, Generator3D, PoseConfig, RenderConfig, generator_preset
 from cips3d.io.checkpoint import load_generator, official_state_dict, save_generator
+from cips3d.training.trainer import Trainer, TrainOptions
 from tests.conftest import fixture_path
+from tests.training.conftest import micro_config
 
 
 def render(G):
@@ -95,3 +97,13 @@ def test_weights_of_another_config_are_refused(tmp_path, tiny_G, small_G):
     (tmp_path / "ck" / "config.json").write_bytes((small / "config.json").read_bytes())
     with pytest.raises(CheckpointError, match="wrongly shaped"):
         load_generator(tmp_path / "ck")
+
+
+def test_a_training_run_or_snapshot_loads_its_g_ema(tmp_path, blob_folder):
+    options = TrainOptions(progress=False, max_steps=2)
+    trainer = Trainer(micro_config(), tmp_path / "run", blob_folder, options)
+    trainer.run()
+    for path in (tmp_path / "run", tmp_path / "run" / "snapshots" / "step-000000002"):
+        G = load_generator(path)
+        expected = trainer.G_ema.state_dict()
+        assert all(torch.equal(v, expected[k]) for k, v in G.state_dict().items())

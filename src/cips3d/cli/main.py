@@ -6,17 +6,18 @@ import argparse
 import sys
 
 from cips3d import __version__
-from cips3d.cli import convert, sample
+from cips3d.cli import convert, dataset, sample, train
 from cips3d.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="cips3d", description="CIPS-3D, the 3D-aware GAN: sample, convert official weights."
+        prog="cips3d",
+        description="CIPS-3D, the 3D-aware GAN: sample, train, build datasets, convert weights.",
     )
     parser.add_argument("--version", action="version", version=f"cips3d {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in (sample, convert):
+    for command in (sample, train, dataset, convert):
         command.add_parser(subparsers)
     return parser
 

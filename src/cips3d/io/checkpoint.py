@@ -67,6 +67,21 @@ def _load_ours(directory: Path, device: str | torch.device) -> Generator3D:
     return G.to(device)
 
 
+def _load_snapshot_ema(path: Path, device: str | torch.device) -> Generator3D:
+    """G_ema of a training snapshot (or of the newest snapshot of a run folder)."""
+    from cips3d.training.snapshot import load_snapshot  # noqa: PLC0415 (training imports io, not back)
+
+    snap = load_snapshot(path)
+    try:
+        config = GeneratorConfig.from_dict(snap.config["generator"])
+    except (KeyError, ConfigError) as err:
+        raise CheckpointError(f"the snapshot {snap.path} has no usable generator config ({err}).") from err
+    G = Generator3D(config, initialize=False)
+    check_keys(snap.G_ema, {k: tuple(v.shape) for k, v in G.state_dict().items()}, f"{snap.path} (G_ema)")
+    G.load_state_dict(snap.G_ema)
+    return G.to(device)
+
+
 def read_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The tensors of an official `.pth` state dict (no code is unpickled; a 'module.' prefix is dropped)."""
     path = Path(path)
@@ -131,12 +146,15 @@ def load_generator(
     """Load a generator from our folder (or its `model.safetensors`), or from an official `.pth`.
 
     Args:
-        path: our checkpoint folder, its weights file, or an official state-dict file.
+        path: our checkpoint folder, its weights file, a training run or snapshot folder (its G_ema),
+            or an official state-dict file.
         preset: for official files, the config preset ('ffhq' for the released FFHQ/AFHQ/cartoon models).
         official_config: for official files, the official constructor kwargs instead of a preset.
         device: where the model goes.
     """
     path = Path(path)
+    if path.is_dir() and ((path / "state.json").is_file() or (path / "snapshots").is_dir()):
+        return _load_snapshot_ema(path, device).eval()
     if path.is_dir():
         if not (path / CONFIG_FILE).is_file():
             raise CheckpointError(f"{path} is a folder without {CONFIG_FILE}, so not a cips3d checkpoint.")

@@ -156,6 +156,7 @@ class Generator3D(nn.Module):
         truncation_mean: Mapping[str, torch.Tensor] | None = None,
         generator: GeneratorArg = None,
         draws: RenderDraws | None = None,
+        nerf_grad: bool = True,
     ) -> GeneratorOutput:
         """Latents -> images. Without `camera`, cameras are drawn from `pose` (default: the FFHQ prior).
 
@@ -168,12 +169,13 @@ class Generator3D(nn.Module):
             truncation_mean: styles to truncate towards instead of the stored centre.
             generator: one `torch.Generator`, or one per image (then each image depends only on its own).
             draws: injected random numbers; the fields it leaves None are drawn from `generator`.
+            nerf_grad: False renders the NeRF side without gradients (frozen-NeRF training).
         """
         styles = self.truncate(self.mapping(z_nerf, z_inr), psi, truncation_mean)
         if camera is None:
             draws = draws or RenderDraws()
             camera = self._sample_cameras(pose or PoseConfig(), z_nerf.shape[0], generator, draws)
-        return self.synthesis(styles, camera, render, generator=generator, draws=draws)
+        return self.synthesis(styles, camera, render, generator=generator, draws=draws, nerf_grad=nerf_grad)
 
     def _sample_cameras(
         self, pose: PoseConfig, batch: int, generator: GeneratorArg, draws: RenderDraws

@@ -1,0 +1,112 @@
+"""`cips3d train`: train from scratch, fine-tune from weights, or resume a run exactly."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from cips3d.cli.common import positive_int, resolve_device
+from cips3d.errors import UserError
+from cips3d.training.config import TRAIN_PRESETS, TrainConfig, train_preset
+from cips3d.training.snapshot import list_snapshots
+from cips3d.training.trainer import Trainer, TrainingStopped, TrainOptions
+
+EXAMPLES = """examples:
+  cips3d train --data faces.zip --preset tiny --outdir runs/tiny
+  cips3d train --resume runs/tiny                      # continue exactly where it stopped
+  cips3d train --data cartoons.zip --preset ffhq-finetune --init ffhq_official/ --outdir runs/cartoon
+  cips3d train --data faces.zip --preset tiny --minutes 10 --outdir runs/quick
+
+Ctrl-C (or SIGTERM) finishes the current step, writes a snapshot and exits; --resume continues from it.
+"""
+
+EXIT_STOPPED = 3  # training stopped itself (non-finite losses); a snapshot of the last good state exists
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train or fine-tune a model, or resume a run",
+        description="Train CIPS-3D through the stages of a preset (progressive resolution, aux "
+        "discriminator, EMA, R1), writing snapshots that resume exactly, previews and TensorBoard logs.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--data", help="image folder or dataset zip (for --resume: defaults to the run's)")
+    p.add_argument("--preset", choices=TRAIN_PRESETS, help="networks and curriculum (default tiny)")
+    p.add_argument("--outdir", help="run folder (default runs/<preset>)")
+    p.add_argument("--resume", help="a run folder or snapshot to continue exactly")
+    p.add_argument("--init", help="start from these weights: a snapshot, run, cips3d or official checkpoint")
+    p.add_argument("--batch-size", type=positive_int, help="override the batch size of every stage")
+    p.add_argument("--seed", type=int, help="seed of the run (default 1234)")
+    p.add_argument("--snapshot-every", type=positive_int, help="steps between snapshots")
+    p.add_argument("--preview-every", type=positive_int, help="steps between preview grids")
+    p.add_argument("--keep", type=positive_int, help="snapshots to keep besides the best (default 3)")
+    p.add_argument("--max-steps", type=positive_int, help="stop after this many steps in total (snapshot)")
+    p.add_argument("--minutes", type=float, help="stop after this much wall time (snapshot)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def _config(args: argparse.Namespace) -> TrainConfig:
+    config = train_preset(args.preset or "tiny")
+    overrides = {
+        "seed": args.seed,
+        "snapshot_every": args.snapshot_every,
+        "preview_every": args.preview_every,
+        "keep_snapshots": args.keep,
+    }
+    config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    if args.batch_size:
+        config = config.with_stages(
+            tuple(dataclasses.replace(s, batch_size=args.batch_size) for s in config.stages)
+        )
+    return config
+
+
+def _trainer(args: argparse.Namespace, options: TrainOptions) -> Trainer:
+    if args.resume:
+        changing = [
+            f"--{n.replace('_', '-')}" for n in ("preset", "init", "batch_size", "seed") if getattr(args, n)
+        ]
+        if changing:
+            raise UserError(
+                f"--resume continues a run exactly; it cannot be combined with {', '.join(changing)}."
+            )
+        return Trainer.from_snapshot(args.resume, args.data, options)
+    if not args.data:
+        raise UserError("give --data (an image folder or dataset zip), or --resume a run.")
+    outdir = Path(args.outdir or f"runs/{args.preset or 'tiny'}")
+    if list_snapshots(outdir / "snapshots"):
+        raise UserError(
+            f"{outdir} already holds a run; continue it with --resume {outdir} or pick another --outdir."
+        )
+    trainer = Trainer(_config(args), outdir, args.data, options)
+    if args.init:
+        print(f"starting from {trainer.warm_start(args.init)}")
+    return trainer
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.minutes is not None and not args.minutes > 0:
+        raise UserError(f"--minutes must be positive, got {args.minutes}.")
+    if args.workers < 0:
+        raise UserError(f"--workers must be >= 0, got {args.workers}.")
+    options = TrainOptions(
+        device=resolve_device(args.device), workers=args.workers, progress=not args.quiet,
+        max_steps=args.max_steps, max_minutes=args.minutes,
+    )  # fmt: skip
+    trainer = _trainer(args, options)
+    try:
+        state = trainer.run()
+    except TrainingStopped as err:
+        print(f"cips3d train: stopped: {err}")
+        return EXIT_STOPPED
+    stage = trainer.config.stages[state.stage]
+    print(
+        f"{trainer.run_dir}: step {state.global_step}, stage {stage.name} ({state.stage_step}/{stage.steps})."
+    )
+    return 0

@@ -1,0 +1,295 @@
+"""Real images for training: a folder or a StyleGAN2-ADA zip -> uint8 tensors [3, R, R].
+
+The reals of CIPS-3D come from the StyleGAN2-ADA dataset (spec 4.6): a zip of PNGs, optionally doubled
+with mirrored copies (`xflip`), each resized with PIL LANCZOS to the current training resolution when it
+is loaded. `ImageDataset` reads the same zips, and plain image folders, the same way.
+"""
+
+from __future__ import annotations
+
+import io
+import operator
+import os
+import warnings
+import zipfile
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from cips3d.errors import ConfigError, UserError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+class SkippedImagesWarning(UserWarning):
+    """Some files of a dataset could not be read as images and were left out."""
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a '/'-separated relative path names an image we read (by extension, any case).
+
+    Hidden files and folders (a part starting with '.', e.g. macOS `._x.png` resource forks) and
+    `__MACOSX/` are left out: they are copies or metadata, never images of the dataset.
+    """
+    parts = PurePosixPath(name).parts
+    if any(part.startswith(".") or part == "__MACOSX" for part in parts):
+        return False
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+class FolderSource:
+    """The images under a folder, at any depth, named by their '/'-separated path relative to it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        names = []
+        for folder, _, files in os.walk(root):
+            rel = Path(folder).relative_to(root)
+            names += [(rel / f).as_posix() for f in files if is_image_name((rel / f).as_posix())]
+        self.names: tuple[str, ...] = tuple(sorted(names))
+
+    def read(self, name: str) -> bytes:
+        return (self.root / name).read_bytes()
+
+    def location(self, name: str) -> str:
+        """Where `name` is, for messages."""
+        return str(self.root / name)
+
+    def close(self) -> None:
+        """Nothing stays open between reads."""
+
+
+class ZipSource:
+    """The images inside a zip archive, at any depth (StyleGAN2-ADA layout: `00000/img00000000.png`).
+
+    The archive is opened lazily, once per process: a handle inherited through fork shares its file offset
+    with the parent (concurrent reads would corrupt each other), and an open handle cannot be pickled to a
+    spawned DataLoader worker. `dataset.json` and other non-image members are ignored.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._zip: zipfile.ZipFile | None = None
+        self._pid: int | None = None
+        with zipfile.ZipFile(path) as archive:
+            members = [n for n in archive.namelist() if not n.endswith("/") and is_image_name(n)]
+        self.names: tuple[str, ...] = tuple(sorted(members))
+
+    def read(self, name: str) -> bytes:
+        if self._zip is None or self._pid != os.getpid():
+            self._zip = zipfile.ZipFile(self.path)
+            self._pid = os.getpid()
+        return self._zip.read(name)
+
+    def location(self, name: str) -> str:
+        return f"{self.path}:{name}"
+
+    def close(self) -> None:
+        # Close only our own handle: one inherited from the parent process is the parent's to close.
+        if self._zip is not None and self._pid == os.getpid():
+            self._zip.close()
+        self._zip, self._pid = None, None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_zip": None, "_pid": None}
+
+
+def open_image_source(path: str | os.PathLike) -> FolderSource | ZipSource:
+    """A folder or zip archive of images; anything else, or one without images, is a `UserError`."""
+    path = Path(path)
+    if path.is_dir():
+        source: FolderSource | ZipSource = FolderSource(path)
+    elif not path.exists():
+        raise UserError(f"no folder or zip archive at {path}.")
+    elif not zipfile.is_zipfile(path):
+        raise UserError(f"{path} is neither a folder of images nor a zip archive.")
+    else:
+        source = ZipSource(path)
+    if not source.names:
+        kinds = ", ".join(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
+        raise UserError(f"no images ({kinds}) found in {path}.")
+    return source
+
+
+def crop_resize(img: Image.Image, resolution: int) -> Image.Image:
+    """Centre-crop to a square (the shorter side), then resize with LANCZOS to resolution x resolution.
+
+    Images already of that size are returned unchanged, so nothing is resampled needlessly.
+    """
+    width, height = img.size
+    if width != height:
+        side = min(width, height)
+        left, top = (width - side) // 2, (height - side) // 2
+        img = img.crop((left, top, left + side, top + side))
+    if img.size != (resolution, resolution):
+        img = img.resize((resolution, resolution), Image.Resampling.LANCZOS)
+    return img
+
+
+def decode_rgb(data: bytes, resolution: int | None = None) -> np.ndarray:
+    """Encoded image bytes -> uint8 [H, W, 3] RGB (grey, palette and RGBA converted; alpha dropped).
+
+    With `resolution`, the image is centre-cropped to a square and LANCZOS-resized (`crop_resize`).
+    """
+    with Image.open(io.BytesIO(data)) as img:
+        rgb = img.convert("RGB")
+    if resolution is not None:
+        rgb = crop_resize(rgb, resolution)
+    return np.array(rgb, dtype=np.uint8)
+
+
+def unreadable_reason(err: BaseException) -> str:
+    """A short reason for a failed read, without PIL's `<_io.BytesIO object at 0x...>` noise."""
+    if isinstance(err, UnidentifiedImageError):
+        return "not a known image format"
+    return str(err) or type(err).__name__
+
+
+def warn_skipped(bad: list[str], total: int) -> None:
+    """One warning for all the unreadable files of a dataset (none when `bad` is empty)."""
+    if bad:
+        message = f"skipped {len(bad)} of {total} images that could not be read (first: {bad[0]})"
+        warnings.warn(message, SkippedImagesWarning, stacklevel=3)
+
+
+def _probe(source: FolderSource | ZipSource, name: str) -> tuple[int, int]:
+    """(width, height) of one image after a cheap integrity check (header, PNG chunk CRCs)."""
+    with Image.open(io.BytesIO(source.read(name))) as img:
+        size = img.size
+        img.verify()
+    return size
+
+
+def scan_images(
+    source: FolderSource | ZipSource, strict: bool
+) -> tuple[list[str], list[tuple[int, int]], list[str]]:
+    """Readable names, their sizes, and the locations of unreadable files; `strict` fails on the first."""
+    names, sizes, bad = [], [], []
+    for name in source.names:
+        try:
+            sizes.append(_probe(source, name))
+        # PIL raises many kinds of errors for malformed files (OSError, SyntaxError, struct.error, ...).
+        except Exception as err:
+            if strict:
+                reason = unreadable_reason(err)
+                raise UserError(f"{source.location(name)} is not a readable image ({reason}).") from None
+            bad.append(source.location(name))
+        else:
+            names.append(name)
+    return names, sizes, bad
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images [..., 3, H, W] in [0, 255] -> float32 in [-1, 1] as x / 127.5 - 1 (0 -> -1, 255 -> 1).
+
+    Call it after moving the batch to the device: uint8 is a quarter of the bytes to transfer.
+    """
+    if images.dtype != torch.uint8:
+        raise TypeError(f"to_float expects uint8 images, got {images.dtype}")
+    return images.to(torch.float32) / 127.5 - 1
+
+
+def _native_resolution(
+    names: list[str], sizes: list[tuple[int, int]], source: FolderSource | ZipSource
+) -> int:
+    """The one square size shared by all images; otherwise a `UserError` asking for a resolution."""
+    first = source.location(names[0])
+    first_w, first_h = sizes[0]
+    for name, (w, h) in zip(names, sizes, strict=True):
+        if (w, h) != (first_w, first_h):
+            raise UserError(
+                f"{source.location(name)} is {w}x{h} but {first} is {first_w}x{first_h}; "
+                "give a resolution to crop and resize all images to one square size."
+            )
+    if first_w != first_h:
+        raise UserError(
+            f"{first} is {first_w}x{first_h}, not square; give a resolution to crop and resize it."
+        )
+    return first_w
+
+
+class ImageDataset(Dataset):
+    """The images of a folder (at any depth) or a StyleGAN2-ADA zip, as uint8 tensors [3, R, R] (RGB).
+
+    Images are ordered by their sorted relative path, so a folder and a zip of the same files give the
+    same items. With `resolution`, every image whose size differs is resized with PIL LANCZOS; a non-square
+    image is first centre-cropped to a square (its shorter side). Without it, all images must share one
+    square size, which becomes `resolution`. With `xflip`, the length doubles as in StyleGAN2-ADA: item
+    i >= N is the horizontal mirror of item i - N.
+
+    Every file is checked once when the dataset is built (header and, for PNG, chunk checksums). Unreadable
+    ones are left out with one `SkippedImagesWarning` counting them, or, with `strict`, raise a `UserError`
+    naming the first. A JPEG truncated mid-data passes that cheap check and fails with a `UserError` when
+    it is loaded; `cips3d dataset` decodes every image and so catches those too.
+
+    Zips are opened lazily once per process, so the dataset is safe in DataLoader worker processes.
+
+    Args:
+        path: image folder or zip archive.
+        resolution: side R of the returned images in pixels, or None for the images' own size.
+        xflip: append mirrored copies (length 2N).
+        strict: fail on the first unreadable file instead of skipping it.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        resolution: int | None = None,
+        xflip: bool = False,
+        strict: bool = False,
+    ) -> None:
+        if resolution is not None and resolution < 1:
+            raise ConfigError(f"resolution must be at least 1 pixel, got {resolution}.")
+        self.path = Path(path)
+        self.xflip = xflip
+        self._source = open_image_source(path)
+        names, sizes, bad = scan_images(self._source, strict)
+        if not names:
+            raise UserError(f"none of the {len(bad)} images in {path} could be read (first: {bad[0]}).")
+        warn_skipped(bad, len(self._source.names))
+        self.names: tuple[str, ...] = tuple(names)
+        self.num_skipped = len(bad)
+        self.resolution = (
+            resolution if resolution is not None else _native_resolution(names, sizes, self._source)
+        )
+        self._source.close()  # workers reopen it lazily; nothing open is left to fork or pickle
+
+    @property
+    def num_images(self) -> int:
+        """Readable images, without the mirrored copies."""
+        return len(self.names)
+
+    def __len__(self) -> int:
+        return self.num_images * (2 if self.xflip else 1)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        """uint8 [3, R, R]; index i >= N (xflip only) is image i - N mirrored left-right."""
+        index = operator.index(index)
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} is out of range for a dataset of {len(self)} items")
+        flip = index >= self.num_images
+        name = self.names[index - self.num_images if flip else index]
+        try:
+            pixels = decode_rgb(self._source.read(name), self.resolution)
+        # The cheap scan cannot see every defect (a JPEG cut mid-data); say which file, whatever PIL raised.
+        except Exception as err:
+            raise UserError(
+                f"{self._source.location(name)} could not be decoded ({unreadable_reason(err)})."
+            ) from err
+        image = torch.from_numpy(pixels).permute(2, 0, 1)
+        return (image.flip(-1) if flip else image).contiguous()
+
+    def close(self) -> None:
+        """Close this process's zip handle, if any (it reopens on the next read)."""
+        self._source.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"ImageDataset({str(self.path)!r}, {self.num_images} images, "
+            f"{self.resolution}x{self.resolution}, xflip={self.xflip})"
+        )

@@ -1,0 +1,195 @@
+"""Pack images into a StyleGAN2-ADA-layout zip at one resolution: what `cips3d dataset` runs.
+
+The layout is the one of StyleGAN2-ADA's `dataset_tool.py` (spec 4.6): PNGs named
+`00000/img00000000.png`, 1000 per folder, stored uncompressed in the zip, plus a `dataset.json` with
+`{"labels": null}` (CIPS-3D trains without labels). Mirrored copies are not written: `ImageDataset(...,
+xflip=True)` makes them at load time, at no cost on disk.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from cips3d.data.images import (
+    FolderSource,
+    ZipSource,
+    decode_rgb,
+    open_image_source,
+    unreadable_reason,
+    warn_skipped,
+)
+from cips3d.errors import ConfigError, UserError
+from cips3d.io.files import atomic_write
+
+IMAGES_PER_FOLDER = 1000
+# PNG is lossless at every level; level 1 writes much faster than the default 6, and inflating (what
+# training does) costs about the same whatever the level.
+PNG_COMPRESS_LEVEL = 1
+ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can record
+
+
+@dataclass(frozen=True)
+class ZipStats:
+    """What `folder_to_zip` wrote."""
+
+    dest: Path
+    """The zip archive written."""
+    resolution: int
+    """Side of every image in it, in pixels."""
+    num_written: int
+    """Images in the archive."""
+    num_skipped: int
+    """Source files left out because they could not be read."""
+    first_skipped: str | None
+    """Location of the first file left out, if any."""
+
+
+def archive_name(index: int) -> str:
+    """Name of image `index` in the archive: `00000/img00000000.png`, 1000 images per folder."""
+    return f"{index // IMAGES_PER_FOLDER:05d}/img{index:08d}.png"
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """uint8 [H, W, 3] -> PNG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buffer.getvalue()
+
+
+def _member(name: str) -> zipfile.ZipInfo:
+    """A member with a fixed timestamp, so the same images always give a byte-identical zip."""
+    info = zipfile.ZipInfo(name, date_time=ZIP_DATE_TIME)
+    info.compress_type = zipfile.ZIP_STORED
+    info.external_attr = 0o644 << 16  # rw-r--r-- when extracted
+    return info
+
+
+def write_image_zip(dest: str | os.PathLike, pngs: Iterable[bytes]) -> int:
+    """Write PNG-encoded images to a StyleGAN2-ADA-layout zip, atomically; returns how many were written.
+
+    The archive appears only once complete: if `pngs` raises midway, `dest` is left as it was. Members
+    carry a fixed timestamp, so the same images give the same bytes. Any producer of images (a folder, a
+    procedural generator) can feed it.
+    """
+    count = 0
+
+    def write(tmp: str) -> None:
+        nonlocal count
+        # ZIP_STORED as in StyleGAN2-ADA: PNGs are already compressed, and stored members read fastest.
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
+            for png in pngs:
+                archive.writestr(_member(archive_name(count)), png)
+                count += 1
+            archive.writestr(_member("dataset.json"), json.dumps({"labels": None}))
+
+    atomic_write(dest, write)
+    return count
+
+
+def _convert(data: bytes, resolution: int) -> bytes:
+    return encode_png(decode_rgb(data, resolution))
+
+
+def _converting(
+    source: FolderSource | ZipSource, resolution: int, workers: int
+) -> Iterator[tuple[str, Future]]:
+    """(name, future PNG bytes) for each source image, in source order.
+
+    Files are read here, in one thread (a zip handle is not shared between threads); decoding, LANCZOS
+    and encoding run in `workers` threads, since PIL releases the GIL for them. At most a few images per
+    worker are in flight, so memory stays bounded on any dataset size.
+    """
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque[tuple[str, Future]] = deque()
+        for name in source.names:
+            try:
+                future = pool.submit(_convert, source.read(name), resolution)
+            # A file we may not read, or a damaged zip member (BadZipFile, zlib.error): counted as unreadable.
+            except Exception as err:
+                future = Future()
+                future.set_exception(err)
+            pending.append((name, future))
+            if len(pending) > 2 * workers:
+                yield pending.popleft()
+        yield from pending
+
+
+def _check_paths(source: Path, dest: Path, resolution: int) -> None:
+    if resolution < 1:
+        raise ConfigError(f"resolution must be at least 1 pixel, got {resolution}.")
+    if dest.suffix.lower() != ".zip":
+        raise UserError(f"the destination must be a .zip file, got {dest}.")
+    if dest.is_dir():
+        raise UserError(f"{dest} is a folder; give the path of the .zip file to write.")
+    if source.exists() and dest.exists() and source.resolve() == dest.resolve():
+        raise UserError(f"the destination {dest} is the source itself; write to another file.")
+
+
+def folder_to_zip(
+    source: str | os.PathLike,
+    dest_zip: str | os.PathLike,
+    resolution: int,
+    strict: bool = False,
+    progress: bool = True,
+    workers: int | None = None,
+) -> ZipStats:
+    """Pack the images of a folder (at any depth) or a zip into a StyleGAN2-ADA-layout zip.
+
+    Images are taken in sorted path order (as `ImageDataset` reads them), converted to RGB, centre-cropped
+    to a square when they are not, resized with PIL LANCZOS to resolution x resolution and written as PNG.
+    Every image is fully decoded, so any unreadable file is found: it is skipped and counted in one
+    `SkippedImagesWarning`, or, with `strict`, raises a `UserError` naming it. The zip is written to a
+    temporary file beside `dest_zip` and renamed when complete, so a failure never leaves a partial one.
+
+    Args:
+        source: image folder or zip archive.
+        dest_zip: the .zip to write (replaced if it exists).
+        resolution: side of the written images in pixels.
+        strict: fail on the first unreadable file instead of skipping it.
+        progress: show a tqdm progress bar.
+        workers: threads decoding and resizing (default: up to 8, one per CPU core).
+
+    Returns:
+        `ZipStats` with the numbers of images written and skipped.
+    """
+    dest = Path(dest_zip)
+    _check_paths(Path(source), dest, resolution)
+    src = open_image_source(source)
+    workers = workers or min(8, os.cpu_count() or 1)
+    bad: list[str] = []
+
+    def pngs() -> Iterator[bytes]:
+        with tqdm(total=len(src.names), unit="img", desc="dataset", disable=not progress) as bar:
+            for name, future in _converting(src, resolution, workers):
+                bar.update()
+                try:
+                    png = future.result()
+                # PIL raises many kinds of errors for malformed files (OSError, SyntaxError, ...).
+                except Exception as err:
+                    if strict:
+                        reason = unreadable_reason(err)
+                        raise UserError(f"{src.location(name)} is not a readable image ({reason}).") from None
+                    bad.append(src.location(name))
+                    continue
+                yield png
+        if len(bad) == len(src.names):  # raised inside the write, so no empty zip replaces `dest`
+            raise UserError(f"none of the {len(bad)} images in {source} could be read (first: {bad[0]}).")
+
+    try:
+        written = write_image_zip(dest, pngs())
+    finally:
+        src.close()
+    warn_skipped(bad, len(src.names))
+    return ZipStats(dest, resolution, written, len(bad), bad[0] if bad else None)

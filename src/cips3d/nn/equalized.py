@@ -1,0 +1,183 @@
+"""Equalized-learning-rate layers of the discriminator (rosinality StyleGAN2 style, spec 3.1).
+
+Weights are stored N(0, 1) and scaled at run time by 1/sqrt(fan_in); biases start at zero and live in
+the activation (`FusedLeakyReLU`). The official CUDA ops are plain PyTorch here: the fused bias-act is
+`leaky_relu(x + b) * sqrt(2)` and the blur is `upfirdn2d` with up = down = 1, i.e. a padded depthwise
+convolution with the flipped kernel. Autograd provides the double backward that R1 needs.
+
+Modules are built without drawing random numbers; `reset_parameters(generator)` draws the official
+init in the official order (construction order of the official modules).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cips3d import constants as K
+
+
+def blur_kernel(taps: tuple[float, ...] = K.D_BLUR_TAPS) -> torch.Tensor:
+    """The separable 2-D kernel outer(taps, taps) / sum, [len(taps), len(taps)] (official `make_kernel`)."""
+    k = torch.tensor(taps, dtype=torch.float32)
+    k = k[None, :] * k[:, None]
+    return k / k.sum()
+
+
+def blur(x: torch.Tensor, kernel: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
+    """`upfirdn2d(x, kernel, up=1, down=1, pad=pad)`: zero-pad, then a per-channel valid convolution.
+
+    Args:
+        x: [B, C, H, W].
+        kernel: [kh, kw]; upfirdn2d convolves (not correlates), hence the flip before `conv2d`.
+        pad: (before, after), the same on both axes.
+
+    Returns:
+        [B, C, H + before + after - kh + 1, W + before + after - kw + 1].
+    """
+    channels = x.shape[1]
+    x = F.pad(x, (pad[0], pad[1], pad[0], pad[1]))
+    weight = kernel.flip(0, 1).to(x)[None, None].expand(channels, 1, *kernel.shape)
+    return F.conv2d(x, weight, groups=channels)
+
+
+def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """leaky_relu(x + bias, 0.2) * sqrt(2), bias [C] broadcast over dim 1 of x [B, C, ...]."""
+    bias = bias.view(1, -1, *([1] * (x.dim() - 2)))
+    return F.leaky_relu(x + bias, K.LEAKY_SLOPE) * K.D_ACT_GAIN
+
+
+class FusedLeakyReLU(nn.Module):
+    """The official `FusedLeakyReLU(C)`: owns the bias [C] of the layer before it (zero init)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.empty(channels))
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        self.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fused_leaky_relu(x, self.bias)
+
+
+class Blur(nn.Module):
+    """The [1,3,3,1] blur before a stride-2 convolution; the 4x4 kernel is a (saved) buffer, as official."""
+
+    def __init__(self, pad: tuple[int, int]) -> None:
+        super().__init__()
+        self.pad = pad
+        self.register_buffer("kernel", blur_kernel())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, C, H, W] -> [B, C, H + pad0 + pad1 - 3, W + pad0 + pad1 - 3]."""
+        return blur(x, self.kernel, self.pad)
+
+
+class EqualConv2d(nn.Module):
+    """conv2d with the weight [out, in, k, k] scaled by 1/sqrt(in * k * k) at run time; no bias."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
+        self.scale = 1 / math.sqrt(in_channels * kernel_size**2)
+        self.stride = stride
+        self.padding = padding
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None) -> None:
+        self.weight.normal_(generator=generator)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, in, H, W] -> [B, out, (H + 2p - k) // stride + 1, ...]."""
+        return F.conv2d(x, self.weight * self.scale, stride=self.stride, padding=self.padding)
+
+
+class EqualLinear(nn.Module):
+    """Linear with the weight [out, in] scaled by 1/sqrt(in) at run time and a bias [out] (zero init).
+
+    With `activate`, the bias goes through the fused bias-LeakyReLU instead of the matrix product.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, activate: bool = False) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_dim, in_dim))
+        self.bias = nn.Parameter(torch.empty(out_dim))
+        self.scale = 1 / math.sqrt(in_dim)
+        self.activate = activate
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None) -> None:
+        self.weight.normal_(generator=generator)
+        self.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, in] -> [B, out]."""
+        if self.activate:
+            return fused_leaky_relu(F.linear(x, self.weight * self.scale), self.bias)
+        return F.linear(x, self.weight * self.scale, self.bias)
+
+
+class ConvLayer(nn.Module):
+    """[blur] -> EqualConv2d -> [FusedLeakyReLU]; with `downsample` the conv has stride 2 after the blur.
+
+    Submodules `blur`, `conv` and `act` are the official `down_blur`, `equal_conv` and `flrelu`. The conv
+    never has its own bias: it is the activation's, or (skip convs) there is none.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        downsample: bool = False,
+        activate: bool = True,
+    ) -> None:
+        super().__init__()
+        # Padding that keeps the blurred map aligned with the stride-2 grid (official ConvLayer):
+        # (2, 2) before a 3x3 conv, (1, 1) before a 1x1 conv.
+        p = (len(K.D_BLUR_TAPS) - 2) + (kernel_size - 1)
+        self.blur = Blur(((p + 1) // 2, p // 2)) if downsample else None
+        stride, padding = (2, 0) if downsample else (1, kernel_size // 2)
+        self.conv = EqualConv2d(in_channels, out_channels, kernel_size, stride, padding)
+        self.act = FusedLeakyReLU(out_channels) if activate else None
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None) -> None:
+        self.conv.reset_parameters(generator)
+        if self.act is not None:
+            self.act.reset_parameters()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, in, H, W] -> [B, out, H, W], or [B, out, H/2, W/2] when downsampling."""
+        if self.blur is not None:
+            x = self.blur(x)
+        x = self.conv(x)
+        return self.act(x) if self.act is not None else x
+
+
+class ResBlock(nn.Module):
+    """Residual block that halves the resolution: (conv2(conv1(x)) + skip(x)) / sqrt(2).
+
+    conv1 (in -> in) and conv2 (in -> out) are 3x3; the stride-2 step is in conv2, or in conv1 when
+    `first_downsample` (the aux discriminator). skip is a bias-free 1x1 stride-2 conv with its own blur.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, first_downsample: bool = False) -> None:
+        super().__init__()
+        self.conv1 = ConvLayer(in_channels, in_channels, 3, downsample=first_downsample)
+        self.conv2 = ConvLayer(in_channels, out_channels, 3, downsample=not first_downsample)
+        self.skip = ConvLayer(in_channels, out_channels, 1, downsample=True, activate=False)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None) -> None:
+        for layer in (self.conv1, self.conv2, self.skip):
+            layer.reset_parameters(generator)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, in, H, W] -> [B, out, H/2, W/2]."""
+        return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2)

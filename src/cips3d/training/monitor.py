@@ -1,0 +1,46 @@
+"""Watching a run: a progress bar with steps/s, images seen and losses; TensorBoard scalars and images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+
+class Monitor:
+    """Progress bar plus TensorBoard event files under `log_dir` (tensorboard is imported lazily)."""
+
+    def __init__(self, log_dir: Path, total_steps: int, initial_step: int, enabled: bool = True) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 (slow import, only when training)
+
+        self.writer = SummaryWriter(log_dir=str(log_dir))
+        self.bar = tqdm(
+            total=total_steps, initial=initial_step, unit="step", disable=not enabled, dynamic_ncols=True
+        )
+
+    def step(
+        self, global_step: int, images_seen: int, stage: str, stats: dict[str, float], log: bool
+    ) -> None:
+        self.bar.update(1)
+        if log:
+            for name, value in stats.items():
+                self.writer.add_scalar(f"train/{name}", value, global_step)
+            self.writer.add_scalar("train/images_seen", images_seen, global_step)
+            keys = ("d_loss", "g_loss", "r1")
+            shown = {k: f"{stats[k]:.3f}" for k in keys if k in stats}
+            self.bar.set_postfix(stage=stage, kimg=f"{images_seen / 1000:.1f}", **shown)
+
+    def images(self, global_step: int, grids: dict[str, np.ndarray]) -> None:
+        for name, grid in grids.items():
+            self.writer.add_image(f"preview/{name}", grid, global_step, dataformats="HWC")
+
+    def scalar(self, name: str, value: float, global_step: int) -> None:
+        self.writer.add_scalar(name, value, global_step)
+
+    def message(self, text: str) -> None:
+        self.bar.write(text)
+
+    def close(self) -> None:
+        self.bar.close()
+        self.writer.close()

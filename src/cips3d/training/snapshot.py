@@ -1,0 +1,199 @@
+"""Training snapshots: everything needed to continue a run exactly, written so that a crash never
+leaves a snapshot half-written.
+
+A snapshot is one folder `snapshots/step-000001234/` holding
+
+    G.safetensors, G_ema.safetensors, D.safetensors   weights (plain tensors)
+    optimizers.pt                                     both Adam states (loaded with weights_only=True)
+    rng.pt                                            generator states: G, D, torch, numpy, python
+    state.json                                        step, stage, data position, counters, config
+
+It is first written as `.tmp-step-...` (every file fsynced) and then renamed: a folder named
+`step-*` is always complete. Old snapshots are renamed away before they are deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from cips3d.errors import CheckpointError
+
+FORMAT = "cips3d.training-snapshot"
+FORMAT_VERSION = 1
+_NAME = re.compile(r"^step-(\d{9})$")
+
+
+@dataclass
+class TrainState:
+    """Counters of a run; together with weights, optimisers and RNG states it defines the run."""
+
+    stage: int = 0
+    stage_step: int = 0
+    global_step: int = 0
+    images_seen: int = 0
+    data_position: int = 0
+    """Dataset positions consumed so far (the data sampler resumes from here)."""
+    skipped_steps: int = 0
+    bad_steps_in_row: int = 0
+    best_score: float | None = None
+    best_snapshot: str | None = None
+    stage_started_from: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """One record per snapshot: step, stage, score."""
+
+
+@dataclass
+class Snapshot:
+    """A loaded snapshot."""
+
+    path: Path
+    state: TrainState
+    config: dict[str, Any]
+    G: dict[str, torch.Tensor]
+    G_ema: dict[str, torch.Tensor]
+    D: dict[str, torch.Tensor]
+    optimizers: dict[str, Any]
+    rng: dict[str, Any]
+
+
+def snapshot_name(global_step: int) -> str:
+    return f"step-{global_step:09d}"
+
+
+def list_snapshots(root: str | os.PathLike) -> list[Path]:
+    """Complete snapshots under `root`, oldest first (unfinished `.tmp-*` folders are ignored)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and _NAME.match(p.name))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsynced(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def capture_rng(generators: dict[str, torch.Generator]) -> dict[str, Any]:
+    """States of the run's generators and of the global torch, numpy and python generators."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    return {
+        "generators": {name: g.get_state() for name, g in generators.items()},
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+    }
+
+
+def restore_rng(rng: dict[str, Any], generators: dict[str, torch.Generator]) -> None:
+    for name, g in generators.items():
+        g.set_state(rng["generators"][name])
+    torch.set_rng_state(rng["torch"])
+    kind, keys, pos, has_gauss, gauss = rng["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = rng["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def write_snapshot(
+    root: str | os.PathLike,
+    state: TrainState,
+    config: dict[str, Any],
+    modules: dict[str, torch.nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    rng: dict[str, Any],
+) -> Path:
+    """Write a snapshot atomically and return its folder. `modules` must hold G, G_ema and D."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / snapshot_name(state.global_step)
+    tmp = root / f".tmp-{final.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for name in ("G", "G_ema", "D"):
+        tensors = {k: v.detach().cpu().contiguous() for k, v in modules[name].state_dict().items()}
+        save_file(tensors, str(tmp / f"{name}.safetensors"))
+    torch.save({name: opt.state_dict() for name, opt in optimizers.items()}, tmp / "optimizers.pt")
+    torch.save(rng, tmp / "rng.pt")
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "state": asdict(state), "config": config}
+    (tmp / "state.json").write_text(json.dumps(meta, indent=2) + "\n")
+    for path in tmp.iterdir():
+        _fsynced(path)
+    _fsync_dir(tmp)
+    if final.exists():  # a rerun of the same step (after a resume): replace it atomically
+        _discard(final)
+    os.rename(tmp, final)
+    _fsync_dir(root)
+    return final
+
+
+def _discard(path: Path) -> None:
+    """Remove a snapshot folder so that no half-deleted `step-*` folder can ever be seen."""
+    trash = path.with_name(f".del-{path.name}-{os.getpid()}")
+    os.rename(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def prune_snapshots(root: str | os.PathLike, keep: int, protect: set[str]) -> list[Path]:
+    """Delete all but the newest `keep` snapshots, never those named in `protect`; return the deleted."""
+    snapshots = list_snapshots(root)
+    doomed = [p for p in snapshots[:-keep] if p.name not in protect] if keep > 0 else []
+    for path in doomed:
+        _discard(path)
+    for leftover in Path(root).glob(".tmp-*"):  # from an earlier crash mid-write
+        if leftover.is_dir() and not leftover.name.endswith(f"-{os.getpid()}"):
+            shutil.rmtree(leftover, ignore_errors=True)
+    return doomed
+
+
+def resolve_snapshot(path: str | os.PathLike) -> Path:
+    """A snapshot folder, or the newest complete snapshot of a run folder (or its snapshots/ folder)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"nothing to resume at {path}.")
+    if _NAME.match(path.name) and (path / "state.json").is_file():
+        return path
+    for root in (path / "snapshots", path):
+        found = list_snapshots(root)
+        if found:
+            return found[-1]
+    raise CheckpointError(f"{path} holds no complete training snapshot.")
+
+
+def load_snapshot(path: str | os.PathLike) -> Snapshot:
+    """Read a snapshot (or the newest one of a run folder); every failure is one `CheckpointError`."""
+    path = resolve_snapshot(path)
+    try:
+        meta = json.loads((path / "state.json").read_text())
+        if meta.get("format") != FORMAT:
+            raise CheckpointError(f"{path} is not a cips3d training snapshot.")
+        weights = {name: load_file(str(path / f"{name}.safetensors")) for name in ("G", "G_ema", "D")}
+        optimizers = torch.load(path / "optimizers.pt", map_location="cpu", weights_only=True)
+        rng = torch.load(path / "rng.pt", map_location="cpu", weights_only=True)
+        state = TrainState(**meta["state"])
+    except CheckpointError:
+        raise
+    except Exception as err:  # unreadable json, truncated tensors, missing files, unknown fields
+        raise CheckpointError(f"the snapshot {path} cannot be read ({type(err).__name__}: {err}).") from err
+    return Snapshot(
+        path, state, meta["config"], weights["G"], weights["G_ema"], weights["D"], optimizers, rng
+    )

@@ -1,0 +1,372 @@
+"""The training loop: stages in order, a D step and a G step per iteration, EMA, previews, snapshots.
+
+Everything random comes from generators whose states are saved with each snapshot, the data order is
+a pure function of the number of images consumed, and Adam states are saved, so a run resumed from a
+snapshot continues exactly as if it had never stopped (bit for bit on CPU).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from cips3d.config import RenderConfig
+from cips3d.data.images import ImageDataset, to_float
+from cips3d.data.sampler import InfiniteSampler
+from cips3d.errors import CheckpointError
+from cips3d.io.files import atomic_write
+from cips3d.io.images import save_png
+from cips3d.models.discriminator import Discriminator, DiscriminatorConfig
+from cips3d.models.generator3d import Generator3D
+from cips3d.training.augment import DiffAugmentConfig
+from cips3d.training.config import StageConfig, TrainConfig
+from cips3d.training.ema import ema_update
+from cips3d.training.evaluate import snapshot_score
+from cips3d.training.monitor import Monitor
+from cips3d.training.preview import preview_grids
+from cips3d.training.schedule import ema_active, fade_alpha, nerf_noise_std
+from cips3d.training.snapshot import (
+    Snapshot,
+    TrainState,
+    capture_rng,
+    load_snapshot,
+    prune_snapshots,
+    restore_rng,
+    snapshot_name,
+    write_snapshot,
+)
+from cips3d.training.steps import StepRandom, StepSettings, d_step, g_step
+from cips3d.training.warm_start import warm_start
+
+
+class TrainingStopped(Exception):
+    """Training cannot go on (e.g. the losses stayed non-finite); a snapshot of the last good state exists."""
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How to run (not what to train): device, workers, limits."""
+
+    device: torch.device = torch.device("cpu")
+    workers: int = 0
+    progress: bool = True
+    max_steps: int | None = None
+    """Stop (with a snapshot) once the run has done this many iterations in total."""
+    max_minutes: float | None = None
+    """Stop (with a snapshot) after this much wall time."""
+
+
+def nerf_modules(G: Generator3D) -> list[torch.nn.Module]:
+    """The NeRF side that fine-tuning freezes: field, its mapping network, the aux head (spec 5.1)."""
+    return [G.field, G.nerf_mapping, G.aux_head]
+
+
+class Trainer:
+    """Trains G (and its EMA copy G_ema) against D through the stages of `config`.
+
+    Args:
+        config: networks, curriculum and loss settings.
+        run_dir: where snapshots, previews, TensorBoard logs and metrics go.
+        data: image folder or dataset zip.
+        options: device, data-loader workers and stopping limits.
+    """
+
+    def __init__(
+        self, config: TrainConfig, run_dir: str | Path, data: str | Path, options: TrainOptions
+    ) -> None:
+        self.config, self.run_dir, self.data, self.options = config, Path(run_dir), Path(data), options
+        device = options.device
+        self.G = Generator3D(config.generator, generator=torch.Generator().manual_seed(config.seed)).to(
+            device
+        )
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        d_config = DiscriminatorConfig.from_dict(config.discriminator)
+        self.D = Discriminator(d_config, generator=torch.Generator().manual_seed(config.seed + 1)).to(device)
+        self.random = StepRandom(
+            g=torch.Generator().manual_seed(config.seed + 2), d=torch.Generator().manual_seed(config.seed + 3)
+        )
+        self.state = TrainState()
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self._optimizer_state: dict | None = None
+        self._eval_reals: torch.Tensor | None = None
+        self._datasets: dict[int, ImageDataset] = {}
+        self._stop_requested = False
+        self._started = time.monotonic()
+
+    # --- construction from snapshots ---------------------------------------------------------------
+    @classmethod
+    def from_snapshot(cls, path: str | Path, data: str | Path | None, options: TrainOptions) -> Trainer:
+        """Continue the run a snapshot (or the newest snapshot of a run folder) belongs to."""
+        snap = load_snapshot(path)
+        config = TrainConfig.from_dict(snap.config)
+        run_dir = snap.path.parent.parent
+        if data is None:
+            data = _recorded_data_path(run_dir)
+        trainer = cls(config, run_dir, data, options)
+        trainer._load_weights(snap)
+        trainer.state = snap.state
+        restore_rng(snap.rng, trainer.generators)
+        trainer._optimizer_state = snap.optimizers
+        return trainer
+
+    def warm_start(self, source: str | Path) -> str:
+        """Start from the weights in `source` (see `cips3d.training.warm_start`); before `run`."""
+        if self.state.global_step:
+            raise CheckpointError("a resumed run cannot be warm-started from other weights.")
+        return warm_start(source, self.config, self.G, self.G_ema, self.D)
+
+    @property
+    def generators(self) -> dict[str, torch.Generator]:
+        return {"g": self.random.g, "d": self.random.d}
+
+    def _load_weights(self, snap: Snapshot) -> None:
+        for name, module in (("G", self.G), ("G_ema", self.G_ema), ("D", self.D)):
+            state = getattr(snap, name)
+            expected = module.state_dict()
+            bad = [k for k in expected if k not in state or state[k].shape != expected[k].shape]
+            if bad or len(state) != len(expected):
+                raise CheckpointError(
+                    f"the snapshot {snap.path} does not fit its own config ({name}: {len(bad)} keys differ)."
+                )
+            module.load_state_dict(state)
+
+    # --- the loop ----------------------------------------------------------------------------------
+    def run(self) -> TrainState:
+        """Train until the last stage ends or a limit / signal stops the run; returns the final state."""
+        self._dataset(self.config.stages[self.state.stage].img_size)  # a bad dataset fails before any write
+        self._write_run_file()
+        total = sum(s.steps for s in self.config.stages)
+        monitor = Monitor(self.run_dir / "logs", total, self.state.global_step, self.options.progress)
+        previous = _install_stop_handlers(self)
+        try:
+            while True:
+                stage = self.config.stages[self.state.stage]
+                if self.state.stage_step >= stage.steps:
+                    if self.state.stage + 1 >= len(self.config.stages):
+                        break
+                    self._next_stage(stage)
+                    continue
+                self._begin_stage(stage)
+                if self._run_stage(stage, monitor):
+                    break
+                self._snapshot(monitor, f"end of stage {stage.name}")
+        finally:
+            _restore_stop_handlers(previous)
+            monitor.close()
+        return self.state
+
+    def _run_stage(self, stage: StageConfig, monitor: Monitor) -> bool:
+        """Iterate until the stage ends (False) or the run must stop (True, after a snapshot)."""
+        batches = self._batches(stage)
+        while self.state.stage_step < stage.steps:
+            reason = self._stop_reason()
+            if reason:
+                self._snapshot(monitor, reason)
+                return True
+            stats = self._iteration(stage, next(batches))
+            step = self.state.global_step
+            monitor.step(step, self.state.images_seen, stage.name, stats, step % self.config.log_every == 0)
+            if self.state.bad_steps_in_row >= self.config.max_bad_steps:
+                path = self._snapshot(monitor, "non-finite losses", score=False)
+                raise TrainingStopped(
+                    f"{self.state.bad_steps_in_row} steps in a row had non-finite losses or gradients; "
+                    f"the last good state is in {path}."
+                )
+            if step % self.config.preview_every == 0:
+                self._preview(stage, monitor)
+            if step % self.config.snapshot_every == 0 and self.state.stage_step < stage.steps:
+                self._snapshot(monitor, "interval")
+        return False
+
+    def _iteration(self, stage: StageConfig, reals: torch.Tensor) -> dict[str, float]:
+        """One D step, one G step, the EMA update, and the counters."""
+        settings = self._settings(stage)
+        stats = d_step(self.G, self.D, self.optimizers["D"], reals, settings, self.random)
+        stats |= g_step(self.G, self.D, self.optimizers["G"], settings, self.random)
+        if ema_active(self.state.stage_step, self.config.ema_start):
+            ema_update(self.G_ema, self.G, self.config.ema_decay)
+        skipped = int(stats["d_skipped"] + stats["g_skipped"])
+        s = self.state
+        s.skipped_steps += skipped
+        s.bad_steps_in_row = s.bad_steps_in_row + 1 if skipped else 0
+        s.stage_step += 1
+        s.global_step += 1
+        s.images_seen += stage.batch_size
+        s.data_position += stage.batch_size
+        return stats | {"alpha": settings.alpha, "nerf_noise": settings.render.nerf_noise}
+
+    def _settings(self, stage: StageConfig) -> StepSettings:
+        c, step = self.config, self.state.stage_step
+        render = RenderConfig(
+            img_size=stage.img_size, fov=c.fov, ray_start=c.ray_start, ray_end=c.ray_end,
+            num_steps=c.num_steps, hierarchical=c.hierarchical,
+            nerf_noise=nerf_noise_std(step, stage.nerf_noise_steps),
+            grad_rays=stage.grad_rays,
+        )  # fmt: skip
+        r1_now = c.r1_gamma > 0 and step % c.r1_interval == 0
+        augment = DiffAugmentConfig(cutout_ratio=c.diffaug_cutout) if stage.diffaug else None
+        return StepSettings(
+            render=render, pose=c.pose, batch_size=stage.batch_size, aux=stage.aux,
+            alpha=fade_alpha(step, stage.fade_steps), augment=augment,
+            r1_gamma=c.r1_gamma, r1_scale=float(c.r1_interval) if r1_now else 0.0, grad_clip=c.grad_clip,
+            nerf_grad=not stage.freeze_nerf,
+        )  # fmt: skip
+
+    # --- stages --------------------------------------------------------------------------------------
+    def _begin_stage(self, stage: StageConfig) -> None:
+        """Freeze or unfreeze the NeRF, build the optimisers (restoring saved state on a resume)."""
+        fresh = self.state.stage_step == 0 and self._optimizer_state is None
+        for module in nerf_modules(self.G):
+            module.requires_grad_(not stage.freeze_nerf)
+        if fresh and stage.freeze_nerf:  # the frozen NeRF is the EMA one (official load_nerf_ema)
+            for ours, ema in zip(nerf_modules(self.G), nerf_modules(self.G_ema), strict=True):
+                ours.load_state_dict(ema.state_dict())
+        betas = self.config.adam_betas
+        trainable = [p for p in self.G.parameters() if p.requires_grad]
+        self.optimizers = {
+            "G": torch.optim.Adam(trainable, lr=stage.g_lr, betas=betas),
+            "D": torch.optim.Adam(self.D.parameters(), lr=stage.d_lr, betas=betas),
+        }
+        if self._optimizer_state is not None:
+            for name, optimizer in self.optimizers.items():
+                optimizer.load_state_dict(self._optimizer_state[name])
+            self._optimizer_state = None
+        self._eval_reals = None
+
+    def _next_stage(self, finished: StageConfig) -> None:
+        """Hand G, G_ema and D to the next stage, from the best or the last snapshot of this one."""
+        source = self.state.best_snapshot if finished.start_from == "best" else None
+        current = snapshot_name(self.state.global_step)
+        if source is not None and source != current:
+            self._load_weights(load_snapshot(self.run_dir / "snapshots" / source))
+        s = self.state
+        s.stage, s.stage_step = s.stage + 1, 0
+        s.best_score, s.best_snapshot, s.stage_started_from = None, None, source or current
+        self._optimizer_state = None
+
+    def _batches(self, stage: StageConfig) -> Iterator[torch.Tensor]:
+        """Real images [B, 3, S, S] in [-1, 1] on the device, from the run's data position on."""
+        dataset = self._dataset(stage.img_size)
+        sampler = InfiniteSampler(len(dataset), seed=self.config.data_seed, start=self.state.data_position)
+        loader = DataLoader(
+            dataset, batch_size=stage.batch_size, sampler=sampler, num_workers=self.options.workers,
+            generator=torch.Generator().manual_seed(0), persistent_workers=False,
+        )  # fmt: skip
+        for batch in loader:
+            yield to_float(batch).to(self.options.device)
+
+    # --- snapshots, previews, stopping ---------------------------------------------------------------
+    def _snapshot(self, monitor: Monitor, reason: str, score: bool = True) -> Path:
+        stage = self.config.stages[self.state.stage]
+        self.G_ema.update_truncation_mean()
+        name = snapshot_name(self.state.global_step)
+        record = {"step": self.state.global_step, "stage": stage.name, "reason": reason}
+        if score:
+            value = snapshot_score(
+                self.G_ema, self._reals_for_score(stage), self.config.pose, self._eval_render(stage)
+            )
+            record["swd"] = value
+            monitor.scalar("eval/swd", value, self.state.global_step)
+            if self.state.best_score is None or value < self.state.best_score:
+                self.state.best_score, self.state.best_snapshot = value, name
+        self.state.history.append(record)
+        modules = {"G": self.G, "G_ema": self.G_ema, "D": self.D}
+        root = self.run_dir / "snapshots"
+        path = write_snapshot(
+            root, self.state, self.config.to_dict(), modules, self.optimizers, capture_rng(self.generators)
+        )
+        prune_snapshots(root, self.config.keep_snapshots, {self.state.best_snapshot} - {None})
+        _append_jsonl(self.run_dir / "metrics.jsonl", record)
+        monitor.message(
+            f"snapshot {path.name} ({reason}" + (f", SWD {record['swd']:.2f})" if "swd" in record else ")")
+        )
+        return path
+
+    def _eval_render(self, stage: StageConfig) -> RenderConfig:
+        c = self.config
+        return RenderConfig(
+            img_size=stage.img_size, fov=c.fov, ray_start=c.ray_start, ray_end=c.ray_end,
+            num_steps=c.num_steps, hierarchical=c.hierarchical,
+        )  # fmt: skip
+
+    def _reals_for_score(self, stage: StageConfig) -> torch.Tensor:
+        if self._eval_reals is None:
+            dataset = self._dataset(stage.img_size)  # the first num_images items are the unflipped ones
+            count = min(self.config.eval_images, dataset.num_images)
+            self._eval_reals = to_float(torch.stack([dataset[i] for i in range(count)]))
+        return self._eval_reals
+
+    def _dataset(self, img_size: int) -> ImageDataset:
+        """The training images at `img_size` (scanned once per resolution)."""
+        if img_size not in self._datasets:
+            self._datasets[img_size] = ImageDataset(self.data, resolution=img_size, xflip=self.config.xflip)
+        return self._datasets[img_size]
+
+    def _preview(self, stage: StageConfig, monitor: Monitor) -> None:
+        self.G_ema.update_truncation_mean()
+        grids = preview_grids(self.G, self.G_ema, stage.img_size)
+        folder = self.run_dir / "previews" / snapshot_name(self.state.global_step)
+        for name, grid in grids.items():
+            save_png(grid, folder / f"{name}.png")
+        monitor.images(self.state.global_step, grids)
+
+    def _stop_reason(self) -> str | None:
+        o = self.options
+        if self._stop_requested:
+            return "stopped by signal"
+        if o.max_steps is not None and self.state.global_step >= o.max_steps:
+            return f"reached {o.max_steps} steps"
+        if o.max_minutes is not None and time.monotonic() - self._started >= 60 * o.max_minutes:
+            return f"reached {o.max_minutes:g} minutes"
+        return None
+
+    def request_stop(self) -> None:
+        """Finish the current iteration, write a snapshot and return from `run` (safe from a signal)."""
+        self._stop_requested = True
+
+    def _write_run_file(self) -> None:
+        meta = {"data": str(self.data.resolve()), "config": self.config.to_dict()}
+        atomic_write(
+            self.run_dir / "run.json", lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n")
+        )
+
+
+def _recorded_data_path(run_dir: Path) -> Path:
+    try:
+        return Path(json.loads((run_dir / "run.json").read_text())["data"])
+    except (OSError, KeyError, ValueError) as err:
+        raise CheckpointError(f"{run_dir} does not record its dataset; pass --data.") from err
+
+
+def _append_jsonl(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _install_stop_handlers(trainer: Trainer) -> dict:
+    """SIGINT / SIGTERM ask the trainer to stop after the current step; a second SIGINT aborts."""
+    import threading  # noqa: PLC0415
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum, frame):
+        if trainer._stop_requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        trainer.request_stop()
+
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_stop_handlers(previous: dict) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)

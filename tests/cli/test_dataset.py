@@ -1,0 +1,79 @@
+"""`cips3d dataset` end to end, and its answers to bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from cips3d.cli.main import main
+from cips3d.data.images import ImageDataset
+from tests.data.test_images import make_folder, truncated_png
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_dataset_writes_a_zip_the_dataset_reads_back(tmp_path, capsys):
+    source = make_folder(tmp_path / "photos", ["a.png", "b/c.jpg", "b/d.png"], size=(24, 18))
+    dest = tmp_path / "train.zip"
+    code, out, err = run(capsys, "dataset", str(source), str(dest), "--resolution", "16", "--quiet")
+    assert code == 0 and err == ""
+    assert out.strip() == f"wrote 3 images of 16x16 to {dest}"
+    packed = ImageDataset(dest, xflip=True)
+    assert packed.num_images == 3 and packed.resolution == 16 and packed[5].shape == (3, 16, 16)
+
+
+def test_skipped_files_are_reported_in_one_line(tmp_path, capsys):
+    source = make_folder(tmp_path / "photos", ["a.png", "b.png"])
+    truncated_png(source / "c.png")
+    (source / "d.jpg").write_text("not a JPEG")
+    code, out, err = run(
+        capsys, "dataset", str(source), str(tmp_path / "t.zip"), "--resolution", "8", "--quiet"
+    )
+    assert code == 0 and "wrote 2 images of 8x8" in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cips3d dataset: warning: skipped 2 of 4 images")
+    assert "c.png" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "no folder or zip archive at"),
+        ("text", "neither a folder of images nor a zip archive"),
+        ("empty", "no images"),
+        ("not-zip", "must be a .zip file"),
+        ("strict", "bad.png is not a readable image"),
+    ],
+)
+def test_user_errors_end_in_one_sentence_and_exit_2(tmp_path, capsys, case, message):
+    source, dest, extra = tmp_path / "photos", tmp_path / "out.zip", []
+    if case == "text":
+        source = tmp_path / "notes.txt"
+        source.write_text("hello")
+    elif case == "empty":
+        source.mkdir()
+    elif case == "not-zip":
+        make_folder(source, ["a.png"])
+        dest = tmp_path / "out.tar"
+    elif case == "strict":
+        make_folder(source, ["a.png"])
+        truncated_png(source / "bad.png")
+        extra = ["--strict"]
+    code, _, err = run(capsys, "dataset", str(source), str(dest), "--resolution", "8", "--quiet", *extra)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cips3d dataset: error: ") and message in lines[0]
+    assert "Traceback" not in err and not dest.exists()
+
+
+def test_resolution_is_required_and_positive(tmp_path, capsys):
+    for argv in (
+        ["dataset", str(tmp_path), "o.zip"],
+        ["dataset", str(tmp_path), "o.zip", "--resolution", "0"],
+    ):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2 and "--resolution" in capsys.readouterr().err

@@ -1,0 +1,112 @@
+"""`cips3d train` end to end: a short run, resume, kill -9, and one-sentence errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from cips3d.cli.main import main
+from cips3d.training.snapshot import list_snapshots, load_snapshot
+from tests.conftest import write_blobs
+
+FAST = ["--preset", "tiny", "--batch-size", "2", "--preview-every", "1000", "--quiet", "--device", "cpu"]
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_train_then_resume(tmp_path, capsys, blob_folder):
+    outdir = tmp_path / "run"
+    args = ["--data", str(blob_folder), "--outdir", str(outdir), "--max-steps", "2", "--snapshot-every", "1"]
+    code, out, _ = run(capsys, "train", *args, *FAST)
+    assert code == 0 and "step 2" in out
+    assert [p.name for p in list_snapshots(outdir / "snapshots")][-1] == "step-000000002"
+    code, out, _ = run(capsys, "train", "--resume", str(outdir), "--max-steps", "3", "--quiet")
+    assert code == 0 and "step 3" in out and load_snapshot(outdir).state.global_step == 3
+
+
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (lambda tmp, blobs: ["--data", str(tmp / "empty")], "no images"),
+        (lambda tmp, blobs: ["--data", str(tmp / "corrupt")], "could be read"),
+        (lambda tmp, blobs: ["--data", str(tmp / "missing")], "no folder or zip"),
+        (lambda tmp, blobs: ["--resume", str(tmp / "empty")], "no complete training snapshot"),
+        (lambda tmp, blobs: ["--resume", str(tmp / "nothing")], "nothing to resume"),
+        (lambda tmp, blobs: ["--resume", str(tmp), "--preset", "tiny"], "cannot be combined"),
+        (lambda tmp, blobs: ["--data", str(blobs), "--init", str(tmp / "none.pth")], "nothing to start from"),
+        (lambda tmp, blobs: [], "give --data"),
+    ],
+    ids=["empty", "corrupt", "missing", "resume-empty", "resume-missing", "resume-preset", "init", "no-data"],
+)
+def test_user_errors_end_in_one_sentence_and_exit_2(tmp_path, capsys, blob_folder, make_args, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "a.png").write_bytes(b"not a png")
+    (tmp_path / "corrupt" / "b.jpg").write_text("nor a jpeg")
+    code, _, err = run(
+        capsys, "train", *make_args(tmp_path, blob_folder), "--outdir", str(tmp_path / "o"), "--quiet"
+    )
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err
+
+
+def test_a_new_run_refuses_a_folder_that_holds_one(tmp_path, capsys, blob_folder):
+    outdir = tmp_path / "run"
+    args = ["train", "--data", str(blob_folder), "--outdir", str(outdir), "--max-steps", "1", *FAST]
+    assert run(capsys, *args)[0] == 0
+    code, _, err = run(capsys, *args)
+    assert code == 2 and "already holds a run" in err
+
+
+def test_sigkill_at_any_moment_leaves_a_run_that_resumes(tmp_path, capsys):
+    data = tmp_path / "data"
+    write_blobs(data, count=12, size=16)
+    outdir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "cips3d", "train", "--data", str(data), "--outdir", str(outdir),
+           "--snapshot-every", "1", *FAST]  # fmt: skip
+    child = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ | {"OMP_NUM_THREADS": "1"}
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(list_snapshots(outdir / "snapshots")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(random.Random().uniform(0, 0.6))  # anywhere: mid-step or mid-snapshot
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+    snap = load_snapshot(outdir)
+    step = snap.state.global_step
+    assert step >= 2
+    code, out, _ = run(capsys, "train", "--resume", str(outdir), "--max-steps", str(step + 1), "--quiet")
+    assert code == 0 and f"step {step + 1}" in out
+
+
+def test_a_resume_folder_whose_snapshot_does_not_fit_its_config_exits_2(tmp_path, capsys, blob_folder):
+    outdir = tmp_path / "run"
+    assert (
+        run(capsys, "train", "--data", str(blob_folder), "--outdir", str(outdir), "--max-steps", "1", *FAST)[
+            0
+        ]
+        == 0
+    )
+    state_file = list_snapshots(outdir / "snapshots")[-1] / "state.json"
+    meta = json.loads(state_file.read_text())
+    meta["config"]["generator"]["inr"]["hidden_dim"] = 32  # another architecture than the saved weights
+    meta["config"]["generator"]["inr_mapping"]["hidden_dim"] = 32
+    meta["config"]["generator"]["inr"]["style_dim"] = 32
+    state_file.write_text(json.dumps(meta))
+    code, _, err = run(capsys, "train", "--resume", str(outdir), "--quiet")
+    assert code == 2 and "does not fit its own config" in err and len(err.strip().splitlines()) == 1

@@ -1,0 +1,217 @@
+"""ImageDataset: folders and zips, resizing, xflip, corrupt files, and its answers to bad paths."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from cips3d.data.images import ImageDataset, SkippedImagesWarning, to_float
+from cips3d.errors import UserError
+
+
+def random_pixels(seed: int, height: int, width: int, channels: int = 3) -> np.ndarray:
+    shape = (height, width, channels) if channels > 1 else (height, width)
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def make_folder(root, names, size=(12, 12)):
+    """One random PNG per relative name (random pixels, so no image is its own mirror)."""
+    for i, name in enumerate(names):
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(random_pixels(i, size[1], size[0])).save(path, format="PNG")
+    return root
+
+
+def zip_folder(root, dest):
+    with zipfile.ZipFile(dest, "w") as archive:
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                archive.write(path, path.relative_to(root).as_posix())
+    return dest
+
+
+def truncated_png(path):
+    Image.fromarray(random_pixels(99, 16, 16)).save(path, format="PNG")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def recorded_warnings(build):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = build()
+    return result, [w for w in caught if issubclass(w.category, SkippedImagesWarning)]
+
+
+def test_folder_and_zip_give_identical_tensors(tmp_path):
+    names = ["b.png", "a/c.png", "a/b/d.png", "00000/img00000000.png"]
+    folder = make_folder(tmp_path / "images", names)
+    archive = zip_folder(folder, tmp_path / "images.zip")
+    for resolution in (None, 8):
+        from_folder, from_zip = ImageDataset(folder, resolution), ImageDataset(archive, resolution)
+        assert from_folder.names == from_zip.names == tuple(sorted(names))
+        assert len(from_folder) == len(from_zip) == 4
+        for i in range(4):
+            assert from_folder[i].dtype == torch.uint8
+            assert torch.equal(from_folder[i], from_zip[i])
+
+
+def test_items_are_the_stored_pixels_in_chw_order(tmp_path):
+    folder = make_folder(tmp_path, ["x.png"], size=(10, 10))
+    item = ImageDataset(folder)[0]
+    assert item.shape == (3, 10, 10)
+    assert torch.equal(item, torch.from_numpy(random_pixels(0, 10, 10)).permute(2, 0, 1))
+
+
+def test_images_are_found_at_any_depth_with_any_case_extension(tmp_path):
+    names = ["top.png", "a/b/c/deep.JPG", "a/mid.jpeg", "x/y.Bmp", "x/z.webp", "t.TIFF", "u.tif"]
+    make_folder(tmp_path, names)
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "a" / "labels.json").write_text("{}")
+    make_folder(tmp_path, [".hidden/h.png", "a/._fork.png"])  # hidden copies are never images
+    dataset = ImageDataset(tmp_path)
+    assert dataset.names == tuple(sorted(names))
+    assert dataset.num_images == 7 and dataset.num_skipped == 0
+
+
+def test_resizing_is_pils_lanczos(tmp_path):
+    folder = make_folder(tmp_path, ["square.png"], size=(40, 40))
+    expected = Image.open(folder / "square.png").convert("RGB").resize((16, 16), Image.Resampling.LANCZOS)
+    item = ImageDataset(folder, resolution=16)[0]
+    assert torch.equal(item, torch.from_numpy(np.asarray(expected).copy()).permute(2, 0, 1))
+
+
+def test_non_square_images_are_centre_cropped_then_resized(tmp_path):
+    folder = make_folder(tmp_path, ["wide.png"], size=(40, 30))
+    crop = Image.open(folder / "wide.png").crop((5, 0, 35, 30))
+    expected = np.asarray(crop.resize((12, 12), Image.Resampling.LANCZOS)).copy()
+    dataset = ImageDataset(folder, resolution=12)
+    assert dataset.resolution == 12
+    assert torch.equal(dataset[0], torch.from_numpy(expected).permute(2, 0, 1))
+
+
+def test_grey_and_rgba_images_become_rgb(tmp_path):
+    grey = random_pixels(1, 8, 8, channels=1)
+    rgba = random_pixels(2, 8, 8, channels=4)
+    Image.fromarray(grey).save(tmp_path / "a_grey.png")
+    Image.fromarray(rgba).save(tmp_path / "b_rgba.png")
+    dataset = ImageDataset(tmp_path)
+    assert torch.equal(dataset[0], torch.from_numpy(grey).expand(3, 8, 8))
+    assert torch.equal(dataset[1], torch.from_numpy(rgba[..., :3]).permute(2, 0, 1))
+
+
+def test_xflip_appends_the_mirror_of_each_image(tmp_path):
+    folder = make_folder(tmp_path, ["a.png", "b.png", "c.png"], size=(9, 9))
+    plain, flipped = ImageDataset(folder), ImageDataset(folder, xflip=True)
+    assert len(plain) == 3 and len(flipped) == 6 and flipped.num_images == 3
+    for i in range(3):
+        assert torch.equal(flipped[i], plain[i])
+        assert torch.equal(flipped[i + 3], plain[i].flip(-1))
+        assert torch.equal(flipped[i + 3][:, :, 0], plain[i][:, :, -1])  # left column <- right column
+        assert not torch.equal(flipped[i + 3], plain[i])
+    assert torch.equal(flipped[-1], flipped[5])
+    with pytest.raises(IndexError):
+        flipped[6]
+
+
+def test_to_float_maps_0_and_255_exactly_to_minus_1_and_1():
+    images = torch.tensor([[[[0, 255, 51, 204]]]], dtype=torch.uint8).expand(2, 3, 1, 4)
+    out = to_float(images)
+    assert out.dtype == torch.float32 and out.shape == (2, 3, 1, 4)
+    assert out[0, 0, 0, 0].item() == -1.0 and out[0, 0, 0, 1].item() == 1.0
+    assert torch.allclose(out, images.float() / 127.5 - 1)
+    with pytest.raises(TypeError, match="uint8"):
+        to_float(out)
+
+
+def test_unreadable_files_are_skipped_with_one_warning(tmp_path):
+    make_folder(tmp_path, ["a.png", "b.png", "sub/c.png"])
+    truncated_png(tmp_path / "sub" / "cut.png")
+    (tmp_path / "text.jpg").write_text("this is not a JPEG")
+    dataset, caught = recorded_warnings(lambda: ImageDataset(tmp_path))
+    assert dataset.num_images == 3 and dataset.num_skipped == 2
+    assert dataset.names == ("a.png", "b.png", "sub/c.png")
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert message.startswith("skipped 2 of 5 images that could not be read (first: ")
+    assert "cut.png" in message and "\n" not in message
+
+
+def test_a_readable_dataset_warns_nothing(tmp_path):
+    make_folder(tmp_path, ["a.png"])
+    _, caught = recorded_warnings(lambda: ImageDataset(tmp_path))
+    assert caught == []
+
+
+def test_strict_fails_naming_the_first_unreadable_file(tmp_path):
+    make_folder(tmp_path, ["a.png", "c.png"])
+    truncated_png(tmp_path / "b_cut.png")
+    with pytest.raises(UserError, match=r"b_cut\.png is not a readable image"):
+        ImageDataset(tmp_path, strict=True)
+    archive = zip_folder(tmp_path, tmp_path.parent / "data.zip")
+    with pytest.raises(UserError, match=r"data\.zip:b_cut\.png"):
+        ImageDataset(archive, strict=True)
+
+
+def test_a_jpeg_cut_mid_data_fails_on_load_naming_it(tmp_path):
+    Image.fromarray(random_pixels(5, 32, 32)).save(tmp_path / "cut.jpg", quality=90)
+    data = (tmp_path / "cut.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    dataset = ImageDataset(tmp_path)  # the cheap scan reads only the JPEG header
+    with pytest.raises(UserError, match=r"cut\.jpg could not be decoded"):
+        dataset[0]
+
+
+def one_line_error(build) -> str:
+    with pytest.raises(UserError) as info:
+        build()
+    message = str(info.value)
+    assert "\n" not in message and message.endswith(".")
+    return message
+
+
+def test_bad_paths_are_one_clear_user_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert "no images" in one_line_error(lambda: ImageDataset(tmp_path / "empty"))
+    assert "no folder or zip archive at" in one_line_error(lambda: ImageDataset(tmp_path / "missing"))
+    (tmp_path / "notes.txt").write_text("hello")
+    message = one_line_error(lambda: ImageDataset(tmp_path / "notes.txt"))
+    assert "neither a folder of images nor a zip archive" in message
+    with zipfile.ZipFile(tmp_path / "labels.zip", "w") as archive:
+        archive.writestr("dataset.json", "{}")
+    assert "no images" in one_line_error(lambda: ImageDataset(tmp_path / "labels.zip"))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.png").write_text("not a png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert "none of the 1 images" in one_line_error(lambda: ImageDataset(tmp_path / "bad"))
+
+
+def test_mixed_sizes_need_a_resolution(tmp_path):
+    make_folder(tmp_path / "mixed", ["a.png"], size=(8, 8))
+    make_folder(tmp_path / "mixed", ["b.png"], size=(10, 10))
+    assert "give a resolution" in one_line_error(lambda: ImageDataset(tmp_path / "mixed"))
+    make_folder(tmp_path / "wide", ["a.png"], size=(10, 8))
+    assert "not square" in one_line_error(lambda: ImageDataset(tmp_path / "wide"))
+    assert ImageDataset(tmp_path / "mixed", resolution=6)[1].shape == (3, 6, 6)
+    with pytest.raises(UserError, match="at least 1 pixel"):
+        ImageDataset(tmp_path / "mixed", resolution=0)
+
+
+def test_a_zip_dataset_pickles_and_loads_in_worker_processes(tmp_path):
+    folder = make_folder(tmp_path / "images", [f"{i:05d}/img{i:08d}.png" for i in range(6)])
+    dataset = ImageDataset(zip_folder(folder, tmp_path / "images.zip"), xflip=True)
+    expected = torch.stack([dataset[i] for i in range(len(dataset))])  # opens the zip in this process
+    clone = pickle.loads(pickle.dumps(dataset))
+    assert torch.equal(clone[7], expected[7])
+    loader = DataLoader(dataset, batch_size=4, num_workers=2)
+    assert torch.equal(torch.cat(list(loader)), expected)
+    dataset.close()

@@ -1,0 +1,14 @@
+"""Training test setup: a micro run config (the tiny networks, a few steps)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from cips3d.training.config import StageConfig, TrainConfig, train_preset
+
+
+def micro_config(*stages: StageConfig, **overrides) -> TrainConfig:
+    """The tiny networks with short stages and frequent snapshots, for tests."""
+    stages = stages or (StageConfig("r16", 16, 4, 2, 2e-4, 2e-3, nerf_noise_steps=3),)
+    values = dict(snapshot_every=2, preview_every=2, eval_images=8, ema_start=1, log_every=1)
+    return dataclasses.replace(train_preset("tiny"), stages=tuple(stages), **(values | overrides))

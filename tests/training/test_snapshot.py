@@ -1,0 +1,117 @@
+"""Snapshots: round trip, pruning, and a process killed with SIGKILL in the middle of writing one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cips3d.errors import CheckpointError
+from cips3d.training.snapshot import (
+    TrainState,
+    capture_rng,
+    list_snapshots,
+    load_snapshot,
+    prune_snapshots,
+    restore_rng,
+    write_snapshot,
+)
+
+
+def write(root, step: int, value: float = 0.0):
+    modules = {name: nn.Linear(2, 2) for name in ("G", "G_ema", "D")}
+    for m in modules.values():
+        nn.init.constant_(m.weight, value)
+    opt = torch.optim.Adam(modules["G"].parameters())
+    rng = capture_rng({"g": torch.Generator().manual_seed(step)})
+    return write_snapshot(root, TrainState(global_step=step), {"k": step}, modules, {"G": opt}, rng)
+
+
+def test_round_trip(tmp_path):
+    path = write(tmp_path, 7, value=0.5)
+    snap = load_snapshot(tmp_path)
+    assert snap.path == path and snap.state.global_step == 7 and snap.config == {"k": 7}
+    assert torch.equal(snap.G["weight"], torch.full((2, 2), 0.5))
+    assert set(snap.optimizers) == {"G"}
+
+
+def test_rng_states_round_trip():
+    g = torch.Generator().manual_seed(3)
+    torch.manual_seed(1)
+    np.random.seed(2)
+    saved = capture_rng({"g": g})
+    expected = (torch.rand(3, generator=g), torch.rand(3), np.random.rand(3))
+    restore_rng(saved, {"g": g})
+    again = (torch.rand(3, generator=g), torch.rand(3), np.random.rand(3))
+    assert torch.equal(expected[0], again[0]) and torch.equal(expected[1], again[1])
+    assert np.array_equal(expected[2], again[2])
+
+
+def test_prune_keeps_the_newest_and_the_protected(tmp_path):
+    for step in range(1, 7):
+        write(tmp_path, step)
+    deleted = prune_snapshots(tmp_path, keep=2, protect={"step-000000002"})
+    kept = [p.name for p in list_snapshots(tmp_path)]
+    assert kept == ["step-000000002", "step-000000005", "step-000000006"]
+    assert len(deleted) == 3
+
+
+def test_unreadable_snapshots_raise_one_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        load_snapshot(tmp_path / "missing")
+    with pytest.raises(CheckpointError, match="no complete training snapshot"):
+        load_snapshot(tmp_path)
+    path = write(tmp_path, 1)
+    (path / "G.safetensors").write_bytes(b"broken")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_snapshot(path)
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, time
+    import cips3d.training.snapshot as snap
+    from tests.training.test_snapshot import write
+
+    root = sys.argv[1]
+    write(root, 1, value=1.0)  # a complete snapshot
+
+    def stalled_save(tensors, path, metadata=None):  # write part of the file, then hang mid-snapshot
+        with open(path, "wb") as f:
+            f.write(b"partial")
+            f.flush()
+        print("writing", flush=True)
+        time.sleep(120)
+
+    snap.save_file = stalled_save
+    write(root, 2, value=2.0)
+    """
+)
+
+
+def test_sigkill_during_a_snapshot_write_leaves_the_previous_one_loadable(tmp_path):
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.getcwd(),
+    )
+    try:
+        assert child.stdout.readline().strip() == "writing"
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    assert any(p.name.startswith(".tmp-step-000000002") for p in tmp_path.iterdir())
+    snap = load_snapshot(tmp_path)
+    assert snap.state.global_step == 1 and torch.equal(snap.G["weight"], torch.ones(2, 2))
+    # The half-written folder is cleaned up by the next prune (it belongs to a dead process).
+    prune_snapshots(tmp_path, keep=3, protect=set())
+    assert not any(p.name.startswith(".tmp-") for p in tmp_path.iterdir())

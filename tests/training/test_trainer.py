@@ -1,0 +1,140 @@
+"""The training loop on the tiny networks: a short run, exact resume, stage hand-off, fine-tuning with a
+frozen NeRF, and stopping on non-finite losses."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from cips3d import CheckpointError, generator_preset
+from cips3d.convert.official_d import to_official_d
+from cips3d.io.checkpoint import official_state_dict
+from cips3d.training.config import StageConfig
+from cips3d.training.snapshot import list_snapshots, load_snapshot
+from cips3d.training.trainer import Trainer, TrainingStopped, TrainOptions, nerf_modules
+from tests.training.conftest import micro_config
+
+QUIET = TrainOptions(progress=False)
+
+
+def weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_short_run_trains_and_writes_previews_logs_and_snapshots(tmp_path, blob_folder):
+    trainer = Trainer(micro_config(), tmp_path / "run", blob_folder, QUIET)
+    g0, d0 = weights(trainer.G), weights(trainer.D)
+    state = trainer.run()
+    assert state.global_step == 4 and state.images_seen == 8
+    assert not same(g0, weights(trainer.G)) and not same(d0, weights(trainer.D))
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["swd"] == r["swd"] and r["swd"] > 0 for r in records)  # finite scores
+    snap = load_snapshot(tmp_path / "run")
+    assert snap.state.global_step == 4 and snap.state.skipped_steps == 0
+    assert same(snap.G, weights(trainer.G)) and same(snap.D, weights(trainer.D))
+    assert (tmp_path / "run" / "previews" / "step-000000002" / "G_ema_flip.png").is_file()
+    assert list((tmp_path / "run" / "logs").glob("events.out.tfevents.*"))
+
+
+def test_n_steps_then_resume_then_n_steps_equals_2n_steps_bit_for_bit(tmp_path, blob_folder):
+    config = micro_config(StageConfig("r16", 16, 6, 2, 2e-4, 2e-3, nerf_noise_steps=4), snapshot_every=100)
+    straight = Trainer(config, tmp_path / "a", blob_folder, QUIET)
+    straight.run()
+    first = Trainer(config, tmp_path / "b", blob_folder, TrainOptions(progress=False, max_steps=3))
+    assert first.run().global_step == 3
+    resumed = Trainer.from_snapshot(tmp_path / "b", None, QUIET)
+    assert resumed.state.global_step == 3
+    resumed.run()
+    for name in ("G", "G_ema", "D"):
+        assert same(weights(getattr(straight, name)), weights(getattr(resumed, name))), name
+    for name in ("G", "D"):
+        a, b = straight.optimizers[name].state_dict(), resumed.optimizers[name].state_dict()
+        assert all(same(a["state"][i], b["state"][i]) for i in a["state"]), name
+    assert torch.equal(straight.random.g.get_state(), resumed.random.g.get_state())
+
+
+def test_the_next_stage_starts_from_the_best_snapshot(tmp_path, blob_folder):
+    stages = (
+        StageConfig("r16", 16, 3, 2, 2e-4, 2e-3, start_from="best"),
+        StageConfig("r32", 32, 2, 2, 2e-4, 2e-3),
+    )
+    trainer = Trainer(micro_config(*stages, snapshot_every=1), tmp_path / "run", blob_folder,
+                      TrainOptions(progress=False, max_steps=3))  # fmt: skip
+    state = trainer.run()  # stops right after the hand-off, before the first r32 step
+    assert state.stage == 1 and state.stage_step == 0
+    first_stage = [r for r in state.history if r["stage"] == "r16"]
+    best = min(first_stage, key=lambda r: r["swd"])
+    assert state.stage_started_from == f"step-{best['step']:09d}"
+    source = load_snapshot(tmp_path / "run" / "snapshots" / state.stage_started_from)
+    assert same(source.G, weights(trainer.G)) and same(source.D, weights(trainer.D))
+    final = Trainer.from_snapshot(tmp_path / "run", None, QUIET).run()
+    assert final.stage == 1 and final.stage_step == 2 and final.global_step == 5
+
+
+def test_finetuning_with_a_frozen_nerf_keeps_it_bit_identical(tmp_path, blob_folder):
+    base = Trainer(micro_config(), tmp_path / "base", blob_folder, QUIET)
+    base.run()
+    stage = StageConfig(
+        "ft", 16, 3, 2, 1e-4, 5e-4, aux=False, diffaug=True, freeze_nerf=True, nerf_noise_steps=0
+    )
+    tuned = Trainer(micro_config(stage), tmp_path / "ft", blob_folder, QUIET)
+    assert "snapshot" in tuned.warm_start(tmp_path / "base")
+    nerf_ema = [weights(m) for m in nerf_modules(tuned.G_ema)]
+    decoder = weights(tuned.G.decoder)
+    tuned.run()
+    for module_g, module_ema, expected in zip(
+        nerf_modules(tuned.G), nerf_modules(tuned.G_ema), nerf_ema, strict=True
+    ):
+        assert same(weights(module_g), expected) and same(weights(module_ema), expected)
+    assert not same(decoder, weights(tuned.G.decoder))
+
+
+def test_non_finite_losses_stop_the_run_with_a_snapshot(tmp_path, blob_folder):
+    trainer = Trainer(micro_config(max_bad_steps=2), tmp_path / "run", blob_folder, QUIET)
+    with torch.no_grad():
+        trainer.D.main.out_linear.weight.fill_(float("nan"))
+    g0 = weights(trainer.G)
+    with pytest.raises(TrainingStopped, match="2 steps in a row"):
+        trainer.run()
+    assert trainer.state.skipped_steps >= 2 and same(g0, weights(trainer.G))
+    assert [p.name for p in list_snapshots(tmp_path / "run" / "snapshots")] == ["step-000000002"]
+
+
+def test_a_resumed_run_cannot_be_warm_started(tmp_path, blob_folder):
+    trainer = Trainer(
+        micro_config(), tmp_path / "run", blob_folder, TrainOptions(progress=False, max_steps=1)
+    )
+    trainer.run()
+    resumed = Trainer.from_snapshot(tmp_path / "run", None, QUIET)
+    with pytest.raises(Exception, match="cannot be warm-started"):
+        resumed.warm_start(tmp_path / "run")
+    assert copy.deepcopy(resumed.state).global_step == 1
+
+
+def test_warm_start_from_official_files(tmp_path, blob_folder):
+    """An official run folder (generator.pth, G_ema.pth, discriminator.pth) seeds G, G_ema and D."""
+    source = Trainer(micro_config(seed=7), tmp_path / "src", blob_folder, QUIET)
+    official = tmp_path / "official"
+    official.mkdir()
+    torch.save(official_state_dict(source.G), official / "generator.pth")
+    torch.save(official_state_dict(source.G_ema), official / "G_ema.pth")
+    torch.save(to_official_d(source.D.state_dict(), source.D.config), official / "discriminator.pth")
+    target = Trainer(micro_config(), tmp_path / "dst", blob_folder, QUIET)
+    assert "discriminator.pth" in target.warm_start(official)
+    for name in ("G", "D"):
+        theirs, ours = weights(getattr(source, name)), weights(getattr(target, name))
+        assert all(torch.equal(theirs[k], ours[k]) for k in theirs if "truncation" not in k), name
+    torch.save(official_state_dict(source.G_ema), tmp_path / "single.pth")
+    assert "official generator file" in target.warm_start(tmp_path / "single.pth")
+    tiny_ffhq = Trainer(micro_config(), tmp_path / "x", blob_folder, QUIET)
+    tiny_ffhq.config = dataclasses.replace(tiny_ffhq.config, generator=generator_preset("ffhq"))
+    with pytest.raises(CheckpointError):
+        tiny_ffhq.warm_start(tmp_path / "single.pth")
