@@ -98,6 +98,7 @@ class Trainer:
         self._optimizer_state: dict | None = None
         self._eval_reals: torch.Tensor | None = None
         self._datasets: dict[int, ImageDataset] = {}
+        self._written: tuple[str, int] | None = None  # (name, stage) of the last snapshot this process wrote
         self._stop_requested = False
         self._started = time.monotonic()
 
@@ -265,9 +266,12 @@ class Trainer:
 
     # --- snapshots, previews, stopping ---------------------------------------------------------------
     def _snapshot(self, monitor: Monitor, reason: str, score: bool = True) -> Path:
+        root = self.run_dir / "snapshots"
+        name = snapshot_name(self.state.global_step)
+        if self._written == (name, self.state.stage):  # nothing happened since the last one
+            return root / name
         stage = self.config.stages[self.state.stage]
         self.G_ema.update_truncation_mean()
-        name = snapshot_name(self.state.global_step)
         record = {"step": self.state.global_step, "stage": stage.name, "reason": reason}
         if score:
             value = snapshot_score(
@@ -279,12 +283,12 @@ class Trainer:
                 self.state.best_score, self.state.best_snapshot = value, name
         self.state.history.append(record)
         modules = {"G": self.G, "G_ema": self.G_ema, "D": self.D}
-        root = self.run_dir / "snapshots"
         path = write_snapshot(
             root, self.state, self.config.to_dict(), modules, self.optimizers, capture_rng(self.generators)
         )
         prune_snapshots(root, self.config.keep_snapshots, {self.state.best_snapshot} - {None})
         _append_jsonl(self.run_dir / "metrics.jsonl", record)
+        self._written = (name, self.state.stage)
         monitor.message(
             f"snapshot {path.name} ({reason}" + (f", SWD {record['swd']:.2f})" if "swd" in record else ")")
         )
