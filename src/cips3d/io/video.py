@@ -1,0 +1,95 @@
+"""Writing frames as video: mp4 (H.264 through PyAV) or GIF (Pillow), chosen by the file suffix."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cips3d.errors import UserError
+from cips3d.io.files import atomic_write
+
+VIDEO_SUFFIXES = (".mp4", ".gif")
+
+
+def check_video_target(path: str | os.PathLike, width: int, height: int) -> None:
+    """Refuse, in one sentence, what the writer cannot do (before any frame is rendered)."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise UserError(f"video files must end in {' or '.join(VIDEO_SUFFIXES)}, got {Path(path).name!r}.")
+    if suffix == ".mp4" and (width % 2 or height % 2):
+        raise UserError(f"mp4 (yuv420p) needs an even width and height, got {width}x{height}.")
+
+
+def _write_mp4(frames: Iterable[np.ndarray], path: str, fps: float, crf: int) -> int:
+    import av  # noqa: PLC0415 (a compiled dependency, loaded only when writing mp4)
+
+    count = 0
+    with av.open(path, mode="w", format="mp4") as container:
+        stream = None
+        for frame in frames:
+            if stream is None:
+                stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+                stream.height, stream.width = frame.shape[:2]
+                stream.pix_fmt = "yuv420p"
+                stream.options = {"crf": str(crf)}
+            for packet in stream.encode(
+                av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            ):
+                container.mux(packet)
+            count += 1
+        if stream is not None:
+            for packet in stream.encode():
+                container.mux(packet)
+    return count
+
+
+def _write_gif(frames: Iterable[np.ndarray], path: str, fps: float) -> int:
+    images = [Image.fromarray(f) for f in frames]
+    if images:
+        duration = round(1000 / fps)
+        images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0)
+    return len(images)
+
+
+def write_video(
+    frames: Iterable[np.ndarray], path: str | os.PathLike, fps: float = 30.0, crf: int = 18
+) -> int:
+    """Write uint8 [H, W, 3] frames to `path` (.mp4 or .gif), atomically; returns the frame count.
+
+    Frames are consumed one at a time for mp4 (memory stays bounded); a GIF keeps them all.
+    """
+    path = Path(path)
+    if not fps > 0:
+        raise UserError(f"fps must be positive, got {fps}.")
+    suffix = path.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise UserError(f"video files must end in {' or '.join(VIDEO_SUFFIXES)}, got {path.name!r}.")
+    count = 0
+
+    def write(tmp: str) -> None:
+        nonlocal count
+        count = _write_mp4(frames, tmp, fps, crf) if suffix == ".mp4" else _write_gif(frames, tmp, fps)
+
+    atomic_write(path, write)
+    return count
+
+
+def read_video_frames(path: str | os.PathLike) -> list[np.ndarray]:
+    """Decode every frame of a video as uint8 [H, W, 3] (for tests and tools)."""
+    path = Path(path)
+    if path.suffix.lower() == ".gif":
+        with Image.open(path) as im:
+            frames = []
+            for i in range(getattr(im, "n_frames", 1)):
+                im.seek(i)
+                frames.append(np.asarray(im.convert("RGB")))
+            return frames
+    import av  # noqa: PLC0415
+
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
