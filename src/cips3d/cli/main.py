@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from cips3d import __version__
-from cips3d.cli import convert, dataset, sample, train
+from cips3d.cli import blend, convert, dataset, demo, mesh, metrics, multiview, sample, train, video
 from cips3d.errors import UserError
 
 
@@ -17,26 +17,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"cips3d {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in (sample, train, dataset, convert):
+    for command in (demo, sample, train, dataset, convert, video, metrics, mesh, blend, multiview):
         command.add_parser(subparsers)
+    dataset.add_synth_parser(subparsers)
+    dataset.add_lfw_parser(subparsers)
+    # Listed under `dataset` in the help instead of as commands of their own.
+    subparsers._choices_actions = [a for a in subparsers._choices_actions if a.dest not in NESTED.values()]
     return parser
+
+
+# Two-word commands, parsed by their own (hidden) subparsers so that `cips3d dataset SOURCE DEST` stays.
+NESTED = {("dataset", "synth"): "dataset-synth", ("dataset", "lfw"): "dataset-lfw"}
+
+
+def route(argv: list[str]) -> list[str]:
+    """['dataset', 'synth', ...] -> ['dataset-synth', ...]; anything else unchanged."""
+    if len(argv) >= 2 and (argv[0], argv[1]) in NESTED:
+        return [NESTED[(argv[0], argv[1])], *argv[2:]]
+    return argv
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run a subcommand; user mistakes end as one sentence on stderr and exit code 2."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(route(list(sys.argv[1:] if argv is None else argv)))
     try:
         return args.run(args)
     except UserError as err:
-        print(f"cips3d {args.command}: error: {err}", file=sys.stderr)
+        print(f"cips3d {args.command.replace('-', ' ')}: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # a folder we cannot write, a full disk
         where = f" ({err.filename})" if err.filename else ""
-        print(f"cips3d {args.command}: error: {err.strerror or err}{where}.", file=sys.stderr)
+        print(
+            f"cips3d {args.command.replace('-', ' ')}: error: {err.strerror or err}{where}.", file=sys.stderr
+        )
         return 2
     except KeyboardInterrupt:
-        print(f"cips3d {args.command}: interrupted; files already written are complete.", file=sys.stderr)
+        print(
+            f"cips3d {args.command.replace('-', ' ')}: interrupted; files already written are complete.",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -1,9 +1,14 @@
-"""`cips3d sample`: one PNG per seed (optionally the aux NeRF view and depth), plus a grid."""
+"""`cips3d sample`: one PNG per seed (optionally the aux NeRF view, depth and normals), plus a grid.
+
+With `--appearance-seeds` the INR styles (all, or the `--mix-layers`) come from other seeds: style mixing.
+"""
 
 from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,14 +18,28 @@ from cips3d import constants as K
 from cips3d.cli.common import add_model_arguments, build_generator, finite_float, positive_int, resolve_device
 from cips3d.config import PoseConfig, RenderConfig
 from cips3d.errors import UserError
-from cips3d.inference.sample import parse_seeds, sample_seeds
+from cips3d.inference.geometry import normals_from_depth, normals_to_rgb
+from cips3d.inference.multiview import resolve_inr_layers, sample_mixed_seeds
+from cips3d.inference.sample import SampleBatch, parse_seeds, sample_seeds
 from cips3d.io.images import colorize_depth, make_grid, save_npy, save_png, to_uint8
+from cips3d.models.generator3d import Generator3D
 
 EXAMPLES = """examples:
   cips3d sample --preset tiny --seeds 0-7 --size 64 --outdir outputs/tiny
   cips3d sample --checkpoint G_ema.pth --preset ffhq --seeds 0-15 --size 256 --yaw 1.72 --psi 0.7
-  cips3d sample --checkpoint runs/ffhq-converted --seeds 3,5,8 --deterministic --aux --depth
+  cips3d sample --checkpoint runs/ffhq-converted --seeds 3,5,8 --deterministic --aux --depth --normals
+  cips3d sample --preset tiny --seeds 0-3 --appearance-seeds 9             # shapes 0-3, look of seed 9
+  cips3d sample --preset tiny --seeds 0-3 --appearance-seeds 9 --mix-layers 512,1024
 """
+
+
+@dataclass(frozen=True)
+class SampleSettings:
+    seeds: list[int]
+    render: RenderConfig
+    pose: PoseConfig
+    appearance_seeds: list[int] | None
+    mix_layers: list[str] | None
 
 
 def add_parser(subparsers) -> None:
@@ -51,6 +70,17 @@ def add_parser(subparsers) -> None:
         "--num-steps", type=positive_int, default=K.NUM_STEPS, help="coarse samples per ray (default 12)"
     )
     g.add_argument("--deterministic", action="store_true", help="no jitter or random importance samples")
+    m = p.add_argument_group("style mixing")
+    m.add_argument(
+        "--appearance-seeds",
+        help="take the INR styles (appearance) from these seeds: one per --seeds entry, or one for all; "
+        "geometry, camera and render noise stay those of --seeds",
+    )
+    m.add_argument(
+        "--mix-layers",
+        help="with --appearance-seeds, take only these INR layers: block names (4,8,...,1024) or style "
+        "names (inr_w512_0)",
+    )
     o = p.add_argument_group("how and where")
     o.add_argument("--batch-size", type=positive_int, default=4, help="images rendered together (default 4)")
     o.add_argument(
@@ -60,16 +90,42 @@ def add_parser(subparsers) -> None:
     o.add_argument("--outdir", default="outputs/sample", help="output folder (default outputs/sample)")
     o.add_argument("--aux", action="store_true", help="also write the aux NeRF image of each seed")
     o.add_argument("--depth", action="store_true", help="also write each depth map (PNG and .npy)")
+    o.add_argument(
+        "--normals", action="store_true", help="also write camera-space normals from depth, as (n + 1) / 2"
+    )
     o.add_argument("--no-grid", action="store_true", help="do not write grid.png")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
 
-def _settings(args: argparse.Namespace) -> tuple[list[int], RenderConfig, PoseConfig]:
+def _mixing(args: argparse.Namespace, seeds: list[int]) -> tuple[list[int] | None, list[str] | None]:
+    """The appearance seeds and INR layers of style mixing (None, None without it)."""
+    if args.appearance_seeds is None:
+        if args.mix_layers is not None:
+            raise UserError("--mix-layers needs --appearance-seeds (the seeds the layers come from).")
+        return None, None
+    try:
+        partners = parse_seeds(args.appearance_seeds)
+    except ValueError as err:
+        raise UserError(f"--appearance-seeds: {err}") from None
+    if len(partners) not in (1, len(seeds)):
+        raise UserError(
+            f"--appearance-seeds must give one seed or one per seed ({len(seeds)}), got {len(partners)}."
+        )
+    if args.mix_layers is None:
+        return partners, None
+    names = [x for x in args.mix_layers.split(",") if x.strip()]
+    if not names:
+        raise UserError("--mix-layers is empty.")
+    return partners, resolve_inr_layers(names)
+
+
+def _settings(args: argparse.Namespace) -> SampleSettings:
     try:
         seeds = parse_seeds(args.seeds)
     except ValueError as err:
         raise UserError(str(err)) from None
+    appearance, layers = _mixing(args, seeds)
     if not 0.0 <= args.psi <= 1.0:
         raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
     render = RenderConfig(
@@ -80,18 +136,27 @@ def _settings(args: argparse.Namespace) -> tuple[list[int], RenderConfig, PoseCo
         chunk_rows=args.chunk_rows,
     )
     pose = PoseConfig() if args.random_pose else PoseConfig.fixed(args.yaw, args.pitch)
-    return seeds, render, pose
+    return SampleSettings(seeds, render, pose, appearance, layers)
+
+
+def _batches(G: Generator3D, s: SampleSettings, args: argparse.Namespace) -> Iterator[SampleBatch]:
+    options = dict(render=s.render, pose=s.pose, psi=args.psi, batch_size=args.batch_size)
+    if s.appearance_seeds is None:
+        return sample_seeds(G, s.seeds, **options)
+    return sample_mixed_seeds(G, s.seeds, s.appearance_seeds, inr_layers=s.mix_layers, **options)
 
 
 def run(args: argparse.Namespace) -> int:
-    seeds, render, pose = _settings(args)
+    settings = _settings(args)
+    seeds, render = settings.seeds, settings.render
     device = resolve_device(args.device)
     G = build_generator(args, device)
     outdir = Path(args.outdir)
-    tiles: dict[str, list[np.ndarray]] = {"img": [], "aux": [], "depth": []}
+    tiles: dict[str, list[np.ndarray]] = {"img": [], "aux": [], "depth": [], "normals": []}
     bar = tqdm(total=len(seeds), unit="img", desc="sample", disable=args.quiet)
-    for batch in sample_seeds(G, seeds, render=render, pose=pose, psi=args.psi, batch_size=args.batch_size):
+    for batch in _batches(G, settings, args):
         out = batch.output
+        normals = normals_to_rgb(normals_from_depth(out.depth, render.fov)) if args.normals else None
         imgs, auxs = to_uint8(out.img), to_uint8(out.aux_img)
         for i, seed in enumerate(batch.seeds):
             stem = outdir / f"seed{seed:04d}"
@@ -105,11 +170,16 @@ def run(args: argparse.Namespace) -> int:
                 save_png(depth_rgb, f"{stem}_depth.png")
                 save_npy(out.depth[i, 0].cpu().numpy(), f"{stem}_depth.npy")
                 tiles["depth"].append(depth_rgb)
+            if normals is not None:
+                save_png(normals[i], f"{stem}_normals.png")
+                tiles["normals"].append(normals[i])
         bar.update(len(batch.seeds))
     bar.close()
     if not args.no_grid:
         ncols = math.ceil(math.sqrt(len(seeds)))
-        for kind, name in (("img", "grid.png"), ("aux", "grid_aux.png"), ("depth", "grid_depth.png")):
+        kinds = ("img", "aux", "depth", "normals")
+        for kind in kinds:
+            name = "grid.png" if kind == "img" else f"grid_{kind}.png"
             if tiles[kind]:
                 save_png(make_grid(np.stack(tiles[kind]), ncols), outdir / name)
     print(f"wrote {len(seeds)} images of {render.img_size}x{render.img_size} to {outdir}/")

@@ -8,6 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def _file_mode() -> int:
+    """rw for everyone the umask allows, as `open()` would give (mkstemp alone gives 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Call `write(tmp_path)`, fsync, then rename over `path` (same folder, so the rename is atomic)."""
     path = Path(path)
@@ -18,6 +25,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

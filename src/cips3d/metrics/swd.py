@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -82,9 +83,10 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, generator: torch.Genera
     for _ in range(REPEATS):
         dirs = torch.randn(a.shape[1], DIRECTIONS, generator=generator).to(a)
         dirs = dirs / dirs.norm(dim=0, keepdim=True)
-        pa, _ = torch.sort(a @ dirs, dim=0)
-        pb, _ = torch.sort(b @ dirs, dim=0)
-        total += float((pa - pb).abs().mean())
+        # numpy sorts rows of floats several times faster than torch on the CPU.
+        pa = np.sort((dirs.T @ a.T).cpu().numpy(), axis=-1)
+        pb = np.sort((dirs.T @ b.T).cpu().numpy(), axis=-1)
+        total += float(np.abs(pa - pb).mean())
     return total / REPEATS
 
 

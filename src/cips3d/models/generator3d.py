@@ -174,24 +174,21 @@ class Generator3D(nn.Module):
         styles = self.truncate(self.mapping(z_nerf, z_inr), psi, truncation_mean)
         if camera is None:
             draws = draws or RenderDraws()
-            camera = self._sample_cameras(pose or PoseConfig(), z_nerf.shape[0], generator, draws)
+            camera = self.sample_cameras(pose or PoseConfig(), z_nerf.shape[0], generator, draws)
         return self.synthesis(styles, camera, render, generator=generator, draws=draws, nerf_grad=nerf_grad)
 
-    def _sample_cameras(
-        self, pose: PoseConfig, batch: int, generator: GeneratorArg, draws: RenderDraws
+    def sample_cameras(
+        self, pose: PoseConfig, batch: int, generator: GeneratorArg = None, draws: RenderDraws | None = None
     ) -> Camera:
+        """B cameras from `pose`, drawn as `forward` draws them (with a list of generators, camera i
+        from generator i, right after that image's latents)."""
+        draws = draws or RenderDraws()
         kwargs = dict(yaw_draw=draws.yaw_draw, pitch_draw=draws.pitch_draw, device=self.device)
         if generator is None or isinstance(generator, torch.Generator):
             return sample_cameras(pose, batch, generator, **kwargs)
         if draws.yaw_draw is not None or draws.pitch_draw is not None:
             raise ValueError("inject pose draws with a single generator, not a list.")
-        cams = [sample_cameras(pose, 1, g, device=self.device) for g in generator]
-        return Camera(
-            origin=torch.cat([c.origin for c in cams]),
-            forward=torch.cat([c.forward for c in cams]),
-            yaw=torch.cat([c.yaw for c in cams]),
-            pitch=torch.cat([c.pitch for c in cams]),
-        )
+        return Camera.cat([sample_cameras(pose, 1, g, device=self.device) for g in generator])
 
     def synthesis(
         self,

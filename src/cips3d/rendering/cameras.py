@@ -193,6 +193,20 @@ class Camera:
         """Cameras at `origin` [B, 3] looking at the world origin."""
         return cls(origin=origin, forward=normalize(-origin), up=up)
 
+    @classmethod
+    def cat(cls, cameras: list[Camera]) -> Camera:
+        """One batch of the cameras of several (up vectors: all given, or all None)."""
+
+        def joined(name: str) -> torch.Tensor | None:
+            values = [getattr(c, name) for c in cameras]
+            if any(v is None for v in values):
+                return None
+            if name == "up":  # a shared [3] up vector becomes one row per camera
+                values = [v.expand(c.batch, 3) for v, c in zip(values, cameras, strict=True)]
+            return torch.cat(values)
+
+        return cls(joined("origin"), joined("forward"), joined("up"), joined("yaw"), joined("pitch"))
+
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Camera:
         def move(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(device, dtype or t.dtype)

@@ -143,6 +143,7 @@ class Trainer:
     def run(self) -> TrainState:
         """Train until the last stage ends or a limit / signal stops the run; returns the final state."""
         self._dataset(self.config.stages[self.state.stage].img_size)  # a bad dataset fails before any write
+        self._started = time.monotonic()  # the time limit counts training, not what ran before it
         self._write_run_file()
         total = sum(s.steps for s in self.config.stages)
         monitor = Monitor(self.run_dir / "logs", total, self.state.global_step, self.options.progress)

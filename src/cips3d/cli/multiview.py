@@ -1,0 +1,146 @@
+"""`cips3d multiview`: each seed at N yaws x M pitches in one grid, and the 1.44 / 1.70 mirror pair."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from cips3d import constants as K
+from cips3d.cli.common import add_model_arguments, build_generator, finite_float, positive_int, resolve_device
+from cips3d.config import RenderConfig
+from cips3d.errors import UserError
+from cips3d.inference.multiview import (
+    MIRROR_YAWS,
+    PITCH_SWEEP,
+    YAW_SWEEP,
+    multiview_image,
+    render_mirror_pair,
+    render_multiview,
+    seed_generators,
+    spread_angles,
+    styles_for_seeds,
+)
+from cips3d.inference.sample import parse_seeds
+from cips3d.io.images import make_grid, save_png, to_uint8
+
+EXAMPLES = """examples:
+  cips3d multiview --preset tiny --seeds 0-3 --yaws 5 --pitches 3 --size 64
+  cips3d multiview --checkpoint G_ema.pth --preset ffhq --seeds 7 --yaws 1.2,1.57,1.9 --flip-pair
+"""
+MAX_VIEWS_PER_AXIS = 64
+_COUNT = re.compile(r"^\s*\d+\s*$")
+
+
+@dataclass(frozen=True)
+class MultiviewSettings:
+    seeds: list[int]
+    yaws: list[float]
+    pitches: list[float]
+    render: RenderConfig
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "multiview",
+        help="render each seed from a grid of cameras",
+        description="Render each seed at N yaws x M pitches into one grid image (rows = pitches, "
+        "columns = yaws). The view at (yaw, pitch) is the image `cips3d sample` writes for that pose.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_model_arguments(p)
+    g = p.add_argument_group("what to render")
+    g.add_argument("--seeds", default="0-3", help="seeds as a list and/or ranges (default 0-3)")
+    g.add_argument(
+        "--yaws",
+        default="5",
+        help="a number of yaws spread over the official sweep 1 .. pi-1, or a list of radians such as "
+        "1.2,1.57 (a single integer is a count; default 5)",
+    )
+    g.add_argument(
+        "--pitches",
+        default="1",
+        help="a number of pitches spread over pi/2 +- 0.31, or a list of radians (default 1: level)",
+    )
+    g.add_argument(
+        "--flip-pair",
+        action="store_true",
+        help=f"also write seedNNNN_flip.png: yaw {MIRROR_YAWS[0]} | {MIRROR_YAWS[1]} (mirror check)",
+    )
+    g.add_argument("--size", type=int, default=128, help="image height and width in pixels (default 128)")
+    g.add_argument("--fov", type=finite_float, default=K.FOV_DEGREES, help="field of view in degrees")
+    g.add_argument("--psi", type=finite_float, default=1.0, help="truncation in [0, 1] (1: none)")
+    g.add_argument("--deterministic", action="store_true", help="no jitter or random importance samples")
+    o = p.add_argument_group("how and where")
+    o.add_argument("--aux", action="store_true", help="also write the grid of aux NeRF images")
+    o.add_argument("--batch-size", type=positive_int, default=8, help="views rendered together (default 8)")
+    o.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    o.add_argument("--outdir", default="outputs/multiview", help="output folder (default outputs/multiview)")
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def parse_angles(text: str, sweep: tuple[float, float], option: str) -> list[float]:
+    """'5' -> 5 angles spread over `sweep`; '1.2,1.57' -> those radians. UserError otherwise."""
+    if _COUNT.match(text):
+        count = int(text)
+        if not 1 <= count <= MAX_VIEWS_PER_AXIS:
+            raise UserError(f"{option} must ask for 1 to {MAX_VIEWS_PER_AXIS} views, got {count}.")
+        return spread_angles(count, *sweep)
+    try:
+        values = [finite_float(x) for x in text.split(",") if x.strip()]
+    except argparse.ArgumentTypeError:
+        raise UserError(f"{option} must be a count or radians separated by commas, got {text!r}.") from None
+    if not 1 <= len(values) <= MAX_VIEWS_PER_AXIS:
+        raise UserError(f"{option} must list 1 to {MAX_VIEWS_PER_AXIS} angles, got {len(values)}.")
+    return values
+
+
+def _settings(args: argparse.Namespace) -> MultiviewSettings:
+    """Check every option before a model is loaded."""
+    try:
+        seeds = parse_seeds(args.seeds)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    yaws = parse_angles(args.yaws, YAW_SWEEP, "--yaws")
+    pitches = parse_angles(args.pitches, PITCH_SWEEP, "--pitches")
+    if not 0.0 <= args.psi <= 1.0:
+        raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
+    render = RenderConfig(img_size=args.size, fov=args.fov, deterministic=args.deterministic)
+    return MultiviewSettings(seeds, yaws, pitches, render)
+
+
+def run(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    G = build_generator(args, resolve_device(args.device))
+    outdir = Path(args.outdir)
+    views = len(s.yaws) * len(s.pitches) + (len(MIRROR_YAWS) if args.flip_pair else 0)
+    bar = tqdm(total=len(s.seeds) * views, unit="view", desc="multiview", disable=args.quiet)
+    for seed in s.seeds:
+        styles = styles_for_seeds(G, [seed], args.psi)
+        n = len(s.yaws) * len(s.pitches)
+        out = render_multiview(
+            G,
+            styles,
+            s.yaws,
+            s.pitches,
+            s.render,
+            generators=seed_generators(G, seed, n),
+            batch_size=args.batch_size,
+        )
+        save_png(multiview_image(to_uint8(out.img), len(s.yaws)), outdir / f"seed{seed:04d}.png")
+        if args.aux:
+            save_png(multiview_image(to_uint8(out.aux_img), len(s.yaws)), outdir / f"seed{seed:04d}_aux.png")
+        bar.update(n)
+        if args.flip_pair:
+            pair = render_mirror_pair(G, styles, s.render, generators=seed_generators(G, seed, 2))
+            save_png(make_grid(to_uint8(pair.img), ncols=2), outdir / f"seed{seed:04d}_flip.png")
+            bar.update(2)
+    bar.close()
+    shape = f"{len(s.pitches)} pitches x {len(s.yaws)} yaws"
+    print(f"wrote {len(s.seeds)} grids of {shape} to {outdir}/")
+    return 0

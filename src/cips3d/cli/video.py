@@ -1,0 +1,226 @@
+"""`cips3d video`: one video per seed along a camera trajectory, or one latent walk through the seeds."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from cips3d import constants as K
+from cips3d.cli.common import add_model_arguments, build_generator, finite_float, positive_int, resolve_device
+from cips3d.config import RenderConfig
+from cips3d.errors import UserError
+from cips3d.inference.sample import parse_seeds
+from cips3d.inference.trajectories import TRAJECTORIES, Trajectory, make_trajectory, trajectory_function
+from cips3d.inference.video import (
+    METHODS,
+    SPACES,
+    LatentWalk,
+    check_panels,
+    frame_size,
+    seed_styles,
+    video_frames,
+)
+from cips3d.io.video import check_video_target, write_video
+from cips3d.models.generator3d import Generator3D
+
+FORMATS = ("mp4", "gif")
+EXAMPLES = """examples:
+  cips3d video --preset tiny --seeds 0-3 --size 64 --frames 24 --outdir outputs/video
+  cips3d video --checkpoint G_ema.pth --preset ffhq --seeds 7 --size 256 --trajectory circle_near_far \\
+      --panels image,aux,depth --text --psi 0.7
+  cips3d video --checkpoint G_ema.pth --preset ffhq --seeds 1,5,9 --interpolate --space w \\
+      --trajectory still --steps-between 40
+"""
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "video",
+        help="render videos along a camera trajectory",
+        description="Render one video per seed along a camera trajectory (seedNNNN.mp4), or with "
+        "--interpolate one video walking through the seeds' latents. Frames are rendered one at a time, "
+        "deterministically unless --stochastic.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_model_arguments(p)
+    g = p.add_argument_group("what to render")
+    g.add_argument("--seeds", default="0", help="seeds as a list and/or ranges, e.g. 0-3,42 (default 0)")
+    g.add_argument(
+        "--trajectory", default="orbit", help=f"camera path: {', '.join(TRAJECTORIES)} (default orbit)"
+    )
+    g.add_argument(
+        "--frames",
+        type=int,
+        help="the trajectory's num_frames (frames per turn for circle; default: the trajectory's own)",
+    )
+    g.add_argument(
+        "--fov", type=finite_float, help="field of view in degrees (default 12; near/far zoom to 20)"
+    )
+    g.add_argument("--size", type=int, default=128, help="image height and width in pixels (default 128)")
+    g.add_argument("--psi", type=finite_float, default=1.0, help="truncation in [0, 1] (1: none)")
+    g.add_argument(
+        "--num-steps", type=positive_int, default=K.NUM_STEPS, help="coarse samples per ray (default 12)"
+    )
+    g.add_argument(
+        "--panels", default="image", help="comma-separated panels: image, aux, depth (default image)"
+    )
+    g.add_argument("--stochastic", action="store_true", help="the official random sampler (seeded per video)")
+    g.add_argument("--text", action="store_true", help="write pitch, yaw and fov on every frame")
+    w = p.add_argument_group("latent walk")
+    w.add_argument(
+        "--interpolate",
+        action="store_true",
+        help="one video walking through the seeds' latents; the camera path loops under it "
+        "(--trajectory still: a fixed camera)",
+    )
+    w.add_argument("--space", default="z", help="interpolate latents z or styles w (default z)")
+    w.add_argument("--method", default="slerp", help="slerp or lerp (default slerp)")
+    w.add_argument(
+        "--steps-between", type=int, default=30, help="frames from one seed to the next (default 30)"
+    )
+    o = p.add_argument_group("how and where")
+    o.add_argument("--fps", type=finite_float, default=30.0, help="frames per second (default 30)")
+    o.add_argument(
+        "--format", default="mp4", help="mp4 (H.264) or gif (default mp4; gif if PyAV lacks libx264)"
+    )
+    o.add_argument(
+        "--chunk-rows", type=positive_int, default=K.DEFAULT_CHUNK_ROWS, help="rows per render chunk"
+    )
+    o.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    o.add_argument("--outdir", default="outputs/video", help="output folder (default outputs/video)")
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def mp4_available() -> bool:
+    """Whether PyAV is installed with an H.264 encoder."""
+    try:
+        import av  # noqa: PLC0415 (an optional compiled dependency)
+
+        av.codec.Codec("libx264", "w")
+    except (ImportError, ValueError):
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything checked before a frame is rendered."""
+
+    seeds: list[int]
+    render: RenderConfig
+    trajectory: Trajectory
+    panels: tuple[str, ...]
+    suffix: str
+
+
+def _suffix(name: str) -> str:
+    """The file suffix of --format; mp4 falls back to GIF when PyAV cannot encode H.264."""
+    if name not in FORMATS:
+        raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {name!r}.")
+    if name == "mp4" and not mp4_available():
+        print("cips3d video: PyAV with libx264 is not available; writing GIF instead.", file=sys.stderr)
+        return ".gif"
+    return f".{name}"
+
+
+def _check_numbers(args: argparse.Namespace, seeds: list[int]) -> None:
+    """Refuse impossible numbers in one sentence each (argparse would print its usage too)."""
+    if args.frames is not None and args.frames < 1:
+        raise UserError(f"--frames must be at least 1, got {args.frames}.")
+    if not args.fps > 0:
+        raise UserError(f"--fps must be positive, got {args.fps}.")
+    if not 0.0 <= args.psi <= 1.0:
+        raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
+    if not args.interpolate:
+        return
+    if len(seeds) < 2:
+        raise UserError(f"--interpolate walks between seeds and needs at least two, got {args.seeds!r}.")
+    if args.steps_between < 1:
+        raise UserError(f"--steps-between must be at least 1, got {args.steps_between}.")
+    if args.space not in SPACES:
+        raise UserError(f"--space must be one of {', '.join(SPACES)}, got {args.space!r}.")
+    if args.method not in METHODS:
+        raise UserError(f"--method must be one of {', '.join(METHODS)}, got {args.method!r}.")
+
+
+def _plan(args: argparse.Namespace) -> _Plan:
+    """Parse and check every option; nothing is rendered or loaded yet."""
+    try:
+        seeds = parse_seeds(args.seeds)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    _check_numbers(args, seeds)
+    trajectory_function(args.trajectory)  # an unknown name fails here, listing the known ones
+    render = RenderConfig(
+        img_size=args.size,
+        num_steps=args.num_steps,
+        deterministic=not args.stochastic,
+        chunk_rows=args.chunk_rows,
+    )
+    options = {"num_frames": args.frames, "fov": args.fov}
+    trajectory = make_trajectory(args.trajectory, **{k: v for k, v in options.items() if v is not None})
+    panels = check_panels([p.strip() for p in args.panels.split(",") if p.strip()])
+    suffix = _suffix(args.format)
+    width, height = frame_size(render, panels)
+    check_video_target(Path(args.outdir) / f"video{suffix}", width, height)
+    return _Plan(seeds, render, trajectory, panels, suffix)
+
+
+def _write_seed_video(G: Generator3D, plan: _Plan, args: argparse.Namespace, seed: int) -> Path:
+    """seedNNNN.<suffix>: the seed's latents along the trajectory; stochastic draws from its generator."""
+    styles, generator = seed_styles(G, seed, args.psi)
+    frames = video_frames(
+        G,
+        styles,
+        plan.trajectory,
+        plan.render,
+        panels=plan.panels,
+        text=args.text,
+        generator=generator,
+        progress=not args.quiet,
+        desc=f"seed{seed:04d}",
+    )
+    path = Path(args.outdir) / f"seed{seed:04d}{plan.suffix}"
+    write_video(frames, path, fps=args.fps)
+    return path
+
+
+def _write_walk(G: Generator3D, plan: _Plan, args: argparse.Namespace) -> Path:
+    """interpolation_<space>_<method>.<suffix>: the walk through the seeds, the trajectory looping
+    under it; stochastic draws come from a generator seeded with the first seed."""
+    walk = LatentWalk(
+        G, plan.seeds, steps_between=args.steps_between, space=args.space, method=args.method, psi=args.psi
+    )
+    frames = video_frames(
+        G,
+        walk,
+        plan.trajectory.looped(len(walk)),
+        plan.render,
+        panels=plan.panels,
+        text=args.text,
+        generator=torch.Generator().manual_seed(plan.seeds[0]),
+        progress=not args.quiet,
+        desc="interpolation",
+    )
+    path = Path(args.outdir) / f"interpolation_{args.space}_{args.method}{plan.suffix}"
+    write_video(frames, path, fps=args.fps)
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    plan = _plan(args)
+    G = build_generator(args, resolve_device(args.device))
+    if args.interpolate:
+        paths = [_write_walk(G, plan, args)]
+    else:
+        paths = [_write_seed_video(G, plan, args, seed) for seed in plan.seeds]
+    width, height = frame_size(plan.render, plan.panels)
+    what = paths[0].name if len(paths) == 1 else f"{len(paths)} videos"
+    print(f"wrote {what} of {width}x{height} to {args.outdir}/")
+    return 0

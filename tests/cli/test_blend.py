@@ -1,0 +1,93 @@
+"""`cips3d blend` end to end: side-by-side rows whose columns are the right models."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cips3d.cli.main import main
+from cips3d.io.checkpoint import save_generator
+
+SIZE, PAD = 8, 2
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def tiles(path, count: int) -> list[np.ndarray]:
+    grid = np.asarray(Image.open(path))
+    assert grid.shape == (SIZE + 2 * PAD, count * (SIZE + PAD) + PAD, 3)
+    return [
+        grid[PAD : PAD + SIZE, PAD + i * (SIZE + PAD) : PAD + i * (SIZE + PAD) + SIZE] for i in range(count)
+    ]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, tiny_G):
+    """A source and a 'fine-tuned' target that differs only on the INR side (decoder + INR mapping)."""
+    root = tmp_path_factory.mktemp("blend")
+    target = copy.deepcopy(tiny_G)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in [*target.decoder.parameters(), *target.inr_mapping.parameters()]:
+            p.add_(0.3 * torch.randn(p.shape, generator=generator) * p.std().clamp_min(0.05))
+    # The stale truncation mean is never used: these renders run at psi 1.
+    return save_generator(tiny_G, root / "source"), save_generator(target, root / "target")
+
+
+def test_gamma_0_and_1_columns_are_the_source_and_the_target(tmp_path, capsys, models):
+    source, target = models
+    all_layers = "4,8,16,32,64,128,256,512,1024"
+    code, stdout, _ = run(
+        capsys,
+        *["blend", "--source", str(source), "--target", str(target), "--gammas", "0,1"],
+        *["--layers", all_layers, "--blend-inr-mapping", "--seeds", "2,3", "--size", str(SIZE)],
+        *["--outdir", str(tmp_path), "--quiet", "--device", "cpu"],
+    )
+    assert code == 0 and "gamma 0, 1" in stdout
+    for seed in (2, 3):
+        src, tgt, zero, one = tiles(tmp_path / f"seed{seed:04d}.png", 4)
+        assert np.abs(src.astype(int) - tgt.astype(int)).max() > 2  # the models do differ
+        assert np.array_equal(zero, src) and np.array_equal(one, tgt)
+
+
+def test_default_gamma_blends_half_way_with_the_official_layers(tmp_path, capsys, models):
+    source, target = models
+    args = ["blend", "--source", str(source), "--target", str(target), "--seeds", "1", "--size", str(SIZE)]
+    assert run(capsys, *args, "--outdir", str(tmp_path), "--quiet")[0] == 0
+    src, tgt, mid = (t.astype(int) for t in tiles(tmp_path / "seed0001.png", 3))
+    assert np.abs(mid - src).max() > 0 and np.abs(mid - tgt).max() > 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--gamma", "1.5"], "gamma"),
+        (["--gammas", "0,-0.5"], "gamma"),
+        (["--gammas", "0,x"], "--gammas"),
+        (["--layers", "1024,2048"], "2048"),
+        (["--size", "0"], "image size"),
+    ],
+    ids=["gamma", "gammas-negative", "gammas-text", "layer", "size"],
+)
+def test_bad_options_are_refused_before_any_model_is_loaded(tmp_path, capsys, args, message):
+    missing = ["--source", str(tmp_path / "a.pth"), "--target", str(tmp_path / "b.pth")]
+    code, _, err = run(capsys, "blend", *missing, *args, "--quiet")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and message in lines[0] and "Traceback" not in err
+
+
+def test_models_of_different_shapes_are_refused(tmp_path, capsys, models, small_G):
+    save_generator(small_G, tmp_path / "small")
+    code, _, err = run(
+        capsys, "blend", "--source", str(models[0]), "--target", str(tmp_path / "small"), "--quiet"
+    )
+    assert code == 2 and "different architectures" in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("seed*.png"))

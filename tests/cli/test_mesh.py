@@ -1,0 +1,64 @@
+"""`cips3d mesh` end to end on the tiny preset, and its answers to bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cips3d.cli.main import main
+from cips3d.inference.geometry import extract_mesh
+from cips3d.inference.multiview import styles_for_seeds
+from tests.inference.test_geometry import edge_counts, read_ply
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_mesh_writes_ply_and_obj_matching_the_library(tmp_path, capsys, tiny_G):
+    out = tmp_path / "m"
+    args = ["mesh", "--preset", "tiny", "--seeds", "0,2", "--resolution", "12", "--level", "50%"]
+    code, stdout, _ = run(capsys, *args, "--format", "ply,obj", "--outdir", str(out), "--quiet")
+    assert code == 0 and str(out) in stdout
+    for seed in (0, 2):
+        ply = read_ply(out / f"seed{seed:04d}.ply")
+        ref = extract_mesh(
+            tiny_G, styles_for_seeds(tiny_G, [seed]), resolution=12, level=0.5, relative_level=True
+        )
+        xyz = np.stack([ply["x"], ply["y"], ply["z"]], axis=1)
+        assert np.allclose(xyz, ref.vertices, atol=1e-6) and np.array_equal(ply["faces"], ref.faces)
+        rgb = np.stack([ply["red"], ply["green"], ply["blue"]], axis=1)
+        assert np.abs(rgb.astype(int) - ref.colors.astype(int)).max() <= 1
+        assert (edge_counts(ply["faces"]) == 2).all()
+        obj = (out / f"seed{seed:04d}.obj").read_text().splitlines()
+        assert sum(line.startswith("v ") for line in obj) == len(ref.vertices)
+        assert sum(line.startswith("f ") for line in obj) == len(ref.faces)
+    assert not (out / "seed0001.ply").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--resolution", "4"], "--resolution"),
+        (["--level", "abc"], "--level"),
+        (["--level", "150%"], "--level"),
+        (["--level", "-3"], "--level"),
+        (["--format", "stl"], "--format"),
+        (["--psi", "2"], "--psi"),
+    ],
+    ids=["resolution", "level-text", "level-percent", "level-negative", "format", "psi"],
+)
+def test_bad_options_are_refused_before_the_model_is_loaded(tmp_path, capsys, args, message):
+    # The checkpoint does not exist: the option must be refused before anything is loaded.
+    code, _, err = run(capsys, "mesh", "--checkpoint", str(tmp_path / "none.pth"), *args, "--quiet")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and message in lines[0] and "Traceback" not in err
+
+
+def test_a_level_the_density_never_reaches_is_one_sentence(tmp_path, capsys):
+    args = ["mesh", "--preset", "tiny", "--seeds", "1", "--resolution", "8", "--level", "1e6"]
+    code, _, err = run(capsys, *args, "--outdir", str(tmp_path), "--quiet")
+    assert code == 2 and "never reaches" in err and "seed 1" in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("*.ply"))

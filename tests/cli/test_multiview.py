@@ -1,0 +1,78 @@
+"""`cips3d multiview`: tiles in the right places, each equal to the sampled image at its pose."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cips3d import PoseConfig, RenderConfig
+from cips3d.cli.main import main
+from cips3d.inference.sample import sample_seeds
+from cips3d.io.images import to_uint8
+
+SIZE, PAD = 8, 2
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def tile(grid: np.ndarray, row: int, col: int) -> np.ndarray:
+    y, x = PAD + row * (SIZE + PAD), PAD + col * (SIZE + PAD)
+    return grid[y : y + SIZE, x : x + SIZE].astype(int)
+
+
+def sampled(G, seed: int, yaw: float, pitch: float) -> np.ndarray:
+    batch = next(
+        sample_seeds(G, [seed], render=RenderConfig(img_size=SIZE), pose=PoseConfig.fixed(yaw, pitch))
+    )
+    return to_uint8(batch.output.img[0]).astype(int)
+
+
+def test_rows_are_pitches_columns_are_yaws_and_the_flip_pair_is_144_170(tmp_path, capsys, tiny_G):
+    yaws, pitches = [1.3, 1.5708, 1.8], [1.45, 1.5708]
+    code, stdout, _ = run(
+        capsys,
+        *["multiview", "--preset", "tiny", "--seeds", "1", "--size", str(SIZE), "--flip-pair", "--aux"],
+        *["--yaws", ",".join(map(str, yaws)), "--pitches", ",".join(map(str, pitches))],
+        *["--batch-size", "4", "--outdir", str(tmp_path), "--quiet"],
+    )
+    assert code == 0 and "2 pitches x 3 yaws" in stdout
+    grid = np.asarray(Image.open(tmp_path / "seed0001.png"))
+    assert grid.shape == (2 * (SIZE + PAD) + PAD, 3 * (SIZE + PAD) + PAD, 3)
+    for row, col in ((0, 0), (1, 1), (0, 2)):
+        expected = sampled(tiny_G, 1, yaws[col], pitches[row])
+        assert np.abs(tile(grid, row, col) - expected).max() <= 1, (row, col)
+    assert np.abs(tile(grid, 0, 0) - tile(grid, 1, 2)).max() > 0
+    flip = np.asarray(Image.open(tmp_path / "seed0001_flip.png"))
+    for col, yaw in enumerate((1.44, 1.70)):
+        assert np.abs(tile(flip, 0, col) - sampled(tiny_G, 1, yaw, 1.5707963)).max() <= 1
+    assert Image.open(tmp_path / "seed0001_aux.png").size == grid.shape[1::-1]
+
+
+def test_a_count_spreads_that_many_views(tmp_path, capsys):
+    args = ["multiview", "--preset", "tiny", "--seeds", "0", "--yaws", "4", "--size", str(SIZE)]
+    assert run(capsys, *args, "--deterministic", "--outdir", str(tmp_path), "--quiet")[0] == 0
+    grid = np.asarray(Image.open(tmp_path / "seed0000.png"))
+    assert grid.shape == (SIZE + 2 * PAD, 4 * (SIZE + PAD) + PAD, 3)
+    assert not (tmp_path / "seed0000_flip.png").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--yaws", "0"], "--yaws"),
+        (["--yaws", "1.2,x"], "--yaws"),
+        (["--pitches", "100"], "--pitches"),
+        (["--psi", "-1"], "--psi"),
+        (["--seeds", "3-1"], "backwards"),
+    ],
+    ids=["yaws-zero", "yaws-text", "pitches-many", "psi", "seeds"],
+)
+def test_bad_options_are_refused_before_the_model_is_loaded(tmp_path, capsys, args, message):
+    code, _, err = run(capsys, "multiview", "--checkpoint", str(tmp_path / "none.pth"), *args, "--quiet")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and message in lines[0] and "Traceback" not in err

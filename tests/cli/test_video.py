@@ -1,0 +1,171 @@
+"""`cips3d video` end to end on the tiny preset, and its answers to bad input."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from cips3d.cli import video as video_cli
+from cips3d.cli.main import main
+from cips3d.config import RenderConfig
+from cips3d.inference.trajectories import make_trajectory, still, yaw
+from cips3d.inference.video import LatentWalk, seed_styles, video_frames
+from cips3d.io.video import read_video_frames
+
+# GIF keeps a frame exactly when it has at most 256 colours: 16 x 16 pixels at most per frame here.
+FAST = ["--preset", "tiny", "--device", "cpu", "--quiet", "--num-steps", "4"]
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def use_tiny_G(monkeypatch, tiny_G):
+    """Skip rebuilding the tiny model (and its truncation mean) in every run: `--preset tiny
+    --init-seed 0` builds these very weights (the first test checks it end to end)."""
+    monkeypatch.setattr(video_cli, "build_generator", lambda args, device: tiny_G)
+
+
+def test_one_mp4_per_seed_with_the_frames_and_size_asked_for(tmp_path, capsys, tiny_G):
+    out = tmp_path / "out"
+    args = ["video", *FAST, "--seeds", "0,2", "--size", "16", "--frames", "3", "--outdir", str(out)]
+    code, stdout, _ = run(capsys, *args, "--panels", "image,aux,depth", "--text", "--fps", "12")
+    assert code == 0 and "2 videos of 48x16" in stdout
+    assert sorted(p.name for p in out.iterdir()) == ["seed0000.mp4", "seed0002.mp4"]
+    decoded = read_video_frames(out / "seed0002.mp4")
+    assert len(decoded) == 3 and decoded[0].shape == (16, 48, 3)
+    with av.open(str(out / "seed0002.mp4")) as container:
+        assert container.streams.video[0].average_rate == 12
+    # lossy H.264, but close to the same frames rendered in memory by the same model
+    render = RenderConfig(img_size=16, num_steps=4, deterministic=True)
+    styles = seed_styles(tiny_G, 2)[0]
+    expected = list(
+        video_frames(
+            tiny_G,
+            styles,
+            make_trajectory("orbit", num_frames=3),
+            render,
+            text=True,
+            panels=("image", "aux", "depth"),
+        )
+    )
+    assert np.abs(decoded[1].astype(int) - expected[1]).mean() < 12
+
+
+def test_a_gif_holds_exactly_the_frames_rendered_in_memory(tmp_path, capsys, tiny_G, use_tiny_G, monkeypatch):
+    monkeypatch.setattr(video_cli, "mp4_available", lambda: False)  # PyAV without libx264
+    args = ["video", *FAST, "--seeds", "4", "--size", "8", "--trajectory", "yaw", "--frames", "4"]
+    code, _, err = run(capsys, *args, "--panels", "image,depth", "--psi", "0.6", "--outdir", str(tmp_path))
+    assert code == 0 and "writing GIF instead" in err
+    decoded = read_video_frames(tmp_path / "seed0004.gif")
+    render = RenderConfig(img_size=8, num_steps=4, deterministic=True)
+    styles = seed_styles(tiny_G, 4, psi=0.6)[0]
+    expected = list(video_frames(tiny_G, styles, yaw(num_frames=4), render, panels=("image", "depth")))
+    assert len(decoded) == 4 and all(np.array_equal(a, b) for a, b in zip(decoded, expected, strict=True))
+
+
+def test_stochastic_videos_repeat_from_the_seed(tmp_path, capsys, tiny_G, use_tiny_G):
+    args = [
+        "video",
+        *FAST,
+        "--seeds",
+        "1",
+        "--size",
+        "16",
+        "--frames",
+        "2",
+        "--format",
+        "gif",
+        "--stochastic",
+    ]
+    assert run(capsys, *args, "--outdir", str(tmp_path / "a"))[0] == 0
+    assert run(capsys, *args, "--outdir", str(tmp_path / "b"))[0] == 0
+    a, b = (tmp_path / "a" / "seed0001.gif").read_bytes(), (tmp_path / "b" / "seed0001.gif").read_bytes()
+    assert a == b
+    render = RenderConfig(img_size=16, num_steps=4, deterministic=True)
+    calm = next(
+        video_frames(tiny_G, seed_styles(tiny_G, 1)[0], make_trajectory("orbit", num_frames=2), render)
+    )
+    assert not np.array_equal(read_video_frames(tmp_path / "a" / "seed0001.gif")[0], calm)
+
+
+def test_interpolation_walks_from_seed_to_seed(tmp_path, capsys, tiny_G, use_tiny_G):
+    args = ["video", *FAST, "--seeds", "3,8", "--size", "16", "--trajectory", "still", "--format", "gif"]
+    code, stdout, _ = run(
+        capsys,
+        *args,
+        "--interpolate",
+        "--space",
+        "w",
+        "--method",
+        "lerp",
+        "--steps-between",
+        "3",
+        "--outdir",
+        str(tmp_path),
+    )
+    assert code == 0 and "interpolation_w_lerp.gif" in stdout
+    decoded = read_video_frames(tmp_path / "interpolation_w_lerp.gif")
+    render = RenderConfig(img_size=16, num_steps=4, deterministic=True)
+    walk = LatentWalk(tiny_G, [3, 8], steps_between=3, space="w", method="lerp")
+    expected = list(video_frames(tiny_G, walk, still(num_frames=len(walk)), render))
+    assert len(decoded) == 4 and all(np.array_equal(a, b) for a, b in zip(decoded, expected, strict=True))
+    for index, seed in ((0, 3), (3, 8)):  # the ends are the seeds' own renders
+        own = next(video_frames(tiny_G, seed_styles(tiny_G, seed)[0], still(num_frames=1), render))
+        assert np.array_equal(decoded[index], own)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--trajectory", "spiral"], "unknown trajectory 'spiral'"),
+        (["--size", "15"], "even width and height"),
+        (["--frames", "0"], "--frames"),
+        (["--fps", "0"], "--fps"),
+        (["--fps", "-5"], "--fps"),
+        (["--psi", "1.5"], "--psi"),
+        (["--psi", "-0.1"], "--psi"),
+        (["--panels", "image,normals"], "panels"),
+        (["--format", "avi"], "--format"),
+        (["--size", "0"], "image size"),
+        (["--seeds", "7-3"], "backwards"),
+        (["--interpolate", "--seeds", "4"], "at least two"),
+        (["--interpolate", "--seeds", "1,2", "--steps-between", "0"], "--steps-between"),
+        (["--interpolate", "--seeds", "1,2", "--space", "x"], "--space"),
+        (["--interpolate", "--seeds", "1,2", "--method", "cubic"], "--method"),
+    ],
+    ids=[
+        "trajectory",
+        "odd",
+        "frames",
+        "fps0",
+        "fps-neg",
+        "psi-high",
+        "psi-low",
+        "panel",
+        "format",
+        "size0",
+        "seeds",
+        "one-seed",
+        "steps",
+        "space",
+        "method",
+    ],
+)
+def test_bad_input_is_one_sentence_and_exit_2_before_anything_renders(
+    tmp_path, capsys, monkeypatch, args, message
+):
+    def no_model(*_):
+        raise AssertionError("the model was built before the input was checked")
+
+    monkeypatch.setattr(video_cli, "build_generator", no_model)
+    monkeypatch.setattr(video_cli, "mp4_available", lambda: True)  # the mp4 checks, with or without PyAV
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "video", "--preset", "tiny", "--quiet", *args, "--outdir", str(out))
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and message in lines[0] and "Traceback" not in err
+    assert not out.exists()
