@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -23,7 +24,7 @@ from cips3d.inference.trajectories import yaw as yaw_trajectory
 from cips3d.inference.video import video_frames
 from cips3d.io.files import atomic_write
 from cips3d.io.images import colorize_depth, make_grid, save_png, to_uint8
-from cips3d.io.video import write_video
+from cips3d.io.video import mp4_available, write_video
 from cips3d.metrics.evaluate import evaluate
 from cips3d.metrics.inception import default_weights_path
 from cips3d.models.generator3d import Generator3D
@@ -87,12 +88,7 @@ def _turntable(G: Generator3D, outdir: Path, progress: bool) -> Path:
     trajectory = sweep.select(list(range(24)) + list(range(22, 0, -1)))
     styles = G.mapping(*G.sample_latents(1, torch.Generator().manual_seed(0)))
     frames = video_frames(G, styles, trajectory, render, panels=("image", "aux", "depth"), progress=progress)
-    try:
-        import av  # noqa: F401, PLC0415 (only to know whether mp4 can be written)
-
-        target = outdir / "turntable.mp4"
-    except ImportError:
-        target = outdir / "turntable.gif"
+    target = outdir / ("turntable.mp4" if mp4_available() else "turntable.gif")
     write_video(frames, target, fps=12)
     return target
 
@@ -113,12 +109,11 @@ def run_demo(
     data = _dataset(outdir, progress)
     run_dir = outdir / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
-    trainer = Trainer(
-        train_preset("tiny"),
-        run_dir,
-        data,
-        TrainOptions(device=torch.device(device), progress=progress, max_minutes=minutes),
-    )
+    # No xflip: the synthetic objects are asymmetric on purpose (ear on +x), and mirrored copies would
+    # make the mirror-symmetric solution the right answer.
+    config = dataclasses.replace(train_preset("tiny"), xflip=False)
+    options = TrainOptions(device=torch.device(device), progress=progress, max_minutes=minutes)
+    trainer = Trainer(config, run_dir, data, options)
     start = _score(trainer.G_ema, data)
     state = trainer.run()
     G = trainer.G_ema.eval()

@@ -11,6 +11,7 @@ from PIL import Image
 
 from cips3d.cli.main import main
 from cips3d.io.checkpoint import save_generator
+from cips3d.io.video import read_video_frames
 
 SIZE, PAD = 8, 2
 
@@ -91,3 +92,20 @@ def test_models_of_different_shapes_are_refused(tmp_path, capsys, models, small_
     )
     assert code == 2 and "different architectures" in err and len(err.strip().splitlines()) == 1
     assert not list(tmp_path.glob("seed*.png"))
+
+
+def test_blend_videos_side_by_side_and_gamma_sweep(tmp_path, capsys, models):
+    source, target = models
+    common = ["blend", "--source", str(source), "--target", str(target), "--seeds", "1", "--size", "8",
+              "--format", "gif", "--quiet"]  # fmt: skip
+    code = main(
+        [*common, "--video", "yaw", "--frames", "3", "--gammas", "0,1", "--outdir", str(tmp_path / "v")]
+    )
+    assert code == 0
+    frames = read_video_frames(tmp_path / "v" / "seed0001.gif")
+    assert len(frames) == 3 and frames[0].shape == (8, 4 * 8, 3)  # source | target | gamma 0 | gamma 1
+    assert np.array_equal(frames[1][:, :8], frames[1][:, 16:24])  # gamma 0 is the source, pixel for pixel
+    assert main([*common, "--sweep-frames", "4", "--outdir", str(tmp_path / "s")]) == 0
+    assert len(read_video_frames(tmp_path / "s" / "seed0001.gif")) == 4
+    assert main([*common, "--video", "nowhere", "--outdir", str(tmp_path / "x")]) == 2
+    assert "unknown trajectory" in capsys.readouterr().err.lower()

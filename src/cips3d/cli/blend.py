@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +18,17 @@ from cips3d.inference.blend import (
     blend_generators,
     check_gamma,
     check_same_architecture,
+    gamma_sweep_frames,
     resolve_blend_layers,
 )
 from cips3d.inference.sample import parse_seeds, sample_seeds
+from cips3d.inference.trajectories import make_trajectory
+from cips3d.inference.video import side_by_side_frames
 from cips3d.io.checkpoint import load_generator
 from cips3d.io.images import make_grid, save_png, to_uint8
+from cips3d.io.video import check_video_target, mp4_available, write_video
 from cips3d.models.generator3d import Generator3D
+from cips3d.rendering.cameras import Camera
 
 EXAMPLES = """examples:
   cips3d blend --source ffhq.pth --source-preset ffhq --target cartoon.pth --target-preset ffhq --seeds 0-3
@@ -78,6 +83,12 @@ def add_parser(subparsers) -> None:
     r.add_argument("--pitch", type=finite_float, default=K.PITCH_MEAN, help="camera pitch in radians")
     r.add_argument("--psi", type=finite_float, default=1.0, help="truncation in [0, 1] (1: none)")
     r.add_argument("--deterministic", action="store_true", help="no jitter or random importance samples")
+    v = p.add_argument_group("video (instead of images)")
+    v.add_argument("--video", metavar="TRAJECTORY", help="side-by-side video along a trajectory (e.g. yaw)")
+    v.add_argument("--frames", type=positive_int, default=30, help="trajectory frames (default 30)")
+    v.add_argument("--sweep-frames", type=positive_int, help="a video sweeping gamma from 0 to 1 in N frames")
+    v.add_argument("--fps", type=finite_float, default=20.0, help="frames per second (default 20)")
+    v.add_argument("--format", choices=("mp4", "gif"), default="mp4", help="video format (default mp4)")
     o = p.add_argument_group("how and where")
     o.add_argument("--batch-size", type=positive_int, default=4, help="images rendered together (default 4)")
     o.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
@@ -120,8 +131,42 @@ def _load(path: str, preset: str | None, device) -> Generator3D:
     return load_generator(path, preset=preset, device=device)
 
 
+def _check_video(args: argparse.Namespace, s: BlendSettings, columns: int) -> str | None:
+    """The video file suffix, after every check that needs no model (None: images)."""
+    if args.video is None and args.sweep_frames is None:
+        return None
+    if args.video is not None and args.sweep_frames is not None:
+        raise UserError("give --video or --sweep-frames, not both.")
+    if not args.fps > 0:
+        raise UserError(f"--fps must be positive, got {args.fps}.")
+    if args.video is not None:
+        make_trajectory(args.video, num_frames=args.frames)  # an unknown name fails here
+    suffix = ".mp4" if args.format == "mp4" and mp4_available() else ".gif"
+    width = s.render.img_size * (columns if args.video is not None else 1)
+    check_video_target(Path(f"x{suffix}"), width, s.render.img_size)
+    return suffix
+
+
+def _write_videos(args, s: BlendSettings, source, target, models, suffix: str) -> int:
+    outdir = Path(args.outdir)
+    render = replace(s.render, deterministic=True)  # videos do not flicker
+    for seed in s.seeds:
+        if args.video is not None:
+            trajectory = make_trajectory(args.video, num_frames=args.frames)
+            frames = side_by_side_frames(models, seed, trajectory, render, psi=args.psi)
+        else:
+            gammas = [i / max(args.sweep_frames - 1, 1) for i in range(args.sweep_frames)]
+            camera = Camera.from_angles(args.yaw, args.pitch)
+            frames = gamma_sweep_frames(source, target, gammas, seed, camera, render, layers=s.layers,
+                                        blend_inr_mapping=args.blend_inr_mapping, psi=args.psi)  # fmt: skip
+        write_video(frames, outdir / f"seed{seed:04d}{suffix}", fps=args.fps)
+    print(f"wrote {len(s.seeds)} videos to {outdir}/")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     s = _settings(args)
+    suffix = _check_video(args, s, columns=2 + len(s.gammas))
     device = resolve_device(args.device)
     source = _load(args.source, args.source_preset, device)
     target = _load(args.target, args.target_preset, device)
@@ -129,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
     models = [source, target] + [
         blend_generators(source, target, g, s.layers, args.blend_inr_mapping) for g in s.gammas
     ]
+    if suffix is not None:
+        return _write_videos(args, s, source, target, models, suffix)
     outdir = Path(args.outdir)
     bar = tqdm(total=len(s.seeds) * len(models), unit="img", desc="blend", disable=args.quiet)
     # Each model renders every seed with the seed's own latents and draws, so columns differ only by weights.

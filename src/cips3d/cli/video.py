@@ -24,7 +24,7 @@ from cips3d.inference.video import (
     seed_styles,
     video_frames,
 )
-from cips3d.io.video import check_video_target, write_video
+from cips3d.io.video import check_video_target, mp4_available, write_video
 from cips3d.models.generator3d import Generator3D
 
 FORMATS = ("mp4", "gif")
@@ -95,17 +95,6 @@ def add_parser(subparsers) -> None:
     o.add_argument("--outdir", default="outputs/video", help="output folder (default outputs/video)")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
-
-
-def mp4_available() -> bool:
-    """Whether PyAV is installed with an H.264 encoder."""
-    try:
-        import av  # noqa: PLC0415 (an optional compiled dependency)
-
-        av.codec.Codec("libx264", "w")
-    except (ImportError, ValueError):
-        return False
-    return True
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from cips3d import constants as K
+from cips3d.config import RenderConfig
 from cips3d.errors import ConfigError
+from cips3d.inference.video import seed_styles
+from cips3d.io.images import to_uint8
 from cips3d.models.generator3d import Generator3D
+from cips3d.rendering.cameras import Camera
 
 DEFAULT_BLEND_LAYERS: tuple[str, ...] = ("1024", "512", "256", "128", "64", "32")
 """The official default `swapped_layers` (configs/web_demo.yaml)."""
@@ -100,3 +105,24 @@ def blend_generators(
         # The stored mean belongs to the source's mapping; truncation must centre on the blended one.
         blended.update_truncation_mean()
     return blended
+
+
+@torch.no_grad()
+def gamma_sweep_frames(
+    source: Generator3D,
+    target: Generator3D,
+    gammas: Sequence[float],
+    seed: int,
+    camera: Camera,
+    render: RenderConfig,
+    *,
+    layers: Sequence[str] = DEFAULT_BLEND_LAYERS,
+    blend_inr_mapping: bool = False,
+    psi: float = 1.0,
+) -> Iterator[np.ndarray]:
+    """One uint8 frame [H, W, 3] per gamma: `seed` rendered by the blend of `source` and `target`
+    (the official "interpolate layers" video, at a fixed camera)."""
+    for gamma in gammas:
+        blended = blend_generators(source, target, gamma, layers, blend_inr_mapping)
+        styles, generator = seed_styles(blended, seed, psi)
+        yield to_uint8(blended.synthesis(styles, camera, render, generator=generator).img[0])

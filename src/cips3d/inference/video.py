@@ -279,3 +279,22 @@ def video_frames(
             bar.update(1)
     finally:
         bar.close()
+
+
+def side_by_side_frames(
+    models: Sequence[Generator3D],
+    seed: int,
+    trajectory: Trajectory,
+    render: RenderConfig,
+    *,
+    psi: float = 1.0,
+    panels: Sequence[str] = ("image",),
+) -> Iterator[np.ndarray]:
+    """Frames with one column per model, each rendering `seed`'s own latents along `trajectory`
+    (deterministic renders give columns that differ only by the models' weights)."""
+    streams = []
+    for G in models:
+        styles, generator = seed_styles(G, seed, psi)
+        streams.append(video_frames(G, styles, trajectory, render, panels=panels, generator=generator))
+    for columns in zip(*streams, strict=True):
+        yield np.concatenate(columns, axis=1)

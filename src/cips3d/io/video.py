@@ -25,6 +25,17 @@ def check_video_target(path: str | os.PathLike, width: int, height: int) -> None
         raise UserError(f"mp4 (yuv420p) needs an even width and height, got {width}x{height}.")
 
 
+def mp4_available() -> bool:
+    """Whether PyAV is installed with an H.264 encoder."""
+    try:
+        import av  # noqa: PLC0415 (an optional compiled dependency)
+
+        av.codec.Codec("libx264", "w")
+    except (ImportError, ValueError):
+        return False
+    return True
+
+
 def _write_mp4(frames: Iterable[np.ndarray], path: str, fps: float, crf: int) -> int:
     import av  # noqa: PLC0415 (a compiled dependency, loaded only when writing mp4)
 

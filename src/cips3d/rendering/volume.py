@@ -106,6 +106,17 @@ class RenderDraws:
             },
         )
 
+    def select_batch(self, index: int) -> RenderDraws:
+        """The draws of image `index` (canonical shapes), keeping a batch dimension of 1."""
+        return replace(
+            self,
+            **{
+                f.name: getattr(self, f.name)[index : index + 1]
+                for f in fields(self)
+                if f.name != "grad_order" and getattr(self, f.name) is not None
+            },
+        )
+
     def rays(self, index: slice) -> RenderDraws:
         """The draws of the rays at `index` (canonical shapes only)."""
         return replace(
