@@ -30,6 +30,9 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+bench: $(STAMP)
+	$(PY) benchmarks/bench.py --out benchmarks/results-cpu.json
+
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .

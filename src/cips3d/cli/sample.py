@@ -15,7 +15,15 @@ import numpy as np
 from tqdm import tqdm
 
 from cips3d import constants as K
-from cips3d.cli.common import add_model_arguments, build_generator, finite_float, positive_int, resolve_device
+from cips3d.cli.common import (
+    add_model_arguments,
+    add_precision_argument,
+    build_generator,
+    finite_float,
+    positive_int,
+    resolve_device,
+    warn_if_slow_precision,
+)
 from cips3d.config import PoseConfig, RenderConfig
 from cips3d.errors import UserError
 from cips3d.inference.geometry import normals_from_depth, normals_to_rgb
@@ -70,6 +78,7 @@ def add_parser(subparsers) -> None:
         "--num-steps", type=positive_int, default=K.NUM_STEPS, help="coarse samples per ray (default 12)"
     )
     g.add_argument("--deterministic", action="store_true", help="no jitter or random importance samples")
+    add_precision_argument(g)
     m = p.add_argument_group("style mixing")
     m.add_argument(
         "--appearance-seeds",
@@ -134,6 +143,7 @@ def _settings(args: argparse.Namespace) -> SampleSettings:
         num_steps=args.num_steps,
         deterministic=args.deterministic,
         chunk_rows=args.chunk_rows,
+        precision=args.precision,
     )
     pose = PoseConfig() if args.random_pose else PoseConfig.fixed(args.yaw, args.pitch)
     return SampleSettings(seeds, render, pose, appearance, layers)
@@ -150,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     seeds, render = settings.seeds, settings.render
     device = resolve_device(args.device)
+    warn_if_slow_precision(device, args.precision)
     G = build_generator(args, device)
     outdir = Path(args.outdir)
     tiles: dict[str, list[np.ndarray]] = {"img": [], "aux": [], "depth": [], "normals": []}

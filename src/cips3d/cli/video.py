@@ -10,7 +10,15 @@ from pathlib import Path
 import torch
 
 from cips3d import constants as K
-from cips3d.cli.common import add_model_arguments, build_generator, finite_float, positive_int, resolve_device
+from cips3d.cli.common import (
+    add_model_arguments,
+    add_precision_argument,
+    build_generator,
+    finite_float,
+    positive_int,
+    resolve_device,
+    warn_if_slow_precision,
+)
 from cips3d.config import RenderConfig
 from cips3d.errors import UserError
 from cips3d.inference.sample import parse_seeds
@@ -70,6 +78,7 @@ def add_parser(subparsers) -> None:
         "--panels", default="image", help="comma-separated panels: image, aux, depth (default image)"
     )
     g.add_argument("--stochastic", action="store_true", help="the official random sampler (seeded per video)")
+    add_precision_argument(g)
     g.add_argument("--text", action="store_true", help="write pitch, yaw and fov on every frame")
     w = p.add_argument_group("latent walk")
     w.add_argument(
@@ -151,6 +160,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
         num_steps=args.num_steps,
         deterministic=not args.stochastic,
         chunk_rows=args.chunk_rows,
+        precision=args.precision,
     )
     options = {"num_frames": args.frames, "fov": args.fov}
     trajectory = make_trajectory(args.trajectory, **{k: v for k, v in options.items() if v is not None})
@@ -204,7 +214,9 @@ def _write_walk(G: Generator3D, plan: _Plan, args: argparse.Namespace) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     plan = _plan(args)
-    G = build_generator(args, resolve_device(args.device))
+    device = resolve_device(args.device)
+    warn_if_slow_precision(device, args.precision)
+    G = build_generator(args, device)
     if args.interpolate:
         paths = [_write_walk(G, plan, args)]
     else:

@@ -258,7 +258,7 @@ class Generator3D(nn.Module):
                 comp = render_rays(field_fn, directions[:, index], cam2world, render, draws.rays(index))
                 aux = torch.tanh(self.aux_head(comp.feature))
                 depth = surface_depth(comp.depth, comp.opacity, render.ray_end)
-            rgb = self.decoder(comp.feature, styles)
+            rgb = self.decoder(comp.feature, styles, render.precision)
             parts.append((rgb, aux, comp.feature, depth, comp.opacity))
         return [torch.cat(p, dim=1) for p in zip(*parts, strict=True)]
 

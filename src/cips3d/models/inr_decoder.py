@@ -35,9 +35,14 @@ class InrBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, style0: torch.Tensor, style1: torch.Tensor) -> torch.Tensor:
         """x [B, N, in], styles [B, D] -> [B, N, out]."""
-        y = F.leaky_relu(self.mod1(x, style0), K.LEAKY_SLOPE)
-        y = F.leaky_relu(self.mod2(y, style1), K.LEAKY_SLOPE)
-        return y + x if self.residual else y
+        if torch.is_grad_enabled():
+            y = F.leaky_relu(self.mod1(x, style0), K.LEAKY_SLOPE)
+            y = F.leaky_relu(self.mod2(y, style1), K.LEAKY_SLOPE)
+            return y + x if self.residual else y
+        # Inference: activations and the residual in place (no new buffers, less memory traffic).
+        y = F.leaky_relu_(self.mod1(x, style0), K.LEAKY_SLOPE)
+        y = F.leaky_relu_(self.mod2(y, style1), K.LEAKY_SLOPE)
+        return y.add_(x) if self.residual else y
 
 
 class InrDecoder(nn.Module):
@@ -69,13 +74,20 @@ class InrDecoder(nn.Module):
         for head in self.to_rgb:
             frequency_init_(head.weight, K.TO_RGB_FREQUENCY_INIT, generator)
 
-    def forward(self, feature: torch.Tensor, styles: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """feature [B, N, C], styles {name: [B, D]} -> rgb [B, N, 3]."""
+    def forward(
+        self, feature: torch.Tensor, styles: Mapping[str, torch.Tensor], precision: str = "float32"
+    ) -> torch.Tensor:
+        """feature [B, N, C], styles {name: [B, D]} -> rgb [B, N, 3].
+
+        precision 'bf16' runs the modulated layers in bfloat16 (autocast; the weights are modulated and
+        demodulated in float32 first, the to-RGB sum and the tanh stay float32).
+        """
         x, rgb = feature, None
-        for i, (block, head, (s0, s1)) in enumerate(
-            zip(self.blocks, self.to_rgb, self.style_pairs, strict=True)
-        ):
-            x = block(x, styles[s0], styles[s1])
-            if i >= self.rgb_from_block:
-                rgb = head(x) if rgb is None else head(x) + rgb
+        layers = zip(self.blocks, self.to_rgb, self.style_pairs, strict=True)
+        with torch.autocast(feature.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            for i, (block, head, (s0, s1)) in enumerate(layers):
+                x = block(x, styles[s0], styles[s1])
+                if i >= self.rgb_from_block:
+                    out = head(x).float()
+                    rgb = out if rgb is None else out + rgb
         return torch.tanh(rgb)

@@ -1,0 +1,307 @@
+"""Speed and memory of cips3d against the arithmetic floor and the official code (`make bench`).
+
+Times, in one process and interleaved (every repeat visits every case, so drift hits all alike):
+- inference of the `ffhq` preset with the official rendering settings (hierarchical, 12 + 12 samples,
+  cameras from the FFHQ prior) at 64, 128 and 256 px, batch 1 and 4, for our default path and for a
+  reference path of ours that follows the official algorithm as written (one image at a time, the
+  official 256^2-ray chunks, float32, no fast paths), and with the bf16 INR (`--precision bf16`);
+- one training iteration (D step with R1 and G step, aux branch on, ffhq G and D) at 32, 64 and 128 px,
+  batch 4, with full gradients and with partial gradients (a quarter of the rays).
+Prints a table and writes JSON: seconds (median), images/s, GFLOP/s, ratio to the float32 floor,
+speed-up over the official timings in `shared/fixtures/official/perf_anchor.json`, peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from cips3d import Generator3D, PoseConfig, RenderConfig, generator_preset
+from cips3d.fast import bf16_fast, configure_fast_paths
+from cips3d.models.discriminator import Discriminator, discriminator_preset
+from cips3d.reference import reference_images
+from cips3d.training.steps import StepRandom, StepSettings, d_step, g_step
+
+REPO = Path(__file__).resolve().parents[1]
+ANCHOR = REPO.parent / "shared" / "fixtures" / "official" / "perf_anchor.json"
+# Floors measured on this machine kind (issue 7): seconds per image with all 9 INR blocks.
+FLOOR_F32 = {64: 0.111, 128: 0.444, 256: 1.78}
+FLOOR_BF16 = {64: 0.069, 128: 0.275, 256: 1.10}
+FLOOR_TRAIN = {32: 0.33}  # a training step at 32 px, batch 4, float32
+FLOP_PER_PIXEL = 8.96e6 + 1.30e6  # INR (all 9 blocks) + NeRF matrix work for 24 samples (issue 7)
+
+
+def _release_memory() -> None:
+    """Give freed heap pages back to the OS, so that each case's peak starts from the same level."""
+    import ctypes  # noqa: PLC0415
+    import gc  # noqa: PLC0415
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:  # not glibc: peaks of later cases may read low
+        pass
+
+
+class PeakMemory:
+    """Peak resident memory above the level at start, sampled every 2 ms in a thread (CPU), or the
+    CUDA allocator's peak."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def __enter__(self) -> PeakMemory:
+        _release_memory()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+            return self
+        self.base = self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, self._rss())
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            self.peak = torch.cuda.max_memory_allocated(self.device)
+            return
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+    @property
+    def megabytes(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+@dataclasses.dataclass
+class Case:
+    name: str
+    kind: str  # "infer" or "train"
+    img_size: int
+    batch: int
+    path: str  # "ours", "ours-bf16", "reference", "full", "partial"
+    run: Callable[[], object]
+    times: list[float] = dataclasses.field(default_factory=list)
+    peak_mb: float = 0.0
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def inference_cases(G: Generator3D, sizes, batches, device, bf16: bool) -> list[Case]:
+    pose = PoseConfig()
+    cases = []
+    for size in sizes:
+        for batch in batches:
+            z = G.sample_latents(batch, torch.Generator().manual_seed(0))
+            fast = RenderConfig(img_size=size)
+            reference = RenderConfig(img_size=size)
+
+            def ours(z=z, render=fast):
+                with torch.no_grad():
+                    return G(*z, pose=pose, render=render, generator=torch.Generator().manual_seed(1))
+
+            def official_way(z=z, render=reference, batch=batch):
+                generator = torch.Generator().manual_seed(1)
+                with torch.no_grad():
+                    camera = G.sample_cameras(pose, batch, generator)
+                    return reference_images(G, G.mapping(*z), camera, render, generator=generator)
+
+            cases.append(Case(f"infer {size}px b{batch}", "infer", size, batch, "ours", ours))
+            if bf16:
+
+                def ours_bf16(z=z, render=fast):
+                    bf16_render = dataclasses.replace(render, precision="bf16")
+                    with torch.no_grad():
+                        return G(
+                            *z, pose=pose, render=bf16_render, generator=torch.Generator().manual_seed(1)
+                        )
+
+                cases.append(Case(f"infer {size}px b{batch}", "infer", size, batch, "ours-bf16", ours_bf16))
+            cases.append(Case(f"infer {size}px b{batch}", "infer", size, batch, "reference", official_way))
+    return cases
+
+
+def training_cases(G: Generator3D, D: Discriminator, sizes, device) -> list[Case]:
+    optimizers = {
+        "G": torch.optim.Adam(G.parameters(), lr=1e-4, betas=(0.0, 0.999)),
+        "D": torch.optim.Adam(D.parameters(), lr=1e-4, betas=(0.0, 0.999)),
+    }
+    random = StepRandom(g=torch.Generator().manual_seed(2), d=torch.Generator().manual_seed(3))
+    cases = []
+    for size in sizes:
+        reals = torch.rand(4, 3, size, size, generator=torch.Generator().manual_seed(4), device="cpu") * 2 - 1
+        reals = reals.to(device)
+        for mode, grad_rays in (("full", None), ("partial", size * size // 4)):
+            settings = StepSettings(
+                render=RenderConfig(img_size=size, nerf_noise=1.0, grad_rays=grad_rays), pose=PoseConfig(),
+                batch_size=4, aux=True, alpha=1.0, augment=None, r1_gamma=10.0, r1_scale=1.0,
+                grad_clip=10.0, nerf_grad=True,
+            )  # fmt: skip
+
+            def step(settings=settings, reals=reals):
+                d_step(G, D, optimizers["D"], reals, settings, random)
+                g_step(G, D, optimizers["G"], settings, random)
+
+            cases.append(Case(f"train {size}px b4", "train", size, 4, mode, step))
+    cases.append(Case("train-G 32px b4", "train", 32, 4, "G only", _g_only_step(G)))
+    return cases
+
+
+def _g_only_step(G: Generator3D) -> Callable[[], None]:
+    """What the official anchor timed: G forward at 32 px with nerf noise 1 and the aux image, a stand-in
+    loss softplus(-mean image), backward (no discriminator)."""
+    z = G.sample_latents(4, torch.Generator().manual_seed(6))
+    render = RenderConfig(img_size=32, nerf_noise=1.0)
+
+    def step() -> None:
+        out = G(*z, pose=PoseConfig(), render=render, generator=torch.Generator().manual_seed(7))
+        imgs = torch.cat([out.img, out.aux_img])
+        torch.nn.functional.softplus(-imgs.mean((1, 2, 3))).mean().backward()
+        G.zero_grad(set_to_none=True)
+
+    return step
+
+
+@torch.no_grad()
+def bf16_errors(G: Generator3D, device: torch.device) -> dict:
+    """Largest and mean image difference of the bf16 INR against float32 (deterministic, 64 px)."""
+    z = G.sample_latents(4, torch.Generator().manual_seed(5))
+    render = RenderConfig(img_size=64, deterministic=True)
+    a = G(*z, pose=PoseConfig.fixed(), render=render).img
+    b = G(*z, pose=PoseConfig.fixed(), render=dataclasses.replace(render, precision="bf16")).img
+    return {"max_abs_error": float((a - b).abs().max()), "mean_abs_error": float((a - b).abs().mean())}
+
+
+def measure(cases: list[Case], repeats: int, device: torch.device, log: Callable[[str], None]) -> None:
+    for case in cases:  # warm-up (allocator, thread pools, oneDNN primitive caches), with memory
+        with PeakMemory(device) as memory:
+            case.run()
+            _sync(device)
+        case.peak_mb = memory.megabytes
+        log(f"warmed {case.name} [{case.path}]")
+    for r in range(repeats):
+        for case in cases:
+            _sync(device)
+            start = time.perf_counter()
+            case.run()
+            _sync(device)
+            case.times.append(time.perf_counter() - start)
+        log(f"repeat {r + 1}/{repeats} done")
+
+
+def _anchor() -> dict:
+    if not ANCHOR.is_file():
+        return {}
+    results = json.loads(ANCHOR.read_text())["results"]
+    return {(r["mode"], r["img_size"], r["batch"]): r["median_s"] for r in results}
+
+
+def summarise(cases: list[Case]) -> list[dict]:
+    anchor = _anchor()
+    rows = []
+    for c in cases:
+        seconds = statistics.median(c.times)
+        row = {
+            "case": c.name, "path": c.path, "seconds": round(seconds, 4),
+            "images_per_s": round(c.batch / seconds, 3), "peak_mb": round(c.peak_mb, 1),
+        }  # fmt: skip
+        if c.kind == "infer":
+            row["gflops"] = round(c.batch * c.img_size**2 * FLOP_PER_PIXEL / seconds / 1e9, 1)
+            floor = (FLOOR_BF16 if c.path == "ours-bf16" else FLOOR_F32).get(c.img_size)
+            row["x_floor"] = round(seconds / (floor * c.batch), 2) if floor else None
+        elif c.kind == "train" and c.img_size in FLOOR_TRAIN and c.path == "G only":
+            row["x_floor"] = round(seconds / FLOOR_TRAIN[c.img_size], 2)
+        comparable = c.kind == "infer" or c.path == "G only"  # the anchor timed G alone in training
+        official = anchor.get((c.kind, c.img_size, c.batch)) if comparable else None
+        row["speedup_vs_official"] = round(official / seconds, 2) if official else None
+        rows.append(row)
+    by_case = {(r["case"], r["path"]): r for r in rows}
+    for r in rows:  # same-run speed-up over our reference path
+        ref = by_case.get((r["case"], "reference"))
+        r["speedup_vs_reference"] = round(ref["seconds"] / r["seconds"], 2) if ref else None
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    cols = ["case", "path", "seconds", "images_per_s", "gflops", "x_floor", "speedup_vs_official",
+            "speedup_vs_reference", "peak_mb"]  # fmt: skip
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join("" if r.get(c) is None else str(r.get(c)) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def machine(device: torch.device) -> dict:
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    try:
+        model = next(line for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        info["cpu"] = model.split(":", 1)[1].strip()
+    except (OSError, StopIteration):
+        info["cpu"] = platform.processor()
+    info["cores"] = os.cpu_count()
+    return info
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="64 px only, 1 repeat (a smoke run)")
+    parser.add_argument("--no-train", action="store_true")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results.json"))
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    routes = configure_fast_paths(device)
+    G = Generator3D(generator_preset("ffhq")).to(device).eval()
+    sizes = (64,) if args.quick else (64, 128, 256)
+    bf16 = bf16_fast(device)
+    cases = inference_cases(G, sizes, (1, 4), device, bf16=bf16)
+    if not args.no_train:
+        D = Discriminator(discriminator_preset("ffhq")).to(device)
+        train_sizes = (32,) if args.quick else (32, 64, 128)
+        cases += training_cases(Generator3D(generator_preset("ffhq")).to(device), D, train_sizes, device)
+    measure(cases, 1 if args.quick else args.repeats, device, lambda m: print(m, flush=True))
+    rows = summarise(cases)
+    print(table(rows))
+    errors = bf16_errors(G, device) if bf16 else {"note": "no bfloat16 matrix units: bf16 not timed"}
+    result = {
+        "machine": machine(device), "fast_paths": routes, "bf16": errors,
+        "command": " ".join(os.sys.argv), "rows": rows,
+    }  # fmt: skip
+    print(f"bf16 INR: {errors}")
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

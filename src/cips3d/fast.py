@@ -1,0 +1,86 @@
+"""Choosing the fastest correct matrix-product route at start-up (opt-in; CLI commands call it).
+
+On CPUs, PyTorch can send float32 products through MKL (its default) or through oneDNN
+(`torch.backends.mkldnn.matmul.fp32_precision`); on some CPUs oneDNN is about twice as fast, on others
+(no AVX-512) they are the same. The same switch means bfloat16 arithmetic on CPUs with AMX, so each
+candidate route is checked against a float64 product before it is kept: only a route that still
+computes in float32 (relative error below 1e-5) can win. On CUDA nothing changes: float32 stays IEEE
+(no TF32) unless a caller opts into reduced precision (the bf16 INR, `RenderConfig(precision='bf16')`).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+MAX_RELATIVE_ERROR = 1e-5  # float32 GEMM of this size errs ~1e-6 relative; bf16 would be ~1e-2
+_SHAPE = (2048, 512, 512)  # a chunk of INR rows times one 512 x 512 modulated layer
+
+
+def _route_setting() -> str | None:
+    matmul = getattr(torch.backends.mkldnn, "matmul", None)
+    return getattr(matmul, "fp32_precision", None) if matmul is not None else None
+
+
+def _set_route(value: str) -> None:
+    torch.backends.mkldnn.matmul.fp32_precision = value
+
+
+def _operands() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    m, k, n = _SHAPE
+    return torch.randn(m, k, generator=generator), torch.randn(k, n, generator=generator) / k**0.5
+
+
+def _error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest error of the current route's product relative to the largest exact entry."""
+    exact = a.double() @ b.double()
+    return float(((a @ b).double() - exact).abs().max() / exact.abs().max())
+
+
+def _seconds(a: torch.Tensor, b: torch.Tensor) -> float:
+    start = time.perf_counter()
+    a @ b
+    return time.perf_counter() - start
+
+
+def bf16_fast(device: torch.device | str) -> bool:
+    """Whether bfloat16 matrix products run at hardware speed here (CPUs without bf16 units fall back
+    to about 1 GFLOP/s, a hundred times slower than float32)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def configure_fast_paths(device: torch.device | str = "cpu") -> dict:
+    """Pick the fastest float32 matmul route that passes the float64 self-test; returns what was chosen
+    and measured (for logs and benchmark records)."""
+    device = torch.device(device)
+    if device.type != "cpu":
+        return {"device": device.type, "matmul_route": "default (IEEE float32)"}
+    original = _route_setting()
+    if original is None:  # an older PyTorch without the switch
+        return {"device": "cpu", "matmul_route": "default", "note": "no oneDNN matmul switch"}
+    a, b = _operands()
+    routes = ("none", "bf16")  # 'none' = PyTorch's default (MKL); 'bf16' = oneDNN's GEMM
+    errors, times = {}, {r: [] for r in routes}
+    for route in routes:
+        _set_route(route)
+        errors[route] = _error(a, b)  # also warms the route's kernels
+    for _ in range(7):  # interleaved, best of 7: robust to another process taking a core for a moment
+        for route in routes:
+            _set_route(route)
+            times[route].append(_seconds(a, b))
+    results = {r: (errors[r], min(times[r])) for r in routes}
+    usable = {r: t for r, (err, t) in results.items() if err < MAX_RELATIVE_ERROR}
+    best = "none"
+    if "bf16" in usable and usable["bf16"] < 0.8 * usable.get("none", float("inf")):
+        best = "bf16"  # oneDNN only when it is clearly faster and still float32
+    _set_route(best)
+    return {
+        "device": "cpu",
+        "matmul_route": "oneDNN" if best == "bf16" else "default (MKL)",
+        "self_test": {r: {"relative_error": e, "seconds": round(t, 5)} for r, (e, t) in results.items()},
+    }

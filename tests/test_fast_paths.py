@@ -1,0 +1,89 @@
+"""Every fast path against the plain reference path (the official algorithm as written)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from cips3d import Camera, RenderConfig, RenderDraws
+from cips3d.fast import MAX_RELATIVE_ERROR, configure_fast_paths
+from cips3d.nn import FiLMSine
+from cips3d.reference import film, reference_images
+
+
+def test_fast_generator_equals_the_reference_path(small_G):
+    z = small_G.sample_latents(3, torch.Generator().manual_seed(0))
+    styles = small_G.mapping(*z)
+    camera = Camera.from_angles(torch.tensor([1.4, 1.57, 1.8]), torch.tensor([1.5, 1.6, 1.57]))
+    render = RenderConfig(img_size=24, chunk_rows=500, nerf_noise=0.5)
+    r, s = render.num_rays, render.num_steps
+    g = torch.Generator().manual_seed(1)
+    draws = RenderDraws(
+        jitter_u=torch.rand(3, r, s, generator=g), importance_u=torch.rand(3, r, s, generator=g),
+        coarse_noise=torch.randn(3, r, s, generator=g), fine_noise=torch.randn(3, r, 2 * s, generator=g),
+    )  # fmt: skip
+    with torch.no_grad():
+        fast = small_G.synthesis(styles, camera, render, draws=draws).img
+    reference = reference_images(small_G, styles, camera, render, draws=draws)
+    assert (fast - reference).abs().max() < 1e-4
+
+
+def test_fast_ffhq_sized_layers_equal_the_reference(tiny_G):
+    cfg = RenderConfig(img_size=16, deterministic=True)
+    z = tiny_G.sample_latents(2, torch.Generator().manual_seed(2))
+    camera = Camera.from_angles(math.pi / 2, math.pi / 2, batch=2)
+    styles = tiny_G.mapping(*z)
+    with torch.no_grad():
+        fast = tiny_G.synthesis(styles, camera, cfg).img
+    assert (fast - reference_images(tiny_G, styles, camera, cfg)).abs().max() < 1e-4
+
+
+def test_folded_film_equals_the_unfolded_formula():
+    layer = FiLMSine(5, 7, 6).double()
+    layer.reset_parameters(torch.Generator().manual_seed(3))
+    x = torch.randn(2, 11, 5, dtype=torch.float64)
+    style = torch.randn(2, 6, dtype=torch.float64)
+    with torch.no_grad():
+        folded_inplace = layer(x, style)
+    folded_grad = layer(x, style)
+    assert torch.allclose(folded_inplace, film(layer, x, style), atol=1e-12)
+    assert torch.allclose(folded_grad, film(layer, x, style), atol=1e-12) and folded_grad.requires_grad
+
+
+def test_in_place_inference_equals_the_training_computation(tiny_G):
+    feature = torch.randn(2, 9, tiny_G.config.nerf.feature_dim, generator=torch.Generator().manual_seed(4))
+    styles = tiny_G.mapping(*tiny_G.sample_latents(2, torch.Generator().manual_seed(5)))
+    with torch.no_grad():
+        inference = tiny_G.decoder(feature, styles)
+    training = tiny_G.decoder(feature, styles)
+    assert torch.equal(inference, training.detach())
+
+
+def test_bf16_decoder_stays_within_a_few_percent(tiny_G):
+    cfg = RenderConfig(img_size=8, deterministic=True)
+    z = tiny_G.sample_latents(2, torch.Generator().manual_seed(6))
+    camera = Camera.from_angles(math.pi / 2, math.pi / 2, batch=2)
+    styles = tiny_G.mapping(*z)
+    with torch.no_grad():
+        full = tiny_G.synthesis(styles, camera, cfg).img
+        half = tiny_G.synthesis(
+            styles, camera, RenderConfig(img_size=8, deterministic=True, precision="bf16")
+        ).img
+    error = (full - half).abs()
+    assert 0 < error.max() < 0.05 and half.dtype == torch.float32
+
+
+def test_the_matmul_route_is_chosen_only_if_it_stays_float32():
+    before = torch.backends.mkldnn.matmul.fp32_precision
+    try:
+        info = configure_fast_paths("cpu")
+        assert info["matmul_route"] in ("oneDNN", "default (MKL)")
+        assert all(v["relative_error"] < MAX_RELATIVE_ERROR for v in info["self_test"].values()) or (
+            info["matmul_route"] == "default (MKL)"
+        )
+        a, b = torch.randn(64, 512, dtype=torch.float64), torch.randn(512, 64, dtype=torch.float64)
+        err = ((a.float() @ b.float()).double() - a @ b).abs().max() / (a @ b).abs().max()
+        assert err < MAX_RELATIVE_ERROR  # whatever was chosen still computes in float32
+    finally:
+        torch.backends.mkldnn.matmul.fp32_precision = before
