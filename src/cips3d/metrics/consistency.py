@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from cips3d.config import RenderConfig
+from cips3d.rendering.cameras import Camera
 from cips3d.rendering.rays import camera_ray_directions, rotate_directions
 
 MIRROR_YAWS = (1.44, 1.70)  # the official preview pair, nearly symmetric around the front (pi/2)
@@ -93,9 +95,6 @@ def mirror_flip_error(img_a: torch.Tensor, img_b: torch.Tensor) -> float:
 
 @torch.no_grad()
 def _render_pair(G, z, yaw_a: float, yaw_b: float, img_size: int, pitch: float):
-    from cips3d.config import RenderConfig  # noqa: PLC0415 (metrics need no model unless asked)
-    from cips3d.rendering.cameras import Camera  # noqa: PLC0415
-
     render = RenderConfig(img_size=img_size, deterministic=True)
     styles = G.mapping(*z)
     n = z[0].shape[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -359,8 +360,6 @@ def _append_jsonl(path: Path, record: dict) -> None:
 
 def _install_stop_handlers(trainer: Trainer) -> dict:
     """SIGINT / SIGTERM ask the trainer to stop after the current step; a second SIGINT aborts."""
-    import threading  # noqa: PLC0415
-
     if threading.current_thread() is not threading.main_thread():
         return {}
 
