@@ -36,7 +36,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--num", type=positive_int, default=1000, help="images per side (default 1000)")
     p.add_argument("--size", type=positive_int, default=64, help="evaluation resolution (default 64)")
     p.add_argument("--psi", type=finite_float, default=1.0, help="truncation (default 1: none)")
-    p.add_argument("--inception", help="a TorchScript Inception extractor instead of the default")
+    p.add_argument(
+        "--inception",
+        help="another Inception extractor: an official FID Inception .pth (pytorch-fid / torch-fidelity "
+        "weights-inception-2015-12-05) or a TorchScript file",
+    )
     p.add_argument("--out", help="also write the result (metrics and protocol) to this JSON file")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.set_defaults(run=run)

