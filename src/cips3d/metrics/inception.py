@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +77,9 @@ def _load_network(weights: Path, device: str | torch.device) -> tuple[torch.nn.M
     if kind == STATE_DICT:
         return load_inception_pth(weights).to(device), kind
     try:
-        return torch.jit.load(str(weights), map_location=device).eval(), TORCHSCRIPT
+        with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.x, but this file is one
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.load(str(weights), map_location=device).eval(), TORCHSCRIPT
     except Exception as err:  # not a TorchScript archive, or a broken one
         raise UserError(
             f"{weights} is not a TorchScript Inception network or a PyTorch state dict of one "
