@@ -14,6 +14,7 @@ speed-up over the official timings in `shared/fixtures/official/perf_anchor.json
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import os
@@ -27,7 +28,7 @@ from pathlib import Path
 import torch
 
 from cips3d import Generator3D, PoseConfig, RenderConfig, generator_preset
-from cips3d.fast import bf16_fast, configure_fast_paths
+from cips3d.fast import bf16_fast, compile_generator, configure_fast_paths
 from cips3d.models.discriminator import Discriminator, discriminator_preset
 from cips3d.reference import reference_images
 from cips3d.training.steps import StepRandom, StepSettings, d_step, g_step
@@ -279,6 +280,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="64 px only, 1 repeat (a smoke run)")
     parser.add_argument("--no-train", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="also time a torch.compile'd generator")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results.json"))
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -287,6 +289,12 @@ def main() -> None:
     sizes = (64,) if args.quick else (64, 128, 256)
     bf16 = bf16_fast(device)
     cases = inference_cases(G, sizes, (1, 4), device, bf16=bf16)
+    if args.compile:
+        compiled = copy.deepcopy(G)
+        compile_generator(compiled)
+        for case in inference_cases(compiled, sizes, (1, 4), device, bf16=False):
+            if case.path == "ours":
+                cases.append(dataclasses.replace(case, path="ours-compiled"))
     if not args.no_train:
         D = Discriminator(discriminator_preset("ffhq")).to(device)
         train_sizes = (32,) if args.quick else (32, 64, 128)

@@ -84,3 +84,14 @@ def configure_fast_paths(device: torch.device | str = "cpu") -> dict:
         "matmul_route": "oneDNN" if best == "bf16" else "default (MKL)",
         "self_test": {r: {"relative_error": e, "seconds": round(t, 5)} for r, (e, t) in results.items()},
     }
+
+
+def compile_generator(G) -> None:
+    """Compile the per-point NeRF field and the per-pixel INR decoder with `torch.compile` (in place).
+
+    Opt-in: the first render pays the compilation (about half a minute on a 2-core CPU); later renders
+    are faster (about 20% at 64 px on that CPU, more where elementwise fusion matters). Results agree
+    with the eager model to float32 rounding.
+    """
+    G.field.compile()
+    G.decoder.compile()

@@ -41,11 +41,17 @@ def resolve_device(name: str) -> torch.device:
 
 
 def add_precision_argument(group) -> None:
+    """--precision and --compile: the opt-in speed options of rendering commands."""
     group.add_argument(
         "--precision",
         choices=("float32", "bf16"),
         default="float32",
         help="INR arithmetic: bf16 is ~1%% off and much faster on CPUs/GPUs with bfloat16 units",
+    )
+    group.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the NeRF field and the INR (the first render compiles for ~30 s)",
     )
 
 

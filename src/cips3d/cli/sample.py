@@ -26,6 +26,7 @@ from cips3d.cli.common import (
 )
 from cips3d.config import PoseConfig, RenderConfig
 from cips3d.errors import UserError
+from cips3d.fast import compile_generator
 from cips3d.inference.geometry import normals_from_depth, normals_to_rgb
 from cips3d.inference.multiview import resolve_inr_layers, sample_mixed_seeds
 from cips3d.inference.sample import SampleBatch, parse_seeds, sample_seeds
@@ -162,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     warn_if_slow_precision(device, args.precision)
     G = build_generator(args, device)
+    if args.compile:
+        compile_generator(G)
     outdir = Path(args.outdir)
     tiles: dict[str, list[np.ndarray]] = {"img": [], "aux": [], "depth": [], "normals": []}
     bar = tqdm(total=len(seeds), unit="img", desc="sample", disable=args.quiet)

@@ -21,6 +21,7 @@ from cips3d.cli.common import (
 )
 from cips3d.config import RenderConfig
 from cips3d.errors import UserError
+from cips3d.fast import compile_generator
 from cips3d.inference.sample import parse_seeds
 from cips3d.inference.trajectories import TRAJECTORIES, Trajectory, make_trajectory, trajectory_function
 from cips3d.inference.video import (
@@ -217,6 +218,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     warn_if_slow_precision(device, args.precision)
     G = build_generator(args, device)
+    if args.compile:
+        compile_generator(G)
     if args.interpolate:
         paths = [_write_walk(G, plan, args)]
     else:
