@@ -279,6 +279,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="64 px only, 1 repeat (a smoke run)")
+    parser.add_argument("--sizes", help="inference sizes to time, comma-separated (default 64,128,256)")
     parser.add_argument("--no-train", action="store_true")
     parser.add_argument("--compile", action="store_true", help="also time a torch.compile'd generator")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results.json"))
@@ -287,6 +288,8 @@ def main() -> None:
     routes = configure_fast_paths(device)
     G = Generator3D(generator_preset("ffhq")).to(device).eval()
     sizes = (64,) if args.quick else (64, 128, 256)
+    if args.sizes:
+        sizes = tuple(int(v) for v in args.sizes.split(","))
     bf16 = bf16_fast(device)
     cases = inference_cases(G, sizes, (1, 4), device, bf16=bf16)
     if args.compile:

@@ -8,7 +8,7 @@ import torch
 
 from cips3d import Camera, RenderConfig, RenderDraws
 from cips3d.fast import MAX_RELATIVE_ERROR, configure_fast_paths
-from cips3d.nn import FiLMSine
+from cips3d.nn import FiLMSine, ModulatedLinear
 from cips3d.reference import film, reference_images
 
 
@@ -87,3 +87,24 @@ def test_the_matmul_route_is_chosen_only_if_it_stays_float32():
         assert err < MAX_RELATIVE_ERROR  # whatever was chosen still computes in float32
     finally:
         torch.backends.mkldnn.matmul.fp32_precision = before
+
+
+def test_styles_are_folded_into_weights_once_per_render_not_once_per_chunk(tiny_G, monkeypatch):
+    calls = {"inr": 0, "film": 0}
+    modulated_weight, fold = ModulatedLinear.modulated_weight, FiLMSine.fold
+
+    def count(kind, original):
+        def wrapper(self, style):
+            calls[kind] += 1
+            return original(self, style)
+
+        return wrapper
+
+    monkeypatch.setattr(ModulatedLinear, "modulated_weight", count("inr", modulated_weight))
+    monkeypatch.setattr(FiLMSine, "fold", count("film", fold))
+    styles = tiny_G.mapping(*tiny_G.sample_latents(2, torch.Generator().manual_seed(7)))
+    camera = Camera.from_angles(math.pi / 2, math.pi / 2, batch=2)
+    render = RenderConfig(img_size=8, deterministic=True, chunk_rows=16)  # 8 chunks of rays
+    with torch.no_grad():
+        tiny_G.synthesis(styles, camera, render)
+    assert calls == {"inr": 2 * len(tiny_G.decoder.blocks), "film": len(tiny_G.field.hidden) + 1}

@@ -112,8 +112,11 @@ def as_scene_field(
     if any(s.shape[0] != 1 for s in nerf_styles.values()):
         raise ValueError("geometry is extracted one object at a time: give styles of batch size 1.")
 
+    with torch.no_grad():  # geometry is extracted without gradients; fold the styles in once
+        folded = G.field.modulate(nerf_styles)
+
     def field_fn(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return G.field(points, nerf_styles)
+        return G.field(points, folded)
 
     def aux_colors(feature: torch.Tensor) -> torch.Tensor:
         return torch.tanh(G.aux_head(feature))

@@ -18,9 +18,9 @@ from torch import nn
 from cips3d import constants as K
 from cips3d.config import GeneratorConfig, PoseConfig, RenderConfig
 from cips3d.errors import ConfigError
-from cips3d.models.inr_decoder import InrDecoder, inr_style_names
+from cips3d.models.inr_decoder import InrDecoder, InrModulation, inr_style_names
 from cips3d.models.mapping import MappingNetwork
-from cips3d.models.nerf_field import NerfField, nerf_style_names
+from cips3d.models.nerf_field import NerfField, NerfModulation, nerf_style_names
 from cips3d.nn.init import empty_linear, frequency_init_, linear_default_
 from cips3d.outputs import GeneratorOutput, Styles
 from cips3d.rendering.cameras import Camera, sample_cameras
@@ -216,12 +216,16 @@ class Generator3D(nn.Module):
         cam2world = camera.cam2world()
         directions = camera_ray_directions(render.img_size, render.fov, self.device, self.dtype).unsqueeze(0)
         grad_enabled = torch.is_grad_enabled()
+        # Styles are folded into per-image weights once here, not once per chunk of rays.
+        with torch.set_grad_enabled(grad_enabled and nerf_grad):
+            nerf = self.field.modulate({name: styles[name] for name in self.nerf_style_names})
+        inr = self.decoder.modulate(styles, render.precision)
         pieces = []
         for rays, with_grad in gradient_split(
             r, render.grad_rays if grad_enabled else None, draws.grad_order
         ):
             with torch.set_grad_enabled(grad_enabled and with_grad):
-                outputs = self._render_rays(styles, directions, cam2world, render, draws, rays, nerf_grad)
+                outputs = self._render_rays(nerf, inr, directions, cam2world, render, draws, rays, nerf_grad)
             pieces.append((rays, outputs))
         rgb, aux, feature, depth, opacity = _assemble(pieces, r)
         return GeneratorOutput(
@@ -238,7 +242,8 @@ class Generator3D(nn.Module):
 
     def _render_rays(
         self,
-        styles: Mapping[str, torch.Tensor],
+        nerf: NerfModulation,
+        inr: InrModulation,
         directions: torch.Tensor,
         cam2world: torch.Tensor,
         render: RenderConfig,
@@ -247,10 +252,9 @@ class Generator3D(nn.Module):
         nerf_grad: bool,
     ) -> list[torch.Tensor]:
         """Render the rays `rays` of every image, chunk by chunk: [rgb, aux, feature, depth, opacity]."""
-        nerf_styles = {name: styles[name] for name in self.nerf_style_names}
 
         def field_fn(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return self.field(points, nerf_styles)
+            return self.field(points, nerf)
 
         parts = []
         for index in ray_chunks(cam2world.shape[0], rays, render.chunk_rows):
@@ -258,7 +262,7 @@ class Generator3D(nn.Module):
                 comp = render_rays(field_fn, directions[:, index], cam2world, render, draws.rays(index))
                 aux = torch.tanh(self.aux_head(comp.feature))
                 depth = surface_depth(comp.depth, comp.opacity, render.ray_end)
-            rgb = self.decoder(comp.feature, styles, render.precision)
+            rgb = self.decoder(comp.feature, inr, render.precision)
             parts.append((rgb, aux, comp.feature, depth, comp.opacity))
         return [torch.cat(p, dim=1) for p in zip(*parts, strict=True)]
 

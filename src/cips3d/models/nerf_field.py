@@ -6,19 +6,29 @@ No view direction and no positional encoding: the colour layer sees only the poi
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from cips3d import constants as K
 from cips3d.config import NerfFieldConfig
-from cips3d.nn.film import FiLMSine
+from cips3d.nn.film import FiLMSine, FoldedFiLM, film_sine
 from cips3d.nn.init import empty_linear, kaiming_leaky_, linear_default_
 
 
 def nerf_style_names(config: NerfFieldConfig) -> list[str]:
     """Official style names, in order: nerf_w0 ... nerf_w{L-1}, nerf_rgb."""
     return [f"nerf_w{i}" for i in range(config.hidden_layers)] + ["nerf_rgb"]
+
+
+@dataclass(frozen=True)
+class NerfModulation:
+    """The field's FiLM layers with a batch of styles folded in (`NerfField.modulate`): computed once
+    per render and reused by every chunk of points."""
+
+    hidden: tuple[FoldedFiLM, ...]
+    color: FoldedFiLM
 
 
 class NerfField(nn.Module):
@@ -49,13 +59,21 @@ class NerfField(nn.Module):
         linear_default_(self.feature, generator)
         kaiming_leaky_(self.feature.weight, generator)
 
+    def modulate(self, styles: Mapping[str, torch.Tensor]) -> NerfModulation:
+        """styles {name: [B, D]} -> the FiLM layers with these styles folded in."""
+        layers = zip(self.hidden, self.style_names, strict=False)  # style_names ends with nerf_rgb
+        hidden = tuple(layer.fold(styles[name]) for layer, name in layers)
+        return NerfModulation(hidden, self.color.fold(styles["nerf_rgb"]))
+
     def forward(
-        self, points: torch.Tensor, styles: Mapping[str, torch.Tensor]
+        self, points: torch.Tensor, styles: Mapping[str, torch.Tensor] | NerfModulation
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """points [B, N, 3], styles {name: [B, D]} -> (feature [B, N, C], sigma [B, N, 1])."""
+        """points [B, N, 3], styles {name: [B, D]} (or their `modulate` form) -> (feature [B, N, C],
+        sigma [B, N, 1])."""
+        folded = styles if isinstance(styles, NerfModulation) else self.modulate(styles)
         x = points * (2.0 / K.BOX_WARP_SIDE)
-        for layer, name in zip(self.hidden, self.style_names, strict=False):
-            x = layer(x, styles[name])
+        for layer in folded.hidden:
+            x = film_sine(x, layer)
         sigma = self.sigma(x)
-        feature = self.feature(self.color(x, styles["nerf_rgb"]))
+        feature = self.feature(film_sine(x, folded.color))
         return feature, sigma

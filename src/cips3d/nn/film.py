@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
 from cips3d import constants as K
 from cips3d.nn.init import empty_linear, frequency_init_, linear_default_
+
+
+class FoldedFiLM(NamedTuple):
+    """A FiLM-sine layer with one image's frequencies folded in: y = sin(x @ weight + bias)."""
+
+    weight: torch.Tensor
+    """[B, in, out] = W^T * gamma."""
+    bias: torch.Tensor
+    """[B, 1, out] = gamma * b + beta."""
+
+
+def film_sine(x: torch.Tensor, folded: FoldedFiLM) -> torch.Tensor:
+    """x [B, N, in] -> sin(x @ weight + bias) [B, N, out]; the sine is in place when no gradient is needed."""
+    h = torch.baddbmm(folded.bias, x, folded.weight)
+    return torch.sin_(h) if not (torch.is_grad_enabled() and h.requires_grad) else torch.sin(h)
 
 
 class FiLMSine(nn.Module):
@@ -40,14 +57,16 @@ class FiLMSine(nn.Module):
         beta = self.phase(style)
         return gamma.unsqueeze(1), beta.unsqueeze(1)
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        """x [B, N, in], style [B, D] -> [B, N, out].
+    def fold(self, style: torch.Tensor) -> FoldedFiLM:
+        """style [B, D] -> this layer with the frequencies and phases of each image folded in.
 
-        gamma * (W x + b) + beta is computed as x (W^T gamma) + (gamma b + beta): the frequencies are
-        folded into per-sample weights, so the activation is touched once instead of three times.
+        gamma * (W x + b) + beta is computed as x (W^T gamma) + (gamma b + beta): the activation is
+        touched once instead of three times, and the folding is done once per render, not per chunk.
         """
         gamma, beta = self.modulation(style)  # [B, 1, out]
         weight = self.linear.weight.t().unsqueeze(0) * gamma  # [B, in, out]
-        bias = self.linear.bias * gamma + beta  # [B, 1, out]
-        h = torch.baddbmm(bias, x, weight)
-        return torch.sin_(h) if not (torch.is_grad_enabled() and h.requires_grad) else torch.sin(h)
+        return FoldedFiLM(weight, self.linear.bias * gamma + beta)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        """x [B, N, in], style [B, D] -> [B, N, out]."""
+        return film_sine(x, self.fold(style))

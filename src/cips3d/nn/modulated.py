@@ -56,6 +56,10 @@ class ModulatedLinear(nn.Module):
         kaiming_leaky_(self.modulation.weight, generator)
         self.norm.reset_parameters()  # ones and zeros: draws nothing
 
+    def modulated_weight(self, style: torch.Tensor) -> torch.Tensor:
+        """style [B, D] -> the per-sample weights [B, in, out] (computed once per render, not per chunk)."""
+        return modulate_weight(self.weight, self.modulation(style))
+
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         """x [B, N, in], style [B, D] -> [B, N, out]."""
-        return torch.bmm(x, modulate_weight(self.weight, self.modulation(style)))
+        return torch.bmm(x, self.modulated_weight(style))
