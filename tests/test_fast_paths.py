@@ -108,3 +108,14 @@ def test_styles_are_folded_into_weights_once_per_render_not_once_per_chunk(tiny_
     with torch.no_grad():
         tiny_G.synthesis(styles, camera, render)
     assert calls == {"inr": 2 * len(tiny_G.decoder.blocks), "film": len(tiny_G.field.hidden) + 1}
+
+
+def test_inference_evaluates_the_field_in_cache_sized_blocks_with_the_same_result(tiny_G):
+    points = torch.rand(2, 3000, 3, generator=torch.Generator().manual_seed(8)) * 0.24 - 0.12
+    styles = tiny_G.mapping(*tiny_G.sample_latents(2, torch.Generator().manual_seed(9)))
+    nerf = {name: styles[name] for name in tiny_G.nerf_style_names}
+    whole = tiny_G.field(points, nerf)  # autograd on: one block
+    with torch.no_grad():
+        blocked = tiny_G.field(points, nerf)  # 3000 > 2048 / 2 points per image: three blocks
+    for a, b in zip(whole, blocked, strict=True):
+        assert a.shape == b.shape and (a.detach() - b).abs().max() < 1e-6

@@ -71,6 +71,14 @@ class NerfField(nn.Module):
         """points [B, N, 3], styles {name: [B, D]} (or their `modulate` form) -> (feature [B, N, C],
         sigma [B, N, 1])."""
         folded = styles if isinstance(styles, NerfModulation) else self.modulate(styles)
+        per_image = max(1, K.FIELD_BLOCK_ROWS // points.shape[0])
+        if torch.is_grad_enabled() or points.shape[1] <= per_image:
+            return self._evaluate(points, folded)
+        # Inference: cache-sized blocks of points (the result is the same; each row is independent).
+        blocks = [self._evaluate(block, folded) for block in points.split(per_image, dim=1)]
+        return torch.cat([f for f, _ in blocks], dim=1), torch.cat([s for _, s in blocks], dim=1)
+
+    def _evaluate(self, points: torch.Tensor, folded: NerfModulation) -> tuple[torch.Tensor, torch.Tensor]:
         x = points * (2.0 / K.BOX_WARP_SIDE)
         for layer in folded.hidden:
             x = film_sine(x, layer)
