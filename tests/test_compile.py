@@ -1,9 +1,10 @@
-"""torch.compile of the field and decoder (slow: compiling takes tens of seconds; `make test-slow`)."""
+"""torch.compile of the field and decoder (the real compile is slow: tens of seconds; `make test-slow`)."""
 
 from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 import pytest
 import torch
@@ -23,3 +24,27 @@ def test_a_compiled_generator_renders_what_the_eager_one_does(tiny_G):
         eager = tiny_G.synthesis(tiny_G.mapping(*z), camera, render).img
         fast = compiled.synthesis(compiled.mapping(*z), camera, render).img
     assert (eager - fast).abs().max() < 1e-4
+
+
+def test_a_failing_compiler_falls_back_to_eager_with_one_warning(tiny_G, monkeypatch):
+    def broken_compile(fn):
+        def fail(*args, **kwargs):
+            raise RuntimeError("InductorError: main.so: file too short")
+
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    fallback = copy.deepcopy(tiny_G)
+    compile_generator(fallback)
+    z = tiny_G.sample_latents(2, torch.Generator().manual_seed(1))
+    camera = Camera.from_angles(math.pi / 2, math.pi / 2, batch=2)
+    render = RenderConfig(img_size=8, deterministic=True)
+    with torch.no_grad():
+        eager = tiny_G.synthesis(tiny_G.mapping(*z), camera, render).img
+        with pytest.warns(UserWarning, match="file too short") as caught:
+            first = fallback.synthesis(fallback.mapping(*z), camera, render).img
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no further warnings: the modules now run eagerly
+            second = fallback.synthesis(fallback.mapping(*z), camera, render).img
+    assert len(caught) == 2  # one per module (field and decoder)
+    assert torch.equal(first, eager) and torch.equal(second, eager)
