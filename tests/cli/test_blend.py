@@ -12,14 +12,9 @@ from PIL import Image
 from cips3d.cli.main import main
 from cips3d.io.checkpoint import save_generator
 from cips3d.io.video import read_video_frames
+from tests.cli.helpers import run
 
 SIZE, PAD = 8, 2
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def tiles(path, count: int) -> list[np.ndarray]:

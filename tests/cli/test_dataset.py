@@ -6,13 +6,8 @@ import pytest
 
 from cips3d.cli.main import main
 from cips3d.data.images import ImageDataset
+from tests.cli.helpers import run
 from tests.data.test_images import make_folder, truncated_png
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_dataset_writes_a_zip_the_dataset_reads_back(tmp_path, capsys):

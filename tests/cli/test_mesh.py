@@ -5,16 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cips3d.cli.main import main
 from cips3d.inference.geometry import extract_mesh
 from cips3d.inference.multiview import styles_for_seeds
+from tests.cli.helpers import run
 from tests.inference.test_geometry import edge_counts, read_ply
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_mesh_writes_ply_and_obj_matching_the_library(tmp_path, capsys, tiny_G):

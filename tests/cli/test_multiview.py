@@ -7,17 +7,11 @@ import pytest
 from PIL import Image
 
 from cips3d import PoseConfig, RenderConfig
-from cips3d.cli.main import main
 from cips3d.inference.sample import sample_seeds
 from cips3d.io.images import to_uint8
+from tests.cli.helpers import run
 
 SIZE, PAD = 8, 2
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def tile(grid: np.ndarray, row: int, col: int) -> np.ndarray:

@@ -10,15 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from cips3d.cli.main import main
 from cips3d.io.checkpoint import official_state_dict, save_generator
+from tests.cli.helpers import run
 from tests.conftest import fixture_path
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def pixels(path):

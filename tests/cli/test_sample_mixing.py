@@ -11,19 +11,13 @@ import torch
 from PIL import Image
 
 from cips3d import PoseConfig, RenderConfig
-from cips3d.cli.main import main
 from cips3d.inference.geometry import normals_from_depth, normals_to_rgb
 from cips3d.inference.multiview import sample_mixed_seeds
 from cips3d.io.checkpoint import load_generator, save_generator
 from cips3d.io.images import to_uint8
+from tests.cli.helpers import run
 
 SIZE = 8
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def pixels(path) -> np.ndarray:

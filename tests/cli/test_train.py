@@ -12,17 +12,11 @@ import time
 
 import pytest
 
-from cips3d.cli.main import main
 from cips3d.training.snapshot import list_snapshots, load_snapshot
+from tests.cli.helpers import run
 from tests.conftest import write_blobs
 
 FAST = ["--preset", "tiny", "--batch-size", "2", "--preview-every", "1000", "--quiet", "--device", "cpu"]
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_train_then_resume(tmp_path, capsys, blob_folder):

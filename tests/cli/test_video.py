@@ -7,20 +7,14 @@ import numpy as np
 import pytest
 
 from cips3d.cli import video as video_cli
-from cips3d.cli.main import main
 from cips3d.config import RenderConfig
 from cips3d.inference.trajectories import make_trajectory, still, yaw
 from cips3d.inference.video import LatentWalk, seed_styles, video_frames
 from cips3d.io.video import read_video_frames
+from tests.cli.helpers import run
 
 # GIF keeps a frame exactly when it has at most 256 colours: 16 x 16 pixels at most per frame here.
 FAST = ["--preset", "tiny", "--device", "cpu", "--quiet", "--num-steps", "4"]
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture
