@@ -218,7 +218,7 @@ class Generator3D(nn.Module):
         grad_enabled = torch.is_grad_enabled()
         # Styles are folded into per-image weights once here, not once per chunk of rays.
         with torch.set_grad_enabled(grad_enabled and nerf_grad):
-            nerf = self.field.modulate({name: styles[name] for name in self.nerf_style_names})
+            nerf = self.field.modulate(styles)  # picks its own layers' styles by name
         inr = self.decoder.modulate(styles, render.precision)
         pieces = []
         for rays, with_grad in gradient_split(
