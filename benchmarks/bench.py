@@ -10,7 +10,8 @@ Times, in one process and interleaved (every repeat visits every case, so drift 
 Prints a table and writes JSON: seconds (median and best of the repeats), and from the best run
 images/s, GFLOP/s, ratio to the float32 floor, speed-up over the official timings in
 `shared/fixtures/official/perf_anchor.json` (their best run, `min_s`) and over our reference path;
-peak memory.
+peak memory. With `--device cuda` it adds the GPU cases of `gpu_cases.py` (512 px interactive frames,
+batched 256 px inference, the card's measured matrix throughput).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+import gpu_cases  # beside this script, whose folder is on sys.path when it runs
 from cips3d import Generator3D, PoseConfig, RenderConfig, generator_preset
 from cips3d.fast import bf16_fast, compile_generator, configure_fast_paths
 from cips3d.models.discriminator import Discriminator, discriminator_preset
@@ -224,8 +226,10 @@ def _anchor() -> dict:
     return {(r["mode"], r["img_size"], r["batch"]): r["min_s"] for r in results}
 
 
-def summarise(cases: list[Case]) -> list[dict]:
-    anchor = _anchor()
+def summarise(cases: list[Case], cpu: bool = True) -> list[dict]:
+    """One row per case; the floors and the official timings are CPU figures, so `cpu=False` (a GPU
+    run) leaves those columns empty."""
+    anchor = _anchor() if cpu else {}
     rows = []
     for c in cases:
         # Derived figures use the best run: on a shared machine interference only ever adds time.
@@ -237,9 +241,9 @@ def summarise(cases: list[Case]) -> list[dict]:
         }  # fmt: skip
         if c.kind == "infer":
             row["gflops"] = round(c.batch * c.img_size**2 * FLOP_PER_PIXEL / seconds / 1e9, 1)
-            floor = (FLOOR_BF16 if c.path == "ours-bf16" else FLOOR_F32).get(c.img_size)
+            floor = (FLOOR_BF16 if c.path == "ours-bf16" else FLOOR_F32).get(c.img_size) if cpu else None
             row["x_floor"] = round(seconds / (floor * c.batch), 2) if floor else None
-        elif c.kind == "train" and c.img_size in FLOOR_TRAIN and c.path == "G only":
+        elif cpu and c.kind == "train" and c.img_size in FLOOR_TRAIN and c.path == "G only":
             row["x_floor"] = round(seconds / FLOOR_TRAIN[c.img_size], 2)
         comparable = c.kind == "infer" or c.path == "G only"  # the anchor timed G alone in training
         official = anchor.get((c.kind, c.img_size, c.batch)) if comparable else None
@@ -255,6 +259,7 @@ def summarise(cases: list[Case]) -> list[dict]:
 def table(rows: list[dict]) -> str:
     cols = ["case", "path", "seconds", "best_s", "images_per_s", "gflops", "x_floor", "speedup_vs_official",
             "speedup_vs_reference", "peak_mb"]  # fmt: skip
+    cols += [c for c in ("tflops", "fraction_of_peak") if any(c in r for r in rows)]  # GPU runs
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         lines.append("| " + " | ".join("" if r.get(c) is None else str(r.get(c)) for c in cols) + " |")
@@ -286,6 +291,10 @@ def main() -> None:
     parser.add_argument("--sizes", help="inference sizes to time, comma-separated (default 64,128,256)")
     parser.add_argument("--no-train", action="store_true")
     parser.add_argument("--compile", action="store_true", help="also time a torch.compile'd generator")
+    parser.add_argument("--gpu-cases", action="store_true",
+                        help="run the GPU cases (interactive frames, batched inference) on this device too; "
+                        "they always run on CUDA")  # fmt: skip
+    parser.add_argument("--gpu-sizes", default="512,256", help="frame size and batched size of the GPU cases")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results.json"))
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -306,14 +315,26 @@ def main() -> None:
         D = Discriminator(discriminator_preset("ffhq")).to(device)
         train_sizes = (32,) if args.quick else (32, 64, 128)
         cases += training_cases(Generator3D(generator_preset("ffhq")).to(device), D, train_sizes, device)
+    gpu = device.type == "cuda"
+    if gpu or args.gpu_cases:
+        frame, batched = (int(v) for v in args.gpu_sizes.split(","))
+        cases += gpu_cases.frame_cases(Case, G, size=frame) + gpu_cases.batched_cases(Case, G, size=batched)
+        if args.compile:  # compiled kernels inside the captured graph (inductor fuses the elementwise work)
+            paths = ("fast", "fast-graph")
+            cases += gpu_cases.frame_cases(Case, compiled, size=frame, paths=paths, label="-compiled")
     measure(cases, 1 if args.quick else args.repeats, device, lambda m: print(m, flush=True))
-    rows = summarise(cases)
-    print(table(rows))
+    rows = summarise(cases, cpu=not gpu)
     errors = bf16_errors(G, device) if bf16 else {"note": "no bfloat16 matrix units: bf16 not timed"}
     result = {
         "machine": machine(device), "fast_paths": routes, "bf16": errors,
         "command": " ".join(os.sys.argv), "rows": rows,
     }  # fmt: skip
+    if gpu or args.gpu_cases:
+        peaks = gpu_cases.matmul_peaks(device, n=8192 if gpu else 1024)
+        gpu_cases.add_gpu_columns(rows, peaks)
+        result["gpu"] = {"matmul_tflops": peaks, "fast_setting_error": gpu_cases.fast_errors(G, size=frame)}
+        print(f"GPU matrix throughput (TFLOP/s): {peaks}; fast setting vs float32: {result['gpu']}")
+    print(table(rows))
     print(f"bf16 INR: {errors}")
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

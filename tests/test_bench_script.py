@@ -1,12 +1,16 @@
-"""The benchmark script's bookkeeping (ratios to the floor, the official timings and our reference)."""
+"""The benchmark script's bookkeeping (ratios to the floor, the official timings and our reference), and
+its GPU cases run small on a CPU."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
 
+import torch
+
 from tests.conftest import REPO
 
+sys.path.insert(0, str(REPO / "benchmarks"))  # as when the script runs: gpu_cases.py beside it
 spec = importlib.util.spec_from_file_location("bench", REPO / "benchmarks" / "bench.py")
 bench = importlib.util.module_from_spec(spec)
 sys.modules["bench"] = bench  # dataclasses look their module up there
@@ -33,3 +37,31 @@ def test_summary_ratios():
     full = bench.summarise([case("full", 3.0, kind="train", size=32, name="train 32px b4")])[0]
     assert full["speedup_vs_official"] is None  # the official anchor timed G alone: not comparable
     assert "| case | path |" in bench.table(rows)
+
+
+def test_gpu_cases_run_and_report_fractions_of_the_measured_peak(tiny_G):
+    """The GPU part of the benchmark, run small on a CPU: every case renders, the reference agrees
+    with the float32 path, and the derived columns follow from the measured peaks."""
+    import gpu_cases  # noqa: PLC0415 - importable once bench.py was loaded
+
+    device = torch.device("cpu")
+    cases = gpu_cases.frame_cases(bench.Case, tiny_G, size=8, chunk_rows=32, frames=3)
+    cases += gpu_cases.batched_cases(bench.Case, tiny_G, size=8, batch=2, chunk_rows=32)
+    bench.measure(cases, repeats=2, device=device, log=lambda message: None)
+    rows = bench.summarise(cases, cpu=False)
+    peaks = gpu_cases.matmul_peaks(device, n=64, repeats=2)
+    gpu_cases.add_gpu_columns(rows, peaks)
+    assert {(r["case"], r["path"]) for r in rows} == {
+        ("frame 8px b1", "float32"), ("frame 8px b1", "fast"), ("frame 8px b1", "fast-graph"),
+        ("infer 8px b2", "float32"), ("infer 8px b2", "fast"), ("infer 8px b2", "reference"),
+    }  # fmt: skip
+    for r in rows:
+        peak = peaks["bf16" if r["path"].startswith("fast") else "float32"]
+        assert r["fraction_of_peak"] == float(f"{r['gflops'] / 1e3 / peak:.3g}")
+        assert r["x_floor"] is None and r["speedup_vs_official"] is None  # CPU figures: not for a GPU run
+    assert set(peaks) == {"bf16", "tf32", "float32"} and all(v > 0 for v in peaks.values())
+    frames = [case.run() for case in cases[:3]]  # the three frame paths agree on a CPU (no TF32 units)
+    assert (frames[0] - frames[2]).abs().max() < 0.05
+    float32, _, reference = (case.run() for case in cases[3:])
+    assert float32.shape == reference.shape == (2, 3, 8, 8)
+    assert "fraction_of_peak" in bench.table(rows)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
+import pytest
 import torch
 
 from cips3d import Camera, RenderConfig, RenderDraws
-from cips3d.fast import MAX_RELATIVE_ERROR, configure_fast_paths
+from cips3d.fast import MAX_RELATIVE_ERROR, configure_fast_paths, tf32_matmuls
 from cips3d.nn import FiLMSine, ModulatedLinear
 from cips3d.reference import film, reference_images
 
@@ -119,3 +121,46 @@ def test_inference_evaluates_the_field_in_cache_sized_blocks_with_the_same_resul
         blocked = tiny_G.field(points, nerf)  # 3000 > 2048 / 2 points per image: three blocks
     for a, b in zip(whole, blocked, strict=True):
         assert a.shape == b.shape and (a.detach() - b).abs().max() < 1e-6
+
+
+def test_tf32_is_switched_on_only_for_cuda_blocks_and_always_restored():
+    matmul = torch.backends.cuda.matmul
+    before = matmul.fp32_precision
+    with tf32_matmuls(True, "cpu"):
+        assert matmul.fp32_precision == before  # CPUs have no TF32 units: nothing changes
+    with tf32_matmuls(False, "cuda"):
+        assert matmul.fp32_precision == before
+    with tf32_matmuls(True, "cuda"):  # setting the switch needs no GPU
+        assert matmul.fp32_precision == "tf32"
+    assert matmul.fp32_precision == before
+    with pytest.raises(RuntimeError), tf32_matmuls(True, "cuda:0"):
+        raise RuntimeError("a failing render")
+    assert matmul.fp32_precision == before
+
+
+def test_tf32_reaches_exactly_the_parts_asked_for(tiny_G, monkeypatch):
+    """The field's products under field_precision, the INR's under precision; compositing never."""
+    import cips3d.models.generator3d as generator3d  # noqa: PLC0415
+
+    seen = []
+    real = generator3d.tf32_matmuls
+
+    def spy(enabled, device):
+        seen.append(enabled)
+        return real(enabled, device)
+
+    monkeypatch.setattr(generator3d, "tf32_matmuls", spy)
+    styles = tiny_G.mapping(*tiny_G.sample_latents(1, torch.Generator().manual_seed(10)))
+    camera = Camera.from_angles(math.pi / 2, math.pi / 2)
+    base = RenderConfig(img_size=6, deterministic=True)
+    with torch.no_grad():
+        plain = tiny_G.synthesis(styles, camera, base).img
+        assert seen == [False, False, False]  # coarse field, fine field, INR
+        seen.clear()
+        field_only = tiny_G.synthesis(styles, camera, replace(base, field_precision="tf32"))
+        assert seen == [True, True, False]
+        seen.clear()
+        both = tiny_G.synthesis(styles, camera, replace(base, precision="tf32", field_precision="tf32"))
+        assert seen == [True, True, True]
+    # On a CPU, TF32 settings compute in IEEE float32: the same image bit for bit.
+    assert torch.equal(plain, field_only.img) and torch.equal(plain, both.img)

@@ -19,7 +19,7 @@ def test_readme_api_examples_run(monkeypatch):
     tiny = Generator3D(generator_preset("tiny")).eval()
     monkeypatch.setattr(checkpoint, "load_generator", lambda *a, **k: tiny)
     blocks = python_blocks()
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     scope: dict = {}
     with torch.no_grad():
         exec(blocks[0].replace("img_size=128", "img_size=16"), scope)
@@ -29,4 +29,6 @@ def test_readme_api_examples_run(monkeypatch):
         scope["zb"] = tiny.sample_latents(1, torch.Generator().manual_seed(2))
         scope["camera"] = scope["camera"].select(slice(0, 1))
         exec(blocks[1], scope)
-    assert scope["out"].img.shape == (1, 3, 16, 16)
+        assert scope["out"].img.shape == (1, 3, 16, 16)
+        exec(blocks[2].replace("img_size=512", "img_size=8"), scope)  # the interactive viewer
+    assert scope["frame"].shape == (2, 3, 8, 8) and scope["viewer"].render_config.precision == "bf16"

@@ -267,9 +267,14 @@ class RenderConfig:
     """No random draws: zero jitter, evenly spaced importance samples, no density noise."""
     chunk_rows: int | None = K.DEFAULT_CHUNK_ROWS
     """Rows (batch x rays) rendered at once; bounds memory at any size. None renders all at once."""
-    precision: Literal["float32", "bf16"] = "float32"
-    """Arithmetic of the INR decoder: 'bf16' is about 1% off float32 and much faster where the CPU or
-    GPU has bfloat16 units (NeRF and compositing always stay float32)."""
+    precision: Literal["float32", "tf32", "bf16"] = "float32"
+    """Arithmetic of the INR decoder's products: 'bf16' is about 1% off float32 and much faster where
+    the CPU or GPU has bfloat16 units; 'tf32' uses a CUDA GPU's TF32 tensor cores (float32 elsewhere).
+    Compositing always stays float32."""
+    field_precision: Literal["float32", "tf32"] = "float32"
+    """Arithmetic of the NeRF field's products: 'tf32' uses a CUDA GPU's TF32 tensor cores (float32
+    elsewhere). bfloat16 is not offered: bfloat16 products also round their outputs, and the field's
+    sines amplify that far too much (benchmarks/precision_emulation.py has the TF32 error)."""
     grad_rays: int | None = None
     """With autograd on, only this many randomly chosen rays per image render with gradients and the
     rest without (the official `grad_points`; saves memory in training). None: all rays."""
@@ -302,8 +307,12 @@ class RenderConfig:
         if self.grad_rays is not None:
             _positive_int(self.grad_rays, "grad_rays")
         _require(
-            self.precision in ("float32", "bf16"),
-            f"precision must be float32 or bf16, not {self.precision!r}.",
+            self.precision in ("float32", "tf32", "bf16"),
+            f"precision must be float32, tf32 or bf16, not {self.precision!r}.",
+        )
+        _require(
+            self.field_precision in ("float32", "tf32"),
+            f"field precision must be float32 or tf32, not {self.field_precision!r}.",
         )
 
     @property

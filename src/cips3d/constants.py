@@ -56,7 +56,7 @@ Z_INR_DIM = 512
 
 # --- Rendering in chunks ---
 DEFAULT_CHUNK_ROWS = 4096  # rows (batch x rays) per chunk; ~4k rows avoid page-fault-heavy allocations
-# Inference evaluates the NeRF field in blocks of this many points (batch x points): the 128-wide
+# CPU inference evaluates the NeRF field in blocks of this many points (batch x points): the 128-wide
 # activations of a block (~1 MB) stay in cache across its layers. Measured on a 2-core EPYC: one field
 # query of 4 x 12,288 points took 52-79 ms whole and 38 ms in blocks of 2,048.
 FIELD_BLOCK_ROWS = 2048

@@ -5,13 +5,16 @@ On CPUs, PyTorch can send float32 products through MKL (its default) or through 
 (no AVX-512) they are the same. The same switch means bfloat16 arithmetic on CPUs with AMX, so each
 candidate route is checked against a float64 product before it is kept: only a route that still
 computes in float32 (relative error below 1e-5) can win. On CUDA nothing changes: float32 stays IEEE
-(no TF32) unless a caller opts into reduced precision (the bf16 INR, `RenderConfig(precision='bf16')`).
+(no TF32) unless a caller opts into reduced precision for one part of the model (`tf32_matmuls`, used by
+`RenderConfig(precision='tf32' or 'bf16', field_precision='tf32')`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
+from collections.abc import Iterator
 
 import torch
 
@@ -53,6 +56,42 @@ def bf16_fast(device: torch.device | str) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+@contextlib.contextmanager
+def tf32_matmuls(enabled: bool, device: torch.device | str) -> Iterator[None]:
+    """Within the block, float32 matrix products on a CUDA `device` use TF32 tensor cores (operands
+    rounded to 10 mantissa bits, float32 accumulation); the previous setting is restored on exit.
+
+    PyTorch's switch is process-wide, so it is set only for the block. Elsewhere (CPUs, or `enabled`
+    False) nothing changes: there are no TF32 units, and products stay IEEE float32.
+    """
+    matmul = torch.backends.cuda.matmul
+    if not enabled or torch.device(device).type != "cuda":
+        yield
+        return
+    if not _has_fp32_precision(matmul):  # PyTorch before 2.9: only the legacy switch exists
+        previous, matmul.allow_tf32 = matmul.allow_tf32, True
+        try:
+            yield
+        finally:
+            matmul.allow_tf32 = previous
+        return
+    previous, matmul.fp32_precision = matmul.fp32_precision, "tf32"
+    try:
+        yield
+    finally:
+        matmul.fp32_precision = previous
+
+
+def _has_fp32_precision(matmul) -> bool:
+    """Whether this PyTorch has the per-backend precision switch (mixing it with `allow_tf32` is an
+    error in PyTorch 2.9 and later, so only one of the two is ever used)."""
+    try:
+        matmul.fp32_precision  # noqa: B018 - probing the attribute
+    except AttributeError:
+        return False
+    return True
 
 
 def configure_fast_paths(device: torch.device | str = "cpu") -> dict:

@@ -132,3 +132,13 @@ def test_the_installed_command_reports_errors_without_a_traceback(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip() == f"cips3d sample: error: no checkpoint file at {tmp_path / 'none.pth'}."
+
+
+def test_tf32_options_are_accepted_and_change_nothing_on_a_cpu(tmp_path, capsys):
+    common = ["sample", "--preset", "tiny", "--size", "10", "--seeds", "5", "--device", "cpu", "--quiet"]
+    code, _, err = run(capsys, *common, "--outdir", str(tmp_path / "a"))
+    assert code == 0 and "tf32" not in err
+    options = ["--precision", "tf32", "--field-precision", "tf32"]
+    code, _, err = run(capsys, *common, *options, "--outdir", str(tmp_path / "b"))
+    assert code == 0 and "tf32 needs a CUDA GPU" in err
+    assert np.array_equal(pixels(tmp_path / "a" / "seed0005.png"), pixels(tmp_path / "b" / "seed0005.png"))

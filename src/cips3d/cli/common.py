@@ -41,12 +41,19 @@ def resolve_device(name: str) -> torch.device:
 
 
 def add_precision_argument(group) -> None:
-    """--precision and --compile: the opt-in speed options of rendering commands."""
+    """--precision, --field-precision and --compile: the opt-in speed options of rendering commands."""
     group.add_argument(
         "--precision",
-        choices=("float32", "bf16"),
+        choices=("float32", "tf32", "bf16"),
         default="float32",
-        help="INR arithmetic: bf16 is ~1%% off and much faster on CPUs/GPUs with bfloat16 units",
+        help="INR arithmetic: bf16 is ~1%% off and much faster on CPUs/GPUs with bfloat16 units; "
+        "tf32 uses a CUDA GPU's TF32 tensor cores",
+    )
+    group.add_argument(
+        "--field-precision",
+        choices=("float32", "tf32"),
+        default="float32",
+        help="NeRF field arithmetic: tf32 uses a CUDA GPU's TF32 tensor cores",
     )
     group.add_argument(
         "--compile",
@@ -55,11 +62,14 @@ def add_precision_argument(group) -> None:
     )
 
 
-def warn_if_slow_precision(device: torch.device, precision: str) -> None:
-    """One line on stderr when bf16 was asked for on hardware that runs it slowly."""
+def warn_if_slow_precision(device: torch.device, precision: str, field_precision: str = "float32") -> None:
+    """One line on stderr when bf16 was asked for on hardware that runs it slowly, or TF32 where there
+    are no TF32 units (it then changes nothing)."""
     if precision == "bf16" and not bf16_fast(device):
         print("cips3d: warning: this device has no bfloat16 matrix units; --precision bf16 will be much "
               "slower than float32 here.", file=sys.stderr)  # fmt: skip
+    if "tf32" in (precision, field_precision) and device.type != "cuda":
+        print("cips3d: note: tf32 needs a CUDA GPU; on this device it computes in float32.", file=sys.stderr)
 
 
 def _device(name: str) -> torch.device:

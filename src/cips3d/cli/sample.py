@@ -145,6 +145,7 @@ def _settings(args: argparse.Namespace) -> SampleSettings:
         deterministic=args.deterministic,
         chunk_rows=args.chunk_rows,
         precision=args.precision,
+        field_precision=args.field_precision,
     )
     pose = PoseConfig() if args.random_pose else PoseConfig.fixed(args.yaw, args.pitch)
     return SampleSettings(seeds, render, pose, appearance, layers)
@@ -161,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     seeds, render = settings.seeds, settings.render
     device = resolve_device(args.device)
-    warn_if_slow_precision(device, args.precision)
+    warn_if_slow_precision(device, args.precision, args.field_precision)
     G = build_generator(args, device)
     if args.compile:
         compile_generator(G)

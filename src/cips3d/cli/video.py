@@ -162,6 +162,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
         deterministic=not args.stochastic,
         chunk_rows=args.chunk_rows,
         precision=args.precision,
+        field_precision=args.field_precision,
     )
     options = {"num_frames": args.frames, "fov": args.fov}
     trajectory = make_trajectory(args.trajectory, **{k: v for k, v in options.items() if v is not None})
@@ -216,7 +217,7 @@ def _write_walk(G: Generator3D, plan: _Plan, args: argparse.Namespace) -> Path:
 def run(args: argparse.Namespace) -> int:
     plan = _plan(args)
     device = resolve_device(args.device)
-    warn_if_slow_precision(device, args.precision)
+    warn_if_slow_precision(device, args.precision, args.field_precision)
     G = build_generator(args, device)
     if args.compile:
         compile_generator(G)

@@ -11,6 +11,7 @@ per layer. All randomness comes from the `generator` argument or from injected `
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -18,6 +19,7 @@ from torch import nn
 from cips3d import constants as K
 from cips3d.config import GeneratorConfig, PoseConfig, RenderConfig
 from cips3d.errors import ConfigError
+from cips3d.fast import tf32_matmuls
 from cips3d.models.inr_decoder import InrDecoder, InrModulation, inr_style_names
 from cips3d.models.mapping import MappingNetwork
 from cips3d.models.nerf_field import NerfField, NerfModulation, nerf_style_names
@@ -36,6 +38,13 @@ from cips3d.rendering.volume import (
     render_rays,
 )
 from cips3d.seeding import GeneratorArg, draw_batch
+
+
+class Modulation(NamedTuple):
+    """Styles folded into per-image weights (`Generator3D.modulate`)."""
+
+    nerf: NerfModulation
+    inr: InrModulation
 
 
 class Generator3D(nn.Module):
@@ -190,6 +199,15 @@ class Generator3D(nn.Module):
             raise ValueError("inject pose draws with a single generator, not a list.")
         return Camera.cat([sample_cameras(pose, 1, g, device=self.device) for g in generator])
 
+    def modulate(
+        self, styles: Mapping[str, torch.Tensor], render: RenderConfig | None = None, nerf_grad: bool = True
+    ) -> Modulation:
+        """Fold styles into per-image weights of the field and the INR, once per render (not per chunk
+        of rays); `synthesis` takes the result, so frames of the same latents can share it."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and nerf_grad):
+            nerf = self.field.modulate(styles)  # picks its own layers' styles by name
+        return Modulation(nerf, self.decoder.modulate(styles, (render or RenderConfig()).precision))
+
     def synthesis(
         self,
         styles: Mapping[str, torch.Tensor],
@@ -199,12 +217,14 @@ class Generator3D(nn.Module):
         generator: GeneratorArg = None,
         draws: RenderDraws | None = None,
         nerf_grad: bool = True,
+        modulation: Modulation | None = None,
     ) -> GeneratorOutput:
         """Styles + cameras -> images, rendered in chunks of rays (bounded memory at any size).
 
         With `render.grad_rays` set and autograd on, only that many rays per image carry gradients.
         `nerf_grad=False` renders the NeRF side (field, compositing, aux head) without gradients, for
-        training with a frozen NeRF; the INR decoder still gets them.
+        training with a frozen NeRF; the INR decoder still gets them. `modulation` is `modulate(styles,
+        render)` computed earlier (reused across frames of the same latents); None computes it here.
         """
         render = render or RenderConfig()
         b, r, s = camera.batch, render.num_rays, render.num_steps
@@ -216,10 +236,7 @@ class Generator3D(nn.Module):
         cam2world = camera.cam2world()
         directions = camera_ray_directions(render.img_size, render.fov, self.device, self.dtype).unsqueeze(0)
         grad_enabled = torch.is_grad_enabled()
-        # Styles are folded into per-image weights once here, not once per chunk of rays.
-        with torch.set_grad_enabled(grad_enabled and nerf_grad):
-            nerf = self.field.modulate(styles)  # picks its own layers' styles by name
-        inr = self.decoder.modulate(styles, render.precision)
+        nerf, inr = modulation or self.modulate(styles, render, nerf_grad=nerf_grad)
         pieces = []
         for rays, with_grad in gradient_split(
             r, render.grad_rays if grad_enabled else None, draws.grad_order
@@ -254,7 +271,8 @@ class Generator3D(nn.Module):
         """Render the rays `rays` of every image, chunk by chunk: [rgb, aux, feature, depth, opacity]."""
 
         def field_fn(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return self.field(points, nerf)
+            with tf32_matmuls(render.field_precision == "tf32", points.device):
+                return self.field(points, nerf)
 
         parts = []
         for index in ray_chunks(cam2world.shape[0], rays, render.chunk_rows):
@@ -262,7 +280,8 @@ class Generator3D(nn.Module):
                 comp = render_rays(field_fn, directions[:, index], cam2world, render, draws.rays(index))
                 aux = torch.tanh(self.aux_head(comp.feature))
                 depth = surface_depth(comp.depth, comp.opacity, render.ray_end)
-            rgb = self.decoder(comp.feature, inr, render.precision)
+            with tf32_matmuls(render.precision == "tf32", comp.feature.device):
+                rgb = self.decoder(comp.feature, inr, render.precision)
             parts.append((rgb, aux, comp.feature, depth, comp.opacity))
         return [torch.cat(p, dim=1) for p in zip(*parts, strict=True)]
 

@@ -103,12 +103,16 @@ class InrDecoder(nn.Module):
         """feature [B, N, C], styles {name: [B, D]} or their `modulate` form -> rgb [B, N, 3].
 
         precision 'bf16' runs the modulated layers in bfloat16 (autocast; the to-RGB sum and the tanh
-        stay float32). Pass a modulation made with the same precision.
+        stay float32); 'tf32' is float32 here (the caller enables TF32, see `tf32_matmuls`). Pass a
+        modulation made with the same precision.
         """
         modulation = styles if isinstance(styles, InrModulation) else self.modulate(styles, precision)
         x, rgb = feature, None
         layers = zip(self.blocks, self.to_rgb, modulation.weights, strict=True)
-        with torch.autocast(feature.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        # No autocast weight cache: it is not allowed inside CUDA graph capture, and the only weights
+        # cast here are the small to-RGB heads (the modulated weights are bfloat16 already).
+        bf16 = precision == "bf16"
+        with torch.autocast(feature.device.type, dtype=torch.bfloat16, enabled=bf16, cache_enabled=False):
             for i, (block, head, (w1, w2)) in enumerate(layers):
                 x = block(x, w1, w2)
                 if i >= self.rgb_from_block:

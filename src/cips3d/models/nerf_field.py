@@ -72,9 +72,10 @@ class NerfField(nn.Module):
         sigma [B, N, 1])."""
         folded = styles if isinstance(styles, NerfModulation) else self.modulate(styles)
         per_image = max(1, K.FIELD_BLOCK_ROWS // points.shape[0])
-        if torch.is_grad_enabled() or points.shape[1] <= per_image:
+        on_gpu = points.device.type != "cpu"  # a GPU wants large products, not cache-sized ones
+        if torch.is_grad_enabled() or on_gpu or points.shape[1] <= per_image:
             return self._evaluate(points, folded)
-        # Inference: cache-sized blocks of points (the result is the same; each row is independent).
+        # CPU inference: cache-sized blocks of points (the result is the same; each row is independent).
         blocks = [self._evaluate(block, folded) for block in points.split(per_image, dim=1)]
         return torch.cat([f for f, _ in blocks], dim=1), torch.cat([s for _, s in blocks], dim=1)
 

@@ -1,0 +1,152 @@
+"""The GPU part of `make bench` (`bench.py --device cuda`), issue 7's GPU targets:
+
+- interactive frames: one latent, 512 px, batch 1, deterministic sampling, the camera moving every frame
+  (`InteractiveRenderer`), in float32 and in the fast setting (bf16 INR, TF32 field, float32
+  compositing), the fast one also replayed from a CUDA graph; target 60 frames per second;
+- batched 256 px inference (batch 16, the official sampling) of our fast setting against our float32
+  reference path (the official algorithm as written, one image at a time); target 10x its throughput;
+- the card's own matrix throughput in bf16, TF32 and IEEE float32, measured in the same run, so every
+  row also reads as a fraction of what the card can do.
+
+Everything here also runs on a CPU at small sizes (`tests/test_bench_script.py` does), so the code a GPU
+session relies on is exercised in CI.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+
+import torch
+
+from cips3d import Camera, Generator3D, PoseConfig, RenderConfig
+from cips3d.fast import tf32_matmuls
+from cips3d.inference.interactive import InteractiveRenderer
+from cips3d.reference import reference_images
+
+# The fast setting of the GPU targets: bf16 INR products, TF32 field products, float32 compositing.
+FAST = dict(precision="bf16", field_precision="tf32")
+# Which measured peak a path is compared with: its products' arithmetic.
+PEAK_OF_PATH = {"float32": "float32", "fast": "bf16", "fast-graph": "bf16", "reference": "float32",
+                "ours": "float32", "ours-compiled": "float32", "ours-bf16": "bf16",
+                "fast-compiled": "bf16", "fast-graph-compiled": "bf16"}  # fmt: skip
+
+
+def matmul_peaks(device: torch.device, n: int = 8192, repeats: int = 10) -> dict[str, float]:
+    """TFLOP/s of an n x n x n product in bf16, TF32 and IEEE float32 on `device` (best of `repeats`)."""
+    peaks = {}
+    for name, dtype, tf32 in (("bf16", torch.bfloat16, False), ("tf32", torch.float32, True),
+                              ("float32", torch.float32, False)):  # fmt: skip
+        generator = torch.Generator(device=device).manual_seed(0)
+        a = torch.randn(n, n, device=device, generator=generator).to(dtype)
+        b = torch.randn(n, n, device=device, generator=generator).to(dtype)
+        with tf32_matmuls(tf32, device):
+            a @ b  # warm-up: library handles, kernel choice
+            best = math.inf
+            for _ in range(repeats):
+                _sync(device)
+                start = time.perf_counter()
+                a @ b
+                _sync(device)
+                best = min(best, time.perf_counter() - start)
+        peaks[name] = float(f"{2 * n**3 / best / 1e12:.4g}")
+    return peaks
+
+
+FRAME_PATHS = {"float32": ({}, False), "fast": (FAST, False), "fast-graph": (FAST, True)}
+
+
+def frame_cases(
+    case_type,
+    G: Generator3D,
+    size: int = 512,
+    chunk_rows: int = 65536,
+    frames: int = 24,
+    paths: tuple[str, ...] = tuple(FRAME_PATHS),
+    label: str = "",
+) -> list:
+    """One interactive frame per run, the camera orbiting (a new camera every call); `label` is added
+    to the path names (e.g. '-compiled' for a compiled generator)."""
+    styles = G.mapping(*G.sample_latents(1, torch.Generator().manual_seed(0)))
+    yaws = torch.linspace(-0.5, 0.5, frames) + math.pi / 2
+    cameras = [Camera.from_angles(y, math.pi / 2 - 0.1 * math.sin(2 * math.pi * i / frames))
+               for i, y in enumerate(yaws.tolist())]  # fmt: skip
+    cases = []
+    for path in paths:
+        options, graph = FRAME_PATHS[path]
+        render = RenderConfig(img_size=size, deterministic=True, chunk_rows=chunk_rows, **options)
+        viewer = InteractiveRenderer(G, styles, render, cuda_graph=graph)
+        run = _orbiting(viewer, cameras)
+        cases.append(case_type(f"frame {size}px b1", "infer", size, 1, path + label, run))
+    return cases
+
+
+def _orbiting(viewer: InteractiveRenderer, cameras: list[Camera]):
+    """A run that renders the next camera of the orbit on every call."""
+    counter = itertools.count()
+    return lambda: viewer.render(cameras[next(counter) % len(cameras)]).img
+
+
+def batched_cases(
+    case_type, G: Generator3D, size: int = 256, batch: int = 16, chunk_rows: int = 65536
+) -> list:
+    """Batched inference with the official sampling: our float32 and fast paths, and the reference."""
+    device = G.device
+    z = G.sample_latents(batch, torch.Generator().manual_seed(0))
+    pose = PoseConfig()
+
+    def generator():  # on the device, so the draws cost no host work or transfer
+        return torch.Generator(device=device).manual_seed(1)
+
+    def ours(render):
+        def run():
+            with torch.no_grad():
+                return G(*z, pose=pose, render=render, generator=generator()).img
+
+        return run
+
+    def reference():
+        g = generator()
+        with torch.no_grad():
+            camera = G.sample_cameras(pose, batch, g)
+            return reference_images(G, G.mapping(*z), camera, RenderConfig(img_size=size), generator=g)
+
+    name = f"infer {size}px b{batch}"
+    float32 = RenderConfig(img_size=size, chunk_rows=chunk_rows)
+    fast = RenderConfig(img_size=size, chunk_rows=chunk_rows, **FAST)
+    return [
+        case_type(name, "infer", size, batch, "float32", ours(float32)),
+        case_type(name, "infer", size, batch, "fast", ours(fast)),
+        case_type(name, "infer", size, batch, "reference", reference),
+    ]
+
+
+def add_gpu_columns(rows: list[dict], peaks: dict[str, float]) -> None:
+    """TFLOP/s achieved and its fraction of the card's measured peak for the path's arithmetic."""
+    for row in rows:
+        peak = peaks.get(PEAK_OF_PATH.get(row["path"], ""))
+        if "gflops" not in row or not peak:
+            continue
+        row["tflops"] = round(row["gflops"] / 1e3, 2)
+        row["fraction_of_peak"] = float(f"{row['gflops'] / 1e3 / peak:.3g}")
+
+
+@torch.no_grad()
+def fast_errors(G: Generator3D, size: int = 128) -> dict[str, float]:
+    """Image error of the fast setting against float32 (deterministic, a frontal and a turned camera)."""
+    styles = G.mapping(*G.sample_latents(2, torch.Generator().manual_seed(5)))
+    camera = Camera.from_angles(torch.tensor([math.pi / 2, math.pi / 2 + 0.3]), math.pi / 2)
+    exact = G.synthesis(styles, camera, RenderConfig(img_size=size, deterministic=True))
+    fast = G.synthesis(styles, camera, RenderConfig(img_size=size, deterministic=True, **FAST))
+    error = (exact.img - fast.img).abs()
+    return {
+        "max_abs_error": float(error.max()),
+        "mean_abs_error": float(error.mean()),
+        "depth_max_abs_error": float((exact.depth - fast.depth).abs().max()),
+    }
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

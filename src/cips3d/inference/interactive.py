@@ -1,0 +1,133 @@
+"""Interactive rendering: one set of latents, a new camera every frame, each frame as fast as it can be.
+
+    viewer = InteractiveRenderer(G, G.mapping(z_nerf, z_inr), RenderConfig(img_size=512,
+                                 deterministic=True, precision="bf16", field_precision="tf32"))
+    for camera in cameras:
+        frame = viewer.render(camera).img          # [B, 3, H, W]
+
+The styles are folded into the field's and the INR's weights once, when the viewer is made, not once per
+frame. On a CUDA GPU the whole frame (rays, field, compositing, INR) is captured once as a CUDA graph and
+replayed for every later camera: a 512 px frame is thousands of small kernel launches, and a replay
+issues them without the CPU's per-launch cost. Elsewhere (or if capturing fails) frames render eagerly.
+Sampling must be deterministic: a graph would replay the same random draws every frame.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+
+import torch
+
+from cips3d.config import RenderConfig
+from cips3d.errors import ConfigError
+from cips3d.models.generator3d import Generator3D
+from cips3d.outputs import GeneratorOutput
+from cips3d.rendering.cameras import Camera
+
+
+class InteractiveRenderer:
+    """Render frames of fixed styles from any cameras (see the module docstring).
+
+    Args:
+        G: the generator (its device is used).
+        styles: {layer: [B, D]} styles, e.g. `G.truncate(G.mapping(z_nerf, z_inr), psi)`.
+        render: image size, sampling and precision; `deterministic` must be True.
+        cuda_graph: capture and replay a CUDA graph on CUDA devices (ignored elsewhere).
+    """
+
+    def __init__(
+        self,
+        G: Generator3D,
+        styles: Mapping[str, torch.Tensor],
+        render: RenderConfig | None = None,
+        cuda_graph: bool = True,
+    ) -> None:
+        render = render or RenderConfig(img_size=256, deterministic=True)
+        if not render.deterministic:
+            raise ConfigError("interactive rendering needs RenderConfig(deterministic=True): frames must not "
+                              "depend on random draws.")  # fmt: skip
+        self.G, self.render_config = G, render
+        self.styles = {name: s.to(G.device, G.dtype) for name, s in styles.items()}
+        self.batch = next(iter(self.styles.values())).shape[0]
+        with torch.no_grad():
+            self.modulation = G.modulate(self.styles, render)
+        self.wants_graph = cuda_graph and G.device.type == "cuda"
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self._static_camera: Camera | None = None
+        self._static_out: GeneratorOutput | None = None
+
+    @property
+    def uses_graph(self) -> bool:
+        """Whether frames are replayed from a captured CUDA graph."""
+        return self.graph is not None
+
+    @torch.no_grad()
+    def render(self, camera: Camera) -> GeneratorOutput:
+        """One frame for `camera` (B cameras for B styles).
+
+        With a CUDA graph, the returned tensors are the graph's output buffers: the next frame
+        overwrites them, so clone what you keep.
+        """
+        if camera.batch != self.batch:
+            raise ValueError(f"got {camera.batch} cameras for styles of batch {self.batch}.")
+        camera = _complete(camera.to(self.G.device, self.G.dtype))
+        if self.wants_graph and self.graph is None:
+            self._capture(camera)
+        if self.graph is None:
+            return self._frame(camera)
+        _copy_camera(self._static_camera, camera)
+        self.graph.replay()
+        return self._static_out
+
+    def _frame(self, camera: Camera) -> GeneratorOutput:
+        return self.G.synthesis(self.styles, camera, self.render_config, modulation=self.modulation)
+
+    def _capture(self, camera: Camera) -> None:
+        """Record one frame as a CUDA graph reading its camera from static buffers; on failure, warn
+        once and render eagerly from then on."""
+        self.wants_graph = False  # one attempt
+        device = self.G.device
+        static = _complete(Camera(*(t.clone() for t in _camera_tensors(camera))))
+        try:
+            side = torch.cuda.Stream(device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side):  # warm-up outside the graph: library handles, workspaces
+                for _ in range(2):
+                    self._frame(static)
+            torch.cuda.current_stream(device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                out = self._frame(static)
+        except Exception as error:  # noqa: BLE001 - any capture failure leaves the eager path working
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            warnings.warn(
+                f"CUDA graph capture failed ({first_line}); rendering frames eagerly.", stacklevel=3
+            )
+            return
+        self.graph, self._static_camera, self._static_out = graph, static, out
+
+
+def _camera_tensors(camera: Camera) -> tuple[torch.Tensor, ...]:
+    """(origin, forward, up, yaw, pitch) of a camera completed by `_complete`."""
+    return camera.origin, camera.forward, camera.up, camera.yaw, camera.pitch
+
+
+def _complete(camera: Camera) -> Camera:
+    """The same camera with every field a [B, ...] tensor (world +y up, zero angles where absent), so
+    a graph can read each from a fixed buffer. The angles only label the output (`pitch_yaw`)."""
+    b, like = camera.batch, camera.origin
+    up = camera.up if camera.up is not None else like.new_tensor([0.0, 1.0, 0.0])
+    zeros = like.new_zeros(b)
+    return Camera(
+        camera.origin,
+        camera.forward,
+        up.to(like).expand(b, 3),
+        camera.yaw.to(like) if camera.yaw is not None else zeros,
+        camera.pitch.to(like) if camera.pitch is not None else zeros,
+    )
+
+
+def _copy_camera(static: Camera, camera: Camera) -> None:
+    for buffer, value in zip(_camera_tensors(static), _camera_tensors(camera), strict=True):
+        buffer.copy_(value)

@@ -1,0 +1,77 @@
+"""Interactive rendering: frames of fixed styles equal the generator's images, styles fold once."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from cips3d import Camera, RenderConfig
+from cips3d.errors import ConfigError
+from cips3d.inference.interactive import InteractiveRenderer
+from cips3d.nn import FiLMSine, ModulatedLinear
+
+RENDER = RenderConfig(img_size=12, deterministic=True, chunk_rows=50)
+
+
+def _styles(G, batch=2, seed=0):
+    return G.mapping(*G.sample_latents(batch, torch.Generator().manual_seed(seed)))
+
+
+def _cameras() -> list[Camera]:
+    return [
+        Camera.from_angles(torch.tensor([1.3, 1.9]), torch.tensor([1.5, 1.6])),
+        Camera.look_at_origin(torch.tensor([[0.2, 0.1, 1.0], [-0.3, 0.0, 0.95]])),  # no angles
+        Camera(
+            torch.tensor([[0.0, 0.0, 1.0]] * 2),
+            torch.tensor([[0.0, 0.05, -1.0]] * 2),
+            up=torch.tensor([0.1, 1.0, 0.0]),
+        ),  # fmt: skip
+    ]
+
+
+def test_frames_equal_the_generator_images_for_every_kind_of_camera(tiny_G):
+    styles = _styles(tiny_G)
+    viewer = InteractiveRenderer(tiny_G, styles, RENDER)
+    for camera in _cameras():
+        frame = viewer.render(camera)
+        with torch.no_grad():
+            expected = tiny_G.synthesis(styles, camera, RENDER)
+        assert torch.equal(frame.img, expected.img) and torch.equal(frame.depth, expected.depth)
+        assert torch.equal(frame.pitch_yaw, expected.pitch_yaw)
+    assert not viewer.uses_graph  # a CPU renders eagerly
+
+
+def test_styles_are_folded_once_for_all_frames(tiny_G, monkeypatch):
+    calls = []
+    for cls, name in ((ModulatedLinear, "modulated_weight"), (FiLMSine, "fold")):
+        original = getattr(cls, name)
+        monkeypatch.setattr(cls, name, lambda self, style, _f=original: calls.append(1) or _f(self, style))
+    viewer = InteractiveRenderer(tiny_G, _styles(tiny_G), RENDER)
+    folded = len(calls)
+    assert folded == 2 * len(tiny_G.decoder.blocks) + len(tiny_G.field.hidden) + 1
+    for camera in _cameras():
+        viewer.render(camera)
+    assert len(calls) == folded
+
+
+def test_a_failed_graph_capture_warns_once_and_renders_eagerly(tiny_G):
+    styles = _styles(tiny_G)
+    viewer = InteractiveRenderer(tiny_G, styles, RENDER)
+    viewer.wants_graph = True  # on a CPU, capturing fails (no CUDA stream): the fallback must hold
+    camera = _cameras()[0]
+    with pytest.warns(UserWarning, match="CUDA graph capture failed"):
+        first = viewer.render(camera)
+    second = viewer.render(camera)  # no second attempt, no second warning
+    with torch.no_grad():
+        expected = tiny_G.synthesis(styles, camera, RENDER).img
+    assert not viewer.uses_graph and torch.equal(first.img, expected) and torch.equal(second.img, expected)
+
+
+def test_random_sampling_and_batch_mismatches_are_refused(tiny_G):
+    with pytest.raises(ConfigError, match="deterministic"):
+        InteractiveRenderer(tiny_G, _styles(tiny_G), RenderConfig(img_size=8))
+    viewer = InteractiveRenderer(tiny_G, _styles(tiny_G), RENDER)
+    with pytest.raises(ValueError, match="1 cameras for styles of batch 2"):
+        viewer.render(Camera.from_angles(math.pi / 2, math.pi / 2))
