@@ -1,0 +1,85 @@
+"""Checks that need a CUDA GPU: kept out of the default run (`-m cuda` selects them; CI has no GPU).
+
+Selected without a GPU they fail, never skip. A GPU session runs them with `benchmarks/gpu_session.sh`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from cips3d import Camera, Generator3D, RenderConfig, generator_preset
+from cips3d.inference.interactive import InteractiveRenderer
+from cips3d.reference import reference_images
+
+pytestmark = pytest.mark.cuda
+
+
+@pytest.fixture(scope="module")
+def cuda() -> torch.device:
+    assert torch.cuda.is_available(), "these checks need a CUDA GPU (run them with -m cuda on one)"
+    return torch.device("cuda")
+
+
+@pytest.fixture(scope="module")
+def ffhq(cuda) -> Generator3D:
+    return Generator3D(generator_preset("ffhq")).to(cuda).eval()
+
+
+def _cameras(batch: int) -> list[Camera]:
+    yaw = math.pi / 2 + torch.linspace(-0.3, 0.3, batch)
+    return [Camera.from_angles(yaw + d, math.pi / 2 - d) for d in (0.0, 0.1, -0.2)]
+
+
+def _styles(G: Generator3D, batch: int = 2):
+    return G.mapping(*G.sample_latents(batch, torch.Generator().manual_seed(0)))
+
+
+def test_float32_on_the_gpu_equals_the_cpu(ffhq):
+    """IEEE float32 on the GPU (TF32 off by default) renders what the CPU renders."""
+    styles, camera = _styles(ffhq), _cameras(2)[1]
+    render = RenderConfig(img_size=32, deterministic=True)
+    with torch.no_grad():
+        gpu = ffhq.synthesis(styles, camera, render).img.cpu()
+    cpu_G = Generator3D(generator_preset("ffhq")).eval()  # the same seed-0 weights
+    with torch.no_grad():
+        cpu = cpu_G.synthesis({k: v.cpu() for k, v in styles.items()}, camera, render).img
+    assert (gpu - cpu).abs().max() < 1e-4
+
+
+def test_the_fast_path_equals_the_reference_path_on_the_gpu(ffhq):
+    styles, camera = _styles(ffhq), _cameras(2)[0]
+    render = RenderConfig(img_size=48, deterministic=True, chunk_rows=65536)
+    with torch.no_grad():
+        fast = ffhq.synthesis(styles, camera, render).img
+    assert (fast - reference_images(ffhq, styles, camera, render)).abs().max() < 1e-4
+
+
+def test_graph_replay_equals_eager_frames_for_a_moving_camera(ffhq):
+    """float32 replays match eager frames to rounding; the fast setting within a bf16 rounding (cuBLAS
+    may pick other kernels while capturing)."""
+    styles = _styles(ffhq)
+    for options, tolerance in (({}, 1e-5), ({"precision": "bf16", "field_precision": "tf32"}, 1e-2)):
+        render = RenderConfig(img_size=64, deterministic=True, chunk_rows=65536, **options)
+        graphed = InteractiveRenderer(ffhq, styles, render, cuda_graph=True)
+        eager = InteractiveRenderer(ffhq, styles, render, cuda_graph=False)
+        for camera in _cameras(2):
+            a, b = graphed.render(camera), eager.render(camera)
+            assert (a.img - b.img).abs().max() < tolerance and (a.depth - b.depth).abs().max() < tolerance
+            assert torch.equal(a.pitch_yaw, b.pitch_yaw)
+        assert graphed.uses_graph and not eager.uses_graph
+
+
+def test_tf32_and_bf16_change_the_arithmetic_within_their_tolerance(ffhq):
+    styles, camera = _styles(ffhq), _cameras(2)[2]
+    exact = RenderConfig(img_size=64, deterministic=True)
+    with torch.no_grad():
+        reference = ffhq.synthesis(styles, camera, exact)
+        for options, tolerance in (({"field_precision": "tf32"}, 2e-2), ({"precision": "tf32"}, 1e-3),
+                                   ({"precision": "bf16", "field_precision": "tf32"}, 3e-2)):  # fmt: skip
+            out = ffhq.synthesis(styles, camera, RenderConfig(**{**vars(exact), **options}))
+            error = (out.img - reference.img).abs().max()
+            assert 0 < error < tolerance, (options, float(error))  # > 0: the reduced arithmetic ran
+    assert torch.backends.cuda.matmul.fp32_precision in ("none", "ieee")  # restored after each block
