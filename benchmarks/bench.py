@@ -193,13 +193,24 @@ def _g_only_step(G: Generator3D) -> Callable[[], None]:
 
 
 @torch.no_grad()
-def bf16_errors(G: Generator3D, device: torch.device) -> dict:
-    """Largest and mean image difference of the bf16 INR against float32 (deterministic, 64 px)."""
+def bf16_errors(G: Generator3D, device: torch.device, size: int = 64) -> dict:
+    """Largest and mean image difference of the bf16 INR against float32 (deterministic, batch 4)."""
     z = G.sample_latents(4, torch.Generator().manual_seed(5))
-    render = RenderConfig(img_size=64, deterministic=True)
+    render = RenderConfig(img_size=size, deterministic=True)
     a = G(*z, pose=PoseConfig.fixed(), render=render).img
     b = G(*z, pose=PoseConfig.fixed(), render=dataclasses.replace(render, precision="bf16")).img
-    return {"max_abs_error": float((a - b).abs().max()), "mean_abs_error": float((a - b).abs().mean())}
+    error = (a - b).abs()
+    return {"img_size": size, "max_abs_error": float(error.max()), "mean_abs_error": float(error.mean())}
+
+
+def matmul_gflops(routes: dict) -> float | None:
+    """This CPU's float32 product speed, from the start-up self-test of the chosen route (a 2048 x 512
+    x 512 product, the INR's shape): the rate the `x_machine_floor` column divides by."""
+    tests = routes.get("self_test")
+    if not tests:
+        return None
+    route = "bf16" if routes["matmul_route"] == "oneDNN" else "none"
+    return 2 * 2048 * 512 * 512 / tests[route]["seconds"] / 1e9
 
 
 def measure(cases: list[Case], repeats: int, device: torch.device, log: Callable[[str], None]) -> None:
@@ -226,9 +237,10 @@ def _anchor() -> dict:
     return {(r["mode"], r["img_size"], r["batch"]): r["min_s"] for r in results}
 
 
-def summarise(cases: list[Case], cpu: bool = True) -> list[dict]:
+def summarise(cases: list[Case], cpu: bool = True, matmul_gflops: float | None = None) -> list[dict]:
     """One row per case; the floors and the official timings are CPU figures, so `cpu=False` (a GPU
-    run) leaves those columns empty."""
+    run) leaves those columns empty. With `matmul_gflops` (this machine's float32 product speed),
+    inference rows get `x_machine_floor`: seconds over the time of their matrix work at that speed."""
     anchor = _anchor() if cpu else {}
     rows = []
     for c in cases:
@@ -240,9 +252,12 @@ def summarise(cases: list[Case], cpu: bool = True) -> list[dict]:
             "images_per_s": round(c.batch / seconds, 3), "peak_mb": round(c.peak_mb, 1),
         }  # fmt: skip
         if c.kind == "infer":
-            row["gflops"] = round(c.batch * c.img_size**2 * FLOP_PER_PIXEL / seconds / 1e9, 1)
+            achieved = c.batch * c.img_size**2 * FLOP_PER_PIXEL / seconds / 1e9
+            row["gflops"] = round(achieved, 1)
             floor = (FLOOR_BF16 if c.path == "ours-bf16" else FLOOR_F32).get(c.img_size) if cpu else None
             row["x_floor"] = round(seconds / (floor * c.batch), 2) if floor else None
+            if matmul_gflops and cpu:
+                row["x_machine_floor"] = round(matmul_gflops / achieved, 2)
         elif cpu and c.kind == "train" and c.img_size in FLOOR_TRAIN and c.path == "G only":
             row["x_floor"] = round(seconds / FLOOR_TRAIN[c.img_size], 2)
         comparable = c.kind == "infer" or c.path == "G only"  # the anchor timed G alone in training
@@ -257,8 +272,8 @@ def summarise(cases: list[Case], cpu: bool = True) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    cols = ["case", "path", "seconds", "best_s", "images_per_s", "gflops", "x_floor", "speedup_vs_official",
-            "speedup_vs_reference", "peak_mb"]  # fmt: skip
+    cols = ["case", "path", "seconds", "best_s", "images_per_s", "gflops", "x_floor", "x_machine_floor",
+            "speedup_vs_official", "speedup_vs_reference", "peak_mb"]  # fmt: skip
     cols += [c for c in ("tflops", "fraction_of_peak") if any(c in r for r in rows)]  # GPU runs
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
@@ -323,8 +338,11 @@ def main() -> None:
             paths = ("fast", "fast-graph")
             cases += gpu_cases.frame_cases(Case, compiled, size=frame, paths=paths, label="-compiled")
     measure(cases, 1 if args.quick else args.repeats, device, lambda m: print(m, flush=True))
-    rows = summarise(cases, cpu=not gpu)
-    errors = bf16_errors(G, device) if bf16 else {"note": "no bfloat16 matrix units: bf16 not timed"}
+    rows = summarise(cases, cpu=not gpu, matmul_gflops=matmul_gflops(routes))
+    if bf16:
+        errors = bf16_errors(G, device)
+    else:  # bf16 runs at ~1 GFLOP/s here: its error is still reported, from a small image
+        errors = {"note": "no bfloat16 matrix units: bf16 not timed"} | bf16_errors(G, device, size=16)
     result = {
         "machine": machine(device), "fast_paths": routes, "bf16": errors,
         "command": " ".join(os.sys.argv), "rows": rows,

@@ -34,6 +34,12 @@ def test_summary_ratios():
     g_only = bench.summarise([case("G only", 0.5, kind="train", size=32, name="train-G 32px b4")])[0]
     assert g_only["speedup_vs_official"] == round(1.057 / 0.5, 2)  # the anchor's best training run
     assert g_only["x_floor"] == round(0.5 / 0.33, 2)
+    machine = bench.summarise([case("ours", 1.0)], matmul_gflops=200.0)[0]
+    assert machine["x_machine_floor"] == round(200.0 / (4 * 64 * 64 * bench.FLOP_PER_PIXEL / 1e9), 2)
+    assert "x_machine_floor" not in ours  # only where this machine's product speed was measured
+    tests = {"none": {"seconds": 0.005}, "bf16": {"seconds": 1.0}}
+    routes = {"matmul_route": "default (MKL)", "self_test": tests}
+    assert bench.matmul_gflops(routes) == 2 * 2048 * 512 * 512 / 0.005 / 1e9
     full = bench.summarise([case("full", 3.0, kind="train", size=32, name="train 32px b4")])[0]
     assert full["speedup_vs_official"] is None  # the official anchor timed G alone: not comparable
     assert "| case | path |" in bench.table(rows)
