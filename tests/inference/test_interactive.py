@@ -72,6 +72,9 @@ def test_a_failed_graph_capture_warns_once_and_renders_eagerly(tiny_G):
 def test_random_sampling_and_batch_mismatches_are_refused(tiny_G):
     with pytest.raises(ConfigError, match="deterministic"):
         InteractiveRenderer(tiny_G, _styles(tiny_G), RenderConfig(img_size=8))
+    incomplete = {k: v for k, v in _styles(tiny_G).items() if k != "nerf_rgb"}
+    with pytest.raises(ValueError, match="lack the layers"):
+        InteractiveRenderer(tiny_G, incomplete, RENDER)
     viewer = InteractiveRenderer(tiny_G, _styles(tiny_G), RENDER)
     with pytest.raises(ValueError, match="1 cameras for styles of batch 2"):
         viewer.render(Camera.from_angles(math.pi / 2, math.pi / 2))

@@ -49,7 +49,8 @@ class InteractiveRenderer:
                               "depend on random draws.")  # fmt: skip
         self.G, self.render_config = G, render
         self.styles = {name: s.to(G.device, G.dtype) for name, s in styles.items()}
-        self.batch = next(iter(self.styles.values())).shape[0]
+        self.batch = next(iter(self.styles.values())).shape[0] if self.styles else 0
+        G.check_styles(self.styles, self.batch)
         with torch.no_grad():
             self.modulation = G.modulate(self.styles, render)
         self.wants_graph = cuda_graph and G.device.type == "cuda"

@@ -285,13 +285,17 @@ class Generator3D(nn.Module):
             parts.append((rgb, aux, comp.feature, depth, comp.opacity))
         return [torch.cat(p, dim=1) for p in zip(*parts, strict=True)]
 
-    def _check_batch(self, styles: Mapping[str, torch.Tensor], batch: int, generator: GeneratorArg) -> None:
+    def check_styles(self, styles: Mapping[str, torch.Tensor], batch: int) -> None:
+        """Raise ValueError unless `styles` has every layer of this generator, all with batch `batch`."""
         missing = [n for n in (*self.nerf_style_names, *self.inr_style_names) if n not in styles]
         if missing:
             raise ValueError(f"styles lack the layers {missing}.")
         sizes = {v.shape[0] for v in styles.values()}
         if sizes != {batch}:
             raise ValueError(f"styles have batch sizes {sorted(sizes)} but there are {batch} cameras.")
+
+    def _check_batch(self, styles: Mapping[str, torch.Tensor], batch: int, generator: GeneratorArg) -> None:
+        self.check_styles(styles, batch)
         if generator is not None and not isinstance(generator, torch.Generator) and len(generator) != batch:
             raise ValueError(f"got {len(generator)} generators for {batch} images; give one per image.")
 
