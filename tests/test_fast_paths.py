@@ -164,3 +164,14 @@ def test_tf32_reaches_exactly_the_parts_asked_for(tiny_G, monkeypatch):
         assert seen == [True, True, True]
     # On a CPU, TF32 settings compute in IEEE float32: the same image bit for bit.
     assert torch.equal(plain, field_only.img) and torch.equal(plain, both.img)
+
+
+def test_tf32_uses_the_legacy_switch_on_pytorch_without_fp32_precision(monkeypatch):
+    """PyTorch before 2.9 has only `allow_tf32`; the block sets and restores that one instead."""
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    legacy = SimpleNamespace(allow_tf32=False)
+    monkeypatch.setattr(torch.backends.cuda, "matmul", legacy)
+    with tf32_matmuls(True, "cuda"):
+        assert legacy.allow_tf32 is True
+    assert legacy.allow_tf32 is False and not hasattr(legacy, "fp32_precision")
