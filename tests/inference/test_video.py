@@ -91,6 +91,18 @@ def test_frames_are_rendered_only_when_asked_for(tiny_G, monkeypatch):
     assert len(taken) == 2 and len(calls) == 2  # an mp4 writer holds one frame at a time
 
 
+def test_one_seed_video_folds_its_styles_once_and_a_walk_once_per_frame(tiny_G, monkeypatch):
+    calls = []
+    modulate = tiny_G.modulate
+    monkeypatch.setattr(tiny_G, "modulate", lambda *a, **k: calls.append(1) or modulate(*a, **k))
+    assert len(list(render_trajectory(tiny_G, seed_styles(tiny_G, 0)[0], orbit(num_frames=3), DET))) == 3
+    assert len(calls) == 1
+    calls.clear()
+    walk = LatentWalk(tiny_G, [0, 1], steps_between=2)
+    assert len(list(render_trajectory(tiny_G, walk, still(num_frames=len(walk)), DET))) == len(walk) == 3
+    assert len(calls) == 3  # each frame has its own styles
+
+
 def test_text_and_progress_bar(tiny_G, capsys):
     big = replace(DET, img_size=48)
     styles = seed_styles(tiny_G, 0)[0]

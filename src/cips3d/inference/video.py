@@ -195,9 +195,12 @@ def render_trajectory(
         N outputs of batch 1 (img, aux_img, depth, ... as `Generator3D.synthesis` returns them).
     """
     per_frame = frame_styles(styles, trajectory.num_frames)
+    # One set of styles for every frame: fold it into the weights once, not once per frame.
+    shared = G.modulate(styles, render) if isinstance(styles, Mapping) else None
     for i in range(trajectory.num_frames):
         camera, fov = trajectory.frame(i)
-        yield G.synthesis(per_frame[i], camera, replace(render, fov=fov), generator=generator)
+        frame_render = replace(render, fov=fov)
+        yield G.synthesis(per_frame[i], camera, frame_render, generator=generator, modulation=shared)
 
 
 def frame_label(yaw: float, pitch: float, fov: float) -> str:
