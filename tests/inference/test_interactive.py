@@ -9,6 +9,7 @@ import torch
 
 from cips3d import Camera, RenderConfig
 from cips3d.errors import ConfigError
+from cips3d.inference import interactive
 from cips3d.inference.interactive import InteractiveRenderer
 from cips3d.nn import FiLMSine, ModulatedLinear
 
@@ -78,3 +79,53 @@ def test_random_sampling_and_batch_mismatches_are_refused(tiny_G):
     viewer = InteractiveRenderer(tiny_G, _styles(tiny_G), RENDER)
     with pytest.raises(ValueError, match="1 cameras for styles of batch 2"):
         viewer.render(Camera.from_angles(math.pi / 2, math.pi / 2))
+
+
+class _FakeGraph:
+    """Stands in for a CUDA graph on a CPU: a replay re-runs the recorded frame into the same output
+    buffers (or, when `stale`, does nothing: a graph that missed the camera's buffers)."""
+
+    def __init__(self, frame, out, stale: bool) -> None:
+        self.frame, self.out, self.stale = frame, out, stale
+
+    def replay(self) -> None:
+        if not self.stale:
+            fresh = self.frame()
+            for name in ("img", "aux_img", "depth", "opacity", "nerf_feature", "cam2world", "pitch_yaw"):
+                getattr(self.out, name).copy_(getattr(fresh, name))
+
+
+def _fake_recorder(stale: bool):
+    def record(frame, device):
+        out = frame()
+        return _FakeGraph(frame, out, stale), out
+
+    return record
+
+
+def test_replayed_frames_are_checked_against_eager_ones_then_trusted(tiny_G, monkeypatch):
+    monkeypatch.setattr(interactive, "record_cuda_graph", _fake_recorder(stale=False))
+    styles = _styles(tiny_G)
+    viewer = InteractiveRenderer(tiny_G, styles, RENDER)
+    viewer.wants_graph = True  # as on a CUDA device
+    for camera in _cameras():
+        with torch.no_grad():
+            expected = tiny_G.synthesis(styles, camera, RENDER)
+        assert torch.equal(viewer.render(camera).img, expected.img)
+    assert viewer.uses_graph and viewer._checks_left == 0
+
+
+def test_a_graph_that_ignores_the_camera_is_caught_and_dropped(tiny_G, monkeypatch):
+    monkeypatch.setattr(interactive, "record_cuda_graph", _fake_recorder(stale=True))
+    styles = _styles(tiny_G)
+    viewer = InteractiveRenderer(tiny_G, styles, RENDER)
+    viewer.wants_graph = True
+    first, second, third = _cameras()
+    viewer.render(first)  # the captured camera: the stale graph happens to be right
+    assert viewer.uses_graph
+    with pytest.warns(UserWarning, match="differed from the eager frame"):
+        frame = viewer.render(second)
+    with torch.no_grad():
+        assert torch.equal(frame.img, tiny_G.synthesis(styles, second, RENDER).img)  # the eager frame
+        assert torch.equal(viewer.render(third).img, tiny_G.synthesis(styles, third, RENDER).img)
+    assert not viewer.uses_graph

@@ -8,14 +8,15 @@
 The styles are folded into the field's and the INR's weights once, when the viewer is made, not once per
 frame. On a CUDA GPU the whole frame (rays, field, compositing, INR) is captured once as a CUDA graph and
 replayed for every later camera: a 512 px frame is thousands of small kernel launches, and a replay
-issues them without the CPU's per-launch cost. Elsewhere (or if capturing fails) frames render eagerly.
+issues them without the CPU's per-launch cost. The first two replays are checked against eagerly
+rendered frames. Elsewhere, or if capturing fails or a check does, frames render eagerly (with a warning).
 Sampling must be deterministic: a graph would replay the same random draws every frame.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 
@@ -24,6 +25,12 @@ from cips3d.errors import ConfigError
 from cips3d.models.generator3d import Generator3D
 from cips3d.outputs import GeneratorOutput
 from cips3d.rendering.cameras import Camera
+
+# Replays checked against eager frames before a graph is trusted: the first (the captured camera) and
+# the second (a new camera through the static buffers).
+CHECKED_FRAMES = 2
+F32_TOLERANCE = 1e-4  # float32: the same kernels, up to a different cuBLAS choice while capturing
+REDUCED_TOLERANCE = 3e-2  # bf16/TF32: a different kernel may round differently
 
 
 class InteractiveRenderer:
@@ -57,6 +64,7 @@ class InteractiveRenderer:
         self.graph: torch.cuda.CUDAGraph | None = None
         self._static_camera: Camera | None = None
         self._static_out: GeneratorOutput | None = None
+        self._checks_left = 0
 
     @property
     def uses_graph(self) -> bool:
@@ -79,6 +87,8 @@ class InteractiveRenderer:
             return self._frame(camera)
         _copy_camera(self._static_camera, camera)
         self.graph.replay()
+        if self._checks_left:
+            return self._checked(camera)
         return self._static_out
 
     def _frame(self, camera: Camera) -> GeneratorOutput:
@@ -88,25 +98,48 @@ class InteractiveRenderer:
         """Record one frame as a CUDA graph reading its camera from static buffers; on failure, warn
         once and render eagerly from then on."""
         self.wants_graph = False  # one attempt
-        device = self.G.device
         static = _complete(Camera(*(t.clone() for t in _camera_tensors(camera))))
         try:
-            side = torch.cuda.Stream(device)
-            side.wait_stream(torch.cuda.current_stream(device))
-            with torch.cuda.stream(side):  # warm-up outside the graph: library handles, workspaces
-                for _ in range(2):
-                    self._frame(static)
-            torch.cuda.current_stream(device).wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                out = self._frame(static)
+            graph, out = record_cuda_graph(lambda: self._frame(static), self.G.device)
         except Exception as error:  # noqa: BLE001 - any capture failure leaves the eager path working
             first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-            warnings.warn(
-                f"CUDA graph capture failed ({first_line}); rendering frames eagerly.", stacklevel=3
-            )
+            self._fall_back(f"CUDA graph capture failed ({first_line})")
             return
         self.graph, self._static_camera, self._static_out = graph, static, out
+        self._checks_left = CHECKED_FRAMES
+
+    def _checked(self, camera: Camera) -> GeneratorOutput:
+        """Compare a replayed frame with the same frame rendered eagerly; keep the graph only if they
+        agree (a graph that recorded something wrong must never give silent garbage)."""
+        self._checks_left -= 1
+        eager = self._frame(camera)
+        reduced = "tf32" in (self.render_config.precision, self.render_config.field_precision)
+        tolerance = REDUCED_TOLERANCE if reduced or self.render_config.precision == "bf16" else F32_TOLERANCE
+        error = max(float((self._static_out.img - eager.img).abs().max()),
+                    float((self._static_out.depth - eager.depth).abs().max()))  # fmt: skip
+        if not error <= tolerance:  # NaN fails too
+            self._fall_back(f"a CUDA graph replay differed from the eager frame by {error:.3g}")
+            return eager
+        return self._static_out
+
+    def _fall_back(self, reason: str) -> None:
+        warnings.warn(f"{reason}; rendering frames eagerly.", stacklevel=4)
+        self.graph = None
+
+
+def record_cuda_graph(frame: Callable[[], GeneratorOutput], device: torch.device):
+    """(graph, outputs): `frame` run twice on a side stream (library handles, workspaces, any
+    compilation), then captured; `graph.replay()` recomputes the outputs in place."""
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            frame()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = frame()
+    return graph, out
 
 
 def _camera_tensors(camera: Camera) -> tuple[torch.Tensor, ...]:
