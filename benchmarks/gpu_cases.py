@@ -22,7 +22,7 @@ import torch
 
 from cips3d import Camera, Generator3D, PoseConfig, RenderConfig
 from cips3d.fast import tf32_matmuls
-from cips3d.inference.interactive import InteractiveRenderer
+from cips3d.inference.interactive import CHECKED_FRAMES, InteractiveRenderer
 from cips3d.reference import reference_images
 
 # The fast setting of the GPU targets: bf16 INR products, TF32 field products, float32 compositing.
@@ -77,6 +77,9 @@ def frame_cases(
         options, graph = FRAME_PATHS[path]
         render = RenderConfig(img_size=size, deterministic=True, chunk_rows=chunk_rows, **options)
         viewer = InteractiveRenderer(G, styles, render, cuda_graph=graph)
+        if graph:  # capture and the checked replays now, so that every timed frame is a plain replay
+            for camera in cameras[: CHECKED_FRAMES + 1]:
+                viewer.render(camera)
         run = _orbiting(viewer, cameras)
         cases.append(case_type(f"frame {size}px b1", "infer", size, 1, path + label, run))
     return cases
