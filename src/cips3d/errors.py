@@ -11,3 +11,10 @@ class ConfigError(UserError, ValueError):
 
 class CheckpointError(UserError):
     """A weights file that is missing, unreadable, or does not fit the model it is loaded into."""
+
+
+def first_line(error: BaseException, limit: int | None = None) -> str:
+    """The first line of `error`'s message (its type's name when the message is empty), cut to `limit`
+    characters: enough to say why something failed inside one sentence."""
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else type(error).__name__)[:limit]

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 
 import torch
 
+from cips3d.errors import first_line
+
 MAX_RELATIVE_ERROR = 1e-5  # float32 GEMM of this size errs ~1e-6 relative; bf16 would be ~1e-2
 _SHAPE = (2048, 512, 512)  # a chunk of INR rows times one 512 x 512 modulated layer
 
@@ -145,9 +147,9 @@ def _eager_on_failure(module: torch.nn.Module, compiled):
         try:
             return compiled(*args, **kwargs)
         except Exception as error:  # noqa: BLE001 - any compiler failure; a real error recurs eagerly
-            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
             warnings.warn(
-                f"torch.compile failed for {type(module).__name__} ({first_line}); running it eagerly.",
+                f"torch.compile failed for {type(module).__name__} ({first_line(error, 200)}); "
+                "running it eagerly.",
                 stacklevel=2,
             )
             module.forward = eager

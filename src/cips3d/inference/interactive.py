@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 import torch
 
 from cips3d.config import RenderConfig
-from cips3d.errors import ConfigError
+from cips3d.errors import ConfigError, first_line
 from cips3d.models.generator3d import Generator3D
 from cips3d.outputs import GeneratorOutput
 from cips3d.rendering.cameras import Camera
@@ -102,8 +102,7 @@ class InteractiveRenderer:
         try:
             graph, out = record_cuda_graph(lambda: self._frame(static), self.G.device)
         except Exception as error:  # noqa: BLE001 - any capture failure leaves the eager path working
-            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-            self._fall_back(f"CUDA graph capture failed ({first_line})")
+            self._fall_back(f"CUDA graph capture failed ({first_line(error, 200)})")
             return
         self.graph, self._static_camera, self._static_out = graph, static, out
         self._checks_left = CHECKED_FRAMES

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from cips3d.config import GeneratorConfig, generator_preset
 from cips3d.convert.official import OURS_ONLY, check_keys, from_official, to_official
-from cips3d.errors import CheckpointError, ConfigError
+from cips3d.errors import CheckpointError, ConfigError, first_line
 from cips3d.io.files import atomic_write
 from cips3d.models.generator3d import Generator3D
 
@@ -90,8 +90,7 @@ def read_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt zip, truncated file, or a pickle that holds code
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path} is not a readable PyTorch state dict ({reason}).") from err
+        raise CheckpointError(f"{path} is not a readable PyTorch state dict ({first_line(err)}).") from err
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} does not hold a plain state dict of tensors.")
     if state and all(k.startswith("module.") for k in state):  # saved from a DDP wrapper

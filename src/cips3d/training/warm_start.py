@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from cips3d.convert.official_d import load_official_discriminator
-from cips3d.errors import CheckpointError
+from cips3d.errors import CheckpointError, first_line
 from cips3d.io.checkpoint import (
     CONFIG_FILE,
     generator_from_official,
@@ -35,8 +35,8 @@ def _copy(dst: torch.nn.Module, src: torch.nn.Module | dict, what: str) -> None:
     try:
         dst.load_state_dict(state)
     except RuntimeError as err:
-        first = str(err).strip().splitlines()[0]
-        raise CheckpointError(f"the {what} weights do not fit this run's network ({first}).") from None
+        reason = first_line(err)
+        raise CheckpointError(f"the {what} weights do not fit this run's network ({reason}).") from None
 
 
 def _check_generator(G: Generator3D, config: TrainConfig, source: Path) -> None:
