@@ -65,6 +65,8 @@ class InteractiveRenderer:
         self._static_camera: Camera | None = None
         self._static_out: GeneratorOutput | None = None
         self._checks_left = 0
+        exact = render.precision == "float32" and render.field_precision == "float32"
+        self._tolerance = F32_TOLERANCE if exact else REDUCED_TOLERANCE
 
     @property
     def uses_graph(self) -> bool:
@@ -98,7 +100,7 @@ class InteractiveRenderer:
         """Record one frame as a CUDA graph reading its camera from static buffers; on failure, warn
         once and render eagerly from then on."""
         self.wants_graph = False  # one attempt
-        static = _complete(Camera(*(t.clone() for t in _camera_tensors(camera))))
+        static = Camera(*(t.clone() for t in _camera_tensors(camera)))  # `camera` is complete already
         try:
             graph, out = record_cuda_graph(lambda: self._frame(static), self.G.device)
         except Exception as error:  # noqa: BLE001 - any capture failure leaves the eager path working
@@ -112,11 +114,9 @@ class InteractiveRenderer:
         agree (a graph that recorded something wrong must never give silent garbage)."""
         self._checks_left -= 1
         eager = self._frame(camera)
-        reduced = "tf32" in (self.render_config.precision, self.render_config.field_precision)
-        tolerance = REDUCED_TOLERANCE if reduced or self.render_config.precision == "bf16" else F32_TOLERANCE
         error = max(float((self._static_out.img - eager.img).abs().max()),
                     float((self._static_out.depth - eager.depth).abs().max()))  # fmt: skip
-        if not error <= tolerance:  # NaN fails too
+        if not error <= self._tolerance:  # NaN fails too
             self._fall_back(f"a CUDA graph replay differed from the eager frame by {error:.3g}")
             return eager
         return self._static_out
