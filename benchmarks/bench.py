@@ -112,11 +112,6 @@ class Case:
     peak_mb: float = 0.0
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def inference_cases(G: Generator3D, sizes, batches, device, bf16: bool) -> list[Case]:
     pose = PoseConfig()
     cases = []
@@ -217,15 +212,15 @@ def measure(cases: list[Case], repeats: int, device: torch.device, log: Callable
     for case in cases:  # warm-up (allocator, thread pools, oneDNN primitive caches), with memory
         with PeakMemory(device) as memory:
             case.run()
-            _sync(device)
+            gpu_cases.sync(device)
         case.peak_mb = memory.megabytes
         log(f"warmed {case.name} [{case.path}]")
     for r in range(repeats):
         for case in cases:
-            _sync(device)
+            gpu_cases.sync(device)
             start = time.perf_counter()
             case.run()
-            _sync(device)
+            gpu_cases.sync(device)
             case.times.append(time.perf_counter() - start)
         log(f"repeat {r + 1}/{repeats} done")
 

@@ -45,10 +45,10 @@ def matmul_peaks(device: torch.device, n: int = 8192, repeats: int = 10) -> dict
             a @ b  # warm-up: library handles, kernel choice
             best = math.inf
             for _ in range(repeats):
-                _sync(device)
+                sync(device)
                 start = time.perf_counter()
                 a @ b
-                _sync(device)
+                sync(device)
                 best = min(best, time.perf_counter() - start)
         peaks[name] = float(f"{2 * n**3 / best / 1e12:.4g}")
     return peaks
@@ -150,6 +150,7 @@ def fast_errors(G: Generator3D, size: int = 128) -> dict[str, float]:
     }
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (timings on a GPU must not end before it does)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
