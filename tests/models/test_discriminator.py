@@ -75,6 +75,25 @@ def test_blur_is_upfirdn2d_with_a_flipped_kernel(pad):
     assert torch.allclose(blur(x, kernel, pad), upfirdn_reference(x, kernel, pad), atol=1e-12)
 
 
+@pytest.mark.parametrize("pad", [(2, 2), (2, 1), (0, 0)])
+def test_blur_derivatives_of_first_and_second_order_equal_the_plain_convolutions(pad):
+    """`blur` differentiates through its own adjoint pair; autograd of the plain conv is the reference."""
+    kernel = torch.arange(12, dtype=f64).reshape(3, 4)
+    x = torch.randn(2, 3, 6, 7, dtype=f64, requires_grad=True)
+    torch.autograd.gradcheck(lambda v: blur(v, kernel, pad), (x,))
+    torch.autograd.gradgradcheck(lambda v: blur(v, kernel, pad), (x,))
+
+    def r1_like(fn):  # the R1 pattern: a gradient with create_graph, then a second backward
+        (g,) = torch.autograd.grad(fn(x).sin().sum(), x, create_graph=True)
+        return g, torch.autograd.grad(g.square().sum(), x)[0]
+
+    learned = kernel.clone().requires_grad_()  # a kernel that wants a gradient takes the plain path
+    ours, plain = r1_like(lambda v: blur(v, kernel, pad)), r1_like(lambda v: blur(v, learned, pad))
+    assert torch.allclose(ours[0], plain[0], atol=1e-12) and torch.allclose(ours[1], plain[1], atol=1e-12)
+    (kernel_grad,) = torch.autograd.grad(blur(x, learned, pad).sum(), learned)
+    assert kernel_grad.abs().sum() > 0
+
+
 def test_blur_kernel_is_the_normalised_outer_product_of_1331():
     k = blur_kernel()
     taps = torch.tensor([1.0, 3.0, 3.0, 1.0])

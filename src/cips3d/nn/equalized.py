@@ -3,7 +3,8 @@
 Weights are stored N(0, 1) and scaled at run time by 1/sqrt(fan_in); biases start at zero and live in
 the activation (`FusedLeakyReLU`). The official CUDA ops are plain PyTorch here: the fused bias-act is
 `leaky_relu(x + b) * sqrt(2)` and the blur is `upfirdn2d` with up = down = 1, i.e. a padded depthwise
-convolution with the flipped kernel. Autograd provides the double backward that R1 needs.
+convolution with the flipped kernel, whose derivatives of every order (R1 needs the second) are again
+blurs (`blur`).
 
 Modules are built without drawing random numbers; `reset_parameters(generator)` draws the official
 init in the official order (construction order of the official modules).
@@ -30,18 +31,80 @@ def blur_kernel(taps: tuple[float, ...] = K.D_BLUR_TAPS) -> torch.Tensor:
 def blur(x: torch.Tensor, kernel: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
     """`upfirdn2d(x, kernel, up=1, down=1, pad=pad)`: zero-pad, then a per-channel valid convolution.
 
+    The kernel is a fixed filter and gets no gradient. Its gradients with respect to x, of any order,
+    are again per-channel convolutions (`_Blur` and `_BlurAdjoint` are each other's backward), because
+    PyTorch's generic double backward of a grouped convolution also computes the kernel's gradient, one
+    channel at a time: thousands of tiny convolutions in every R1 step.
+
     Args:
         x: [B, C, H, W].
         kernel: [kh, kw]; upfirdn2d convolves (not correlates), hence the flip before `conv2d`.
-        pad: (before, after), the same on both axes.
+        pad: (before, after), the same on both axes, each >= 0.
 
     Returns:
         [B, C, H + before + after - kh + 1, W + before + after - kw + 1].
     """
-    channels = x.shape[1]
+    weight = kernel.flip(0, 1).to(x)[None, None].expand(x.shape[1], 1, *kernel.shape)
+    if kernel.requires_grad:  # a learned kernel: let autograd differentiate the plain convolution
+        return _pad_and_convolve(x, weight, pad)
+    return _Blur.apply(x, weight, pad)
+
+
+def _pad_and_convolve(x: torch.Tensor, weight: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
+    """Zero-pad x [B, C, H, W] by pad on both axes, then convolve each channel with weight [C, 1, kh, kw]."""
     x = F.pad(x, (pad[0], pad[1], pad[0], pad[1]))
-    weight = kernel.flip(0, 1).to(x)[None, None].expand(channels, 1, *kernel.shape)
-    return F.conv2d(x, weight, groups=channels)
+    return F.conv2d(x, weight, groups=x.shape[1])
+
+
+def _adjoint(g: torch.Tensor, weight: torch.Tensor, pad: tuple[int, int], size: torch.Size) -> torch.Tensor:
+    """The transpose of `_pad_and_convolve`: g [B, C, H', W'] -> [B, C, *size] (the unpadded input size)."""
+    full = F.conv_transpose2d(g, weight, groups=g.shape[1])
+    return full[:, :, pad[0] : pad[0] + size[0], pad[0] : pad[0] + size[1]]
+
+
+class _Blur(torch.autograd.Function):
+    """`_pad_and_convolve` whose backward is `_BlurAdjoint`, so every order of derivative stays a blur.
+
+    Written with `setup_context` so that torch.func transforms (grad, vmap) can go through it too.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, weight, pad):
+        return _pad_and_convolve(x, weight, pad)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, weight, pad = inputs
+        ctx.save_for_backward(weight)
+        ctx.pad, ctx.size = pad, x.shape[2:]
+
+    @staticmethod
+    def backward(ctx, g):
+        (weight,) = ctx.saved_tensors
+        return _BlurAdjoint.apply(g, weight, ctx.pad, ctx.size), None, None
+
+
+class _BlurAdjoint(torch.autograd.Function):
+    """`_adjoint`, whose backward is `_Blur` (the adjoint of the adjoint)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(g, weight, pad, size):
+        return _adjoint(g, weight, pad, size)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, weight, pad, _ = inputs
+        ctx.save_for_backward(weight)
+        ctx.pad = pad
+
+    @staticmethod
+    def backward(ctx, gg):
+        (weight,) = ctx.saved_tensors
+        return _Blur.apply(gg, weight, ctx.pad), None, None, None
 
 
 def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
