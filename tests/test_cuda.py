@@ -12,7 +12,9 @@ import torch
 
 from cips3d import Camera, Generator3D, RenderConfig, generator_preset
 from cips3d.inference.interactive import InteractiveRenderer
+from cips3d.models.discriminator import Discriminator, discriminator_preset
 from cips3d.reference import reference_images
+from cips3d.training.steps import r1_term
 
 pytestmark = pytest.mark.cuda
 
@@ -83,3 +85,32 @@ def test_tf32_and_bf16_change_the_arithmetic_within_their_tolerance(ffhq):
             error = (out.img - reference.img).abs().max()
             assert 0 < error < tolerance, (options, float(error))  # > 0: the reduced arithmetic ran
     assert torch.backends.cuda.matmul.fp32_precision in ("none", "ieee")  # restored after each block
+
+
+def test_r1_and_its_parameter_gradients_on_the_gpu_equal_the_cpu(cuda):
+    """The discriminator's R1 step (second derivatives through the adjoint blur) on the GPU, in IEEE
+    float32 convolutions, against the CPU."""
+    D_cpu = Discriminator(discriminator_preset("ffhq"), torch.Generator().manual_seed(0))
+    D_gpu = Discriminator(discriminator_preset("ffhq"), torch.Generator().manual_seed(0)).to(cuda)
+    reals = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+    def r1_and_grads(D, device):
+        x = reals.to(device).requires_grad_()
+        x_aux = reals.to(device).requires_grad_()
+        penalty = r1_term(D(x, x_aux, alpha=0.5), [x, x_aux], gamma=10.0).sum()
+        penalty.backward()
+        return penalty.cpu(), {n: p.grad.cpu() for n, p in D.named_parameters() if p.grad is not None}
+
+    conv = torch.backends.cudnn.conv
+    previous = conv.fp32_precision
+    conv.fp32_precision = "ieee"
+    try:
+        gpu_penalty, gpu_grads = r1_and_grads(D_gpu, cuda)
+    finally:
+        conv.fp32_precision = previous
+    cpu_penalty, cpu_grads = r1_and_grads(D_cpu, torch.device("cpu"))
+    assert torch.allclose(gpu_penalty, cpu_penalty, rtol=1e-4)
+    assert gpu_grads.keys() == cpu_grads.keys() and len(cpu_grads) > 10
+    for name, grad in cpu_grads.items():
+        scale = grad.abs().max().clamp_min(1e-12)
+        assert (gpu_grads[name] - grad).abs().max() / scale < 1e-3, name
