@@ -32,7 +32,7 @@ import torch
 
 import gpu_cases  # beside this script, whose folder is on sys.path when it runs
 from cips3d import Generator3D, PoseConfig, RenderConfig, generator_preset
-from cips3d.fast import bf16_fast, compile_generator, configure_fast_paths
+from cips3d.fast import bf16_fast, compile_generator, configure_fast_paths, tf32_matmuls
 from cips3d.models.discriminator import Discriminator, discriminator_preset
 from cips3d.reference import reference_images
 from cips3d.training.steps import StepRandom, StepSettings, d_step, g_step
@@ -146,7 +146,9 @@ def inference_cases(G: Generator3D, sizes, batches, device, bf16: bool) -> list[
     return cases
 
 
-def training_cases(G: Generator3D, D: Discriminator, sizes, device) -> list[Case]:
+def training_cases(G: Generator3D, D: Discriminator, sizes, device, tf32: bool = False) -> list[Case]:
+    """Full training iterations (D step with R1, then G step) at batch 4, full and partial gradients;
+    with `tf32`, also full iterations with TF32 matrix products (`cips3d train --tf32`)."""
     optimizers = {
         "G": torch.optim.Adam(G.parameters(), lr=1e-4, betas=(0.0, 0.999)),
         "D": torch.optim.Adam(D.parameters(), lr=1e-4, betas=(0.0, 0.999)),
@@ -168,6 +170,13 @@ def training_cases(G: Generator3D, D: Discriminator, sizes, device) -> list[Case
                 g_step(G, D, optimizers["G"], settings, random)
 
             cases.append(Case(f"train {size}px b4", "train", size, 4, mode, step))
+            if tf32 and mode == "full":
+
+                def tf32_step(step=step):
+                    with tf32_matmuls(True, device):
+                        step()
+
+                cases.append(Case(f"train {size}px b4", "train", size, 4, "full-tf32", tf32_step))
     cases.append(Case("train-G 32px b4", "train", 32, 4, "G only", _g_only_step(G)))
     return cases
 
@@ -321,11 +330,12 @@ def main() -> None:
         for case in inference_cases(compiled, sizes, (1, 4), device, bf16=False):
             if case.path == "ours":
                 cases.append(dataclasses.replace(case, path="ours-compiled"))
+    gpu = device.type == "cuda"
     if not args.no_train:
         D = Discriminator(discriminator_preset("ffhq")).to(device)
         train_sizes = (32,) if args.quick else (32, 64, 128)
-        cases += training_cases(Generator3D(generator_preset("ffhq")).to(device), D, train_sizes, device)
-    gpu = device.type == "cuda"
+        G_train = Generator3D(generator_preset("ffhq")).to(device)
+        cases += training_cases(G_train, D, train_sizes, device, tf32=gpu)
     if gpu or args.gpu_cases:
         frame, batched = (int(v) for v in args.gpu_sizes.split(","))
         cases += gpu_cases.frame_cases(Case, G, size=frame) + gpu_cases.batched_cases(Case, G, size=batched)

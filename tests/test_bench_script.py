@@ -8,6 +8,7 @@ import sys
 
 import torch
 
+from cips3d.models.discriminator import Discriminator, discriminator_preset
 from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))  # as when the script runs: gpu_cases.py beside it
@@ -71,3 +72,15 @@ def test_gpu_cases_run_and_report_fractions_of_the_measured_peak(tiny_G):
     float32, _, reference = (case.run() for case in cases[3:])
     assert float32.shape == reference.shape == (2, 3, 8, 8)
     assert "fraction_of_peak" in bench.table(rows)
+
+
+def test_training_cases_add_a_tf32_iteration_only_when_asked(tiny_G):
+    D = Discriminator(discriminator_preset("tiny"), torch.Generator().manual_seed(0))
+    plain = bench.training_cases(tiny_G, D, [16], torch.device("cpu"))
+    assert [c.path for c in plain] == ["full", "partial", "G only"]
+    cases = bench.training_cases(tiny_G, D, [16], torch.device("cpu"), tf32=True)
+    assert [c.path for c in cases] == ["full", "full-tf32", "partial", "G only"]
+    before = [p.detach().clone() for p in D.parameters()]
+    cases[1].run()  # a whole D + G iteration inside the TF32 block (a no-op switch on a CPU)
+    assert any(not torch.equal(a, b) for a, b in zip(before, D.parameters(), strict=True))
+    assert torch.backends.cuda.matmul.fp32_precision in ("none", "ieee")

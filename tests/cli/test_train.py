@@ -56,6 +56,12 @@ def test_user_errors_end_in_one_sentence_and_exit_2(tmp_path, capsys, blob_folde
     assert len(lines) == 1 and message in lines[0], err
 
 
+def test_tf32_is_accepted_and_says_it_changes_nothing_on_a_cpu(tmp_path, capsys, blob_folder):
+    args = ["--data", str(blob_folder), "--outdir", str(tmp_path / "run"), "--max-steps", "1", "--tf32"]
+    code, out, err = run(capsys, "train", *args, *FAST)
+    assert code == 0 and "step 1" in out and "tf32 needs a CUDA GPU" in err
+
+
 def test_a_new_run_refuses_a_folder_that_holds_one(tmp_path, capsys, blob_folder):
     outdir = tmp_path / "run"
     args = ["train", "--data", str(blob_folder), "--outdir", str(outdir), "--max-steps", "1", *FAST]

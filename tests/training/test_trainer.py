@@ -3,9 +3,11 @@ frozen NeRF, and stopping on non-finite losses."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
+import types
 
 import pytest
 import torch
@@ -13,6 +15,7 @@ import torch
 from cips3d import CheckpointError, generator_preset
 from cips3d.convert.official_d import to_official_d
 from cips3d.io.checkpoint import official_state_dict
+from cips3d.training import trainer as trainer_module
 from cips3d.training.config import StageConfig
 from cips3d.training.snapshot import list_snapshots, load_snapshot
 from cips3d.training.trainer import Trainer, TrainingStopped, TrainOptions, nerf_modules
@@ -138,3 +141,41 @@ def test_warm_start_from_official_files(tmp_path, blob_folder):
     tiny_ffhq.config = dataclasses.replace(tiny_ffhq.config, generator=generator_preset("ffhq"))
     with pytest.raises(CheckpointError):
         tiny_ffhq.warm_start(tmp_path / "single.pth")
+
+
+def test_tf32_option_wraps_every_step_of_the_run_and_the_switch_is_left_as_found(
+    tmp_path, blob_folder, monitor_tf32
+):
+    options = dataclasses.replace(QUIET, tf32=True, max_steps=2)
+    Trainer(micro_config(), tmp_path / "run", blob_folder, options).run()
+    assert monitor_tf32.blocks == [(True, torch.device("cpu"))]
+    assert monitor_tf32.steps_inside == 2 and monitor_tf32.steps_outside == 0 and not monitor_tf32.inside
+
+
+@pytest.fixture
+def monitor_tf32(monkeypatch):
+    """Replaces the trainer's TF32 switch (a no-op on CPUs) by a recorder, and counts D steps in and
+    out of its block."""
+    record = types.SimpleNamespace(blocks=[], inside=False, steps_inside=0, steps_outside=0)
+
+    @contextlib.contextmanager
+    def recording_switch(enabled, device):
+        record.blocks.append((enabled, torch.device(device)))
+        record.inside = True
+        try:
+            yield
+        finally:
+            record.inside = False
+
+    original_d_step = trainer_module.d_step
+
+    def counting_d_step(*args, **kwargs):
+        if record.inside:
+            record.steps_inside += 1
+        else:
+            record.steps_outside += 1
+        return original_d_step(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "tf32_matmuls", recording_switch)
+    monkeypatch.setattr(trainer_module, "d_step", counting_d_step)
+    return record

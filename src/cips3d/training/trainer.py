@@ -23,6 +23,7 @@ from cips3d.config import RenderConfig
 from cips3d.data.images import ImageDataset, to_float
 from cips3d.data.sampler import InfiniteSampler
 from cips3d.errors import CheckpointError
+from cips3d.fast import tf32_matmuls
 from cips3d.io.files import atomic_write
 from cips3d.io.images import save_png
 from cips3d.models.discriminator import Discriminator, DiscriminatorConfig
@@ -63,6 +64,10 @@ class TrainOptions:
     """Stop (with a snapshot) once the run has done this many iterations in total."""
     max_minutes: float | None = None
     """Stop (with a snapshot) after this much wall time."""
+    tf32: bool = False
+    """On a CUDA device, float32 matrix products (forward and backward) use TF32 tensor cores for the
+    whole run. PyTorch leaves them IEEE by default (its cuDNN convolutions already use TF32). A run
+    resumes exactly only with the same setting."""
 
 
 def nerf_modules(G: Generator3D) -> list[torch.nn.Module]:
@@ -150,21 +155,26 @@ class Trainer:
         monitor = Monitor(self.run_dir / "logs", total, self.state.global_step, self.options.progress)
         previous = _install_stop_handlers(self)
         try:
-            while True:
-                stage = self.config.stages[self.state.stage]
-                if self.state.stage_step >= stage.steps:
-                    if self.state.stage + 1 >= len(self.config.stages):
-                        break
-                    self._next_stage(stage)
-                    continue
-                self._begin_stage(stage)
-                if self._run_stage(stage, monitor):
-                    break
-                self._snapshot(monitor, f"end of stage {stage.name}")
+            with tf32_matmuls(self.options.tf32, self.options.device):
+                self._loop(monitor)
         finally:
             _restore_stop_handlers(previous)
             monitor.close()
         return self.state
+
+    def _loop(self, monitor: Monitor) -> None:
+        """Stages until the last one ends or the run must stop."""
+        while True:
+            stage = self.config.stages[self.state.stage]
+            if self.state.stage_step >= stage.steps:
+                if self.state.stage + 1 >= len(self.config.stages):
+                    return
+                self._next_stage(stage)
+                continue
+            self._begin_stage(stage)
+            if self._run_stage(stage, monitor):
+                return
+            self._snapshot(monitor, f"end of stage {stage.name}")
 
     def _run_stage(self, stage: StageConfig, monitor: Monitor) -> bool:
         """Iterate until the stage ends (False) or the run must stop (True, after a snapshot)."""
