@@ -5,6 +5,7 @@ Selected without a GPU they fail, never skip. A GPU session runs them with `benc
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -14,6 +15,7 @@ from cips3d import Camera, Generator3D, RenderConfig, generator_preset
 from cips3d.inference.interactive import InteractiveRenderer
 from cips3d.models.discriminator import Discriminator, discriminator_preset
 from cips3d.reference import reference_images
+from cips3d.rendering.volume import resolve_chunk_rows
 from cips3d.training.steps import r1_term
 
 pytestmark = pytest.mark.cuda
@@ -57,6 +59,16 @@ def test_the_fast_path_equals_the_reference_path_on_the_gpu(ffhq):
     with torch.no_grad():
         fast = ffhq.synthesis(styles, camera, render).img
     assert (fast - reference_images(ffhq, styles, camera, render)).abs().max() < 1e-4
+
+
+def test_auto_chunks_are_large_on_the_gpu_and_render_what_small_ones_do(ffhq, cuda):
+    assert resolve_chunk_rows("auto", cuda) >= 16384  # any GPU with 4 GB free
+    styles, camera = _styles(ffhq), _cameras(2)[1]
+    render = RenderConfig(img_size=128, deterministic=True)
+    with torch.no_grad():
+        auto = ffhq.synthesis(styles, camera, render).img
+        small = ffhq.synthesis(styles, camera, dataclasses.replace(render, chunk_rows=4096)).img
+    assert (auto - small).abs().max() < 1e-4
 
 
 def test_graph_replay_equals_eager_frames_for_a_moving_camera(ffhq):

@@ -56,6 +56,13 @@ Z_INR_DIM = 512
 
 # --- Rendering in chunks ---
 DEFAULT_CHUNK_ROWS = 4096  # rows (batch x rays) per chunk; ~4k rows avoid page-fault-heavy allocations
+# chunk_rows='auto' (the default) on a CUDA GPU: chunks up to this size keep its kernels busy (a 512 px
+# frame in 4 chunks instead of 64), fewer rows when free memory is short. Inference needs about 54 KB
+# per row in flight (256 px batch 4 in 4,096-row chunks peaks 0.22 GB, benchmarks/RESULTS.md); 64 KB
+# leaves a margin, and a chunk may take a quarter of the free memory.
+GPU_CHUNK_ROWS = 65536
+CHUNK_BYTES_PER_ROW = 64 * 1024
+GPU_CHUNK_MEMORY_FRACTION = 0.25
 # CPU inference evaluates the NeRF field in blocks of this many points (batch x points): the 128-wide
 # activations of a block (~1 MB) stay in cache across its layers. Measured on a 2-core EPYC: one field
 # query of 4 x 12,288 points took 52-79 ms whole and 38 ms in blocks of 2,048.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from cips3d.cli.common import chunk_rows
 from cips3d.io.checkpoint import official_state_dict, save_generator
 from tests.cli.helpers import run
 from tests.conftest import fixture_path
@@ -132,6 +134,19 @@ def test_the_installed_command_reports_errors_without_a_traceback(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip() == f"cips3d sample: error: no checkpoint file at {tmp_path / 'none.pth'}."
+
+
+def test_chunk_rows_takes_auto_or_a_positive_count(tmp_path, capsys):
+    common = ["sample", "--preset", "tiny", "--size", "10", "--seeds", "5", "--device", "cpu", "--quiet"]
+    code, _, _ = run(capsys, *common, "--chunk-rows", "auto", "--outdir", str(tmp_path / "a"))
+    assert code == 0
+    code, _, _ = run(capsys, *common, "--chunk-rows", "7", "--outdir", str(tmp_path / "b"))
+    assert code == 0
+    assert np.array_equal(pixels(tmp_path / "a" / "seed0005.png"), pixels(tmp_path / "b" / "seed0005.png"))
+    assert chunk_rows("auto") == "auto" and chunk_rows("7") == 7
+    for bad in ("lots", "0"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            chunk_rows(bad)
 
 
 def test_tf32_options_are_accepted_and_change_nothing_on_a_cpu(tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -42,6 +43,14 @@ def test_frames_equal_the_generator_images_for_every_kind_of_camera(tiny_G):
         assert torch.equal(frame.img, expected.img) and torch.equal(frame.depth, expected.depth)
         assert torch.equal(frame.pitch_yaw, expected.pitch_yaw)
     assert not viewer.uses_graph  # a CPU renders eagerly
+
+
+def test_auto_chunking_is_resolved_once_when_the_viewer_is_made(tiny_G):
+    """'auto' depends on the device's free memory, which rendering changes: a viewer fixes it up front."""
+    viewer = InteractiveRenderer(tiny_G, _styles(tiny_G), dataclasses.replace(RENDER, chunk_rows="auto"))
+    assert viewer.render_config.chunk_rows == 4096  # the CPU's value
+    fixed = InteractiveRenderer(tiny_G, _styles(tiny_G), dataclasses.replace(RENDER, chunk_rows=16))
+    assert fixed.render_config.chunk_rows == 16
 
 
 def test_styles_are_folded_once_for_all_frames(tiny_G, monkeypatch):

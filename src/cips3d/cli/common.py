@@ -109,6 +109,20 @@ def finite_float(text: str) -> float:
     return value
 
 
+def chunk_rows(text: str) -> int | str:
+    """argparse type of --chunk-rows: 'auto' or an integer >= 1."""
+    return "auto" if text == "auto" else positive_int(text)
+
+
+def add_chunk_rows_argument(group) -> None:
+    group.add_argument(
+        "--chunk-rows",
+        type=chunk_rows,
+        default="auto",
+        help="rows per render chunk, or auto (default: 4096 on a CPU, up to 65536 on a GPU)",
+    )
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     try:

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from cips3d import constants as K
 from cips3d.cli.common import (
+    add_chunk_rows_argument,
     add_model_arguments,
     add_precision_argument,
     build_generator,
@@ -93,9 +94,7 @@ def add_parser(subparsers) -> None:
     )
     o = p.add_argument_group("how and where")
     o.add_argument("--batch-size", type=positive_int, default=4, help="images rendered together (default 4)")
-    o.add_argument(
-        "--chunk-rows", type=positive_int, default=K.DEFAULT_CHUNK_ROWS, help="rows per render chunk"
-    )
+    add_chunk_rows_argument(o)
     o.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     o.add_argument("--outdir", default="outputs/sample", help="output folder (default outputs/sample)")
     o.add_argument("--aux", action="store_true", help="also write the aux NeRF image of each seed")

@@ -11,6 +11,7 @@ import torch
 
 from cips3d import constants as K
 from cips3d.cli.common import (
+    add_chunk_rows_argument,
     add_model_arguments,
     add_precision_argument,
     build_generator,
@@ -98,9 +99,7 @@ def add_parser(subparsers) -> None:
     o.add_argument(
         "--format", default="mp4", help="mp4 (H.264) or gif (default mp4; gif if PyAV lacks libx264)"
     )
-    o.add_argument(
-        "--chunk-rows", type=positive_int, default=K.DEFAULT_CHUNK_ROWS, help="rows per render chunk"
-    )
+    add_chunk_rows_argument(o)
     o.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     o.add_argument("--outdir", default="outputs/video", help="output folder (default outputs/video)")
     o.add_argument("--quiet", action="store_true", help="no progress bar")

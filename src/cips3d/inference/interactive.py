@@ -15,6 +15,7 @@ Sampling must be deterministic: a graph would replay the same random draws every
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable, Mapping
 
@@ -25,6 +26,7 @@ from cips3d.errors import ConfigError, first_line
 from cips3d.models.generator3d import Generator3D
 from cips3d.outputs import GeneratorOutput
 from cips3d.rendering.cameras import Camera
+from cips3d.rendering.volume import resolve_chunk_rows
 
 # Replays checked against eager frames before a graph is trusted: the first (the captured camera) and
 # the second (a new camera through the static buffers).
@@ -54,6 +56,9 @@ class InteractiveRenderer:
         if not render.deterministic:
             raise ConfigError("interactive rendering needs RenderConfig(deterministic=True): frames must not "
                               "depend on random draws.")  # fmt: skip
+        # Chunking fixed once ('auto' looks at free memory, which the first frames change; a captured
+        # graph must not query the device either).
+        render = dataclasses.replace(render, chunk_rows=resolve_chunk_rows(render.chunk_rows, G.device))
         self.G, self.render_config = G, render
         self.styles = {name: s.to(G.device, G.dtype) for name, s in styles.items()}
         self.batch = next(iter(self.styles.values())).shape[0] if self.styles else 0

@@ -36,6 +36,7 @@ from cips3d.rendering.volume import (
     gradient_split,
     ray_chunks,
     render_rays,
+    resolve_chunk_rows,
 )
 from cips3d.seeding import GeneratorArg, draw_batch
 
@@ -275,7 +276,8 @@ class Generator3D(nn.Module):
                 return self.field(points, nerf)
 
         parts = []
-        for index in ray_chunks(cam2world.shape[0], rays, render.chunk_rows):
+        chunk_rows = resolve_chunk_rows(render.chunk_rows, cam2world.device)
+        for index in ray_chunks(cam2world.shape[0], rays, chunk_rows):
             with torch.set_grad_enabled(torch.is_grad_enabled() and nerf_grad):
                 comp = render_rays(field_fn, directions[:, index], cam2world, render, draws.rays(index))
                 aux = torch.tanh(self.aux_head(comp.feature))

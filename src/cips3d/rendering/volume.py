@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
+from cips3d import constants as K
 from cips3d.config import RenderConfig
 from cips3d.rendering.compositing import (
     Composite,
@@ -172,6 +173,28 @@ def draw_grad_order(render: RenderConfig, generator: GeneratorArg, device, given
 
 RayIndex = slice | torch.Tensor
 """Rays to render: a slice, or a 1-D tensor of ray indices."""
+
+
+def resolve_chunk_rows(
+    chunk_rows: int | str | None, device: torch.device | str, free_bytes: int | None = None
+) -> int | None:
+    """The rows per chunk that `chunk_rows` means on `device`: a number or None as given; for 'auto',
+    4,096 off CUDA, and on CUDA the largest power of two up to 65,536 whose estimated working set fits a
+    quarter of the free memory, at least 4,096. `free_bytes` defaults to the device's free memory plus
+    what PyTorch's allocator holds unused (so that earlier renders do not shrink the chunks)."""
+    if chunk_rows != "auto":
+        return chunk_rows
+    device = torch.device(device)
+    if device.type != "cuda":
+        return K.DEFAULT_CHUNK_ROWS
+    if free_bytes is None:  # free on the device, plus what PyTorch's allocator holds unused
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        free_bytes = torch.cuda.mem_get_info(device)[0] + cached
+    fitting = int(free_bytes * K.GPU_CHUNK_MEMORY_FRACTION // K.CHUNK_BYTES_PER_ROW)
+    rows = K.GPU_CHUNK_ROWS
+    while rows > K.DEFAULT_CHUNK_ROWS and rows > fitting:
+        rows //= 2
+    return rows
 
 
 def ray_chunks(batch: int, rays: RayIndex, chunk_rows: int | None) -> list[RayIndex]:
