@@ -85,8 +85,10 @@ def reference_images(
         per_image = draws.select_batch(i)
         rgb = []
         for index in ray_chunks(1, slice(0, r), OFFICIAL_CHUNK):
-            comp = render_rays(lambda p, mine=mine: field(G.field, p, mine), directions[:, index],
-                               cam2world[i : i + 1], render, per_image.rays(index))  # fmt: skip
+            comp = render_rays(
+                lambda p, mine=mine: field(G.field, p, mine), directions[:, index], cam2world[i : i + 1],
+                render, per_image.rays(index), sort_features=True,  # the official compositing order
+            )  # fmt: skip
             rgb.append(decoder(G.decoder, comp.feature, mine))
         images.append(torch.cat(rgb, dim=1))
     rgb = torch.cat(images)

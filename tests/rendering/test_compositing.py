@@ -75,3 +75,24 @@ def test_surface_depth_normalises_by_opacity_and_uses_far_for_empty_rays():
     depth = torch.tensor([0.5, 0.0, 0.9])
     opacity = torch.tensor([0.5, 0.0, 1.0])
     assert torch.allclose(surface_depth(depth, opacity, far=1.12), torch.tensor([1.0, 1.12, 0.9]))
+
+
+def test_parts_in_their_own_order_composite_like_features_sorted_by_depth():
+    """`order` moves the weights back to the parts' order: the sorted composite, its options and its
+    gradients, up to the rounding of the sum."""
+    g = torch.Generator().manual_seed(0)
+    fine, coarse = (torch.randn(2, 5, n, 4, generator=g, dtype=torch.float64) for n in (3, 4))
+    depths, order = torch.sort(torch.rand(2, 5, 7, generator=g, dtype=torch.float64), dim=-1)
+    sigma = torch.randn(2, 5, 7, generator=g, dtype=torch.float64).abs() * 5
+    fine.requires_grad_(), coarse.requires_grad_(), sigma.requires_grad_()
+    for options in ({}, {"white_back": True}, {"last_back": True}):
+        sorted_features = torch.cat([fine, coarse], dim=-2).gather(-2, order[..., None].expand(-1, -1, -1, 4))
+        expected = composite(sorted_features, sigma, depths, **options)
+        got = composite([fine, coarse], sigma, depths, order=order, **options)
+        assert not torch.equal(sorted_features, torch.cat([fine, coarse], dim=-2))  # the order matters
+        for name in ("feature", "depth", "weights", "opacity"):
+            assert torch.allclose(getattr(got, name), getattr(expected, name), atol=1e-12), (options, name)
+        grads = torch.autograd.grad(got.feature.square().sum(), [fine, coarse, sigma])
+        expected_grads = torch.autograd.grad(expected.feature.square().sum(), [fine, coarse, sigma])
+        for a, b in zip(grads, expected_grads, strict=True):
+            assert torch.allclose(a, b, atol=1e-12), options

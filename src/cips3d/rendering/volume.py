@@ -240,6 +240,7 @@ def render_rays(
     cam2world: torch.Tensor,
     render: RenderConfig,
     draws: RenderDraws,
+    sort_features: bool = False,
 ) -> Composite:
     """Render B x R rays through `field_fn`.
 
@@ -249,6 +250,9 @@ def render_rays(
         cam2world: [B, 4, 4] camera-to-world matrices; rays start at the camera origin.
         render: sample counts, bounds, clamp and background options.
         draws: canonical-shape draws for these rays (None fields: no jitter / linspace u / no noise).
+        sort_features: move every fine and coarse feature into depth order before compositing, as the
+            official code does (the reference path). By default the weights move back to the
+            features' order instead: the same sum, in another order (see `composite`).
 
     Returns:
         The `Composite` over all (coarse, plus fine when hierarchical) samples, sorted by depth.
@@ -279,8 +283,9 @@ def render_rays(
     # Fine samples go before the coarse ones, then everything is sorted by depth (official order).
     all_depths, order = torch.sort(torch.cat([fine_depths, depths], dim=-1), dim=-1)
     all_sigma = torch.cat([fine_sigma, sigma], dim=-1).gather(-1, order)
+    fine_noise = _scaled(draws.fine_noise, render.nerf_noise)
+    if not sort_features:
+        return composite([fine_features, features], all_sigma, all_depths, fine_noise, order=order, **options)
     all_features = torch.cat([fine_features, features], dim=-2)
     all_features = all_features.gather(-2, order.unsqueeze(-1).expand(-1, -1, -1, all_features.shape[-1]))
-    return composite(
-        all_features, all_sigma, all_depths, _scaled(draws.fine_noise, render.nerf_noise), **options
-    )
+    return composite(all_features, all_sigma, all_depths, fine_noise, **options)
