@@ -187,7 +187,7 @@ def resolve_chunk_rows(
     device = torch.device(device)
     if device.type != "cuda":
         return K.DEFAULT_CHUNK_ROWS
-    if free_bytes is None:  # free on the device, plus what PyTorch's allocator holds unused
+    if free_bytes is None:
         cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
         free_bytes = torch.cuda.mem_get_info(device)[0] + cached
     fitting = int(free_bytes * K.GPU_CHUNK_MEMORY_FRACTION // K.CHUNK_BYTES_PER_ROW)
