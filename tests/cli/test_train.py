@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -11,7 +12,9 @@ import sys
 import time
 
 import pytest
+import torch
 
+from cips3d.cli.train import _workers_arg, default_workers
 from cips3d.training.snapshot import list_snapshots, load_snapshot
 from tests.cli.helpers import run
 from tests.conftest import write_blobs
@@ -60,6 +63,18 @@ def test_tf32_is_accepted_and_says_it_changes_nothing_on_a_cpu(tmp_path, capsys,
     args = ["--data", str(blob_folder), "--outdir", str(tmp_path / "run"), "--max-steps", "1", "--tf32"]
     code, out, err = run(capsys, "train", *args, *FAST)
     assert code == 0 and "step 1" in out and "tf32 needs a CUDA GPU" in err
+
+
+def test_workers_default_to_none_on_a_cpu_and_half_the_cores_beside_a_gpu():
+    assert default_workers(torch.device("cpu"), cpu_count=16) == 0
+    assert default_workers(torch.device("cuda"), cpu_count=16) == 8
+    assert default_workers(torch.device("cuda"), cpu_count=6) == 3
+    assert default_workers(torch.device("cuda"), cpu_count=64) == 8
+    assert default_workers(torch.device("cuda"), cpu_count=1) == 0
+    assert _workers_arg("auto") == "auto" and _workers_arg("0") == 0 and _workers_arg("3") == 3
+    for bad in ("-1", "many"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _workers_arg(bad)
 
 
 def test_a_new_run_refuses_a_folder_that_holds_one(tmp_path, capsys, blob_folder):

@@ -64,6 +64,19 @@ def test_n_steps_then_resume_then_n_steps_equals_2n_steps_bit_for_bit(tmp_path, 
     assert torch.equal(straight.random.g.get_state(), resumed.random.g.get_state())
 
 
+def test_data_loading_workers_do_not_change_the_run(tmp_path, blob_folder):
+    """`--workers auto` uses worker processes beside a GPU: the batches, hence the run, stay the same."""
+    config = micro_config(snapshot_every=100, preview_every=100)
+    runs = []
+    for workers in (0, 2):
+        options = dataclasses.replace(QUIET, workers=workers, max_steps=3)
+        trainer = Trainer(config, tmp_path / f"w{workers}", blob_folder, options)
+        trainer.run()
+        runs.append(trainer)
+    for name in ("G", "D"):
+        assert same(weights(getattr(runs[0], name)), weights(getattr(runs[1], name))), name
+
+
 def test_the_next_stage_starts_from_the_best_snapshot(tmp_path, blob_folder):
     stages = (
         StageConfig("r16", 16, 3, 2, 2e-4, 2e-3, start_from="best"),

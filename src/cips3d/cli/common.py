@@ -125,10 +125,15 @@ def add_chunk_rows_argument(group) -> None:
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
+    return int_at_least(text, 1)
+
+
+def int_at_least(text: str, minimum: int) -> int:
+    """The integer `text`, or an argparse error unless it is one and >= `minimum`."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least {minimum}")
     return value

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from pathlib import Path
 
-from cips3d.cli.common import positive_int, resolve_device, warn_if_slow_precision
+import torch
+
+from cips3d.cli.common import int_at_least, positive_int, resolve_device, warn_if_slow_precision
 from cips3d.errors import UserError
 from cips3d.training.config import TRAIN_PRESETS, TrainConfig, train_preset
 from cips3d.training.snapshot import list_snapshots
@@ -47,7 +50,13 @@ def add_parser(subparsers) -> None:
     p.add_argument("--max-steps", type=positive_int, help="stop after this many steps in total (snapshot)")
     p.add_argument("--minutes", type=float, help="stop after this much wall time (snapshot)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0)")
+    p.add_argument(
+        "--workers",
+        type=_workers_arg,
+        default="auto",
+        help="data-loading worker processes, or auto (default: none on a CPU, where training needs every "
+        "core; half the cores, at most 8, beside a GPU, so that decoding overlaps its steps)",
+    )
     p.add_argument(
         "--tf32",
         action="store_true",
@@ -97,13 +106,27 @@ def _trainer(args: argparse.Namespace, options: TrainOptions) -> Trainer:
     return trainer
 
 
+def _workers_arg(text: str) -> int | str:
+    """argparse type of --workers: 'auto' or an integer >= 0."""
+    return "auto" if text == "auto" else int_at_least(text, 0)
+
+
+def default_workers(device: torch.device, cpu_count: int | None = None) -> int:
+    """Data-loading processes for `--workers auto`: none when the CPU trains (they would take its
+    cores), half the cores (at most 8) beside a GPU, whose steps leave the CPU idle."""
+    if device.type == "cpu":
+        return 0
+    cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
+    return min(8, cores // 2)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.minutes is not None and not args.minutes > 0:
         raise UserError(f"--minutes must be positive, got {args.minutes}.")
-    if args.workers < 0:
-        raise UserError(f"--workers must be >= 0, got {args.workers}.")
+    device = resolve_device(args.device)
     options = TrainOptions(
-        device=resolve_device(args.device), workers=args.workers, progress=not args.quiet,
+        device=device, workers=default_workers(device) if args.workers == "auto" else args.workers,
+        progress=not args.quiet,
         max_steps=args.max_steps, max_minutes=args.minutes, tf32=args.tf32,
     )  # fmt: skip
     if args.tf32:
