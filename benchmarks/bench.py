@@ -196,17 +196,6 @@ def _g_only_step(G: Generator3D) -> Callable[[], None]:
     return step
 
 
-@torch.no_grad()
-def bf16_errors(G: Generator3D, device: torch.device, size: int = 64) -> dict:
-    """Largest and mean image difference of the bf16 INR against float32 (deterministic, batch 4)."""
-    z = G.sample_latents(4, torch.Generator().manual_seed(5))
-    render = RenderConfig(img_size=size, deterministic=True)
-    a = G(*z, pose=PoseConfig.fixed(), render=render).img
-    b = G(*z, pose=PoseConfig.fixed(), render=dataclasses.replace(render, precision="bf16")).img
-    error = (a - b).abs()
-    return {"img_size": size, "max_abs_error": float(error.max()), "mean_abs_error": float(error.mean())}
-
-
 def matmul_gflops(routes: dict) -> float | None:
     """This CPU's float32 product speed, from the start-up self-test of the chosen route (a 2048 x 512
     x 512 product, the INR's shape): the rate the `x_machine_floor` column divides by."""
@@ -345,9 +334,10 @@ def main() -> None:
     measure(cases, 1 if args.quick else args.repeats, device, lambda m: print(m, flush=True))
     rows = summarise(cases, cpu=not gpu, matmul_gflops=matmul_gflops(routes))
     if bf16:
-        errors = bf16_errors(G, device)
+        errors = gpu_cases.setting_errors(G, {"precision": "bf16"}, size=64)
     else:  # bf16 runs at ~1 GFLOP/s here: its error is still reported, from a small image
-        errors = {"note": "no bfloat16 matrix units: bf16 not timed"} | bf16_errors(G, device, size=16)
+        errors = {"note": "no bfloat16 matrix units: bf16 not timed"}
+        errors |= gpu_cases.setting_errors(G, {"precision": "bf16"}, size=16)
     result = {
         "machine": machine(device), "fast_paths": routes, "bf16": errors,
         "command": " ".join(os.sys.argv), "rows": rows,
@@ -355,7 +345,8 @@ def main() -> None:
     if gpu or args.gpu_cases:
         peaks = gpu_cases.matmul_peaks(device, n=8192 if gpu else 1024)
         gpu_cases.add_gpu_columns(rows, peaks)
-        result["gpu"] = {"matmul_tflops": peaks, "fast_setting_error": gpu_cases.fast_errors(G, size=frame)}
+        fast_error = gpu_cases.setting_errors(G, gpu_cases.FAST, size=frame)
+        result["gpu"] = {"matmul_tflops": peaks, "fast_setting_error": fast_error}
         print(f"GPU matrix throughput (TFLOP/s): {peaks}; fast setting vs float32: {result['gpu']}")
     print(table(rows))
     print(f"bf16 INR: {errors}")

@@ -136,17 +136,20 @@ def add_gpu_columns(rows: list[dict], peaks: dict[str, float]) -> None:
 
 
 @torch.no_grad()
-def fast_errors(G: Generator3D, size: int = 128) -> dict[str, float]:
-    """Image error of the fast setting against float32 (deterministic, a frontal and a turned camera)."""
+@torch.no_grad()
+def setting_errors(G: Generator3D, options: dict, size: int = 128) -> dict[str, float]:
+    """Image and depth error of a reduced-precision setting (RenderConfig options) against float32:
+    deterministic sampling, a frontal and a turned camera."""
     styles = G.mapping(*G.sample_latents(2, torch.Generator().manual_seed(5)))
     camera = Camera.from_angles(torch.tensor([math.pi / 2, math.pi / 2 + 0.3]), math.pi / 2)
     exact = G.synthesis(styles, camera, RenderConfig(img_size=size, deterministic=True))
-    fast = G.synthesis(styles, camera, RenderConfig(img_size=size, deterministic=True, **FAST))
-    error = (exact.img - fast.img).abs()
+    reduced = G.synthesis(styles, camera, RenderConfig(img_size=size, deterministic=True, **options))
+    error = (exact.img - reduced.img).abs()
     return {
+        "img_size": size,
         "max_abs_error": float(error.max()),
         "mean_abs_error": float(error.mean()),
-        "depth_max_abs_error": float((exact.depth - fast.depth).abs().max()),
+        "depth_max_abs_error": float((exact.depth - reduced.depth).abs().max()),
     }
 
 

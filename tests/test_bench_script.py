@@ -72,6 +72,9 @@ def test_gpu_cases_run_and_report_fractions_of_the_measured_peak(tiny_G):
     float32, _, reference = (case.run() for case in cases[3:])
     assert float32.shape == reference.shape == (2, 3, 8, 8)
     assert "fraction_of_peak" in bench.table(rows)
+    errors = gpu_cases.setting_errors(tiny_G, gpu_cases.FAST, size=8)  # bf16 INR: rounding on a CPU too
+    assert errors["img_size"] == 8 and 0 < errors["max_abs_error"] < 0.05
+    assert 0 < errors["mean_abs_error"] <= errors["max_abs_error"] and errors["depth_max_abs_error"] == 0
 
 
 def test_training_cases_add_a_tf32_iteration_only_when_asked(tiny_G):
