@@ -124,13 +124,13 @@ def run(args: argparse.Namespace) -> int:
     if args.minutes is not None and not args.minutes > 0:
         raise UserError(f"--minutes must be positive, got {args.minutes}.")
     device = resolve_device(args.device)
+    workers = default_workers(device) if args.workers == "auto" else args.workers
     options = TrainOptions(
-        device=device, workers=default_workers(device) if args.workers == "auto" else args.workers,
-        progress=not args.quiet,
-        max_steps=args.max_steps, max_minutes=args.minutes, tf32=args.tf32,
+        device=device, workers=workers, progress=not args.quiet, max_steps=args.max_steps,
+        max_minutes=args.minutes, tf32=args.tf32,
     )  # fmt: skip
     if args.tf32:
-        warn_if_slow_precision(options.device, "tf32")
+        warn_if_slow_precision(device, "tf32")
     trainer = _trainer(args, options)
     try:
         state = trainer.run()
