@@ -71,6 +71,9 @@ def test_workers_default_to_none_on_a_cpu_and_half_the_cores_beside_a_gpu():
     assert default_workers(torch.device("cuda"), cpu_count=6) == 3
     assert default_workers(torch.device("cuda"), cpu_count=64) == 8
     assert default_workers(torch.device("cuda"), cpu_count=1) == 0
+    # torchrun's processes on one machine share its cores
+    assert default_workers(torch.device("cuda"), cpu_count=16, processes_per_machine=8) == 1
+    assert default_workers(torch.device("cuda"), cpu_count=64, processes_per_machine=4) == 8
     assert _workers_arg("auto") == "auto" and _workers_arg("0") == 0 and _workers_arg("3") == 3
     for bad in ("-1", "many"):
         with pytest.raises(argparse.ArgumentTypeError):

@@ -12,6 +12,7 @@ import torch
 from cips3d.cli.common import int_at_least, positive_int, resolve_device, warn_if_slow_precision
 from cips3d.errors import UserError
 from cips3d.training.config import TRAIN_PRESETS, TrainConfig, train_preset
+from cips3d.training.distributed import World, join, leave, world_from_environment
 from cips3d.training.snapshot import list_snapshots
 from cips3d.training.trainer import Trainer, TrainingStopped, TrainOptions
 
@@ -21,8 +22,13 @@ EXAMPLES = """examples:
   cips3d train --data cartoons.zip --preset ffhq-finetune --init ffhq_official/ --outdir runs/cartoon
   cips3d train --data faces.zip --preset tiny --minutes 10 --outdir runs/quick
   cips3d train --data faces.zip --preset ffhq --device cuda --tf32    # TF32 tensor cores
+  torchrun --nproc_per_node 8 -m cips3d train --data faces.zip --preset ffhq --outdir runs/ffhq
+                                                       # 8 GPUs, batch_size images on each per step
 
 Ctrl-C (or SIGTERM) finishes the current step, writes a snapshot and exits; --resume continues from it.
+Under torchrun each process trains on --batch-size images per step (the official convention: the batch
+is per GPU), gradients are averaged across processes, and rank 0 writes every file; the run folder and
+the data must be reachable from every machine. A run resumes bit for bit on the same number of processes.
 """
 
 EXIT_STOPPED = 3  # training stopped itself (non-finite losses); a snapshot of the last good state exists
@@ -42,14 +48,20 @@ def add_parser(subparsers) -> None:
     p.add_argument("--outdir", help="run folder (default runs/<preset>)")
     p.add_argument("--resume", help="a run folder or snapshot to continue exactly")
     p.add_argument("--init", help="start from these weights: a snapshot, run, cips3d or official checkpoint")
-    p.add_argument("--batch-size", type=positive_int, help="override the batch size of every stage")
+    p.add_argument(
+        "--batch-size", type=positive_int, help="override the batch size of every stage (per process)"
+    )
     p.add_argument("--seed", type=int, help="seed of the run (default 1234)")
     p.add_argument("--snapshot-every", type=positive_int, help="steps between snapshots")
     p.add_argument("--preview-every", type=positive_int, help="steps between preview grids")
     p.add_argument("--keep", type=positive_int, help="snapshots to keep besides the best (default 3)")
     p.add_argument("--max-steps", type=positive_int, help="stop after this many steps in total (snapshot)")
     p.add_argument("--minutes", type=float, help="stop after this much wall time (snapshot)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="cpu, cuda, cuda:N or auto (default; under torchrun: cuda:LOCAL_RANK)",
+    )
     p.add_argument(
         "--workers",
         type=_workers_arg,
@@ -102,7 +114,9 @@ def _trainer(args: argparse.Namespace, options: TrainOptions) -> Trainer:
         )
     trainer = Trainer(_config(args), outdir, args.data, options)
     if args.init:
-        print(f"starting from {trainer.warm_start(args.init)}")
+        source = trainer.warm_start(args.init)
+        if options.world.is_main:
+            print(f"starting from {source}")
     return trainer
 
 
@@ -111,34 +125,73 @@ def _workers_arg(text: str) -> int | str:
     return "auto" if text == "auto" else int_at_least(text, 0)
 
 
-def default_workers(device: torch.device, cpu_count: int | None = None) -> int:
+def default_workers(
+    device: torch.device, cpu_count: int | None = None, processes_per_machine: int = 1
+) -> int:
     """Data-loading processes for `--workers auto`: none when the CPU trains (they would take its
-    cores), half the cores (at most 8) beside a GPU, whose steps leave the CPU idle."""
+    cores), half of this process's share of the cores (at most 8) beside a GPU, whose steps leave the
+    CPU idle."""
     if device.type == "cpu":
         return 0
     cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
-    return min(8, cores // 2)
+    return min(8, cores // processes_per_machine // 2)
+
+
+def process_device(device: torch.device, world: World, asked: str) -> torch.device:
+    """The device of this process: under torchrun, GPU `LOCAL_RANK` of its machine (one per process)."""
+    if not world.distributed or device.type != "cuda":
+        return device
+    if asked not in ("auto", "cuda"):
+        raise UserError(
+            f"under torchrun each process trains on the GPU of its local rank; use --device cuda, "
+            f"not {asked}."
+        )
+    if world.local_rank >= torch.cuda.device_count():
+        raise UserError(
+            f"process {world.local_rank} of this machine has no GPU of its own "
+            f"({torch.cuda.device_count()} visible); start at most that many processes per machine."
+        )
+    return torch.device("cuda", world.local_rank)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.minutes is not None and not args.minutes > 0:
         raise UserError(f"--minutes must be positive, got {args.minutes}.")
-    device = resolve_device(args.device)
-    workers = default_workers(device) if args.workers == "auto" else args.workers
+    world = world_from_environment()
+    device = process_device(resolve_device(args.device), world, args.device)
+    join(world, device)
+    try:
+        return _train(args, world, device)
+    finally:
+        leave(world)
+
+
+def _train(args: argparse.Namespace, world: World, device: torch.device) -> int:
+    if args.workers == "auto":
+        workers = default_workers(device, processes_per_machine=world.local_world_size)
+    else:
+        workers = args.workers
     options = TrainOptions(
-        device=device, workers=workers, progress=not args.quiet, max_steps=args.max_steps,
-        max_minutes=args.minutes, tf32=args.tf32,
+        device=device, workers=workers, progress=not args.quiet and world.is_main, max_steps=args.max_steps,
+        max_minutes=args.minutes, tf32=args.tf32, world=world,
     )  # fmt: skip
-    if args.tf32:
+    if args.tf32 and world.is_main:
         warn_if_slow_precision(device, "tf32")
     trainer = _trainer(args, options)
+    if trainer.resume_note and world.is_main:
+        print(f"cips3d train: note: {trainer.resume_note}")
+    if world.distributed and world.is_main:
+        print(f"cips3d train: {world.world_size} processes, {world.world_size} x batch_size images per step.")
     try:
         state = trainer.run()
     except TrainingStopped as err:
-        print(f"cips3d train: stopped: {err}")
+        if world.is_main:
+            print(f"cips3d train: stopped: {err}")
         return EXIT_STOPPED
     stage = trainer.config.stages[state.stage]
-    print(
-        f"{trainer.run_dir}: step {state.global_step}, stage {stage.name} ({state.stage_step}/{stage.steps})."
-    )
+    if world.is_main:
+        print(
+            f"{trainer.run_dir}: step {state.global_step}, stage {stage.name} "
+            f"({state.stage_step}/{stage.steps})."
+        )
     return 0

@@ -44,3 +44,22 @@ class Monitor:
     def close(self) -> None:
         self.bar.close()
         self.writer.close()
+
+
+class SilentMonitor:
+    """What the processes other than rank 0 of a data-parallel run watch with: nothing is shown or written."""
+
+    def step(self, *args, **kwargs) -> None:
+        pass
+
+    def images(self, *args, **kwargs) -> None:
+        pass
+
+    def scalar(self, *args, **kwargs) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -6,7 +6,7 @@ when the loss or the gradient norm is not finite, and return plain floats for lo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -47,6 +47,15 @@ class StepRandom:
     """Latents, cameras and render draws."""
     d: torch.Generator
     """DiffAugment draws."""
+
+
+GradientAverage = Callable[[Iterable[nn.Parameter], torch.Tensor], torch.Tensor]
+"""(parameters, loss) -> mean loss over the processes, after averaging the parameters' gradients in place
+(`World.average_gradients`); data-parallel training passes it to both steps."""
+
+
+def _no_average(params: Iterable[nn.Parameter], loss: torch.Tensor) -> torch.Tensor:
+    return loss
 
 
 def _scalar(t: torch.Tensor) -> float:
@@ -101,8 +110,12 @@ def d_step(
     reals: torch.Tensor,
     settings: StepSettings,
     random,
+    average: GradientAverage = _no_average,
 ) -> dict[str, float]:
-    """Non-saturating logistic D loss on fresh fakes, plus R1 on the reals when scheduled."""
+    """Non-saturating logistic D loss on fresh fakes, plus R1 on the reals when scheduled.
+
+    `average` (data-parallel runs) makes the gradients and the loss those of all processes together
+    before the clip-or-skip decision, so every process decides alike."""
     with torch.no_grad():
         fake, fake_aux = generate(G, settings, random, settings.render)
     with_r1 = settings.r1_scale > 0
@@ -117,6 +130,7 @@ def d_step(
     loss = (F.softplus(fake_logits) + F.softplus(-real_logits) + r1).mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    loss = average(D.parameters(), loss)
     ok, norm = clip_or_skip(D.parameters(), settings.grad_clip, loss)
     if ok:
         opt.step()
@@ -131,9 +145,15 @@ def d_step(
 
 
 def g_step(
-    G: Generator3D, D: nn.Module, opt: torch.optim.Optimizer, settings: StepSettings, random
+    G: Generator3D,
+    D: nn.Module,
+    opt: torch.optim.Optimizer,
+    settings: StepSettings,
+    random,
+    average: GradientAverage = _no_average,
 ) -> dict[str, float]:
-    """Non-saturating G loss through a D whose parameters do not collect gradients."""
+    """Non-saturating G loss through a D whose parameters do not collect gradients (`average`: as in
+    `d_step`)."""
     D.requires_grad_(False)
     try:
         fake, fake_aux = generate(G, settings, random, settings.render)
@@ -143,6 +163,7 @@ def g_step(
         D.requires_grad_(True)
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    loss = average(G.parameters(), loss)
     ok, norm = clip_or_skip(G.parameters(), settings.grad_clip, loss)
     if ok:
         opt.step()

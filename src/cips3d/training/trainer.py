@@ -3,6 +3,9 @@
 Everything random comes from generators whose states are saved with each snapshot, the data order is
 a pure function of the number of images consumed, and Adam states are saved, so a run resumed from a
 snapshot continues exactly as if it had never stopped (bit for bit on CPU).
+
+Under torchrun every process runs this loop on its own share of each step (`cips3d.training.distributed`):
+gradients, losses and stop decisions are shared, and only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ from cips3d.models.discriminator import Discriminator, DiscriminatorConfig
 from cips3d.models.generator3d import Generator3D
 from cips3d.training.augment import DiffAugmentConfig
 from cips3d.training.config import StageConfig, TrainConfig
+from cips3d.training.distributed import World, rank_seed
 from cips3d.training.ema import ema_update
 from cips3d.training.evaluate import snapshot_score
-from cips3d.training.monitor import Monitor
+from cips3d.training.monitor import Monitor, SilentMonitor
 from cips3d.training.preview import preview_grids
 from cips3d.training.schedule import ema_active, fade_alpha, nerf_noise_std
 from cips3d.training.snapshot import (
@@ -68,6 +72,9 @@ class TrainOptions:
     """On a CUDA device, float32 matrix products (forward and backward) use TF32 tensor cores for the
     whole run. PyTorch leaves them IEEE by default (its cuDNN convolutions already use TF32). A run
     resumes exactly only with the same setting."""
+    world: World = World()
+    """This process's place in a data-parallel job (its process group already joined); alone by default.
+    Each process trains on `batch_size` images per step, so a step sees batch_size * world_size."""
 
 
 def nerf_modules(G: Generator3D) -> list[torch.nn.Module]:
@@ -96,10 +103,14 @@ class Trainer:
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         d_config = DiscriminatorConfig.from_dict(config.discriminator)
         self.D = Discriminator(d_config, generator=torch.Generator().manual_seed(config.seed + 1)).to(device)
+        rank = options.world.rank  # each process draws its own latents, cameras and augmentations
         self.random = StepRandom(
-            g=torch.Generator().manual_seed(config.seed + 2), d=torch.Generator().manual_seed(config.seed + 3)
+            g=torch.Generator().manual_seed(rank_seed(config.seed + 2, rank)),
+            d=torch.Generator().manual_seed(rank_seed(config.seed + 3, rank)),
         )
         self.state = TrainState()
+        self.resume_note: str | None = None
+        """Set when a resume cannot continue bit for bit (another number of processes)."""
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self._optimizer_state: dict | None = None
         self._eval_reals: torch.Tensor | None = None
@@ -120,9 +131,21 @@ class Trainer:
         trainer = cls(config, run_dir, data, options)
         trainer._load_weights(snap)
         trainer.state = snap.state
-        restore_rng(snap.rng, trainer.generators)
+        trainer._restore_rng(snap.rng)
         trainer._optimizer_state = snap.optimizers
         return trainer
+
+    def _restore_rng(self, saved: dict) -> None:
+        """This rank's saved generator states (the run's other ranks are under "other_ranks")."""
+        ranks = [saved, *saved.get("other_ranks", [])]
+        world = self.options.world
+        if len(ranks) != world.world_size:
+            self.resume_note = (
+                f"the run was trained by {len(ranks)} process(es) and continues on {world.world_size}: "
+                "it goes on from the snapshot, but not bit for bit as it would have without the restart."
+            )
+        if world.rank < len(ranks):
+            restore_rng(ranks[world.rank], self.generators)
 
     def warm_start(self, source: str | Path) -> str:
         """Start from the weights in `source` (see `cips3d.training.warm_start`); before `run`."""
@@ -149,10 +172,15 @@ class Trainer:
     def run(self) -> TrainState:
         """Train until the last stage ends or a limit / signal stops the run; returns the final state."""
         self._dataset(self.config.stages[self.state.stage].img_size)  # a bad dataset fails before any write
+        world = self.options.world
+        world.broadcast_modules([self.G, self.G_ema, self.D])  # every process starts from rank 0's weights
         self._started = time.monotonic()  # the time limit counts training, not what ran before it
-        self._write_run_file()
         total = sum(s.steps for s in self.config.stages)
-        monitor = Monitor(self.run_dir / "logs", total, self.state.global_step, self.options.progress)
+        if world.is_main:
+            self._write_run_file()
+            monitor = Monitor(self.run_dir / "logs", total, self.state.global_step, self.options.progress)
+        else:
+            monitor = SilentMonitor()
         previous = _install_stop_handlers(self)
         try:
             with tf32_matmuls(self.options.tf32, self.options.device):
@@ -193,7 +221,7 @@ class Trainer:
                     f"{self.state.bad_steps_in_row} steps in a row had non-finite losses or gradients; "
                     f"the last good state is in {path}."
                 )
-            if step % self.config.preview_every == 0:
+            if step % self.config.preview_every == 0 and self.options.world.is_main:
                 self._preview(stage, monitor)
             if step % self.config.snapshot_every == 0 and self.state.stage_step < stage.steps:
                 self._snapshot(monitor, "interval")
@@ -201,9 +229,11 @@ class Trainer:
 
     def _iteration(self, stage: StageConfig, reals: torch.Tensor) -> dict[str, float]:
         """One D step, one G step, the EMA update, and the counters."""
-        settings = self._settings(stage)
-        stats = d_step(self.G, self.D, self.optimizers["D"], reals, settings, self.random)
-        stats |= g_step(self.G, self.D, self.optimizers["G"], settings, self.random)
+        settings, world = self._settings(stage), self.options.world
+        average = world.average_gradients
+        stats = d_step(self.G, self.D, self.optimizers["D"], reals, settings, self.random, average)
+        stats |= g_step(self.G, self.D, self.optimizers["G"], settings, self.random, average)
+        stats = world.mean_of(stats, self.options.device)
         if ema_active(self.state.stage_step, self.config.ema_start):
             ema_update(self.G_ema, self.G, self.config.ema_decay)
         skipped = int(stats["d_skipped"] + stats["g_skipped"])
@@ -212,8 +242,8 @@ class Trainer:
         s.bad_steps_in_row = s.bad_steps_in_row + 1 if skipped else 0
         s.stage_step += 1
         s.global_step += 1
-        s.images_seen += stage.batch_size
-        s.data_position += stage.batch_size
+        s.images_seen += stage.batch_size * world.world_size
+        s.data_position += stage.batch_size * world.world_size
         return stats | {"alpha": settings.alpha, "nerf_noise": settings.render.nerf_noise}
 
     def _settings(self, stage: StageConfig) -> StepSettings:
@@ -267,8 +297,11 @@ class Trainer:
 
     def _batches(self, stage: StageConfig) -> Iterator[torch.Tensor]:
         """Real images [B, 3, S, S] in [-1, 1] on the device, from the run's data position on."""
-        dataset = self._dataset(stage.img_size)
-        sampler = InfiniteSampler(len(dataset), seed=self.config.data_seed, start=self.state.data_position)
+        dataset, world = self._dataset(stage.img_size), self.options.world
+        sampler = InfiniteSampler(
+            len(dataset), seed=self.config.data_seed, start=self.state.data_position,
+            rank=world.rank, world_size=world.world_size,
+        )  # fmt: skip
         loader = DataLoader(
             dataset, batch_size=stage.batch_size, sampler=sampler, num_workers=self.options.workers,
             generator=torch.Generator().manual_seed(0), persistent_workers=False,
@@ -278,12 +311,25 @@ class Trainer:
 
     # --- snapshots, previews, stopping ---------------------------------------------------------------
     def _snapshot(self, monitor: Monitor, reason: str, score: bool = True) -> Path:
+        """Write a snapshot (rank 0; every process takes part) and return its folder."""
         root = self.run_dir / "snapshots"
         name = snapshot_name(self.state.global_step)
         if self._written == (name, self.state.stage):  # nothing happened since the last one
             return root / name
-        stage = self.config.stages[self.state.stage]
         self.G_ema.update_truncation_mean()
+        world = self.options.world
+        rngs = world.gather(capture_rng(self.generators))
+        if world.is_main:
+            rng = rngs[0] | ({"other_ranks": rngs[1:]} if len(rngs) > 1 else {})
+            self._write_snapshot(monitor, reason, score, rng)
+        self.state = world.from_main(self.state)  # the score and best snapshot, once the files exist
+        self._written = (name, self.state.stage)
+        return root / name
+
+    def _write_snapshot(self, monitor: Monitor, reason: str, score: bool, rng: dict) -> None:
+        root = self.run_dir / "snapshots"
+        name = snapshot_name(self.state.global_step)
+        stage = self.config.stages[self.state.stage]
         record = {"step": self.state.global_step, "stage": stage.name, "reason": reason}
         if score:
             value = snapshot_score(
@@ -295,16 +341,12 @@ class Trainer:
                 self.state.best_score, self.state.best_snapshot = value, name
         self.state.history.append(record)
         modules = {"G": self.G, "G_ema": self.G_ema, "D": self.D}
-        path = write_snapshot(
-            root, self.state, self.config.to_dict(), modules, self.optimizers, capture_rng(self.generators)
-        )
+        path = write_snapshot(root, self.state, self.config.to_dict(), modules, self.optimizers, rng)
         prune_snapshots(root, self.config.keep_snapshots, {self.state.best_snapshot} - {None})
         _append_jsonl(self.run_dir / "metrics.jsonl", record)
-        self._written = (name, self.state.stage)
         monitor.message(
             f"snapshot {path.name} ({reason}" + (f", SWD {record['swd']:.2f})" if "swd" in record else ")")
         )
-        return path
 
     def _eval_render(self, stage: StageConfig) -> RenderConfig:
         c = self.config
@@ -335,12 +377,21 @@ class Trainer:
         monitor.images(self.state.global_step, grids)
 
     def _stop_reason(self) -> str | None:
+        """Why the run must stop now, or None; decided by all processes together (any one can stop it)."""
         o = self.options
-        if self._stop_requested:
+        signalled, steps, minutes = o.world.any_of(
+            [
+                self._stop_requested,
+                o.max_steps is not None and self.state.global_step >= o.max_steps,
+                o.max_minutes is not None and time.monotonic() - self._started >= 60 * o.max_minutes,
+            ],
+            o.device,
+        )
+        if signalled:
             return "stopped by signal"
-        if o.max_steps is not None and self.state.global_step >= o.max_steps:
+        if steps:
             return f"reached {o.max_steps} steps"
-        if o.max_minutes is not None and time.monotonic() - self._started >= 60 * o.max_minutes:
+        if minutes:
             return f"reached {o.max_minutes:g} minutes"
         return None
 

@@ -1,0 +1,175 @@
+"""Data-parallel training across processes (torchrun, one process per GPU; gloo on CPUs, for tests).
+
+Every process holds the whole G, G_ema and D and trains on its own `batch_size` images, latents and
+cameras per step (the official convention: the batch size is per GPU). After each backward pass the
+gradients are averaged over the processes in one flat all-reduce, so every process takes the same
+optimiser step and the weights never drift apart. Rank 0 writes snapshots, previews, logs and metrics;
+decisions that must be unanimous (stop now, best snapshot so far) travel from it or through a vote.
+
+Why a flat all-reduce and not `DistributedDataParallel`: the discriminator step runs D forward twice
+before its backward pass and takes R1's gradient with `create_graph=True`, a pattern DDP's bucketed
+hooks do not support; one explicit reduction after the backward pass supports it, costs one collective
+per step, and keeps the step functions free of wrappers.
+
+`World` is this process's place in the job; a single process is `World()` and every method is then a
+no-op, so the trainer calls them unconditionally.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+from torch import distributed as dist
+from torch import nn
+
+from cips3d.errors import UserError, first_line
+
+T = TypeVar("T")
+
+# torchrun's environment contract (the same names as `torch.distributed.run` sets).
+_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+
+
+@dataclass(frozen=True)
+class World:
+    """Where this process stands in a data-parallel job (rank 0 of 1 when alone)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+
+    def __post_init__(self) -> None:
+        if self.world_size < 1 or not 0 <= self.rank < self.world_size:
+            raise UserError(f"rank {self.rank} does not fit a job of {self.world_size} processes.")
+        if self.local_world_size < 1 or not 0 <= self.local_rank < self.local_world_size:
+            raise UserError(
+                f"local rank {self.local_rank} does not fit {self.local_world_size} processes per machine."
+            )
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that writes files and prints."""
+        return self.rank == 0
+
+    # --- collectives (no-ops for a single process) ----------------------------------------------------
+    def average_gradients(self, params: Iterable[nn.Parameter], loss: torch.Tensor) -> torch.Tensor:
+        """Replace each gradient by its mean over the processes; return the mean of `loss` likewise.
+
+        Parameters without a gradient are left alone (Adam skips them, as it does in a single
+        process). Which parameters have one follows from the graph, the same on every process, so all
+        processes reduce tensors of the same size in the same order.
+        """
+        params = [p for p in params if p.grad is not None]
+        if not self.distributed or not params:
+            return loss
+        flat = torch.cat([p.grad.reshape(-1) for p in params] + [loss.detach().reshape(1).to(params[0])])
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        offset = 0
+        for p in params:
+            p.grad.copy_(flat[offset : offset + p.numel()].view_as(p.grad))
+            offset += p.numel()
+        return flat[-1].to(loss.dtype)
+
+    def mean_of(self, values: Mapping[str, float], device: torch.device) -> dict[str, float]:
+        """The mean of each value over the processes (the same keys on every process)."""
+        if not self.distributed:
+            return dict(values)
+        keys = sorted(values)
+        t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        return dict(zip(keys, (t / self.world_size).tolist(), strict=True))
+
+    def any_of(self, flags: list[bool], device: torch.device) -> list[bool]:
+        """Per position, whether any process raised that flag (a unanimous decision from local ones)."""
+        if not self.distributed:
+            return list(flags)
+        t = torch.tensor([int(f) for f in flags], dtype=torch.int32, device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return [bool(v) for v in t.tolist()]
+
+    def from_main(self, obj: T) -> T:
+        """Rank 0's `obj` on every process (a picklable object; also a barrier behind rank 0)."""
+        if not self.distributed:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, obj: T) -> list[T]:
+        """Every process's `obj`, in rank order, on every process."""
+        if not self.distributed:
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def broadcast_modules(self, modules: Iterable[nn.Module]) -> None:
+        """Copy rank 0's parameters and buffers into every process's modules, in place."""
+        if not self.distributed:
+            return
+        with torch.no_grad():
+            for module in modules:
+                for tensor in module.state_dict().values():
+                    dist.broadcast(tensor, src=0)
+
+
+def world_from_environment(env: Mapping[str, str] | None = None) -> World:
+    """The `World` that torchrun (or any launcher with its variables) describes; `World()` without them."""
+    env = os.environ if env is None else env
+    present = [name for name in _ENV[:2] if name in env]
+    if not present:
+        return World()
+    if len(present) < 2:
+        raise UserError(
+            "RANK and WORLD_SIZE must be set together (start multi-process training with torchrun)."
+        )
+    try:
+        rank, world_size = int(env["RANK"]), int(env["WORLD_SIZE"])
+        local_rank = int(env.get("LOCAL_RANK", rank))
+        local_world_size = int(env.get("LOCAL_WORLD_SIZE", world_size))
+    except ValueError as err:
+        raise UserError(f"a torchrun variable is not an integer ({err}).") from err
+    return World(rank, world_size, local_rank, local_world_size)
+
+
+def backend_for(device: torch.device) -> str:
+    """NCCL between GPUs, gloo between CPU processes."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def join(world: World, device: torch.device) -> None:
+    """Join the job's process group (torchrun's MASTER_ADDR / MASTER_PORT rendezvous); alone: nothing."""
+    if not world.distributed or dist.is_initialized():
+        return
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    try:
+        dist.init_process_group(backend_for(device), rank=world.rank, world_size=world.world_size)
+    except (RuntimeError, ValueError) as err:
+        raise UserError(f"cannot join the training job's process group ({first_line(err)}).") from err
+
+
+def leave(world: World) -> None:
+    """Leave the process group `join` made."""
+    if world.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of rank `rank`'s random draws: `seed` itself on rank 0 (a single process trains as it
+    always did), a 63-bit hash of (seed, rank) on the others, so that no two ranks share a stream."""
+    if rank == 0:
+        return seed
+    digest = hashlib.sha256(f"cips3d-rank:{seed}:{rank}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1

@@ -1,0 +1,97 @@
+"""Process bodies for the data-parallel tests: each runs in a spawned process as one rank of a gloo job
+and leaves what it computed in a file named after its rank (the parent compares them)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import torch
+from torch import distributed as dist
+from torch import nn
+
+from cips3d.training import trainer as trainer_module
+from cips3d.training.distributed import World, join, leave
+from cips3d.training.trainer import Trainer, TrainOptions
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn(body, world_size: int, *args) -> None:
+    """Run body(world, *args) in `world_size` fresh processes joined in one gloo group."""
+    port = free_port()
+    torch.multiprocessing.spawn(_enter, args=(world_size, port, body, args), nprocs=world_size, join=True)
+
+
+def _enter(rank: int, world_size: int, port: int, body, args) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)  # two ranks share the test machine's cores
+    world = World(rank, world_size, rank, world_size)
+    join(world, torch.device("cpu"))
+    try:
+        body(world, *args)
+    finally:
+        leave(world)
+
+
+def weights(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def tiny_net() -> nn.Module:
+    """Two layers, one of them unused by `tiny_loss`: its parameters get no gradient."""
+    torch.manual_seed(0)
+    return nn.ModuleDict({"used": nn.Linear(5, 3), "unused": nn.Linear(3, 1)})
+
+
+def tiny_loss(net: nn.Module, rank: int) -> torch.Tensor:
+    x = torch.randn(4, 5, generator=torch.Generator().manual_seed(100 + rank))
+    return net["used"](x).tanh().square().mean() * (rank + 1)
+
+
+def average_body(world: World, out: Path) -> None:
+    """Backward on this rank's own inputs, then average; save gradients and the averaged loss."""
+    net = tiny_net()
+    loss = tiny_loss(net, world.rank)
+    loss.backward()
+    mean_loss = world.average_gradients(net.parameters(), loss)
+    grads = {n: (p.grad.clone() if p.grad is not None else None) for n, p in net.named_parameters()}
+    stats = world.mean_of({"rank": float(world.rank), "one": 1.0}, torch.device("cpu"))
+    votes = world.any_of([world.rank == 1, False], torch.device("cpu"))
+    torch.save(
+        {
+            "grads": grads,
+            "loss": mean_loss,
+            "stats": stats,
+            "votes": votes,
+            "gathered": world.gather(world.rank),
+        },
+        out / f"rank{world.rank}.pt",
+    )
+
+
+def train_body(
+    world: World, config, run_dir: Path, data: Path, max_steps: int, out: Path, same_draws: bool
+) -> None:
+    """Train (or resume, when run_dir holds a snapshot) to `max_steps`; save this rank's final weights.
+
+    same_draws: every rank draws the latents, cameras and augmentations of rank 0 (with a dataset of
+    identical images, every rank then computes the same gradients as a single process would)."""
+    if same_draws:
+        trainer_module.rank_seed = lambda seed, rank: seed
+    options = TrainOptions(progress=False, max_steps=max_steps, world=world)
+    if (run_dir / "snapshots").is_dir():
+        trainer = Trainer.from_snapshot(run_dir, None, options)
+    else:
+        trainer = Trainer(config, run_dir, data, options)
+    state = trainer.run()
+    result = {name: weights(getattr(trainer, name)) for name in ("G", "G_ema", "D")}
+    result["state"] = {"global_step": state.global_step, "images_seen": state.images_seen}
+    result["resume_note"] = trainer.resume_note
+    torch.save(result, out / f"rank{world.rank}.pt")
+    dist.barrier()

@@ -1,0 +1,201 @@
+"""Data-parallel training: torchrun's environment, the gradient average, and whole runs of two gloo
+processes on the CPU (the arithmetic of a single process, weights kept in sync, exact resume)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cips3d.errors import UserError
+from cips3d.training.config import StageConfig
+from cips3d.training.distributed import World, rank_seed, world_from_environment
+from cips3d.training.snapshot import load_snapshot
+from cips3d.training.trainer import Trainer, TrainOptions
+from tests.training import ddp_workers
+from tests.training.conftest import micro_config
+
+STAGE = StageConfig("r16", 16, 4, 2, 2e-4, 2e-3, nerf_noise_steps=3)
+
+
+def test_the_environment_of_torchrun_names_the_world():
+    assert world_from_environment({}) == World()
+    env = {"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}
+    world = world_from_environment(env)
+    assert (world.rank, world.world_size, world.local_rank, world.local_world_size) == (3, 8, 1, 2)
+    assert world.distributed and not world.is_main
+    assert world_from_environment({"RANK": "0", "WORLD_SIZE": "1"}) == World()
+
+
+@pytest.mark.parametrize(
+    "env, words",
+    [
+        ({"RANK": "1"}, "must be set together"),
+        ({"RANK": "x", "WORLD_SIZE": "2"}, "not an integer"),
+        ({"RANK": "2", "WORLD_SIZE": "2"}, "does not fit a job of 2"),
+        ({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "1"}, "local rank 1"),
+    ],
+)
+def test_a_broken_environment_is_one_clear_error(env, words):
+    with pytest.raises(UserError, match=words):
+        world_from_environment(env)
+
+
+def test_rank_zero_draws_as_a_single_process_and_every_rank_draws_its_own_stream():
+    assert rank_seed(1236, 0) == 1236
+    seeds = [rank_seed(1236, r) for r in range(8)]
+    assert len(set(seeds)) == 8 and all(0 <= s < 2**63 for s in seeds)
+    assert seeds == [rank_seed(1236, r) for r in range(8)]  # a pure function: resumes draw alike
+
+
+def test_alone_every_collective_is_the_identity():
+    world, net = World(), ddp_workers.tiny_net()
+    loss = ddp_workers.tiny_loss(net, 0)
+    loss.backward()
+    grads = [p.grad.clone() for p in net["used"].parameters()]
+    assert world.average_gradients(net.parameters(), loss) is loss
+    assert all(torch.equal(p.grad, g) for p, g in zip(net["used"].parameters(), grads, strict=True))
+    assert world.mean_of({"a": 2.0}, torch.device("cpu")) == {"a": 2.0}
+    assert world.any_of([True, False], torch.device("cpu")) == [True, False]
+    assert world.from_main("x") == "x" and world.gather(5) == [5]
+
+
+def test_gradients_and_losses_are_averaged_over_the_processes(tmp_path):
+    ddp_workers.spawn(ddp_workers.average_body, 2, tmp_path)
+    expected_grads, losses = {}, []
+    for rank in range(2):  # each rank's gradients, computed here one after the other
+        net = ddp_workers.tiny_net()
+        loss = ddp_workers.tiny_loss(net, rank)
+        loss.backward()
+        losses.append(float(loss.detach()))
+        for name, p in net.named_parameters():
+            if p.grad is not None:
+                expected_grads.setdefault(name, []).append(p.grad)
+    for rank in range(2):
+        got = torch.load(tmp_path / f"rank{rank}.pt")
+        for name, grad in got["grads"].items():
+            if name.startswith("unused"):
+                assert grad is None, name  # no gradient is invented for an unused parameter
+            else:
+                torch.testing.assert_close(grad, torch.stack(expected_grads[name]).mean(0), rtol=0, atol=1e-7)
+        assert abs(float(got["loss"]) - sum(losses) / 2) < 1e-7
+        assert got["stats"] == {"one": 1.0, "rank": 0.5}
+        assert got["votes"] == [True, False]
+        assert got["gathered"] == [0, 1]
+
+
+@contextlib.contextmanager
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def identical_images(folder, count: int = 6) -> None:
+    """A dataset whose every image is the same, so that every rank's batch is the same."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    for i in range(count):
+        Image.fromarray(image).save(folder / f"{i}.png")
+
+
+def test_two_processes_with_the_same_draws_train_exactly_as_one(tmp_path):
+    """The average of identical gradients is that gradient, bit for bit: so every collective, vote and
+    broadcast of the loop leaves the single-process arithmetic untouched."""
+    data = tmp_path / "same"
+    identical_images(data)
+    config = micro_config(STAGE, xflip=False, snapshot_every=2, preview_every=2)
+    single = Trainer(config, tmp_path / "single", data, TrainOptions(progress=False))
+    with one_thread():  # as each rank runs: the sums inside a product depend on the thread count
+        single.run()
+    out = tmp_path / "out"
+    out.mkdir()
+    ddp_workers.spawn(ddp_workers.train_body, 2, config, tmp_path / "pair", data, 4, out, True)
+    for rank in range(2):
+        got = torch.load(out / f"rank{rank}.pt")
+        for name in ("G", "G_ema", "D"):
+            mine = ddp_workers.weights(getattr(single, name))
+            diff = max(float((got[name][k] - mine[k]).abs().max()) for k in mine)
+            assert diff == 0, (rank, name, diff)
+        assert got["state"] == {"global_step": 4, "images_seen": 4 * 2 * 2}
+
+
+def test_two_processes_stay_in_step_and_resume_exactly(tmp_path, blob_folder):
+    config = micro_config(STAGE, snapshot_every=100, preview_every=100)
+    straight, halves = tmp_path / "straight", tmp_path / "halves"
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+    ddp_workers.spawn(ddp_workers.train_body, 2, config, straight, blob_folder, 4, tmp_path / "a", False)
+    ddp_workers.spawn(ddp_workers.train_body, 2, config, halves, blob_folder, 2, tmp_path / "b", False)
+    ddp_workers.spawn(ddp_workers.train_body, 2, config, halves, blob_folder, 4, tmp_path / "c", False)
+    a = [torch.load(tmp_path / "a" / f"rank{r}.pt") for r in range(2)]
+    c = [torch.load(tmp_path / "c" / f"rank{r}.pt") for r in range(2)]
+    for name in ("G", "G_ema", "D"):
+        for got in (a[1], c[0], c[1]):  # the ranks agree, and the resumed run is the straight one
+            assert all(torch.equal(got[name][k], a[0][name][k]) for k in a[0][name]), name
+    assert c[0]["resume_note"] is None
+    snap = load_snapshot(halves)
+    assert snap.state.global_step == 4 and snap.state.images_seen == 4 * 2 * 2
+    assert len(snap.rng["other_ranks"]) == 1
+    single = Trainer(config, tmp_path / "single", blob_folder, TrainOptions(progress=False))
+    single.run()  # the second rank's own images and draws change the result
+    mine = ddp_workers.weights(single.D)
+    assert not all(torch.equal(a[0]["D"][k], mine[k]) for k in mine)
+
+
+def test_resuming_on_another_number_of_processes_says_it_is_not_exact(tmp_path, blob_folder):
+    config = micro_config(STAGE, snapshot_every=100, preview_every=100)
+    run = tmp_path / "run"
+    Trainer(config, run, blob_folder, TrainOptions(progress=False, max_steps=1)).run()
+    out = tmp_path / "out"
+    out.mkdir()
+    ddp_workers.spawn(ddp_workers.train_body, 2, config, run, blob_folder, 2, out, False)
+    got = torch.load(out / "rank0.pt")
+    assert "trained by 1 process(es) and continues on 2" in got["resume_note"]
+    assert got["state"] == {"global_step": 2, "images_seen": 2 + 2 * 2}
+
+
+def test_torchrun_launches_a_run_that_only_rank_zero_writes_and_reports(tmp_path, blob_folder):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    command += ["-m", "cips3d", "train", "--data", str(blob_folder), "--preset", "tiny", "--batch-size", "2"]
+    command += ["--outdir", str(tmp_path / "run"), "--max-steps", "2", "--quiet"]
+    done = subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines.count("cips3d train: 2 processes, 2 x batch_size images per step.") == 1
+    assert sum(line.endswith("step 2, stage r16 (2/300).") for line in lines) == 1, lines
+    snap = load_snapshot(tmp_path / "run")
+    assert snap.state.images_seen == 2 * 2 * 2
+    assert len(list((tmp_path / "run" / "logs").glob("events.out.tfevents.*"))) == 1
+
+
+def test_an_explicit_gpu_index_under_torchrun_is_refused():
+    from cips3d.cli.train import process_device  # noqa: PLC0415
+
+    world = World(1, 2, 1, 2)
+    assert process_device(torch.device("cpu"), world, "cpu") == torch.device("cpu")
+    with pytest.raises(UserError, match="use --device cuda"):
+        process_device(torch.device("cuda", 0), world, "cuda:0")
+
+
+def test_the_ranks_share_each_step_of_the_data_order_without_overlap(tmp_path, blob_folder):
+    def first_batch(batch_size: int, world: World) -> torch.Tensor:
+        stage = dataclasses.replace(STAGE, batch_size=batch_size)
+        trainer = Trainer(micro_config(stage), tmp_path / "run", blob_folder, TrainOptions(world=world))
+        return next(trainer._batches(stage))
+
+    whole = first_batch(4, World())
+    halves = [first_batch(2, World(rank, 2, rank, 2)) for rank in range(2)]
+    assert torch.equal(halves[0], whole[0::2]) and torch.equal(halves[1], whole[1::2])
