@@ -327,7 +327,11 @@ def main() -> None:
         cases += training_cases(G_train, D, train_sizes, device, tf32=gpu)
     if gpu or args.gpu_cases:
         frame, batched = (int(v) for v in args.gpu_sizes.split(","))
-        cases += gpu_cases.frame_cases(Case, G, size=frame) + gpu_cases.batched_cases(Case, G, size=batched)
+        fused_error = gpu_cases.fused_kernel_error(G, frame) if gpu else {"unavailable": "no CUDA GPU"}
+        fused = "unavailable" not in fused_error
+        paths = gpu_cases.PLAIN_FRAME_PATHS + (("fused-graph",) if fused else ())
+        cases += gpu_cases.frame_cases(Case, G, size=frame, paths=paths)
+        cases += gpu_cases.batched_cases(Case, G, size=batched, fused=fused)
         if args.compile:  # compiled kernels inside the captured graph (inductor fuses the elementwise work)
             paths = ("fast", "fast-graph")
             cases += gpu_cases.frame_cases(Case, compiled, size=frame, paths=paths, label="-compiled")
@@ -346,7 +350,9 @@ def main() -> None:
         peaks = gpu_cases.matmul_peaks(device, n=8192 if gpu else 1024)
         gpu_cases.add_gpu_columns(rows, peaks)
         fast_error = gpu_cases.setting_errors(G, gpu_cases.FAST, size=frame)
-        result["gpu"] = {"matmul_tflops": peaks, "fast_setting_error": fast_error}
+        result["gpu"] = {
+            "matmul_tflops": peaks, "fast_setting_error": fast_error, "fused_setting_error": fused_error,
+        }  # fmt: skip
         print(f"GPU matrix throughput (TFLOP/s): {peaks}; fast setting vs float32: {result['gpu']}")
     print(table(rows))
     print(f"bf16 INR: {errors}")

@@ -27,10 +27,13 @@ from cips3d.reference import reference_images
 
 # The fast setting of the GPU targets: bf16 INR products, TF32 field products, float32 compositing.
 FAST = dict(precision="bf16", field_precision="tf32")
+# ... with the field as one fused Triton kernel (CUDA only; `cips3d.kernels.field_triton`).
+FUSED = FAST | dict(field_kernel="triton")
 # Which measured peak a path is compared with: its products' arithmetic.
 PEAK_OF_PATH = {"float32": "float32", "fast": "bf16", "fast-graph": "bf16", "reference": "float32",
                 "ours": "float32", "ours-compiled": "float32", "ours-bf16": "bf16",
-                "fast-compiled": "bf16", "fast-graph-compiled": "bf16"}  # fmt: skip
+                "fast-compiled": "bf16", "fast-graph-compiled": "bf16", "fused": "bf16",
+                "fused-graph": "bf16"}  # fmt: skip
 
 
 def matmul_peaks(device: torch.device, n: int = 8192, repeats: int = 10) -> dict[str, float]:
@@ -54,7 +57,11 @@ def matmul_peaks(device: torch.device, n: int = 8192, repeats: int = 10) -> dict
     return peaks
 
 
-FRAME_PATHS = {"float32": ({}, False), "fast": (FAST, False), "fast-graph": (FAST, True)}
+FRAME_PATHS = {
+    "float32": ({}, False), "fast": (FAST, False), "fast-graph": (FAST, True), "fused-graph": (FUSED, True),
+}  # fmt: skip
+PLAIN_FRAME_PATHS = ("float32", "fast", "fast-graph")
+"""The frame paths that run anywhere; the fused ones need a CUDA GPU and a working Triton."""
 
 
 def frame_cases(
@@ -63,7 +70,7 @@ def frame_cases(
     size: int = 512,
     chunk_rows: int = 65536,
     frames: int = 24,
-    paths: tuple[str, ...] = tuple(FRAME_PATHS),
+    paths: tuple[str, ...] = PLAIN_FRAME_PATHS,
     label: str = "",
 ) -> list:
     """One interactive frame per run, the camera orbiting (a new camera every call); `label` is added
@@ -92,9 +99,10 @@ def _orbiting(viewer: InteractiveRenderer, cameras: list[Camera]):
 
 
 def batched_cases(
-    case_type, G: Generator3D, size: int = 256, batch: int = 16, chunk_rows: int = 65536
+    case_type, G: Generator3D, size: int = 256, batch: int = 16, chunk_rows: int = 65536, fused: bool = False
 ) -> list:
-    """Batched inference with the official sampling: our float32 and fast paths, and the reference."""
+    """Batched inference with the official sampling: our float32 and fast paths (and the fast one
+    with the fused field kernel), and the reference."""
     device = G.device
     z = G.sample_latents(batch, torch.Generator().manual_seed(0))
     pose = PoseConfig()
@@ -118,11 +126,24 @@ def batched_cases(
     name = f"infer {size}px b{batch}"
     float32 = RenderConfig(img_size=size, chunk_rows=chunk_rows)
     fast = RenderConfig(img_size=size, chunk_rows=chunk_rows, **FAST)
-    return [
+    cases = [
         case_type(name, "infer", size, batch, "float32", ours(float32)),
         case_type(name, "infer", size, batch, "fast", ours(fast)),
         case_type(name, "infer", size, batch, "reference", reference),
     ]
+    if fused:
+        render = RenderConfig(img_size=size, chunk_rows=chunk_rows, **FUSED)
+        cases.append(case_type(name, "infer", size, batch, "fused", ours(render)))
+    return cases
+
+
+def fused_kernel_error(G: Generator3D, size: int) -> dict:
+    """The fused setting's error against float32, or why the kernel cannot run here (then the fused
+    cases are left out, and the rest of a GPU session's benchmark still runs)."""
+    try:
+        return setting_errors(G, FUSED, size=size)
+    except Exception as err:  # a Triton that cannot compile the kernel for this GPU, a missing package
+        return {"unavailable": f"{type(err).__name__}: {str(err).strip()[:300]}"}
 
 
 def add_gpu_columns(rows: list[dict], peaks: dict[str, float]) -> None:
@@ -135,7 +156,6 @@ def add_gpu_columns(rows: list[dict], peaks: dict[str, float]) -> None:
         row["fraction_of_peak"] = float(f"{row['gflops'] / 1e3 / peak:.3g}")
 
 
-@torch.no_grad()
 @torch.no_grad()
 def setting_errors(G: Generator3D, options: dict, size: int = 128) -> dict[str, float]:
     """Image and depth error of a reduced-precision setting (RenderConfig options) against float32:

@@ -77,6 +77,16 @@ def test_gpu_cases_run_and_report_fractions_of_the_measured_peak(tiny_G):
     assert 0 < errors["mean_abs_error"] <= errors["max_abs_error"] and errors["depth_max_abs_error"] == 0
 
 
+def test_fused_kernel_cases_are_left_out_where_the_kernel_cannot_run(tiny_G):
+    import gpu_cases  # noqa: PLC0415 - importable once bench.py was loaded
+
+    error = gpu_cases.fused_kernel_error(tiny_G, size=8)  # a CPU, outside Triton's interpreter
+    assert error["unavailable"].startswith("ConfigError")
+    cases = gpu_cases.batched_cases(bench.Case, tiny_G, size=8, batch=2, chunk_rows=32, fused=True)
+    assert [c.path for c in cases] == ["float32", "fast", "reference", "fused"]
+    assert "fused-graph" in gpu_cases.FRAME_PATHS and "fused-graph" not in gpu_cases.PLAIN_FRAME_PATHS
+
+
 def test_training_cases_add_a_tf32_iteration_only_when_asked(tiny_G):
     D = Discriminator(discriminator_preset("tiny"), torch.Generator().manual_seed(0))
     plain = bench.training_cases(tiny_G, D, [16], torch.device("cpu"))

@@ -99,6 +99,25 @@ def test_tf32_and_bf16_change_the_arithmetic_within_their_tolerance(ffhq):
     assert torch.backends.cuda.matmul.fp32_precision in ("none", "ieee")  # restored after each block
 
 
+def test_the_fused_field_kernel_renders_what_the_pytorch_field_does(ffhq):
+    """field_kernel='triton' (compiled for this GPU) against the layer-by-layer field: IEEE products
+    to rounding, TF32 products within the TF32 tolerance above; and inside a captured CUDA graph."""
+    styles, camera = _styles(ffhq), _cameras(2)[1]
+    for options, tolerance in (({}, 1e-4), ({"field_precision": "tf32"}, 2e-2)):
+        render = RenderConfig(img_size=64, deterministic=True, **options)
+        with torch.no_grad():
+            layered = ffhq.synthesis(styles, camera, render)
+            fused = ffhq.synthesis(styles, camera, dataclasses.replace(render, field_kernel="triton"))
+        assert (fused.img - layered.img).abs().max() < tolerance, options
+        assert (fused.aux_img - layered.aux_img).abs().max() < tolerance, options
+    render = RenderConfig(img_size=64, deterministic=True, chunk_rows=65536, field_kernel="triton")
+    graphed = InteractiveRenderer(ffhq, styles, render, cuda_graph=True)
+    eager = InteractiveRenderer(ffhq, styles, render, cuda_graph=False)
+    for camera in _cameras(2):
+        assert (graphed.render(camera).img - eager.render(camera).img).abs().max() < 1e-4
+    assert graphed.uses_graph
+
+
 def test_r1_and_its_parameter_gradients_on_the_gpu_equal_the_cpu(cuda):
     """The discriminator's R1 step (second derivatives through the adjoint blur) on the GPU, in IEEE
     float32 convolutions, against the CPU."""

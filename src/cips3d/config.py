@@ -276,6 +276,10 @@ class RenderConfig:
     """Arithmetic of the NeRF field's products: 'tf32' uses a CUDA GPU's TF32 tensor cores (float32
     elsewhere). bfloat16 is not offered: bfloat16 products also round their outputs, and the field's
     sines amplify that far too much (benchmarks/precision_emulation.py has the TF32 error)."""
+    field_kernel: Literal["torch", "triton"] = "torch"
+    """How the NeRF field is evaluated when no gradient is needed: 'torch', layer by layer, or
+    'triton', one fused Triton kernel per chunk of points (CUDA; the activations stay on the chip).
+    With autograd on, the field always runs in PyTorch."""
     grad_rays: int | None = None
     """With autograd on, only this many randomly chosen rays per image render with gradients and the
     rest without (the official `grad_points`; saves memory in training). None: all rays."""
@@ -314,6 +318,10 @@ class RenderConfig:
         _require(
             self.field_precision in ("float32", "tf32"),
             f"field precision must be float32 or tf32, not {self.field_precision!r}.",
+        )
+        _require(
+            self.field_kernel in ("torch", "triton"),
+            f"field kernel must be torch or triton, not {self.field_kernel!r}.",
         )
 
     @property

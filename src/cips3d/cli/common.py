@@ -41,7 +41,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def add_precision_argument(group) -> None:
-    """--precision, --field-precision and --compile: the opt-in speed options of rendering commands."""
+    """--precision, --field-precision, --field-kernel and --compile: the opt-in speed options of
+    rendering commands."""
     group.add_argument(
         "--precision",
         choices=("float32", "tf32", "bf16"),
@@ -54,6 +55,13 @@ def add_precision_argument(group) -> None:
         choices=("float32", "tf32"),
         default="float32",
         help="NeRF field arithmetic: tf32 uses a CUDA GPU's TF32 tensor cores",
+    )
+    group.add_argument(
+        "--field-kernel",
+        choices=("torch", "triton"),
+        default="torch",
+        help="NeRF field evaluation: triton runs it as one fused kernel per chunk (CUDA GPUs, needs the "
+        "triton package that PyTorch's CUDA builds bring)",
     )
     group.add_argument(
         "--compile",
@@ -70,6 +78,12 @@ def warn_if_slow_precision(device: torch.device, precision: str, field_precision
               "slower than float32 here.", file=sys.stderr)  # fmt: skip
     if "tf32" in (precision, field_precision) and device.type != "cuda":
         print("cips3d: note: tf32 needs a CUDA GPU; on this device it computes in float32.", file=sys.stderr)
+
+
+def check_field_kernel(device: torch.device, kernel: str) -> None:
+    """--field-kernel triton is a CUDA kernel: refuse it up front on other devices."""
+    if kernel == "triton" and device.type != "cuda":
+        raise UserError(f"--field-kernel triton needs a CUDA GPU; the device here is {device}.")
 
 
 def _device(name: str) -> torch.device:

@@ -20,6 +20,7 @@ from cips3d.cli.common import (
     add_model_arguments,
     add_precision_argument,
     build_generator,
+    check_field_kernel,
     finite_float,
     positive_int,
     resolve_device,
@@ -145,6 +146,7 @@ def _settings(args: argparse.Namespace) -> SampleSettings:
         chunk_rows=args.chunk_rows,
         precision=args.precision,
         field_precision=args.field_precision,
+        field_kernel=args.field_kernel,
     )
     pose = PoseConfig() if args.random_pose else PoseConfig.fixed(args.yaw, args.pitch)
     return SampleSettings(seeds, render, pose, appearance, layers)
@@ -162,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
     seeds, render = settings.seeds, settings.render
     device = resolve_device(args.device)
     warn_if_slow_precision(device, args.precision, args.field_precision)
+    check_field_kernel(device, args.field_kernel)
     G = build_generator(args, device)
     if args.compile:
         compile_generator(G)

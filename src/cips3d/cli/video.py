@@ -15,6 +15,7 @@ from cips3d.cli.common import (
     add_model_arguments,
     add_precision_argument,
     build_generator,
+    check_field_kernel,
     finite_float,
     positive_int,
     resolve_device,
@@ -162,6 +163,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
         chunk_rows=args.chunk_rows,
         precision=args.precision,
         field_precision=args.field_precision,
+        field_kernel=args.field_kernel,
     )
     options = {"num_frames": args.frames, "fov": args.fov}
     trajectory = make_trajectory(args.trajectory, **{k: v for k, v in options.items() if v is not None})
@@ -217,6 +219,7 @@ def run(args: argparse.Namespace) -> int:
     plan = _plan(args)
     device = resolve_device(args.device)
     warn_if_slow_precision(device, args.precision, args.field_precision)
+    check_field_kernel(device, args.field_kernel)
     G = build_generator(args, device)
     if args.compile:
         compile_generator(G)

@@ -272,7 +272,10 @@ class Generator3D(nn.Module):
         """Render the rays `rays` of every image, chunk by chunk: [rgb, aux, feature, depth, opacity]."""
 
         def field_fn(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            with tf32_matmuls(render.field_precision == "tf32", points.device):
+            tf32 = render.field_precision == "tf32"
+            if render.field_kernel == "triton" and not torch.is_grad_enabled():
+                return self.field.fused(points, nerf, tf32)
+            with tf32_matmuls(tf32, points.device):
                 return self.field(points, nerf)
 
         parts = []

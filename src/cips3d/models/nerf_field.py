@@ -13,6 +13,7 @@ from torch import nn
 
 from cips3d import constants as K
 from cips3d.config import NerfFieldConfig
+from cips3d.errors import ConfigError
 from cips3d.nn.film import FiLMSine, FoldedFiLM, film_sine
 from cips3d.nn.init import empty_linear, kaiming_leaky_, linear_default_
 
@@ -78,6 +79,20 @@ class NerfField(nn.Module):
         # CPU inference: cache-sized blocks of points (the result is the same; each row is independent).
         blocks = [self._evaluate(block, folded) for block in points.split(per_image, dim=1)]
         return torch.cat([f for f, _ in blocks], dim=1), torch.cat([s for _, s in blocks], dim=1)
+
+    @torch.no_grad()
+    def fused(
+        self, points: torch.Tensor, styles: Mapping[str, torch.Tensor] | NerfModulation, tf32: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward` as one Triton kernel (`cips3d.kernels.field_triton`; CUDA, inference only)."""
+        try:
+            from cips3d.kernels import field_triton  # noqa: PLC0415 (triton: only when asked for)
+        except ImportError as err:
+            raise ConfigError(
+                f"field_kernel='triton' needs the triton package, which PyTorch's CUDA builds bring ({err})."
+            ) from err
+        folded = styles if isinstance(styles, NerfModulation) else self.modulate(styles)
+        return field_triton.fused_field(points, folded, self.sigma, self.feature, tf32)
 
     def _evaluate(self, points: torch.Tensor, folded: NerfModulation) -> tuple[torch.Tensor, torch.Tensor]:
         x = points * (2.0 / K.BOX_WARP_SIDE)

@@ -1,0 +1,143 @@
+"""The NeRF field as one Triton kernel: points in, feature and raw sigma out (inference only).
+
+Why: evaluated layer by layer, the field writes every activation to GPU memory and reads it back
+around each product and each sine, about 34 GB per 512 px frame of the `ffhq` preset (6.3 M points
+x (128 + 128 + 64 + 32) float32 values, several passes each). Here a block of points goes through
+every layer in registers and on-chip memory; only the points, the folded weights and the outputs
+cross GPU memory (under 1 GB per frame).
+
+One program evaluates BLOCK points of one image:
+
+    x = points * scale                                   (the official UniformBoxWarp)
+    x = sin(x @ W_0 + b_0)                               (in_dim = 3: three multiply-adds per unit)
+    x = sin(x @ W_l + b_l)     for the other hidden layers
+    sigma = x . w_sigma + b_sigma
+    c = sin(x @ W_c + b_c);  feature = c @ W_f^T + b_f
+
+with W and b the FiLM layers of that image with its frequencies and phases folded in
+(`cips3d.nn.film.FoldedFiLM`). Products accumulate in float32; their operands are IEEE float32, or
+TF32 with `tf32=True` (the `field_precision='tf32'` of the PyTorch path).
+
+On a CPU the same kernel runs in Triton's interpreter (NumPy, very slow): that is how the tests check
+it against the PyTorch field without a GPU.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from cips3d import constants as K
+from cips3d.errors import ConfigError
+
+BLOCK_POINTS = 64
+"""Points per program. 64 keeps a 64 x 128 float32 activation tile plus one 128 x 128 weight tile
+within one SM's registers and shared memory on current GPUs; not yet tuned on a GPU."""
+NUM_WARPS = 4
+
+
+@triton.jit
+def _field_kernel(
+    points, n_points,
+    w_first, b_first, w_hidden, b_hidden,
+    w_sigma, b_sigma, w_color, b_color, w_feature, b_feature,
+    feature_out, sigma_out,
+    scale,
+    IN: tl.constexpr, H: tl.constexpr, H2: tl.constexpr, C: tl.constexpr, LAYERS: tl.constexpr,
+    BLOCK: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    b = tl.program_id(1)
+    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    valid = rows < n_points
+    h = tl.arange(0, H)
+    h2 = tl.arange(0, H2)
+    c = tl.arange(0, C)
+
+    # First FiLM layer: in_dim (3) is too narrow for a tensor-core product; multiply-adds instead.
+    x = tl.zeros((BLOCK, H), dtype=tl.float32) + tl.load(b_first + b * H + h)[None, :]
+    for i in tl.static_range(IN):
+        p = tl.load(points + (b * n_points + rows) * IN + i, mask=valid, other=0.0) * scale
+        x += p[:, None] * tl.load(w_first + (b * IN + i) * H + h)[None, :]
+    x = tl.sin(x)
+
+    # The other hidden FiLM layers, stacked as [LAYERS - 1, B, H, H].
+    for layer in tl.static_range(LAYERS - 1):
+        base = layer * tl.num_programs(1) + b
+        w = tl.load(w_hidden + base * H * H + h[:, None] * H + h[None, :])
+        x = tl.dot(x, w, input_precision=PRECISION) + tl.load(b_hidden + base * H + h)[None, :]
+        x = tl.sin(x)
+
+    sigma = tl.sum(x * tl.load(w_sigma + h)[None, :], axis=1) + tl.load(b_sigma)
+    tl.store(sigma_out + b * n_points + rows, sigma, mask=valid)
+
+    w = tl.load(w_color + b * H * H2 + h[:, None] * H2 + h2[None, :])
+    color = tl.sin(tl.dot(x, w, input_precision=PRECISION) + tl.load(b_color + b * H2 + h2)[None, :])
+    w = tl.load(w_feature + c[None, :] * H2 + h2[:, None])  # nn.Linear weight [C, H2], read transposed
+    feature = tl.dot(color, w, input_precision=PRECISION) + tl.load(b_feature + c)[None, :]
+    tl.store(feature_out + (b * n_points + rows)[:, None] * C + c[None, :], feature, mask=valid[:, None])
+
+
+def interpreting() -> bool:
+    """Whether Triton was imported in interpreter mode (TRITON_INTERPRET=1): kernels then run on NumPy."""
+    return type(_field_kernel).__name__ == "InterpretedFunction"
+
+
+def _power_of_two(n: int) -> bool:
+    return n >= 16 and n & (n - 1) == 0
+
+
+def check_shapes(hidden_dim: int, feature_dim: int, in_dim: int) -> None:
+    """Raise ConfigError unless the kernel can evaluate a field of these widths."""
+    widths = {"hidden": hidden_dim, "colour (hidden / 2)": hidden_dim // 2, "feature": feature_dim}
+    bad = [f"{name} {w}" for name, w in widths.items() if not _power_of_two(w)]
+    if bad or hidden_dim % 2 or in_dim > 8:
+        raise ConfigError(
+            "field_kernel='triton' needs power-of-two layer widths of at least 16 and at most 8 input "
+            f"coordinates; this field has {', '.join(bad) or f'{in_dim} inputs'}."
+        )
+
+
+@torch.no_grad()
+def fused_field(points: torch.Tensor, folded, sigma: torch.nn.Linear, feature: torch.nn.Linear, tf32: bool):
+    """points [B, N, IN] -> (feature [B, N, C], raw sigma [B, N, 1]), all float32.
+
+    `folded` is the field's `NerfModulation` (FiLM layers with styles folded in); `sigma` and
+    `feature` are its two plain linear heads. Equal to `NerfField._evaluate` up to float32 rounding.
+    """
+    if points.device.type != "cuda" and not interpreting():
+        raise ConfigError(
+            "field_kernel='triton' needs a CUDA GPU (on a CPU it runs only in Triton's interpreter, "
+            "TRITON_INTERPRET=1, which the tests use)."
+        )
+    batch, n, in_dim = points.shape
+    first, rest = folded.hidden[0], folded.hidden[1:]
+    hidden_dim = first.weight.shape[-1]
+    check_shapes(hidden_dim, feature.weight.shape[0], in_dim)
+    if rest:
+        w_hidden = torch.stack([layer.weight.expand(batch, -1, -1) for layer in rest]).contiguous()
+        b_hidden = torch.stack([layer.bias.expand(batch, -1, -1) for layer in rest]).contiguous()
+    else:  # one hidden layer: nothing is read from these
+        w_hidden = b_hidden = first.bias.new_zeros(1)
+    feature_out = points.new_empty(batch, n, feature.weight.shape[0])
+    sigma_out = points.new_empty(batch, n, 1)
+    args = [
+        points.float().contiguous(), n,
+        _per_image(first.weight, batch), _per_image(first.bias, batch), w_hidden, b_hidden,
+        sigma.weight.reshape(-1).contiguous(), sigma.bias.contiguous(),
+        _per_image(folded.color.weight, batch), _per_image(folded.color.bias, batch),
+        feature.weight.contiguous(), feature.bias.contiguous(),
+        feature_out, sigma_out, 2.0 / K.BOX_WARP_SIDE,
+    ]  # fmt: skip
+    grid = (triton.cdiv(n, BLOCK_POINTS), batch)
+    _field_kernel[grid](
+        *args, IN=in_dim, H=hidden_dim, H2=hidden_dim // 2, C=feature.weight.shape[0],
+        LAYERS=len(folded.hidden), BLOCK=BLOCK_POINTS, PRECISION="tf32" if tf32 else "ieee",
+        num_warps=NUM_WARPS,
+    )  # fmt: skip
+    return feature_out, sigma_out
+
+
+def _per_image(t: torch.Tensor, batch: int) -> torch.Tensor:
+    """A folded weight or bias as a contiguous [B, ...] tensor (styles may be shared by broadcast)."""
+    return t.expand(batch, *t.shape[1:]).contiguous()
