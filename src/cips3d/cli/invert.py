@@ -1,0 +1,141 @@
+"""`cips3d invert`: find the styles and camera under which a model renders a photo, then show it in 3D."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import UnidentifiedImageError
+from tqdm import tqdm
+
+from cips3d.cli.common import add_model_arguments, build_generator, finite_float, positive_int, resolve_device
+from cips3d.config import RenderConfig
+from cips3d.data.images import decode_rgb, unreadable_reason
+from cips3d.errors import UserError
+from cips3d.inference.inversion import Inversion, InversionConfig, image_to_target, invert, save_inversion
+from cips3d.inference.trajectories import make_trajectory
+from cips3d.inference.video import compose_frame, video_frames
+from cips3d.io.images import save_png, to_uint8
+from cips3d.io.video import mp4_available, write_video
+
+EXAMPLES = """examples:
+  cips3d invert --checkpoint runs/faces --image me.jpg --size 64 --steps 300 --video
+  cips3d invert --checkpoint ffhq_official/ --preset ffhq --image photo.png --per-layer --outdir inverted
+  cips3d invert --preset tiny --image photo.png --steps 20 --size 16      # a quick look on a CPU
+
+Writes target.png, reconstruction.png (target | render | aux NeRF image | depth), styles.safetensors
+(the styles and camera, for the Python API: cips3d.inference.inversion.load_inversion), losses.json and,
+with --video, orbit.mp4 (orbit.gif without an H.264 encoder): the photo's object seen from other yaws.
+"""
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "invert",
+        help="fit a model's styles and camera to a photo (GAN inversion)",
+        description="Optimise the styles (and the camera) under which the model renders the image, "
+        "starting from the centre of its W space, then render the result from other views.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_model_arguments(p)
+    g = p.add_argument_group("inversion")
+    g.add_argument("--image", required=True, help="the photo (centre-cropped to a square and resized)")
+    g.add_argument(
+        "--size", type=positive_int, default=64, help="render and compare at this side (default 64)"
+    )
+    g.add_argument("--steps", type=positive_int, default=200, help="optimisation steps (default 200)")
+    g.add_argument("--lr", type=finite_float, default=InversionConfig.lr, help="peak step of the styles")
+    g.add_argument(
+        "--camera-lr", type=finite_float, default=InversionConfig.camera_lr, help="peak step of the angles"
+    )
+    g.add_argument(
+        "--yaw", type=finite_float, default=math.pi / 2, help="initial yaw, radians (pi/2: frontal)"
+    )
+    g.add_argument("--pitch", type=finite_float, default=math.pi / 2, help="initial pitch, radians")
+    g.add_argument("--fixed-camera", action="store_true", help="keep the camera at --yaw/--pitch")
+    g.add_argument(
+        "--per-layer", action="store_true", help="one style per layer (W+: closer fits, less typical styles)"
+    )
+    g.add_argument("--seed", type=int, default=0, help="seed of the style noise (default 0)")
+    o = p.add_argument_group("output")
+    o.add_argument("--video", action="store_true", help="also render a yaw sweep of the result")
+    o.add_argument("--frames", type=positive_int, default=48, help="frames of the video (default 48)")
+    o.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    o.add_argument("--outdir", default="outputs/invert", help="output folder (default outputs/invert)")
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def read_target(path: str, size: int) -> torch.Tensor:
+    """The photo as a [1, 3, size, size] target in [-1, 1]; one UserError for a missing or broken file."""
+    try:
+        data = Path(path).read_bytes()
+        return image_to_target(decode_rgb(data, size))
+    except FileNotFoundError:
+        raise UserError(f"no image at {path}.") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a folder; --image takes one image file.") from None
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise UserError(f"cannot read the image {path} ({unreadable_reason(err)}).") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    config = _config(args)
+    target = read_target(args.image, args.size)
+    device = resolve_device(args.device)
+    G = build_generator(args, device)
+    bar = tqdm(total=config.steps, unit="step", desc="invert", disable=args.quiet, dynamic_ncols=True)
+
+    def on_step(step: int, loss: float) -> None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4g}")
+
+    try:
+        result = invert(G, target, config, on_step=on_step)
+    finally:
+        bar.close()
+    outdir = Path(args.outdir)
+    _write(G, result, target, outdir, args)
+    print(
+        f"{outdir}: loss {result.losses[0]:.4g} -> {result.losses[-1]:.4g}, "
+        f"yaw {result.yaw:.3f}, pitch {result.pitch:.3f} rad."
+    )
+    return 0
+
+
+def _config(args: argparse.Namespace) -> InversionConfig:
+    return InversionConfig(
+        steps=args.steps, size=args.size, lr=args.lr, camera_lr=args.camera_lr,
+        fit_camera=not args.fixed_camera, yaw=args.yaw, pitch=args.pitch, per_layer=args.per_layer,
+        seed=args.seed,
+    )  # fmt: skip
+
+
+def _write(G, result: Inversion, target: torch.Tensor, outdir: Path, args: argparse.Namespace) -> None:
+    render = RenderConfig(img_size=args.size, deterministic=True, fov=result.fov)
+    with torch.no_grad():
+        out = G.synthesis(result.styles, result.camera(G.device), render)
+    save_png(to_uint8(target[0]), outdir / "target.png")
+    panels = compose_frame(out, render, ("image", "aux", "depth"))
+    save_png(np.concatenate([to_uint8(target[0]), panels], axis=1), outdir / "reconstruction.png")
+    source = {"image": str(Path(args.image).resolve()), "model": args.checkpoint or f"preset {args.preset}"}
+    save_inversion(result, outdir / "styles.safetensors", extra=source)
+    (outdir / "losses.json").write_text(json.dumps({"losses": result.losses}) + "\n")
+    if args.video:
+        path = outdir / ("orbit.mp4" if mp4_available() and args.size % 2 == 0 else "orbit.gif")
+        trajectory = make_trajectory("yaw", num_frames=args.frames, fov=result.fov)
+        frames = video_frames(
+            G,
+            result.styles,
+            trajectory,
+            render,
+            panels=("image", "depth"),
+            progress=not args.quiet,
+            desc="orbit",
+        )
+        write_video(frames, path, fps=24)

@@ -1,0 +1,264 @@
+"""GAN inversion: the styles and the camera under which a generator renders a given image.
+
+The styles start at the generator's truncation mean (the centre of its W space) and the camera at the
+given angles (frontal by default); Adam then lowers the pixel distance between the render and the
+target at three scales (full, 1/2 and 1/4 resolution, so coarse shape and colour lead and detail
+follows). The schedule follows the StyleGAN2 projector: the learning rate warms up over the first 5%
+of the steps and ramps down along a cosine over the last 25%, and Gaussian noise of 5% of W's spread,
+fading quadratically to zero over the first 75% of the steps, is added to the styles so the search does
+not settle in the first nearby minimum. Rendering is deterministic (no sampling jitter), so the loss
+is a smooth function of what is optimised.
+
+`per_layer=True` gives every layer its own style vector (W+: closer fits, less like the model's own
+samples); by default there is one vector for the NeRF and one for the INR, as the mapping networks
+produce.
+
+    result = invert(G, target, InversionConfig(steps=200, size=64))
+    views = G.synthesis(result.styles, Camera.from_angles(result.yaw + 0.3, result.pitch), render)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch.nn import functional as F
+
+from cips3d.config import RenderConfig
+from cips3d.errors import CheckpointError, ConfigError
+from cips3d.models.generator3d import Generator3D
+from cips3d.outputs import Styles
+from cips3d.rendering.cameras import Camera
+
+# The StyleGAN2-ADA projector's schedule (Karras et al. 2020, `projector.py` defaults).
+LR_RAMPUP = 0.05
+LR_RAMPDOWN = 0.25
+NOISE_FACTOR = 0.05
+NOISE_RAMP = 0.75
+SPREAD_SAMPLES = 2000
+"""Latents whose mapped styles measure W's spread (about its truncation mean)."""
+PYRAMID = (1, 2, 4)
+"""Downsampling factors of the loss's scales."""
+FORMAT = "cips3d.inverted-styles"
+
+
+@dataclass(frozen=True)
+class InversionConfig:
+    """How to invert: steps, rates, which parameters move."""
+
+    steps: int = 200
+    size: int = 64
+    """Side of the renders compared with the target (the target is resized to it)."""
+    lr: float = 0.05
+    """Peak Adam step of the styles."""
+    camera_lr: float = 0.01
+    """Peak Adam step of the camera angles (radians)."""
+    fit_camera: bool = True
+    """Optimise yaw and pitch too (else they stay at their initial values)."""
+    yaw: float = math.pi / 2
+    """Initial yaw (radians; pi/2 is frontal)."""
+    pitch: float = math.pi / 2
+    """Initial pitch (radians; pi/2 is level)."""
+    per_layer: bool = False
+    """One style vector per layer (W+) instead of one per network."""
+    noise: float = NOISE_FACTOR
+    """Initial strength of the style noise, as a fraction of W's spread (0: none)."""
+    seed: int = 0
+    """Seed of the style noise."""
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.steps, int) and self.steps >= 1):
+            raise ConfigError(f"inversion needs at least 1 step, got {self.steps!r}.")
+        if not (self.lr > 0 and self.camera_lr >= 0 and self.noise >= 0):
+            raise ConfigError("the learning rates must be positive and the noise non-negative.")
+        RenderConfig(img_size=self.size)  # an impossible size fails here, with its own message
+
+
+@dataclass
+class Inversion:
+    """The result: styles [1, D] by layer name, camera angles, and how the loss went."""
+
+    styles: Styles
+    yaw: float
+    pitch: float
+    fov: float
+    losses: list[float] = field(default_factory=list)
+    image: torch.Tensor | None = None
+    """[1, 3, S, S] the final render in [-1, 1]."""
+
+    def camera(self, device: torch.device | str = "cpu") -> Camera:
+        return Camera.from_angles(self.yaw, self.pitch).to(device)
+
+
+def learning_rate_scale(t: float) -> float:
+    """Fraction of the peak learning rate at progress t in [0, 1] (warm-up, then cosine ramp-down)."""
+    down = 0.5 - 0.5 * math.cos(min(1.0, (1.0 - t) / LR_RAMPDOWN) * math.pi)
+    return down * min(1.0, t / LR_RAMPUP)
+
+
+def noise_scale(t: float) -> float:
+    """Fraction of the initial style noise at progress t: quadratic fade to 0 at NOISE_RAMP."""
+    return max(0.0, 1.0 - t / NOISE_RAMP) ** 2
+
+
+def pyramid_loss(image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error at full, 1/2 and 1/4 resolution (scales smaller than 2 px are left out)."""
+    losses = []
+    for factor in PYRAMID:
+        if image.shape[-1] // factor < 2:
+            break
+        a = F.avg_pool2d(image, factor) if factor > 1 else image
+        b = F.avg_pool2d(target, factor) if factor > 1 else target
+        losses.append(F.mse_loss(a, b))
+    return torch.stack(losses).mean()
+
+
+@torch.no_grad()
+def style_spread(G: Generator3D, samples: int = SPREAD_SAMPLES, seed: int = 0) -> dict[str, float]:
+    """RMS distance of mapped styles from the truncation mean, per network ('nerf', 'inr')."""
+    z_nerf, z_inr = G.sample_latents(samples, torch.Generator().manual_seed(seed))
+    w_nerf, w_inr = G.nerf_mapping(z_nerf), G.inr_mapping(z_inr)
+    spread = {
+        "nerf": (w_nerf - G.truncation_mean_nerf).square().sum(1).mean().sqrt(),
+        "inr": (w_inr - G.truncation_mean_inr).square().sum(1).mean().sqrt(),
+    }
+    return {k: float(v) for k, v in spread.items()}
+
+
+def _initial_styles(G: Generator3D, per_layer: bool) -> dict[str, torch.Tensor]:
+    """The variables: one [1, D] leaf per network, or per layer; all at the truncation mean."""
+    if per_layer:
+        return {name: w.clone().requires_grad_() for name, w in G.truncation_centre().items()}
+    return {
+        "nerf": G.truncation_mean_nerf[None].clone().requires_grad_(),
+        "inr": G.truncation_mean_inr[None].clone().requires_grad_(),
+    }
+
+
+def _expand(G: Generator3D, variables: dict[str, torch.Tensor], per_layer: bool) -> Styles:
+    """Variables -> styles by layer name."""
+    if per_layer:
+        return dict(variables)
+    return {n: variables["nerf"] for n in G.nerf_style_names} | {
+        n: variables["inr"] for n in G.inr_style_names
+    }
+
+
+def invert(
+    G: Generator3D,
+    target: torch.Tensor,
+    config: InversionConfig = InversionConfig(),
+    render: RenderConfig | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> Inversion:
+    """Styles (and camera) under which `G` renders `target` [1, 3, S, S] in [-1, 1] (S = config.size).
+
+    `render` sets the field of view and ray bounds (its size and sampling are replaced: config.size,
+    deterministic); `on_step(step, loss)` is called after every step (progress bars).
+    """
+    if target.dim() != 4 or target.shape[:2] != (1, 3) or target.shape[-2:] != (config.size, config.size):
+        raise ConfigError(
+            f"the target must be [1, 3, {config.size}, {config.size}], got {list(target.shape)}."
+        )
+    device = G.device
+    target = target.to(device)
+    render = replace(render or RenderConfig(), img_size=config.size, deterministic=True, grad_rays=None)
+    spread = style_spread(G)
+    variables = _initial_styles(G, config.per_layer)
+    angles = torch.tensor([config.yaw, config.pitch], device=device, requires_grad=config.fit_camera)
+    groups = [{"params": list(variables.values()), "lr": config.lr}]
+    if config.fit_camera:
+        groups.append({"params": [angles], "lr": config.camera_lr})
+    optimizer = torch.optim.Adam(groups, betas=(0.9, 0.999))
+    peaks = [g["lr"] for g in optimizer.param_groups]
+    noise_generator = torch.Generator().manual_seed(config.seed)
+    requires_grad = [p.requires_grad for p in G.parameters()]
+    G.requires_grad_(False)  # gradients flow to the styles and the camera only
+    losses: list[float] = []
+    try:
+        for step in range(config.steps):
+            t = step / config.steps
+            for group, peak in zip(optimizer.param_groups, peaks, strict=True):
+                group["lr"] = peak * learning_rate_scale(t)
+            styles = _noisy(_expand(G, variables, config.per_layer), spread, config.noise * noise_scale(t),
+                            noise_generator, G)  # fmt: skip
+            out = G.synthesis(styles, _camera(angles), render)
+            loss = pyramid_loss(out.img, target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            if on_step is not None:
+                on_step(step, losses[-1])
+    finally:
+        for p, flag in zip(G.parameters(), requires_grad, strict=True):
+            p.requires_grad_(flag)
+    with torch.no_grad():
+        fitted = {k: v.detach().clone() for k, v in variables.items()}
+        styles = _expand(G, fitted, config.per_layer)  # one tensor per network, shared by its layers
+        image = G.synthesis(styles, _camera(angles), render).img
+    yaw, pitch = (float(a) for a in angles.detach())
+    return Inversion(styles, yaw, pitch, render.fov, losses, image)
+
+
+def _camera(angles: torch.Tensor) -> Camera:
+    return Camera.from_angles(angles[0], angles[1]).to(angles.device)
+
+
+def _noisy(
+    styles: Styles, spread: dict[str, float], strength: float, generator: torch.Generator, G
+) -> Styles:
+    """Styles plus Gaussian noise of `strength` x W's spread (per network); unchanged when 0."""
+    if strength == 0:
+        return styles
+    nerf = set(G.nerf_style_names)
+    noisy = {}
+    for name, w in styles.items():
+        scale = strength * spread["nerf" if name in nerf else "inr"]
+        noise = torch.randn(w.shape, generator=generator).to(w.device)
+        noisy[name] = w + noise * scale / math.sqrt(w.shape[-1])
+    return noisy
+
+
+def save_inversion(result: Inversion, path: str | Path, extra: dict | None = None) -> Path:
+    """Write the styles (safetensors, one tensor per layer) with the camera in its metadata."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"yaw": result.yaw, "pitch": result.pitch, "fov": result.fov} | (extra or {})
+    tensors = {name: w.detach().cpu().clone() for name, w in result.styles.items()}  # no shared storage
+    save_file(tensors, str(path), metadata={"format": FORMAT, "meta": json.dumps(meta)})
+    return path
+
+
+def load_inversion(path: str | Path, G: Generator3D | None = None) -> Inversion:
+    """Read `save_inversion`'s file; with `G`, also check that the styles fit it."""
+    path = Path(path)
+    try:
+        from safetensors import safe_open  # noqa: PLC0415
+
+        with safe_open(str(path), "pt") as f:
+            metadata = f.metadata() or {}
+        tensors = load_file(str(path))
+        meta = json.loads(metadata.get("meta", "{}"))
+    except Exception as err:
+        raise CheckpointError(f"{path} cannot be read as inverted styles ({type(err).__name__}).") from err
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a file of inverted styles (cips3d invert writes them).")
+    if G is not None:
+        try:
+            G.check_styles(tensors, 1)
+        except ValueError as err:
+            raise CheckpointError(f"the styles in {path} do not fit this model ({err}).") from err
+        tensors = {k: v.to(G.device) for k, v in tensors.items()}
+    return Inversion(tensors, float(meta["yaw"]), float(meta["pitch"]), float(meta["fov"]))
+
+
+def image_to_target(rgb: np.ndarray) -> torch.Tensor:
+    """uint8 [S, S, 3] -> float [1, 3, S, S] in [-1, 1]."""
+    return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 127.5 - 1.0

@@ -1,0 +1,152 @@
+"""GAN inversion: the projector's schedules, the multi-scale loss, recovering styles and a camera the
+model can render, the model left untouched, the styles file, and `cips3d invert`."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cips3d import Generator3D, generator_preset
+from cips3d.config import RenderConfig
+from cips3d.errors import CheckpointError, ConfigError
+from cips3d.inference.inversion import (
+    InversionConfig,
+    invert,
+    learning_rate_scale,
+    load_inversion,
+    noise_scale,
+    pyramid_loss,
+    save_inversion,
+)
+from cips3d.rendering.cameras import Camera
+from tests.cli.helpers import run
+
+HALF_PI = math.pi / 2
+RENDER = RenderConfig(img_size=12, deterministic=True)
+
+
+def test_the_schedules_are_the_projectors():
+    assert learning_rate_scale(0.0) == 0 and learning_rate_scale(0.05) == 1 and learning_rate_scale(0.5) == 1
+    assert learning_rate_scale(0.75) == 1 and learning_rate_scale(1.0) == 0
+    ramp = [learning_rate_scale(t) for t in np.linspace(0.75, 1.0, 11)]
+    assert all(a > b for a, b in zip(ramp, ramp[1:], strict=False))  # cosine ramp-down
+    assert noise_scale(0.0) == 1 and noise_scale(0.375) == 0.25 and noise_scale(0.75) == 0 == noise_scale(1.0)
+
+
+def test_the_pyramid_loss_averages_three_scales():
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert pyramid_loss(image, image) == 0
+    assert torch.isclose(
+        pyramid_loss(image + 0.5, image), torch.tensor(0.25)
+    )  # a shift is the same at every scale
+    checker = (torch.arange(8)[None] + torch.arange(8)[:, None]) % 2 * 2.0 - 1.0
+    flat = torch.zeros(1, 3, 8, 8)
+    # A 1-px checkerboard averages out at 1/2 and 1/4 scale: only the full scale sees it.
+    assert torch.isclose(pyramid_loss(checker.expand(1, 3, 8, 8), flat), torch.tensor(1 / 3))
+
+
+def test_inversion_recovers_the_styles_of_a_render_and_leaves_the_model_untouched(tiny_G):
+    styles = tiny_G.mapping(*tiny_G.sample_latents(1, torch.Generator().manual_seed(7)))
+    with torch.no_grad():
+        target = tiny_G.synthesis(styles, Camera.from_angles(HALF_PI, HALF_PI), RENDER).img
+    weights = {k: v.clone() for k, v in tiny_G.state_dict().items()}
+    flags = [p.requires_grad for p in tiny_G.parameters()]
+    result = invert(tiny_G, target, InversionConfig(steps=40, size=12, fit_camera=False))
+    assert len(result.losses) == 40 and result.losses[-1] < 0.6 * result.losses[0]
+    assert result.yaw == pytest.approx(HALF_PI, abs=1e-6) == result.pitch  # a fixed camera stays put
+    assert result.image.shape == (1, 3, 12, 12)
+    assert all(torch.equal(v, weights[k]) for k, v in tiny_G.state_dict().items())
+    assert [p.requires_grad for p in tiny_G.parameters()] == flags
+    shared = {id(w) for w in result.styles.values()}
+    assert len(shared) == 2  # one vector for the NeRF, one for the INR (W, not W+)
+
+
+def test_inversion_is_deterministic_noise_included(tiny_G):
+    target = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    runs = [invert(tiny_G, target, InversionConfig(steps=4, size=8)) for _ in range(2)]
+    assert runs[0].losses == runs[1].losses and runs[0].yaw == runs[1].yaw
+    other_seed = invert(tiny_G, target, InversionConfig(steps=4, size=8, seed=1))
+    assert other_seed.losses[1:] != runs[0].losses[1:]
+
+
+def test_inversion_finds_the_camera_of_a_render(tiny_G):
+    with torch.no_grad():
+        target = tiny_G.synthesis(
+            tiny_G.truncation_centre(), Camera.from_angles(HALF_PI + 0.1, HALF_PI - 0.05), RENDER
+        ).img
+    result = invert(tiny_G, target, InversionConfig(steps=40, size=12, lr=1e-4, camera_lr=0.02))
+    assert abs(result.yaw - (HALF_PI + 0.1)) < 0.015 and abs(result.pitch - (HALF_PI - 0.05)) < 0.01
+    assert result.losses[-1] < 0.05 * result.losses[0]
+
+
+def test_per_layer_inversion_gives_every_layer_its_own_style(tiny_G):
+    target = torch.zeros(1, 3, 8, 8)
+    result = invert(tiny_G, target, InversionConfig(steps=2, size=8, per_layer=True))
+    assert len({id(w) for w in result.styles.values()}) == len(result.styles) > 2
+
+
+def test_bad_settings_are_config_errors(tiny_G):
+    with pytest.raises(ConfigError, match="at least 1 step"):
+        InversionConfig(steps=0)
+    with pytest.raises(ConfigError, match="image size"):
+        InversionConfig(size=1)
+    with pytest.raises(ConfigError, match=r"\[1, 3, 8, 8\]"):
+        invert(tiny_G, torch.zeros(1, 3, 9, 9), InversionConfig(steps=1, size=8))
+
+
+def test_the_styles_file_round_trips_and_is_checked_against_the_model(tiny_G, tmp_path):
+    target = torch.zeros(1, 3, 8, 8)
+    result = invert(tiny_G, target, InversionConfig(steps=1, size=8, per_layer=True))
+    path = save_inversion(result, tmp_path / "s.safetensors", extra={"image": "x.png"})
+    back = load_inversion(path, tiny_G)
+    assert (back.yaw, back.pitch, back.fov) == (result.yaw, result.pitch, result.fov)
+    assert all(torch.equal(back.styles[k], v) for k, v in result.styles.items())
+    ffhq_sized = Generator3D(generator_preset("tiny"))
+    ffhq_sized.nerf_style_names = [*ffhq_sized.nerf_style_names, "nerf_extra"]
+    with pytest.raises(CheckpointError, match="do not fit this model"):
+        load_inversion(path, ffhq_sized)
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_inversion(tmp_path / "junk.safetensors")
+
+
+def test_cips3d_invert_writes_the_fit_and_a_video(capsys, tmp_path):
+    photo = np.zeros((20, 30, 3), np.uint8)
+    photo[5:15, 10:20] = (200, 120, 80)
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    out = tmp_path / "out"
+    code, stdout, err = run(
+        capsys, "invert", "--preset", "tiny", "--image", str(tmp_path / "photo.png"), "--size", "8",
+        "--steps", "3", "--video", "--frames", "3", "--device", "cpu", "--quiet", "--outdir", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    assert "loss" in stdout and "yaw" in stdout
+    assert np.asarray(Image.open(out / "reconstruction.png")).shape == (
+        8,
+        4 * 8,
+        3,
+    )  # target, image, aux, depth
+    assert np.asarray(Image.open(out / "target.png")).shape == (8, 8, 3)
+    assert len(json.loads((out / "losses.json").read_text())["losses"]) == 3
+    assert list(out.glob("orbit.*"))
+    fitted = load_inversion(out / "styles.safetensors")
+    assert math.isfinite(fitted.yaw) and math.isfinite(fitted.pitch)
+
+
+@pytest.mark.parametrize(
+    "name, content, words",
+    [("missing.png", None, "no image at"), ("broken.png", b"not an image", "cannot read the image")],
+)
+def test_cips3d_invert_refuses_a_bad_image_in_one_sentence(capsys, tmp_path, name, content, words):
+    if content is not None:
+        (tmp_path / name).write_bytes(content)
+    code, _, err = run(
+        capsys, "invert", "--preset", "tiny", "--image", str(tmp_path / name), "--outdir", str(tmp_path / "o")
+    )
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
