@@ -163,3 +163,27 @@ def test_bad_input_is_one_sentence_and_exit_2_before_anything_renders(
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and message in lines[0] and "Traceback" not in err
     assert not out.exists()
+
+
+def test_a_video_of_fitted_styles_renders_exactly_those_styles(
+    tmp_path, capsys, tiny_G, use_tiny_G, monkeypatch
+):
+    from cips3d.inference.inversion import Inversion, save_inversion  # noqa: PLC0415
+
+    styles = seed_styles(tiny_G, 9)[0]
+    save_inversion(Inversion(styles, 1.6, 1.5, 12.0), tmp_path / "photo.safetensors")
+    monkeypatch.setattr(video_cli, "mp4_available", lambda: False)  # GIF: frames compare exactly
+    args = ["video", *FAST, "--styles", str(tmp_path / "photo.safetensors"), "--size", "8"]
+    code, stdout, _ = run(
+        capsys, *args, "--trajectory", "yaw", "--frames", "3", "--outdir", str(tmp_path / "o")
+    )
+    assert code == 0 and "photo.gif" in stdout
+    decoded = read_video_frames(tmp_path / "o" / "photo.gif")
+    render = RenderConfig(img_size=8, num_steps=4, deterministic=True)
+    expected = list(video_frames(tiny_G, styles, yaw(num_frames=3), render))
+    assert len(decoded) == 3 and all(np.array_equal(a, b) for a, b in zip(decoded, expected, strict=True))
+    (tmp_path / "bad.safetensors").write_bytes(b"x")
+    code, _, err = run(capsys, *args[:-3], str(tmp_path / "bad.safetensors"), "--outdir", str(tmp_path / "p"))
+    assert code == 2 and "cannot be read as inverted styles" in err
+    code, _, err = run(capsys, *args, "--interpolate", "--seeds", "1,2", "--outdir", str(tmp_path / "q"))
+    assert code == 2 and "cannot be combined with --styles" in err

@@ -24,6 +24,7 @@ from cips3d.cli.common import (
 from cips3d.config import RenderConfig
 from cips3d.errors import UserError
 from cips3d.fast import compile_generator
+from cips3d.inference.inversion import load_inversion
 from cips3d.inference.sample import parse_seeds
 from cips3d.inference.trajectories import TRAJECTORIES, Trajectory, make_trajectory, trajectory_function
 from cips3d.inference.video import (
@@ -45,6 +46,8 @@ EXAMPLES = """examples:
       --panels image,aux,depth --text --psi 0.7
   cips3d video --checkpoint G_ema.pth --preset ffhq --seeds 1,5,9 --interpolate --space w \\
       --trajectory still --steps-between 40
+  cips3d video --checkpoint runs/tiny --styles outputs/invert/styles.safetensors --trajectory circle
+                                     # a photo fitted by `cips3d invert`, instead of seeds
 """
 
 
@@ -61,6 +64,9 @@ def add_parser(subparsers) -> None:
     add_model_arguments(p)
     g = p.add_argument_group("what to render")
     g.add_argument("--seeds", default="0", help="seeds as a list and/or ranges, e.g. 0-3,42 (default 0)")
+    g.add_argument(
+        "--styles", help="instead of seeds: the styles.safetensors of `cips3d invert` (video <name>.mp4)"
+    )
     g.add_argument(
         "--trajectory", default="orbit", help=f"camera path: {', '.join(TRAJECTORIES)} (default orbit)"
     )
@@ -138,6 +144,8 @@ def _check_numbers(args: argparse.Namespace, seeds: list[int]) -> None:
         raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
     if not args.interpolate:
         return
+    if args.styles:
+        raise UserError("--interpolate walks between seeds; it cannot be combined with --styles.")
     if len(seeds) < 2:
         raise UserError(f"--interpolate walks between seeds and needs at least two, got {args.seeds!r}.")
     if args.steps_between < 1:
@@ -193,6 +201,18 @@ def _write_seed_video(G: Generator3D, plan: _Plan, args: argparse.Namespace, see
     return path
 
 
+def _write_styles_video(G: Generator3D, plan: _Plan, args: argparse.Namespace) -> Path:
+    """<name of the styles file>.<suffix>: fitted styles (`cips3d invert`) along the trajectory."""
+    styles = G.truncate(load_inversion(args.styles, G).styles, args.psi)
+    frames = video_frames(
+        G, styles, plan.trajectory, plan.render, panels=plan.panels, text=args.text,
+        generator=torch.Generator().manual_seed(0), progress=not args.quiet, desc=Path(args.styles).stem,
+    )  # fmt: skip
+    path = Path(args.outdir) / f"{Path(args.styles).stem}{plan.suffix}"
+    write_video(frames, path, fps=args.fps)
+    return path
+
+
 def _write_walk(G: Generator3D, plan: _Plan, args: argparse.Namespace) -> Path:
     """interpolation_<space>_<method>.<suffix>: the walk through the seeds, the trajectory looping
     under it; stochastic draws come from a generator seeded with the first seed."""
@@ -225,6 +245,8 @@ def run(args: argparse.Namespace) -> int:
         compile_generator(G)
     if args.interpolate:
         paths = [_write_walk(G, plan, args)]
+    elif args.styles:
+        paths = [_write_styles_video(G, plan, args)]
     else:
         paths = [_write_seed_video(G, plan, args, seed) for seed in plan.seeds]
     width, height = frame_size(plan.render, plan.panels)
