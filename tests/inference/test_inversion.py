@@ -22,6 +22,8 @@ from cips3d.inference.inversion import (
     noise_scale,
     pyramid_loss,
     save_inversion,
+    search_camera,
+    search_grid,
 )
 from cips3d.rendering.cameras import Camera
 from tests.cli.helpers import run
@@ -84,6 +86,21 @@ def test_inversion_finds_the_camera_of_a_render(tiny_G):
     assert result.losses[-1] < 0.05 * result.losses[0]
 
 
+def test_a_camera_far_from_the_start_is_found_by_the_search_first(tiny_G):
+    truth = (HALF_PI + 0.45, HALF_PI - 0.1)
+    with torch.no_grad():
+        target = tiny_G.synthesis(tiny_G.truncation_centre(), Camera.from_angles(*truth), RENDER).img
+    config = InversionConfig(steps=40, size=12, lr=1e-4, camera_lr=0.02)
+    grid = search_grid(config)
+    assert len(grid) == 1 + 7 * 4 and grid[0] == (HALF_PI, HALF_PI)  # the start competes too
+    yaw, pitch = search_camera(tiny_G, target, tiny_G.truncation_centre(), RENDER, config)
+    assert yaw == pytest.approx(HALF_PI + 0.4, abs=1e-6) and pitch == pytest.approx(
+        HALF_PI - 0.31 / 3, abs=1e-6
+    )
+    result = invert(tiny_G, target, config)
+    assert abs(result.yaw - truth[0]) < 0.01 and abs(result.pitch - truth[1]) < 0.01
+
+
 def test_per_layer_inversion_gives_every_layer_its_own_style(tiny_G):
     target = torch.zeros(1, 3, 8, 8)
     result = invert(tiny_G, target, InversionConfig(steps=2, size=8, per_layer=True))
@@ -93,6 +110,8 @@ def test_per_layer_inversion_gives_every_layer_its_own_style(tiny_G):
 def test_bad_settings_are_config_errors(tiny_G):
     with pytest.raises(ConfigError, match="at least 1 step"):
         InversionConfig(steps=0)
+    with pytest.raises(ConfigError, match="camera_search"):
+        InversionConfig(camera_search=-1)
     with pytest.raises(ConfigError, match="image size"):
         InversionConfig(size=1)
     with pytest.raises(ConfigError, match=r"\[1, 3, 8, 8\]"):

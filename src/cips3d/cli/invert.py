@@ -59,6 +59,13 @@ def add_parser(subparsers) -> None:
     g.add_argument("--pitch", type=finite_float, default=math.pi / 2, help="initial pitch, radians")
     g.add_argument("--fixed-camera", action="store_true", help="keep the camera at --yaw/--pitch")
     g.add_argument(
+        "--camera-search",
+        type=int,
+        default=InversionConfig.camera_search,
+        help="yaws tried across the pose prior before optimising (about half as many pitches; 0: start "
+        "at --yaw/--pitch; default %(default)s)",
+    )
+    g.add_argument(
         "--per-layer", action="store_true", help="one style per layer (W+: closer fits, less typical styles)"
     )
     g.add_argument("--seed", type=int, default=0, help="seed of the style noise (default 0)")
@@ -112,6 +119,7 @@ def _config(args: argparse.Namespace) -> InversionConfig:
     return InversionConfig(
         steps=args.steps, size=args.size, lr=args.lr, camera_lr=args.camera_lr,
         fit_camera=not args.fixed_camera, yaw=args.yaw, pitch=args.pitch, per_layer=args.per_layer,
+        camera_search=args.camera_search,
         seed=args.seed,
     )  # fmt: skip
 

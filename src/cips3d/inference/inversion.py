@@ -30,6 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 
+from cips3d import constants as K
 from cips3d.config import RenderConfig
 from cips3d.errors import CheckpointError, ConfigError
 from cips3d.models.generator3d import Generator3D
@@ -46,6 +47,8 @@ SPREAD_SAMPLES = 2000
 PYRAMID = (1, 2, 4)
 """Downsampling factors of the loss's scales."""
 FORMAT = "cips3d.inverted-styles"
+SEARCH_SPREAD = 2.0
+"""The camera search covers the FFHQ pose prior's mean +- this many standard deviations."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,10 @@ class InversionConfig:
     """Initial yaw (radians; pi/2 is frontal)."""
     pitch: float = math.pi / 2
     """Initial pitch (radians; pi/2 is level)."""
+    camera_search: int = 7
+    """Before optimising, try this many yaws (and about half as many pitches) across the pose prior,
+    rendering the mean styles, and start from the closest (the initial angles compete too); 0: start
+    from `yaw` / `pitch`. Gradient descent alone only finds cameras near where it starts."""
     per_layer: bool = False
     """One style vector per layer (W+) instead of one per network."""
     noise: float = NOISE_FACTOR
@@ -75,6 +82,8 @@ class InversionConfig:
     def __post_init__(self) -> None:
         if not (isinstance(self.steps, int) and self.steps >= 1):
             raise ConfigError(f"inversion needs at least 1 step, got {self.steps!r}.")
+        if not (isinstance(self.camera_search, int) and self.camera_search >= 0):
+            raise ConfigError(f"camera_search must be a count >= 0, got {self.camera_search!r}.")
         if not (self.lr > 0 and self.camera_lr >= 0 and self.noise >= 0):
             raise ConfigError("the learning rates must be positive and the noise non-negative.")
         RenderConfig(img_size=self.size)  # an impossible size fails here, with its own message
@@ -171,7 +180,10 @@ def invert(
     render = replace(render or RenderConfig(), img_size=config.size, deterministic=True, grad_rays=None)
     spread = style_spread(G)
     variables = _initial_styles(G, config.per_layer)
-    angles = torch.tensor([config.yaw, config.pitch], device=device, requires_grad=config.fit_camera)
+    start = (config.yaw, config.pitch)
+    if config.fit_camera and config.camera_search:
+        start = search_camera(G, target, _expand(G, variables, config.per_layer), render, config)
+    angles = torch.tensor(start, device=device, requires_grad=config.fit_camera)
     groups = [{"params": list(variables.values()), "lr": config.lr}]
     if config.fit_camera:
         groups.append({"params": [angles], "lr": config.camera_lr})
@@ -205,6 +217,37 @@ def invert(
         image = G.synthesis(styles, _camera(angles), render).img
     yaw, pitch = (float(a) for a in angles.detach())
     return Inversion(styles, yaw, pitch, render.fov, losses, image)
+
+
+def search_grid(config: InversionConfig) -> list[tuple[float, float]]:
+    """(yaw, pitch) candidates: the initial angles, then a grid over the pose prior's +-2 std."""
+    n_yaw, n_pitch = config.camera_search, max(1, (config.camera_search + 1) // 2)
+    yaws = (
+        torch.linspace(-1, 1, n_yaw) * SEARCH_SPREAD * K.YAW_STDDEV + K.YAW_MEAN
+        if n_yaw > 1
+        else [K.YAW_MEAN]
+    )
+    pitches = (
+        torch.linspace(-1, 1, n_pitch) * SEARCH_SPREAD * K.PITCH_STDDEV + K.PITCH_MEAN
+        if n_pitch > 1
+        else [K.PITCH_MEAN]
+    )
+    grid = [(float(y), float(p)) for y in yaws for p in pitches]
+    return [(config.yaw, config.pitch), *grid]
+
+
+@torch.no_grad()
+def search_camera(
+    G: Generator3D, target: torch.Tensor, styles: Styles, render: RenderConfig, config: InversionConfig
+) -> tuple[float, float]:
+    """The candidate camera of `search_grid` under which `styles` render closest to `target`."""
+    candidates = search_grid(config)
+    angles = torch.tensor(candidates, device=target.device)
+    camera = Camera.from_angles(angles[:, 0], angles[:, 1])
+    batch = {name: w.detach().expand(len(candidates), -1) for name, w in styles.items()}
+    images = G.synthesis(batch, camera, render).img
+    losses = torch.stack([pyramid_loss(image[None], target) for image in images])
+    return candidates[int(losses.argmin())]
 
 
 def _camera(angles: torch.Tensor) -> Camera:
