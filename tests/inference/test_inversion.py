@@ -107,9 +107,35 @@ def test_per_layer_inversion_gives_every_layer_its_own_style(tiny_G):
     assert len({id(w) for w in result.styles.values()}) == len(result.styles) > 2
 
 
+def test_a_perceptual_weight_adds_the_inception_distance_to_the_loss(tiny_G):
+    from cips3d.metrics.perceptual import load_perceptual  # noqa: PLC0415
+
+    target = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    with pytest.raises(ConfigError, match="needs the perceptual distance"):
+        invert(tiny_G, target, InversionConfig(steps=1, size=8, perceptual=0.5))
+    distance = load_perceptual()
+    pixels = invert(tiny_G, target, InversionConfig(steps=3, size=8, camera_search=0, noise=0.0))
+    both = invert(
+        tiny_G,
+        target,
+        InversionConfig(steps=3, size=8, camera_search=0, noise=0.0, perceptual=0.5),
+        perceptual=distance,
+    )
+    with torch.no_grad():  # the first step's loss is that of the starting render, the same in both runs
+        start = tiny_G.synthesis(
+            tiny_G.truncation_centre(),
+            Camera.from_angles(HALF_PI, HALF_PI),
+            RenderConfig(img_size=8, deterministic=True),
+        ).img
+        expected = pyramid_loss(start, target) + 0.5 * distance(start, target).mean()
+    assert both.losses[0] == pytest.approx(float(expected), rel=1e-5) and both.losses[0] > pixels.losses[0]
+
+
 def test_bad_settings_are_config_errors(tiny_G):
     with pytest.raises(ConfigError, match="at least 1 step"):
         InversionConfig(steps=0)
+    with pytest.raises(ConfigError, match="perceptual weight >= 0"):
+        InversionConfig(perceptual=-1.0)
     with pytest.raises(ConfigError, match="camera_search"):
         InversionConfig(camera_search=-1)
     with pytest.raises(ConfigError, match="image size"):

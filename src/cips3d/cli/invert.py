@@ -21,6 +21,11 @@ from cips3d.inference.trajectories import make_trajectory
 from cips3d.inference.video import compose_frame, video_frames
 from cips3d.io.images import save_png, to_uint8
 from cips3d.io.video import mp4_available, write_video
+from cips3d.metrics.perceptual import load_perceptual
+
+PERCEPTUAL_WEIGHT = 0.1
+"""Default weight of the perceptual term: the two losses then start at similar sizes on photos (pixel
+MSE of images in [-1, 1] about 0.05-0.1, perceptual distance about 0.5-1)."""
 
 EXAMPLES = """examples:
   cips3d invert --checkpoint runs/faces --image me.jpg --size 64 --steps 300 --video
@@ -68,6 +73,13 @@ def add_parser(subparsers) -> None:
     g.add_argument(
         "--per-layer", action="store_true", help="one style per layer (W+: closer fits, less typical styles)"
     )
+    g.add_argument(
+        "--perceptual",
+        type=finite_float,
+        default=PERCEPTUAL_WEIGHT,
+        help="weight of the perceptual distance on FID Inception features added to the pixel loss "
+        "(default %(default)s; 0: pixels only, no Inception weights needed)",
+    )
     g.add_argument("--seed", type=int, default=0, help="seed of the style noise (default 0)")
     o = p.add_argument_group("output")
     o.add_argument("--video", action="store_true", help="also render a yaw sweep of the result")
@@ -96,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     target = read_target(args.image, args.size)
     device = resolve_device(args.device)
     G = build_generator(args, device)
+    perceptual = load_perceptual(device=device) if config.perceptual > 0 else None
     bar = tqdm(total=config.steps, unit="step", desc="invert", disable=args.quiet, dynamic_ncols=True)
 
     def on_step(step: int, loss: float) -> None:
@@ -103,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         bar.set_postfix(loss=f"{loss:.4g}")
 
     try:
-        result = invert(G, target, config, on_step=on_step)
+        result = invert(G, target, config, on_step=on_step, perceptual=perceptual)
     finally:
         bar.close()
     outdir = Path(args.outdir)
@@ -119,7 +132,7 @@ def _config(args: argparse.Namespace) -> InversionConfig:
     return InversionConfig(
         steps=args.steps, size=args.size, lr=args.lr, camera_lr=args.camera_lr,
         fit_camera=not args.fixed_camera, yaw=args.yaw, pitch=args.pitch, per_layer=args.per_layer,
-        camera_search=args.camera_search,
+        camera_search=args.camera_search, perceptual=args.perceptual,
         seed=args.seed,
     )  # fmt: skip
 

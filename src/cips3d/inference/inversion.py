@@ -74,6 +74,9 @@ class InversionConfig:
     from `yaw` / `pitch`. Gradient descent alone only finds cameras near where it starts."""
     per_layer: bool = False
     """One style vector per layer (W+) instead of one per network."""
+    perceptual: float = 0.0
+    """Weight of the perceptual distance (`cips3d.metrics.perceptual`) added to the pixel loss; it
+    needs the `perceptual` argument of `invert`."""
     noise: float = NOISE_FACTOR
     """Initial strength of the style noise, as a fraction of W's spread (0: none)."""
     seed: int = 0
@@ -84,8 +87,8 @@ class InversionConfig:
             raise ConfigError(f"inversion needs at least 1 step, got {self.steps!r}.")
         if not (isinstance(self.camera_search, int) and self.camera_search >= 0):
             raise ConfigError(f"camera_search must be a count >= 0, got {self.camera_search!r}.")
-        if not (self.lr > 0 and self.camera_lr >= 0 and self.noise >= 0):
-            raise ConfigError("the learning rates must be positive and the noise non-negative.")
+        if not (self.lr > 0 and self.camera_lr >= 0 and self.noise >= 0 and self.perceptual >= 0):
+            raise ConfigError("the learning rates must be positive, the noise and perceptual weight >= 0.")
         RenderConfig(img_size=self.size)  # an impossible size fails here, with its own message
 
 
@@ -165,12 +168,18 @@ def invert(
     config: InversionConfig = InversionConfig(),
     render: RenderConfig | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    perceptual: torch.nn.Module | None = None,
 ) -> Inversion:
     """Styles (and camera) under which `G` renders `target` [1, 3, S, S] in [-1, 1] (S = config.size).
 
     `render` sets the field of view and ray bounds (its size and sampling are replaced: config.size,
-    deterministic); `on_step(step, loss)` is called after every step (progress bars).
+    deterministic); `on_step(step, loss)` is called after every step (progress bars); `perceptual`
+    (a `PerceptualDistance`, needed when config.perceptual > 0) adds that distance to the loss.
     """
+    if config.perceptual > 0 and perceptual is None:
+        raise ConfigError(
+            "a perceptual weight needs the perceptual distance (metrics.perceptual.load_perceptual)."
+        )
     if target.dim() != 4 or target.shape[:2] != (1, 3) or target.shape[-2:] != (config.size, config.size):
         raise ConfigError(
             f"the target must be [1, 3, {config.size}, {config.size}], got {list(target.shape)}."
@@ -202,6 +211,8 @@ def invert(
                             noise_generator, G)  # fmt: skip
             out = G.synthesis(styles, _camera(angles), render)
             loss = pyramid_loss(out.img, target)
+            if config.perceptual > 0:
+                loss = loss + config.perceptual * perceptual(out.img, target).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
