@@ -15,7 +15,8 @@ def add_parser(subparsers) -> None:
         help="train the tiny model on built-in 3-D data and show what it learned",
         description="Build (once) the procedural multi-view dataset, score the untrained tiny generator, "
         "train it for --minutes, score it again, and write samples, the aux NeRF views and depth, a "
-        "turntable video and a metrics table. This is what `make demo` runs.",
+        "turntable video, a metrics table and the inversion of a held-out object. This is what `make demo` "
+        "runs.",
     )
     p.add_argument("--outdir", default="outputs/demo", help="output folder (default outputs/demo)")
     p.add_argument("--minutes", type=float, default=10.0, help="training time (default 10)")
