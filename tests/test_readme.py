@@ -7,7 +7,7 @@ import re
 import torch
 
 import cips3d.io.checkpoint as checkpoint
-from cips3d import Generator3D, generator_preset
+from cips3d import Camera, Generator3D, RenderConfig, generator_preset
 from tests.conftest import REPO
 
 
@@ -15,11 +15,18 @@ def python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
 
 
+def block_with(text: str) -> str:
+    """The one README Python block that contains `text`."""
+    found = [b for b in python_blocks() if text in b]
+    assert len(found) == 1, text
+    return found[0]
+
+
 def test_readme_api_examples_run(monkeypatch):
     tiny = Generator3D(generator_preset("tiny")).eval()
     monkeypatch.setattr(checkpoint, "load_generator", lambda *a, **k: tiny)
     blocks = python_blocks()
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     scope: dict = {}
     with torch.no_grad():
         exec(blocks[0].replace("img_size=128", "img_size=16"), scope)
@@ -30,5 +37,15 @@ def test_readme_api_examples_run(monkeypatch):
         scope["camera"] = scope["camera"].select(slice(0, 1))
         exec(blocks[1], scope)
         assert scope["out"].img.shape == (1, 3, 16, 16)
-        exec(blocks[2].replace("img_size=512", "img_size=8"), scope)  # the interactive viewer
+        exec(block_with("InteractiveRenderer").replace("img_size=512", "img_size=8"), scope)
     assert scope["frame"].shape == (2, 3, 8, 8) and scope["viewer"].render_config.precision == "bf16"
+
+
+def test_readme_inversion_example_runs(monkeypatch, tmp_path):
+    tiny = Generator3D(generator_preset("tiny")).eval()
+    monkeypatch.chdir(tmp_path)
+    small = block_with("invert(").replace("steps=200", "steps=2").replace("64", "8")
+    scope: dict = {"G": tiny, "torch": torch, "Camera": Camera, "RenderConfig": RenderConfig}
+    exec(small, scope)
+    assert scope["side_view"].shape == (1, 3, 8, 8) and len(scope["fit"].losses) == 2
+    assert (tmp_path / "photo.safetensors").is_file()

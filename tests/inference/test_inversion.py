@@ -195,3 +195,10 @@ def test_cips3d_invert_refuses_a_bad_image_in_one_sentence(capsys, tmp_path, nam
     )
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_inversion_runs_inside_no_grad(tiny_G):
+    target = torch.zeros(1, 3, 8, 8)
+    with torch.no_grad():  # a caller's inference block does not stop the optimisation
+        result = invert(tiny_G, target, InversionConfig(steps=2, size=8, camera_search=0))
+    assert len(result.losses) == 2 and result.styles["nerf_w0"].grad_fn is None

@@ -203,22 +203,23 @@ def invert(
     G.requires_grad_(False)  # gradients flow to the styles and the camera only
     losses: list[float] = []
     try:
-        for step in range(config.steps):
-            t = step / config.steps
-            for group, peak in zip(optimizer.param_groups, peaks, strict=True):
-                group["lr"] = peak * learning_rate_scale(t)
-            styles = _noisy(_expand(G, variables, config.per_layer), spread, config.noise * noise_scale(t),
-                            noise_generator, G)  # fmt: skip
-            out = G.synthesis(styles, _camera(angles), render)
-            loss = pyramid_loss(out.img, target)
-            if config.perceptual > 0:
-                loss = loss + config.perceptual * perceptual(out.img, target).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
-            if on_step is not None:
-                on_step(step, losses[-1])
+        with torch.enable_grad():  # also when called inside torch.no_grad()
+            for step in range(config.steps):
+                t = step / config.steps
+                for group, peak in zip(optimizer.param_groups, peaks, strict=True):
+                    group["lr"] = peak * learning_rate_scale(t)
+                strength = config.noise * noise_scale(t)
+                styles = _noisy(_expand(G, variables, config.per_layer), spread, strength, noise_generator, G)
+                out = G.synthesis(styles, _camera(angles), render)
+                loss = pyramid_loss(out.img, target)
+                if config.perceptual > 0:
+                    loss = loss + config.perceptual * perceptual(out.img, target).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                losses.append(float(loss.detach()))
+                if on_step is not None:
+                    on_step(step, losses[-1])
     finally:
         for p, flag in zip(G.parameters(), requires_grad, strict=True):
             p.requires_grad_(flag)
