@@ -10,7 +10,7 @@ import torch
 
 from cips3d.config import GENERATOR_PRESETS, generator_preset
 from cips3d.errors import UserError
-from cips3d.fast import bf16_fast, configure_fast_paths
+from cips3d.fast import bf16_fast, compile_generator, configure_fast_paths
 from cips3d.io.checkpoint import load_generator
 from cips3d.models.generator3d import Generator3D
 
@@ -78,6 +78,18 @@ def warn_if_slow_precision(device: torch.device, precision: str, field_precision
               "slower than float32 here.", file=sys.stderr)  # fmt: skip
     if "tf32" in (precision, field_precision) and device.type != "cuda":
         print("cips3d: note: tf32 needs a CUDA GPU; on this device it computes in float32.", file=sys.stderr)
+
+
+def rendering_generator(args: argparse.Namespace) -> tuple[torch.device, Generator3D]:
+    """The device and the model of a rendering command (sample, video, view): its precision warnings,
+    the field-kernel check, then the model, compiled with --compile."""
+    device = resolve_device(args.device)
+    warn_if_slow_precision(device, args.precision, args.field_precision)
+    check_field_kernel(device, args.field_kernel)
+    G = build_generator(args, device)
+    if args.compile:
+        compile_generator(G)
+    return device, G
 
 
 def check_field_kernel(device: torch.device, kernel: str) -> None:

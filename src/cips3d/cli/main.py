@@ -6,7 +6,20 @@ import argparse
 import sys
 
 from cips3d import __version__
-from cips3d.cli import blend, convert, dataset, demo, invert, mesh, metrics, multiview, sample, train, video
+from cips3d.cli import (
+    blend,
+    convert,
+    dataset,
+    demo,
+    invert,
+    mesh,
+    metrics,
+    multiview,
+    sample,
+    train,
+    video,
+    view,
+)
 from cips3d.errors import UserError
 
 
@@ -17,7 +30,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"cips3d {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in (demo, sample, train, dataset, convert, video, metrics, mesh, blend, multiview, invert):
+    for command in (
+        demo,
+        sample,
+        train,
+        dataset,
+        convert,
+        video,
+        view,
+        metrics,
+        mesh,
+        blend,
+        multiview,
+        invert,
+    ):
         command.add_parser(subparsers)
     dataset.add_synth_parser(subparsers)
     dataset.add_lfw_parser(subparsers)

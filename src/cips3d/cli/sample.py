@@ -19,16 +19,12 @@ from cips3d.cli.common import (
     add_chunk_rows_argument,
     add_model_arguments,
     add_precision_argument,
-    build_generator,
-    check_field_kernel,
     finite_float,
     positive_int,
-    resolve_device,
-    warn_if_slow_precision,
+    rendering_generator,
 )
 from cips3d.config import PoseConfig, RenderConfig
 from cips3d.errors import UserError
-from cips3d.fast import compile_generator
 from cips3d.inference.geometry import normals_from_depth, normals_to_rgb
 from cips3d.inference.multiview import resolve_inr_layers, sample_mixed_seeds
 from cips3d.inference.sample import SampleBatch, parse_seeds, sample_seeds
@@ -162,12 +158,7 @@ def _batches(G: Generator3D, s: SampleSettings, args: argparse.Namespace) -> Ite
 def run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     seeds, render = settings.seeds, settings.render
-    device = resolve_device(args.device)
-    warn_if_slow_precision(device, args.precision, args.field_precision)
-    check_field_kernel(device, args.field_kernel)
-    G = build_generator(args, device)
-    if args.compile:
-        compile_generator(G)
+    _, G = rendering_generator(args)
     outdir = Path(args.outdir)
     tiles: dict[str, list[np.ndarray]] = {"img": [], "aux": [], "depth": [], "normals": []}
     bar = tqdm(total=len(seeds), unit="img", desc="sample", disable=args.quiet)

@@ -14,16 +14,12 @@ from cips3d.cli.common import (
     add_chunk_rows_argument,
     add_model_arguments,
     add_precision_argument,
-    build_generator,
-    check_field_kernel,
     finite_float,
     positive_int,
-    resolve_device,
-    warn_if_slow_precision,
+    rendering_generator,
 )
 from cips3d.config import RenderConfig
 from cips3d.errors import UserError
-from cips3d.fast import compile_generator
 from cips3d.inference.inversion import load_inversion
 from cips3d.inference.sample import parse_seeds
 from cips3d.inference.trajectories import TRAJECTORIES, Trajectory, make_trajectory, trajectory_function
@@ -237,12 +233,7 @@ def _write_walk(G: Generator3D, plan: _Plan, args: argparse.Namespace) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     plan = _plan(args)
-    device = resolve_device(args.device)
-    warn_if_slow_precision(device, args.precision, args.field_precision)
-    check_field_kernel(device, args.field_kernel)
-    G = build_generator(args, device)
-    if args.compile:
-        compile_generator(G)
+    _, G = rendering_generator(args)
     if args.interpolate:
         paths = [_write_walk(G, plan, args)]
     elif args.styles:

@@ -1,0 +1,84 @@
+"""`cips3d view`: a live 3-D viewer in the browser, rendered by this machine."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import signal
+import threading
+
+from cips3d.cli.common import (
+    add_model_arguments,
+    add_precision_argument,
+    positive_int,
+    rendering_generator,
+)
+from cips3d.config import RenderConfig
+from cips3d.errors import UserError
+from cips3d.inference.inversion import load_inversion
+from cips3d.inference.web_viewer import make_server
+
+EXAMPLES = """examples:
+  cips3d view --preset tiny --size 64                        # then open http://127.0.0.1:8000
+  cips3d view --checkpoint runs/faces --size 128 --seed 42
+  cips3d view --checkpoint G_ema.pth --preset ffhq --size 512 --device cuda --precision bf16 \\
+      --field-precision tf32                                  # CUDA graph replay, the fast setting
+  cips3d view --checkpoint runs/faces --styles outputs/invert/styles.safetensors   # a fitted photo
+
+Drag the image to turn the object; the seed box, the arrows, psi and the panel (image, aux NeRF
+image, depth) change what is shown. Frames render on demand (deterministic sampling); Ctrl-C stops.
+On another machine, use --host 0.0.0.0 (anyone who can reach the port can then view the model).
+"""
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "view",
+        help="a live 3-D viewer in the browser",
+        description="Serve a web page that renders frames of the model for the camera you drag to.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_model_arguments(p)
+    g = p.add_argument_group("what to show")
+    g.add_argument("--seed", type=int, default=0, help="the first seed shown (default 0)")
+    g.add_argument("--styles", help="show these fitted styles (`cips3d invert`) instead of seeds")
+    g.add_argument("--size", type=positive_int, default=128, help="frame side in pixels (default 128)")
+    add_precision_argument(g)
+    o = p.add_argument_group("where")
+    o.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    o.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    o.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port must be in [0, 65535], got {args.port}.")
+    render = RenderConfig(
+        img_size=args.size, deterministic=True, precision=args.precision,
+        field_precision=args.field_precision, field_kernel=args.field_kernel,
+    )  # fmt: skip
+    device, G = rendering_generator(args)
+    styles = load_inversion(args.styles, G).styles if args.styles else None
+    try:
+        server = make_server(G, render, args.host, args.port, styles=styles, first_seed=args.seed)
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            raise UserError(f"port {args.port} is in use; pick another with --port.") from None
+        raise UserError(f"cannot listen on {args.host}:{args.port} ({err.strerror or err}).") from None
+    if threading.current_thread() is threading.main_thread():  # SIGTERM stops it as Ctrl-C does
+        signal.signal(signal.SIGTERM, _interrupt)
+    host, port = server.server_address[:2]
+    print(f"cips3d view: open http://{host}:{port} ({args.size} px on {device}); Ctrl-C stops.", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("cips3d view: stopped.")
+    finally:
+        server.server_close()
+    return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt

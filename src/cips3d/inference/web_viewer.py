@@ -1,0 +1,262 @@
+"""A 3-D viewer in the browser: drag to turn the object, pick a seed, watch frames render live.
+
+`cips3d view` serves one page and its frames from this machine (`ViewerServer`); the model runs here,
+on its CPU or GPU, through `InteractiveRenderer` (styles folded once per seed, CUDA graph replay on a
+GPU). The page asks for the next frame only when the last one has arrived, so a slow model shows fewer
+frames instead of a growing queue. Nothing is loaded from the internet: the page is self-contained.
+
+Routes:
+    GET /                                  the page
+    GET /frame?seed=S&yaw=Y&pitch=P&panel=image|aux|depth&psi=F   one PNG frame (angles in radians)
+    GET /info                              JSON: image size, device, seeds shown first, frames served
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+from PIL import Image
+
+from cips3d import constants as K
+from cips3d.config import RenderConfig
+from cips3d.inference.interactive import InteractiveRenderer
+from cips3d.inference.video import seed_styles
+from cips3d.io.images import colorize_depth, to_uint8
+from cips3d.models.generator3d import Generator3D
+from cips3d.outputs import Styles
+from cips3d.rendering.cameras import Camera
+
+PANELS = ("image", "aux", "depth")
+CACHED_VIEWERS = 8
+"""Seeds whose folded styles (and CUDA graph) are kept; a ninth evicts the oldest."""
+MAX_SEED = 2**31 - 1
+
+
+class BadRequest(ValueError):
+    """A query the viewer cannot answer (answered with HTTP 400 and this message)."""
+
+
+@dataclass(frozen=True)
+class FrameRequest:
+    seed: int
+    yaw: float
+    pitch: float
+    panel: str
+    psi: float
+
+    @classmethod
+    def parse(cls, query: str) -> FrameRequest:
+        """?seed=&yaw=&pitch=&panel=&psi= -> a checked request (BadRequest says what is wrong)."""
+        q = {k: v[-1] for k, v in parse_qs(query).items()}
+        try:
+            seed = int(q.get("seed", "0"))
+            yaw, pitch = float(q.get("yaw", K.YAW_MEAN)), float(q.get("pitch", K.PITCH_MEAN))
+            psi = float(q.get("psi", "1"))
+        except ValueError as err:
+            raise BadRequest(f"seed must be an integer and yaw, pitch, psi numbers ({err}).") from None
+        panel = q.get("panel", "image")
+        if not 0 <= seed <= MAX_SEED:
+            raise BadRequest(f"seed must be in [0, {MAX_SEED}], got {seed}.")
+        if not (math.isfinite(yaw) and math.isfinite(pitch)):
+            raise BadRequest("yaw and pitch must be finite.")
+        if not 0.0 <= psi <= 1.0:
+            raise BadRequest(f"psi must be in [0, 1], got {psi}.")
+        if panel not in PANELS:
+            raise BadRequest(f"panel must be one of {', '.join(PANELS)}, got {panel!r}.")
+        return cls(seed, yaw, pitch, panel, psi)
+
+
+class FrameSource:
+    """Renders frames of seeds (or of fixed styles) for the server, one at a time (a lock: one model)."""
+
+    def __init__(self, G: Generator3D, render: RenderConfig, styles: Styles | None = None) -> None:
+        self.G, self.render = G, render
+        self.fixed_styles = styles
+        self.viewers: OrderedDict[tuple[int, float], InteractiveRenderer] = OrderedDict()
+        self.lock = threading.Lock()
+        self.frames_served = 0
+
+    def viewer(self, seed: int, psi: float) -> InteractiveRenderer:
+        key = (seed, psi)
+        if key not in self.viewers:
+            if self.fixed_styles is not None:
+                styles = self.G.truncate(self.fixed_styles, psi)
+            else:
+                styles = seed_styles(self.G, seed, psi)[0]
+            self.viewers[key] = InteractiveRenderer(self.G, styles, self.render)
+            if len(self.viewers) > CACHED_VIEWERS:
+                self.viewers.popitem(last=False)
+        self.viewers.move_to_end(key)
+        return self.viewers[key]
+
+    def frame(self, request: FrameRequest) -> np.ndarray:
+        """uint8 [H, W, 3] of the request's panel."""
+        camera = Camera.from_angles(request.yaw, request.pitch)  # pitch is kept off the poles there
+        with self.lock:
+            out = self.viewer(request.seed, request.psi).render(camera)
+            if request.panel == "image":
+                pixels = to_uint8(out.img[0])
+            elif request.panel == "aux":
+                pixels = to_uint8(out.aux_img[0])
+            else:
+                pixels = colorize_depth(out.depth[0], self.render.ray_start, self.render.ray_end)
+            self.frames_served += 1
+        return pixels
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)  # speed over size: local traffic
+    return buffer.getvalue()
+
+
+def make_handler(source: FrameSource, info: dict) -> type[BaseHTTPRequestHandler]:
+    """The request handler class of one server (bound to its frame source)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            url = urlparse(self.path)
+            try:
+                if url.path == "/":
+                    self._send(200, "text/html; charset=utf-8", PAGE.encode())
+                elif url.path == "/info":
+                    body = json.dumps(info | {"frames_served": source.frames_served})
+                    self._send(200, "application/json", body.encode())
+                elif url.path == "/frame":
+                    started = time.perf_counter()
+                    png = encode_png(source.frame(FrameRequest.parse(url.query)))
+                    ms = f"{1000 * (time.perf_counter() - started):.1f}"
+                    self._send(200, "image/png", png, {"X-Render-Ms": ms, "Cache-Control": "no-store"})
+                else:
+                    self._send(404, "text/plain", b"not found")
+            except BadRequest as err:
+                self._send(400, "text/plain; charset=utf-8", str(err).encode())
+
+        def _send(self, code: int, kind: str, body: bytes, headers: dict | None = None) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args) -> None:  # quiet: one line per frame would flood
+            pass
+
+    return Handler
+
+
+def make_server(
+    G: Generator3D,
+    render: RenderConfig,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    styles: Styles | None = None,
+    first_seed: int = 0,
+) -> ThreadingHTTPServer:
+    """A server (not yet serving; call `serve_forever`) of the viewer page and frames of `G`.
+
+    `styles` ([1, D] per layer, e.g. from `cips3d invert`) replace the seeds: the seed box then has
+    no effect. `port` 0 picks a free port (`server.server_address` tells which).
+    """
+    source = FrameSource(G, render, styles)
+    info = {
+        "size": render.img_size, "device": str(G.device), "first_seed": first_seed,
+        "fixed_styles": styles is not None, "yaw": K.YAW_MEAN, "pitch": K.PITCH_MEAN,
+    }  # fmt: skip
+    server = ThreadingHTTPServer((host, port), make_handler(source, info))
+    server.daemon_threads = True
+    return server
+
+
+def serve_in_thread(server: ThreadingHTTPServer) -> Callable[[], None]:
+    """Serve on a background thread; returns the function that stops it (tests, notebooks)."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+    return stop
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>cips3d viewer</title>
+<style>
+ body { font-family: system-ui, sans-serif; background: #111; color: #ddd; margin: 0; padding: 16px; }
+ #frame { width: 512px; height: 512px; image-rendering: auto; cursor: grab; background: #000;
+          border-radius: 6px; touch-action: none; }
+ .row { margin: 8px 0; display: flex; gap: 12px; align-items: center; flex-wrap: wrap; }
+ input[type=number] { width: 90px; } #status { color: #999; font-size: 13px; }
+</style></head>
+<body>
+<h3>cips3d viewer</h3>
+<img id="frame" alt="frame" draggable="false">
+<div class="row">
+ <label>seed <input id="seed" type="number" min="0" value="0"></label>
+ <button id="prev">&larr;</button><button id="next">&rarr;</button>
+ <label>panel <select id="panel">
+  <option>image</option><option>aux</option><option>depth</option></select></label>
+ <label>psi <input id="psi" type="range" min="0" max="1" step="0.05" value="1"></label>
+ <label><input id="spin" type="checkbox"> turn</label>
+ <button id="reset">front</button>
+</div>
+<div class="row"><span id="status"></span></div>
+<script>
+const img = document.getElementById('frame'), status = document.getElementById('status');
+const el = id => document.getElementById(id);
+let yaw = Math.PI / 2, pitch = Math.PI / 2, busy = false, dirty = true, t0 = 0, dragging = null;
+fetch('/info').then(r => r.json()).then(info => {
+  el('seed').value = info.first_seed; yaw = info.yaw; pitch = info.pitch;
+  if (info.fixed_styles) { el('seed').disabled = el('prev').disabled = el('next').disabled = true; }
+  status.textContent = `${info.size} px on ${info.device}`; dirty = true;
+});
+function request() {
+  if (busy || !dirty) return;
+  busy = true; dirty = false; t0 = performance.now();
+  const q = new URLSearchParams({seed: el('seed').value || 0, yaw, pitch,
+                                 panel: el('panel').value, psi: el('psi').value});
+  fetch('/frame?' + q).then(async r => {
+    if (!r.ok) { status.textContent = await r.text(); return; }
+    const ms = r.headers.get('X-Render-Ms'), blob = await r.blob();
+    const old = img.src; img.src = URL.createObjectURL(blob); if (old) URL.revokeObjectURL(old);
+    status.textContent = `yaw ${yaw.toFixed(2)}  pitch ${pitch.toFixed(2)}  render ${ms} ms  ` +
+      `round trip ${(performance.now() - t0).toFixed(0)} ms`;
+  }).catch(e => { status.textContent = 'server unreachable: ' + e; })
+    .finally(() => { busy = false; });
+}
+function changed() { dirty = true; }
+img.addEventListener('pointerdown', e => {
+  dragging = [e.clientX, e.clientY]; img.setPointerCapture(e.pointerId);
+});
+img.addEventListener('pointerup', () => { dragging = null; });
+img.addEventListener('pointermove', e => {
+  if (!dragging) return;
+  yaw -= (e.clientX - dragging[0]) * 0.005; pitch -= (e.clientY - dragging[1]) * 0.005;
+  pitch = Math.min(Math.PI - 0.01, Math.max(0.01, pitch)); dragging = [e.clientX, e.clientY]; changed();
+});
+for (const id of ['seed', 'panel', 'psi']) el(id).addEventListener('input', changed);
+el('prev').onclick = () => { el('seed').value = Math.max(0, +el('seed').value - 1); changed(); };
+el('next').onclick = () => { el('seed').value = +el('seed').value + 1; changed(); };
+el('reset').onclick = () => { yaw = Math.PI / 2; pitch = Math.PI / 2; changed(); };
+let phase = 0;
+(function tick() {
+  if (el('spin').checked) { phase += 0.03; yaw = Math.PI / 2 + 0.5 * Math.sin(phase); changed(); }
+  request(); requestAnimationFrame(tick);
+})();
+</script>
+</body></html>
+"""

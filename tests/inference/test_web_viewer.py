@@ -1,0 +1,106 @@
+"""The browser viewer: its query parsing, and a live server on a free port answering the page, frames
+equal to direct renders, fixed styles, errors and the CLI's port check."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import socket
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cips3d.config import RenderConfig
+from cips3d.inference import web_viewer
+from cips3d.inference.video import seed_styles
+from cips3d.inference.web_viewer import BadRequest, FrameRequest, make_server, serve_in_thread
+from cips3d.io.images import colorize_depth, to_uint8
+from cips3d.rendering.cameras import Camera
+from tests.cli.helpers import run
+
+RENDER = RenderConfig(img_size=8, deterministic=True)
+
+
+def test_a_frame_request_has_defaults_and_refuses_bad_values():
+    r = FrameRequest.parse("")
+    assert (r.seed, r.yaw, r.pitch, r.panel, r.psi) == (0, math.pi / 2, math.pi / 2, "image", 1.0)
+    r = FrameRequest.parse("seed=7&yaw=1.2&pitch=1.4&panel=depth&psi=0.5")
+    assert (r.seed, r.yaw, r.pitch, r.panel, r.psi) == (7, 1.2, 1.4, "depth", 0.5)
+    for query, words in [("seed=x", "integer"), ("seed=-1", "seed must be"), ("yaw=nan", "finite"),
+                         ("psi=2", "psi must"), ("panel=normals", "panel must")]:  # fmt: skip
+        with pytest.raises(BadRequest, match=words):
+            FrameRequest.parse(query)
+
+
+@pytest.fixture
+def server(tiny_G):
+    server = make_server(tiny_G, RENDER, port=0)
+    stop = serve_in_thread(server)
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    stop()
+
+
+def get(url: str) -> tuple[int, str, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return response.status, response.headers["Content-Type"], response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers["Content-Type"], err.read()
+
+
+def expected_frame(G, styles, yaw: float, pitch: float) -> torch.Tensor:
+    with torch.no_grad():
+        return G.synthesis(styles, Camera.from_angles(yaw, pitch), RENDER)
+
+
+def test_the_server_answers_the_page_and_frames_equal_to_direct_renders(server, tiny_G):
+    code, kind, page = get(server + "/")
+    assert code == 200 and kind.startswith("text/html") and b"cips3d viewer" in page
+    code, kind, png = get(server + "/frame?seed=3&yaw=1.7&pitch=1.5")
+    assert code == 200 and kind == "image/png"
+    out = expected_frame(tiny_G, seed_styles(tiny_G, 3)[0], 1.7, 1.5)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), to_uint8(out.img[0]))
+    _, _, png = get(server + "/frame?seed=3&yaw=1.7&pitch=1.5&panel=depth")
+    depth = colorize_depth(out.depth[0], RENDER.ray_start, RENDER.ray_end)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), depth)
+    info = json.loads(get(server + "/info")[2])
+    assert info["size"] == 8 and info["frames_served"] == 2 and not info["fixed_styles"]
+    code, _, message = get(server + "/frame?seed=-4")
+    assert code == 400 and b"seed must be" in message
+    assert get(server + "/nothing")[0] == 404
+
+
+def test_fixed_styles_replace_the_seeds(tiny_G):
+    styles = seed_styles(tiny_G, 11)[0]
+    server = make_server(tiny_G, RENDER, port=0, styles=styles)
+    stop = serve_in_thread(server)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/frame?seed=5&yaw=1.6&pitch=1.6"
+        png = get(url)[2]
+    finally:
+        stop()
+    out = expected_frame(tiny_G, styles, 1.6, 1.6)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), to_uint8(out.img[0]))
+
+
+def test_only_the_latest_seeds_keep_their_folded_styles(tiny_G):
+    source = web_viewer.FrameSource(tiny_G, RENDER)
+    for seed in range(web_viewer.CACHED_VIEWERS + 2):
+        source.frame(FrameRequest(seed, 1.57, 1.57, "image", 1.0))
+    assert len(source.viewers) == web_viewer.CACHED_VIEWERS and (0, 1.0) not in source.viewers
+
+
+def test_cips3d_view_refuses_a_busy_port_in_one_sentence(capsys):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, _, err = run(
+            capsys, "view", "--preset", "tiny", "--size", "8", "--device", "cpu", "--port", str(port)
+        )
+    assert code == 2 and f"port {port} is in use" in err and len(err.strip().splitlines()) == 1
