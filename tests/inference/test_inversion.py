@@ -202,3 +202,24 @@ def test_inversion_runs_inside_no_grad(tiny_G):
     with torch.no_grad():  # a caller's inference block does not stop the optimisation
         result = invert(tiny_G, target, InversionConfig(steps=2, size=8, camera_search=0))
     assert len(result.losses) == 2 and result.styles["nerf_w0"].grad_fn is None
+
+
+def test_cips3d_invert_fits_every_image_of_a_folder_and_skips_broken_ones(capsys, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name, colour in (("a.png", (200, 40, 40)), ("b.jpg", (40, 200, 40))):
+        Image.fromarray(np.full((12, 12, 3), colour, np.uint8)).save(photos / name)
+    (photos / "c.png").write_bytes(b"broken")
+    (photos / "notes.txt").write_text("not an image")
+    out = tmp_path / "fits"
+    code, stdout, err = run(
+        capsys, "invert", "--preset", "tiny", "--image", str(photos), "--size", "8", "--steps", "2",
+        "--perceptual", "0", "--device", "cpu", "--quiet", "--outdir", str(out),
+    )  # fmt: skip
+    assert code == 0 and "2 photo(s) fitted, 1 skipped" in stdout
+    assert err.count("skipped") == 1 and "c.png" in err
+    assert sorted(p.name for p in out.iterdir()) == ["a", "b"]
+    assert load_inversion(out / "a" / "styles.safetensors").fov > 0
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(capsys, "invert", "--preset", "tiny", "--image", str(tmp_path / "empty"))
+    assert code == 2 and "holds no images" in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from tqdm import tqdm
 
 from cips3d.cli.common import add_model_arguments, build_generator, finite_float, positive_int, resolve_device
 from cips3d.config import RenderConfig
-from cips3d.data.images import decode_rgb, unreadable_reason
+from cips3d.data.images import IMAGE_EXTENSIONS, decode_rgb, is_image_name, unreadable_reason
 from cips3d.errors import UserError
 from cips3d.inference.inversion import Inversion, InversionConfig, image_to_target, invert, save_inversion
 from cips3d.inference.trajectories import make_trajectory
@@ -31,6 +32,7 @@ EXAMPLES = """examples:
   cips3d invert --checkpoint runs/faces --image me.jpg --size 64 --steps 300 --video
   cips3d invert --checkpoint ffhq_official/ --preset ffhq --image photo.png --per-layer --outdir inverted
   cips3d invert --preset tiny --image photo.png --steps 20 --size 16      # a quick look on a CPU
+  cips3d invert --checkpoint runs/faces --image photos/ --outdir fits     # every image of a folder
 
 Writes target.png, reconstruction.png (target | render | aux NeRF image | depth), styles.safetensors
 (the styles and camera, for the Python API: cips3d.inference.inversion.load_inversion), losses.json and,
@@ -49,7 +51,12 @@ def add_parser(subparsers) -> None:
     )
     add_model_arguments(p)
     g = p.add_argument_group("inversion")
-    g.add_argument("--image", required=True, help="the photo (centre-cropped to a square and resized)")
+    g.add_argument(
+        "--image",
+        required=True,
+        help="the photo (centre-cropped to a square and resized), or a folder: each image in it goes to "
+        "OUTDIR/<name>/",
+    )
     g.add_argument(
         "--size", type=positive_int, default=64, help="render and compare at this side (default 64)"
     )
@@ -90,42 +97,72 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-def read_target(path: str, size: int) -> torch.Tensor:
+def read_target(path: str | Path, size: int) -> torch.Tensor:
     """The photo as a [1, 3, size, size] target in [-1, 1]; one UserError for a missing or broken file."""
     try:
         data = Path(path).read_bytes()
         return image_to_target(decode_rgb(data, size))
     except FileNotFoundError:
         raise UserError(f"no image at {path}.") from None
-    except IsADirectoryError:
-        raise UserError(f"{path} is a folder; --image takes one image file.") from None
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise UserError(f"cannot read the image {path} ({unreadable_reason(err)}).") from None
 
 
+def image_paths(path: str) -> list[Path]:
+    """The photos to invert: the file itself, or the images directly inside a folder, sorted by name."""
+    p = Path(path)
+    if p.is_dir():
+        found = sorted(f for f in p.iterdir() if f.is_file() and is_image_name(f.name))
+        if not found:
+            raise UserError(f"the folder {path} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
+        return found
+    if not p.exists():
+        raise UserError(f"no image at {path}.")
+    return [p]
+
+
 def run(args: argparse.Namespace) -> int:
     config = _config(args)
-    target = read_target(args.image, args.size)
+    paths = image_paths(args.image)
+    one = not Path(args.image).is_dir()
+    targets = [read_target(paths[0], args.size)] if one else None  # a single broken photo fails first
     device = resolve_device(args.device)
     G = build_generator(args, device)
     perceptual = load_perceptual(device=device) if config.perceptual > 0 else None
-    bar = tqdm(total=config.steps, unit="step", desc="invert", disable=args.quiet, dynamic_ncols=True)
+    fitted, skipped = 0, []
+    for i, path in enumerate(paths):
+        try:
+            target = targets[0] if one else read_target(path, args.size)
+        except UserError as err:  # in a folder: leave the broken file out, say so, go on
+            skipped.append(path.name)
+            print(f"cips3d invert: skipped: {err}", file=sys.stderr)
+            continue
+        outdir = Path(args.outdir) if one else Path(args.outdir) / path.stem
+        desc = "invert" if one else f"{path.name} ({i + 1}/{len(paths)})"
+        result = _fit(G, target, config, perceptual, desc, args.quiet)
+        _write(G, result, target, outdir, args, path)
+        fitted += 1
+        print(
+            f"{outdir}: loss {result.losses[0]:.4g} -> {result.losses[-1]:.4g}, "
+            f"yaw {result.yaw:.3f}, pitch {result.pitch:.3f} rad."
+        )
+    if not one:
+        print(f"cips3d invert: {fitted} photo(s) fitted, {len(skipped)} skipped.")
+    return 0 if fitted else 2
+
+
+def _fit(G, target: torch.Tensor, config: InversionConfig, perceptual, desc: str, quiet: bool) -> Inversion:
+    """`invert` with a progress bar over the steps."""
+    bar = tqdm(total=config.steps, unit="step", desc=desc, disable=quiet, dynamic_ncols=True)
 
     def on_step(step: int, loss: float) -> None:
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.4g}")
 
     try:
-        result = invert(G, target, config, on_step=on_step, perceptual=perceptual)
+        return invert(G, target, config, on_step=on_step, perceptual=perceptual)
     finally:
         bar.close()
-    outdir = Path(args.outdir)
-    _write(G, result, target, outdir, args)
-    print(
-        f"{outdir}: loss {result.losses[0]:.4g} -> {result.losses[-1]:.4g}, "
-        f"yaw {result.yaw:.3f}, pitch {result.pitch:.3f} rad."
-    )
-    return 0
 
 
 def _config(args: argparse.Namespace) -> InversionConfig:
@@ -137,14 +174,16 @@ def _config(args: argparse.Namespace) -> InversionConfig:
     )  # fmt: skip
 
 
-def _write(G, result: Inversion, target: torch.Tensor, outdir: Path, args: argparse.Namespace) -> None:
+def _write(
+    G, result: Inversion, target: torch.Tensor, outdir: Path, args: argparse.Namespace, image: Path
+) -> None:
     render = RenderConfig(img_size=args.size, deterministic=True, fov=result.fov)
     with torch.no_grad():
         out = G.synthesis(result.styles, result.camera(G.device), render)
     save_png(to_uint8(target[0]), outdir / "target.png")
     panels = compose_frame(out, render, ("image", "aux", "depth"))
     save_png(np.concatenate([to_uint8(target[0]), panels], axis=1), outdir / "reconstruction.png")
-    source = {"image": str(Path(args.image).resolve()), "model": args.checkpoint or f"preset {args.preset}"}
+    source = {"image": str(image.resolve()), "model": args.checkpoint or f"preset {args.preset}"}
     save_inversion(result, outdir / "styles.safetensors", extra=source)
     (outdir / "losses.json").write_text(json.dumps({"losses": result.losses}) + "\n")
     if args.video:
