@@ -112,10 +112,15 @@ def identical_images(folder, count: int = 6) -> None:
 
 def test_two_processes_with_the_same_draws_train_exactly_as_one(tmp_path):
     """The average of identical gradients is that gradient, bit for bit: so every collective, vote and
-    broadcast of the loop leaves the single-process arithmetic untouched."""
+    broadcast of the loop leaves the single-process arithmetic untouched, through a stage hand-off from
+    the best snapshot too."""
     data = tmp_path / "same"
     identical_images(data)
-    config = micro_config(STAGE, xflip=False, snapshot_every=2, preview_every=2)
+    stages = (
+        StageConfig("r16", 16, 2, 2, 2e-4, 2e-3, nerf_noise_steps=3, start_from="best"),
+        StageConfig("r32", 32, 2, 2, 2e-4, 2e-3),
+    )
+    config = micro_config(*stages, xflip=False, snapshot_every=1, preview_every=2)
     single = Trainer(config, tmp_path / "single", data, TrainOptions(progress=False))
     with one_thread():  # as each rank runs: the sums inside a product depend on the thread count
         single.run()
@@ -129,6 +134,7 @@ def test_two_processes_with_the_same_draws_train_exactly_as_one(tmp_path):
             diff = max(float((got[name][k] - mine[k]).abs().max()) for k in mine)
             assert diff == 0, (rank, name, diff)
         assert got["state"] == {"global_step": 4, "images_seen": 4 * 2 * 2}
+    assert single.state.stage == 1 and single.state.stage_started_from is not None  # the hand-off ran
 
 
 def test_two_processes_stay_in_step_and_resume_exactly(tmp_path, blob_folder):
