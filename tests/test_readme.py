@@ -26,7 +26,7 @@ def test_readme_api_examples_run(monkeypatch):
     tiny = Generator3D(generator_preset("tiny")).eval()
     monkeypatch.setattr(checkpoint, "load_generator", lambda *a, **k: tiny)
     blocks = python_blocks()
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     scope: dict = {}
     with torch.no_grad():
         exec(blocks[0].replace("img_size=128", "img_size=16"), scope)
@@ -49,3 +49,12 @@ def test_readme_inversion_example_runs(monkeypatch, tmp_path):
     exec(small, scope)
     assert scope["side_view"].shape == (1, 3, 8, 8) and len(scope["fit"].losses) == 2
     assert (tmp_path / "photo.safetensors").is_file()
+
+
+def test_readme_2d_example_runs():
+    scope: dict = {"torch": torch}
+    with torch.no_grad():
+        exec(block_with("Generator2D("), scope)
+    assert scope["image"].shape == (1, 3, 32, 32) and scope["patch"].shape == (1, 3, 8, 8)
+    assert scope["larger"].shape == (1, 3, 64, 64) and scope["points"].shape == (1, 3, 2000, 1)
+    assert torch.allclose(scope["patch"], scope["image"][:, :, 4:20:2, 8:24:2], atol=1e-5)

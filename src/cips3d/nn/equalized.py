@@ -161,28 +161,37 @@ class EqualConv2d(nn.Module):
 
 
 class EqualLinear(nn.Module):
-    """Linear with the weight [out, in] scaled by 1/sqrt(in) at run time and a bias [out] (zero init).
+    """Linear with the weight [out, in] scaled by lr_mul/sqrt(in) at run time and a bias [out] scaled
+    by lr_mul (StyleGAN2's learning-rate multiplier: the weight is drawn N(0, 1)/lr_mul, the bias
+    starts at `bias_init`). The discriminator uses lr_mul 1 and bias_init 0; the 2D CIPS mapping
+    network lr_mul 0.01, and its style layers bias_init 1.
 
     With `activate`, the bias goes through the fused bias-LeakyReLU instead of the matrix product.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, activate: bool = False) -> None:
+    def __init__(
+        self, in_dim: int, out_dim: int, activate: bool = False, lr_mul: float = 1.0, bias_init: float = 0.0
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(out_dim, in_dim))
         self.bias = nn.Parameter(torch.empty(out_dim))
-        self.scale = 1 / math.sqrt(in_dim)
+        self.scale = lr_mul / math.sqrt(in_dim)
+        self.lr_mul, self.bias_init = lr_mul, bias_init
         self.activate = activate
 
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None) -> None:
         self.weight.normal_(generator=generator)
-        self.bias.zero_()
+        if self.lr_mul != 1:
+            self.weight.div_(self.lr_mul)
+        self.bias.fill_(self.bias_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, in] -> [B, out]."""
+        """x [..., in] -> [..., out]."""
+        bias = self.bias * self.lr_mul if self.lr_mul != 1 else self.bias
         if self.activate:
-            return fused_leaky_relu(F.linear(x, self.weight * self.scale), self.bias)
-        return F.linear(x, self.weight * self.scale, self.bias)
+            return fused_leaky_relu(F.linear(x, self.weight * self.scale), bias)
+        return F.linear(x, self.weight * self.scale, bias)
 
 
 class ConvLayer(nn.Module):

@@ -1,6 +1,6 @@
 """The modulated fully connected layer of CIPS-3D's INR (the official `SinStyleMod`, which has no sine).
 
-Shared with the 2D CIPS generator to come: the math is `modulate_weight`, the layer only holds weights.
+Shared with the 2D CIPS generator (`nn.styled`): the math is `modulate_weight`, the layers hold weights.
 """
 
 from __future__ import annotations
@@ -12,19 +12,29 @@ from cips3d import constants as K
 from cips3d.nn.init import empty_linear, kaiming_leaky_, linear_default_
 
 
-def modulate_weight(weight: torch.Tensor, style: torch.Tensor, eps: float = K.DEMOD_EPS) -> torch.Tensor:
-    """Per-sample weights W'[b] = demod(W * (1 + s[b])) (spec 1.5).
+def modulate_weight(
+    weight: torch.Tensor,
+    style: torch.Tensor,
+    eps: float = K.DEMOD_EPS,
+    style_offset: float = 1.0,
+    demodulate: bool = True,
+) -> torch.Tensor:
+    """Per-sample weights W'[b] = demod(W * (style_offset + s[b])) (spec 1.5; 8.1 for 2D CIPS).
 
     Args:
         weight: [in, out], used as x @ W.
-        style: [B, in], the output of the modulation FC (the +1 is applied here).
+        style: [B, in], the output of the modulation FC.
         eps: added under the square root of the demodulation.
+        style_offset: added to the style: 1 in CIPS-3D (its FC has zero-mean output), 0 in 2D CIPS
+            (whose style FC starts with bias 1 instead).
+        demodulate: False for the 2D to-RGB layers.
 
     Returns:
-        [B, in, out], each output column scaled to unit norm over the inputs.
+        [B, in, out], each output column scaled to unit norm over the inputs when demodulated.
     """
-    w = weight.unsqueeze(0) * (style + 1).unsqueeze(-1)
-    return w * torch.rsqrt(w.square().sum(dim=1, keepdim=True) + eps)
+    s = style + style_offset if style_offset else style
+    w = weight.unsqueeze(0) * s.unsqueeze(-1)
+    return w * torch.rsqrt(w.square().sum(dim=1, keepdim=True) + eps) if demodulate else w
 
 
 class ModulatedLinear(nn.Module):

@@ -1,0 +1,55 @@
+"""Pixel coordinates for the 2D CIPS generator: every pixel is generated from its own (x, y), so any
+set of coordinates is an image: the training grid, a patch of it, a denser grid, or a foveated one.
+
+Coordinates are [B, H, W, 2] tensors of (x, y) with x along the width and y along the height, both
+in [-1, 1] over the training image (spec 8.1: linspace(-1, 1) along each side).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from cips3d.errors import ConfigError
+
+
+def plane_grid(height: int, width: int, batch: int = 1, extent: float = 1.0) -> torch.Tensor:
+    """[B, H, W, 2]: x = linspace(-extent, extent, W), y = linspace(-extent, extent, H). extent > 1
+    extrapolates beyond the training frame; more pixels over the same extent is super-resolution."""
+    if height < 1 or width < 1:
+        raise ConfigError(f"a coordinate grid needs at least 1 x 1 pixels, got {height} x {width}.")
+    y = torch.linspace(-extent, extent, height) if height > 1 else torch.zeros(1)
+    x = torch.linspace(-extent, extent, width) if width > 1 else torch.zeros(1)
+    grid = torch.stack(torch.meshgrid(x, y, indexing="xy"), dim=-1)  # [H, W, 2] as (x, y)
+    return grid.expand(batch, height, width, 2)
+
+
+def patch_grid(size: int, top: int, left: int, patch: int, stride: int = 1) -> torch.Tensor:
+    """[1, patch, patch, 2]: the pixels (top + stride * i, left + stride * j) of the size x size
+    training grid (the multi-scale patches of CIPS's patch training, spec 8.2)."""
+    last = (patch - 1) * stride
+    if min(top, left) < 0 or top + last >= size or left + last >= size:
+        raise ConfigError(
+            f"a {patch}-pixel patch with stride {stride} at ({top}, {left}) leaves the {size}-px grid."
+        )
+    full = plane_grid(size, size)[0]
+    rows = torch.arange(top, top + last + 1, stride)
+    cols = torch.arange(left, left + last + 1, stride)
+    return full[rows][:, cols][None]
+
+
+def foveated_points(count: int, fixation: tuple[float, float] = (0.0, 0.0), sharpness: float = 2.0,
+                    generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+    """[1, count, 1, 2] coordinates over the [-1, 1]^2 frame, denser around `fixation`.
+
+    Per axis, u ~ U(-1, 1) becomes t = sign(u) |u|^sharpness (1: uniform; larger: more points near
+    0), and t in [-1, 0] / [0, 1] is stretched onto [-1, f] / [f, 1] for the fixation's coordinate f.
+    Render them and interpolate for a foveated image."""
+    if count < 1 or sharpness <= 0:
+        raise ConfigError(f"foveated sampling needs count >= 1 and sharpness > 0, got {count}, {sharpness}.")
+    if not all(-1 < f < 1 for f in fixation):
+        raise ConfigError(f"the fixation must lie inside the frame (-1, 1)^2, got {fixation}.")
+    u = torch.rand(count, 2, generator=generator) * 2 - 1
+    t = u.sign() * u.abs() ** sharpness
+    f = torch.tensor(fixation, dtype=t.dtype)
+    points = torch.where(t >= 0, f + (1 - f) * t, f + (1 + f) * t)
+    return points[None, :, None, :]

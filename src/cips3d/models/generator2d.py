@@ -1,0 +1,153 @@
+"""The 2D CIPS generator (`CIPSskip`, spec 8.1): an image is the colour of each pixel, computed from that
+pixel's coordinates and one latent, independently of every other pixel.
+
+    z -> mapping -> w
+    (x, y) -> [sin(Fourier features), learned coordinate embedding] -> styled FC -> 7 pairs of styled
+    FCs, a to-RGB head after each pair, the RGB outputs summed
+
+Because pixels are independent, a patch of the coordinate grid renders exactly that patch of the image,
+a denser grid renders more pixels of the same image, and any scattered set of points (foveated
+sampling) renders just those points. It shares `modulate_weight` with CIPS-3D's INR decoder.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from cips3d.config_2d import FOURIER_INIT, MAPPING_LR_MUL, Cips2DConfig
+from cips3d.errors import ConfigError
+from cips3d.models.coordinates import plane_grid
+from cips3d.models.mapping import pixel_norm
+from cips3d.nn.equalized import EqualLinear
+from cips3d.nn.styled import StyledFC, ToRGB
+
+NoiseMode = Literal["random", "none"]
+
+
+class Mapping2D(nn.Module):
+    """z [B, D] -> w [B, D]: PixelNorm, then equalised-LR linear layers (lr_mul 0.01) with LeakyReLU."""
+
+    def __init__(self, dim: int, layers: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            EqualLinear(dim, dim, activate=True, lr_mul=MAPPING_LR_MUL) for _ in range(layers)
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = pixel_norm(z)
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class CoordinateEncoding(nn.Module):
+    """coords [B, H, W, 2] -> [B, H * W, fourier_dim + embedding_dim]: sin(Fourier features) and the
+    learned embedding, taken as is on the training grid and sampled bilinearly elsewhere (border
+    padding; align_corners, so that sampling at the training grid's points gives the stored vectors)."""
+
+    def __init__(self, config: Cips2DConfig) -> None:
+        super().__init__()
+        self.fourier_weight = nn.Parameter(torch.empty(config.fourier_dim, 2))
+        self.fourier_bias = nn.Parameter(torch.empty(config.fourier_dim))
+        self.embedding = nn.Parameter(torch.empty(config.embedding_dim, config.size, config.size))
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None) -> None:
+        self.fourier_weight.uniform_(-FOURIER_INIT, FOURIER_INIT, generator=generator)
+        self.fourier_bias.uniform_(-(2**-0.5), 2**-0.5, generator=generator)  # a 1x1 conv's default, fan-in 2
+        self.embedding.normal_(generator=generator)
+
+    def forward(self, coords: torch.Tensor, on_training_grid: bool = False) -> torch.Tensor:
+        b, h, w, _ = coords.shape
+        fourier = torch.sin(F.linear(coords, self.fourier_weight, self.fourier_bias))
+        if on_training_grid:
+            embedded = self.embedding.permute(1, 2, 0).expand(b, h, w, -1)
+        else:
+            table = self.embedding[None].expand(b, -1, -1, -1)
+            sampled = F.grid_sample(table, coords, mode="bilinear", padding_mode="border", align_corners=True)
+            embedded = sampled.permute(0, 2, 3, 1)
+        return torch.cat([fourier, embedded], dim=-1).reshape(b, h * w, -1)
+
+
+class Generator2D(nn.Module):
+    """The 2D CIPS generator of `config`, initialised from `generator` (see the module docstring)."""
+
+    def __init__(self, config: Cips2DConfig, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.config = config
+        d = config.style_dim
+        self.mapping = Mapping2D(d, config.mapping_layers)
+        self.encoding = CoordinateEncoding(config)
+        self.first = StyledFC(config.fourier_dim + config.embedding_dim, config.first_width, d)
+        pairs, widths_in = [], [config.first_width, *config.widths[:-1]]
+        for w_in, w_out in zip(widths_in, config.widths, strict=True):
+            pairs.append(nn.ModuleList([StyledFC(w_in, w_out, d), StyledFC(w_out, w_out, d)]))
+        self.pairs = nn.ModuleList(pairs)
+        self.to_rgb = nn.ModuleList(ToRGB(w, d) for w in config.widths)
+        self.reset_parameters(generator)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        for layer in self.mapping.layers:
+            layer.reset_parameters(generator)
+        self.encoding.reset_parameters(generator)
+        self.first.reset_parameters(generator)
+        for pair, rgb in zip(self.pairs, self.to_rgb, strict=True):
+            for layer in pair:
+                layer.reset_parameters(generator)
+            rgb.reset_parameters(generator)
+
+    @property
+    def device(self) -> torch.device:
+        return self.encoding.embedding.device
+
+    def sample_latents(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """z [B, style_dim] ~ N(0, I), drawn on the CPU from `generator` (the same on any device)."""
+        return torch.randn(batch, self.config.style_dim, generator=generator).to(self.device)
+
+    def synthesis(
+        self,
+        w: torch.Tensor,
+        coords: torch.Tensor | None = None,
+        noise: NoiseMode = "none",
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """w [B, D] (, coords [B, H, W, 2]) -> images [B, 3, H, W] (no final tanh, as official).
+
+        Without `coords`, the training grid (size x size) with its embeddings as stored. `noise`
+        'random' adds fresh per-pixel noise at every styled FC, drawn from `generator` (its weights
+        start at zero, so an untrained model ignores it); 'none' renders deterministically.
+        """
+        if noise not in ("random", "none"):
+            raise ConfigError(f"noise must be 'random' or 'none', got {noise!r}.")
+        b = w.shape[0]
+        on_grid = coords is None
+        if coords is None:
+            coords = plane_grid(self.config.size, self.config.size, b).to(self.device)
+        if coords.dim() != 4 or coords.shape[0] != b or coords.shape[-1] != 2:
+            raise ConfigError(f"coords must be [B={b}, H, W, 2], got {list(coords.shape)}.")
+        h, width = coords.shape[1:3]
+        x = self.encoding(coords, on_training_grid=on_grid)
+
+        def draw() -> torch.Tensor | None:
+            if noise == "none":
+                return None
+            return torch.randn(b, h * width, 1, generator=generator).to(self.device)
+
+        x = self.first(x, w, draw())
+        rgb = 0
+        for (a, c), to_rgb in zip(self.pairs, self.to_rgb, strict=True):
+            x = c(a(x, w, draw()), w, draw())
+            rgb = rgb + to_rgb(x, w)
+        return rgb.transpose(1, 2).reshape(b, 3, h, width)
+
+    def forward(
+        self, z: torch.Tensor, coords: torch.Tensor | None = None, noise: NoiseMode = "none",
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        """z [B, D] -> images [B, 3, H, W] (see `synthesis`)."""
+        return self.synthesis(self.mapping(z), coords, noise, generator)
