@@ -17,5 +17,8 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 tests=${PIPESTATUS[0]}
 "$python" benchmarks/bench.py --device cuda "$@" --out "$out_dir/results-cuda.json" 2>&1 | tee "$out_dir/bench-cuda.log"
 bench=${PIPESTATUS[0]}
+# `cips3d view` end to end (render, encode, HTTP) at 512 px, fast setting with the CUDA graph
+"$python" benchmarks/viewer_latency.py --device cuda --preset ffhq --size 512 --fast --frames 60 \
+    --out "$out_dir/viewer-latency-cuda.json" 2>&1 | tee "$out_dir/viewer-cuda.log"
 echo "cuda tests exit $tests, benchmark exit $bench"
 exit $(( tests || bench ))

@@ -4,6 +4,7 @@ its GPU cases run small on a CPU."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 
 import torch
@@ -97,3 +98,18 @@ def test_training_cases_add_a_tf32_iteration_only_when_asked(tiny_G):
     cases[1].run()  # a whole D + G iteration inside the TF32 block (a no-op switch on a CPU)
     assert any(not torch.equal(a, b) for a, b in zip(before, D.parameters(), strict=True))
     assert torch.backends.cuda.matmul.fp32_precision in ("none", "ieee")
+
+
+def test_the_viewer_latency_script_times_every_frame_and_writes_json(tmp_path):
+    import viewer_latency  # noqa: PLC0415 - beside bench.py, whose folder is on sys.path
+
+    out = tmp_path / "v.json"
+    result = viewer_latency.main(["--preset", "tiny", "--size", "8", "--frames", "3", "--out", str(out)])
+    assert len(result["frames"]) == 3 and json.loads(out.read_text())["summary"] == result["summary"]
+    s = result["summary"]
+    assert 0 < s["render_ms_median"] <= s["round_trip_ms_median"] and s["frames_per_second"] > 0
+    assert s["encode_ms_median"] >= 0 and result["setting"] == "float32, jpeg"
+    queries = viewer_latency.orbit_queries(4, seed=2, image_format="png")
+    assert len(set(queries)) == 4 and all(
+        q.startswith("seed=2&") and q.endswith("format=png") for q in queries
+    )

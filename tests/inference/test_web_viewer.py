@@ -28,11 +28,19 @@ RENDER = RenderConfig(img_size=8, deterministic=True)
 
 def test_a_frame_request_has_defaults_and_refuses_bad_values():
     r = FrameRequest.parse("")
-    assert (r.seed, r.yaw, r.pitch, r.panel, r.psi) == (0, math.pi / 2, math.pi / 2, "image", 1.0)
-    r = FrameRequest.parse("seed=7&yaw=1.2&pitch=1.4&panel=depth&psi=0.5")
-    assert (r.seed, r.yaw, r.pitch, r.panel, r.psi) == (7, 1.2, 1.4, "depth", 0.5)
-    for query, words in [("seed=x", "integer"), ("seed=-1", "seed must be"), ("yaw=nan", "finite"),
-                         ("psi=2", "psi must"), ("panel=normals", "panel must")]:  # fmt: skip
+    assert (r.seed, r.yaw, r.pitch, r.panel, r.psi, r.format) == (
+        0,
+        math.pi / 2,
+        math.pi / 2,
+        "image",
+        1.0,
+        "jpeg",
+    )
+    r = FrameRequest.parse("seed=7&yaw=1.2&pitch=1.4&panel=depth&psi=0.5&format=png")
+    assert (r.seed, r.yaw, r.pitch, r.panel, r.psi, r.format) == (7, 1.2, 1.4, "depth", 0.5, "png")
+    bad = [("seed=x", "integer"), ("seed=-1", "seed must be"), ("yaw=nan", "finite"), ("psi=2", "psi must"),
+           ("panel=normals", "panel must"), ("format=gif", "format must")]  # fmt: skip
+    for query, words in bad:
         with pytest.raises(BadRequest, match=words):
             FrameRequest.parse(query)
 
@@ -61,15 +69,18 @@ def expected_frame(G, styles, yaw: float, pitch: float) -> torch.Tensor:
 def test_the_server_answers_the_page_and_frames_equal_to_direct_renders(server, tiny_G):
     code, kind, page = get(server + "/")
     assert code == 200 and kind.startswith("text/html") and b"cips3d viewer" in page
-    code, kind, png = get(server + "/frame?seed=3&yaw=1.7&pitch=1.5")
+    code, kind, png = get(server + "/frame?seed=3&yaw=1.7&pitch=1.5&format=png")
     assert code == 200 and kind == "image/png"
     out = expected_frame(tiny_G, seed_styles(tiny_G, 3)[0], 1.7, 1.5)
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), to_uint8(out.img[0]))
-    _, _, png = get(server + "/frame?seed=3&yaw=1.7&pitch=1.5&panel=depth")
+    _, _, png = get(server + "/frame?seed=3&yaw=1.7&pitch=1.5&panel=depth&format=png")
     depth = colorize_depth(out.depth[0], RENDER.ray_start, RENDER.ray_end)
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), depth)
+    code, kind, jpeg = get(server + "/frame?seed=3&yaw=1.7&pitch=1.5")  # the page's default: JPEG
+    decoded = np.asarray(Image.open(io.BytesIO(jpeg))).astype(int)
+    assert kind == "image/jpeg" and np.abs(decoded - to_uint8(out.img[0])).mean() < 8
     info = json.loads(get(server + "/info")[2])
-    assert info["size"] == 8 and info["frames_served"] == 2 and not info["fixed_styles"]
+    assert info["size"] == 8 and info["frames_served"] == 3 and not info["fixed_styles"]
     code, _, message = get(server + "/frame?seed=-4")
     assert code == 400 and b"seed must be" in message
     assert get(server + "/nothing")[0] == 404
@@ -80,7 +91,7 @@ def test_fixed_styles_replace_the_seeds(tiny_G):
     server = make_server(tiny_G, RENDER, port=0, styles=styles)
     stop = serve_in_thread(server)
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/frame?seed=5&yaw=1.6&pitch=1.6"
+        url = f"http://127.0.0.1:{server.server_address[1]}/frame?seed=5&yaw=1.6&pitch=1.6&format=png"
         png = get(url)[2]
     finally:
         stop()
