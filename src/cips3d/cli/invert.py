@@ -20,6 +20,7 @@ from cips3d.errors import UserError
 from cips3d.inference.inversion import Inversion, InversionConfig, image_to_target, invert, save_inversion
 from cips3d.inference.trajectories import make_trajectory
 from cips3d.inference.video import compose_frame, video_frames
+from cips3d.io.files import atomic_write
 from cips3d.io.images import save_png, to_uint8
 from cips3d.io.video import mp4_available, write_video
 from cips3d.metrics.perceptual import load_perceptual
@@ -185,7 +186,8 @@ def _write(
     save_png(np.concatenate([to_uint8(target[0]), panels], axis=1), outdir / "reconstruction.png")
     source = {"image": str(image.resolve()), "model": args.checkpoint or f"preset {args.preset}"}
     save_inversion(result, outdir / "styles.safetensors", extra=source)
-    (outdir / "losses.json").write_text(json.dumps({"losses": result.losses}) + "\n")
+    losses = json.dumps({"losses": result.losses}) + "\n"
+    atomic_write(outdir / "losses.json", lambda tmp: Path(tmp).write_text(losses))
     if args.video:
         path = outdir / ("orbit.mp4" if mp4_available() and args.size % 2 == 0 else "orbit.gif")
         trajectory = make_trajectory("yaw", num_frames=args.frames, fov=result.fov)

@@ -33,6 +33,7 @@ from torch.nn import functional as F
 from cips3d import constants as K
 from cips3d.config import RenderConfig
 from cips3d.errors import CheckpointError, ConfigError
+from cips3d.io.files import atomic_write
 from cips3d.models.generator3d import Generator3D
 from cips3d.outputs import Styles
 from cips3d.rendering.cameras import Camera
@@ -282,13 +283,11 @@ def _noisy(
 
 
 def save_inversion(result: Inversion, path: str | Path, extra: dict | None = None) -> Path:
-    """Write the styles (safetensors, one tensor per layer) with the camera in its metadata."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the styles (safetensors, one tensor per layer) with the camera in its metadata, atomically."""
     meta = {"yaw": result.yaw, "pitch": result.pitch, "fov": result.fov} | (extra or {})
     tensors = {name: w.detach().cpu().clone() for name, w in result.styles.items()}  # no shared storage
-    save_file(tensors, str(path), metadata={"format": FORMAT, "meta": json.dumps(meta)})
-    return path
+    metadata = {"format": FORMAT, "meta": json.dumps(meta)}
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def load_inversion(path: str | Path, G: Generator3D | None = None) -> Inversion:
