@@ -17,6 +17,7 @@ from cips3d.models.discriminator import Discriminator, discriminator_preset
 from cips3d.reference import reference_images
 from cips3d.rendering.volume import resolve_chunk_rows
 from cips3d.training.steps import r1_term
+from cips3d.training.trainer import Trainer, TrainOptions
 
 pytestmark = pytest.mark.cuda
 
@@ -116,6 +117,30 @@ def test_the_fused_field_kernel_renders_what_the_pytorch_field_does(ffhq):
     for camera in _cameras(2):
         assert (graphed.render(camera).img - eager.render(camera).img).abs().max() < 1e-4
     assert graphed.uses_graph
+
+
+def test_two_training_processes_on_the_gpu_stay_in_step(cuda, tmp_path):
+    """Data-parallel training with CUDA tensors (two ranks on one GPU, over gloo: NCCL refuses two
+    ranks per device): the ranks' weights agree exactly and stay close to one process's run."""
+    from tests.training import ddp_workers  # noqa: PLC0415
+    from tests.training.conftest import micro_config  # noqa: PLC0415
+    from tests.training.test_distributed import STAGE, identical_images  # noqa: PLC0415
+
+    data = tmp_path / "same"
+    identical_images(data)
+    config = micro_config(STAGE, xflip=False, snapshot_every=2, preview_every=2)
+    out = tmp_path / "out"
+    out.mkdir()
+    ddp_workers.spawn(ddp_workers.train_body, 2, config, tmp_path / "pair", data, 4, out, True, "cuda")
+    ranks = [torch.load(out / f"rank{r}.pt") for r in range(2)]
+    single = Trainer(config, tmp_path / "single", data, TrainOptions(device=cuda, progress=False))
+    single.run()
+    for name in ("G", "G_ema", "D"):
+        assert all(torch.equal(ranks[0][name][k], ranks[1][name][k]) for k in ranks[0][name]), name
+        mine = {k: v.cpu() for k, v in getattr(single, name).state_dict().items()}
+        worst = max(float((ranks[0][name][k] - mine[k]).abs().max()) for k in mine)
+        assert worst < 1e-3, (name, worst)  # GPU kernels need not repeat bit for bit
+    assert ranks[0]["state"] == {"global_step": 4, "images_seen": 16}
 
 
 def test_r1_and_its_parameter_gradients_on_the_gpu_equal_the_cpu(cuda):

@@ -76,21 +76,24 @@ def average_body(world: World, out: Path) -> None:
 
 
 def train_body(
-    world: World, config, run_dir: Path, data: Path, max_steps: int, out: Path, same_draws: bool
-) -> None:
+    world: World, config, run_dir: Path, data: Path, max_steps: int, out: Path, same_draws: bool,
+    device: str = "cpu",
+) -> None:  # fmt: skip
     """Train (or resume, when run_dir holds a snapshot) to `max_steps`; save this rank's final weights.
 
     same_draws: every rank draws the latents, cameras and augmentations of rank 0 (with a dataset of
     identical images, every rank then computes the same gradients as a single process would)."""
     if same_draws:
         trainer_module.rank_seed = lambda seed, rank: seed
-    options = TrainOptions(progress=False, max_steps=max_steps, world=world)
+    options = TrainOptions(device=torch.device(device), progress=False, max_steps=max_steps, world=world)
     if (run_dir / "snapshots").is_dir():
         trainer = Trainer.from_snapshot(run_dir, None, options)
     else:
         trainer = Trainer(config, run_dir, data, options)
     state = trainer.run()
-    result = {name: weights(getattr(trainer, name)) for name in ("G", "G_ema", "D")}
+    result = {
+        name: {k: v.cpu() for k, v in weights(getattr(trainer, name)).items()} for name in ("G", "G_ema", "D")
+    }
     result["state"] = {"global_step": state.global_step, "images_seen": state.images_seen}
     result["resume_note"] = trainer.resume_note
     torch.save(result, out / f"rank{world.rank}.pt")
