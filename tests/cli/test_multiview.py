@@ -70,3 +70,23 @@ def test_bad_options_are_refused_before_the_model_is_loaded(tmp_path, capsys, ar
     code, _, err = run(capsys, "multiview", "--checkpoint", str(tmp_path / "none.pth"), *args, "--quiet")
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and message in lines[0] and "Traceback" not in err
+
+
+def test_fitted_styles_get_their_own_grid(tmp_path, capsys, tiny_G):
+    from cips3d.inference.inversion import Inversion, save_inversion  # noqa: PLC0415
+    from cips3d.inference.multiview import styles_for_seeds  # noqa: PLC0415
+    from cips3d.rendering.cameras import Camera  # noqa: PLC0415
+
+    styles = styles_for_seeds(tiny_G, [5])
+    save_inversion(Inversion(styles, 1.6, 1.5, 12.0), tmp_path / "photo.safetensors")
+    code, stdout, _ = run(
+        capsys, "multiview", "--preset", "tiny", "--styles", str(tmp_path / "photo.safetensors"),
+        "--size", str(SIZE), "--yaws", "1.3,1.8", "--pitches", "1.5708", "--deterministic",
+        "--outdir", str(tmp_path / "out"), "--quiet",
+    )  # fmt: skip
+    assert code == 0 and "wrote 1 grids" in stdout
+    grid = np.asarray(Image.open(tmp_path / "out" / "photo.png"))
+    render = RenderConfig(img_size=SIZE, deterministic=True)
+    for col, yaw in enumerate((1.3, 1.8)):
+        expected = to_uint8(tiny_G.synthesis(styles, Camera.from_angles(yaw, 1.5708), render).img[0].detach())
+        assert np.abs(tile(grid, 0, col) - expected.astype(int)).max() <= 1

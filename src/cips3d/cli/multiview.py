@@ -13,6 +13,7 @@ from cips3d import constants as K
 from cips3d.cli.common import add_model_arguments, build_generator, finite_float, positive_int, resolve_device
 from cips3d.config import RenderConfig
 from cips3d.errors import UserError
+from cips3d.inference.inversion import load_inversion
 from cips3d.inference.multiview import (
     MIRROR_YAWS,
     PITCH_SWEEP,
@@ -55,6 +56,9 @@ def add_parser(subparsers) -> None:
     add_model_arguments(p)
     g = p.add_argument_group("what to render")
     g.add_argument("--seeds", default="0-3", help="seeds as a list and/or ranges (default 0-3)")
+    g.add_argument(
+        "--styles", help="instead of seeds: the styles.safetensors of `cips3d invert` (grid <name>.png)"
+    )
     g.add_argument(
         "--yaws",
         default="5",
@@ -119,9 +123,9 @@ def run(args: argparse.Namespace) -> int:
     G = build_generator(args, resolve_device(args.device))
     outdir = Path(args.outdir)
     views = len(s.yaws) * len(s.pitches) + (len(MIRROR_YAWS) if args.flip_pair else 0)
-    bar = tqdm(total=len(s.seeds) * views, unit="view", desc="multiview", disable=args.quiet)
-    for seed in s.seeds:
-        styles = styles_for_seeds(G, [seed], args.psi)
+    subjects = _subjects(G, s, args)
+    bar = tqdm(total=len(subjects) * views, unit="view", desc="multiview", disable=args.quiet)
+    for name, styles, seed in subjects:
         n = len(s.yaws) * len(s.pitches)
         out = render_multiview(
             G,
@@ -132,15 +136,24 @@ def run(args: argparse.Namespace) -> int:
             generators=seed_generators(G, seed, n),
             batch_size=args.batch_size,
         )
-        save_png(multiview_image(to_uint8(out.img), len(s.yaws)), outdir / f"seed{seed:04d}.png")
+        save_png(multiview_image(to_uint8(out.img), len(s.yaws)), outdir / f"{name}.png")
         if args.aux:
-            save_png(multiview_image(to_uint8(out.aux_img), len(s.yaws)), outdir / f"seed{seed:04d}_aux.png")
+            save_png(multiview_image(to_uint8(out.aux_img), len(s.yaws)), outdir / f"{name}_aux.png")
         bar.update(n)
         if args.flip_pair:
             pair = render_mirror_pair(G, styles, s.render, generators=seed_generators(G, seed, 2))
-            save_png(make_grid(to_uint8(pair.img), ncols=2), outdir / f"seed{seed:04d}_flip.png")
+            save_png(make_grid(to_uint8(pair.img), ncols=2), outdir / f"{name}_flip.png")
             bar.update(2)
     bar.close()
     shape = f"{len(s.pitches)} pitches x {len(s.yaws)} yaws"
-    print(f"wrote {len(s.seeds)} grids of {shape} to {outdir}/")
+    print(f"wrote {len(subjects)} grids of {shape} to {outdir}/")
     return 0
+
+
+def _subjects(G, s: MultiviewSettings, args: argparse.Namespace) -> list[tuple[str, dict, int]]:
+    """(file name, styles [1, D] by layer, seed of the sampler's draws) of each grid to render: the
+    seeds', or the fitted styles of --styles (drawn from seed 0 when the sampling is stochastic)."""
+    if args.styles:
+        fitted = load_inversion(args.styles, G).styles
+        return [(Path(args.styles).stem, G.truncate(fitted, args.psi), 0)]
+    return [(f"seed{seed:04d}", styles_for_seeds(G, [seed], args.psi), seed) for seed in s.seeds]
