@@ -155,6 +155,8 @@ def test_the_styles_file_round_trips_and_is_checked_against_the_model(tiny_G, tm
     ffhq_sized.nerf_style_names = [*ffhq_sized.nerf_style_names, "nerf_extra"]
     with pytest.raises(CheckpointError, match="do not fit this model"):
         load_inversion(path, ffhq_sized)
+    with pytest.raises(CheckpointError, match="no styles file at"):
+        load_inversion(tmp_path / "missing.safetensors")
     (tmp_path / "junk.safetensors").write_bytes(b"junk")
     with pytest.raises(CheckpointError, match="cannot be read"):
         load_inversion(tmp_path / "junk.safetensors")

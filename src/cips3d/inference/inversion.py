@@ -293,6 +293,8 @@ def save_inversion(result: Inversion, path: str | Path, extra: dict | None = Non
 def load_inversion(path: str | Path, G: Generator3D | None = None) -> Inversion:
     """Read `save_inversion`'s file; with `G`, also check that the styles fit it."""
     path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no styles file at {path} (cips3d invert writes styles.safetensors).")
     try:
         from safetensors import safe_open  # noqa: PLC0415
 
