@@ -27,7 +27,7 @@ from cips3d.inference.trajectories import yaw as yaw_trajectory
 from cips3d.inference.video import video_frames
 from cips3d.io.files import atomic_write
 from cips3d.io.images import colorize_depth, make_grid, save_png, to_uint8
-from cips3d.io.video import mp4_available, write_video
+from cips3d.io.video import write_mp4_or_gif
 from cips3d.metrics.evaluate import evaluate
 from cips3d.metrics.inception import default_weights_path
 from cips3d.metrics.perceptual import load_perceptual
@@ -95,7 +95,7 @@ def _turntable(G: Generator3D, outdir: Path, progress: bool) -> Path:
     trajectory = sweep.select(list(range(24)) + list(range(22, 0, -1)))
     styles = G.mapping(*G.sample_latents(1, torch.Generator().manual_seed(0)))
     frames = video_frames(G, styles, trajectory, render, panels=("image", "aux", "depth"), progress=progress)
-    return write_video_file(frames, outdir / "turntable")
+    return write_mp4_or_gif(frames, outdir / "turntable", fps=12)
 
 
 def _inversion(G: Generator3D, outdir: Path, progress: bool) -> tuple[dict[str, Path], dict]:
@@ -123,19 +123,12 @@ def _inversion(G: Generator3D, outdir: Path, progress: bool) -> tuple[dict[str, 
         progress=progress,
         desc="inversion",
     )
-    files["inversion_video"] = write_video_file(frames, outdir / "inversion")
+    files["inversion_video"] = write_mp4_or_gif(frames, outdir / "inversion", fps=12)
     record = {
         "true_yaw_pitch": list(HELD_OUT_CAMERA), "fitted_yaw_pitch": [result.yaw, result.pitch],
         "loss_start": result.losses[0], "loss_end": result.losses[-1], "perceptual_weight": config.perceptual,
     }  # fmt: skip
     return files, record
-
-
-def write_video_file(frames, stem: Path, fps: float = 12) -> Path:
-    """frames -> stem.mp4 (stem.gif without an H.264 encoder)."""
-    target = stem.with_suffix(".mp4" if mp4_available() else ".gif")
-    write_video(frames, target, fps=fps)
-    return target
 
 
 def _table(start: dict, end: dict) -> str:

@@ -40,3 +40,18 @@ def test_refusals(tmp_path):
     with pytest.raises(UserError, match="must end in"):
         write_video(frames(), tmp_path / "a.avi")
     assert not list(tmp_path.iterdir())
+
+
+def test_mp4_or_gif_follows_the_encoder_and_the_frame_sides(tmp_path, monkeypatch):
+    from cips3d.io import video  # noqa: PLC0415
+
+    even = [np.full((4, 6, 3), 40 * i, np.uint8) for i in range(3)]
+    odd = [np.zeros((5, 6, 3), np.uint8)] * 2
+    assert video.write_mp4_or_gif(iter(odd), tmp_path / "odd", fps=10).name == "odd.gif"
+    path = video.write_mp4_or_gif(iter(even), tmp_path / "even", fps=10)
+    assert path.name == ("even.mp4" if video.mp4_available() else "even.gif")
+    assert len(read_video_frames(path)) == 3  # the frame peeked at is written too
+    monkeypatch.setattr(video, "mp4_available", lambda: False)
+    assert video.write_mp4_or_gif(even, tmp_path / "plain", fps=10).name == "plain.gif"
+    with pytest.raises(ValueError, match="no frames"):
+        video.write_mp4_or_gif([], tmp_path / "none")

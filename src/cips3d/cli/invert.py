@@ -22,7 +22,7 @@ from cips3d.inference.trajectories import make_trajectory
 from cips3d.inference.video import compose_frame, video_frames
 from cips3d.io.files import atomic_write
 from cips3d.io.images import save_png, to_uint8
-from cips3d.io.video import mp4_available, write_video
+from cips3d.io.video import write_mp4_or_gif
 from cips3d.metrics.perceptual import load_perceptual
 
 PERCEPTUAL_WEIGHT = 0.1
@@ -189,7 +189,6 @@ def _write(
     losses = json.dumps({"losses": result.losses}) + "\n"
     atomic_write(outdir / "losses.json", lambda tmp: Path(tmp).write_text(losses))
     if args.video:
-        path = outdir / ("orbit.mp4" if mp4_available() and args.size % 2 == 0 else "orbit.gif")
         trajectory = make_trajectory("yaw", num_frames=args.frames, fov=result.fov)
         frames = video_frames(
             G,
@@ -200,4 +199,4 @@ def _write(
             progress=not args.quiet,
             desc="orbit",
         )
-        write_video(frames, path, fps=24)
+        write_mp4_or_gif(frames, outdir / "orbit", fps=24)

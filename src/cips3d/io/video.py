@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable
 from fractions import Fraction
@@ -88,6 +89,20 @@ def write_video(
 
     atomic_write(path, write)
     return count
+
+
+def write_mp4_or_gif(frames: Iterable[np.ndarray], stem: str | os.PathLike, fps: float = 30.0) -> Path:
+    """Write the frames to `stem`.mp4 when PyAV can encode H.264 and the frames have an even width and
+    height (yuv420p), else to `stem`.gif; returns the path written. The first frame decides."""
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise ValueError("no frames to write.")
+    height, width = first.shape[:2]
+    mp4 = mp4_available() and width % 2 == 0 and height % 2 == 0
+    path = Path(stem).with_suffix(".mp4" if mp4 else ".gif")
+    write_video(itertools.chain([first], frames), path, fps=fps)
+    return path
 
 
 def read_video_frames(path: str | os.PathLike) -> list[np.ndarray]:
