@@ -22,7 +22,7 @@ import torch
 
 from cips3d.config import RenderConfig
 from cips3d.data.synth import cameras_path, render_scenes, sample_scenes, write_synth_dataset
-from cips3d.inference.inversion import InversionConfig, invert
+from cips3d.inference.inversion import InversionConfig, fit_panels, invert
 from cips3d.inference.trajectories import yaw as yaw_trajectory
 from cips3d.inference.video import video_frames
 from cips3d.io.files import atomic_write
@@ -108,11 +108,7 @@ def _inversion(G: Generator3D, outdir: Path, progress: bool) -> tuple[dict[str, 
     config = InversionConfig(steps=INVERSION_STEPS, size=DATA_SIZE, perceptual=0.1 if perceptual else 0.0)
     result = invert(G, target, config, perceptual=perceptual)
     render = RenderConfig(img_size=DATA_SIZE, deterministic=True)
-    with torch.no_grad():
-        out = G.synthesis(result.styles, result.camera(G.device), render)
-    depth = colorize_depth(out.depth[0], render.ray_start, render.ray_end)
-    tiles = np.concatenate([to_uint8(target[0]), to_uint8(out.img[0]), to_uint8(out.aux_img[0]), depth], 1)
-    files = {"inversion.png": save_png(tiles, outdir / "inversion.png")}
+    files = {"inversion.png": save_png(fit_panels(target, result.output, render), outdir / "inversion.png")}
     sweep = RenderConfig(img_size=2 * DATA_SIZE, deterministic=True)
     frames = video_frames(
         G,

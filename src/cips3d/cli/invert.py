@@ -8,7 +8,6 @@ import math
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import UnidentifiedImageError
 from tqdm import tqdm
@@ -17,9 +16,16 @@ from cips3d.cli.common import add_model_arguments, build_generator, finite_float
 from cips3d.config import RenderConfig
 from cips3d.data.images import IMAGE_EXTENSIONS, decode_rgb, is_image_name, unreadable_reason
 from cips3d.errors import UserError
-from cips3d.inference.inversion import Inversion, InversionConfig, image_to_target, invert, save_inversion
+from cips3d.inference.inversion import (
+    Inversion,
+    InversionConfig,
+    fit_panels,
+    image_to_target,
+    invert,
+    save_inversion,
+)
 from cips3d.inference.trajectories import make_trajectory
-from cips3d.inference.video import compose_frame, video_frames
+from cips3d.inference.video import video_frames
 from cips3d.io.files import atomic_write
 from cips3d.io.images import save_png, to_uint8
 from cips3d.io.video import write_mp4_or_gif
@@ -179,11 +185,8 @@ def _write(
     G, result: Inversion, target: torch.Tensor, outdir: Path, args: argparse.Namespace, image: Path
 ) -> None:
     render = RenderConfig(img_size=args.size, deterministic=True, fov=result.fov)
-    with torch.no_grad():
-        out = G.synthesis(result.styles, result.camera(G.device), render)
     save_png(to_uint8(target[0]), outdir / "target.png")
-    panels = compose_frame(out, render, ("image", "aux", "depth"))
-    save_png(np.concatenate([to_uint8(target[0]), panels], axis=1), outdir / "reconstruction.png")
+    save_png(fit_panels(target, result.output, render), outdir / "reconstruction.png")
     source = {"image": str(image.resolve()), "model": args.checkpoint or f"preset {args.preset}"}
     save_inversion(result, outdir / "styles.safetensors", extra=source)
     losses = json.dumps({"losses": result.losses}) + "\n"

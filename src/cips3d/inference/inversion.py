@@ -33,9 +33,11 @@ from torch.nn import functional as F
 from cips3d import constants as K
 from cips3d.config import RenderConfig
 from cips3d.errors import CheckpointError, ConfigError
+from cips3d.inference.video import compose_frame
 from cips3d.io.files import atomic_write
+from cips3d.io.images import to_uint8
 from cips3d.models.generator3d import Generator3D
-from cips3d.outputs import Styles
+from cips3d.outputs import GeneratorOutput, Styles
 from cips3d.rendering.cameras import Camera
 
 # The StyleGAN2-ADA projector's schedule (Karras et al. 2020, `projector.py` defaults).
@@ -102,11 +104,23 @@ class Inversion:
     pitch: float
     fov: float
     losses: list[float] = field(default_factory=list)
-    image: torch.Tensor | None = None
-    """[1, 3, S, S] the final render in [-1, 1]."""
+    output: GeneratorOutput | None = None
+    """The final render (image, aux image, depth) under the fitted styles and camera; None when read
+    back from a file."""
+
+    @property
+    def image(self) -> torch.Tensor | None:
+        """[1, 3, S, S] the final render in [-1, 1]."""
+        return None if self.output is None else self.output.img
 
     def camera(self, device: torch.device | str = "cpu") -> Camera:
         return Camera.from_angles(self.yaw, self.pitch).to(device)
+
+
+def fit_panels(target: torch.Tensor, output: GeneratorOutput, render: RenderConfig) -> np.ndarray:
+    """uint8 [S, 4 S, 3]: the target [1, 3, S, S] beside the fit, its aux NeRF image and its depth."""
+    panels = compose_frame(output, render, ("image", "aux", "depth"))
+    return np.concatenate([to_uint8(target[0]), panels], axis=1)
 
 
 def learning_rate_scale(t: float) -> float:
@@ -227,9 +241,9 @@ def invert(
     with torch.no_grad():
         fitted = {k: v.detach().clone() for k, v in variables.items()}
         styles = _expand(G, fitted, config.per_layer)  # one tensor per network, shared by its layers
-        image = G.synthesis(styles, _camera(angles), render).img
+        output = G.synthesis(styles, _camera(angles), render)
     yaw, pitch = (float(a) for a in angles.detach())
-    return Inversion(styles, yaw, pitch, render.fov, losses, image)
+    return Inversion(styles, yaw, pitch, render.fov, losses, output)
 
 
 def search_grid(config: InversionConfig) -> list[tuple[float, float]]:
