@@ -115,31 +115,32 @@ def read_target(path: str | Path, size: int) -> torch.Tensor:
         raise UserError(f"cannot read the image {path} ({unreadable_reason(err)}).") from None
 
 
-def image_paths(path: str) -> list[Path]:
-    """The photos to invert: the file itself, or the images directly inside a folder, sorted by name."""
+def image_paths(path: str) -> tuple[list[Path], bool]:
+    """The photos to invert, and whether `path` is a folder: the file itself, or the images directly
+    inside the folder, sorted by name."""
     p = Path(path)
     if p.is_dir():
         found = sorted(f for f in p.iterdir() if f.is_file() and is_image_name(f.name))
         if not found:
             raise UserError(f"the folder {path} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
-        return found
+        return found, True
     if not p.exists():
         raise UserError(f"no image at {path}.")
-    return [p]
+    return [p], False
 
 
 def run(args: argparse.Namespace) -> int:
     config = _config(args)
-    paths = image_paths(args.image)
-    one = not Path(args.image).is_dir()
-    targets = [read_target(paths[0], args.size)] if one else None  # a single broken photo fails first
+    paths, folder = image_paths(args.image)
+    one = not folder
+    first = read_target(paths[0], args.size) if one else None  # a single broken photo fails first
     device = resolve_device(args.device)
     G = build_generator(args, device)
     perceptual = load_perceptual(device=device) if config.perceptual > 0 else None
     fitted, skipped = 0, []
     for i, path in enumerate(paths):
         try:
-            target = targets[0] if one else read_target(path, args.size)
+            target = first if one else read_target(path, args.size)
         except UserError as err:  # in a folder: leave the broken file out, say so, go on
             skipped.append(path.name)
             print(f"cips3d invert: skipped: {err}", file=sys.stderr)

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch.nn import functional as F
 
 from cips3d import constants as K
@@ -310,11 +311,9 @@ def load_inversion(path: str | Path, G: Generator3D | None = None) -> Inversion:
     if not path.is_file():
         raise CheckpointError(f"no styles file at {path} (cips3d invert writes styles.safetensors).")
     try:
-        from safetensors import safe_open  # noqa: PLC0415
-
-        with safe_open(str(path), "pt") as f:
+        with safe_open(str(path), "pt") as f:  # metadata and tensors in one read
             metadata = f.metadata() or {}
-        tensors = load_file(str(path))
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
         meta = json.loads(metadata.get("meta", "{}"))
     except Exception as err:
         raise CheckpointError(f"{path} cannot be read as inverted styles ({type(err).__name__}).") from err
