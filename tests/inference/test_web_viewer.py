@@ -99,6 +99,14 @@ def test_fixed_styles_replace_the_seeds(tiny_G):
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), to_uint8(out.img[0]))
 
 
+def test_fixed_styles_are_folded_once_per_psi_whatever_the_seed(tiny_G):
+    source = web_viewer.FrameSource(tiny_G, RENDER, styles=seed_styles(tiny_G, 11)[0])
+    for seed in (0, 1, 2):
+        source.frame(FrameRequest(seed, 1.57, 1.57, "image", 1.0))
+    source.frame(FrameRequest(0, 1.57, 1.57, "image", 0.5))
+    assert list(source.viewers) == [(None, 1.0), (None, 0.5)]
+
+
 def test_only_the_latest_seeds_keep_their_folded_styles(tiny_G):
     source = web_viewer.FrameSource(tiny_G, RENDER)
     for seed in range(web_viewer.CACHED_VIEWERS + 2):

@@ -30,8 +30,7 @@ from PIL import Image
 from cips3d import constants as K
 from cips3d.config import RenderConfig
 from cips3d.inference.interactive import InteractiveRenderer
-from cips3d.inference.video import seed_styles
-from cips3d.io.images import colorize_depth, to_uint8
+from cips3d.inference.video import compose_frame, seed_styles
 from cips3d.models.generator3d import Generator3D
 from cips3d.outputs import Styles
 from cips3d.rendering.cameras import Camera
@@ -90,12 +89,13 @@ class FrameSource:
     def __init__(self, G: Generator3D, render: RenderConfig, styles: Styles | None = None) -> None:
         self.G, self.render = G, render
         self.fixed_styles = styles
-        self.viewers: OrderedDict[tuple[int, float], InteractiveRenderer] = OrderedDict()
+        self.viewers: OrderedDict[tuple[int | None, float], InteractiveRenderer] = OrderedDict()
         self.lock = threading.Lock()
         self.frames_served = 0
 
     def viewer(self, seed: int, psi: float) -> InteractiveRenderer:
-        key = (seed, psi)
+        """The renderer of (seed, psi); with fixed styles the seed plays no part, so psi alone is the key."""
+        key = (None if self.fixed_styles is not None else seed, psi)
         if key not in self.viewers:
             if self.fixed_styles is not None:
                 styles = self.G.truncate(self.fixed_styles, psi)
@@ -112,12 +112,7 @@ class FrameSource:
         camera = Camera.from_angles(request.yaw, request.pitch)  # pitch is kept off the poles there
         with self.lock:
             out = self.viewer(request.seed, request.psi).render(camera)
-            if request.panel == "image":
-                pixels = to_uint8(out.img[0])
-            elif request.panel == "aux":
-                pixels = to_uint8(out.aux_img[0])
-            else:
-                pixels = colorize_depth(out.depth[0], self.render.ray_start, self.render.ray_end)
+            pixels = compose_frame(out, self.render, (request.panel,))
             self.frames_served += 1
         return pixels
 
