@@ -321,14 +321,15 @@ class Trainer:
         rngs = world.gather(capture_rng(self.generators))
         if world.is_main:
             rng = rngs[0] | ({"other_ranks": rngs[1:]} if len(rngs) > 1 else {})
-            self._write_snapshot(monitor, reason, score, rng)
+            self._write_snapshot(monitor, root, name, reason, score, rng)
         self.state = world.from_main(self.state)  # the score and best snapshot, once the files exist
         self._written = (name, self.state.stage)
         return root / name
 
-    def _write_snapshot(self, monitor: Monitor, reason: str, score: bool, rng: dict) -> None:
-        root = self.run_dir / "snapshots"
-        name = snapshot_name(self.state.global_step)
+    def _write_snapshot(
+        self, monitor: Monitor, root: Path, name: str, reason: str, score: bool, rng: dict
+    ) -> None:
+        """Score (if asked), write, prune and log snapshot `name` under `root` (rank 0 only)."""
         stage = self.config.stages[self.state.stage]
         record = {"step": self.state.global_step, "stage": stage.name, "reason": reason}
         if score:
