@@ -101,16 +101,22 @@ def test_tf32_and_bf16_change_the_arithmetic_within_their_tolerance(ffhq):
 
 
 def test_the_fused_field_kernel_renders_what_the_pytorch_field_does(ffhq):
-    """field_kernel='triton' (compiled for this GPU) against the layer-by-layer field: IEEE products
-    to rounding, TF32 products within the TF32 tolerance above; and inside a captured CUDA graph."""
+    """field_kernel='triton' (compiled for this GPU) against the layer-by-layer field: with IEEE
+    products equal to rounding; with TF32 products no further from the IEEE render than the PyTorch
+    field's TF32 render is (the two round differently, so they are compared through the exact one);
+    and inside a captured CUDA graph."""
     styles, camera = _styles(ffhq), _cameras(2)[1]
-    for options, tolerance in (({}, 1e-4), ({"field_precision": "tf32"}, 2e-2)):
-        render = RenderConfig(img_size=64, deterministic=True, **options)
+
+    def render(**options):
         with torch.no_grad():
-            layered = ffhq.synthesis(styles, camera, render)
-            fused = ffhq.synthesis(styles, camera, dataclasses.replace(render, field_kernel="triton"))
-        assert (fused.img - layered.img).abs().max() < tolerance, options
-        assert (fused.aux_img - layered.aux_img).abs().max() < tolerance, options
+            out = ffhq.synthesis(styles, camera, RenderConfig(img_size=64, deterministic=True, **options))
+        return torch.cat([out.img.flatten(), out.aux_img.flatten()])
+
+    exact = render()
+    assert (render(field_kernel="triton") - exact).abs().max() < 1e-4
+    layered_tf32 = (render(field_precision="tf32") - exact).abs().max()
+    fused_tf32 = (render(field_precision="tf32", field_kernel="triton") - exact).abs().max()
+    assert 0 < fused_tf32 < 2 * layered_tf32 + 1e-4, (float(fused_tf32), float(layered_tf32))
     render = RenderConfig(img_size=64, deterministic=True, chunk_rows=65536, field_kernel="triton")
     graphed = InteractiveRenderer(ffhq, styles, render, cuda_graph=True)
     eager = InteractiveRenderer(ffhq, styles, render, cuda_graph=False)
@@ -134,13 +140,26 @@ def test_two_training_processes_on_the_gpu_stay_in_step(cuda, tmp_path):
     ddp_workers.spawn(ddp_workers.train_body, 2, config, tmp_path / "pair", data, 4, out, True, "cuda")
     ranks = [torch.load(out / f"rank{r}.pt") for r in range(2)]
     single = Trainer(config, tmp_path / "single", data, TrainOptions(device=cuda, progress=False))
+    start = {name: _float_state(getattr(single, name)) for name in ("G", "G_ema", "D")}
     single.run()
     for name in ("G", "G_ema", "D"):
         assert all(torch.equal(ranks[0][name][k], ranks[1][name][k]) for k in ranks[0][name]), name
-        mine = {k: v.cpu() for k, v in getattr(single, name).state_dict().items()}
-        worst = max(float((ranks[0][name][k] - mine[k]).abs().max()) for k in mine)
-        assert worst < 1e-3, (name, worst)  # GPU kernels need not repeat bit for bit
+        mine = _float_state(getattr(single, name))
+        # GPU kernels need not repeat bit for bit, and Adam's first steps (nearly lr x the gradient's
+        # sign) turn rounding in near-zero gradients into whole steps: so the two runs' weights are
+        # compared in norm, against how far training moved them.
+        moved = _norm({k: mine[k] - start[name][k] for k in mine})
+        apart = _norm({k: ranks[0][name][k].double() - mine[k] for k in mine})
+        assert 0 < apart < 0.3 * moved, (name, apart, moved)
     assert ranks[0]["state"] == {"global_step": 4, "images_seen": 16}
+
+
+def _float_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().double() for k, v in module.state_dict().items() if v.is_floating_point()}
+
+
+def _norm(tensors: dict[str, torch.Tensor]) -> float:
+    return math.sqrt(sum(float(t.square().sum()) for t in tensors.values()))
 
 
 def test_r1_and_its_parameter_gradients_on_the_gpu_equal_the_cpu(cuda):
@@ -151,8 +170,8 @@ def test_r1_and_its_parameter_gradients_on_the_gpu_equal_the_cpu(cuda):
     reals = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
 
     def r1_and_grads(D, device):
-        x = reals.to(device).requires_grad_()
-        x_aux = reals.to(device).requires_grad_()
+        x = reals.to(device, copy=True).requires_grad_()  # two leaves (`.to` alone returns `reals`
+        x_aux = reals.to(device, copy=True).requires_grad_()  # itself on the CPU: one leaf, twice)
         penalty = r1_term(D(x, x_aux, alpha=0.5), [x, x_aux], gamma=10.0).sum()
         penalty.backward()
         return penalty.cpu(), {n: p.grad.cpu() for n, p in D.named_parameters() if p.grad is not None}
@@ -167,6 +186,12 @@ def test_r1_and_its_parameter_gradients_on_the_gpu_equal_the_cpu(cuda):
     cpu_penalty, cpu_grads = r1_and_grads(D_cpu, torch.device("cpu"))
     assert torch.allclose(gpu_penalty, cpu_penalty, rtol=1e-4)
     assert gpu_grads.keys() == cpu_grads.keys() and len(cpu_grads) > 10
+    # Float32 second derivatives summed in another order: near-zero gradients of the deepest blocks
+    # (1e-7) keep a few 1e-3 of relative error, so each tensor is held to 1e-2 and all of them together,
+    # in norm, to 1e-3 (3.3e-4 measured on an H100).
     for name, grad in cpu_grads.items():
         scale = grad.abs().max().clamp_min(1e-12)
-        assert (gpu_grads[name] - grad).abs().max() / scale < 1e-3, name
+        assert (gpu_grads[name] - grad).abs().max() / scale < 1e-2, name
+    apart = math.sqrt(sum(float((gpu_grads[n] - g).double().square().sum()) for n, g in cpu_grads.items()))
+    size = math.sqrt(sum(float(g.double().square().sum()) for g in cpu_grads.values()))
+    assert apart < 1e-3 * size, (apart, size)
