@@ -9,6 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from cips3d import constants as K
+from cips3d.rendering.scans import cumprod_last
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ def alphas_from_sigma(
 def weights_from_alphas(alphas: torch.Tensor) -> torch.Tensor:
     """w_k = alpha_k * prod_{j<k} (1 - alpha_j + 1e-10); [B, R, S] -> [B, R, S]."""
     shifted = torch.cat([torch.ones_like(alphas[..., :1]), 1 - alphas + K.TRANSMITTANCE_EPS], dim=-1)
-    return alphas * torch.cumprod(shifted, dim=-1)[..., :-1]
+    return alphas * cumprod_last(shifted)[..., :-1]
 
 
 def sample_deltas(depths: torch.Tensor) -> torch.Tensor:

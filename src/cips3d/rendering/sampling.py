@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from cips3d import constants as K
+from cips3d.rendering.scans import cumsum_last
 
 
 def coarse_depths(
@@ -55,7 +56,7 @@ def sample_pdf(
     """
     weights = weights + eps
     pdf = weights / weights.sum(dim=-1, keepdim=True)
-    cdf = torch.cat([torch.zeros_like(pdf[:, :1]), torch.cumsum(pdf, dim=-1)], dim=-1)  # [N, M+1]
+    cdf = torch.cat([torch.zeros_like(pdf[:, :1]), cumsum_last(pdf)], dim=-1)  # [N, M+1]
     u = u.contiguous()
     index = torch.searchsorted(cdf, u)  # left side
     below = (index - 1).clamp(min=0)
