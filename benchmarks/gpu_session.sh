@@ -1,24 +1,43 @@
 #!/usr/bin/env bash
 # What a session lent a GPU runs on it (the device tool's `run`, on the bare machine's python3 with
-# PyTorch): the CUDA checks, then the GPU benchmark. Results go to $OUT (the device tool brings that
-# folder back), or to benchmarks/ when OUT is unset.
+# PyTorch), most important first, each stage under its own time cap so that one slow stage cannot take
+# the others' results with it: the GPU benchmark, the fused field kernel's launch sweep, a profile of
+# one interactive frame, `cips3d view` end to end, the CUDA checks. Results go to $OUT (the device tool
+# brings that folder back: at most 8 files), or to benchmarks/gpu-session/ when OUT is unset.
 #
-#   bash benchmarks/gpu_session.sh            # CUDA checks + benchmark (about 5 minutes on an H100)
+#   bash benchmarks/gpu_session.sh            # about 8 minutes on an H100 (each stage capped; 565 s in all)
 #   bash benchmarks/gpu_session.sh --compile  # also the torch.compile'd paths (compiling takes minutes)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out_dir=${OUT:-benchmarks}
+out_dir=${OUT:-benchmarks/gpu-session}
+mkdir -p "$out_dir"
 python=${PYTHON:-python3}
 export PYTHONPATH=src PYTHONUNBUFFERED=1
+log="$out_dir/session.log"
 
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$out_dir/gpu-info.txt"
-"$python" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" | tee -a "$out_dir/gpu-info.txt"
-"$python" -m pytest -q -m cuda tests/test_cuda.py 2>&1 | tee "$out_dir/cuda-tests.log"
-tests=${PIPESTATUS[0]}
-"$python" benchmarks/bench.py --device cuda "$@" --out "$out_dir/results-cuda.json" 2>&1 | tee "$out_dir/bench-cuda.log"
-bench=${PIPESTATUS[0]}
+stage() {  # stage SECONDS NAME COMMAND...: run under a time cap, output to the log; remember failures
+    local cap=$1 name=$2
+    shift 2
+    echo "== $name (cap ${cap}s) $(date +%T)" | tee -a "$log"
+    timeout "$cap" "$@" 2>&1 | tee -a "$log"
+    local rc=${PIPESTATUS[0]}
+    echo "== $name exit $rc" | tee -a "$log"
+    [[ $rc == 0 ]] || failed+=("$name:$rc")
+}
+failed=()
+
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee -a "$log"
+"$python" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__,
+torch.cuda.get_device_name())" | tee -a "$log"
+stage 150 bench "$python" benchmarks/bench.py --device cuda "$@" --out "$out_dir/results-cuda.json"
+stage 120 field-sweep "$python" benchmarks/field_kernel_sweep.py --device cuda --blocks 128,256 --warps 4,8 \
+    --fast-sine 1 --out "$out_dir/field-sweep.json"
+stage 60 profile "$python" benchmarks/profile_frame.py --device cuda --size 512 --out-dir "${TMPDIR:-/tmp}/profiles"
+cp "${TMPDIR:-/tmp}/profiles/profile.json" "$out_dir/" 2>/dev/null
 # `cips3d view` end to end (render, encode, HTTP) at 512 px, fast setting with the CUDA graph
-"$python" benchmarks/viewer_latency.py --device cuda --preset ffhq --size 512 --fast --frames 60 \
-    --out "$out_dir/viewer-latency-cuda.json" 2>&1 | tee "$out_dir/viewer-cuda.log"
-echo "cuda tests exit $tests, benchmark exit $bench"
-exit $(( tests || bench ))
+stage 45 viewer "$python" benchmarks/viewer_latency.py --device cuda --preset ffhq --size 512 --fast --frames 60 \
+    --field-kernel triton \
+    --out "$out_dir/viewer-latency-cuda.json"
+stage 190 cuda-tests "$python" -m pytest -q -m cuda tests/test_cuda.py
+echo "failed stages: ${failed[*]:-none}" | tee -a "$log"
+exit $(( ${#failed[@]} > 0 ))

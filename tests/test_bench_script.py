@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 
 import torch
@@ -113,3 +115,29 @@ def test_the_viewer_latency_script_times_every_frame_and_writes_json(tmp_path):
     assert len(set(queries)) == 4 and all(
         q.startswith("seed=2&") and q.endswith("format=png") for q in queries
     )
+
+
+def test_the_frame_profile_names_the_operators_of_a_frame(tmp_path):
+    import profile_frame  # noqa: PLC0415 - beside bench.py
+
+    summary = profile_frame.main(["--device", "cpu", "--size", "16", "--frames", "1", "--settings", "float32",
+                                  "--out-dir", str(tmp_path)])  # fmt: skip
+    frame = summary["float32"]
+    assert frame["cpu_ms_per_frame"] > 0 and "aten::bmm" in frame["by_kernel"]  # the INR's products
+    assert json.loads((tmp_path / "profile.json").read_text()) == summary
+    assert "aten::bmm" in (tmp_path / "profile-float32.txt").read_text()
+
+
+def test_the_field_kernel_sweep_times_and_checks_each_launch(tmp_path):
+    """In Triton's interpreter (set before Python starts, so in a fresh process), a few points."""
+    out = tmp_path / "sweep.json"
+    command = [sys.executable, str(REPO / "benchmarks" / "field_kernel_sweep.py"), "--device", "cpu",
+               "--points", "48", "--blocks", "16,32", "--warps", "4", "--fast-sine", "0", "--repeats", "1",
+               "--out", str(out)]  # fmt: skip
+    env = os.environ | {"TRITON_INTERPRET": "1", "PYTHONPATH": str(REPO / "src")}
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=600)
+    result = json.loads(out.read_text())
+    paths = [row["path"] for row in result["rows"]]
+    assert paths.count("triton-tf32") == 2 and {"torch-ieee", "torch-tf32", "triton-ieee"} <= set(paths)
+    assert all(row["ms"] > 0 and row["rel_error"] < 1e-5 for row in result["rows"])  # interpreter: IEEE
+    assert result["best"]["path"] == "triton-tf32" and result["points"] == 48
