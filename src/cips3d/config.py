@@ -280,6 +280,11 @@ class RenderConfig:
     """How the NeRF field is evaluated when no gradient is needed: 'torch', layer by layer, or
     'triton', one fused Triton kernel per chunk of points (CUDA; the activations stay on the chip).
     With autograd on, the field always runs in PyTorch."""
+    inr_kernel: Literal["torch", "triton"] = "torch"
+    """How the INR decoder's modulated layers run when no gradient is needed: 'torch', a product then
+    the LeakyReLU and the residual add as separate passes, or 'triton', one Triton product per layer
+    with the activation and the residual applied to each output tile in registers (CUDA; the
+    activations cross GPU memory once per layer instead of three to five times)."""
     grad_rays: int | None = None
     """With autograd on, only this many randomly chosen rays per image render with gradients and the
     rest without (the official `grad_points`; saves memory in training). None: all rays."""
@@ -319,10 +324,9 @@ class RenderConfig:
             self.field_precision in ("float32", "tf32"),
             f"field precision must be float32 or tf32, not {self.field_precision!r}.",
         )
-        _require(
-            self.field_kernel in ("torch", "triton"),
-            f"field kernel must be torch or triton, not {self.field_kernel!r}.",
-        )
+        for name in ("field_kernel", "inr_kernel"):
+            value = getattr(self, name)
+            _require(value in ("torch", "triton"), f"{name} must be torch or triton, not {value!r}.")
 
     @property
     def num_rays(self) -> int:

@@ -10,10 +10,11 @@ import json
 
 import torch
 
-from cips3d import Generator3D, generator_preset
-from cips3d.config import NerfFieldConfig, RenderConfig
+from cips3d import generator_preset
+from cips3d.config import NerfFieldConfig
 from cips3d.kernels import field_triton
 from cips3d.models.nerf_field import NerfField
+from tests.kernels.interpreted_renders import count_calls, render, tiny_model, with_autograd
 
 FIELDS = {
     "ffhq": NerfFieldConfig(),
@@ -42,40 +43,21 @@ def field_errors(config: NerfFieldConfig) -> dict[str, float]:
 
 def render_errors() -> dict[str, float]:
     """A tiny-preset render through the kernel against the PyTorch field, and who ran the field."""
-    G = Generator3D(generator_preset("tiny"), generator=torch.Generator().manual_seed(0)).eval()
-    z_nerf, z_inr = G.sample_latents(2, torch.Generator().manual_seed(3))
-    calls = []
-    fused = field_triton.fused_field
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return fused(*args, **kwargs)
-
-    field_triton.fused_field = counted
+    G, z_nerf, z_inr = tiny_model()
+    calls = count_calls(field_triton, "fused_field")
     out = {}
     for name, deterministic in (("deterministic", True), ("stochastic", False)):
         renders = {}
         for kernel in ("torch", "triton"):
-            render = RenderConfig(img_size=12, deterministic=deterministic, field_kernel=kernel)
             with torch.no_grad():
-                renders[kernel] = G(z_nerf, z_inr, render=render, generator=torch.Generator().manual_seed(4))
+                renders[kernel] = render(G, z_nerf, z_inr, img_size=12, deterministic=deterministic,
+                                         field_kernel=kernel)  # fmt: skip
         a, b = renders["torch"], renders["triton"]
         out[f"{name}_img"] = float((a.img - b.img).abs().max())
         out[f"{name}_aux"] = float((a.aux_img - b.aux_img).abs().max())
         out[f"{name}_depth"] = float((a.depth - b.depth).abs().max())
     out["calls_without_grad"] = len(calls)
-    calls.clear()
-    render = RenderConfig(img_size=8, deterministic=True, field_kernel="triton")
-    with_grad = G(z_nerf, z_inr, render=render, generator=torch.Generator().manual_seed(4))  # autograd on:
-    plain = G(  # the field must run in PyTorch
-        z_nerf,
-        z_inr,
-        render=RenderConfig(img_size=8, deterministic=True),
-        generator=torch.Generator().manual_seed(4),
-    )
-    out["calls_with_grad"] = len(calls)
-    out["with_grad_equal"] = bool(torch.equal(with_grad.img, plain.img))
-    return out
+    return out | with_autograd(G, z_nerf, z_inr, calls, field_kernel="triton")
 
 
 def main() -> None:

@@ -3,41 +3,15 @@ used only without autograd, and refused with one clear sentence where it cannot 
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
-import platform
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-import torch
 
-from cips3d import ConfigError, Generator3D, generator_preset
-from cips3d.config import RenderConfig
-from tests.cli.helpers import run
-
-ROOT = Path(__file__).resolve().parents[2]
-# The dev extra installs triton wherever PyPI has a wheel for it (Linux x86-64, CI included): there a
-# missing triton fails these tests; elsewhere they are skipped.
-needs_triton = pytest.mark.skipif(
-    not (sys.platform == "linux" and platform.machine() == "x86_64")
-    and importlib.util.find_spec("triton") is None,
-    reason="no triton wheel for this platform",
-)
+from cips3d import ConfigError
+from tests.kernels.helpers import needs_triton, run_interpreted
 
 
 @pytest.fixture(scope="module")
 def interpreted():
-    """The JSON of tests/kernels/interpret_field.py, run with TRITON_INTERPRET=1 in a fresh process."""
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    command = [sys.executable, "-m", "tests.kernels.interpret_field"]
-    done = subprocess.run(
-        command, check=False, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.splitlines()[-1])
+    return run_interpreted("tests.kernels.interpret_field")
 
 
 @needs_triton
@@ -65,14 +39,6 @@ def test_with_autograd_on_the_field_runs_in_pytorch(interpreted):
 
 
 @needs_triton
-def test_off_a_gpu_and_outside_the_interpreter_the_kernel_is_refused():
-    G = Generator3D(generator_preset("tiny"), generator=torch.Generator().manual_seed(0)).eval()
-    z_nerf, z_inr = G.sample_latents(1, torch.Generator().manual_seed(0))
-    with torch.no_grad(), pytest.raises(ConfigError, match="needs a CUDA GPU"):
-        G(z_nerf, z_inr, render=RenderConfig(img_size=4, field_kernel="triton"))
-
-
-@needs_triton
 def test_widths_the_kernel_cannot_tile_are_refused():
     from cips3d.kernels.field_triton import check_shapes  # noqa: PLC0415 (imports triton)
 
@@ -81,17 +47,3 @@ def test_widths_the_kernel_cannot_tile_are_refused():
         check_shapes(48, 32, 3)
     with pytest.raises(ConfigError, match="feature 8"):
         check_shapes(64, 8, 3)
-
-
-def test_an_unknown_kernel_name_is_a_config_error():
-    with pytest.raises(ConfigError, match="field kernel must be torch or triton"):
-        RenderConfig(field_kernel="cuda")
-
-
-def test_the_cli_refuses_the_kernel_without_a_gpu(capsys, tmp_path):
-    code, _, err = run(
-        capsys, "sample", "--preset", "tiny", "--seeds", "0", "--size", "8", "--device", "cpu",
-        "--field-kernel", "triton", "--outdir", str(tmp_path),
-    )  # fmt: skip
-    assert code == 2 and "--field-kernel triton needs a CUDA GPU" in err
-    assert not list(tmp_path.iterdir())

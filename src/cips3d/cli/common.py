@@ -41,8 +41,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def add_precision_argument(group) -> None:
-    """--precision, --field-precision, --field-kernel and --compile: the opt-in speed options of
-    rendering commands."""
+    """--precision, --field-precision, --field-kernel, --inr-kernel and --compile: the opt-in speed
+    options of rendering commands (`speed_options` gives them to a RenderConfig)."""
     group.add_argument(
         "--precision",
         choices=("float32", "tf32", "bf16"),
@@ -62,6 +62,13 @@ def add_precision_argument(group) -> None:
         default="torch",
         help="NeRF field evaluation: triton runs it as one fused kernel per chunk (CUDA GPUs, needs the "
         "triton package that PyTorch's CUDA builds bring)",
+    )
+    group.add_argument(
+        "--inr-kernel",
+        choices=("torch", "triton"),
+        default="torch",
+        help="INR layers: triton runs each as one product with its activation and residual fused (CUDA "
+        "GPUs, needs the triton package)",
     )
     group.add_argument(
         "--compile",
@@ -85,17 +92,24 @@ def rendering_generator(args: argparse.Namespace) -> tuple[torch.device, Generat
     the field-kernel check, then the model, compiled with --compile."""
     device = resolve_device(args.device)
     warn_if_slow_precision(device, args.precision, args.field_precision)
-    check_field_kernel(device, args.field_kernel)
+    check_kernels(device, args.field_kernel, args.inr_kernel)
     G = build_generator(args, device)
     if args.compile:
         compile_generator(G)
     return device, G
 
 
-def check_field_kernel(device: torch.device, kernel: str) -> None:
-    """--field-kernel triton is a CUDA kernel: refuse it up front on other devices."""
-    if kernel == "triton" and device.type != "cuda":
-        raise UserError(f"--field-kernel triton needs a CUDA GPU; the device here is {device}.")
+def speed_options(args: argparse.Namespace) -> dict[str, str]:
+    """The RenderConfig fields of `add_precision_argument`'s options."""
+    names = ("precision", "field_precision", "field_kernel", "inr_kernel")
+    return {name: getattr(args, name) for name in names}
+
+
+def check_kernels(device: torch.device, field_kernel: str, inr_kernel: str) -> None:
+    """--field-kernel / --inr-kernel triton are CUDA kernels: refuse them up front on other devices."""
+    for option, kernel in (("--field-kernel", field_kernel), ("--inr-kernel", inr_kernel)):
+        if kernel == "triton" and device.type != "cuda":
+            raise UserError(f"{option} triton needs a CUDA GPU; the device here is {device}.")
 
 
 def _device(name: str) -> torch.device:

@@ -22,6 +22,7 @@ from cips3d.cli.common import (
     finite_float,
     positive_int,
     rendering_generator,
+    speed_options,
 )
 from cips3d.config import PoseConfig, RenderConfig
 from cips3d.errors import UserError
@@ -140,9 +141,7 @@ def _settings(args: argparse.Namespace) -> SampleSettings:
         num_steps=args.num_steps,
         deterministic=args.deterministic,
         chunk_rows=args.chunk_rows,
-        precision=args.precision,
-        field_precision=args.field_precision,
-        field_kernel=args.field_kernel,
+        **speed_options(args),
     )
     pose = PoseConfig() if args.random_pose else PoseConfig.fixed(args.yaw, args.pitch)
     return SampleSettings(seeds, render, pose, appearance, layers)

@@ -17,6 +17,7 @@ from cips3d.cli.common import (
     finite_float,
     positive_int,
     rendering_generator,
+    speed_options,
 )
 from cips3d.config import RenderConfig
 from cips3d.errors import UserError
@@ -165,9 +166,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
         num_steps=args.num_steps,
         deterministic=not args.stochastic,
         chunk_rows=args.chunk_rows,
-        precision=args.precision,
-        field_precision=args.field_precision,
-        field_kernel=args.field_kernel,
+        **speed_options(args),
     )
     options = {"num_frames": args.frames, "fov": args.fov}
     trajectory = make_trajectory(args.trajectory, **{k: v for k, v in options.items() if v is not None})

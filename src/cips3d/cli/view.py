@@ -12,6 +12,7 @@ from cips3d.cli.common import (
     add_precision_argument,
     positive_int,
     rendering_generator,
+    speed_options,
 )
 from cips3d.config import RenderConfig
 from cips3d.errors import UserError
@@ -55,10 +56,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be in [0, 65535], got {args.port}.")
-    render = RenderConfig(
-        img_size=args.size, deterministic=True, precision=args.precision,
-        field_precision=args.field_precision, field_kernel=args.field_kernel,
-    )  # fmt: skip
+    render = RenderConfig(img_size=args.size, deterministic=True, **speed_options(args))
     device, G = rendering_generator(args)
     styles = load_inversion(args.styles, G).styles if args.styles else None
     try:

@@ -286,7 +286,7 @@ class Generator3D(nn.Module):
                 aux = torch.tanh(self.aux_head(comp.feature))
                 depth = surface_depth(comp.depth, comp.opacity, render.ray_end)
             with tf32_matmuls(render.precision == "tf32", comp.feature.device):
-                rgb = self.decoder(comp.feature, inr, render.precision)
+                rgb = self.decoder(comp.feature, inr, render.precision, render.inr_kernel)
             parts.append((rgb, aux, comp.feature, depth, comp.opacity))
         return [torch.cat(p, dim=1) for p in zip(*parts, strict=True)]
 

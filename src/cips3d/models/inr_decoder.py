@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from cips3d import constants as K
 from cips3d.config import InrConfig
+from cips3d.errors import ConfigError
 from cips3d.nn.init import empty_linear, frequency_init_, linear_default_
 from cips3d.nn.modulated import ModulatedLinear
 
@@ -99,14 +100,18 @@ class InrDecoder(nn.Module):
         feature: torch.Tensor,
         styles: Mapping[str, torch.Tensor] | InrModulation,
         precision: str = "float32",
+        kernel: str = "torch",
     ) -> torch.Tensor:
         """feature [B, N, C], styles {name: [B, D]} or their `modulate` form -> rgb [B, N, 3].
 
         precision 'bf16' runs the modulated layers in bfloat16 (autocast; the to-RGB sum and the tanh
         stay float32); 'tf32' is float32 here (the caller enables TF32, see `tf32_matmuls`). Pass a
-        modulation made with the same precision.
+        modulation made with the same precision. kernel 'triton' (CUDA, no autograd) runs each
+        modulated layer as one Triton product with its activation and residual fused
+        (`cips3d.kernels.inr_triton`).
         """
         modulation = styles if isinstance(styles, InrModulation) else self.modulate(styles, precision)
+        blocks = self._fused_blocks(precision) if kernel == "triton" and not torch.is_grad_enabled() else None
         x, rgb = feature, None
         layers = zip(self.blocks, self.to_rgb, modulation.weights, strict=True)
         # No autocast weight cache: it is not allowed inside CUDA graph capture, and the only weights
@@ -117,11 +122,28 @@ class InrDecoder(nn.Module):
         pad = bf16 and feature.device.type == "cuda"
         with torch.autocast(feature.device.type, dtype=torch.bfloat16, enabled=bf16, cache_enabled=False):
             for i, (block, head, (w1, w2)) in enumerate(layers):
-                x = block(x, w1, w2)
+                x = blocks(block, x, w1, w2) if blocks else block(x, w1, w2)
                 if i >= self.rgb_from_block:
                     out = _padded_head(head, x) if pad else head(x)
                     rgb = out.float() if rgb is None else out.float() + rgb
         return torch.tanh(rgb)
+
+    @staticmethod
+    def _fused_blocks(precision: str):
+        """The block function of kernel 'triton': both layers through `inr_triton.modulated_fc`."""
+        try:
+            from cips3d.kernels import inr_triton  # noqa: PLC0415 (triton: only when asked for)
+        except ImportError as err:
+            raise ConfigError(
+                f"inr_kernel='triton' needs the triton package, which PyTorch's CUDA builds bring ({err})."
+            ) from err
+        tf32 = precision == "tf32"
+
+        def run(block: InrBlock, x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+            y = inr_triton.modulated_fc(x, w1, tf32=tf32)
+            return inr_triton.modulated_fc(y, w2, residual=x if block.residual else None, tf32=tf32)
+
+        return run
 
 
 RGB_PADDED_WIDTH = 8  # 16-byte rows of bfloat16: the aligned cuBLAS kernels
