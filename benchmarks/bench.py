@@ -298,6 +298,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="64 px only, 1 repeat (a smoke run)")
     parser.add_argument("--sizes", help="inference sizes to time, comma-separated (default 64,128,256)")
     parser.add_argument("--no-train", action="store_true")
+    parser.add_argument("--gpu-only", action="store_true", help="with --device cuda: only the GPU cases")
     parser.add_argument("--compile", action="store_true", help="also time a torch.compile'd generator")
     parser.add_argument("--gpu-cases", action="store_true",
                         help="run the GPU cases (interactive frames, batched inference) on this device too; "
@@ -312,7 +313,7 @@ def main() -> None:
     if args.sizes:
         sizes = tuple(int(v) for v in args.sizes.split(","))
     bf16 = bf16_fast(device)
-    cases = inference_cases(G, sizes, (1, 4), device, bf16=bf16)
+    cases = [] if args.gpu_only else inference_cases(G, sizes, (1, 4), device, bf16=bf16)
     if args.compile:
         compiled = copy.deepcopy(G)
         compile_generator(compiled)
@@ -327,11 +328,14 @@ def main() -> None:
         cases += training_cases(G_train, D, train_sizes, device, tf32=gpu)
     if gpu or args.gpu_cases:
         frame, batched = (int(v) for v in args.gpu_sizes.split(","))
-        fused_error = gpu_cases.fused_kernel_error(G, frame) if gpu else {"unavailable": "no CUDA GPU"}
-        fused = "unavailable" not in fused_error
-        paths = gpu_cases.PLAIN_FRAME_PATHS + (("fused-graph",) if fused else ())
+        kernel_errors = {
+            name: gpu_cases.fused_kernel_error(G, frame, options) if gpu else {"unavailable": "no CUDA GPU"}
+            for name, options in gpu_cases.KERNEL_SETTINGS.items()
+        }
+        kernels = tuple(name for name, error in kernel_errors.items() if "unavailable" not in error)
+        paths = gpu_cases.PLAIN_FRAME_PATHS + tuple(f"{name}-graph" for name in kernels)
         cases += gpu_cases.frame_cases(Case, G, size=frame, paths=paths)
-        cases += gpu_cases.batched_cases(Case, G, size=batched, fused=fused)
+        cases += gpu_cases.batched_cases(Case, G, size=batched, kernels=kernels)
         if args.compile:  # compiled kernels inside the captured graph (inductor fuses the elementwise work)
             paths = ("fast", "fast-graph")
             cases += gpu_cases.frame_cases(Case, compiled, size=frame, paths=paths, label="-compiled")
@@ -350,9 +354,9 @@ def main() -> None:
         peaks = gpu_cases.matmul_peaks(device, n=8192 if gpu else 1024)
         gpu_cases.add_gpu_columns(rows, peaks)
         fast_error = gpu_cases.setting_errors(G, gpu_cases.FAST, size=frame)
-        result["gpu"] = {
-            "matmul_tflops": peaks, "fast_setting_error": fast_error, "fused_setting_error": fused_error,
-        }  # fmt: skip
+        result["gpu"] = {"matmul_tflops": peaks, "fast_setting_error": fast_error} | {
+            f"{name.replace('-', '_')}_setting_error": error for name, error in kernel_errors.items()
+        }  # fused_setting_error, fused_all_setting_error
         print(f"GPU matrix throughput (TFLOP/s): {peaks}; fast setting vs float32: {result['gpu']}")
     print(table(rows))
     print(f"bf16 INR: {errors}")

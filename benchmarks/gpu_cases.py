@@ -27,13 +27,17 @@ from cips3d.reference import reference_images
 
 # The fast setting of the GPU targets: bf16 INR products, TF32 field products, float32 compositing.
 FAST = dict(precision="bf16", field_precision="tf32")
-# ... with the field as one fused Triton kernel (CUDA only; `cips3d.kernels.field_triton`).
+# ... with the field as one fused Triton kernel (CUDA only; `cips3d.kernels.field_triton`),
 FUSED = FAST | dict(field_kernel="triton")
+# ... and the INR's layers as Triton products with their activation and residual fused (`inr_triton`).
+FUSED_ALL = FUSED | dict(inr_kernel="triton")
+KERNEL_SETTINGS = {"fused": FUSED, "fused-all": FUSED_ALL}
+"""The settings that need a CUDA GPU and a working Triton, by path name (batched; frames add -graph)."""
 # Which measured peak a path is compared with: its products' arithmetic.
 PEAK_OF_PATH = {"float32": "float32", "fast": "bf16", "fast-graph": "bf16", "reference": "float32",
                 "ours": "float32", "ours-compiled": "float32", "ours-bf16": "bf16",
                 "fast-compiled": "bf16", "fast-graph-compiled": "bf16", "fused": "bf16",
-                "fused-graph": "bf16"}  # fmt: skip
+                "fused-graph": "bf16", "fused-all": "bf16", "fused-all-graph": "bf16"}  # fmt: skip
 
 
 def matmul_peaks(device: torch.device, n: int = 8192, repeats: int = 10) -> dict[str, float]:
@@ -58,7 +62,8 @@ def matmul_peaks(device: torch.device, n: int = 8192, repeats: int = 10) -> dict
 
 
 FRAME_PATHS = {
-    "float32": ({}, False), "fast": (FAST, False), "fast-graph": (FAST, True), "fused-graph": (FUSED, True),
+    "float32": ({}, False), "fast": (FAST, False), "fast-graph": (FAST, True),
+    **{f"{name}-graph": (options, True) for name, options in KERNEL_SETTINGS.items()},
 }  # fmt: skip
 PLAIN_FRAME_PATHS = ("float32", "fast", "fast-graph")
 """The frame paths that run anywhere; the fused ones need a CUDA GPU and a working Triton."""
@@ -99,10 +104,10 @@ def _orbiting(viewer: InteractiveRenderer, cameras: list[Camera]):
 
 
 def batched_cases(
-    case_type, G: Generator3D, size: int = 256, batch: int = 16, chunk_rows: int = 65536, fused: bool = False
+    case_type, G: Generator3D, size: int = 256, batch: int = 16, chunk_rows: int = 65536, kernels=()
 ) -> list:
     """Batched inference with the official sampling: our float32 and fast paths (and the fast one
-    with the fused field kernel), and the reference."""
+    with each of `kernels`, names of KERNEL_SETTINGS), and the reference."""
     device = G.device
     z = G.sample_latents(batch, torch.Generator().manual_seed(0))
     pose = PoseConfig()
@@ -131,17 +136,17 @@ def batched_cases(
         case_type(name, "infer", size, batch, "fast", ours(fast)),
         case_type(name, "infer", size, batch, "reference", reference),
     ]
-    if fused:
-        render = RenderConfig(img_size=size, chunk_rows=chunk_rows, **FUSED)
-        cases.append(case_type(name, "infer", size, batch, "fused", ours(render)))
+    for kernel in kernels:
+        render = RenderConfig(img_size=size, chunk_rows=chunk_rows, **KERNEL_SETTINGS[kernel])
+        cases.append(case_type(name, "infer", size, batch, kernel, ours(render)))
     return cases
 
 
-def fused_kernel_error(G: Generator3D, size: int) -> dict:
-    """The fused setting's error against float32, or why the kernel cannot run here (then the fused
-    cases are left out, and the rest of a GPU session's benchmark still runs)."""
+def fused_kernel_error(G: Generator3D, size: int, options: dict = FUSED) -> dict:
+    """A kernel setting's error against float32, or why its kernels cannot run here (then its cases
+    are left out, and the rest of a GPU session's benchmark still runs)."""
     try:
-        return setting_errors(G, FUSED, size=size)
+        return setting_errors(G, options, size=size)
     except Exception as err:  # a Triton that cannot compile the kernel for this GPU, a missing package
         return {"unavailable": f"{type(err).__name__}: {str(err).strip()[:300]}"}
 

@@ -32,11 +32,11 @@ torch.cuda.get_device_name())" | tee -a "$log"
 stage 150 bench "$python" benchmarks/bench.py --device cuda "$@" --out "$out_dir/results-cuda.json"
 stage 120 field-sweep "$python" benchmarks/field_kernel_sweep.py --device cuda --blocks 128,256 --warps 4,8 \
     --fast-sine 1 --out "$out_dir/field-sweep.json"
-stage 60 profile "$python" benchmarks/profile_frame.py --device cuda --size 512 --out-dir "${TMPDIR:-/tmp}/profiles"
+stage 60 profile "$python" benchmarks/profile_frame.py --device cuda --size 512 --settings fast,fused,fused-all --out-dir "${TMPDIR:-/tmp}/profiles"
 cp "${TMPDIR:-/tmp}/profiles/profile.json" "$out_dir/" 2>/dev/null
 # `cips3d view` end to end (render, encode, HTTP) at 512 px, fast setting with the CUDA graph
 stage 45 viewer "$python" benchmarks/viewer_latency.py --device cuda --preset ffhq --size 512 --fast --frames 60 \
-    --field-kernel triton \
+    --field-kernel triton --inr-kernel triton \
     --out "$out_dir/viewer-latency-cuda.json"
 stage 190 cuda-tests "$python" -m pytest -q -m cuda tests/test_cuda.py
 echo "failed stages: ${failed[*]:-none}" | tee -a "$log"

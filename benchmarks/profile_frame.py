@@ -25,6 +25,7 @@ SETTINGS = {
     "float32": {},
     "fast": dict(precision="bf16", field_precision="tf32"),
     "fused": dict(precision="bf16", field_precision="tf32", field_kernel="triton"),
+    "fused-all": dict(precision="bf16", field_precision="tf32", field_kernel="triton", inr_kernel="triton"),
 }
 
 

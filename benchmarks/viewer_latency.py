@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--fast", action="store_true", help="bf16 INR and TF32 field")
     parser.add_argument("--field-kernel", default="torch", choices=("torch", "triton"),
                         help="the NeRF field layer by layer, or one fused Triton kernel (CUDA)")  # fmt: skip
+    parser.add_argument("--inr-kernel", default="torch", choices=("torch", "triton"),
+                        help="the INR layers in cuBLAS, or fused Triton products (CUDA)")  # fmt: skip
     parser.add_argument(
         "--format", default="jpeg", choices=("jpeg", "png"), help="frame encoding (default jpeg)"
     )
@@ -97,10 +99,11 @@ def main(argv: list[str] | None = None) -> dict:
         .to(device)
         .eval()
     )
-    options = (FAST if args.fast else {}) | {"field_kernel": args.field_kernel}
+    options = (FAST if args.fast else {}) | {"field_kernel": args.field_kernel, "inr_kernel": args.inr_kernel}
     render = RenderConfig(img_size=args.size, deterministic=True, **options)
     summary, rows = run(G, render, args.frames, args.format)
     setting = ("fast" if args.fast else "float32") + (", fused" if args.field_kernel == "triton" else "")
+    setting += ", fused INR" if args.inr_kernel == "triton" else ""
     setting += f", {args.format}"
     result = {"device": str(device), "preset": args.preset, "size": args.size, "setting": setting,
               "summary": summary, "frames": rows}  # fmt: skip
