@@ -85,9 +85,13 @@ def test_fused_kernel_cases_are_left_out_where_the_kernel_cannot_run(tiny_G):
 
     error = gpu_cases.fused_kernel_error(tiny_G, size=8)  # a CPU, outside Triton's interpreter
     assert error["unavailable"].startswith("ConfigError")
-    cases = gpu_cases.batched_cases(bench.Case, tiny_G, size=8, batch=2, chunk_rows=32, fused=True)
-    assert [c.path for c in cases] == ["float32", "fast", "reference", "fused"]
-    assert "fused-graph" in gpu_cases.FRAME_PATHS and "fused-graph" not in gpu_cases.PLAIN_FRAME_PATHS
+    all_error = gpu_cases.fused_kernel_error(tiny_G, size=8, options=gpu_cases.FUSED_ALL)
+    assert all_error["unavailable"].startswith("ConfigError")
+    kernels = tuple(gpu_cases.KERNEL_SETTINGS)
+    cases = gpu_cases.batched_cases(bench.Case, tiny_G, size=8, batch=2, chunk_rows=32, kernels=kernels)
+    assert [c.path for c in cases] == ["float32", "fast", "reference", "fused", "fused-all"]
+    for path in ("fused-graph", "fused-all-graph"):
+        assert path in gpu_cases.FRAME_PATHS and path not in gpu_cases.PLAIN_FRAME_PATHS
 
 
 def test_training_cases_add_a_tf32_iteration_only_when_asked(tiny_G):
