@@ -1,0 +1,49 @@
+"""--fast and the other speed options of the rendering commands (`cli.common.speed_options`)."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from cips3d.cli import common
+from cips3d.cli.common import SPEED_DEFAULTS, fastest_setting, speed_options
+
+
+def parsed(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="cpu")
+    common.add_precision_argument(parser)
+    return parser.parse_args(argv)
+
+
+def test_without_fast_the_options_are_what_was_typed():
+    assert speed_options(parsed()) == SPEED_DEFAULTS
+    typed = speed_options(parsed("--precision", "tf32", "--inr-kernel", "triton"))
+    assert typed == SPEED_DEFAULTS | {"precision": "tf32", "inr_kernel": "triton"}
+
+
+def test_fast_on_a_gpu_is_bf16_tf32_and_both_kernels(monkeypatch):
+    monkeypatch.setattr(common.importlib.util, "find_spec", lambda name: object())
+    assert fastest_setting(torch.device("cuda")) == {
+        "precision": "bf16", "field_precision": "tf32", "field_kernel": "triton", "inr_kernel": "triton"
+    }  # fmt: skip
+    monkeypatch.setattr(common.importlib.util, "find_spec", lambda name: None)  # no triton installed
+    assert fastest_setting(torch.device("cuda"))["field_kernel"] == "torch"
+
+
+def test_fast_on_a_cpu_asks_for_bf16_only_where_it_is_fast(monkeypatch):
+    monkeypatch.setattr(common, "bf16_fast", lambda device: False)
+    assert fastest_setting(torch.device("cpu")) == {}
+    assert speed_options(parsed("--fast")) == SPEED_DEFAULTS
+    monkeypatch.setattr(common, "bf16_fast", lambda device: True)
+    assert speed_options(parsed("--fast")) == SPEED_DEFAULTS | {"precision": "bf16"}
+
+
+def test_options_typed_beside_fast_win(monkeypatch):
+    monkeypatch.setattr(common, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(common.importlib.util, "find_spec", lambda name: object())
+    options = speed_options(parsed("--fast", "--precision", "tf32", "--field-kernel", "torch"))
+    assert options == dict(
+        precision="tf32", field_precision="tf32", field_kernel="torch", inr_kernel="triton"
+    )
