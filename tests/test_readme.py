@@ -26,7 +26,7 @@ def test_readme_api_examples_run(monkeypatch):
     tiny = Generator3D(generator_preset("tiny")).eval()
     monkeypatch.setattr(checkpoint, "load_generator", lambda *a, **k: tiny)
     blocks = python_blocks()
-    assert len(blocks) == 5
+    assert len(blocks) == 6
     scope: dict = {}
     with torch.no_grad():
         exec(blocks[0].replace("img_size=128", "img_size=16"), scope)
@@ -54,7 +54,10 @@ def test_readme_inversion_example_runs(monkeypatch, tmp_path):
 def test_readme_2d_example_runs():
     scope: dict = {"torch": torch}
     with torch.no_grad():
-        exec(block_with("Generator2D("), scope)
+        exec(block_with("G2 = Generator2D("), scope)
+        exec(block_with("G360 = Generator2D("), scope)
     assert scope["image"].shape == (1, 3, 32, 32) and scope["patch"].shape == (1, 3, 8, 8)
     assert scope["larger"].shape == (1, 3, 64, 64) and scope["points"].shape == (1, 3, 2000, 1)
     assert torch.allclose(scope["patch"], scope["image"][:, :, 4:20:2, 8:24:2], atol=1e-5)
+    panorama = scope["panorama"]
+    assert panorama.shape == (1, 3, 32, 256) and scope["out"].image.shape == (1, 3, 64, 64)

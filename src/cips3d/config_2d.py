@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from cips3d.errors import ConfigError
 
@@ -29,6 +29,11 @@ class Cips2DConfig:
     """Width of the first styled FC, which reads the concatenated coordinate encodings."""
     widths: tuple[int, ...] = OFFICIAL_WIDTHS
     """One pair of styled FCs per entry, each pair followed by a to-RGB head."""
+    coordinates: Literal["plane", "cylinder"] = "plane"
+    """'plane': (x, y) in [-1, 1]^2, the released models. 'cylinder': x is an angle, x = -1 and x = 1
+    are the same direction (x * pi on the unit circle, as the paper's panoramas do, spec 8.3): the
+    Fourier features read (cos, sin, y) and the learned embedding wraps around horizontally, so every
+    horizontal period of the coordinates renders the same image."""
 
     def __post_init__(self) -> None:
         counts = {
@@ -37,6 +42,8 @@ class Cips2DConfig:
             "first_width": self.first_width,
         }  # fmt: skip
         bad = [f"{k}={v!r}" for k, v in counts.items() if not (isinstance(v, int) and v >= 1)]
+        if self.coordinates not in ("plane", "cylinder"):
+            raise ConfigError(f"coordinates must be 'plane' or 'cylinder', not {self.coordinates!r}.")
         if (
             bad
             or self.size < 2

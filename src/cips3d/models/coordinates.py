@@ -23,6 +23,22 @@ def plane_grid(height: int, width: int, batch: int = 1, extent: float = 1.0) -> 
     return grid.expand(batch, height, width, 2)
 
 
+def cylinder_grid(height: int, width: int, batch: int = 1, turns: float = 1.0, start: float = -1.0,
+                  extent: float = 1.0) -> torch.Tensor:  # fmt: skip
+    """[B, H, W, 2] for a model with `coordinates='cylinder'`: x = start + 2 * turns * j / W for the
+    columns j (x runs once around the cylinder per 2, so `turns` = 1 is a full 360-degree panorama
+    whose last column joins its first), y = linspace(-extent, extent, H). A model of training size S
+    has its learned embedding at x = -1 + 2k / S: `cylinder_grid(S, S)` is its training grid."""
+    if height < 1 or width < 1 or turns <= 0:
+        raise ConfigError(
+            f"a panorama grid needs at least 1 x 1 pixels and turns > 0, got {height} x {width}, {turns}."
+        )
+    x = start + 2 * turns * torch.arange(width) / width
+    y = torch.linspace(-extent, extent, height) if height > 1 else torch.zeros(1)
+    grid = torch.stack(torch.meshgrid(x, y, indexing="xy"), dim=-1)
+    return grid.expand(batch, height, width, 2)
+
+
 def patch_grid(size: int, top: int, left: int, patch: int, stride: int = 1) -> torch.Tensor:
     """[1, patch, patch, 2]: the pixels (top + stride * i, left + stride * j) of the size x size
     training grid (the multi-scale patches of CIPS's patch training, spec 8.2)."""

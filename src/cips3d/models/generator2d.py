@@ -12,6 +12,7 @@ sampling) renders just those points. It shares `modulate_weight` with CIPS-3D's 
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -20,7 +21,7 @@ from torch.nn import functional as F
 
 from cips3d.config_2d import FOURIER_INIT, MAPPING_LR_MUL, Cips2DConfig
 from cips3d.errors import ConfigError
-from cips3d.models.coordinates import plane_grid
+from cips3d.models.coordinates import cylinder_grid, plane_grid
 from cips3d.models.mapping import pixel_norm
 from cips3d.nn.equalized import EqualLinear
 from cips3d.nn.styled import StyledFC, ToRGB
@@ -47,30 +48,51 @@ class Mapping2D(nn.Module):
 class CoordinateEncoding(nn.Module):
     """coords [B, H, W, 2] -> [B, H * W, fourier_dim + embedding_dim]: sin(Fourier features) and the
     learned embedding, taken as is on the training grid and sampled bilinearly elsewhere (border
-    padding; align_corners, so that sampling at the training grid's points gives the stored vectors)."""
+    padding; align_corners, so that sampling at the training grid's points gives the stored vectors).
+
+    With `coordinates='cylinder'` the Fourier features read (cos pi x, sin pi x, y) and the embedding
+    is sampled around the cylinder: x is wrapped into [-1, 1) and the table gets its first column
+    again after its last, so the column between x = 1 - 2/S and x = 1 (= -1) blends the two ends."""
 
     def __init__(self, config: Cips2DConfig) -> None:
         super().__init__()
-        self.fourier_weight = nn.Parameter(torch.empty(config.fourier_dim, 2))
+        self.cylinder = config.coordinates == "cylinder"
+        self.fourier_weight = nn.Parameter(torch.empty(config.fourier_dim, 3 if self.cylinder else 2))
         self.fourier_bias = nn.Parameter(torch.empty(config.fourier_dim))
         self.embedding = nn.Parameter(torch.empty(config.embedding_dim, config.size, config.size))
 
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None) -> None:
         self.fourier_weight.uniform_(-FOURIER_INIT, FOURIER_INIT, generator=generator)
-        self.fourier_bias.uniform_(-(2**-0.5), 2**-0.5, generator=generator)  # a 1x1 conv's default, fan-in 2
+        fan_in = self.fourier_weight.shape[1]  # a 1x1 conv's default bias
+        self.fourier_bias.uniform_(-(fan_in**-0.5), fan_in**-0.5, generator=generator)
         self.embedding.normal_(generator=generator)
 
     def forward(self, coords: torch.Tensor, on_training_grid: bool = False) -> torch.Tensor:
         b, h, w, _ = coords.shape
-        fourier = torch.sin(F.linear(coords, self.fourier_weight, self.fourier_bias))
+        fourier = torch.sin(F.linear(self._fourier_input(coords), self.fourier_weight, self.fourier_bias))
         if on_training_grid:
             embedded = self.embedding.permute(1, 2, 0).expand(b, h, w, -1)
         else:
-            table = self.embedding[None].expand(b, -1, -1, -1)
-            sampled = F.grid_sample(table, coords, mode="bilinear", padding_mode="border", align_corners=True)
-            embedded = sampled.permute(0, 2, 3, 1)
+            embedded = self._sample_embedding(coords)
         return torch.cat([fourier, embedded], dim=-1).reshape(b, h * w, -1)
+
+    def _fourier_input(self, coords: torch.Tensor) -> torch.Tensor:
+        if not self.cylinder:
+            return coords
+        angle = coords[..., :1] * math.pi
+        return torch.cat([torch.cos(angle), torch.sin(angle), coords[..., 1:]], dim=-1)
+
+    def _sample_embedding(self, coords: torch.Tensor) -> torch.Tensor:
+        """The embedding bilinearly at `coords` -> [B, H, W, embedding_dim]."""
+        table = self.embedding
+        if self.cylinder:  # columns at x = -1 + 2k/S for k < S, then column 0 again at x = 1
+            table = torch.cat([table, table[..., :1]], dim=-1)
+            x = torch.remainder(coords[..., :1] + 1, 2) - 1  # wrapped into [-1, 1)
+            coords = torch.cat([x, coords[..., 1:]], dim=-1)
+        table = table[None].expand(coords.shape[0], -1, -1, -1)
+        sampled = F.grid_sample(table, coords, mode="bilinear", padding_mode="border", align_corners=True)
+        return sampled.permute(0, 2, 3, 1)
 
 
 class Generator2D(nn.Module):
@@ -105,6 +127,12 @@ class Generator2D(nn.Module):
     def device(self) -> torch.device:
         return self.encoding.embedding.device
 
+    def training_grid(self, batch: int = 1) -> torch.Tensor:
+        """[B, size, size, 2]: the coordinates of the learned embedding's entries (`plane_grid` or, for
+        `coordinates='cylinder'`, `cylinder_grid`), on this model's device."""
+        grid = cylinder_grid if self.config.coordinates == "cylinder" else plane_grid
+        return grid(self.config.size, self.config.size, batch).to(self.device)
+
     def sample_latents(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """z [B, style_dim] ~ N(0, I), drawn on the CPU from `generator` (the same on any device)."""
         return torch.randn(batch, self.config.style_dim, generator=generator).to(self.device)
@@ -127,7 +155,7 @@ class Generator2D(nn.Module):
         b = w.shape[0]
         on_grid = coords is None
         if coords is None:
-            coords = plane_grid(self.config.size, self.config.size, b).to(self.device)
+            coords = self.training_grid(b)
         if coords.dim() != 4 or coords.shape[0] != b or coords.shape[-1] != 2:
             raise ConfigError(f"coords must be [B={b}, H, W, 2], got {list(coords.shape)}.")
         h, width = coords.shape[1:3]
