@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # What a session lent a GPU runs on it (the device tool's `run`, on the bare machine's python3 with
 # PyTorch), most important first, each stage under its own time cap so that one slow stage cannot take
-# the others' results with it: the GPU benchmark, the fused field kernel's launch sweep, a profile of
-# one interactive frame, `cips3d view` end to end, the CUDA checks. Results go to $OUT (the device tool
-# brings that folder back: at most 8 files), or to benchmarks/gpu-session/ when OUT is unset.
+# the others' results with it: the GPU benchmark, profiles of a frame, a batched render and a training
+# iteration, `cips3d view` end to end, the CUDA checks (and, with SWEEP=1, the fused field kernel's
+# launch sweep). Results go to $OUT (the device tool brings that folder back: at most 8 files), or to
+# benchmarks/gpu-session/ when OUT is unset.
 #
-#   bash benchmarks/gpu_session.sh            # about 8 minutes on an H100 (each stage capped; 565 s in all)
+#   bash benchmarks/gpu_session.sh            # about 8 minutes on an H100 (each stage capped; 530 s in all)
 #   bash benchmarks/gpu_session.sh --compile  # also the torch.compile'd paths (compiling takes minutes)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -30,14 +31,22 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 "$python" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__,
 torch.cuda.get_device_name())" | tee -a "$log"
 stage 150 bench "$python" benchmarks/bench.py --device cuda "$@" --out "$out_dir/results-cuda.json"
-stage 120 field-sweep "$python" benchmarks/field_kernel_sweep.py --device cuda --blocks 128,256 --warps 4,8 \
-    --fast-sine 1 --out "$out_dir/field-sweep.json"
-stage 60 profile "$python" benchmarks/profile_frame.py --device cuda --size 512 --settings fast,fused,fused-all --out-dir "${TMPDIR:-/tmp}/profiles"
-cp "${TMPDIR:-/tmp}/profiles/profile.json" "$out_dir/" 2>/dev/null
-# `cips3d view` end to end (render, encode, HTTP) at 512 px, fast setting with the CUDA graph
-stage 45 viewer "$python" benchmarks/viewer_latency.py --device cuda --preset ffhq --size 512 --fast --frames 60 \
-    --field-kernel triton --inr-kernel triton \
-    --out "$out_dir/viewer-latency-cuda.json"
+# Where the time goes: a 512 px frame, a batched 256 px render, a 128 px training iteration
+profiles=${TMPDIR:-/tmp}/profiles
+stage 45 profile-frame "$python" benchmarks/profile_gpu.py --device cuda --workload frame --size 512 \
+    --settings fast,fused-all --out-dir "$profiles"
+stage 45 profile-batched "$python" benchmarks/profile_gpu.py --device cuda --workload batched --size 256 \
+    --batch 16 --settings fast,fused-all --out-dir "$profiles"
+stage 60 profile-train "$python" benchmarks/profile_gpu.py --device cuda --workload train --size 128 \
+    --batch 4 --out-dir "$profiles"
+tar -C "$profiles" -czf "$out_dir/profiles.tgz" . 2>/dev/null  # one file: the device tool brings back 8
+# `cips3d view` end to end (render, encode, HTTP) at 512 px, fast setting with both kernels and the graph
+stage 40 viewer "$python" benchmarks/viewer_latency.py --device cuda --preset ffhq --size 512 --fast --frames 60 \
+    --field-kernel triton --inr-kernel triton --out "$out_dir/viewer-latency-cuda.json"
 stage 190 cuda-tests "$python" -m pytest -q -m cuda tests/test_cuda.py
+if [[ -n "${SWEEP:-}" ]]; then  # the fused field kernel's launch settings (Triton compiles each: ~20 s)
+    stage 120 field-sweep "$python" benchmarks/field_kernel_sweep.py --device cuda --blocks 128,256 --warps 4,8 \
+        --fast-sine 1 --out "$out_dir/field-sweep.json"
+fi
 echo "failed stages: ${failed[*]:-none}" | tee -a "$log"
 exit $(( ${#failed[@]} > 0 ))

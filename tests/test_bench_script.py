@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from cips3d.models.discriminator import Discriminator, discriminator_preset
@@ -121,15 +122,20 @@ def test_the_viewer_latency_script_times_every_frame_and_writes_json(tmp_path):
     )
 
 
-def test_the_frame_profile_names_the_operators_of_a_frame(tmp_path):
-    import profile_frame  # noqa: PLC0415 - beside bench.py
+@pytest.mark.parametrize("workload", ["frame", "batched", "train"])
+def test_the_profiler_names_the_operators_of_each_workload(tmp_path, workload):
+    import profile_gpu  # noqa: PLC0415 - beside bench.py
 
-    summary = profile_frame.main(["--device", "cpu", "--size", "16", "--frames", "1", "--settings", "float32",
-                                  "--out-dir", str(tmp_path)])  # fmt: skip
-    frame = summary["float32"]
-    assert frame["cpu_ms_per_frame"] > 0 and "aten::bmm" in frame["by_kernel"]  # the INR's products
-    assert json.loads((tmp_path / "profile.json").read_text()) == summary
-    assert "aten::bmm" in (tmp_path / "profile-float32.txt").read_text()
+    argv = ["--device", "cpu", "--preset", "tiny", "--workload", workload, "--size", "8", "--batch", "2",
+            "--runs", "1", "--settings", "float32", "--out-dir", str(tmp_path)]  # fmt: skip
+    summary = profile_gpu.main(argv)
+    run = summary["float32"]
+    assert run["clock"] == "cpu" and run["ms_per_run"] > 0
+    assert "aten::bmm" in run["by_kernel"]  # the INR's products
+    if workload == "train":
+        assert "aten::convolution_backward" in run["by_kernel"]  # the discriminator's backward
+    assert json.loads((tmp_path / f"profile-{workload}.json").read_text()) == summary
+    assert "aten::bmm" in (tmp_path / f"profile-{workload}-float32.txt").read_text()
 
 
 def test_the_field_kernel_sweep_times_and_checks_each_launch(tmp_path):

@@ -2,7 +2,7 @@
 
 On CUDA, PyTorch's scan along a short innermost dimension (12-25 samples per ray, hundreds of thousands
 of rays) is slow: 3.0 ms for the transmittance's cumprod and 1.5 ms for the importance sampler's cumsum
-per 512 px frame on an H100 (`benchmarks/profile_frame.py`). Scanning along the leading dimension of a
+per 512 px frame on an H100 (`benchmarks/profile_gpu.py`). Scanning along the leading dimension of a
 [S, rays] copy instead is one coalesced pass. On the CPU the plain call is kept, so CPU results are
 bit for bit those of the official order of operations.
 """
