@@ -65,6 +65,42 @@ class Cips2DConfig:
             raise ConfigError(f"2D CIPS config is malformed ({err}).") from err
 
 
+STYLEGAN2_CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
+"""StyleGAN2's discriminator widths per resolution before the channel multiplier (applied from 64 px
+on; 512 is the cap), as CIPS's train.py uses them (spec 8.2)."""
+
+
+@dataclass(frozen=True)
+class Cips2DDiscriminatorConfig:
+    """CIPS's discriminator (spec 8.2): StyleGAN2's residual discriminator with minibatch standard
+    deviation, reading the image (`--img2dis`, FFHQ/Churches) or the image and its 2 coordinate maps."""
+
+    size: int = 256
+    """Input resolution (a power of two, 8 to 1024)."""
+    channel_multiplier: int = 2
+    input_channels: Literal[3, 5] = 3
+    """3: the image; 5: the image and the (x, y) coordinate maps it was rendered at."""
+    stddev_group: int = 4
+    """Samples per minibatch-stddev group (fewer when the batch is smaller)."""
+    max_channels: int = 512
+    """Cap on every width (StyleGAN2: 512); smaller for CPU-sized presets."""
+
+    def __post_init__(self) -> None:
+        if self.size not in STYLEGAN2_CHANNELS or self.size < 8:
+            raise ConfigError(f"discriminator size must be a power of two from 8 to 1024, not {self.size!r}.")
+        if self.input_channels not in (3, 5):
+            raise ConfigError(f"input_channels must be 3 (image) or 5 (image and coordinates), not "
+                              f"{self.input_channels!r}.")  # fmt: skip
+        if min(self.channel_multiplier, self.stddev_group, self.max_channels) < 1:
+            raise ConfigError("channel_multiplier, stddev_group and max_channels must be positive.")
+
+    def channels(self, resolution: int) -> int:
+        """The width of the feature maps at `resolution`."""
+        base = STYLEGAN2_CHANNELS[resolution]
+        width = base * self.channel_multiplier if resolution >= 64 else base
+        return min(width, self.max_channels)
+
+
 CIPS2D_PRESETS = {
     "cips-256": Cips2DConfig,
     "cips-tiny": lambda: Cips2DConfig(
@@ -85,3 +121,18 @@ def cips2d_preset(name: str) -> Cips2DConfig:
         return CIPS2D_PRESETS[name]()
     except KeyError:
         raise ConfigError(f"unknown 2D CIPS preset {name!r}; known: {', '.join(CIPS2D_PRESETS)}.") from None
+
+
+CIPS2D_D_PRESETS = {
+    "cips-256": Cips2DDiscriminatorConfig,
+    "cips-tiny": lambda: Cips2DDiscriminatorConfig(size=32, max_channels=64),
+}
+
+
+def cips2d_discriminator_preset(name: str) -> Cips2DDiscriminatorConfig:
+    """`cips-256` (StyleGAN2's 256 px discriminator, as CIPS trains with it) or `cips-tiny` (CPU-sized)."""
+    try:
+        return CIPS2D_D_PRESETS[name]()
+    except KeyError:
+        known = ", ".join(CIPS2D_D_PRESETS)
+        raise ConfigError(f"unknown 2D CIPS discriminator preset {name!r}; known: {known}.") from None
