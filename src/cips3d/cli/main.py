@@ -17,6 +17,7 @@ from cips3d.cli import (
     multiview,
     sample,
     train,
+    train2d,
     video,
     view,
 )
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         blend,
         multiview,
         invert,
+        train2d,
     ):
         command.add_parser(subparsers)
     dataset.add_synth_parser(subparsers)

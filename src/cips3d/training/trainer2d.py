@@ -1,0 +1,212 @@
+"""Training 2D CIPS on an image folder or zip (spec 8.2), with the 3D trainer's snapshots and data order.
+
+    trainer = Trainer2D(Train2DConfig(generator="cips-tiny", patch=16), "runs/cips2d", "faces/")
+    trainer.run(max_steps=1000)          # later: Trainer2D(..., resume=True).run(max_steps=2000)
+
+Each iteration takes a batch of real images at the generator's training size, cuts one scale of
+multi-scale patches from it (`steps2d.multiscale_patches`), updates D (with lazy R1) and G on those
+patches and the coordinates they come from, and moves G_ema. Snapshots (`training.snapshot`: weights,
+optimisers, every random generator's state, the data position) are written atomically every
+`snapshot_every` iterations and at the end, with a preview grid of G_ema on the training grid; a resumed
+run continues exactly as if it had not stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from cips3d.config_2d import Cips2DDiscriminatorConfig, cips2d_preset
+from cips3d.data.images import ImageDataset, to_float
+from cips3d.data.sampler import InfiniteSampler
+from cips3d.errors import ConfigError
+from cips3d.io.images import make_grid, save_png, to_uint8
+from cips3d.models.discriminator2d import Discriminator2D
+from cips3d.models.generator2d import Generator2D
+from cips3d.training.ema import ema_update
+from cips3d.training.monitor import Monitor, SilentMonitor
+from cips3d.training.snapshot import (
+    TrainState,
+    capture_rng,
+    load_snapshot,
+    prune_snapshots,
+    restore_rng,
+    snapshot_name,
+    write_snapshot,
+)
+from cips3d.training.steps2d import Cips2DTrainSettings, d_step_2d, g_step_2d, multiscale_patches
+
+PREVIEW_IMAGES = 16
+
+
+@dataclass(frozen=True)
+class Train2DConfig:
+    """What defines a 2D run (stored in every snapshot; a resume must use the same)."""
+
+    generator: str = "cips-tiny"
+    """A `cips2d_preset` name; its `size` is the training resolution."""
+    patch: int | None = None
+    """Side of the training patches (CIPS's --crop); None trains on whole images."""
+    batch_size: int = 4
+    d_channel_multiplier: int = 2
+    d_max_channels: int = 512
+    d_reads_coordinates: bool = False
+    """The discriminator also reads the patch's (x, y) maps (CIPS without --img2dis)."""
+    settings: Cips2DTrainSettings = field(default_factory=Cips2DTrainSettings)
+    seed: int = 0
+    """Seed of the models' initialisation and of every draw (latents, noise, patches)."""
+    data_seed: int = 0
+    xflip: bool = False
+    snapshot_every: int = 500
+    keep_snapshots: int = 3
+
+    def __post_init__(self) -> None:
+        size = cips2d_preset(self.generator).size
+        if self.patch is not None and not _is_power_of_two_fraction(self.patch, size):
+            raise ConfigError(
+                f"the patch side must be the training size {size} over a power of two, not {self.patch}."
+            )
+        if min(self.batch_size, self.snapshot_every, self.keep_snapshots) < 1:
+            raise ConfigError("batch_size, snapshot_every and keep_snapshots must be at least 1.")
+
+    @property
+    def patch_size(self) -> int:
+        return self.patch or cips2d_preset(self.generator).size
+
+    def discriminator(self) -> Cips2DDiscriminatorConfig:
+        return Cips2DDiscriminatorConfig(
+            size=self.patch_size,
+            channel_multiplier=self.d_channel_multiplier,
+            max_channels=self.d_max_channels,
+            input_channels=5 if self.d_reads_coordinates else 3,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Train2DConfig:
+        try:
+            return cls(**{**data, "settings": Cips2DTrainSettings(**data["settings"])})
+        except (KeyError, TypeError) as err:
+            raise ConfigError(f"the 2D training config is malformed ({err}).") from err
+
+
+def _is_power_of_two_fraction(part: int, whole: int) -> bool:
+    """whole = part * 2^k for some k >= 0."""
+    ratio, remainder = divmod(whole, part) if part >= 1 else (0, 1)
+    return remainder == 0 and ratio >= 1 and ratio & (ratio - 1) == 0
+
+
+class Trainer2D:
+    """A 2D CIPS run in `run_dir` on the images at `data` (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: Train2DConfig,
+        run_dir: str | Path,
+        data: str | Path,
+        device: torch.device | str = "cpu",
+        resume: bool = False,
+        progress: bool = True,
+    ) -> None:
+        self.config, self.run_dir, self.device = config, Path(run_dir), torch.device(device)
+        self.progress = progress
+        init = torch.Generator().manual_seed(config.seed)
+        self.G = Generator2D(cips2d_preset(config.generator), init).to(self.device)
+        self.D = Discriminator2D(config.discriminator(), init).to(self.device)
+        self.G_ema = copy.deepcopy(self.G).eval()
+        self.opt_g, self.opt_d = config.settings.optimizers(self.G, self.D)
+        self.draws = torch.Generator().manual_seed(config.seed + 1)
+        self.preview_z = self.G.sample_latents(PREVIEW_IMAGES, torch.Generator().manual_seed(config.seed + 2))
+        self.dataset = ImageDataset(data, resolution=self.G.config.size, xflip=config.xflip)
+        self.state = TrainState()
+        self._written: Path | None = None
+        if resume:
+            self._resume()
+
+    def _resume(self) -> None:
+        snapshot = load_snapshot(self.run_dir)
+        if Train2DConfig.from_dict(snapshot.config) != self.config:
+            raise ConfigError(
+                f"{snapshot.path} was written by another 2D training config; resume with the same."
+            )
+        self.G.load_state_dict(snapshot.G)
+        self.G_ema.load_state_dict(snapshot.G_ema)
+        self.D.load_state_dict(snapshot.D)
+        self.opt_g.load_state_dict(snapshot.optimizers["G"])
+        self.opt_d.load_state_dict(snapshot.optimizers["D"])
+        restore_rng(snapshot.rng, {"draws": self.draws})
+        self.state = snapshot.state
+
+    def _batches(self) -> Iterator[torch.Tensor]:
+        sampler = InfiniteSampler(
+            len(self.dataset), seed=self.config.data_seed, start=self.state.data_position
+        )
+        loader = DataLoader(self.dataset, batch_size=self.config.batch_size, sampler=sampler)
+        for batch in loader:
+            yield to_float(batch).to(self.device)
+
+    def run(self, max_steps: int, minutes: float | None = None) -> Path:
+        """Train until `max_steps` iterations in all (counting those before a resume) or for `minutes`;
+        return the last snapshot's folder. Ctrl-C writes a snapshot of the last finished iteration
+        before the KeyboardInterrupt goes on."""
+        start, deadline = time.monotonic(), None if minutes is None else minutes * 60
+        monitor = (Monitor(self.run_dir / "logs", max_steps, self.state.global_step) if self.progress
+                   else SilentMonitor())  # fmt: skip
+        batches = self._batches()
+        try:
+            while self.state.global_step < max_steps:
+                stats = self.step(next(batches))
+                log = self.state.global_step % 10 == 0
+                monitor.step(self.state.global_step, self.state.images_seen, "2d", stats, log)
+                if self.state.global_step % self.config.snapshot_every == 0:
+                    self.snapshot()
+                if deadline is not None and time.monotonic() - start > deadline:
+                    break
+        except KeyboardInterrupt:
+            self.snapshot()
+            raise
+        finally:
+            monitor.close()
+        return self.snapshot()
+
+    def step(self, reals: torch.Tensor) -> dict[str, float]:
+        """One iteration on real images [B, 3, S, S] in [-1, 1]."""
+        config, state = self.config, self.state
+        patches, coords = multiscale_patches(reals, config.patch_size, self.draws)
+        stats = d_step_2d(
+            self.G, self.D, self.opt_d, patches, coords, config.settings, self.draws, state.global_step
+        )
+        stats |= g_step_2d(self.G, self.D, self.opt_g, coords, config.settings, self.draws)
+        ema_update(self.G_ema, self.G, config.settings.ema_decay)
+        state.global_step += 1
+        state.stage_step += 1
+        state.images_seen += reals.shape[0]
+        state.data_position += reals.shape[0]
+        return stats
+
+    def snapshot(self) -> Path:
+        """Write a snapshot and a preview grid of G_ema now (once per iteration count); keep the newest
+        `keep_snapshots`."""
+        root = self.run_dir / "snapshots"
+        if self._written is not None and self._written.name == snapshot_name(self.state.global_step):
+            return self._written
+        path = write_snapshot(
+            root, self.state, self.config.to_dict(), {"G": self.G, "G_ema": self.G_ema, "D": self.D},
+            {"G": self.opt_g, "D": self.opt_d}, capture_rng({"draws": self.draws}),
+        )  # fmt: skip
+        with torch.no_grad():
+            preview = self.G_ema(self.preview_z)
+        save_png(make_grid(to_uint8(preview.clamp(-1, 1))), path / "preview.png")
+        prune_snapshots(root, self.config.keep_snapshots, protect=set())
+        self._written = path
+        return path

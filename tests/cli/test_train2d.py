@@ -1,0 +1,33 @@
+"""`cips3d train2d`: a short run, its exact continuation, and one-sentence errors."""
+
+from __future__ import annotations
+
+from cips3d.training.snapshot import load_snapshot
+from tests.cli.helpers import run
+
+OPTIONS = ["--preset", "cips-tiny", "--batch-size", "2", "--snapshot-every", "2", "--quiet", "--device",
+           "cpu"]  # fmt: skip
+
+
+def train2d(capsys, data, outdir, steps: int, *extra: str):
+    where = ["--data", str(data), "--outdir", str(outdir), "--max-steps", str(steps)]
+    return run(capsys, "train2d", *where, *extra, *OPTIONS)
+
+
+def test_a_run_and_its_resume_write_snapshots_with_previews(capsys, tmp_path, blob_folder):
+    out = tmp_path / "run"
+    code, text, err = train2d(capsys, blob_folder, out, 2, "--patch", "16")
+    assert code == 0, err
+    assert "step 2" in text and (out / "snapshots" / "step-000000002" / "preview.png").is_file()
+    code, text, err = train2d(capsys, blob_folder, out, 3, "--patch", "16", "--resume")
+    assert code == 0, err
+    assert load_snapshot(out).state.global_step == 3 and "step 3" in text
+
+
+def test_mistakes_are_one_sentence(capsys, tmp_path, blob_folder):
+    code, _, err = train2d(capsys, tmp_path / "nowhere", tmp_path / "r", 1)
+    assert code == 2 and err.count("\n") == 1 and "nowhere" in err
+    code, _, err = train2d(capsys, blob_folder, tmp_path / "fresh", 1, "--resume")
+    assert code == 2 and "nothing to resume" in err
+    code, _, err = train2d(capsys, blob_folder, tmp_path / "r2", 1, "--patch", "12")
+    assert code == 2 and "over a power of two" in err
