@@ -16,6 +16,7 @@ from cips3d.cli import (
     metrics,
     multiview,
     sample,
+    sample2d,
     train,
     train2d,
     video,
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         multiview,
         invert,
         train2d,
+        sample2d,
     ):
         command.add_parser(subparsers)
     dataset.add_synth_parser(subparsers)

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from cips3d.config_2d import Cips2DDiscriminatorConfig, cips2d_preset
 from cips3d.data.images import ImageDataset, to_float
 from cips3d.data.sampler import InfiniteSampler
-from cips3d.errors import ConfigError
+from cips3d.errors import CheckpointError, ConfigError
 from cips3d.io.images import make_grid, save_png, to_uint8
 from cips3d.models.discriminator2d import Discriminator2D
 from cips3d.models.generator2d import Generator2D
@@ -98,6 +98,22 @@ class Train2DConfig:
             return cls(**{**data, "settings": Cips2DTrainSettings(**data["settings"])})
         except (KeyError, TypeError) as err:
             raise ConfigError(f"the 2D training config is malformed ({err}).") from err
+
+
+def load_generator2d(
+    path: str | Path, device: torch.device | str = "cpu", which: str = "G_ema"
+) -> Generator2D:
+    """The generator (`G_ema` by default, or `G`) of a 2D run folder or one of its snapshots."""
+    if not Path(path).exists():
+        raise CheckpointError(f"there is no 2D run or snapshot at {path}.")
+    snapshot = load_snapshot(path)
+    try:
+        config = Train2DConfig.from_dict(snapshot.config)
+    except ConfigError as err:
+        raise ConfigError(f"{snapshot.path} is not a 2D CIPS run ({err})") from err
+    G = Generator2D(cips2d_preset(config.generator))
+    G.load_state_dict(snapshot.G_ema if which == "G_ema" else snapshot.G)
+    return G.to(device).eval()
 
 
 def _is_power_of_two_fraction(part: int, whole: int) -> bool:

@@ -1,0 +1,51 @@
+"""`cips3d sample2d`: a trained 2D run's images on its grid, larger, and foveated; clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cips3d.io.images import to_uint8
+from cips3d.training.trainer2d import Train2DConfig, Trainer2D, load_generator2d
+from tests.cli.helpers import run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, blob_folder):
+    folder = tmp_path_factory.mktemp("run2d")
+    config = Train2DConfig(generator="cips-tiny", batch_size=2, d_max_channels=32, snapshot_every=1)
+    Trainer2D(config, folder, blob_folder, progress=False).run(max_steps=1)
+    return folder
+
+
+def test_the_training_grid_renders_what_g_ema_renders(capsys, tmp_path, run_dir):
+    code, text, err = run(capsys, "sample2d", "--checkpoint", str(run_dir), "--seeds", "3,5", "--outdir",
+                          str(tmp_path), "--quiet", "--device", "cpu")  # fmt: skip
+    assert code == 0, err
+    G = load_generator2d(run_dir)
+    with torch.no_grad():
+        expected = to_uint8(G(G.sample_latents(1, torch.Generator().manual_seed(5))).clamp(-1, 1))[0]
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "seed0005.png")), expected)
+    assert (tmp_path / "grid.png").is_file() and "2 images of 32x32" in text
+
+
+def test_larger_and_foveated_images(capsys, tmp_path, run_dir):
+    common = ["--checkpoint", str(run_dir), "--seeds", "0", "--quiet", "--device", "cpu"]
+    code, _, err = run(capsys, "sample2d", *common, "--size", "48", "--extent", "1.5", "--outdir",
+                       str(tmp_path / "wide"))  # fmt: skip
+    assert code == 0, err
+    assert Image.open(tmp_path / "wide" / "seed0000.png").size == (48, 48)
+    code, _, err = run(capsys, "sample2d", *common, "--foveated", "300", "--fixation", "0.2,-0.1", "--outdir",
+                       str(tmp_path / "fov"))  # fmt: skip
+    assert code == 0, err
+    assert Image.open(tmp_path / "fov" / "seed0000.png").size == (32, 32)
+
+
+def test_mistakes_are_one_sentence(capsys, tmp_path, run_dir):
+    code, _, err = run(capsys, "sample2d", "--checkpoint", str(tmp_path / "none"), "--outdir", str(tmp_path))
+    assert code == 2 and "no 2D run or snapshot" in err and err.count("\n") == 1
+    code, _, err = run(capsys, "sample2d", "--checkpoint", str(run_dir), "--fixation", "left", "--outdir",
+                       str(tmp_path))  # fmt: skip
+    assert code == 2 and "--fixation must be two numbers" in err
