@@ -31,3 +31,15 @@ def test_mistakes_are_one_sentence(capsys, tmp_path, blob_folder):
     assert code == 2 and "nothing to resume" in err
     code, _, err = train2d(capsys, blob_folder, tmp_path / "r2", 1, "--patch", "12")
     assert code == 2 and "over a power of two" in err
+
+
+def test_torchrun_trains_on_two_processes_and_only_rank_zero_reports(tmp_path, blob_folder):
+    from tests.training import ddp_workers  # noqa: PLC0415
+
+    done = ddp_workers.torchrun_cips3d(
+        "train2d", "--data", str(blob_folder), "--outdir", str(tmp_path / "run"), "--max-steps", "2", *OPTIONS
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sum("step 2, preview" in line for line in done.stdout.splitlines()) == 1, done.stdout
+    snapshot = load_snapshot(tmp_path / "run")
+    assert snapshot.state.images_seen == 2 * 2 * 2 and len(snapshot.rng["other_ranks"]) == 1

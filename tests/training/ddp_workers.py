@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -14,6 +16,21 @@ from torch import nn
 from cips3d.training import trainer as trainer_module
 from cips3d.training.distributed import World, join, leave
 from cips3d.training.trainer import Trainer, TrainOptions
+
+
+def torchrun_cips3d(*args: str, processes: int = 2) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc_per_node N -m cips3d ARGS`, one thread per process, output captured."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(processes),
+    ]
+    return subprocess.run([*command, "-m", "cips3d", *args], check=False, capture_output=True, text=True,
+                          env=env, timeout=300)  # fmt: skip
 
 
 def free_port() -> int:
@@ -96,5 +113,18 @@ def train_body(
     }
     result["state"] = {"global_step": state.global_step, "images_seen": state.images_seen}
     result["resume_note"] = trainer.resume_note
+    torch.save(result, out / f"rank{world.rank}.pt")
+    dist.barrier()
+
+
+def train2d_body(world: World, config, run_dir: Path, data: Path, max_steps: int, out: Path) -> None:
+    """Train 2D CIPS (or resume, when run_dir holds a snapshot) to `max_steps`; save this rank's weights."""
+    from cips3d.training.trainer2d import Trainer2D  # noqa: PLC0415
+
+    resume = (run_dir / "snapshots").is_dir()
+    trainer = Trainer2D(config, run_dir, data, resume=resume, progress=False, world=world)
+    trainer.run(max_steps)
+    result = {name: weights(getattr(trainer, name)) for name in ("G", "G_ema", "D")}
+    result["images_seen"] = trainer.state.images_seen
     torch.save(result, out / f"rank{world.rank}.pt")
     dist.barrier()

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -173,11 +170,10 @@ def test_resuming_on_another_number_of_processes_says_it_is_not_exact(tmp_path, 
 
 
 def test_torchrun_launches_a_run_that_only_rank_zero_writes_and_reports(tmp_path, blob_folder):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    command += ["-m", "cips3d", "train", "--data", str(blob_folder), "--preset", "tiny", "--batch-size", "2"]
-    command += ["--outdir", str(tmp_path / "run"), "--max-steps", "2", "--quiet"]
-    done = subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=300)
+    done = ddp_workers.torchrun_cips3d(
+        "train", "--data", str(blob_folder), "--preset", "tiny", "--batch-size", "2", "--outdir",
+        str(tmp_path / "run"), "--max-steps", "2", "--quiet",
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.splitlines()
     assert lines.count("cips3d train: 2 processes, 2 x batch_size images per step.") == 1

@@ -57,3 +57,27 @@ def test_resuming_with_another_config_and_bad_configs_are_refused(tmp_path, blob
     with pytest.raises(ConfigError, match="over a power of two"):
         Train2DConfig(generator="cips-tiny", patch=12)
     assert Train2DConfig.from_dict(CONFIG.to_dict()) == CONFIG
+
+
+def test_two_processes_stay_in_step_and_resume_exactly(tmp_path, blob_folder):
+    """Two gloo ranks: their weights agree after every averaged step, 2 + resume + 2 iterations equal 4,
+    and the second rank's own data and draws make the run differ from one process's."""
+    from tests.training import ddp_workers  # noqa: PLC0415
+
+    config = dataclasses.replace(CONFIG, snapshot_every=100)
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+    straight, halves = tmp_path / "straight", tmp_path / "halves"
+    ddp_workers.spawn(ddp_workers.train2d_body, 2, config, straight, blob_folder, 4, tmp_path / "a")
+    ddp_workers.spawn(ddp_workers.train2d_body, 2, config, halves, blob_folder, 2, tmp_path / "b")
+    ddp_workers.spawn(ddp_workers.train2d_body, 2, config, halves, blob_folder, 4, tmp_path / "c")
+    a = [torch.load(tmp_path / "a" / f"rank{r}.pt") for r in range(2)]
+    c = [torch.load(tmp_path / "c" / f"rank{r}.pt") for r in range(2)]
+    for name in ("G", "G_ema", "D"):
+        for got in (a[1], c[0], c[1]):
+            assert all(torch.equal(got[name][k], a[0][name][k]) for k in a[0][name]), name
+    assert a[0]["images_seen"] == 4 * 2 * 2
+    assert len(load_snapshot(halves).rng["other_ranks"]) == 1
+    single = Trainer2D(config, tmp_path / "single", blob_folder, progress=False)
+    single.run(max_steps=4)
+    assert not all(torch.equal(a[0]["D"][k], v) for k, v in single.D.state_dict().items())

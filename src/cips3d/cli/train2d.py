@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 
 from cips3d.cli.common import positive_int, resolve_device
+from cips3d.cli.train import process_device
 from cips3d.config_2d import CIPS2D_PRESETS
 from cips3d.errors import UserError
+from cips3d.training.distributed import join, leave, world_from_environment
 from cips3d.training.trainer2d import Train2DConfig, Trainer2D
 
 EXAMPLES = """examples:
   cips3d train2d --data faces/ --outdir runs/cips2d --max-steps 2000           # tiny, whole images
   cips3d train2d --data faces/ --outdir runs/cips2d --patch 16 --max-steps 4000 --resume
   cips3d train2d --data ffhq.zip --preset cips-256 --patch 64 --device cuda    # CIPS's FFHQ setting
+  torchrun --nproc_per_node 8 -m cips3d train2d --data ffhq.zip --preset cips-256 --patch 64 --device cuda
 """
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
@@ -57,12 +60,19 @@ def run(args: argparse.Namespace) -> int:
         generator=args.preset, patch=args.patch, batch_size=args.batch_size, seed=args.seed, xflip=args.xflip,
         d_reads_coordinates=args.d_coords, snapshot_every=args.snapshot_every, keep_snapshots=args.keep,
     )  # fmt: skip
-    device = resolve_device(args.device)
-    trainer = Trainer2D(config, args.outdir, args.data, device, resume=args.resume, progress=not args.quiet)
+    world = world_from_environment()
+    device = process_device(resolve_device(args.device), world, args.device)
+    join(world, device)
     try:
-        path = trainer.run(args.max_steps, args.minutes)
-    except KeyboardInterrupt:
-        print(f"cips3d train2d: interrupted at step {trainer.state.global_step}; snapshot written.")
-        return EXIT_INTERRUPTED
-    print(f"{path}: step {trainer.state.global_step}, preview {path / 'preview.png'}.")
+        trainer = Trainer2D(config, args.outdir, args.data, device, args.resume, not args.quiet, world)
+        try:
+            path = trainer.run(args.max_steps, args.minutes)
+        except KeyboardInterrupt:
+            if world.is_main:
+                print(f"cips3d train2d: interrupted at step {trainer.state.global_step}; snapshot written.")
+            return EXIT_INTERRUPTED
+    finally:
+        leave(world)
+    if world.is_main:
+        print(f"{path}: step {trainer.state.global_step}, preview {path / 'preview.png'}.")
     return 0

@@ -54,7 +54,8 @@ GradientAverage = Callable[[Iterable[nn.Parameter], torch.Tensor], torch.Tensor]
 (`World.average_gradients`); data-parallel training passes it to both steps."""
 
 
-def _no_average(params: Iterable[nn.Parameter], loss: torch.Tensor) -> torch.Tensor:
+def no_average(params: Iterable[nn.Parameter], loss: torch.Tensor) -> torch.Tensor:
+    """A single process: the loss as it is, the gradients untouched."""
     return loss
 
 
@@ -110,7 +111,7 @@ def d_step(
     reals: torch.Tensor,
     settings: StepSettings,
     random,
-    average: GradientAverage = _no_average,
+    average: GradientAverage = no_average,
 ) -> dict[str, float]:
     """Non-saturating logistic D loss on fresh fakes, plus R1 on the reals when scheduled.
 
@@ -150,7 +151,7 @@ def g_step(
     opt: torch.optim.Optimizer,
     settings: StepSettings,
     random,
-    average: GradientAverage = _no_average,
+    average: GradientAverage = no_average,
 ) -> dict[str, float]:
     """Non-saturating G loss through a D whose parameters do not collect gradients (`average`: as in
     `d_step`)."""

@@ -24,6 +24,7 @@ from cips3d.models.coordinates import patch_grid
 from cips3d.models.discriminator2d import Discriminator2D
 from cips3d.models.generator2d import Generator2D
 from cips3d.training.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
+from cips3d.training.steps import GradientAverage, no_average
 
 G_REG_EVERY = 4  # StyleGAN2's path-length interval: CIPS keeps G's lazy ratio 4/5 though it computes none
 
@@ -105,23 +106,26 @@ def d_step_2d(
     settings: Cips2DTrainSettings,
     generator: torch.Generator | None,
     iteration: int,
+    average: GradientAverage = no_average,
 ) -> dict[str, float]:
     """One D update on reals [B, 3, P, P] rendered at coords [B, P, P, 2]; on every `r1_every`-th
-    iteration (counting from 0) a second update with r1_every x the R1 penalty on the reals."""
+    iteration (counting from 0) a second update with r1_every x the R1 penalty on the reals.
+    `average` (data-parallel runs) averages each backward's gradients and loss over the processes."""
     with torch.no_grad():
         fakes = _fakes(G, coords, generator)
     loss = d_logistic_loss(D(discriminator_input(D, reals, coords)), D(discriminator_input(D, fakes, coords)))
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    loss = average(D.parameters(), loss.detach())
     opt.step()
-    stats = {"d_loss": float(loss.detach())}
+    stats = {"d_loss": float(loss)}
     if settings.r1_gamma > 0 and iteration % settings.r1_every == 0:
         real = reals.detach().requires_grad_(True)
         penalty = r1_penalty(D(discriminator_input(D, real, coords)), real, settings.r1_gamma).mean()
         opt.zero_grad(set_to_none=True)
         (penalty * settings.r1_every).backward()
+        stats["r1"] = float(average(D.parameters(), penalty.detach()))
         opt.step()
-        stats["r1"] = float(penalty.detach())
     return stats
 
 
@@ -132,9 +136,10 @@ def g_step_2d(
     coords: torch.Tensor,
     settings: Cips2DTrainSettings,
     generator: torch.Generator | None,
+    average: GradientAverage = no_average,
 ) -> dict[str, float]:
     """One G update: non-saturating loss of fakes rendered at coords [B, P, P, 2] (D is frozen for it:
-    no gradients are computed for, or left on, its parameters)."""
+    no gradients are computed for, or left on, its parameters); `average` as in `d_step_2d`."""
     frozen = [p for p in D.parameters() if p.requires_grad]
     for p in frozen:
         p.requires_grad_(False)
@@ -143,8 +148,9 @@ def g_step_2d(
         loss = g_nonsaturating_loss(D(discriminator_input(D, fakes, coords)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        loss = average(G.parameters(), loss.detach())
         opt.step()
     finally:
         for p in frozen:
             p.requires_grad_(True)
-    return {"g_loss": float(loss.detach())}
+    return {"g_loss": float(loss)}

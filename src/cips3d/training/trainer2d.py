@@ -31,6 +31,7 @@ from cips3d.errors import CheckpointError, ConfigError
 from cips3d.io.images import make_grid, save_png, to_uint8
 from cips3d.models.discriminator2d import Discriminator2D
 from cips3d.models.generator2d import Generator2D
+from cips3d.training.distributed import World, rank_seed
 from cips3d.training.ema import ema_update
 from cips3d.training.monitor import Monitor, SilentMonitor
 from cips3d.training.snapshot import (
@@ -133,15 +134,17 @@ class Trainer2D:
         device: torch.device | str = "cpu",
         resume: bool = False,
         progress: bool = True,
+        world: World | None = None,
     ) -> None:
         self.config, self.run_dir, self.device = config, Path(run_dir), torch.device(device)
-        self.progress = progress
+        self.world = world or World()
+        self.progress = progress and self.world.is_main
         init = torch.Generator().manual_seed(config.seed)
         self.G = Generator2D(cips2d_preset(config.generator), init).to(self.device)
         self.D = Discriminator2D(config.discriminator(), init).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval()
         self.opt_g, self.opt_d = config.settings.optimizers(self.G, self.D)
-        self.draws = torch.Generator().manual_seed(config.seed + 1)
+        self.draws = torch.Generator().manual_seed(rank_seed(config.seed + 1, self.world.rank))
         self.preview_z = self.G.sample_latents(PREVIEW_IMAGES, torch.Generator().manual_seed(config.seed + 2))
         self.dataset = ImageDataset(data, resolution=self.G.config.size, xflip=config.xflip)
         self.state = TrainState()
@@ -160,13 +163,18 @@ class Trainer2D:
         self.D.load_state_dict(snapshot.D)
         self.opt_g.load_state_dict(snapshot.optimizers["G"])
         self.opt_d.load_state_dict(snapshot.optimizers["D"])
-        restore_rng(snapshot.rng, {"draws": self.draws})
+        restore_rng(snapshot.rng, {"draws": self.draws})  # rank 0's; the others' below
+        others = snapshot.rng.get("other_ranks", [])
+        if self.world.rank > 0 and len(others) == self.world.world_size - 1:
+            self.draws.set_state(others[self.world.rank - 1])
         self.state = snapshot.state
 
     def _batches(self) -> Iterator[torch.Tensor]:
+        world = self.world  # each process takes its own positions of the one data order
         sampler = InfiniteSampler(
-            len(self.dataset), seed=self.config.data_seed, start=self.state.data_position
-        )
+            len(self.dataset), seed=self.config.data_seed, start=self.state.data_position, rank=world.rank,
+            world_size=world.world_size,
+        )  # fmt: skip
         loader = DataLoader(self.dataset, batch_size=self.config.batch_size, sampler=sampler)
         for batch in loader:
             yield to_float(batch).to(self.device)
@@ -186,7 +194,8 @@ class Trainer2D:
                 monitor.step(self.state.global_step, self.state.images_seen, "2d", stats, log)
                 if self.state.global_step % self.config.snapshot_every == 0:
                     self.snapshot()
-                if deadline is not None and time.monotonic() - start > deadline:
+                late = deadline is not None and time.monotonic() - start > deadline
+                if self.world.any_of([late], self.device)[0]:  # every process stops at the same step
                     break
         except KeyboardInterrupt:
             self.snapshot()
@@ -197,32 +206,45 @@ class Trainer2D:
 
     def step(self, reals: torch.Tensor) -> dict[str, float]:
         """One iteration on real images [B, 3, S, S] in [-1, 1]."""
-        config, state = self.config, self.state
+        config, state, average = self.config, self.state, self.world.average_gradients
         patches, coords = multiscale_patches(reals, config.patch_size, self.draws)
         stats = d_step_2d(
-            self.G, self.D, self.opt_d, patches, coords, config.settings, self.draws, state.global_step
+            self.G,
+            self.D,
+            self.opt_d,
+            patches,
+            coords,
+            config.settings,
+            self.draws,
+            state.global_step,
+            average,
         )
-        stats |= g_step_2d(self.G, self.D, self.opt_g, coords, config.settings, self.draws)
+        stats |= g_step_2d(self.G, self.D, self.opt_g, coords, config.settings, self.draws, average)
         ema_update(self.G_ema, self.G, config.settings.ema_decay)
+        images = reals.shape[0] * self.world.world_size  # every process's batch
         state.global_step += 1
         state.stage_step += 1
-        state.images_seen += reals.shape[0]
-        state.data_position += reals.shape[0]
+        state.images_seen += images
+        state.data_position += images
         return stats
 
     def snapshot(self) -> Path:
-        """Write a snapshot and a preview grid of G_ema now (once per iteration count); keep the newest
-        `keep_snapshots`."""
+        """Write a snapshot and a preview grid of G_ema now (once per iteration count; rank 0 writes,
+        every process takes part); keep the newest `keep_snapshots`."""
         root = self.run_dir / "snapshots"
         if self._written is not None and self._written.name == snapshot_name(self.state.global_step):
             return self._written
-        path = write_snapshot(
-            root, self.state, self.config.to_dict(), {"G": self.G, "G_ema": self.G_ema, "D": self.D},
-            {"G": self.opt_g, "D": self.opt_d}, capture_rng({"draws": self.draws}),
-        )  # fmt: skip
-        with torch.no_grad():
-            preview = self.G_ema(self.preview_z)
-        save_png(make_grid(to_uint8(preview.clamp(-1, 1))), path / "preview.png")
-        prune_snapshots(root, self.config.keep_snapshots, protect=set())
-        self._written = path
-        return path
+        states = self.world.gather(self.draws.get_state())
+        path = root / snapshot_name(self.state.global_step)
+        if self.world.is_main:
+            rng = capture_rng({"draws": self.draws}) | {"other_ranks": states[1:]}
+            modules = {"G": self.G, "G_ema": self.G_ema, "D": self.D}
+            path = write_snapshot(
+                root, self.state, self.config.to_dict(), modules, {"G": self.opt_g, "D": self.opt_d}, rng
+            )
+            with torch.no_grad():
+                preview = self.G_ema(self.preview_z)
+            save_png(make_grid(to_uint8(preview.clamp(-1, 1))), path / "preview.png")
+            prune_snapshots(root, self.config.keep_snapshots, protect=set())
+        self._written = self.world.from_main(path)  # also the barrier: the snapshot exists for everyone
+        return self._written
