@@ -30,9 +30,13 @@ def test_two_plus_two_iterations_equal_four(tmp_path, blob_folder):
     for name, tensors in weights(straight).items():
         assert all(torch.equal(v, weights(second)[name][k]) for k, v in tensors.items()), name
     assert torch.equal(straight.draws.get_state(), second.draws.get_state())
+    assert straight.state.history == second.state.history  # the scores too
     snapshot = load_snapshot(last)
     assert snapshot.state.global_step == 4 and snapshot.state.images_seen == 8
     assert (last / "preview.png").is_file()
+    assert [r["step"] for r in snapshot.state.history] == [2, 4]  # one SWD per snapshot
+    assert all(r["swd"] > 0 for r in snapshot.state.history)
+    assert snapshot.state.best_snapshot in ("step-000000002", "step-000000004")
     assert [p.name for p in list_snapshots(tmp_path / "split" / "snapshots")] == [
         "step-000000002", "step-000000004"
     ]  # fmt: skip

@@ -29,6 +29,7 @@ from cips3d.data.images import ImageDataset, to_float
 from cips3d.data.sampler import InfiniteSampler
 from cips3d.errors import CheckpointError, ConfigError
 from cips3d.io.images import make_grid, save_png, to_uint8
+from cips3d.metrics.swd import swd
 from cips3d.models.discriminator2d import Discriminator2D
 from cips3d.models.generator2d import Generator2D
 from cips3d.training.distributed import World, rank_seed
@@ -46,6 +47,7 @@ from cips3d.training.snapshot import (
 from cips3d.training.steps2d import Cips2DTrainSettings, d_step_2d, g_step_2d, multiscale_patches
 
 PREVIEW_IMAGES = 16
+EVAL_IMAGES = 64  # reals and G_ema samples compared by SWD at every snapshot (the 3D trainer's default)
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,8 @@ class Trainer2D:
         self.dataset = ImageDataset(data, resolution=self.G.config.size, xflip=config.xflip)
         self.state = TrainState()
         self._written: Path | None = None
+        self._eval_reals: torch.Tensor | None = None
+        self._reported_step: int | None = None
         if resume:
             self._resume()
 
@@ -193,16 +197,27 @@ class Trainer2D:
                 log = self.state.global_step % 10 == 0
                 monitor.step(self.state.global_step, self.state.images_seen, "2d", stats, log)
                 if self.state.global_step % self.config.snapshot_every == 0:
-                    self.snapshot()
+                    self._report(self.snapshot(), monitor)
                 late = deadline is not None and time.monotonic() - start > deadline
                 if self.world.any_of([late], self.device)[0]:  # every process stops at the same step
                     break
+            path = self.snapshot()
+            self._report(path, monitor)
         except KeyboardInterrupt:
             self.snapshot()
             raise
         finally:
             monitor.close()
-        return self.snapshot()
+        return path
+
+    def _report(self, path: Path, monitor: Monitor | SilentMonitor) -> None:
+        """Log the score of snapshot `path`, once."""
+        record = self.state.history[-1] if self.state.history else None
+        if record is None or record["step"] == self._reported_step:
+            return
+        self._reported_step = record["step"]
+        monitor.scalar("eval/swd", record["swd"], record["step"])
+        monitor.message(f"snapshot {path.name}: SWD {record['swd']:.2f} (best: {self.state.best_snapshot})")
 
     def step(self, reals: torch.Tensor) -> dict[str, float]:
         """One iteration on real images [B, 3, S, S] in [-1, 1]."""
@@ -237,6 +252,7 @@ class Trainer2D:
         states = self.world.gather(self.draws.get_state())
         path = root / snapshot_name(self.state.global_step)
         if self.world.is_main:
+            self._score(path.name)
             rng = capture_rng({"draws": self.draws}) | {"other_ranks": states[1:]}
             modules = {"G": self.G, "G_ema": self.G_ema, "D": self.D}
             path = write_snapshot(
@@ -245,6 +261,22 @@ class Trainer2D:
             with torch.no_grad():
                 preview = self.G_ema(self.preview_z)
             save_png(make_grid(to_uint8(preview.clamp(-1, 1))), path / "preview.png")
-            prune_snapshots(root, self.config.keep_snapshots, protect=set())
-        self._written = self.world.from_main(path)  # also the barrier: the snapshot exists for everyone
-        return self._written
+            prune_snapshots(root, self.config.keep_snapshots, protect={self.state.best_snapshot} - {None})
+        self.state = self.world.from_main(self.state)  # every rank keeps the scores (and waits for the files)
+        self._written = path
+        return path
+
+    @torch.no_grad()
+    def _score(self, name: str) -> None:
+        """SWD of G_ema's samples against the data (rank 0): recorded in the history; the best snapshot
+        is kept from pruning."""
+        if self._eval_reals is None:
+            count = min(EVAL_IMAGES, self.dataset.num_images)
+            self._eval_reals = torch.stack([to_float(self.dataset[i]) for i in range(count)])
+        reals = self._eval_reals
+        z = self.G.sample_latents(len(reals), torch.Generator().manual_seed(self.config.seed + 3))
+        fakes = torch.cat([self.G_ema(part).cpu() for part in z.split(16)]).clamp(-1, 1)
+        value = swd(reals, fakes).mean
+        self.state.history.append({"step": self.state.global_step, "swd": value})
+        if self.state.best_score is None or value < self.state.best_score:
+            self.state.best_score, self.state.best_snapshot = value, name
