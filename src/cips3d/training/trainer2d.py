@@ -113,7 +113,7 @@ def load_generator2d(
     try:
         config = Train2DConfig.from_dict(snapshot.config)
     except ConfigError as err:
-        raise ConfigError(f"{snapshot.path} is not a 2D CIPS run ({err})") from err
+        raise ConfigError(f"{snapshot.path} is not a 2D CIPS run: {err}") from err
     G = Generator2D(cips2d_preset(config.generator))
     G.load_state_dict(snapshot.G_ema if which == "G_ema" else snapshot.G)
     return G.to(device).eval()
