@@ -35,6 +35,13 @@ def test_the_interpolation_is_exact_on_the_points_and_linear_between_them():
     torch.testing.assert_close(grid[0, 0], target[..., 0] * 2 + target[..., 1] * 3 + 1, rtol=0, atol=1e-6)
 
 
+def test_points_that_make_no_triangle_give_the_nearest_ones_values():
+    points = torch.tensor([[-0.5, 0.0], [0.5, 0.0]])  # two points: no triangulation
+    grid = interpolate_to_grid(points, torch.tensor([[[1.0, 2.0]]]), 4)
+    target = plane_grid(4, 4)[0]
+    torch.testing.assert_close(grid[0, 0], torch.where(target[..., 0] < 0, 1.0, 2.0))
+
+
 def test_more_points_come_closer_to_the_full_render(scene):
     G, w, full = scene
     errors = []

@@ -60,6 +60,8 @@ def test_resuming_with_another_config_and_bad_configs_are_refused(tmp_path, blob
         Trainer2D(other, tmp_path / "run", blob_folder, resume=True, progress=False)
     with pytest.raises(ConfigError, match="over a power of two"):
         Train2DConfig(generator="cips-tiny", patch=12)
+    with pytest.raises(ConfigError, match="multiple of the discriminator's minibatch-stddev group"):
+        Train2DConfig(batch_size=6)
     assert Train2DConfig.from_dict(CONFIG.to_dict()) == CONFIG
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy.interpolate import griddata
+from scipy.spatial import QhullError
 
 from cips3d.models.coordinates import foveated_points, plane_grid
 from cips3d.models.generator2d import Generator2D
@@ -53,14 +54,22 @@ def foveated_image(
 
 def interpolate_to_grid(points: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tensor:
     """points [N, 2] (x, y), values [B, C, N] -> [B, C, size, size] on `plane_grid(size, size)`:
-    linear over the points' triangulation, the nearest point's value outside their convex hull."""
+    linear over the points' triangulation, the nearest point's value outside their convex hull (and
+    everywhere when the points make no triangle)."""
     b, c, n = values.shape
     xy = points.double().numpy()
     data = values.permute(2, 0, 1).reshape(n, b * c).double().numpy()
     targets = plane_grid(size, size)[0].reshape(-1, 2).double().numpy()
-    linear = griddata(xy, data, targets, method="linear")
+    try:
+        linear = griddata(xy, data, targets, method="linear")
+    except QhullError:  # fewer than 3 points, or all on one line: no triangles to interpolate in
+        return _to_image(griddata(xy, data, targets, method="nearest"), values.dtype, size, b, c)
     outside = np.isnan(linear).any(axis=1)
     if outside.any():
         linear[outside] = griddata(xy, data, targets[outside], method="nearest")
-    grid = torch.from_numpy(linear).to(values.dtype)  # [size * size, B * C], row-major from the top-left
-    return grid.reshape(size, size, b, c).permute(2, 3, 0, 1).contiguous()
+    return _to_image(linear, values.dtype, size, b, c)
+
+
+def _to_image(flat: np.ndarray, dtype: torch.dtype, size: int, b: int, c: int) -> torch.Tensor:
+    """[size * size, B * C], row-major from the top-left -> [B, C, size, size]."""
+    return torch.from_numpy(flat).to(dtype).reshape(size, size, b, c).permute(2, 3, 0, 1).contiguous()

@@ -79,6 +79,12 @@ class Train2DConfig:
             )
         if min(self.batch_size, self.snapshot_every, self.keep_snapshots) < 1:
             raise ConfigError("batch_size, snapshot_every and keep_snapshots must be at least 1.")
+        group = min(self.batch_size, Cips2DDiscriminatorConfig.stddev_group)
+        if self.batch_size % group:
+            raise ConfigError(
+                f"the batch size ({self.batch_size}) must be a multiple of the discriminator's "
+                f"minibatch-stddev group ({group})."
+            )
 
     @property
     def patch_size(self) -> int:
