@@ -31,6 +31,7 @@ from triton.language.extra.cuda import libdevice
 
 from cips3d import constants as K
 from cips3d.errors import ConfigError
+from cips3d.kernels.common import interpreting, power_of_two, require_gpu
 
 BLOCK_POINTS = 256
 """Points per program. On an H100 (`benchmarks/field_kernel_sweep.py`, one 512 px pass of 3.1 M points,
@@ -94,19 +95,10 @@ def _field_kernel(
     tl.store(feature_out + (b * n_points + rows)[:, None] * C + c[None, :], feature, mask=valid[:, None])
 
 
-def interpreting() -> bool:
-    """Whether Triton was imported in interpreter mode (TRITON_INTERPRET=1): kernels then run on NumPy."""
-    return type(_field_kernel).__name__ == "InterpretedFunction"
-
-
-def _power_of_two(n: int) -> bool:
-    return n >= 16 and n & (n - 1) == 0
-
-
 def check_shapes(hidden_dim: int, feature_dim: int, in_dim: int) -> None:
     """Raise ConfigError unless the kernel can evaluate a field of these widths."""
     widths = {"hidden": hidden_dim, "colour (hidden / 2)": hidden_dim // 2, "feature": feature_dim}
-    bad = [f"{name} {w}" for name, w in widths.items() if not _power_of_two(w)]
+    bad = [f"{name} {w}" for name, w in widths.items() if not power_of_two(w)]
     if bad or hidden_dim % 2 or in_dim > 8:
         raise ConfigError(
             "field_kernel='triton' needs power-of-two layer widths of at least 16 and at most 8 input "
@@ -130,11 +122,7 @@ def fused_field(
     against IEEE float32 at the sweep's precision (TF32 products dominate it); Triton's interpreter has
     no such sine, so there it is off.
     """
-    if points.device.type != "cuda" and not interpreting():
-        raise ConfigError(
-            "field_kernel='triton' needs a CUDA GPU (on a CPU it runs only in Triton's interpreter, "
-            "TRITON_INTERPRET=1, which the tests use)."
-        )
+    require_gpu(points, "field_kernel='triton'")
     batch, n, in_dim = points.shape
     first, rest = folded.hidden[0], folded.hidden[1:]
     hidden_dim = first.weight.shape[-1]

@@ -27,6 +27,7 @@ import triton.language as tl
 
 from cips3d import constants as K
 from cips3d.errors import ConfigError
+from cips3d.kernels.common import interpreting, power_of_two, require_gpu
 
 LAUNCH = {
     torch.bfloat16: dict(BM=128, BN=256, BK=64, num_warps=8, num_stages=4),
@@ -70,20 +71,11 @@ def _modulated_fc_kernel(
     tl.store(out + offsets, acc.to(out.dtype.element_ty), mask=valid[:, None])
 
 
-def interpreting() -> bool:
-    """Whether Triton was imported in interpreter mode (TRITON_INTERPRET=1): kernels then run on NumPy."""
-    return type(_modulated_fc_kernel).__name__ == "InterpretedFunction"
-
-
-def _power_of_two(n: int) -> bool:
-    return n >= 16 and n & (n - 1) == 0
-
-
 def check_shapes(in_dim: int, out_dim: int) -> None:
     """Raise ConfigError unless the kernel can run a layer of these widths."""
     for launch in LAUNCH.values():
         k, n = min(in_dim, launch["BK"]), min(out_dim, launch["BN"])
-        if not (_power_of_two(k) and _power_of_two(n) and in_dim % k == 0 and out_dim % n == 0):
+        if not (power_of_two(k) and power_of_two(n) and in_dim % k == 0 and out_dim % n == 0):
             raise ConfigError(
                 "inr_kernel='triton' needs layer widths that are powers of two of at least 16 or multiples "
                 f"of {launch['BK']} (inputs) and {launch['BN']} (outputs); this layer is {in_dim} -> "
@@ -100,11 +92,7 @@ def modulated_fc(
     The result and the operands take weight's type (bfloat16, or float32 with IEEE or, with `tf32`,
     TF32 products); `residual` [B, M, N] is added after the activation, as `InrBlock` does.
     """
-    if x.device.type != "cuda" and not interpreting():
-        raise ConfigError(
-            "inr_kernel='triton' needs a CUDA GPU (on a CPU it runs only in Triton's interpreter, "
-            "TRITON_INTERPRET=1, which the tests use)."
-        )
+    require_gpu(x, "inr_kernel='triton'")
     if weight.dtype not in (torch.bfloat16, torch.float32):
         raise ConfigError(f"inr_kernel='triton' runs bfloat16 or float32 products, not {weight.dtype}.")
     batch, m, in_dim = x.shape
