@@ -17,6 +17,7 @@ from PIL import Image
 
 from cips3d import Generator3D, GeneratorConfig, generator_preset
 from cips3d.convert.official import from_official
+from cips3d.data.panorama import write_panorama_dataset
 from cips3d.models.discriminator import DiscriminatorConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,3 +107,11 @@ def blob_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("blobs")
     write_blobs(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def panorama_zip(tmp_path_factory):
+    """24 procedural panoramas of 32 x 128 (the whole turn), in a dataset zip."""
+    path = tmp_path_factory.mktemp("panoramas") / "pano.zip"
+    write_panorama_dataset(path, count=24, height=32, width=128, progress=False)
+    return path

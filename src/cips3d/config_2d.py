@@ -19,7 +19,10 @@ class Cips2DConfig:
     """CIPSskip: coordinates -> Fourier features + learned embeddings -> styled FC pairs, RGB summed."""
 
     size: int = 256
-    """Side of the learned coordinate-embedding grid: the training resolution."""
+    """Side of the learned coordinate-embedding grid: the training resolution (its height, with `width`)."""
+    width: int | None = None
+    """Columns of the embedding grid when the training images are not square (panoramas: the whole
+    turn); None: `size`."""
     style_dim: int = 512
     """Width of z, of every mapping layer and of w."""
     mapping_layers: int = 8
@@ -41,18 +44,27 @@ class Cips2DConfig:
             "fourier_dim": self.fourier_dim, "embedding_dim": self.embedding_dim,
             "first_width": self.first_width,
         }  # fmt: skip
+        if self.width is not None:
+            counts["width"] = self.width
         bad = [f"{k}={v!r}" for k, v in counts.items() if not (isinstance(v, int) and v >= 1)]
         if self.coordinates not in ("plane", "cylinder"):
             raise ConfigError(f"coordinates must be 'plane' or 'cylinder', not {self.coordinates!r}.")
         if (
             bad
             or self.size < 2
+            or self.grid_width < 2
             or not self.widths
             or any(not (isinstance(w, int) and w >= 1) for w in self.widths)
         ):
             raise ConfigError(
-                f"a 2D CIPS config needs positive widths and a size >= 2 ({', '.join(bad) or 'widths'})."
+                "a 2D CIPS config needs positive widths and a size and width of at least 2 "
+                f"({', '.join(bad) or 'widths'})."
             )
+
+    @property
+    def grid_width(self) -> int:
+        """Columns of the training grid (`width`, or `size` for square images)."""
+        return self.size if self.width is None else self.width
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+from PIL import Image
+
 from cips3d.training.snapshot import load_snapshot
+from cips3d.training.trainer2d import load_generator2d
 from tests.cli.helpers import run
 
 OPTIONS = ["--preset", "cips-tiny", "--batch-size", "2", "--snapshot-every", "2", "--quiet", "--device",
@@ -43,3 +47,30 @@ def test_torchrun_trains_on_two_processes_and_only_rank_zero_reports(tmp_path, b
     assert sum("step 2, preview" in line for line in done.stdout.splitlines()) == 1, done.stdout
     snapshot = load_snapshot(tmp_path / "run")
     assert snapshot.state.images_seen == 2 * 2 * 2 and len(snapshot.rng["other_ranks"]) == 1
+
+
+def test_a_panorama_run_trains_on_whole_turns_and_samples_past_its_seam(capsys, tmp_path, panorama_zip):
+    out = tmp_path / "pano"
+    code, text, err = train2d(capsys, panorama_zip, out, 2, "--panorama", "--width", "128", "--patch", "16")
+    assert code == 0, err
+    G = load_generator2d(out)
+    assert (G.config.coordinates, G.config.size, G.config.grid_width) == ("cylinder", 32, 128)
+    preview = Image.open(out / "snapshots" / "step-000000002" / "preview.png")
+    assert preview.size[0] > 3 * preview.size[1]  # a 4 x 4 grid of 32 x 128 panoramas (and padding)
+    sampled = ["sample2d", "--checkpoint", str(out), "--seeds", "0", "--quiet", "--device", "cpu"]
+    code, text, err = run(capsys, *sampled, "--turns", "1.5", "--outdir", str(tmp_path / "s"))
+    assert code == 0, err
+    image = np.asarray(Image.open(tmp_path / "s" / "seed0000.png"))
+    assert image.shape == (32, 192, 3) and "32x192" in text
+    assert np.abs(image[:, 128:].astype(int) - image[:, :64]).max() <= 1  # the second turn repeats the first
+    code, _, err = run(capsys, *sampled, "--foveated", "100", "--outdir", str(tmp_path / "f"))
+    assert code == 2 and "not square" in err
+
+
+def test_turns_are_for_panorama_runs(capsys, tmp_path, blob_folder):
+    out = tmp_path / "flat"
+    assert train2d(capsys, blob_folder, out, 1)[0] == 0
+    code, _, err = run(
+        capsys, "sample2d", "--checkpoint", str(out), "--turns", "2", "--outdir", str(tmp_path)
+    )
+    assert code == 2 and "--turns is for panorama runs" in err

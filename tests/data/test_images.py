@@ -13,7 +13,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from cips3d.data.images import ImageDataset, SkippedImagesWarning, to_float
-from cips3d.errors import UserError
+from cips3d.errors import ConfigError, UserError
 
 
 def random_pixels(seed: int, height: int, width: int, channels: int = 3) -> np.ndarray:
@@ -215,3 +215,27 @@ def test_a_zip_dataset_pickles_and_loads_in_worker_processes(tmp_path):
     loader = DataLoader(dataset, batch_size=4, num_workers=2)
     assert torch.equal(torch.cat(list(loader)), expected)
     dataset.close()
+
+
+def edge_marked(tmp_path, cols: int = 64, rows: int = 16):
+    """A folder with one grey image whose first 3 columns are red and last 3 blue."""
+    pixels = np.full((rows, cols, 3), 128, np.uint8)
+    pixels[:, :3] = (255, 0, 0)
+    pixels[:, -3:] = (0, 0, 255)
+    folder = tmp_path / "edges"
+    folder.mkdir()
+    Image.fromarray(pixels).save(folder / "a.png")
+    return folder
+
+
+def test_wide_images_are_cropped_to_their_aspect_or_resized_whole(tmp_path):
+    folder = edge_marked(tmp_path)
+    whole = ImageDataset(folder, resolution=8, width=16, whole=True)[0]
+    assert whole.shape == (3, 8, 16)
+    assert whole[0, :, 0].min() > 200 and whole[2, :, -1].min() > 200  # both ends kept: red, blue
+    cropped = ImageDataset(folder, resolution=8, width=16)[0]  # the centre 32 x 16 of 64 x 16
+    assert cropped.shape == (3, 8, 16) and (cropped.int() - 128).abs().max() <= 1
+    square = ImageDataset(folder, resolution=8)[0]
+    assert square.shape == (3, 8, 8) and (square.int() - 128).abs().max() <= 1
+    with pytest.raises(ConfigError, match="needs a resolution"):
+        ImageDataset(folder, width=16)

@@ -35,3 +35,10 @@ def test_pyramid_levels_reconstruct_the_image():
 def test_shape_mismatch_is_refused():
     with pytest.raises(ValueError):
         swd(images(0, size=32), images(0, size=16))
+
+
+def test_wide_images_stop_at_their_shorter_side():
+    wide = torch.rand(2, 3, 32, 128, generator=torch.Generator().manual_seed(3))
+    assert [tuple(lv.shape[-2:]) for lv in laplacian_pyramid(wide)] == [(32, 128), (16, 64)]
+    a, b = wide, torch.rand(2, 3, 32, 128, generator=torch.Generator().manual_seed(4))
+    assert swd(a, a.clone()).mean == 0.0 < swd(a, b).mean

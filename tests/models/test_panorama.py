@@ -63,3 +63,21 @@ def test_the_cylinder_reads_cos_sin_and_y_and_the_config_says_so():
         dataclasses.replace(config, coordinates="sphere")
     with pytest.raises(ConfigError, match="turns > 0"):
         cylinder_grid(4, 4, turns=0)
+
+
+@torch.no_grad()
+def test_a_wide_panorama_model_has_a_column_per_pixel_of_the_turn():
+    config = dataclasses.replace(cips2d_preset("cips-tiny"), coordinates="cylinder", width=128)
+    G = Generator2D(config, torch.Generator().manual_seed(0)).eval()
+    assert G.encoding.embedding.shape == (config.embedding_dim, 32, 128) and config.grid_width == 128
+    w = G.mapping(G.sample_latents(2, torch.Generator().manual_seed(1)))
+    stored = G.synthesis(w)
+    assert stored.shape == (2, 3, 32, 128)
+    assert (stored - G.synthesis(w, cylinder_grid(32, 128, batch=2))).abs().max() < 1e-4
+    table = G.encoding.embedding
+    seam = torch.tensor([[[[1 - 1 / 128, 1.0]]]])  # halfway from the last column round to the first
+    between = G.encoding._sample_embedding(seam)[0, 0, 0]
+    torch.testing.assert_close(between, (table[:, -1, -1] + table[:, -1, 0]) / 2, rtol=1e-5, atol=1e-5)
+    assert Cips2DConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="width"):
+        dataclasses.replace(config, width=1)

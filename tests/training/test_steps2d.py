@@ -4,6 +4,7 @@ lazy R1 on schedule, and StyleGAN2's optimiser and EMA constants."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import pytest
@@ -21,6 +22,7 @@ from cips3d.training.steps2d import (
     discriminator_input,
     g_step_2d,
     multiscale_patches,
+    patch_scales,
 )
 
 
@@ -119,3 +121,31 @@ def test_stylegan2s_lazy_ratios_and_ema_decay():
     assert settings.ema_decay == pytest.approx(0.99778, abs=1e-5)
     with pytest.raises(ConfigError, match="r1_every >= 1"):
         Cips2DTrainSettings(r1_every=0)
+
+
+@torch.no_grad()
+def test_panorama_patches_cross_the_seam_and_the_generator_renders_exactly_them():
+    config = dataclasses.replace(cips2d_preset("cips-tiny"), coordinates="cylinder", width=128)
+    G = Generator2D(config, torch.Generator().manual_seed(0)).eval()
+    z = G.sample_latents(4, torch.Generator().manual_seed(1))
+    full = G(z)  # [4, 3, 32, 128]: the model's own panoramas stand in for the data
+    grid = G.training_grid()[0]
+    crossed, strides = 0, set()
+    for seed in range(10):
+        patches, coords = multiscale_patches(full, 16, torch.Generator().manual_seed(seed), grid, wrap=True)
+        assert patches.shape == (4, 3, 16, 16)
+        assert (G(z, coords) - patches).abs().max() < 1e-4  # each patch is its pixels of the panorama
+        x = coords[..., 0]
+        crossed += int((x[:, :, 1:] < x[:, :, :-1]).any(dim=(1, 2)).sum())  # x falls back at the seam
+        strides.add(round(float(x[0, 0, 1] - x[0, 0, 0]) * 128 / 2) % 128)
+    assert crossed > 0 and strides == {1, 2}
+    flat, _ = multiscale_patches(full, 16, torch.Generator().manual_seed(0))  # no wrap: inside the frame
+    assert flat.shape == (4, 3, 16, 16)
+
+
+def test_patch_sizes_follow_the_shorter_side():
+    assert [patch_scales(32, 128, p) for p in (32, 16, 8)] == [0, 1, 2]
+    with pytest.raises(ConfigError, match=r"shorter side \(32 px of 32 x 128\) over a power of two, not 12"):
+        patch_scales(32, 128, 12)
+    with pytest.raises(ConfigError, match="not \\[32, 128, 2\\]"):
+        multiscale_patches(torch.zeros(1, 3, 32, 128), 16, grid=torch.zeros(32, 32, 2))

@@ -63,6 +63,11 @@ def test_resuming_with_another_config_and_bad_configs_are_refused(tmp_path, blob
     with pytest.raises(ConfigError, match="multiple of the discriminator's minibatch-stddev group"):
         Train2DConfig(batch_size=6)
     assert Train2DConfig.from_dict(CONFIG.to_dict()) == CONFIG
+    before_panoramas = {k: v for k, v in CONFIG.to_dict().items() if k not in ("panorama", "width")}
+    assert Train2DConfig.from_dict(before_panoramas) == CONFIG  # snapshots written before the fields
+    wide = Train2DConfig(panorama=True, width=128, patch=8)
+    assert wide.generator_config().coordinates == "cylinder" and wide.discriminator().size == 8
+    assert Train2DConfig(panorama=True, width=128).patch_size == 32  # whole: the height, square
 
 
 def test_two_processes_stay_in_step_and_resume_exactly(tmp_path, blob_folder):

@@ -9,6 +9,7 @@ import warnings
 from cips3d.cli.common import positive_int
 from cips3d.data.images import SkippedImagesWarning
 from cips3d.data.lfw import write_lfw_dataset
+from cips3d.data.panorama import write_panorama_dataset
 from cips3d.data.synth import write_synth_dataset
 from cips3d.data.zip_tool import folder_to_zip
 
@@ -18,8 +19,9 @@ EXAMPLES = """examples:
   cips3d dataset photos/ cartoon256.zip --resolution 256 --strict
   cips3d dataset synth synth32.zip --count 5000 --resolution 32     # procedural 3-D scenes
   cips3d dataset lfw lfw32.zip --resolution 32                      # 100 real faces, no download
+  cips3d dataset panorama pano.zip --height 32 --width 128          # procedural 360-degree panoramas
 
-(A folder that is literally named synth or lfw is written ./synth or ./lfw.)
+(A folder that is literally named synth, lfw or panorama is written ./synth, ./lfw or ./panorama.)
 """
 
 SYNTH_EXAMPLES = """examples:
@@ -31,7 +33,7 @@ SYNTH_EXAMPLES = """examples:
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "dataset",
-        help="pack images into a training zip; `dataset synth` / `dataset lfw` write built-in data",
+        help="pack images into a training zip; `dataset synth`, `lfw` and `panorama` write built-in data",
         description="Pack the images of a folder (at any depth: png, jpg, jpeg, bmp, webp, tif, tiff) or "
         "of a zip into a zip in the StyleGAN2-ADA layout (00000/img00000000.png, dataset.json). Each image "
         "is converted to RGB, centre-cropped to a square and resized with PIL LANCZOS. Unreadable files are "
@@ -99,6 +101,33 @@ def add_lfw_parser(subparsers) -> None:
     p.add_argument("dest", help="the .zip to write")
     p.add_argument("--resolution", type=positive_int, default=32, help="side in pixels (default 32)")
     p.set_defaults(run=run_lfw)
+
+
+def add_panorama_parser(subparsers) -> None:
+    """`cips3d dataset panorama`: training data for `cips3d train2d --panorama`."""
+    p = subparsers.add_parser(
+        "dataset-panorama",
+        prog="cips3d dataset panorama",
+        help="",
+        description="Render procedural 360-degree landscape panoramas (sky, sun, two mountain ridges, "
+        "foreground) whose left and right edges meet, deterministically from --seed, into a dataset "
+        "zip: data for `cips3d train2d --panorama`.",
+    )
+    p.add_argument("dest", help="the .zip to write")
+    p.add_argument("--count", type=positive_int, default=2000, help="images (default 2000)")
+    p.add_argument("--height", type=positive_int, default=32, help="height in pixels (default 32)")
+    p.add_argument("--width", type=positive_int, default=128, help="width: the whole turn (default 128)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the landscapes (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_panorama)
+
+
+def run_panorama(args: argparse.Namespace) -> int:
+    stats = write_panorama_dataset(
+        args.dest, args.count, args.height, args.width, args.seed, progress=not args.quiet
+    )
+    print(f"wrote {stats.count} panoramas of {stats.height}x{stats.width} to {stats.dest}")
+    return 0
 
 
 def run_synth(args: argparse.Namespace) -> int:

@@ -51,13 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_parser(subparsers)
     dataset.add_synth_parser(subparsers)
     dataset.add_lfw_parser(subparsers)
+    dataset.add_panorama_parser(subparsers)
     # Listed under `dataset` in the help instead of as commands of their own.
     subparsers._choices_actions = [a for a in subparsers._choices_actions if a.dest not in NESTED.values()]
     return parser
 
 
 # Two-word commands, parsed by their own (hidden) subparsers so that `cips3d dataset SOURCE DEST` stays.
-NESTED = {("dataset", "synth"): "dataset-synth", ("dataset", "lfw"): "dataset-lfw"}
+NESTED = {
+    ("dataset", "synth"): "dataset-synth",
+    ("dataset", "lfw"): "dataset-lfw",
+    ("dataset", "panorama"): "dataset-panorama",
+}
 
 
 def route(argv: list[str]) -> list[str]:

@@ -10,17 +10,19 @@ import torch
 from tqdm import tqdm
 
 from cips3d.cli.common import finite_float, positive_int, resolve_device
+from cips3d.config_2d import Cips2DConfig
 from cips3d.errors import UserError
 from cips3d.inference.foveated import foveated_image
 from cips3d.inference.sample import parse_seeds
 from cips3d.io.images import make_grid, save_png, to_uint8
-from cips3d.models.coordinates import plane_grid
+from cips3d.models.coordinates import cylinder_grid, plane_grid
 from cips3d.training.trainer2d import load_generator2d
 
 EXAMPLES = """examples:
   cips3d sample2d --checkpoint runs/cips2d --seeds 0-15 --outdir outputs/cips2d     # training size
   cips3d sample2d --checkpoint runs/cips2d --seeds 0-3 --size 128 --extent 1.5      # larger, and beyond
   cips3d sample2d --checkpoint runs/cips2d --seeds 0 --size 256 --foveated 8000 --fixation 0.3,-0.2
+  cips3d sample2d --checkpoint runs/pano --seeds 0-3 --turns 1.5            # a panorama run, past its seam
 """
 
 
@@ -36,7 +38,14 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--checkpoint", required=True, help="a train2d run folder or one of its snapshots")
     p.add_argument("--seeds", default="0-7", help="seeds as a list and/or ranges (default 0-7)")
-    p.add_argument("--size", type=positive_int, help="image side in pixels (default: the training size)")
+    p.add_argument(
+        "--size",
+        type=positive_int,
+        help="image height in pixels (default: the training size); the width follows",
+    )
+    p.add_argument(
+        "--turns", type=finite_float, default=1.0, help="panorama runs: how many times around (default 1)"
+    )
     p.add_argument("--extent", type=finite_float, default=1.0,
                    help="half-width of the frame; 1: the training frame, more extrapolates")  # fmt: skip
     p.add_argument("--foveated", type=positive_int, metavar="COUNT", help="render only COUNT foveated pixels")
@@ -63,7 +72,12 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     G = load_generator2d(args.checkpoint, device)
     size = args.size or G.config.size
-    exact_grid = size == G.config.size and args.extent == 1.0 and not args.foveated
+    grid = _grid(G.config, size, args.extent, args.turns).to(device)
+    exact_grid = (
+        tuple(grid.shape[1:3]) == (G.config.size, G.config.grid_width) and args.extent == args.turns == 1
+    )
+    if args.foveated and G.config.grid_width != G.config.size:
+        raise UserError("--foveated renders square frames; this run's images are not square.")
     outdir = Path(args.outdir)
     tiles = []
     for seed in tqdm(seeds, unit="img", desc="sample2d", disable=args.quiet):
@@ -73,12 +87,24 @@ def run(args: argparse.Namespace) -> int:
                 draws = torch.Generator().manual_seed(seed)
                 image = foveated_image(G, w, size, args.foveated, fixation, generator=draws).image
             else:
-                image = G.synthesis(
-                    w, None if exact_grid else plane_grid(size, size, 1, args.extent).to(device)
-                )
+                image = G.synthesis(w, None if exact_grid else grid)
         tile = to_uint8(image.clamp(-1, 1))[0]
         save_png(tile, outdir / f"seed{seed:04d}.png")
         tiles.append(tile)
     save_png(make_grid(np.stack(tiles)), outdir / "grid.png")
-    print(f"wrote {len(seeds)} images of {size}x{size} and grid.png to {outdir}/")
+    height, width = tiles[0].shape[:2]
+    print(f"wrote {len(seeds)} images of {height}x{width} and grid.png to {outdir}/")
     return 0
+
+
+def _grid(config: Cips2DConfig, size: int, extent: float, turns: float) -> torch.Tensor:
+    """[1, size, width, 2]: the frame at `size` rows, as wide as the training images' aspect (and
+    `turns` times around, for a panorama run)."""
+    if not turns > 0:
+        raise UserError(f"--turns must be positive, got {turns}.")
+    width = max(1, round(size * config.grid_width / config.size * turns))
+    if config.coordinates == "cylinder":
+        return cylinder_grid(size, width, 1, turns, extent=extent)
+    if turns != 1:
+        raise UserError("--turns is for panorama runs (train2d --panorama); this run's images are flat.")
+    return plane_grid(size, width, 1, extent)

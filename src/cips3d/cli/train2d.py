@@ -15,6 +15,8 @@ EXAMPLES = """examples:
   cips3d train2d --data faces/ --outdir runs/cips2d --max-steps 2000           # tiny, whole images
   cips3d train2d --data faces/ --outdir runs/cips2d --patch 16 --max-steps 4000 --resume
   cips3d train2d --data ffhq.zip --preset cips-256 --patch 64 --device cuda    # CIPS's FFHQ setting
+  cips3d dataset panorama pano.zip && cips3d train2d --data pano.zip --outdir runs/pano --panorama \
+      --width 128 --patch 16 --max-steps 4000                                  # 360-degree panoramas
   torchrun --nproc_per_node 8 -m cips3d train2d --data ffhq.zip --preset cips-256 --patch 64 --device cuda
 """
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
@@ -37,6 +39,16 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--patch", type=positive_int, help="patch side (the size over a power of two); default: whole"
     )
+    p.add_argument(
+        "--panorama",
+        action="store_true",
+        help="the images are 360-degree panoramas: cylinder coordinates, patches across the seam",
+    )
+    p.add_argument(
+        "--width",
+        type=positive_int,
+        help="width of the training images when not square (a panorama's whole turn); default: the size",
+    )
     p.add_argument("--batch-size", type=positive_int, default=4)
     p.add_argument("--d-coords", action="store_true", help="the discriminator also reads the coordinate maps")
     p.add_argument("--seed", type=int, default=0)
@@ -57,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     if args.minutes is not None and not args.minutes > 0:
         raise UserError(f"--minutes must be positive, got {args.minutes}.")
     config = Train2DConfig(
-        generator=args.preset, patch=args.patch, batch_size=args.batch_size, seed=args.seed, xflip=args.xflip,
+        generator=args.preset, patch=args.patch, panorama=args.panorama, width=args.width,
+        batch_size=args.batch_size, seed=args.seed, xflip=args.xflip,
         d_reads_coordinates=args.d_coords, snapshot_every=args.snapshot_every, keep_snapshots=args.keep,
     )  # fmt: skip
     world = world_from_environment()

@@ -114,30 +114,39 @@ def open_image_source(path: str | os.PathLike) -> FolderSource | ZipSource:
     return source
 
 
-def crop_resize(img: Image.Image, resolution: int) -> Image.Image:
-    """Centre-crop to a square (the shorter side), then resize with LANCZOS to resolution x resolution.
+def crop_resize(
+    img: Image.Image, resolution: int, width: int | None = None, whole: bool = False
+) -> Image.Image:
+    """Centre-crop to the aspect of resolution x width (default: a square), then resize with LANCZOS to
+    `resolution` rows and `width` columns. With `whole` nothing is cropped, the image is resized as it
+    is (a 360-degree panorama must keep both ends, which meet).
 
     Images already of that size are returned unchanged, so nothing is resampled needlessly.
     """
-    width, height = img.size
-    if width != height:
-        side = min(width, height)
-        left, top = (width - side) // 2, (height - side) // 2
-        img = img.crop((left, top, left + side, top + side))
-    if img.size != (resolution, resolution):
-        img = img.resize((resolution, resolution), Image.Resampling.LANCZOS)
+    target = (resolution if width is None else width, resolution)  # PIL's (width, height)
+    cols, rows = img.size
+    if not whole and cols * target[1] != rows * target[0]:
+        keep_cols = min(cols, round(rows * target[0] / target[1]))
+        keep_rows = min(rows, round(cols * target[1] / target[0]))
+        left, top = (cols - keep_cols) // 2, (rows - keep_rows) // 2
+        img = img.crop((left, top, left + keep_cols, top + keep_rows))
+    if img.size != target:
+        img = img.resize(target, Image.Resampling.LANCZOS)
     return img
 
 
-def decode_rgb(data: bytes, resolution: int | None = None) -> np.ndarray:
+def decode_rgb(
+    data: bytes, resolution: int | None = None, width: int | None = None, whole: bool = False
+) -> np.ndarray:
     """Encoded image bytes -> uint8 [H, W, 3] RGB (grey, palette and RGBA converted; alpha dropped).
 
-    With `resolution`, the image is centre-cropped to a square and LANCZOS-resized (`crop_resize`).
+    With `resolution`, the image is centre-cropped to a square (or to resolution x `width`) and
+    LANCZOS-resized, or resized whole (`crop_resize`).
     """
     with Image.open(io.BytesIO(data)) as img:
         rgb = img.convert("RGB")
     if resolution is not None:
-        rgb = crop_resize(rgb, resolution)
+        rgb = crop_resize(rgb, resolution, width, whole)
     return np.array(rgb, dtype=np.uint8)
 
 
@@ -212,7 +221,8 @@ def _native_resolution(
 
 
 class ImageDataset(Dataset):
-    """The images of a folder (at any depth) or a StyleGAN2-ADA zip, as uint8 tensors [3, R, R] (RGB).
+    """The images of a folder (at any depth) or a StyleGAN2-ADA zip, as uint8 tensors [3, R, R] (RGB),
+    or [3, R, width] with `width`.
 
     Images are ordered by their sorted relative path, so a folder and a zip of the same files give the
     same items. With `resolution`, every image whose size differs is resized with PIL LANCZOS; a non-square
@@ -232,6 +242,8 @@ class ImageDataset(Dataset):
         resolution: side R of the returned images in pixels, or None for the images' own size.
         xflip: append mirrored copies (length 2N).
         strict: fail on the first unreadable file instead of skipping it.
+        width: columns of the returned images, when they are not square (needs `resolution`).
+        whole: resize without cropping (panoramas, whose left and right edges meet).
     """
 
     def __init__(
@@ -240,9 +252,14 @@ class ImageDataset(Dataset):
         resolution: int | None = None,
         xflip: bool = False,
         strict: bool = False,
+        width: int | None = None,
+        whole: bool = False,
     ) -> None:
-        if resolution is not None and resolution < 1:
-            raise ConfigError(f"resolution must be at least 1 pixel, got {resolution}.")
+        if resolution is not None and resolution < 1 or width is not None and width < 1:
+            raise ConfigError(f"resolution and width must be at least 1 pixel, got {resolution}, {width}.")
+        if resolution is None and (width is not None or whole):
+            raise ConfigError("a width, or resizing images whole, needs a resolution.")
+        self.width, self.whole = width, whole
         self.path = Path(path)
         self.xflip = xflip
         self._source = open_image_source(path)
@@ -266,7 +283,7 @@ class ImageDataset(Dataset):
         return self.num_images * (2 if self.xflip else 1)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        """uint8 [3, R, R]; index i >= N (xflip only) is image i - N mirrored left-right."""
+        """uint8 [3, R, R] (or [3, R, width]); index i >= N (xflip only) is image i - N mirrored."""
         index = operator.index(index)
         if index < 0:
             index += len(self)
@@ -275,7 +292,7 @@ class ImageDataset(Dataset):
         flip = index >= self.num_images
         name = self.names[index - self.num_images if flip else index]
         try:
-            pixels = decode_rgb(self._source.read(name), self.resolution)
+            pixels = decode_rgb(self._source.read(name), self.resolution, self.width, self.whole)
         # The cheap scan cannot see every defect (a JPEG cut mid-data); say which file, whatever PIL raised.
         except Exception as err:
             raise UserError(
@@ -291,5 +308,5 @@ class ImageDataset(Dataset):
     def __repr__(self) -> str:
         return (
             f"ImageDataset({str(self.path)!r}, {self.num_images} images, "
-            f"{self.resolution}x{self.resolution}, xflip={self.xflip})"
+            f"{self.resolution}x{self.width or self.resolution}, xflip={self.xflip})"
         )

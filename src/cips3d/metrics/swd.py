@@ -38,9 +38,10 @@ def _blur(x: torch.Tensor) -> torch.Tensor:
 
 
 def laplacian_pyramid(images: torch.Tensor, min_size: int = MIN_LEVEL_SIZE) -> list[torch.Tensor]:
-    """[N, C, H, W] -> band-pass levels, finest first, then the low-pass residual (size >= min_size)."""
+    """[N, C, H, W] -> band-pass levels, finest first, then the low-pass residual (shorter side >=
+    min_size)."""
     levels, current = [], images
-    while current.shape[-1] // 2 >= min_size:
+    while min(current.shape[-2:]) // 2 >= min_size:
         down = _blur(current)[..., ::2, ::2]
         up = F.interpolate(down, size=current.shape[-2:], mode="bilinear", align_corners=False)
         levels.append(current - up)

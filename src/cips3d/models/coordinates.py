@@ -27,8 +27,9 @@ def cylinder_grid(height: int, width: int, batch: int = 1, turns: float = 1.0, s
                   extent: float = 1.0) -> torch.Tensor:  # fmt: skip
     """[B, H, W, 2] for a model with `coordinates='cylinder'`: x = start + 2 * turns * j / W for the
     columns j (x runs once around the cylinder per 2, so `turns` = 1 is a full 360-degree panorama
-    whose last column joins its first), y = linspace(-extent, extent, H). A model of training size S
-    has its learned embedding at x = -1 + 2k / S: `cylinder_grid(S, S)` is its training grid."""
+    whose last column joins its first), y = linspace(-extent, extent, H). A model whose embedding has
+    W columns (`Cips2DConfig.grid_width`) has them at x = -1 + 2k / W: `cylinder_grid(size, W)` is its
+    training grid."""
     if height < 1 or width < 1 or turns <= 0:
         raise ConfigError(
             f"a panorama grid needs at least 1 x 1 pixels and turns > 0, got {height} x {width}, {turns}."

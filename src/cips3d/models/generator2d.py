@@ -52,14 +52,15 @@ class CoordinateEncoding(nn.Module):
 
     With `coordinates='cylinder'` the Fourier features read (cos pi x, sin pi x, y) and the embedding
     is sampled around the cylinder: x is wrapped into [-1, 1) and the table gets its first column
-    again after its last, so the column between x = 1 - 2/S and x = 1 (= -1) blends the two ends."""
+    again after its last, so the column between x = 1 - 2/W and x = 1 (= -1) blends the two ends
+    (W: the table's columns, `grid_width`)."""
 
     def __init__(self, config: Cips2DConfig) -> None:
         super().__init__()
         self.cylinder = config.coordinates == "cylinder"
         self.fourier_weight = nn.Parameter(torch.empty(config.fourier_dim, 3 if self.cylinder else 2))
         self.fourier_bias = nn.Parameter(torch.empty(config.fourier_dim))
-        self.embedding = nn.Parameter(torch.empty(config.embedding_dim, config.size, config.size))
+        self.embedding = nn.Parameter(torch.empty(config.embedding_dim, config.size, config.grid_width))
 
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None) -> None:
@@ -86,7 +87,7 @@ class CoordinateEncoding(nn.Module):
     def _sample_embedding(self, coords: torch.Tensor) -> torch.Tensor:
         """The embedding bilinearly at `coords` -> [B, H, W, embedding_dim]."""
         table = self.embedding
-        if self.cylinder:  # columns at x = -1 + 2k/S for k < S, then column 0 again at x = 1
+        if self.cylinder:  # columns at x = -1 + 2k/W for k < W, then column 0 again at x = 1
             table = torch.cat([table, table[..., :1]], dim=-1)
             x = torch.remainder(coords[..., :1] + 1, 2) - 1  # wrapped into [-1, 1)
             coords = torch.cat([x, coords[..., 1:]], dim=-1)
@@ -128,10 +129,10 @@ class Generator2D(nn.Module):
         return self.encoding.embedding.device
 
     def training_grid(self, batch: int = 1) -> torch.Tensor:
-        """[B, size, size, 2]: the coordinates of the learned embedding's entries (`plane_grid` or, for
-        `coordinates='cylinder'`, `cylinder_grid`), on this model's device."""
+        """[B, size, grid_width, 2]: the coordinates of the learned embedding's entries (`plane_grid` or,
+        for `coordinates='cylinder'`, `cylinder_grid`), on this model's device."""
         grid = cylinder_grid if self.config.coordinates == "cylinder" else plane_grid
-        return grid(self.config.size, self.config.size, batch).to(self.device)
+        return grid(self.config.size, self.config.grid_width, batch).to(self.device)
 
     def sample_latents(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """z [B, style_dim] ~ N(0, I), drawn on the CPU from `generator` (the same on any device)."""
@@ -146,7 +147,7 @@ class Generator2D(nn.Module):
     ) -> torch.Tensor:
         """w [B, D] (, coords [B, H, W, 2]) -> images [B, 3, H, W] (no final tanh, as official).
 
-        Without `coords`, the training grid (size x size) with its embeddings as stored. `noise`
+        Without `coords`, the training grid (size x grid_width) with its embeddings as stored. `noise`
         'random' adds fresh per-pixel noise at every styled FC, drawn from `generator` (its weights
         start at zero, so an untrained model ignores it); 'none' renders deterministically.
         """

@@ -13,14 +13,13 @@ per-pixel noise; the discriminator reads the image, or the image and its coordin
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from cips3d.errors import ConfigError
-from cips3d.models.coordinates import patch_grid
+from cips3d.models.coordinates import plane_grid
 from cips3d.models.discriminator2d import Discriminator2D
 from cips3d.models.generator2d import Generator2D
 from cips3d.training.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
@@ -62,27 +61,51 @@ class Cips2DTrainSettings:
         return adam(G.parameters(), G_REG_EVERY), adam(D.parameters(), self.r1_every)
 
 
-def multiscale_patches(
-    reals: torch.Tensor, patch: int, generator: torch.Generator | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """reals [B, C, S, S] -> (patches [B, C, P, P], coords [B, P, P, 2]).
+def patch_scales(height: int, width: int, patch: int) -> int:
+    """How many times the patch stride can double: k with min(height, width) = patch x 2^k. Raises
+    ConfigError naming the sizes when the shorter side is not the patch side times a power of two."""
+    short = min(height, width)
+    ratio, remainder = divmod(short, patch) if patch >= 1 else (0, 1)
+    if remainder or ratio < 1 or ratio & (ratio - 1):
+        raise ConfigError(
+            f"the patch side must be the images' shorter side ({short} px of {height} x {width}) over a "
+            f"power of two, not {patch}."
+        )
+    return ratio.bit_length() - 1
 
-    One scale k for the whole batch, uniform over 0 .. log2(S / P): each patch takes every 2^k-th
-    pixel of its image from a random offset (drawn per image), and `coords` are those pixels' training
-    coordinates, for the generator to render exactly them. P = S gives the whole images."""
-    b, _, size, width = reals.shape
-    scales = math.log2(size / patch) if patch >= 1 else -1
-    if size != width or scales < 0 or scales != int(scales):
-        raise ConfigError(f"patches of {patch} px need square images whose side is {patch} x a power of two, "
-                          f"got {size} x {width}.")  # fmt: skip
-    stride = 2 ** int(torch.randint(int(scales) + 1, (1,), generator=generator))
+
+def multiscale_patches(
+    reals: torch.Tensor,
+    patch: int,
+    generator: torch.Generator | None = None,
+    grid: torch.Tensor | None = None,
+    wrap: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """reals [B, C, H, W] -> (patches [B, C, P, P], coords [B, P, P, 2]).
+
+    One scale k for the whole batch, uniform over 0 .. log2(min(H, W) / P): each patch takes every
+    2^k-th pixel of its image from a random offset (drawn per image), and `coords` are those pixels'
+    entries of `grid` [H, W, 2] (the generator's training grid; default `plane_grid(H, W)`), for the
+    generator to render exactly them. With `wrap` (panoramas, whose left and right edges meet), the
+    columns continue across the seam: a patch may start at any column. P = H = W gives the whole images."""
+    b, _, height, width = reals.shape
+    scales = patch_scales(height, width, patch)
+    grid = plane_grid(height, width)[0] if grid is None else grid
+    if grid.shape != (height, width, 2):
+        raise ConfigError(
+            f"the coordinate grid is {list(grid.shape)}, not [{height}, {width}, 2] as the images."
+        )
+    stride = 2 ** int(torch.randint(scales + 1, (1,), generator=generator))
     span = (patch - 1) * stride + 1
-    offsets = torch.randint(size - span + 1, (b, 2), generator=generator).tolist()
+    highs = (height - span + 1, width if wrap else width - span + 1)
+    offsets = torch.stack([torch.randint(high, (b,), generator=generator) for high in highs], 1).tolist()
+    steps = torch.arange(patch) * stride
     patches, coords = [], []
     for image, (top, left) in zip(reals, offsets, strict=True):
-        patches.append(image[:, top : top + span : stride, left : left + span : stride])
-        coords.append(patch_grid(size, top, left, patch, stride))
-    return torch.stack(patches), torch.cat(coords).to(reals.device)
+        rows, cols = top + steps, (left + steps) % width
+        patches.append(image[:, rows][:, :, cols])
+        coords.append(grid[rows][:, cols])
+    return torch.stack(patches), torch.stack(coords).to(reals.device)
 
 
 def discriminator_input(D: Discriminator2D, images: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:

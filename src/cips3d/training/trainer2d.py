@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from cips3d.config_2d import Cips2DDiscriminatorConfig, cips2d_preset
+from cips3d.config_2d import Cips2DConfig, Cips2DDiscriminatorConfig, cips2d_preset
 from cips3d.data.images import ImageDataset, to_float
 from cips3d.data.sampler import InfiniteSampler
 from cips3d.errors import CheckpointError, ConfigError
@@ -36,6 +36,7 @@ from cips3d.training.distributed import World, rank_seed
 from cips3d.training.ema import ema_update
 from cips3d.training.monitor import Monitor, SilentMonitor
 from cips3d.training.snapshot import (
+    Snapshot,
     TrainState,
     capture_rng,
     load_snapshot,
@@ -44,7 +45,13 @@ from cips3d.training.snapshot import (
     snapshot_name,
     write_snapshot,
 )
-from cips3d.training.steps2d import Cips2DTrainSettings, d_step_2d, g_step_2d, multiscale_patches
+from cips3d.training.steps2d import (
+    Cips2DTrainSettings,
+    d_step_2d,
+    g_step_2d,
+    multiscale_patches,
+    patch_scales,
+)
 
 PREVIEW_IMAGES = 16
 EVAL_IMAGES = 64  # reals and G_ema samples compared by SWD at every snapshot (the 3D trainer's default)
@@ -55,7 +62,12 @@ class Train2DConfig:
     """What defines a 2D run (stored in every snapshot; a resume must use the same)."""
 
     generator: str = "cips-tiny"
-    """A `cips2d_preset` name; its `size` is the training resolution."""
+    """A `cips2d_preset` name; its `size` is the training resolution (the images' height)."""
+    panorama: bool = False
+    """Train on 360-degree panoramas: cylinder coordinates (`Cips2DConfig.coordinates`), images resized
+    whole (never cropped, so their ends still meet) and patches that continue across the seam."""
+    width: int | None = None
+    """Width of the training images (and columns of the generator's embedding); None: the size."""
     patch: int | None = None
     """Side of the training patches (CIPS's --crop); None trains on whole images."""
     batch_size: int = 4
@@ -72,11 +84,8 @@ class Train2DConfig:
     keep_snapshots: int = 3
 
     def __post_init__(self) -> None:
-        size = cips2d_preset(self.generator).size
-        if self.patch is not None and not _is_power_of_two_fraction(self.patch, size):
-            raise ConfigError(
-                f"the patch side must be the training size {size} over a power of two, not {self.patch}."
-            )
+        config = self.generator_config()
+        patch_scales(config.size, config.grid_width, self.patch_size)
         if min(self.batch_size, self.snapshot_every, self.keep_snapshots) < 1:
             raise ConfigError("batch_size, snapshot_every and keep_snapshots must be at least 1.")
         group = min(self.batch_size, Cips2DDiscriminatorConfig.stddev_group)
@@ -88,7 +97,14 @@ class Train2DConfig:
 
     @property
     def patch_size(self) -> int:
-        return self.patch or cips2d_preset(self.generator).size
+        """The discriminator's square input: `patch`, or the images' shorter side."""
+        config = self.generator_config()
+        return self.patch or min(config.size, config.grid_width)
+
+    def generator_config(self) -> Cips2DConfig:
+        """The preset, with the panorama's coordinates and the images' width."""
+        coordinates = "cylinder" if self.panorama else "plane"
+        return dataclasses.replace(cips2d_preset(self.generator), coordinates=coordinates, width=self.width)
 
     def discriminator(self) -> Cips2DDiscriminatorConfig:
         return Cips2DDiscriminatorConfig(
@@ -109,26 +125,25 @@ class Train2DConfig:
             raise ConfigError(f"the 2D training config is malformed ({err}).") from err
 
 
+def load_run2d(path: str | Path) -> tuple[Snapshot, Train2DConfig]:
+    """The newest snapshot of a 2D run folder (or that snapshot) and the config it was trained with."""
+    snapshot = load_snapshot(path)
+    try:
+        return snapshot, Train2DConfig.from_dict(snapshot.config)
+    except ConfigError as err:
+        raise ConfigError(f"{snapshot.path} is not a 2D CIPS run: {err}") from err
+
+
 def load_generator2d(
     path: str | Path, device: torch.device | str = "cpu", which: str = "G_ema"
 ) -> Generator2D:
     """The generator (`G_ema` by default, or `G`) of a 2D run folder or one of its snapshots."""
     if not Path(path).exists():
         raise CheckpointError(f"there is no 2D run or snapshot at {path}.")
-    snapshot = load_snapshot(path)
-    try:
-        config = Train2DConfig.from_dict(snapshot.config)
-    except ConfigError as err:
-        raise ConfigError(f"{snapshot.path} is not a 2D CIPS run: {err}") from err
-    G = Generator2D(cips2d_preset(config.generator))
+    snapshot, config = load_run2d(path)
+    G = Generator2D(config.generator_config())
     G.load_state_dict(snapshot.G_ema if which == "G_ema" else snapshot.G)
     return G.to(device).eval()
-
-
-def _is_power_of_two_fraction(part: int, whole: int) -> bool:
-    """whole = part * 2^k for some k >= 0."""
-    ratio, remainder = divmod(whole, part) if part >= 1 else (0, 1)
-    return remainder == 0 and ratio >= 1 and ratio & (ratio - 1) == 0
 
 
 class Trainer2D:
@@ -148,13 +163,16 @@ class Trainer2D:
         self.world = world or World()
         self.progress = progress and self.world.is_main
         init = torch.Generator().manual_seed(config.seed)
-        self.G = Generator2D(cips2d_preset(config.generator), init).to(self.device)
+        self.G = Generator2D(config.generator_config(), init).to(self.device)
         self.D = Discriminator2D(config.discriminator(), init).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval()
         self.opt_g, self.opt_d = config.settings.optimizers(self.G, self.D)
         self.draws = torch.Generator().manual_seed(rank_seed(config.seed + 1, self.world.rank))
         self.preview_z = self.G.sample_latents(PREVIEW_IMAGES, torch.Generator().manual_seed(config.seed + 2))
-        self.dataset = ImageDataset(data, resolution=self.G.config.size, xflip=config.xflip)
+        self.dataset = ImageDataset(
+            data, resolution=self.G.config.size, xflip=config.xflip, width=config.width, whole=config.panorama
+        )
+        self.grid = self.G.training_grid()[0]
         self.state = TrainState()
         self._written: Path | None = None
         self._eval_reals: torch.Tensor | None = None
@@ -163,8 +181,8 @@ class Trainer2D:
             self._resume()
 
     def _resume(self) -> None:
-        snapshot = load_snapshot(self.run_dir)
-        if Train2DConfig.from_dict(snapshot.config) != self.config:
+        snapshot, config = load_run2d(self.run_dir)
+        if config != self.config:
             raise ConfigError(
                 f"{snapshot.path} was written by another 2D training config; resume with the same."
             )
@@ -228,7 +246,7 @@ class Trainer2D:
     def step(self, reals: torch.Tensor) -> dict[str, float]:
         """One iteration on real images [B, 3, S, S] in [-1, 1]."""
         config, state, average = self.config, self.state, self.world.average_gradients
-        patches, coords = multiscale_patches(reals, config.patch_size, self.draws)
+        patches, coords = multiscale_patches(reals, config.patch_size, self.draws, self.grid, config.panorama)
         stats = d_step_2d(
             self.G,
             self.D,
