@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from cips3d.io.video import read_video_frames
 from cips3d.training.snapshot import load_snapshot
 from cips3d.training.trainer2d import load_generator2d
 from tests.cli.helpers import run
@@ -65,6 +66,11 @@ def test_a_panorama_run_trains_on_whole_turns_and_samples_past_its_seam(capsys, 
     assert np.abs(image[:, 128:].astype(int) - image[:, :64]).max() <= 1  # the second turn repeats the first
     code, _, err = run(capsys, *sampled, "--foveated", "100", "--outdir", str(tmp_path / "f"))
     assert code == 2 and "not square" in err
+    code, text, err = run(capsys, *sampled, "--pan", "4", "--view", "90", "--outdir", str(tmp_path / "p"))
+    assert code == 0, err
+    video = next((tmp_path / "p").glob("seed0000_pan.*"))
+    frames = read_video_frames(video)
+    assert len(frames) == 4 and frames[0].shape == (32, 32, 3) and "turning once around" in text
 
 
 def test_turns_are_for_panorama_runs(capsys, tmp_path, blob_folder):
@@ -74,3 +80,5 @@ def test_turns_are_for_panorama_runs(capsys, tmp_path, blob_folder):
         capsys, "sample2d", "--checkpoint", str(out), "--turns", "2", "--outdir", str(tmp_path)
     )
     assert code == 2 and "--turns is for panorama runs" in err
+    code, _, err = run(capsys, "sample2d", "--checkpoint", str(out), "--pan", "8", "--outdir", str(tmp_path))
+    assert code == 2 and "--pan is for panorama runs" in err

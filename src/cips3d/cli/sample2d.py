@@ -13,8 +13,10 @@ from cips3d.cli.common import finite_float, positive_int, resolve_device
 from cips3d.config_2d import Cips2DConfig
 from cips3d.errors import UserError
 from cips3d.inference.foveated import foveated_image
+from cips3d.inference.panorama import pan_frames
 from cips3d.inference.sample import parse_seeds
 from cips3d.io.images import make_grid, save_png, to_uint8
+from cips3d.io.video import write_mp4_or_gif
 from cips3d.models.coordinates import cylinder_grid, plane_grid
 from cips3d.training.trainer2d import load_generator2d
 
@@ -23,6 +25,7 @@ EXAMPLES = """examples:
   cips3d sample2d --checkpoint runs/cips2d --seeds 0-3 --size 128 --extent 1.5      # larger, and beyond
   cips3d sample2d --checkpoint runs/cips2d --seeds 0 --size 256 --foveated 8000 --fixation 0.3,-0.2
   cips3d sample2d --checkpoint runs/pano --seeds 0-3 --turns 1.5            # a panorama run, past its seam
+  cips3d sample2d --checkpoint runs/pano --seeds 0 --size 64 --pan 240 --view 90   # look around: a video
 """
 
 
@@ -50,6 +53,16 @@ def add_parser(subparsers) -> None:
                    help="half-width of the frame; 1: the training frame, more extrapolates")  # fmt: skip
     p.add_argument("--foveated", type=positive_int, metavar="COUNT", help="render only COUNT foveated pixels")
     p.add_argument("--fixation", default="0,0", help="x,y in (-1, 1) of the foveated fixation (default 0,0)")
+    p.add_argument(
+        "--pan",
+        type=positive_int,
+        metavar="FRAMES",
+        help="panorama runs: also a video per seed turning once around, in FRAMES frames",
+    )
+    p.add_argument(
+        "--view", type=finite_float, default=90.0, help="--pan's field of view in degrees (default 90)"
+    )
+    p.add_argument("--fps", type=finite_float, default=30.0, help="--pan's frames per second (default 30)")
     p.add_argument("--outdir", required=True)
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
@@ -78,6 +91,13 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.foveated and G.config.grid_width != G.config.size:
         raise UserError("--foveated renders square frames; this run's images are not square.")
+    if args.pan and G.config.coordinates != "cylinder":
+        raise UserError("--pan is for panorama runs (train2d --panorama); this run's images are flat.")
+    if args.pan and not (0 < args.view <= 360 and args.fps > 0):
+        raise UserError(
+            f"--view must be in (0, 360] degrees and --fps positive, got {args.view}, {args.fps}."
+        )
+    videos = []
     outdir = Path(args.outdir)
     tiles = []
     for seed in tqdm(seeds, unit="img", desc="sample2d", disable=args.quiet):
@@ -91,9 +111,14 @@ def run(args: argparse.Namespace) -> int:
         tile = to_uint8(image.clamp(-1, 1))[0]
         save_png(tile, outdir / f"seed{seed:04d}.png")
         tiles.append(tile)
+        if args.pan:
+            frames = pan_frames(G, w, args.pan, args.view, size)
+            videos.append(write_mp4_or_gif(frames, outdir / f"seed{seed:04d}_pan", args.fps))
     save_png(make_grid(np.stack(tiles)), outdir / "grid.png")
     height, width = tiles[0].shape[:2]
     print(f"wrote {len(seeds)} images of {height}x{width} and grid.png to {outdir}/")
+    if videos:
+        print(f"wrote {len(videos)} videos turning once around in {args.pan} frames ({videos[0].name}, ...)")
     return 0
 
 
