@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors import safe_open
 
 from cips3d.io.images import to_uint8
 from cips3d.training.trainer2d import Train2DConfig, Trainer2D, load_generator2d
@@ -69,3 +70,31 @@ def test_metrics_score_a_2d_run_and_3d_commands_send_it_to_sample2d(capsys, tmp_
     assert code == 2 and "training size (32 px)" in err
     code, _, err = run(capsys, "sample", "--checkpoint", str(run_dir), "--outdir", str(tmp_path / "x"))
     assert code == 2 and "2D CIPS run" in err and "sample2d" in err
+
+
+def test_invert2d_fits_a_photo_and_renders_it_larger(capsys, tmp_path, run_dir, blob_folder):
+    photo = sorted(blob_folder.iterdir())[0]
+    common = ["invert2d", "--checkpoint", str(run_dir), "--steps", "5", "--quiet", "--device", "cpu"]
+    code, text, err = run(
+        capsys, *common, "--image", str(photo), "--outdir", str(tmp_path / "a"), "--per-layer"
+    )
+    assert code == 0, err
+    out = tmp_path / "a"
+    assert Image.open(out / "reconstruction.png").size == (64, 32)  # target | fit
+    assert Image.open(out / "larger.png").size == (64, 64) and "larger.png is 64x64" in text
+    G = load_generator2d(run_dir)
+    with safe_open(str(out / "w.safetensors"), "pt") as f:
+        w = f.get_tensor("w")
+        assert w.shape == (1, G.num_styles, G.config.style_dim) and f.metadata()["per_layer"] == "True"
+    with torch.no_grad():  # the reconstruction's right half is G's render of the saved w
+        fit = to_uint8(G.synthesis(w).clamp(-1, 1))[0]
+    assert np.abs(np.asarray(Image.open(out / "reconstruction.png"))[:, 32:].astype(int) - fit).max() <= 1
+    assert len(json.loads((out / "losses.json").read_text())["losses"]) == 5
+    code, _, err = run(
+        capsys, *common, "--image", str(tmp_path / "none.png"), "--outdir", str(tmp_path / "b")
+    )
+    assert code == 2 and "no image file" in err
+    code, _, err = run(
+        capsys, *common, "--image", str(photo), "--turns", "2", "--outdir", str(tmp_path / "c")
+    )
+    assert code == 2 and "turns are for panorama models" in err

@@ -79,6 +79,6 @@ def test_turns_are_for_panorama_runs(capsys, tmp_path, blob_folder):
     code, _, err = run(
         capsys, "sample2d", "--checkpoint", str(out), "--turns", "2", "--outdir", str(tmp_path)
     )
-    assert code == 2 and "--turns is for panorama runs" in err
+    assert code == 2 and "turns are for panorama models" in err
     code, _, err = run(capsys, "sample2d", "--checkpoint", str(out), "--pan", "8", "--outdir", str(tmp_path))
     assert code == 2 and "--pan is for panorama runs" in err

@@ -11,7 +11,7 @@ import torch
 
 from cips3d.config_2d import cips2d_preset
 from cips3d.errors import ConfigError
-from cips3d.inference.panorama import pan_frames, panorama_width
+from cips3d.inference.panorama import pan_frames
 from cips3d.io.images import to_uint8
 from cips3d.models.generator2d import Generator2D
 
@@ -22,7 +22,7 @@ def test_frame_k_is_the_window_of_the_turn_that_starts_k_columns_round():
     G = Generator2D(config, torch.Generator().manual_seed(0)).eval()
     w = G.mapping(G.sample_latents(1, torch.Generator().manual_seed(1)))
     whole = to_uint8(G.synthesis(w).clamp(-1, 1))[0].astype(int)  # [32, 64, 3], the training grid
-    assert panorama_width(G, 32) == 64 and panorama_width(G, 16) == 32
+    assert G.frame_width(32) == 64 and G.frame_width(16, turns=0.5) == 16
     frames = list(pan_frames(G, w, frames=64, view_degrees=90))  # one column further round per frame
     assert len(frames) == 64 and frames[0].shape == (32, 16, 3)
     for k in (0, 5, 50, 63):  # 50 and 63 show the seam: their windows go past the last column

@@ -12,6 +12,7 @@ from cips3d.cli import (
     dataset,
     demo,
     invert,
+    invert2d,
     mesh,
     metrics,
     multiview,
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         invert,
         train2d,
         sample2d,
+        invert2d,
     ):
         command.add_parser(subparsers)
     dataset.add_synth_parser(subparsers)

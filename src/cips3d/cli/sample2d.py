@@ -10,14 +10,12 @@ import torch
 from tqdm import tqdm
 
 from cips3d.cli.common import finite_float, positive_int, resolve_device
-from cips3d.config_2d import Cips2DConfig
 from cips3d.errors import UserError
 from cips3d.inference.foveated import foveated_image
 from cips3d.inference.panorama import pan_frames
 from cips3d.inference.sample import parse_seeds
 from cips3d.io.images import make_grid, save_png, to_uint8
 from cips3d.io.video import write_mp4_or_gif
-from cips3d.models.coordinates import cylinder_grid, plane_grid
 from cips3d.training.trainer2d import load_generator2d
 
 EXAMPLES = """examples:
@@ -85,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     G = load_generator2d(args.checkpoint, device)
     size = args.size or G.config.size
-    grid = _grid(G.config, size, args.extent, args.turns).to(device)
+    grid = G.frame_grid(size, args.extent, args.turns)
     exact_grid = (
         tuple(grid.shape[1:3]) == (G.config.size, G.config.grid_width) and args.extent == args.turns == 1
     )
@@ -120,16 +118,3 @@ def run(args: argparse.Namespace) -> int:
     if videos:
         print(f"wrote {len(videos)} videos turning once around in {args.pan} frames ({videos[0].name}, ...)")
     return 0
-
-
-def _grid(config: Cips2DConfig, size: int, extent: float, turns: float) -> torch.Tensor:
-    """[1, size, width, 2]: the frame at `size` rows, as wide as the training images' aspect (and
-    `turns` times around, for a panorama run)."""
-    if not turns > 0:
-        raise UserError(f"--turns must be positive, got {turns}.")
-    width = max(1, round(size * config.grid_width / config.size * turns))
-    if config.coordinates == "cylinder":
-        return cylinder_grid(size, width, 1, turns, extent=extent)
-    if turns != 1:
-        raise UserError("--turns is for panorama runs (train2d --panorama); this run's images are flat.")
-    return plane_grid(size, width, 1, extent)

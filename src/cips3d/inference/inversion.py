@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -124,6 +125,31 @@ def fit_panels(target: torch.Tensor, output: GeneratorOutput, render: RenderConf
     return np.concatenate([to_uint8(target[0]), panels], axis=1)
 
 
+@contextmanager
+def frozen_weights(model: torch.nn.Module) -> Iterator[None]:
+    """Inside: no gradients for the model's parameters (only what is optimised gets them); after: each
+    parameter's own flag again."""
+    flags = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(model.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+
+
+def descend(
+    optimizer: torch.optim.Optimizer, loss: torch.Tensor, losses: list[float], on_step: Callable | None
+) -> None:
+    """One optimiser step on `loss`, recorded in `losses` and reported to `on_step(step, loss)`."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    losses.append(float(loss.detach()))
+    if on_step is not None:
+        on_step(len(losses) - 1, losses[-1])
+
+
 def learning_rate_scale(t: float) -> float:
     """Fraction of the peak learning rate at progress t in [0, 1] (warm-up, then cosine ramp-down)."""
     down = 0.5 - 0.5 * math.cos(min(1.0, (1.0 - t) / LR_RAMPDOWN) * math.pi)
@@ -215,30 +241,20 @@ def invert(
     optimizer = torch.optim.Adam(groups, betas=(0.9, 0.999))
     peaks = [g["lr"] for g in optimizer.param_groups]
     noise_generator = torch.Generator().manual_seed(config.seed)
-    requires_grad = [p.requires_grad for p in G.parameters()]
-    G.requires_grad_(False)  # gradients flow to the styles and the camera only
     losses: list[float] = []
-    try:
-        with torch.enable_grad():  # also when called inside torch.no_grad()
-            for step in range(config.steps):
-                t = step / config.steps
-                for group, peak in zip(optimizer.param_groups, peaks, strict=True):
-                    group["lr"] = peak * learning_rate_scale(t)
-                strength = config.noise * noise_scale(t)
-                styles = _noisy(_expand(G, variables, config.per_layer), spread, strength, noise_generator, G)
-                out = G.synthesis(styles, _camera(angles), render)
-                loss = pyramid_loss(out.img, target)
-                if config.perceptual > 0:
-                    loss = loss + config.perceptual * perceptual(out.img, target).mean()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                losses.append(float(loss.detach()))
-                if on_step is not None:
-                    on_step(step, losses[-1])
-    finally:
-        for p, flag in zip(G.parameters(), requires_grad, strict=True):
-            p.requires_grad_(flag)
+    # Gradients flow to the styles and the camera only; enable_grad also inside torch.no_grad().
+    with frozen_weights(G), torch.enable_grad():
+        for step in range(config.steps):
+            t = step / config.steps
+            for group, peak in zip(optimizer.param_groups, peaks, strict=True):
+                group["lr"] = peak * learning_rate_scale(t)
+            strength = config.noise * noise_scale(t)
+            styles = _noisy(_expand(G, variables, config.per_layer), spread, strength, noise_generator, G)
+            out = G.synthesis(styles, _camera(angles), render)
+            loss = pyramid_loss(out.img, target)
+            if config.perceptual > 0:
+                loss = loss + config.perceptual * perceptual(out.img, target).mean()
+            descend(optimizer, loss, losses, on_step)
     with torch.no_grad():
         fitted = {k: v.detach().clone() for k, v in variables.items()}
         styles = _expand(G, fitted, config.per_layer)  # one tensor per network, shared by its layers

@@ -22,11 +22,6 @@ from cips3d.models.coordinates import cylinder_grid
 from cips3d.models.generator2d import Generator2D
 
 
-def panorama_width(G: Generator2D, height: int) -> int:
-    """Columns of the whole turn at `height` rows, keeping the training images' aspect."""
-    return max(1, round(height * G.config.grid_width / G.config.size))
-
-
 @torch.no_grad()
 def pan_frames(
     G: Generator2D, w: torch.Tensor, frames: int, view_degrees: float = 90.0, height: int | None = None
@@ -39,7 +34,7 @@ def pan_frames(
         raise ConfigError(f"a pan needs at least 1 frame and a view of (0, 360] degrees, got {frames}, "
                           f"{view_degrees}.")  # fmt: skip
     height = height or G.config.size
-    window = max(1, round(panorama_width(G, height) * view_degrees / 360))
+    window = G.frame_width(height, view_degrees / 360)
     for k in range(frames):
         grid = cylinder_grid(height, window, 1, turns=view_degrees / 360, start=-1 + 2 * k / frames)
         yield to_uint8(G.synthesis(w, grid.to(G.device)).clamp(-1, 1))[0]

@@ -134,6 +134,27 @@ class Generator2D(nn.Module):
         grid = cylinder_grid if self.config.coordinates == "cylinder" else plane_grid
         return grid(self.config.size, self.config.grid_width, batch).to(self.device)
 
+    def frame_width(self, height: int, turns: float = 1.0) -> int:
+        """Columns of the training frame (a cylinder model: `turns` times round) at `height` rows."""
+        return max(1, round(height * self.config.grid_width / self.config.size * turns))
+
+    def frame_grid(self, height: int, extent: float = 1.0, turns: float = 1.0) -> torch.Tensor:
+        """[1, height, width, 2]: the training frame at `height` rows (denser or sparser), as wide as the
+        training images' aspect; `extent` > 1 reaches beyond the frame (vertically only, for cylinder
+        coordinates), and a cylinder model's frame goes `turns` times round. On this model's device."""
+        if not (extent > 0 and turns > 0):
+            raise ConfigError(f"the frame's extent and turns must be positive, got {extent}, {turns}.")
+        width = self.frame_width(height, turns)
+        if self.config.coordinates == "cylinder":
+            grid = cylinder_grid(height, width, 1, turns, extent=extent)
+        elif turns != 1:
+            raise ConfigError(
+                "turns are for panorama models (cylinder coordinates); this model's images are flat."
+            )
+        else:
+            grid = plane_grid(height, width, 1, extent)
+        return grid.to(self.device)
+
     def sample_latents(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """z [B, style_dim] ~ N(0, I), drawn on the CPU from `generator` (the same on any device)."""
         return torch.randn(batch, self.config.style_dim, generator=generator).to(self.device)
@@ -147,6 +168,8 @@ class Generator2D(nn.Module):
     ) -> torch.Tensor:
         """w [B, D] (, coords [B, H, W, 2]) -> images [B, 3, H, W] (no final tanh, as official).
 
+        w may also be [B, num_styles, D]: one style per modulated layer (W+, as inversion fits them),
+        in the order first layer, then each pair's two layers and its to-RGB head.
         Without `coords`, the training grid (size x grid_width) with its embeddings as stored. `noise`
         'random' adds fresh per-pixel noise at every styled FC, drawn from `generator` (its weights
         start at zero, so an untrained model ignores it); 'none' renders deterministically.
@@ -154,6 +177,7 @@ class Generator2D(nn.Module):
         if noise not in ("random", "none"):
             raise ConfigError(f"noise must be 'random' or 'none', got {noise!r}.")
         b = w.shape[0]
+        styles = iter(self._per_layer(w))
         on_grid = coords is None
         if coords is None:
             coords = self.training_grid(b)
@@ -167,12 +191,26 @@ class Generator2D(nn.Module):
                 return None
             return torch.randn(b, h * width, 1, generator=generator).to(self.device)
 
-        x = self.first(x, w, draw())
+        x = self.first(x, next(styles), draw())
         rgb = 0
         for (a, c), to_rgb in zip(self.pairs, self.to_rgb, strict=True):
-            x = c(a(x, w, draw()), w, draw())
-            rgb = rgb + to_rgb(x, w)
+            x = a(x, next(styles), draw())
+            x = c(x, next(styles), draw())
+            rgb = rgb + to_rgb(x, next(styles))
         return rgb.transpose(1, 2).reshape(b, 3, h, width)
+
+    @property
+    def num_styles(self) -> int:
+        """Modulated layers: the first, and three per pair (two styled FCs and a to-RGB head)."""
+        return 1 + 3 * len(self.pairs)
+
+    def _per_layer(self, w: torch.Tensor) -> list[torch.Tensor]:
+        """w [B, D] (shared by every layer) or [B, num_styles, D] -> one [B, D] per layer."""
+        if w.dim() == 2:
+            return [w] * self.num_styles
+        if w.dim() != 3 or w.shape[1] != self.num_styles:
+            raise ConfigError(f"w must be [B, D] or [B, {self.num_styles}, D], got {list(w.shape)}.")
+        return list(w.unbind(1))
 
     def forward(
         self, z: torch.Tensor, coords: torch.Tensor | None = None, noise: NoiseMode = "none",

@@ -1,0 +1,104 @@
+"""GAN inversion for the 2D CIPS generator: the style w under which it renders a given image.
+
+With the style found, the photo becomes a CIPS image like any other: every pixel is computed from its
+own coordinates, so it can be rendered denser than it was given (super-resolution) or beyond its
+frame (the model's continuation of it), or, for a panorama model, round the cylinder.
+
+The schedule is the 3D inversion's (`cips3d.inference.inversion`, after the StyleGAN2 projector): w
+starts at the mean of the mapping's outputs, Adam lowers the pixel distance at three scales, the
+learning rate warms up and ramps down, and fading Gaussian noise keeps the search from settling early.
+`per_layer=True` fits one w per modulated layer (W+: closer fits, further from the model's samples).
+
+    result = invert2d(G, target, Inversion2DConfig(steps=300))
+    larger = G.synthesis(result.w, plane_grid(128, 128, extent=1.25))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from cips3d.errors import ConfigError
+from cips3d.inference.inversion import (
+    NOISE_FACTOR,
+    SPREAD_SAMPLES,
+    descend,
+    frozen_weights,
+    learning_rate_scale,
+    noise_scale,
+    pyramid_loss,
+)
+from cips3d.models.generator2d import Generator2D
+
+
+@dataclass(frozen=True)
+class Inversion2DConfig:
+    """How to invert: steps, rate, W or W+, noise."""
+
+    steps: int = 300
+    lr: float = 0.05
+    """Peak Adam step of w."""
+    per_layer: bool = False
+    """One w per modulated layer (W+) instead of one for all."""
+    noise: float = NOISE_FACTOR
+    """Initial strength of the noise added to w, as a fraction of W's spread (0: none)."""
+    seed: int = 0
+    """Seed of that noise."""
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.steps, int) and self.steps >= 1):
+            raise ConfigError(f"inversion needs at least 1 step, got {self.steps!r}.")
+        if not (self.lr > 0 and self.noise >= 0):
+            raise ConfigError(
+                f"the learning rate must be positive and the noise >= 0, got {self.lr}, {self.noise}."
+            )
+
+
+@dataclass
+class Inversion2D:
+    w: torch.Tensor
+    """[1, D], or [1, num_styles, D] with per_layer."""
+    losses: list[float] = field(default_factory=list)
+    image: torch.Tensor | None = None
+    """[1, 3, H, W] the final render on the training grid, in the model's range (about [-1, 1])."""
+
+
+@torch.no_grad()
+def w_statistics(G: Generator2D, samples: int = SPREAD_SAMPLES, seed: int = 0) -> tuple[torch.Tensor, float]:
+    """The mean of mapped latents [D] and their RMS distance from it (W's spread)."""
+    w = G.mapping(G.sample_latents(samples, torch.Generator().manual_seed(seed)))
+    mean = w.mean(0)
+    return mean, float((w - mean).square().sum(1).mean().sqrt())
+
+
+def invert2d(
+    G: Generator2D,
+    target: torch.Tensor,
+    config: Inversion2DConfig = Inversion2DConfig(),
+    on_step: Callable[[int, float], None] | None = None,
+) -> Inversion2D:
+    """w under which `G` renders `target` [1, 3, size, grid_width] in [-1, 1] on its training grid."""
+    shape = (1, 3, G.config.size, G.config.grid_width)
+    if tuple(target.shape) != shape:
+        raise ConfigError(f"the target must be {list(shape)} (the training grid), got {list(target.shape)}.")
+    target = target.to(G.device)
+    mean, spread = w_statistics(G)
+    start = mean[None, None].expand(1, G.num_styles, -1) if config.per_layer else mean[None]
+    w = start.clone().requires_grad_()
+    optimizer = torch.optim.Adam([w], lr=config.lr, betas=(0.9, 0.999))
+    noise_generator = torch.Generator().manual_seed(config.seed)
+    losses: list[float] = []
+    with frozen_weights(G), torch.enable_grad():  # gradients flow to w only
+        for step in range(config.steps):
+            t = step / config.steps
+            optimizer.param_groups[0]["lr"] = config.lr * learning_rate_scale(t)
+            noise = torch.randn(w.shape, generator=noise_generator).to(w.device)
+            strength = config.noise * noise_scale(t) * spread / math.sqrt(w.shape[-1])
+            descend(optimizer, pyramid_loss(G.synthesis(w + noise * strength), target), losses, on_step)
+    fitted = w.detach().clone()
+    with torch.no_grad():
+        image = G.synthesis(fitted)
+    return Inversion2D(fitted, losses, image)
