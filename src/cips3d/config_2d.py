@@ -46,16 +46,11 @@ class Cips2DConfig:
         }  # fmt: skip
         if self.width is not None:
             counts["width"] = self.width
-        bad = [f"{k}={v!r}" for k, v in counts.items() if not (isinstance(v, int) and v >= 1)]
+        least = {"size": 2, "width": 2}  # a grid of one row or column has no extent to learn
+        bad = [f"{k}={v!r}" for k, v in counts.items() if not (isinstance(v, int) and v >= least.get(k, 1))]
         if self.coordinates not in ("plane", "cylinder"):
             raise ConfigError(f"coordinates must be 'plane' or 'cylinder', not {self.coordinates!r}.")
-        if (
-            bad
-            or self.size < 2
-            or self.grid_width < 2
-            or not self.widths
-            or any(not (isinstance(w, int) and w >= 1) for w in self.widths)
-        ):
+        if bad or not self.widths or any(not (isinstance(w, int) and w >= 1) for w in self.widths):
             raise ConfigError(
                 "a 2D CIPS config needs positive widths and a size and width of at least 2 "
                 f"({', '.join(bad) or 'widths'})."
