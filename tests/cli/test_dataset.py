@@ -7,7 +7,7 @@ import pytest
 from cips3d.cli.main import main
 from cips3d.data.images import ImageDataset
 from tests.cli.helpers import run
-from tests.data.test_images import make_folder, truncated_png
+from tests.data.test_images import edge_marked, make_folder, truncated_png
 
 
 def test_dataset_writes_a_zip_the_dataset_reads_back(tmp_path, capsys):
@@ -72,3 +72,16 @@ def test_resolution_is_required_and_positive(tmp_path, capsys):
         with pytest.raises(SystemExit) as info:
             main(argv)
         assert info.value.code == 2 and "--resolution" in capsys.readouterr().err
+
+
+def test_panoramas_are_packed_whole_at_their_width(tmp_path, capsys):
+    source = edge_marked(tmp_path)  # 64 x 16, red first columns, blue last
+    args = ["dataset", str(source), str(tmp_path / "p.zip"), "--resolution", "8", "--width", "16", "--quiet"]
+    code, out, err = run(capsys, *args, "--whole")
+    assert code == 0, err
+    assert "1 images of 8x16" in out
+    packed = ImageDataset(tmp_path / "p.zip", resolution=8, width=16, whole=True)[0]
+    assert packed[0, :, 0].min() > 200 and packed[2, :, -1].min() > 200  # both ends kept
+    code, out, err = run(capsys, *args[:2], str(tmp_path / "c.zip"), *args[3:])  # cropped to the aspect
+    cropped = ImageDataset(tmp_path / "c.zip", resolution=8, width=16)[0]
+    assert code == 0 and (cropped.int() - 128).abs().max() <= 1

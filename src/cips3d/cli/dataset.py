@@ -17,6 +17,7 @@ EXAMPLES = """examples:
   cips3d dataset ffhq-images/ ffhq256.zip --resolution 256
   cips3d dataset ffhq1024.zip ffhq64.zip --resolution 64 --quiet
   cips3d dataset photos/ cartoon256.zip --resolution 256 --strict
+  cips3d dataset panoramas/ pano64.zip --resolution 64 --width 256 --whole      # for train2d --panorama
   cips3d dataset synth synth32.zip --count 5000 --resolution 32     # procedural 3-D scenes
   cips3d dataset lfw lfw32.zip --resolution 32                      # 100 real faces, no download
   cips3d dataset panorama pano.zip --height 32 --width 128          # procedural 360-degree panoramas
@@ -36,8 +37,9 @@ def add_parser(subparsers) -> None:
         help="pack images into a training zip; `dataset synth`, `lfw` and `panorama` write built-in data",
         description="Pack the images of a folder (at any depth: png, jpg, jpeg, bmp, webp, tif, tiff) or "
         "of a zip into a zip in the StyleGAN2-ADA layout (00000/img00000000.png, dataset.json). Each image "
-        "is converted to RGB, centre-cropped to a square and resized with PIL LANCZOS. Unreadable files are "
-        "skipped and counted. The zip appears only once complete.",
+        "is converted to RGB, centre-cropped to a square (or to --width's aspect, or not at all with "
+        "--whole) and resized with PIL LANCZOS. Unreadable files are skipped and counted. The zip appears "
+        "only once complete.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -55,6 +57,14 @@ def add_pack_arguments(p: argparse.ArgumentParser) -> None:
         required=True,
         metavar="R",
         help="side of the written images in pixels",
+    )
+    p.add_argument(
+        "--width", type=positive_int, metavar="W", help="width of the written images, when not square"
+    )
+    p.add_argument(
+        "--whole",
+        action="store_true",
+        help="resize whole, never crop (360-degree panoramas for train2d --panorama, whose ends meet)",
     )
     p.add_argument(
         "--strict", action="store_true", help="fail at the first unreadable file instead of skipping it"
@@ -160,6 +170,8 @@ def run_pack(args: argparse.Namespace) -> int:
             strict=args.strict,
             progress=not args.quiet,
             workers=args.workers,
+            width=args.width,
+            whole=args.whole,
         )
     if stats.num_skipped:
         total = stats.num_written + stats.num_skipped
@@ -168,6 +180,6 @@ def run_pack(args: argparse.Namespace) -> int:
             f"read (first: {stats.first_skipped}).",
             file=sys.stderr,
         )
-    res = stats.resolution
-    print(f"wrote {stats.num_written} images of {res}x{res} to {stats.dest}")
+    size = f"{stats.resolution}x{stats.width or stats.resolution}"
+    print(f"wrote {stats.num_written} images of {size} to {stats.dest}")
     return 0

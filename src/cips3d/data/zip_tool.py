@@ -54,6 +54,8 @@ class ZipStats:
     """Source files left out because they could not be read."""
     first_skipped: str | None
     """Location of the first file left out, if any."""
+    width: int | None = None
+    """Width of every image, when not `resolution` (not square)."""
 
 
 def archive_name(index: int) -> str:
@@ -98,12 +100,12 @@ def write_image_zip(dest: str | os.PathLike, pngs: Iterable[bytes]) -> int:
     return count
 
 
-def _convert(data: bytes, resolution: int) -> bytes:
-    return encode_png(decode_rgb(data, resolution))
+def _convert(data: bytes, resolution: int, width: int | None, whole: bool) -> bytes:
+    return encode_png(decode_rgb(data, resolution, width, whole))
 
 
 def _converting(
-    source: FolderSource | ZipSource, resolution: int, workers: int
+    source: FolderSource | ZipSource, resolution: int, workers: int, width: int | None, whole: bool
 ) -> Iterator[tuple[str, Future]]:
     """(name, future PNG bytes) for each source image, in source order.
 
@@ -115,7 +117,7 @@ def _converting(
         pending: deque[tuple[str, Future]] = deque()
         for name in source.names:
             try:
-                future = pool.submit(_convert, source.read(name), resolution)
+                future = pool.submit(_convert, source.read(name), resolution, width, whole)
             # A file we may not read, or a damaged zip member (BadZipFile, zlib.error): counted as unreadable.
             except Exception as err:
                 future = Future()
@@ -126,9 +128,9 @@ def _converting(
         yield from pending
 
 
-def _check_paths(source: Path, dest: Path, resolution: int) -> None:
-    if resolution < 1:
-        raise ConfigError(f"resolution must be at least 1 pixel, got {resolution}.")
+def _check_paths(source: Path, dest: Path, resolution: int, width: int | None) -> None:
+    if resolution < 1 or width is not None and width < 1:
+        raise ConfigError(f"resolution and width must be at least 1 pixel, got {resolution}, {width}.")
     if dest.suffix.lower() != ".zip":
         raise UserError(f"the destination must be a .zip file, got {dest}.")
     if dest.is_dir():
@@ -144,11 +146,15 @@ def folder_to_zip(
     strict: bool = False,
     progress: bool = True,
     workers: int | None = None,
+    width: int | None = None,
+    whole: bool = False,
 ) -> ZipStats:
     """Pack the images of a folder (at any depth) or a zip into a StyleGAN2-ADA-layout zip.
 
     Images are taken in sorted path order (as `ImageDataset` reads them), converted to RGB, centre-cropped
-    to a square when they are not, resized with PIL LANCZOS to resolution x resolution and written as PNG.
+    to a square when they are not, resized with PIL LANCZOS to resolution x resolution and written as PNG
+    (with `width`: cropped to that aspect and resized to resolution x width; with `whole` too, resized
+    without cropping, as panoramas must be).
     Every image is fully decoded, so any unreadable file is found: it is skipped and counted in one
     `SkippedImagesWarning`, or, with `strict`, raises a `UserError` naming it. The zip is written to a
     temporary file beside `dest_zip` and renamed when complete, so a failure never leaves a partial one.
@@ -160,19 +166,21 @@ def folder_to_zip(
         strict: fail on the first unreadable file instead of skipping it.
         progress: show a tqdm progress bar.
         workers: threads decoding and resizing (default: up to 8, one per CPU core).
+        width: width of the written images, when not square.
+        whole: resize without cropping (360-degree panoramas, whose ends meet).
 
     Returns:
         `ZipStats` with the numbers of images written and skipped.
     """
     dest = Path(dest_zip)
-    _check_paths(Path(source), dest, resolution)
+    _check_paths(Path(source), dest, resolution, width)
     src = open_image_source(source)
     workers = workers or min(8, os.cpu_count() or 1)
     bad: list[str] = []
 
     def pngs() -> Iterator[bytes]:
         with tqdm(total=len(src.names), unit="img", desc="dataset", disable=not progress) as bar:
-            for name, future in _converting(src, resolution, workers):
+            for name, future in _converting(src, resolution, workers, width, whole):
                 bar.update()
                 try:
                     png = future.result()
@@ -192,4 +200,4 @@ def folder_to_zip(
     finally:
         src.close()
     warn_skipped(bad, len(src.names))
-    return ZipStats(dest, resolution, written, len(bad), bad[0] if bad else None)
+    return ZipStats(dest, resolution, written, len(bad), bad[0] if bad else None, width)
