@@ -57,6 +57,12 @@ class Cips2DConfig:
             )
 
     @property
+    def panorama(self) -> bool:
+        """Cylinder coordinates: the images are 360-degree panoramas, read whole (never cropped, so
+        their ends still meet) and looked at round the cylinder."""
+        return self.coordinates == "cylinder"
+
+    @property
     def grid_width(self) -> int:
         """Columns of the training grid (`width`, or `size` for square images)."""
         return self.size if self.width is None else self.width
@@ -106,6 +112,12 @@ class Cips2DDiscriminatorConfig:
         base = STYLEGAN2_CHANNELS[resolution]
         width = base * self.channel_multiplier if resolution >= 64 else base
         return min(width, self.max_channels)
+
+
+def is_2d_run_config(config: dict[str, Any]) -> bool:
+    """Whether a training snapshot's config is a 2D run's: it names its generator by preset (a 3D run
+    stores the generator's whole config there)."""
+    return isinstance(config.get("generator"), str)
 
 
 CIPS2D_PRESETS = {

@@ -63,7 +63,7 @@ def read_target(path: str, G: Generator2D) -> torch.Tensor:
     config = G.config
     try:
         data = Path(path).read_bytes()
-        rgb = decode_rgb(data, config.size, config.grid_width, whole=config.coordinates == "cylinder")
+        rgb = decode_rgb(data, config.size, config.grid_width, whole=config.panorama)
     except (FileNotFoundError, IsADirectoryError):
         raise UserError(f"no image file at {path}.") from None
     except (UnidentifiedImageError, OSError, ValueError) as err:

@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.foveated and G.config.grid_width != G.config.size:
         raise UserError("--foveated renders square frames; this run's images are not square.")
-    if args.pan and G.config.coordinates != "cylinder":
+    if args.pan and not G.config.panorama:
         raise UserError("--pan is for panorama runs (train2d --panorama); this run's images are flat.")
     if args.pan and not (0 < args.view <= 360 and args.fps > 0):
         raise UserError(

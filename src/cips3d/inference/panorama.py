@@ -28,7 +28,7 @@ def pan_frames(
 ) -> Iterator[np.ndarray]:
     """uint8 frames [H, window, 3] of w [1, D] seen through a `view_degrees` window that turns once,
     starting at x = -1 (the panorama's first column), in `frames` equal steps."""
-    if G.config.coordinates != "cylinder":
+    if not G.config.panorama:
         raise ConfigError("only a model with cylinder coordinates (a panorama model) can be looked around.")
     if frames < 1 or not 0 < view_degrees <= 360:
         raise ConfigError(f"a pan needs at least 1 frame and a view of (0, 360] degrees, got {frames}, "

@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from cips3d.config import GeneratorConfig, generator_preset
+from cips3d.config_2d import is_2d_run_config
 from cips3d.convert.official import OURS_ONLY, check_keys, from_official, to_official
 from cips3d.errors import CheckpointError, ConfigError, first_line
 from cips3d.io.files import atomic_write
@@ -72,7 +73,7 @@ def _load_snapshot_ema(path: Path, device: str | torch.device) -> Generator3D:
     from cips3d.training.snapshot import load_snapshot  # noqa: PLC0415 (training imports io, not back)
 
     snap = load_snapshot(path)
-    if isinstance(snap.config.get("generator"), str):  # a preset name: Train2DConfig
+    if is_2d_run_config(snap.config):
         raise CheckpointError(
             f"{snap.path} is a 2D CIPS run (cips3d train2d): render it with cips3d sample2d."
         )

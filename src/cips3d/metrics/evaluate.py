@@ -162,7 +162,7 @@ def evaluate_2d(
         raise UserError(f"a 2D model is scored by {', '.join(IMAGE_METRICS)}, not {', '.join(other)}.")
     started = time.monotonic()
     config = G.config
-    whole = config.coordinates == "cylinder"
+    whole = config.panorama
     protocol: dict = {
         "cips3d": __version__, "data": str(data), "model": "2D CIPS", "height": config.size,
         "width": config.grid_width,

@@ -57,7 +57,7 @@ class CoordinateEncoding(nn.Module):
 
     def __init__(self, config: Cips2DConfig) -> None:
         super().__init__()
-        self.cylinder = config.coordinates == "cylinder"
+        self.cylinder = config.panorama
         self.fourier_weight = nn.Parameter(torch.empty(config.fourier_dim, 3 if self.cylinder else 2))
         self.fourier_bias = nn.Parameter(torch.empty(config.fourier_dim))
         self.embedding = nn.Parameter(torch.empty(config.embedding_dim, config.size, config.grid_width))
@@ -131,7 +131,7 @@ class Generator2D(nn.Module):
     def training_grid(self, batch: int = 1) -> torch.Tensor:
         """[B, size, grid_width, 2]: the coordinates of the learned embedding's entries (`plane_grid` or,
         for `coordinates='cylinder'`, `cylinder_grid`), on this model's device."""
-        grid = cylinder_grid if self.config.coordinates == "cylinder" else plane_grid
+        grid = cylinder_grid if self.config.panorama else plane_grid
         return grid(self.config.size, self.config.grid_width, batch).to(self.device)
 
     def frame_width(self, height: int, turns: float = 1.0) -> int:
@@ -145,7 +145,7 @@ class Generator2D(nn.Module):
         if not (extent > 0 and turns > 0):
             raise ConfigError(f"the frame's extent and turns must be positive, got {extent}, {turns}.")
         width = self.frame_width(height, turns)
-        if self.config.coordinates == "cylinder":
+        if self.config.panorama:
             grid = cylinder_grid(height, width, 1, turns, extent=extent)
         elif turns != 1:
             raise ConfigError(

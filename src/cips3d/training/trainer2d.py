@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from cips3d.config_2d import Cips2DConfig, Cips2DDiscriminatorConfig, cips2d_preset
+from cips3d.config_2d import Cips2DConfig, Cips2DDiscriminatorConfig, cips2d_preset, is_2d_run_config
 from cips3d.data.images import ImageDataset, to_float
 from cips3d.data.sampler import InfiniteSampler
 from cips3d.errors import CheckpointError, ConfigError
@@ -143,7 +143,7 @@ def is_run2d(path: str | Path) -> bool:
     except (CheckpointError, OSError, ValueError):
         return False
     config = meta.get("config") if isinstance(meta, dict) else None
-    return isinstance(config, dict) and isinstance(config.get("generator"), str)
+    return isinstance(config, dict) and is_2d_run_config(config)
 
 
 def load_generator2d(
