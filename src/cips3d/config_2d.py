@@ -37,6 +37,12 @@ class Cips2DConfig:
     are the same direction (x * pi on the unit circle, as the paper's panoramas do, spec 8.3): the
     Fourier features read (cos, sin, y) and the learned embedding wraps around horizontally, so every
     horizontal period of the coordinates renders the same image."""
+    embedding_align_corners: bool = True
+    """How the learned embedding is read between and beyond its entries. True (ours): entry (i, j) sits
+    exactly at the training grid's coordinates. False: the official code's `grid_sample` default (since
+    PyTorch 1.3), which puts the grid's ends half an entry outside the table and, outside training,
+    samples the table even on the training grid; models converted from official checkpoints use it so
+    that they render the official images."""
 
     def __post_init__(self) -> None:
         counts = {
@@ -50,6 +56,8 @@ class Cips2DConfig:
         bad = [f"{k}={v!r}" for k, v in counts.items() if not (isinstance(v, int) and v >= least.get(k, 1))]
         if self.coordinates not in ("plane", "cylinder"):
             raise ConfigError(f"coordinates must be 'plane' or 'cylinder', not {self.coordinates!r}.")
+        if self.panorama and not self.embedding_align_corners:
+            raise ConfigError("cylinder coordinates need embedding_align_corners=True (the seam's layout).")
         if bad or not self.widths or any(not (isinstance(w, int) and w >= 1) for w in self.widths):
             raise ConfigError(
                 "a 2D CIPS config needs positive widths and a size and width of at least 2 "

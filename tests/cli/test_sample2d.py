@@ -10,8 +10,9 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
+from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.io.images import to_uint8
-from cips3d.training.trainer2d import Train2DConfig, Trainer2D, load_generator2d
+from cips3d.training.trainer2d import Train2DConfig, Trainer2D
 from tests.cli.helpers import run
 
 
@@ -48,7 +49,7 @@ def test_larger_and_foveated_images(capsys, tmp_path, run_dir):
 
 def test_mistakes_are_one_sentence(capsys, tmp_path, run_dir):
     code, _, err = run(capsys, "sample2d", "--checkpoint", str(tmp_path / "none"), "--outdir", str(tmp_path))
-    assert code == 2 and "no 2D run or snapshot" in err and err.count("\n") == 1
+    assert code == 2 and "no 2D model, run or checkpoint" in err and err.count("\n") == 1
     code, _, err = run(capsys, "sample2d", "--checkpoint", str(run_dir), "--fixation", "left", "--outdir",
                        str(tmp_path))  # fmt: skip
     assert code == 2 and "--fixation must be two numbers" in err

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.io.video import read_video_frames
 from cips3d.training.snapshot import load_snapshot
-from cips3d.training.trainer2d import load_generator2d
 from tests.cli.helpers import run
 
 OPTIONS = ["--preset", "cips-tiny", "--batch-size", "2", "--snapshot-every", "2", "--quiet", "--device",

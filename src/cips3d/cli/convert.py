@@ -1,4 +1,4 @@
-"""`cips3d convert`: an official generator .pth -> our checkpoint folder, or back."""
+"""`cips3d convert`: official generator weights (CIPS-3D, or 2D CIPS) -> our checkpoint folder, or back."""
 
 from __future__ import annotations
 
@@ -8,47 +8,96 @@ from pathlib import Path
 import torch
 
 from cips3d.errors import UserError
-from cips3d.io.checkpoint import load_generator, official_state_dict, save_generator
+from cips3d.io.checkpoint import (
+    generator_from_official,
+    load_generator,
+    official_state_dict,
+    plain_state_dict,
+    read_torch_file,
+    resolve_official_config,
+    save_generator,
+)
+from cips3d.io.checkpoint2d import (
+    generator2d_from_official,
+    holds_official_cips2d,
+    is_generator2d,
+    load_generator2d,
+    official_checkpoint2d,
+    official_generator_state,
+    save_generator2d,
+)
 from cips3d.io.files import atomic_write
 
 EXAMPLES = """examples:
   cips3d convert G_ema.pth ffhq-cips3d --preset ffhq
   cips3d convert generator.pth small --official-config small_config.json
   cips3d convert ffhq-cips3d G_ema_official.pth --to-official
+  cips3d convert churches.pt churches-cips2d          # an official 2D CIPS checkpoint (its g_ema)
+  cips3d convert churches-cips2d churches_again.pt --to-official
 """
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "convert",
-        help="convert official generator weights to our format (or back)",
-        description="Convert an official CIPS-3D generator state dict (generator.pth or G_ema.pth) into "
-        "a cips3d checkpoint folder (config.json + model.safetensors), or, with --to-official, a cips3d "
-        "checkpoint into an official state dict. No code is unpickled.",
+        help="convert official generator weights (CIPS-3D or 2D CIPS) to our format (or back)",
+        description="Convert an official CIPS-3D generator state dict (generator.pth or G_ema.pth) or an "
+        "official 2D CIPS checkpoint (CIPSskip: the g_ema of a training checkpoint, its architecture read "
+        "from the tensors) into a cips3d checkpoint folder (config.json + model.safetensors), or, with "
+        "--to-official, a cips3d checkpoint or run into the official layout. No code is unpickled.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("source", help="official .pth, or (with --to-official) our checkpoint folder")
-    p.add_argument("target", help="our checkpoint folder, or (with --to-official) the .pth to write")
-    p.add_argument("--preset", help="config preset of the official weights (ffhq for FFHQ/AFHQ/cartoon)")
+    p.add_argument("source", help="official .pth/.pt, or (with --to-official) our checkpoint folder or run")
+    p.add_argument("target", help="our checkpoint folder, or (with --to-official) the file to write")
     p.add_argument(
-        "--official-config", help="JSON with the official constructor kwargs (instead of --preset)"
+        "--preset", help="CIPS-3D: config preset of the official weights (ffhq for FFHQ/AFHQ/cartoon)"
+    )
+    p.add_argument(
+        "--official-config", help="CIPS-3D: JSON with the official constructor kwargs (instead of --preset)"
     )
     p.add_argument("--to-official", action="store_true", help="write the official layout instead")
     p.set_defaults(run=run)
 
 
+def _to_official(args: argparse.Namespace, target: Path) -> int:
+    if is_generator2d(args.source):
+        content = official_checkpoint2d(load_generator2d(args.source))
+        atomic_write(target, lambda p: torch.save(content, p))
+        print(f"wrote {len(content['g_ema'])} official 2D CIPS tensors (as 'g_ema') to {target}")
+        return 0
+    state = official_state_dict(load_generator(args.source))
+    atomic_write(target, lambda p: torch.save(state, p))
+    print(f"wrote {len(state)} official tensors to {target}")
+    return 0
+
+
+def _convert_2d(args: argparse.Namespace, content: object, source: Path, target: Path) -> int:
+    if args.preset or args.official_config:
+        raise UserError("--preset and --official-config are for CIPS-3D weights; a 2D CIPS "
+                        "checkpoint's architecture is read from its tensors.")  # fmt: skip
+    G = generator2d_from_official(official_generator_state(content, source, "G_ema"))
+    save_generator2d(G, target)
+    params = sum(p.numel() for p in G.parameters())
+    print(f"wrote {target}/ (a 2D CIPS generator, {params:,} parameters)")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     target = Path(args.target)
     if args.to_official:
-        G = load_generator(args.source)
-        state = official_state_dict(G)
-        atomic_write(target, lambda p: torch.save(state, p))
-        print(f"wrote {len(state)} official tensors to {target}")
-        return 0
+        return _to_official(args, target)
     if target.exists() and not target.is_dir():
         raise UserError(f"{target} exists and is not a folder.")
-    G = load_generator(args.source, preset=args.preset, official_config=args.official_config)
+    source = Path(args.source)
+    if not (source.is_file() and source.suffix not in (".safetensors", ".json")):
+        G = load_generator(source, preset=args.preset, official_config=args.official_config)
+    else:
+        content = read_torch_file(source)
+        if holds_official_cips2d(content):
+            return _convert_2d(args, content, source, target)
+        config = resolve_official_config(args.preset, args.official_config)
+        G = generator_from_official(plain_state_dict(content, source), config)
     save_generator(G, target)
     params = sum(p.numel() for p in G.parameters())
     print(f"wrote {target}/ ({params:,} parameters)")

@@ -17,10 +17,10 @@ from cips3d.data.images import decode_rgb, unreadable_reason
 from cips3d.errors import UserError
 from cips3d.inference.inversion import image_to_target
 from cips3d.inference.inversion2d import Inversion2DConfig, invert2d
+from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.io.files import atomic_write
 from cips3d.io.images import save_png, to_uint8
 from cips3d.models.generator2d import Generator2D
-from cips3d.training.trainer2d import load_generator2d
 
 EXAMPLES = """examples:
   cips3d invert2d --checkpoint runs/cips2d --image face.png --outdir out/face

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from cips3d.cli.common import add_model_arguments, build_generator, finite_float, positive_int, resolve_device
 from cips3d.errors import UserError
+from cips3d.io.checkpoint2d import is_generator2d, load_generator2d
 from cips3d.io.files import atomic_write
 from cips3d.metrics.evaluate import METRICS, evaluate, evaluate_2d
-from cips3d.training.trainer2d import is_run2d, load_generator2d
 
 EXAMPLES = """examples:
   cips3d metrics --checkpoint runs/tiny --data synth32.zip --size 32
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
     if not Path(args.data).exists():
         raise UserError(f"no dataset at {args.data}.")
-    if args.checkpoint and is_run2d(args.checkpoint):
+    if args.checkpoint and is_generator2d(args.checkpoint):
         result = _evaluate_2d(args, which)
     else:
         G = build_generator(args, resolve_device(args.device))
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate_2d(args: argparse.Namespace, which: list[str]) -> dict:
-    """Scores of a `cips3d train2d` run's G_ema, at its training size."""
+    """Scores of a 2D model (a train2d run's G_ema, or a converted official one) at its training size."""
     G = load_generator2d(args.checkpoint, resolve_device(args.device))
     if args.size is not None and args.size != G.config.size:
         raise UserError(

@@ -14,9 +14,9 @@ from cips3d.errors import UserError
 from cips3d.inference.foveated import foveated_image
 from cips3d.inference.panorama import pan_frames
 from cips3d.inference.sample import parse_seeds
+from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.io.images import make_grid, save_png, to_uint8
 from cips3d.io.video import write_mp4_or_gif
-from cips3d.training.trainer2d import load_generator2d
 
 EXAMPLES = """examples:
   cips3d sample2d --checkpoint runs/cips2d --seeds 0-15 --outdir outputs/cips2d     # training size

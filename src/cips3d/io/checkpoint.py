@@ -5,6 +5,8 @@ files are read with `torch.load(weights_only=True)`, ours with safetensors.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import os
 from collections.abc import Mapping
@@ -24,46 +26,65 @@ from cips3d.models.generator3d import Generator3D
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 FORMAT_NAME = "cips3d.Generator3D"
+FORMAT_NAME_2D = "cips3d.Generator2D"
 FORMAT_VERSION = 1
 
 
 def save_generator(G: Generator3D, directory: str | os.PathLike) -> Path:
     """Write `config.json` and `model.safetensors` into `directory` (created if needed)."""
-    directory = Path(directory)
-    state = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
-    atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(state, p, metadata={"format": "pt"}))
     meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "generator": G.config.to_dict()}
-    atomic_write(directory / CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
-    return directory
+    return write_checkpoint(Path(directory), G.state_dict(), meta)
 
 
-def _read_config(path: Path) -> GeneratorConfig:
+def read_meta(path: Path, format_name: str = FORMAT_NAME) -> dict[str, Any]:
+    """The `config.json` of one of our checkpoints of `format_name`, checked for format and version."""
     try:
         meta = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path} is not a readable cips3d config ({err}).") from err
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-        raise CheckpointError(f"{path} is not a cips3d generator config (no format {FORMAT_NAME!r}).")
+    found = meta.get("format") if isinstance(meta, dict) else None
+    if found == FORMAT_NAME_2D and format_name != FORMAT_NAME_2D:
+        raise CheckpointError(f"{path.parent} is a 2D CIPS model: render it with cips3d sample2d.")
+    if found != format_name:
+        raise CheckpointError(f"{path} is not a cips3d generator config (no format {format_name!r}).")
     if meta.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path} was written by a newer cips3d (format {meta['format_version']}).")
+    return meta
+
+
+def _read_config(path: Path) -> GeneratorConfig:
+    meta = read_meta(path)
     try:
         return GeneratorConfig.from_dict(meta["generator"])
-    except ConfigError as err:
+    except (KeyError, ConfigError) as err:
         raise CheckpointError(f"{path}: {err}") from err
 
 
-def _load_ours(directory: Path, device: str | torch.device) -> Generator3D:
-    config = _read_config(directory / CONFIG_FILE)
+def read_weights(directory: Path) -> dict[str, torch.Tensor]:
+    """The tensors of `directory`'s `model.safetensors`."""
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"{directory} has {CONFIG_FILE} but no {WEIGHTS_FILE}.")
     try:
-        state = load_file(str(weights))
+        return load_file(str(weights))
     except Exception as err:  # safetensors raises its own error type for truncated or corrupt files
         raise CheckpointError(f"{weights} is not a readable safetensors file ({err}).") from err
+
+
+def write_checkpoint(directory: Path, state: Mapping[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    """Write `model.safetensors` (the weights first) and then `config.json` into `directory`."""
+    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(state, p, metadata={"format": "pt"}))
+    atomic_write(directory / CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
+    return directory
+
+
+def _load_ours(directory: Path, device: str | torch.device) -> Generator3D:
+    config = _read_config(directory / CONFIG_FILE)
+    state = read_weights(directory)
     G = Generator3D(config, initialize=False)
     expected = {k: tuple(v.shape) for k, v in G.state_dict().items()}
-    check_keys(state, expected, str(weights))
+    check_keys(state, expected, str(directory / WEIGHTS_FILE))
     G.load_state_dict(state)
     return G.to(device)
 
@@ -87,20 +108,32 @@ def _load_snapshot_ema(path: Path, device: str | torch.device) -> Generator3D:
     return G.to(device)
 
 
-def read_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The tensors of an official `.pth` state dict (no code is unpickled; a 'module.' prefix is dropped)."""
+def read_torch_file(path: str | os.PathLike) -> Any:
+    """What a `.pth`/`.pt` file holds, read with `weights_only=True` (tensors, containers and the
+    `argparse.Namespace` that official training checkpoints keep their arguments in; never code)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at {path}.")
+    allow = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with allow([argparse.Namespace]) if allow else contextlib.nullcontext():
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt zip, truncated file, or a pickle that holds code
         raise CheckpointError(f"{path} is not a readable PyTorch state dict ({first_line(err)}).") from err
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+
+
+def plain_state_dict(content: Any, path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """`content` (read from `path`) as a state dict of tensors, without a DDP wrapper's 'module.' prefix."""
+    if not isinstance(content, Mapping) or not all(isinstance(v, torch.Tensor) for v in content.values()):
         raise CheckpointError(f"{path} does not hold a plain state dict of tensors.")
-    if state and all(k.startswith("module.") for k in state):  # saved from a DDP wrapper
-        state = {k.removeprefix("module."): v for k, v in state.items()}
-    return dict(state)
+    if content and all(k.startswith("module.") for k in content):  # saved from a DDP wrapper
+        content = {k.removeprefix("module."): v for k, v in content.items()}
+    return dict(content)
+
+
+def read_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of an official `.pth` state dict (no code is unpickled; a 'module.' prefix is dropped)."""
+    return plain_state_dict(read_torch_file(path), path)
 
 
 def generator_from_official(

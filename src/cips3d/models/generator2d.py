@@ -48,7 +48,7 @@ class Mapping2D(nn.Module):
 class CoordinateEncoding(nn.Module):
     """coords [B, H, W, 2] -> [B, H * W, fourier_dim + embedding_dim]: sin(Fourier features) and the
     learned embedding, taken as is on the training grid and sampled bilinearly elsewhere (border
-    padding; align_corners, so that sampling at the training grid's points gives the stored vectors).
+    padding; `embedding_align_corners`: ours puts the stored vectors at the training grid's points).
 
     With `coordinates='cylinder'` the Fourier features read (cos pi x, sin pi x, y) and the embedding
     is sampled around the cylinder: x is wrapped into [-1, 1) and the table gets its first column
@@ -58,6 +58,7 @@ class CoordinateEncoding(nn.Module):
     def __init__(self, config: Cips2DConfig) -> None:
         super().__init__()
         self.cylinder = config.panorama
+        self.align_corners = config.embedding_align_corners
         self.fourier_weight = nn.Parameter(torch.empty(config.fourier_dim, 3 if self.cylinder else 2))
         self.fourier_bias = nn.Parameter(torch.empty(config.fourier_dim))
         self.embedding = nn.Parameter(torch.empty(config.embedding_dim, config.size, config.grid_width))
@@ -92,7 +93,9 @@ class CoordinateEncoding(nn.Module):
             x = torch.remainder(coords[..., :1] + 1, 2) - 1  # wrapped into [-1, 1)
             coords = torch.cat([x, coords[..., 1:]], dim=-1)
         table = table[None].expand(coords.shape[0], -1, -1, -1)
-        sampled = F.grid_sample(table, coords, mode="bilinear", padding_mode="border", align_corners=True)
+        sampled = F.grid_sample(
+            table, coords, mode="bilinear", padding_mode="border", align_corners=self.align_corners
+        )
         return sampled.permute(0, 2, 3, 1)
 
 
@@ -170,7 +173,8 @@ class Generator2D(nn.Module):
 
         w may also be [B, num_styles, D]: one style per modulated layer (W+, as inversion fits them),
         in the order first layer, then each pair's two layers and its to-RGB head.
-        Without `coords`, the training grid (size x grid_width) with its embeddings as stored. `noise`
+        Without `coords`, the training grid (size x grid_width) with its embeddings as stored (a model
+        converted from the official code, outside training: sampled there, as the official code does). `noise`
         'random' adds fresh per-pixel noise at every styled FC, drawn from `generator` (its weights
         start at zero, so an untrained model ignores it); 'none' renders deterministically.
         """
@@ -178,7 +182,9 @@ class Generator2D(nn.Module):
             raise ConfigError(f"noise must be 'random' or 'none', got {noise!r}.")
         b = w.shape[0]
         styles = iter(self._per_layer(w))
-        on_grid = coords is None
+        # The official code samples the table (half an entry off) on the training grid too, except in
+        # training; with our alignment the table is what sampling there would give.
+        on_grid = coords is None and (self.training or self.config.embedding_align_corners)
         if coords is None:
             coords = self.training_grid(b)
         if coords.dim() != 4 or coords.shape[0] != b or coords.shape[-1] != 2:

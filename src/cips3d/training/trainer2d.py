@@ -146,18 +146,6 @@ def is_run2d(path: str | Path) -> bool:
     return isinstance(config, dict) and is_2d_run_config(config)
 
 
-def load_generator2d(
-    path: str | Path, device: torch.device | str = "cpu", which: str = "G_ema"
-) -> Generator2D:
-    """The generator (`G_ema` by default, or `G`) of a 2D run folder or one of its snapshots."""
-    if not Path(path).exists():
-        raise CheckpointError(f"there is no 2D run or snapshot at {path}.")
-    snapshot, config = load_run2d(path)
-    G = Generator2D(config.generator_config())
-    G.load_state_dict(snapshot.G_ema if which == "G_ema" else snapshot.G)
-    return G.to(device).eval()
-
-
 class Trainer2D:
     """A 2D CIPS run in `run_dir` on the images at `data` (see the module docstring)."""
 

@@ -1,0 +1,146 @@
+"""2D CIPS generators on disk: our folder (`config.json` + `model.safetensors`, format
+`cips3d.Generator2D`), a `cips3d train2d` run or snapshot (its G_ema or G), and the official CIPS
+training checkpoints (`{'g', 'g_ema', 'd', ..., 'args'}` `.pt` files, or a bare generator state dict),
+read with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from cips3d.config_2d import Cips2DConfig
+from cips3d.convert.official import check_keys
+from cips3d.convert.official_2d import (
+    config_from_official_2d,
+    from_official_2d,
+    is_official_cips2d,
+    to_official_2d,
+)
+from cips3d.errors import CheckpointError, ConfigError
+from cips3d.io.checkpoint import (
+    CONFIG_FILE,
+    FORMAT_NAME_2D,
+    FORMAT_VERSION,
+    plain_state_dict,
+    read_meta,
+    read_torch_file,
+    read_weights,
+    write_checkpoint,
+)
+from cips3d.models.generator2d import Generator2D
+
+Which = Literal["G_ema", "G"]
+OFFICIAL_KEYS = {"G_ema": "g_ema", "G": "g"}
+"""Where an official CIPS training checkpoint keeps each generator."""
+
+
+def save_generator2d(G: Generator2D, directory: str | os.PathLike) -> Path:
+    """Write `G` as `config.json` + `model.safetensors` into `directory` (created if needed)."""
+    meta = {"format": FORMAT_NAME_2D, "format_version": FORMAT_VERSION, "generator": G.config.to_dict()}
+    return write_checkpoint(Path(directory), G.state_dict(), meta)
+
+
+def _load_folder(directory: Path) -> Generator2D:
+    meta = read_meta(directory / CONFIG_FILE, FORMAT_NAME_2D)
+    try:
+        config = Cips2DConfig.from_dict(meta["generator"])
+    except (KeyError, ConfigError) as err:
+        raise CheckpointError(f"{directory / CONFIG_FILE}: {err}") from err
+    state = read_weights(directory)
+    G = Generator2D(config)
+    check_keys(state, {k: tuple(v.shape) for k, v in G.state_dict().items()}, str(directory))
+    G.load_state_dict(state)
+    return G
+
+
+def official_generator_state(content: Any, path: str | os.PathLike, which: Which) -> dict[str, torch.Tensor]:
+    """The generator state dict inside what an official CIPS file holds: `content[g_ema]` (or `[g]`)
+    of a training checkpoint, or `content` itself when it is a bare generator state dict."""
+    if isinstance(content, Mapping) and not is_official_cips2d(content):
+        inner = content.get(OFFICIAL_KEYS[which])
+        if not isinstance(inner, Mapping):
+            raise CheckpointError(
+                f"{path} holds no official 2D CIPS generator (no {OFFICIAL_KEYS[which]!r} state dict "
+                "and no 'emb.input' tensor)."
+            )
+        content = inner
+    state = plain_state_dict(content, path)
+    if not is_official_cips2d(state):
+        raise CheckpointError(f"{path} is not an official 2D CIPS generator (no 'emb.input' tensor).")
+    return state
+
+
+def holds_official_cips2d(content: Any) -> bool:
+    """Whether what a `.pt`/`.pth` file holds is an official 2D CIPS generator or training checkpoint."""
+    if not isinstance(content, Mapping):
+        return False
+    inner = content.get("g_ema", content.get("g"))
+    return is_official_cips2d(content) or (isinstance(inner, Mapping) and is_official_cips2d(inner))
+
+
+def generator2d_from_official(state: Mapping[str, torch.Tensor]) -> Generator2D:
+    """A `Generator2D` holding the weights of an official `CIPSskip` state dict (architecture read
+    from its shapes; the official embedding alignment kept)."""
+    config = config_from_official_2d(state)
+    G = Generator2D(config)
+    G.load_state_dict(from_official_2d(state, config, G.state_dict()))
+    return G
+
+
+def official_checkpoint2d(G: Generator2D) -> dict[str, dict[str, torch.Tensor]]:
+    """`G`'s weights as the official training checkpoints hold them: `{'g_ema': state dict}`."""
+    if G.config.panorama:
+        raise ConfigError("the official CIPS code has no cylinder coordinates, so a panorama model has no "
+                          "official form.")  # fmt: skip
+    state = {k: v.detach().cpu() for k, v in G.state_dict().items()}
+    return {"g_ema": to_official_2d(state, G.config)}
+
+
+def _is_run(path: Path) -> bool:
+    return path.is_dir() and ((path / "state.json").is_file() or (path / "snapshots").is_dir())
+
+
+def is_generator2d(path: str | os.PathLike) -> bool:
+    """Whether `path` is one of ours that holds a 2D generator (a 2D run, snapshot or model folder);
+    official files are not opened here."""
+    from cips3d.training.trainer2d import is_run2d  # noqa: PLC0415 (training imports io, not back)
+
+    path = Path(path)
+    if _is_run(path):
+        return is_run2d(path)
+    try:
+        read_meta(path / CONFIG_FILE if path.is_dir() else path.parent / CONFIG_FILE, FORMAT_NAME_2D)
+    except CheckpointError:
+        return False
+    return True
+
+
+def load_generator2d(
+    path: str | os.PathLike, device: torch.device | str = "cpu", which: Which = "G_ema"
+) -> Generator2D:
+    """A 2D generator, in eval mode on `device`, from any of: a `cips3d train2d` run folder or one of
+    its snapshots (its `G_ema`, or `G`), our model folder (or its `config.json` / `model.safetensors`),
+    or an official CIPS `.pt` checkpoint (its `g_ema`, or `g`)."""
+    from cips3d.training.trainer2d import load_run2d  # noqa: PLC0415 (training imports io, not back)
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"there is no 2D model, run or checkpoint at {path}.")
+    if _is_run(path):
+        snapshot, config = load_run2d(path)
+        G = Generator2D(config.generator_config())
+        G.load_state_dict(snapshot.G_ema if which == "G_ema" else snapshot.G)
+    elif path.is_dir():
+        if not (path / CONFIG_FILE).is_file():
+            raise CheckpointError(f"{path} is a folder without {CONFIG_FILE}, so not a cips3d checkpoint.")
+        G = _load_folder(path)
+    elif path.name == CONFIG_FILE or path.suffix == ".safetensors":
+        G = _load_folder(path.parent)
+    else:
+        G = generator2d_from_official(official_generator_state(read_torch_file(path), path, which))
+    return G.to(device).eval()

@@ -1,0 +1,60 @@
+"""`cips3d convert` on official 2D CIPS checkpoints, and the converted model in `sample2d`."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cips3d.io.images import to_uint8
+from tests.cli.helpers import run
+from tests.convert.cips_official import SIZE, STYLE, official_coords, official_forward, official_state
+
+
+def _official_checkpoint(path):
+    g_ema = official_state(seed=0)
+    torch.save({"g": official_state(seed=1), "g_ema": g_ema, "args": argparse.Namespace(size=SIZE)}, path)
+    return g_ema
+
+
+def _official_png(g_ema, seed: int) -> np.ndarray:
+    z = torch.randn(1, STYLE, generator=torch.Generator().manual_seed(seed))
+    return to_uint8(official_forward(g_ema, z, official_coords(SIZE, batch=1)).clamp(-1, 1))[0]
+
+
+def test_convert_then_sample2d_renders_the_official_image(tmp_path, capsys):
+    g_ema = _official_checkpoint(tmp_path / "cips.pt")
+    code, out, err = run(capsys, "convert", str(tmp_path / "cips.pt"), str(tmp_path / "ours"))
+    assert code == 0, err
+    assert "a 2D CIPS generator" in out
+    for source in ("ours", "cips.pt"):  # the folder, and the official file read directly
+        outdir = tmp_path / f"images-{source}"
+        code, _, err = run(capsys, "sample2d", "--checkpoint", str(tmp_path / source), "--seeds", "3",
+                           "--outdir", str(outdir), "--quiet", "--device", "cpu")  # fmt: skip
+        assert code == 0, err
+        ours = np.asarray(Image.open(outdir / "seed0003.png")).astype(int)
+        assert np.abs(ours - _official_png(g_ema, 3)).max() <= 1  # rounding at the uint8 boundary
+
+
+def test_convert_back_to_the_official_layout(tmp_path, capsys):
+    g_ema = _official_checkpoint(tmp_path / "cips.pt")
+    assert run(capsys, "convert", str(tmp_path / "cips.pt"), str(tmp_path / "ours"))[0] == 0
+    code, out, err = run(
+        capsys, "convert", str(tmp_path / "ours"), str(tmp_path / "back.pt"), "--to-official"
+    )
+    assert code == 0, err
+    back = torch.load(tmp_path / "back.pt", weights_only=True)["g_ema"]
+    assert list(back) == list(g_ema) and all(torch.equal(back[k], g_ema[k]) for k in g_ema)
+
+
+def test_2d_mistakes_end_in_one_sentence(tmp_path, capsys):
+    _official_checkpoint(tmp_path / "cips.pt")
+    code, _, err = run(capsys, "convert", str(tmp_path / "cips.pt"), str(tmp_path / "x"), "--preset", "ffhq")
+    assert code == 2 and "architecture is read from its tensors" in err
+    assert run(capsys, "convert", str(tmp_path / "cips.pt"), str(tmp_path / "ours"))[0] == 0
+    code, _, err = run(
+        capsys, "sample", "--checkpoint", str(tmp_path / "ours"), "--outdir", str(tmp_path / "o")
+    )
+    assert code == 2 and "is a 2D CIPS model: render it with cips3d sample2d" in err

@@ -1,0 +1,121 @@
+"""The official 2D CIPS (`CIPSskip`) forward pass, re-stated in the official form for the tests
+(spec 8.1): [B, C, H, W] maps, 1x1 grouped convolutions with per-sample weights, `grid_sample` with its
+default alignment and the fused LeakyReLU, over a state dict with the official names and shapes.
+No official 2D outputs exist in the fixtures; this is the independent statement our generator (products
+on [B, H * W, C] rows) is checked against.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import torch
+from torch.nn import functional as F
+
+SQRT2 = math.sqrt(2)
+SIZE, FOURIER, EMB, FIRST, WIDTHS, STYLE, MAPPING = 8, 12, 10, 16, (16, 12, 8), 12, 3
+
+
+def official_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    """A random `CIPSskip` state dict with the official names and shapes, in official order; every
+    tensor non-trivial (noise weights, biases and the to-RGB bias nonzero)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(*shape: int, scale: float = 1.0, shift: float = 0.0) -> torch.Tensor:
+        return torch.randn(*shape, generator=g) * scale + shift
+
+    def styled(in_dim: int, out_dim: int) -> dict[str, torch.Tensor]:
+        return {
+            "conv.weight": rand(1, out_dim, in_dim, 1, 1),
+            "conv.modulation.weight": rand(in_dim, STYLE),
+            "conv.modulation.bias": rand(in_dim, scale=0.1, shift=1.0),
+            "noise.weight": rand(1, scale=0.3),
+            "activate.bias": rand(out_dim, scale=0.2),
+        }
+
+    state = {
+        "lff.ffm.conv.weight": rand(FOURIER, 2, 1, 1, scale=2.0),
+        "lff.ffm.conv.bias": rand(FOURIER, scale=0.5),
+        "emb.input": rand(1, EMB, SIZE, SIZE),
+    }
+    state |= {f"conv1.{k}": v for k, v in styled(FOURIER + EMB, FIRST).items()}
+    ins = (FIRST, *WIDTHS[:-1])
+    for i, (c_in, c) in enumerate(zip(ins, WIDTHS, strict=True)):
+        state |= {f"linears.{2 * i}.{k}": v for k, v in styled(c_in, c).items()}
+        state |= {f"linears.{2 * i + 1}.{k}": v for k, v in styled(c, c).items()}
+    for i, c in enumerate(WIDTHS):
+        state[f"to_rgbs.{i}.bias"] = rand(1, 3, 1, 1, scale=0.1)
+        state[f"to_rgbs.{i}.conv.weight"] = rand(1, 3, c, 1, 1)
+        state[f"to_rgbs.{i}.conv.modulation.weight"] = rand(c, STYLE)
+        state[f"to_rgbs.{i}.conv.modulation.bias"] = rand(c, scale=0.1, shift=1.0)
+    for k in range(1, MAPPING + 1):  # stored N(0, 1) / lr_mul, as EqualLinear draws them
+        state[f"style.{k}.weight"] = rand(STYLE, STYLE, scale=100.0)
+        state[f"style.{k}.bias"] = rand(STYLE, scale=10.0)
+    return state
+
+
+def official_forward(
+    state: dict[str, torch.Tensor],
+    z: torch.Tensor,
+    coords: torch.Tensor,
+    training: bool = False,
+    noises: list[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """The official CIPSskip forward (spec 8.1): z [B, D], coords [B, 2, H, W] -> rgb [B, 3, H, W]."""
+    lr_mul = 0.01
+    latent = z * torch.rsqrt(z.square().mean(1, keepdim=True) + 1e-8)
+    k = 1
+    while f"style.{k}.weight" in state:
+        weight, bias = state[f"style.{k}.weight"], state[f"style.{k}.bias"]
+        latent = F.linear(latent, weight * lr_mul / math.sqrt(weight.shape[1]))
+        latent = F.leaky_relu(latent + bias * lr_mul, 0.2) * SQRT2
+        k += 1
+    b, _, h, w = coords.shape
+    fourier = torch.sin(F.conv2d(coords, state["lff.ffm.conv.weight"], state["lff.ffm.conv.bias"]))
+    table = state["emb.input"]
+    if training and h == w == table.shape[-1]:
+        emb = table.repeat(b, 1, 1, 1)
+    else:
+        emb = F.grid_sample(table.expand(b, -1, -1, -1), coords.permute(0, 2, 3, 1), mode="bilinear",
+                            padding_mode="border", align_corners=False)  # fmt: skip
+    x = torch.cat([fourier, emb], 1)
+    noises = iter(noises or [])
+
+    def modulated(prefix: str, x: torch.Tensor, demodulate: bool) -> torch.Tensor:
+        weight = state[f"{prefix}.conv.weight"]
+        _, out_dim, in_dim, _, _ = weight.shape
+        mod_w = state[f"{prefix}.conv.modulation.weight"]
+        style = F.linear(latent, mod_w / math.sqrt(mod_w.shape[1]), state[f"{prefix}.conv.modulation.bias"])
+        per_sample = weight / math.sqrt(in_dim) * style.view(b, 1, in_dim, 1, 1)
+        if demodulate:
+            per_sample = per_sample * torch.rsqrt(per_sample.square().sum([2, 3, 4]) + 1e-8).view(
+                b, out_dim, 1, 1, 1
+            )
+        grouped = F.conv2d(
+            x.reshape(1, b * in_dim, h, w), per_sample.reshape(b * out_dim, in_dim, 1, 1), groups=b
+        )
+        return grouped.view(b, out_dim, h, w)
+
+    def styled(prefix: str, x: torch.Tensor) -> torch.Tensor:
+        out = modulated(prefix, x, demodulate=True)
+        noise = next(noises, None)
+        if noise is not None:
+            out = out + state[f"{prefix}.noise.weight"] * noise
+        return F.leaky_relu(out + state[f"{prefix}.activate.bias"].view(1, -1, 1, 1), 0.2) * SQRT2
+
+    x = styled("conv1", x)
+    rgb = 0
+    pairs = sum(1 for key in state if re.fullmatch(r"to_rgbs\.\d+\.bias", key))
+    for i in range(pairs):
+        x = styled(f"linears.{2 * i + 1}", styled(f"linears.{2 * i}", x))
+        rgb = rgb + modulated(f"to_rgbs.{i}", x, demodulate=False) + state[f"to_rgbs.{i}.bias"]
+    return rgb
+
+
+def official_coords(size: int, extent: float = 1.0, batch: int = 2) -> torch.Tensor:
+    """The official coordinate maps: channel 0 x = linspace along the width, channel 1 y along the height."""
+    axis = torch.linspace(-extent, extent, size)
+    x = axis.view(1, 1, 1, -1).expand(batch, 1, size, size)
+    y = axis.view(1, 1, -1, 1).expand(batch, 1, size, size)
+    return torch.cat([x, y], 1)
