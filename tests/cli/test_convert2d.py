@@ -58,3 +58,5 @@ def test_2d_mistakes_end_in_one_sentence(tmp_path, capsys):
         capsys, "sample", "--checkpoint", str(tmp_path / "ours"), "--outdir", str(tmp_path / "o")
     )
     assert code == 2 and "is a 2D CIPS model: render it with cips3d sample2d" in err
+    code, _, err = run(capsys, "sample", "--checkpoint", str(tmp_path / "cips.pt"), "--outdir", str(tmp_path))
+    assert code == 2 and "is an official 2D CIPS checkpoint: render it with cips3d sample2d" in err

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from cips3d.convert.official_2d import holds_official_cips2d
 from cips3d.errors import UserError
 from cips3d.io.checkpoint import (
     generator_from_official,
@@ -19,7 +20,6 @@ from cips3d.io.checkpoint import (
 )
 from cips3d.io.checkpoint2d import (
     generator2d_from_official,
-    holds_official_cips2d,
     is_generator2d,
     load_generator2d,
     official_checkpoint2d,

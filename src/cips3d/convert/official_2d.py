@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -116,6 +116,14 @@ def _shape(state: Mapping[str, torch.Tensor], key: str, dims: int) -> tuple[int,
 def is_official_cips2d(state: Mapping[str, object]) -> bool:
     """Whether a state dict has the official 2D CIPS generator's coordinate embedding and Fourier layer."""
     return "emb.input" in state and "lff.ffm.conv.weight" in state
+
+
+def holds_official_cips2d(content: Any) -> bool:
+    """Whether what a `.pt`/`.pth` file holds is an official 2D CIPS generator or training checkpoint."""
+    if not isinstance(content, Mapping):
+        return False
+    inner = content.get("g_ema", content.get("g"))
+    return is_official_cips2d(content) or (isinstance(inner, Mapping) and is_official_cips2d(inner))
 
 
 def config_from_official_2d(state: Mapping[str, torch.Tensor]) -> Cips2DConfig:

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from cips3d.config import GeneratorConfig, generator_preset
 from cips3d.config_2d import is_2d_run_config
 from cips3d.convert.official import OURS_ONLY, check_keys, from_official, to_official
+from cips3d.convert.official_2d import holds_official_cips2d
 from cips3d.errors import CheckpointError, ConfigError, first_line
 from cips3d.io.files import atomic_write
 from cips3d.models.generator3d import Generator3D
@@ -202,5 +203,10 @@ def load_generator(
         return _load_ours(path.parent, device).eval()
     if path.name == CONFIG_FILE:
         return _load_ours(path.parent, device).eval()
+    content = read_torch_file(path)
+    if holds_official_cips2d(content):
+        raise CheckpointError(
+            f"{path} is an official 2D CIPS checkpoint: render it with cips3d sample2d, or convert it."
+        )
     config = resolve_official_config(preset, official_config)
-    return generator_from_official(read_official_state_dict(path), config, device).eval()
+    return generator_from_official(plain_state_dict(content, path), config, device).eval()

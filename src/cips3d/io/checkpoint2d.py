@@ -75,14 +75,6 @@ def official_generator_state(content: Any, path: str | os.PathLike, which: Which
     return state
 
 
-def holds_official_cips2d(content: Any) -> bool:
-    """Whether what a `.pt`/`.pth` file holds is an official 2D CIPS generator or training checkpoint."""
-    if not isinstance(content, Mapping):
-        return False
-    inner = content.get("g_ema", content.get("g"))
-    return is_official_cips2d(content) or (isinstance(inner, Mapping) and is_official_cips2d(inner))
-
-
 def generator2d_from_official(state: Mapping[str, torch.Tensor]) -> Generator2D:
     """A `Generator2D` holding the weights of an official `CIPSskip` state dict (architecture read
     from its shapes; the official embedding alignment kept)."""
