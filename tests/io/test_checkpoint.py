@@ -57,8 +57,14 @@ class NotATensor:
     "make, message",
     [
         (lambda p: None, "no checkpoint file"),
-        (lambda p: p.write_bytes(b"definitely not a zip"), "not a readable PyTorch state dict"),
-        (lambda p: torch.save({"a": NotATensor()}, p), "not a readable PyTorch state dict"),
+        (
+            lambda p: p.write_bytes(b"definitely not a zip"),
+            r"not a readable PyTorch state dict \(not a PyTorch file, or a truncated one\)",
+        ),
+        (
+            lambda p: torch.save({"a": NotATensor()}, p),
+            r"NotATensor object, and cips3d loads tensors only, never code",
+        ),
         (lambda p: torch.save([torch.zeros(1)], p), "plain state dict"),
     ],
     ids=["missing", "garbage", "pickled-code", "not-a-dict"],

@@ -9,6 +9,8 @@ import argparse
 import contextlib
 import json
 import os
+import re
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -120,7 +122,22 @@ def read_torch_file(path: str | os.PathLike) -> Any:
         with allow([argparse.Namespace]) if allow else contextlib.nullcontext():
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt zip, truncated file, or a pickle that holds code
-        raise CheckpointError(f"{path} is not a readable PyTorch state dict ({first_line(err)}).") from err
+        raise CheckpointError(f"{path} is not a readable PyTorch state dict ({_why(path, err)}).") from err
+
+
+def _why(path: Path, err: Exception) -> str:
+    """Why torch.load failed, in words (for a file of another kind it raises a bare KeyError, and its
+    weights-only refusals suggest unpickling code, which cips3d never does)."""
+    with open(path, "rb") as f:
+        pickled = f.read(1) == b"\x80"  # the pickle protocol marker of torch's legacy format
+    if not (zipfile.is_zipfile(path) or pickled):
+        return "not a PyTorch file, or a truncated one"
+    message = str(err)
+    if found := re.search(r"Unsupported global: GLOBAL (\S+)", message):
+        return f"it holds a {found.group(1)} object, and cips3d loads tensors only, never code"
+    if "WeightsUnpickler error" in message:
+        return "its pickle is damaged or holds more than tensors"
+    return first_line(err)
 
 
 def plain_state_dict(content: Any, path: str | os.PathLike) -> dict[str, torch.Tensor]:
