@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cips3d.cli.common import checkpoint_generator2d
 from cips3d.io.images import to_uint8
 from tests.cli.helpers import run
 from tests.convert.cips_official import SIZE, STYLE, official_coords, official_forward, official_state
@@ -60,3 +61,13 @@ def test_2d_mistakes_end_in_one_sentence(tmp_path, capsys):
     assert code == 2 and "is a 2D CIPS model: render it with cips3d sample2d" in err
     code, _, err = run(capsys, "sample", "--checkpoint", str(tmp_path / "cips.pt"), "--outdir", str(tmp_path))
     assert code == 2 and "is an official 2D CIPS checkpoint: render it with cips3d sample2d" in err
+
+
+def test_commands_take_an_official_2d_file_unless_a_3d_config_is_named(tmp_path):
+    g_ema = _official_checkpoint(tmp_path / "cips.pt")
+    args = argparse.Namespace(checkpoint=str(tmp_path / "cips.pt"), preset=None, official_config=None)
+    G = checkpoint_generator2d(args)
+    assert G is not None and not G.training
+    assert torch.equal(G.encoding.embedding, g_ema["emb.input"][0])
+    assert checkpoint_generator2d(argparse.Namespace(**{**vars(args), "preset": "ffhq"})) is None
+    assert checkpoint_generator2d(argparse.Namespace(**{**vars(args), "checkpoint": None})) is None

@@ -7,8 +7,6 @@ import io
 import json
 import math
 import socket
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
@@ -22,6 +20,7 @@ from cips3d.inference.web_viewer import BadRequest, FrameRequest, make_server, s
 from cips3d.io.images import colorize_depth, to_uint8
 from cips3d.rendering.cameras import Camera
 from tests.cli.helpers import run
+from tests.inference.http_client import get
 
 RENDER = RenderConfig(img_size=8, deterministic=True)
 
@@ -51,14 +50,6 @@ def server(tiny_G):
     stop = serve_in_thread(server)
     yield f"http://127.0.0.1:{server.server_address[1]}"
     stop()
-
-
-def get(url: str) -> tuple[int, str, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response:
-            return response.status, response.headers["Content-Type"], response.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.headers["Content-Type"], err.read()
 
 
 def expected_frame(G, styles, yaw: float, pitch: float) -> torch.Tensor:

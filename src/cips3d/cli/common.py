@@ -6,13 +6,22 @@ import argparse
 import importlib.util
 import math
 import sys
+from pathlib import Path
 
 import torch
 
 from cips3d.config import GENERATOR_PRESETS, generator_preset
+from cips3d.convert.official_2d import holds_official_cips2d
 from cips3d.errors import UserError
 from cips3d.fast import bf16_fast, compile_generator, configure_fast_paths
-from cips3d.io.checkpoint import load_generator
+from cips3d.io.checkpoint import load_generator, read_torch_file
+from cips3d.io.checkpoint2d import (
+    generator2d_from_official,
+    is_generator2d,
+    load_generator2d,
+    official_generator_state,
+)
+from cips3d.models.generator2d import Generator2D
 from cips3d.models.generator3d import Generator3D
 
 
@@ -162,6 +171,23 @@ def build_generator(args: argparse.Namespace, device: torch.device) -> Generator
         raise UserError("give --checkpoint PATH, or --preset NAME for a randomly initialised model.")
     generator = torch.Generator().manual_seed(args.init_seed)
     return Generator3D(generator_preset(args.preset), generator=generator).to(device).eval()
+
+
+def checkpoint_generator2d(args: argparse.Namespace) -> Generator2D | None:
+    """The 2D model `--checkpoint` names (on the CPU, in eval mode), or None for anything else: our 2D
+    runs and folders, and official 2D CIPS files when neither --preset nor --official-config is given
+    (the file is read once to tell)."""
+    if not args.checkpoint:
+        return None
+    if is_generator2d(args.checkpoint):
+        return load_generator2d(args.checkpoint)
+    path = Path(args.checkpoint)
+    if args.preset or args.official_config or not path.is_file() or path.suffix in (".safetensors", ".json"):
+        return None
+    content = read_torch_file(path)
+    if not holds_official_cips2d(content):
+        return None
+    return generator2d_from_official(official_generator_state(content, path, "G_ema")).eval()
 
 
 def finite_float(text: str) -> float:

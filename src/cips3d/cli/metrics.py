@@ -6,11 +6,18 @@ import argparse
 import json
 from pathlib import Path
 
-from cips3d.cli.common import add_model_arguments, build_generator, finite_float, positive_int, resolve_device
+from cips3d.cli.common import (
+    add_model_arguments,
+    build_generator,
+    checkpoint_generator2d,
+    finite_float,
+    positive_int,
+    resolve_device,
+)
 from cips3d.errors import UserError
-from cips3d.io.checkpoint2d import is_generator2d, load_generator2d
 from cips3d.io.files import atomic_write
 from cips3d.metrics.evaluate import METRICS, evaluate, evaluate_2d
+from cips3d.models.generator2d import Generator2D
 
 EXAMPLES = """examples:
   cips3d metrics --checkpoint runs/tiny --data synth32.zip --size 32
@@ -56,8 +63,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
     if not Path(args.data).exists():
         raise UserError(f"no dataset at {args.data}.")
-    if args.checkpoint and is_generator2d(args.checkpoint):
-        result = _evaluate_2d(args, which)
+    G2 = checkpoint_generator2d(args)
+    if G2 is not None:
+        result = _evaluate_2d(args, which, G2.to(resolve_device(args.device)))
     else:
         G = build_generator(args, resolve_device(args.device))
         result = evaluate(G, args.data, which, args.num, args.size or 64, args.psi, args.inception)
@@ -70,9 +78,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate_2d(args: argparse.Namespace, which: list[str]) -> dict:
+def _evaluate_2d(args: argparse.Namespace, which: list[str], G: Generator2D) -> dict:
     """Scores of a 2D model (a train2d run's G_ema, or a converted official one) at its training size."""
-    G = load_generator2d(args.checkpoint, resolve_device(args.device))
     if args.size is not None and args.size != G.config.size:
         raise UserError(
             f"a 2D run is scored at its training size ({G.config.size} px), not --size {args.size}."

@@ -1,4 +1,4 @@
-"""`cips3d view`: a live 3-D viewer in the browser, rendered by this machine."""
+"""`cips3d view`: a live viewer in the browser (3-D models, and 2D CIPS ones), rendered by this machine."""
 
 from __future__ import annotations
 
@@ -6,18 +6,25 @@ import argparse
 import errno
 import signal
 import threading
+from collections.abc import Callable
+from http.server import ThreadingHTTPServer
 
 from cips3d.cli.common import (
     add_model_arguments,
     add_precision_argument,
+    checkpoint_generator2d,
     positive_int,
     rendering_generator,
+    resolve_device,
     speed_options,
 )
 from cips3d.config import RenderConfig
 from cips3d.errors import UserError
 from cips3d.inference.inversion import load_inversion
 from cips3d.inference.web_viewer import make_server
+from cips3d.inference.web_viewer2d import make_server2d
+
+DEFAULT_SIZE = 128
 
 EXAMPLES = """examples:
   cips3d view --preset tiny --size 64                        # then open http://127.0.0.1:8000
@@ -25,9 +32,13 @@ EXAMPLES = """examples:
   cips3d view --checkpoint G_ema.pth --preset ffhq --size 512 --device cuda --precision bf16 \\
       --field-precision tf32                                  # CUDA graph replay, the fast setting
   cips3d view --checkpoint runs/faces --styles outputs/invert/styles.safetensors   # a fitted photo
+  cips3d view --checkpoint runs/cips2d --size 128            # a 2D CIPS model: drag to move, scroll to zoom
 
 Drag the image to turn the object; the seed box, the arrows, psi and the panel (image, aux NeRF
 image, depth) change what is shown. Frames render on demand (deterministic sampling); Ctrl-C stops.
+A 2D CIPS model (a train2d run, a converted or official checkpoint) is shown as a window you drag
+over its image and zoom into with the wheel: every pixel is rendered from its own coordinates, so
+zooming in renders new detail and moving past the frame extrapolates (a panorama goes round).
 On another machine, use --host 0.0.0.0 (anyone who can reach the port can then view the model).
 """
 
@@ -35,8 +46,9 @@ On another machine, use --host 0.0.0.0 (anyone who can reach the port can then v
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "view",
-        help="a live 3-D viewer in the browser",
-        description="Serve a web page that renders frames of the model for the camera you drag to.",
+        help="a live viewer in the browser (3-D models: turn them; 2D CIPS models: move and zoom)",
+        description="Serve a web page that renders frames of the model for the camera (3-D) or the "
+        "window (2D) you drag to.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -44,7 +56,11 @@ def add_parser(subparsers) -> None:
     g = p.add_argument_group("what to show")
     g.add_argument("--seed", type=int, default=0, help="the first seed shown (default 0)")
     g.add_argument("--styles", help="show these fitted styles (`cips3d invert`) instead of seeds")
-    g.add_argument("--size", type=positive_int, default=128, help="frame side in pixels (default 128)")
+    g.add_argument(
+        "--size",
+        type=positive_int,
+        help=f"frame side in pixels (default {DEFAULT_SIZE}; a 2D model: its training height)",
+    )
     add_precision_argument(g)
     o = p.add_argument_group("where")
     o.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -56,19 +72,25 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be in [0, 65535], got {args.port}.")
-    render = RenderConfig(img_size=args.size, deterministic=True, **speed_options(args))
-    device, G = rendering_generator(args)
-    styles = load_inversion(args.styles, G).styles if args.styles else None
-    try:
-        server = make_server(G, render, args.host, args.port, styles=styles, first_seed=args.seed)
-    except OSError as err:
-        if err.errno == errno.EADDRINUSE:
-            raise UserError(f"port {args.port} is in use; pick another with --port.") from None
-        raise UserError(f"cannot listen on {args.host}:{args.port} ({err.strerror or err}).") from None
+    G2 = checkpoint_generator2d(args)
+    if G2 is not None:
+        if args.styles:
+            raise UserError("--styles are fitted 3-D styles; a 2D model is viewed by seed.")
+        device = resolve_device(args.device)
+        size = args.size or G2.config.size
+        server = _listen(args, lambda: make_server2d(G2.to(device), size, args.host, args.port, args.seed))
+        what = f"a 2D CIPS model, {size} x {G2.frame_width(size)} px"
+    else:
+        args.size = args.size or DEFAULT_SIZE
+        render = RenderConfig(img_size=args.size, deterministic=True, **speed_options(args))
+        device, G = rendering_generator(args)
+        styles = load_inversion(args.styles, G).styles if args.styles else None
+        server = _listen(args, lambda: make_server(G, render, args.host, args.port, styles, args.seed))
+        what = f"{args.size} px"
     if threading.current_thread() is threading.main_thread():  # SIGTERM stops it as Ctrl-C does
         signal.signal(signal.SIGTERM, _interrupt)
     host, port = server.server_address[:2]
-    print(f"cips3d view: open http://{host}:{port} ({args.size} px on {device}); Ctrl-C stops.", flush=True)
+    print(f"cips3d view: open http://{host}:{port} ({what} on {device}); Ctrl-C stops.", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -76,6 +98,15 @@ def run(args: argparse.Namespace) -> int:
     finally:
         server.server_close()
     return 0
+
+
+def _listen(args: argparse.Namespace, make: Callable[[], ThreadingHTTPServer]) -> ThreadingHTTPServer:
+    try:
+        return make()
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            raise UserError(f"port {args.port} is in use; pick another with --port.") from None
+        raise UserError(f"cannot listen on {args.host}:{args.port} ({err.strerror or err}).") from None
 
 
 def _interrupt(signum, frame) -> None:

@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
@@ -43,6 +44,14 @@ JPEG_QUALITY = 90
 CACHED_VIEWERS = 8
 """Seeds whose folded styles (and CUDA graph) are kept; a ninth evicts the oldest."""
 MAX_SEED = 2**31 - 1
+
+
+class Source(Protocol):
+    """What a viewer server draws its frames from (`FrameSource`; the 2D viewer's `WindowSource`)."""
+
+    frames_served: int
+
+    def frame(self, request: Any) -> np.ndarray: ...
 
 
 class BadRequest(ValueError):
@@ -127,26 +136,31 @@ def encode(pixels: np.ndarray, image_format: str) -> bytes:
     return buffer.getvalue()
 
 
-def make_handler(source: FrameSource, info: dict) -> type[BaseHTTPRequestHandler]:
-    """The request handler class of one server (bound to its frame source)."""
+def make_handler(
+    source: Source, info: dict, page: str | None = None, parse: Callable[[str], Any] | None = None
+) -> type[BaseHTTPRequestHandler]:
+    """The request handler class of one server (bound to its frame source). `page` and `parse` (the
+    query -> request a `source.frame` takes, with a `format`) default to the 3-D viewer's."""
+    page_bytes = (PAGE if page is None else page).encode()
+    parse = parse or FrameRequest.parse
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             url = urlparse(self.path)
             try:
                 if url.path == "/":
-                    self._send(200, "text/html; charset=utf-8", PAGE.encode())
+                    self._send(200, "text/html; charset=utf-8", page_bytes)
                 elif url.path == "/info":
                     body = json.dumps(info | {"frames_served": source.frames_served})
                     self._send(200, "application/json", body.encode())
                 elif url.path == "/frame":
-                    self._send_frame(FrameRequest.parse(url.query))
+                    self._send_frame(parse(url.query))
                 else:
                     self._send(404, "text/plain", b"not found")
             except BadRequest as err:
                 self._send(400, "text/plain; charset=utf-8", str(err).encode())
 
-        def _send_frame(self, request: FrameRequest) -> None:
+        def _send_frame(self, request: Any) -> None:
             """The image, with the milliseconds spent rendering (pixels ready on the host) and encoding."""
             started = time.perf_counter()
             pixels = source.frame(request)
@@ -191,7 +205,12 @@ def make_server(
         "size": render.img_size, "device": str(G.device), "first_seed": first_seed,
         "fixed_styles": styles is not None, "yaw": K.YAW_MEAN, "pitch": K.PITCH_MEAN,
     }  # fmt: skip
-    server = ThreadingHTTPServer((host, port), make_handler(source, info))
+    return http_server(make_handler(source, info), host, port)
+
+
+def http_server(handler: type[BaseHTTPRequestHandler], host: str, port: int) -> ThreadingHTTPServer:
+    """A threading server of `handler` on (host, port), its request threads not keeping Python alive."""
+    server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     return server
 

@@ -1,0 +1,193 @@
+"""The browser viewer of a 2D CIPS model: drag to move over the image, scroll to zoom in.
+
+Every pixel is computed from its own coordinates, so the window can go anywhere: zooming in renders
+new pixels between the old ones (not an upscaled picture), moving past the training frame
+extrapolates, and a panorama model (cylinder coordinates) goes round and round. `cips3d view` serves
+this page when its checkpoint is a 2D model; the routes are the 3-D viewer's (`web_viewer`):
+
+    GET /                                             the page
+    GET /frame?seed=S&x=X&y=Y&zoom=Z&format=jpeg|png  one frame: the window centred on (x, y)
+    GET /info                                         JSON: frame size, device, panorama or not, ...
+
+At zoom 1 and (0, 0) the window is the training frame, rendered at the viewer's height.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from http.server import ThreadingHTTPServer
+from urllib.parse import parse_qs
+
+import numpy as np
+import torch
+
+from cips3d.inference.web_viewer import (
+    CACHED_VIEWERS,
+    FORMATS,
+    MAX_SEED,
+    BadRequest,
+    http_server,
+    make_handler,
+)
+from cips3d.io.images import to_uint8
+from cips3d.models.coordinates import cylinder_grid, plane_grid
+from cips3d.models.generator2d import Generator2D
+
+MAX_ZOOM = 1024.0
+"""Past this the window is narrower than the float32 spacing of its coordinates can resolve well."""
+
+
+@dataclass(frozen=True)
+class WindowRequest:
+    seed: int
+    x: float = 0.0
+    y: float = 0.0
+    zoom: float = 1.0
+    format: str = "jpeg"
+
+    @classmethod
+    def parse(cls, query: str) -> WindowRequest:
+        """?seed=&x=&y=&zoom=&format= -> a checked request (BadRequest says what is wrong)."""
+        q = {k: v[-1] for k, v in parse_qs(query).items()}
+        try:
+            seed = int(q.get("seed", "0"))
+            x, y, zoom = (float(q.get(k, d)) for k, d in (("x", "0"), ("y", "0"), ("zoom", "1")))
+        except ValueError as err:
+            raise BadRequest(f"seed must be an integer and x, y, zoom numbers ({err}).") from None
+        if not 0 <= seed <= MAX_SEED:
+            raise BadRequest(f"seed must be in [0, {MAX_SEED}], got {seed}.")
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise BadRequest("x and y must be finite.")
+        if not 1 / MAX_ZOOM <= zoom <= MAX_ZOOM:
+            raise BadRequest(f"zoom must be in [{1 / MAX_ZOOM}, {MAX_ZOOM}], got {zoom}.")
+        image_format = q.get("format", "jpeg")
+        if image_format not in FORMATS:
+            raise BadRequest(f"format must be jpeg or png, got {image_format!r}.")
+        return cls(seed, x, y, zoom, image_format)
+
+
+def window_grid(G: Generator2D, height: int, x: float, y: float, zoom: float) -> torch.Tensor:
+    """[1, height, width, 2]: the training frame's coordinates (`G.frame_grid(height)`) scaled by 1/zoom
+    about its centre and moved to (x, y); on `G`'s device."""
+    width, half = G.frame_width(height), 1 / zoom
+    if G.config.panorama:  # x is an angle: the window starts half a turn-span left of x
+        grid = cylinder_grid(height, width, 1, turns=half, start=x - half, extent=half)
+        grid = grid + torch.tensor([0.0, y])
+    else:
+        grid = plane_grid(height, width, 1, half) + torch.tensor([x, y])
+    return grid.to(G.device)
+
+
+class WindowSource:
+    """Renders windows of seeds for the server, one at a time (a lock: one model)."""
+
+    def __init__(self, G: Generator2D, height: int) -> None:
+        self.G, self.height = G, height
+        self.styles: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self.lock = threading.Lock()
+        self.frames_served = 0
+
+    def style(self, seed: int) -> torch.Tensor:
+        """w [1, D] of `seed` (the same draw as `cips3d sample2d`); the latest seeds are kept."""
+        if seed not in self.styles:
+            self.styles[seed] = self.G.mapping(self.G.sample_latents(1, torch.Generator().manual_seed(seed)))
+            if len(self.styles) > CACHED_VIEWERS:
+                self.styles.popitem(last=False)
+        self.styles.move_to_end(seed)
+        return self.styles[seed]
+
+    @torch.no_grad()
+    def frame(self, request: WindowRequest) -> np.ndarray:
+        """uint8 [H, W, 3] of the request's window."""
+        with self.lock:
+            grid = window_grid(self.G, self.height, request.x, request.y, request.zoom)
+            image = self.G.synthesis(self.style(request.seed), grid)
+            self.frames_served += 1
+        return to_uint8(image.clamp(-1, 1))[0]
+
+
+def make_server2d(
+    G: Generator2D, height: int, host: str = "127.0.0.1", port: int = 8000, first_seed: int = 0
+) -> ThreadingHTTPServer:
+    """A server (not yet serving; call `serve_forever`) of the 2D viewer page and windows of `G`."""
+    source = WindowSource(G, height)
+    info = {
+        "height": height, "width": G.frame_width(height), "device": str(G.device),
+        "first_seed": first_seed, "panorama": G.config.panorama, "max_zoom": MAX_ZOOM,
+    }  # fmt: skip
+    return http_server(make_handler(source, info, PAGE, WindowRequest.parse), host, port)
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>cips3d 2D viewer</title>
+<style>
+ body { font-family: system-ui, sans-serif; background: #111; color: #ddd; margin: 0; padding: 16px; }
+ #frame { max-width: 95vw; height: 512px; cursor: grab; background: #000; border-radius: 6px;
+          touch-action: none; image-rendering: pixelated; }
+ .row { margin: 8px 0; display: flex; gap: 12px; align-items: center; flex-wrap: wrap; }
+ input[type=number] { width: 90px; } #status { color: #999; font-size: 13px; }
+</style></head>
+<body>
+<h3>cips3d 2D viewer</h3>
+<img id="frame" alt="frame" draggable="false">
+<div class="row">
+ <label>seed <input id="seed" type="number" min="0" value="0"></label>
+ <button id="prev">&larr;</button><button id="next">&rarr;</button>
+ <button id="in">zoom in</button><button id="out">zoom out</button>
+ <label><input id="spin" type="checkbox"> move</label>
+ <button id="reset">frame</button>
+</div>
+<div class="row"><span id="status"></span></div>
+<script>
+const img = document.getElementById('frame'), status = document.getElementById('status');
+const el = id => document.getElementById(id);
+let x = 0, y = 0, zoom = 1, maxZoom = 1024, busy = false, dirty = true, t0 = 0, dragging = null;
+fetch('/info').then(r => r.json()).then(info => {
+  el('seed').value = info.first_seed; maxZoom = info.max_zoom;
+  img.style.height = Math.min(512, 4 * info.height) + 'px';
+  status.textContent = `${info.height} x ${info.width} px on ${info.device}` +
+    (info.panorama ? ' (panorama: drag round)' : ''); dirty = true;
+});
+function request() {
+  if (busy || !dirty) return;
+  busy = true; dirty = false; t0 = performance.now();
+  const q = new URLSearchParams({seed: el('seed').value || 0, x, y, zoom});
+  fetch('/frame?' + q).then(async r => {
+    if (!r.ok) { status.textContent = await r.text(); return; }
+    const ms = r.headers.get('X-Render-Ms'), blob = await r.blob();
+    const old = img.src; img.src = URL.createObjectURL(blob); if (old) URL.revokeObjectURL(old);
+    status.textContent = `x ${x.toFixed(3)}  y ${y.toFixed(3)}  zoom ${zoom.toFixed(2)}  ` +
+      `render ${ms} ms  round trip ${(performance.now() - t0).toFixed(0)} ms`;
+  }).catch(e => { status.textContent = 'server unreachable: ' + e; })
+    .finally(() => { busy = false; });
+}
+function changed() { dirty = true; }
+function setZoom(z) { zoom = Math.min(maxZoom, Math.max(1 / maxZoom, z)); changed(); }
+img.addEventListener('pointerdown', e => {
+  dragging = [e.clientX, e.clientY]; img.setPointerCapture(e.pointerId);
+});
+img.addEventListener('pointerup', () => { dragging = null; });
+img.addEventListener('pointermove', e => {
+  if (!dragging) return;  // the window spans 2 / zoom in x and in y, over the image's shown size
+  x -= (e.clientX - dragging[0]) * 2 / zoom / img.clientWidth;
+  y -= (e.clientY - dragging[1]) * 2 / zoom / img.clientHeight;
+  dragging = [e.clientX, e.clientY]; changed();
+});
+img.addEventListener('wheel', e => { e.preventDefault(); setZoom(zoom * Math.exp(-e.deltaY * 0.002)); },
+                     {passive: false});
+el('seed').addEventListener('input', changed);
+el('prev').onclick = () => { el('seed').value = Math.max(0, +el('seed').value - 1); changed(); };
+el('next').onclick = () => { el('seed').value = +el('seed').value + 1; changed(); };
+el('in').onclick = () => setZoom(zoom * 1.5);
+el('out').onclick = () => setZoom(zoom / 1.5);
+el('reset').onclick = () => { x = 0; y = 0; zoom = 1; changed(); };
+(function tick() {
+  if (el('spin').checked) { x += 0.01 / zoom; changed(); }
+  request(); requestAnimationFrame(tick);
+})();
+</script>
+</body></html>
+"""
