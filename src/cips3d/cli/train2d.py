@@ -8,8 +8,9 @@ from cips3d.cli.common import positive_int, resolve_device
 from cips3d.cli.train import process_device
 from cips3d.config_2d import CIPS2D_PRESETS
 from cips3d.errors import UserError
+from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.training.distributed import join, leave, world_from_environment
-from cips3d.training.trainer2d import Train2DConfig, Trainer2D
+from cips3d.training.trainer2d import Train2DConfig, Trainer2D, load_run2d
 
 EXAMPLES = """examples:
   cips3d train2d --data faces/ --outdir runs/cips2d --max-steps 2000           # tiny, whole images
@@ -17,6 +18,7 @@ EXAMPLES = """examples:
   cips3d train2d --data ffhq.zip --preset cips-256 --patch 64 --device cuda    # CIPS's FFHQ setting
   cips3d dataset panorama pano.zip && cips3d train2d --data pano.zip --outdir runs/pano --panorama \
       --width 128 --patch 16 --max-steps 4000                                  # 360-degree panoramas
+  cips3d train2d --data churches/ --outdir runs/mine --init churches.pt --patch 64 --device cuda  # fine-tune
   torchrun --nproc_per_node 8 -m cips3d train2d --data ffhq.zip --preset cips-256 --patch 64 --device cuda
 """
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
@@ -34,8 +36,13 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--data", required=True, help="image folder or dataset zip")
     p.add_argument("--outdir", required=True, help="run folder (snapshots/, logs/)")
-    p.add_argument("--preset", choices=sorted(CIPS2D_PRESETS), default="cips-tiny",
+    p.add_argument("--preset", choices=sorted(CIPS2D_PRESETS),
                    help="generator; its size is the training size (default cips-tiny, 32 px)")  # fmt: skip
+    p.add_argument(
+        "--init",
+        help="fine-tune: start G from this 2D model (a train2d run, model folder or official CIPS .pt); "
+        "its size, width and coordinates decide the training images",
+    )
     p.add_argument(
         "--patch", type=positive_int, help="patch side (the size over a power of two); default: whole"
     )
@@ -65,13 +72,27 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=run)
 
 
+def _generator(args: argparse.Namespace) -> dict:
+    """The config's generator fields: a preset, or (--init) the model to start from, whose config a
+    resumed run reads from its own snapshot."""
+    if not args.init:
+        return {"generator": args.preset or "cips-tiny"}
+    if args.preset or args.panorama or args.width:
+        raise UserError("--init brings its own generator: leave out --preset, --panorama and --width.")
+    if args.resume:
+        model = load_run2d(args.outdir)[1].model
+    else:
+        model = load_generator2d(args.init).config.to_dict()
+    return {"generator": "init", "init": str(args.init), "model": model}
+
+
 def run(args: argparse.Namespace) -> int:
     if args.minutes is not None and not args.minutes > 0:
         raise UserError(f"--minutes must be positive, got {args.minutes}.")
     config = Train2DConfig(
-        generator=args.preset, patch=args.patch, panorama=args.panorama, width=args.width,
-        batch_size=args.batch_size, seed=args.seed, xflip=args.xflip,
-        d_reads_coordinates=args.d_coords, snapshot_every=args.snapshot_every, keep_snapshots=args.keep,
+        patch=args.patch, panorama=args.panorama, width=args.width, batch_size=args.batch_size,
+        seed=args.seed, xflip=args.xflip, d_reads_coordinates=args.d_coords,
+        snapshot_every=args.snapshot_every, keep_snapshots=args.keep, **_generator(args),
     )  # fmt: skip
     world = world_from_environment()
     device = process_device(resolve_device(args.device), world, args.device)

@@ -29,6 +29,7 @@ from cips3d.config_2d import Cips2DConfig, Cips2DDiscriminatorConfig, cips2d_pre
 from cips3d.data.images import ImageDataset, to_float
 from cips3d.data.sampler import InfiniteSampler
 from cips3d.errors import CheckpointError, ConfigError
+from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.io.images import make_grid, save_png, to_uint8
 from cips3d.metrics.swd import swd
 from cips3d.models.discriminator2d import Discriminator2D
@@ -84,8 +85,21 @@ class Train2DConfig:
     xflip: bool = False
     snapshot_every: int = 500
     keep_snapshots: int = 3
+    init: str | None = None
+    """Fine-tuning: the 2D model the run starts from (a run, model folder or official CIPS file). G and
+    G_ema begin as its weights, D from scratch; a resume reads its own snapshot, not this."""
+    model: dict[str, Any] | None = None
+    """The generator's whole config when it is `init`'s rather than a preset's (its size, width and
+    coordinates then decide the training images)."""
 
     def __post_init__(self) -> None:
+        if self.model is not None:
+            if self.panorama or self.width is not None:
+                raise ConfigError(
+                    "a fine-tuned model brings its own coordinates and width: leave both unset."
+                )
+            # one form (a JSON round trip gives lists) so that a resumed run's config compares equal
+            object.__setattr__(self, "model", Cips2DConfig.from_dict(self.model).to_dict())
         config = self.generator_config()
         patch_scales(config.size, config.grid_width, self.patch_size)
         if min(self.batch_size, self.snapshot_every, self.keep_snapshots) < 1:
@@ -104,7 +118,9 @@ class Train2DConfig:
         return self.patch or min(config.size, config.grid_width)
 
     def generator_config(self) -> Cips2DConfig:
-        """The preset, with the panorama's coordinates and the images' width."""
+        """`model`, or the preset with the panorama's coordinates and the images' width."""
+        if self.model is not None:
+            return Cips2DConfig.from_dict(self.model)
         coordinates = "cylinder" if self.panorama else "plane"
         return dataclasses.replace(cips2d_preset(self.generator), coordinates=coordinates, width=self.width)
 
@@ -169,8 +185,9 @@ class Trainer2D:
         self.opt_g, self.opt_d = config.settings.optimizers(self.G, self.D)
         self.draws = torch.Generator().manual_seed(rank_seed(config.seed + 1, self.world.rank))
         self.preview_z = self.G.sample_latents(PREVIEW_IMAGES, torch.Generator().manual_seed(config.seed + 2))
+        model = self.G.config
         self.dataset = ImageDataset(
-            data, resolution=self.G.config.size, xflip=config.xflip, width=config.width, whole=config.panorama
+            data, resolution=model.size, xflip=config.xflip, width=model.width, whole=model.panorama
         )
         self.grid = self.G.training_grid()[0]
         self.state = TrainState()
@@ -179,6 +196,16 @@ class Trainer2D:
         self._reported_step: int | None = None
         if resume:
             self._resume()
+        elif config.init is not None:
+            self._start_from(config.init)
+
+    def _start_from(self, path: str) -> None:
+        """G and G_ema as the model at `path` (which must have this run's generator config)."""
+        model = load_generator2d(path)
+        if model.config != self.G.config:
+            raise ConfigError(f"the model at {path} does not have this run's generator config.")
+        self.G.load_state_dict(model.state_dict())
+        self.G_ema.load_state_dict(model.state_dict())
 
     def _resume(self) -> None:
         snapshot, config = load_run2d(self.run_dir)
@@ -246,7 +273,8 @@ class Trainer2D:
     def step(self, reals: torch.Tensor) -> dict[str, float]:
         """One iteration on real images [B, 3, S, S] in [-1, 1]."""
         config, state, average = self.config, self.state, self.world.average_gradients
-        patches, coords = multiscale_patches(reals, config.patch_size, self.draws, self.grid, config.panorama)
+        wrap = self.G.config.panorama
+        patches, coords = multiscale_patches(reals, config.patch_size, self.draws, self.grid, wrap)
         stats = d_step_2d(
             self.G,
             self.D,

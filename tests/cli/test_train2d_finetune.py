@@ -1,0 +1,57 @@
+"""`cips3d train2d --init`: fine-tuning a 2D model (here an official CIPS checkpoint) on new images."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from cips3d.io.checkpoint2d import load_generator2d
+from cips3d.training.snapshot import load_snapshot
+from cips3d.training.trainer2d import Train2DConfig, Trainer2D
+from tests.cli.helpers import run
+from tests.convert.cips_official import SIZE, official_state
+
+OPTIONS = ["--batch-size", "2", "--snapshot-every", "2", "--quiet", "--device", "cpu"]
+
+
+def official_file(tmp_path):
+    path = tmp_path / "cips.pt"
+    torch.save({"g_ema": official_state(), "args": argparse.Namespace(size=SIZE)}, path)
+    return path
+
+
+def test_the_run_starts_from_the_model_and_keeps_its_config(tmp_path, blob_folder):
+    init = official_file(tmp_path)
+    model = load_generator2d(init)
+    config = Train2DConfig(generator="init", init=str(init), model=model.config.to_dict(), batch_size=2)
+    trainer = Trainer2D(config, tmp_path / "run", blob_folder, progress=False)
+    for key, tensor in model.state_dict().items():
+        assert torch.equal(trainer.G.state_dict()[key], tensor) and torch.equal(
+            trainer.G_ema.state_dict()[key], tensor
+        )
+    assert trainer.dataset[0].shape[-2:] == (SIZE, SIZE)  # the model's size decides the images'
+    assert trainer.D.config.size == SIZE
+
+
+def test_fine_tuning_from_an_official_file_trains_and_resumes(capsys, tmp_path, blob_folder):
+    init, out = official_file(tmp_path), tmp_path / "run"
+    where = ["--data", str(blob_folder), "--outdir", str(out), "--init", str(init), *OPTIONS]
+    code, text, err = run(capsys, "train2d", *where, "--max-steps", "2")
+    assert code == 0, err
+    tuned, start = load_generator2d(out), load_generator2d(init)
+    assert tuned.config == start.config and tuned.config.embedding_align_corners is False
+    moved = max((tuned.state_dict()[k] - v).abs().max().item() for k, v in start.state_dict().items())
+    assert 0 < moved < 0.5  # G_ema has moved a little from the official weights, not started afresh
+    code, text, err = run(capsys, "train2d", *where, "--max-steps", "3", "--resume")
+    assert code == 0, err
+    assert load_snapshot(out).state.global_step == 3
+
+
+def test_fine_tuning_mistakes_are_one_sentence(capsys, tmp_path, blob_folder):
+    init = official_file(tmp_path)
+    where = ["--data", str(blob_folder), "--outdir", str(tmp_path / "r"), "--max-steps", "1", *OPTIONS]
+    code, _, err = run(capsys, "train2d", *where, "--init", str(init), "--preset", "cips-tiny")
+    assert code == 2 and "--init brings its own generator" in err
+    code, _, err = run(capsys, "train2d", *where, "--init", str(tmp_path / "nothing.pt"))
+    assert code == 2 and "no 2D model, run or checkpoint" in err
