@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import torch
 
-from cips3d.io.checkpoint2d import load_generator2d
+from cips3d.io.checkpoint2d import discriminator2d_from_official, load_generator2d
 from cips3d.training.snapshot import load_snapshot
 from cips3d.training.trainer2d import Train2DConfig, Trainer2D
 from tests.cli.helpers import run
-from tests.convert.cips_official import SIZE, official_state
+from tests.convert.cips_official import SIZE, official_d_state, official_state
 
 OPTIONS = ["--batch-size", "2", "--snapshot-every", "2", "--quiet", "--device", "cpu"]
 
 
-def official_file(tmp_path):
+def official_file(tmp_path, discriminator: bool = False):
     path = tmp_path / "cips.pt"
-    torch.save({"g_ema": official_state(), "args": argparse.Namespace(size=SIZE)}, path)
+    content = {"g_ema": official_state(), "args": argparse.Namespace(size=SIZE)}
+    if discriminator:
+        content["d"] = official_d_state()
+    torch.save(content, path)
     return path
 
 
@@ -31,7 +35,20 @@ def test_the_run_starts_from_the_model_and_keeps_its_config(tmp_path, blob_folde
             trainer.G_ema.state_dict()[key], tensor
         )
     assert trainer.dataset[0].shape[-2:] == (SIZE, SIZE)  # the model's size decides the images'
-    assert trainer.D.config.size == SIZE
+    assert trainer.D.config.size == SIZE and "D from scratch" in trainer.started_from
+
+
+def test_the_official_discriminator_is_taken_when_it_fits_the_run(tmp_path, blob_folder):
+    init = official_file(tmp_path, discriminator=True)
+    model = load_generator2d(init).config.to_dict()
+    config = Train2DConfig(generator="init", init=str(init), model=model, batch_size=2)
+    trainer = Trainer2D(config, tmp_path / "run", blob_folder, progress=False)
+    assert trainer.started_from == f"G and D from {init}"
+    expected = discriminator2d_from_official(official_d_state()).state_dict()
+    assert all(torch.equal(trainer.D.state_dict()[k], v) for k, v in expected.items())
+    other = dataclasses.replace(config, d_reads_coordinates=True)  # a 5-channel D cannot take it
+    trainer = Trainer2D(other, tmp_path / "run2", blob_folder, progress=False)
+    assert "D from scratch (its discriminator reads 3 x 8 px, this run's 5 x 8 px)" in trainer.started_from
 
 
 def test_fine_tuning_from_an_official_file_trains_and_resumes(capsys, tmp_path, blob_folder):
@@ -39,13 +56,20 @@ def test_fine_tuning_from_an_official_file_trains_and_resumes(capsys, tmp_path, 
     where = ["--data", str(blob_folder), "--outdir", str(out), "--init", str(init), *OPTIONS]
     code, text, err = run(capsys, "train2d", *where, "--max-steps", "2")
     assert code == 0, err
+    assert "fine-tuning, G from" in text
     tuned, start = load_generator2d(out), load_generator2d(init)
     assert tuned.config == start.config and tuned.config.embedding_align_corners is False
     moved = max((tuned.state_dict()[k] - v).abs().max().item() for k, v in start.state_dict().items())
     assert 0 < moved < 0.5  # G_ema has moved a little from the official weights, not started afresh
     code, text, err = run(capsys, "train2d", *where, "--max-steps", "3", "--resume")
     assert code == 0, err
-    assert load_snapshot(out).state.global_step == 3
+    snapshot = load_snapshot(out)
+    assert snapshot.state.global_step == 3
+    code, text, err = run(capsys, "convert", str(out), str(tmp_path / "back.pt"), "--to-official")
+    assert code == 0 and "'g_ema' (" in text and "'d' (" in text, err
+    back = torch.load(tmp_path / "back.pt", weights_only=True)
+    D = discriminator2d_from_official(back["d"])
+    assert all(torch.equal(D.state_dict()[k], v) for k, v in snapshot.D.items())
 
 
 def test_fine_tuning_mistakes_are_one_sentence(capsys, tmp_path, blob_folder):

@@ -119,3 +119,69 @@ def official_coords(size: int, extent: float = 1.0, batch: int = 2) -> torch.Ten
     x = axis.view(1, 1, 1, -1).expand(batch, 1, size, size)
     y = axis.view(1, 1, -1, 1).expand(batch, 1, size, size)
     return torch.cat([x, y], 1)
+
+
+D_SIZE, D_WIDTH = 8, 512  # StyleGAN2's widths are 512 up to 32 px whatever the multiplier
+BLUR = torch.tensor([1.0, 3.0, 3.0, 1.0])
+
+
+def official_d_state(seed: int = 0, input_channels: int = 3) -> dict[str, torch.Tensor]:
+    """A random 8 px CIPS discriminator state dict with the official names, shapes and blur buffers."""
+    g = torch.Generator().manual_seed(seed)
+    kernel = BLUR[:, None] * BLUR[None, :]
+    kernel = kernel / kernel.sum()
+
+    def rand(*shape: int, scale: float = 1.0) -> torch.Tensor:
+        return torch.randn(*shape, generator=g) * scale
+
+    c = D_WIDTH
+    return {
+        "convs.0.0.weight": rand(c, input_channels, 1, 1),
+        "convs.0.1.bias": rand(c, scale=0.1),
+        "convs.1.conv1.0.weight": rand(c, c, 3, 3),
+        "convs.1.conv1.1.bias": rand(c, scale=0.1),
+        "convs.1.conv2.0.kernel": kernel.clone(),
+        "convs.1.conv2.1.weight": rand(c, c, 3, 3),
+        "convs.1.conv2.2.bias": rand(c, scale=0.1),
+        "convs.1.skip.0.kernel": kernel.clone(),
+        "convs.1.skip.1.weight": rand(c, c, 1, 1),
+        "final_conv.0.weight": rand(c, c + 1, 3, 3),
+        "final_conv.1.bias": rand(c, scale=0.1),
+        "final_linear.0.weight": rand(c, c * 16),
+        "final_linear.0.bias": rand(c, scale=0.1),
+        "final_linear.1.weight": rand(1, c),
+        "final_linear.1.bias": rand(1, scale=0.1),
+    }
+
+
+def official_d_forward(state: dict[str, torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+    """StyleGAN2's residual discriminator as CIPS trains it: images [B, C, 8, 8] -> logits [B, 1]."""
+
+    def conv_layer(prefix: str, x: torch.Tensor, down: bool, act: bool = True) -> torch.Tensor:
+        index = 0
+        weight = state[f"{prefix}.{1 if down else 0}.weight"]
+        k = weight.shape[-1]
+        if down:  # blur (the [1,3,3,1] kernel, padded so the stride-2 grid stays centred), then stride 2
+            p = 2 + (k - 1)
+            x = F.pad(x, ((p + 1) // 2, p // 2, (p + 1) // 2, p // 2))
+            channels = x.shape[1]
+            x = F.conv2d(x, state[f"{prefix}.0.kernel"].flip(0, 1).expand(channels, 1, 4, 4), groups=channels)
+            index = 1
+        x = F.conv2d(x, weight / math.sqrt(weight[0].numel()), stride=2 if down else 1,
+                     padding=0 if down else (k - 1) // 2)  # fmt: skip
+        if act:
+            x = F.leaky_relu(x + state[f"{prefix}.{index + 1}.bias"].view(1, -1, 1, 1), 0.2) * SQRT2
+        return x
+
+    x = conv_layer("convs.0", images, down=False)
+    residual = conv_layer("convs.1.conv2", conv_layer("convs.1.conv1", x, down=False), down=True)
+    x = (residual + conv_layer("convs.1.skip", x, down=True, act=False)) / SQRT2
+    b, c, h, w = x.shape
+    group = min(b, 4)
+    spread = x.view(group, -1, 1, c, h, w)
+    spread = torch.sqrt(spread.var(0, unbiased=False) + 1e-8).mean([2, 3, 4], keepdim=True).squeeze(2)
+    x = torch.cat([x, spread.repeat(group, 1, h, w)], 1)
+    x = conv_layer("final_conv", x, down=False).flatten(1)
+    w0, w1 = state["final_linear.0.weight"], state["final_linear.1.weight"]
+    x = F.leaky_relu(F.linear(x, w0 / math.sqrt(w0.shape[1])) + state["final_linear.0.bias"], 0.2) * SQRT2
+    return F.linear(x, w1 / math.sqrt(w1.shape[1]), state["final_linear.1.bias"])

@@ -21,7 +21,7 @@ from cips3d.io.checkpoint import (
 from cips3d.io.checkpoint2d import (
     generator2d_from_official,
     is_generator2d,
-    load_generator2d,
+    load_models2d,
     official_checkpoint2d,
     official_generator_state,
     save_generator2d,
@@ -62,9 +62,11 @@ def add_parser(subparsers) -> None:
 
 def _to_official(args: argparse.Namespace, target: Path) -> int:
     if is_generator2d(args.source):
-        content = official_checkpoint2d(load_generator2d(args.source))
+        models = load_models2d(args.source)
+        content = official_checkpoint2d(models.G, models.D)
         atomic_write(target, lambda p: torch.save(content, p))
-        print(f"wrote {len(content['g_ema'])} official 2D CIPS tensors (as 'g_ema') to {target}")
+        parts = " and ".join(f"'{k}' ({len(v)} tensors)" for k, v in content.items())
+        print(f"wrote the official 2D CIPS {parts} to {target}")
         return 0
     state = official_state_dict(load_generator(args.source))
     atomic_write(target, lambda p: torch.save(state, p))

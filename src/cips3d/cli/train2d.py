@@ -99,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     join(world, device)
     try:
         trainer = Trainer2D(config, args.outdir, args.data, device, args.resume, not args.quiet, world)
+        if args.init and not args.resume and world.is_main:
+            print(f"cips3d train2d: fine-tuning, {trainer.started_from}.")
         try:
             path = trainer.run(args.max_steps, args.minutes)
         except KeyboardInterrupt:

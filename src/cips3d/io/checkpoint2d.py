@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from cips3d.convert.official_2d import (
     is_official_cips2d,
     to_official_2d,
 )
+from cips3d.convert.official_d2d import d_config_from_official_2d, from_official_d2d, to_official_d2d
 from cips3d.errors import CheckpointError, ConfigError
 from cips3d.io.checkpoint import (
     CONFIG_FILE,
@@ -32,6 +34,7 @@ from cips3d.io.checkpoint import (
     read_weights,
     write_checkpoint,
 )
+from cips3d.models.discriminator2d import Discriminator2D
 from cips3d.models.generator2d import Generator2D
 
 Which = Literal["G_ema", "G"]
@@ -84,13 +87,18 @@ def generator2d_from_official(state: Mapping[str, torch.Tensor]) -> Generator2D:
     return G
 
 
-def official_checkpoint2d(G: Generator2D) -> dict[str, dict[str, torch.Tensor]]:
-    """`G`'s weights as the official training checkpoints hold them: `{'g_ema': state dict}`."""
+def official_checkpoint2d(
+    G: Generator2D, D: Discriminator2D | None = None
+) -> dict[str, dict[str, torch.Tensor]]:
+    """The weights as the official training checkpoints hold them: `{'g_ema': ...}`, and `'d'` with `D`."""
     if G.config.panorama:
         raise ConfigError("the official CIPS code has no cylinder coordinates, so a panorama model has no "
                           "official form.")  # fmt: skip
     state = {k: v.detach().cpu() for k, v in G.state_dict().items()}
-    return {"g_ema": to_official_2d(state, G.config)}
+    content = {"g_ema": to_official_2d(state, G.config)}
+    if D is not None:
+        content["d"] = to_official_d2d({k: v.detach().cpu() for k, v in D.state_dict().items()}, D.config)
+    return content
 
 
 def _is_run(path: Path) -> bool:
@@ -118,15 +126,36 @@ def load_generator2d(
     """A 2D generator, in eval mode on `device`, from any of: a `cips3d train2d` run folder or one of
     its snapshots (its `G_ema`, or `G`), our model folder (or its `config.json` / `model.safetensors`),
     or an official CIPS `.pt` checkpoint (its `g_ema`, or `g`)."""
+    return _load(Path(path), which, with_discriminator=False).G.to(device).eval()
+
+
+@dataclass
+class Models2D:
+    """What a fine-tuning run starts from: a generator and, when the source has one, its discriminator."""
+
+    G: Generator2D
+    D: Discriminator2D | None
+
+
+def load_models2d(path: str | os.PathLike) -> Models2D:
+    """G_ema (`g_ema`) and the discriminator of a 2D run or an official CIPS checkpoint (none for our
+    model folders, or an official file without `d`), read once, on the CPU."""
+    return _load(Path(path), "G_ema", with_discriminator=True)
+
+
+def _load(path: Path, which: Which, with_discriminator: bool) -> Models2D:
     from cips3d.training.trainer2d import load_run2d  # noqa: PLC0415 (training imports io, not back)
 
-    path = Path(path)
     if not path.exists():
         raise CheckpointError(f"there is no 2D model, run or checkpoint at {path}.")
+    D = None
     if _is_run(path):
         snapshot, config = load_run2d(path)
         G = Generator2D(config.generator_config())
         G.load_state_dict(snapshot.G_ema if which == "G_ema" else snapshot.G)
+        if with_discriminator:
+            D = Discriminator2D(config.discriminator())
+            D.load_state_dict(snapshot.D)
     elif path.is_dir():
         if not (path / CONFIG_FILE).is_file():
             raise CheckpointError(f"{path} is a folder without {CONFIG_FILE}, so not a cips3d checkpoint.")
@@ -134,5 +163,16 @@ def load_generator2d(
     elif path.name == CONFIG_FILE or path.suffix == ".safetensors":
         G = _load_folder(path.parent)
     else:
-        G = generator2d_from_official(official_generator_state(read_torch_file(path), path, which))
-    return G.to(device).eval()
+        content = read_torch_file(path)
+        G = generator2d_from_official(official_generator_state(content, path, which))
+        if with_discriminator and isinstance(content, Mapping) and isinstance(content.get("d"), Mapping):
+            D = discriminator2d_from_official(plain_state_dict(content["d"], path))
+    return Models2D(G.eval(), D)
+
+
+def discriminator2d_from_official(state: Mapping[str, torch.Tensor]) -> Discriminator2D:
+    """A `Discriminator2D` holding an official 2D CIPS discriminator's weights (config from the shapes)."""
+    config = d_config_from_official_2d(state)
+    D = Discriminator2D(config)
+    D.load_state_dict(from_official_d2d(state, config, D.state_dict()))
+    return D

@@ -29,7 +29,7 @@ from cips3d.config_2d import Cips2DConfig, Cips2DDiscriminatorConfig, cips2d_pre
 from cips3d.data.images import ImageDataset, to_float
 from cips3d.data.sampler import InfiniteSampler
 from cips3d.errors import CheckpointError, ConfigError
-from cips3d.io.checkpoint2d import load_generator2d
+from cips3d.io.checkpoint2d import load_models2d
 from cips3d.io.images import make_grid, save_png, to_uint8
 from cips3d.metrics.swd import swd
 from cips3d.models.discriminator2d import Discriminator2D
@@ -194,18 +194,31 @@ class Trainer2D:
         self._written: Path | None = None
         self._eval_reals: torch.Tensor | None = None
         self._reported_step: int | None = None
+        self.started_from = "a fresh initialisation"
         if resume:
             self._resume()
         elif config.init is not None:
             self._start_from(config.init)
 
     def _start_from(self, path: str) -> None:
-        """G and G_ema as the model at `path` (which must have this run's generator config)."""
-        model = load_generator2d(path)
-        if model.config != self.G.config:
+        """G and G_ema as the model at `path` (which must have this run's generator config), and D as its
+        discriminator when it has one that fits this run's (`self.started_from` says which)."""
+        models = load_models2d(path)
+        if models.G.config != self.G.config:
             raise ConfigError(f"the model at {path} does not have this run's generator config.")
-        self.G.load_state_dict(model.state_dict())
-        self.G_ema.load_state_dict(model.state_dict())
+        self.G.load_state_dict(models.G.state_dict())
+        self.G_ema.load_state_dict(models.G.state_dict())
+        if models.D is None:
+            self.started_from = f"G from {path}; D from scratch ({path} has no discriminator)"
+        elif models.D.config != self.D.config:
+            theirs, ours = models.D.config, self.D.config
+            self.started_from = (
+                f"G from {path}; D from scratch (its discriminator reads {theirs.input_channels} x "
+                f"{theirs.size} px, this run's {ours.input_channels} x {ours.size} px)"
+            )
+        else:
+            self.D.load_state_dict(models.D.state_dict())
+            self.started_from = f"G and D from {path}"
 
     def _resume(self) -> None:
         snapshot, config = load_run2d(self.run_dir)

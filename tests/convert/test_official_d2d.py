@@ -1,0 +1,48 @@
+"""The official 2D CIPS discriminator (StyleGAN2's, as CIPS trains it) in our `Discriminator2D`: the
+converted model gives the logits of an independent official-form forward pass (`cips_official`)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cips3d.config_2d import Cips2DDiscriminatorConfig
+from cips3d.convert.official_d2d import d_config_from_official_2d, d_key_table_2d, to_official_d2d
+from cips3d.errors import CheckpointError
+from cips3d.io.checkpoint2d import discriminator2d_from_official
+from cips3d.models.discriminator2d import Discriminator2D
+from tests.convert.cips_official import D_SIZE, official_d_forward, official_d_state
+
+
+@pytest.mark.parametrize("channels", [3, 5])
+def test_converted_discriminator_gives_the_official_logits(channels):
+    state = official_d_state(input_channels=channels)
+    D = discriminator2d_from_official(state)
+    assert (D.config.size, D.config.input_channels) == (D_SIZE, channels)
+    images = torch.randn(8, channels, D_SIZE, D_SIZE, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(D(images), official_d_forward(state, images), atol=1e-4, rtol=1e-5)
+    back = to_official_d2d(D.state_dict(), D.config)
+    assert list(back) == list(state) and all(torch.equal(back[k], v) for k, v in state.items())
+
+
+def test_the_config_is_read_from_the_shapes_of_a_256_px_discriminator():
+    """CIPS at 256 px, channel multiplier 2 (spec 8.2): the key table's shapes give back the config."""
+    config = Cips2DDiscriminatorConfig(size=256, channel_multiplier=2, input_channels=3)
+    with torch.device("meta"):
+        ours = Discriminator2D(config).state_dict()
+    official = {row.official: ours[row.ours] for row in d_key_table_2d(config)}
+    assert d_config_from_official_2d(official) == config
+    assert official["convs.0.0.weight"].shape == (128, 3, 1, 1) and "convs.6.conv1.0.weight" in official
+    assert sum(t.numel() for t in official.values() if t.dim() != 2 or t.shape != (4, 4)) == 28_864_129
+
+
+def test_discriminators_of_another_kind_are_refused_by_name():
+    state = official_d_state()
+    state["convs.1.0.weight"] = torch.ones(1)
+    with pytest.raises(CheckpointError, match="n_first_layers"):
+        discriminator2d_from_official(state)
+    state = official_d_state()
+    del state["final_conv.1.bias"]
+    with pytest.raises(CheckpointError, match=r"missing 1 keys \(final_conv\.1\.bias\)"):
+        discriminator2d_from_official(state)
