@@ -99,3 +99,17 @@ def test_invert2d_fits_a_photo_and_renders_it_larger(capsys, tmp_path, run_dir, 
         capsys, *common, "--image", str(photo), "--turns", "2", "--outdir", str(tmp_path / "c")
     )
     assert code == 2 and "turns are for panorama models" in err
+
+
+def test_psi_zero_renders_the_mean_style_for_every_seed(capsys, tmp_path, run_dir):
+    code, _, err = run(capsys, "sample2d", "--checkpoint", str(run_dir), "--seeds", "1,2", "--psi", "0",
+                       "--outdir", str(tmp_path), "--quiet", "--device", "cpu")  # fmt: skip
+    assert code == 0, err
+    first, second = (np.asarray(Image.open(tmp_path / f"seed000{s}.png")) for s in (1, 2))
+    G = load_generator2d(run_dir)
+    with torch.no_grad():
+        mean_image = to_uint8(G.synthesis(G.mean_style()).clamp(-1, 1))[0]
+    assert np.array_equal(first, second) and np.array_equal(first, mean_image)
+    bad = ["sample2d", "--checkpoint", str(run_dir), "--psi", "2", "--outdir", str(tmp_path)]
+    code, _, err = run(capsys, *bad)
+    assert code == 2 and "--psi must be between 0 and 1" in err

@@ -41,17 +41,21 @@ def panorama() -> Generator2D:
 
 def render(G: Generator2D, seed: int, grid: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
-        w = G.mapping(G.sample_latents(1, torch.Generator().manual_seed(seed)))
+        return render_w(G, G.mapping(G.sample_latents(1, torch.Generator().manual_seed(seed))), grid)
+
+
+def render_w(G: Generator2D, w: torch.Tensor, grid: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
         return to_uint8(G.synthesis(w, grid).clamp(-1, 1))[0]
 
 
 def test_a_window_request_has_defaults_and_refuses_bad_values():
     r = WindowRequest.parse("")
-    assert (r.seed, r.x, r.y, r.zoom, r.format) == (0, 0.0, 0.0, 1.0, "jpeg")
-    r = WindowRequest.parse("seed=4&x=-0.5&y=2&zoom=3&format=png")
-    assert (r.seed, r.x, r.y, r.zoom, r.format) == (4, -0.5, 2.0, 3.0, "png")
+    assert (r.seed, r.x, r.y, r.zoom, r.psi, r.format) == (0, 0.0, 0.0, 1.0, 1.0, "jpeg")
+    r = WindowRequest.parse("seed=4&x=-0.5&y=2&zoom=3&psi=0.7&format=png")
+    assert (r.seed, r.x, r.y, r.zoom, r.psi, r.format) == (4, -0.5, 2.0, 3.0, 0.7, "png")
     bad = [("seed=x", "integer"), ("seed=-1", "seed must be"), ("x=inf", "finite"), ("zoom=0", "zoom must"),
-           ("zoom=1e9", "zoom must"), ("format=gif", "format must")]  # fmt: skip
+           ("zoom=1e9", "zoom must"), ("psi=1.5", "psi must"), ("format=gif", "format must")]  # fmt: skip
     for query, words in bad:
         with pytest.raises(BadRequest, match=words):
             WindowRequest.parse(query)
@@ -78,11 +82,14 @@ def test_the_server_answers_windows_equal_to_direct_renders(flat):
         assert np.array_equal(png(body), render(flat, 3, flat.frame_grid(16)))
         body = get(url + "/frame?seed=3&x=1.5&y=-0.25&zoom=3&format=png")[2]  # beyond the frame, closer
         assert np.array_equal(png(body), render(flat, 3, window_grid(flat, 16, 1.5, -0.25, 3.0)))
+        mean_image = png(get(url + "/frame?seed=3&psi=0&format=png")[2])  # psi 0: every seed is the mean's
+        assert np.array_equal(mean_image, png(get(url + "/frame?seed=8&psi=0&format=png")[2]))
+        assert np.array_equal(mean_image, render_w(flat, flat.mean_style(), flat.frame_grid(16)))
         code, _, message = get(url + "/frame?zoom=-1")
         assert code == 400 and b"zoom must be" in message
         info = json.loads(get(url + "/info")[2])
         assert (info["height"], info["width"], info["first_seed"], info["panorama"]) == (16, 16, 2, False)
-        assert info["frames_served"] == 2
+        assert info["frames_served"] == 4
     finally:
         stop()
 

@@ -109,3 +109,14 @@ def test_bad_configs_and_coordinates_are_config_errors(tiny2d, z):
     with pytest.raises(ConfigError, match="leaves the 32-px grid"):
         patch_grid(32, top=30, left=0, patch=4)
     assert Cips2DConfig.from_dict(tiny2d.config.to_dict()) == tiny2d.config
+
+
+def test_truncation_pulls_styles_towards_the_mean_of_the_mapping(tiny2d):
+    mean = tiny2d.mean_style(num_samples=5, seed=9, batch=2)  # three batches: 2 + 2 + 1
+    z = tiny2d.sample_latents(5, torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        torch.testing.assert_close(mean, tiny2d.mapping(z).mean(0, keepdim=True), atol=1e-6, rtol=1e-6)
+        w = tiny2d.mapping(tiny2d.sample_latents(2, torch.Generator().manual_seed(1)))
+    assert torch.equal(tiny2d.truncate(w, 1.0, mean), w)
+    torch.testing.assert_close(tiny2d.truncate(w, 0.0, mean), mean.expand_as(w))
+    torch.testing.assert_close(tiny2d.truncate(w, 0.5, mean), (w + mean) / 2)

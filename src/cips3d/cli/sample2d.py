@@ -21,6 +21,7 @@ from cips3d.io.video import write_mp4_or_gif
 EXAMPLES = """examples:
   cips3d sample2d --checkpoint runs/cips2d --seeds 0-15 --outdir outputs/cips2d     # training size
   cips3d sample2d --checkpoint runs/cips2d --seeds 0-3 --size 128 --extent 1.5      # larger, and beyond
+  cips3d sample2d --checkpoint churches.pt --seeds 0-7 --psi 0.7                     # truncated styles
   cips3d sample2d --checkpoint runs/cips2d --seeds 0 --size 256 --foveated 8000 --fixation 0.3,-0.2
   cips3d sample2d --checkpoint runs/pano --seeds 0-3 --turns 1.5            # a panorama run, past its seam
   cips3d sample2d --checkpoint runs/pano --seeds 0 --size 64 --pan 240 --view 90   # look around: a video
@@ -46,6 +47,9 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "--turns", type=finite_float, default=1.0, help="panorama runs: how many times around (default 1)"
+    )
+    p.add_argument(
+        "--psi", type=finite_float, default=1.0, help="truncation in [0, 1]: 1 none, 0 the mean style"
     )
     p.add_argument("--extent", type=finite_float, default=1.0,
                    help="half-width of the frame; 1: the training frame, more extrapolates")  # fmt: skip
@@ -79,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
     if not args.extent > 0:
         raise UserError(f"--extent must be positive, got {args.extent}.")
+    if not 0 <= args.psi <= 1:
+        raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
     fixation = _fixation(args.fixation)
     device = resolve_device(args.device)
     G = load_generator2d(args.checkpoint, device)
@@ -95,12 +101,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             f"--view must be in (0, 360] degrees and --fps positive, got {args.view}, {args.fps}."
         )
+    mean = G.mean_style() if args.psi != 1 else None
     videos = []
     outdir = Path(args.outdir)
     tiles = []
     for seed in tqdm(seeds, unit="img", desc="sample2d", disable=args.quiet):
         with torch.no_grad():
             w = G.mapping(G.sample_latents(1, torch.Generator().manual_seed(seed)))
+            if mean is not None:
+                w = G.truncate(w, args.psi, mean)
             if args.foveated:
                 draws = torch.Generator().manual_seed(seed)
                 image = foveated_image(G, w, size, args.foveated, fixation, generator=draws).image

@@ -6,7 +6,7 @@ extrapolates, and a panorama model (cylinder coordinates) goes round and round. 
 this page when its checkpoint is a 2D model; the routes are the 3-D viewer's (`web_viewer`):
 
     GET /                                             the page
-    GET /frame?seed=S&x=X&y=Y&zoom=Z&format=jpeg|png  one frame: the window centred on (x, y)
+    GET /frame?seed=S&x=X&y=Y&zoom=Z&psi=F&format=jpeg|png   the window centred on (x, y), psi truncation
     GET /info                                         JSON: frame size, device, panorama or not, ...
 
 At zoom 1 and (0, 0) the window is the training frame, rendered at the viewer's height.
@@ -46,27 +46,31 @@ class WindowRequest:
     x: float = 0.0
     y: float = 0.0
     zoom: float = 1.0
+    psi: float = 1.0
     format: str = "jpeg"
 
     @classmethod
     def parse(cls, query: str) -> WindowRequest:
-        """?seed=&x=&y=&zoom=&format= -> a checked request (BadRequest says what is wrong)."""
+        """?seed=&x=&y=&zoom=&psi=&format= -> a checked request (BadRequest says what is wrong)."""
         q = {k: v[-1] for k, v in parse_qs(query).items()}
         try:
             seed = int(q.get("seed", "0"))
-            x, y, zoom = (float(q.get(k, d)) for k, d in (("x", "0"), ("y", "0"), ("zoom", "1")))
+            defaults = {"x": "0", "y": "0", "zoom": "1", "psi": "1"}
+            x, y, zoom, psi = (float(q.get(name, value)) for name, value in defaults.items())
         except ValueError as err:
-            raise BadRequest(f"seed must be an integer and x, y, zoom numbers ({err}).") from None
+            raise BadRequest(f"seed must be an integer and x, y, zoom, psi numbers ({err}).") from None
         if not 0 <= seed <= MAX_SEED:
             raise BadRequest(f"seed must be in [0, {MAX_SEED}], got {seed}.")
         if not (math.isfinite(x) and math.isfinite(y)):
             raise BadRequest("x and y must be finite.")
         if not 1 / MAX_ZOOM <= zoom <= MAX_ZOOM:
             raise BadRequest(f"zoom must be in [{1 / MAX_ZOOM}, {MAX_ZOOM}], got {zoom}.")
+        if not 0.0 <= psi <= 1.0:
+            raise BadRequest(f"psi must be in [0, 1], got {psi}.")
         image_format = q.get("format", "jpeg")
         if image_format not in FORMATS:
             raise BadRequest(f"format must be jpeg or png, got {image_format!r}.")
-        return cls(seed, x, y, zoom, image_format)
+        return cls(seed, x, y, zoom, psi, image_format)
 
 
 def window_grid(G: Generator2D, height: int, x: float, y: float, zoom: float) -> torch.Tensor:
@@ -87,24 +91,30 @@ class WindowSource:
     def __init__(self, G: Generator2D, height: int) -> None:
         self.G, self.height = G, height
         self.styles: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self.mean: torch.Tensor | None = None  # the truncation centre, computed at the first psi < 1
         self.lock = threading.Lock()
         self.frames_served = 0
 
-    def style(self, seed: int) -> torch.Tensor:
-        """w [1, D] of `seed` (the same draw as `cips3d sample2d`); the latest seeds are kept."""
+    def style(self, seed: int, psi: float = 1.0) -> torch.Tensor:
+        """w [1, D] of `seed` (the same draw as `cips3d sample2d`), truncated by `psi`; the latest seeds'
+        mapped styles are kept."""
         if seed not in self.styles:
             self.styles[seed] = self.G.mapping(self.G.sample_latents(1, torch.Generator().manual_seed(seed)))
             if len(self.styles) > CACHED_VIEWERS:
                 self.styles.popitem(last=False)
         self.styles.move_to_end(seed)
-        return self.styles[seed]
+        if psi == 1:
+            return self.styles[seed]
+        if self.mean is None:
+            self.mean = self.G.mean_style()
+        return self.G.truncate(self.styles[seed], psi, self.mean)
 
     @torch.no_grad()
     def frame(self, request: WindowRequest) -> np.ndarray:
         """uint8 [H, W, 3] of the request's window."""
         with self.lock:
             grid = window_grid(self.G, self.height, request.x, request.y, request.zoom)
-            image = self.G.synthesis(self.style(request.seed), grid)
+            image = self.G.synthesis(self.style(request.seed, request.psi), grid)
             self.frames_served += 1
         return to_uint8(image.clamp(-1, 1))[0]
 
@@ -137,6 +147,7 @@ PAGE = """<!doctype html>
  <label>seed <input id="seed" type="number" min="0" value="0"></label>
  <button id="prev">&larr;</button><button id="next">&rarr;</button>
  <button id="in">zoom in</button><button id="out">zoom out</button>
+ <label>psi <input id="psi" type="range" min="0" max="1" step="0.05" value="1"></label>
  <label><input id="spin" type="checkbox"> move</label>
  <button id="reset">frame</button>
 </div>
@@ -154,7 +165,7 @@ fetch('/info').then(r => r.json()).then(info => {
 function request() {
   if (busy || !dirty) return;
   busy = true; dirty = false; t0 = performance.now();
-  const q = new URLSearchParams({seed: el('seed').value || 0, x, y, zoom});
+  const q = new URLSearchParams({seed: el('seed').value || 0, x, y, zoom, psi: el('psi').value});
   fetch('/frame?' + q).then(async r => {
     if (!r.ok) { status.textContent = await r.text(); return; }
     const ms = r.headers.get('X-Render-Ms'), blob = await r.blob();
@@ -178,7 +189,7 @@ img.addEventListener('pointermove', e => {
 });
 img.addEventListener('wheel', e => { e.preventDefault(); setZoom(zoom * Math.exp(-e.deltaY * 0.002)); },
                      {passive: false});
-el('seed').addEventListener('input', changed);
+for (const id of ['seed', 'psi']) el(id).addEventListener('input', changed);
 el('prev').onclick = () => { el('seed').value = Math.max(0, +el('seed').value - 1); changed(); };
 el('next').onclick = () => { el('seed').value = +el('seed').value + 1; changed(); };
 el('in').onclick = () => setZoom(zoom * 1.5);

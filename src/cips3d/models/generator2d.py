@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from cips3d import constants as K
 from cips3d.config_2d import FOURIER_INIT, MAPPING_LR_MUL, Cips2DConfig
 from cips3d.errors import ConfigError
 from cips3d.models.coordinates import cylinder_grid, plane_grid
@@ -161,6 +162,26 @@ class Generator2D(nn.Module):
     def sample_latents(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """z [B, style_dim] ~ N(0, I), drawn on the CPU from `generator` (the same on any device)."""
         return torch.randn(batch, self.config.style_dim, generator=generator).to(self.device)
+
+    @torch.no_grad()
+    def mean_style(
+        self, num_samples: int = K.TRUNCATION_SAMPLES, seed: int = K.TRUNCATION_SEED, batch: int = 2000
+    ) -> torch.Tensor:
+        """[1, D]: the average of the mapping's outputs for `num_samples` latents drawn from `seed` (the
+        centre that truncation pulls towards; computed on demand, not stored with the weights)."""
+        generator = torch.Generator().manual_seed(seed)
+        total = torch.zeros(self.config.style_dim, dtype=torch.float64, device=self.device)
+        for start in range(0, num_samples, batch):
+            total += (
+                self.mapping(self.sample_latents(min(batch, num_samples - start), generator)).double().sum(0)
+            )
+        return (total / num_samples).float()[None]
+
+    @staticmethod
+    def truncate(w: torch.Tensor, psi: float, mean: torch.Tensor) -> torch.Tensor:
+        """w pulled towards `mean` (`mean_style`): mean + psi (w - mean). psi 1 leaves it, 0 gives the mean.
+        (The official CIPS code blends z before the mapping instead.)"""
+        return mean + psi * (w - mean) if psi != 1 else w
 
     def synthesis(
         self,
