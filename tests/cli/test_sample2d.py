@@ -12,6 +12,7 @@ from safetensors import safe_open
 
 from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.io.images import to_uint8
+from cips3d.io.video import read_video_frames
 from cips3d.training.trainer2d import Train2DConfig, Trainer2D
 from tests.cli.helpers import run
 
@@ -113,3 +114,14 @@ def test_psi_zero_renders_the_mean_style_for_every_seed(capsys, tmp_path, run_di
     bad = ["sample2d", "--checkpoint", str(run_dir), "--psi", "2", "--outdir", str(tmp_path)]
     code, _, err = run(capsys, *bad)
     assert code == 2 and "--psi must be between 0 and 1" in err
+
+
+def test_interpolate_writes_a_walk_from_seed_to_seed(capsys, tmp_path, run_dir):
+    where = ["sample2d", "--checkpoint", str(run_dir), "--outdir", str(tmp_path), "--quiet"]
+    code, text, err = run(capsys, *where, "--seeds", "1,2,3", "--interpolate", "3")
+    assert code == 0, err
+    video = next(tmp_path.glob("interpolation.*"))
+    frames = read_video_frames(video)
+    assert len(frames) == 7 and frames[0].shape == (32, 32, 3) and "7 frames from seed to seed" in text
+    code, _, err = run(capsys, *where, "--seeds", "1", "--interpolate", "3")
+    assert code == 2 and "two seeds or more" in err

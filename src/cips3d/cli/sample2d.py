@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +15,17 @@ from cips3d.errors import UserError
 from cips3d.inference.foveated import foveated_image
 from cips3d.inference.panorama import pan_frames
 from cips3d.inference.sample import parse_seeds
+from cips3d.inference.walk2d import walk_styles_2d
 from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.io.images import make_grid, save_png, to_uint8
 from cips3d.io.video import write_mp4_or_gif
+from cips3d.models.generator2d import Generator2D
 
 EXAMPLES = """examples:
   cips3d sample2d --checkpoint runs/cips2d --seeds 0-15 --outdir outputs/cips2d     # training size
   cips3d sample2d --checkpoint runs/cips2d --seeds 0-3 --size 128 --extent 1.5      # larger, and beyond
   cips3d sample2d --checkpoint churches.pt --seeds 0-7 --psi 0.7                     # truncated styles
+  cips3d sample2d --checkpoint runs/cips2d --seeds 0,5,9,0 --interpolate 30          # a walk, as a video
   cips3d sample2d --checkpoint runs/cips2d --seeds 0 --size 256 --foveated 8000 --fixation 0.3,-0.2
   cips3d sample2d --checkpoint runs/pano --seeds 0-3 --turns 1.5            # a panorama run, past its seam
   cips3d sample2d --checkpoint runs/pano --seeds 0 --size 64 --pan 240 --view 90   # look around: a video
@@ -64,7 +68,13 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--view", type=finite_float, default=90.0, help="--pan's field of view in degrees (default 90)"
     )
-    p.add_argument("--fps", type=finite_float, default=30.0, help="--pan's frames per second (default 30)")
+    p.add_argument(
+        "--interpolate",
+        type=positive_int,
+        metavar="STEPS",
+        help="also a video walking from seed to seed (in the order given), STEPS frames between each two",
+    )
+    p.add_argument("--fps", type=finite_float, default=30.0, help="videos' frames per second (default 30)")
     p.add_argument("--outdir", required=True)
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
@@ -77,6 +87,24 @@ def _fixation(text: str) -> tuple[float, float]:
     except ValueError:
         raise UserError(f"--fixation must be two numbers x,y, got {text!r}.") from None
     return x, y
+
+
+def _write_walk(
+    G: Generator2D, seeds: list[int], args: argparse.Namespace, grid: torch.Tensor | None, outdir: Path
+) -> Path:
+    """interpolation.mp4 (a GIF without an encoder): the walk through the seeds' latents."""
+    frames = _walk_frames(G, seeds, args.interpolate, args.psi, grid)
+    total = (len(seeds) - 1) * args.interpolate + 1
+    bar = tqdm(frames, total=total, unit="frame", desc="interpolate", disable=args.quiet)
+    return write_mp4_or_gif(bar, outdir / "interpolation", args.fps)
+
+
+@torch.no_grad()
+def _walk_frames(
+    G: Generator2D, seeds: list[int], steps: int, psi: float, grid: torch.Tensor | None
+) -> Iterator[np.ndarray]:
+    for w in walk_styles_2d(G, seeds, steps, psi):
+        yield to_uint8(G.synthesis(w, grid).clamp(-1, 1))[0]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,10 +125,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--foveated renders square frames; this run's images are not square.")
     if args.pan and not G.config.panorama:
         raise UserError("--pan is for panorama runs (train2d --panorama); this run's images are flat.")
-    if args.pan and not (0 < args.view <= 360 and args.fps > 0):
-        raise UserError(
-            f"--view must be in (0, 360] degrees and --fps positive, got {args.view}, {args.fps}."
-        )
+    if args.interpolate and (len(seeds) < 2 or args.foveated):
+        raise UserError("--interpolate walks from seed to seed: give two seeds or more, and no --foveated.")
+    if (args.pan or args.interpolate) and not args.fps > 0:
+        raise UserError(f"--fps must be positive, got {args.fps}.")
+    if args.pan and not 0 < args.view <= 360:
+        raise UserError(f"--view must be in (0, 360] degrees, got {args.view}.")
     mean = G.mean_style() if args.psi != 1 else None
     videos = []
     outdir = Path(args.outdir)
@@ -122,8 +152,12 @@ def run(args: argparse.Namespace) -> int:
             frames = pan_frames(G, w, args.pan, args.view, size)
             videos.append(write_mp4_or_gif(frames, outdir / f"seed{seed:04d}_pan", args.fps))
     save_png(make_grid(np.stack(tiles)), outdir / "grid.png")
+    if args.interpolate:
+        videos.append(_write_walk(G, seeds, args, None if exact_grid else grid, outdir))
     height, width = tiles[0].shape[:2]
     print(f"wrote {len(seeds)} images of {height}x{width} and grid.png to {outdir}/")
-    if videos:
-        print(f"wrote {len(videos)} videos turning once around in {args.pan} frames ({videos[0].name}, ...)")
+    if args.pan:
+        print(f"wrote {len(seeds)} videos turning once around in {args.pan} frames ({videos[0].name}, ...)")
+    if args.interpolate:
+        print(f"wrote {videos[-1].name}: {(len(seeds) - 1) * args.interpolate + 1} frames from seed to seed")
     return 0

@@ -1,0 +1,37 @@
+"""A walk through the latents of a 2D CIPS model: the styles of every frame of a video that goes from
+one seed's image to the next (`cips3d sample2d --interpolate`).
+
+    for w in walk_styles_2d(G, seeds=[0, 5, 9], steps_between=30, psi=0.8):
+        ...  # [1, D]; frame k * steps_between is seed k's own style
+
+z is interpolated (slerp, as the 3-D `LatentWalk` does by default), then mapped and truncated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from cips3d.errors import ConfigError
+from cips3d.inference.video import slerp, walk_steps
+from cips3d.models.generator2d import Generator2D
+
+
+@torch.no_grad()
+def walk_styles_2d(
+    G: Generator2D, seeds: Sequence[int], steps_between: int, psi: float = 1.0
+) -> Iterator[torch.Tensor]:
+    """w [1, D] of each frame: `steps_between` frames from each seed to the next, then the last seed
+    ((len(seeds) - 1) * steps_between + 1 frames). Seeds draw z as `cips3d sample2d` does."""
+    if len(seeds) < 2 or steps_between < 1 or not 0 <= psi <= 1:
+        raise ConfigError(
+            f"a walk needs two seeds or more, at least 1 step between them and psi in [0, 1], got "
+            f"{len(seeds)} seeds, {steps_between} steps, psi {psi}."
+        )
+    keys = [G.sample_latents(1, torch.Generator().manual_seed(seed)) for seed in seeds]
+    mean = G.mean_style() if psi != 1 else None
+    for k, t in walk_steps(len(keys), steps_between):
+        z = keys[k] if t == 0 else slerp(keys[k], keys[k + 1], t)
+        w = G.mapping(z)
+        yield w if mean is None else G.truncate(w, psi, mean)
