@@ -3,6 +3,7 @@ denser grids and scattered points render the same colours), noise, and its layer
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -120,3 +121,22 @@ def test_truncation_pulls_styles_towards_the_mean_of_the_mapping(tiny2d):
     assert torch.equal(tiny2d.truncate(w, 1.0, mean), w)
     torch.testing.assert_close(tiny2d.truncate(w, 0.0, mean), mean.expand_as(w))
     torch.testing.assert_close(tiny2d.truncate(w, 0.5, mean), (w + mean) / 2)
+
+
+@pytest.mark.parametrize("coords", ["training grid", "denser grid"])
+def test_chunks_of_pixels_render_the_same_image(tiny2d, z, coords):
+    """Pixels are independent: 37 at a time (chunks that cut rows) gives the whole image, noise too."""
+    G = copy.deepcopy(tiny2d)
+    with torch.no_grad():
+        for layer in (G.first, *(fc for pair in G.pairs for fc in pair)):
+            layer.noise_weight.fill_(0.5)  # so that the noise shows
+    grid = None if coords == "training grid" else plane_grid(45, 45, z.shape[0], 1.2)
+    with torch.no_grad():
+        w = G.mapping(z)
+        whole = G.synthesis(w, grid, "random", torch.Generator().manual_seed(4))
+        chunked = G.synthesis(w, grid, "random", torch.Generator().manual_seed(4), chunk_pixels=37)
+        quiet = G.synthesis(w, grid, chunk_pixels=37)
+    assert whole.shape == chunked.shape and (quiet - whole).abs().max() > 1e-2
+    torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=1e-6)
+    with pytest.raises(ConfigError, match="chunk_pixels must be positive"):
+        G.synthesis(w, grid, chunk_pixels=0)

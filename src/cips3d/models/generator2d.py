@@ -28,6 +28,9 @@ from cips3d.nn.equalized import EqualLinear
 from cips3d.nn.styled import StyledFC, ToRGB
 
 NoiseMode = Literal["random", "none"]
+CHUNK_PIXELS = 65_536
+"""Pixels rendered at once: a 256 x 256 frame in one piece; about 0.4 GB of activations at the official
+widths (the first layer reads 1,024 channels), whatever the resolution asked for."""
 
 
 class Mapping2D(nn.Module):
@@ -71,11 +74,14 @@ class CoordinateEncoding(nn.Module):
         self.fourier_bias.uniform_(-(fan_in**-0.5), fan_in**-0.5, generator=generator)
         self.embedding.normal_(generator=generator)
 
-    def forward(self, coords: torch.Tensor, on_training_grid: bool = False) -> torch.Tensor:
+    def forward(self, coords: torch.Tensor, table_rows: slice | None = None) -> torch.Tensor:
+        """`table_rows`: the coordinates are those entries of the training grid (in row-major order), so
+        the stored vectors are taken as they are instead of sampled."""
         b, h, w, _ = coords.shape
         fourier = torch.sin(F.linear(self._fourier_input(coords), self.fourier_weight, self.fourier_bias))
-        if on_training_grid:
-            embedded = self.embedding.permute(1, 2, 0).expand(b, h, w, -1)
+        if table_rows is not None:
+            entries = self.embedding.flatten(1).t()[table_rows]  # [h * w, embedding_dim]
+            embedded = entries.reshape(h, w, -1).expand(b, h, w, -1)
         else:
             embedded = self._sample_embedding(coords)
         return torch.cat([fourier, embedded], dim=-1).reshape(b, h * w, -1)
@@ -189,20 +195,25 @@ class Generator2D(nn.Module):
         coords: torch.Tensor | None = None,
         noise: NoiseMode = "none",
         generator: torch.Generator | None = None,
+        chunk_pixels: int = CHUNK_PIXELS,
     ) -> torch.Tensor:
         """w [B, D] (, coords [B, H, W, 2]) -> images [B, 3, H, W] (no final tanh, as official).
 
         w may also be [B, num_styles, D]: one style per modulated layer (W+, as inversion fits them),
         in the order first layer, then each pair's two layers and its to-RGB head.
         Without `coords`, the training grid (size x grid_width) with its embeddings as stored (a model
-        converted from the official code, outside training: sampled there, as the official code does). `noise`
-        'random' adds fresh per-pixel noise at every styled FC, drawn from `generator` (its weights
-        start at zero, so an untrained model ignores it); 'none' renders deterministically.
+        converted from the official code, outside training: sampled there, as the official code
+        does). `noise` 'random' adds fresh per-pixel noise at every styled FC, drawn from `generator`
+        (its weights start at zero, so an untrained model ignores it); 'none' renders deterministically.
+        Pixels are computed `chunk_pixels` at a time (they are independent), so memory stays bounded
+        at any resolution; the image does not depend on it.
         """
         if noise not in ("random", "none"):
             raise ConfigError(f"noise must be 'random' or 'none', got {noise!r}.")
+        if chunk_pixels < 1:
+            raise ConfigError(f"chunk_pixels must be positive, got {chunk_pixels}.")
         b = w.shape[0]
-        styles = iter(self._per_layer(w))
+        styles = self._per_layer(w)
         # The official code samples the table (half an entry off) on the training grid too, except in
         # training; with our alignment the table is what sampling there would give.
         on_grid = coords is None and (self.training or self.config.embedding_align_corners)
@@ -211,20 +222,33 @@ class Generator2D(nn.Module):
         if coords.dim() != 4 or coords.shape[0] != b or coords.shape[-1] != 2:
             raise ConfigError(f"coords must be [B={b}, H, W, 2], got {list(coords.shape)}.")
         h, width = coords.shape[1:3]
-        x = self.encoding(coords, on_training_grid=on_grid)
+        pixels = coords.reshape(b, h * width, 1, 2)
+        noises = None  # drawn whole, layer by layer, so that chunking does not change the draws
+        if noise == "random":
+            layers = 1 + 2 * len(self.pairs)
+            noises = [
+                torch.randn(b, h * width, 1, generator=generator).to(self.device) for _ in range(layers)
+            ]
+        parts = []
+        for start in range(0, h * width, chunk_pixels):
+            rows = slice(start, min(start + chunk_pixels, h * width))
+            x = self.encoding(pixels[:, rows], table_rows=rows if on_grid else None)
+            parts.append(self._decode(x, styles, None if noises is None else [n[:, rows] for n in noises]))
+        rgb = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        return rgb.transpose(1, 2).reshape(b, 3, h, width)
 
-        def draw() -> torch.Tensor | None:
-            if noise == "none":
-                return None
-            return torch.randn(b, h * width, 1, generator=generator).to(self.device)
-
-        x = self.first(x, next(styles), draw())
+    def _decode(
+        self, x: torch.Tensor, styles: list[torch.Tensor], noises: list[torch.Tensor] | None
+    ) -> torch.Tensor:
+        """Encoded pixels [B, N, F + E] -> RGB [B, N, 3] through the styled FCs (noise per styled FC)."""
+        styles_left, noises_left = iter(styles), iter(noises or [])
+        x = self.first(x, next(styles_left), next(noises_left, None))
         rgb = 0
         for (a, c), to_rgb in zip(self.pairs, self.to_rgb, strict=True):
-            x = a(x, next(styles), draw())
-            x = c(x, next(styles), draw())
-            rgb = rgb + to_rgb(x, next(styles))
-        return rgb.transpose(1, 2).reshape(b, 3, h, width)
+            x = a(x, next(styles_left), next(noises_left, None))
+            x = c(x, next(styles_left), next(noises_left, None))
+            rgb = rgb + to_rgb(x, next(styles_left))
+        return rgb
 
     @property
     def num_styles(self) -> int:
