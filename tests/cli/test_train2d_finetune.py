@@ -35,7 +35,8 @@ def test_the_run_starts_from_the_model_and_keeps_its_config(tmp_path, blob_folde
             trainer.G_ema.state_dict()[key], tensor
         )
     assert trainer.dataset[0].shape[-2:] == (SIZE, SIZE)  # the model's size decides the images'
-    assert trainer.D.config.size == SIZE and "D from scratch" in trainer.started_from
+    assert trainer.D.config.size == SIZE
+    assert trainer.started_from.endswith("D from scratch (the file has no 'd')")
 
 
 def test_the_official_discriminator_is_taken_when_it_fits_the_run(tmp_path, blob_folder):
@@ -49,6 +50,11 @@ def test_the_official_discriminator_is_taken_when_it_fits_the_run(tmp_path, blob
     other = dataclasses.replace(config, d_reads_coordinates=True)  # a 5-channel D cannot take it
     trainer = Trainer2D(other, tmp_path / "run2", blob_folder, progress=False)
     assert "D from scratch (its discriminator reads 3 x 8 px, this run's 5 x 8 px)" in trainer.started_from
+    broken = torch.load(init, weights_only=False)
+    broken["d"]["convs.1.0.weight"] = torch.ones(1)  # extra first layers: the generator is still usable
+    torch.save(broken, init)
+    trainer = Trainer2D(config, tmp_path / "run3", blob_folder, progress=False)
+    assert "D from scratch (this CIPS discriminator has extra first layers" in trainer.started_from
 
 
 def test_fine_tuning_from_an_official_file_trains_and_resumes(capsys, tmp_path, blob_folder):

@@ -197,5 +197,5 @@ def test_2d_folders_are_told_from_3d_ones(tmp_path, converted, small_G):
     assert not is_generator2d(tmp_path / "three") and not is_generator2d(tmp_path / "nothing")
     with pytest.raises(CheckpointError, match="is a 2D CIPS model: render it with cips3d sample2d"):
         load_generator(tmp_path / "two")
-    with pytest.raises(CheckpointError, match="not a cips3d generator config"):
+    with pytest.raises(CheckpointError, match="is a CIPS-3D model, not a 2D one"):
         load_generator2d(tmp_path / "three")

@@ -48,6 +48,8 @@ def read_meta(path: Path, format_name: str = FORMAT_NAME) -> dict[str, Any]:
     found = meta.get("format") if isinstance(meta, dict) else None
     if found == FORMAT_NAME_2D and format_name != FORMAT_NAME_2D:
         raise CheckpointError(f"{path.parent} is a 2D CIPS model: render it with cips3d sample2d.")
+    if found == FORMAT_NAME and format_name == FORMAT_NAME_2D:
+        raise CheckpointError(f"{path.parent} is a CIPS-3D model, not a 2D one: use cips3d sample.")
     if found != format_name:
         raise CheckpointError(f"{path} is not a cips3d generator config (no format {format_name!r}).")
     if meta.get("format_version", 0) > FORMAT_VERSION:

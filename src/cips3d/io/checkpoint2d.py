@@ -131,10 +131,12 @@ def load_generator2d(
 
 @dataclass
 class Models2D:
-    """What a fine-tuning run starts from: a generator and, when the source has one, its discriminator."""
+    """What a fine-tuning run starts from: a generator and, when the source has a usable one, its
+    discriminator (else `why_no_d` says why not)."""
 
     G: Generator2D
-    D: Discriminator2D | None
+    D: Discriminator2D | None = None
+    why_no_d: str = "it has no discriminator"
 
 
 def load_models2d(path: str | os.PathLike) -> Models2D:
@@ -148,26 +150,29 @@ def _load(path: Path, which: Which, with_discriminator: bool) -> Models2D:
 
     if not path.exists():
         raise CheckpointError(f"there is no 2D model, run or checkpoint at {path}.")
-    D = None
     if _is_run(path):
         snapshot, config = load_run2d(path)
         G = Generator2D(config.generator_config())
         G.load_state_dict(snapshot.G_ema if which == "G_ema" else snapshot.G)
-        if with_discriminator:
-            D = Discriminator2D(config.discriminator())
-            D.load_state_dict(snapshot.D)
-    elif path.is_dir():
+        if not with_discriminator:
+            return Models2D(G.eval())
+        D = Discriminator2D(config.discriminator())
+        D.load_state_dict(snapshot.D)
+        return Models2D(G.eval(), D)
+    if path.is_dir():
         if not (path / CONFIG_FILE).is_file():
             raise CheckpointError(f"{path} is a folder without {CONFIG_FILE}, so not a cips3d checkpoint.")
-        G = _load_folder(path)
-    elif path.name == CONFIG_FILE or path.suffix == ".safetensors":
-        G = _load_folder(path.parent)
-    else:
-        content = read_torch_file(path)
-        G = generator2d_from_official(official_generator_state(content, path, which))
-        if with_discriminator and isinstance(content, Mapping) and isinstance(content.get("d"), Mapping):
-            D = discriminator2d_from_official(plain_state_dict(content["d"], path))
-    return Models2D(G.eval(), D)
+        return Models2D(_load_folder(path).eval(), why_no_d="a model folder holds the generator only")
+    if path.name == CONFIG_FILE or path.suffix == ".safetensors":
+        return Models2D(_load_folder(path.parent).eval(), why_no_d="a model folder holds the generator only")
+    content = read_torch_file(path)
+    G = generator2d_from_official(official_generator_state(content, path, which)).eval()
+    if not (with_discriminator and isinstance(content, Mapping) and isinstance(content.get("d"), Mapping)):
+        return Models2D(G, why_no_d="the file has no 'd'")
+    try:  # a discriminator cips3d cannot build leaves the generator usable
+        return Models2D(G, discriminator2d_from_official(plain_state_dict(content["d"], path)))
+    except CheckpointError as err:
+        return Models2D(G, why_no_d=str(err).rstrip("."))
 
 
 def discriminator2d_from_official(state: Mapping[str, torch.Tensor]) -> Discriminator2D:

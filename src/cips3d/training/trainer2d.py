@@ -209,7 +209,7 @@ class Trainer2D:
         self.G.load_state_dict(models.G.state_dict())
         self.G_ema.load_state_dict(models.G.state_dict())
         if models.D is None:
-            self.started_from = f"G from {path}; D from scratch ({path} has no discriminator)"
+            self.started_from = f"G from {path}; D from scratch ({models.why_no_d})"
         elif models.D.config != self.D.config:
             theirs, ours = models.D.config, self.D.config
             self.started_from = (
