@@ -16,7 +16,8 @@ MAPPING_LR_MUL = 0.01
 
 @dataclass(frozen=True)
 class Cips2DConfig:
-    """CIPSskip: coordinates -> Fourier features + learned embeddings -> styled FC pairs, RGB summed."""
+    """CIPSskip (or CIPSres): coordinates -> Fourier features + learned embeddings -> styled FC pairs ->
+    RGB, summed over the pairs' heads (or from one head after residual pairs)."""
 
     size: int = 256
     """Side of the learned coordinate-embedding grid: the training resolution (its height, with `width`)."""
@@ -37,6 +38,10 @@ class Cips2DConfig:
     are the same direction (x * pi on the unit circle, as the paper's panoramas do, spec 8.3): the
     Fourier features read (cos, sin, y) and the learned embedding wraps around horizontally, so every
     horizontal period of the coordinates renders the same image."""
+    architecture: Literal["skip", "res"] = "skip"
+    """'skip' (CIPSskip, FFHQ and Churches): a to-RGB head after every pair, the outputs summed. 'res'
+    (CIPSres, Landscapes): every pair is a residual block, (pair(x) + skip(x)) / sqrt(2) with a 1x1
+    skip where the width changes, and one to-RGB head at the end."""
     embedding_align_corners: bool = True
     """How the learned embedding is read between and beyond its entries. True (ours): entry (i, j) sits
     exactly at the training grid's coordinates. False: the official code's `grid_sample` default (since
@@ -56,6 +61,8 @@ class Cips2DConfig:
         bad = [f"{k}={v!r}" for k, v in counts.items() if not (isinstance(v, int) and v >= least.get(k, 1))]
         if self.coordinates not in ("plane", "cylinder"):
             raise ConfigError(f"coordinates must be 'plane' or 'cylinder', not {self.coordinates!r}.")
+        if self.architecture not in ("skip", "res"):
+            raise ConfigError(f"architecture must be 'skip' or 'res', not {self.architecture!r}.")
         if self.panorama and not self.embedding_align_corners:
             raise ConfigError("cylinder coordinates need embedding_align_corners=True (the seam's layout).")
         if bad or not self.widths or any(not (isinstance(w, int) and w >= 1) for w in self.widths):

@@ -17,9 +17,9 @@ SQRT2 = math.sqrt(2)
 SIZE, FOURIER, EMB, FIRST, WIDTHS, STYLE, MAPPING = 8, 12, 10, 16, (16, 12, 8), 12, 3
 
 
-def official_state(seed: int = 0) -> dict[str, torch.Tensor]:
-    """A random `CIPSskip` state dict with the official names and shapes, in official order; every
-    tensor non-trivial (noise weights, biases and the to-RGB bias nonzero)."""
+def official_state(seed: int = 0, residual: bool = False) -> dict[str, torch.Tensor]:
+    """A random `CIPSskip` (or, `residual`, `CIPSres`) state dict with the official names and shapes, in
+    official order; every tensor non-trivial (noise weights, biases and the to-RGB bias nonzero)."""
     g = torch.Generator().manual_seed(seed)
 
     def rand(*shape: int, scale: float = 1.0, shift: float = 0.0) -> torch.Tensor:
@@ -39,16 +39,31 @@ def official_state(seed: int = 0) -> dict[str, torch.Tensor]:
         "lff.ffm.conv.bias": rand(FOURIER, scale=0.5),
         "emb.input": rand(1, EMB, SIZE, SIZE),
     }
-    state |= {f"conv1.{k}": v for k, v in styled(FOURIER + EMB, FIRST).items()}
+
+    def to_rgb(prefix: str, c: int) -> dict[str, torch.Tensor]:
+        return {
+            f"{prefix}.bias": rand(1, 3, 1, 1, scale=0.1),
+            f"{prefix}.conv.weight": rand(1, 3, c, 1, 1),
+            f"{prefix}.conv.modulation.weight": rand(c, STYLE),
+            f"{prefix}.conv.modulation.bias": rand(c, scale=0.1, shift=1.0),
+        }
+
     ins = (FIRST, *WIDTHS[:-1])
-    for i, (c_in, c) in enumerate(zip(ins, WIDTHS, strict=True)):
-        state |= {f"linears.{2 * i}.{k}": v for k, v in styled(c_in, c).items()}
-        state |= {f"linears.{2 * i + 1}.{k}": v for k, v in styled(c, c).items()}
-    for i, c in enumerate(WIDTHS):
-        state[f"to_rgbs.{i}.bias"] = rand(1, 3, 1, 1, scale=0.1)
-        state[f"to_rgbs.{i}.conv.weight"] = rand(1, 3, c, 1, 1)
-        state[f"to_rgbs.{i}.conv.modulation.weight"] = rand(c, STYLE)
-        state[f"to_rgbs.{i}.conv.modulation.bias"] = rand(c, scale=0.1, shift=1.0)
+    if residual:  # linears.0 the first layer, linears.1... residual pairs with 1x1 skips, one head
+        state |= {f"linears.0.{k}": v for k, v in styled(FOURIER + EMB, FIRST).items()}
+        for i, (c_in, c) in enumerate(zip(ins, WIDTHS, strict=True)):
+            state |= {f"linears.{i + 1}.conv1.{k}": v for k, v in styled(c_in, c).items()}
+            state |= {f"linears.{i + 1}.conv2.{k}": v for k, v in styled(c, c).items()}
+            if c_in != c:
+                state[f"linears.{i + 1}.skip.0.weight"] = rand(c, c_in, 1, 1)
+        state |= to_rgb("to_rgb_last", WIDTHS[-1])
+    else:
+        state |= {f"conv1.{k}": v for k, v in styled(FOURIER + EMB, FIRST).items()}
+        for i, (c_in, c) in enumerate(zip(ins, WIDTHS, strict=True)):
+            state |= {f"linears.{2 * i}.{k}": v for k, v in styled(c_in, c).items()}
+            state |= {f"linears.{2 * i + 1}.{k}": v for k, v in styled(c, c).items()}
+        for i, c in enumerate(WIDTHS):
+            state |= to_rgb(f"to_rgbs.{i}", c)
     for k in range(1, MAPPING + 1):  # stored N(0, 1) / lr_mul, as EqualLinear draws them
         state[f"style.{k}.weight"] = rand(STYLE, STYLE, scale=100.0)
         state[f"style.{k}.bias"] = rand(STYLE, scale=10.0)
@@ -62,7 +77,7 @@ def official_forward(
     training: bool = False,
     noises: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """The official CIPSskip forward (spec 8.1): z [B, D], coords [B, 2, H, W] -> rgb [B, 3, H, W]."""
+    """The official CIPSskip (or CIPSres) forward (spec 8.1): z [B, D], coords [B, 2, H, W] -> rgb."""
     lr_mul = 0.01
     latent = z * torch.rsqrt(z.square().mean(1, keepdim=True) + 1e-8)
     k = 1
@@ -104,6 +119,15 @@ def official_forward(
             out = out + state[f"{prefix}.noise.weight"] * noise
         return F.leaky_relu(out + state[f"{prefix}.activate.bias"].view(1, -1, 1, 1), 0.2) * SQRT2
 
+    if "to_rgb_last.bias" in state:  # CIPSres: (pair(x) + skip(x)) / sqrt(2), one head at the end
+        x = styled("linears.0", x)
+        k = 1
+        while f"linears.{k}.conv1.conv.weight" in state:
+            y = styled(f"linears.{k}.conv2", styled(f"linears.{k}.conv1", x))
+            skip = state.get(f"linears.{k}.skip.0.weight")
+            x = (y + (x if skip is None else F.conv2d(x, skip / math.sqrt(skip.shape[1])))) / SQRT2
+            k += 1
+        return modulated("to_rgb_last", x, demodulate=False) + state["to_rgb_last.bias"]
     x = styled("conv1", x)
     rgb = 0
     pairs = sum(1 for key in state if re.fullmatch(r"to_rgbs\.\d+\.bias", key))

@@ -1,5 +1,5 @@
-"""Official 2D CIPS (`CIPSskip`) checkpoints: conversion, and the converted model renders what the
-official algorithm renders.
+"""Official 2D CIPS checkpoints (`CIPSskip`, and `CIPSres` of the Landscapes model): conversion, and
+the converted model renders what the official algorithm renders.
 
 No official 2D outputs exist in the fixtures, so the reference is `cips_official`, an independent
 re-statement of the official forward pass in the official form.
@@ -41,9 +41,9 @@ from tests.convert.cips_official import (
 )
 
 
-@pytest.fixture(scope="module")
-def converted() -> tuple[dict[str, torch.Tensor], Generator2D]:
-    state = official_state()
+@pytest.fixture(scope="module", params=["skip", "res"])
+def converted(request) -> tuple[dict[str, torch.Tensor], Generator2D]:
+    state = official_state(residual=request.param == "res")
     return state, generator2d_from_official(state).eval()
 
 
@@ -57,6 +57,9 @@ def test_the_architecture_is_read_from_the_tensors(converted):
     )
     assert (config.fourier_dim, config.embedding_dim, config.first_width) == (FOURIER, EMB, FIRST)
     assert config.widths == WIDTHS and config.embedding_align_corners is False
+    residual = "to_rgb_last.bias" in converted[0]
+    assert config.architecture == ("res" if residual else "skip")
+    assert converted[1].num_styles == (1 + 2 * 3 + 1 if residual else 1 + 3 * 3)
 
 
 def test_round_trip_gives_back_every_official_tensor_in_order(converted):
@@ -160,8 +163,8 @@ def test_our_folder_keeps_the_official_alignment(tmp_path, converted):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda s: s.update({"to_rgb_last.conv.weight": torch.ones(1, 3, 8, 1, 1)}), "CIPSres"),
         (lambda s: s.update({"conv1.bias": torch.zeros(1, FIRST, 1, 1)}), "'sin' or 'sinrelu'"),
+        (lambda s: s.update({"linears.4.bias": torch.zeros(1, 12, 1, 1)}), "'sin' or 'sinrelu'"),
         (lambda s: s.pop("linears.3.noise.weight"), r"missing 1 keys \(linears\.3\.noise\.weight\)"),
         (lambda s: s.update({"lff.ffm.conv.weight": torch.ones(FOURIER, 3, 1, 1)}), "reads 3 coordinates"),
         (lambda s: s.update({"to_rgbs.0.conv.weight": torch.ones(1, 3, 5, 1, 1)}), "wrongly shaped"),

@@ -1,17 +1,17 @@
-"""Official 2D CIPS generator state dicts (saic-mdal/CIPS, `CIPSskip`) <-> ours, through one key table.
+"""Official 2D CIPS generator state dicts (saic-mdal/CIPS: `CIPSskip`, and `CIPSres` of the Landscapes
+model) <-> ours, through one key table.
 
 The official layers are 1x1 convolutions on [B, C, H, W] maps; ours are products on [B, H * W, C]
 rows, so four tensors change layout (each row names how):
 
     modfc     [1, out, in, 1, 1]  <->  [in, out]    modulated layers (StyledConv, ToRGB)
-    conv      [out, in, 1, 1]     <->  [out, in]    the Fourier-feature layer
+    conv      [out, in, 1, 1]     <->  [out, in]    the Fourier-feature layer (and CIPSres's skips)
     leading   [1, *shape]         <->  shape        the coordinate embedding
     rgb_bias  [1, 3, 1, 1]        <->  [3]          the to-RGB biases
 
 The architecture is read from the tensors' shapes (size, widths, mapping depth), so no preset is
 needed. The official code reads its embedding with `grid_sample`'s default alignment; converted
 models keep it (`Cips2DConfig.embedding_align_corners=False`) and so render the official images.
-`CIPSres` (the Landscapes model) is another architecture and is refused by name.
 """
 
 from __future__ import annotations
@@ -53,19 +53,38 @@ def _modulated(official: str, ours: str, styled: bool) -> list[Row2D]:
     ]
 
 
+def _skip_rows(config: Cips2DConfig) -> list[Row2D]:
+    """CIPSskip: conv1, then linears 2i and 2i + 1 (pair i), then a to-RGB head per pair."""
+    rows = _modulated("conv1", "first", styled=True)
+    for i in range(len(config.widths)):
+        rows += _modulated(f"linears.{2 * i}", f"pairs.{i}.0", styled=True)
+        rows += _modulated(f"linears.{2 * i + 1}", f"pairs.{i}.1", styled=True)
+    for i in range(len(config.widths)):
+        rows += _modulated(f"to_rgbs.{i}", f"to_rgb.{i}", styled=False)
+    return rows
+
+
+def _residual_rows(config: Cips2DConfig) -> list[Row2D]:
+    """CIPSres: linears.0 (the first layer), linears 1 + i (residual pair i: conv1, conv2 and, where the
+    width changes, skip.0), then the one head `to_rgb_last`."""
+    rows = _modulated("linears.0", "first", styled=True)
+    widths_in = (config.first_width, *config.widths[:-1])
+    for i, (w_in, w_out) in enumerate(zip(widths_in, config.widths, strict=True)):
+        rows += _modulated(f"linears.{i + 1}.conv1", f"pairs.{i}.0", styled=True)
+        rows += _modulated(f"linears.{i + 1}.conv2", f"pairs.{i}.1", styled=True)
+        if w_in != w_out:
+            rows.append(Row2D(f"linears.{i + 1}.skip.0.weight", f"skips.{i}.weight", "conv"))
+    return rows + _modulated("to_rgb_last", "to_rgb.0", styled=False)
+
+
 def key_table_2d(config: Cips2DConfig) -> list[Row2D]:
     """Every official key of a `CIPSskip` of `config`, in the official registration order."""
     rows = [
         Row2D("lff.ffm.conv.weight", "encoding.fourier_weight", "conv"),
         Row2D("lff.ffm.conv.bias", "encoding.fourier_bias"),
         Row2D("emb.input", "encoding.embedding", "leading"),
-        *_modulated("conv1", "first", styled=True),
     ]
-    for i in range(len(config.widths)):
-        rows += _modulated(f"linears.{2 * i}", f"pairs.{i}.0", styled=True)
-        rows += _modulated(f"linears.{2 * i + 1}", f"pairs.{i}.1", styled=True)
-    for i in range(len(config.widths)):
-        rows += _modulated(f"to_rgbs.{i}", f"to_rgb.{i}", styled=False)
+    rows += _residual_rows(config) if config.architecture == "res" else _skip_rows(config)
     for k in range(config.mapping_layers):  # index 0 of the official nn.Sequential is the PixelNorm
         rows += [Row2D(f"style.{k + 1}.{p}", f"mapping.layers.{k}.{p}") for p in ("weight", "bias")]
     return rows
@@ -127,12 +146,8 @@ def holds_official_cips2d(content: Any) -> bool:
 
 
 def config_from_official_2d(state: Mapping[str, torch.Tensor]) -> Cips2DConfig:
-    """The `Cips2DConfig` of an official `CIPSskip` state dict, read from its tensors' shapes."""
-    if "to_rgb_last.conv.weight" in state or "linears.1.conv1.conv.weight" in state:
-        raise CheckpointError(
-            "this is an official CIPSres checkpoint (the Landscapes model): cips3d implements CIPSskip only."
-        )
-    if "conv1.bias" in state:
+    """The `Cips2DConfig` of an official `CIPSskip` or `CIPSres` state dict, read from its shapes."""
+    if any(re.fullmatch(r"(conv1|linears\.\d+|linears\.\d+\.conv[12])\.bias", key) for key in state):
         raise CheckpointError(
             "this CIPS checkpoint uses the 'sin' or 'sinrelu' activation; cips3d implements the released "
             "models' LeakyReLU only."
@@ -141,9 +156,17 @@ def config_from_official_2d(state: Mapping[str, torch.Tensor]) -> Cips2DConfig:
     if coord_dims != 2:
         raise CheckpointError(f"this CIPS checkpoint reads {coord_dims} coordinates per pixel, not 2 (x, y).")
     _, embedding, rows, cols = _shape(state, "emb.input", 4)
-    first = _shape(state, "conv1.conv.weight", 5)[1]
-    pairs = sorted(int(m.group(1)) for k in state if (m := re.fullmatch(r"to_rgbs\.(\d+)\.bias", k)))
-    widths = tuple(_shape(state, f"linears.{2 * i}.conv.weight", 5)[1] for i in range(len(pairs)))
+    residual = "to_rgb_last.conv.weight" in state
+    if residual:  # CIPSres: linears.0 is the first layer, linears.1... the residual pairs
+        first = _shape(state, "linears.0.conv.weight", 5)[1]
+        blocks = sorted(
+            int(m.group(1)) for k in state if (m := re.fullmatch(r"linears\.(\d+)\.conv1\.conv\.weight", k))
+        )
+        widths = tuple(_shape(state, f"linears.{i}.conv1.conv.weight", 5)[1] for i in blocks)
+    else:
+        first = _shape(state, "conv1.conv.weight", 5)[1]
+        pairs = sorted(int(m.group(1)) for k in state if (m := re.fullmatch(r"to_rgbs\.(\d+)\.bias", k)))
+        widths = tuple(_shape(state, f"linears.{2 * i}.conv.weight", 5)[1] for i in range(len(pairs)))
     mapping = sorted(int(m.group(1)) for k in state if (m := re.fullmatch(r"style\.(\d+)\.weight", k)))
     if not mapping or not widths:
         raise CheckpointError("the 2D CIPS checkpoint has no mapping network or no to-RGB layers.")
@@ -156,6 +179,7 @@ def config_from_official_2d(state: Mapping[str, torch.Tensor]) -> Cips2DConfig:
         embedding_dim=embedding,
         first_width=first,
         widths=widths,
+        architecture="res" if residual else "skip",
         embedding_align_corners=False,
     )
 

@@ -3,7 +3,8 @@ pixel's coordinates and one latent, independently of every other pixel.
 
     z -> mapping -> w
     (x, y) -> [sin(Fourier features), learned coordinate embedding] -> styled FC -> 7 pairs of styled
-    FCs, a to-RGB head after each pair, the RGB outputs summed
+    FCs, a to-RGB head after each pair, the RGB outputs summed (CIPSres, `architecture="res"`: each pair
+    a residual block, one to-RGB head at the end)
 
 Because pixels are independent, a patch of the coordinate grid renders exactly that patch of the image,
 a denser grid renders more pixels of the same image, and any scattered set of points (foveated
@@ -25,7 +26,7 @@ from cips3d.errors import ConfigError
 from cips3d.models.coordinates import cylinder_grid, plane_grid
 from cips3d.models.mapping import pixel_norm
 from cips3d.nn.equalized import EqualLinear
-from cips3d.nn.styled import StyledFC, ToRGB
+from cips3d.nn.styled import StyledFC, ToRGB, WidthSkip
 
 NoiseMode = Literal["random", "none"]
 CHUNK_PIXELS = 65_536
@@ -120,7 +121,15 @@ class Generator2D(nn.Module):
         for w_in, w_out in zip(widths_in, config.widths, strict=True):
             pairs.append(nn.ModuleList([StyledFC(w_in, w_out, d), StyledFC(w_out, w_out, d)]))
         self.pairs = nn.ModuleList(pairs)
-        self.to_rgb = nn.ModuleList(ToRGB(w, d) for w in config.widths)
+        self.residual = config.architecture == "res"
+        if self.residual:  # CIPSres: residual pairs, a 1x1 skip where the width changes, one head
+            self.skips = nn.ModuleList(
+                WidthSkip(w_in, w_out) if w_in != w_out else nn.Identity()
+                for w_in, w_out in zip(widths_in, config.widths, strict=True)
+            )
+            self.to_rgb = nn.ModuleList([ToRGB(config.widths[-1], d)])
+        else:
+            self.to_rgb = nn.ModuleList(ToRGB(w, d) for w in config.widths)
         self.reset_parameters(generator)
 
     @torch.no_grad()
@@ -129,6 +138,13 @@ class Generator2D(nn.Module):
             layer.reset_parameters(generator)
         self.encoding.reset_parameters(generator)
         self.first.reset_parameters(generator)
+        if self.residual:
+            for pair, skip in zip(self.pairs, self.skips, strict=True):
+                for layer in (*pair, skip):
+                    if isinstance(layer, WidthSkip | StyledFC):
+                        layer.reset_parameters(generator)
+            self.to_rgb[0].reset_parameters(generator)
+            return
         for pair, rgb in zip(self.pairs, self.to_rgb, strict=True):
             for layer in pair:
                 layer.reset_parameters(generator)
@@ -200,7 +216,8 @@ class Generator2D(nn.Module):
         """w [B, D] (, coords [B, H, W, 2]) -> images [B, 3, H, W] (no final tanh, as official).
 
         w may also be [B, num_styles, D]: one style per modulated layer (W+, as inversion fits them),
-        in the order first layer, then each pair's two layers and its to-RGB head.
+        in the order first layer, then each pair's two layers and its to-RGB head (residual: the one
+        head last).
         Without `coords`, the training grid (size x grid_width) with its embeddings as stored (a model
         converted from the official code, outside training: sampled there, as the official code
         does). `noise` 'random' adds fresh per-pixel noise at every styled FC, drawn from `generator`
@@ -243,6 +260,11 @@ class Generator2D(nn.Module):
         """Encoded pixels [B, N, F + E] -> RGB [B, N, 3] through the styled FCs (noise per styled FC)."""
         styles_left, noises_left = iter(styles), iter(noises or [])
         x = self.first(x, next(styles_left), next(noises_left, None))
+        if self.residual:
+            for (a, c), skip in zip(self.pairs, self.skips, strict=True):
+                y = a(x, next(styles_left), next(noises_left, None))
+                x = (c(y, next(styles_left), next(noises_left, None)) + skip(x)) / math.sqrt(2)
+            return self.to_rgb[0](x, next(styles_left))
         rgb = 0
         for (a, c), to_rgb in zip(self.pairs, self.to_rgb, strict=True):
             x = a(x, next(styles_left), next(noises_left, None))
@@ -252,8 +274,9 @@ class Generator2D(nn.Module):
 
     @property
     def num_styles(self) -> int:
-        """Modulated layers: the first, and three per pair (two styled FCs and a to-RGB head)."""
-        return 1 + 3 * len(self.pairs)
+        """Modulated layers: the first, then two styled FCs per pair and the to-RGB heads (one per pair,
+        or one in all for the residual architecture)."""
+        return 1 + 2 * len(self.pairs) + len(self.to_rgb)
 
     def _per_layer(self, w: torch.Tensor) -> list[torch.Tensor]:
         """w [B, D] (shared by every layer) or [B, num_styles, D] -> one [B, D] per layer."""

@@ -71,3 +71,20 @@ class ToRGB(_ModulatedFC):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return torch.bmm(x, self.modulated(w, demodulate=False)) + self.bias
+
+
+class WidthSkip(nn.Module):
+    """x [B, N, in] -> x @ (W / sqrt(in)).T, [B, N, out]: the bias-free 1x1 skip of a residual pair whose
+    width changes (the official `ConvLayer(in, out, 1, activate=False, bias=False)`), W [out, in]."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_dim, in_dim))
+        self.scale = 1 / math.sqrt(in_dim)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None) -> None:
+        self.weight.normal_(generator=generator)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight * self.scale)
