@@ -49,7 +49,8 @@ def test_the_official_discriminator_is_taken_when_it_fits_the_run(tmp_path, blob
     assert all(torch.equal(trainer.D.state_dict()[k], v) for k, v in expected.items())
     other = dataclasses.replace(config, d_reads_coordinates=True)  # a 5-channel D cannot take it
     trainer = Trainer2D(other, tmp_path / "run2", blob_folder, progress=False)
-    assert "D from scratch (its discriminator reads 3 x 8 px, this run's 5 x 8 px)" in trainer.started_from
+    assert "D from scratch (its discriminator reads 3 channels at 8 px" in trainer.started_from
+    assert "this run's reads 5 channels at 8 px" in trainer.started_from
     broken = torch.load(init, weights_only=False)
     broken["d"]["convs.1.0.weight"] = torch.ones(1)  # extra first layers: the generator is still usable
     torch.save(broken, init)

@@ -87,7 +87,8 @@ class Train2DConfig:
     keep_snapshots: int = 3
     init: str | None = None
     """Fine-tuning: the 2D model the run starts from (a run, model folder or official CIPS file). G and
-    G_ema begin as its weights, D from scratch; a resume reads its own snapshot, not this."""
+    G_ema begin as its weights, D as its discriminator when it has one of this run's config (else from
+    scratch); a resume reads its own snapshot, not this."""
     model: dict[str, Any] | None = None
     """The generator's whole config when it is `init`'s rather than a preset's (its size, width and
     coordinates then decide the training images)."""
@@ -162,6 +163,11 @@ def is_run2d(path: str | Path) -> bool:
     return isinstance(config, dict) and is_2d_run_config(config)
 
 
+def _describe(config: Cips2DDiscriminatorConfig) -> str:
+    return (f"reads {config.input_channels} channels at {config.size} px, multiplier "
+            f"{config.channel_multiplier}, widths up to {config.max_channels}")  # fmt: skip
+
+
 class Trainer2D:
     """A 2D CIPS run in `run_dir` on the images at `data` (see the module docstring)."""
 
@@ -211,11 +217,8 @@ class Trainer2D:
         if models.D is None:
             self.started_from = f"G from {path}; D from scratch ({models.why_no_d})"
         elif models.D.config != self.D.config:
-            theirs, ours = models.D.config, self.D.config
-            self.started_from = (
-                f"G from {path}; D from scratch (its discriminator reads {theirs.input_channels} x "
-                f"{theirs.size} px, this run's {ours.input_channels} x {ours.size} px)"
-            )
+            why = f"its discriminator {_describe(models.D.config)}, this run's {_describe(self.D.config)}"
+            self.started_from = f"G from {path}; D from scratch ({why})"
         else:
             self.D.load_state_dict(models.D.state_dict())
             self.started_from = f"G and D from {path}"
