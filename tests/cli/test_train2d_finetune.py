@@ -86,3 +86,11 @@ def test_fine_tuning_mistakes_are_one_sentence(capsys, tmp_path, blob_folder):
     assert code == 2 and "--init brings its own generator" in err
     code, _, err = run(capsys, "train2d", *where, "--init", str(tmp_path / "nothing.pt"))
     assert code == 2 and "no 2D model, run or checkpoint" in err
+
+
+def test_fid_arguments_are_checked_before_training(capsys, tmp_path, blob_folder):
+    where = ["--data", str(blob_folder), "--outdir", str(tmp_path / "r"), "--max-steps", "1", *OPTIONS]
+    code, _, err = run(capsys, "train2d", *where, "--inception", str(tmp_path / "x.pt"))
+    assert code == 2 and "--inception is the network of --fid" in err
+    code, _, err = run(capsys, "train2d", *where, "--fid", "4", "--inception", str(tmp_path / "x.pt"))
+    assert code == 2 and "no Inception weights file at" in err and not (tmp_path / "r").exists()

@@ -15,6 +15,7 @@ import torch
 from cips3d import CheckpointError, generator_preset
 from cips3d.convert.official_d import to_official_d
 from cips3d.io.checkpoint import official_state_dict
+from cips3d.metrics.evaluate import evaluate
 from cips3d.training import trainer as trainer_module
 from cips3d.training.config import StageConfig
 from cips3d.training.snapshot import list_snapshots, load_snapshot
@@ -192,3 +193,19 @@ def monitor_tf32(monkeypatch):
     monkeypatch.setattr(trainer_module, "tf32_matmuls", recording_switch)
     monkeypatch.setattr(trainer_module, "d_step", counting_d_step)
     return record
+
+
+def test_fid_scores_every_snapshot_as_cips3d_metrics_would(tmp_path, blob_folder):
+    """--fid: each snapshot's record has the FID that `evaluate` gives its G_ema (the run's renderer
+    and camera prior), and TensorBoard gets eval/fid."""
+    config = micro_config()
+    options = TrainOptions(progress=False, max_steps=2, fid_images=4)
+    trainer = Trainer(config, tmp_path / "run", blob_folder, options)
+    trainer.run()
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert records and all(r["fid"] > 0 for r in records)
+    stage = config.stages[0]
+    render = trainer._eval_render(stage)
+    direct = evaluate(trainer.G_ema, blob_folder, ["fid"], 4, stage.img_size, render=render, pose=config.pose)
+    direct = direct["metrics"]["fid"]
+    assert records[-1]["fid"] == pytest.approx(direct, rel=1e-9)

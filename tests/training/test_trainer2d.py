@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from cips3d.errors import ConfigError
+from cips3d.metrics.evaluate import evaluate_2d
 from cips3d.training.snapshot import list_snapshots, load_snapshot
 from cips3d.training.trainer2d import Train2DConfig, Trainer2D
 
@@ -92,3 +93,12 @@ def test_two_processes_stay_in_step_and_resume_exactly(tmp_path, blob_folder):
     single = Trainer2D(config, tmp_path / "single", blob_folder, progress=False)
     single.run(max_steps=4)
     assert not all(torch.equal(a[0]["D"][k], v) for k, v in single.D.state_dict().items())
+
+
+def test_fid_scores_each_snapshot_as_cips3d_metrics_would(tmp_path, blob_folder):
+    trainer = Trainer2D(CONFIG, tmp_path / "run", blob_folder, progress=False, fid_images=4)
+    trainer.run(max_steps=1)
+    record = trainer.state.history[-1]
+    direct = evaluate_2d(trainer.G_ema, blob_folder, ["fid"], 4)["metrics"]["fid"]
+    assert record["fid"] > 0 and record["fid"] == pytest.approx(direct, rel=1e-9)
+    assert load_snapshot(tmp_path / "run").state.history[-1]["fid"] == record["fid"]

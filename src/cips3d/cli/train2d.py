@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cips3d.cli.common import positive_int, resolve_device
+from cips3d.cli.common import add_fid_arguments, check_fid_arguments, positive_int, resolve_device
 from cips3d.cli.train import process_device
 from cips3d.config_2d import CIPS2D_PRESETS
 from cips3d.errors import UserError
@@ -68,6 +68,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--minutes", type=float, help="stop after this much wall time (snapshot)")
     p.add_argument("--resume", action="store_true", help="continue the run in --outdir exactly")
     p.add_argument("--device", default="auto")
+    add_fid_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -94,11 +95,13 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, xflip=args.xflip, d_reads_coordinates=args.d_coords,
         snapshot_every=args.snapshot_every, keep_snapshots=args.keep, **_generator(args),
     )  # fmt: skip
+    check_fid_arguments(args)
     world = world_from_environment()
     device = process_device(resolve_device(args.device), world, args.device)
     join(world, device)
     try:
-        trainer = Trainer2D(config, args.outdir, args.data, device, args.resume, not args.quiet, world)
+        trainer = Trainer2D(config, args.outdir, args.data, device, args.resume, not args.quiet, world,
+                            fid_images=args.fid or 0, inception=args.inception)  # fmt: skip
         if args.init and not args.resume and world.is_main:
             print(f"cips3d train2d: fine-tuning, {trainer.started_from}.")
         try:

@@ -7,6 +7,7 @@ renderer, and are quantised to uint8 exactly as a PNG would store them. Real fea
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -108,23 +109,27 @@ def evaluate(
     img_size: int = 64,
     psi: float = 1.0,
     extractor_path: str | Path | None = None,
+    render: RenderConfig | None = None,
+    pose: PoseConfig | None = None,
 ) -> dict:
-    """Scores of `G` against `data`; returns {"metrics": {...}, "protocol": {...}}."""
+    """Scores of `G` against `data`; returns {"metrics": {...}, "protocol": {...}}. `render` and `pose`:
+    the renderer's settings and the camera prior (a training run's; default the FFHQ ones)."""
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise UserError(f"unknown metrics {unknown}; known: {', '.join(METRICS)}.")
     started = time.monotonic()
-    render = RenderConfig(img_size=img_size)
+    render = dataclasses.replace(render, img_size=img_size) if render else RenderConfig(img_size=img_size)
     protocol: dict = {
         "cips3d": __version__, "data": str(data), "img_size": img_size, "psi": psi,
         "real": "first N images of the dataset, LANCZOS-resized, no mirroring",
-        "fake": f"seeds from {EVAL_SEED}, FFHQ pose prior, stochastic renderer, uint8 as in PNG",
+        "fake": f"seeds from {EVAL_SEED}, {'the run' if pose else 'FFHQ'} pose prior, stochastic renderer, "
+        "uint8 as in PNG",
         "file_format": "none (in memory, uint8)",
     }  # fmt: skip
     scores: dict[str, float] = {}
     if any(m in metrics for m in IMAGE_METRICS):
         reals = real_images(data, num_images, img_size)
-        fakes = generated_images(G, reals.shape[0], render, PoseConfig(), psi)
+        fakes = generated_images(G, reals.shape[0], render, pose or PoseConfig(), psi)
         scores |= _image_scores(reals, fakes, data, metrics, extractor_path, G.device, protocol)
     if "consistency" in metrics:
         scores |= generator_consistency(G, img_size=img_size)

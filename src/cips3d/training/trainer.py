@@ -29,6 +29,7 @@ from cips3d.errors import CheckpointError
 from cips3d.fast import tf32_matmuls
 from cips3d.io.files import atomic_write
 from cips3d.io.images import save_png
+from cips3d.metrics.evaluate import evaluate
 from cips3d.models.discriminator import Discriminator, DiscriminatorConfig
 from cips3d.models.generator3d import Generator3D
 from cips3d.training.augment import DiffAugmentConfig
@@ -75,6 +76,11 @@ class TrainOptions:
     world: World = World()
     """This process's place in a data-parallel job (its process group already joined); alone by default.
     Each process trains on `batch_size` images per step, so a step sees batch_size * world_size."""
+    fid_images: int = 0
+    """Also score every snapshot by FID (G_ema against the data, this many images each; 0: SWD only).
+    FID from few images is biased upwards: compare runs at the same count."""
+    inception: str | None = None
+    """The FID network's weights (`cips3d.metrics.inception`); None: the default file."""
 
 
 def nerf_modules(G: Generator3D) -> list[torch.nn.Module]:
@@ -340,14 +346,24 @@ class Trainer:
             monitor.scalar("eval/swd", value, self.state.global_step)
             if self.state.best_score is None or value < self.state.best_score:
                 self.state.best_score, self.state.best_snapshot = value, name
+            if self.options.fid_images:
+                record["fid"] = self._fid(stage)
+                monitor.scalar("eval/fid", record["fid"], self.state.global_step)
         self.state.history.append(record)
         modules = {"G": self.G, "G_ema": self.G_ema, "D": self.D}
         path = write_snapshot(root, self.state, self.config.to_dict(), modules, self.optimizers, rng)
         prune_snapshots(root, self.config.keep_snapshots, {self.state.best_snapshot} - {None})
         _append_jsonl(self.run_dir / "metrics.jsonl", record)
-        monitor.message(
-            f"snapshot {path.name} ({reason}" + (f", SWD {record['swd']:.2f})" if "swd" in record else ")")
-        )
+        scores = "".join(f", {k.upper()} {record[k]:.2f}" for k in ("swd", "fid") if k in record)
+        monitor.message(f"snapshot {path.name} ({reason}{scores})")
+
+    def _fid(self, stage: StageConfig) -> float:
+        """FID of G_ema against the data at the stage's size (the metrics protocol, the run's renderer)."""
+        options = self.options
+        result = evaluate(self.G_ema, self.data, ["fid"], options.fid_images, stage.img_size,
+                          extractor_path=options.inception, render=self._eval_render(stage),
+                          pose=self.config.pose)  # fmt: skip
+        return result["metrics"]["fid"]
 
     def _eval_render(self, stage: StageConfig) -> RenderConfig:
         c = self.config

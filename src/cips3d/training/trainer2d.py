@@ -31,6 +31,7 @@ from cips3d.data.sampler import InfiniteSampler
 from cips3d.errors import CheckpointError, ConfigError
 from cips3d.io.checkpoint2d import load_models2d
 from cips3d.io.images import make_grid, save_png, to_uint8
+from cips3d.metrics.evaluate import evaluate_2d
 from cips3d.metrics.swd import swd
 from cips3d.models.discriminator2d import Discriminator2D
 from cips3d.models.generator2d import Generator2D
@@ -180,8 +181,13 @@ class Trainer2D:
         resume: bool = False,
         progress: bool = True,
         world: World | None = None,
+        fid_images: int = 0,
+        inception: str | None = None,
     ) -> None:
+        """`fid_images` > 0 also scores every snapshot by FID on that many images (`inception`: the FID
+        network's weights, None the default file); how a run is scored is not part of its config."""
         self.config, self.run_dir, self.device = config, Path(run_dir), torch.device(device)
+        self.data, self.fid_images, self.inception = data, fid_images, inception
         self.world = world or World()
         self.progress = progress and self.world.is_main
         init = torch.Generator().manual_seed(config.seed)
@@ -284,7 +290,11 @@ class Trainer2D:
             return
         self._reported_step = record["step"]
         monitor.scalar("eval/swd", record["swd"], record["step"])
-        monitor.message(f"snapshot {path.name}: SWD {record['swd']:.2f} (best: {self.state.best_snapshot})")
+        scores = f"SWD {record['swd']:.2f}"
+        if "fid" in record:
+            monitor.scalar("eval/fid", record["fid"], record["step"])
+            scores += f", FID {record['fid']:.2f}"
+        monitor.message(f"snapshot {path.name}: {scores} (best: {self.state.best_snapshot})")
 
     def step(self, reals: torch.Tensor) -> dict[str, float]:
         """One iteration on real images [B, 3, S, S] in [-1, 1]."""
@@ -345,6 +355,10 @@ class Trainer2D:
         z = self.G.sample_latents(len(reals), torch.Generator().manual_seed(self.config.seed + 3))
         fakes = torch.cat([self.G_ema(part).cpu() for part in z.split(16)]).clamp(-1, 1)
         value = swd(reals, fakes).mean
-        self.state.history.append({"step": self.state.global_step, "swd": value})
+        record = {"step": self.state.global_step, "swd": value}
+        if self.fid_images:
+            scores = evaluate_2d(self.G_ema, self.data, ["fid"], self.fid_images, self.inception)
+            record["fid"] = scores["metrics"]["fid"]
+        self.state.history.append(record)
         if self.state.best_score is None or value < self.state.best_score:
             self.state.best_score, self.state.best_snapshot = value, name
