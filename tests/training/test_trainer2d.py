@@ -102,3 +102,9 @@ def test_fid_scores_each_snapshot_as_cips3d_metrics_would(tmp_path, blob_folder)
     direct = evaluate_2d(trainer.G_ema, blob_folder, ["fid"], 4)["metrics"]["fid"]
     assert record["fid"] > 0 and record["fid"] == pytest.approx(direct, rel=1e-9)
     assert load_snapshot(tmp_path / "run").state.history[-1]["fid"] == record["fid"]
+
+
+def test_the_discriminator_width_cap_follows_the_preset_unless_given():
+    assert Train2DConfig(generator="cips-tiny").discriminator().max_channels == 64
+    assert Train2DConfig(generator="cips-256", patch=64).discriminator().max_channels == 512
+    assert Train2DConfig(generator="cips-tiny", d_max_channels=32).discriminator().max_channels == 32

@@ -58,6 +58,11 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--batch-size", type=positive_int, default=4)
     p.add_argument("--d-coords", action="store_true", help="the discriminator also reads the coordinate maps")
+    p.add_argument(
+        "--d-max-channels",
+        type=positive_int,
+        help="cap on the discriminator's widths (default: the preset's, cips-tiny 64; else 512)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--xflip", action="store_true", help="add mirrored copies of the images")
     p.add_argument("--snapshot-every", type=positive_int, default=500)
@@ -93,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     config = Train2DConfig(
         patch=args.patch, panorama=args.panorama, width=args.width, batch_size=args.batch_size,
         seed=args.seed, xflip=args.xflip, d_reads_coordinates=args.d_coords,
-        snapshot_every=args.snapshot_every, keep_snapshots=args.keep, **_generator(args),
+        d_max_channels=args.d_max_channels, snapshot_every=args.snapshot_every, keep_snapshots=args.keep,
+        **_generator(args),
     )  # fmt: skip
     check_fid_arguments(args)
     world = world_from_environment()
