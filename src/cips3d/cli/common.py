@@ -25,6 +25,8 @@ from cips3d.metrics.inception import InceptionExtractor
 from cips3d.models.generator2d import Generator2D
 from cips3d.models.generator3d import Generator3D
 
+CHECKPOINT_HELP_2D = "a train2d run (or one of its snapshots), a 2D model folder, or an official CIPS .pt"
+
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")

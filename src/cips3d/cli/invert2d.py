@@ -12,7 +12,7 @@ from PIL import UnidentifiedImageError
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from cips3d.cli.common import finite_float, positive_int, resolve_device
+from cips3d.cli.common import CHECKPOINT_HELP_2D, finite_float, positive_int, resolve_device
 from cips3d.data.images import decode_rgb, unreadable_reason
 from cips3d.errors import UserError
 from cips3d.inference.inversion import image_to_target
@@ -36,14 +36,14 @@ not have), w.safetensors (the style: [1, D], or [1, layers, D] with --per-layer)
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "invert2d",
-        help="fit a 2D CIPS run's style to a photo, then render it larger and beyond its frame",
-        description="Optimise the style w under which a `cips3d train2d` run's G_ema renders the image "
-        "(from the mean style, Adam on a three-scale pixel loss with the StyleGAN2 projector's schedule), "
-        "then render it on a denser and wider grid.",
+        help="fit a 2D CIPS model's style to a photo, then render it larger and beyond its frame",
+        description="Optimise the style w under which a 2D model (a train2d run's G_ema, a model folder "
+        "or an official file) renders the image (from the mean style, Adam on a three-scale pixel loss "
+        "with the StyleGAN2 projector's schedule), then render it on a denser and wider grid.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--checkpoint", required=True, help="a train2d run folder or one of its snapshots")
+    p.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP_2D)
     p.add_argument("--image", required=True, help="the photo (cropped to the training aspect and resized)")
     p.add_argument("--steps", type=positive_int, default=Inversion2DConfig.steps, help="default %(default)s")
     p.add_argument("--lr", type=finite_float, default=Inversion2DConfig.lr, help="peak step of w")

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cips3d.cli.common import finite_float, positive_int, resolve_device
+from cips3d.cli.common import CHECKPOINT_HELP_2D, finite_float, positive_int, resolve_device
 from cips3d.errors import UserError
 from cips3d.inference.foveated import foveated_image
 from cips3d.inference.panorama import pan_frames
@@ -35,14 +35,15 @@ EXAMPLES = """examples:
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "sample2d",
-        help="render images of a trained 2D CIPS run (any size, extrapolated, foveated)",
-        description="Render G_ema of a `cips3d train2d` run for some seeds: on the training grid, on a "
-        "denser or wider grid (every pixel is computed from its own coordinates), or foveated (only "
-        "scattered pixels rendered, the rest interpolated).",
+        help="render images of a 2D CIPS model (any size, extrapolated, foveated, walks, panoramas)",
+        description="Render a 2D CIPS model (a train2d run's G_ema, our model folder, or an official CIPS "
+        "checkpoint) for some seeds: on the training grid, on a denser or wider grid (every pixel is "
+        "computed from its own coordinates), or foveated (only scattered pixels rendered, the rest "
+        "interpolated).",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--checkpoint", required=True, help="a train2d run folder or one of its snapshots")
+    p.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP_2D)
     p.add_argument("--seeds", default="0-7", help="seeds as a list and/or ranges (default 0-7)")
     p.add_argument(
         "--size",
