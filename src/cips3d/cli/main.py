@@ -11,6 +11,7 @@ from cips3d.cli import (
     convert,
     dataset,
     demo,
+    info,
     invert,
     invert2d,
     mesh,
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         train2d,
         sample2d,
         invert2d,
+        info,
     ):
         command.add_parser(subparsers)
     dataset.add_synth_parser(subparsers)

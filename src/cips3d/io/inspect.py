@@ -1,0 +1,189 @@
+"""What a checkpoint path holds, in words (`cips3d info`): our model folders and training runs (3D or
+2D), official CIPS-3D generator or discriminator state dicts (and which preset they fit), official 2D
+CIPS checkpoints, or a file cips3d does not recognise. Nothing is unpickled beyond tensors.
+
+    for label, value in describe("runs/tiny"):
+        print(f"{label}: {value}")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cips3d.config import GENERATOR_PRESETS, GeneratorConfig, generator_preset
+from cips3d.config_2d import CIPS2D_PRESETS, Cips2DConfig
+from cips3d.convert.official import OURS_ONLY, check_keys, official_shapes
+from cips3d.convert.official_2d import config_from_official_2d, holds_official_cips2d
+from cips3d.convert.official_d2d import d_config_from_official_2d
+from cips3d.errors import CheckpointError, UserError
+from cips3d.io.checkpoint import (
+    CONFIG_FILE,
+    FORMAT_NAME,
+    FORMAT_NAME_2D,
+    plain_state_dict,
+    read_meta,
+    read_torch_file,
+    read_weights,
+)
+from cips3d.io.checkpoint2d import official_generator_state
+from cips3d.models.generator3d import Generator3D
+
+Lines = list[tuple[str, str]]
+
+
+def describe(path: str | os.PathLike) -> Lines:
+    """(label, value) lines saying what `path` is and what it holds; `UserError` if it is nothing."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"there is nothing at {path}.")
+    if path.is_dir() and ((path / "state.json").is_file() or (path / "snapshots").is_dir()):
+        return _run(path)
+    if path.is_dir() or path.name == CONFIG_FILE or path.suffix == ".safetensors":
+        return _folder(path if path.is_dir() else path.parent)
+    return _torch_file(path)
+
+
+def _parameters(state: Mapping[str, torch.Tensor]) -> str:
+    """Values in a generator's state dict, less our truncation-mean buffers (not parameters)."""
+    return f"{sum(math.prod(t.shape) for k, t in state.items() if k not in OURS_ONLY):,}"
+
+
+def _summary_3d(config: GeneratorConfig) -> str:
+    preset = next((name for name in GENERATOR_PRESETS if generator_preset(name) == config), None)
+    return f"preset {preset}" if preset else "a custom config (see config.json)"
+
+
+def _summary_2d(config: Cips2DConfig) -> str:
+    widths = "/".join(str(w) for w in (config.first_width, *config.widths))
+    where = "official alignment" if not config.embedding_align_corners else "ours"
+    return (f"CIPS{config.architecture} {config.size} x {config.grid_width} px, {config.coordinates} "
+            f"coordinates, widths {widths}, embedding sampling: {where}")  # fmt: skip
+
+
+def _run(path: Path) -> Lines:
+    from cips3d.training.snapshot import load_snapshot  # noqa: PLC0415 (training imports io, not back)
+
+    snap = load_snapshot(path)
+    state, config = snap.state, snap.config
+    lines: Lines = [("snapshot", str(snap.path)), ("step", f"{state.global_step:,}"),
+                    ("images seen", f"{state.images_seen:,}")]  # fmt: skip
+    if isinstance(config.get("generator"), str):  # a 2D run names its generator
+        from cips3d.training.trainer2d import Train2DConfig  # noqa: PLC0415
+
+        train = Train2DConfig.from_dict(config)
+        source = f"fine-tuned from {train.init}" if train.init else f"preset {train.generator}"
+        lines = [("kind", "a 2D CIPS training run (cips3d train2d)"), *lines,
+                 ("generator", f"{_summary_2d(train.generator_config())}; {source}")]  # fmt: skip
+    else:
+        stages = config.get("stages") or [{}]
+        stage = stages[min(state.stage, len(stages) - 1)]
+        where = f"{stage.get('name', state.stage)} ({state.stage_step:,} steps into it)"
+        lines = [("kind", "a CIPS-3D training run (cips3d train)"), *lines, ("stage", where)]
+    lines.append(("G_ema parameters", _parameters(snap.G_ema)))
+    if state.best_snapshot:
+        lines.append(("best snapshot", f"{state.best_snapshot} (SWD {state.best_score:.4g})"))
+    if state.history:
+        last = state.history[-1]
+        scores = ", ".join(f"{k.upper()} {last[k]:.4g}" for k in ("swd", "fid") if k in last)
+        lines.append(("last scores", f"{scores} at step {last.get('step', '?'):,}"))
+    return lines
+
+
+def _folder(directory: Path) -> Lines:
+    if not (directory / CONFIG_FILE).is_file():
+        raise CheckpointError(f"{directory} is a folder without {CONFIG_FILE}, so not a cips3d checkpoint.")
+    meta = read_meta(directory / CONFIG_FILE, _format_of(directory / CONFIG_FILE))
+    weights = read_weights(directory)
+    if meta["format"] == FORMAT_NAME_2D:
+        config = Cips2DConfig.from_dict(meta["generator"])
+        return [("kind", "a 2D CIPS model folder"), ("generator", _summary_2d(config)),
+                ("parameters", _parameters(weights))]  # fmt: skip
+    config3d = GeneratorConfig.from_dict(meta["generator"])
+    return [("kind", "a CIPS-3D model folder"), ("generator", _summary_3d(config3d)),
+            ("parameters", _parameters(weights))]  # fmt: skip
+
+
+def _format_of(config_file: Path) -> str:
+    """The format named in our `config.json` (read_meta then checks the rest)."""
+    try:
+        found = json.loads(config_file.read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        found = None
+    return found if found in (FORMAT_NAME, FORMAT_NAME_2D) else FORMAT_NAME
+
+
+def _torch_file(path: Path) -> Lines:
+    content = read_torch_file(path)
+    if holds_official_cips2d(content):
+        return _official_2d(content, path)
+    try:
+        state = plain_state_dict(content, path)
+    except CheckpointError:
+        held = (
+            ", ".join(sorted(map(str, content))[:6])
+            if isinstance(content, Mapping)
+            else type(content).__name__
+        )
+        return [("kind", f"a PyTorch file cips3d does not recognise (it holds {held})")]
+    if any(key.startswith("siren.") for key in state):
+        return _official_3d(state)
+    if any(key.startswith("main_disc.") for key in state):
+        return [("kind", "an official CIPS-3D discriminator state dict"), ("parameters", _parameters(state))]
+    return [("kind", f"a state dict of {len(state)} tensors that cips3d does not recognise"),
+            ("parameters", _parameters(state))]  # fmt: skip
+
+
+def _official_3d(state: Mapping[str, torch.Tensor]) -> Lines:
+    fits = []
+    for name in GENERATOR_PRESETS:
+        config = generator_preset(name)
+        with torch.device("meta"):  # shapes only
+            template = Generator3D(config, initialize=False).state_dict()
+        try:
+            check_keys(state, official_shapes(config, template), "")
+        except CheckpointError:
+            continue
+        fits.append(name)
+    if fits:
+        preset = f"fits preset {', '.join(fits)} (convert with --preset {fits[0]})"
+    else:
+        preset = f"fits none of the presets ({', '.join(GENERATOR_PRESETS)}): convert with --official-config"
+    return [("kind", "an official CIPS-3D generator state dict"), ("config", preset),
+            ("parameters", _parameters(state))]  # fmt: skip
+
+
+def _official_2d(content: Any, path: Path) -> Lines:
+    state = official_generator_state(content, path, "G_ema")
+    config = config_from_official_2d(state)
+    preset = next((n for n, make in CIPS2D_PRESETS.items() if make() == _plain(config)), None)
+    lines: Lines = [("kind", "an official 2D CIPS checkpoint"), ("generator", _summary_2d(config)),
+                    ("parameters", _parameters(state))]  # fmt: skip
+    if preset:
+        lines.append(("architecture", f"the {preset} preset's"))
+    if not isinstance(content, Mapping) or "emb.input" in content:
+        return lines  # a bare generator state dict
+    lines.append(
+        ("holds", ", ".join(k for k in ("g", "g_ema", "d", "g_optim", "d_optim", "args") if k in content))
+    )
+    if isinstance(content.get("d"), Mapping):
+        try:
+            d = d_config_from_official_2d(plain_state_dict(content["d"], path))
+        except CheckpointError as err:
+            lines.append(("discriminator", f"not usable by cips3d ({err})"))
+        else:
+            lines.append(("discriminator", f"reads {d.input_channels} channels at {d.size} px, multiplier "
+                                           f"{d.channel_multiplier}"))  # fmt: skip
+    return lines
+
+
+def _plain(config: Cips2DConfig) -> Cips2DConfig:
+    """`config` with our embedding alignment, to compare architectures with the presets."""
+    return dataclasses.replace(config, embedding_align_corners=True)

@@ -1,0 +1,69 @@
+"""`cips3d info`: each kind of checkpoint is named, with what it holds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from cips3d.io.checkpoint import official_state_dict, save_generator
+from cips3d.io.checkpoint2d import generator2d_from_official, save_generator2d
+from cips3d.training.trainer import Trainer, TrainOptions
+from cips3d.training.trainer2d import Train2DConfig, Trainer2D
+from tests.cli.helpers import run
+from tests.conftest import fixture_path
+from tests.convert.cips_official import official_d_state, official_state
+from tests.training.conftest import micro_config
+
+
+def info(capsys, *args: str) -> dict:
+    code, text, err = run(capsys, "info", *args, "--json")
+    assert code == 0, err
+    return json.loads(text)
+
+
+def test_official_files_are_named_with_what_they_fit(capsys, tmp_path, tiny_G):
+    small = info(capsys, str(fixture_path("official", "small_G_state_dict.pt")))
+    assert small["kind"] == "an official CIPS-3D generator state dict" and small["parameters"] == "80,775"
+    assert "fits none of the presets" in small["config"]
+    torch.save(official_state_dict(tiny_G), tmp_path / "tiny.pth")
+    assert (
+        info(capsys, str(tmp_path / "tiny.pth"))["config"] == "fits preset tiny (convert with --preset tiny)"
+    )
+    content = {"g_ema": official_state(), "d": official_d_state(), "args": argparse.Namespace(size=8)}
+    torch.save(content, tmp_path / "cips.pt")
+    cips = info(capsys, str(tmp_path / "cips.pt"))
+    assert cips["kind"] == "an official 2D CIPS checkpoint" and cips["holds"] == "g_ema, d, args"
+    assert cips["generator"].startswith("CIPSskip 8 x 8 px") and "official alignment" in cips["generator"]
+    assert cips["discriminator"] == "reads 3 channels at 8 px, multiplier 2"
+
+
+def test_our_folders_and_runs_are_named(capsys, tmp_path, tiny_G, blob_folder):
+    save_generator(tiny_G, tmp_path / "three")
+    three = info(capsys, str(tmp_path / "three"))
+    assert three == {"kind": "a CIPS-3D model folder", "generator": "preset tiny",
+                     "parameters": f"{sum(p.numel() for p in tiny_G.parameters()):,}"}  # fmt: skip
+    save_generator2d(generator2d_from_official(official_state(residual=True)), tmp_path / "two")
+    assert info(capsys, str(tmp_path / "two"))["generator"].startswith("CIPSres 8 x 8 px")
+    config = Train2DConfig(generator="cips-tiny", batch_size=2, d_max_channels=32, snapshot_every=1)
+    Trainer2D(config, tmp_path / "run2d", blob_folder, progress=False).run(max_steps=1)
+    run2d = info(capsys, str(tmp_path / "run2d"))
+    assert run2d["kind"] == "a 2D CIPS training run (cips3d train2d)" and run2d["step"] == "1"
+    assert "preset cips-tiny" in run2d["generator"] and run2d["last scores"].startswith("SWD ")
+
+
+def test_what_is_not_a_checkpoint_is_said(capsys, tmp_path):
+    torch.save({"weights": torch.ones(2)}, tmp_path / "other.pt")
+    code, text, _ = run(capsys, "info", str(tmp_path / "other.pt"))
+    assert code == 0 and "a state dict of 1 tensors that cips3d does not recognise" in text
+    code, _, err = run(capsys, "info", str(tmp_path / "missing"))
+    assert code == 2 and "there is nothing at" in err
+
+
+def test_a_3d_run_is_named_with_its_stage(capsys, tmp_path, blob_folder):
+    Trainer(micro_config(), tmp_path / "run", blob_folder, TrainOptions(progress=False, max_steps=2)).run()
+    capsys.readouterr()  # the run's own messages
+    described = info(capsys, str(tmp_path / "run"))
+    assert described["kind"] == "a CIPS-3D training run (cips3d train)" and described["step"] == "2"
+    assert described["stage"] == "r16 (2 steps into it)" and described["best snapshot"].startswith("step-")
