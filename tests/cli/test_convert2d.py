@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from cips3d.cli.common import checkpoint_generator2d
+from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.io.images import to_uint8
 from tests.cli.helpers import run
 from tests.convert.cips_official import SIZE, STYLE, official_coords, official_forward, official_state
@@ -71,3 +72,21 @@ def test_commands_take_an_official_2d_file_unless_a_3d_config_is_named(tmp_path)
     assert torch.equal(G.encoding.embedding, g_ema["emb.input"][0])
     assert checkpoint_generator2d(argparse.Namespace(**{**vars(args), "preset": "ffhq"})) is None
     assert checkpoint_generator2d(argparse.Namespace(**{**vars(args), "checkpoint": None})) is None
+
+
+def test_sample2d_adds_the_noise_of_the_official_sampler_when_asked(tmp_path, capsys):
+    _official_checkpoint(tmp_path / "cips.pt")
+    where = ["sample2d", "--checkpoint", str(tmp_path / "cips.pt"), "--seeds", "3", "--quiet"]
+    assert run(capsys, *where, "--noise", "--outdir", str(tmp_path / "noisy"))[0] == 0
+    assert run(capsys, *where, "--outdir", str(tmp_path / "plain"))[0] == 0
+    noisy, plain = (
+        np.asarray(Image.open(tmp_path / d / "seed0003.png")).astype(int) for d in ("noisy", "plain")
+    )
+    G = load_generator2d(tmp_path / "cips.pt")
+    draws = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        w = G.mapping(G.sample_latents(1, draws))
+        expected = to_uint8(G.synthesis(w, None, "random", draws).clamp(-1, 1))[0]
+    assert np.abs(noisy - expected).max() <= 1 and np.abs(noisy - plain).max() > 10
+    code, _, err = run(capsys, *where, "--noise", "--foveated", "50", "--outdir", str(tmp_path / "f"))
+    assert code == 2 and "--noise is added to whole frames" in err

@@ -56,6 +56,11 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--psi", type=finite_float, default=1.0, help="truncation in [0, 1]: 1 none, 0 the mean style"
     )
+    p.add_argument(
+        "--noise",
+        action="store_true",
+        help="add per-pixel noise at every layer, as the official sampler does (drawn from the seed)",
+    )
     p.add_argument("--extent", type=finite_float, default=1.0,
                    help="half-width of the frame; 1: the training frame, more extrapolates")  # fmt: skip
     p.add_argument("--foveated", type=positive_int, metavar="COUNT", help="render only COUNT foveated pixels")
@@ -126,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--foveated renders square frames; this run's images are not square.")
     if args.pan and not G.config.panorama:
         raise UserError("--pan is for panorama runs (train2d --panorama); this run's images are flat.")
+    if args.noise and args.foveated:
+        raise UserError("--noise is added to whole frames; it cannot be combined with --foveated.")
     if args.interpolate and (len(seeds) < 2 or args.foveated):
         raise UserError("--interpolate walks from seed to seed: give two seeds or more, and no --foveated.")
     if (args.pan or args.interpolate) and not args.fps > 0:
@@ -138,14 +145,16 @@ def run(args: argparse.Namespace) -> int:
     tiles = []
     for seed in tqdm(seeds, unit="img", desc="sample2d", disable=args.quiet):
         with torch.no_grad():
-            w = G.mapping(G.sample_latents(1, torch.Generator().manual_seed(seed)))
+            seed_draws = torch.Generator().manual_seed(seed)
+            w = G.mapping(G.sample_latents(1, seed_draws))
             if mean is not None:
                 w = G.truncate(w, args.psi, mean)
             if args.foveated:
                 draws = torch.Generator().manual_seed(seed)
                 image = foveated_image(G, w, size, args.foveated, fixation, generator=draws).image
             else:
-                image = G.synthesis(w, None if exact_grid else grid)
+                noise = "random" if args.noise else "none"  # drawn from the seed's generator, after z
+                image = G.synthesis(w, None if exact_grid else grid, noise, seed_draws)
         tile = to_uint8(image.clamp(-1, 1))[0]
         save_png(tile, outdir / f"seed{seed:04d}.png")
         tiles.append(tile)
