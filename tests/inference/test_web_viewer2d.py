@@ -13,8 +13,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import save_file
 
 from cips3d.config_2d import cips2d_preset
+from cips3d.errors import CheckpointError
+from cips3d.inference.inversion2d import load_fitted_w
 from cips3d.inference.web_viewer import BadRequest, serve_in_thread
 from cips3d.inference.web_viewer2d import WindowRequest, make_server2d, window_grid
 from cips3d.io.checkpoint2d import save_generator2d
@@ -114,8 +117,8 @@ def test_cips3d_view_serves_the_2d_viewer_for_a_2d_checkpoint(tmp_path, flat, mo
     save_generator2d(flat, tmp_path / "model")
     started = {}
 
-    def fake_make_server2d(G, height, host, port, first_seed):
-        server = make_server2d(G, height, host, 0, first_seed)
+    def fake_make_server2d(G, height, host, port, first_seed, styles):
+        server = make_server2d(G, height, host, 0, first_seed, styles)
         started["server"] = server
         threading.Timer(0.5, server.shutdown).start()
         return server
@@ -125,5 +128,23 @@ def test_cips3d_view_serves_the_2d_viewer_for_a_2d_checkpoint(tmp_path, flat, mo
     assert code == 0
     out = capsys.readouterr().out
     assert "a 2D CIPS model, 32 x 32 px" in out
-    assert main(["view", "--checkpoint", str(tmp_path / "model"), "--styles", "x.safetensors"]) == 2
-    assert "--styles are fitted 3-D styles" in capsys.readouterr().err
+    missing = str(tmp_path / "w.safetensors")
+    assert main(["view", "--checkpoint", str(tmp_path / "model"), "--styles", missing]) == 2
+    assert "no fitted style at" in capsys.readouterr().err
+
+
+def test_a_fitted_style_replaces_the_seeds(tmp_path, flat):
+    w = torch.randn(1, flat.num_styles, flat.config.style_dim, generator=torch.Generator().manual_seed(2))
+    save_file({"w": w}, tmp_path / "w.safetensors")
+    server = make_server2d(flat, 16, port=0, styles=load_fitted_w(tmp_path / "w.safetensors", flat))
+    stop = serve_in_thread(server)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        first, other = (png(get(url + f"/frame?seed={s}&format=png")[2]) for s in (1, 5))
+        assert json.loads(get(url + "/info")[2])["fixed_styles"] is True
+    finally:
+        stop()
+    assert np.array_equal(first, other) and np.array_equal(first, render_w(flat, w, flat.frame_grid(16)))
+    save_file({"w": torch.zeros(1, 3)}, tmp_path / "bad.safetensors")
+    with pytest.raises(CheckpointError, match=r"holds 'w' of shape \[1, 3\], not a style of this model"):
+        load_fitted_w(tmp_path / "bad.safetensors", flat)

@@ -21,6 +21,7 @@ from cips3d.cli.common import (
 from cips3d.config import RenderConfig
 from cips3d.errors import UserError
 from cips3d.inference.inversion import load_inversion
+from cips3d.inference.inversion2d import load_fitted_w
 from cips3d.inference.web_viewer import make_server
 from cips3d.inference.web_viewer2d import make_server2d
 
@@ -33,6 +34,7 @@ EXAMPLES = """examples:
       --field-precision tf32                                  # CUDA graph replay, the fast setting
   cips3d view --checkpoint runs/faces --styles outputs/invert/styles.safetensors   # a fitted photo
   cips3d view --checkpoint runs/cips2d --size 128            # a 2D CIPS model: drag to move, scroll to zoom
+  cips3d view --checkpoint runs/cips2d --styles out/invert2d/w.safetensors   # a photo fitted by invert2d
 
 Drag the image to turn the object; the seed box, the arrows, psi and the panel (image, aux NeRF
 image, depth) change what is shown. Frames render on demand (deterministic sampling); Ctrl-C stops.
@@ -55,7 +57,10 @@ def add_parser(subparsers) -> None:
     add_model_arguments(p)
     g = p.add_argument_group("what to show")
     g.add_argument("--seed", type=int, default=0, help="the first seed shown (default 0)")
-    g.add_argument("--styles", help="show these fitted styles (`cips3d invert`) instead of seeds")
+    g.add_argument(
+        "--styles",
+        help="show these fitted styles instead of seeds (`cips3d invert`, or w.safetensors of `invert2d`)",
+    )
     g.add_argument(
         "--size",
         type=positive_int,
@@ -74,11 +79,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--port must be in [0, 65535], got {args.port}.")
     G2 = checkpoint_generator2d(args)
     if G2 is not None:
-        if args.styles:
-            raise UserError("--styles are fitted 3-D styles; a 2D model is viewed by seed.")
         device = resolve_device(args.device)
+        G2 = G2.to(device)
+        fitted = load_fitted_w(args.styles, G2) if args.styles else None
         size = args.size or G2.config.size
-        server = _listen(args, lambda: make_server2d(G2.to(device), size, args.host, args.port, args.seed))
+        server = _listen(args, lambda: make_server2d(G2, size, args.host, args.port, args.seed, fitted))
         what = f"a 2D CIPS model, {size} x {G2.frame_width(size)} px"
     else:
         args.size = args.size or DEFAULT_SIZE

@@ -18,10 +18,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
-from cips3d.errors import ConfigError
+from cips3d.errors import CheckpointError, ConfigError
 from cips3d.inference.inversion import (
     NOISE_FACTOR,
     SPREAD_SAMPLES,
@@ -102,3 +104,21 @@ def invert2d(
     with torch.no_grad():
         image = G.synthesis(fitted)
     return Inversion2D(fitted, losses, image)
+
+
+def load_fitted_w(path: str | Path, G: Generator2D) -> torch.Tensor:
+    """The style `cips3d invert2d` wrote (`w.safetensors`: [1, D], or [1, num_styles, D]), checked
+    against `G`, on its device."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no fitted style at {path} (cips3d invert2d writes w.safetensors).")
+    try:
+        w = load_file(str(path)).get("w")
+    except Exception as err:  # safetensors raises its own error type for damaged files
+        raise CheckpointError(f"{path} is not a readable safetensors file ({err}).") from err
+    d, layers = G.config.style_dim, G.num_styles
+    if w is None or tuple(w.shape) not in ((1, d), (1, layers, d)):
+        got = "no 'w'" if w is None else f"'w' of shape {list(w.shape)}"
+        shapes = f"[1, {d}] or [1, {layers}, {d}]"
+        raise CheckpointError(f"{path} holds {got}, not a style of this model ({shapes}).")
+    return w.to(G.device)

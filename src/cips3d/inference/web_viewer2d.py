@@ -88,8 +88,9 @@ def window_grid(G: Generator2D, height: int, x: float, y: float, zoom: float) ->
 class WindowSource:
     """Renders windows of seeds for the server, one at a time (a lock: one model)."""
 
-    def __init__(self, G: Generator2D, height: int) -> None:
+    def __init__(self, G: Generator2D, height: int, styles: torch.Tensor | None = None) -> None:
         self.G, self.height = G, height
+        self.fixed_styles = styles  # a fitted photo's w (`cips3d invert2d`): the seed then plays no part
         self.styles: OrderedDict[int, torch.Tensor] = OrderedDict()
         self.mean: torch.Tensor | None = None  # the truncation centre, computed at the first psi < 1
         self.lock = threading.Lock()
@@ -97,17 +98,22 @@ class WindowSource:
 
     def style(self, seed: int, psi: float = 1.0) -> torch.Tensor:
         """w [1, D] of `seed` (the same draw as `cips3d sample2d`), truncated by `psi`; the latest seeds'
-        mapped styles are kept."""
+        mapped styles are kept. With fixed styles, those (truncated by `psi`) whatever the seed."""
+        if self.fixed_styles is not None:
+            return self._truncated(self.fixed_styles, psi)
         if seed not in self.styles:
             self.styles[seed] = self.G.mapping(self.G.sample_latents(1, torch.Generator().manual_seed(seed)))
             if len(self.styles) > CACHED_VIEWERS:
                 self.styles.popitem(last=False)
         self.styles.move_to_end(seed)
+        return self._truncated(self.styles[seed], psi)
+
+    def _truncated(self, w: torch.Tensor, psi: float) -> torch.Tensor:
         if psi == 1:
-            return self.styles[seed]
+            return w
         if self.mean is None:
             self.mean = self.G.mean_style()
-        return self.G.truncate(self.styles[seed], psi, self.mean)
+        return self.G.truncate(w, psi, self.mean)
 
     @torch.no_grad()
     def frame(self, request: WindowRequest) -> np.ndarray:
@@ -120,13 +126,20 @@ class WindowSource:
 
 
 def make_server2d(
-    G: Generator2D, height: int, host: str = "127.0.0.1", port: int = 8000, first_seed: int = 0
+    G: Generator2D,
+    height: int,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    first_seed: int = 0,
+    styles: torch.Tensor | None = None,
 ) -> ThreadingHTTPServer:
-    """A server (not yet serving; call `serve_forever`) of the 2D viewer page and windows of `G`."""
-    source = WindowSource(G, height)
+    """A server (not yet serving; call `serve_forever`) of the 2D viewer page and windows of `G`;
+    `styles` (a fitted photo's w, `inversion2d.load_fitted_w`) replace the seeds."""
+    source = WindowSource(G, height, styles)
     info = {
         "height": height, "width": G.frame_width(height), "device": str(G.device),
         "first_seed": first_seed, "panorama": G.config.panorama, "max_zoom": MAX_ZOOM,
+        "fixed_styles": styles is not None,
     }  # fmt: skip
     return http_server(make_handler(source, info, PAGE, WindowRequest.parse), host, port)
 
@@ -158,6 +171,7 @@ const el = id => document.getElementById(id);
 let x = 0, y = 0, zoom = 1, maxZoom = 1024, busy = false, dirty = true, t0 = 0, dragging = null;
 fetch('/info').then(r => r.json()).then(info => {
   el('seed').value = info.first_seed; maxZoom = info.max_zoom;
+  if (info.fixed_styles) { el('seed').disabled = el('prev').disabled = el('next').disabled = true; }
   img.style.height = Math.min(512, 4 * info.height) + 'px';
   status.textContent = `${info.height} x ${info.width} px on ${info.device}` +
     (info.panorama ? ' (panorama: drag round)' : ''); dirty = true;
