@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from cips3d.config import GENERATOR_PRESETS, GeneratorConfig, generator_preset
-from cips3d.config_2d import CIPS2D_PRESETS, Cips2DConfig
+from cips3d.config_2d import CIPS2D_PRESETS, Cips2DConfig, is_2d_run_config
 from cips3d.convert.official import OURS_ONLY, check_keys, official_shapes
 from cips3d.convert.official_2d import config_from_official_2d, holds_official_cips2d
 from cips3d.convert.official_d2d import d_config_from_official_2d
@@ -75,7 +75,7 @@ def _run(path: Path) -> Lines:
     state, config = snap.state, snap.config
     lines: Lines = [("snapshot", str(snap.path)), ("step", f"{state.global_step:,}"),
                     ("images seen", f"{state.images_seen:,}")]  # fmt: skip
-    if isinstance(config.get("generator"), str):  # a 2D run names its generator
+    if is_2d_run_config(config):
         from cips3d.training.trainer2d import Train2DConfig  # noqa: PLC0415
 
         train = Train2DConfig.from_dict(config)
@@ -93,7 +93,7 @@ def _run(path: Path) -> Lines:
     if state.history:
         last = state.history[-1]
         scores = ", ".join(f"{k.upper()} {last[k]:.4g}" for k in ("swd", "fid") if k in last)
-        lines.append(("last scores", f"{scores} at step {last.get('step', '?'):,}"))
+        lines.append(("last scores", f"{scores} at step {last.get('step', 0):,}"))
     return lines
 
 
