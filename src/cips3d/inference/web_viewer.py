@@ -58,6 +58,34 @@ class BadRequest(ValueError):
     """A query the viewer cannot answer (answered with HTTP 400 and this message)."""
 
 
+def check_seed(seed: int) -> None:
+    if not 0 <= seed <= MAX_SEED:
+        raise BadRequest(f"seed must be in [0, {MAX_SEED}], got {seed}.")
+
+
+def check_psi(psi: float) -> None:
+    if not 0.0 <= psi <= 1.0:
+        raise BadRequest(f"psi must be in [0, 1], got {psi}.")
+
+
+def image_format(query: dict[str, str]) -> str:
+    """The query's `format` (default jpeg), one of FORMATS."""
+    name = query.get("format", "jpeg")
+    if name not in FORMATS:
+        raise BadRequest(f"format must be jpeg or png, got {name!r}.")
+    return name
+
+
+def remember(cache: OrderedDict, key: Any, make: Callable[[], Any]) -> Any:
+    """`cache[key]`, made by `make()` when missing; the `CACHED_VIEWERS` latest keys are kept."""
+    if key not in cache:
+        cache[key] = make()
+        if len(cache) > CACHED_VIEWERS:
+            cache.popitem(last=False)
+    cache.move_to_end(key)
+    return cache[key]
+
+
 @dataclass(frozen=True)
 class FrameRequest:
     seed: int
@@ -78,18 +106,13 @@ class FrameRequest:
         except ValueError as err:
             raise BadRequest(f"seed must be an integer and yaw, pitch, psi numbers ({err}).") from None
         panel = q.get("panel", "image")
-        if not 0 <= seed <= MAX_SEED:
-            raise BadRequest(f"seed must be in [0, {MAX_SEED}], got {seed}.")
+        check_seed(seed)
         if not (math.isfinite(yaw) and math.isfinite(pitch)):
             raise BadRequest("yaw and pitch must be finite.")
-        if not 0.0 <= psi <= 1.0:
-            raise BadRequest(f"psi must be in [0, 1], got {psi}.")
+        check_psi(psi)
         if panel not in PANELS:
             raise BadRequest(f"panel must be one of {', '.join(PANELS)}, got {panel!r}.")
-        image_format = q.get("format", "jpeg")
-        if image_format not in FORMATS:
-            raise BadRequest(f"format must be jpeg or png, got {image_format!r}.")
-        return cls(seed, yaw, pitch, panel, psi, image_format)
+        return cls(seed, yaw, pitch, panel, psi, image_format(q))
 
 
 class FrameSource:
@@ -105,16 +128,15 @@ class FrameSource:
     def viewer(self, seed: int, psi: float) -> InteractiveRenderer:
         """The renderer of (seed, psi); with fixed styles the seed plays no part, so psi alone is the key."""
         key = (None if self.fixed_styles is not None else seed, psi)
-        if key not in self.viewers:
+
+        def make() -> InteractiveRenderer:
             if self.fixed_styles is not None:
                 styles = self.G.truncate(self.fixed_styles, psi)
             else:
                 styles = seed_styles(self.G, seed, psi)[0]
-            self.viewers[key] = InteractiveRenderer(self.G, styles, self.render)
-            if len(self.viewers) > CACHED_VIEWERS:
-                self.viewers.popitem(last=False)
-        self.viewers.move_to_end(key)
-        return self.viewers[key]
+            return InteractiveRenderer(self.G, styles, self.render)
+
+        return remember(self.viewers, key, make)
 
     def frame(self, request: FrameRequest) -> np.ndarray:
         """uint8 [H, W, 3] of the request's panel."""

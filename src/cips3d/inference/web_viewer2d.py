@@ -25,12 +25,13 @@ import numpy as np
 import torch
 
 from cips3d.inference.web_viewer import (
-    CACHED_VIEWERS,
-    FORMATS,
-    MAX_SEED,
     BadRequest,
+    check_psi,
+    check_seed,
     http_server,
+    image_format,
     make_handler,
+    remember,
 )
 from cips3d.io.images import to_uint8
 from cips3d.models.coordinates import cylinder_grid, plane_grid
@@ -59,18 +60,13 @@ class WindowRequest:
             x, y, zoom, psi = (float(q.get(name, value)) for name, value in defaults.items())
         except ValueError as err:
             raise BadRequest(f"seed must be an integer and x, y, zoom, psi numbers ({err}).") from None
-        if not 0 <= seed <= MAX_SEED:
-            raise BadRequest(f"seed must be in [0, {MAX_SEED}], got {seed}.")
+        check_seed(seed)
         if not (math.isfinite(x) and math.isfinite(y)):
             raise BadRequest("x and y must be finite.")
         if not 1 / MAX_ZOOM <= zoom <= MAX_ZOOM:
             raise BadRequest(f"zoom must be in [{1 / MAX_ZOOM}, {MAX_ZOOM}], got {zoom}.")
-        if not 0.0 <= psi <= 1.0:
-            raise BadRequest(f"psi must be in [0, 1], got {psi}.")
-        image_format = q.get("format", "jpeg")
-        if image_format not in FORMATS:
-            raise BadRequest(f"format must be jpeg or png, got {image_format!r}.")
-        return cls(seed, x, y, zoom, psi, image_format)
+        check_psi(psi)
+        return cls(seed, x, y, zoom, psi, image_format(q))
 
 
 def window_grid(G: Generator2D, height: int, x: float, y: float, zoom: float) -> torch.Tensor:
@@ -101,12 +97,11 @@ class WindowSource:
         mapped styles are kept. With fixed styles, those (truncated by `psi`) whatever the seed."""
         if self.fixed_styles is not None:
             return self._truncated(self.fixed_styles, psi)
-        if seed not in self.styles:
-            self.styles[seed] = self.G.mapping(self.G.sample_latents(1, torch.Generator().manual_seed(seed)))
-            if len(self.styles) > CACHED_VIEWERS:
-                self.styles.popitem(last=False)
-        self.styles.move_to_end(seed)
-        return self._truncated(self.styles[seed], psi)
+
+        def mapped() -> torch.Tensor:
+            return self.G.mapping(self.G.sample_latents(1, torch.Generator().manual_seed(seed)))
+
+        return self._truncated(remember(self.styles, seed, mapped), psi)
 
     def _truncated(self, w: torch.Tensor, psi: float) -> torch.Tensor:
         if psi == 1:
