@@ -10,12 +10,10 @@ import torch
 from cips3d.convert.official_2d import holds_official_cips2d
 from cips3d.errors import UserError
 from cips3d.io.checkpoint import (
-    generator_from_official,
     load_generator,
+    official_generator,
     official_state_dict,
-    plain_state_dict,
     read_torch_file,
-    resolve_official_config,
     save_generator,
 )
 from cips3d.io.checkpoint2d import (
@@ -98,8 +96,7 @@ def run(args: argparse.Namespace) -> int:
         content = read_torch_file(source)
         if holds_official_cips2d(content):
             return _convert_2d(args, content, source, target)
-        config = resolve_official_config(args.preset, args.official_config)
-        G = generator_from_official(plain_state_dict(content, source), config)
+        G = official_generator(content, source, args.preset, args.official_config)
     save_generator(G, target)
     params = sum(p.numel() for p in G.parameters())
     print(f"wrote {target}/ ({params:,} parameters)")

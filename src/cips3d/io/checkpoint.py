@@ -39,19 +39,21 @@ def save_generator(G: Generator3D, directory: str | os.PathLike) -> Path:
     return write_checkpoint(Path(directory), G.state_dict(), meta)
 
 
-def read_meta(path: Path, format_name: str = FORMAT_NAME) -> dict[str, Any]:
-    """The `config.json` of one of our checkpoints of `format_name`, checked for format and version."""
+def read_meta(path: Path, format_name: str | None = FORMAT_NAME) -> dict[str, Any]:
+    """The `config.json` of one of our checkpoints of `format_name` (None: either generator format),
+    checked for format and version."""
     try:
         meta = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path} is not a readable cips3d config ({err}).") from err
     found = meta.get("format") if isinstance(meta, dict) else None
-    if found == FORMAT_NAME_2D and format_name != FORMAT_NAME_2D:
+    if found == FORMAT_NAME_2D and format_name == FORMAT_NAME:
         raise CheckpointError(f"{path.parent} is a 2D CIPS model: render it with cips3d sample2d.")
     if found == FORMAT_NAME and format_name == FORMAT_NAME_2D:
         raise CheckpointError(f"{path.parent} is a CIPS-3D model, not a 2D one: use cips3d sample.")
-    if found != format_name:
-        raise CheckpointError(f"{path} is not a cips3d generator config (no format {format_name!r}).")
+    accepted = (format_name,) if format_name else (FORMAT_NAME, FORMAT_NAME_2D)
+    if found not in accepted:
+        raise CheckpointError(f"{path} is not a cips3d generator config (no format {accepted[0]!r}).")
     if meta.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path} was written by a newer cips3d (format {meta['format_version']}).")
     return meta
@@ -222,10 +224,21 @@ def load_generator(
         return _load_ours(path.parent, device).eval()
     if path.name == CONFIG_FILE:
         return _load_ours(path.parent, device).eval()
-    content = read_torch_file(path)
+    return official_generator(read_torch_file(path), path, preset, official_config, device).eval()
+
+
+def official_generator(
+    content: Any,
+    path: str | os.PathLike,
+    preset: str | None,
+    official_config: str | os.PathLike | dict | None,
+    device: str | torch.device = "cpu",
+) -> Generator3D:
+    """The generator an official CIPS-3D file holds (`content`, read from `path` by `read_torch_file`),
+    of the config `resolve_official_config` gives; an official 2D CIPS file is named as such."""
     if holds_official_cips2d(content):
         raise CheckpointError(
             f"{path} is an official 2D CIPS checkpoint: render it with cips3d sample2d, or convert it."
         )
     config = resolve_official_config(preset, official_config)
-    return generator_from_official(plain_state_dict(content, path), config, device).eval()
+    return generator_from_official(plain_state_dict(content, path), config, device)

@@ -9,7 +9,6 @@ CIPS checkpoints, or a file cips3d does not recognise. Nothing is unpickled beyo
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from collections.abc import Mapping
@@ -26,7 +25,6 @@ from cips3d.convert.official_d2d import d_config_from_official_2d
 from cips3d.errors import CheckpointError, UserError
 from cips3d.io.checkpoint import (
     CONFIG_FILE,
-    FORMAT_NAME,
     FORMAT_NAME_2D,
     plain_state_dict,
     read_meta,
@@ -100,7 +98,7 @@ def _run(path: Path) -> Lines:
 def _folder(directory: Path) -> Lines:
     if not (directory / CONFIG_FILE).is_file():
         raise CheckpointError(f"{directory} is a folder without {CONFIG_FILE}, so not a cips3d checkpoint.")
-    meta = read_meta(directory / CONFIG_FILE, _format_of(directory / CONFIG_FILE))
+    meta = read_meta(directory / CONFIG_FILE, None)
     weights = read_weights(directory)
     if meta["format"] == FORMAT_NAME_2D:
         config = Cips2DConfig.from_dict(meta["generator"])
@@ -109,15 +107,6 @@ def _folder(directory: Path) -> Lines:
     config3d = GeneratorConfig.from_dict(meta["generator"])
     return [("kind", "a CIPS-3D model folder"), ("generator", _summary_3d(config3d)),
             ("parameters", _parameters(weights))]  # fmt: skip
-
-
-def _format_of(config_file: Path) -> str:
-    """The format named in our `config.json` (read_meta then checks the rest)."""
-    try:
-        found = json.loads(config_file.read_text()).get("format")
-    except (OSError, ValueError, AttributeError):
-        found = None
-    return found if found in (FORMAT_NAME, FORMAT_NAME_2D) else FORMAT_NAME
 
 
 def _torch_file(path: Path) -> Lines:
