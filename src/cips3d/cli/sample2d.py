@@ -96,10 +96,15 @@ def _fixation(text: str) -> tuple[float, float]:
 
 
 def _write_walk(
-    G: Generator2D, seeds: list[int], args: argparse.Namespace, grid: torch.Tensor | None, outdir: Path
+    G: Generator2D,
+    seeds: list[int],
+    args: argparse.Namespace,
+    mean: torch.Tensor | None,
+    grid: torch.Tensor | None,
+    outdir: Path,
 ) -> Path:
     """interpolation.mp4 (a GIF without an encoder): the walk through the seeds' latents."""
-    frames = _walk_frames(G, seeds, args.interpolate, args.psi, grid)
+    frames = _walk_frames(G, seeds, args.interpolate, args.psi, mean, grid)
     total = (len(seeds) - 1) * args.interpolate + 1
     bar = tqdm(frames, total=total, unit="frame", desc="interpolate", disable=args.quiet)
     return write_mp4_or_gif(bar, outdir / "interpolation", args.fps)
@@ -107,9 +112,14 @@ def _write_walk(
 
 @torch.no_grad()
 def _walk_frames(
-    G: Generator2D, seeds: list[int], steps: int, psi: float, grid: torch.Tensor | None
+    G: Generator2D,
+    seeds: list[int],
+    steps: int,
+    psi: float,
+    mean: torch.Tensor | None,
+    grid: torch.Tensor | None,
 ) -> Iterator[np.ndarray]:
-    for w in walk_styles_2d(G, seeds, steps, psi):
+    for w in walk_styles_2d(G, seeds, steps, psi, mean):
         yield to_uint8(G.synthesis(w, grid).clamp(-1, 1))[0]
 
 
@@ -163,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
             videos.append(write_mp4_or_gif(frames, outdir / f"seed{seed:04d}_pan", args.fps))
     save_png(make_grid(np.stack(tiles)), outdir / "grid.png")
     if args.interpolate:
-        videos.append(_write_walk(G, seeds, args, None if exact_grid else grid, outdir))
+        videos.append(_write_walk(G, seeds, args, mean, None if exact_grid else grid, outdir))
     height, width = tiles[0].shape[:2]
     print(f"wrote {len(seeds)} images of {height}x{width} and grid.png to {outdir}/")
     if args.pan:

@@ -17,7 +17,7 @@ models keep it (`Cips2DConfig.embedding_align_corners=False`) and so render the 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -78,7 +78,7 @@ def _residual_rows(config: Cips2DConfig) -> list[Row2D]:
 
 
 def key_table_2d(config: Cips2DConfig) -> list[Row2D]:
-    """Every official key of a `CIPSskip` of `config`, in the official registration order."""
+    """Every official key of a `CIPSskip` (or `CIPSres`) of `config`, in the official registration order."""
     rows = [
         Row2D("lff.ffm.conv.weight", "encoding.fourier_weight", "conv"),
         Row2D("lff.ffm.conv.bias", "encoding.fourier_bias"),
@@ -90,28 +90,23 @@ def key_table_2d(config: Cips2DConfig) -> list[Row2D]:
     return rows
 
 
+Reshape = Callable[[torch.Tensor], torch.Tensor]
+LAYOUTS: dict[Layout, tuple[Reshape, Reshape]] = {
+    "same": (lambda t: t, lambda t: t),
+    "modfc": (lambda t: t[0, :, :, 0, 0].t(), lambda t: t.t()[None, :, :, None, None]),
+    "conv": (lambda t: t[:, :, 0, 0], lambda t: t[:, :, None, None]),
+    "leading": (lambda t: t[0], lambda t: t[None]),
+    "rgb_bias": (lambda t: t.reshape(-1), lambda t: t.reshape(1, -1, 1, 1)),
+}
+"""Layout -> (official to ours, ours to official); every result is made contiguous (safetensors)."""
+
+
 def _to_ours(tensor: torch.Tensor, layout: Layout) -> torch.Tensor:
-    if layout == "modfc":
-        return tensor[0, :, :, 0, 0].t().contiguous()
-    if layout == "conv":
-        return tensor[:, :, 0, 0].contiguous()
-    if layout == "leading":
-        return tensor[0].contiguous()
-    if layout == "rgb_bias":
-        return tensor.reshape(-1).contiguous()
-    return tensor
+    return LAYOUTS[layout][0](tensor).contiguous()
 
 
 def _to_official(tensor: torch.Tensor, layout: Layout) -> torch.Tensor:
-    if layout == "modfc":
-        return tensor.t()[None, :, :, None, None].contiguous()
-    if layout == "conv":
-        return tensor[:, :, None, None].contiguous()
-    if layout == "leading":
-        return tensor[None].contiguous()
-    if layout == "rgb_bias":
-        return tensor.reshape(1, -1, 1, 1).contiguous()
-    return tensor
+    return LAYOUTS[layout][1](tensor).contiguous()
 
 
 def _official_shape(shape: tuple[int, ...], layout: Layout) -> tuple[int, ...]:
@@ -187,7 +182,7 @@ def config_from_official_2d(state: Mapping[str, torch.Tensor]) -> Cips2DConfig:
 def from_official_2d(
     official: Mapping[str, torch.Tensor], config: Cips2DConfig, ours_template: Mapping[str, torch.Tensor]
 ) -> dict[str, torch.Tensor]:
-    """Official `CIPSskip` state dict -> ours, after checking every name and shape.
+    """Official `CIPSskip` / `CIPSres` state dict -> ours, after checking every name and shape.
 
     Args:
         official: the generator's state dict (`g_ema` of an official training checkpoint).
@@ -200,5 +195,5 @@ def from_official_2d(
 
 
 def to_official_2d(ours: Mapping[str, torch.Tensor], config: Cips2DConfig) -> dict[str, torch.Tensor]:
-    """Our state dict -> the official `CIPSskip` one (loadable by the official code's `g_ema`)."""
+    """Our state dict -> the official `CIPSskip` / `CIPSres` one (loadable by the official code's `g_ema`)."""
     return {row.official: _to_official(ours[row.ours], row.layout) for row in key_table_2d(config)}

@@ -20,17 +20,25 @@ from cips3d.models.generator2d import Generator2D
 
 @torch.no_grad()
 def walk_styles_2d(
-    G: Generator2D, seeds: Sequence[int], steps_between: int, psi: float = 1.0
+    G: Generator2D,
+    seeds: Sequence[int],
+    steps_between: int,
+    psi: float = 1.0,
+    mean: torch.Tensor | None = None,
 ) -> Iterator[torch.Tensor]:
     """w [1, D] of each frame: `steps_between` frames from each seed to the next, then the last seed
-    ((len(seeds) - 1) * steps_between + 1 frames). Seeds draw z as `cips3d sample2d` does."""
+    ((len(seeds) - 1) * steps_between + 1 frames). Seeds draw z as `cips3d sample2d` does; `mean` is
+    the truncation centre (`G.mean_style()`, computed here when psi < 1 and none is given)."""
     if len(seeds) < 2 or steps_between < 1 or not 0 <= psi <= 1:
         raise ConfigError(
             f"a walk needs two seeds or more, at least 1 step between them and psi in [0, 1], got "
             f"{len(seeds)} seeds, {steps_between} steps, psi {psi}."
         )
     keys = [G.sample_latents(1, torch.Generator().manual_seed(seed)) for seed in seeds]
-    mean = G.mean_style() if psi != 1 else None
+    if psi == 1:
+        mean = None
+    elif mean is None:
+        mean = G.mean_style()
     for k, t in walk_steps(len(keys), steps_between):
         z = keys[k] if t == 0 else slerp(keys[k], keys[k + 1], t)
         w = G.mapping(z)

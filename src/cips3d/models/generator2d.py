@@ -121,7 +121,6 @@ class Generator2D(nn.Module):
         for w_in, w_out in zip(widths_in, config.widths, strict=True):
             pairs.append(nn.ModuleList([StyledFC(w_in, w_out, d), StyledFC(w_out, w_out, d)]))
         self.pairs = nn.ModuleList(pairs)
-        self.residual = config.architecture == "res"
         if self.residual:  # CIPSres: residual pairs, a 1x1 skip where the width changes, one head
             self.skips = nn.ModuleList(
                 WidthSkip(w_in, w_out) if w_in != w_out else nn.Identity()
@@ -149,6 +148,11 @@ class Generator2D(nn.Module):
             for layer in pair:
                 layer.reset_parameters(generator)
             rgb.reset_parameters(generator)
+
+    @property
+    def residual(self) -> bool:
+        """CIPSres: residual pairs and one to-RGB head (`Cips2DConfig.architecture`)."""
+        return self.config.architecture == "res"
 
     @property
     def device(self) -> torch.device:
