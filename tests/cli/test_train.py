@@ -43,9 +43,14 @@ def test_train_then_resume(tmp_path, capsys, blob_folder):
         (lambda tmp, blobs: ["--resume", str(tmp), "--preset", "tiny"], "cannot be combined"),
         (lambda tmp, blobs: ["--data", str(blobs), "--init", str(tmp / "none.pth")], "nothing to start from"),
         (lambda tmp, blobs: [], "give --data"),
+        (lambda tmp, b: ["--data", str(b), "--fid", "4", "--inception", str(tmp / "x.pt")], "no Inception"),
+        (lambda tmp, blobs: ["--data", str(blobs), "--inception", str(tmp / "x.pt")], "give --fid"),
     ],
-    ids=["empty", "corrupt", "missing", "resume-empty", "resume-missing", "resume-preset", "init", "no-data"],
-)
+    ids=[
+        "empty", "corrupt", "missing", "resume-empty", "resume-missing", "resume-preset", "init", "no-data",
+        "fid-network-missing", "inception-without-fid",
+    ],
+)  # fmt: skip
 def test_user_errors_end_in_one_sentence_and_exit_2(tmp_path, capsys, blob_folder, make_args, message):
     (tmp_path / "empty").mkdir()
     (tmp_path / "corrupt").mkdir()
@@ -54,7 +59,7 @@ def test_user_errors_end_in_one_sentence_and_exit_2(tmp_path, capsys, blob_folde
     code, _, err = run(
         capsys, "train", *make_args(tmp_path, blob_folder), "--outdir", str(tmp_path / "o"), "--quiet"
     )
-    assert code == 2
+    assert code == 2 and not (tmp_path / "o").exists()
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], err
 

@@ -48,13 +48,13 @@ def extractor(tmp_path_factory):
 def test_a_model_against_its_own_samples_scores_zero(tmp_path, extractor):
     G = model(0)
     own = write_samples(G, tmp_path / "own")
-    result = evaluate_2d(G, own, ["swd", "fid", "kid"], num_images=6, extractor_path=extractor)
+    result = evaluate_2d(G, own, ["swd", "fid", "kid"], num_images=6, extractor=extractor)
     assert result["metrics"]["swd"] == 0.0
     assert result["metrics"]["fid"] == pytest.approx(0.0, abs=1e-6)
     assert result["metrics"]["kid"] <= 0  # unbiased: the pairs (x_i, x_i) count only across the sets
     assert result["protocol"]["num_real"] == result["protocol"]["num_fake"] == 6
     assert result["protocol"]["extractor"] == "pooled.pt"
-    other = evaluate_2d(model(1), own, ["swd", "fid"], num_images=6, extractor_path=extractor)["metrics"]
+    other = evaluate_2d(model(1), own, ["swd", "fid"], num_images=6, extractor=extractor)["metrics"]
     assert other["swd"] > 10 and other["fid"] > 0.5
 
 

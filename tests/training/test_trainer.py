@@ -20,7 +20,7 @@ from cips3d.training import trainer as trainer_module
 from cips3d.training.config import StageConfig
 from cips3d.training.snapshot import list_snapshots, load_snapshot
 from cips3d.training.trainer import Trainer, TrainingStopped, TrainOptions, nerf_modules
-from tests.training.conftest import micro_config
+from tests.training.conftest import count_fid_network_loads, micro_config
 
 QUIET = TrainOptions(progress=False)
 
@@ -195,15 +195,17 @@ def monitor_tf32(monkeypatch):
     return record
 
 
-def test_fid_scores_every_snapshot_as_cips3d_metrics_would(tmp_path, blob_folder):
+def test_fid_scores_every_snapshot_as_cips3d_metrics_would(tmp_path, blob_folder, monkeypatch):
     """--fid: each snapshot's record has the FID that `evaluate` gives its G_ema (the run's renderer
-    and camera prior), and TensorBoard gets eval/fid."""
+    and camera prior), and TensorBoard gets eval/fid. The FID network is loaded once per run."""
+    loads = count_fid_network_loads(monkeypatch)
     config = micro_config()
-    options = TrainOptions(progress=False, max_steps=2, fid_images=4)
+    options = TrainOptions(progress=False, max_steps=4, fid_images=4)
     trainer = Trainer(config, tmp_path / "run", blob_folder, options)
     trainer.run()
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert records and all(r["fid"] > 0 for r in records)
+    assert len(records) >= 2 and all(r["fid"] > 0 for r in records)
+    assert len(loads) == 1
     stage = config.stages[0]
     render = trainer._eval_render(stage)
     direct = evaluate(trainer.G_ema, blob_folder, ["fid"], 4, stage.img_size, render=render, pose=config.pose)

@@ -11,6 +11,7 @@ from cips3d.errors import ConfigError
 from cips3d.metrics.evaluate import evaluate_2d
 from cips3d.training.snapshot import list_snapshots, load_snapshot
 from cips3d.training.trainer2d import Train2DConfig, Trainer2D
+from tests.training.conftest import count_fid_network_loads
 
 CONFIG = Train2DConfig(generator="cips-tiny", patch=16, batch_size=2, d_max_channels=32, snapshot_every=2,
                        keep_snapshots=2)  # fmt: skip
@@ -95,9 +96,13 @@ def test_two_processes_stay_in_step_and_resume_exactly(tmp_path, blob_folder):
     assert not all(torch.equal(a[0]["D"][k], v) for k, v in single.D.state_dict().items())
 
 
-def test_fid_scores_each_snapshot_as_cips3d_metrics_would(tmp_path, blob_folder):
+def test_fid_scores_each_snapshot_as_cips3d_metrics_would(tmp_path, blob_folder, monkeypatch):
+    """--fid: each snapshot's record has the FID `evaluate_2d` gives its G_ema; the network is loaded once."""
+    loads = count_fid_network_loads(monkeypatch)
     trainer = Trainer2D(CONFIG, tmp_path / "run", blob_folder, progress=False, fid_images=4)
     trainer.run(max_steps=1)
+    trainer.run(max_steps=2)
+    assert len(trainer.state.history) == 2 and len(loads) == 1
     record = trainer.state.history[-1]
     direct = evaluate_2d(trainer.G_ema, blob_folder, ["fid"], 4)["metrics"]["fid"]
     assert record["fid"] > 0 and record["fid"] == pytest.approx(direct, rel=1e-9)

@@ -21,7 +21,6 @@ from cips3d.io.checkpoint2d import (
     load_generator2d,
     official_generator_state,
 )
-from cips3d.metrics.inception import InceptionExtractor
 from cips3d.models.generator2d import Generator2D
 from cips3d.models.generator3d import Generator3D
 
@@ -206,12 +205,9 @@ def add_fid_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_fid_arguments(args: argparse.Namespace) -> None:
-    """Load the FID network once before training, so that a missing file is said now, not at the first
-    snapshot hours later."""
+    """--inception only with --fid (the trainers load the network when they are built, before training)."""
     if args.inception and not args.fid:
         raise UserError("--inception is the network of --fid; give --fid IMAGES too.")
-    if args.fid:
-        InceptionExtractor.load(args.inception)
 
 
 def finite_float(text: str) -> float:

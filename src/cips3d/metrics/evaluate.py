@@ -108,12 +108,14 @@ def evaluate(
     num_images: int = 1000,
     img_size: int = 64,
     psi: float = 1.0,
-    extractor_path: str | Path | None = None,
+    extractor: InceptionExtractor | str | Path | None = None,
     render: RenderConfig | None = None,
     pose: PoseConfig | None = None,
 ) -> dict:
-    """Scores of `G` against `data`; returns {"metrics": {...}, "protocol": {...}}. `render` and `pose`:
-    the renderer's settings and the camera prior (a training run's; default the FFHQ ones)."""
+    """Scores of `G` against `data`; returns {"metrics": {...}, "protocol": {...}}. `extractor`: the FID
+    network, loaded (a training run scores many snapshots with one) or its weights file (None: the
+    default one). `render` and `pose`: the renderer's settings and the camera prior (a training run's;
+    default the FFHQ ones)."""
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise UserError(f"unknown metrics {unknown}; known: {', '.join(METRICS)}.")
@@ -130,7 +132,7 @@ def evaluate(
     if any(m in metrics for m in IMAGE_METRICS):
         reals = real_images(data, num_images, img_size)
         fakes = generated_images(G, reals.shape[0], render, pose or PoseConfig(), psi)
-        scores |= _image_scores(reals, fakes, data, metrics, extractor_path, G.device, protocol)
+        scores |= _image_scores(reals, fakes, data, metrics, extractor, G.device, protocol)
     if "consistency" in metrics:
         scores |= generator_consistency(G, img_size=img_size)
         protocol["consistency"] = "16 latents, yaw pi/2 +- 0.05 and the pair 1.44 / 1.70, deterministic"
@@ -138,15 +140,17 @@ def evaluate(
     return {"metrics": scores, "protocol": protocol}
 
 
-def _image_scores(reals, fakes, data, metrics, extractor_path, device, protocol) -> dict[str, float]:
-    """SWD, FID and KID (those in `metrics`) of uint8 image sets; the protocol gains their details."""
+def _image_scores(reals, fakes, data, metrics, extractor, device, protocol) -> dict[str, float]:
+    """SWD, FID and KID (those in `metrics`) of uint8 image sets; the protocol gains their details.
+    `extractor`: an `InceptionExtractor`, or the path (None: default) of one to load on `device`."""
     scores: dict[str, float] = {}
     protocol |= {"num_real": reals.shape[0], "num_fake": fakes.shape[0]}
     if "swd" in metrics:
         scores["swd"] = swd(_to_float(reals), _to_float(fakes)).mean
         protocol["swd"] = "Laplacian pyramid to 16 px, 7x7 patches, 128 per image, 512 x 4 projections, x1e3"
     if "fid" in metrics or "kid" in metrics:
-        extractor = InceptionExtractor.load(extractor_path, device)
+        if not isinstance(extractor, InceptionExtractor):
+            extractor = InceptionExtractor.load(extractor, device)
         protocol |= extractor.protocol
         scores |= _inception_scores(extractor, reals, fakes, data, metrics, protocol)
     return scores
@@ -157,11 +161,11 @@ def evaluate_2d(
     data: str | Path,
     metrics: Sequence[str] = ("swd",),
     num_images: int = 1000,
-    extractor_path: str | Path | None = None,
+    extractor: InceptionExtractor | str | Path | None = None,
 ) -> dict:
     """SWD, FID and KID of a 2D generator against `data`, at its training size; returns
-    {"metrics": {...}, "protocol": {...}} as `evaluate` does. Panorama models (cylinder coordinates)
-    are compared with whole images, as they were trained."""
+    {"metrics": {...}, "protocol": {...}} as `evaluate` does (`extractor` as there). Panorama models
+    (cylinder coordinates) are compared with whole images, as they were trained."""
     other = [m for m in metrics if m not in IMAGE_METRICS]
     if other:
         raise UserError(f"a 2D model is scored by {', '.join(IMAGE_METRICS)}, not {', '.join(other)}.")
@@ -178,6 +182,6 @@ def evaluate_2d(
     }  # fmt: skip
     reals = real_images(data, num_images, config.size, config.width, whole)
     fakes = generated_images_2d(G, reals.shape[0])
-    scores = _image_scores(reals, fakes, data, metrics, extractor_path, G.device, protocol)
+    scores = _image_scores(reals, fakes, data, metrics, extractor, G.device, protocol)
     protocol["seconds"] = round(time.monotonic() - started, 2)
     return {"metrics": scores, "protocol": protocol}

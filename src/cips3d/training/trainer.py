@@ -30,6 +30,7 @@ from cips3d.fast import tf32_matmuls
 from cips3d.io.files import atomic_write
 from cips3d.io.images import save_png
 from cips3d.metrics.evaluate import evaluate
+from cips3d.metrics.inception import InceptionExtractor
 from cips3d.models.discriminator import Discriminator, DiscriminatorConfig
 from cips3d.models.generator3d import Generator3D
 from cips3d.training.augment import DiffAugmentConfig
@@ -124,6 +125,8 @@ class Trainer:
         self._written: tuple[str, int] | None = None  # (name, stage) of the last snapshot this process wrote
         self._stop_requested = False
         self._started = time.monotonic()
+        # Loaded once, now: a missing weights file is said before training, not at the first snapshot.
+        self._fid_network = InceptionExtractor.load(options.inception, device) if options.fid_images else None
 
     # --- construction from snapshots ---------------------------------------------------------------
     @classmethod
@@ -361,7 +364,7 @@ class Trainer:
         """FID of G_ema against the data at the stage's size (the metrics protocol, the run's renderer)."""
         options = self.options
         result = evaluate(self.G_ema, self.data, ["fid"], options.fid_images, stage.img_size,
-                          extractor_path=options.inception, render=self._eval_render(stage),
+                          extractor=self._fid_network, render=self._eval_render(stage),
                           pose=self.config.pose)  # fmt: skip
         return result["metrics"]["fid"]
 

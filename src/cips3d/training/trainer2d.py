@@ -38,6 +38,7 @@ from cips3d.errors import CheckpointError, ConfigError
 from cips3d.io.checkpoint2d import load_models2d
 from cips3d.io.images import make_grid, save_png, to_uint8
 from cips3d.metrics.evaluate import evaluate_2d
+from cips3d.metrics.inception import InceptionExtractor
 from cips3d.metrics.swd import swd
 from cips3d.models.discriminator2d import Discriminator2D
 from cips3d.models.generator2d import Generator2D
@@ -199,7 +200,9 @@ class Trainer2D:
         """`fid_images` > 0 also scores every snapshot by FID on that many images (`inception`: the FID
         network's weights, None the default file); how a run is scored is not part of its config."""
         self.config, self.run_dir, self.device = config, Path(run_dir), torch.device(device)
-        self.data, self.fid_images, self.inception = data, fid_images, inception
+        self.data, self.fid_images = data, fid_images
+        # Loaded once, now: a missing weights file is said before training, not at the first snapshot.
+        self.fid_network = InceptionExtractor.load(inception, self.device) if fid_images else None
         self.world = world or World()
         self.progress = progress and self.world.is_main
         init = torch.Generator().manual_seed(config.seed)
@@ -369,7 +372,7 @@ class Trainer2D:
         value = swd(reals, fakes).mean
         record = {"step": self.state.global_step, "swd": value}
         if self.fid_images:
-            scores = evaluate_2d(self.G_ema, self.data, ["fid"], self.fid_images, self.inception)
+            scores = evaluate_2d(self.G_ema, self.data, ["fid"], self.fid_images, self.fid_network)
             record["fid"] = scores["metrics"]["fid"]
         self.state.history.append(record)
         if self.state.best_score is None or value < self.state.best_score:
