@@ -125,30 +125,16 @@ def _walk_frames(
 
 def run(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
-    if not args.extent > 0:
-        raise UserError(f"--extent must be positive, got {args.extent}.")
-    if not 0 <= args.psi <= 1:
-        raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
+    _check_arguments(args, seeds)
     fixation = _fixation(args.fixation)
     device = resolve_device(args.device)
     G = load_generator2d(args.checkpoint, device)
+    _check_model_fits(args, G)
     size = args.size or G.config.size
     grid = G.frame_grid(size, args.extent, args.turns)
     exact_grid = (
         tuple(grid.shape[1:3]) == (G.config.size, G.config.grid_width) and args.extent == args.turns == 1
     )
-    if args.foveated and G.config.grid_width != G.config.size:
-        raise UserError("--foveated renders square frames; this run's images are not square.")
-    if args.pan and not G.config.panorama:
-        raise UserError("--pan is for panorama runs (train2d --panorama); this run's images are flat.")
-    if args.noise and args.foveated:
-        raise UserError("--noise is added to whole frames; it cannot be combined with --foveated.")
-    if args.interpolate and (len(seeds) < 2 or args.foveated):
-        raise UserError("--interpolate walks from seed to seed: give two seeds or more, and no --foveated.")
-    if (args.pan or args.interpolate) and not args.fps > 0:
-        raise UserError(f"--fps must be positive, got {args.fps}.")
-    if args.pan and not 0 < args.view <= 360:
-        raise UserError(f"--view must be in (0, 360] degrees, got {args.view}.")
     mean = G.mean_style() if args.psi != 1 else None
     videos = []
     outdir = Path(args.outdir)
@@ -181,3 +167,27 @@ def run(args: argparse.Namespace) -> int:
     if args.interpolate:
         print(f"wrote {videos[-1].name}: {(len(seeds) - 1) * args.interpolate + 1} frames from seed to seed")
     return 0
+
+
+def _check_arguments(args: argparse.Namespace, seeds: list[int]) -> None:
+    """The flag checks that need no model (said before it is loaded)."""
+    if not args.extent > 0:
+        raise UserError(f"--extent must be positive, got {args.extent}.")
+    if not 0 <= args.psi <= 1:
+        raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
+    if args.noise and args.foveated:
+        raise UserError("--noise is added to whole frames; it cannot be combined with --foveated.")
+    if args.interpolate and (len(seeds) < 2 or args.foveated):
+        raise UserError("--interpolate walks from seed to seed: give two seeds or more, and no --foveated.")
+    if (args.pan or args.interpolate) and not args.fps > 0:
+        raise UserError(f"--fps must be positive, got {args.fps}.")
+    if args.pan and not 0 < args.view <= 360:
+        raise UserError(f"--view must be in (0, 360] degrees, got {args.view}.")
+
+
+def _check_model_fits(args: argparse.Namespace, G: Generator2D) -> None:
+    """The flag checks that depend on the model's kind."""
+    if args.foveated and G.config.grid_width != G.config.size:
+        raise UserError("--foveated renders square frames; this run's images are not square.")
+    if args.pan and not G.config.panorama:
+        raise UserError("--pan is for panorama runs (train2d --panorama); this run's images are flat.")
