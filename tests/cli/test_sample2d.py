@@ -54,6 +54,10 @@ def test_mistakes_are_one_sentence(capsys, tmp_path, run_dir):
     code, _, err = run(capsys, "sample2d", "--checkpoint", str(run_dir), "--fixation", "left", "--outdir",
                        str(tmp_path))  # fmt: skip
     assert code == 2 and "--fixation must be two numbers" in err
+    for seeds, message in (("abc", "cannot read seeds"), ("5-2", "runs backwards")):
+        code, _, err = run(capsys, "sample2d", "--checkpoint", str(run_dir), "--seeds", seeds, "--outdir",
+                           str(tmp_path))  # fmt: skip
+        assert code == 2 and message in err and err.count("\n") == 1
 
 
 def test_metrics_score_a_2d_run_and_3d_commands_send_it_to_sample2d(capsys, tmp_path, run_dir, blob_folder):

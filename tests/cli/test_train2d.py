@@ -27,6 +27,12 @@ def test_a_run_and_its_resume_write_snapshots_with_previews(capsys, tmp_path, bl
     code, text, err = train2d(capsys, blob_folder, out, 3, "--patch", "16", "--resume")
     assert code == 0, err
     assert load_snapshot(out).state.global_step == 3 and "step 3" in text
+    before = sorted(p.name for p in (out / "snapshots").iterdir())
+    code, _, err = train2d(capsys, blob_folder, out, 2, "--patch", "16", "--seed", "7")
+    assert code == 2 and "already holds a training run" in err and err.count("\n") == 1
+    code, _, err = train2d(capsys, blob_folder, out, 4, "--resume")
+    assert code == 2 and "patch 16 in the run, None now" in err and err.count("\n") == 1
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == before  # nothing written over
 
 
 def test_mistakes_are_one_sentence(capsys, tmp_path, blob_folder):

@@ -58,8 +58,10 @@ def test_training_moves_the_weights_and_the_ema_follows(tmp_path, blob_folder):
 def test_resuming_with_another_config_and_bad_configs_are_refused(tmp_path, blob_folder):
     Trainer2D(CONFIG, tmp_path / "run", blob_folder, progress=False).run(max_steps=1)
     other = dataclasses.replace(CONFIG, batch_size=4)
-    with pytest.raises(ConfigError, match="another 2D training config"):
+    with pytest.raises(ConfigError, match=r"other settings \(batch_size 2 in the run, 4 now\)"):
         Trainer2D(other, tmp_path / "run", blob_folder, resume=True, progress=False)
+    with pytest.raises(ConfigError, match="already holds a training run"):
+        Trainer2D(CONFIG, tmp_path / "run", blob_folder, progress=False)
     with pytest.raises(ConfigError, match="over a power of two"):
         Train2DConfig(generator="cips-tiny", patch=12)
     with pytest.raises(ConfigError, match="multiple of the discriminator's minibatch-stddev group"):

@@ -115,10 +115,7 @@ def _parse_gammas(args: argparse.Namespace) -> list[float]:
 
 def _settings(args: argparse.Namespace) -> BlendSettings:
     """Check every option before a model is loaded."""
-    try:
-        seeds = parse_seeds(args.seeds)
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    seeds = parse_seeds(args.seeds)
     gammas = _parse_gammas(args)
     layers = resolve_blend_layers(x for x in args.layers.split(",") if x.strip())
     if not 0.0 <= args.psi <= 1.0:

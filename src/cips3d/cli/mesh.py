@@ -93,10 +93,7 @@ def parse_level(text: str) -> tuple[float, bool]:
 
 def _settings(args: argparse.Namespace) -> MeshSettings:
     """Check every option before a model is loaded."""
-    try:
-        seeds = parse_seeds(args.seeds)
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    seeds = parse_seeds(args.seeds)
     if args.resolution < MIN_RESOLUTION:
         raise UserError(f"--resolution must be at least {MIN_RESOLUTION}, got {args.resolution}.")
     if not 0.0 <= args.psi <= 1.0:

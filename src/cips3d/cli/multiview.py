@@ -106,10 +106,7 @@ def parse_angles(text: str, sweep: tuple[float, float], option: str) -> list[flo
 
 def _settings(args: argparse.Namespace) -> MultiviewSettings:
     """Check every option before a model is loaded."""
-    try:
-        seeds = parse_seeds(args.seeds)
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    seeds = parse_seeds(args.seeds)
     yaws = parse_angles(args.yaws, YAW_SWEEP, "--yaws")
     pitches = parse_angles(args.pitches, PITCH_SWEEP, "--pitches")
     if not 0.0 <= args.psi <= 1.0:

@@ -128,10 +128,7 @@ def _mixing(args: argparse.Namespace, seeds: list[int]) -> tuple[list[int] | Non
 
 
 def _settings(args: argparse.Namespace) -> SampleSettings:
-    try:
-        seeds = parse_seeds(args.seeds)
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    seeds = parse_seeds(args.seeds)
     appearance, layers = _mixing(args, seeds)
     if not 0.0 <= args.psi <= 1.0:
         raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")

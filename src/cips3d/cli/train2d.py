@@ -14,7 +14,7 @@ from cips3d.training.trainer2d import Train2DConfig, Trainer2D, load_run2d
 
 EXAMPLES = """examples:
   cips3d train2d --data faces/ --outdir runs/cips2d --max-steps 2000           # tiny, whole images
-  cips3d train2d --data faces/ --outdir runs/cips2d --patch 16 --max-steps 4000 --resume
+  cips3d train2d --data faces/ --outdir runs/cips2d --max-steps 4000 --resume  # on, with the same flags
   cips3d train2d --data ffhq.zip --preset cips-256 --patch 64 --device cuda    # CIPS's FFHQ setting
   cips3d dataset panorama pano.zip && cips3d train2d --data pano.zip --outdir runs/pano --panorama \
       --width 128 --patch 16 --max-steps 4000                                  # 360-degree panoramas

@@ -155,10 +155,7 @@ def _check_numbers(args: argparse.Namespace, seeds: list[int]) -> None:
 
 def _plan(args: argparse.Namespace) -> _Plan:
     """Parse and check every option; nothing is rendered or loaded yet."""
-    try:
-        seeds = parse_seeds(args.seeds)
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    seeds = parse_seeds(args.seeds)
     _check_numbers(args, seeds)
     trajectory_function(args.trajectory)  # an unknown name fails here, listing the known ones
     render = RenderConfig(

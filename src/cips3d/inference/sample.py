@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from cips3d.config import PoseConfig, RenderConfig
+from cips3d.errors import ConfigError
 from cips3d.models.generator3d import Generator3D
 from cips3d.outputs import GeneratorOutput
 from cips3d.seeding import generators_for_seeds
@@ -27,22 +28,23 @@ MAX_SEED = 2**63 - 1
 
 
 def parse_seeds(text: str) -> list[int]:
-    """'0-3,7,10-11' -> [0, 1, 2, 3, 7, 10, 11] (ranges inclusive, order kept, duplicates dropped)."""
+    """'0-3,7,10-11' -> [0, 1, 2, 3, 7, 10, 11] (ranges inclusive, order kept, duplicates dropped); a
+    `ConfigError` (a user's mistake, also a ValueError) for anything else."""
     seeds: list[int] = []
     for part in text.replace(" ", "").split(","):
         match = _SEED_PART.match(part)
         if not match:
-            raise ValueError(
+            raise ConfigError(
                 f"cannot read seeds {text!r}: use non-negative numbers and ranges such as 0-15,20."
             )
         lo = int(match.group(1))
         hi = int(match.group(2)) if match.group(2) is not None else lo
         if hi < lo:
-            raise ValueError(f"seed range {part!r} runs backwards.")
+            raise ConfigError(f"seed range {part!r} runs backwards.")
         if hi > MAX_SEED:
-            raise ValueError(f"seed {hi} is larger than 2^63 - 1.")
+            raise ConfigError(f"seed {hi} is larger than 2^63 - 1.")
         if len(seeds) + hi - lo + 1 > 1_000_000:
-            raise ValueError(f"{text!r} asks for more than a million seeds.")
+            raise ConfigError(f"{text!r} asks for more than a million seeds.")
         seeds.extend(range(lo, hi + 1))
     return list(dict.fromkeys(seeds))
 

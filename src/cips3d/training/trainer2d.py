@@ -49,6 +49,7 @@ from cips3d.training.snapshot import (
     Snapshot,
     TrainState,
     capture_rng,
+    list_snapshots,
     load_snapshot,
     prune_snapshots,
     resolve_snapshot,
@@ -200,6 +201,11 @@ class Trainer2D:
         """`fid_images` > 0 also scores every snapshot by FID on that many images (`inception`: the FID
         network's weights, None the default file); how a run is scored is not part of its config."""
         self.config, self.run_dir, self.device = config, Path(run_dir), torch.device(device)
+        if not resume and list_snapshots(self.run_dir / "snapshots"):
+            raise ConfigError(
+                f"{self.run_dir} already holds a training run; continue it with --resume or pick another "
+                "--outdir."
+            )
         self.data, self.fid_images = data, fid_images
         # Loaded once, now: a missing weights file is said before training, not at the first snapshot.
         self.fid_network = InceptionExtractor.load(inception, self.device) if fid_images else None
@@ -248,7 +254,8 @@ class Trainer2D:
         snapshot, config = load_run2d(self.run_dir)
         if config != self.config:
             raise ConfigError(
-                f"{snapshot.path} was written by another 2D training config; resume with the same."
+                f"{snapshot.path} was written with other settings ({_differences(config, self.config)}); "
+                "resume with the run's own."
             )
         self.G.load_state_dict(snapshot.G)
         self.G_ema.load_state_dict(snapshot.G_ema)
@@ -377,3 +384,9 @@ class Trainer2D:
         self.state.history.append(record)
         if self.state.best_score is None or value < self.state.best_score:
             self.state.best_score, self.state.best_snapshot = value, name
+
+
+def _differences(run: Train2DConfig, asked: Train2DConfig) -> str:
+    """'batch_size 4 in the run, 8 now; ...': the fields in which two run configs differ."""
+    names = [f.name for f in dataclasses.fields(run) if getattr(run, f.name) != getattr(asked, f.name)]
+    return "; ".join(f"{n} {getattr(run, n)!r} in the run, {getattr(asked, n)!r} now" for n in names)
