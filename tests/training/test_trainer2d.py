@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 
 import pytest
 import torch
 
 from cips3d.errors import ConfigError
 from cips3d.metrics.evaluate import evaluate_2d
+from cips3d.training import trainer2d as trainer2d_module
 from cips3d.training.snapshot import list_snapshots, load_snapshot
 from cips3d.training.trainer2d import Train2DConfig, Trainer2D
 from tests.training.conftest import count_fid_network_loads
@@ -115,3 +118,28 @@ def test_the_discriminator_width_cap_follows_the_preset_unless_given():
     assert Train2DConfig(generator="cips-tiny").discriminator().max_channels == 64
     assert Train2DConfig(generator="cips-256", patch=64).discriminator().max_channels == 512
     assert Train2DConfig(generator="cips-tiny", d_max_channels=32).discriminator().max_channels == 32
+
+
+def test_a_second_ctrl_c_does_not_cut_the_snapshot_of_the_first(tmp_path, blob_folder, monkeypatch):
+    """Ctrl-C in iteration 2 writes the snapshot of iteration 1; another Ctrl-C during that write (here
+    sent from inside it) is held off, so the snapshot the CLI then reports exists."""
+    trainer = Trainer2D(CONFIG, tmp_path / "run", blob_folder, progress=False)
+    step = trainer.step
+
+    def interrupted_second_step(reals):
+        if trainer.state.global_step == 1:
+            raise KeyboardInterrupt
+        return step(reals)
+
+    write = trainer2d_module.write_snapshot
+
+    def write_while_interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "step", interrupted_second_step)
+    monkeypatch.setattr(trainer2d_module, "write_snapshot", write_while_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run(max_steps=4)
+    assert [p.name for p in list_snapshots(tmp_path / "run" / "snapshots")] == ["step-000000001"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again after it

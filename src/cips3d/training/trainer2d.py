@@ -13,9 +13,12 @@ run continues exactly as if it had not stopped.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -299,7 +302,8 @@ class Trainer2D:
             path = self.snapshot()
             self._report(path, monitor)
         except KeyboardInterrupt:
-            self.snapshot()
+            with _sigint_held():  # a second Ctrl-C must not cut the snapshot the first one asked for
+                self.snapshot()
             raise
         finally:
             monitor.close()
@@ -390,3 +394,16 @@ def _differences(run: Train2DConfig, asked: Train2DConfig) -> str:
     """'batch_size 4 in the run, 8 now; ...': the fields in which two run configs differ."""
     names = [f.name for f in dataclasses.fields(run) if getattr(run, f.name) != getattr(asked, f.name)]
     return "; ".join(f"{n} {getattr(run, n)!r} in the run, {getattr(asked, n)!r} now" for n in names)
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """Ctrl-C ignored inside (main thread only; elsewhere Python delivers no signals anyway)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
