@@ -9,8 +9,10 @@ import torch
 from PIL import Image
 
 from cips3d.cli.common import checkpoint_generator2d
-from cips3d.io.checkpoint2d import load_generator2d
+from cips3d.config_2d import cips2d_preset
+from cips3d.io.checkpoint2d import load_generator2d, save_generator2d
 from cips3d.io.images import to_uint8
+from cips3d.models.generator2d import Generator2D
 from tests.cli.helpers import run
 from tests.convert.cips_official import SIZE, STYLE, official_coords, official_forward, official_state
 
@@ -46,7 +48,7 @@ def test_convert_back_to_the_official_layout(tmp_path, capsys):
     code, out, err = run(
         capsys, "convert", str(tmp_path / "ours"), str(tmp_path / "back.pt"), "--to-official"
     )
-    assert code == 0, err
+    assert code == 0 and "align_corners" not in out, err  # the official reading already
     back = torch.load(tmp_path / "back.pt", weights_only=True)["g_ema"]
     assert list(back) == list(g_ema) and all(torch.equal(back[k], g_ema[k]) for k in g_ema)
 
@@ -90,3 +92,22 @@ def test_sample2d_adds_the_noise_of_the_official_sampler_when_asked(tmp_path, ca
     assert np.abs(noisy - expected).max() <= 1 and np.abs(noisy - plain).max() > 10
     code, _, err = run(capsys, *where, "--noise", "--foveated", "50", "--outdir", str(tmp_path / "f"))
     assert code == 2 and "--noise is added to whole frames" in err
+
+
+def test_outputs_never_write_over_inputs_and_the_embedding_alignment_is_said(tmp_path, capsys, blob_folder):
+    save_generator2d(
+        Generator2D(cips2d_preset("cips-tiny"), torch.Generator().manual_seed(0)), tmp_path / "m"
+    )
+    weights = tmp_path / "m" / "model.safetensors"
+    before = weights.read_bytes()
+    code, _, err = run(capsys, "convert", str(tmp_path / "m"), str(weights), "--to-official")
+    assert code == 2 and "would write over the input" in err and weights.read_bytes() == before
+    code, _, err = run(capsys, "convert", str(tmp_path / "m"), str(tmp_path), "--to-official")
+    assert code == 2 and "is a folder; --to-official writes one file" in err
+    code, out, err = run(capsys, "convert", str(tmp_path / "m"), str(tmp_path / "off.pt"), "--to-official")
+    assert code == 0 and "align_corners=True" in out, err  # trained by cips3d: the official code differs
+    image = sorted(blob_folder.iterdir())[0]
+    image_bytes = image.read_bytes()
+    code, _, err = run(capsys, "metrics", "--checkpoint", str(tmp_path / "m"), "--data", str(blob_folder),
+                       "--metrics", "swd", "--num", "4", "--out", str(image))  # fmt: skip
+    assert code == 2 and "would write over the input" in err and image.read_bytes() == image_bytes

@@ -192,6 +192,18 @@ def checkpoint_generator2d(args: argparse.Namespace) -> Generator2D | None:
     return generator2d_from_official(official_generator_state(content, path, "G_ema")).eval()
 
 
+def refuse_overwriting_inputs(output: str | Path, *inputs: str | Path | None) -> None:
+    """A UserError when writing `output` would replace an input of the command: the same file, or a file
+    that exists inside an input folder (a model's weights, a run's logs). New files beside them are fine."""
+    out = Path(output).resolve()
+    for given in inputs:
+        if given is None:
+            continue
+        source = Path(given).resolve()
+        if out == source or (source.is_dir() and source in out.parents and out.exists()):
+            raise UserError(f"{output} would write over the input {given}; choose another output path.")
+
+
 def add_fid_arguments(parser: argparse.ArgumentParser) -> None:
     """--fid and --inception of the training commands: FID at every snapshot, beside the SWD score."""
     parser.add_argument(

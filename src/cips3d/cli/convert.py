@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from cips3d.cli.common import refuse_overwriting_inputs
 from cips3d.convert.official_2d import holds_official_cips2d
 from cips3d.errors import UserError
 from cips3d.io.checkpoint import (
@@ -65,6 +66,12 @@ def _to_official(args: argparse.Namespace, target: Path) -> int:
         atomic_write(target, lambda p: torch.save(content, p))
         parts = " and ".join(f"'{k}' ({len(v)} tensors)" for k, v in content.items())
         print(f"wrote the official 2D CIPS {parts} to {target}")
+        if models.G.config.embedding_align_corners:
+            print(
+                "note: this model reads its coordinate embedding with align_corners=True (how cips3d "
+                "trains); the official code reads it with PyTorch's default (False), so its images of "
+                "this file differ from ours, and so do those of the file converted back to cips3d."
+            )
         return 0
     state = official_state_dict(load_generator(args.source))
     atomic_write(target, lambda p: torch.save(state, p))
@@ -86,9 +93,14 @@ def _convert_2d(args: argparse.Namespace, content: object, source: Path, target:
 def run(args: argparse.Namespace) -> int:
     target = Path(args.target)
     if args.to_official:
+        if target.is_dir():
+            raise UserError(f"{target} is a folder; --to-official writes one file: give its path.")
+        refuse_overwriting_inputs(target, args.source)
         return _to_official(args, target)
     if target.exists() and not target.is_dir():
         raise UserError(f"{target} exists and is not a folder.")
+    for name in ("model.safetensors", "config.json"):
+        refuse_overwriting_inputs(target / name, args.source)
     source = Path(args.source)
     if not (source.is_file() and source.suffix not in (".safetensors", ".json")):
         G = load_generator(source, preset=args.preset, official_config=args.official_config)

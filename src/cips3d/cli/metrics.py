@@ -12,6 +12,7 @@ from cips3d.cli.common import (
     checkpoint_generator2d,
     finite_float,
     positive_int,
+    refuse_overwriting_inputs,
     resolve_device,
 )
 from cips3d.errors import UserError
@@ -63,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
     if not Path(args.data).exists():
         raise UserError(f"no dataset at {args.data}.")
+    if args.out:
+        refuse_overwriting_inputs(args.out, args.data, args.checkpoint, args.inception)
     G2 = checkpoint_generator2d(args)
     if G2 is not None:
         result = _evaluate_2d(args, which, G2.to(resolve_device(args.device)))
