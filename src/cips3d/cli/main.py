@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+
+import torch
 
 from cips3d import __version__
 from cips3d.cli import (
@@ -97,6 +100,28 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    except RuntimeError as err:  # torch.OutOfMemoryError is one too
+        message = out_of_memory_message(err)
+        if message is None:
+            raise
+        print(f"cips3d {args.command.replace('-', ' ')}: error: {message}", file=sys.stderr)
+        return 2
+
+
+_ALLOCATION = re.compile(r"tried to allocate ([0-9.]+) ?(bytes|[KMGT]iB)", re.IGNORECASE)
+_UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+
+
+def out_of_memory_message(err: RuntimeError) -> str | None:
+    """One sentence for PyTorch's CPU and CUDA out-of-memory errors (None for any other error): a size,
+    batch or chunk too large for this machine is the user's choice, not a bug."""
+    text = str(err)
+    if not isinstance(err, torch.OutOfMemoryError) and "can't allocate memory" not in text:
+        return None
+    where = "GPU" if isinstance(err, torch.OutOfMemoryError) else "machine"
+    match = _ALLOCATION.search(text)
+    size = f" ({float(match.group(1)) * _UNITS[match.group(2)] / 2**30:,.1f} GiB at once)" if match else ""
+    return f"out of memory: the {where} could not hold what was asked{size}; ask for a smaller size or batch."
 
 
 if __name__ == "__main__":

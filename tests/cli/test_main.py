@@ -1,0 +1,41 @@
+"""`cips3d.cli.main`: an allocation the machine cannot make is one sentence, not a traceback."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cips3d.cli.main import out_of_memory_message
+from cips3d.config_2d import cips2d_preset
+from cips3d.io.checkpoint2d import save_generator2d
+from cips3d.models.generator2d import Generator2D
+from tests.cli.helpers import run
+
+
+def test_a_real_failed_allocation_reads_as_out_of_memory_with_its_size():
+    with pytest.raises(RuntimeError) as caught:
+        torch.empty(2**60, dtype=torch.uint8)  # an exbibyte: past any address space
+    message = out_of_memory_message(caught.value)
+    assert message == (
+        "out of memory: the machine could not hold what was asked (1,073,741,824.0 GiB at once); "
+        "ask for a smaller size or batch."
+    )
+
+
+def test_cuda_out_of_memory_and_other_errors():
+    cuda = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 79.1 GiB total)")
+    assert out_of_memory_message(cuda) == (
+        "out of memory: the GPU could not hold what was asked (20.0 GiB at once); "
+        "ask for a smaller size or batch."
+    )
+    assert out_of_memory_message(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None
+
+
+def test_the_command_line_says_it_in_one_sentence(tmp_path, capsys):
+    save_generator2d(
+        Generator2D(cips2d_preset("cips-tiny"), torch.Generator().manual_seed(0)), tmp_path / "m"
+    )
+    # a 2**27 px square frame (2D models take any size): its coordinate grid alone is 2**57 bytes
+    code, _, err = run(capsys, "sample2d", "--checkpoint", str(tmp_path / "m"), "--size", str(2**27),
+                       "--outdir", str(tmp_path / "o"), "--quiet")  # fmt: skip
+    assert code == 2 and "out of memory" in err and err.count("\n") == 1, err
