@@ -74,6 +74,10 @@ def test_metrics_score_a_2d_run_and_3d_commands_send_it_to_sample2d(capsys, tmp_
         capsys, "metrics", "--checkpoint", str(run_dir), "--data", str(blob_folder), "--size", "64"
     )
     assert code == 2 and "training size (32 px)" in err
+    code, text, err = run(capsys, *scored, "--num", "4", "--psi", "0.5")  # the 2D default: SWD alone
+    assert code == 0 and text.startswith("swd") and "consistency" not in text, err
+    code, _, err = run(capsys, *scored, "--metrics", ",")
+    assert code == 2 and "names no metric" in err
     code, _, err = run(capsys, "sample", "--checkpoint", str(run_dir), "--outdir", str(tmp_path / "x"))
     assert code == 2 and "2D CIPS run" in err and "sample2d" in err
 

@@ -69,3 +69,22 @@ def test_a_panorama_model_is_compared_with_whole_images(tmp_path):
 def test_three_d_metrics_are_refused_for_a_2d_model(tmp_path):
     with pytest.raises(UserError, match="scored by swd, fid, kid, not consistency"):
         evaluate_2d(model(0), tmp_path, ["swd", "consistency"])
+
+
+def test_truncation_pulls_the_samples_towards_the_mean_style(tmp_path):
+    """psi 0 renders the mean style for every seed, so its samples are all one image; psi 1 is untruncated."""
+    G = model(0)
+    own = write_samples(G, tmp_path / "own")
+    assert evaluate_2d(G, own, ["swd"], num_images=6, psi=1.0)["metrics"]["swd"] == 0.0
+    result = evaluate_2d(G, own, ["swd"], num_images=6, psi=0.0)
+    assert result["metrics"]["swd"] > 1 and result["protocol"]["psi"] == 0.0
+    fakes = generated_images_2d(G, 6, psi=0.0).int()
+    assert (fakes - fakes[0]).abs().max() <= 1  # one style; batched float rounding may flip a uint8 step
+    assert (generated_images_2d(G, 6).int() - fakes[0]).abs().max() > 20
+
+
+def test_fid_needs_two_images(tmp_path, extractor):
+    G = model(0)
+    one = write_samples(G, tmp_path / "own", count=1)
+    with pytest.raises(UserError, match="need 2 images or more; the data gave 1"):
+        evaluate_2d(G, one, ["fid"], extractor=extractor)

@@ -31,6 +31,9 @@ downloaded at run time). Every result records its protocol (counts, extractor ha
 """
 
 
+DEFAULT_METRICS = "swd,consistency"
+
+
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "metrics",
@@ -42,7 +45,10 @@ def add_parser(subparsers) -> None:
     )
     add_model_arguments(p)
     p.add_argument("--data", required=True, help="image folder or dataset zip of real images")
-    p.add_argument("--metrics", default="swd,consistency", help=f"comma list of {', '.join(METRICS)}")
+    p.add_argument(
+        "--metrics",
+        help=f"comma list of {', '.join(METRICS)} (default swd,consistency; a 2D model: swd)",
+    )
     p.add_argument("--num", type=positive_int, default=1000, help="images per side (default 1000)")
     p.add_argument(
         "--size", type=positive_int, help="evaluation resolution (default 64; a 2D run: its training size)"
@@ -59,7 +65,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    which = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    which = [m.strip() for m in (args.metrics or DEFAULT_METRICS).split(",") if m.strip()]
+    if not which:
+        raise UserError("--metrics names no metric; give a comma-separated list such as swd,fid.")
     if not 0.0 <= args.psi <= 1.0:
         raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
     if not Path(args.data).exists():
@@ -87,6 +95,6 @@ def _evaluate_2d(args: argparse.Namespace, which: list[str], G: Generator2D) -> 
         raise UserError(
             f"a 2D run is scored at its training size ({G.config.size} px), not --size {args.size}."
         )
-    if args.psi != 1.0:
-        raise UserError("a 2D run has no truncation; leave --psi at 1.")
-    return evaluate_2d(G, args.data, which, args.num, args.inception)
+    if args.metrics is None:
+        which = ["swd"]  # the 3-D default's consistency score needs cameras
+    return evaluate_2d(G, args.data, which, args.num, args.inception, args.psi)

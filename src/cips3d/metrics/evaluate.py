@@ -55,13 +55,15 @@ def generated_images(
 
 
 @torch.no_grad()
-def generated_images_2d(G: Generator2D, count: int, batch: int = 16) -> torch.Tensor:
+def generated_images_2d(G: Generator2D, count: int, batch: int = 16, psi: float = 1.0) -> torch.Tensor:
     """`count` uint8 images [N, 3, H, W] of a 2D generator on its training grid, from fixed seeds,
-    without noise (as `cips3d sample2d` renders them)."""
+    without noise, truncated to `psi` (as `cips3d sample2d` renders them)."""
     generator = torch.Generator().manual_seed(EVAL_SEED)
+    mean = G.mean_style() if psi != 1 else None
     images = []
     for start in range(0, count, batch):
-        img = G(G.sample_latents(min(batch, count - start), generator))
+        w = G.mapping(G.sample_latents(min(batch, count - start), generator))
+        img = G.synthesis(G.truncate(w, psi, mean) if mean is not None else w)
         images.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
     return torch.cat(images)
 
@@ -149,6 +151,9 @@ def _image_scores(reals, fakes, data, metrics, extractor, device, protocol) -> d
         scores["swd"] = swd(_to_float(reals), _to_float(fakes)).mean
         protocol["swd"] = "Laplacian pyramid to 16 px, 7x7 patches, 128 per image, 512 x 4 projections, x1e3"
     if "fid" in metrics or "kid" in metrics:
+        if reals.shape[0] < 2:
+            raise UserError(f"FID and KID compare feature statistics and need 2 images or more; the data "
+                            f"gave {reals.shape[0]}.")  # fmt: skip
         if not isinstance(extractor, InceptionExtractor):
             extractor = InceptionExtractor.load(extractor, device)
         protocol |= extractor.protocol
@@ -162,8 +167,10 @@ def evaluate_2d(
     metrics: Sequence[str] = ("swd",),
     num_images: int = 1000,
     extractor: InceptionExtractor | str | Path | None = None,
+    psi: float = 1.0,
 ) -> dict:
-    """SWD, FID and KID of a 2D generator against `data`, at its training size; returns
+    """SWD, FID and KID of a 2D generator against `data`, at its training size, its samples truncated to
+    `psi` (in W, as `sample2d --psi`); returns
     {"metrics": {...}, "protocol": {...}} as `evaluate` does (`extractor` as there). Panorama models
     (cylinder coordinates) are compared with whole images, as they were trained."""
     other = [m for m in metrics if m not in IMAGE_METRICS]
@@ -173,7 +180,7 @@ def evaluate_2d(
     config = G.config
     whole = config.panorama
     protocol: dict = {
-        "cips3d": __version__, "data": str(data), "model": "2D CIPS", "height": config.size,
+        "cips3d": __version__, "data": str(data), "model": "2D CIPS", "psi": psi, "height": config.size,
         "width": config.grid_width,
         "real": "first N images of the dataset, " + ("resized whole" if whole else "LANCZOS-resized")
                 + ", no mirroring",
@@ -181,7 +188,7 @@ def evaluate_2d(
         "file_format": "none (in memory, uint8)",
     }  # fmt: skip
     reals = real_images(data, num_images, config.size, config.width, whole)
-    fakes = generated_images_2d(G, reals.shape[0])
+    fakes = generated_images_2d(G, reals.shape[0], psi=psi)
     scores = _image_scores(reals, fakes, data, metrics, extractor, G.device, protocol)
     protocol["seconds"] = round(time.monotonic() - started, 2)
     return {"metrics": scores, "protocol": protocol}
