@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from safetensors.torch import save_file
 
 from cips3d import CheckpointError, ConfigError, Generator3D, PoseConfig, RenderConfig, generator_preset
 from cips3d.io.checkpoint import load_generator, official_state_dict, save_generator
+from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.training.trainer import Trainer, TrainOptions
 from tests.conftest import fixture_path
 from tests.training.conftest import micro_config
@@ -66,8 +68,9 @@ class NotATensor:
             r"NotATensor object, and cips3d loads tensors only, never code",
         ),
         (lambda p: torch.save([torch.zeros(1)], p), "plain state dict"),
+        (lambda p: zipfile.ZipFile(p, "w").writestr("img0.png", b"x"), "a dataset zip is --data"),
     ],
-    ids=["missing", "garbage", "pickled-code", "not-a-dict"],
+    ids=["missing", "garbage", "pickled-code", "not-a-dict", "dataset-zip"],
 )
 def test_bad_official_files_raise_one_clear_error(tmp_path, make, message):
     path = tmp_path / "G.pth"
@@ -88,6 +91,9 @@ def test_bad_checkpoint_folders_raise_one_clear_error(tmp_path, tiny_G):
         load_generator(folder)
     (folder / "config.json").write_text("{broken")
     with pytest.raises(CheckpointError, match="not a readable cips3d config"):
+        load_generator(folder)
+    (folder / "config.json").write_text(json.dumps({"format": "cips3d.Generator3D", "format_version": 1}))
+    with pytest.raises(CheckpointError, match="is damaged: it needs a format_version number and a generator"):
         load_generator(folder)
     (folder / "config.json").write_text(json.dumps({"format": "something else"}))
     with pytest.raises(CheckpointError, match="not a cips3d generator config"):
@@ -113,3 +119,5 @@ def test_a_training_run_or_snapshot_loads_its_g_ema(tmp_path, blob_folder):
         G = load_generator(path)
         expected = trainer.G_ema.state_dict()
         assert all(torch.equal(v, expected[k]) for k, v in G.state_dict().items())
+    with pytest.raises(ConfigError, match="is a CIPS-3D training run, not a 2D one; the 3-D commands"):
+        load_generator2d(tmp_path / "run")

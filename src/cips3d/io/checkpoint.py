@@ -39,6 +39,9 @@ def save_generator(G: Generator3D, directory: str | os.PathLike) -> Path:
     return write_checkpoint(Path(directory), G.state_dict(), meta)
 
 
+THREE_D_COMMANDS = "the 3-D commands (sample, video, view, invert, train --init)"
+
+
 def read_meta(path: Path, format_name: str | None = FORMAT_NAME) -> dict[str, Any]:
     """The `config.json` of one of our checkpoints of `format_name` (None: either generator format),
     checked for format and version."""
@@ -50,12 +53,15 @@ def read_meta(path: Path, format_name: str | None = FORMAT_NAME) -> dict[str, An
     if found == FORMAT_NAME_2D and format_name == FORMAT_NAME:
         raise CheckpointError(f"{path.parent} is a 2D CIPS model: render it with cips3d sample2d.")
     if found == FORMAT_NAME and format_name == FORMAT_NAME_2D:
-        raise CheckpointError(f"{path.parent} is a CIPS-3D model, not a 2D one: use cips3d sample.")
+        raise CheckpointError(f"{path.parent} is a CIPS-3D model, not a 2D one; {THREE_D_COMMANDS} take it.")
     accepted = (format_name,) if format_name else (FORMAT_NAME, FORMAT_NAME_2D)
     if found not in accepted:
         raise CheckpointError(f"{path} is not a cips3d generator config (no format {accepted[0]!r}).")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{path} was written by a newer cips3d (format {meta['format_version']}).")
+    version = meta.get("format_version", 0)
+    if not isinstance(version, int) or not isinstance(meta.get("generator"), dict):
+        raise CheckpointError(f"{path} is damaged: it needs a format_version number and a generator config.")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer cips3d (format {version}).")
     return meta
 
 
@@ -136,6 +142,8 @@ def _why(path: Path, err: Exception) -> str:
         pickled = f.read(1) == b"\x80"  # the pickle protocol marker of torch's legacy format
     if not (zipfile.is_zipfile(path) or pickled):
         return "not a PyTorch file, or a truncated one"
+    if not pickled and not any(n.endswith("data.pkl") for n in zipfile.ZipFile(path).namelist()):
+        return "a zip archive, but not one PyTorch wrote: a dataset zip is --data, not a checkpoint"
     message = str(err)
     if found := re.search(r"Unsupported global: GLOBAL (\S+)", message):
         return f"it holds a {found.group(1)} object, and cips3d loads tensors only, never code"

@@ -38,6 +38,7 @@ from cips3d.config_2d import (
 from cips3d.data.images import ImageDataset, to_float
 from cips3d.data.sampler import InfiniteSampler
 from cips3d.errors import CheckpointError, ConfigError
+from cips3d.io.checkpoint import THREE_D_COMMANDS
 from cips3d.io.checkpoint2d import load_models2d
 from cips3d.io.images import make_grid, save_png, to_uint8
 from cips3d.metrics.evaluate import evaluate_2d
@@ -165,6 +166,9 @@ class Train2DConfig:
 def load_run2d(path: str | Path) -> tuple[Snapshot, Train2DConfig]:
     """The newest snapshot of a 2D run folder (or that snapshot) and the config it was trained with."""
     snapshot = load_snapshot(path)
+    if not is_2d_run_config(snapshot.config):
+        run = snapshot.path.parent.parent
+        raise ConfigError(f"{run} is a CIPS-3D training run, not a 2D one; {THREE_D_COMMANDS} take it.")
     try:
         return snapshot, Train2DConfig.from_dict(snapshot.config)
     except ConfigError as err:
