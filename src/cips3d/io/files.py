@@ -7,6 +7,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from cips3d.errors import UserError
+
 
 def _file_mode() -> int:
     """rw for everyone the umask allows, as `open()` would give (mkstemp alone gives 0600)."""
@@ -15,11 +17,26 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
+def make_folder(folder: str | os.PathLike) -> Path:
+    """`folder` and its parents, created where missing; a file in the way is one clear error."""
+    folder = Path(folder)
+    for part in (folder, *folder.parents):
+        if part.exists() and not part.is_dir():
+            raise UserError(f"{part} is a file, so the folder {folder} cannot be made.")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Call `write(tmp_path)`, fsync, then rename over `path` (same folder, so the rename is atomic)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; a file path was expected there.")
+    make_folder(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:  # said of the folder, not of the temporary name
+        raise OSError(err.errno, f"cannot write {path.name} there: {err.strerror}", str(path.parent)) from err
     os.close(fd)
     try:
         write(tmp)

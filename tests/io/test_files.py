@@ -1,0 +1,52 @@
+"""`atomic_write`: the whole file or the old one, and output-path mistakes said of the path given."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from cips3d.errors import UserError
+from cips3d.io import files
+from cips3d.io.files import atomic_write
+
+
+def write_text(text: str):
+    return lambda tmp: Path(tmp).write_text(text)
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "a.json"
+    atomic_write(target, write_text("old"))
+
+    def failing(tmp):
+        Path(tmp).write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, failing)
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["a.json"]
+
+
+def test_output_path_mistakes_name_the_path_given(tmp_path):
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(UserError, match=r"folder is a folder; a file path was expected"):
+        atomic_write(tmp_path / "folder", write_text("x"))
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(UserError, match=r"file is a file, so the folder .*file/sub cannot be made"):
+        atomic_write(tmp_path / "file" / "sub" / "out.json", write_text("x"))
+    assert (tmp_path / "file").read_text() == "mine"
+    atomic_write(tmp_path / "new" / "deeper" / "out.json", write_text("x"))
+    assert (tmp_path / "new" / "deeper" / "out.json").read_text() == "x"
+
+
+def test_a_folder_it_may_not_write_in_is_named_not_the_temporary_file(tmp_path, monkeypatch):
+    def refused(dir, prefix, suffix):  # what mkstemp raises in a read-only folder (root is never refused)
+        raise PermissionError(13, "Permission denied", os.path.join(dir, prefix + "x1y2" + suffix))
+
+    monkeypatch.setattr(files.tempfile, "mkstemp", refused)
+    with pytest.raises(OSError) as caught:
+        atomic_write(tmp_path / "out.json", write_text("x"))
+    assert caught.value.filename == str(tmp_path)
+    assert caught.value.strerror == "cannot write out.json there: Permission denied"
