@@ -114,3 +114,12 @@ def test_cips3d_view_refuses_a_busy_port_in_one_sentence(capsys):
             capsys, "view", "--preset", "tiny", "--size", "8", "--device", "cpu", "--port", str(port)
         )
     assert code == 2 and f"port {port} is in use" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [(["--seed", "-1"], "--seed must be in [0, 2147483647]"), (["--size", "5000"], "at most 4096 px")],
+)
+def test_cips3d_view_refuses_a_seed_or_size_no_frame_could_use_before_serving(capsys, flags, message):
+    code, _, err = run(capsys, "view", "--preset", "tiny", "--device", "cpu", "--port", "0", *flags)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1

@@ -18,11 +18,11 @@ from cips3d.cli.common import (
     resolve_device,
     speed_options,
 )
-from cips3d.config import RenderConfig
+from cips3d.config import MAX_IMG_SIZE, RenderConfig
 from cips3d.errors import UserError
 from cips3d.inference.inversion import load_inversion
 from cips3d.inference.inversion2d import load_fitted_w
-from cips3d.inference.web_viewer import make_server
+from cips3d.inference.web_viewer import MAX_SEED, make_server
 from cips3d.inference.web_viewer2d import make_server2d
 
 DEFAULT_SIZE = 128
@@ -77,6 +77,10 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be in [0, 65535], got {args.port}.")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UserError(f"--seed must be in [0, {MAX_SEED}], got {args.seed}.")
+    if args.size is not None and args.size > MAX_IMG_SIZE:
+        raise UserError(f"--size of a live view is at most {MAX_IMG_SIZE} px, got {args.size}.")
     G2 = checkpoint_generator2d(args)
     if G2 is not None:
         device = resolve_device(args.device)
