@@ -94,3 +94,18 @@ def test_fid_arguments_are_checked_before_training(capsys, tmp_path, blob_folder
     assert code == 2 and "--inception is the network of --fid" in err
     code, _, err = run(capsys, "train2d", *where, "--fid", "4", "--inception", str(tmp_path / "x.pt"))
     assert code == 2 and "no Inception weights file at" in err and not (tmp_path / "r").exists()
+
+
+def test_fine_tuning_a_capped_run_keeps_its_discriminator_without_being_told(capsys, tmp_path, blob_folder):
+    """Fine-tuning from a run whose D is capped (here at 16) takes that cap, and so that D, unasked."""
+    source = tmp_path / "source"
+    where = ["--data", str(blob_folder), "--max-steps", "1", *OPTIONS]
+    assert run(capsys, "train2d", *where, "--outdir", str(source), "--d-max-channels", "16")[0] == 0
+    code, text, err = run(
+        capsys, "train2d", *where, "--outdir", str(tmp_path / "tuned"), "--init", str(source)
+    )
+    assert code == 0 and f"G and D from {source}" in text, err
+    assert load_snapshot(tmp_path / "tuned").config["d_max_channels"] == 16
+    code, _, err = run(capsys, "train2d", *where[:2], "--max-steps", "2", *OPTIONS, "--outdir",
+                       str(tmp_path / "tuned"), "--init", str(source), "--resume")  # fmt: skip
+    assert code == 0, err

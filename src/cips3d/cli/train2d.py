@@ -8,7 +8,7 @@ from cips3d.cli.common import add_fid_arguments, check_fid_arguments, positive_i
 from cips3d.cli.train import process_device
 from cips3d.config_2d import CIPS2D_PRESETS
 from cips3d.errors import UserError
-from cips3d.io.checkpoint2d import load_generator2d
+from cips3d.io.checkpoint2d import load_models2d
 from cips3d.training.distributed import join, leave, world_from_environment
 from cips3d.training.trainer2d import Train2DConfig, Trainer2D, load_run2d
 
@@ -61,7 +61,8 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--d-max-channels",
         type=positive_int,
-        help="cap on the discriminator's widths (default: the preset's, cips-tiny 64; else 512)",
+        help="cap on the discriminator's widths (default: the preset's, cips-tiny 64, else 512; with --init, "
+        "that of the source's discriminator)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--xflip", action="store_true", help="add mirrored copies of the images")
@@ -79,17 +80,22 @@ def add_parser(subparsers) -> None:
 
 
 def _generator(args: argparse.Namespace) -> dict:
-    """The config's generator fields: a preset, or (--init) the model to start from, whose config a
-    resumed run reads from its own snapshot."""
+    """The config's generator fields and the discriminator's width cap: a preset, or (--init) the model
+    to start from, whose config a resumed run reads from its own snapshot."""
     if not args.init:
-        return {"generator": args.preset or "cips-tiny"}
+        return {"generator": args.preset or "cips-tiny", "d_max_channels": args.d_max_channels}
     if args.preset or args.panorama or args.width:
         raise UserError("--init brings its own generator: leave out --preset, --panorama and --width.")
     if args.resume:
-        model = load_run2d(args.outdir)[1].model
+        run = load_run2d(args.outdir)[1]
+        model, source_cap = run.model, run.d_max_channels
     else:
-        model = load_generator2d(args.init).config.to_dict()
-    return {"generator": "init", "init": str(args.init), "model": model}
+        models = load_models2d(args.init)
+        model = models.G.config.to_dict()
+        source_cap = models.D.config.max_channels if models.D is not None else None
+    # The discriminator keeps the source's widths unless told otherwise, so that it can be taken too.
+    cap = args.d_max_channels or source_cap
+    return {"generator": "init", "init": str(args.init), "model": model, "d_max_channels": cap}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     config = Train2DConfig(
         patch=args.patch, panorama=args.panorama, width=args.width, batch_size=args.batch_size,
         seed=args.seed, xflip=args.xflip, d_reads_coordinates=args.d_coords,
-        d_max_channels=args.d_max_channels, snapshot_every=args.snapshot_every, keep_snapshots=args.keep,
+        snapshot_every=args.snapshot_every, keep_snapshots=args.keep,
         **_generator(args),
     )  # fmt: skip
     check_fid_arguments(args)
