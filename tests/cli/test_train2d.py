@@ -24,6 +24,7 @@ def test_a_run_and_its_resume_write_snapshots_with_previews(capsys, tmp_path, bl
     code, text, err = train2d(capsys, blob_folder, out, 2, "--patch", "16")
     assert code == 0, err
     assert "step 2" in text and (out / "snapshots" / "step-000000002" / "preview.png").is_file()
+    assert list((out / "logs").glob("events.out.tfevents.*"))  # --quiet hides the bar, not the logs
     code, text, err = train2d(capsys, blob_folder, out, 3, "--patch", "16", "--resume")
     assert code == 0, err
     assert load_snapshot(out).state.global_step == 3 and "step 3" in text

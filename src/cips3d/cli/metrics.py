@@ -83,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
     width = max(len(k) for k in result["metrics"])
     for name, value in result["metrics"].items():
         print(f"{name:<{width}}  {value:.6g}")
+    scored = result["protocol"].get("num_real")
+    if scored is not None and scored < args.num:
+        print(f"note: the data has {scored} images, so {scored} per side were scored, not --num {args.num}.")
     if args.out:
         atomic_write(Path(args.out), lambda p: Path(p).write_text(json.dumps(result, indent=2) + "\n"))
         print(f"wrote {args.out}")

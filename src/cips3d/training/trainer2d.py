@@ -290,8 +290,9 @@ class Trainer2D:
         return the last snapshot's folder. Ctrl-C writes a snapshot of the last finished iteration
         before the KeyboardInterrupt goes on."""
         start, deadline = time.monotonic(), None if minutes is None else minutes * 60
-        monitor = (Monitor(self.run_dir / "logs", max_steps, self.state.global_step) if self.progress
-                   else SilentMonitor())  # fmt: skip
+        # Rank 0 writes TensorBoard logs and snapshot lines whether or not its progress bar is shown.
+        monitor = (Monitor(self.run_dir / "logs", max_steps, self.state.global_step, self.progress)
+                   if self.world.is_main else SilentMonitor())  # fmt: skip
         batches = self._batches()
         try:
             while self.state.global_step < max_steps:
