@@ -230,9 +230,12 @@ def edge_marked(tmp_path, cols: int = 64, rows: int = 16):
 
 def test_wide_images_are_cropped_to_their_aspect_or_resized_whole(tmp_path):
     folder = edge_marked(tmp_path)
-    whole = ImageDataset(folder, resolution=8, width=16, whole=True)[0]
-    assert whole.shape == (3, 8, 16)
+    whole = ImageDataset(folder, resolution=8, width=32, whole=True)[0]
+    assert whole.shape == (3, 8, 32)
     assert whole[0, :, 0].min() > 200 and whole[2, :, -1].min() > 200  # both ends kept: red, blue
+    squashed = "is 64x16, so resizing it whole to 16x8 would squash it; use a width of 32"
+    with pytest.raises(UserError, match=squashed):
+        ImageDataset(folder, resolution=8, width=16, whole=True)
     cropped = ImageDataset(folder, resolution=8, width=16)[0]  # the centre 32 x 16 of 64 x 16
     assert cropped.shape == (3, 8, 16) and (cropped.int() - 128).abs().max() <= 1
     square = ImageDataset(folder, resolution=8)[0]

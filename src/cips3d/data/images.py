@@ -220,6 +220,21 @@ def _native_resolution(
     return first_w
 
 
+WHOLE_ASPECT_TOLERANCE = 0.05  # resizing whole by more than this would visibly squash or stretch
+
+
+def _check_whole_aspect(first: str, size: tuple[int, int], resolution: int, width: int | None) -> None:
+    """A `UserError` when images resized whole (panoramas) would change shape: the first image's aspect
+    must match the target's within `WHOLE_ASPECT_TOLERANCE`."""
+    (w, h), target_w = size, width or resolution
+    if abs((w / h) / (target_w / resolution) - 1) > WHOLE_ASPECT_TOLERANCE:
+        raise UserError(
+            f"{first} is {w}x{h}, so resizing it whole to {target_w}x{resolution} would squash it; use "
+            f"a width of {round(resolution * w / h)} px at this height (train2d --width), or images of "
+            "that shape."
+        )
+
+
 class ImageDataset(Dataset):
     """The images of a folder (at any depth) or a StyleGAN2-ADA zip, as uint8 tensors [3, R, R] (RGB),
     or [3, R, width] with `width`.
@@ -272,6 +287,8 @@ class ImageDataset(Dataset):
         self.resolution = (
             resolution if resolution is not None else _native_resolution(names, sizes, self._source)
         )
+        if whole:
+            _check_whole_aspect(self._source.location(names[0]), sizes[0], self.resolution, width)
         self._source.close()  # workers reopen it lazily; nothing open is left to fork or pickle
 
     @property
