@@ -1,12 +1,16 @@
-"""`cips3d.cli.main`: an allocation the machine cannot make is one sentence, not a traceback."""
+"""`cips3d.cli.main`: an allocation the machine cannot make is one sentence, not a traceback; our warnings
+are one line."""
 
 from __future__ import annotations
+
+import warnings
 
 import pytest
 import torch
 
-from cips3d.cli.main import out_of_memory_message
+from cips3d.cli.main import _format_warning, out_of_memory_message
 from cips3d.config_2d import cips2d_preset
+from cips3d.data.images import SkippedImagesWarning
 from cips3d.io.checkpoint2d import save_generator2d
 from cips3d.models.generator2d import Generator2D
 from tests.cli.helpers import run
@@ -39,3 +43,13 @@ def test_the_command_line_says_it_in_one_sentence(tmp_path, capsys):
     code, _, err = run(capsys, "sample2d", "--checkpoint", str(tmp_path / "m"), "--size", str(2**27),
                        "--outdir", str(tmp_path / "o"), "--quiet")  # fmt: skip
     assert code == 2 and "out of memory" in err and err.count("\n") == 1, err
+
+
+def test_cips3d_warnings_read_as_one_line_while_a_command_runs(tmp_path, capsys):
+    own = _format_warning("skipped 1 of 2 images", SkippedImagesWarning, "/src/images.py", 9, "warn(...)")
+    assert own == "cips3d: warning: skipped 1 of 2 images\n"
+    other = _format_warning("deprecated", UserWarning, "/lib/torch/x.py", 7)
+    assert "/lib/torch/x.py:7" in other and not other.startswith("cips3d")
+    before = warnings.formatwarning
+    run(capsys, "sample2d", "--checkpoint", str(tmp_path / "none"), "--outdir", str(tmp_path))
+    assert warnings.formatwarning is before  # restored when the command ends

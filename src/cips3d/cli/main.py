@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import warnings
 
 import torch
 
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run a subcommand; user mistakes end as one sentence on stderr and exit code 2."""
     parser = build_parser()
     args = parser.parse_args(route(list(sys.argv[1:] if argv is None else argv)))
+    previous, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
         return args.run(args)
     except UserError as err:
@@ -106,6 +108,19 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"cips3d {args.command.replace('-', ' ')}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = previous
+
+
+_python_format_warning = warnings.formatwarning
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """cips3d's own warnings (such as skipped images) as one line for the user, without the source line
+    Python shows; everyone else's as Python formats them."""
+    if category.__module__.startswith("cips3d."):
+        return f"cips3d: warning: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
 
 
 _ALLOCATION = re.compile(r"tried to allocate ([0-9.]+) ?(bytes|[KMGT]iB)", re.IGNORECASE)

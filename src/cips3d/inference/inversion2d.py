@@ -53,10 +53,10 @@ class Inversion2DConfig:
     def __post_init__(self) -> None:
         if not (isinstance(self.steps, int) and self.steps >= 1):
             raise ConfigError(f"inversion needs at least 1 step, got {self.steps!r}.")
-        if not (self.lr > 0 and self.noise >= 0):
-            raise ConfigError(
-                f"the learning rate must be positive and the noise >= 0, got {self.lr}, {self.noise}."
-            )
+        if not self.lr > 0:
+            raise ConfigError(f"the learning rate (--lr) must be positive, got {self.lr}.")
+        if not self.noise >= 0:
+            raise ConfigError(f"the noise on w must be >= 0, got {self.noise}.")
 
 
 @dataclass
