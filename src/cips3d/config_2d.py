@@ -63,6 +63,9 @@ class Cips2DConfig:
             raise ConfigError(f"coordinates must be 'plane' or 'cylinder', not {self.coordinates!r}.")
         if self.architecture not in ("skip", "res"):
             raise ConfigError(f"architecture must be 'skip' or 'res', not {self.architecture!r}.")
+        if not isinstance(self.embedding_align_corners, bool):
+            value = self.embedding_align_corners
+            raise ConfigError(f"embedding_align_corners must be true or false, not {value!r}.")
         if self.panorama and not self.embedding_align_corners:
             raise ConfigError("cylinder coordinates need embedding_align_corners=True (the seam's layout).")
         if bad or not self.widths or any(not (isinstance(w, int) and w >= 1) for w in self.widths):

@@ -105,6 +105,8 @@ def test_bad_configs_and_coordinates_are_config_errors(tiny2d, z):
         cips2d_preset("cips-1024")
     with pytest.raises(ConfigError, match="positive widths"):
         Cips2DConfig(widths=())
+    with pytest.raises(ConfigError, match="embedding_align_corners must be true or false, not 'no'"):
+        Cips2DConfig.from_dict(tiny2d.config.to_dict() | {"embedding_align_corners": "no"})
     with pytest.raises(ConfigError, match="coords must be"):
         tiny2d(z, plane_grid(4, 4, batch=3))
     with pytest.raises(ConfigError, match="leaves the 32-px grid"):
