@@ -48,6 +48,7 @@ def test_our_folders_and_runs_are_named(capsys, tmp_path, tiny_G, blob_folder):
     assert info(capsys, str(tmp_path / "two"))["generator"].startswith("CIPSres 8 x 8 px")
     config = Train2DConfig(generator="cips-tiny", batch_size=2, d_max_channels=32, snapshot_every=1)
     Trainer2D(config, tmp_path / "run2d", blob_folder, progress=False).run(max_steps=1)
+    capsys.readouterr()  # the run's snapshot line
     run2d = info(capsys, str(tmp_path / "run2d"))
     assert run2d["kind"] == "a 2D CIPS training run (cips3d train2d)" and run2d["step"] == "1"
     assert "preset cips-tiny" in run2d["generator"] and run2d["last scores"].startswith("SWD ")

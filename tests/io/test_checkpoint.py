@@ -100,6 +100,10 @@ def test_bad_checkpoint_folders_raise_one_clear_error(tmp_path, tiny_G):
         load_generator(folder)
     with pytest.raises(CheckpointError, match="without config.json"):
         load_generator(tmp_path)
+    save_file({"w": torch.zeros(1, 4)}, str(tmp_path / "w.safetensors"))  # fitted styles, not a model
+    for load in (load_generator, load_generator2d):
+        with pytest.raises(CheckpointError, match="w.safetensors has no config.json beside it"):
+            load(tmp_path / "w.safetensors")
 
 
 def test_weights_of_another_config_are_refused(tmp_path, tiny_G, small_G):

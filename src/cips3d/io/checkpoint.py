@@ -226,13 +226,22 @@ def load_generator(
         if not (path / CONFIG_FILE).is_file():
             raise CheckpointError(f"{path} is a folder without {CONFIG_FILE}, so not a cips3d checkpoint.")
         return _load_ours(path, device).eval()
-    if path.suffix == ".safetensors":
-        if not path.is_file():
-            raise CheckpointError(f"no checkpoint file at {path}.")
-        return _load_ours(path.parent, device).eval()
-    if path.name == CONFIG_FILE:
-        return _load_ours(path.parent, device).eval()
+    if path.suffix == ".safetensors" or path.name == CONFIG_FILE:
+        return _load_ours(model_folder_of(path), device).eval()
     return official_generator(read_torch_file(path), path, preset, official_config, device).eval()
+
+
+def model_folder_of(path: Path) -> Path:
+    """The model folder a weights file or config.json given by name belongs to; a `CheckpointError` when
+    the file is missing or has no config.json beside it (a lone .safetensors is no model)."""
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint file at {path}.")
+    if not (path.parent / CONFIG_FILE).is_file():
+        raise CheckpointError(
+            f"{path} has no {CONFIG_FILE} beside it, so it is not part of a cips3d model folder (fitted "
+            "styles of invert or invert2d go to --styles)."
+        )
+    return path.parent
 
 
 def official_generator(

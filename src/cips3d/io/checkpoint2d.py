@@ -28,6 +28,7 @@ from cips3d.io.checkpoint import (
     CONFIG_FILE,
     FORMAT_NAME_2D,
     FORMAT_VERSION,
+    model_folder_of,
     plain_state_dict,
     read_meta,
     read_torch_file,
@@ -164,7 +165,8 @@ def _load(path: Path, which: Which, with_discriminator: bool) -> Models2D:
             raise CheckpointError(f"{path} is a folder without {CONFIG_FILE}, so not a cips3d checkpoint.")
         return Models2D(_load_folder(path).eval(), why_no_d="a model folder holds the generator only")
     if path.name == CONFIG_FILE or path.suffix == ".safetensors":
-        return Models2D(_load_folder(path.parent).eval(), why_no_d="a model folder holds the generator only")
+        folder = model_folder_of(path)
+        return Models2D(_load_folder(folder).eval(), why_no_d="a model folder holds the generator only")
     content = read_torch_file(path)
     G = generator2d_from_official(official_generator_state(content, path, which)).eval()
     if not (with_discriminator and isinstance(content, Mapping) and isinstance(content.get("d"), Mapping)):

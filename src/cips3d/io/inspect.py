@@ -26,6 +26,7 @@ from cips3d.errors import CheckpointError, UserError
 from cips3d.io.checkpoint import (
     CONFIG_FILE,
     FORMAT_NAME_2D,
+    model_folder_of,
     plain_state_dict,
     read_meta,
     read_torch_file,
@@ -45,7 +46,7 @@ def describe(path: str | os.PathLike) -> Lines:
     if path.is_dir() and ((path / "state.json").is_file() or (path / "snapshots").is_dir()):
         return _run(path)
     if path.is_dir() or path.name == CONFIG_FILE or path.suffix == ".safetensors":
-        return _folder(path if path.is_dir() else path.parent)
+        return _folder(path if path.is_dir() else model_folder_of(path))
     return _torch_file(path)
 
 
