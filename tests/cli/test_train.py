@@ -30,6 +30,16 @@ def test_train_then_resume(tmp_path, capsys, blob_folder):
     assert [p.name for p in list_snapshots(outdir / "snapshots")][-1] == "step-000000002"
     code, out, _ = run(capsys, "train", "--resume", str(outdir), "--max-steps", "3", "--quiet")
     assert code == 0 and "step 3" in out and load_snapshot(outdir).state.global_step == 3
+    history = (outdir / "metrics.jsonl").read_text()
+    code, out, _ = run(capsys, "train", "--resume", str(outdir), "--max-steps", "2", "--quiet")
+    assert code == 0 and "already at step 3 (--max-steps 2); nothing to do" in out
+    assert (outdir / "metrics.jsonl").read_text() == history
+    names = [p.name for p in list_snapshots(outdir / "snapshots")]
+    code, _, err = run(capsys, "train", "--resume", str(outdir / "snapshots" / "step-000000001"), "--quiet")
+    assert code == 2 and "has newer snapshots than step-000000001 (the newest is step-000000003)" in err
+    code, _, err = run(capsys, "train", "--resume", str(outdir), "--outdir", str(tmp_path / "b"), "--quiet")
+    assert code == 2 and "cannot be combined with --outdir" in err
+    assert [p.name for p in list_snapshots(outdir / "snapshots")] == names
 
 
 @pytest.mark.parametrize(
@@ -56,9 +66,9 @@ def test_user_errors_end_in_one_sentence_and_exit_2(tmp_path, capsys, blob_folde
     (tmp_path / "corrupt").mkdir()
     (tmp_path / "corrupt" / "a.png").write_bytes(b"not a png")
     (tmp_path / "corrupt" / "b.jpg").write_text("nor a jpeg")
-    code, _, err = run(
-        capsys, "train", *make_args(tmp_path, blob_folder), "--outdir", str(tmp_path / "o"), "--quiet"
-    )
+    args = make_args(tmp_path, blob_folder)
+    where = [] if "--resume" in args else ["--outdir", str(tmp_path / "o")]  # a resume stays in its run
+    code, _, err = run(capsys, "train", *args, *where, "--quiet")
     assert code == 2 and not (tmp_path / "o").exists()
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], err

@@ -20,7 +20,7 @@ from cips3d.cli.common import (
 from cips3d.errors import UserError
 from cips3d.training.config import TRAIN_PRESETS, TrainConfig, train_preset
 from cips3d.training.distributed import World, join, leave, world_from_environment
-from cips3d.training.snapshot import list_snapshots
+from cips3d.training.snapshot import list_snapshots, resolve_snapshot
 from cips3d.training.trainer import Trainer, TrainingStopped, TrainOptions
 
 EXAMPLES = """examples:
@@ -103,15 +103,29 @@ def _config(args: argparse.Namespace) -> TrainConfig:
     return config
 
 
+def _refuse_an_older_snapshot(path: Path) -> None:
+    """Resuming from a snapshot that is not its run's newest would write over the newer ones' history
+    (and pruning would delete what it writes): say so instead."""
+    snapshot = resolve_snapshot(path)
+    newest = list_snapshots(snapshot.parent)[-1]
+    if snapshot != newest:
+        raise UserError(
+            f"{snapshot.parent.parent} has newer snapshots than {snapshot.name} (the newest is "
+            f"{newest.name}); resume the run itself, or copy {snapshot.name} into a new run folder's "
+            "snapshots/ to branch from it."
+        )
+
+
 def _trainer(args: argparse.Namespace, options: TrainOptions) -> Trainer:
     if args.resume:
-        changing = [
-            f"--{n.replace('_', '-')}" for n in ("preset", "init", "batch_size", "seed") if getattr(args, n)
-        ]
+        names = ("preset", "init", "batch_size", "seed", "outdir")
+        changing = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n)]
         if changing:
             raise UserError(
-                f"--resume continues a run exactly; it cannot be combined with {', '.join(changing)}."
+                f"--resume continues a run exactly, in its own folder; it cannot be combined with "
+                f"{', '.join(changing)}."
             )
+        _refuse_an_older_snapshot(Path(args.resume))
         return Trainer.from_snapshot(args.resume, args.data, options)
     if not args.data:
         raise UserError("give --data (an image folder or dataset zip), or --resume a run.")
@@ -188,6 +202,11 @@ def _train(args: argparse.Namespace, world: World, device: torch.device) -> int:
     if args.tf32 and world.is_main:
         warn_if_slow_precision(device, "tf32")
     trainer = _trainer(args, options)
+    if args.max_steps is not None and trainer.state.global_step >= args.max_steps:
+        if world.is_main:
+            print(f"{trainer.run_dir}: already at step {trainer.state.global_step} (--max-steps "
+                  f"{args.max_steps}); nothing to do.")  # fmt: skip
+        return 0
     if trainer.resume_note and world.is_main:
         print(f"cips3d train: note: {trainer.resume_note}")
     if world.distributed and world.is_main:
