@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import numpy as np
 import torch
@@ -111,3 +112,18 @@ def test_outputs_never_write_over_inputs_and_the_embedding_alignment_is_said(tmp
     code, _, err = run(capsys, "metrics", "--checkpoint", str(tmp_path / "m"), "--data", str(blob_folder),
                        "--metrics", "swd", "--num", "4", "--out", str(image))  # fmt: skip
     assert code == 2 and "would write over the input" in err and image.read_bytes() == image_bytes
+
+
+def test_convert_never_replaces_or_mixes_into_files_that_are_not_models(tmp_path, capsys):
+    save_generator2d(
+        Generator2D(cips2d_preset("cips-tiny"), torch.Generator().manual_seed(0)), tmp_path / "m"
+    )
+    (tmp_path / "notes.txt").write_text("mine")
+    code, _, err = run(capsys, "convert", str(tmp_path / "m"), str(tmp_path / "notes.txt"), "--to-official")
+    assert code == 2 and "give a .pt or .pth path" in err and (tmp_path / "notes.txt").read_text() == "mine"
+    _official_checkpoint(tmp_path / "cips.pt")
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.png").write_bytes(b"x")
+    code, _, err = run(capsys, "convert", str(tmp_path / "cips.pt"), str(tmp_path / "photos"))
+    assert code == 2 and "holds other files" in err and os.listdir(tmp_path / "photos") == ["a.png"]
+    assert run(capsys, "convert", str(tmp_path / "cips.pt"), str(tmp_path / "m"))[0] == 0  # a model: replaced

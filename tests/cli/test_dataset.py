@@ -85,3 +85,12 @@ def test_panoramas_are_packed_whole_at_their_width(tmp_path, capsys):
     code, out, err = run(capsys, *args[:2], str(tmp_path / "c.zip"), *args[3:])  # cropped to the aspect
     cropped = ImageDataset(tmp_path / "c.zip", resolution=8, width=16)[0]
     assert code == 0 and (cropped.int() - 128).abs().max() <= 1
+
+
+@pytest.mark.parametrize("kind", ["synth", "lfw", "panorama"])
+def test_built_in_data_is_written_only_to_a_zip_path(tmp_path, capsys, kind):
+    (tmp_path / "notes.txt").write_text("mine")
+    quiet = [] if kind == "lfw" else ["--quiet"]
+    code, _, err = run(capsys, "dataset", kind, str(tmp_path / "notes.txt"), *quiet)
+    assert code == 2 and "the destination must be a .zip file" in err
+    assert (tmp_path / "notes.txt").read_text() == "mine"

@@ -53,3 +53,9 @@ def test_cips3d_warnings_read_as_one_line_while_a_command_runs(tmp_path, capsys)
     before = warnings.formatwarning
     run(capsys, "sample2d", "--checkpoint", str(tmp_path / "none"), "--outdir", str(tmp_path))
     assert warnings.formatwarning is before  # restored when the command ends
+
+
+@pytest.mark.parametrize("device", ["meta", "xla", "gpu"])
+def test_devices_pytorch_knows_but_cips3d_cannot_render_on_are_one_sentence(tmp_path, capsys, device):
+    code, _, err = run(capsys, "sample", "--preset", "tiny", "--device", device, "--outdir", str(tmp_path))
+    assert code == 2 and f"unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto" in err

@@ -11,6 +11,7 @@ from cips3d.cli.common import refuse_overwriting_inputs
 from cips3d.convert.official_2d import holds_official_cips2d
 from cips3d.errors import UserError
 from cips3d.io.checkpoint import (
+    CONFIG_FILE,
     load_generator,
     official_generator,
     official_state_dict,
@@ -96,9 +97,15 @@ def run(args: argparse.Namespace) -> int:
         if target.is_dir():
             raise UserError(f"{target} is a folder; --to-official writes one file: give its path.")
         refuse_overwriting_inputs(target, args.source)
+        if target.suffix not in (".pt", ".pth"):
+            raise UserError(f"--to-official writes a PyTorch file: give a .pt or .pth path, not {target}.")
         return _to_official(args, target)
     if target.exists() and not target.is_dir():
         raise UserError(f"{target} exists and is not a folder.")
+    if target.is_dir() and any(target.iterdir()) and not (target / CONFIG_FILE).is_file():
+        raise UserError(
+            f"{target} holds other files; convert into a new or empty folder (or a model folder)."
+        )
     for name in ("model.safetensors", "config.json"):
         refuse_overwriting_inputs(target / name, args.source)
     source = Path(args.source)

@@ -78,6 +78,14 @@ def _member(name: str) -> zipfile.ZipInfo:
     return info
 
 
+def check_zip_destination(dest: Path) -> None:
+    """A dataset is written to a .zip path (any other file there is the user's, not ours to replace)."""
+    if dest.suffix.lower() != ".zip":
+        raise UserError(f"the destination must be a .zip file, got {dest}.")
+    if dest.is_dir():
+        raise UserError(f"{dest} is a folder; give the path of the .zip file to write.")
+
+
 def write_image_zip(dest: str | os.PathLike, pngs: Iterable[bytes]) -> int:
     """Write PNG-encoded images to a StyleGAN2-ADA-layout zip, atomically; returns how many were written.
 
@@ -85,6 +93,7 @@ def write_image_zip(dest: str | os.PathLike, pngs: Iterable[bytes]) -> int:
     carry a fixed timestamp, so the same images give the same bytes. Any producer of images (a folder, a
     procedural generator) can feed it.
     """
+    check_zip_destination(Path(dest))
     count = 0
 
     def write(tmp: str) -> None:
@@ -131,10 +140,7 @@ def _converting(
 def _check_paths(source: Path, dest: Path, resolution: int, width: int | None) -> None:
     if resolution < 1 or width is not None and width < 1:
         raise ConfigError(f"resolution and width must be at least 1 pixel, got {resolution}, {width}.")
-    if dest.suffix.lower() != ".zip":
-        raise UserError(f"the destination must be a .zip file, got {dest}.")
-    if dest.is_dir():
-        raise UserError(f"{dest} is a folder; give the path of the .zip file to write.")
+    check_zip_destination(dest)
     if source.exists() and dest.exists() and source.resolve() == dest.resolve():
         raise UserError(f"the destination {dest} is the source itself; write to another file.")
 
