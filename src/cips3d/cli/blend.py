@@ -10,7 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cips3d import constants as K
-from cips3d.cli.common import finite_float, positive_int, resolve_device
+from cips3d.cli.common import check_frame_rate, finite_float, positive_int, resolve_device
 from cips3d.config import GENERATOR_PRESETS, PoseConfig, RenderConfig
 from cips3d.errors import UserError
 from cips3d.inference.blend import (
@@ -134,8 +134,7 @@ def _check_video(args: argparse.Namespace, s: BlendSettings, columns: int) -> st
         return None
     if args.video is not None and args.sweep_frames is not None:
         raise UserError("give --video or --sweep-frames, not both.")
-    if not args.fps > 0:
-        raise UserError(f"--fps must be positive, got {args.fps}.")
+    check_frame_rate(args.fps)
     if args.video is not None:
         make_trajectory(args.video, num_frames=args.frames)  # an unknown name fails here
     suffix = ".mp4" if args.format == "mp4" and mp4_available() else ".gif"

@@ -21,6 +21,7 @@ from cips3d.io.checkpoint2d import (
     load_generator2d,
     official_generator_state,
 )
+from cips3d.io.video import MAX_FPS, MIN_FPS
 from cips3d.models.generator2d import Generator2D
 from cips3d.models.generator3d import Generator3D
 
@@ -233,6 +234,12 @@ def finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     return value
+
+
+def check_frame_rate(fps: float) -> None:
+    """--fps: frames per second that both video formats can store."""
+    if not MIN_FPS <= fps <= MAX_FPS:
+        raise UserError(f"--fps must be from {MIN_FPS} to {MAX_FPS} frames per second, got {fps}.")
 
 
 def chunk_rows(text: str) -> int | str:

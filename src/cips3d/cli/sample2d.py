@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cips3d.cli.common import CHECKPOINT_HELP_2D, finite_float, positive_int, resolve_device
+from cips3d.cli.common import CHECKPOINT_HELP_2D, check_frame_rate, finite_float, positive_int, resolve_device
 from cips3d.errors import UserError
 from cips3d.inference.foveated import foveated_image
 from cips3d.inference.panorama import pan_frames
@@ -179,8 +179,8 @@ def _check_arguments(args: argparse.Namespace, seeds: list[int]) -> None:
         raise UserError("--noise is added to whole frames; it cannot be combined with --foveated.")
     if args.interpolate and (len(seeds) < 2 or args.foveated):
         raise UserError("--interpolate walks from seed to seed: give two seeds or more, and no --foveated.")
-    if (args.pan or args.interpolate) and not args.fps > 0:
-        raise UserError(f"--fps must be positive, got {args.fps}.")
+    if args.pan or args.interpolate:
+        check_frame_rate(args.fps)
     if args.pan and not 0 < args.view <= 360:
         raise UserError(f"--view must be in (0, 360] degrees, got {args.view}.")
 

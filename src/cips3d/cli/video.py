@@ -14,6 +14,7 @@ from cips3d.cli.common import (
     add_chunk_rows_argument,
     add_model_arguments,
     add_precision_argument,
+    check_frame_rate,
     finite_float,
     positive_int,
     rendering_generator,
@@ -135,8 +136,7 @@ def _check_numbers(args: argparse.Namespace, seeds: list[int]) -> None:
     """Refuse impossible numbers in one sentence each (argparse would print its usage too)."""
     if args.frames is not None and args.frames < 1:
         raise UserError(f"--frames must be at least 1, got {args.frames}.")
-    if not args.fps > 0:
-        raise UserError(f"--fps must be positive, got {args.fps}.")
+    check_frame_rate(args.fps)
     if not 0.0 <= args.psi <= 1.0:
         raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
     if not args.interpolate:

@@ -68,6 +68,9 @@ def _write_gif(frames: Iterable[np.ndarray], path: str, fps: float) -> int:
     return len(images)
 
 
+MIN_FPS, MAX_FPS = 0.1, 240.0  # a GIF stores each frame's duration in 16 bits of 10 ms; players cap rates
+
+
 def write_video(
     frames: Iterable[np.ndarray], path: str | os.PathLike, fps: float = 30.0, crf: int = 18
 ) -> int:
@@ -76,8 +79,8 @@ def write_video(
     Frames are consumed one at a time for mp4 (memory stays bounded); a GIF keeps them all.
     """
     path = Path(path)
-    if not fps > 0:
-        raise UserError(f"fps must be positive, got {fps}.")
+    if not MIN_FPS <= fps <= MAX_FPS:
+        raise UserError(f"the frame rate must be from {MIN_FPS} to {MAX_FPS} frames per second, got {fps}.")
     suffix = path.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
         raise UserError(f"video files must end in {' or '.join(VIDEO_SUFFIXES)}, got {path.name!r}.")
