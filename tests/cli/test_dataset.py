@@ -94,3 +94,9 @@ def test_built_in_data_is_written_only_to_a_zip_path(tmp_path, capsys, kind):
     code, _, err = run(capsys, "dataset", kind, str(tmp_path / "notes.txt"), *quiet)
     assert code == 2 and "the destination must be a .zip file" in err
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("kind", ["synth", "panorama"])
+def test_a_seed_outside_64_bits_is_one_sentence(tmp_path, capsys, kind):
+    code, _, err = run(capsys, "dataset", kind, str(tmp_path / "d.zip"), "--seed", str(2**70), "--quiet")
+    assert code == 2 and "--seed must be from 0 to 2^63 - 1" in err and not (tmp_path / "d.zip").exists()

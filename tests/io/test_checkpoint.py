@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from cips3d import CheckpointError, ConfigError, Generator3D, PoseConfig, RenderConfig, generator_preset
 from cips3d.io.checkpoint import load_generator, official_state_dict, save_generator
@@ -125,3 +125,17 @@ def test_a_training_run_or_snapshot_loads_its_g_ema(tmp_path, blob_folder):
         assert all(torch.equal(v, expected[k]) for k, v in G.state_dict().items())
     with pytest.raises(ConfigError, match="is a CIPS-3D training run, not a 2D one; the 3-D commands"):
         load_generator2d(tmp_path / "run")
+
+
+def test_weights_holding_nan_are_refused_by_name(tmp_path, tiny_G):
+    state = official_state_dict(tiny_G)
+    name = next(iter(state))
+    state[name] = torch.full_like(state[name], float("nan"))
+    torch.save(state, tmp_path / "diverged.pth")
+    with pytest.raises(CheckpointError, match=f"holds NaN or infinite weights \\(first: {name}\\)"):
+        load_generator(tmp_path / "diverged.pth", preset="tiny")
+    save_generator(tiny_G, tmp_path / "ours")
+    weights = load_file(str(tmp_path / "ours" / "model.safetensors"))
+    save_file({k: v * float("inf") for k, v in weights.items()}, str(tmp_path / "ours" / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="holds NaN or infinite weights"):
+        load_generator(tmp_path / "ours")

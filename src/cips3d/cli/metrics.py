@@ -72,8 +72,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
     if not Path(args.data).exists():
         raise UserError(f"no dataset at {args.data}.")
-    if args.out:
+    if args.out:  # said now, not after the scoring
         refuse_overwriting_inputs(args.out, args.data, args.checkpoint, args.inception)
+        if Path(args.out).is_dir():
+            raise UserError(f"--out {args.out} is a folder; give the path of the JSON file to write.")
     G2 = checkpoint_generator2d(args)
     if G2 is not None:
         result = _evaluate_2d(args, which, G2.to(resolve_device(args.device)))

@@ -79,9 +79,19 @@ def read_weights(directory: Path) -> dict[str, torch.Tensor]:
     if not weights.is_file():
         raise CheckpointError(f"{directory} has {CONFIG_FILE} but no {WEIGHTS_FILE}.")
     try:
-        return load_file(str(weights))
+        state = load_file(str(weights))
     except Exception as err:  # safetensors raises its own error type for truncated or corrupt files
         raise CheckpointError(f"{weights} is not a readable safetensors file ({err}).") from err
+    return check_finite(state, weights)
+
+
+def check_finite(state: dict[str, torch.Tensor], path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """`state` itself, or a `CheckpointError` naming the first tensor holding NaN or infinity (a run
+    that diverged renders black images, which should not pass silently)."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{path} holds NaN or infinite weights (first: {name}); the run diverged.")
+    return state
 
 
 def write_checkpoint(directory: Path, state: Mapping[str, torch.Tensor], meta: dict[str, Any]) -> Path:
@@ -158,7 +168,7 @@ def plain_state_dict(content: Any, path: str | os.PathLike) -> dict[str, torch.T
         raise CheckpointError(f"{path} does not hold a plain state dict of tensors.")
     if content and all(k.startswith("module.") for k in content):  # saved from a DDP wrapper
         content = {k.removeprefix("module."): v for k, v in content.items()}
-    return dict(content)
+    return check_finite(dict(content), path)
 
 
 def read_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
