@@ -225,3 +225,6 @@ def test_cips3d_invert_fits_every_image_of_a_folder_and_skips_broken_ones(capsys
     (tmp_path / "empty").mkdir()
     code, _, err = run(capsys, "invert", "--preset", "tiny", "--image", str(tmp_path / "empty"))
     assert code == 2 and "holds no images" in err
+    Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(photos / "a.jpg")  # a second photo named a
+    code, _, err = run(capsys, "invert", "--preset", "tiny", "--image", str(photos), "--outdir", str(out))
+    assert code == 2 and "a.jpg and a.png would both write to the folder a/" in err

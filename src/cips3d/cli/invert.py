@@ -123,6 +123,11 @@ def image_paths(path: str) -> tuple[list[Path], bool]:
         found = sorted(f for f in p.iterdir() if f.is_file() and is_image_name(f.name))
         if not found:
             raise UserError(f"the folder {path} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
+        stems: dict[str, Path] = {}
+        for f in found:  # each photo's results go to a folder named after it
+            if (other := stems.setdefault(f.stem, f)) is not f:
+                raise UserError(f"{other.name} and {f.name} would both write to the folder {f.stem}/; "
+                                "rename one of them.")  # fmt: skip
         return found, True
     if not p.exists():
         raise UserError(f"no image at {path}.")
