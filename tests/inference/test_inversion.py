@@ -155,6 +155,11 @@ def test_the_styles_file_round_trips_and_is_checked_against_the_model(tiny_G, tm
     ffhq_sized.nerf_style_names = [*ffhq_sized.nerf_style_names, "nerf_extra"]
     with pytest.raises(CheckpointError, match="do not fit this model"):
         load_inversion(path, ffhq_sized)
+    name = next(iter(result.styles))
+    result.styles[name] = result.styles[name][:, :-1]  # as fitted with a narrower model
+    narrow = save_inversion(result, tmp_path / "narrow.safetensors")
+    with pytest.raises(CheckpointError, match=f"the styles of {name} are .* a model of another architecture"):
+        load_inversion(narrow, tiny_G)
     with pytest.raises(CheckpointError, match="no styles file at"):
         load_inversion(tmp_path / "missing.safetensors")
     (tmp_path / "junk.safetensors").write_bytes(b"junk")

@@ -298,6 +298,12 @@ class Generator3D(nn.Module):
         sizes = {v.shape[0] for v in styles.values()}
         if sizes != {batch}:
             raise ValueError(f"styles have batch sizes {sorted(sizes)} but there are {batch} cameras.")
+        for name, centre in self.truncation_centre().items():  # [1, D] per layer: the widths expected
+            if styles[name].shape[1:] != centre.shape[1:]:
+                raise ValueError(
+                    f"the styles of {name} are {styles[name].shape[-1]} wide where this model's are "
+                    f"{centre.shape[-1]}: they belong to a model of another architecture."
+                )
 
     def _check_batch(self, styles: Mapping[str, torch.Tensor], batch: int, generator: GeneratorArg) -> None:
         self.check_styles(styles, batch)
