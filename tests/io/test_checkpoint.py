@@ -125,6 +125,10 @@ def test_a_training_run_or_snapshot_loads_its_g_ema(tmp_path, blob_folder):
         assert all(torch.equal(v, expected[k]) for k, v in G.state_dict().items())
     with pytest.raises(ConfigError, match="is a CIPS-3D training run, not a 2D one; the 3-D commands"):
         load_generator2d(tmp_path / "run")
+    ema = tmp_path / "run" / "snapshots" / "step-000000002" / "G_ema.safetensors"
+    save_file({k: v * float("nan") for k, v in load_file(str(ema)).items()}, str(ema))  # a diverged run
+    with pytest.raises(CheckpointError, match=r"step-000000002 \(G_ema\) holds NaN or infinite weights"):
+        load_generator(tmp_path / "run")
 
 
 def test_weights_holding_nan_are_refused_by_name(tmp_path, tiny_G):

@@ -127,6 +127,7 @@ def _load_snapshot_ema(path: Path, device: str | torch.device) -> Generator3D:
         raise CheckpointError(f"the snapshot {snap.path} has no usable generator config ({err}).") from err
     G = Generator3D(config, initialize=False)
     check_keys(snap.G_ema, {k: tuple(v.shape) for k, v in G.state_dict().items()}, f"{snap.path} (G_ema)")
+    check_finite(snap.G_ema, f"{snap.path} (G_ema)")
     G.load_state_dict(snap.G_ema)
     return G.to(device)
 

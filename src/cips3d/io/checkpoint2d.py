@@ -28,6 +28,7 @@ from cips3d.io.checkpoint import (
     CONFIG_FILE,
     FORMAT_NAME_2D,
     FORMAT_VERSION,
+    check_finite,
     model_folder_of,
     plain_state_dict,
     read_meta,
@@ -154,7 +155,7 @@ def _load(path: Path, which: Which, with_discriminator: bool) -> Models2D:
     if _is_run(path):
         snapshot, config = load_run2d(path)
         G = Generator2D(config.generator_config())
-        G.load_state_dict(snapshot.G_ema if which == "G_ema" else snapshot.G)
+        G.load_state_dict(check_finite(snapshot.G_ema if which == "G_ema" else snapshot.G, snapshot.path))
         if not with_discriminator:
             return Models2D(G.eval())
         D = Discriminator2D(config.discriminator())
