@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 from cips3d import CheckpointError, ConfigError, Generator3D, PoseConfig, RenderConfig, generator_preset
 from cips3d.io.checkpoint import load_generator, official_state_dict, save_generator
 from cips3d.io.checkpoint2d import load_generator2d
+from cips3d.training.snapshot import load_snapshot
 from cips3d.training.trainer import Trainer, TrainOptions
 from tests.conftest import fixture_path
 from tests.training.conftest import micro_config
@@ -125,6 +126,10 @@ def test_a_training_run_or_snapshot_loads_its_g_ema(tmp_path, blob_folder):
         assert all(torch.equal(v, expected[k]) for k, v in G.state_dict().items())
     with pytest.raises(ConfigError, match="is a CIPS-3D training run, not a 2D one; the 3-D commands"):
         load_generator2d(tmp_path / "run")
+    (tmp_path / "run" / "snapshots" / "step-000000002" / "optimizers.pt").write_bytes(b"damaged")
+    assert load_generator(tmp_path / "run").config == trainer.G_ema.config  # rendering needs G_ema only
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_snapshot(tmp_path / "run")  # a resume needs the optimizers
     ema = tmp_path / "run" / "snapshots" / "step-000000002" / "G_ema.safetensors"
     save_file({k: v * float("nan") for k, v in load_file(str(ema)).items()}, str(ema))  # a diverged run
     with pytest.raises(CheckpointError, match=r"step-000000002 \(G_ema\) holds NaN or infinite weights"):

@@ -87,7 +87,7 @@ def _generator(args: argparse.Namespace) -> dict:
     if args.preset or args.panorama or args.width:
         raise UserError("--init brings its own generator: leave out --preset, --panorama and --width.")
     if args.resume:
-        run = load_run2d(args.outdir)[1]
+        run = load_run2d(args.outdir, training_state=False)[1]
         model, source_cap = run.model, run.d_max_channels
     else:
         models = load_models2d(args.init)

@@ -116,7 +116,7 @@ def _load_snapshot_ema(path: Path, device: str | torch.device) -> Generator3D:
     """G_ema of a training snapshot (or of the newest snapshot of a run folder)."""
     from cips3d.training.snapshot import load_snapshot  # noqa: PLC0415 (training imports io, not back)
 
-    snap = load_snapshot(path)
+    snap = load_snapshot(path, training_state=False)
     if is_2d_run_config(snap.config):
         raise CheckpointError(
             f"{snap.path} is a 2D CIPS run (cips3d train2d): render it with cips3d sample2d."

@@ -153,7 +153,7 @@ def _load(path: Path, which: Which, with_discriminator: bool) -> Models2D:
     if not path.exists():
         raise CheckpointError(f"there is no 2D model, run or checkpoint at {path}.")
     if _is_run(path):
-        snapshot, config = load_run2d(path)
+        snapshot, config = load_run2d(path, training_state=False)
         G = Generator2D(config.generator_config())
         G.load_state_dict(check_finite(snapshot.G_ema if which == "G_ema" else snapshot.G, snapshot.path))
         if not with_discriminator:

@@ -70,7 +70,7 @@ def _summary_2d(config: Cips2DConfig) -> str:
 def _run(path: Path) -> Lines:
     from cips3d.training.snapshot import load_snapshot  # noqa: PLC0415 (training imports io, not back)
 
-    snap = load_snapshot(path)
+    snap = load_snapshot(path, training_state=False)
     state, config = snap.state, snap.config
     lines: Lines = [("snapshot", str(snap.path)), ("step", f"{state.global_step:,}"),
                     ("images seen", f"{state.images_seen:,}")]  # fmt: skip

@@ -179,16 +179,20 @@ def resolve_snapshot(path: str | os.PathLike) -> Path:
     raise CheckpointError(f"{path} holds no complete training snapshot.")
 
 
-def load_snapshot(path: str | os.PathLike) -> Snapshot:
-    """Read a snapshot (or the newest one of a run folder); every failure is one `CheckpointError`."""
+def load_snapshot(path: str | os.PathLike, training_state: bool = True) -> Snapshot:
+    """Read a snapshot (or the newest one of a run folder); every failure is one `CheckpointError`.
+    Without `training_state` the optimizers' and random generators' files are not read (left empty):
+    what rendering or inspecting needs, so that a damaged one stops only a resume."""
     path = resolve_snapshot(path)
     try:
         meta = json.loads((path / "state.json").read_text())
         if meta.get("format") != FORMAT:
             raise CheckpointError(f"{path} is not a cips3d training snapshot.")
         weights = {name: load_file(str(path / f"{name}.safetensors")) for name in ("G", "G_ema", "D")}
-        optimizers = torch.load(path / "optimizers.pt", map_location="cpu", weights_only=True)
-        rng = torch.load(path / "rng.pt", map_location="cpu", weights_only=True)
+        optimizers, rng = {}, {}
+        if training_state:
+            optimizers = torch.load(path / "optimizers.pt", map_location="cpu", weights_only=True)
+            rng = torch.load(path / "rng.pt", map_location="cpu", weights_only=True)
         state = TrainState(**meta["state"])
     except CheckpointError:
         raise

@@ -163,9 +163,10 @@ class Train2DConfig:
             raise ConfigError(f"the 2D training config is malformed ({err}).") from err
 
 
-def load_run2d(path: str | Path) -> tuple[Snapshot, Train2DConfig]:
-    """The newest snapshot of a 2D run folder (or that snapshot) and the config it was trained with."""
-    snapshot = load_snapshot(path)
+def load_run2d(path: str | Path, training_state: bool = True) -> tuple[Snapshot, Train2DConfig]:
+    """The newest snapshot of a 2D run folder (or that snapshot) and the config it was trained with
+    (`training_state` as in `load_snapshot`)."""
+    snapshot = load_snapshot(path, training_state)
     if not is_2d_run_config(snapshot.config):
         run = snapshot.path.parent.parent
         raise ConfigError(f"{run} is a CIPS-3D training run, not a 2D one; {THREE_D_COMMANDS} take it.")

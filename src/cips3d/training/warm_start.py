@@ -64,7 +64,7 @@ def warm_start(
         _copy(G, loaded, "generator")
         _copy(G_ema, loaded, "generator")
         return "G and G_ema from an official generator file (D starts fresh)"
-    snap = load_snapshot(source)
+    snap = load_snapshot(source, training_state=False)
     if TrainConfig.from_dict(snap.config).generator != config.generator:
         raise CheckpointError(f"{snap.path} was trained with another generator architecture.")
     for module, state, what in ((G, snap.G, "G"), (G_ema, snap.G_ema, "G_ema"), (D, snap.D, "D")):
