@@ -63,8 +63,10 @@ def test_a_count_spreads_that_many_views(tmp_path, capsys):
         (["--pitches", "100"], "--pitches"),
         (["--psi", "-1"], "--psi"),
         (["--seeds", "3-1"], "backwards"),
+        (["--yaws", "-2"], "--yaws must ask for 1 to"),
+        (["--pitches", "1.2,,1.3"], "--pitches must be a count or radians"),
     ],
-    ids=["yaws-zero", "yaws-text", "pitches-many", "psi", "seeds"],
+    ids=["yaws-zero", "yaws-text", "pitches-many", "psi", "seeds", "yaws-negative-count", "pitches-empty"],
 )
 def test_bad_options_are_refused_before_the_model_is_loaded(tmp_path, capsys, args, message):
     code, _, err = run(capsys, "multiview", "--checkpoint", str(tmp_path / "none.pth"), *args, "--quiet")

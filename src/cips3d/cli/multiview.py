@@ -33,7 +33,7 @@ EXAMPLES = """examples:
   cips3d multiview --checkpoint G_ema.pth --preset ffhq --seeds 7 --yaws 1.2,1.57,1.9 --flip-pair
 """
 MAX_VIEWS_PER_AXIS = 64
-_COUNT = re.compile(r"^\s*\d+\s*$")
+_COUNT = re.compile(r"^\s*[-+]?\d+\s*$")  # any integer is a count; one angle is written 2.0
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def parse_angles(text: str, sweep: tuple[float, float], option: str) -> list[flo
             raise UserError(f"{option} must ask for 1 to {MAX_VIEWS_PER_AXIS} views, got {count}.")
         return spread_angles(count, *sweep)
     try:
-        values = [finite_float(x) for x in text.split(",") if x.strip()]
+        values = [finite_float(x) for x in text.split(",")]  # an empty item is a mistake, not skipped
     except argparse.ArgumentTypeError:
         raise UserError(f"{option} must be a count or radians separated by commas, got {text!r}.") from None
     if not 1 <= len(values) <= MAX_VIEWS_PER_AXIS:
