@@ -39,7 +39,8 @@ def test_official_pth_with_config_or_preset(tmp_path, small_G):
     G = load_generator(path, official_config=fixture_path("official", "small_config.json"))
     assert torch.equal(render(G), render(small_G))
     ffhq = Generator3D(generator_preset("ffhq"), initialize=False)
-    torch.save(official_state_dict(ffhq), tmp_path / "G_ema.pth")
+    zeros = {k: torch.zeros_like(v) for k, v in official_state_dict(ffhq).items()}  # not uninitialised memory
+    torch.save(zeros, tmp_path / "G_ema.pth")
     assert load_generator(tmp_path / "G_ema.pth", preset="ffhq").config == generator_preset("ffhq")
     with pytest.raises(ConfigError, match="--preset"):
         load_generator(path)
@@ -105,6 +106,13 @@ def test_bad_checkpoint_folders_raise_one_clear_error(tmp_path, tiny_G):
     for load in (load_generator, load_generator2d):
         with pytest.raises(CheckpointError, match="w.safetensors has no config.json beside it"):
             load(tmp_path / "w.safetensors")
+
+
+def test_a_preset_for_a_model_that_carries_its_config_is_refused(tmp_path, tiny_G):
+    save_generator(tiny_G, tmp_path / "ck")
+    for path in (tmp_path / "ck", tmp_path / "ck" / "model.safetensors"):
+        with pytest.raises(ConfigError, match="carries its own config; --preset and --official-config"):
+            load_generator(path, preset="ffhq")
 
 
 def test_weights_of_another_config_are_refused(tmp_path, tiny_G, small_G):

@@ -37,7 +37,7 @@ MSE of images in [-1, 1] about 0.05-0.1, perceptual distance about 0.5-1)."""
 
 EXAMPLES = """examples:
   cips3d invert --checkpoint runs/faces --image me.jpg --size 64 --steps 300 --video
-  cips3d invert --checkpoint ffhq_official/ --preset ffhq --image photo.png --per-layer --outdir inverted
+  cips3d invert --checkpoint G_ema.pth --preset ffhq --image photo.png --per-layer --outdir inverted
   cips3d invert --preset tiny --image photo.png --steps 20 --size 16      # a quick look on a CPU
   cips3d invert --checkpoint runs/faces --image photos/ --outdir fits     # every image of a folder
 

@@ -231,6 +231,11 @@ def load_generator(
         device: where the model goes.
     """
     path = Path(path)
+    ours = path.is_dir() or path.suffix == ".safetensors" or path.name == CONFIG_FILE
+    if ours and (preset is not None or official_config is not None):
+        raise ConfigError(
+            f"{path} carries its own config; --preset and --official-config are for official .pth files."
+        )
     if path.is_dir() and ((path / "state.json").is_file() or (path / "snapshots").is_dir()):
         return _load_snapshot_ema(path, device).eval()
     if path.is_dir():
