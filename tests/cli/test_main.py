@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from cips3d.cli.main import _format_warning, out_of_memory_message
+from cips3d.cli.main import _format_warning, main, out_of_memory_message
 from cips3d.config_2d import cips2d_preset
 from cips3d.data.images import SkippedImagesWarning
 from cips3d.io.checkpoint2d import save_generator2d
@@ -59,3 +59,11 @@ def test_cips3d_warnings_read_as_one_line_while_a_command_runs(tmp_path, capsys)
 def test_devices_pytorch_knows_but_cips3d_cannot_render_on_are_one_sentence(tmp_path, capsys, device):
     code, _, err = run(capsys, "sample", "--preset", "tiny", "--device", device, "--outdir", str(tmp_path))
     assert code == 2 and f"unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto" in err
+
+
+def test_an_unknown_command_lists_the_public_ones_only(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["bogus"])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and "unknown command 'bogus'; the commands are demo, sample" in err
+    assert "dataset-synth" not in err

@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def public_commands(parser: argparse.ArgumentParser) -> list[str]:
+    """The commands `cips3d --help` lists (the hidden two-word ones are reached through `route`)."""
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return [a.dest for a in subparsers._choices_actions]
+
+
 # Two-word commands, parsed by their own (hidden) subparsers so that `cips3d dataset SOURCE DEST` stays.
 NESTED = {
     ("dataset", "synth"): "dataset-synth",
@@ -83,7 +89,11 @@ def route(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Run a subcommand; user mistakes end as one sentence on stderr and exit code 2."""
     parser = build_parser()
-    args = parser.parse_args(route(list(sys.argv[1:] if argv is None else argv)))
+    argv = route(list(sys.argv[1:] if argv is None else argv))
+    known = [*public_commands(parser), *NESTED.values()]
+    if argv and not argv[0].startswith("-") and argv[0] not in known:
+        parser.error(f"unknown command {argv[0]!r}; the commands are {', '.join(public_commands(parser))}.")
+    args = parser.parse_args(argv)
     previous, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
         return args.run(args)
