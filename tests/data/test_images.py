@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from cips3d.data.images import ImageDataset, SkippedImagesWarning, to_float
+from cips3d.data.images import ImageDataset, SkippedImagesWarning, UpscaledImagesWarning, to_float
 from cips3d.errors import ConfigError, UserError
 
 
@@ -242,3 +242,14 @@ def test_wide_images_are_cropped_to_their_aspect_or_resized_whole(tmp_path):
     assert square.shape == (3, 8, 8) and (square.int() - 128).abs().max() <= 1
     with pytest.raises(ConfigError, match="needs a resolution"):
         ImageDataset(folder, width=16)
+
+
+def test_images_smaller_than_the_resolution_are_said_to_be_enlarged(tmp_path):
+    Image.fromarray(np.zeros((8, 12, 3), np.uint8)).save(tmp_path / "small.png")
+    with pytest.warns(
+        UpscaledImagesWarning, match="are 8 px on their short side, so they are enlarged to 16"
+    ):
+        ImageDataset(tmp_path, resolution=16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ImageDataset(tmp_path, resolution=8)  # the same size or smaller: nothing to say

@@ -24,6 +24,10 @@ from cips3d.errors import ConfigError, UserError
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
+class UpscaledImagesWarning(UserWarning):
+    """The images are smaller than the resolution asked for, so they are enlarged (and blurred)."""
+
+
 class SkippedImagesWarning(UserWarning):
     """Some files of a dataset could not be read as images and were left out."""
 
@@ -289,6 +293,14 @@ class ImageDataset(Dataset):
         )
         if whole:
             _check_whole_aspect(self._source.location(names[0]), sizes[0], self.resolution, width)
+        smallest = min(min(size) for size in sizes)
+        if smallest < self.resolution:
+            warnings.warn(
+                f"the smallest images of {path} are {smallest} px on their short side, so they are "
+                f"enlarged to {self.resolution} px",
+                UpscaledImagesWarning,
+                stacklevel=2,
+            )
         self._source.close()  # workers reopen it lazily; nothing open is left to fork or pickle
 
     @property
