@@ -12,6 +12,7 @@ from cips3d.convert.official_2d import holds_official_cips2d
 from cips3d.errors import UserError
 from cips3d.io.checkpoint import (
     CONFIG_FILE,
+    WEIGHTS_FILE,
     load_generator,
     official_generator,
     official_state_dict,
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             f"{target} holds other files; convert into a new or empty folder (or a model folder)."
         )
-    for name in ("model.safetensors", "config.json"):
+    for name in (WEIGHTS_FILE, CONFIG_FILE):
         refuse_overwriting_inputs(target / name, args.source)
     source = Path(args.source)
     if not (source.is_file() and source.suffix not in (".safetensors", ".json")):

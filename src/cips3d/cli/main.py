@@ -90,9 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run a subcommand; user mistakes end as one sentence on stderr and exit code 2."""
     parser = build_parser()
     argv = route(list(sys.argv[1:] if argv is None else argv))
-    known = [*public_commands(parser), *NESTED.values()]
-    if argv and not argv[0].startswith("-") and argv[0] not in known:
-        parser.error(f"unknown command {argv[0]!r}; the commands are {', '.join(public_commands(parser))}.")
+    public = public_commands(parser)
+    if argv and not argv[0].startswith("-") and argv[0] not in [*public, *NESTED.values()]:
+        parser.error(f"unknown command {argv[0]!r}; the commands are {', '.join(public)}.")
     args = parser.parse_args(argv)
     previous, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:

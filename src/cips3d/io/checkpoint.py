@@ -231,25 +231,31 @@ def load_generator(
         device: where the model goes.
     """
     path = Path(path)
-    ours = path.is_dir() or path.suffix == ".safetensors" or path.name == CONFIG_FILE
+    ours = path.is_dir() or names_model_file(path)
     if ours and (preset is not None or official_config is not None):
         raise ConfigError(
             f"{path} carries its own config; --preset and --official-config are for official .pth files."
         )
     if path.is_dir() and ((path / "state.json").is_file() or (path / "snapshots").is_dir()):
         return _load_snapshot_ema(path, device).eval()
-    if path.is_dir():
-        if not (path / CONFIG_FILE).is_file():
-            raise CheckpointError(f"{path} is a folder without {CONFIG_FILE}, so not a cips3d checkpoint.")
-        return _load_ours(path, device).eval()
-    if path.suffix == ".safetensors" or path.name == CONFIG_FILE:
+    if path.is_dir() or names_model_file(path):
         return _load_ours(model_folder_of(path), device).eval()
     return official_generator(read_torch_file(path), path, preset, official_config, device).eval()
 
 
+def names_model_file(path: Path) -> bool:
+    """Whether `path` names a file of one of our model folders (its weights or its config.json)."""
+    return path.suffix == ".safetensors" or path.name == CONFIG_FILE
+
+
 def model_folder_of(path: Path) -> Path:
-    """The model folder a weights file or config.json given by name belongs to; a `CheckpointError` when
-    the file is missing or has no config.json beside it (a lone .safetensors is no model)."""
+    """The model folder `path` is, or that a weights file or config.json given by name belongs to; a
+    `CheckpointError` when a folder has no config.json, or a file is missing or has none beside it (a
+    lone .safetensors is no model)."""
+    if path.is_dir():
+        if not (path / CONFIG_FILE).is_file():
+            raise CheckpointError(f"{path} is a folder without {CONFIG_FILE}, so not a cips3d checkpoint.")
+        return path
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at {path}.")
     if not (path.parent / CONFIG_FILE).is_file():

@@ -30,6 +30,7 @@ from cips3d.io.checkpoint import (
     FORMAT_VERSION,
     check_finite,
     model_folder_of,
+    names_model_file,
     plain_state_dict,
     read_meta,
     read_torch_file,
@@ -161,13 +162,9 @@ def _load(path: Path, which: Which, with_discriminator: bool) -> Models2D:
         D = Discriminator2D(config.discriminator())
         D.load_state_dict(snapshot.D)
         return Models2D(G.eval(), D)
-    if path.is_dir():
-        if not (path / CONFIG_FILE).is_file():
-            raise CheckpointError(f"{path} is a folder without {CONFIG_FILE}, so not a cips3d checkpoint.")
-        return Models2D(_load_folder(path).eval(), why_no_d="a model folder holds the generator only")
-    if path.name == CONFIG_FILE or path.suffix == ".safetensors":
-        folder = model_folder_of(path)
-        return Models2D(_load_folder(folder).eval(), why_no_d="a model folder holds the generator only")
+    if path.is_dir() or names_model_file(path):
+        G = _load_folder(model_folder_of(path)).eval()
+        return Models2D(G, why_no_d="a model folder holds the generator only")
     content = read_torch_file(path)
     G = generator2d_from_official(official_generator_state(content, path, which)).eval()
     if not (with_discriminator and isinstance(content, Mapping) and isinstance(content.get("d"), Mapping)):

@@ -27,6 +27,7 @@ from cips3d.io.checkpoint import (
     CONFIG_FILE,
     FORMAT_NAME_2D,
     model_folder_of,
+    names_model_file,
     plain_state_dict,
     read_meta,
     read_torch_file,
@@ -45,8 +46,8 @@ def describe(path: str | os.PathLike) -> Lines:
         raise UserError(f"there is nothing at {path}.")
     if path.is_dir() and ((path / "state.json").is_file() or (path / "snapshots").is_dir()):
         return _run(path)
-    if path.is_dir() or path.name == CONFIG_FILE or path.suffix == ".safetensors":
-        return _folder(path if path.is_dir() else model_folder_of(path))
+    if path.is_dir() or names_model_file(path):
+        return _folder(model_folder_of(path))
     return _torch_file(path)
 
 
@@ -97,8 +98,6 @@ def _run(path: Path) -> Lines:
 
 
 def _folder(directory: Path) -> Lines:
-    if not (directory / CONFIG_FILE).is_file():
-        raise CheckpointError(f"{directory} is a folder without {CONFIG_FILE}, so not a cips3d checkpoint.")
     meta = read_meta(directory / CONFIG_FILE, None)
     weights = read_weights(directory)
     if meta["format"] == FORMAT_NAME_2D:
