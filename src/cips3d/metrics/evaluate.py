@@ -63,7 +63,7 @@ def generated_images_2d(G: Generator2D, count: int, batch: int = 16, psi: float 
     images = []
     for start in range(0, count, batch):
         w = G.mapping(G.sample_latents(min(batch, count - start), generator))
-        img = G.synthesis(G.truncate(w, psi, mean) if mean is not None else w)
+        img = G.synthesis(G.truncate(w, psi, mean))  # psi 1: w itself
         images.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
     return torch.cat(images)
 
