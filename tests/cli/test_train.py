@@ -40,6 +40,13 @@ def test_train_then_resume(tmp_path, capsys, blob_folder):
     code, _, err = run(capsys, "train", "--resume", str(outdir), "--outdir", str(tmp_path / "b"), "--quiet")
     assert code == 2 and "cannot be combined with --outdir" in err
     assert [p.name for p in list_snapshots(outdir / "snapshots")] == names
+    # What a resume may change: which snapshots are written and kept, not what is trained.
+    code, _, err = run(capsys, "train", "--resume", str(outdir), "--max-steps", "4", "--keep", "1", "--quiet")
+    assert code == 0, err
+    snapshot = load_snapshot(outdir)
+    assert snapshot.state.global_step == 4 and snapshot.config["keep_snapshots"] == 1
+    kept = {p.name for p in list_snapshots(outdir / "snapshots")}
+    assert kept == {"step-000000004", snapshot.state.best_snapshot}
 
 
 @pytest.mark.parametrize(

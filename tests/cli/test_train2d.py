@@ -31,9 +31,29 @@ def test_a_run_and_its_resume_write_snapshots_with_previews(capsys, tmp_path, bl
     before = sorted(p.name for p in (out / "snapshots").iterdir())
     code, _, err = train2d(capsys, blob_folder, out, 2, "--patch", "16", "--seed", "7")
     assert code == 2 and "already holds a training run" in err and err.count("\n") == 1
-    code, _, err = train2d(capsys, blob_folder, out, 4, "--resume")
-    assert code == 2 and "patch 16 in the run, None now" in err and err.count("\n") == 1
+    code, _, err = train2d(capsys, blob_folder, out, 4, "--resume", "--patch", "8", "--seed", "3")
+    assert code == 2 and err.count("\n") == 1
+    assert "--patch 8 (the run's: 16); --seed 3 (the run's: 0)" in err
     assert sorted(p.name for p in (out / "snapshots").iterdir()) == before  # nothing written over
+
+
+def test_a_resume_takes_the_runs_settings_and_data_and_may_change_snapshots(capsys, tmp_path, blob_folder):
+    out = tmp_path / "run"
+    code, _, err = train2d(capsys, blob_folder, out, 2, "--patch", "16", "--seed", "5", "--xflip")
+    assert code == 0, err
+    # Nothing but the run and the new limit: the patch, seed, flip and data are read back from the run.
+    code, text, err = run(capsys, "train2d", "--resume", str(out), "--max-steps", "3", "--snapshot-every",
+                          "3", "--keep", "1", "--quiet", "--device", "cpu")  # fmt: skip
+    assert code == 0, err
+    snapshot = load_snapshot(out)
+    assert snapshot.state.global_step == 3 and "step 3" in text
+    assert snapshot.config["patch"] == 16 and snapshot.config["seed"] == 5 and snapshot.config["xflip"]
+    assert snapshot.config["snapshot_every"] == 3 and snapshot.config["keep_snapshots"] == 1
+    kept = {p.name for p in (out / "snapshots").iterdir()}
+    assert kept == {"step-000000003", snapshot.state.best_snapshot}  # --keep 1: the newest and the best
+    code, _, err = run(capsys, "train2d", "--resume", str(out), "--outdir", str(tmp_path / "other"),
+                       "--max-steps", "4")  # fmt: skip
+    assert code == 2 and "leave out --outdir" in err and err.count("\n") == 1
 
 
 def test_mistakes_are_one_sentence(capsys, tmp_path, blob_folder):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,8 +71,20 @@ def test_unreadable_snapshots_raise_one_clear_error(tmp_path):
         load_snapshot(tmp_path)
     path = write(tmp_path, 1)
     (path / "G.safetensors").write_bytes(b"broken")
-    with pytest.raises(CheckpointError, match="cannot be read"):
+    with pytest.raises(CheckpointError, match="cannot be read") as raised:
         load_snapshot(path)
+    assert "previous snapshot" not in str(raised.value)  # there is none
+
+
+def test_a_damaged_newest_snapshot_names_the_one_to_go_on_from(tmp_path):
+    write(tmp_path, 1)
+    newest = write(tmp_path, 2)
+    (newest / "rng.pt").write_bytes(b"broken")
+    with pytest.raises(CheckpointError, match="previous snapshot, step-000000001, is the one to go on from"):
+        load_snapshot(tmp_path)
+    assert load_snapshot(tmp_path, training_state=False).state  # the weights alone still read
+    shutil.move(newest, tmp_path.parent / "set-aside")  # as the message says
+    assert load_snapshot(tmp_path).path.name == "step-000000001"
 
 
 CHILD = textwrap.dedent(

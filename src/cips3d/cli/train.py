@@ -53,7 +53,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--data", help="image folder or dataset zip (for --resume: defaults to the run's)")
     p.add_argument("--preset", choices=TRAIN_PRESETS, help="networks and curriculum (default tiny)")
     p.add_argument("--outdir", help="run folder (default runs/<preset>)")
-    p.add_argument("--resume", help="a run folder or snapshot to continue exactly")
+    p.add_argument(
+        "--resume",
+        help="a run folder or snapshot to continue exactly (--snapshot-every, --preview-every and --keep may "
+        "change; --data defaults to the run's)",
+    )
     p.add_argument("--init", help="start from these weights: a snapshot, run, cips3d or official checkpoint")
     p.add_argument(
         "--batch-size", type=positive_int, help="override the batch size of every stage (per process)"
@@ -103,7 +107,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
     return config
 
 
-def _refuse_an_older_snapshot(path: Path) -> None:
+def refuse_an_older_snapshot(path: Path) -> None:
     """Resuming from a snapshot that is not its run's newest would write over the newer ones' history
     (and pruning would delete what it writes): say so instead."""
     snapshot = resolve_snapshot(path)
@@ -125,8 +129,11 @@ def _trainer(args: argparse.Namespace, options: TrainOptions) -> Trainer:
                 f"--resume continues a run exactly, in its own folder; it cannot be combined with "
                 f"{', '.join(changing)}."
             )
-        _refuse_an_older_snapshot(Path(args.resume))
-        return Trainer.from_snapshot(args.resume, args.data, options)
+        refuse_an_older_snapshot(Path(args.resume))
+        changes = {"snapshot_every": args.snapshot_every, "preview_every": args.preview_every,
+                   "keep_snapshots": args.keep}  # fmt: skip
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return Trainer.from_snapshot(args.resume, args.data, options, **changes)
     if not args.data:
         raise UserError("give --data (an image folder or dataset zip), or --resume a run.")
     outdir = Path(args.outdir or f"runs/{args.preset or 'tiny'}")

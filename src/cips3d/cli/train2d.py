@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
 
 from cips3d.cli.common import add_fid_arguments, check_fid_arguments, positive_int, resolve_device
-from cips3d.cli.train import process_device
+from cips3d.cli.train import process_device, refuse_an_older_snapshot
 from cips3d.config_2d import CIPS2D_PRESETS
 from cips3d.errors import UserError
 from cips3d.io.checkpoint2d import load_models2d
 from cips3d.training.distributed import join, leave, world_from_environment
-from cips3d.training.trainer2d import Train2DConfig, Trainer2D, load_run2d
+from cips3d.training.snapshot import recorded_data_path, resolve_snapshot
+from cips3d.training.trainer2d import RESUMABLE, Train2DConfig, Trainer2D, load_run2d
+
+# A new run's settings when their flags are left out (a resumed run keeps its own).
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(Train2DConfig)}
 
 EXAMPLES = """examples:
   cips3d train2d --data faces/ --outdir runs/cips2d --max-steps 2000           # tiny, whole images
-  cips3d train2d --data faces/ --outdir runs/cips2d --max-steps 4000 --resume  # on, with the same flags
-  cips3d train2d --data ffhq.zip --preset cips-256 --patch 64 --device cuda    # CIPS's FFHQ setting
+  cips3d train2d --resume runs/cips2d --max-steps 4000                         # on, exactly
+  cips3d train2d --data ffhq.zip --outdir runs/ffhq --preset cips-256 --patch 64 --max-steps 800000 \
+      --device cuda                                                            # CIPS's FFHQ setting
   cips3d dataset panorama pano.zip && cips3d train2d --data pano.zip --outdir runs/pano --panorama \
       --width 128 --patch 16 --max-steps 4000                                  # 360-degree panoramas
-  cips3d train2d --data churches/ --outdir runs/mine --init churches.pt --patch 64 --device cuda  # fine-tune
-  torchrun --nproc_per_node 8 -m cips3d train2d --data ffhq.zip --preset cips-256 --patch 64 --device cuda
+  cips3d train2d --data churches/ --outdir runs/mine --init churches.pt --patch 64 --max-steps 20000 \
+      --device cuda                                                            # fine-tune
+  torchrun --nproc_per_node 8 -m cips3d train2d --data ffhq.zip --outdir runs/ffhq --preset cips-256 \
+      --patch 64 --max-steps 800000 --device cuda
 """
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
@@ -34,8 +44,8 @@ def add_parser(subparsers) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--data", required=True, help="image folder or dataset zip")
-    p.add_argument("--outdir", required=True, help="run folder (snapshots/, logs/)")
+    p.add_argument("--data", help="image folder or dataset zip (for --resume: defaults to the run's)")
+    p.add_argument("--outdir", help="run folder (snapshots/, logs/)")
     p.add_argument("--preset", choices=sorted(CIPS2D_PRESETS),
                    help="generator; its size is the training size (default cips-tiny, 32 px)")  # fmt: skip
     p.add_argument(
@@ -56,7 +66,7 @@ def add_parser(subparsers) -> None:
         type=positive_int,
         help="width of the training images when not square (a panorama's whole turn); default: the size",
     )
-    p.add_argument("--batch-size", type=positive_int, default=4)
+    p.add_argument("--batch-size", type=positive_int, help=f"default {DEFAULTS['batch_size']}")
     p.add_argument("--d-coords", action="store_true", help="the discriminator also reads the coordinate maps")
     p.add_argument(
         "--d-max-channels",
@@ -64,57 +74,119 @@ def add_parser(subparsers) -> None:
         help="cap on the discriminator's widths (default: the preset's, cips-tiny 64, else 512; with --init, "
         "that of the source's discriminator)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, help=f"default {DEFAULTS['seed']}")
     p.add_argument("--xflip", action="store_true", help="add mirrored copies of the images")
-    p.add_argument("--snapshot-every", type=positive_int, default=500)
-    p.add_argument("--keep", type=positive_int, default=3, help="snapshots to keep (default 3)")
+    p.add_argument("--snapshot-every", type=positive_int, help=f"default {DEFAULTS['snapshot_every']}")
+    keep = DEFAULTS["keep_snapshots"]
+    p.add_argument("--keep", type=positive_int, help=f"snapshots to keep (default {keep})")
     p.add_argument(
         "--max-steps", type=positive_int, required=True, help="iterations in all, resumes included"
     )
     p.add_argument("--minutes", type=float, help="stop after this much wall time (snapshot)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --outdir exactly")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        metavar="RUN",
+        help="continue a run exactly (the one in --outdir, or RUN) with its own settings and data; "
+        "--snapshot-every and --keep may change, the other settings may be left out",
+    )
     p.add_argument("--device", default="auto")
     add_fid_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
 
-def _generator(args: argparse.Namespace) -> dict:
-    """The config's generator fields and the discriminator's width cap: a preset, or (--init) the model
-    to start from, whose config a resumed run reads from its own snapshot."""
+# Flags whose config field has another name; the others are the field with dashes.
+FLAG_OF_FIELD = {"generator": "--preset", "d_reads_coordinates": "--d-coords", "keep_snapshots": "--keep"}
+
+
+def _flag(field: str) -> str:
+    return FLAG_OF_FIELD.get(field, "--" + field.replace("_", "-"))
+
+
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    """The run settings on the command line, by config field; flags left out are absent."""
+    switches = {"panorama": args.panorama, "xflip": args.xflip, "d_reads_coordinates": args.d_coords}
+    values = {
+        "generator": args.preset, "init": args.init, "patch": args.patch, "width": args.width,
+        "batch_size": args.batch_size, "d_max_channels": args.d_max_channels, "seed": args.seed,
+        "snapshot_every": args.snapshot_every, "keep_snapshots": args.keep,
+    }  # fmt: skip
+    given = {k: v for k, v in values.items() if v is not None}
+    return given | {k: True for k, on in switches.items() if on}
+
+
+def _new_config(args: argparse.Namespace) -> Train2DConfig:
+    """A new run's config: the flags given, the defaults for the others; with --init, the generator is
+    the source model's and the discriminator's width cap follows the source's unless told otherwise."""
+    given = _given(args)
     if not args.init:
-        return {"generator": args.preset or "cips-tiny", "d_max_channels": args.d_max_channels}
+        return Train2DConfig(**given)
     if args.preset or args.panorama or args.width:
         raise UserError("--init brings its own generator: leave out --preset, --panorama and --width.")
-    if args.resume:
-        run = load_run2d(args.outdir, training_state=False)[1]
-        model, source_cap = run.model, run.d_max_channels
-    else:
-        models = load_models2d(args.init)
-        model = models.G.config.to_dict()
-        source_cap = models.D.config.max_channels if models.D is not None else None
-    # The discriminator keeps the source's widths unless told otherwise, so that it can be taken too.
-    cap = args.d_max_channels or source_cap
-    return {"generator": "init", "init": str(args.init), "model": model, "d_max_channels": cap}
+    models = load_models2d(args.init)
+    source_cap = models.D.config.max_channels if models.D is not None else None
+    model = models.G.config.to_dict()
+    return Train2DConfig(
+        **given | {"generator": "init", "init": str(args.init), "model": model},
+        d_max_channels=args.d_max_channels or source_cap,
+    )
+
+
+def _resumed_config(run_dir: Path, args: argparse.Namespace) -> Train2DConfig:
+    """The run's own config, with the bookkeeping flags given; other flags must agree with the run."""
+    config = load_run2d(run_dir, training_state=False)[1]
+    given = _given(args)
+    own = config.to_dict() | {"d_max_channels": config.discriminator().max_channels}
+    if config.init is not None:
+        own["generator"] = f"none, it fine-tunes {config.init}"
+    conflicts = [
+        f"{_flag(name)} {value} (the run's: {own[name]})"
+        for name, value in given.items()
+        if name not in RESUMABLE and value != own[name] and not _same_file(name, value, own[name])
+    ]
+    if conflicts:
+        raise UserError(
+            f"{run_dir} was trained with other settings than {'; '.join(conflicts)}: --resume continues a "
+            "run with its own, so leave them out (or start a new run in another --outdir)."
+        )
+    return dataclasses.replace(config, **{k: v for k, v in given.items() if k in RESUMABLE})
+
+
+def _same_file(name: str, given: Any, own: Any) -> bool:
+    return name == "init" and own is not None and Path(given).resolve() == Path(own).resolve()
+
+
+def _run_folder(args: argparse.Namespace) -> Path:
+    """The run's folder: --outdir, or the run --resume names (which must be its newest snapshot)."""
+    if args.resume in (None, True):
+        if not args.outdir:
+            raise UserError("give --outdir (the run folder)" + (" to resume." if args.resume else "."))
+        return Path(args.outdir)
+    refuse_an_older_snapshot(Path(args.resume))
+    run_dir = resolve_snapshot(args.resume).parent.parent
+    if args.outdir and Path(args.outdir).resolve() != run_dir.resolve():
+        raise UserError(f"--resume {args.resume} continues the run in {run_dir}; leave out --outdir.")
+    return run_dir
 
 
 def run(args: argparse.Namespace) -> int:
     if args.minutes is not None and not args.minutes > 0:
         raise UserError(f"--minutes must be positive, got {args.minutes}.")
-    config = Train2DConfig(
-        patch=args.patch, panorama=args.panorama, width=args.width, batch_size=args.batch_size,
-        seed=args.seed, xflip=args.xflip, d_reads_coordinates=args.d_coords,
-        snapshot_every=args.snapshot_every, keep_snapshots=args.keep,
-        **_generator(args),
-    )  # fmt: skip
+    run_dir, resume = _run_folder(args), args.resume is not None
+    config = _resumed_config(run_dir, args) if resume else _new_config(args)
+    data = args.data or (recorded_data_path(run_dir) if resume else None)
+    if data is None:
+        raise UserError("give --data (an image folder or dataset zip).")
     check_fid_arguments(args)
     world = world_from_environment()
     device = process_device(resolve_device(args.device), world, args.device)
     join(world, device)
     try:
-        trainer = Trainer2D(config, args.outdir, args.data, device, args.resume, not args.quiet, world,
+        trainer = Trainer2D(config, run_dir, data, device, resume, not args.quiet, world,
                             fid_images=args.fid or 0, inception=args.inception)  # fmt: skip
-        if args.init and not args.resume and world.is_main:
+        if args.init and not resume and world.is_main:
             print(f"cips3d train2d: fine-tuning, {trainer.started_from}.")
         try:
             path = trainer.run(args.max_steps, args.minutes)

@@ -78,6 +78,10 @@ class StageConfig:
         )
 
 
+# TrainConfig fields a resume may change: they decide which files are written, not what is trained.
+RESUMABLE = ("snapshot_every", "preview_every", "keep_snapshots")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a training run; saved with every snapshot."""

@@ -28,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from cips3d.errors import CheckpointError
+from cips3d.io.files import atomic_write
 
 FORMAT = "cips3d.training-snapshot"
 FORMAT_VERSION = 1
@@ -165,6 +166,23 @@ def prune_snapshots(root: str | os.PathLike, keep: int, protect: set[str]) -> li
     return doomed
 
 
+RUN_RECORD = "run.json"  # beside snapshots/: the dataset a run trains on and its config, for --resume
+
+
+def write_run_record(run_dir: str | os.PathLike, data: str | os.PathLike, config: dict[str, Any]) -> None:
+    """Record the dataset (as an absolute path) and the config of the run in `run_dir`."""
+    meta = {"data": str(Path(data).resolve()), "config": config}
+    atomic_write(Path(run_dir) / RUN_RECORD, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
+
+
+def recorded_data_path(run_dir: str | os.PathLike) -> Path:
+    """The dataset the run in `run_dir` was trained on (its run.json)."""
+    try:
+        return Path(json.loads((Path(run_dir) / RUN_RECORD).read_text())["data"])
+    except (OSError, KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{run_dir} does not record its dataset; pass --data.") from err
+
+
 def resolve_snapshot(path: str | os.PathLike) -> Path:
     """A snapshot folder, or the newest complete snapshot of a run folder (or its snapshots/ folder)."""
     path = Path(path)
@@ -177,6 +195,16 @@ def resolve_snapshot(path: str | os.PathLike) -> Path:
         if found:
             return found[-1]
     raise CheckpointError(f"{path} holds no complete training snapshot.")
+
+
+def _earlier_snapshot_advice(damaged: Path) -> str:
+    """'; the run's previous snapshot is ...': where to go on from when a run's newest snapshot is damaged
+    (it is left alone: moving it away is the user's decision)."""
+    earlier = [p for p in list_snapshots(damaged.parent) if p.name < damaged.name]
+    if not earlier or list_snapshots(damaged.parent)[-1] != damaged:
+        return ""
+    return (f"; the run's previous snapshot, {earlier[-1].name}, is the one to go on from: move "
+            f"{damaged.name} out of {damaged.parent} and the run uses it")  # fmt: skip
 
 
 def load_snapshot(path: str | os.PathLike, training_state: bool = True) -> Snapshot:
@@ -197,7 +225,8 @@ def load_snapshot(path: str | os.PathLike, training_state: bool = True) -> Snaps
     except CheckpointError:
         raise
     except Exception as err:  # unreadable json, truncated tensors, missing files, unknown fields
-        raise CheckpointError(f"the snapshot {path} cannot be read ({type(err).__name__}: {err}).") from err
+        why = f"the snapshot {path} cannot be read ({type(err).__name__}: {err})"
+        raise CheckpointError(why + _earlier_snapshot_advice(path) + ".") from err
     return Snapshot(
         path, state, meta["config"], weights["G"], weights["G_ema"], weights["D"], optimizers, rng
     )

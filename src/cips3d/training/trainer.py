@@ -11,6 +11,7 @@ gradients, losses and stop decisions are shared, and only rank 0 writes files.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import signal
 import threading
@@ -25,16 +26,15 @@ from torch.utils.data import DataLoader
 from cips3d.config import RenderConfig
 from cips3d.data.images import ImageDataset, to_float
 from cips3d.data.sampler import InfiniteSampler
-from cips3d.errors import CheckpointError
+from cips3d.errors import CheckpointError, ConfigError
 from cips3d.fast import tf32_matmuls
-from cips3d.io.files import atomic_write
 from cips3d.io.images import save_png
 from cips3d.metrics.evaluate import evaluate
 from cips3d.metrics.inception import InceptionExtractor
 from cips3d.models.discriminator import Discriminator, DiscriminatorConfig
 from cips3d.models.generator3d import Generator3D
 from cips3d.training.augment import DiffAugmentConfig
-from cips3d.training.config import StageConfig, TrainConfig
+from cips3d.training.config import RESUMABLE, StageConfig, TrainConfig
 from cips3d.training.distributed import World, rank_seed
 from cips3d.training.ema import ema_update
 from cips3d.training.evaluate import snapshot_score
@@ -47,8 +47,10 @@ from cips3d.training.snapshot import (
     capture_rng,
     load_snapshot,
     prune_snapshots,
+    recorded_data_path,
     restore_rng,
     snapshot_name,
+    write_run_record,
     write_snapshot,
 )
 from cips3d.training.steps import StepRandom, StepSettings, d_step, g_step
@@ -130,13 +132,18 @@ class Trainer:
 
     # --- construction from snapshots ---------------------------------------------------------------
     @classmethod
-    def from_snapshot(cls, path: str | Path, data: str | Path | None, options: TrainOptions) -> Trainer:
-        """Continue the run a snapshot (or the newest snapshot of a run folder) belongs to."""
+    def from_snapshot(
+        cls, path: str | Path, data: str | Path | None, options: TrainOptions, **changes: int
+    ) -> Trainer:
+        """Continue the run a snapshot (or the newest snapshot of a run folder) belongs to; `changes` may
+        set the config's RESUMABLE fields, which decide what is written, not what is trained."""
         snap = load_snapshot(path)
-        config = TrainConfig.from_dict(snap.config)
+        if set(changes) - set(RESUMABLE):
+            raise ConfigError(f"a resume can change only {', '.join(RESUMABLE)}, not {', '.join(changes)}.")
+        config = dataclasses.replace(TrainConfig.from_dict(snap.config), **changes)
         run_dir = snap.path.parent.parent
         if data is None:
-            data = _recorded_data_path(run_dir)
+            data = recorded_data_path(run_dir)
         trainer = cls(config, run_dir, data, options)
         trainer._load_weights(snap)
         trainer.state = snap.state
@@ -186,7 +193,7 @@ class Trainer:
         self._started = time.monotonic()  # the time limit counts training, not what ran before it
         total = sum(s.steps for s in self.config.stages)
         if world.is_main:
-            self._write_run_file()
+            write_run_record(self.run_dir, self.data, self.config.to_dict())
             monitor = Monitor(self.run_dir / "logs", total, self.state.global_step, self.options.progress)
         else:
             monitor = SilentMonitor()
@@ -418,19 +425,6 @@ class Trainer:
     def request_stop(self) -> None:
         """Finish the current iteration, write a snapshot and return from `run` (safe from a signal)."""
         self._stop_requested = True
-
-    def _write_run_file(self) -> None:
-        meta = {"data": str(self.data.resolve()), "config": self.config.to_dict()}
-        atomic_write(
-            self.run_dir / "run.json", lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n")
-        )
-
-
-def _recorded_data_path(run_dir: Path) -> Path:
-    try:
-        return Path(json.loads((run_dir / "run.json").read_text())["data"])
-    except (OSError, KeyError, ValueError) as err:
-        raise CheckpointError(f"{run_dir} does not record its dataset; pass --data.") from err
 
 
 def _append_jsonl(path: Path, record: dict) -> None:

@@ -59,6 +59,7 @@ from cips3d.training.snapshot import (
     resolve_snapshot,
     restore_rng,
     snapshot_name,
+    write_run_record,
     write_snapshot,
 )
 from cips3d.training.steps2d import (
@@ -69,6 +70,8 @@ from cips3d.training.steps2d import (
     patch_scales,
 )
 
+# Config fields a resume may change: when snapshots are written and how many are kept, not what is trained.
+RESUMABLE = ("snapshot_every", "keep_snapshots")
 PREVIEW_IMAGES = 16
 EVAL_IMAGES = 64  # reals and G_ema samples compared by SWD at every snapshot (the 3D trainer's default)
 
@@ -260,7 +263,7 @@ class Trainer2D:
 
     def _resume(self) -> None:
         snapshot, config = load_run2d(self.run_dir)
-        if config != self.config:
+        if _differences(config, self.config):
             raise ConfigError(
                 f"{snapshot.path} was written with other settings ({_differences(config, self.config)}); "
                 "resume with the run's own."
@@ -294,6 +297,8 @@ class Trainer2D:
         # Rank 0 writes TensorBoard logs and snapshot lines whether or not its progress bar is shown.
         monitor = (Monitor(self.run_dir / "logs", max_steps, self.state.global_step, self.progress)
                    if self.world.is_main else SilentMonitor())  # fmt: skip
+        if self.world.is_main:  # what a resume reads its dataset's path from
+            write_run_record(self.run_dir, self.data, self.config.to_dict())
         batches = self._batches()
         try:
             while self.state.global_step < max_steps:
@@ -397,8 +402,10 @@ class Trainer2D:
 
 
 def _differences(run: Train2DConfig, asked: Train2DConfig) -> str:
-    """'batch_size 4 in the run, 8 now; ...': the fields in which two run configs differ."""
-    names = [f.name for f in dataclasses.fields(run) if getattr(run, f.name) != getattr(asked, f.name)]
+    """'batch_size 4 in the run, 8 now; ...': the fields in which two run configs differ (those a resume
+    may change aside); empty when none do."""
+    names = [f.name for f in dataclasses.fields(run)
+             if f.name not in RESUMABLE and getattr(run, f.name) != getattr(asked, f.name)]  # fmt: skip
     return "; ".join(f"{n} {getattr(run, n)!r} in the run, {getattr(asked, n)!r} now" for n in names)
 
 
