@@ -70,8 +70,24 @@ def test_default_gamma_blends_half_way_with_the_official_layers(tmp_path, capsys
         (["--gammas", "0,x"], "--gammas"),
         (["--layers", "1024,2048"], "2048"),
         (["--size", "0"], "image size"),
+        (["--frames", "10"], "--frames would change nothing without --video"),
+        (["--fps", "10", "--format", "gif"], "--fps and --format would change nothing without a video"),
+        (["--sweep-frames", "4", "--gamma", "0.3"], "--gamma would change nothing with --sweep-frames"),
+        (["--video", "yaw", "--pitch", "1"], "--pitch would change nothing with --video yaw"),
+        (["--video", "yaw", "--deterministic"], "--deterministic would change nothing in a video"),
     ],
-    ids=["gamma", "gammas-negative", "gammas-text", "layer", "size"],
+    ids=[
+        "gamma",
+        "gammas-negative",
+        "gammas-text",
+        "layer",
+        "size",
+        "frames",
+        "fps",
+        "sweep-gamma",
+        "video-pitch",
+        "video-deterministic",
+    ],  # fmt: skip
 )
 def test_bad_options_are_refused_before_any_model_is_loaded(tmp_path, capsys, args, message):
     missing = ["--source", str(tmp_path / "a.pth"), "--target", str(tmp_path / "b.pth")]

@@ -51,8 +51,8 @@ def test_larger_and_foveated_images(capsys, tmp_path, run_dir):
 def test_mistakes_are_one_sentence(capsys, tmp_path, run_dir):
     code, _, err = run(capsys, "sample2d", "--checkpoint", str(tmp_path / "none"), "--outdir", str(tmp_path))
     assert code == 2 and "no 2D model, run or checkpoint" in err and err.count("\n") == 1
-    code, _, err = run(capsys, "sample2d", "--checkpoint", str(run_dir), "--fixation", "left", "--outdir",
-                       str(tmp_path))  # fmt: skip
+    code, _, err = run(capsys, "sample2d", "--checkpoint", str(run_dir), "--foveated", "9", "--fixation",
+                       "left", "--outdir", str(tmp_path))  # fmt: skip
     assert code == 2 and "--fixation must be two numbers" in err
     for seeds, message in (("abc", "cannot read seeds"), ("5-2", "runs backwards")):
         code, _, err = run(capsys, "sample2d", "--checkpoint", str(run_dir), "--seeds", seeds, "--outdir",

@@ -132,6 +132,8 @@ def test_levels_that_cannot_make_a_surface_are_refused():
     assert resolve_level(grid, 0.5, relative=True) == pytest.approx(2.5)
     with pytest.raises(ConfigError, match="never reaches"):
         resolve_level(grid, 10.0)
+    with pytest.raises(ConfigError, match="above the level 1e-30 everywhere"):
+        resolve_level(DensityGrid(sigma=grid.sigma + 1, axis=grid.axis), 1e-30)
     for level, relative in ((1.5, True), (0.0, False), (-1.0, False)):
         with pytest.raises(ConfigError):
             resolve_level(grid, level, relative)

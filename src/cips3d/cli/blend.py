@@ -10,7 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cips3d import constants as K
-from cips3d.cli.common import check_frame_rate, finite_float, positive_int, resolve_device
+from cips3d.cli.common import check_frame_rate, finite_float, positive_int, refuse_ignored, resolve_device
 from cips3d.config import GENERATOR_PRESETS, PoseConfig, RenderConfig
 from cips3d.errors import UserError
 from cips3d.inference.blend import (
@@ -29,6 +29,8 @@ from cips3d.io.images import make_grid, save_png, to_uint8
 from cips3d.io.video import check_video_target, mp4_available, write_video
 from cips3d.models.generator3d import Generator3D
 from cips3d.rendering.cameras import Camera
+
+FRAMES, FPS = 30, 20.0  # videos: frames of a --video trajectory, frames per second
 
 EXAMPLES = """examples:
   cips3d blend --source ffhq.pth --source-preset ffhq --target cartoon.pth --target-preset ffhq --seeds 0-3
@@ -85,9 +87,9 @@ def add_parser(subparsers) -> None:
     r.add_argument("--deterministic", action="store_true", help="no jitter or random importance samples")
     v = p.add_argument_group("video (instead of images)")
     v.add_argument("--video", metavar="TRAJECTORY", help="side-by-side video along a trajectory (e.g. yaw)")
-    v.add_argument("--frames", type=positive_int, default=30, help="trajectory frames (default 30)")
+    v.add_argument("--frames", type=positive_int, default=FRAMES, help=f"--video frames (default {FRAMES})")
     v.add_argument("--sweep-frames", type=positive_int, help="a video sweeping gamma from 0 to 1 in N frames")
-    v.add_argument("--fps", type=finite_float, default=20.0, help="frames per second (default 20)")
+    v.add_argument("--fps", type=finite_float, default=FPS, help=f"frames per second (default {FPS:g})")
     v.add_argument("--format", choices=("mp4", "gif"), default="mp4", help="video format (default mp4)")
     o = p.add_argument_group("how and where")
     o.add_argument("--batch-size", type=positive_int, default=4, help="images rendered together (default 4)")
@@ -130,8 +132,18 @@ def _load(path: str, preset: str | None, device) -> Generator3D:
 
 def _check_video(args: argparse.Namespace, s: BlendSettings, columns: int) -> str | None:
     """The video file suffix, after every check that needs no model (None: images)."""
+    if args.video is None:
+        refuse_ignored({"--frames": args.frames != FRAMES}, "without --video (the length of its trajectory)")
     if args.video is None and args.sweep_frames is None:
+        refuse_ignored({"--fps": args.fps != FPS, "--format": args.format != "mp4"}, "without a video")
         return None
+    refuse_ignored({"--deterministic": args.deterministic}, "in a video (videos are always deterministic)")
+    if args.video is not None:
+        refuse_ignored({"--yaw": args.yaw != K.YAW_MEAN, "--pitch": args.pitch != K.PITCH_MEAN},
+                       f"with --video {args.video} (its trajectory moves the camera)")  # fmt: skip
+    else:
+        refuse_ignored({"--gamma": args.gamma is not None, "--gammas": args.gammas is not None},
+                       "with --sweep-frames (it sweeps gamma from 0 to 1)")  # fmt: skip
     if args.video is not None and args.sweep_frames is not None:
         raise UserError("give --video or --sweep-frames, not both.")
     check_frame_rate(args.fps)

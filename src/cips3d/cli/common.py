@@ -207,6 +207,24 @@ def refuse_overwriting_inputs(output: str | Path, *inputs: str | Path | None) ->
             raise UserError(f"{output} would write over the input {given}; choose another output path.")
 
 
+def refuse_ignored(changed: dict[str, bool], context: str) -> None:
+    """One sentence for flags given (`changed`: flag -> whether it differs from its default) that would
+    change nothing `context` ("without --video"): silently ignored, they look as if they took effect."""
+    flags = [flag for flag, differs in changed.items() if differs]
+    if flags:
+        which = " and ".join(flags)
+        raise UserError(
+            f"{which} would change nothing {context}; leave {'them' if len(flags) > 1 else 'it'} out."
+        )
+
+
+def refuse_speed_options(args: argparse.Namespace, what: str) -> None:
+    """`add_precision_argument`'s options given for a model that renders without them (`what` it is)."""
+    names = ("fast", "compile", *SPEED_DEFAULTS)
+    changed = {f"--{name.replace('_', '-')}": bool(getattr(args, name, None)) for name in names}
+    refuse_ignored(changed, f"for {what}, which renders in float32 without them")
+
+
 def add_fid_arguments(parser: argparse.ArgumentParser) -> None:
     """--fid and --inception of the training commands: FID at every snapshot, beside the SWD score."""
     parser.add_argument(

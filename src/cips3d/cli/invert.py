@@ -12,7 +12,14 @@ import torch
 from PIL import UnidentifiedImageError
 from tqdm import tqdm
 
-from cips3d.cli.common import add_model_arguments, build_generator, finite_float, positive_int, resolve_device
+from cips3d.cli.common import (
+    add_model_arguments,
+    build_generator,
+    finite_float,
+    positive_int,
+    refuse_ignored,
+    resolve_device,
+)
 from cips3d.config import RenderConfig
 from cips3d.data.images import IMAGE_EXTENSIONS, decode_rgb, is_image_name, unreadable_reason
 from cips3d.errors import UserError
@@ -34,6 +41,8 @@ from cips3d.metrics.perceptual import load_perceptual
 PERCEPTUAL_WEIGHT = 0.1
 """Default weight of the perceptual term: the two losses then start at similar sizes on photos (pixel
 MSE of images in [-1, 1] about 0.05-0.1, perceptual distance about 0.5-1)."""
+
+VIDEO_FRAMES = 48  # --video's yaw sweep
 
 EXAMPLES = """examples:
   cips3d invert --checkpoint runs/faces --image me.jpg --size 64 --steps 300 --video
@@ -97,7 +106,12 @@ def add_parser(subparsers) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed of the style noise (default 0)")
     o = p.add_argument_group("output")
     o.add_argument("--video", action="store_true", help="also render a yaw sweep of the result")
-    o.add_argument("--frames", type=positive_int, default=48, help="frames of the video (default 48)")
+    o.add_argument(
+        "--frames",
+        type=positive_int,
+        default=VIDEO_FRAMES,
+        help=f"frames of the video (default {VIDEO_FRAMES})",
+    )
     o.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     o.add_argument("--outdir", default="outputs/invert", help="output folder (default outputs/invert)")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -179,6 +193,13 @@ def _fit(G, target: torch.Tensor, config: InversionConfig, perceptual, desc: str
 
 
 def _config(args: argparse.Namespace) -> InversionConfig:
+    if not args.video:
+        refuse_ignored({"--frames": args.frames != VIDEO_FRAMES}, "without --video")
+    if args.fixed_camera:
+        defaults = InversionConfig()
+        changed = {"--camera-lr": args.camera_lr != defaults.camera_lr,
+                   "--camera-search": args.camera_search != defaults.camera_search}  # fmt: skip
+        refuse_ignored(changed, "with --fixed-camera (the camera stays at --yaw/--pitch)")
     return InversionConfig(
         steps=args.steps, size=args.size, lr=args.lr, camera_lr=args.camera_lr,
         fit_camera=not args.fixed_camera, yaw=args.yaw, pitch=args.pitch, per_layer=args.per_layer,

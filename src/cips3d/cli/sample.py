@@ -21,6 +21,7 @@ from cips3d.cli.common import (
     add_precision_argument,
     finite_float,
     positive_int,
+    refuse_ignored,
     rendering_generator,
     speed_options,
 )
@@ -140,6 +141,9 @@ def _settings(args: argparse.Namespace) -> SampleSettings:
         chunk_rows=args.chunk_rows,
         **speed_options(args),
     )
+    if args.random_pose:
+        refuse_ignored({"--yaw": args.yaw != K.YAW_MEAN, "--pitch": args.pitch != K.PITCH_MEAN},
+                       "with --random-pose (it draws every camera from the pose prior)")  # fmt: skip
     pose = PoseConfig() if args.random_pose else PoseConfig.fixed(args.yaw, args.pitch)
     return SampleSettings(seeds, render, pose, appearance, layers)
 

@@ -10,7 +10,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cips3d.cli.common import CHECKPOINT_HELP_2D, check_frame_rate, finite_float, positive_int, resolve_device
+from cips3d.cli.common import (
+    CHECKPOINT_HELP_2D,
+    check_frame_rate,
+    finite_float,
+    positive_int,
+    refuse_ignored,
+    resolve_device,
+)
 from cips3d.errors import UserError
 from cips3d.inference.foveated import foveated_image
 from cips3d.inference.panorama import pan_frames
@@ -20,6 +27,8 @@ from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.io.images import make_grid, save_png, to_uint8
 from cips3d.io.video import write_mp4_or_gif
 from cips3d.models.generator2d import Generator2D
+
+PAN_VIEW, FPS = 90.0, 30.0  # --pan's field of view (degrees), the videos' frames per second
 
 EXAMPLES = """examples:
   cips3d sample2d --checkpoint runs/cips2d --seeds 0-15 --outdir outputs/cips2d     # training size
@@ -64,7 +73,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--extent", type=finite_float, default=1.0,
                    help="half-width of the frame; 1: the training frame, more extrapolates")  # fmt: skip
     p.add_argument("--foveated", type=positive_int, metavar="COUNT", help="render only COUNT foveated pixels")
-    p.add_argument("--fixation", default="0,0", help="x,y in (-1, 1) of the foveated fixation (default 0,0)")
+    p.add_argument("--fixation", help="x,y in (-1, 1) of the foveated fixation (default 0,0)")
     p.add_argument(
         "--pan",
         type=positive_int,
@@ -72,7 +81,10 @@ def add_parser(subparsers) -> None:
         help="panorama runs: also a video per seed turning once around, in FRAMES frames",
     )
     p.add_argument(
-        "--view", type=finite_float, default=90.0, help="--pan's field of view in degrees (default 90)"
+        "--view",
+        type=finite_float,
+        default=PAN_VIEW,
+        help=f"--pan's field of view in degrees (default {PAN_VIEW:g})",
     )
     p.add_argument(
         "--interpolate",
@@ -80,7 +92,9 @@ def add_parser(subparsers) -> None:
         metavar="STEPS",
         help="also a video walking from seed to seed (in the order given), STEPS frames between each two",
     )
-    p.add_argument("--fps", type=finite_float, default=30.0, help="videos' frames per second (default 30)")
+    p.add_argument(
+        "--fps", type=finite_float, default=FPS, help=f"videos' frames per second (default {FPS:g})"
+    )
     p.add_argument("--outdir", required=True)
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
@@ -126,7 +140,7 @@ def _walk_frames(
 def run(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
     _check_arguments(args, seeds)
-    fixation = _fixation(args.fixation)
+    fixation = _fixation(args.fixation or "0,0")
     device = resolve_device(args.device)
     G = load_generator2d(args.checkpoint, device)
     _check_model_fits(args, G)
@@ -181,6 +195,12 @@ def _check_arguments(args: argparse.Namespace, seeds: list[int]) -> None:
         raise UserError("--interpolate walks from seed to seed: give two seeds or more, and no --foveated.")
     if args.pan or args.interpolate:
         check_frame_rate(args.fps)
+    else:
+        refuse_ignored({"--fps": args.fps != FPS}, "without a video (--pan or --interpolate)")
+    if not args.pan:
+        refuse_ignored({"--view": args.view != PAN_VIEW}, "without --pan")
+    if not args.foveated:
+        refuse_ignored({"--fixation": args.fixation is not None}, "without --foveated")
     if args.pan and not 0 < args.view <= 360:
         raise UserError(f"--view must be in (0, 360] degrees, got {args.view}.")
 

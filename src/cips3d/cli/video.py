@@ -17,6 +17,7 @@ from cips3d.cli.common import (
     check_frame_rate,
     finite_float,
     positive_int,
+    refuse_ignored,
     rendering_generator,
     speed_options,
 )
@@ -38,6 +39,8 @@ from cips3d.io.video import check_video_target, mp4_available, write_video
 from cips3d.models.generator3d import Generator3D
 
 FORMATS = ("mp4", "gif")
+WALK = {"space": "z", "method": "slerp", "steps_between": 30}  # --interpolate's options, their defaults
+
 EXAMPLES = """examples:
   cips3d video --preset tiny --seeds 0-3 --size 64 --frames 24 --outdir outputs/video
   cips3d video --checkpoint G_ema.pth --preset ffhq --seeds 7 --size 256 --trajectory circle_near_far \\
@@ -94,10 +97,13 @@ def add_parser(subparsers) -> None:
         help="one video walking through the seeds' latents; the camera path loops under it "
         "(--trajectory still: a fixed camera)",
     )
-    w.add_argument("--space", default="z", help="interpolate latents z or styles w (default z)")
-    w.add_argument("--method", default="slerp", help="slerp or lerp (default slerp)")
+    w.add_argument("--space", default=WALK["space"], help="interpolate latents z or styles w (default z)")
+    w.add_argument("--method", default=WALK["method"], help="slerp or lerp (default slerp)")
     w.add_argument(
-        "--steps-between", type=int, default=30, help="frames from one seed to the next (default 30)"
+        "--steps-between",
+        type=int,
+        default=WALK["steps_between"],
+        help=f"frames from one seed to the next (default {WALK['steps_between']})",
     )
     o = p.add_argument_group("how and where")
     o.add_argument("--fps", type=finite_float, default=30.0, help="frames per second (default 30)")
@@ -140,6 +146,10 @@ def _check_numbers(args: argparse.Namespace, seeds: list[int]) -> None:
     if not 0.0 <= args.psi <= 1.0:
         raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
     if not args.interpolate:
+        changed = {
+            f"--{name.replace('_', '-')}": getattr(args, name) != value for name, value in WALK.items()
+        }
+        refuse_ignored(changed, "without --interpolate")
         return
     if args.styles:
         raise UserError("--interpolate walks between seeds; it cannot be combined with --styles.")

@@ -14,6 +14,7 @@ from cips3d.cli.common import (
     add_precision_argument,
     checkpoint_generator2d,
     positive_int,
+    refuse_speed_options,
     rendering_generator,
     resolve_device,
     speed_options,
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--size of a live view is at most {MAX_IMG_SIZE} px, got {args.size}.")
     G2 = checkpoint_generator2d(args)
     if G2 is not None:
+        refuse_speed_options(args, "a 2D CIPS model")
         device = resolve_device(args.device)
         G2 = G2.to(device)
         fitted = load_fitted_w(args.styles, G2) if args.styles else None

@@ -175,7 +175,8 @@ def resolve_level(grid: DensityGrid, level: float, relative: bool = False) -> fl
     """The absolute density of the surface: `level`, or `level` times the grid's maximum.
 
     Raises ConfigError when the level is not positive (the padded border would not close the
-    surface) or when the density never reaches it (there is nothing to mesh).
+    surface), when the density never reaches it (there is nothing to mesh) or when it is above it
+    everywhere (the mesh would be the box).
     """
     peak = float(grid.sigma.max())
     if relative and not 0 < level < 1:
@@ -187,6 +188,13 @@ def resolve_level(grid: DensityGrid, level: float, relative: bool = False) -> fl
         raise ConfigError(
             f"the density never reaches the level {value:g} (its maximum is {peak:.4g}); give a lower "
             "level or a fraction of the maximum such as 50%."
+        )
+    floor = float(grid.sigma.min())
+    if floor >= value:
+        raise ConfigError(
+            f"the density is above the level {value:g} everywhere in the box (its minimum is {floor:.4g}), "
+            "so the surface would be the box's walls; give a higher level or a fraction of the maximum "
+            "such as 50%."
         )
     return value
 

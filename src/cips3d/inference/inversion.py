@@ -56,6 +56,9 @@ SEARCH_SPREAD = 2.0
 """The camera search covers the FFHQ pose prior's mean +- this many standard deviations."""
 
 
+MAX_CAMERA_LR = 1.0  # radians per Adam step: beyond it the camera jumps rather than fits
+
+
 @dataclass(frozen=True)
 class InversionConfig:
     """How to invert: steps, rates, which parameters move."""
@@ -94,6 +97,11 @@ class InversionConfig:
             raise ConfigError(f"camera_search must be a count >= 0, got {self.camera_search!r}.")
         if not (self.lr > 0 and self.camera_lr >= 0 and self.noise >= 0 and self.perceptual >= 0):
             raise ConfigError("the learning rates must be positive, the noise and perceptual weight >= 0.")
+        if self.camera_lr > MAX_CAMERA_LR:
+            raise ConfigError(
+                f"camera_lr is a step in radians and at most {MAX_CAMERA_LR:g} (larger steps jump around the "
+                f"object instead of fitting its camera), got {self.camera_lr:g}."
+            )
         RenderConfig(img_size=self.size)  # an impossible size fails here, with its own message
 
 

@@ -1,0 +1,52 @@
+"""Flags that would change nothing in the combination given are refused by name (silently ignored, a
+user would think they took effect); each is said before any model is loaded or anything written."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cips3d.config_2d import cips2d_preset
+from cips3d.io.checkpoint2d import save_generator2d
+from cips3d.models.generator2d import Generator2D
+from tests.cli.helpers import run
+
+MODEL_3D = ["--preset", "tiny", "--device", "cpu"]
+INVERT = ["invert", *MODEL_3D, "--image", "x.png"]
+SAMPLE2D = ["sample2d", "--checkpoint", "m"]
+NOTHING = "would change nothing"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["sample", *MODEL_3D, "--random-pose", "--yaw", "1.2"], f"--yaw {NOTHING} with --random-pose"),
+        (["video", *MODEL_3D, "--space", "w"], "--space would change nothing without --interpolate"),
+        (["video", *MODEL_3D, "--method", "lerp", "--steps-between", "5"],
+         "--method and --steps-between would change nothing without --interpolate"),
+        ([*INVERT, "--frames", "9"], "--frames would change nothing without --video"),
+        ([*INVERT, "--fixed-camera", "--camera-lr", "0.1"],
+         "--camera-lr would change nothing with --fixed-camera"),
+        ([*INVERT, "--camera-lr", "1e30"], "camera_lr is a step in radians"),
+        ([*SAMPLE2D, "--fixation", "0.5,0"], f"--fixation {NOTHING} without --foveated"),
+        ([*SAMPLE2D, "--view", "60"], "--view would change nothing without --pan"),
+        ([*SAMPLE2D, "--fps", "12"], "--fps would change nothing without a video"),
+    ],
+    ids=["random-pose-yaw", "space", "walk-options", "invert-frames", "fixed-camera", "camera-lr",
+         "fixation", "pan-view", "fps"],
+)  # fmt: skip
+def test_a_flag_that_would_change_nothing_is_refused(capsys, tmp_path, argv, message):
+    code, _, err = run(capsys, *argv, "--outdir", str(tmp_path / "out"))
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_3d_speed_options_are_refused_for_a_2d_model(capsys, tmp_path):
+    save_generator2d(
+        Generator2D(cips2d_preset("cips-tiny"), torch.Generator().manual_seed(0)), tmp_path / "m"
+    )
+    code, _, err = run(
+        capsys, "view", "--checkpoint", str(tmp_path / "m"), "--precision", "bf16", "--compile"
+    )
+    assert code == 2 and err.count("\n") == 1
+    assert "--compile and --precision would change nothing for a 2D CIPS model" in err
