@@ -25,7 +25,7 @@ def info(capsys, *args: str) -> dict:
 
 def test_official_files_are_named_with_what_they_fit(capsys, tmp_path, tiny_G):
     small = info(capsys, str(fixture_path("official", "small_G_state_dict.pt")))
-    assert small["kind"] == "an official CIPS-3D generator state dict" and small["parameters"] == "80,775"
+    assert small["kind"] == "an official CIPS-3D generator state dict" and small["parameters"] == 80775
     assert "fits none of the presets" in small["config"]
     torch.save(official_state_dict(tiny_G), tmp_path / "tiny.pth")
     assert (
@@ -35,7 +35,7 @@ def test_official_files_are_named_with_what_they_fit(capsys, tmp_path, tiny_G):
     torch.save(content, tmp_path / "cips.pt")
     cips = info(capsys, str(tmp_path / "cips.pt"))
     assert cips["kind"] == "an official 2D CIPS checkpoint" and cips["holds"] == "g_ema, d, args"
-    assert cips["generator"].startswith("CIPSskip 8 x 8 px") and "official alignment" in cips["generator"]
+    assert cips["generator"].startswith("CIPSskip 8x8 px") and "official alignment" in cips["generator"]
     assert cips["discriminator"] == "reads 3 channels at 8 px, multiplier 2"
 
 
@@ -43,21 +43,23 @@ def test_our_folders_and_runs_are_named(capsys, tmp_path, tiny_G, blob_folder):
     save_generator(tiny_G, tmp_path / "three")
     three = info(capsys, str(tmp_path / "three"))
     assert three == {"kind": "a CIPS-3D model folder", "generator": "preset tiny",
-                     "parameters": f"{sum(p.numel() for p in tiny_G.parameters()):,}"}  # fmt: skip
+                     "parameters": sum(p.numel() for p in tiny_G.parameters())}  # fmt: skip
     save_generator2d(generator2d_from_official(official_state(residual=True)), tmp_path / "two")
-    assert info(capsys, str(tmp_path / "two"))["generator"].startswith("CIPSres 8 x 8 px")
+    assert info(capsys, str(tmp_path / "two"))["generator"].startswith("CIPSres 8x8 px")
     config = Train2DConfig(generator="cips-tiny", batch_size=2, d_max_channels=32, snapshot_every=1)
     Trainer2D(config, tmp_path / "run2d", blob_folder, progress=False).run(max_steps=1)
     capsys.readouterr()  # the run's snapshot line
     run2d = info(capsys, str(tmp_path / "run2d"))
-    assert run2d["kind"] == "a 2D CIPS training run (cips3d train2d)" and run2d["step"] == "1"
-    assert "preset cips-tiny" in run2d["generator"] and run2d["last scores"].startswith("SWD ")
+    assert run2d["kind"] == "a 2D CIPS training run (cips3d train2d)" and run2d["step"] == 1
+    assert "preset cips-tiny" in run2d["generator"] and run2d["last scored step"] == 1
+    assert isinstance(run2d["last SWD"], float) and "last FID" not in run2d
 
 
 def test_what_is_not_a_checkpoint_is_said(capsys, tmp_path):
     torch.save({"weights": torch.ones(2)}, tmp_path / "other.pt")
     code, text, _ = run(capsys, "info", str(tmp_path / "other.pt"))
     assert code == 0 and "a state dict of 1 tensors that cips3d does not recognise" in text
+    assert text.splitlines()[-1].split() == ["parameters", "2"]
     code, _, err = run(capsys, "info", str(tmp_path / "missing"))
     assert code == 2 and "there is nothing at" in err
 
@@ -66,5 +68,13 @@ def test_a_3d_run_is_named_with_its_stage(capsys, tmp_path, blob_folder):
     Trainer(micro_config(), tmp_path / "run", blob_folder, TrainOptions(progress=False, max_steps=2)).run()
     capsys.readouterr()  # the run's own messages
     described = info(capsys, str(tmp_path / "run"))
-    assert described["kind"] == "a CIPS-3D training run (cips3d train)" and described["step"] == "2"
-    assert described["stage"] == "r16 (2 steps into it)" and described["best snapshot"].startswith("step-")
+    assert described["kind"] == "a CIPS-3D training run (cips3d train)" and described["step"] == 2
+    assert described["stage"] == "r16" and described["steps into the stage"] == 2
+    assert described["best snapshot"].startswith("step-") and described["best SWD"] > 0
+
+
+def test_the_lines_write_counts_with_thousands_separators(capsys, tmp_path, tiny_G):
+    save_generator(tiny_G, tmp_path / "three")
+    code, text, _ = run(capsys, "info", str(tmp_path / "three"))
+    count = sum(p.numel() for p in tiny_G.parameters())
+    assert code == 0 and f"parameters  {count:,}" in text and count >= 1000

@@ -89,7 +89,7 @@ def test_a_panorama_run_trains_on_whole_turns_and_samples_past_its_seam(capsys, 
     code, text, err = run(capsys, *sampled, "--turns", "1.5", "--outdir", str(tmp_path / "s"))
     assert code == 0, err
     image = np.asarray(Image.open(tmp_path / "s" / "seed0000.png"))
-    assert image.shape == (32, 192, 3) and "32x192" in text
+    assert image.shape == (32, 192, 3) and "192x32" in text
     assert np.abs(image[:, 128:].astype(int) - image[:, :64]).max() <= 1  # the second turn repeats the first
     code, _, err = run(capsys, *sampled, "--foveated", "100", "--outdir", str(tmp_path / "f"))
     assert code == 2 and "not square" in err

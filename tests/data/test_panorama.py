@@ -48,4 +48,4 @@ def test_the_command_writes_the_zip(capsys, tmp_path):
     argv = ["dataset", "panorama", str(tmp_path / "p.zip"), "--count", "3", "--height", "8", "--width", "32"]
     code, text, err = run(capsys, *argv, "--quiet")
     assert code == 0, err
-    assert "3 panoramas of 8x32" in text and (tmp_path / "p.zip").is_file()
+    assert "3 panoramas of 32x8" in text and (tmp_path / "p.zip").is_file()

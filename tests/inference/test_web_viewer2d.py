@@ -127,7 +127,7 @@ def test_cips3d_view_serves_the_2d_viewer_for_a_2d_checkpoint(tmp_path, flat, mo
     code = main(["view", "--checkpoint", str(tmp_path / "model"), "--device", "cpu", "--seed", "5"])
     assert code == 0
     out = capsys.readouterr().out
-    assert "a 2D CIPS model, 32 x 32 px" in out
+    assert "a 2D CIPS model, 32x32 px" in out
     missing = str(tmp_path / "w.safetensors")
     assert main(["view", "--checkpoint", str(tmp_path / "model"), "--styles", missing]) == 2
     assert "no fitted style at" in capsys.readouterr().err

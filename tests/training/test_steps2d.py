@@ -145,7 +145,7 @@ def test_panorama_patches_cross_the_seam_and_the_generator_renders_exactly_them(
 
 def test_patch_sizes_follow_the_shorter_side():
     assert [patch_scales(32, 128, p) for p in (32, 16, 8)] == [0, 1, 2]
-    with pytest.raises(ConfigError, match=r"shorter side \(32 px of 32 x 128\) over a power of two, not 12"):
+    with pytest.raises(ConfigError, match=r"shorter side \(32 px of 128x32\) over a power of two, not 12"):
         patch_scales(32, 128, 12)
     with pytest.raises(ConfigError, match="not \\[32, 128, 2\\]"):
         multiscale_patches(torch.zeros(1, 3, 32, 128), 16, grid=torch.zeros(32, 32, 2))

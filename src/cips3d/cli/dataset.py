@@ -144,7 +144,7 @@ def run_panorama(args: argparse.Namespace) -> int:
     stats = write_panorama_dataset(
         args.dest, args.count, args.height, args.width, args.seed, progress=not args.quiet
     )
-    print(f"wrote {stats.count} panoramas of {stats.height}x{stats.width} to {stats.dest}")
+    print(f"wrote {stats.count} panoramas of {stats.width}x{stats.height} to {stats.dest}")
     return 0
 
 
@@ -189,6 +189,6 @@ def run_pack(args: argparse.Namespace) -> int:
             f"read (first: {stats.first_skipped}).",
             file=sys.stderr,
         )
-    size = f"{stats.resolution}x{stats.width or stats.resolution}"
+    size = f"{stats.width or stats.resolution}x{stats.resolution}"
     print(f"wrote {stats.num_written} images of {size} to {stats.dest}")
     return 0

@@ -37,5 +37,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     width = max(len(label) for label, _ in lines)
     for label, value in lines:
-        print(f"{label:<{width}}  {value}")
+        print(f"{label:<{width}}  {_words(value)}")
     return 0
+
+
+def _words(value: str | int | float) -> str:
+    """A value of `describe` as text: counts with thousands separators, scores to four digits."""
+    if isinstance(value, (bool, str)):
+        return str(value)
+    return f"{value:,}" if isinstance(value, int) else f"{value:.4g}"

@@ -104,5 +104,5 @@ def run(args: argparse.Namespace) -> int:
     losses = json.dumps({"losses": result.losses}) + "\n"
     atomic_write(outdir / "losses.json", lambda tmp: Path(tmp).write_text(losses))
     print(f"{outdir}: loss {result.losses[0]:.4g} -> {result.losses[-1]:.4g}; larger.png is "
-          f"{larger.shape[-2]}x{larger.shape[-1]}.")  # fmt: skip
+          f"{larger.shape[-1]}x{larger.shape[-2]}.")  # fmt: skip
     return 0

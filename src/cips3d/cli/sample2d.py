@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     if args.interpolate:
         videos.append(_write_walk(G, seeds, args, mean, None if exact_grid else grid, outdir))
     height, width = tiles[0].shape[:2]
-    print(f"wrote {len(seeds)} images of {height}x{width} and grid.png to {outdir}/")
+    print(f"wrote {len(seeds)} images of {width}x{height} and grid.png to {outdir}/")
     if args.pan:
         print(f"wrote {len(seeds)} videos turning once around in {args.pan} frames ({videos[0].name}, ...)")
     if args.interpolate:

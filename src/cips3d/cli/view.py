@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         fitted = load_fitted_w(args.styles, G2) if args.styles else None
         size = args.size or G2.config.size
         server = _listen(args, lambda: make_server2d(G2, size, args.host, args.port, args.seed, fitted))
-        what = f"a 2D CIPS model, {size} x {G2.frame_width(size)} px"
+        what = f"a 2D CIPS model, {G2.frame_width(size)}x{size} px"
     else:
         args.size = args.size or DEFAULT_SIZE
         render = RenderConfig(img_size=args.size, deterministic=True, **speed_options(args))

@@ -337,5 +337,5 @@ class ImageDataset(Dataset):
     def __repr__(self) -> str:
         return (
             f"ImageDataset({str(self.path)!r}, {self.num_images} images, "
-            f"{self.resolution}x{self.width or self.resolution}, xflip={self.xflip})"
+            f"{self.width or self.resolution}x{self.resolution}, xflip={self.xflip})"
         )

@@ -95,7 +95,7 @@ def write_panorama_dataset(
     the zip appears only once complete."""
     if count < 1 or min(height, width) < 2:
         raise ConfigError(
-            f"need at least 1 panorama of at least 2 x 2 px, got {count} of {height} x {width}."
+            f"need at least 1 panorama of at least 2 x 2 px, got {count} of {width} x {height}."
         )
     generator = torch.Generator().manual_seed(seed)
     bar = tqdm(total=count, unit="img", desc="panoramas", disable=not progress)

@@ -2,7 +2,7 @@
 2D), official CIPS-3D generator or discriminator state dicts (and which preset they fit), official 2D
 CIPS checkpoints, or a file cips3d does not recognise. Nothing is unpickled beyond tensors.
 
-    for label, value in describe("runs/tiny"):
+    for label, value in describe("runs/tiny"):   # value: a str, or an int or float to format
         print(f"{label}: {value}")
 """
 
@@ -36,7 +36,8 @@ from cips3d.io.checkpoint import (
 from cips3d.io.checkpoint2d import official_generator_state
 from cips3d.models.generator3d import Generator3D
 
-Lines = list[tuple[str, str]]
+Lines = list[tuple[str, str | int | float]]
+"""(label, value): counts and scores as numbers (`cips3d info --json` keeps them so), the rest as words."""
 
 
 def describe(path: str | os.PathLike) -> Lines:
@@ -51,9 +52,9 @@ def describe(path: str | os.PathLike) -> Lines:
     return _torch_file(path)
 
 
-def _parameters(state: Mapping[str, torch.Tensor]) -> str:
+def _parameters(state: Mapping[str, torch.Tensor]) -> int:
     """Values in a generator's state dict, less our truncation-mean buffers (not parameters)."""
-    return f"{sum(math.prod(t.shape) for k, t in state.items() if k not in OURS_ONLY):,}"
+    return sum(math.prod(t.shape) for k, t in state.items() if k not in OURS_ONLY)
 
 
 def _summary_3d(config: GeneratorConfig) -> str:
@@ -64,7 +65,7 @@ def _summary_3d(config: GeneratorConfig) -> str:
 def _summary_2d(config: Cips2DConfig) -> str:
     widths = "/".join(str(w) for w in (config.first_width, *config.widths))
     where = "official alignment" if not config.embedding_align_corners else "ours"
-    return (f"CIPS{config.architecture} {config.size} x {config.grid_width} px, {config.coordinates} "
+    return (f"CIPS{config.architecture} {config.grid_width}x{config.size} px, {config.coordinates} "
             f"coordinates, widths {widths}, embedding sampling: {where}")  # fmt: skip
 
 
@@ -73,8 +74,8 @@ def _run(path: Path) -> Lines:
 
     snap = load_snapshot(path, training_state=False)
     state, config = snap.state, snap.config
-    lines: Lines = [("snapshot", str(snap.path)), ("step", f"{state.global_step:,}"),
-                    ("images seen", f"{state.images_seen:,}")]  # fmt: skip
+    lines: Lines = [("snapshot", str(snap.path)), ("step", state.global_step),
+                    ("images seen", state.images_seen)]  # fmt: skip
     if is_2d_run_config(config):
         from cips3d.training.trainer2d import Train2DConfig  # noqa: PLC0415
 
@@ -85,15 +86,16 @@ def _run(path: Path) -> Lines:
     else:
         stages = config.get("stages") or [{}]
         stage = stages[min(state.stage, len(stages) - 1)]
-        where = f"{stage.get('name', state.stage)} ({state.stage_step:,} steps into it)"
-        lines = [("kind", "a CIPS-3D training run (cips3d train)"), *lines, ("stage", where)]
+        name = str(stage.get("name", state.stage))
+        lines = [("kind", "a CIPS-3D training run (cips3d train)"), *lines, ("stage", name),
+                 ("steps into the stage", state.stage_step)]  # fmt: skip
     lines.append(("G_ema parameters", _parameters(snap.G_ema)))
     if state.best_snapshot:
-        lines.append(("best snapshot", f"{state.best_snapshot} (SWD {state.best_score:.4g})"))
+        lines += [("best snapshot", state.best_snapshot), ("best SWD", state.best_score)]
     if state.history:
         last = state.history[-1]
-        scores = ", ".join(f"{k.upper()} {last[k]:.4g}" for k in ("swd", "fid") if k in last)
-        lines.append(("last scores", f"{scores} at step {last.get('step', 0):,}"))
+        lines.append(("last scored step", last.get("step", 0)))
+        lines += [(f"last {k.upper()}", last[k]) for k in ("swd", "fid") if k in last]
     return lines
 
 

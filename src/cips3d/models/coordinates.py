@@ -16,7 +16,7 @@ def plane_grid(height: int, width: int, batch: int = 1, extent: float = 1.0) -> 
     """[B, H, W, 2]: x = linspace(-extent, extent, W), y = linspace(-extent, extent, H). extent > 1
     extrapolates beyond the training frame; more pixels over the same extent is super-resolution."""
     if height < 1 or width < 1:
-        raise ConfigError(f"a coordinate grid needs at least 1 x 1 pixels, got {height} x {width}.")
+        raise ConfigError(f"a coordinate grid needs at least 1 x 1 pixels, got {width} x {height}.")
     y = torch.linspace(-extent, extent, height) if height > 1 else torch.zeros(1)
     x = torch.linspace(-extent, extent, width) if width > 1 else torch.zeros(1)
     grid = torch.stack(torch.meshgrid(x, y, indexing="xy"), dim=-1)  # [H, W, 2] as (x, y)
@@ -32,7 +32,7 @@ def cylinder_grid(height: int, width: int, batch: int = 1, turns: float = 1.0, s
     training grid."""
     if height < 1 or width < 1 or turns <= 0:
         raise ConfigError(
-            f"a panorama grid needs at least 1 x 1 pixels and turns > 0, got {height} x {width}, {turns}."
+            f"a panorama grid needs at least 1 x 1 pixels and turns > 0, got {width} x {height}, {turns}."
         )
     x = start + 2 * turns * torch.arange(width) / width
     y = torch.linspace(-extent, extent, height) if height > 1 else torch.zeros(1)

@@ -68,7 +68,7 @@ def patch_scales(height: int, width: int, patch: int) -> int:
     ratio, remainder = divmod(short, patch) if patch >= 1 else (0, 1)
     if remainder or ratio < 1 or ratio & (ratio - 1):
         raise ConfigError(
-            f"the patch side must be the images' shorter side ({short} px of {height} x {width}) over a "
+            f"the patch side must be the images' shorter side ({short} px of {width}x{height}) over a "
             f"power of two, not {patch}."
         )
     return ratio.bit_length() - 1
