@@ -30,7 +30,7 @@ def test_a_run_and_its_resume_write_snapshots_with_previews(capsys, tmp_path, bl
     assert load_snapshot(out).state.global_step == 3 and "step 3" in text
     before = sorted(p.name for p in (out / "snapshots").iterdir())
     code, _, err = train2d(capsys, blob_folder, out, 2, "--patch", "16", "--seed", "7")
-    assert code == 2 and "already holds a training run" in err and err.count("\n") == 1
+    assert code == 2 and "already holds a run" in err and err.count("\n") == 1
     code, _, err = train2d(capsys, blob_folder, out, 4, "--resume", "--patch", "8", "--seed", "3")
     assert code == 2 and err.count("\n") == 1
     assert "--patch 8 (the run's: 16); --seed 3 (the run's: 0)" in err

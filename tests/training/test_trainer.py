@@ -14,6 +14,7 @@ import torch
 
 from cips3d import CheckpointError, generator_preset
 from cips3d.convert.official_d import to_official_d
+from cips3d.errors import ConfigError
 from cips3d.io.checkpoint import official_state_dict
 from cips3d.metrics.evaluate import evaluate
 from cips3d.training import trainer as trainer_module
@@ -134,6 +135,17 @@ def test_a_resumed_run_cannot_be_warm_started(tmp_path, blob_folder):
     with pytest.raises(Exception, match="cannot be warm-started"):
         resumed.warm_start(tmp_path / "run")
     assert copy.deepcopy(resumed.state).global_step == 1
+
+
+def test_a_new_run_refuses_a_folder_that_holds_one(tmp_path, blob_folder):
+    Trainer(micro_config(), tmp_path / "run", blob_folder, TrainOptions(progress=False, max_steps=1)).run()
+    before = [p.name for p in list_snapshots(tmp_path / "run" / "snapshots")]
+    with pytest.raises(
+        ConfigError, match=f"{tmp_path / 'run'} already holds a run; continue it with --resume"
+    ):
+        Trainer(micro_config(), tmp_path / "run", blob_folder, QUIET)
+    assert [p.name for p in list_snapshots(tmp_path / "run" / "snapshots")] == before
+    assert Trainer.from_snapshot(tmp_path / "run", None, QUIET).state.global_step == 1  # a resume may
 
 
 def test_warm_start_from_official_files(tmp_path, blob_folder):

@@ -137,10 +137,6 @@ def _trainer(args: argparse.Namespace, options: TrainOptions) -> Trainer:
     if not args.data:
         raise UserError("give --data (an image folder or dataset zip), or --resume a run.")
     outdir = Path(args.outdir or f"runs/{args.preset or 'tiny'}")
-    if list_snapshots(outdir / "snapshots"):
-        raise UserError(
-            f"{outdir} already holds a run; continue it with --resume {outdir} or pick another --outdir."
-        )
     trainer = Trainer(_config(args), outdir, args.data, options)
     if args.init:
         source = trainer.warm_start(args.init)

@@ -45,6 +45,7 @@ from cips3d.training.snapshot import (
     Snapshot,
     TrainState,
     capture_rng,
+    list_snapshots,
     load_snapshot,
     prune_snapshots,
     recorded_data_path,
@@ -99,12 +100,25 @@ class Trainer:
         run_dir: where snapshots, previews, TensorBoard logs and metrics go.
         data: image folder or dataset zip.
         options: device, data-loader workers and stopping limits.
+        continuing: set by `from_snapshot` only; a new run refuses a folder that already holds one
+            (its snapshots would be mixed with, and pruned by, the new run's).
     """
 
     def __init__(
-        self, config: TrainConfig, run_dir: str | Path, data: str | Path, options: TrainOptions
+        self,
+        config: TrainConfig,
+        run_dir: str | Path,
+        data: str | Path,
+        options: TrainOptions,
+        *,
+        continuing: bool = False,
     ) -> None:
         self.config, self.run_dir, self.data, self.options = config, Path(run_dir), Path(data), options
+        if not continuing and list_snapshots(self.run_dir / "snapshots"):
+            raise ConfigError(
+                f"{self.run_dir} already holds a run; continue it with --resume {self.run_dir} or pick "
+                "another --outdir."
+            )
         device = options.device
         self.G = Generator3D(config.generator, generator=torch.Generator().manual_seed(config.seed)).to(
             device
@@ -144,7 +158,7 @@ class Trainer:
         run_dir = snap.path.parent.parent
         if data is None:
             data = recorded_data_path(run_dir)
-        trainer = cls(config, run_dir, data, options)
+        trainer = cls(config, run_dir, data, options, continuing=True)
         trainer._load_weights(snap)
         trainer.state = snap.state
         trainer._restore_rng(snap.rng)

@@ -214,8 +214,8 @@ class Trainer2D:
         self.config, self.run_dir, self.device = config, Path(run_dir), torch.device(device)
         if not resume and list_snapshots(self.run_dir / "snapshots"):
             raise ConfigError(
-                f"{self.run_dir} already holds a training run; continue it with --resume or pick another "
-                "--outdir."
+                f"{self.run_dir} already holds a run; continue it with --resume {self.run_dir} or pick "
+                "another --outdir."
             )
         self.data, self.fid_images = data, fid_images
         # Loaded once, now: a missing weights file is said before training, not at the first snapshot.
