@@ -7,6 +7,8 @@ import contextlib
 import copy
 import dataclasses
 import json
+import os
+import signal
 import types
 
 import pytest
@@ -124,6 +126,23 @@ def test_non_finite_losses_stop_the_run_with_a_snapshot(tmp_path, blob_folder):
         trainer.run()
     assert trainer.state.skipped_steps >= 2 and same(g0, weights(trainer.G))
     assert [p.name for p in list_snapshots(tmp_path / "run" / "snapshots")] == ["step-000000002"]
+
+
+def test_sigterm_finishes_the_step_and_stops_with_a_snapshot(tmp_path, blob_folder, monkeypatch):
+    trainer = Trainer(micro_config(snapshot_every=100), tmp_path / "run", blob_folder, QUIET)
+    iteration = trainer._iteration
+
+    def signalled_second_step(stage, reals):
+        if trainer.state.global_step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return iteration(stage, reals)
+
+    monkeypatch.setattr(trainer, "_iteration", signalled_second_step)
+    assert trainer.run().global_step == 2  # of 4: the step under way finished, then the run stopped
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["reason"] == "stopped by signal" and records[-1]["step"] == 2
+    assert load_snapshot(tmp_path / "run").state.global_step == 2
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are put back
 
 
 def test_a_resumed_run_cannot_be_warm_started(tmp_path, blob_folder):

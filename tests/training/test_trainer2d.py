@@ -120,26 +120,45 @@ def test_the_discriminator_width_cap_follows_the_preset_unless_given():
     assert Train2DConfig(generator="cips-tiny", d_max_channels=32).discriminator().max_channels == 32
 
 
-def test_a_second_ctrl_c_does_not_cut_the_snapshot_of_the_first(tmp_path, blob_folder, monkeypatch):
-    """Ctrl-C in iteration 2 writes the snapshot of iteration 1; another Ctrl-C during that write (here
-    sent from inside it) is held off, so the snapshot the CLI then reports exists."""
+def test_ctrl_c_finishes_the_iteration_and_writes_its_snapshot(tmp_path, blob_folder, monkeypatch):
+    """Ctrl-C during iteration 3 lets it finish (weights, optimisers and counters stay one state) and
+    writes its snapshot; the run then ends as stopped, and resumes like any other."""
     trainer = Trainer2D(CONFIG, tmp_path / "run", blob_folder, progress=False)
     step = trainer.step
 
-    def interrupted_second_step(reals):
-        if trainer.state.global_step == 1:
-            raise KeyboardInterrupt
+    def interrupted_third_step(reals):
+        if trainer.state.global_step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
         return step(reals)
 
-    write = trainer2d_module.write_snapshot
+    monkeypatch.setattr(trainer, "step", interrupted_third_step)
+    path = trainer.run(max_steps=6)
+    assert trainer.stopped_by_signal and path.name == "step-000000003"
+    assert load_snapshot(path).state.global_step == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again after it
+    resumed = Trainer2D(CONFIG, tmp_path / "run", blob_folder, resume=True, progress=False)
+    assert resumed.run(max_steps=4).name == "step-000000004" and not resumed.stopped_by_signal
+
+
+def test_a_second_ctrl_c_aborts_without_a_half_written_snapshot(tmp_path, blob_folder, monkeypatch):
+    trainer = Trainer2D(CONFIG, tmp_path / "run", blob_folder, progress=False)
+    step, write = trainer.step, trainer2d_module.write_snapshot
+
+    def interrupted_third_step(reals):
+        if trainer.state.global_step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return step(reals)
 
     def write_while_interrupted(*args, **kwargs):
-        os.kill(os.getpid(), signal.SIGINT)
+        if trainer.state.global_step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
         return write(*args, **kwargs)
 
-    monkeypatch.setattr(trainer, "step", interrupted_second_step)
+    monkeypatch.setattr(trainer, "step", interrupted_third_step)
     monkeypatch.setattr(trainer2d_module, "write_snapshot", write_while_interrupted)
     with pytest.raises(KeyboardInterrupt):
-        trainer.run(max_steps=4)
-    assert [p.name for p in list_snapshots(tmp_path / "run" / "snapshots")] == ["step-000000001"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again after it
+        trainer.run(max_steps=6)
+    snapshots = tmp_path / "run" / "snapshots"
+    assert [p.name for p in list_snapshots(snapshots)] == ["step-000000002"]  # the interval one, whole
+    assert load_snapshot(snapshots).state.global_step == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -30,6 +30,9 @@ EXAMPLES = """examples:
       --device cuda                                                            # fine-tune
   torchrun --nproc_per_node 8 -m cips3d train2d --data ffhq.zip --outdir runs/ffhq --preset cips-256 \
       --patch 64 --max-steps 800000 --device cuda
+
+Ctrl-C (or SIGTERM) finishes the current iteration, writes a snapshot and exits (code 130); --resume
+continues from it. A second Ctrl-C stops at once, leaving the snapshots already written intact.
 """
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
@@ -188,11 +191,12 @@ def run(args: argparse.Namespace) -> int:
                             fid_images=args.fid or 0, inception=args.inception)  # fmt: skip
         if args.init and not resume and world.is_main:
             print(f"cips3d train2d: fine-tuning, {trainer.started_from}.")
-        try:
-            path = trainer.run(args.max_steps, args.minutes)
-        except KeyboardInterrupt:
+        path = trainer.run(args.max_steps, args.minutes)
+        if trainer.stopped_by_signal:
             if world.is_main:
-                print(f"cips3d train2d: interrupted at step {trainer.state.global_step}; snapshot written.")
+                print(
+                    f"cips3d train2d: stopped at step {trainer.state.global_step}; snapshot {path} written."
+                )
             return EXIT_INTERRUPTED
     finally:
         leave(world)

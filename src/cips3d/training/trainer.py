@@ -13,8 +13,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import signal
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -55,6 +53,7 @@ from cips3d.training.snapshot import (
     write_snapshot,
 )
 from cips3d.training.steps import StepRandom, StepSettings, d_step, g_step
+from cips3d.training.stopping import StopRequests
 from cips3d.training.warm_start import warm_start
 
 
@@ -139,7 +138,7 @@ class Trainer:
         self._eval_reals: torch.Tensor | None = None
         self._datasets: dict[int, ImageDataset] = {}
         self._written: tuple[str, int] | None = None  # (name, stage) of the last snapshot this process wrote
-        self._stop_requested = False
+        self._stops = StopRequests()  # Ctrl-C / SIGTERM: stop after this step, with a snapshot
         self._started = time.monotonic()
         # Loaded once, now: a missing weights file is said before training, not at the first snapshot.
         self._fid_network = InceptionExtractor.load(options.inception, device) if options.fid_images else None
@@ -211,12 +210,10 @@ class Trainer:
             monitor = Monitor(self.run_dir / "logs", total, self.state.global_step, self.options.progress)
         else:
             monitor = SilentMonitor()
-        previous = _install_stop_handlers(self)
         try:
-            with tf32_matmuls(self.options.tf32, self.options.device):
+            with self._stops.installed(), tf32_matmuls(self.options.tf32, self.options.device):
                 self._loop(monitor)
         finally:
-            _restore_stop_handlers(previous)
             monitor.close()
         return self.state
 
@@ -422,7 +419,7 @@ class Trainer:
         o = self.options
         signalled, steps, minutes = o.world.any_of(
             [
-                self._stop_requested,
+                self._stops.requested,
                 o.max_steps is not None and self.state.global_step >= o.max_steps,
                 o.max_minutes is not None and time.monotonic() - self._started >= 60 * o.max_minutes,
             ],
@@ -438,28 +435,10 @@ class Trainer:
 
     def request_stop(self) -> None:
         """Finish the current iteration, write a snapshot and return from `run` (safe from a signal)."""
-        self._stop_requested = True
+        self._stops.request()
 
 
 def _append_jsonl(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
-
-
-def _install_stop_handlers(trainer: Trainer) -> dict:
-    """SIGINT / SIGTERM ask the trainer to stop after the current step; a second SIGINT aborts."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-
-    def handler(signum, frame):
-        if trainer._stop_requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        trainer.request_stop()
-
-    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-
-def _restore_stop_handlers(previous: dict) -> None:
-    for sig, handler in previous.items():
-        signal.signal(sig, handler)

@@ -13,12 +13,9 @@ run continues exactly as if it had not stopped.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import json
-import signal
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -69,6 +66,7 @@ from cips3d.training.steps2d import (
     multiscale_patches,
     patch_scales,
 )
+from cips3d.training.stopping import StopRequests
 
 # Config fields a resume may change: when snapshots are written and how many are kept, not what is trained.
 RESUMABLE = ("snapshot_every", "keep_snapshots")
@@ -239,6 +237,8 @@ class Trainer2D:
         self._eval_reals: torch.Tensor | None = None
         self._reported_step: int | None = None
         self.started_from = "a fresh initialisation"
+        self._stops = StopRequests()
+        self.stopped_by_signal = False
         if resume:
             self._resume()
         elif config.init is not None:
@@ -291,34 +291,37 @@ class Trainer2D:
 
     def run(self, max_steps: int, minutes: float | None = None) -> Path:
         """Train until `max_steps` iterations in all (counting those before a resume) or for `minutes`;
-        return the last snapshot's folder. Ctrl-C writes a snapshot of the last finished iteration
-        before the KeyboardInterrupt goes on."""
-        start, deadline = time.monotonic(), None if minutes is None else minutes * 60
+        return the last snapshot's folder. Ctrl-C or SIGTERM (`training.stopping`) finishes the iteration,
+        writes its snapshot, sets `stopped_by_signal` and returns; a second Ctrl-C aborts."""
+        deadline = None if minutes is None else time.monotonic() + minutes * 60
         # Rank 0 writes TensorBoard logs and snapshot lines whether or not its progress bar is shown.
         monitor = (Monitor(self.run_dir / "logs", max_steps, self.state.global_step, self.progress)
                    if self.world.is_main else SilentMonitor())  # fmt: skip
         if self.world.is_main:  # what a resume reads its dataset's path from
             write_run_record(self.run_dir, self.data, self.config.to_dict())
-        batches = self._batches()
         try:
-            while self.state.global_step < max_steps:
-                stats = self.step(next(batches))
-                log = self.state.global_step % 10 == 0
-                monitor.step(self.state.global_step, self.state.images_seen, "2d", stats, log)
-                if self.state.global_step % self.config.snapshot_every == 0:
-                    self._report(self.snapshot(), monitor)
-                late = deadline is not None and time.monotonic() - start > deadline
-                if self.world.any_of([late], self.device)[0]:  # every process stops at the same step
-                    break
-            path = self.snapshot()
-            self._report(path, monitor)
-        except KeyboardInterrupt:
-            with _sigint_held():  # a second Ctrl-C must not cut the snapshot the first one asked for
-                self.snapshot()
-            raise
+            with self._stops.installed():
+                self._loop(max_steps, deadline, monitor)
+                path = self.snapshot()
+                self._report(path, monitor)
         finally:
             monitor.close()
         return path
+
+    def _loop(self, max_steps: int, deadline: float | None, monitor: Monitor | SilentMonitor) -> None:
+        """Iterate until `max_steps`, the `deadline` (a `time.monotonic()` value) or a stop request."""
+        batches = self._batches()
+        while self.state.global_step < max_steps:
+            stats = self.step(next(batches))
+            log = self.state.global_step % 10 == 0
+            monitor.step(self.state.global_step, self.state.images_seen, "2d", stats, log)
+            if self.state.global_step % self.config.snapshot_every == 0:
+                self._report(self.snapshot(), monitor)
+            late = deadline is not None and time.monotonic() > deadline
+            # decided by all processes together, so that every one stops at the same step
+            late, self.stopped_by_signal = self.world.any_of([late, self._stops.requested], self.device)
+            if late or self.stopped_by_signal:
+                return
 
     def _report(self, path: Path, monitor: Monitor | SilentMonitor) -> None:
         """Log the score of snapshot `path`, once."""
@@ -407,16 +410,3 @@ def _differences(run: Train2DConfig, asked: Train2DConfig) -> str:
     names = [f.name for f in dataclasses.fields(run)
              if f.name not in RESUMABLE and getattr(run, f.name) != getattr(asked, f.name)]  # fmt: skip
     return "; ".join(f"{n} {getattr(run, n)!r} in the run, {getattr(asked, n)!r} now" for n in names)
-
-
-@contextlib.contextmanager
-def _sigint_held() -> Iterator[None]:
-    """Ctrl-C ignored inside (main thread only; elsewhere Python delivers no signals anyway)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
