@@ -64,10 +64,12 @@ def test_user_errors_end_in_one_sentence_and_exit_2(tmp_path, capsys, case, mess
     assert "Traceback" not in err and not dest.exists()
 
 
-def test_resolution_is_required_and_positive(tmp_path, capsys):
+def test_resolution_is_required_positive_and_renderable(tmp_path, capsys):
     for argv in (
         ["dataset", str(tmp_path), "o.zip"],
         ["dataset", str(tmp_path), "o.zip", "--resolution", "0"],
+        ["dataset", str(tmp_path), "o.zip", "--resolution", "100000"],  # read as "unreadable images" before
+        ["dataset", "synth", "o.zip", "--resolution", "4097"],
     ):
         with pytest.raises(SystemExit) as info:
             main(argv)

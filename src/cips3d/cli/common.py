@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from cips3d.config import GENERATOR_PRESETS, generator_preset
+from cips3d.config import GENERATOR_PRESETS, MAX_IMG_SIZE, generator_preset
 from cips3d.convert.official_2d import holds_official_cips2d
 from cips3d.errors import UserError
 from cips3d.fast import bf16_fast, compile_generator, configure_fast_paths
@@ -277,6 +277,15 @@ def add_chunk_rows_argument(group) -> None:
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     return int_at_least(text, 1)
+
+
+def image_side(text: str) -> int:
+    """argparse type: a side of written images in pixels, 1 to MAX_IMG_SIZE (beyond it one image alone
+    needs gigabytes, and a failed allocation would read as an unreadable image)."""
+    value = positive_int(text)
+    if value > MAX_IMG_SIZE:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than {MAX_IMG_SIZE} pixels")
+    return value
 
 
 def int_at_least(text: str, minimum: int) -> int:

@@ -6,7 +6,7 @@ import argparse
 import sys
 import warnings
 
-from cips3d.cli.common import positive_int
+from cips3d.cli.common import image_side, positive_int
 from cips3d.data.images import SkippedImagesWarning
 from cips3d.data.lfw import write_lfw_dataset
 from cips3d.data.panorama import write_panorama_dataset
@@ -55,13 +55,13 @@ def add_pack_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dest", help="the .zip to write (replaced if it exists)")
     p.add_argument(
         "--resolution",
-        type=positive_int,
+        type=image_side,
         required=True,
         metavar="R",
         help="side of the written images in pixels",
     )
     p.add_argument(
-        "--width", type=positive_int, metavar="W", help="width of the written images, when not square"
+        "--width", type=image_side, metavar="W", help="width of the written images, when not square"
     )
     p.add_argument(
         "--whole",
@@ -95,7 +95,7 @@ def add_synth_parser(subparsers) -> None:
     )
     p.add_argument("dest", help="the .zip to write")
     p.add_argument("--count", type=positive_int, default=5000, help="images (default 5000)")
-    p.add_argument("--resolution", type=positive_int, default=32, help="side in pixels (default 32)")
+    p.add_argument("--resolution", type=image_side, default=32, help="side in pixels (default 32)")
     p.add_argument("--seed", type=int, default=0, help="seed of the scenes and cameras (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_synth)
@@ -111,7 +111,7 @@ def add_lfw_parser(subparsers) -> None:
         "upscaled, as RGB) as a dataset zip: real photos without a download.",
     )
     p.add_argument("dest", help="the .zip to write")
-    p.add_argument("--resolution", type=positive_int, default=32, help="side in pixels (default 32)")
+    p.add_argument("--resolution", type=image_side, default=32, help="side in pixels (default 32)")
     p.set_defaults(run=run_lfw)
 
 
@@ -127,8 +127,8 @@ def add_panorama_parser(subparsers) -> None:
     )
     p.add_argument("dest", help="the .zip to write")
     p.add_argument("--count", type=positive_int, default=2000, help="images (default 2000)")
-    p.add_argument("--height", type=positive_int, default=32, help="height in pixels (default 32)")
-    p.add_argument("--width", type=positive_int, default=128, help="width: the whole turn (default 128)")
+    p.add_argument("--height", type=image_side, default=32, help="height in pixels (default 32)")
+    p.add_argument("--width", type=image_side, default=128, help="width: the whole turn (default 128)")
     p.add_argument("--seed", type=int, default=0, help="seed of the landscapes (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_panorama)

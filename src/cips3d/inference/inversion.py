@@ -56,6 +56,7 @@ SEARCH_SPREAD = 2.0
 """The camera search covers the FFHQ pose prior's mean +- this many standard deviations."""
 
 
+SEARCH_BATCH = 16  # candidate cameras rendered together by the camera search
 MAX_CAMERA_LR = 1.0  # radians per Adam step: beyond it the camera jumps rather than fits
 
 
@@ -294,12 +295,13 @@ def search_camera(
 ) -> tuple[float, float]:
     """The candidate camera of `search_grid` under which `styles` render closest to `target`."""
     candidates = search_grid(config)
-    angles = torch.tensor(candidates, device=target.device)
-    camera = Camera.from_angles(angles[:, 0], angles[:, 1])
-    batch = {name: w.detach().expand(len(candidates), -1) for name, w in styles.items()}
-    images = G.synthesis(batch, camera, render).img
-    losses = torch.stack([pyramid_loss(image[None], target) for image in images])
-    return candidates[int(losses.argmin())]
+    losses = []
+    for part in torch.tensor(candidates, device=target.device).split(SEARCH_BATCH):  # bounded memory
+        camera = Camera.from_angles(part[:, 0], part[:, 1])
+        batch = {name: w.detach().expand(len(part), -1) for name, w in styles.items()}
+        images = G.synthesis(batch, camera, render).img
+        losses += [pyramid_loss(image[None], target) for image in images]
+    return candidates[int(torch.stack(losses).argmin())]
 
 
 def _camera(angles: torch.Tensor) -> Camera:
