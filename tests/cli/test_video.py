@@ -190,3 +190,9 @@ def test_a_video_of_fitted_styles_renders_exactly_those_styles(
     assert code == 2 and "cannot be read as inverted styles" in err
     code, _, err = run(capsys, *args, "--interpolate", "--seeds", "1,2", "--outdir", str(tmp_path / "q"))
     assert code == 2 and "cannot be combined with --styles" in err
+    # Styles fitted with another model of the same shape render, with a note saying so.
+    for model, noted in (("preset tiny, random init seed 0", False), ("/elsewhere/faces", True)):
+        save_inversion(Inversion(styles, 1.6, 1.5, 12.0), tmp_path / "photo.safetensors", {"model": model})
+        code, _, err = run(capsys, *args, "--frames", "1", "--outdir", str(tmp_path / "r"))
+        note = "were fitted with /elsewhere/faces; rendering them with preset tiny"
+        assert code == 0 and (note in err) == noted

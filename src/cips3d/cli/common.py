@@ -14,6 +14,7 @@ from cips3d.config import GENERATOR_PRESETS, MAX_IMG_SIZE, generator_preset
 from cips3d.convert.official_2d import holds_official_cips2d
 from cips3d.errors import UserError
 from cips3d.fast import bf16_fast, compile_generator, configure_fast_paths
+from cips3d.inference.inversion import Inversion, load_inversion
 from cips3d.io.checkpoint import load_generator, read_torch_file
 from cips3d.io.checkpoint2d import (
     generator2d_from_official,
@@ -193,6 +194,23 @@ def checkpoint_generator2d(args: argparse.Namespace) -> Generator2D | None:
     if not holds_official_cips2d(content):
         return None
     return generator2d_from_official(official_generator_state(content, path, "G_ema")).eval()
+
+
+def model_name(args: argparse.Namespace) -> str:
+    """The model of a command, as a fitted file records it: the checkpoint's absolute path or the preset."""
+    if args.checkpoint:
+        return str(Path(args.checkpoint).resolve())
+    return f"preset {args.preset}, random init seed {args.init_seed}"
+
+
+def fitted_styles(args: argparse.Namespace, G: Generator3D) -> Inversion:
+    """The styles file of --styles, checked against `G`; a note on stderr when it was fitted with
+    another model (the same architecture, so it renders, but not the photo it was fitted to)."""
+    fitted = load_inversion(args.styles, G)
+    if fitted.model is not None and fitted.model != model_name(args):
+        print(f"cips3d: note: the styles in {args.styles} were fitted with {fitted.model}; rendering them "
+              f"with {model_name(args)} gives another image.", file=sys.stderr)  # fmt: skip
+    return fitted
 
 
 def refuse_overwriting_inputs(output: str | Path, *inputs: str | Path | None) -> None:

@@ -16,6 +16,7 @@ from cips3d.cli.common import (
     add_model_arguments,
     build_generator,
     finite_float,
+    model_name,
     positive_int,
     refuse_ignored,
     resolve_device,
@@ -214,7 +215,7 @@ def _write(
     render = RenderConfig(img_size=args.size, deterministic=True, fov=result.fov)
     save_png(to_uint8(target[0]), outdir / "target.png")
     save_png(fit_panels(target, result.output, render), outdir / "reconstruction.png")
-    source = {"image": str(image.resolve()), "model": args.checkpoint or f"preset {args.preset}"}
+    source = {"image": str(image.resolve()), "model": model_name(args)}
     save_inversion(result, outdir / "styles.safetensors", extra=source)
     losses = json.dumps({"losses": result.losses}) + "\n"
     atomic_write(outdir / "losses.json", lambda tmp: Path(tmp).write_text(losses))

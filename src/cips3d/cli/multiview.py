@@ -10,10 +10,16 @@ from pathlib import Path
 from tqdm import tqdm
 
 from cips3d import constants as K
-from cips3d.cli.common import add_model_arguments, build_generator, finite_float, positive_int, resolve_device
+from cips3d.cli.common import (
+    add_model_arguments,
+    build_generator,
+    finite_float,
+    fitted_styles,
+    positive_int,
+    resolve_device,
+)
 from cips3d.config import RenderConfig
 from cips3d.errors import UserError
-from cips3d.inference.inversion import load_inversion
 from cips3d.inference.multiview import (
     MIRROR_YAWS,
     PITCH_SWEEP,
@@ -151,6 +157,6 @@ def _subjects(G, s: MultiviewSettings, args: argparse.Namespace) -> list[tuple[s
     """(file name, styles [1, D] by layer, seed of the sampler's draws) of each grid to render: the
     seeds', or the fitted styles of --styles (drawn from seed 0 when the sampling is stochastic)."""
     if args.styles:
-        fitted = load_inversion(args.styles, G).styles
+        fitted = fitted_styles(args, G).styles
         return [(Path(args.styles).stem, G.truncate(fitted, args.psi), 0)]
     return [(f"seed{seed:04d}", styles_for_seeds(G, [seed], args.psi), seed) for seed in s.seeds]

@@ -16,6 +16,7 @@ from cips3d.cli.common import (
     add_precision_argument,
     check_frame_rate,
     finite_float,
+    fitted_styles,
     positive_int,
     refuse_ignored,
     rendering_generator,
@@ -23,7 +24,6 @@ from cips3d.cli.common import (
 )
 from cips3d.config import RenderConfig
 from cips3d.errors import UserError
-from cips3d.inference.inversion import load_inversion
 from cips3d.inference.sample import parse_seeds
 from cips3d.inference.trajectories import TRAJECTORIES, Trajectory, make_trajectory, trajectory_function
 from cips3d.inference.video import (
@@ -205,7 +205,7 @@ def _write_seed_video(G: Generator3D, plan: _Plan, args: argparse.Namespace, see
 
 def _write_styles_video(G: Generator3D, plan: _Plan, args: argparse.Namespace) -> Path:
     """<name of the styles file>.<suffix>: fitted styles (`cips3d invert`) along the trajectory."""
-    styles = G.truncate(load_inversion(args.styles, G).styles, args.psi)
+    styles = G.truncate(fitted_styles(args, G).styles, args.psi)
     frames = video_frames(
         G, styles, plan.trajectory, plan.render, panels=plan.panels, text=args.text,
         generator=torch.Generator().manual_seed(0), progress=not args.quiet, desc=Path(args.styles).stem,

@@ -13,6 +13,7 @@ from cips3d.cli.common import (
     add_model_arguments,
     add_precision_argument,
     checkpoint_generator2d,
+    fitted_styles,
     positive_int,
     refuse_speed_options,
     rendering_generator,
@@ -21,7 +22,6 @@ from cips3d.cli.common import (
 )
 from cips3d.config import MAX_IMG_SIZE, RenderConfig
 from cips3d.errors import UserError
-from cips3d.inference.inversion import load_inversion
 from cips3d.inference.inversion2d import load_fitted_w
 from cips3d.inference.web_viewer import MAX_SEED, make_server
 from cips3d.inference.web_viewer2d import make_server2d
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         args.size = args.size or DEFAULT_SIZE
         render = RenderConfig(img_size=args.size, deterministic=True, **speed_options(args))
         device, G = rendering_generator(args)
-        styles = load_inversion(args.styles, G).styles if args.styles else None
+        styles = fitted_styles(args, G).styles if args.styles else None
         server = _listen(args, lambda: make_server(G, render, args.host, args.port, styles, args.seed))
         what = f"{args.size} px"
     if threading.current_thread() is threading.main_thread():  # SIGTERM stops it as Ctrl-C does

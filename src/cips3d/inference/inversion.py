@@ -118,6 +118,8 @@ class Inversion:
     output: GeneratorOutput | None = None
     """The final render (image, aux image, depth) under the fitted styles and camera; None when read
     back from a file."""
+    model: str | None = None
+    """The model the styles were fitted with, as `cips3d invert` recorded it (read back from a file)."""
 
     @property
     def image(self) -> torch.Tensor | None:
@@ -351,7 +353,8 @@ def load_inversion(path: str | Path, G: Generator3D | None = None) -> Inversion:
         except ValueError as err:
             raise CheckpointError(f"the styles in {path} do not fit this model ({err}).") from err
         tensors = {k: v.to(G.device) for k, v in tensors.items()}
-    return Inversion(tensors, float(meta["yaw"]), float(meta["pitch"]), float(meta["fov"]))
+    model = meta.get("model")
+    return Inversion(tensors, float(meta["yaw"]), float(meta["pitch"]), float(meta["fov"]), model=model)
 
 
 def image_to_target(rgb: np.ndarray) -> torch.Tensor:
