@@ -6,6 +6,10 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
+MAX_SEED = 2**63 - 1
+"""The largest seed of a `torch.Generator` as Python gives it (manual_seed overflows past 2^64 - 1 and
+wraps negative ones; seeds here are 0 to 2^63 - 1, the range of a signed 64-bit integer)."""
+
 GeneratorArg = torch.Generator | Sequence[torch.Generator] | None
 """One generator for the whole batch, one per batch element, or None (torch's default generator)."""
 

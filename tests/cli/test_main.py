@@ -67,3 +67,20 @@ def test_an_unknown_command_lists_the_public_ones_only(capsys):
     err = capsys.readouterr().err
     assert stopped.value.code == 2 and "unknown command 'bogus'; the commands are demo, sample" in err
     assert "dataset-synth" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sample", "--preset", "tiny", "--init-seed", str(2**70)],  # a traceback from torch before
+        ["invert", "--preset", "tiny", "--image", "x.png", "--seed", "-5"],  # wrapped round before
+        ["train2d", "--data", "x", "--outdir", "r", "--max-steps", "1", "--seed", str(2**64)],
+        ["dataset", "synth", "d.zip", "--seed", str(2**63)],
+    ],
+    ids=["init-seed", "negative", "train2d", "dataset"],
+)
+def test_every_seed_option_is_checked_in_one_sentence(tmp_path, capsys, monkeypatch, argv):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and err.count("\n") == 1 and "must be from 0 to 2^63 - 1" in err
+    assert list(tmp_path.iterdir()) == []

@@ -25,6 +25,7 @@ from cips3d.io.checkpoint2d import (
 from cips3d.io.video import MAX_FPS, MIN_FPS
 from cips3d.models.generator2d import Generator2D
 from cips3d.models.generator3d import Generator3D
+from cips3d.seeding import MAX_SEED
 
 CHECKPOINT_HELP_2D = "a train2d run (or one of its snapshots), a 2D model folder, or an official CIPS .pt"
 
@@ -223,6 +224,18 @@ def refuse_overwriting_inputs(output: str | Path, *inputs: str | Path | None) ->
         source = Path(given).resolve()
         if out == source or (source.is_dir() and source in out.parents and out.exists()):
             raise UserError(f"{output} would write over the input {given}; choose another output path.")
+
+
+SEED_ARGUMENTS = ("seed", "init_seed")  # the dests of every command's single-seed options
+
+
+def check_seed_arguments(args: argparse.Namespace) -> None:
+    """--seed / --init-seed of any command (called by `main` for all): 0 to 2^63 - 1, or one sentence
+    (torch's generators overflow past 64 bits and would end in a traceback)."""
+    for name in SEED_ARGUMENTS:
+        value = getattr(args, name, None)
+        if isinstance(value, int) and not 0 <= value <= MAX_SEED:
+            raise UserError(f"--{name.replace('_', '-')} must be from 0 to 2^63 - 1, got {value}.")
 
 
 def refuse_ignored(changed: dict[str, bool], context: str) -> None:

@@ -28,6 +28,7 @@ from cips3d.cli import (
     video,
     view,
 )
+from cips3d.cli.common import check_seed_arguments
 from cips3d.errors import UserError
 
 
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     previous, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
+        check_seed_arguments(args)
         return args.run(args)
     except UserError as err:
         print(f"cips3d {args.command.replace('-', ' ')}: error: {err}", file=sys.stderr)

@@ -12,7 +12,7 @@ from cips3d.config import PoseConfig, RenderConfig
 from cips3d.errors import ConfigError
 from cips3d.models.generator3d import Generator3D
 from cips3d.outputs import GeneratorOutput
-from cips3d.seeding import generators_for_seeds
+from cips3d.seeding import MAX_SEED, generators_for_seeds
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,6 @@ class SampleBatch:
 
 
 _SEED_PART = re.compile(r"^(\d+)(?:-(\d+))?$")
-MAX_SEED = 2**63 - 1
 
 
 def parse_seeds(text: str) -> list[int]:
