@@ -109,3 +109,8 @@ def test_fine_tuning_a_capped_run_keeps_its_discriminator_without_being_told(cap
     code, _, err = run(capsys, "train2d", *where[:2], "--max-steps", "2", *OPTIONS, "--outdir",
                        str(tmp_path / "tuned"), "--init", str(source), "--resume")  # fmt: skip
     assert code == 0, err
+    # Told otherwise, the new cap wins (and the source's D, of other widths, is not taken).
+    wider = ["--outdir", str(tmp_path / "wider"), "--init", str(source), "--d-max-channels", "32"]
+    code, text, err = run(capsys, "train2d", *where, *wider)
+    assert code == 0 and "D from scratch" in text, err
+    assert load_snapshot(tmp_path / "wider").config["d_max_channels"] == 32

@@ -131,9 +131,9 @@ def _new_config(args: argparse.Namespace) -> Train2DConfig:
     models = load_models2d(args.init)
     source_cap = models.D.config.max_channels if models.D is not None else None
     model = models.G.config.to_dict()
+    cap = args.d_max_channels or source_cap
     return Train2DConfig(
-        **given | {"generator": "init", "init": str(args.init), "model": model},
-        d_max_channels=args.d_max_channels or source_cap,
+        **given | {"generator": "init", "init": str(args.init), "model": model, "d_max_channels": cap}
     )
 
 
