@@ -76,6 +76,9 @@ def test_metrics_score_a_2d_run_and_3d_commands_send_it_to_sample2d(capsys, tmp_
     assert code == 2 and "training size (32 px)" in err
     code, text, err = run(capsys, *scored, "--num", "4", "--psi", "0.5")  # the 2D default: SWD alone
     assert code == 0 and text.startswith("swd") and "consistency" not in text and "note" not in text, err
+    assert "generating" in err and "4/4" in err  # the progress bar, on stderr
+    code, text, err = run(capsys, *scored, "--num", "4", "--quiet")
+    assert code == 0 and text.startswith("swd") and err == ""
     count = sum(1 for _ in blob_folder.iterdir())
     code, text, err = run(capsys, *scored, "--num", "1000")
     assert code == 0 and f"note: the data has {count} images" in text, err

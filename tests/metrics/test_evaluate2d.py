@@ -88,3 +88,14 @@ def test_fid_needs_two_images(tmp_path, extractor):
     one = write_samples(G, tmp_path / "own", count=1)
     with pytest.raises(UserError, match="need 2 images or more; the data gave 1"):
         evaluate_2d(G, one, ["fid"], extractor=extractor)
+
+
+def test_progress_bars_count_the_images_generated_and_read(tmp_path, extractor, capsys):
+    G = model(0)
+    own = write_samples(G, tmp_path / "own", count=5)
+    evaluate_2d(G, own, ["fid"], num_images=5, extractor=extractor, progress=True)
+    err = capsys.readouterr().err
+    for bar in ("generating", "Inception, real images", "Inception, generated"):
+        assert f"{bar}: 100%" in err and "5/5" in err, err
+    evaluate_2d(G, own, ["fid"], num_images=5, extractor=extractor)  # the default: no bars
+    assert capsys.readouterr().err == ""

@@ -61,6 +61,7 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--out", help="also write the result (metrics and protocol) to this JSON file")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
 
 
@@ -81,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         result = _evaluate_2d(args, which, G2.to(resolve_device(args.device)))
     else:
         G = build_generator(args, resolve_device(args.device))
-        result = evaluate(G, args.data, which, args.num, args.size or 64, args.psi, args.inception)
+        result = evaluate(G, args.data, which, args.num, args.size or 64, args.psi, args.inception,
+                          progress=not args.quiet)  # fmt: skip
     width = max(len(k) for k in result["metrics"])
     for name, value in result["metrics"].items():
         print(f"{name:<{width}}  {value:.6g}")
@@ -102,4 +104,4 @@ def _evaluate_2d(args: argparse.Namespace, which: list[str], G: Generator2D) -> 
         )
     if args.metrics is None:
         which = ["swd"]  # the 3-D default's consistency score needs cameras
-    return evaluate_2d(G, args.data, which, args.num, args.inception, args.psi)
+    return evaluate_2d(G, args.data, which, args.num, args.inception, args.psi, progress=not args.quiet)

@@ -7,12 +7,14 @@ renderer, and are quantised to uint8 exactly as a PNG would store them. Real fea
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from cips3d import __version__
 from cips3d.config import PoseConfig, RenderConfig
@@ -35,13 +37,32 @@ from cips3d.models.generator3d import Generator3D
 METRICS = ("swd", "fid", "kid", "consistency")
 IMAGE_METRICS = ("swd", "fid", "kid")  # the ones that compare image sets (any generator)
 EVAL_SEED = 777
+Progress = Callable[[int], None] | None
+"""Called with the number of images just done (a progress bar's `update`), or None."""
+
+
+@contextlib.contextmanager
+def _bar(show: bool, total: int, desc: str) -> Iterator[Progress]:
+    """A progress bar over `total` images on stderr while inside (None, and nothing shown, unless `show`)."""
+    if not show:
+        yield None
+        return
+    with tqdm(total=total, unit="img", desc=desc, dynamic_ncols=True) as bar:
+        yield bar.update
 
 
 @torch.no_grad()
 def generated_images(
-    G: Generator3D, count: int, render: RenderConfig, pose: PoseConfig, psi: float = 1.0, batch: int = 16
+    G: Generator3D,
+    count: int,
+    render: RenderConfig,
+    pose: PoseConfig,
+    psi: float = 1.0,
+    batch: int = 16,
+    on_images: Progress = None,
 ) -> torch.Tensor:
-    """`count` uint8 images [N, 3, S, S] from fixed seeds (cameras from `pose`)."""
+    """`count` uint8 images [N, 3, S, S] from fixed seeds (cameras from `pose`); `on_images` as
+    `Progress` says."""
     was_training = G.training
     G.eval()
     generator = torch.Generator().manual_seed(EVAL_SEED)
@@ -50,14 +71,18 @@ def generated_images(
         z = G.sample_latents(min(batch, count - start), generator)
         img = G(*z, pose=pose, render=render, psi=psi, generator=generator).img
         images.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
+        if on_images is not None:
+            on_images(img.shape[0])
     G.train(was_training)
     return torch.cat(images)
 
 
 @torch.no_grad()
-def generated_images_2d(G: Generator2D, count: int, batch: int = 16, psi: float = 1.0) -> torch.Tensor:
+def generated_images_2d(
+    G: Generator2D, count: int, batch: int = 16, psi: float = 1.0, on_images: Progress = None
+) -> torch.Tensor:
     """`count` uint8 images [N, 3, H, W] of a 2D generator on its training grid, from fixed seeds,
-    without noise, truncated to `psi` (as `cips3d sample2d` renders them)."""
+    without noise, truncated to `psi` (as `cips3d sample2d` renders them); `on_images` as `Progress`."""
     generator = torch.Generator().manual_seed(EVAL_SEED)
     mean = G.mean_style() if psi != 1 else None
     images = []
@@ -65,6 +90,8 @@ def generated_images_2d(G: Generator2D, count: int, batch: int = 16, psi: float 
         w = G.mapping(G.sample_latents(min(batch, count - start), generator))
         img = G.synthesis(G.truncate(w, psi, mean))  # psi 1: w itself
         images.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
+        if on_images is not None:
+            on_images(img.shape[0])
     return torch.cat(images)
 
 
@@ -81,20 +108,22 @@ def _to_float(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 127.5 - 1
 
 
-def _inception_scores(extractor, reals, fakes, data, which, record) -> dict[str, float]:
+def _inception_scores(extractor, reals, fakes, data, which, record, progress: bool) -> dict[str, float]:
     path = Path(data).resolve()
     key = stats_key(data=str(path), size=path.stat().st_size, mtime=path.stat().st_mtime_ns,
                     count=reals.shape[0], resolution=reals.shape[-1], height=reals.shape[-2],
                     reading=record["real"], extractor=extractor.sha1)  # fmt: skip
     cached = load_cached_stats(key)
     if cached is None:
-        real_features = extractor.features(reals).numpy()
+        with _bar(progress, reals.shape[0], "Inception, real images") as on_images:
+            real_features = extractor.features(reals, on_images=on_images).numpy()
         real_stats = feature_stats(real_features)
         save_cached_stats(key, real_stats, real_features)
     else:
         real_stats, real_features = cached
     record["real_stats_cached"] = cached is not None
-    fake_features = extractor.features(fakes).numpy()
+    with _bar(progress, fakes.shape[0], "Inception, generated") as on_images:
+        fake_features = extractor.features(fakes, on_images=on_images).numpy()
     out = {}
     if "fid" in which:
         out["fid"] = frechet_distance(real_stats, feature_stats(fake_features))
@@ -113,11 +142,12 @@ def evaluate(
     extractor: InceptionExtractor | str | Path | None = None,
     render: RenderConfig | None = None,
     pose: PoseConfig | None = None,
+    progress: bool = False,
 ) -> dict:
     """Scores of `G` against `data`; returns {"metrics": {...}, "protocol": {...}}. `extractor`: the FID
     network, loaded (a training run scores many snapshots with one) or its weights file (None: the
     default one). `render` and `pose`: the renderer's settings and the camera prior (a training run's;
-    default the FFHQ ones)."""
+    default the FFHQ ones). `progress`: bars on stderr over the images generated and read by Inception."""
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise UserError(f"unknown metrics {unknown}; known: {', '.join(METRICS)}.")
@@ -133,8 +163,11 @@ def evaluate(
     scores: dict[str, float] = {}
     if any(m in metrics for m in IMAGE_METRICS):
         reals = real_images(data, num_images, img_size)
-        fakes = generated_images(G, reals.shape[0], render, pose or PoseConfig(), psi)
-        scores |= _image_scores(reals, fakes, data, metrics, extractor, G.device, protocol)
+        with _bar(progress, reals.shape[0], "generating") as on_images:
+            fakes = generated_images(
+                G, reals.shape[0], render, pose or PoseConfig(), psi, on_images=on_images
+            )
+        scores |= _image_scores(reals, fakes, data, metrics, extractor, G.device, protocol, progress)
     if "consistency" in metrics:
         scores |= generator_consistency(G, img_size=img_size)
         protocol["consistency"] = "16 latents, yaw pi/2 +- 0.05 and the pair 1.44 / 1.70, deterministic"
@@ -142,7 +175,7 @@ def evaluate(
     return {"metrics": scores, "protocol": protocol}
 
 
-def _image_scores(reals, fakes, data, metrics, extractor, device, protocol) -> dict[str, float]:
+def _image_scores(reals, fakes, data, metrics, extractor, device, protocol, progress) -> dict[str, float]:
     """SWD, FID and KID (those in `metrics`) of uint8 image sets; the protocol gains their details.
     `extractor`: an `InceptionExtractor`, or the path (None: default) of one to load on `device`."""
     scores: dict[str, float] = {}
@@ -157,7 +190,7 @@ def _image_scores(reals, fakes, data, metrics, extractor, device, protocol) -> d
         if not isinstance(extractor, InceptionExtractor):
             extractor = InceptionExtractor.load(extractor, device)
         protocol |= extractor.protocol
-        scores |= _inception_scores(extractor, reals, fakes, data, metrics, protocol)
+        scores |= _inception_scores(extractor, reals, fakes, data, metrics, protocol, progress)
     return scores
 
 
@@ -168,11 +201,12 @@ def evaluate_2d(
     num_images: int = 1000,
     extractor: InceptionExtractor | str | Path | None = None,
     psi: float = 1.0,
+    progress: bool = False,
 ) -> dict:
     """SWD, FID and KID of a 2D generator against `data`, at its training size, its samples truncated to
     `psi` (in W, as `sample2d --psi`); returns
-    {"metrics": {...}, "protocol": {...}} as `evaluate` does (`extractor` as there). Panorama models
-    (cylinder coordinates) are compared with whole images, as they were trained."""
+    {"metrics": {...}, "protocol": {...}} as `evaluate` does (`extractor` and `progress` as there).
+    Panorama models (cylinder coordinates) are compared with whole images, as they were trained."""
     other = [m for m in metrics if m not in IMAGE_METRICS]
     if other:
         raise UserError(f"a 2D model is scored by {', '.join(IMAGE_METRICS)}, not {', '.join(other)}.")
@@ -188,7 +222,8 @@ def evaluate_2d(
         "file_format": "none (in memory, uint8)",
     }  # fmt: skip
     reals = real_images(data, num_images, config.size, config.width, whole)
-    fakes = generated_images_2d(G, reals.shape[0], psi=psi)
-    scores = _image_scores(reals, fakes, data, metrics, extractor, G.device, protocol)
+    with _bar(progress, reals.shape[0], "generating") as on_images:
+        fakes = generated_images_2d(G, reals.shape[0], psi=psi, on_images=on_images)
+    scores = _image_scores(reals, fakes, data, metrics, extractor, G.device, protocol, progress)
     protocol["seconds"] = round(time.monotonic() - started, 2)
     return {"metrics": scores, "protocol": protocol}

@@ -18,6 +18,7 @@ import hashlib
 import importlib.util
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,8 +124,10 @@ class InceptionExtractor:
         }
 
     @torch.no_grad()
-    def features(self, images: torch.Tensor, batch: int = 32) -> torch.Tensor:
-        """uint8 [N, 3, H, W] -> float64 [N, 2048]."""
+    def features(
+        self, images: torch.Tensor, batch: int = 32, on_images: Callable[[int], None] | None = None
+    ) -> torch.Tensor:
+        """uint8 [N, 3, H, W] -> float64 [N, 2048]; `on_images(n)` after each batch of n (progress)."""
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected uint8 [N, 3, H, W] images, got {images.dtype} {tuple(images.shape)}.")
         out = []
@@ -133,4 +136,6 @@ class InceptionExtractor:
             if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
                 x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
             out.append(self.module((x - 128) / 128).double().cpu())
+            if on_images is not None:
+                on_images(x.shape[0])
         return torch.cat(out) if out else torch.zeros(0, FEATURE_DIM, dtype=torch.float64)
