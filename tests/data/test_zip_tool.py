@@ -15,6 +15,7 @@ from PIL import Image
 from cips3d.data.images import ImageDataset, SkippedImagesWarning
 from cips3d.data.zip_tool import archive_name, folder_to_zip
 from cips3d.errors import UserError
+from cips3d.io.files import LeftoverFilesWarning
 from tests.data.test_images import make_folder, recorded_warnings, truncated_png, zip_folder
 
 
@@ -113,3 +114,23 @@ def test_bad_destinations_are_user_errors(tmp_path):
         folder_to_zip(archive, archive, 4, progress=False)
     with pytest.raises(UserError, match="at least 1 pixel"):
         folder_to_zip(source, tmp_path / "out.zip", 0, progress=False)
+
+
+def test_a_killed_writes_temporary_file_is_named_and_left_alone(tmp_path):
+    """A dataset write killed mid-way (kill -9, the OOM killer) leaves its temporary file; the next write
+    to that zip says so, and leaves it (another process may be writing it)."""
+    source = make_folder(tmp_path / "src", ["a.png"], size=(8, 8))
+    leftover = tmp_path / ".out.zip.k3j9x.tmp"
+    leftover.write_bytes(b"\0" * 2**20)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        folder_to_zip(source, tmp_path / "out.zip", 8, progress=False)
+    messages = [str(w.message) for w in caught if w.category is LeftoverFilesWarning]
+    assert len(messages) == 1 and "1 temporary file(s) of an interrupted write of out.zip" in messages[0]
+    assert "(1 MiB, e.g. .out.zip.k3j9x.tmp)" in messages[0] and leftover.exists()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        folder_to_zip(source, tmp_path / "other.zip", 8, progress=False)
+    assert not [
+        w for w in caught if w.category is LeftoverFilesWarning
+    ]  # another zip's leftovers are not its

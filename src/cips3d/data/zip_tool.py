@@ -31,7 +31,7 @@ from cips3d.data.images import (
     warn_skipped,
 )
 from cips3d.errors import ConfigError, UserError
-from cips3d.io.files import atomic_write
+from cips3d.io.files import atomic_write, warn_of_leftover_writes
 
 IMAGES_PER_FOLDER = 1000
 # PNG is lossless at every level; level 1 writes much faster than the default 6, and inflating (what
@@ -94,6 +94,7 @@ def write_image_zip(dest: str | os.PathLike, pngs: Iterable[bytes]) -> int:
     procedural generator) can feed it.
     """
     check_zip_destination(Path(dest))
+    warn_of_leftover_writes(dest)  # a dataset write killed earlier leaves a temporary file of its size
     count = 0
 
     def write(tmp: str) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +27,27 @@ def make_folder(folder: str | os.PathLike) -> Path:
             raise UserError(f"{part} is a file, so the folder {folder} cannot be made.")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+class LeftoverFilesWarning(UserWarning):
+    """Temporary files of an earlier write that was killed before it could clean up."""
+
+
+def warn_of_leftover_writes(path: str | os.PathLike) -> list[Path]:
+    """The temporary files `atomic_write` left beside `path` when its process was killed mid-write (kill
+    -9, the out-of-memory killer), with one warning naming them. They are not removed: another process
+    may be writing there now, and only the user knows."""
+    path = Path(path)
+    found = sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+    if found:
+        size = sum(p.stat().st_size for p in found) / 2**20
+        warnings.warn(
+            f"{len(found)} temporary file(s) of an interrupted write of {path.name} lie in {path.parent} "
+            f"({size:,.0f} MiB, e.g. {found[0].name}); delete them if no other cips3d is writing there.",
+            LeftoverFilesWarning,
+            stacklevel=2,
+        )
+    return found
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
