@@ -31,9 +31,14 @@ NOTHING = "would change nothing"
         ([*SAMPLE2D, "--fixation", "0.5,0"], f"--fixation {NOTHING} without --foveated"),
         ([*SAMPLE2D, "--view", "60"], "--view would change nothing without --pan"),
         ([*SAMPLE2D, "--fps", "12"], "--fps would change nothing without a video"),
+        (["sample", "--checkpoint", "m", "--init-seed", "3"], f"--init-seed {NOTHING} with --checkpoint"),
+        (["sample", *MODEL_3D, "--official-config", "x.json"], f"--official-config {NOTHING} without"),
+        (["mesh", *MODEL_3D, "--format", "obj", "--ascii"], f"--ascii {NOTHING} without PLY output"),
+        (["blend", "--source", "a", "--target", "b", "--video", "yaw", "--batch-size", "2"],
+         f"--batch-size {NOTHING} in a video"),
     ],
     ids=["random-pose-yaw", "space", "walk-options", "invert-frames", "fixed-camera", "camera-lr",
-         "fixation", "pan-view", "fps"],
+         "fixation", "pan-view", "fps", "init-seed", "official-config", "ascii", "blend-batch"],
 )  # fmt: skip
 def test_a_flag_that_would_change_nothing_is_refused(capsys, tmp_path, argv, message):
     code, _, err = run(capsys, *argv, "--outdir", str(tmp_path / "out"))
@@ -45,8 +50,8 @@ def test_the_3d_speed_options_are_refused_for_a_2d_model(capsys, tmp_path):
     save_generator2d(
         Generator2D(cips2d_preset("cips-tiny"), torch.Generator().manual_seed(0)), tmp_path / "m"
     )
-    code, _, err = run(
-        capsys, "view", "--checkpoint", str(tmp_path / "m"), "--precision", "bf16", "--compile"
-    )
-    assert code == 2 and err.count("\n") == 1
-    assert "--compile and --precision would change nothing for a 2D CIPS model" in err
+    view = ["view", "--checkpoint", str(tmp_path / "m")]
+    code, _, err = run(capsys, *view, "--precision", "float32", "--fast")
+    assert code == 2 and "--fast would change nothing" in err and "--precision" not in err
+    code, _, err = run(capsys, *view, "--preset", "tiny")
+    assert code == 2 and "--preset would change nothing for a 2D CIPS model" in err

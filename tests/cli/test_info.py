@@ -78,3 +78,10 @@ def test_the_lines_write_counts_with_thousands_separators(capsys, tmp_path, tiny
     code, text, _ = run(capsys, "info", str(tmp_path / "three"))
     count = sum(p.numel() for p in tiny_G.parameters())
     assert code == 0 and f"parameters  {count:,}" in text and count >= 1000
+
+
+def test_a_run_before_its_first_snapshot_is_named_as_a_run(capsys, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text('{"data": "x", "config": {}}')
+    code, _, err = run(capsys, "info", str(tmp_path / "run"))
+    assert code == 2 and "holds no complete training snapshot" in err and "config.json" not in err

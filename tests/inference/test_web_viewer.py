@@ -118,7 +118,11 @@ def test_cips3d_view_refuses_a_busy_port_in_one_sentence(capsys):
 
 @pytest.mark.parametrize(
     "flags, message",
-    [(["--seed", "-1"], "--seed must be in [0, 2147483647]"), (["--size", "5000"], "at most 4096 px")],
+    [
+        (["--seed", "-1"], "--seed must be from 0 to 2^63 - 1"),  # every command's check
+        (["--seed", str(2**31)], "--seed must be in [0, 2147483647]"),  # the viewer's own
+        (["--size", "5000"], "at most 4096 px"),
+    ],
 )
 def test_cips3d_view_refuses_a_seed_or_size_no_frame_could_use_before_serving(capsys, flags, message):
     code, _, err = run(capsys, "view", "--preset", "tiny", "--device", "cpu", "--port", "0", *flags)

@@ -138,11 +138,12 @@ def test_sigterm_finishes_the_step_and_stops_with_a_snapshot(tmp_path, blob_fold
         return iteration(stage, reals)
 
     monkeypatch.setattr(trainer, "_iteration", signalled_second_step)
+    before = signal.getsignal(signal.SIGTERM)
     assert trainer.run().global_step == 2  # of 4: the step under way finished, then the run stopped
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["reason"] == "stopped by signal" and records[-1]["step"] == 2
     assert load_snapshot(tmp_path / "run").state.global_step == 2
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are put back
+    assert signal.getsignal(signal.SIGTERM) is before  # the handlers are put back
 
 
 def test_a_resumed_run_cannot_be_warm_started(tmp_path, blob_folder):
@@ -159,9 +160,7 @@ def test_a_resumed_run_cannot_be_warm_started(tmp_path, blob_folder):
 def test_a_new_run_refuses_a_folder_that_holds_one(tmp_path, blob_folder):
     Trainer(micro_config(), tmp_path / "run", blob_folder, TrainOptions(progress=False, max_steps=1)).run()
     before = [p.name for p in list_snapshots(tmp_path / "run" / "snapshots")]
-    with pytest.raises(
-        ConfigError, match=f"{tmp_path / 'run'} already holds a run; continue it with --resume"
-    ):
+    with pytest.raises(ConfigError, match="already holds a run; continue it with cips3d train --resume"):
         Trainer(micro_config(), tmp_path / "run", blob_folder, QUIET)
     assert [p.name for p in list_snapshots(tmp_path / "run" / "snapshots")] == before
     assert Trainer.from_snapshot(tmp_path / "run", None, QUIET).state.global_step == 1  # a resume may

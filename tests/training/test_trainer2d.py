@@ -63,7 +63,7 @@ def test_resuming_with_another_config_and_bad_configs_are_refused(tmp_path, blob
     other = dataclasses.replace(CONFIG, batch_size=4)
     with pytest.raises(ConfigError, match=r"other settings \(batch_size 2 in the run, 4 now\)"):
         Trainer2D(other, tmp_path / "run", blob_folder, resume=True, progress=False)
-    with pytest.raises(ConfigError, match="already holds a run; continue it with --resume"):
+    with pytest.raises(ConfigError, match="already holds a run; continue it with cips3d train2d --resume"):
         Trainer2D(CONFIG, tmp_path / "run", blob_folder, progress=False)
     with pytest.raises(ConfigError, match="over a power of two"):
         Train2DConfig(generator="cips-tiny", patch=12)

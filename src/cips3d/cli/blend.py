@@ -31,6 +31,7 @@ from cips3d.models.generator3d import Generator3D
 from cips3d.rendering.cameras import Camera
 
 FRAMES, FPS = 30, 20.0  # videos: frames of a --video trajectory, frames per second
+BATCH = 4  # images rendered together
 
 EXAMPLES = """examples:
   cips3d blend --source ffhq.pth --source-preset ffhq --target cartoon.pth --target-preset ffhq --seeds 0-3
@@ -92,7 +93,9 @@ def add_parser(subparsers) -> None:
     v.add_argument("--fps", type=finite_float, default=FPS, help=f"frames per second (default {FPS:g})")
     v.add_argument("--format", choices=("mp4", "gif"), default="mp4", help="video format (default mp4)")
     o = p.add_argument_group("how and where")
-    o.add_argument("--batch-size", type=positive_int, default=4, help="images rendered together (default 4)")
+    o.add_argument(
+        "--batch-size", type=positive_int, default=BATCH, help=f"images rendered together (default {BATCH})"
+    )
     o.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     o.add_argument("--outdir", default="outputs/blend", help="output folder (default outputs/blend)")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -137,7 +140,8 @@ def _check_video(args: argparse.Namespace, s: BlendSettings, columns: int) -> st
     if args.video is None and args.sweep_frames is None:
         refuse_ignored({"--fps": args.fps != FPS, "--format": args.format != "mp4"}, "without a video")
         return None
-    refuse_ignored({"--deterministic": args.deterministic}, "in a video (videos are always deterministic)")
+    refuse_ignored({"--deterministic": args.deterministic, "--batch-size": args.batch_size != BATCH},
+                   "in a video (videos are deterministic and rendered frame by frame)")  # fmt: skip
     if args.video is not None:
         refuse_ignored({"--yaw": args.yaw != K.YAW_MEAN, "--pitch": args.pitch != K.PITCH_MEAN},
                        f"with --video {args.video} (its trajectory moves the camera)")  # fmt: skip

@@ -171,11 +171,14 @@ def _device(name: str) -> torch.device:
 def build_generator(args: argparse.Namespace, device: torch.device) -> Generator3D:
     """The model the arguments name: a checkpoint, or a preset with random init."""
     if args.checkpoint:
+        refuse_ignored({"--init-seed": args.init_seed != 0}, "with --checkpoint (its weights are read)")
         return load_generator(
             args.checkpoint, preset=args.preset, official_config=args.official_config, device=device
         )
     if args.preset is None:
         raise UserError("give --checkpoint PATH, or --preset NAME for a randomly initialised model.")
+    refuse_ignored({"--official-config": bool(args.official_config)},
+                   "without --checkpoint (it describes an official .pth)")  # fmt: skip
     generator = torch.Generator().manual_seed(args.init_seed)
     return Generator3D(generator_preset(args.preset), generator=generator).to(device).eval()
 
@@ -187,6 +190,9 @@ def checkpoint_generator2d(args: argparse.Namespace) -> Generator2D | None:
     if not args.checkpoint:
         return None
     if is_generator2d(args.checkpoint):
+        changed = {"--preset": bool(args.preset), "--official-config": bool(args.official_config),
+                   "--init-seed": args.init_seed != 0}  # fmt: skip
+        refuse_ignored(changed, "for a 2D CIPS model (it brings its own config and weights)")
         return load_generator2d(args.checkpoint)
     path = Path(args.checkpoint)
     if args.preset or args.official_config or not path.is_file() or path.suffix in (".safetensors", ".json"):
@@ -251,9 +257,10 @@ def refuse_ignored(changed: dict[str, bool], context: str) -> None:
 
 def refuse_speed_options(args: argparse.Namespace, what: str) -> None:
     """`add_precision_argument`'s options given for a model that renders without them (`what` it is)."""
-    names = ("fast", "compile", *SPEED_DEFAULTS)
-    changed = {f"--{name.replace('_', '-')}": bool(getattr(args, name, None)) for name in names}
-    refuse_ignored(changed, f"for {what}, which renders in float32 without them")
+    changed = {"--fast": args.fast, "--compile": args.compile}
+    for name, default in SPEED_DEFAULTS.items():
+        changed[f"--{name.replace('_', '-')}"] = getattr(args, name) not in (None, default)
+    refuse_ignored(changed, f"for {what}, which renders in float32 without such options")
 
 
 def add_fid_arguments(parser: argparse.ArgumentParser) -> None:

@@ -199,7 +199,7 @@ def _config(args: argparse.Namespace) -> InversionConfig:
     if args.fixed_camera:
         defaults = InversionConfig()
         changed = {"--camera-lr": args.camera_lr != defaults.camera_lr,
-                   "--camera-search": args.camera_search != defaults.camera_search}  # fmt: skip
+                   "--camera-search": args.camera_search not in (0, defaults.camera_search)}  # fmt: skip
         refuse_ignored(changed, "with --fixed-camera (the camera stays at --yaw/--pitch)")
     return InversionConfig(
         steps=args.steps, size=args.size, lr=args.lr, camera_lr=args.camera_lr,

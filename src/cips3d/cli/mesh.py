@@ -8,7 +8,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from cips3d.cli.common import add_model_arguments, build_generator, finite_float, positive_int, resolve_device
+from cips3d.cli.common import (
+    add_model_arguments,
+    build_generator,
+    finite_float,
+    positive_int,
+    refuse_ignored,
+    resolve_device,
+)
 from cips3d.errors import UserError
 from cips3d.inference.geometry import (
     DEFAULT_BOUND,
@@ -104,6 +111,8 @@ def _settings(args: argparse.Namespace) -> MeshSettings:
     if not formats or any(f not in MESH_FORMATS for f in formats):
         raise UserError(f"--format must be ply, obj or ply,obj, got {args.format!r}.")
     level, relative = parse_level(args.level)
+    if "ply" not in formats:
+        refuse_ignored({"--ascii": args.ascii}, "without PLY output (OBJ is always text)")
     return MeshSettings(seeds, level, relative, list(dict.fromkeys(formats)))
 
 

@@ -12,6 +12,7 @@ from cips3d.cli.common import (
     checkpoint_generator2d,
     finite_float,
     positive_int,
+    refuse_ignored,
     refuse_overwriting_inputs,
     resolve_device,
 )
@@ -71,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--metrics names no metric; give a comma-separated list such as swd,fid.")
     if not 0.0 <= args.psi <= 1.0:
         raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
+    if not {"fid", "kid"} & set(which):
+        refuse_ignored({"--inception": bool(args.inception)}, "without fid or kid in --metrics")
     if not Path(args.data).exists():
         raise UserError(f"no dataset at {args.data}.")
     if args.out:  # said now, not after the scoring

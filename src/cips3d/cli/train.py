@@ -32,13 +32,15 @@ EXAMPLES = """examples:
   torchrun --nproc_per_node 8 -m cips3d train --data faces.zip --preset ffhq --outdir runs/ffhq
                                                        # 8 GPUs, batch_size images on each per step
 
-Ctrl-C (or SIGTERM) finishes the current step, writes a snapshot and exits; --resume continues from it.
+Ctrl-C (or SIGTERM) finishes the current step, writes a snapshot and exits (code 130); --resume continues
+from it. A second Ctrl-C stops at once, leaving the snapshots already written intact.
 Under torchrun each process trains on --batch-size images per step (the official convention: the batch
 is per GPU), gradients are averaged across processes, and rank 0 writes every file; the run folder and
 the data must be reachable from every machine. A run resumes bit for bit on the same number of processes.
 """
 
 EXIT_STOPPED = 3  # training stopped itself (non-finite losses); a snapshot of the last good state exists
+EXIT_INTERRUPTED = 130  # stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it), after a snapshot
 
 
 def add_parser(subparsers) -> None:
@@ -123,7 +125,7 @@ def refuse_an_older_snapshot(path: Path) -> None:
 def _trainer(args: argparse.Namespace, options: TrainOptions) -> Trainer:
     if args.resume:
         names = ("preset", "init", "batch_size", "seed", "outdir")
-        changing = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n)]
+        changing = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) is not None]
         if changing:
             raise UserError(
                 f"--resume continues a run exactly, in its own folder; it cannot be combined with "
@@ -221,6 +223,11 @@ def _train(args: argparse.Namespace, world: World, device: torch.device) -> int:
             print(f"cips3d train: stopped: {err}")
         return EXIT_STOPPED
     stage = trainer.config.stages[state.stage]
+    if trainer.stopped_by_signal:
+        if world.is_main:
+            print(f"cips3d train: stopped at step {state.global_step}; snapshot written, --resume "
+                  f"{trainer.run_dir} continues.")  # fmt: skip
+        return EXIT_INTERRUPTED
     if world.is_main:
         print(
             f"{trainer.run_dir}: step {state.global_step}, stage {stage.name} "

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from cips3d.cli.common import add_fid_arguments, check_fid_arguments, positive_int, resolve_device
-from cips3d.cli.train import process_device, refuse_an_older_snapshot
+from cips3d.cli.train import EXIT_INTERRUPTED, process_device, refuse_an_older_snapshot
 from cips3d.config_2d import CIPS2D_PRESETS
 from cips3d.errors import UserError
 from cips3d.io.checkpoint2d import load_models2d
 from cips3d.training.distributed import join, leave, world_from_environment
-from cips3d.training.snapshot import recorded_data_path, resolve_snapshot
+from cips3d.training.snapshot import resolve_snapshot, resume_data
 from cips3d.training.trainer2d import RESUMABLE, Train2DConfig, Trainer2D, load_run2d
 
 # A new run's settings when their flags are left out (a resumed run keeps its own).
@@ -34,7 +34,6 @@ EXAMPLES = """examples:
 Ctrl-C (or SIGTERM) finishes the current iteration, writes a snapshot and exits (code 130); --resume
 continues from it. A second Ctrl-C stops at once, leaving the snapshots already written intact.
 """
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 def add_parser(subparsers) -> None:
@@ -132,8 +131,9 @@ def _new_config(args: argparse.Namespace) -> Train2DConfig:
     source_cap = models.D.config.max_channels if models.D is not None else None
     model = models.G.config.to_dict()
     cap = args.d_max_channels or source_cap
+    source = str(Path(args.init).resolve())  # recorded as the data's path is: a resume may run elsewhere
     return Train2DConfig(
-        **given | {"generator": "init", "init": str(args.init), "model": model, "d_max_channels": cap}
+        **given | {"generator": "init", "init": source, "model": model, "d_max_channels": cap}
     )
 
 
@@ -141,11 +141,15 @@ def _resumed_config(run_dir: Path, args: argparse.Namespace) -> Train2DConfig:
     """The run's own config, with the bookkeeping flags given; other flags must agree with the run."""
     config = load_run2d(run_dir, training_state=False)[1]
     given = _given(args)
-    own = config.to_dict() | {"d_max_channels": config.discriminator().max_channels}
+    # What a default stands for, so that giving that value is no change.
+    own = config.to_dict() | {
+        "d_max_channels": config.discriminator().max_channels,
+        "width": config.generator_config().grid_width,
+    }
     if config.init is not None:
         own["generator"] = f"none, it fine-tunes {config.init}"
     conflicts = [
-        f"{_flag(name)} {value} (the run's: {own[name]})"
+        f"{_flag(name)}{'' if value is True else f' {value}'} (the run's: {_shown(own[name])})"
         for name, value in given.items()
         if name not in RESUMABLE and value != own[name] and not _same_file(name, value, own[name])
     ]
@@ -157,19 +161,29 @@ def _resumed_config(run_dir: Path, args: argparse.Namespace) -> Train2DConfig:
     return dataclasses.replace(config, **{k: v for k, v in given.items() if k in RESUMABLE})
 
 
+def _shown(value: Any) -> str:
+    """A run setting in words: switches on/off, an unset one 'not set'."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return "not set" if value is None else str(value)
+
+
 def _same_file(name: str, given: Any, own: Any) -> bool:
     return name == "init" and own is not None and Path(given).resolve() == Path(own).resolve()
 
 
 def _run_folder(args: argparse.Namespace) -> Path:
     """The run's folder: --outdir, or the run --resume names (which must be its newest snapshot)."""
-    if args.resume in (None, True):
+    if args.resume is None:
         if not args.outdir:
-            raise UserError("give --outdir (the run folder)" + (" to resume." if args.resume else "."))
+            raise UserError("give --outdir (the run folder).")
         return Path(args.outdir)
-    refuse_an_older_snapshot(Path(args.resume))
-    run_dir = resolve_snapshot(args.resume).parent.parent
-    if args.outdir and Path(args.outdir).resolve() != run_dir.resolve():
+    where = args.outdir if args.resume is True else args.resume  # a run, its snapshots/ or its newest
+    if where is None:
+        raise UserError("give the run to continue: --resume RUN.")
+    refuse_an_older_snapshot(Path(where))
+    run_dir = resolve_snapshot(where).parent.parent
+    if args.outdir and Path(args.outdir).resolve() not in (run_dir.resolve(), Path(where).resolve()):
         raise UserError(f"--resume {args.resume} continues the run in {run_dir}; leave out --outdir.")
     return run_dir
 
@@ -179,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--minutes must be positive, got {args.minutes}.")
     run_dir, resume = _run_folder(args), args.resume is not None
     config = _resumed_config(run_dir, args) if resume else _new_config(args)
-    data = args.data or (recorded_data_path(run_dir) if resume else None)
+    data = resume_data(run_dir, args.data) if resume else args.data
     if data is None:
         raise UserError("give --data (an image folder or dataset zip).")
     check_fid_arguments(args)
@@ -191,6 +205,11 @@ def run(args: argparse.Namespace) -> int:
                             fid_images=args.fid or 0, inception=args.inception)  # fmt: skip
         if args.init and not resume and world.is_main:
             print(f"cips3d train2d: fine-tuning, {trainer.started_from}.")
+        step = trainer.state.global_step
+        if step >= args.max_steps:  # a resume with nothing left to do touches no file
+            if world.is_main:
+                print(f"{run_dir}: already at step {step} (--max-steps {args.max_steps}); nothing to do.")
+            return 0
         path = trainer.run(args.max_steps, args.minutes)
         if trainer.stopped_by_signal:
             if world.is_main:

@@ -98,8 +98,9 @@ def run(args: argparse.Namespace) -> int:
         styles = fitted_styles(args, G).styles if args.styles else None
         server = _listen(args, lambda: make_server(G, render, args.host, args.port, styles, args.seed))
         what = f"{args.size} px"
+    previous = None
     if threading.current_thread() is threading.main_thread():  # SIGTERM stops it as Ctrl-C does
-        signal.signal(signal.SIGTERM, _interrupt)
+        previous = signal.signal(signal.SIGTERM, _interrupt)
     host, port = server.server_address[:2]
     print(f"cips3d view: open http://{host}:{port} ({what} on {device}); Ctrl-C stops.", flush=True)
     try:
@@ -108,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
         print("cips3d view: stopped.")
     finally:
         server.server_close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -45,7 +45,8 @@ def describe(path: str | os.PathLike) -> Lines:
     path = Path(path)
     if not path.exists():
         raise UserError(f"there is nothing at {path}.")
-    if path.is_dir() and ((path / "state.json").is_file() or (path / "snapshots").is_dir()):
+    run_files = ("state.json", "snapshots", "run.json")  # a snapshot, or a run (perhaps before its first)
+    if path.is_dir() and any((path / name).exists() for name in run_files):
         return _run(path)
     if path.is_dir() or names_model_file(path):
         return _folder(model_folder_of(path))

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from cips3d.errors import CheckpointError
+from cips3d.config_2d import is_2d_run_config
+from cips3d.errors import CheckpointError, ConfigError
 from cips3d.io.files import atomic_write
 
 FORMAT = "cips3d.training-snapshot"
@@ -181,6 +182,51 @@ def recorded_data_path(run_dir: str | os.PathLike) -> Path:
         return Path(json.loads((Path(run_dir) / RUN_RECORD).read_text())["data"])
     except (OSError, KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{run_dir} does not record its dataset; pass --data.") from err
+
+
+def resume_data(run_dir: str | os.PathLike, given: str | os.PathLike | None) -> Path:
+    """The dataset a resumed run trains on: the one it recorded, or `given` when that one has moved (a
+    run goes on with its own data; another dataset would make its scores and data order meaningless)."""
+    try:
+        recorded = recorded_data_path(run_dir)
+    except CheckpointError:
+        if given is None:
+            raise
+        return Path(given)  # a run from before run.json was written
+    if given is None:
+        if not recorded.exists():
+            raise CheckpointError(
+                f"the run's dataset {recorded} (recorded in its run.json) is gone; give --data with where "
+                "it is now."
+            )
+        return recorded
+    if recorded.exists() and Path(given).resolve() != recorded.resolve():
+        raise CheckpointError(
+            f"{run_dir} trains on {recorded}; --resume goes on with the run's own data (give --data only "
+            "when it has moved), or start a new run with --init to train on other images."
+        )
+    return Path(given)
+
+
+def check_run_folder(run_dir: str | os.PathLike) -> None:
+    """A run must not be written inside another run's snapshots/ folder: pruning would delete it."""
+    path = Path(run_dir).resolve()
+    for folder in (path, *path.parents):
+        if folder.name == "snapshots" and list_snapshots(folder):
+            raise ConfigError(
+                f"{run_dir} lies inside the snapshots of the run in {folder.parent}, whose pruning would "
+                f"delete it; continue that run with --resume {folder.parent}, or pick another --outdir."
+            )
+
+
+def trainer_command(run_dir: str | os.PathLike) -> str:
+    """'cips3d train2d' or 'cips3d train': the command that continues the run in `run_dir`."""
+    try:
+        meta = json.loads((resolve_snapshot(run_dir) / "state.json").read_text())
+        two_d = is_2d_run_config(meta.get("config") or {})
+    except (CheckpointError, OSError, ValueError, AttributeError):
+        two_d = False
+    return "cips3d train2d" if two_d else "cips3d train"
 
 
 def resolve_snapshot(path: str | os.PathLike) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -27,9 +28,10 @@ class StopRequests:
         self.requested = True
 
     @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
+    def installed(self, announce: bool = True) -> Iterator[None]:
         """SIGINT / SIGTERM handlers for the duration (main thread only: Python delivers signals there);
-        the previous handlers come back afterwards, whatever happens."""
+        the previous handlers come back afterwards, whatever happens. `announce`: say on stderr, at the
+        first signal, what happens next (one process of several announces)."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -37,6 +39,9 @@ class StopRequests:
         def handler(signum, frame) -> None:
             if self.requested and signum == signal.SIGINT:
                 raise KeyboardInterrupt
+            if announce and not self.requested:
+                print("\ncips3d: stopping after this step, with a snapshot (Ctrl-C again stops at once).",
+                      file=sys.stderr, flush=True)  # fmt: skip
             self.request()
 
         previous = {sig: signal.signal(sig, handler) for sig in SIGNALS}

@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from cips3d.config import RenderConfig
+from cips3d.config_2d import is_2d_run_config
 from cips3d.data.images import ImageDataset, to_float
 from cips3d.data.sampler import InfiniteSampler
 from cips3d.errors import CheckpointError, ConfigError
@@ -43,12 +44,14 @@ from cips3d.training.snapshot import (
     Snapshot,
     TrainState,
     capture_rng,
+    check_run_folder,
     list_snapshots,
     load_snapshot,
     prune_snapshots,
-    recorded_data_path,
     restore_rng,
+    resume_data,
     snapshot_name,
+    trainer_command,
     write_run_record,
     write_snapshot,
 )
@@ -113,10 +116,11 @@ class Trainer:
         continuing: bool = False,
     ) -> None:
         self.config, self.run_dir, self.data, self.options = config, Path(run_dir), Path(data), options
+        check_run_folder(self.run_dir)
         if not continuing and list_snapshots(self.run_dir / "snapshots"):
             raise ConfigError(
-                f"{self.run_dir} already holds a run; continue it with --resume {self.run_dir} or pick "
-                "another --outdir."
+                f"{self.run_dir} already holds a run; continue it with {trainer_command(self.run_dir)} "
+                f"--resume {self.run_dir}, or pick another --outdir."
             )
         device = options.device
         self.G = Generator3D(config.generator, generator=torch.Generator().manual_seed(config.seed)).to(
@@ -139,6 +143,8 @@ class Trainer:
         self._datasets: dict[int, ImageDataset] = {}
         self._written: tuple[str, int] | None = None  # (name, stage) of the last snapshot this process wrote
         self._stops = StopRequests()  # Ctrl-C / SIGTERM: stop after this step, with a snapshot
+        self.stopped_by_signal = False
+        """Set when the run stopped on a signal (or `request_stop`) rather than at a limit or the end."""
         self._started = time.monotonic()
         # Loaded once, now: a missing weights file is said before training, not at the first snapshot.
         self._fid_network = InceptionExtractor.load(options.inception, device) if options.fid_images else None
@@ -151,13 +157,13 @@ class Trainer:
         """Continue the run a snapshot (or the newest snapshot of a run folder) belongs to; `changes` may
         set the config's RESUMABLE fields, which decide what is written, not what is trained."""
         snap = load_snapshot(path)
+        run_dir = snap.path.parent.parent
+        if is_2d_run_config(snap.config):
+            raise ConfigError(f"{run_dir} is a 2D CIPS training run; cips3d train2d --resume continues it.")
         if set(changes) - set(RESUMABLE):
             raise ConfigError(f"a resume can change only {', '.join(RESUMABLE)}, not {', '.join(changes)}.")
         config = dataclasses.replace(TrainConfig.from_dict(snap.config), **changes)
-        run_dir = snap.path.parent.parent
-        if data is None:
-            data = recorded_data_path(run_dir)
-        trainer = cls(config, run_dir, data, options, continuing=True)
+        trainer = cls(config, run_dir, resume_data(run_dir, data), options, continuing=True)
         trainer._load_weights(snap)
         trainer.state = snap.state
         trainer._restore_rng(snap.rng)
@@ -211,7 +217,7 @@ class Trainer:
         else:
             monitor = SilentMonitor()
         try:
-            with self._stops.installed(), tf32_matmuls(self.options.tf32, self.options.device):
+            with self._stops.installed(world.is_main), tf32_matmuls(self.options.tf32, self.options.device):
                 self._loop(monitor)
         finally:
             monitor.close()
@@ -426,6 +432,7 @@ class Trainer:
             o.device,
         )
         if signalled:
+            self.stopped_by_signal = True
             return "stopped by signal"
         if steps:
             return f"reached {o.max_steps} steps"

@@ -50,12 +50,14 @@ from cips3d.training.snapshot import (
     Snapshot,
     TrainState,
     capture_rng,
+    check_run_folder,
     list_snapshots,
     load_snapshot,
     prune_snapshots,
     resolve_snapshot,
     restore_rng,
     snapshot_name,
+    trainer_command,
     write_run_record,
     write_snapshot,
 )
@@ -210,10 +212,11 @@ class Trainer2D:
         """`fid_images` > 0 also scores every snapshot by FID on that many images (`inception`: the FID
         network's weights, None the default file); how a run is scored is not part of its config."""
         self.config, self.run_dir, self.device = config, Path(run_dir), torch.device(device)
+        check_run_folder(self.run_dir)
         if not resume and list_snapshots(self.run_dir / "snapshots"):
             raise ConfigError(
-                f"{self.run_dir} already holds a run; continue it with --resume {self.run_dir} or pick "
-                "another --outdir."
+                f"{self.run_dir} already holds a run; continue it with {trainer_command(self.run_dir)} "
+                f"--resume {self.run_dir}, or pick another --outdir."
             )
         self.data, self.fid_images = data, fid_images
         # Loaded once, now: a missing weights file is said before training, not at the first snapshot.
@@ -300,7 +303,7 @@ class Trainer2D:
         if self.world.is_main:  # what a resume reads its dataset's path from
             write_run_record(self.run_dir, self.data, self.config.to_dict())
         try:
-            with self._stops.installed():
+            with self._stops.installed(self.world.is_main):
                 self._loop(max_steps, deadline, monitor)
                 path = self.snapshot()
                 self._report(path, monitor)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from cips3d.config_2d import is_2d_run_config
 from cips3d.convert.official_d import load_official_discriminator
 from cips3d.errors import CheckpointError, first_line
 from cips3d.io.checkpoint import (
@@ -65,6 +66,10 @@ def warm_start(
         _copy(G_ema, loaded, "generator")
         return "G and G_ema from an official generator file (D starts fresh)"
     snap = load_snapshot(source, training_state=False)
+    if is_2d_run_config(snap.config):
+        raise CheckpointError(
+            f"{source} is a 2D CIPS training run; cips3d train2d --init fine-tunes from it."
+        )
     if TrainConfig.from_dict(snap.config).generator != config.generator:
         raise CheckpointError(f"{snap.path} was trained with another generator architecture.")
     for module, state, what in ((G, snap.G, "G"), (G_ema, snap.G_ema, "G_ema"), (D, snap.D, "D")):

@@ -1,0 +1,105 @@
+"""What stops a run from being lost or changed by a resume: runs inside another run's snapshots, a resume
+on other data, settings given again, a resume with nothing to do, a run of the other kind, and how a
+stopped `train` reports itself."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+
+from cips3d.training.snapshot import list_snapshots, load_snapshot
+from cips3d.training.trainer import Trainer
+from tests.cli.helpers import run
+
+TINY_2D = ["--batch-size", "2", "--snapshot-every", "1", "--quiet", "--device", "cpu"]
+TINY_3D = ["--preset", "tiny", "--batch-size", "2", "--preview-every", "1000", "--quiet", "--device", "cpu"]
+
+
+def train2d(capsys, *argv: str):
+    return run(capsys, "train2d", *argv, *TINY_2D)
+
+
+def names(run_dir) -> list[str]:
+    return [p.name for p in list_snapshots(run_dir / "snapshots")]
+
+
+def test_no_run_is_written_inside_another_runs_snapshots(capsys, tmp_path, blob_folder):
+    out = tmp_path / "run"
+    assert train2d(capsys, "--data", str(blob_folder), "--outdir", str(out), "--max-steps", "2")[0] == 0
+    inside = out / "snapshots" / "step-000000002"
+    code, _, err = train2d(capsys, "--data", str(blob_folder), "--outdir", str(inside), "--max-steps", "1")
+    assert code == 2 and f"lies inside the snapshots of the run in {out}" in err
+    code, _, err = run(
+        capsys, "train", "--data", str(blob_folder), "--outdir", str(out / "snapshots"), *TINY_3D
+    )
+    assert code == 2 and "lies inside the snapshots" in err
+    # --resume --outdir SNAPSHOT is --resume SNAPSHOT: an older one is refused, the newest continues the run.
+    code, _, err = train2d(capsys, "--resume", "--outdir", str(out / "snapshots" / "step-000000001"),
+                           "--max-steps", "3")  # fmt: skip
+    assert code == 2 and "has newer snapshots than step-000000001" in err
+    assert train2d(capsys, "--resume", "--outdir", str(out / "snapshots"), "--max-steps", "3")[0] == 0
+    assert names(out) == ["step-000000001", "step-000000002", "step-000000003"]
+    assert not (inside / "snapshots").exists() and not (out / "snapshots" / "run.json").exists()
+
+
+def test_a_resume_goes_on_with_its_own_data(capsys, tmp_path, blob_folder):
+    data, other, out = tmp_path / "data", tmp_path / "other", tmp_path / "run"
+    shutil.copytree(blob_folder, data)
+    shutil.copytree(blob_folder, other)
+    assert train2d(capsys, "--data", str(data), "--outdir", str(out), "--max-steps", "1")[0] == 0
+    code, _, err = train2d(capsys, "--resume", str(out), "--data", str(other), "--max-steps", "2")
+    assert code == 2 and f"trains on {data}; --resume goes on with the run's own data" in err
+    data.rename(tmp_path / "moved")
+    code, _, err = train2d(capsys, "--resume", str(out), "--max-steps", "2")
+    assert code == 2 and f"the run's dataset {data} (recorded in its run.json) is gone; give --data" in err
+    code, _, err = train2d(
+        capsys, "--resume", str(out), "--data", str(tmp_path / "moved"), "--max-steps", "2"
+    )
+    assert code == 0, err
+    assert load_snapshot(out).state.global_step == 2 and names(out) == ["step-000000001", "step-000000002"]
+
+
+def test_settings_given_again_are_compared_in_words_and_a_finished_resume_touches_nothing(
+    capsys, tmp_path, blob_folder
+):
+    out = tmp_path / "run"
+    assert train2d(capsys, "--data", str(blob_folder), "--outdir", str(out), "--max-steps", "2")[0] == 0
+    code, _, err = train2d(capsys, "--resume", str(out), "--xflip", "--width", "32", "--max-steps", "3")
+    assert code == 2 and "other settings than --xflip (the run's: off):" in err and "--width" not in err
+    files = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    code, text, err = train2d(capsys, "--resume", str(out), "--max-steps", "1")
+    assert code == 0 and "already at step 2 (--max-steps 1); nothing to do." in text, err
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == files
+
+
+def test_a_run_of_the_other_kind_is_named_as_such(capsys, tmp_path, blob_folder):
+    two_d = tmp_path / "two_d"
+    assert train2d(capsys, "--data", str(blob_folder), "--outdir", str(two_d), "--max-steps", "1")[0] == 0
+    code, _, err = run(capsys, "train", "--resume", str(two_d), "--quiet")
+    assert code == 2 and "is a 2D CIPS training run; cips3d train2d --resume continues it" in err
+    code, _, err = run(capsys, "train", "--data", str(blob_folder), "--init", str(two_d), "--outdir",
+                       str(tmp_path / "t"), *TINY_3D)  # fmt: skip
+    assert code == 2 and "is a 2D CIPS training run; cips3d train2d --init fine-tunes from it" in err
+    code, _, err = run(capsys, "train", "--data", str(blob_folder), "--outdir", str(two_d), *TINY_3D)
+    assert code == 2 and f"continue it with cips3d train2d --resume {two_d}" in err
+
+
+def test_train_stopped_by_a_signal_exits_130_and_a_resume_refuses_seed_0(
+    capsys, tmp_path, blob_folder, monkeypatch
+):
+    iteration = Trainer._iteration
+
+    def signalled(self, stage, reals):
+        if self.state.global_step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return iteration(self, stage, reals)
+
+    monkeypatch.setattr(Trainer, "_iteration", signalled)
+    out = tmp_path / "run"
+    code, text, err = run(capsys, "train", "--data", str(blob_folder), "--outdir", str(out), "--max-steps",
+                          "4", *TINY_3D)  # fmt: skip
+    assert code == 130 and f"stopped at step 2; snapshot written, --resume {out} continues" in text, err
+    assert "stopping after this step" in err and load_snapshot(out).state.global_step == 2
+    code, _, err = run(capsys, "train", "--resume", str(out), "--seed", "0", "--quiet")
+    assert code == 2 and "cannot be combined with --seed" in err
