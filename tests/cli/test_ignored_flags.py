@@ -36,9 +36,12 @@ NOTHING = "would change nothing"
         (["mesh", *MODEL_3D, "--format", "obj", "--ascii"], f"--ascii {NOTHING} without PLY output"),
         (["blend", "--source", "a", "--target", "b", "--video", "yaw", "--batch-size", "2"],
          f"--batch-size {NOTHING} in a video"),
+        (["video", *MODEL_3D, "--styles", "s.safetensors", "--seeds", "3"], f"--seeds {NOTHING} with"),
+        (["multiview", *MODEL_3D, "--styles", "s.safetensors", "--seeds", "3"], f"--seeds {NOTHING} with"),
     ],
     ids=["random-pose-yaw", "space", "walk-options", "invert-frames", "fixed-camera", "camera-lr",
-         "fixation", "pan-view", "fps", "init-seed", "official-config", "ascii", "blend-batch"],
+         "fixation", "pan-view", "fps", "init-seed", "official-config", "ascii", "blend-batch",
+         "video-styles-seeds", "multiview-styles-seeds"],
 )  # fmt: skip
 def test_a_flag_that_would_change_nothing_is_refused(capsys, tmp_path, argv, message):
     code, _, err = run(capsys, *argv, "--outdir", str(tmp_path / "out"))

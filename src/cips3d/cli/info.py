@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _words(value: str | int | float) -> str:
-    """A value of `describe` as text: counts with thousands separators, scores to four digits."""
+    """A value of `describe` as text: counts with thousands separators, scores to six digits."""
     if isinstance(value, (bool, str)):
         return str(value)
-    return f"{value:,}" if isinstance(value, int) else f"{value:.4g}"
+    return f"{value:,}" if isinstance(value, int) else f"{value:.6g}"

@@ -16,6 +16,7 @@ from cips3d.cli.common import (
     finite_float,
     fitted_styles,
     positive_int,
+    refuse_ignored,
     resolve_device,
 )
 from cips3d.config import RenderConfig
@@ -33,6 +34,8 @@ from cips3d.inference.multiview import (
 )
 from cips3d.inference.sample import parse_seeds
 from cips3d.io.images import make_grid, save_png, to_uint8
+
+SEEDS = "0-3"  # the default of --seeds
 
 EXAMPLES = """examples:
   cips3d multiview --preset tiny --seeds 0-3 --yaws 5 --pitches 3 --size 64
@@ -61,7 +64,7 @@ def add_parser(subparsers) -> None:
     )
     add_model_arguments(p)
     g = p.add_argument_group("what to render")
-    g.add_argument("--seeds", default="0-3", help="seeds as a list and/or ranges (default 0-3)")
+    g.add_argument("--seeds", default=SEEDS, help=f"seeds as a list and/or ranges (default {SEEDS})")
     g.add_argument(
         "--styles", help="instead of seeds: the styles.safetensors of `cips3d invert` (grid <name>.png)"
     )
@@ -113,6 +116,8 @@ def parse_angles(text: str, sweep: tuple[float, float], option: str) -> list[flo
 def _settings(args: argparse.Namespace) -> MultiviewSettings:
     """Check every option before a model is loaded."""
     seeds = parse_seeds(args.seeds)
+    if args.styles:
+        refuse_ignored({"--seeds": args.seeds != SEEDS}, "with --styles (the fitted styles replace them)")
     yaws = parse_angles(args.yaws, YAW_SWEEP, "--yaws")
     pitches = parse_angles(args.pitches, PITCH_SWEEP, "--pitches")
     if not 0.0 <= args.psi <= 1.0:

@@ -39,6 +39,7 @@ from cips3d.io.video import check_video_target, mp4_available, write_video
 from cips3d.models.generator3d import Generator3D
 
 FORMATS = ("mp4", "gif")
+SEEDS = "0"  # the default of --seeds
 WALK = {"space": "z", "method": "slerp", "steps_between": 30}  # --interpolate's options, their defaults
 
 EXAMPLES = """examples:
@@ -64,7 +65,9 @@ def add_parser(subparsers) -> None:
     )
     add_model_arguments(p)
     g = p.add_argument_group("what to render")
-    g.add_argument("--seeds", default="0", help="seeds as a list and/or ranges, e.g. 0-3,42 (default 0)")
+    g.add_argument(
+        "--seeds", default=SEEDS, help=f"seeds as a list and/or ranges, e.g. 0-3,42 (default {SEEDS})"
+    )
     g.add_argument(
         "--styles", help="instead of seeds: the styles.safetensors of `cips3d invert` (video <name>.mp4)"
     )
@@ -145,6 +148,8 @@ def _check_numbers(args: argparse.Namespace, seeds: list[int]) -> None:
     check_frame_rate(args.fps)
     if not 0.0 <= args.psi <= 1.0:
         raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
+    if args.styles and not args.interpolate:
+        refuse_ignored({"--seeds": args.seeds != SEEDS}, "with --styles (the fitted styles replace them)")
     if not args.interpolate:
         changed = {
             f"--{name.replace('_', '-')}": getattr(args, name) != value for name, value in WALK.items()
