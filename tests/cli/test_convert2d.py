@@ -57,7 +57,7 @@ def test_convert_back_to_the_official_layout(tmp_path, capsys):
 def test_2d_mistakes_end_in_one_sentence(tmp_path, capsys):
     _official_checkpoint(tmp_path / "cips.pt")
     code, _, err = run(capsys, "convert", str(tmp_path / "cips.pt"), str(tmp_path / "x"), "--preset", "ffhq")
-    assert code == 2 and "architecture is read from its tensors" in err
+    assert code == 2 and "a 2D CIPS model brings its own architecture" in err
     assert run(capsys, "convert", str(tmp_path / "cips.pt"), str(tmp_path / "ours"))[0] == 0
     code, _, err = run(
         capsys, "sample", "--checkpoint", str(tmp_path / "ours"), "--outdir", str(tmp_path / "o")

@@ -141,3 +141,11 @@ def test_interpolate_writes_a_walk_from_seed_to_seed(capsys, tmp_path, run_dir):
     assert len(frames) == 7 and frames[0].shape == (32, 32, 3) and "7 frames from seed to seed" in text
     code, _, err = run(capsys, *where, "--seeds", "1", "--interpolate", "3")
     assert code == 2 and "two seeds or more" in err
+
+
+def test_convert_exports_a_runs_g_ema_as_a_2d_model_folder(capsys, tmp_path, run_dir):
+    code, text, err = run(capsys, "convert", str(run_dir), str(tmp_path / "model"))
+    assert code == 0 and "a 2D CIPS generator" in text, err
+    exported, trained = load_generator2d(tmp_path / "model"), load_generator2d(run_dir)
+    assert exported.config == trained.config
+    assert all(torch.equal(v, trained.state_dict()[k]) for k, v in exported.state_dict().items())

@@ -22,12 +22,14 @@ from cips3d.io.checkpoint import (
 from cips3d.io.checkpoint2d import (
     generator2d_from_official,
     is_generator2d,
+    load_generator2d,
     load_models2d,
     official_checkpoint2d,
     official_generator_state,
     save_generator2d,
 )
 from cips3d.io.files import atomic_write
+from cips3d.models.generator2d import Generator2D
 
 EXAMPLES = """examples:
   cips3d convert G_ema.pth ffhq-cips3d --preset ffhq
@@ -35,6 +37,7 @@ EXAMPLES = """examples:
   cips3d convert ffhq-cips3d G_ema_official.pth --to-official
   cips3d convert churches.pt churches-cips2d          # an official 2D CIPS checkpoint (its g_ema)
   cips3d convert churches-cips2d churches_again.pt --to-official
+  cips3d convert runs/cips2d cips2d-model                 # a train2d run's G_ema, as a 2D model folder
 """
 
 
@@ -82,10 +85,14 @@ def _to_official(args: argparse.Namespace, target: Path) -> int:
 
 
 def _convert_2d(args: argparse.Namespace, content: object, source: Path, target: Path) -> int:
-    if args.preset or args.official_config:
-        raise UserError("--preset and --official-config are for CIPS-3D weights; a 2D CIPS "
-                        "checkpoint's architecture is read from its tensors.")  # fmt: skip
     G = generator2d_from_official(official_generator_state(content, source, "G_ema"))
+    return _save_2d(args, G, target)
+
+
+def _save_2d(args: argparse.Namespace, G: Generator2D, target: Path) -> int:
+    if args.preset or args.official_config:
+        raise UserError("--preset and --official-config are for CIPS-3D weights; a 2D CIPS model "
+                        "brings its own architecture.")  # fmt: skip
     save_generator2d(G, target)
     params = sum(p.numel() for p in G.parameters())
     print(f"wrote {target}/ (a 2D CIPS generator, {params:,} parameters)")
@@ -110,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
     for name in (WEIGHTS_FILE, CONFIG_FILE):
         refuse_overwriting_inputs(target / name, args.source)
     source = Path(args.source)
+    if is_generator2d(source):  # a train2d run (its G_ema) or a 2D model folder
+        return _save_2d(args, load_generator2d(source), target)
     if not (source.is_file() and source.suffix not in (".safetensors", ".json")):
         G = load_generator(source, preset=args.preset, official_config=args.official_config)
     else:
