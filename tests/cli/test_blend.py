@@ -96,6 +96,12 @@ def test_bad_options_are_refused_before_any_model_is_loaded(tmp_path, capsys, ar
     assert code == 2 and len(lines) == 1 and message in lines[0] and "Traceback" not in err
 
 
+def test_a_models_own_config_refuses_its_side_preset_by_name(tmp_path, capsys, models):
+    code, _, err = run(capsys, "blend", "--source", str(models[0]), "--source-preset", "tiny", "--target",
+                       str(models[1]), "--quiet", "--outdir", str(tmp_path))  # fmt: skip
+    assert code == 2 and "carries its own config; --source-preset is for an official .pth source" in err
+
+
 def test_models_of_different_shapes_are_refused(tmp_path, capsys, models, small_G):
     save_generator(small_G, tmp_path / "small")
     code, _, err = run(

@@ -24,7 +24,7 @@ from cips3d.inference.blend import (
 from cips3d.inference.sample import parse_seeds, sample_seeds
 from cips3d.inference.trajectories import make_trajectory
 from cips3d.inference.video import side_by_side_frames
-from cips3d.io.checkpoint import load_generator
+from cips3d.io.checkpoint import load_generator, names_model_file
 from cips3d.io.images import make_grid, save_png, to_uint8
 from cips3d.io.video import check_video_target, mp4_available, write_video
 from cips3d.models.generator3d import Generator3D
@@ -129,7 +129,11 @@ def _settings(args: argparse.Namespace) -> BlendSettings:
     return BlendSettings(seeds, gammas, layers, render, PoseConfig.fixed(args.yaw, args.pitch))
 
 
-def _load(path: str, preset: str | None, device) -> Generator3D:
+def _load(path: str, preset: str | None, device, side: str) -> Generator3D:
+    """The --source or --target model (`side`); its --SIDE-preset only for an official .pth."""
+    folder = Path(path).is_dir() or names_model_file(path)
+    if preset is not None and folder:
+        raise UserError(f"{path} carries its own config; --{side}-preset is for an official .pth {side}.")
     return load_generator(path, preset=preset, device=device)
 
 
@@ -180,8 +184,8 @@ def run(args: argparse.Namespace) -> int:
     s = _settings(args)
     suffix = _check_video(args, s, columns=2 + len(s.gammas))
     device = resolve_device(args.device)
-    source = _load(args.source, args.source_preset, device)
-    target = _load(args.target, args.target_preset, device)
+    source = _load(args.source, args.source_preset, device, "source")
+    target = _load(args.target, args.target_preset, device, "target")
     check_same_architecture(source, target)
     models = [source, target] + [
         blend_generators(source, target, g, s.layers, args.blend_inr_mapping) for g in s.gammas
