@@ -81,7 +81,7 @@ def test_panoramas_are_packed_whole_at_their_width(tmp_path, capsys):
     args = ["dataset", str(source), str(tmp_path / "p.zip"), "--resolution", "8", "--width", "16", "--quiet"]
     code, out, err = run(capsys, *args, "--whole")
     assert code == 0, err
-    assert "1 images of 16x8" in out
+    assert "1 image of 16x8" in out
     packed = ImageDataset(tmp_path / "p.zip", resolution=8, width=16, whole=True)[0]
     assert packed[0, :, 0].min() > 200 and packed[2, :, -1].min() > 200  # both ends kept
     code, out, err = run(capsys, *args[:2], str(tmp_path / "c.zip"), *args[3:])  # cropped to the aspect

@@ -86,7 +86,7 @@ def test_fitted_styles_get_their_own_grid(tmp_path, capsys, tiny_G):
         "--size", str(SIZE), "--yaws", "1.3,1.8", "--pitches", "1.5708", "--deterministic",
         "--outdir", str(tmp_path / "out"), "--quiet",
     )  # fmt: skip
-    assert code == 0 and "wrote 1 grids" in stdout
+    assert code == 0 and "wrote 1 grid of" in stdout
     grid = np.asarray(Image.open(tmp_path / "out" / "photo.png"))
     render = RenderConfig(img_size=SIZE, deterministic=True)
     for col, yaw in enumerate((1.3, 1.8)):

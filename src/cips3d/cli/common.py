@@ -312,6 +312,11 @@ def add_chunk_rows_argument(group) -> None:
     )
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """'1 image', '3 images' (`plural` for nouns that do not just take an s)."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     return int_at_least(text, 1)

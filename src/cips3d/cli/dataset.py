@@ -6,7 +6,7 @@ import argparse
 import sys
 import warnings
 
-from cips3d.cli.common import image_side, positive_int
+from cips3d.cli.common import counted, image_side, positive_int
 from cips3d.data.images import SkippedImagesWarning
 from cips3d.data.lfw import write_lfw_dataset
 from cips3d.data.panorama import write_panorama_dataset
@@ -136,20 +136,20 @@ def run_panorama(args: argparse.Namespace) -> int:
     stats = write_panorama_dataset(
         args.dest, args.count, args.height, args.width, args.seed, progress=not args.quiet
     )
-    print(f"wrote {stats.count} panoramas of {stats.width}x{stats.height} to {stats.dest}")
+    print(f"wrote {counted(stats.count, 'panorama')} of {stats.width}x{stats.height} to {stats.dest}")
     return 0
 
 
 def run_synth(args: argparse.Namespace) -> int:
     stats = write_synth_dataset(args.dest, args.count, args.resolution, args.seed, progress=not args.quiet)
-    print(f"wrote {stats.count} images of {stats.resolution}x{stats.resolution} to {stats.dest}")
+    print(f"wrote {counted(stats.count, 'image')} of {stats.resolution}x{stats.resolution} to {stats.dest}")
     print(f"cameras in {stats.cameras}")
     return 0
 
 
 def run_lfw(args: argparse.Namespace) -> int:
     count = write_lfw_dataset(args.dest, args.resolution)
-    print(f"wrote {count} faces of {args.resolution}x{args.resolution} to {args.dest}")
+    print(f"wrote {counted(count, 'face')} of {args.resolution}x{args.resolution} to {args.dest}")
     return 0
 
 
@@ -181,5 +181,5 @@ def run_pack(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     size = f"{stats.width or stats.resolution}x{stats.resolution}"
-    print(f"wrote {stats.num_written} images of {size} to {stats.dest}")
+    print(f"wrote {counted(stats.num_written, 'image')} of {size} to {stats.dest}")
     return 0

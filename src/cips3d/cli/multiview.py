@@ -13,6 +13,7 @@ from cips3d import constants as K
 from cips3d.cli.common import (
     add_model_arguments,
     build_generator,
+    counted,
     finite_float,
     fitted_styles,
     positive_int,
@@ -153,8 +154,8 @@ def run(args: argparse.Namespace) -> int:
             save_png(make_grid(to_uint8(pair.img), ncols=2), outdir / f"{name}_flip.png")
             bar.update(2)
     bar.close()
-    shape = f"{len(s.pitches)} pitches x {len(s.yaws)} yaws"
-    print(f"wrote {len(subjects)} grids of {shape} to {outdir}/")
+    shape = f"{counted(len(s.pitches), 'pitch', 'pitches')} x {counted(len(s.yaws), 'yaw')}"
+    print(f"wrote {counted(len(subjects), 'grid')} of {shape} to {outdir}/")
     return 0
 
 

@@ -19,6 +19,7 @@ from cips3d.cli.common import (
     add_chunk_rows_argument,
     add_model_arguments,
     add_precision_argument,
+    counted,
     finite_float,
     positive_int,
     refuse_ignored,
@@ -190,5 +191,5 @@ def run(args: argparse.Namespace) -> int:
             name = "grid.png" if kind == "img" else f"grid_{kind}.png"
             if tiles[kind]:
                 save_png(make_grid(np.stack(tiles[kind]), ncols), outdir / name)
-    print(f"wrote {len(seeds)} images of {render.img_size}x{render.img_size} to {outdir}/")
+    print(f"wrote {counted(len(seeds), 'image')} of {render.img_size}x{render.img_size} to {outdir}/")
     return 0

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from cips3d.cli.common import (
     CHECKPOINT_HELP_2D,
     check_frame_rate,
+    counted,
     finite_float,
     positive_int,
     refuse_ignored,
@@ -175,9 +176,10 @@ def run(args: argparse.Namespace) -> int:
     if args.interpolate:
         videos.append(_write_walk(G, seeds, args, mean, None if exact_grid else grid, outdir))
     height, width = tiles[0].shape[:2]
-    print(f"wrote {len(seeds)} images of {width}x{height} and grid.png to {outdir}/")
+    print(f"wrote {counted(len(seeds), 'image')} of {width}x{height} and grid.png to {outdir}/")
     if args.pan:
-        print(f"wrote {len(seeds)} videos turning once around in {args.pan} frames ({videos[0].name}, ...)")
+        turning = f"turning once around in {args.pan} frames"
+        print(f"wrote {counted(len(seeds), 'video')} {turning} ({videos[0].name}, ...)")
     if args.interpolate:
         print(f"wrote {videos[-1].name}: {(len(seeds) - 1) * args.interpolate + 1} frames from seed to seed")
     return 0

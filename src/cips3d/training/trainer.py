@@ -435,7 +435,7 @@ class Trainer:
             self.stopped_by_signal = True
             return "stopped by signal"
         if steps:
-            return f"reached {o.max_steps} steps"
+            return f"reached {o.max_steps} step{'' if o.max_steps == 1 else 's'}"
         if minutes:
             return f"reached {o.max_minutes:g} minutes"
         return None
