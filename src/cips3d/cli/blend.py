@@ -10,14 +10,8 @@ import numpy as np
 from tqdm import tqdm
 
 from cips3d import constants as K
-from cips3d.cli.common import (
-    check_frame_rate,
-    counted,
-    finite_float,
-    positive_int,
-    refuse_ignored,
-    resolve_device,
-)
+from cips3d.cli import common
+from cips3d.cli.common import check_frame_rate, finite_float, positive_int, refuse_ignored, resolve_device
 from cips3d.config import GENERATOR_PRESETS, PoseConfig, RenderConfig
 from cips3d.errors import UserError
 from cips3d.inference.blend import (
@@ -183,7 +177,7 @@ def _write_videos(args, s: BlendSettings, source, target, models, suffix: str) -
             frames = gamma_sweep_frames(source, target, gammas, seed, camera, render, layers=s.layers,
                                         blend_inr_mapping=args.blend_inr_mapping, psi=args.psi)  # fmt: skip
         write_video(frames, outdir / f"seed{seed:04d}{suffix}", fps=args.fps)
-    print(f"wrote {counted(len(s.seeds), 'video')} to {outdir}/")
+    print(f"wrote {common.counted(len(s.seeds), 'video')} to {outdir}/")
     return 0
 
 
@@ -214,5 +208,5 @@ def run(args: argparse.Namespace) -> int:
     for seed, tiles in rows.items():
         save_png(make_grid(np.stack(tiles), ncols=len(tiles)), outdir / f"seed{seed:04d}.png")
     gammas = ", ".join(f"{g:g}" for g in s.gammas)
-    print(f"wrote {counted(len(s.seeds), 'row')} [source | target | gamma {gammas}] to {outdir}/")
+    print(f"wrote {common.counted(len(s.seeds), 'row')} [source | target | gamma {gammas}] to {outdir}/")
     return 0
