@@ -98,6 +98,10 @@ def test_a_panorama_run_trains_on_whole_turns_and_samples_past_its_seam(capsys, 
     video = next((tmp_path / "p").glob("seed0000_pan.*"))
     frames = read_video_frames(video)
     assert len(frames) == 4 and frames[0].shape == (32, 32, 3) and "turning once around" in text
+    code, text, err = run(capsys, *sampled, "--pan", "2", "--view", "60", "--size", "16", "--outdir",
+                          str(tmp_path / "odd"))  # fmt: skip
+    assert code == 0 and (tmp_path / "odd" / "seed0000_pan.gif").is_file(), err  # 11 x 16 frames
+    assert "note: GIF instead of MP4 where" in err
 
 
 def test_turns_are_for_panorama_runs(capsys, tmp_path, blob_folder):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from cips3d.inference.sample import parse_seeds
 from cips3d.inference.walk2d import walk_styles_2d
 from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.io.images import make_grid, save_png, to_uint8
-from cips3d.io.video import write_mp4_or_gif
+from cips3d.io.video import mp4_available, write_mp4_or_gif
 from cips3d.models.generator2d import Generator2D
 
 PAN_VIEW, FPS = 90.0, 30.0  # --pan's field of view (degrees), the videos' frames per second
@@ -182,6 +183,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {counted(len(seeds), 'video')} {turning} ({videos[0].name}, ...)")
     if args.interpolate:
         print(f"wrote {videos[-1].name}: {(len(seeds) - 1) * args.interpolate + 1} frames from seed to seed")
+    if any(video.suffix == ".gif" for video in videos):  # said, as `cips3d video` says it
+        why = "MP4 (yuv420p) needs an even width and height" if mp4_available() else "PyAV lacks libx264"
+        print(f"cips3d sample2d: note: GIF instead of MP4 where {why}.", file=sys.stderr)
     return 0
 
 

@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         device, G = rendering_generator(args)
         styles = fitted_styles(args, G).styles if args.styles else None
         server = _listen(args, lambda: make_server(G, render, args.host, args.port, styles, args.seed))
-        what = f"{args.size} px"
+        what = f"{args.size}x{args.size} px"
     previous = None
     if threading.current_thread() is threading.main_thread():  # SIGTERM stops it as Ctrl-C does
         previous = signal.signal(signal.SIGTERM, _interrupt)
