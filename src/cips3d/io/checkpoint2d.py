@@ -111,7 +111,7 @@ def _is_run(path: Path) -> bool:
 def is_generator2d(path: str | os.PathLike) -> bool:
     """Whether `path` is one of ours that holds a 2D generator (a 2D run, snapshot or model folder);
     official files are not opened here."""
-    from cips3d.training.trainer2d import is_run2d  # noqa: PLC0415 (training imports io, not back)
+    from cips3d.training.snapshot import is_run2d  # noqa: PLC0415 (training imports io, not back)
 
     path = Path(path)
     if _is_run(path):

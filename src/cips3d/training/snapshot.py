@@ -208,8 +208,14 @@ def resume_data(run_dir: str | os.PathLike, given: str | os.PathLike | None) -> 
     return Path(given)
 
 
-def check_run_folder(run_dir: str | os.PathLike) -> None:
-    """A run must not be written inside another run's snapshots/ folder: pruning would delete it."""
+def check_run_folder(run_dir: str | os.PathLike, new_run: bool) -> None:
+    """A run must not be written inside another run's snapshots/ folder (pruning would delete it), nor a
+    `new_run` into a folder that holds one (their snapshots would mix, and be pruned together)."""
+    if new_run and list_snapshots(Path(run_dir) / "snapshots"):
+        raise ConfigError(
+            f"{run_dir} already holds a run; continue it with {_trainer_command(run_dir)} --resume "
+            f"{run_dir}, or pick another --outdir."
+        )
     path = Path(run_dir).resolve()
     for folder in (path, *path.parents):
         if folder.name == "snapshots" and list_snapshots(folder):
@@ -219,14 +225,19 @@ def check_run_folder(run_dir: str | os.PathLike) -> None:
             )
 
 
-def trainer_command(run_dir: str | os.PathLike) -> str:
-    """'cips3d train2d' or 'cips3d train': the command that continues the run in `run_dir`."""
+def is_run2d(path: str | os.PathLike) -> bool:
+    """Whether `path` is a 2D CIPS run folder or one of its snapshots (only its state.json is read)."""
     try:
-        meta = json.loads((resolve_snapshot(run_dir) / "state.json").read_text())
-        two_d = is_2d_run_config(meta.get("config") or {})
-    except (CheckpointError, OSError, ValueError, AttributeError):
-        two_d = False
-    return "cips3d train2d" if two_d else "cips3d train"
+        meta = json.loads((resolve_snapshot(path) / "state.json").read_text())
+    except (CheckpointError, OSError, ValueError):
+        return False
+    config = meta.get("config") if isinstance(meta, dict) else None
+    return isinstance(config, dict) and is_2d_run_config(config)
+
+
+def _trainer_command(run_dir: str | os.PathLike) -> str:
+    """'cips3d train2d' or 'cips3d train': the command that continues the run in `run_dir`."""
+    return "cips3d train2d" if is_run2d(run_dir) else "cips3d train"
 
 
 def resolve_snapshot(path: str | os.PathLike) -> Path:
@@ -246,8 +257,9 @@ def resolve_snapshot(path: str | os.PathLike) -> Path:
 def _earlier_snapshot_advice(damaged: Path) -> str:
     """'; the run's previous snapshot is ...': where to go on from when a run's newest snapshot is damaged
     (it is left alone: moving it away is the user's decision)."""
-    earlier = [p for p in list_snapshots(damaged.parent) if p.name < damaged.name]
-    if not earlier or list_snapshots(damaged.parent)[-1] != damaged:
+    snapshots = list_snapshots(damaged.parent)
+    earlier = [p for p in snapshots if p.name < damaged.name]
+    if not earlier or snapshots[-1] != damaged:
         return ""
     return (f"; the run's previous snapshot, {earlier[-1].name}, is the one to go on from: move "
             f"{damaged.name} out of {damaged.parent} and the run uses it")  # fmt: skip

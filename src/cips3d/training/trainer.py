@@ -45,13 +45,11 @@ from cips3d.training.snapshot import (
     TrainState,
     capture_rng,
     check_run_folder,
-    list_snapshots,
     load_snapshot,
     prune_snapshots,
     restore_rng,
     resume_data,
     snapshot_name,
-    trainer_command,
     write_run_record,
     write_snapshot,
 )
@@ -116,12 +114,7 @@ class Trainer:
         continuing: bool = False,
     ) -> None:
         self.config, self.run_dir, self.data, self.options = config, Path(run_dir), Path(data), options
-        check_run_folder(self.run_dir)
-        if not continuing and list_snapshots(self.run_dir / "snapshots"):
-            raise ConfigError(
-                f"{self.run_dir} already holds a run; continue it with {trainer_command(self.run_dir)} "
-                f"--resume {self.run_dir}, or pick another --outdir."
-            )
+        check_run_folder(self.run_dir, new_run=not continuing)
         device = options.device
         self.G = Generator3D(config.generator, generator=torch.Generator().manual_seed(config.seed)).to(
             device

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from cips3d.config_2d import (
 )
 from cips3d.data.images import ImageDataset, to_float
 from cips3d.data.sampler import InfiniteSampler
-from cips3d.errors import CheckpointError, ConfigError
+from cips3d.errors import ConfigError
 from cips3d.io.checkpoint import THREE_D_COMMANDS
 from cips3d.io.checkpoint2d import load_models2d
 from cips3d.io.images import make_grid, save_png, to_uint8
@@ -51,13 +50,10 @@ from cips3d.training.snapshot import (
     TrainState,
     capture_rng,
     check_run_folder,
-    list_snapshots,
     load_snapshot,
     prune_snapshots,
-    resolve_snapshot,
     restore_rng,
     snapshot_name,
-    trainer_command,
     write_run_record,
     write_snapshot,
 )
@@ -179,16 +175,6 @@ def load_run2d(path: str | Path, training_state: bool = True) -> tuple[Snapshot,
         raise ConfigError(f"{snapshot.path} is not a 2D CIPS run: {err}") from err
 
 
-def is_run2d(path: str | Path) -> bool:
-    """Whether `path` is a 2D CIPS run folder or one of its snapshots (only its state.json is read)."""
-    try:
-        meta = json.loads((resolve_snapshot(path) / "state.json").read_text())
-    except (CheckpointError, OSError, ValueError):
-        return False
-    config = meta.get("config") if isinstance(meta, dict) else None
-    return isinstance(config, dict) and is_2d_run_config(config)
-
-
 def _describe(config: Cips2DDiscriminatorConfig) -> str:
     return (f"reads {config.input_channels} channels at {config.size} px, multiplier "
             f"{config.channel_multiplier}, widths up to {config.max_channels}")  # fmt: skip
@@ -212,12 +198,7 @@ class Trainer2D:
         """`fid_images` > 0 also scores every snapshot by FID on that many images (`inception`: the FID
         network's weights, None the default file); how a run is scored is not part of its config."""
         self.config, self.run_dir, self.device = config, Path(run_dir), torch.device(device)
-        check_run_folder(self.run_dir)
-        if not resume and list_snapshots(self.run_dir / "snapshots"):
-            raise ConfigError(
-                f"{self.run_dir} already holds a run; continue it with {trainer_command(self.run_dir)} "
-                f"--resume {self.run_dir}, or pick another --outdir."
-            )
+        check_run_folder(self.run_dir, new_run=not resume)
         self.data, self.fid_images = data, fid_images
         # Loaded once, now: a missing weights file is said before training, not at the first snapshot.
         self.fid_network = InceptionExtractor.load(inception, self.device) if fid_images else None
@@ -266,10 +247,10 @@ class Trainer2D:
 
     def _resume(self) -> None:
         snapshot, config = load_run2d(self.run_dir)
-        if _differences(config, self.config):
+        differences = _differences(config, self.config)
+        if differences:
             raise ConfigError(
-                f"{snapshot.path} was written with other settings ({_differences(config, self.config)}); "
-                "resume with the run's own."
+                f"{snapshot.path} was written with other settings ({differences}); resume with the run's own."
             )
         self.G.load_state_dict(snapshot.G)
         self.G_ema.load_state_dict(snapshot.G_ema)
