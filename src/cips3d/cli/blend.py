@@ -25,7 +25,7 @@ from cips3d.inference.blend import (
 from cips3d.inference.sample import parse_seeds, sample_seeds
 from cips3d.inference.trajectories import make_trajectory
 from cips3d.inference.video import side_by_side_frames
-from cips3d.io.checkpoint import load_generator, names_model_file
+from cips3d.io.checkpoint import carries_own_config, load_generator
 from cips3d.io.images import make_grid, save_png, to_uint8
 from cips3d.io.video import check_video_target, mp4_available, write_video
 from cips3d.models.generator3d import Generator3D
@@ -132,8 +132,7 @@ def _settings(args: argparse.Namespace) -> BlendSettings:
 
 def _load(path: str, preset: str | None, device, side: str) -> Generator3D:
     """The --source or --target model (`side`); its --SIDE-preset only for an official .pth."""
-    folder = Path(path).is_dir() or names_model_file(path)
-    if preset is not None and folder:
+    if preset is not None and carries_own_config(path):
         raise UserError(f"{path} carries its own config; --{side}-preset is for an official .pth {side}.")
     return load_generator(path, preset=preset, device=device)
 

@@ -231,16 +231,23 @@ def load_generator(
         device: where the model goes.
     """
     path = Path(path)
-    ours = path.is_dir() or names_model_file(path)
+    ours = carries_own_config(path)
     if ours and (preset is not None or official_config is not None):
         raise ConfigError(
             f"{path} carries its own config; --preset and --official-config are for official .pth files."
         )
     if path.is_dir() and ((path / "state.json").is_file() or (path / "snapshots").is_dir()):
         return _load_snapshot_ema(path, device).eval()
-    if path.is_dir() or names_model_file(path):
+    if ours:
         return _load_ours(model_folder_of(path), device).eval()
     return official_generator(read_torch_file(path), path, preset, official_config, device).eval()
+
+
+def carries_own_config(path: str | os.PathLike) -> bool:
+    """Whether `path` is ours (a model, run or snapshot folder, or a model folder's file given by name),
+    which carries its config, rather than an official file, which needs a preset or official config."""
+    path = Path(path)
+    return path.is_dir() or names_model_file(path)
 
 
 def names_model_file(path: Path) -> bool:

@@ -28,9 +28,9 @@ from cips3d.io.checkpoint import (
     CONFIG_FILE,
     FORMAT_NAME_2D,
     FORMAT_VERSION,
+    carries_own_config,
     check_finite,
     model_folder_of,
-    names_model_file,
     plain_state_dict,
     read_meta,
     read_torch_file,
@@ -162,7 +162,7 @@ def _load(path: Path, which: Which, with_discriminator: bool) -> Models2D:
         D = Discriminator2D(config.discriminator())
         D.load_state_dict(snapshot.D)
         return Models2D(G.eval(), D)
-    if path.is_dir() or names_model_file(path):
+    if carries_own_config(path):
         G = _load_folder(model_folder_of(path)).eval()
         return Models2D(G, why_no_d="a model folder holds the generator only")
     content = read_torch_file(path)

@@ -29,6 +29,13 @@ def make_folder(folder: str | os.PathLike) -> Path:
     return folder
 
 
+TEMPORARY_SUFFIX = ".tmp"  # of atomic_write's files: hidden, beside their destination, until renamed
+
+
+def _temporary_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
 class LeftoverFilesWarning(UserWarning):
     """Temporary files of an earlier write that was killed before it could clean up."""
 
@@ -38,7 +45,7 @@ def warn_of_leftover_writes(path: str | os.PathLike) -> list[Path]:
     -9, the out-of-memory killer), with one warning naming them. They are not removed: another process
     may be writing there now, and only the user knows."""
     path = Path(path)
-    found = sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+    found = sorted(path.parent.glob(f"{glob.escape(_temporary_prefix(path))}*{TEMPORARY_SUFFIX}"))
     if found:
         size = sum(p.stat().st_size for p in found) / 2**20
         warnings.warn(
@@ -57,7 +64,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
         raise UserError(f"{path} is a folder; a file path was expected there.")
     make_folder(path.parent)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path), suffix=TEMPORARY_SUFFIX)
     except OSError as err:  # said of the folder, not of the temporary name
         raise OSError(err.errno, f"cannot write {path.name} there: {err.strerror}", str(path.parent)) from err
     os.close(fd)

@@ -26,8 +26,8 @@ from cips3d.errors import CheckpointError, UserError
 from cips3d.io.checkpoint import (
     CONFIG_FILE,
     FORMAT_NAME_2D,
+    carries_own_config,
     model_folder_of,
-    names_model_file,
     plain_state_dict,
     read_meta,
     read_torch_file,
@@ -48,7 +48,7 @@ def describe(path: str | os.PathLike) -> Lines:
     run_files = ("state.json", "snapshots", "run.json")  # a snapshot, or a run (perhaps before its first)
     if path.is_dir() and any((path / name).exists() for name in run_files):
         return _run(path)
-    if path.is_dir() or names_model_file(path):
+    if carries_own_config(path):
         return _folder(model_folder_of(path))
     return _torch_file(path)
 
