@@ -73,6 +73,30 @@ def test_settings_given_again_are_compared_in_words_and_a_finished_resume_touche
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == files
 
 
+def test_train_resume_accepts_the_runs_own_settings_and_names_others(capsys, tmp_path, blob_folder):
+    out = tmp_path / "run"
+    first = ["--data", str(blob_folder), "--outdir", str(out), "--max-steps", "1"]
+    assert run(capsys, "train", *first, *TINY_3D)[0] == 0
+    # The same flags again (and the default seed) change nothing; --outdir names the run --resume continues.
+    again = ["--outdir", str(out), "--resume", "--seed", "1234", "--max-steps", "2"]
+    code, _, err = run(capsys, "train", *again, *TINY_3D)
+    assert code == 0, err
+    assert load_snapshot(out).state.global_step == 2
+    files = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    code, _, err = run(capsys, "train", "--resume", str(out), "--preset", "tiny-finetune", "--seed", "7",
+                       "--batch-size", "3", "--max-steps", "3", "--quiet")  # fmt: skip
+    named = (
+        "other settings than --preset tiny-finetune (the run's: tiny); --seed 7 (the run's: 1234); "
+        "--batch-size 3 (the run's: 2): --resume continues a run with its own"
+    )
+    assert code == 2 and named in err
+    code, _, err = run(
+        capsys, "train", "--resume", str(out), "--init", str(out), "--max-steps", "3", "--quiet"
+    )
+    assert code == 2 and "--init starts a new run from other weights, --resume continues one" in err
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == files
+
+
 def test_a_run_of_the_other_kind_is_named_as_such(capsys, tmp_path, blob_folder):
     two_d = tmp_path / "two_d"
     assert train2d(capsys, "--data", str(blob_folder), "--outdir", str(two_d), "--max-steps", "1")[0] == 0
@@ -102,4 +126,4 @@ def test_train_stopped_by_a_signal_exits_130_and_a_resume_refuses_seed_0(
     assert code == 130 and f"stopped at step 2; snapshot written, --resume {out} continues" in text, err
     assert "stopping after this step" in err and load_snapshot(out).state.global_step == 2
     code, _, err = run(capsys, "train", "--resume", str(out), "--seed", "0", "--quiet")
-    assert code == 2 and "cannot be combined with --seed" in err
+    assert code == 2 and "--seed 0 (the run's: 1234)" in err

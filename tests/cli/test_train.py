@@ -38,7 +38,7 @@ def test_train_then_resume(tmp_path, capsys, blob_folder):
     code, _, err = run(capsys, "train", "--resume", str(outdir / "snapshots" / "step-000000001"), "--quiet")
     assert code == 2 and "has newer snapshots than step-000000001 (the newest is step-000000003)" in err
     code, _, err = run(capsys, "train", "--resume", str(outdir), "--outdir", str(tmp_path / "b"), "--quiet")
-    assert code == 2 and "cannot be combined with --outdir" in err
+    assert code == 2 and f"continues the run in {outdir}; leave out --outdir" in err
     assert [p.name for p in list_snapshots(outdir / "snapshots")] == names
     # What a resume may change: which snapshots are written and kept, not what is trained.
     code, _, err = run(capsys, "train", "--resume", str(outdir), "--max-steps", "4", "--keep", "1", "--quiet")
@@ -57,14 +57,14 @@ def test_train_then_resume(tmp_path, capsys, blob_folder):
         (lambda tmp, blobs: ["--data", str(tmp / "missing")], "no folder or zip"),
         (lambda tmp, blobs: ["--resume", str(tmp / "empty")], "no complete training snapshot"),
         (lambda tmp, blobs: ["--resume", str(tmp / "nothing")], "nothing to resume"),
-        (lambda tmp, blobs: ["--resume", str(tmp), "--preset", "tiny"], "cannot be combined"),
+        (lambda tmp, blobs: ["--resume"], "give the run to continue: --resume RUN."),
         (lambda tmp, blobs: ["--data", str(blobs), "--init", str(tmp / "none.pth")], "nothing to start from"),
         (lambda tmp, blobs: [], "give --data"),
         (lambda tmp, b: ["--data", str(b), "--fid", "4", "--inception", str(tmp / "x.pt")], "no Inception"),
         (lambda tmp, blobs: ["--data", str(blobs), "--inception", str(tmp / "x.pt")], "give --fid"),
     ],
     ids=[
-        "empty", "corrupt", "missing", "resume-empty", "resume-missing", "resume-preset", "init", "no-data",
+        "empty", "corrupt", "missing", "resume-empty", "resume-missing", "resume-nothing", "init", "no-data",
         "fid-network-missing", "inception-without-fid",
     ],
 )  # fmt: skip

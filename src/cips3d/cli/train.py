@@ -17,15 +17,18 @@ from cips3d.cli.common import (
     resolve_device,
     warn_if_slow_precision,
 )
+from cips3d.cli.resuming import RESUME_HELP, conflict, refuse_other_settings, resumed_run_folder
+from cips3d.config_2d import is_2d_run_config
 from cips3d.errors import UserError
-from cips3d.training.config import TRAIN_PRESETS, TrainConfig, train_preset
+from cips3d.training.config import TRAIN_PRESETS, TrainConfig, preset_name, train_preset
 from cips3d.training.distributed import World, join, leave, world_from_environment
-from cips3d.training.snapshot import list_snapshots, resolve_snapshot
+from cips3d.training.snapshot import snapshot_config
 from cips3d.training.trainer import Trainer, TrainingStopped, TrainOptions
 
 EXAMPLES = """examples:
   cips3d train --data faces.zip --preset tiny --outdir runs/tiny
   cips3d train --resume runs/tiny                      # continue exactly where it stopped
+  cips3d train --outdir runs/tiny --resume --minutes 30  # the same, for half an hour more
   cips3d train --data cartoons.zip --preset ffhq-finetune --init ffhq_official/ --outdir runs/cartoon
   cips3d train --data faces.zip --preset tiny --minutes 10 --outdir runs/quick
   cips3d train --data faces.zip --preset ffhq --device cuda --tf32    # TF32 tensor cores
@@ -57,8 +60,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--outdir", help="run folder (default runs/<preset>)")
     p.add_argument(
         "--resume",
-        help="a run folder or snapshot to continue exactly (--snapshot-every, --preview-every and --keep may "
-        "change; --data defaults to the run's)",
+        nargs="?",
+        const=True,
+        metavar="RUN",
+        help=RESUME_HELP.format(changeable="--snapshot-every, --preview-every and --keep"),
     )
     p.add_argument("--init", help="start from these weights: a snapshot, run, cips3d or official checkpoint")
     p.add_argument(
@@ -109,33 +114,33 @@ def _config(args: argparse.Namespace) -> TrainConfig:
     return config
 
 
-def refuse_an_older_snapshot(path: Path) -> None:
-    """Resuming from a snapshot that is not its run's newest would write over the newer ones' history
-    (and pruning would delete what it writes): say so instead."""
-    snapshot = resolve_snapshot(path)
-    newest = list_snapshots(snapshot.parent)[-1]
-    if snapshot != newest:
-        raise UserError(
-            f"{snapshot.parent.parent} has newer snapshots than {snapshot.name} (the newest is "
-            f"{newest.name}); resume the run itself, or copy {snapshot.name} into a new run folder's "
-            "snapshots/ to branch from it."
-        )
+def _resume_conflicts(config: dict, args: argparse.Namespace) -> list[str]:
+    """The run settings given with --resume that differ from the run's own, in words; equal ones pass."""
+    if is_2d_run_config(config):
+        return []  # Trainer.from_snapshot names the command that continues it
+    run = TrainConfig.from_dict(config)
+    conflicts = []
+    if args.preset is not None and args.preset != (own := preset_name(run)):
+        conflicts.append(conflict("--preset", args.preset, own or "a config of its own"))
+    if args.seed is not None and args.seed != run.seed:
+        conflicts.append(conflict("--seed", args.seed, run.seed))
+    sizes = sorted({stage.batch_size for stage in run.stages})
+    if args.batch_size is not None and sizes != [args.batch_size]:
+        by_stage = ", ".join(str(stage.batch_size) for stage in run.stages)
+        conflicts.append(conflict("--batch-size", args.batch_size, by_stage if len(sizes) > 1 else sizes[0]))
+    return conflicts
 
 
 def _trainer(args: argparse.Namespace, options: TrainOptions) -> Trainer:
-    if args.resume:
-        names = ("preset", "init", "batch_size", "seed", "outdir")
-        changing = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) is not None]
-        if changing:
-            raise UserError(
-                f"--resume continues a run exactly, in its own folder; it cannot be combined with "
-                f"{', '.join(changing)}."
-            )
-        refuse_an_older_snapshot(Path(args.resume))
+    if args.resume is not None:
+        if args.init:
+            raise UserError("--init starts a new run from other weights, --resume continues one: give one.")
+        run_dir = resumed_run_folder(args.resume, args.outdir)
+        refuse_other_settings(run_dir, _resume_conflicts(snapshot_config(run_dir), args))
         changes = {"snapshot_every": args.snapshot_every, "preview_every": args.preview_every,
                    "keep_snapshots": args.keep}  # fmt: skip
         changes = {k: v for k, v in changes.items() if v is not None}
-        return Trainer.from_snapshot(args.resume, args.data, options, **changes)
+        return Trainer.from_snapshot(run_dir, args.data, options, **changes)
     if not args.data:
         raise UserError("give --data (an image folder or dataset zip), or --resume a run.")
     outdir = Path(args.outdir or f"runs/{args.preset or 'tiny'}")

@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from cips3d.cli.common import add_fid_arguments, check_fid_arguments, positive_int, resolve_device
-from cips3d.cli.train import EXIT_INTERRUPTED, process_device, refuse_an_older_snapshot
+from cips3d.cli.resuming import RESUME_HELP, conflict, refuse_other_settings, resumed_run_folder
+from cips3d.cli.train import EXIT_INTERRUPTED, process_device
 from cips3d.config_2d import CIPS2D_PRESETS
 from cips3d.errors import UserError
 from cips3d.io.checkpoint2d import load_models2d
 from cips3d.training.distributed import join, leave, world_from_environment
-from cips3d.training.snapshot import resolve_snapshot, resume_data
+from cips3d.training.snapshot import resume_data
 from cips3d.training.trainer2d import RESUMABLE, Train2DConfig, Trainer2D, load_run2d
 
 # A new run's settings when their flags are left out (a resumed run keeps its own).
@@ -90,8 +91,7 @@ def add_parser(subparsers) -> None:
         nargs="?",
         const=True,
         metavar="RUN",
-        help="continue a run exactly (the one in --outdir, or RUN) with its own settings and data; "
-        "--snapshot-every and --keep may change, the other settings may be left out",
+        help=RESUME_HELP.format(changeable="--snapshot-every and --keep"),
     )
     p.add_argument("--device", default="auto")
     add_fid_arguments(p)
@@ -149,23 +149,12 @@ def _resumed_config(run_dir: Path, args: argparse.Namespace) -> Train2DConfig:
     if config.init is not None:
         own["generator"] = f"none, it fine-tunes {config.init}"
     conflicts = [
-        f"{_flag(name)}{'' if value is True else f' {value}'} (the run's: {_shown(own[name])})"
+        conflict(_flag(name), value, own[name])
         for name, value in given.items()
         if name not in RESUMABLE and value != own[name] and not _same_file(name, value, own[name])
     ]
-    if conflicts:
-        raise UserError(
-            f"{run_dir} was trained with other settings than {'; '.join(conflicts)}: --resume continues a "
-            "run with its own, so leave them out (or start a new run in another --outdir)."
-        )
+    refuse_other_settings(run_dir, conflicts)
     return dataclasses.replace(config, **{k: v for k, v in given.items() if k in RESUMABLE})
-
-
-def _shown(value: Any) -> str:
-    """A run setting in words: switches on/off, an unset one 'not set'."""
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return "not set" if value is None else str(value)
 
 
 def _same_file(name: str, given: Any, own: Any) -> bool:
@@ -174,18 +163,11 @@ def _same_file(name: str, given: Any, own: Any) -> bool:
 
 def _run_folder(args: argparse.Namespace) -> Path:
     """The run's folder: --outdir, or the run --resume names (which must be its newest snapshot)."""
-    if args.resume is None:
-        if not args.outdir:
-            raise UserError("give --outdir (the run folder).")
-        return Path(args.outdir)
-    where = args.outdir if args.resume is True else args.resume  # a run, its snapshots/ or its newest
-    if where is None:
-        raise UserError("give the run to continue: --resume RUN.")
-    refuse_an_older_snapshot(Path(where))
-    run_dir = resolve_snapshot(where).parent.parent
-    if args.outdir and Path(args.outdir).resolve() not in (run_dir.resolve(), Path(where).resolve()):
-        raise UserError(f"--resume {args.resume} continues the run in {run_dir}; leave out --outdir.")
-    return run_dir
+    if args.resume is not None:
+        return resumed_run_folder(args.resume, args.outdir)
+    if not args.outdir:
+        raise UserError("give --outdir (the run folder).")
+    return Path(args.outdir)
 
 
 def run(args: argparse.Namespace) -> int:

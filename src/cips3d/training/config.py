@@ -8,6 +8,7 @@ and the trainer moves through them by itself.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -222,3 +223,22 @@ def train_preset(name: str) -> TrainConfig:
 
 
 TRAIN_PRESETS = ("ffhq", "tiny", "ffhq-finetune", "tiny-finetune")
+
+
+def preset_name(config: TrainConfig) -> str | None:
+    """The preset `config` is, up to what `cips3d train` may set beside it (the seed, the batch size of
+    the stages, the RESUMABLE fields); None for a config of its own."""
+
+    def comparable(c: TrainConfig) -> str:
+        return json.dumps(c.to_dict(), sort_keys=True)
+
+    for name in TRAIN_PRESETS:
+        preset = train_preset(name)
+        if len(preset.stages) != len(config.stages):
+            continue
+        pairs = zip(preset.stages, config.stages, strict=True)
+        stages = tuple(dataclasses.replace(p, batch_size=s.batch_size) for p, s in pairs)
+        same = {key: getattr(config, key) for key in ("seed", *RESUMABLE)}
+        if comparable(dataclasses.replace(preset, stages=stages, **same)) == comparable(config):
+            return name
+    return None

@@ -225,14 +225,28 @@ def check_run_folder(run_dir: str | os.PathLike, new_run: bool) -> None:
             )
 
 
+def snapshot_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The run config saved with a snapshot (or a run's newest), read from its state.json alone."""
+    snapshot = resolve_snapshot(path)
+    try:
+        config = json.loads((snapshot / "state.json").read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(
+            f"the snapshot {snapshot} cannot be read ({type(err).__name__}: {err})"
+            + _earlier_snapshot_advice(snapshot)
+            + "."
+        ) from err
+    if not isinstance(config, dict):
+        raise CheckpointError(f"the snapshot {snapshot} holds no run config.")
+    return config
+
+
 def is_run2d(path: str | os.PathLike) -> bool:
     """Whether `path` is a 2D CIPS run folder or one of its snapshots (only its state.json is read)."""
     try:
-        meta = json.loads((resolve_snapshot(path) / "state.json").read_text())
-    except (CheckpointError, OSError, ValueError):
+        return is_2d_run_config(snapshot_config(path))
+    except CheckpointError:
         return False
-    config = meta.get("config") if isinstance(meta, dict) else None
-    return isinstance(config, dict) and is_2d_run_config(config)
 
 
 def _trainer_command(run_dir: str | os.PathLike) -> str:
@@ -252,6 +266,20 @@ def resolve_snapshot(path: str | os.PathLike) -> Path:
         if found:
             return found[-1]
     raise CheckpointError(f"{path} holds no complete training snapshot.")
+
+
+def require_newest_snapshot(path: str | os.PathLike) -> Path:
+    """The snapshot `path` names, which must be its run's newest: resuming from an older one would write
+    over the newer ones' history (and pruning would delete what it writes)."""
+    snapshot = resolve_snapshot(path)
+    newest = list_snapshots(snapshot.parent)[-1]
+    if snapshot != newest:
+        raise CheckpointError(
+            f"{snapshot.parent.parent} has newer snapshots than {snapshot.name} (the newest is "
+            f"{newest.name}); resume the run itself, or copy {snapshot.name} into a new run folder's "
+            "snapshots/ to branch from it."
+        )
+    return snapshot
 
 
 def _earlier_snapshot_advice(damaged: Path) -> str:

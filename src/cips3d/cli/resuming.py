@@ -1,0 +1,49 @@
+"""What `train --resume` and `train2d --resume` share: which run continues, and how settings given again
+are compared with the run's own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cips3d.errors import UserError
+from cips3d.training.snapshot import require_newest_snapshot
+
+RESUME_HELP = (
+    "continue a run exactly (the one in --outdir, or RUN) with its own settings and data; {changeable} may "
+    "change, the other settings may be left out"
+)
+
+
+def resumed_run_folder(resume: str | bool, outdir: str | None) -> Path:
+    """The folder of the run `--resume [RUN]` continues: RUN, or --outdir when RUN is left out. RUN may be
+    the run, its snapshots/ or its newest snapshot; --outdir beside it must name the same run."""
+    where = outdir if resume is True else resume
+    if where is None:
+        raise UserError("give the run to continue: --resume RUN.")
+    run_dir = require_newest_snapshot(where).parent.parent
+    same_run = (run_dir.resolve(), Path(where).resolve())
+    if outdir and resume is not True and Path(outdir).resolve() not in same_run:
+        raise UserError(f"--resume {resume} continues the run in {run_dir}; leave out --outdir.")
+    return run_dir
+
+
+def shown(value: Any) -> str:
+    """A run setting in words: switches on/off, an unset one 'not set'."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return "not set" if value is None else str(value)
+
+
+def conflict(flag: str, given: Any, own: Any) -> str:
+    """'--patch 8 (the run's: 16)': a flag given with a value the run was not trained with."""
+    return f"{flag}{'' if given is True else f' {given}'} (the run's: {shown(own)})"
+
+
+def refuse_other_settings(run_dir: Path, conflicts: list[str]) -> None:
+    """Stop a resume that was given settings other than the run's (see `conflict`)."""
+    if conflicts:
+        raise UserError(
+            f"{run_dir} was trained with other settings than {'; '.join(conflicts)}: --resume continues a "
+            "run with its own, so leave them out (or start a new run in another --outdir)."
+        )
