@@ -9,6 +9,7 @@ import torch
 
 from cips3d.io.checkpoint import official_state_dict, save_generator
 from cips3d.io.checkpoint2d import generator2d_from_official, save_generator2d
+from cips3d.training.snapshot import load_snapshot
 from cips3d.training.trainer import Trainer, TrainOptions
 from cips3d.training.trainer2d import Train2DConfig, Trainer2D
 from tests.cli.helpers import run
@@ -65,12 +66,27 @@ def test_what_is_not_a_checkpoint_is_said(capsys, tmp_path):
 
 
 def test_a_3d_run_is_named_with_its_stage(capsys, tmp_path, blob_folder):
-    Trainer(micro_config(), tmp_path / "run", blob_folder, TrainOptions(progress=False, max_steps=2)).run()
+    trainer = Trainer(
+        micro_config(), tmp_path / "run", blob_folder, TrainOptions(progress=False, max_steps=2)
+    )
+    trainer.run()
     capsys.readouterr()  # the run's own messages
     described = info(capsys, str(tmp_path / "run"))
     assert described["kind"] == "a CIPS-3D training run (cips3d train)" and described["step"] == 2
     assert described["stage"] == "r16" and described["steps into the stage"] == 2
     assert described["best snapshot"].startswith("step-") and described["best SWD"] > 0
+    snapshot = load_snapshot(tmp_path / "run", training_state=False)
+    assert described["parameters"] == sum(p.numel() for p in trainer.G_ema.parameters())
+    assert described["D parameters"] == sum(p.numel() for p in trainer.D.parameters())
+    assert described["training state"] == "readable"
+    # A damaged optimizers' file shows here, not only when a resume reads it.
+    optimizers = snapshot.path / "optimizers.pt"
+    optimizers.write_bytes(optimizers.read_bytes()[:100])
+    damaged = info(capsys, str(tmp_path / "run"))["training state"]
+    assert damaged.startswith("cannot be read, so --resume cannot go on from it (") and damaged != "readable"
+    (snapshot.path / "rng.pt").unlink()
+    optimizers.write_bytes(b"")
+    assert info(capsys, str(tmp_path / "run"))["training state"].startswith("cannot be read")
 
 
 def test_the_lines_write_counts_with_thousands_separators(capsys, tmp_path, tiny_G):

@@ -71,7 +71,7 @@ def _summary_2d(config: Cips2DConfig) -> str:
 
 
 def _run(path: Path) -> Lines:
-    from cips3d.training.snapshot import load_snapshot  # noqa: PLC0415 (training imports io, not back)
+    from cips3d.training.snapshot import load_snapshot, training_state_problem  # noqa: PLC0415 (training imports io, not back)
 
     snap = load_snapshot(path, training_state=False)
     state, config = snap.state, snap.config
@@ -90,7 +90,13 @@ def _run(path: Path) -> Lines:
         name = str(stage.get("name", state.stage))
         lines = [("kind", "a CIPS-3D training run (cips3d train)"), *lines, ("stage", name),
                  ("steps into the stage", state.stage_step)]  # fmt: skip
-    lines.append(("G_ema parameters", _parameters(snap.G_ema)))
+    trained = {k: t for k, t in snap.D.items() if not k.endswith(".kernel")}  # less its fixed blur filters
+    lines += [("parameters", _parameters(snap.G_ema)), ("D parameters", _parameters(trained))]
+    problem = training_state_problem(snap.path)
+    readable = (
+        "readable" if problem is None else f"cannot be read, so --resume cannot go on from it ({problem})"
+    )
+    lines.append(("training state", readable))
     if state.best_snapshot:
         lines += [("best snapshot", state.best_snapshot), ("best SWD", state.best_score)]
     if state.history:

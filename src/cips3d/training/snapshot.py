@@ -28,7 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from cips3d.config_2d import is_2d_run_config
-from cips3d.errors import CheckpointError, ConfigError
+from cips3d.errors import CheckpointError, ConfigError, first_line
 from cips3d.io.files import atomic_write
 
 FORMAT = "cips3d.training-snapshot"
@@ -293,6 +293,26 @@ def _earlier_snapshot_advice(damaged: Path) -> str:
             f"{damaged.name} out of {damaged.parent} and the run uses it")  # fmt: skip
 
 
+def _training_state(snapshot: Path, mmap: bool = False) -> tuple[Any, Any]:
+    """The optimizers' and random generators' states of a snapshot (mapped, not read, with `mmap`)."""
+    return tuple(
+        torch.load(snapshot / name, map_location="cpu", weights_only=True, mmap=mmap)
+        for name in ("optimizers.pt", "rng.pt")
+    )
+
+
+def training_state_problem(path: str | os.PathLike) -> str | None:
+    """Why a snapshot (or a run's newest) could not be resumed from although its weights read: its
+    optimizers' or random generators' file is missing or damaged; None when both open. The files are
+    mapped, not read, so a large run is checked at once."""
+    snapshot = resolve_snapshot(path)
+    try:
+        _training_state(snapshot, mmap=True)
+    except Exception as err:  # a missing, truncated or foreign file
+        return f"{type(err).__name__}: {first_line(err, 200)}"
+    return None
+
+
 def load_snapshot(path: str | os.PathLike, training_state: bool = True) -> Snapshot:
     """Read a snapshot (or the newest one of a run folder); every failure is one `CheckpointError`.
     Without `training_state` the optimizers' and random generators' files are not read (left empty):
@@ -303,10 +323,7 @@ def load_snapshot(path: str | os.PathLike, training_state: bool = True) -> Snaps
         if meta.get("format") != FORMAT:
             raise CheckpointError(f"{path} is not a cips3d training snapshot.")
         weights = {name: load_file(str(path / f"{name}.safetensors")) for name in ("G", "G_ema", "D")}
-        optimizers, rng = {}, {}
-        if training_state:
-            optimizers = torch.load(path / "optimizers.pt", map_location="cpu", weights_only=True)
-            rng = torch.load(path / "rng.pt", map_location="cpu", weights_only=True)
+        optimizers, rng = _training_state(path) if training_state else ({}, {})
         state = TrainState(**meta["state"])
     except CheckpointError:
         raise
