@@ -2,6 +2,6 @@
 
 import sys
 
-from cips3d.cli.main import main
+from cips3d.cli.entry import main
 
 sys.exit(main())

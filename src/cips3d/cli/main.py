@@ -29,6 +29,7 @@ from cips3d.cli import (
     view,
 )
 from cips3d.cli.common import check_seed_arguments
+from cips3d.cli.entry import EXIT_INTERRUPTED
 from cips3d.errors import UserError
 
 
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             f"cips3d {args.command.replace('-', ' ')}: interrupted; files already written are complete.",
             file=sys.stderr,
         )
-        return 130
+        return EXIT_INTERRUPTED
     except RuntimeError as err:  # torch.OutOfMemoryError is one too
         message = out_of_memory_message(err)
         if message is None:

@@ -17,6 +17,7 @@ from cips3d.cli.common import (
     resolve_device,
     warn_if_slow_precision,
 )
+from cips3d.cli.entry import EXIT_INTERRUPTED  # also: Ctrl-C or SIGTERM stopped a run after a snapshot
 from cips3d.cli.resuming import RESUME_HELP, conflict, refuse_other_settings, resumed_run_folder
 from cips3d.config_2d import is_2d_run_config
 from cips3d.errors import UserError
@@ -43,7 +44,6 @@ the data must be reachable from every machine. A run resumes bit for bit on the 
 """
 
 EXIT_STOPPED = 3  # training stopped itself (non-finite losses); a snapshot of the last good state exists
-EXIT_INTERRUPTED = 130  # stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it), after a snapshot
 
 
 def add_parser(subparsers) -> None:

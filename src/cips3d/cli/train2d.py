@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from cips3d.cli.common import add_fid_arguments, check_fid_arguments, positive_int, resolve_device
+from cips3d.cli.entry import EXIT_INTERRUPTED
 from cips3d.cli.resuming import RESUME_HELP, conflict, refuse_other_settings, resumed_run_folder
-from cips3d.cli.train import EXIT_INTERRUPTED, process_device
+from cips3d.cli.train import process_device
 from cips3d.config_2d import CIPS2D_PRESETS
 from cips3d.errors import UserError
 from cips3d.io.checkpoint2d import load_models2d
