@@ -4,6 +4,7 @@ it is not; panorama models are compared with whole images; 3-D metrics are refus
 from __future__ import annotations
 
 import dataclasses
+import os
 import warnings
 
 import pytest
@@ -99,3 +100,20 @@ def test_progress_bars_count_the_images_generated_and_read(tmp_path, extractor, 
         assert f"{bar}: 100%" in err and "5/5" in err, err
     evaluate_2d(G, own, ["fid"], num_images=5, extractor=extractor)  # the default: no bars
     assert capsys.readouterr().err == ""
+
+
+def test_real_statistics_are_cached_for_exactly_these_pixels(tmp_path, extractor, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    G, data = model(0), tmp_path / "data"
+    write_samples(G, data)
+    first = evaluate_2d(G, data, ["fid"], num_images=6, extractor=extractor)
+    again = evaluate_2d(G, data, ["fid"], num_images=6, extractor=extractor)
+    assert not first["protocol"]["real_stats_cached"] and again["protocol"]["real_stats_cached"]
+    assert again["metrics"]["fid"] == first["metrics"]["fid"]
+    # Files replaced in place, the folder's time put back: its size and time are as they were.
+    folder_time = data.stat().st_mtime_ns
+    write_samples(model(1), data)
+    os.utime(data, ns=(folder_time, folder_time))
+    replaced = evaluate_2d(G, data, ["fid"], num_images=6, extractor=extractor)
+    assert not replaced["protocol"]["real_stats_cached"]
+    assert replaced["metrics"]["fid"] > first["metrics"]["fid"] + 0.5

@@ -26,6 +26,7 @@ from cips3d.metrics.fid import (
     frechet_distance,
     kernel_inception_distance,
     load_cached_stats,
+    pixels_digest,
     save_cached_stats,
     stats_key,
 )
@@ -108,11 +109,11 @@ def _to_float(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 127.5 - 1
 
 
-def _inception_scores(extractor, reals, fakes, data, which, record, progress: bool) -> dict[str, float]:
-    path = Path(data).resolve()
-    key = stats_key(data=str(path), size=path.stat().st_size, mtime=path.stat().st_mtime_ns,
-                    count=reals.shape[0], resolution=reals.shape[-1], height=reals.shape[-2],
-                    reading=record["real"], extractor=extractor.sha1)  # fmt: skip
+def _inception_scores(extractor, reals, fakes, which, record, progress: bool) -> dict[str, float]:
+    # Keyed on the pixels themselves: a folder whose files were replaced in place keeps its size and
+    # time, so a key on the path would serve the old images' statistics.
+    key = stats_key(pixels=pixels_digest(reals), shape=list(reals.shape), reading=record["real"],
+                    extractor=extractor.sha1)  # fmt: skip
     cached = load_cached_stats(key)
     if cached is None:
         with _bar(progress, reals.shape[0], "Inception, real images") as on_images:
@@ -190,7 +191,7 @@ def _image_scores(reals, fakes, data, metrics, extractor, device, protocol, prog
         if not isinstance(extractor, InceptionExtractor):
             extractor = InceptionExtractor.load(extractor, device)
         protocol |= extractor.protocol
-        scores |= _inception_scores(extractor, reals, fakes, data, metrics, protocol, progress)
+        scores |= _inception_scores(extractor, reals, fakes, metrics, protocol, progress)
     return scores
 
 

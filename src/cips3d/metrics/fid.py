@@ -82,6 +82,16 @@ def stats_key(**protocol) -> str:
     return hashlib.sha1(json.dumps(protocol, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def pixels_digest(images: torch.Tensor) -> str:
+    """A digest of a batch of images' values (read in chunks: a dataset's worth is gigabytes), so that
+    cached statistics belong to exactly these pixels."""
+    digest = hashlib.blake2b(digest_size=16)
+    flat = images.detach().cpu().contiguous().reshape(images.shape[0], -1)
+    for start in range(0, flat.shape[0], 256):
+        digest.update(flat[start : start + 256].numpy().tobytes())
+    return digest.hexdigest()
+
+
 def load_cached_stats(key: str) -> tuple[FeatureStats, np.ndarray] | None:
     path = cache_dir() / f"{key}.npz"
     if not path.is_file():
