@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from cips3d.cli.main import main
 from cips3d.data.images import ImageDataset
@@ -29,7 +31,7 @@ def test_skipped_files_are_reported_in_one_line(tmp_path, capsys):
     )
     assert code == 0 and "wrote 2 images of 8x8" in out
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("cips3d dataset: warning: skipped 2 of 4 images")
+    assert len(lines) == 1 and lines[0].startswith("cips3d: warning: skipped 2 of 4 images")
     assert "c.png" in lines[0]
 
 
@@ -78,15 +80,38 @@ def test_resolution_is_required_positive_and_renderable(tmp_path, capsys):
 
 def test_panoramas_are_packed_whole_at_their_width(tmp_path, capsys):
     source = edge_marked(tmp_path)  # 64 x 16, red first columns, blue last
-    args = ["dataset", str(source), str(tmp_path / "p.zip"), "--resolution", "8", "--width", "16", "--quiet"]
+    args = ["dataset", str(source), str(tmp_path / "p.zip"), "--resolution", "8", "--width", "32", "--quiet"]
     code, out, err = run(capsys, *args, "--whole")
     assert code == 0, err
-    assert "1 image of 16x8" in out
-    packed = ImageDataset(tmp_path / "p.zip", resolution=8, width=16, whole=True)[0]
+    assert "1 image of 32x8" in out
+    packed = ImageDataset(tmp_path / "p.zip", resolution=8, width=32, whole=True)[0]
     assert packed[0, :, 0].min() > 200 and packed[2, :, -1].min() > 200  # both ends kept
-    code, out, err = run(capsys, *args[:2], str(tmp_path / "c.zip"), *args[3:])  # cropped to the aspect
+    narrower = [*args[:2], str(tmp_path / "c.zip"), *args[3:6], "16", "--quiet"]
+    code, out, err = run(capsys, *narrower)  # cropped to the aspect
     cropped = ImageDataset(tmp_path / "c.zip", resolution=8, width=16)[0]
     assert code == 0 and (cropped.int() - 128).abs().max() <= 1
+    # Whole, an image of another shape would be squashed: refused as training and metrics refuse it.
+    before = (tmp_path / "c.zip").read_bytes()
+    code, _, err = run(capsys, *narrower, "--whole")
+    assert code == 2 and "is 64x16, so resizing it whole to 16x8 would squash it" in err
+    assert (tmp_path / "c.zip").read_bytes() == before  # the earlier zip is left as it was
+
+
+def test_packing_reads_photos_upright_and_says_when_it_enlarges(tmp_path, capsys):
+    source = tmp_path / "photos"
+    source.mkdir()
+    stored = np.zeros((6, 12, 3), np.uint8)
+    stored[:, :6] = 255  # left half white as stored; upright (EXIF orientation 6) it is the top half
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(source / "phone.jpg", exif=exif.tobytes(), quality=95)
+    dest = str(tmp_path / "d.zip")
+    code, out, err = run(capsys, "dataset", str(source), dest, "--resolution", "8", "--quiet")
+    assert code == 0 and "wrote 1 image of 8x8" in out
+    enlarged = f"the smallest images of {source} are 6 px on their short side, so they are enlarged to 8 px"
+    assert err == f"cips3d: warning: {enlarged}.\n"
+    image = ImageDataset(tmp_path / "d.zip")[0].float()  # the centre 6x6 of the upright 6x12, enlarged
+    assert image[:, :3].mean() > 230 and image[:, -3:].mean() < 25
 
 
 @pytest.mark.parametrize("kind", ["synth", "lfw", "panorama"])

@@ -108,6 +108,33 @@ def test_grey_and_rgba_images_become_rgb(tmp_path):
     assert torch.equal(dataset[1], torch.from_numpy(rgba[..., :3]).permute(2, 0, 1))
 
 
+def test_sixteen_bit_and_float_images_are_scaled_to_eight_bits(tmp_path):
+    ramp = np.linspace(0, 65535, 12 * 12).reshape(12, 12).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "a16.png")  # PIL's own conversion would clip it to white
+    unit = np.linspace(0, 1, 12 * 12, dtype=np.float32).reshape(12, 12)
+    Image.fromarray(unit).save(tmp_path / "b_float.tif")  # ... and this to black
+    dataset = ImageDataset(tmp_path)
+    sixteen, floats = dataset[0], dataset[1]
+    assert (sixteen == torch.from_numpy(np.rint(ramp / 257).astype(np.uint8))).all()  # in every channel
+    assert (floats == torch.from_numpy(np.rint(unit * 255).astype(np.uint8))).all()
+    Image.fromarray(unit * 7).save(tmp_path / "c_bright.tif")  # floats outside 0..1: no way to read them
+    with pytest.raises(UserError, match="c_bright.tif could not be decoded .a floating-point image with"):
+        ImageDataset(tmp_path)[2]
+
+
+def test_photos_are_turned_upright_by_their_exif_orientation(tmp_path):
+    stored = np.zeros((20, 40, 3), np.uint8)
+    stored[:, :20] = 255  # left half white, as the sensor stored it
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "turn 90 degrees clockwise to view": the left column becomes the top row
+    Image.fromarray(stored).save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    with pytest.raises(UserError, match="is 20x40, not square"):  # the size checks see it upright too
+        ImageDataset(tmp_path)
+    upright = ImageDataset(tmp_path, resolution=40, width=20, whole=True)[0].float()
+    assert upright.shape == (3, 40, 20)
+    assert upright[:, :18].mean() > 240 and upright[:, 22:].mean() < 15
+
+
 def test_xflip_appends_the_mirror_of_each_image(tmp_path):
     folder = make_folder(tmp_path, ["a.png", "b.png", "c.png"], size=(9, 9))
     plain, flipped = ImageDataset(folder), ImageDataset(folder, xflip=True)

@@ -7,7 +7,7 @@ import sys
 import warnings
 
 from cips3d.cli.common import counted, image_side, positive_int
-from cips3d.data.images import SkippedImagesWarning
+from cips3d.data.images import SkippedImagesWarning, UpscaledImagesWarning, enlarged_message
 from cips3d.data.lfw import write_lfw_dataset
 from cips3d.data.panorama import write_panorama_dataset
 from cips3d.data.synth import write_synth_dataset
@@ -159,10 +159,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_pack(args: argparse.Namespace) -> int:
-    """Pack `args.source` into `args.dest`; unreadable files are reported in one line on stderr."""
-    # The library warns through `warnings`; here the same fact is printed as one plain line instead.
+    """Pack `args.source` into `args.dest`; unreadable files and enlarged images are one line each."""
+    # The library warns through `warnings`; here the same facts are printed as plain lines instead.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SkippedImagesWarning)
+        warnings.simplefilter("ignore", UpscaledImagesWarning)
         stats = folder_to_zip(
             args.source,
             args.dest,
@@ -176,10 +177,13 @@ def run_pack(args: argparse.Namespace) -> int:
     if stats.num_skipped:
         total = stats.num_written + stats.num_skipped
         print(
-            f"cips3d dataset: warning: skipped {stats.num_skipped} of {total} images that could not be "
-            f"read (first: {stats.first_skipped}).",
+            f"cips3d: warning: skipped {stats.num_skipped} of {total} images that could not be read "
+            f"(first: {stats.first_skipped}).",
             file=sys.stderr,
         )
+    enlarged = enlarged_message(args.source, stats.smallest_side, stats.resolution, stats.width)
+    if enlarged:
+        print(f"cips3d: warning: {enlarged}.", file=sys.stderr)
     size = f"{stats.width or stats.resolution}x{stats.resolution}"
     print(f"wrote {counted(stats.num_written, 'image')} of {size} to {stats.dest}")
     return 0

@@ -16,12 +16,16 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from cips3d.errors import ConfigError, UserError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+EXIF_ORIENTATION = 0x0112  # the EXIF tag that says how a photo is turned (1 upright; 5-8 a quarter turn)
+# Formats whose EXIF is read with the header; a PNG's would need the whole file decoded, and cameras and
+# phones write JPEG (or HEIF, which PIL does not read) anyway.
+EXIF_FORMATS = ("JPEG", "MPO", "TIFF", "WEBP")
 
 
 class UpscaledImagesWarning(UserWarning):
@@ -139,16 +143,50 @@ def crop_resize(
     return img
 
 
+def _eight_bit_rgb(img: Image.Image) -> Image.Image:
+    """An image of any mode as 8-bit RGB. PIL's own conversion clips 16-bit and 32-bit grey to 255 (a
+    16-bit PNG would come out white) and float images to 0..255 (a 0..1 TIFF would come out black), so
+    those are scaled here: integers as 16-bit values, floats as values in 0..1."""
+    if img.mode == "RGB":
+        return img
+    if img.mode.startswith("I") or img.mode == "F":
+        values = np.asarray(img, dtype=np.float64)
+        if img.mode == "F":
+            if not (np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1):
+                raise ValueError("a floating-point image with values outside 0..1")
+            values = values * 255
+        else:
+            values = np.clip(values, 0, 65535) / 257
+        grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+        return Image.fromarray(np.repeat(grey[..., None], 3, axis=-1))
+    return img.convert("RGB")
+
+
+def upright_rgb(data: bytes) -> Image.Image:
+    """Encoded image bytes -> an 8-bit RGB image, turned upright by its EXIF orientation (as photo
+    viewers show it); see `decode_rgb`."""
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()  # the pixels outlive the file
+        return _eight_bit_rgb(ImageOps.exif_transpose(img) if _orientation(img) != 1 else img)
+
+
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation of an opened image (1, upright, when it has none or is not of EXIF_FORMATS)."""
+    if img.format not in EXIF_FORMATS:
+        return 1
+    return img.getexif().get(EXIF_ORIENTATION, 1)
+
+
 def decode_rgb(
     data: bytes, resolution: int | None = None, width: int | None = None, whole: bool = False
 ) -> np.ndarray:
-    """Encoded image bytes -> uint8 [H, W, 3] RGB (grey, palette and RGBA converted; alpha dropped).
+    """Encoded image bytes -> uint8 [H, W, 3] RGB (grey, palette and RGBA converted; alpha dropped; 16-bit
+    and float images scaled; turned upright by their EXIF orientation, as photo viewers show them).
 
     With `resolution`, the image is centre-cropped to a square (or to resolution x `width`) and
     LANCZOS-resized, or resized whole (`crop_resize`).
     """
-    with Image.open(io.BytesIO(data)) as img:
-        rgb = img.convert("RGB")
+    rgb = upright_rgb(data)
     if resolution is not None:
         rgb = crop_resize(rgb, resolution, width, whole)
     return np.array(rgb, dtype=np.uint8)
@@ -171,9 +209,10 @@ def warn_skipped(bad: list[str], total: int) -> None:
 def _probe(source: FolderSource | ZipSource, name: str) -> tuple[int, int]:
     """(width, height) of one image after a cheap integrity check (header, PNG chunk CRCs)."""
     with Image.open(io.BytesIO(source.read(name))) as img:
-        size = img.size
+        width, height = img.size
+        turned = _orientation(img) in (5, 6, 7, 8)  # a quarter turn upright
         img.verify()
-    return size
+    return (height, width) if turned else (width, height)
 
 
 def scan_images(
@@ -224,10 +263,21 @@ def _native_resolution(
     return first_w
 
 
+def enlarged_message(
+    path: str | os.PathLike, smallest: int | None, resolution: int, width: int | None = None
+) -> str | None:
+    """What to say when the shortest side among a dataset's images (`smallest`) is below the target's."""
+    short = min(resolution, width or resolution)
+    if smallest is None or smallest >= short:
+        return None
+    return (f"the smallest images of {path} are {smallest} px on their short side, so they are enlarged "
+            f"to {short} px")  # fmt: skip
+
+
 WHOLE_ASPECT_TOLERANCE = 0.05  # resizing whole by more than this would visibly squash or stretch
 
 
-def _check_whole_aspect(first: str, size: tuple[int, int], resolution: int, width: int | None) -> None:
+def check_whole_aspect(first: str, size: tuple[int, int], resolution: int, width: int | None) -> None:
     """A `UserError` when images resized whole (panoramas) would change shape: the first image's aspect
     must match the target's within `WHOLE_ASPECT_TOLERANCE`."""
     (w, h), target_w = size, width or resolution
@@ -292,15 +342,10 @@ class ImageDataset(Dataset):
             resolution if resolution is not None else _native_resolution(names, sizes, self._source)
         )
         if whole:
-            _check_whole_aspect(self._source.location(names[0]), sizes[0], self.resolution, width)
-        smallest = min(min(size) for size in sizes)
-        if smallest < self.resolution:
-            warnings.warn(
-                f"the smallest images of {path} are {smallest} px on their short side, so they are "
-                f"enlarged to {self.resolution} px",
-                UpscaledImagesWarning,
-                stacklevel=2,
-            )
+            check_whole_aspect(self._source.location(names[0]), sizes[0], self.resolution, width)
+        enlarged = enlarged_message(path, min(min(size) for size in sizes), self.resolution, width)
+        if enlarged:
+            warnings.warn(enlarged, UpscaledImagesWarning, stacklevel=2)
         self._source.close()  # workers reopen it lazily; nothing open is left to fork or pickle
 
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import warnings
 import zipfile
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -24,10 +25,14 @@ from tqdm import tqdm
 
 from cips3d.data.images import (
     FolderSource,
+    UpscaledImagesWarning,
     ZipSource,
-    decode_rgb,
+    check_whole_aspect,
+    crop_resize,
+    enlarged_message,
     open_image_source,
     unreadable_reason,
+    upright_rgb,
     warn_skipped,
 )
 from cips3d.errors import ConfigError, UserError
@@ -56,6 +61,8 @@ class ZipStats:
     """Location of the first file left out, if any."""
     width: int | None = None
     """Width of every image, when not `resolution` (not square)."""
+    smallest_side: int | None = None
+    """The shortest side among the source images read (below `resolution`: some were enlarged)."""
 
 
 def archive_name(index: int) -> str:
@@ -110,8 +117,10 @@ def write_image_zip(dest: str | os.PathLike, pngs: Iterable[bytes]) -> int:
     return count
 
 
-def _convert(data: bytes, resolution: int, width: int | None, whole: bool) -> bytes:
-    return encode_png(decode_rgb(data, resolution, width, whole))
+def _convert(data: bytes, resolution: int, width: int | None, whole: bool) -> tuple[bytes, tuple[int, int]]:
+    """PNG bytes of the converted image, and the (width, height) it had upright."""
+    img = upright_rgb(data)
+    return encode_png(np.array(crop_resize(img, resolution, width, whole), dtype=np.uint8)), img.size
 
 
 def _converting(
@@ -184,13 +193,15 @@ def folder_to_zip(
     src = open_image_source(source)
     workers = workers or min(8, os.cpu_count() or 1)
     bad: list[str] = []
+    smallest: int | None = None  # the shortest side among the images read
 
     def pngs() -> Iterator[bytes]:
+        nonlocal smallest
         with tqdm(total=len(src.names), unit="img", desc="dataset", disable=not progress) as bar:
             for name, future in _converting(src, resolution, workers, width, whole):
                 bar.update()
                 try:
-                    png = future.result()
+                    png, size = future.result()
                 # PIL raises many kinds of errors for malformed files (OSError, SyntaxError, ...).
                 except Exception as err:
                     if strict:
@@ -198,6 +209,9 @@ def folder_to_zip(
                         raise UserError(f"{src.location(name)} is not a readable image ({reason}).") from None
                     bad.append(src.location(name))
                     continue
+                if whole and smallest is None:  # raised inside the write: `dest` is left as it was
+                    check_whole_aspect(src.location(name), size, resolution, width)
+                smallest = min(*size, smallest or min(size))
                 yield png
         if len(bad) == len(src.names):  # raised inside the write, so no empty zip replaces `dest`
             raise UserError(f"none of the {len(bad)} images in {source} could be read (first: {bad[0]}).")
@@ -207,4 +221,7 @@ def folder_to_zip(
     finally:
         src.close()
     warn_skipped(bad, len(src.names))
-    return ZipStats(dest, resolution, written, len(bad), bad[0] if bad else None, width)
+    enlarged = enlarged_message(source, smallest, resolution, width)
+    if enlarged:
+        warnings.warn(enlarged, UpscaledImagesWarning, stacklevel=2)
+    return ZipStats(dest, resolution, written, len(bad), bad[0] if bad else None, width, smallest)
