@@ -126,4 +126,12 @@ def test_convert_never_replaces_or_mixes_into_files_that_are_not_models(tmp_path
     (tmp_path / "photos" / "a.png").write_bytes(b"x")
     code, _, err = run(capsys, "convert", str(tmp_path / "cips.pt"), str(tmp_path / "photos"))
     assert code == 2 and "holds other files" in err and os.listdir(tmp_path / "photos") == ["a.png"]
-    assert run(capsys, "convert", str(tmp_path / "cips.pt"), str(tmp_path / "m"))[0] == 0  # a model: replaced
+    # A model already there may be the only copy of other weights: replaced only with --force.
+    before = (tmp_path / "m" / "model.safetensors").read_bytes()
+    code, _, err = run(capsys, "convert", str(tmp_path / "cips.pt"), str(tmp_path / "m"))
+    assert code == 2 and "is already a model folder; give --force to replace it" in err
+    assert (tmp_path / "m" / "model.safetensors").read_bytes() == before
+    assert run(capsys, "convert", str(tmp_path / "cips.pt"), str(tmp_path / "m"), "--force")[0] == 0
+    assert (tmp_path / "m" / "model.safetensors").read_bytes() != before
+    code, _, err = run(capsys, "convert", str(tmp_path / "m"), str(tmp_path / "cips.pt"), "--to-official")
+    assert code == 2 and "cips.pt is already a file; give --force" in err

@@ -61,6 +61,7 @@ def add_parser(subparsers) -> None:
         "--official-config", help="CIPS-3D: JSON with the official constructor kwargs (instead of --preset)"
     )
     p.add_argument("--to-official", action="store_true", help="write the official layout instead")
+    p.add_argument("--force", action="store_true", help="replace a model folder or file at the target")
     p.set_defaults(run=run)
 
 
@@ -99,6 +100,13 @@ def _save_2d(args: argparse.Namespace, G: Generator2D, target: Path) -> int:
     return 0
 
 
+def _refuse_replacing(target: Path, force: bool, what: str) -> None:
+    """A model already at `target` is replaced only when asked: it may be the only copy of other weights."""
+    there = target.is_file() or (target / CONFIG_FILE).is_file()
+    if there and not force:
+        raise UserError(f"{target} is already a {what}; give --force to replace it, or another target.")
+
+
 def run(args: argparse.Namespace) -> int:
     target = Path(args.target)
     if args.to_official:
@@ -107,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         refuse_overwriting_inputs(target, args.source)
         if target.suffix not in (".pt", ".pth"):
             raise UserError(f"--to-official writes a PyTorch file: give a .pt or .pth path, not {target}.")
+        _refuse_replacing(target, args.force, "file")
         return _to_official(args, target)
     if target.exists() and not target.is_dir():
         raise UserError(f"{target} exists and is not a folder.")
@@ -114,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             f"{target} holds other files; convert into a new or empty folder (or a model folder)."
         )
+    _refuse_replacing(target, args.force, "model folder")
     for name in (WEIGHTS_FILE, CONFIG_FILE):
         refuse_overwriting_inputs(target / name, args.source)
     source = Path(args.source)
