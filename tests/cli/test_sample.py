@@ -157,3 +157,21 @@ def test_tf32_options_are_accepted_and_change_nothing_on_a_cpu(tmp_path, capsys)
     code, _, err = run(capsys, *common, *options, "--outdir", str(tmp_path / "b"))
     assert code == 0 and "tf32 needs a CUDA GPU" in err
     assert np.array_equal(pixels(tmp_path / "a" / "seed0005.png"), pixels(tmp_path / "b" / "seed0005.png"))
+
+
+def test_the_grid_is_bounded_and_names_what_it_leaves_out(tmp_path, capsys, monkeypatch):
+    from cips3d.cli import sample  # noqa: PLC0415 (its limit is patched)
+
+    assert sample.grid_tiles(5, 64) == 5 and sample.grid_tiles(100_000, 64) == sample.GRID_MAX_TILES
+    assert sample.grid_tiles(100, 4096) == 4 and sample.grid_tiles(3, 10_000) == 1
+    monkeypatch.setattr(sample, "GRID_MAX_TILES", 2)
+    out = tmp_path / "out"
+    argv = ["sample", "--preset", "tiny", "--seeds", "0-2", "--size", "12", "--device", "cpu", "--quiet"]
+    code, stdout, _ = run(capsys, *argv, "--aux", "--outdir", str(out))
+    assert code == 0 and "grid.png shows the first 2 images" in stdout
+    assert all((out / f"seed{s:04d}.png").exists() for s in range(3))
+    assert Image.open(out / "grid.png").size == Image.open(out / "grid_aux.png").size == (2 * 14 + 2, 14 + 2)
+    first = pixels(out / "grid.png")[2:14, 2:14]
+    assert (first == pixels(out / "seed0000.png")).all()
+    code, stdout, _ = run(capsys, *argv, "--no-grid", "--outdir", str(tmp_path / "bare"))
+    assert code == 0 and not (tmp_path / "bare" / "grid.png").exists() and "grid.png" not in stdout

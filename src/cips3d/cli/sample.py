@@ -156,12 +156,24 @@ def _batches(G: Generator3D, s: SampleSettings, args: argparse.Namespace) -> Ite
     return sample_mixed_seeds(G, s.seeds, s.appearance_seeds, inr_layers=s.mix_layers, **options)
 
 
+GRID_MAX_TILES = 256  # 16 x 16 images
+GRID_MAX_SIDE = 8192  # pixels; a larger PNG is slow to write and to open
+
+
+def grid_tiles(count: int, size: int) -> int:
+    """How many of `count` images of `size` px the grid shows: all, unless that would pass
+    GRID_MAX_TILES or a side of GRID_MAX_SIDE (at least one)."""
+    per_side = max(1, GRID_MAX_SIDE // size)
+    return min(count, GRID_MAX_TILES, per_side * per_side)
+
+
 def run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     seeds, render = settings.seeds, settings.render
     _, G = rendering_generator(args)
     outdir = Path(args.outdir)
     tiles: dict[str, list[np.ndarray]] = {"img": [], "aux": [], "depth": [], "normals": []}
+    in_grid = 0 if args.no_grid else grid_tiles(len(seeds), render.img_size)
     bar = tqdm(total=len(seeds), unit="img", desc="sample", disable=args.quiet)
     for batch in _batches(G, settings, args):
         out = batch.output
@@ -169,27 +181,31 @@ def run(args: argparse.Namespace) -> int:
         imgs, auxs = to_uint8(out.img), to_uint8(out.aux_img)
         for i, seed in enumerate(batch.seeds):
             stem = outdir / f"seed{seed:04d}"
+            written = {"img": imgs[i]}
             save_png(imgs[i], f"{stem}.png")
-            tiles["img"].append(imgs[i])
             if args.aux:
                 save_png(auxs[i], f"{stem}_aux.png")
-                tiles["aux"].append(auxs[i])
+                written["aux"] = auxs[i]
             if args.depth:
-                depth_rgb = colorize_depth(out.depth[i], render.ray_start, render.ray_end)
-                save_png(depth_rgb, f"{stem}_depth.png")
+                written["depth"] = colorize_depth(out.depth[i], render.ray_start, render.ray_end)
+                save_png(written["depth"], f"{stem}_depth.png")
                 save_npy(out.depth[i, 0].cpu().numpy(), f"{stem}_depth.npy")
-                tiles["depth"].append(depth_rgb)
             if normals is not None:
                 save_png(normals[i], f"{stem}_normals.png")
-                tiles["normals"].append(normals[i])
+                written["normals"] = normals[i]
+            if len(tiles["img"]) < in_grid:  # only what the grid shows is kept in memory
+                for kind, tile in written.items():
+                    tiles[kind].append(tile)
         bar.update(len(batch.seeds))
     bar.close()
-    if not args.no_grid:
-        ncols = math.ceil(math.sqrt(len(seeds)))
+    if in_grid:
+        ncols = math.ceil(math.sqrt(in_grid))
         kinds = ("img", "aux", "depth", "normals")
         for kind in kinds:
             name = "grid.png" if kind == "img" else f"grid_{kind}.png"
             if tiles[kind]:
                 save_png(make_grid(np.stack(tiles[kind]), ncols), outdir / name)
     print(f"wrote {counted(len(seeds), 'image')} of {render.img_size}x{render.img_size} to {outdir}/")
+    if 0 < in_grid < len(seeds):
+        print(f"grid.png shows the first {counted(in_grid, 'image')} (a grid of all would be too large).")
     return 0
