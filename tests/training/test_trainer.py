@@ -51,6 +51,21 @@ def test_a_short_run_trains_and_writes_previews_logs_and_snapshots(tmp_path, blo
     assert list((tmp_path / "run" / "logs").glob("events.out.tfevents.*"))
 
 
+def test_the_progress_bar_ends_where_the_run_will(tmp_path, blob_folder, monkeypatch):
+    totals = []
+    monitor = trainer_module.Monitor
+
+    def recording(log_dir, total_steps, initial_step, enabled=True):
+        totals.append((total_steps, initial_step))
+        return monitor(log_dir, total_steps, initial_step, enabled)
+
+    monkeypatch.setattr(trainer_module, "Monitor", recording)
+    Trainer(micro_config(), tmp_path / "run", blob_folder, dataclasses.replace(QUIET, max_steps=2)).run()
+    Trainer.from_snapshot(tmp_path / "run", None, dataclasses.replace(QUIET, max_steps=3)).run()
+    Trainer.from_snapshot(tmp_path / "run", None, QUIET).run()
+    assert totals == [(2, 0), (3, 2), (sum(s.steps for s in micro_config().stages), 3)]
+
+
 def test_n_steps_then_resume_then_n_steps_equals_2n_steps_bit_for_bit(tmp_path, blob_folder):
     config = micro_config(StageConfig("r16", 16, 6, 2, 2e-4, 2e-3, nerf_noise_steps=4), snapshot_every=100)
     straight = Trainer(config, tmp_path / "a", blob_folder, QUIET)

@@ -204,6 +204,8 @@ class Trainer:
         world.broadcast_modules([self.G, self.G_ema, self.D])  # every process starts from rank 0's weights
         self._started = time.monotonic()  # the time limit counts training, not what ran before it
         total = sum(s.steps for s in self.config.stages)
+        if self.options.max_steps is not None:  # the bar ends where this run will
+            total = min(total, self.options.max_steps)
         if world.is_main:
             write_run_record(self.run_dir, self.data, self.config.to_dict())
             monitor = Monitor(self.run_dir / "logs", total, self.state.global_step, self.options.progress)
