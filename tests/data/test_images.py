@@ -82,6 +82,16 @@ def test_images_are_found_at_any_depth_with_any_case_extension(tmp_path):
     assert dataset.num_images == 7 and dataset.num_skipped == 0
 
 
+def test_linked_folders_are_searched_once_each(tmp_path):
+    make_folder(tmp_path / "elsewhere", ["a.png", "deeper/b.png"])
+    root = make_folder(tmp_path / "data", ["own.png", "real/c.png"])
+    (root / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (root / "again").symlink_to(root / "real", target_is_directory=True)  # a second way to real/
+    (root / "real" / "up").symlink_to(root, target_is_directory=True)  # a loop back to the top
+    dataset = ImageDataset(root)
+    assert dataset.names == ("linked/a.png", "linked/deeper/b.png", "own.png", "real/c.png")
+
+
 def test_resizing_is_pils_lanczos(tmp_path):
     folder = make_folder(tmp_path, ["square.png"], size=(40, 40))
     expected = Image.open(folder / "square.png").convert("RGB").resize((16, 16), Image.Resampling.LANCZOS)

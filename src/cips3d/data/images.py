@@ -48,13 +48,27 @@ def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
+def _unseen_folders(folder: str, subfolders: list[str], seen: set[str]) -> list[str]:
+    """The subfolders whose real folder has not been walked yet (then marked seen): a link back up the
+    tree, or a second link to one folder, adds nothing. Real folders come before links to them."""
+    kept = []
+    for name in sorted(subfolders, key=lambda d: (os.path.islink(os.path.join(folder, d)), d)):
+        real = os.path.realpath(os.path.join(folder, name))
+        if real not in seen:
+            seen.add(real)
+            kept.append(name)
+    return kept
+
+
 class FolderSource:
     """The images under a folder, at any depth, named by their '/'-separated path relative to it."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         names = []
-        for folder, _, files in os.walk(root):
+        seen = {os.path.realpath(root)}  # each real folder is walked once, whatever links lead to it
+        for folder, subfolders, files in os.walk(root, followlinks=True):  # linked folders are part of it
+            subfolders[:] = _unseen_folders(folder, subfolders, seen)
             rel = Path(folder).relative_to(root)
             names += [(rel / f).as_posix() for f in files if is_image_name((rel / f).as_posix())]
         self.names: tuple[str, ...] = tuple(sorted(names))
