@@ -127,3 +127,16 @@ def test_built_in_data_is_written_only_to_a_zip_path(tmp_path, capsys, kind):
 def test_a_seed_outside_64_bits_is_one_sentence(tmp_path, capsys, kind):
     code, _, err = run(capsys, "dataset", kind, str(tmp_path / "d.zip"), "--seed", str(2**70), "--quiet")
     assert code == 2 and "--seed must be from 0 to 2^63 - 1" in err and not (tmp_path / "d.zip").exists()
+
+
+def test_a_folder_named_like_a_built_in_dataset_is_named_in_a_note(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_folder(tmp_path / "synth", ["a.png"])
+    code, out, err = run(capsys, "dataset", "synth", "s.zip", "--count", "4", "--resolution", "8", "--quiet")
+    assert code == 0 and "wrote 4 images of 8x8" in out
+    assert err == (
+        "cips3d: note: this builds the built-in synth dataset; to pack the folder ./synth here, write "
+        "`cips3d dataset ./synth DEST`.\n"
+    )
+    code, out, err = run(capsys, "dataset", "./synth", "p.zip", "--resolution", "8", "--quiet")
+    assert code == 0 and "wrote 1 image of 8x8" in out and err == ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from pathlib import Path
 
 from cips3d.cli.common import counted, image_side, positive_int
 from cips3d.data.images import SkippedImagesWarning, UpscaledImagesWarning, enlarged_message
@@ -132,7 +133,16 @@ def add_panorama_parser(subparsers) -> None:
     p.set_defaults(run=run_panorama)
 
 
+def _note_a_folder_of_that_name(kind: str) -> None:
+    """`cips3d dataset synth DEST` builds the built-in set even when a folder `synth` is here: say how
+    to pack that folder instead, since the user may have meant it."""
+    if Path(kind).is_dir():
+        print(f"cips3d: note: this builds the built-in {kind} dataset; to pack the folder ./{kind} here, "
+              f"write `cips3d dataset ./{kind} DEST`.", file=sys.stderr)  # fmt: skip
+
+
 def run_panorama(args: argparse.Namespace) -> int:
+    _note_a_folder_of_that_name("panorama")
     stats = write_panorama_dataset(
         args.dest, args.count, args.height, args.width, args.seed, progress=not args.quiet
     )
@@ -141,6 +151,7 @@ def run_panorama(args: argparse.Namespace) -> int:
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    _note_a_folder_of_that_name("synth")
     stats = write_synth_dataset(args.dest, args.count, args.resolution, args.seed, progress=not args.quiet)
     print(f"wrote {counted(stats.count, 'image')} of {stats.resolution}x{stats.resolution} to {stats.dest}")
     print(f"cameras in {stats.cameras}")
@@ -148,6 +159,7 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_lfw(args: argparse.Namespace) -> int:
+    _note_a_folder_of_that_name("lfw")
     count = write_lfw_dataset(args.dest, args.resolution)
     print(f"wrote {counted(count, 'face')} of {args.resolution}x{args.resolution} to {args.dest}")
     return 0
