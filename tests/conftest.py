@@ -115,3 +115,10 @@ def panorama_zip(tmp_path_factory):
     path = tmp_path_factory.mktemp("panoramas") / "pano.zip"
     write_panorama_dataset(path, count=24, height=32, width=128, progress=False)
     return path
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path_factory, monkeypatch):
+    """Each test caches (FID real statistics) in a folder of its own, never in the user's ~/.cache: a
+    test must not find what another one, or an earlier run, left there."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))

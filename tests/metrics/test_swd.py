@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cips3d.metrics.swd import laplacian_pyramid, swd
+from cips3d.metrics.swd import describe_swd, laplacian_pyramid, swd
 
 
 def images(seed: int, n: int = 64, size: int = 32) -> torch.Tensor:
@@ -42,3 +42,14 @@ def test_wide_images_stop_at_their_shorter_side():
     assert [tuple(lv.shape[-2:]) for lv in laplacian_pyramid(wide)] == [(32, 128), (16, 64)]
     a, b = wide, torch.rand(2, 3, 32, 128, generator=torch.Generator().manual_seed(4))
     assert swd(a, a.clone()).mean == 0.0 < swd(a, b).mean
+
+
+@pytest.mark.parametrize("height, width", [(64, 64), (32, 128), (16, 16), (8, 8), (4, 6)])
+def test_the_protocol_text_names_the_levels_and_patches_swd_uses(height, width):
+    images = torch.zeros(1, 3, height, width)
+    sides = [min(level.shape[-2:]) for level in laplacian_pyramid(images)]
+    text = describe_swd(height, width)
+    assert text.startswith(f"Laplacian pyramid {' -> '.join(map(str, sides))} px (short side), ")
+    patch = min(7, sides[-1])
+    assert f", {patch}x{patch} patches, 128 per image, 512 x 4 projections, x1e3" in text
+    assert ("not comparable with scores of larger images" in text) == (min(height, width) < 16)

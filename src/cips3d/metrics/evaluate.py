@@ -31,7 +31,7 @@ from cips3d.metrics.fid import (
     stats_key,
 )
 from cips3d.metrics.inception import InceptionExtractor
-from cips3d.metrics.swd import swd
+from cips3d.metrics.swd import describe_swd, swd
 from cips3d.models.generator2d import Generator2D
 from cips3d.models.generator3d import Generator3D
 
@@ -183,7 +183,7 @@ def _image_scores(reals, fakes, data, metrics, extractor, device, protocol, prog
     protocol |= {"num_real": reals.shape[0], "num_fake": fakes.shape[0]}
     if "swd" in metrics:
         scores["swd"] = swd(_to_float(reals), _to_float(fakes)).mean
-        protocol["swd"] = "Laplacian pyramid to 16 px, 7x7 patches, 128 per image, 512 x 4 projections, x1e3"
+        protocol["swd"] = describe_swd(*reals.shape[-2:])
     if "fid" in metrics or "kid" in metrics:
         if reals.shape[0] < 2:
             raise UserError(f"FID and KID compare feature statistics and need 2 images or more; the data "

@@ -50,6 +50,24 @@ def laplacian_pyramid(images: torch.Tensor, min_size: int = MIN_LEVEL_SIZE) -> l
     return levels
 
 
+def describe_swd(height: int, width: int) -> str:
+    """The SWD protocol at images of `height` x `width`, as `swd` runs it there: the pyramid's level
+    sizes and the patch side (both shrink on images under MIN_LEVEL_SIZE px)."""
+    sides, side = [min(height, width)], min(height, width)
+    while side // 2 >= MIN_LEVEL_SIZE:
+        side //= 2
+        sides.append(side)
+    patch = min(PATCH_SIZE, sides[-1])
+    levels = " -> ".join(str(s) for s in sides)
+    small = (
+        ""
+        if sides[0] >= MIN_LEVEL_SIZE
+        else (f"; below {MIN_LEVEL_SIZE} px there is one level, not comparable with scores of larger images")
+    )
+    return (f"Laplacian pyramid {levels} px (short side), {patch}x{patch} patches, {PATCHES_PER_IMAGE} per "
+            f"image, {DIRECTIONS} x {REPEATS} projections, x1e3{small}")  # fmt: skip
+
+
 def _patches(level: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
     """`count` random PATCH_SIZE^2 patches per image -> descriptors [N * count, C * 7 * 7]."""
     n, c, h, w = level.shape
