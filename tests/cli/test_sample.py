@@ -113,6 +113,8 @@ def test_corrupt_and_mismatched_checkpoints_exit_2(tmp_path, capsys, tiny_G):
         capsys, "sample", "--checkpoint", str(tmp_path / "tiny.pth"), "--preset", "ffhq", "--quiet"
     )
     assert code == 2 and "wrongly shaped" in err and len(err.strip().splitlines()) == 1
+    assert f"{tmp_path / 'tiny.pth'}: the official" in err
+    assert err.strip().endswith("; it fits --preset tiny.")
 
 
 def test_the_installed_command_reports_errors_without_a_traceback(tmp_path):
@@ -175,3 +177,10 @@ def test_the_grid_is_bounded_and_names_what_it_leaves_out(tmp_path, capsys, monk
     assert (first == pixels(out / "seed0000.png")).all()
     code, stdout, _ = run(capsys, *argv, "--no-grid", "--outdir", str(tmp_path / "bare"))
     assert code == 0 and not (tmp_path / "bare" / "grid.png").exists() and "grid.png" not in stdout
+
+
+def test_num_steps_below_three_is_refused_by_its_flag(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        run(capsys, "sample", "--preset", "tiny", "--num-steps", "2", "--quiet")
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and "--num-steps: '2' must be at least 3" in err and "num_steps" not in err

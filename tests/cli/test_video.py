@@ -187,7 +187,7 @@ def test_a_video_of_fitted_styles_renders_exactly_those_styles(
     assert len(decoded) == 3 and all(np.array_equal(a, b) for a, b in zip(decoded, expected, strict=True))
     (tmp_path / "bad.safetensors").write_bytes(b"x")
     code, _, err = run(capsys, *args[:-3], str(tmp_path / "bad.safetensors"), "--outdir", str(tmp_path / "p"))
-    assert code == 2 and "cannot be read as inverted styles" in err
+    assert code == 2 and "cannot be read as inverted styles (SafetensorError: " in err
     code, _, err = run(capsys, *args, "--interpolate", "--seeds", "1,2", "--outdir", str(tmp_path / "q"))
     assert code == 2 and "cannot be combined with --styles" in err
     # Styles fitted with another model of the same shape render, with a note saying so.

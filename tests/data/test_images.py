@@ -225,6 +225,10 @@ def test_bad_paths_are_one_clear_user_error(tmp_path):
     with zipfile.ZipFile(tmp_path / "labels.zip", "w") as archive:
         archive.writestr("dataset.json", "{}")
     assert "no images" in one_line_error(lambda: ImageDataset(tmp_path / "labels.zip"))
+    cut = tmp_path / "cut.zip"  # a download or copy that stopped early
+    cut.write_bytes((tmp_path / "labels.zip").read_bytes()[:40])
+    message = one_line_error(lambda: ImageDataset(cut))
+    assert "cut.zip is a damaged or incomplete zip archive (its table of contents" in message
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.png").write_text("not a png")
     with warnings.catch_warnings():

@@ -317,6 +317,11 @@ def counted(count: int, noun: str, plural: str | None = None) -> str:
     return f"{count} {noun if count == 1 else plural or noun + 's'}"
 
 
+def num_steps(text: str) -> int:
+    """argparse type of --num-steps: the renderer's hierarchical sampling needs 3 coarse samples a ray."""
+    return int_at_least(text, 3)
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     return int_at_least(text, 1)

@@ -21,6 +21,7 @@ from cips3d.cli.common import (
     add_precision_argument,
     counted,
     finite_float,
+    num_steps,
     positive_int,
     refuse_ignored,
     rendering_generator,
@@ -77,7 +78,7 @@ def add_parser(subparsers) -> None:
     )
     g.add_argument("--psi", type=finite_float, default=1.0, help="truncation in [0, 1] (1: none)")
     g.add_argument(
-        "--num-steps", type=positive_int, default=K.NUM_STEPS, help="coarse samples per ray (default 12)"
+        "--num-steps", type=num_steps, default=K.NUM_STEPS, help="coarse samples per ray (default 12)"
     )
     g.add_argument("--deterministic", action="store_true", help="no jitter or random importance samples")
     add_precision_argument(g)

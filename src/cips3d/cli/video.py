@@ -17,7 +17,7 @@ from cips3d.cli.common import (
     check_frame_rate,
     finite_float,
     fitted_styles,
-    positive_int,
+    num_steps,
     refuse_ignored,
     rendering_generator,
     speed_options,
@@ -85,7 +85,7 @@ def add_parser(subparsers) -> None:
     g.add_argument("--size", type=int, default=128, help="image height and width in pixels (default 128)")
     g.add_argument("--psi", type=finite_float, default=1.0, help="truncation in [0, 1] (1: none)")
     g.add_argument(
-        "--num-steps", type=positive_int, default=K.NUM_STEPS, help="coarse samples per ray (default 12)"
+        "--num-steps", type=num_steps, default=K.NUM_STEPS, help="coarse samples per ray (default 12)"
     )
     g.add_argument(
         "--panels", default="image", help="comma-separated panels: image, aux, depth (default image)"

@@ -119,6 +119,12 @@ class ZipSource:
         return {**self.__dict__, "_zip": None, "_pid": None}
 
 
+def _starts_like_a_zip(path: Path) -> bool:
+    """Whether a file begins as a zip does (a local file header), whatever its end."""
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"
+
+
 def open_image_source(path: str | os.PathLike) -> FolderSource | ZipSource:
     """A folder or zip archive of images; anything else, or one without images, is a `UserError`."""
     path = Path(path)
@@ -127,6 +133,9 @@ def open_image_source(path: str | os.PathLike) -> FolderSource | ZipSource:
     elif not path.exists():
         raise UserError(f"no folder or zip archive at {path}.")
     elif not zipfile.is_zipfile(path):
+        if _starts_like_a_zip(path):
+            raise UserError(f"{path} is a damaged or incomplete zip archive (its table of contents, at the "
+                            "end, is missing); copy or write it again.")  # fmt: skip
         raise UserError(f"{path} is neither a folder of images nor a zip archive.")
     else:
         source = ZipSource(path)

@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from cips3d.config import GeneratorConfig, generator_preset
+from cips3d.config import GENERATOR_PRESETS, GeneratorConfig, generator_preset
 from cips3d.config_2d import is_2d_run_config
-from cips3d.convert.official import OURS_ONLY, check_keys, from_official, to_official
+from cips3d.convert.official import OURS_ONLY, check_keys, from_official, official_shapes, to_official
 from cips3d.convert.official_2d import holds_official_cips2d
 from cips3d.errors import CheckpointError, ConfigError, first_line
 from cips3d.io.files import atomic_write
@@ -287,4 +287,25 @@ def official_generator(
             f"{path} is an official 2D CIPS checkpoint: render it with cips3d sample2d, or convert it."
         )
     config = resolve_official_config(preset, official_config)
-    return generator_from_official(plain_state_dict(content, path), config, device)
+    state = plain_state_dict(content, path)
+    try:
+        return generator_from_official(state, config, device)
+    except CheckpointError as err:
+        fits = official_presets_fitting(state)
+        advice = f"; it fits --preset {fits[0]}" if fits else ""
+        raise CheckpointError(f"{path}: {str(err).rstrip('.')}{advice}.") from err
+
+
+def official_presets_fitting(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """The generator presets whose official key names and shapes `state` has (shapes only are built)."""
+    fits = []
+    for name in GENERATOR_PRESETS:
+        config = generator_preset(name)
+        with torch.device("meta"):
+            template = Generator3D(config, initialize=False).state_dict()
+        try:
+            check_keys(state, official_shapes(config, template), "")
+        except CheckpointError:
+            continue
+        fits.append(name)
+    return fits

@@ -19,7 +19,7 @@ import torch
 
 from cips3d.config import GENERATOR_PRESETS, GeneratorConfig, generator_preset
 from cips3d.config_2d import CIPS2D_PRESETS, Cips2DConfig, is_2d_run_config
-from cips3d.convert.official import OURS_ONLY, check_keys, official_shapes
+from cips3d.convert.official import OURS_ONLY
 from cips3d.convert.official_2d import config_from_official_2d, holds_official_cips2d
 from cips3d.convert.official_d2d import d_config_from_official_2d
 from cips3d.errors import CheckpointError, UserError
@@ -28,13 +28,13 @@ from cips3d.io.checkpoint import (
     FORMAT_NAME_2D,
     carries_own_config,
     model_folder_of,
+    official_presets_fitting,
     plain_state_dict,
     read_meta,
     read_torch_file,
     read_weights,
 )
 from cips3d.io.checkpoint2d import official_generator_state
-from cips3d.models.generator3d import Generator3D
 
 Lines = list[tuple[str, str | int | float]]
 """(label, value): counts and scores as numbers (`cips3d info --json` keeps them so), the rest as words."""
@@ -140,16 +140,7 @@ def _torch_file(path: Path) -> Lines:
 
 
 def _official_3d(state: Mapping[str, torch.Tensor]) -> Lines:
-    fits = []
-    for name in GENERATOR_PRESETS:
-        config = generator_preset(name)
-        with torch.device("meta"):  # shapes only
-            template = Generator3D(config, initialize=False).state_dict()
-        try:
-            check_keys(state, official_shapes(config, template), "")
-        except CheckpointError:
-            continue
-        fits.append(name)
+    fits = official_presets_fitting(state)
     if fits:
         preset = f"fits preset {', '.join(fits)} (convert with --preset {fits[0]})"
     else:
