@@ -162,11 +162,12 @@ def test_tf32_options_are_accepted_and_change_nothing_on_a_cpu(tmp_path, capsys)
 
 
 def test_the_grid_is_bounded_and_names_what_it_leaves_out(tmp_path, capsys, monkeypatch):
-    from cips3d.cli import sample  # noqa: PLC0415 (its limit is patched)
+    from cips3d.io import images  # noqa: PLC0415 (its limit is patched)
 
-    assert sample.grid_tiles(5, 64) == 5 and sample.grid_tiles(100_000, 64) == sample.GRID_MAX_TILES
-    assert sample.grid_tiles(100, 4096) == 4 and sample.grid_tiles(3, 10_000) == 1
-    monkeypatch.setattr(sample, "GRID_MAX_TILES", 2)
+    assert images.grid_tiles(5, 64) == 5 and images.grid_tiles(100_000, 64) == images.GRID_MAX_TILES
+    assert images.grid_tiles(100, 4096) == 4 and images.grid_tiles(3, 10_000) == 1
+    assert images.grid_tiles(100, 64, 4096) == 4  # panoramas: the longer side counts
+    monkeypatch.setattr(images, "GRID_MAX_TILES", 2)
     out = tmp_path / "out"
     argv = ["sample", "--preset", "tiny", "--seeds", "0-2", "--size", "12", "--device", "cpu", "--quiet"]
     code, stdout, _ = run(capsys, *argv, "--aux", "--outdir", str(out))

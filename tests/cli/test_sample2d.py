@@ -149,3 +149,29 @@ def test_convert_exports_a_runs_g_ema_as_a_2d_model_folder(capsys, tmp_path, run
     exported, trained = load_generator2d(tmp_path / "model"), load_generator2d(run_dir)
     assert exported.config == trained.config
     assert all(torch.equal(v, trained.state_dict()[k]) for k, v in exported.state_dict().items())
+
+
+def test_sizes_and_foveated_counts_are_bounded_by_their_flags(capsys, tmp_path, run_dir):
+    common = ["sample2d", "--checkpoint", str(run_dir), "--outdir", str(tmp_path), "--quiet"]
+    for flag, value, message in (("--size", "8192", "is more than 4096 pixels"),
+                                 ("--foveated", "2", "must be at least 3")):  # fmt: skip
+        with pytest.raises(SystemExit) as stopped:
+            run(capsys, *common, flag, value)
+        assert stopped.value.code == 2 and f"{flag}: '{value}' {message}" in capsys.readouterr().err
+
+
+def test_the_progress_bar_counts_pixels(capsys, tmp_path, run_dir):
+    code, _, err = run(capsys, "sample2d", "--checkpoint", str(run_dir), "--seeds", "0,1", "--size", "40",
+                       "--outdir", str(tmp_path), "--device", "cpu")  # fmt: skip
+    assert code == 0 and "| 3.20k/3.20k [" in err  # two 40x40 images
+
+
+def test_synthesis_reports_each_chunk_of_pixels(run_dir):
+    G = load_generator2d(run_dir)
+    w = G.mapping(G.sample_latents(2, torch.Generator().manual_seed(0)))
+    told = []
+    grid = G.frame_grid(40).expand(2, -1, -1, -1)
+    with torch.no_grad():
+        chunked = G.synthesis(w, grid, chunk_pixels=256, on_pixels=told.append)
+        assert told == [256] * 6 + [64]
+        assert torch.equal(chunked, G.synthesis(w, grid))  # whatever the chunks

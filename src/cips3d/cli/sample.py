@@ -32,7 +32,7 @@ from cips3d.errors import UserError
 from cips3d.inference.geometry import normals_from_depth, normals_to_rgb
 from cips3d.inference.multiview import resolve_inr_layers, sample_mixed_seeds
 from cips3d.inference.sample import SampleBatch, parse_seeds, sample_seeds
-from cips3d.io.images import colorize_depth, make_grid, save_npy, save_png, to_uint8
+from cips3d.io.images import colorize_depth, grid_tiles, make_grid, save_npy, save_png, to_uint8
 from cips3d.models.generator3d import Generator3D
 
 EXAMPLES = """examples:
@@ -155,17 +155,6 @@ def _batches(G: Generator3D, s: SampleSettings, args: argparse.Namespace) -> Ite
     if s.appearance_seeds is None:
         return sample_seeds(G, s.seeds, **options)
     return sample_mixed_seeds(G, s.seeds, s.appearance_seeds, inr_layers=s.mix_layers, **options)
-
-
-GRID_MAX_TILES = 256  # 16 x 16 images
-GRID_MAX_SIDE = 8192  # pixels; a larger PNG is slow to write and to open
-
-
-def grid_tiles(count: int, size: int) -> int:
-    """How many of `count` images of `size` px the grid shows: all, unless that would pass
-    GRID_MAX_TILES or a side of GRID_MAX_SIDE (at least one)."""
-    per_side = max(1, GRID_MAX_SIDE // size)
-    return min(count, GRID_MAX_TILES, per_side * per_side)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,6 +16,8 @@ from cips3d.cli.common import (
     check_frame_rate,
     counted,
     finite_float,
+    image_side,
+    int_at_least,
     positive_int,
     refuse_ignored,
     resolve_device,
@@ -26,7 +28,7 @@ from cips3d.inference.panorama import pan_frames
 from cips3d.inference.sample import parse_seeds
 from cips3d.inference.walk2d import walk_styles_2d
 from cips3d.io.checkpoint2d import load_generator2d
-from cips3d.io.images import make_grid, save_png, to_uint8
+from cips3d.io.images import grid_tiles, make_grid, save_png, to_uint8
 from cips3d.io.video import mp4_available, write_mp4_or_gif
 from cips3d.models.generator2d import Generator2D
 
@@ -58,7 +60,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seeds", default="0-7", help="seeds as a list and/or ranges (default 0-7)")
     p.add_argument(
         "--size",
-        type=positive_int,
+        type=image_side,
         help="image height in pixels (default: the training size); the width follows",
     )
     p.add_argument(
@@ -74,7 +76,8 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--extent", type=finite_float, default=1.0,
                    help="half-width of the frame; 1: the training frame, more extrapolates")  # fmt: skip
-    p.add_argument("--foveated", type=positive_int, metavar="COUNT", help="render only COUNT foveated pixels")
+    p.add_argument("--foveated", type=foveated_count, metavar="COUNT",
+                   help="render only COUNT foveated pixels (3 or more), interpolated between")  # fmt: skip
     p.add_argument("--fixation", help="x,y in (-1, 1) of the foveated fixation (default 0,0)")
     p.add_argument(
         "--pan",
@@ -97,9 +100,9 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--fps", type=finite_float, default=FPS, help=f"videos' frames per second (default {FPS:g})"
     )
-    p.add_argument("--outdir", required=True)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--outdir", required=True, help="folder for the images, grid.png and videos")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
 
@@ -155,7 +158,10 @@ def run(args: argparse.Namespace) -> int:
     videos = []
     outdir = Path(args.outdir)
     tiles = []
-    for seed in tqdm(seeds, unit="img", desc="sample2d", disable=args.quiet):
+    in_grid = grid_tiles(len(seeds), *grid.shape[1:3])
+    pixels = grid.shape[1] * grid.shape[2] if not args.foveated else args.foveated
+    bar = tqdm(total=len(seeds) * pixels, unit="px", unit_scale=True, desc="sample2d", disable=args.quiet)
+    for seed in seeds:
         with torch.no_grad():
             seed_draws = torch.Generator().manual_seed(seed)
             w = G.mapping(G.sample_latents(1, seed_draws))
@@ -164,20 +170,26 @@ def run(args: argparse.Namespace) -> int:
             if args.foveated:
                 draws = torch.Generator().manual_seed(seed)
                 image = foveated_image(G, w, size, args.foveated, fixation, generator=draws).image
+                bar.update(pixels)
             else:
                 noise = "random" if args.noise else "none"  # drawn from the seed's generator, after z
-                image = G.synthesis(w, None if exact_grid else grid, noise, seed_draws)
+                coords = None if exact_grid else grid
+                image = G.synthesis(w, coords, noise, seed_draws, on_pixels=bar.update)
         tile = to_uint8(image.clamp(-1, 1))[0]
         save_png(tile, outdir / f"seed{seed:04d}.png")
-        tiles.append(tile)
+        if len(tiles) < in_grid:  # only what the grid shows is kept in memory
+            tiles.append(tile)
         if args.pan:
             frames = pan_frames(G, w, args.pan, args.view, size)
             videos.append(write_mp4_or_gif(frames, outdir / f"seed{seed:04d}_pan", args.fps))
+    bar.close()
     save_png(make_grid(np.stack(tiles)), outdir / "grid.png")
     if args.interpolate:
         videos.append(_write_walk(G, seeds, args, mean, None if exact_grid else grid, outdir))
     height, width = tiles[0].shape[:2]
     print(f"wrote {counted(len(seeds), 'image')} of {width}x{height} and grid.png to {outdir}/")
+    if in_grid < len(seeds):
+        print(f"grid.png shows the first {counted(in_grid, 'image')} (a grid of all would be too large).")
     if args.pan:
         turning = f"turning once around in {args.pan} frames"
         print(f"wrote {counted(len(seeds), 'video')} {turning} ({videos[0].name}, ...)")
@@ -187,6 +199,11 @@ def run(args: argparse.Namespace) -> int:
         why = "MP4 (yuv420p) needs an even width and height" if mp4_available() else "PyAV lacks libx264"
         print(f"cips3d sample2d: note: GIF instead of MP4 where {why}.", file=sys.stderr)
     return 0
+
+
+def foveated_count(text: str) -> int:
+    """argparse type of --foveated: the pixels between which the image is interpolated need a triangle."""
+    return int_at_least(text, 3)
 
 
 def _check_arguments(args: argparse.Namespace, seeds: list[int]) -> None:

@@ -34,6 +34,17 @@ def to_uint8(img: torch.Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) 
     return x.movedim(-3, -1).numpy()
 
 
+GRID_MAX_TILES = 256  # 16 x 16 images
+GRID_MAX_SIDE = 8192  # pixels; a larger PNG is slow to write and to open
+
+
+def grid_tiles(count: int, height: int, width: int | None = None) -> int:
+    """How many of `count` images of height x width px a grid shows: all, unless that would pass
+    GRID_MAX_TILES or a side of GRID_MAX_SIDE (at least one)."""
+    per_side = max(1, GRID_MAX_SIDE // max(height, width or height))
+    return min(count, GRID_MAX_TILES, per_side * per_side)
+
+
 def make_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2, fill: int = 255) -> np.ndarray:
     """uint8 [N, H, W, C] -> one uint8 [rows*H', cols*W', C] image, padded between tiles."""
     n, h, w, c = images.shape

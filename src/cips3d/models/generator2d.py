@@ -14,6 +14,7 @@ sampling) renders just those points. It shares `modulate_weight` with CIPS-3D's 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -216,6 +217,7 @@ class Generator2D(nn.Module):
         noise: NoiseMode = "none",
         generator: torch.Generator | None = None,
         chunk_pixels: int = CHUNK_PIXELS,
+        on_pixels: Callable[[int], None] | None = None,
     ) -> torch.Tensor:
         """w [B, D] (, coords [B, H, W, 2]) -> images [B, 3, H, W] (no final tanh, as official).
 
@@ -227,7 +229,8 @@ class Generator2D(nn.Module):
         does). `noise` 'random' adds fresh per-pixel noise at every styled FC, drawn from `generator`
         (its weights start at zero, so an untrained model ignores it); 'none' renders deterministically.
         Pixels are computed `chunk_pixels` at a time (they are independent), so memory stays bounded
-        at any resolution; the image does not depend on it.
+        at any resolution; the image does not depend on it. `on_pixels` is told how many pixels (of each
+        image) every chunk computed: progress for large renders.
         """
         if noise not in ("random", "none"):
             raise ConfigError(f"noise must be 'random' or 'none', got {noise!r}.")
@@ -255,6 +258,8 @@ class Generator2D(nn.Module):
             rows = slice(start, min(start + chunk_pixels, h * width))
             x = self.encoding(pixels[:, rows], table_rows=rows if on_grid else None)
             parts.append(self._decode(x, styles, None if noises is None else [n[:, rows] for n in noises]))
+            if on_pixels is not None:
+                on_pixels(rows.stop - rows.start)
         rgb = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         return rgb.transpose(1, 2).reshape(b, 3, h, width)
 
