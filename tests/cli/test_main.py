@@ -9,10 +9,7 @@ import pytest
 import torch
 
 from cips3d.cli.main import _format_warning, main, out_of_memory_message
-from cips3d.config_2d import cips2d_preset
 from cips3d.data.images import SkippedImagesWarning
-from cips3d.io.checkpoint2d import save_generator2d
-from cips3d.models.generator2d import Generator2D
 from tests.cli.helpers import run
 
 
@@ -36,11 +33,8 @@ def test_cuda_out_of_memory_and_other_errors():
 
 
 def test_the_command_line_says_it_in_one_sentence(tmp_path, capsys):
-    save_generator2d(
-        Generator2D(cips2d_preset("cips-tiny"), torch.Generator().manual_seed(0)), tmp_path / "m"
-    )
-    # a 2**27 px square frame (2D models take any size): its coordinate grid alone is 2**57 bytes
-    code, _, err = run(capsys, "sample2d", "--checkpoint", str(tmp_path / "m"), "--size", str(2**27),
+    # a mesh grid of 100,000^3 points: its coordinates alone are petabytes
+    code, _, err = run(capsys, "mesh", "--preset", "tiny", "--seeds", "0", "--resolution", "100000",
                        "--outdir", str(tmp_path / "o"), "--quiet")  # fmt: skip
     assert code == 2 and "out of memory" in err and err.count("\n") == 1, err
 
@@ -84,3 +78,27 @@ def test_every_seed_option_is_checked_in_one_sentence(tmp_path, capsys, monkeypa
     code, _, err = run(capsys, *argv)
     assert code == 2 and err.count("\n") == 1 and "must be from 0 to 2^63 - 1" in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (
+            ["sample", "--preset", "tiny", "--appearance-seeds", "9", "--mix-layers", "512,,1024"],
+            "--mix-layers",
+        ),
+        (["sample", "--preset", "tiny", "--appearance-seeds", "9", "--mix-layers", ""], "--mix-layers"),
+        (["mesh", "--preset", "tiny", "--format", "ply,"], "--format"),
+        (["video", "--preset", "tiny", "--panels", "image,,depth"], "--panels"),
+        (["blend", "--source", "S", "--target", "T", "--gammas", "0,,1"], "--gammas"),
+        (["blend", "--source", "S", "--target", "T", "--layers", ""], "--layers"),
+        (["metrics", "--preset", "tiny", "--data", "D", "--metrics", "swd,"], "--metrics"),
+    ],
+    ids=["mix-layers", "mix-layers-empty", "mesh-format", "panels", "gammas", "layers-empty", "metrics"],
+)
+def test_an_empty_item_in_a_comma_list_is_one_sentence(tmp_path, capsys, argv, flag):
+    code, _, err = run(capsys, *argv, "--outdir" if argv[0] != "metrics" else "--out", str(tmp_path / "o"))
+    assert (
+        code == 2 and f"{flag} " in err and "has an empty item; separate the items with single commas" in err
+    )
+    assert not (tmp_path / "o").exists()

@@ -196,3 +196,18 @@ def test_mismatched_batches_are_refused(small_G):
     styles = small_G.mapping(*small_G.sample_latents(2, torch.Generator().manual_seed(0)))
     with pytest.raises(ValueError, match="batch"):
         small_G.synthesis(styles, Camera.from_angles(1.5, 1.5, batch=3), RENDER)
+
+
+def test_latents_of_the_wrong_shape_or_type_are_named(tiny_G):
+    z_nerf, z_inr = tiny_G.sample_latents(2, torch.Generator().manual_seed(0))
+    render = RenderConfig(img_size=4, num_steps=3)
+    cases = [
+        ((z_nerf[:0], z_inr[:0]), "z_nerf must be \\[B, 256\\] with B >= 1, got \\[0, 256\\]"),
+        ((z_nerf[:, :128], z_inr), "z_nerf must be \\[B, 256\\] with B >= 1, got \\[2, 128\\]"),
+        ((z_nerf, z_inr[0]), "z_inr must be \\[B, 512\\]"),
+        ((z_nerf.double(), z_inr), "z_nerf must be torch.float32 like the model's weights, got .*float64"),
+        ((z_nerf, z_inr[:1]), "z_nerf and z_inr must have one row per image, got 2 and 1"),
+    ]
+    for latents, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            tiny_G(*latents, render=render)

@@ -119,3 +119,11 @@ def test_injected_draws_replace_the_random_ones():
     yaw, pitch = sample_pose_angles(pose, 2, yaw_draw=r, pitch_draw=-r)
     assert torch.allclose(yaw, math.pi / 2 + 0.3 * r[:, 0])
     assert torch.allclose(pitch, math.pi / 2 - 0.155 * r[:, 0])
+
+
+def test_from_angles_builds_the_batch_asked_for_or_says_why_not():
+    assert Camera.from_angles(1.5, 1.5, batch=3).batch == 3
+    assert Camera.from_angles(torch.tensor([1.0, 2.0]), 1.5).batch == 2
+    for yaw, batch in ((1.5, 0), (1.5, -3), (torch.tensor([1.0, 2.0]), 3)):
+        with pytest.raises(ValueError, match="cameras need a batch of 1 or more with one angle or one per"):
+            Camera.from_angles(yaw, 1.5, batch=batch)

@@ -30,6 +30,7 @@ from cips3d.io.images import make_grid, save_png, to_uint8
 from cips3d.io.video import check_video_target, mp4_available, write_video
 from cips3d.models.generator3d import Generator3D
 from cips3d.rendering.cameras import Camera
+from cips3d.words import counted
 
 FRAMES, FPS = 30, 20.0  # videos: frames of a --video trajectory, frames per second
 BATCH = 4  # images rendered together
@@ -108,11 +109,9 @@ def _parse_gammas(args: argparse.Namespace) -> list[float]:
         values = [0.5 if args.gamma is None else args.gamma]
     else:
         try:
-            values = [float(x) for x in args.gammas.split(",") if x.strip()]
+            values = [float(x) for x in common.comma_items(args.gammas, "--gammas")]
         except ValueError:
             raise UserError(f"--gammas must be numbers separated by commas, got {args.gammas!r}.") from None
-        if not values:
-            raise UserError("--gammas is empty.")
     try:
         return [check_gamma(v) for v in values]
     except UserError as err:
@@ -123,7 +122,7 @@ def _settings(args: argparse.Namespace) -> BlendSettings:
     """Check every option before a model is loaded."""
     seeds = parse_seeds(args.seeds)
     gammas = _parse_gammas(args)
-    layers = resolve_blend_layers(x for x in args.layers.split(",") if x.strip())
+    layers = resolve_blend_layers(common.comma_items(args.layers, "--layers"))
     if not 0.0 <= args.psi <= 1.0:
         raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
     render = RenderConfig(img_size=args.size, deterministic=args.deterministic)
@@ -176,7 +175,7 @@ def _write_videos(args, s: BlendSettings, source, target, models, suffix: str) -
             frames = gamma_sweep_frames(source, target, gammas, seed, camera, render, layers=s.layers,
                                         blend_inr_mapping=args.blend_inr_mapping, psi=args.psi)  # fmt: skip
         write_video(frames, outdir / f"seed{seed:04d}{suffix}", fps=args.fps)
-    print(f"wrote {common.counted(len(s.seeds), 'video')} to {outdir}/")
+    print(f"wrote {counted(len(s.seeds), 'video')} to {outdir}/")
     return 0
 
 
@@ -207,5 +206,5 @@ def run(args: argparse.Namespace) -> int:
     for seed, tiles in rows.items():
         save_png(make_grid(np.stack(tiles), ncols=len(tiles)), outdir / f"seed{seed:04d}.png")
     gammas = ", ".join(f"{g:g}" for g in s.gammas)
-    print(f"wrote {common.counted(len(s.seeds), 'row')} [source | target | gamma {gammas}] to {outdir}/")
+    print(f"wrote {counted(len(s.seeds), 'row')} [source | target | gamma {gammas}] to {outdir}/")
     return 0

@@ -312,9 +312,13 @@ def add_chunk_rows_argument(group) -> None:
     )
 
 
-def counted(count: int, noun: str, plural: str | None = None) -> str:
-    """'1 image', '3 images' (`plural` for nouns that do not just take an s)."""
-    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+def comma_items(text: str, flag: str) -> list[str]:
+    """The items of a comma-separated option, stripped; an empty one ('1,,2', a trailing comma, '') is
+    a mistake said in one sentence, never skipped."""
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise UserError(f"{flag} {text!r} has an empty item; separate the items with single commas.")
+    return items
 
 
 def num_steps(text: str) -> int:

@@ -7,12 +7,16 @@ import sys
 import warnings
 from pathlib import Path
 
-from cips3d.cli.common import counted, image_side, positive_int
+from cips3d.cli.common import (
+    image_side,
+    positive_int,
+)
 from cips3d.data.images import SkippedImagesWarning, UpscaledImagesWarning, enlarged_message
 from cips3d.data.lfw import write_lfw_dataset
 from cips3d.data.panorama import write_panorama_dataset
 from cips3d.data.synth import write_synth_dataset
 from cips3d.data.zip_tool import folder_to_zip
+from cips3d.words import counted
 
 EXAMPLES = """examples:
   cips3d dataset ffhq-images/ ffhq256.zip --resolution 256

@@ -11,6 +11,7 @@ from tqdm import tqdm
 from cips3d.cli.common import (
     add_model_arguments,
     build_generator,
+    comma_items,
     finite_float,
     positive_int,
     refuse_ignored,
@@ -32,6 +33,7 @@ from cips3d.inference.geometry import (
 )
 from cips3d.inference.multiview import styles_for_seeds
 from cips3d.inference.sample import parse_seeds
+from cips3d.words import counted
 
 EXAMPLES = """examples:
   cips3d mesh --preset tiny --seeds 0-3 --resolution 64 --level 50% --outdir outputs/meshes
@@ -107,8 +109,8 @@ def _settings(args: argparse.Namespace) -> MeshSettings:
         raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
     if not args.bound > 0:
         raise UserError(f"--bound must be positive, got {args.bound}.")
-    formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
-    if not formats or any(f not in MESH_FORMATS for f in formats):
+    formats = [f.lower() for f in comma_items(args.format, "--format")]
+    if any(f not in MESH_FORMATS for f in formats):
         raise UserError(f"--format must be ply, obj or ply,obj, got {args.format!r}.")
     level, relative = parse_level(args.level)
     if "ply" not in formats:
@@ -142,5 +144,6 @@ def run(args: argparse.Namespace) -> int:
         bar.set_postfix(vertices=len(mesh.vertices))
     bar.close()
     names = "/".join(settings.formats)
-    print(f"wrote {len(settings.seeds)} {names} meshes ({args.resolution}^3 grid) to {outdir}/")
+    meshes = counted(len(settings.seeds), f"{names} mesh", f"{names} meshes")
+    print(f"wrote {meshes} ({args.resolution}^3 grid) to {outdir}/")
     return 0

@@ -10,6 +10,7 @@ from cips3d.cli.common import (
     add_model_arguments,
     build_generator,
     checkpoint_generator2d,
+    comma_items,
     finite_float,
     positive_int,
     refuse_ignored,
@@ -67,9 +68,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    which = [m.strip() for m in (args.metrics or DEFAULT_METRICS).split(",") if m.strip()]
-    if not which:
-        raise UserError("--metrics names no metric; give a comma-separated list such as swd,fid.")
+    which = comma_items(args.metrics or DEFAULT_METRICS, "--metrics")
     if not 0.0 <= args.psi <= 1.0:
         raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
     if not {"fid", "kid"} & set(which):

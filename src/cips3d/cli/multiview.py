@@ -13,7 +13,6 @@ from cips3d import constants as K
 from cips3d.cli.common import (
     add_model_arguments,
     build_generator,
-    counted,
     finite_float,
     fitted_styles,
     positive_int,
@@ -35,6 +34,7 @@ from cips3d.inference.multiview import (
 )
 from cips3d.inference.sample import parse_seeds
 from cips3d.io.images import make_grid, save_png, to_uint8
+from cips3d.words import counted
 
 SEEDS = "0-3"  # the default of --seeds
 

@@ -19,7 +19,7 @@ from cips3d.cli.common import (
     add_chunk_rows_argument,
     add_model_arguments,
     add_precision_argument,
-    counted,
+    comma_items,
     finite_float,
     num_steps,
     positive_int,
@@ -34,6 +34,7 @@ from cips3d.inference.multiview import resolve_inr_layers, sample_mixed_seeds
 from cips3d.inference.sample import SampleBatch, parse_seeds, sample_seeds
 from cips3d.io.images import colorize_depth, grid_tiles, make_grid, save_npy, save_png, to_uint8
 from cips3d.models.generator3d import Generator3D
+from cips3d.words import counted
 
 EXAMPLES = """examples:
   cips3d sample --preset tiny --seeds 0-7 --size 64 --outdir outputs/tiny
@@ -124,10 +125,7 @@ def _mixing(args: argparse.Namespace, seeds: list[int]) -> tuple[list[int] | Non
         )
     if args.mix_layers is None:
         return partners, None
-    names = [x for x in args.mix_layers.split(",") if x.strip()]
-    if not names:
-        raise UserError("--mix-layers is empty.")
-    return partners, resolve_inr_layers(names)
+    return partners, resolve_inr_layers(comma_items(args.mix_layers, "--mix-layers"))
 
 
 def _settings(args: argparse.Namespace) -> SampleSettings:

@@ -14,7 +14,6 @@ from tqdm import tqdm
 from cips3d.cli.common import (
     CHECKPOINT_HELP_2D,
     check_frame_rate,
-    counted,
     finite_float,
     image_side,
     int_at_least,
@@ -31,6 +30,7 @@ from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.io.images import grid_tiles, make_grid, save_png, to_uint8
 from cips3d.io.video import mp4_available, write_mp4_or_gif
 from cips3d.models.generator2d import Generator2D
+from cips3d.words import counted
 
 PAN_VIEW, FPS = 90.0, 30.0  # --pan's field of view (degrees), the videos' frames per second
 

@@ -15,6 +15,7 @@ from cips3d.cli.common import (
     add_model_arguments,
     add_precision_argument,
     check_frame_rate,
+    comma_items,
     finite_float,
     fitted_styles,
     num_steps,
@@ -182,7 +183,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
     )
     options = {"num_frames": args.frames, "fov": args.fov}
     trajectory = make_trajectory(args.trajectory, **{k: v for k, v in options.items() if v is not None})
-    panels = check_panels([p.strip() for p in args.panels.split(",") if p.strip()])
+    panels = check_panels(comma_items(args.panels, "--panels"))
     suffix = _suffix(args.format)
     width, height = frame_size(render, panels)
     check_video_target(Path(args.outdir) / f"video{suffix}", width, height)

@@ -15,6 +15,7 @@ import torch
 from cips3d import constants as K
 from cips3d.config import GeneratorConfig
 from cips3d.errors import CheckpointError
+from cips3d.words import counted
 
 OURS_ONLY = ("truncation_mean_nerf", "truncation_mean_inr")
 """Our buffers that official checkpoints do not have."""
@@ -95,9 +96,9 @@ def check_keys(state: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[i
     ]
     problems = []
     if missing:
-        problems.append(f"missing {len(missing)} keys ({_listing(missing)})")
+        problems.append(f"missing {counted(len(missing), 'key')} ({_listing(missing)})")
     if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys ({_listing(unexpected)})")
+        problems.append(f"{counted(len(unexpected), 'unexpected key')} ({_listing(unexpected)})")
     if wrong:
         problems.append(f"{len(wrong)} wrongly shaped ({_listing(wrong, 4)})")
     if problems:

@@ -112,11 +112,25 @@ class Generator3D(nn.Module):
         The official heads are identities, so every NeRF layer gets w_nerf and every INR layer w_inr;
         the dict lets a caller replace any layer's vector (style mixing).
         """
+        self._check_latents(z_nerf, z_inr)
         w_nerf = self.nerf_mapping(z_nerf)
         w_inr = self.inr_mapping(z_inr)
         return {name: w_nerf for name in self.nerf_style_names} | {
             name: w_inr for name in self.inr_style_names
         }
+
+    def _check_latents(self, z_nerf: torch.Tensor, z_inr: torch.Tensor) -> None:
+        """A `ConfigError` naming what is wrong with latents of the wrong shape or type (shapes and types
+        only: nothing is read from the device)."""
+        dims = (self.config.nerf_mapping.z_dim, self.config.inr_mapping.z_dim)
+        for name, z, dim in (("z_nerf", z_nerf, dims[0]), ("z_inr", z_inr, dims[1])):
+            if z.ndim != 2 or z.shape[1] != dim or z.shape[0] < 1:
+                raise ConfigError(f"{name} must be [B, {dim}] with B >= 1, got {list(z.shape)}.")
+            if z.dtype != self.dtype:
+                raise ConfigError(f"{name} must be {self.dtype} like the model's weights, got {z.dtype}.")
+        if z_nerf.shape[0] != z_inr.shape[0]:
+            raise ConfigError(f"z_nerf and z_inr must have one row per image, got {z_nerf.shape[0]} and "
+                              f"{z_inr.shape[0]}.")  # fmt: skip
 
     def truncation_centre(self) -> Styles:
         """The truncation mean by layer name, each [1, D]."""

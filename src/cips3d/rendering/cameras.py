@@ -183,7 +183,12 @@ class Camera:
         """Cameras on a sphere looking at the origin; angles in radians, pitch clamped off the poles."""
         yaw_t = torch.as_tensor(yaw, dtype=torch.float32).reshape(-1)
         pitch_t = torch.as_tensor(pitch, dtype=torch.float32).reshape(-1)
-        n = batch or max(yaw_t.numel(), pitch_t.numel())
+        n = max(yaw_t.numel(), pitch_t.numel()) if batch is None else batch
+        if n < 1 or any(t.numel() not in (1, n) for t in (yaw_t, pitch_t)):
+            raise ValueError(
+                f"cameras need a batch of 1 or more with one angle or one per camera; got batch {batch}, "
+                f"{yaw_t.numel()} yaw and {pitch_t.numel()} pitch values."
+            )
         yaw_t, pitch_t = yaw_t.expand(n).clone(), clamp_pitch(pitch_t.expand(n).clone())
         origin = position_from_angles(yaw_t, pitch_t, radius)
         return cls(origin=origin, forward=normalize(-origin), yaw=yaw_t, pitch=pitch_t)
