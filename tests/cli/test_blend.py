@@ -119,10 +119,15 @@ def test_blend_videos_side_by_side_and_gamma_sweep(tmp_path, capsys, models):
         [*common, "--video", "yaw", "--frames", "3", "--gammas", "0,1", "--outdir", str(tmp_path / "v")]
     )
     assert code == 0
-    frames = read_video_frames(tmp_path / "v" / "seed0001.gif")
+    frames = read_video_frames(tmp_path / "v" / "seed0001_yaw.gif")
     assert len(frames) == 3 and frames[0].shape == (8, 4 * 8, 3)  # source | target | gamma 0 | gamma 1
     assert np.array_equal(frames[1][:, :8], frames[1][:, 16:24])  # gamma 0 is the source, pixel for pixel
-    assert main([*common, "--sweep-frames", "4", "--outdir", str(tmp_path / "s")]) == 0
-    assert len(read_video_frames(tmp_path / "s" / "seed0001.gif")) == 4
+    assert main([*common, "--sweep-frames", "4", "--outdir", str(tmp_path / "v")]) == 0
+    assert "wrote 1 video to" in capsys.readouterr().out
+    assert len(read_video_frames(tmp_path / "v" / "seed0001_sweep.gif")) == 4
+    assert len(read_video_frames(tmp_path / "v" / "seed0001_yaw.gif")) == 3  # one kind leaves the other
+    with pytest.raises(SystemExit):
+        main([*common, "--sweep-frames", "1", "--outdir", str(tmp_path / "v")])
+    assert "--sweep-frames: '1' must be at least 2" in capsys.readouterr().err
     assert main([*common, "--video", "nowhere", "--outdir", str(tmp_path / "x")]) == 2
     assert "unknown trajectory" in capsys.readouterr().err.lower()

@@ -11,7 +11,14 @@ from tqdm import tqdm
 
 from cips3d import constants as K
 from cips3d.cli import common
-from cips3d.cli.common import check_frame_rate, finite_float, positive_int, refuse_ignored, resolve_device
+from cips3d.cli.common import (
+    check_frame_rate,
+    finite_float,
+    int_at_least,
+    positive_int,
+    refuse_ignored,
+    resolve_device,
+)
 from cips3d.config import GENERATOR_PRESETS, PoseConfig, RenderConfig
 from cips3d.errors import UserError
 from cips3d.inference.blend import (
@@ -91,7 +98,9 @@ def add_parser(subparsers) -> None:
     v = p.add_argument_group("video (instead of images)")
     v.add_argument("--video", metavar="TRAJECTORY", help="side-by-side video along a trajectory (e.g. yaw)")
     v.add_argument("--frames", type=positive_int, default=FRAMES, help=f"--video frames (default {FRAMES})")
-    v.add_argument("--sweep-frames", type=positive_int, help="a video sweeping gamma from 0 to 1 in N frames")
+    v.add_argument(
+        "--sweep-frames", type=sweep_frames, help="a video sweeping gamma from 0 to 1 in N (>= 2) frames"
+    )
     v.add_argument("--fps", type=finite_float, default=FPS, help=f"frames per second (default {FPS:g})")
     v.add_argument("--format", choices=("mp4", "gif"), default="mp4", help="video format (default mp4)")
     o = p.add_argument_group("how and where")
@@ -102,6 +111,11 @@ def add_parser(subparsers) -> None:
     o.add_argument("--outdir", default="outputs/blend", help="output folder (default outputs/blend)")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
+
+
+def sweep_frames(text: str) -> int:
+    """argparse type of --sweep-frames: a sweep from gamma 0 to gamma 1 has both ends."""
+    return int_at_least(text, 2)
 
 
 def _parse_gammas(args: argparse.Namespace) -> list[float]:
@@ -174,8 +188,9 @@ def _write_videos(args, s: BlendSettings, source, target, models, suffix: str) -
             camera = Camera.from_angles(args.yaw, args.pitch)
             frames = gamma_sweep_frames(source, target, gammas, seed, camera, render, layers=s.layers,
                                         blend_inr_mapping=args.blend_inr_mapping, psi=args.psi)  # fmt: skip
-        write_video(frames, outdir / f"seed{seed:04d}{suffix}", fps=args.fps)
-    print(f"wrote {counted(len(s.seeds), 'video')} to {outdir}/")
+        kind = args.video if args.video is not None else "sweep"  # the two kinds never overwrite each other
+        write_video(frames, outdir / f"seed{seed:04d}_{kind}{suffix}", fps=args.fps)
+    print(f"wrote {counted(len(s.seeds), 'video')} to {outdir}/ (seed{s.seeds[0]:04d}_{kind}{suffix}, ...)")
     return 0
 
 
