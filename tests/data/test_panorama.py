@@ -49,3 +49,7 @@ def test_the_command_writes_the_zip(capsys, tmp_path):
     code, text, err = run(capsys, *argv, "--quiet")
     assert code == 0, err
     assert "3 panoramas of 32x8" in text and (tmp_path / "p.zip").is_file()
+    narrow = ["dataset", "panorama", str(tmp_path / "n.zip"), "--count", "3", "--height", "8", "--width", "4"]
+    code, _, err = run(capsys, *narrow, "--quiet")
+    assert code == 2 and "cannot be narrower than its height; got 4 x 8" in err
+    assert not (tmp_path / "n.zip").exists()

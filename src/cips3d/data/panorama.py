@@ -97,6 +97,9 @@ def write_panorama_dataset(
         raise ConfigError(
             f"need at least 1 panorama of at least 2 x 2 px, got {count} of {width} x {height}."
         )
+    if width < height:  # the width is the whole turn: narrower would see more than 360 degrees up and down
+        raise ConfigError(f"a panorama's width is its whole turn, so it cannot be narrower than its height; "
+                          f"got {width} x {height}.")  # fmt: skip
     generator = torch.Generator().manual_seed(seed)
     bar = tqdm(total=count, unit="img", desc="panoramas", disable=not progress)
 
