@@ -83,7 +83,7 @@ def test_metrics_score_a_2d_run_and_3d_commands_send_it_to_sample2d(capsys, tmp_
     code, text, err = run(capsys, *scored, "--num", "1000")
     assert code == 0 and f"note: the data has {count} images" in text, err
     code, _, err = run(capsys, *scored, "--metrics", ",")
-    assert code == 2 and "names no metric" in err
+    assert code == 2 and "--metrics ',' has an empty item" in err
     code, _, err = run(capsys, *scored, "--out", str(tmp_path))
     assert code == 2 and "is a folder; give the path of the JSON file" in err
     code, _, err = run(capsys, "sample", "--checkpoint", str(run_dir), "--outdir", str(tmp_path / "x"))

@@ -165,7 +165,7 @@ def test_our_folder_keeps_the_official_alignment(tmp_path, converted):
     [
         (lambda s: s.update({"conv1.bias": torch.zeros(1, FIRST, 1, 1)}), "'sin' or 'sinrelu'"),
         (lambda s: s.update({"linears.4.bias": torch.zeros(1, 12, 1, 1)}), "'sin' or 'sinrelu'"),
-        (lambda s: s.pop("linears.3.noise.weight"), r"missing 1 keys \(linears\.3\.noise\.weight\)"),
+        (lambda s: s.pop("linears.3.noise.weight"), r"missing 1 key \(linears\.3\.noise\.weight\)"),
         (lambda s: s.update({"lff.ffm.conv.weight": torch.ones(FOURIER, 3, 1, 1)}), "reads 3 coordinates"),
         (lambda s: s.update({"to_rgbs.0.conv.weight": torch.ones(1, 3, 5, 1, 1)}), "wrongly shaped"),
     ],

@@ -62,8 +62,8 @@ def test_a_mismatch_names_missing_unexpected_and_misshapen_keys():
     with pytest.raises(CheckpointError) as err:
         from_official_d(official, config, template)
     message = str(err.value)
-    assert "missing 1 keys (aux_disc.final_conv.flrelu.bias)" in message
-    assert "1 unexpected keys (main_disc.convs.64.conv1.equal_conv.bias)" in message
+    assert "missing 1 key (aux_disc.final_conv.flrelu.bias)" in message
+    assert "1 unexpected key (main_disc.convs.64.conv1.equal_conv.bias)" in message
     assert "main_disc.out_linear.weight (1, 31) (expected (1, 32))" in message
     assert message.count("\n") == 0 and message.startswith("the official discriminator checkpoint")
 

@@ -44,5 +44,5 @@ def test_discriminators_of_another_kind_are_refused_by_name():
         discriminator2d_from_official(state)
     state = official_d_state()
     del state["final_conv.1.bias"]
-    with pytest.raises(CheckpointError, match=r"missing 1 keys \(final_conv\.1\.bias\)"):
+    with pytest.raises(CheckpointError, match=r"missing 1 key \(final_conv\.1\.bias\)"):
         discriminator2d_from_official(state)

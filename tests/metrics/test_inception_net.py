@@ -148,7 +148,7 @@ def test_missing_unexpected_and_misshaped_keys_are_named(converted):
     message = str(caught.value)
     assert message.startswith("mine.pth (FID Inception v3) does not match the model: missing 2 keys")
     assert "Mixed_6a.branch3x3.conv.weight" in message and "Mixed_7c.branch_pool.bn.running_mean" in message
-    assert "1 unexpected keys (Mixed_8a.branch1x1.conv.weight)" in message
+    assert "1 unexpected key (Mixed_8a.branch1x1.conv.weight)" in message
     assert "Mixed_5b.branch1x1.conv.weight (64, 192, 3, 3) (expected (64, 192, 1, 1))" in message
 
 
