@@ -233,3 +233,11 @@ def test_cips3d_invert_fits_every_image_of_a_folder_and_skips_broken_ones(capsys
     Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(photos / "a.jpg")  # a second photo named a
     code, _, err = run(capsys, "invert", "--preset", "tiny", "--image", str(photos), "--outdir", str(out))
     assert code == 2 and "a.jpg and a.png would both write to the folder a/" in err
+
+
+def test_a_target_on_another_scale_is_refused(tiny_G):
+    photo = torch.rand(1, 3, 16, 16) * 255  # 8-bit values, not mapped to [-1, 1]
+    with pytest.raises(ConfigError, match="must be on the \\[-1, 1\\] scale .* run from 0.* to 25.*as 8-bit"):
+        invert(tiny_G, photo, InversionConfig(size=16, steps=1))
+    with pytest.raises(ConfigError, match="NaN or infinite"):
+        invert(tiny_G, torch.full((1, 3, 16, 16), float("nan")), InversionConfig(size=16, steps=1))

@@ -156,3 +156,15 @@ def test_weights_holding_nan_are_refused_by_name(tmp_path, tiny_G):
     save_file({k: v * float("inf") for k, v in weights.items()}, str(tmp_path / "ours" / "model.safetensors"))
     with pytest.raises(CheckpointError, match="holds NaN or infinite weights"):
         load_generator(tmp_path / "ours")
+
+
+def test_a_device_this_machine_lacks_is_one_sentence(tmp_path, tiny_G):
+    save_generator(tiny_G, tmp_path / "m")
+    for device in ("cuda:99", "tpu"):  # no machine has a 100th GPU
+        with pytest.raises(ConfigError) as raised:
+            load_generator(tmp_path / "m", device=device)
+        text = str(raised.value)
+        assert text.startswith(f"device '{device}' was asked for") or text.startswith(
+            f"unknown device '{device}'"
+        )
+    assert load_generator(tmp_path / "m", device="auto").device.type in ("cpu", "cuda")

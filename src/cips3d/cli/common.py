@@ -12,6 +12,7 @@ import torch
 
 from cips3d.config import GENERATOR_PRESETS, MAX_IMG_SIZE, generator_preset
 from cips3d.convert.official_2d import holds_official_cips2d
+from cips3d.devices import usable_device
 from cips3d.errors import UserError
 from cips3d.fast import bf16_fast, compile_generator, configure_fast_paths
 from cips3d.inference.inversion import Inversion, load_inversion
@@ -50,7 +51,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def resolve_device(name: str) -> torch.device:
     """'auto' -> cuda when available, else cpu; an unavailable device is a user error. Also picks the
     fastest float32 matmul route for it (`cips3d.fast`, checked against float64 first)."""
-    device = _device(name)
+    device = usable_device(name)
     configure_fast_paths(device)
     return device
 
@@ -150,22 +151,6 @@ def check_kernels(device: torch.device, field_kernel: str, inr_kernel: str) -> N
     for option, kernel in (("--field-kernel", field_kernel), ("--inr-kernel", inr_kernel)):
         if kernel == "triton" and device.type != "cuda":
             raise UserError(f"{option} triton needs a CUDA GPU; the device here is {device}.")
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        device = None
-    if device is None or device.type not in ("cpu", "cuda", "mps"):
-        raise UserError(f"unknown device {name!r}; use cpu, cuda, cuda:N, mps or auto.")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {name!r} was asked for but PyTorch sees no CUDA GPU here.")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError(f"device {name!r} was asked for but MPS is not available here.")
-    return device
 
 
 def build_generator(args: argparse.Namespace, device: torch.device) -> Generator3D:

@@ -100,7 +100,11 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--fps", type=finite_float, default=FPS, help=f"videos' frames per second (default {FPS:g})"
     )
-    p.add_argument("--outdir", required=True, help="folder for the images, grid.png and videos")
+    p.add_argument(
+        "--outdir",
+        default="outputs/sample2d",
+        help="folder for the images, grid.png and videos (default outputs/sample2d)",
+    )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)

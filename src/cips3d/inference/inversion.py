@@ -237,6 +237,7 @@ def invert(
         raise ConfigError(
             f"the target must be [1, 3, {config.size}, {config.size}], got {list(target.shape)}."
         )
+    check_target_range(target)
     device = G.device
     target = target.to(device)
     render = replace(render or RenderConfig(), img_size=config.size, deterministic=True, grad_rays=None)
@@ -331,6 +332,18 @@ def save_inversion(result: Inversion, path: str | Path, extra: dict | None = Non
     tensors = {name: w.detach().cpu().clone() for name, w in result.styles.items()}  # no shared storage
     metadata = {"format": FORMAT, "meta": json.dumps(meta)}
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def check_target_range(target: torch.Tensor) -> None:
+    """A target must be finite and on the [-1, 1] scale (8-bit pixels as x / 127.5 - 1): one given as
+    8-bit values (none negative, some above 2) would be fitted as a white image without a word. Renders
+    used as targets may overshoot [-1, 1] (no final tanh), so that alone is not refused."""
+    if not torch.isfinite(target).all():
+        raise ConfigError("the target image holds NaN or infinite values.")
+    low, high = target.min().item(), target.max().item()
+    if low >= 0 and high > 2:
+        raise ConfigError(f"the target image must be on the [-1, 1] scale (8-bit pixels as x / 127.5 - 1); "
+                          f"its values run from {low:g} to {high:g}, as 8-bit pixels do.")  # fmt: skip
 
 
 def load_inversion(path: str | Path, G: Generator3D | None = None) -> Inversion:

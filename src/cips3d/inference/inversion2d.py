@@ -27,6 +27,7 @@ from cips3d.errors import CheckpointError, ConfigError
 from cips3d.inference.inversion import (
     NOISE_FACTOR,
     SPREAD_SAMPLES,
+    check_target_range,
     descend,
     frozen_weights,
     learning_rate_scale,
@@ -86,6 +87,7 @@ def invert2d(
     shape = (1, 3, G.config.size, G.config.grid_width)
     if tuple(target.shape) != shape:
         raise ConfigError(f"the target must be {list(shape)} (the training grid), got {list(target.shape)}.")
+    check_target_range(target)
     target = target.to(G.device)
     mean, spread = w_statistics(G)
     start = mean[None, None].expand(1, G.num_styles, -1) if config.per_layer else mean[None]

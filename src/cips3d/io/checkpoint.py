@@ -22,6 +22,7 @@ from cips3d.config import GENERATOR_PRESETS, GeneratorConfig, generator_preset
 from cips3d.config_2d import is_2d_run_config
 from cips3d.convert.official import OURS_ONLY, check_keys, from_official, official_shapes, to_official
 from cips3d.convert.official_2d import holds_official_cips2d
+from cips3d.devices import usable_device
 from cips3d.errors import CheckpointError, ConfigError, first_line
 from cips3d.io.files import atomic_write
 from cips3d.models.generator3d import Generator3D
@@ -230,7 +231,7 @@ def load_generator(
         official_config: for official files, the official constructor kwargs instead of a preset.
         device: where the model goes.
     """
-    path = Path(path)
+    path, device = Path(path), usable_device(device)  # a missing GPU is said before anything is read
     ours = carries_own_config(path)
     if ours and (preset is not None or official_config is not None):
         raise ConfigError(

@@ -23,6 +23,7 @@ from cips3d.convert.official_2d import (
     to_official_2d,
 )
 from cips3d.convert.official_d2d import d_config_from_official_2d, from_official_d2d, to_official_d2d
+from cips3d.devices import usable_device
 from cips3d.errors import CheckpointError, ConfigError
 from cips3d.io.checkpoint import (
     CONFIG_FILE,
@@ -129,6 +130,7 @@ def load_generator2d(
     """A 2D generator, in eval mode on `device`, from any of: a `cips3d train2d` run folder or one of
     its snapshots (its `G_ema`, or `G`), our model folder (or its `config.json` / `model.safetensors`),
     or an official CIPS `.pt` checkpoint (its `g_ema`, or `g`)."""
+    device = usable_device(device)  # before reading: a missing GPU is said at once
     return _load(Path(path), which, with_discriminator=False).G.to(device).eval()
 
 
