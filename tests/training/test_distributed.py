@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from cips3d.errors import UserError
+from cips3d.training import distributed
 from cips3d.training.config import StageConfig
 from cips3d.training.distributed import World, rank_seed, world_from_environment
 from cips3d.training.snapshot import load_snapshot
@@ -201,3 +202,23 @@ def test_the_ranks_share_each_step_of_the_data_order_without_overlap(tmp_path, b
     whole = first_batch(4, World())
     halves = [first_batch(2, World(rank, 2, rank, 2)) for rank in range(2)]
     assert torch.equal(halves[0], whole[0::2]) and torch.equal(halves[1], whole[1::2])
+
+
+def test_processes_leave_together_after_work_and_at_once_after_a_failure(monkeypatch):
+    calls = []
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(distributed.dist, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(distributed.dist, "destroy_process_group", lambda: calls.append("destroy"))
+    world = World(0, 2, 0, 2)
+
+    def train(fail: bool) -> int:
+        with distributed.process_group(world, torch.device("cpu")):
+            if fail:
+                raise UserError("disk full")
+            return 0  # a return inside the block is a normal end
+
+    assert train(fail=False) == 0 and calls == ["barrier", "destroy"]
+    calls.clear()
+    with pytest.raises(UserError):
+        train(fail=True)
+    assert calls == ["destroy"]  # a peer may never reach a barrier: no waiting for it

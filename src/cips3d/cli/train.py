@@ -22,7 +22,7 @@ from cips3d.cli.resuming import RESUME_HELP, conflict, refuse_other_settings, re
 from cips3d.config_2d import is_2d_run_config
 from cips3d.errors import UserError
 from cips3d.training.config import TRAIN_PRESETS, TrainConfig, preset_name, train_preset
-from cips3d.training.distributed import World, join, leave, world_from_environment
+from cips3d.training.distributed import World, process_group, world_from_environment
 from cips3d.training.snapshot import snapshot_config
 from cips3d.training.trainer import Trainer, TrainingStopped, TrainOptions
 
@@ -191,11 +191,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--minutes must be positive, got {args.minutes}.")
     world = world_from_environment()
     device = process_device(resolve_device(args.device), world, args.device)
-    join(world, device)
-    try:
+    with process_group(world, device):
         return _train(args, world, device)
-    finally:
-        leave(world)
 
 
 def _train(args: argparse.Namespace, world: World, device: torch.device) -> int:

@@ -14,7 +14,7 @@ from cips3d.cli.train import process_device
 from cips3d.config_2d import CIPS2D_PRESETS
 from cips3d.errors import UserError
 from cips3d.io.checkpoint2d import load_models2d
-from cips3d.training.distributed import join, leave, world_from_environment
+from cips3d.training.distributed import process_group, world_from_environment
 from cips3d.training.snapshot import resume_data
 from cips3d.training.trainer2d import RESUMABLE, Train2DConfig, Trainer2D, load_run2d
 
@@ -182,8 +182,7 @@ def run(args: argparse.Namespace) -> int:
     check_fid_arguments(args)
     world = world_from_environment()
     device = process_device(resolve_device(args.device), world, args.device)
-    join(world, device)
-    try:
+    with process_group(world, device):
         trainer = Trainer2D(config, run_dir, data, device, resume, not args.quiet, world,
                             fid_images=args.fid or 0, inception=args.inception)  # fmt: skip
         if args.init and not resume and world.is_main:
@@ -200,8 +199,6 @@ def run(args: argparse.Namespace) -> int:
                     f"cips3d train2d: stopped at step {trainer.state.global_step}; snapshot {path} written."
                 )
             return EXIT_INTERRUPTED
-    finally:
-        leave(world)
     if world.is_main:
         print(f"{path}: step {trainer.state.global_step}, preview {path / 'preview.png'}.")
     return 0

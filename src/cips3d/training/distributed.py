@@ -17,9 +17,10 @@ no-op, so the trainer calls them unconditionally.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -160,10 +161,27 @@ def join(world: World, device: torch.device) -> None:
         raise UserError(f"cannot join the training job's process group ({first_line(err)}).") from err
 
 
-def leave(world: World) -> None:
-    """Leave the process group `join` made."""
+def leave(world: World, together: bool = False) -> None:
+    """Leave the process group `join` made. `together` (every process finished its work normally):
+    wait for the others first, so that none tears its connections down while a peer still uses them
+    (gloo then aborts that peer: seen once under load at the end of a run); after a failure no peer
+    may come, so leave at once."""
     if world.distributed and dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def process_group(world: World, device: torch.device) -> Iterator[None]:
+    """`join` for the block; `leave` after it, together when it ended normally (a return included)."""
+    join(world, device)
+    finished = False
+    try:
+        yield
+        finished = True
+    finally:
+        leave(world, together=finished)
 
 
 def rank_seed(seed: int, rank: int) -> int:
