@@ -86,7 +86,7 @@ def test_random_sampling_and_batch_mismatches_are_refused(tiny_G):
     with pytest.raises(ValueError, match="lack the layers"):
         InteractiveRenderer(tiny_G, incomplete, RENDER)
     viewer = InteractiveRenderer(tiny_G, _styles(tiny_G), RENDER)
-    with pytest.raises(ValueError, match="1 cameras for styles of batch 2"):
+    with pytest.raises(ValueError, match="1 camera for styles of batch 2"):
         viewer.render(Camera.from_angles(math.pi / 2, math.pi / 2))
 
 

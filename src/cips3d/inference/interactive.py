@@ -27,6 +27,7 @@ from cips3d.models.generator3d import Generator3D
 from cips3d.outputs import GeneratorOutput
 from cips3d.rendering.cameras import Camera
 from cips3d.rendering.volume import resolve_chunk_rows
+from cips3d.words import counted
 
 # Replays checked against eager frames before a graph is trusted: the first (the captured camera) and
 # the second (a new camera through the static buffers).
@@ -86,7 +87,7 @@ class InteractiveRenderer:
         overwrites them, so clone what you keep.
         """
         if camera.batch != self.batch:
-            raise ValueError(f"got {camera.batch} cameras for styles of batch {self.batch}.")
+            raise ValueError(f"got {counted(camera.batch, 'camera')} for styles of batch {self.batch}.")
         camera = _complete(camera.to(self.G.device, self.G.dtype))
         if self.wants_graph and self.graph is None:
             self._capture(camera)

@@ -21,6 +21,7 @@ import torch
 from cips3d import constants as K
 from cips3d.errors import ConfigError
 from cips3d.rendering.cameras import Camera, angles_from_position, position_from_angles
+from cips3d.words import counted
 
 # Official defaults of the video page (spec 6: st_web render_video_web).
 NUM_FRAMES = 30
@@ -44,7 +45,10 @@ class Trajectory:
 
     def __post_init__(self) -> None:
         if len(self.fov) != self.cameras.batch:
-            raise ValueError(f"{len(self.fov)} fields of view for {self.cameras.batch} cameras.")
+            raise ValueError(
+                f"{counted(len(self.fov), 'field of view', 'fields of view')} for "
+                f"{counted(self.cameras.batch, 'camera')}."
+            )
 
     @property
     def num_frames(self) -> int:

@@ -39,6 +39,7 @@ from cips3d.rendering.volume import (
     resolve_chunk_rows,
 )
 from cips3d.seeding import GeneratorArg, draw_batch
+from cips3d.words import counted
 
 
 class Modulation(NamedTuple):
@@ -311,7 +312,9 @@ class Generator3D(nn.Module):
             raise ValueError(f"styles lack the layers {missing}.")
         sizes = {v.shape[0] for v in styles.values()}
         if sizes != {batch}:
-            raise ValueError(f"styles have batch sizes {sorted(sizes)} but there are {batch} cameras.")
+            raise ValueError(
+                f"styles have batch sizes {sorted(sizes)} but there are {counted(batch, 'camera')}."
+            )
         for name, centre in self.truncation_centre().items():  # [1, D] per layer: the widths expected
             if styles[name].shape[1:] != centre.shape[1:]:
                 raise ValueError(
