@@ -15,6 +15,9 @@ NUM_STEPS = 12  # coarse samples per ray; hierarchical sampling adds as many fin
 CAMERA_RADIUS = 1.0  # cameras sit on the unit sphere
 YAW_MEAN = math.pi / 2  # h_mean: yaw pi/2 puts the camera on +z, looking at the origin
 PITCH_MEAN = math.pi / 2  # v_mean
+# Ours: the largest camera angle taken, in radians (159 turns: past any view), so that none overflows
+# float32 (1e39 rad was a traceback, 1e38 a NaN image).
+MAX_ANGLE = 1000.0
 YAW_STDDEV = 0.3  # h_stddev of the FFHQ training pose prior
 PITCH_STDDEV = 0.155  # v_stddev
 PITCH_CLAMP_EPS = 1e-5  # pitch is clamped to [eps, pi - eps] so the look-at frame stays defined

@@ -102,3 +102,20 @@ def test_an_empty_item_in_a_comma_list_is_one_sentence(tmp_path, capsys, argv, f
         code == 2 and f"{flag} " in err and "has an empty item; separate the items with single commas" in err
     )
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command", ["sample", "blend", "invert"])
+def test_camera_angles_past_any_view_are_refused_by_their_flag(capsys, command):
+    with pytest.raises(SystemExit) as stopped:
+        run(capsys, command, "--yaw", "1e39")  # beyond float32: it overflowed in a traceback
+    assert (
+        stopped.value.code == 2
+        and "--yaw: '1e39' radians is more than 1000 either way" in capsys.readouterr().err
+    )
+
+
+def test_multiview_angles_past_any_view_are_one_sentence(capsys, tmp_path):
+    code, _, err = run(
+        capsys, "multiview", "--preset", "tiny", "--yaws", "1,1e38", "--outdir", str(tmp_path / "o")
+    )
+    assert code == 2 and "--yaws takes angles of at most 1000 radians either way" in err

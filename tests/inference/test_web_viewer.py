@@ -38,6 +38,7 @@ def test_a_frame_request_has_defaults_and_refuses_bad_values():
     r = FrameRequest.parse("seed=7&yaw=1.2&pitch=1.4&panel=depth&psi=0.5&format=png")
     assert (r.seed, r.yaw, r.pitch, r.panel, r.psi, r.format) == (7, 1.2, 1.4, "depth", 0.5, "png")
     bad = [("seed=x", "integer"), ("seed=-1", "seed must be"), ("yaw=nan", "finite"), ("psi=2", "psi must"),
+           ("yaw=1e39", "at most 1000 either way"), ("pitch=-1e308", "at most 1000 either way"),
            ("panel=normals", "panel must"), ("format=gif", "format must")]  # fmt: skip
     for query, words in bad:
         with pytest.raises(BadRequest, match=words):

@@ -58,6 +58,7 @@ def test_a_window_request_has_defaults_and_refuses_bad_values():
     r = WindowRequest.parse("seed=4&x=-0.5&y=2&zoom=3&psi=0.7&format=png")
     assert (r.seed, r.x, r.y, r.zoom, r.psi, r.format) == (4, -0.5, 2.0, 3.0, 0.7, "png")
     bad = [("seed=x", "integer"), ("seed=-1", "seed must be"), ("x=inf", "finite"), ("zoom=0", "zoom must"),
+           ("y=1e308", "at most 1e\\+06 either way"),
            ("zoom=1e9", "zoom must"), ("psi=1.5", "psi must"), ("format=gif", "format must")]  # fmt: skip
     for query, words in bad:
         with pytest.raises(BadRequest, match=words):

@@ -12,6 +12,7 @@ from tqdm import tqdm
 from cips3d import constants as K
 from cips3d.cli import common
 from cips3d.cli.common import (
+    angle,
     check_frame_rate,
     finite_float,
     int_at_least,
@@ -91,8 +92,8 @@ def add_parser(subparsers) -> None:
     r = p.add_argument_group("what to render")
     r.add_argument("--seeds", default="0-3", help="seeds as a list and/or ranges (default 0-3)")
     r.add_argument("--size", type=int, default=128, help="image height and width in pixels (default 128)")
-    r.add_argument("--yaw", type=finite_float, default=K.YAW_MEAN, help="camera yaw in radians (pi/2: front)")
-    r.add_argument("--pitch", type=finite_float, default=K.PITCH_MEAN, help="camera pitch in radians")
+    r.add_argument("--yaw", type=angle, default=K.YAW_MEAN, help="camera yaw in radians (pi/2: front)")
+    r.add_argument("--pitch", type=angle, default=K.PITCH_MEAN, help="camera pitch in radians")
     r.add_argument("--psi", type=finite_float, default=1.0, help="truncation in [0, 1] (1: none)")
     r.add_argument("--deterministic", action="store_true", help="no jitter or random importance samples")
     v = p.add_argument_group("video (instead of images)")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from cips3d import constants as K
 from cips3d.config import GENERATOR_PRESETS, MAX_IMG_SIZE, generator_preset
 from cips3d.convert.official_2d import holds_official_cips2d
 from cips3d.devices import usable_device
@@ -274,6 +275,14 @@ def finite_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def angle(text: str) -> float:
+    """argparse type: a camera angle in radians, finite and at most MAX_ANGLE either way."""
+    value = finite_float(text)
+    if abs(value) > K.MAX_ANGLE:
+        raise argparse.ArgumentTypeError(f"{text!r} radians is more than {K.MAX_ANGLE:g} either way")
     return value
 
 

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from cips3d.cli.common import (
     add_model_arguments,
+    angle,
     build_generator,
     finite_float,
     model_name,
@@ -82,10 +83,8 @@ def add_parser(subparsers) -> None:
     g.add_argument(
         "--camera-lr", type=finite_float, default=InversionConfig.camera_lr, help="peak step of the angles"
     )
-    g.add_argument(
-        "--yaw", type=finite_float, default=math.pi / 2, help="initial yaw, radians (pi/2: frontal)"
-    )
-    g.add_argument("--pitch", type=finite_float, default=math.pi / 2, help="initial pitch, radians")
+    g.add_argument("--yaw", type=angle, default=math.pi / 2, help="initial yaw, radians (pi/2: frontal)")
+    g.add_argument("--pitch", type=angle, default=math.pi / 2, help="initial pitch, radians")
     g.add_argument("--fixed-camera", action="store_true", help="keep the camera at --yaw/--pitch")
     g.add_argument(
         "--camera-search",

@@ -111,6 +111,8 @@ def parse_angles(text: str, sweep: tuple[float, float], option: str) -> list[flo
         raise UserError(f"{option} must be a count or radians separated by commas, got {text!r}.") from None
     if not 1 <= len(values) <= MAX_VIEWS_PER_AXIS:
         raise UserError(f"{option} must list 1 to {MAX_VIEWS_PER_AXIS} angles, got {len(values)}.")
+    if any(abs(v) > K.MAX_ANGLE for v in values):
+        raise UserError(f"{option} takes angles of at most {K.MAX_ANGLE:g} radians either way, got {text!r}.")
     return values
 
 

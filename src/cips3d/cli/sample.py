@@ -19,6 +19,7 @@ from cips3d.cli.common import (
     add_chunk_rows_argument,
     add_model_arguments,
     add_precision_argument,
+    angle,
     comma_items,
     finite_float,
     num_steps,
@@ -67,10 +68,8 @@ def add_parser(subparsers) -> None:
     g = p.add_argument_group("what to render")
     g.add_argument("--seeds", default="0-7", help="seeds as a list and/or ranges, e.g. 0-15,42 (default 0-7)")
     g.add_argument("--size", type=int, default=128, help="image height and width in pixels (default 128)")
-    g.add_argument("--yaw", type=finite_float, default=K.YAW_MEAN, help="camera yaw in radians (pi/2: front)")
-    g.add_argument(
-        "--pitch", type=finite_float, default=K.PITCH_MEAN, help="camera pitch in radians (pi/2: level)"
-    )
+    g.add_argument("--yaw", type=angle, default=K.YAW_MEAN, help="camera yaw in radians (pi/2: front)")
+    g.add_argument("--pitch", type=angle, default=K.PITCH_MEAN, help="camera pitch in radians (pi/2: level)")
     g.add_argument(
         "--random-pose", action="store_true", help="draw each camera from the FFHQ pose prior instead"
     )

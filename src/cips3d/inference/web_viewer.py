@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import threading
 import time
 from collections import OrderedDict
@@ -107,8 +106,8 @@ class FrameRequest:
             raise BadRequest(f"seed must be an integer and yaw, pitch, psi numbers ({err}).") from None
         panel = q.get("panel", "image")
         check_seed(seed)
-        if not (math.isfinite(yaw) and math.isfinite(pitch)):
-            raise BadRequest("yaw and pitch must be finite.")
+        if not (abs(yaw) <= K.MAX_ANGLE and abs(pitch) <= K.MAX_ANGLE):  # NaN fails this too
+            raise BadRequest(f"yaw and pitch must be finite radians of at most {K.MAX_ANGLE:g} either way.")
         check_psi(psi)
         if panel not in PANELS:
             raise BadRequest(f"panel must be one of {', '.join(PANELS)}, got {panel!r}.")

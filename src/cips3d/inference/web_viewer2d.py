@@ -14,7 +14,6 @@ At zoom 1 and (0, 0) the window is the training frame, rendered at the viewer's 
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from cips3d.models.coordinates import cylinder_grid, plane_grid
 from cips3d.models.generator2d import Generator2D
 
 MAX_ZOOM = 1024.0
+MAX_OFFSET = 1e6  # frame units; far past any view, well inside float32 coordinates
 """Past this the window is narrower than the float32 spacing of its coordinates can resolve well."""
 
 
@@ -61,8 +61,8 @@ class WindowRequest:
         except ValueError as err:
             raise BadRequest(f"seed must be an integer and x, y, zoom, psi numbers ({err}).") from None
         check_seed(seed)
-        if not (math.isfinite(x) and math.isfinite(y)):
-            raise BadRequest("x and y must be finite.")
+        if not (abs(x) <= MAX_OFFSET and abs(y) <= MAX_OFFSET):  # NaN fails this too
+            raise BadRequest(f"x and y must be finite and at most {MAX_OFFSET:g} either way.")
         if not 1 / MAX_ZOOM <= zoom <= MAX_ZOOM:
             raise BadRequest(f"zoom must be in [{1 / MAX_ZOOM}, {MAX_ZOOM}], got {zoom}.")
         check_psi(psi)
