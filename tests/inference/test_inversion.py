@@ -16,6 +16,7 @@ from cips3d.config import RenderConfig
 from cips3d.errors import CheckpointError, ConfigError
 from cips3d.inference.inversion import (
     InversionConfig,
+    descend,
     invert,
     learning_rate_scale,
     load_inversion,
@@ -241,3 +242,14 @@ def test_a_target_on_another_scale_is_refused(tiny_G):
         invert(tiny_G, photo, InversionConfig(size=16, steps=1))
     with pytest.raises(ConfigError, match="NaN or infinite"):
         invert(tiny_G, torch.full((1, 3, 16, 16), float("nan")), InversionConfig(size=16, steps=1))
+
+
+def test_a_diverging_fit_stops_before_anything_is_saved():
+    w = torch.zeros(3, requires_grad=True)
+    losses: list[float] = []
+    with pytest.raises(ConfigError, match="the fit diverged: its values overflowed at step 0; lower the"):
+        descend(torch.optim.SGD([w], lr=1e38), 10 * (w - 1).pow(2).sum(), losses, None)  # past float32
+    v = torch.zeros(3, requires_grad=True)
+    with pytest.raises(ConfigError, match="the fit diverged: its loss was nan at step 0"):
+        descend(torch.optim.SGD([v], lr=0.1), (v * float("nan")).sum(), losses, None)
+    assert losses == [] and torch.equal(v, torch.zeros(3))  # the bad step was not taken

@@ -152,11 +152,22 @@ def frozen_weights(model: torch.nn.Module) -> Iterator[None]:
 def descend(
     optimizer: torch.optim.Optimizer, loss: torch.Tensor, losses: list[float], on_step: Callable | None
 ) -> None:
-    """One optimiser step on `loss`, recorded in `losses` and reported to `on_step(step, loss)`."""
+    """One optimiser step on `loss`, recorded in `losses` and reported to `on_step(step, loss)`. A fit
+    that diverges (a non-finite loss or parameter) stops with a `ConfigError` before anything is saved."""
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise ConfigError(
+            f"the fit diverged: its loss was {value} at step {len(losses)}; lower the learning rate."
+        )
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    losses.append(float(loss.detach()))
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    if not all(bool(torch.isfinite(p).all()) for p in params):
+        raise ConfigError(
+            f"the fit diverged: its values overflowed at step {len(losses)}; lower the learning rate."
+        )
+    losses.append(value)
     if on_step is not None:
         on_step(len(losses) - 1, losses[-1])
 
