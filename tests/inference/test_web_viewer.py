@@ -128,3 +128,19 @@ def test_cips3d_view_refuses_a_busy_port_in_one_sentence(capsys):
 def test_cips3d_view_refuses_a_seed_or_size_no_frame_could_use_before_serving(capsys, flags, message):
     code, _, err = run(capsys, "view", "--preset", "tiny", "--device", "cpu", "--port", "0", *flags)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_browser_that_drops_its_connection_is_not_an_error(capsys):
+    from cips3d.inference.web_viewer import ViewerServer  # noqa: PLC0415
+
+    server = ViewerServer.__new__(ViewerServer)  # handle_error needs no socket
+    try:
+        raise ConnectionResetError(104, "Connection reset by peer")
+    except ConnectionResetError:
+        server.handle_error(None, ("127.0.0.1", 5))
+    assert capsys.readouterr().err == ""
+    try:
+        raise ValueError("a real bug")
+    except ValueError:
+        server.handle_error(None, ("127.0.0.1", 5))
+    assert "ValueError: a real bug" in capsys.readouterr().err  # everything else is still shown

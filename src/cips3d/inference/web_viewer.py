@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -229,11 +230,21 @@ def make_server(
     return http_server(make_handler(source, info), host, port)
 
 
+class ViewerServer(ThreadingHTTPServer):
+    """The viewers' HTTP server: request threads do not keep Python alive, and a browser that closes
+    the connection before its frame arrives (a closed tab, a superseded fetch) is not an error."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):  # BrokenPipe, ConnectionReset, ...
+            return
+        super().handle_error(request, client_address)
+
+
 def http_server(handler: type[BaseHTTPRequestHandler], host: str, port: int) -> ThreadingHTTPServer:
-    """A threading server of `handler` on (host, port), its request threads not keeping Python alive."""
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+    """A `ViewerServer` of `handler` on (host, port)."""
+    return ViewerServer((host, port), handler)
 
 
 def serve_in_thread(server: ThreadingHTTPServer) -> Callable[[], None]:
