@@ -88,6 +88,14 @@ def test_fitted_styles_get_their_own_grid(tmp_path, capsys, tiny_G):
     )  # fmt: skip
     assert code == 0 and "wrote 1 grid of" in stdout
     grid = np.asarray(Image.open(tmp_path / "out" / "photo.png"))
+    # Every photo `cips3d invert` fits is OUTDIR/<photo>/styles.safetensors: renders take the photo's name.
+    for photo in ("ann", "bob"):
+        fit = tmp_path / "fits" / photo / "styles.safetensors"
+        save_inversion(Inversion(styles, 1.6, 1.5, 12.0), fit)
+        argv = ["multiview", "--preset", "tiny", "--styles", str(fit), "--size", "4", "--yaws", "1",
+                "--pitches", "1.5", "--outdir", str(tmp_path / "both"), "--quiet"]  # fmt: skip
+        assert run(capsys, *argv)[0] == 0
+    assert sorted(p.name for p in (tmp_path / "both").iterdir()) == ["ann.png", "bob.png"]
     render = RenderConfig(img_size=SIZE, deterministic=True)
     for col, yaw in enumerate((1.3, 1.8)):
         expected = to_uint8(tiny_G.synthesis(styles, Camera.from_angles(yaw, 1.5708), render).img[0].detach())

@@ -206,6 +206,14 @@ def fitted_styles(args: argparse.Namespace, G: Generator3D) -> Inversion:
     return fitted
 
 
+def styles_name(path: str | Path) -> str:
+    """The name outputs rendered from a styles file take: its stem, or, for the name `cips3d invert`
+    gives every photo's fit (OUTDIR/<photo>/styles.safetensors), its folder's, so that the renders of
+    two photos do not overwrite each other."""
+    path = Path(path)
+    return path.parent.resolve().name if path.stem == "styles" and path.parent.resolve().name else path.stem
+
+
 def refuse_overwriting_inputs(output: str | Path, *inputs: str | Path | None) -> None:
     """A UserError when writing `output` would replace an input of the command: the same file, or a file
     that exists inside an input folder (a model's weights, a run's logs). New files beside them are fine."""

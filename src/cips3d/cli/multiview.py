@@ -18,6 +18,7 @@ from cips3d.cli.common import (
     positive_int,
     refuse_ignored,
     resolve_device,
+    styles_name,
 )
 from cips3d.config import RenderConfig
 from cips3d.errors import UserError
@@ -166,5 +167,5 @@ def _subjects(G, s: MultiviewSettings, args: argparse.Namespace) -> list[tuple[s
     seeds', or the fitted styles of --styles (drawn from seed 0 when the sampling is stochastic)."""
     if args.styles:
         fitted = fitted_styles(args, G).styles
-        return [(Path(args.styles).stem, G.truncate(fitted, args.psi), 0)]
+        return [(styles_name(args.styles), G.truncate(fitted, args.psi), 0)]
     return [(f"seed{seed:04d}", styles_for_seeds(G, [seed], args.psi), seed) for seed in s.seeds]

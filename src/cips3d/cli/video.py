@@ -22,6 +22,7 @@ from cips3d.cli.common import (
     refuse_ignored,
     rendering_generator,
     speed_options,
+    styles_name,
 )
 from cips3d.config import RenderConfig
 from cips3d.errors import UserError
@@ -214,9 +215,9 @@ def _write_styles_video(G: Generator3D, plan: _Plan, args: argparse.Namespace) -
     styles = G.truncate(fitted_styles(args, G).styles, args.psi)
     frames = video_frames(
         G, styles, plan.trajectory, plan.render, panels=plan.panels, text=args.text,
-        generator=torch.Generator().manual_seed(0), progress=not args.quiet, desc=Path(args.styles).stem,
+        generator=torch.Generator().manual_seed(0), progress=not args.quiet, desc=styles_name(args.styles),
     )  # fmt: skip
-    path = Path(args.outdir) / f"{Path(args.styles).stem}{plan.suffix}"
+    path = Path(args.outdir) / f"{styles_name(args.styles)}{plan.suffix}"
     write_video(frames, path, fps=args.fps)
     return path
 
