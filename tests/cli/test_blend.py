@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from cips3d.cli.main import main
-from cips3d.io.checkpoint import save_generator
+from cips3d.io.checkpoint import load_generator, official_state_dict, save_generator
 from cips3d.io.video import read_video_frames
 from tests.cli.helpers import run
 
@@ -131,3 +131,11 @@ def test_blend_videos_side_by_side_and_gamma_sweep(tmp_path, capsys, models):
     assert "--sweep-frames: '1' must be at least 2" in capsys.readouterr().err
     assert main([*common, "--video", "nowhere", "--outdir", str(tmp_path / "x")]) == 2
     assert "unknown trajectory" in capsys.readouterr().err.lower()
+
+
+def test_an_official_file_without_its_preset_names_the_sides_flag(tmp_path, capsys, models):
+    source, _ = models
+    torch.save(official_state_dict(load_generator(source)), tmp_path / "official.pth")
+    code, _, err = run(capsys, "blend", "--source", str(source), "--target", str(tmp_path / "official.pth"),
+                       "--outdir", str(tmp_path / "o"), "--quiet")  # fmt: skip
+    assert code == 2 and "official.pth is an official .pth target: give --target-preset (e.g. ffhq)." in err

@@ -27,7 +27,7 @@ NOTHING = "would change nothing"
         ([*INVERT, "--frames", "9"], "--frames would change nothing without --video"),
         ([*INVERT, "--fixed-camera", "--camera-lr", "0.1"],
          "--camera-lr would change nothing with --fixed-camera"),
-        ([*INVERT, "--camera-lr", "1e30"], "camera_lr is a step in radians"),
+        ([*INVERT, "--camera-lr", "1e30"], "camera_lr (--camera-lr) is a step in radians"),
         ([*SAMPLE2D, "--fixation", "0.5,0"], f"--fixation {NOTHING} without --foveated"),
         ([*SAMPLE2D, "--view", "60"], "--view would change nothing without --pan"),
         ([*SAMPLE2D, "--fps", "12"], "--fps would change nothing without a video"),

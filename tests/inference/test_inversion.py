@@ -135,9 +135,11 @@ def test_a_perceptual_weight_adds_the_inception_distance_to_the_loss(tiny_G):
 def test_bad_settings_are_config_errors(tiny_G):
     with pytest.raises(ConfigError, match="at least 1 step"):
         InversionConfig(steps=0)
-    with pytest.raises(ConfigError, match="perceptual weight >= 0"):
+    with pytest.raises(ConfigError, match="^perceptual \\(--perceptual\\) must be >= 0.$"):
         InversionConfig(perceptual=-1.0)
-    with pytest.raises(ConfigError, match="camera_search"):
+    with pytest.raises(ConfigError, match="^lr \\(--lr\\) must be positive.$"):
+        InversionConfig(lr=float("nan"))
+    with pytest.raises(ConfigError, match="camera_search \\(--camera-search\\) must be a count"):
         InversionConfig(camera_search=-1)
     with pytest.raises(ConfigError, match="image size"):
         InversionConfig(size=1)

@@ -21,7 +21,7 @@ from cips3d.cli.common import (
     resolve_device,
 )
 from cips3d.config import GENERATOR_PRESETS, PoseConfig, RenderConfig
-from cips3d.errors import UserError
+from cips3d.errors import ConfigError, UserError
 from cips3d.inference.blend import (
     DEFAULT_BLEND_LAYERS,
     blend_generators,
@@ -148,7 +148,12 @@ def _load(path: str, preset: str | None, device, side: str) -> Generator3D:
     """The --source or --target model (`side`); its --SIDE-preset only for an official .pth."""
     if preset is not None and carries_own_config(path):
         raise UserError(f"{path} carries its own config; --{side}-preset is for an official .pth {side}.")
-    return load_generator(path, preset=preset, device=device)
+    try:
+        return load_generator(path, preset=preset, device=device)
+    except ConfigError as err:
+        if preset is None and str(err).startswith("an official .pth checkpoint needs --preset"):
+            raise UserError(f"{path} is an official .pth {side}: give --{side}-preset (e.g. ffhq).") from err
+        raise
 
 
 def _check_video(args: argparse.Namespace, s: BlendSettings, columns: int) -> str | None:

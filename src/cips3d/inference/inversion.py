@@ -94,14 +94,23 @@ class InversionConfig:
     def __post_init__(self) -> None:
         if not (isinstance(self.steps, int) and self.steps >= 1):
             raise ConfigError(f"inversion needs at least 1 step, got {self.steps!r}.")
+        # Named as the field and its flag: the API and `cips3d invert` share these checks.
         if not (isinstance(self.camera_search, int) and self.camera_search >= 0):
-            raise ConfigError(f"camera_search must be a count >= 0, got {self.camera_search!r}.")
-        if not (self.lr > 0 and self.camera_lr >= 0 and self.noise >= 0 and self.perceptual >= 0):
-            raise ConfigError("the learning rates must be positive, the noise and perceptual weight >= 0.")
+            search = self.camera_search
+            raise ConfigError(f"camera_search (--camera-search) must be a count >= 0, got {search!r}.")
+        rules = {
+            "lr (--lr) must be positive": self.lr > 0,
+            "camera_lr (--camera-lr) must be >= 0": self.camera_lr >= 0,
+            "noise (--noise) must be >= 0": self.noise >= 0,
+            "perceptual (--perceptual) must be >= 0": self.perceptual >= 0,
+        }
+        wrong = [rule for rule, holds in rules.items() if not holds]  # NaN fails every rule
+        if wrong:
+            raise ConfigError(f"{wrong[0]}.")
         if self.camera_lr > MAX_CAMERA_LR:
             raise ConfigError(
-                f"camera_lr is a step in radians and at most {MAX_CAMERA_LR:g} (larger steps jump around the "
-                f"object instead of fitting its camera), got {self.camera_lr:g}."
+                f"camera_lr (--camera-lr) is a step in radians and at most {MAX_CAMERA_LR:g} (larger steps "
+                f"jump around the object instead of fitting its camera), got {self.camera_lr:g}."
             )
         RenderConfig(img_size=self.size)  # an impossible size fails here, with its own message
 

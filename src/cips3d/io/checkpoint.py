@@ -33,6 +33,9 @@ FORMAT_NAME = "cips3d.Generator3D"
 FORMAT_NAME_2D = "cips3d.Generator2D"
 FORMAT_VERSION = 1
 
+# What a 3-D command says of a 2D model: the commands that take one.
+TWO_D_COMMANDS = "render it with cips3d sample2d (invert2d fits photos with it)"
+
 
 def save_generator(G: Generator3D, directory: str | os.PathLike) -> Path:
     """Write `config.json` and `model.safetensors` into `directory` (created if needed)."""
@@ -52,7 +55,7 @@ def read_meta(path: Path, format_name: str | None = FORMAT_NAME) -> dict[str, An
         raise CheckpointError(f"{path} is not a readable cips3d config ({err}).") from err
     found = meta.get("format") if isinstance(meta, dict) else None
     if found == FORMAT_NAME_2D and format_name == FORMAT_NAME:
-        raise CheckpointError(f"{path.parent} is a 2D CIPS model: render it with cips3d sample2d.")
+        raise CheckpointError(f"{path.parent} is a 2D CIPS model: {TWO_D_COMMANDS}.")
     if found == FORMAT_NAME and format_name == FORMAT_NAME_2D:
         raise CheckpointError(f"{path.parent} is a CIPS-3D model, not a 2D one; {THREE_D_COMMANDS} take it.")
     accepted = (format_name,) if format_name else (FORMAT_NAME, FORMAT_NAME_2D)
@@ -119,9 +122,7 @@ def _load_snapshot_ema(path: Path, device: str | torch.device) -> Generator3D:
 
     snap = load_snapshot(path, training_state=False)
     if is_2d_run_config(snap.config):
-        raise CheckpointError(
-            f"{snap.path} is a 2D CIPS run (cips3d train2d): render it with cips3d sample2d."
-        )
+        raise CheckpointError(f"{snap.path} is a 2D CIPS run (cips3d train2d): {TWO_D_COMMANDS}.")
     try:
         config = GeneratorConfig.from_dict(snap.config["generator"])
     except (KeyError, ConfigError) as err:
@@ -284,9 +285,7 @@ def official_generator(
     """The generator an official CIPS-3D file holds (`content`, read from `path` by `read_torch_file`),
     of the config `resolve_official_config` gives; an official 2D CIPS file is named as such."""
     if holds_official_cips2d(content):
-        raise CheckpointError(
-            f"{path} is an official 2D CIPS checkpoint: render it with cips3d sample2d, or convert it."
-        )
+        raise CheckpointError(f"{path} is an official 2D CIPS checkpoint: {TWO_D_COMMANDS}, or convert it.")
     config = resolve_official_config(preset, official_config)
     state = plain_state_dict(content, path)
     try:
