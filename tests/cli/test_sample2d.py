@@ -141,6 +141,17 @@ def test_interpolate_writes_a_walk_from_seed_to_seed(capsys, tmp_path, run_dir):
     assert len(frames) == 7 and frames[0].shape == (32, 32, 3) and "7 frames from seed to seed" in text
     code, _, err = run(capsys, *where, "--seeds", "1", "--interpolate", "3")
     assert code == 2 and "two seeds or more" in err
+    # A walk may come back to where it started (the images are still one per seed).
+    loop = tmp_path / "loop"
+    code, text, err = run(
+        capsys, *where[:-3], "--outdir", str(loop), "--quiet", "--seeds", "1,2,1", "--interpolate", "2"
+    )
+    frames = read_video_frames(next(loop.glob("interpolation.*")))
+    assert code == 0 and len(frames) == 5 and np.array_equal(frames[0], frames[-1]), err
+    assert "wrote 2 images" in text and sorted(p.name for p in loop.glob("seed*.png")) == [
+        "seed0001.png",
+        "seed0002.png",
+    ]
 
 
 def test_convert_exports_a_runs_g_ema_as_a_2d_model_folder(capsys, tmp_path, run_dir):

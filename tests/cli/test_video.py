@@ -112,6 +112,14 @@ def test_interpolation_walks_from_seed_to_seed(tmp_path, capsys, tiny_G, use_tin
     for index, seed in ((0, 3), (3, 8)):  # the ends are the seeds' own renders
         own = next(video_frames(tiny_G, seed_styles(tiny_G, seed)[0], still(num_frames=1), render))
         assert np.array_equal(decoded[index], own)
+    # A walk may come back to its first seed.
+    back = [a if a != "3,8" else "3,8,3" for a in args]
+    back += ["--interpolate", "--steps-between", "2", "--outdir", str(tmp_path / "b")]
+    assert run(capsys, *back)[0] == 0
+    looped = read_video_frames(next((tmp_path / "b").glob("interpolation*.gif")))
+    assert (
+        len(looped) == 5 and np.array_equal(looped[0], looped[-1]) and np.array_equal(looped[0], decoded[0])
+    )
 
 
 @pytest.mark.parametrize(

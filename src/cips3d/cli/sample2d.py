@@ -147,8 +147,8 @@ def _walk_frames(
 
 
 def run(args: argparse.Namespace) -> int:
-    seeds = parse_seeds(args.seeds)
-    _check_arguments(args, seeds)
+    seeds, walk = parse_seeds(args.seeds), parse_seeds(args.seeds, unique=False)  # a walk may come back
+    _check_arguments(args, walk)
     fixation = _fixation(args.fixation or "0,0")
     device = resolve_device(args.device)
     G = load_generator2d(args.checkpoint, device)
@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     bar.close()
     save_png(make_grid(np.stack(tiles)), outdir / "grid.png")
     if args.interpolate:
-        videos.append(_write_walk(G, seeds, args, mean, None if exact_grid else grid, outdir))
+        videos.append(_write_walk(G, walk, args, mean, None if exact_grid else grid, outdir))
     height, width = tiles[0].shape[:2]
     print(f"wrote {counted(len(seeds), 'image')} of {width}x{height} and grid.png to {outdir}/")
     if in_grid < len(seeds):
@@ -198,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
         turning = f"turning once around in {args.pan} frames"
         print(f"wrote {counted(len(seeds), 'video')} {turning} ({videos[0].name}, ...)")
     if args.interpolate:
-        print(f"wrote {videos[-1].name}: {(len(seeds) - 1) * args.interpolate + 1} frames from seed to seed")
+        print(f"wrote {videos[-1].name}: {(len(walk) - 1) * args.interpolate + 1} frames from seed to seed")
     if any(video.suffix == ".gif" for video in videos):  # said, as `cips3d video` says it
         why = "MP4 (yuv420p) needs an even width and height" if mp4_available() else "PyAV lacks libx264"
         print(f"cips3d sample2d: note: GIF instead of MP4 where {why}.", file=sys.stderr)

@@ -172,7 +172,7 @@ def _check_numbers(args: argparse.Namespace, seeds: list[int]) -> None:
 
 def _plan(args: argparse.Namespace) -> _Plan:
     """Parse and check every option; nothing is rendered or loaded yet."""
-    seeds = parse_seeds(args.seeds)
+    seeds = parse_seeds(args.seeds, unique=not args.interpolate)  # a walk may come back to a seed
     _check_numbers(args, seeds)
     trajectory_function(args.trajectory)  # an unknown name fails here, listing the known ones
     render = RenderConfig(

@@ -26,9 +26,10 @@ class SampleBatch:
 _SEED_PART = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 
-def parse_seeds(text: str) -> list[int]:
-    """'0-3,7,10-11' -> [0, 1, 2, 3, 7, 10, 11] (ranges inclusive, order kept, duplicates dropped); a
-    `ConfigError` (a user's mistake, also a ValueError) for anything else."""
+def parse_seeds(text: str, unique: bool = True) -> list[int]:
+    """'0-3,7,10-11' -> [0, 1, 2, 3, 7, 10, 11] (ranges inclusive, order kept, duplicates dropped unless
+    not `unique`: a walk 0,5,0 returns to its start); a `ConfigError` (a user's mistake, also a
+    ValueError) for anything else."""
     seeds: list[int] = []
     for part in text.replace(" ", "").split(","):
         match = _SEED_PART.match(part)
@@ -45,7 +46,7 @@ def parse_seeds(text: str) -> list[int]:
         if len(seeds) + hi - lo + 1 > 1_000_000:
             raise ConfigError(f"{text!r} asks for more than a million seeds.")
         seeds.extend(range(lo, hi + 1))
-    return list(dict.fromkeys(seeds))
+    return list(dict.fromkeys(seeds)) if unique else seeds
 
 
 @torch.no_grad()
