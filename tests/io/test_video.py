@@ -55,3 +55,15 @@ def test_mp4_or_gif_follows_the_encoder_and_the_frame_sides(tmp_path, monkeypatc
     assert video.write_mp4_or_gif(even, tmp_path / "plain", fps=10).name == "plain.gif"
     with pytest.raises(ValueError, match="no frames"):
         video.write_mp4_or_gif([], tmp_path / "none")
+
+
+@pytest.mark.parametrize(
+    "fps, delay", [(60, 20), (50, 20), (30, 30), (24, 40), (12.5, 80), (240, 20), (0.5, 2000)]
+)
+def test_a_gif_stores_the_nearest_delay_it_can_play(tmp_path, fps, delay):
+    from PIL import Image  # noqa: PLC0415
+
+    frames = [np.full((4, 4, 3), value, np.uint8) for value in (0, 128, 255)]
+    write_video(frames, tmp_path / "v.gif", fps=fps)
+    with Image.open(tmp_path / "v.gif") as gif:
+        assert gif.n_frames == 3 and gif.info["duration"] == delay

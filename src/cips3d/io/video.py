@@ -60,10 +60,17 @@ def _write_mp4(frames: Iterable[np.ndarray], path: str, fps: float, crf: int) ->
     return count
 
 
+def gif_delay_ms(fps: float) -> int:
+    """The frame delay a GIF stores for `fps`: whole hundredths of a second (the format's unit; PIL cut
+    33 ms to 30) nearest to 1 / fps, and at least 20 ms, since browsers play shorter delays at 100 ms.
+    So a GIF plays at 100 / n frames per second: 50, 33.3, 25, 20, ..."""
+    return 10 * max(2, round(100 / fps))
+
+
 def _write_gif(frames: Iterable[np.ndarray], path: str, fps: float) -> int:
     images = [Image.fromarray(f) for f in frames]
     if images:
-        duration = round(1000 / fps)
+        duration = gif_delay_ms(fps)
         images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0)
     return len(images)
 
