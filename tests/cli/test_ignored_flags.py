@@ -58,3 +58,10 @@ def test_the_3d_speed_options_are_refused_for_a_2d_model(capsys, tmp_path):
     assert code == 2 and "--fast would change nothing" in err and "--precision" not in err
     code, _, err = run(capsys, *view, "--preset", "tiny")
     assert code == 2 and "--preset would change nothing for a 2D CIPS model" in err
+
+
+def test_view_refuses_a_seed_beside_fitted_styles(capsys, tmp_path):
+    code, _, err = run(
+        capsys, "view", "--preset", "tiny", "--styles", str(tmp_path / "s.safetensors"), "--seed", "5"
+    )
+    assert code == 2 and "--seed would change nothing with --styles" in err

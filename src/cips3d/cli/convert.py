@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -74,9 +75,10 @@ def _to_official(args: argparse.Namespace, target: Path) -> int:
         print(f"wrote the official 2D CIPS {parts} to {target}")
         if models.G.config.embedding_align_corners:
             print(
-                "note: this model reads its coordinate embedding with align_corners=True (how cips3d "
-                "trains); the official code reads it with PyTorch's default (False), so its images of "
-                "this file differ from ours, and so do those of the file converted back to cips3d."
+                "cips3d convert: note: this model reads its coordinate embedding with align_corners=True "
+                "(how cips3d trains); the official code reads it with PyTorch's default (False), so its "
+                "images of this file differ from ours, and so do those of the file converted back to cips3d.",
+                file=sys.stderr,
             )
         return 0
     state = official_state_dict(load_generator(args.source))

@@ -53,8 +53,9 @@ EXAMPLES = """examples:
   cips3d invert --checkpoint runs/faces --image photos/ --outdir fits     # every image of a folder
 
 Writes target.png, reconstruction.png (target | render | aux NeRF image | depth), styles.safetensors
-(the styles and camera, for the Python API: cips3d.inference.inversion.load_inversion), losses.json and,
-with --video, orbit.mp4 (orbit.gif without an H.264 encoder): the photo's object seen from other yaws.
+(the styles and camera: `cips3d video/multiview/view --styles` render it, and the Python API reads it
+with cips3d.inference.inversion.load_inversion), losses.json and, with --video, orbit.mp4 (orbit.gif
+without an H.264 encoder or at an odd size): the photo's object seen from other yaws.
 """
 
 

@@ -15,6 +15,7 @@ from cips3d.cli.common import (
     checkpoint_generator2d,
     fitted_styles,
     positive_int,
+    refuse_ignored,
     refuse_speed_options,
     rendering_generator,
     resolve_device,
@@ -80,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--port must be in [0, 65535], got {args.port}.")
     if not 0 <= args.seed <= MAX_SEED:
         raise UserError(f"--seed must be in [0, {MAX_SEED}], got {args.seed}.")
+    if args.styles:
+        refuse_ignored({"--seed": args.seed != 0}, "with --styles (the view shows the fitted photo)")
     if args.size is not None and args.size > MAX_IMG_SIZE:
         raise UserError(f"--size of a live view is at most {MAX_IMG_SIZE} px, got {args.size}.")
     G2 = checkpoint_generator2d(args)
