@@ -24,7 +24,7 @@ from cips3d.io.checkpoint2d import (
     load_generator2d,
     official_generator_state,
 )
-from cips3d.io.video import MAX_FPS, MIN_FPS
+from cips3d.io.video import MAX_FPS, MIN_FPS, mp4_available
 from cips3d.models.generator2d import Generator2D
 from cips3d.models.generator3d import Generator3D
 from cips3d.seeding import MAX_SEED
@@ -292,6 +292,13 @@ def angle(text: str) -> float:
     if abs(value) > K.MAX_ANGLE:
         raise argparse.ArgumentTypeError(f"{text!r} radians is more than {K.MAX_ANGLE:g} either way")
     return value
+
+
+def note_gif_fallback(command: str, videos: list[Path]) -> None:
+    """Say on stderr when any of `videos` was written as a GIF instead of an MP4, and why."""
+    if any(video.suffix == ".gif" for video in videos):
+        why = "MP4 (yuv420p) needs an even width and height" if mp4_available() else "PyAV lacks libx264"
+        print(f"cips3d {command}: note: GIF instead of MP4 where {why}.", file=sys.stderr)
 
 
 def check_frame_rate(fps: float) -> None:

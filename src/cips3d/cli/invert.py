@@ -18,6 +18,7 @@ from cips3d.cli.common import (
     build_generator,
     finite_float,
     model_name,
+    note_gif_fallback,
     positive_int,
     refuse_ignored,
     resolve_device,
@@ -230,4 +231,4 @@ def _write(
             progress=not args.quiet,
             desc="orbit",
         )
-        write_mp4_or_gif(frames, outdir / "orbit", fps=24)
+        note_gif_fallback("invert", [write_mp4_or_gif(frames, outdir / "orbit", fps=24)])

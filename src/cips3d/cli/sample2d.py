@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from cips3d.cli.common import (
     finite_float,
     image_side,
     int_at_least,
+    note_gif_fallback,
     positive_int,
     refuse_ignored,
     resolve_device,
@@ -28,7 +28,7 @@ from cips3d.inference.sample import parse_seeds
 from cips3d.inference.walk2d import walk_styles_2d
 from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.io.images import grid_tiles, make_grid, save_png, to_uint8
-from cips3d.io.video import mp4_available, write_mp4_or_gif
+from cips3d.io.video import write_mp4_or_gif
 from cips3d.models.generator2d import Generator2D
 from cips3d.words import counted
 
@@ -199,9 +199,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {counted(len(seeds), 'video')} {turning} ({videos[0].name}, ...)")
     if args.interpolate:
         print(f"wrote {videos[-1].name}: {(len(walk) - 1) * args.interpolate + 1} frames from seed to seed")
-    if any(video.suffix == ".gif" for video in videos):  # said, as `cips3d video` says it
-        why = "MP4 (yuv420p) needs an even width and height" if mp4_available() else "PyAV lacks libx264"
-        print(f"cips3d sample2d: note: GIF instead of MP4 where {why}.", file=sys.stderr)
+    note_gif_fallback("sample2d", videos)
     return 0
 
 
