@@ -193,8 +193,8 @@ def test_cips3d_invert_writes_the_fit_and_a_video(capsys, tmp_path):
     assert math.isfinite(fitted.yaw) and math.isfinite(fitted.pitch)
     # At an odd size the orbit is a GIF (yuv420p MP4 needs even sides), and it says so.
     code, _, err = run(
-        capsys, "invert", "--preset", "tiny", "--image", str(tmp_path / "photo.png"), "--size", "7", "--steps",
-        "1", "--video", "--frames", "2", "--device", "cpu", "--quiet", "--outdir", str(tmp_path / "odd"),
+        capsys, "invert", "--preset", "tiny", "--image", str(tmp_path / "photo.png"), "--size", "7",
+        "--steps", "1", "--video", "--frames", "2", "--quiet", "--outdir", str(tmp_path / "odd"),
     )  # fmt: skip
     assert code == 0 and (tmp_path / "odd" / "orbit.gif").is_file()
     assert "cips3d invert: note: GIF instead of MP4 where" in err
