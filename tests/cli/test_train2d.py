@@ -113,3 +113,12 @@ def test_turns_are_for_panorama_runs(capsys, tmp_path, blob_folder):
     assert code == 2 and "turns are for panorama models" in err
     code, _, err = run(capsys, "sample2d", "--checkpoint", str(out), "--pan", "8", "--outdir", str(tmp_path))
     assert code == 2 and "--pan is for panorama runs" in err
+
+
+def test_a_time_limit_alone_is_enough_and_some_limit_is_needed(capsys, tmp_path, blob_folder):
+    where = ["train2d", "--data", str(blob_folder), "--outdir", str(tmp_path / "run"), *OPTIONS]
+    code, _, err = run(capsys, *where)
+    assert code == 2 and "give --max-steps, --minutes or both" in err
+    code, text, err = run(capsys, *where, "--minutes", "0.001")  # stops after its first iteration
+    assert code == 0, err
+    assert load_snapshot(tmp_path / "run").state.global_step >= 1 and "preview" in text

@@ -84,7 +84,9 @@ def add_parser(subparsers) -> None:
     keep = DEFAULTS["keep_snapshots"]
     p.add_argument("--keep", type=positive_int, help=f"snapshots to keep (default {keep})")
     p.add_argument(
-        "--max-steps", type=positive_int, required=True, help="iterations in all, resumes included"
+        "--max-steps",
+        type=positive_int,
+        help="iterations in all, resumes included (give it, --minutes or both)",
     )
     p.add_argument("--minutes", type=float, help="stop after this much wall time (snapshot)")
     p.add_argument(
@@ -174,6 +176,8 @@ def _run_folder(args: argparse.Namespace) -> Path:
 def run(args: argparse.Namespace) -> int:
     if args.minutes is not None and not args.minutes > 0:
         raise UserError(f"--minutes must be positive, got {args.minutes}.")
+    if args.max_steps is None and args.minutes is None:
+        raise UserError("give --max-steps, --minutes or both: a 2D run trains until the first is reached.")
     run_dir, resume = _run_folder(args), args.resume is not None
     config = _resumed_config(run_dir, args) if resume else _new_config(args)
     data = resume_data(run_dir, args.data) if resume else args.data
@@ -188,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         if args.init and not resume and world.is_main:
             print(f"cips3d train2d: fine-tuning, {trainer.started_from}.")
         step = trainer.state.global_step
-        if step >= args.max_steps:  # a resume with nothing left to do touches no file
+        if args.max_steps is not None and step >= args.max_steps:  # nothing left to do: touch no file
             if world.is_main:
                 print(f"{run_dir}: already at step {step} (--max-steps {args.max_steps}); nothing to do.")
             return 0

@@ -11,7 +11,9 @@ from tqdm import tqdm
 class Monitor:
     """Progress bar plus TensorBoard event files under `log_dir` (tensorboard is imported lazily)."""
 
-    def __init__(self, log_dir: Path, total_steps: int, initial_step: int, enabled: bool = True) -> None:
+    def __init__(
+        self, log_dir: Path, total_steps: int | None, initial_step: int, enabled: bool = True
+    ) -> None:
         from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 (slow import, only when training)
 
         self.writer = SummaryWriter(log_dir=str(log_dir))

@@ -273,10 +273,11 @@ class Trainer2D:
         for batch in loader:
             yield to_float(batch).to(self.device)
 
-    def run(self, max_steps: int, minutes: float | None = None) -> Path:
-        """Train until `max_steps` iterations in all (counting those before a resume) or for `minutes`;
-        return the last snapshot's folder. Ctrl-C or SIGTERM (`training.stopping`) finishes the iteration,
-        writes its snapshot, sets `stopped_by_signal` and returns; a second Ctrl-C aborts."""
+    def run(self, max_steps: int | None, minutes: float | None = None) -> Path:
+        """Train until `max_steps` iterations in all (counting those before a resume; None: no limit) or
+        for `minutes`, whichever comes first; return the last snapshot's folder. Ctrl-C or SIGTERM
+        (`training.stopping`) finishes the iteration, writes its snapshot, sets `stopped_by_signal` and
+        returns; a second Ctrl-C aborts."""
         deadline = None if minutes is None else time.monotonic() + minutes * 60
         # Rank 0 writes TensorBoard logs and snapshot lines whether or not its progress bar is shown.
         monitor = (Monitor(self.run_dir / "logs", max_steps, self.state.global_step, self.progress)
@@ -292,10 +293,12 @@ class Trainer2D:
             monitor.close()
         return path
 
-    def _loop(self, max_steps: int, deadline: float | None, monitor: Monitor | SilentMonitor) -> None:
+    def _loop(self, max_steps: int | None, deadline: float | None, monitor: Monitor | SilentMonitor) -> None:
         """Iterate until `max_steps`, the `deadline` (a `time.monotonic()` value) or a stop request."""
+        if max_steps is None and deadline is None:
+            raise ConfigError("a 2D run needs a limit: max_steps, minutes or both.")
         batches = self._batches()
-        while self.state.global_step < max_steps:
+        while max_steps is None or self.state.global_step < max_steps:
             stats = self.step(next(batches))
             log = self.state.global_step % 10 == 0
             monitor.step(self.state.global_step, self.state.images_seen, "2d", stats, log)
