@@ -122,3 +122,4 @@ def test_a_time_limit_alone_is_enough_and_some_limit_is_needed(capsys, tmp_path,
     code, text, err = run(capsys, *where, "--minutes", "0.001")  # stops after its first iteration
     assert code == 0, err
     assert load_snapshot(tmp_path / "run").state.global_step >= 1 and "preview" in text
+    assert "cips3d train2d: stopped: reached 0.001 minutes; --resume continues." in text

@@ -204,5 +204,7 @@ def run(args: argparse.Namespace) -> int:
                 )
             return EXIT_INTERRUPTED
     if world.is_main:
+        if trainer.reached_time_limit:  # said as train says it
+            print(f"cips3d train2d: stopped: reached {args.minutes:g} minutes; --resume continues.")
         print(f"{path}: step {trainer.state.global_step}, preview {path / 'preview.png'}.")
     return 0

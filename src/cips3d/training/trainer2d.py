@@ -223,6 +223,8 @@ class Trainer2D:
         self.started_from = "a fresh initialisation"
         self._stops = StopRequests()
         self.stopped_by_signal = False
+        self.reached_time_limit = False
+        """Set when `run` stopped at its `minutes` before its `max_steps`."""
         if resume:
             self._resume()
         elif config.init is not None:
@@ -307,6 +309,7 @@ class Trainer2D:
             late = deadline is not None and time.monotonic() > deadline
             # decided by all processes together, so that every one stops at the same step
             late, self.stopped_by_signal = self.world.any_of([late, self._stops.requested], self.device)
+            self.reached_time_limit = late and not self.stopped_by_signal
             if late or self.stopped_by_signal:
                 return
 
