@@ -80,13 +80,15 @@ def test_the_server_answers_the_page_and_frames_equal_to_direct_renders(server, 
 
 def test_fixed_styles_replace_the_seeds(tiny_G):
     styles = seed_styles(tiny_G, 11)[0]
-    server = make_server(tiny_G, RENDER, port=0, styles=styles)
+    server = make_server(tiny_G, RENDER, port=0, styles=styles, camera=(1.3, 1.45))
     stop = serve_in_thread(server)
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/frame?seed=5&yaw=1.6&pitch=1.6&format=png"
         png = get(url)[2]
+        info = json.loads(get(f"http://127.0.0.1:{server.server_address[1]}/info")[2])
     finally:
         stop()
+    assert (info["yaw"], info["pitch"]) == (1.3, 1.45)  # the page starts at the fitted photo's camera
     out = expected_frame(tiny_G, styles, 1.6, 1.6)
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), to_uint8(out.img[0]))
 

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 
+from cips3d import constants as K
 from cips3d.cli.common import (
     add_model_arguments,
     add_precision_argument,
@@ -98,8 +99,12 @@ def run(args: argparse.Namespace) -> int:
         args.size = args.size or DEFAULT_SIZE
         render = RenderConfig(img_size=args.size, deterministic=True, **speed_options(args))
         device, G = rendering_generator(args)
-        styles = fitted_styles(args, G).styles if args.styles else None
-        server = _listen(args, lambda: make_server(G, render, args.host, args.port, styles, args.seed))
+        fitted = fitted_styles(args, G) if args.styles else None
+        styles = fitted.styles if fitted else None
+        camera = (fitted.yaw, fitted.pitch) if fitted else (K.YAW_MEAN, K.PITCH_MEAN)  # the photo's own view
+        server = _listen(
+            args, lambda: make_server(G, render, args.host, args.port, styles, args.seed, camera)
+        )
         what = f"{args.size}x{args.size} px"
     previous = None
     if threading.current_thread() is threading.main_thread():  # SIGTERM stops it as Ctrl-C does

@@ -216,16 +216,18 @@ def make_server(
     port: int = 8000,
     styles: Styles | None = None,
     first_seed: int = 0,
+    camera: tuple[float, float] = (K.YAW_MEAN, K.PITCH_MEAN),
 ) -> ThreadingHTTPServer:
     """A server (not yet serving; call `serve_forever`) of the viewer page and frames of `G`.
 
     `styles` ([1, D] per layer, e.g. from `cips3d invert`) replace the seeds: the seed box then has
-    no effect. `port` 0 picks a free port (`server.server_address` tells which).
+    no effect. `camera` (yaw, pitch) is where the page starts (a fitted photo's own camera).
+    `port` 0 picks a free port (`server.server_address` tells which).
     """
     source = FrameSource(G, render, styles)
     info = {
         "size": render.img_size, "device": str(G.device), "first_seed": first_seed,
-        "fixed_styles": styles is not None, "yaw": K.YAW_MEAN, "pitch": K.PITCH_MEAN,
+        "fixed_styles": styles is not None, "yaw": camera[0], "pitch": camera[1],
     }  # fmt: skip
     return http_server(make_handler(source, info), host, port)
 
