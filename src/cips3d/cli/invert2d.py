@@ -49,7 +49,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--lr", type=finite_float, default=Inversion2DConfig.lr, help="peak step of w")
     p.add_argument("--per-layer", action="store_true", help="one w per layer (W+: closer, less typical)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise on w (default 0)")
-    p.add_argument("--scale", type=positive_int, default=2, help="larger.png's density (default 2)")
+    p.add_argument("--scale", type=positive_int, default=2,
+                   help="larger.png is the training size times this, over --extent (default 2)")  # fmt: skip
     p.add_argument("--extent", type=finite_float, default=1.25, help="larger.png's reach (default 1.25)")
     p.add_argument("--turns", type=finite_float, default=1.0, help="panorama runs: larger.png goes round")
     p.add_argument("--outdir", default="outputs/invert2d", help="output folder (default outputs/invert2d)")

@@ -79,7 +79,8 @@ def add_parser(subparsers) -> None:
     g.add_argument(
         "--frames",
         type=int,
-        help="the trajectory's num_frames (frames per turn for circle; default: the trajectory's own)",
+        help="the trajectory's num_frames (frames per turn for circle; for the translate ones the turning "
+        "part, after 56 frames of sliding; default: the trajectory's own)",
     )
     g.add_argument(
         "--fov", type=finite_float, help="field of view in degrees (default 12; near/far zoom to 20)"

@@ -194,7 +194,7 @@ def translate_circle_near_far(
     """A parallel shift along x (0 -> +d -> 0 -> -d -> 0), the same along y, both at fixed fov and
     looking down -z from z = r cos(pi / alpha_pidiv), then `circle_near_far`.
 
-    Frames: 2 * 4 * (num_samples_translate // 4) + 2 * num_frames (58 + 2N with the defaults).
+    Frames: 2 * 4 * (num_samples_translate // 4) + 2 * num_frames (56 + 2N with the defaults).
     """
     _check_count(num_frames, "num_frames")
     _check_fov(fov, max_fov)
