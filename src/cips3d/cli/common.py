@@ -8,11 +8,13 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from cips3d import constants as K
 from cips3d.config import GENERATOR_PRESETS, MAX_IMG_SIZE, generator_preset
 from cips3d.convert.official_2d import holds_official_cips2d
+from cips3d.data.images import crop_resize, upright_rgb
 from cips3d.devices import usable_device
 from cips3d.errors import UserError
 from cips3d.fast import bf16_fast, compile_generator, configure_fast_paths
@@ -292,6 +294,19 @@ def angle(text: str) -> float:
     if abs(value) > K.MAX_ANGLE:
         raise argparse.ArgumentTypeError(f"{text!r} radians is more than {K.MAX_ANGLE:g} either way")
     return value
+
+
+def photo_pixels(
+    data: bytes, path: str | Path, command: str, size: int, width: int | None = None, whole: bool = False
+) -> np.ndarray:
+    """A photo to fit as uint8 [size, width or size, 3], read as datasets are (upright, centre-cropped,
+    LANCZOS); a photo smaller than that is enlarged, and the command says so on stderr."""
+    img = upright_rgb(data)
+    target = min(size, width or size)
+    if min(img.size) < target:
+        print(f"cips3d {command}: note: {path} is {img.size[0]}x{img.size[1]} px, so it is enlarged to fit "
+              f"{width or size}x{size}.", file=sys.stderr)  # fmt: skip
+    return np.array(crop_resize(img, size, width, whole), dtype=np.uint8)
 
 
 def note_gif_fallback(command: str, videos: list[Path]) -> None:

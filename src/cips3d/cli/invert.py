@@ -19,12 +19,13 @@ from cips3d.cli.common import (
     finite_float,
     model_name,
     note_gif_fallback,
+    photo_pixels,
     positive_int,
     refuse_ignored,
     resolve_device,
 )
 from cips3d.config import RenderConfig
-from cips3d.data.images import IMAGE_EXTENSIONS, decode_rgb, is_image_name, unreadable_reason
+from cips3d.data.images import IMAGE_EXTENSIONS, is_image_name, unreadable_reason
 from cips3d.errors import UserError
 from cips3d.inference.inversion import (
     Inversion,
@@ -124,7 +125,7 @@ def read_target(path: str | Path, size: int) -> torch.Tensor:
     """The photo as a [1, 3, size, size] target in [-1, 1]; one UserError for a missing or broken file."""
     try:
         data = Path(path).read_bytes()
-        return image_to_target(decode_rgb(data, size))
+        return image_to_target(photo_pixels(data, path, "invert", size))
     except FileNotFoundError:
         raise UserError(f"no image at {path}.") from None
     except (UnidentifiedImageError, OSError, ValueError) as err:

@@ -12,8 +12,8 @@ from PIL import UnidentifiedImageError
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from cips3d.cli.common import CHECKPOINT_HELP_2D, finite_float, positive_int, resolve_device
-from cips3d.data.images import decode_rgb, unreadable_reason
+from cips3d.cli.common import CHECKPOINT_HELP_2D, finite_float, photo_pixels, positive_int, resolve_device
+from cips3d.data.images import unreadable_reason
 from cips3d.errors import UserError
 from cips3d.inference.inversion import image_to_target
 from cips3d.inference.inversion2d import Inversion2DConfig, invert2d
@@ -64,8 +64,10 @@ def read_target(path: str, G: Generator2D) -> torch.Tensor:
     config = G.config
     try:
         data = Path(path).read_bytes()
-        rgb = decode_rgb(data, config.size, config.grid_width, whole=config.panorama)
-    except (FileNotFoundError, IsADirectoryError):
+        rgb = photo_pixels(data, path, "invert2d", config.size, config.grid_width, whole=config.panorama)
+    except IsADirectoryError:
+        raise UserError(f"{path} is a folder; invert2d fits one photo at a time.") from None
+    except FileNotFoundError:
         raise UserError(f"no image file at {path}.") from None
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise UserError(f"cannot read the image {path} ({unreadable_reason(err)}).") from None
