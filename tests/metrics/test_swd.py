@@ -44,7 +44,7 @@ def test_wide_images_stop_at_their_shorter_side():
     assert swd(a, a.clone()).mean == 0.0 < swd(a, b).mean
 
 
-@pytest.mark.parametrize("height, width", [(64, 64), (32, 128), (16, 16), (8, 8), (4, 6)])
+@pytest.mark.parametrize("height, width", [(64, 64), (32, 128), (33, 70), (16, 16), (8, 8), (4, 6)])
 def test_the_protocol_text_names_the_levels_and_patches_swd_uses(height, width):
     images = torch.zeros(1, 3, height, width)
     sides = [min(level.shape[-2:]) for level in laplacian_pyramid(images)]

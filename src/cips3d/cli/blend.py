@@ -10,10 +10,10 @@ import numpy as np
 from tqdm import tqdm
 
 from cips3d import constants as K
-from cips3d.cli import common
 from cips3d.cli.common import (
     angle,
     check_frame_rate,
+    comma_items,
     finite_float,
     int_at_least,
     positive_int,
@@ -21,7 +21,7 @@ from cips3d.cli.common import (
     resolve_device,
 )
 from cips3d.config import GENERATOR_PRESETS, PoseConfig, RenderConfig
-from cips3d.errors import ConfigError, UserError
+from cips3d.errors import UserError
 from cips3d.inference.blend import (
     DEFAULT_BLEND_LAYERS,
     blend_generators,
@@ -33,7 +33,7 @@ from cips3d.inference.blend import (
 from cips3d.inference.sample import parse_seeds, sample_seeds
 from cips3d.inference.trajectories import make_trajectory
 from cips3d.inference.video import side_by_side_frames
-from cips3d.io.checkpoint import carries_own_config, load_generator
+from cips3d.io.checkpoint import MissingPresetError, carries_own_config, load_generator
 from cips3d.io.images import make_grid, save_png, to_uint8
 from cips3d.io.video import check_video_target, mp4_available, write_video
 from cips3d.models.generator3d import Generator3D
@@ -124,7 +124,7 @@ def _parse_gammas(args: argparse.Namespace) -> list[float]:
         values = [0.5 if args.gamma is None else args.gamma]
     else:
         try:
-            values = [float(x) for x in common.comma_items(args.gammas, "--gammas")]
+            values = [float(x) for x in comma_items(args.gammas, "--gammas")]
         except ValueError:
             raise UserError(f"--gammas must be numbers separated by commas, got {args.gammas!r}.") from None
     try:
@@ -137,7 +137,7 @@ def _settings(args: argparse.Namespace) -> BlendSettings:
     """Check every option before a model is loaded."""
     seeds = parse_seeds(args.seeds)
     gammas = _parse_gammas(args)
-    layers = resolve_blend_layers(common.comma_items(args.layers, "--layers"))
+    layers = resolve_blend_layers(comma_items(args.layers, "--layers"))
     if not 0.0 <= args.psi <= 1.0:
         raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
     render = RenderConfig(img_size=args.size, deterministic=args.deterministic)
@@ -150,10 +150,8 @@ def _load(path: str, preset: str | None, device, side: str) -> Generator3D:
         raise UserError(f"{path} carries its own config; --{side}-preset is for an official .pth {side}.")
     try:
         return load_generator(path, preset=preset, device=device)
-    except ConfigError as err:
-        if preset is None and str(err).startswith("an official .pth checkpoint needs --preset"):
-            raise UserError(f"{path} is an official .pth {side}: give --{side}-preset (e.g. ffhq).") from err
-        raise
+    except MissingPresetError as err:  # named by this command's flag for that side
+        raise UserError(f"{path} is an official .pth {side}: give --{side}-preset (e.g. ffhq).") from err
 
 
 def _check_video(args: argparse.Namespace, s: BlendSettings, columns: int) -> str | None:

@@ -14,7 +14,7 @@ import torch
 from cips3d import constants as K
 from cips3d.config import GENERATOR_PRESETS, MAX_IMG_SIZE, generator_preset
 from cips3d.convert.official_2d import holds_official_cips2d
-from cips3d.data.images import crop_resize, upright_rgb
+from cips3d.data.images import decode_rgb_sized
 from cips3d.devices import usable_device
 from cips3d.errors import UserError
 from cips3d.fast import bf16_fast, compile_generator, configure_fast_paths
@@ -213,7 +213,8 @@ def styles_name(path: str | Path) -> str:
     gives every photo's fit (OUTDIR/<photo>/styles.safetensors), its folder's, so that the renders of
     two photos do not overwrite each other."""
     path = Path(path)
-    return path.parent.resolve().name if path.stem == "styles" and path.parent.resolve().name else path.stem
+    folder = path.parent.resolve().name  # '' at the file system's root
+    return folder if path.stem == "styles" and folder else path.stem
 
 
 def refuse_overwriting_inputs(output: str | Path, *inputs: str | Path | None) -> None:
@@ -301,12 +302,11 @@ def photo_pixels(
 ) -> np.ndarray:
     """A photo to fit as uint8 [size, width or size, 3], read as datasets are (upright, centre-cropped,
     LANCZOS); a photo smaller than that is enlarged, and the command says so on stderr."""
-    img = upright_rgb(data)
-    target = min(size, width or size)
-    if min(img.size) < target:
-        print(f"cips3d {command}: note: {path} is {img.size[0]}x{img.size[1]} px, so it is enlarged to fit "
-              f"{width or size}x{size}.", file=sys.stderr)  # fmt: skip
-    return np.array(crop_resize(img, size, width, whole), dtype=np.uint8)
+    pixels, (w, h) = decode_rgb_sized(data, size, width, whole)
+    if min(w, h) < min(size, width or size):
+        note = f"{path} is {w}x{h} px, so it is enlarged to fit {width or size}x{size}"
+        print(f"cips3d {command}: note: {note}.", file=sys.stderr)
+    return pixels
 
 
 def note_gif_fallback(command: str, videos: list[Path]) -> None:

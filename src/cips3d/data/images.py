@@ -209,10 +209,19 @@ def decode_rgb(
     With `resolution`, the image is centre-cropped to a square (or to resolution x `width`) and
     LANCZOS-resized, or resized whole (`crop_resize`).
     """
+    return decode_rgb_sized(data, resolution, width, whole)[0]
+
+
+def decode_rgb_sized(
+    data: bytes, resolution: int | None = None, width: int | None = None, whole: bool = False
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """`decode_rgb`'s pixels, and the (width, height) the image had upright before any resizing (what
+    says whether it was enlarged)."""
     rgb = upright_rgb(data)
+    size = rgb.size
     if resolution is not None:
         rgb = crop_resize(rgb, resolution, width, whole)
-    return np.array(rgb, dtype=np.uint8)
+    return np.array(rgb, dtype=np.uint8), size
 
 
 def unreadable_reason(err: BaseException) -> str:

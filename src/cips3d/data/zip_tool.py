@@ -28,11 +28,10 @@ from cips3d.data.images import (
     UpscaledImagesWarning,
     ZipSource,
     check_whole_aspect,
-    crop_resize,
+    decode_rgb_sized,
     enlarged_message,
     open_image_source,
     unreadable_reason,
-    upright_rgb,
     warn_skipped,
 )
 from cips3d.errors import ConfigError, UserError
@@ -119,8 +118,8 @@ def write_image_zip(dest: str | os.PathLike, pngs: Iterable[bytes]) -> int:
 
 def _convert(data: bytes, resolution: int, width: int | None, whole: bool) -> tuple[bytes, tuple[int, int]]:
     """PNG bytes of the converted image, and the (width, height) it had upright."""
-    img = upright_rgb(data)
-    return encode_png(np.array(crop_resize(img, resolution, width, whole), dtype=np.uint8)), img.size
+    pixels, size = decode_rgb_sized(data, resolution, width, whole)
+    return encode_png(pixels), size
 
 
 def _converting(
@@ -211,7 +210,7 @@ def folder_to_zip(
                     continue
                 if whole and smallest is None:  # raised inside the write: `dest` is left as it was
                     check_whole_aspect(src.location(name), size, resolution, width)
-                smallest = min(*size, smallest or min(size))
+                smallest = min(size) if smallest is None else min(smallest, *size)
                 yield png
         if len(bad) == len(src.names):  # raised inside the write, so no empty zip replaces `dest`
             raise UserError(f"none of the {len(bad)} images in {source} could be read (first: {bad[0]}).")

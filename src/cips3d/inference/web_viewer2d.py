@@ -37,8 +37,8 @@ from cips3d.models.coordinates import cylinder_grid, plane_grid
 from cips3d.models.generator2d import Generator2D
 
 MAX_ZOOM = 1024.0
-MAX_OFFSET = 1e6  # frame units; far past any view, well inside float32 coordinates
 """Past this the window is narrower than the float32 spacing of its coordinates can resolve well."""
+MAX_OFFSET = 1e6  # frame units; far past any view, well inside float32 coordinates
 
 
 @dataclass(frozen=True)

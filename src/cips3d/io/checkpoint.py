@@ -37,6 +37,10 @@ FORMAT_VERSION = 1
 TWO_D_COMMANDS = "render it with cips3d sample2d (invert2d fits photos with it)"
 
 
+class MissingPresetError(ConfigError):
+    """An official file was given without the preset (or official config) that says its architecture."""
+
+
 def save_generator(G: Generator3D, directory: str | os.PathLike) -> Path:
     """Write `config.json` and `model.safetensors` into `directory` (created if needed)."""
     meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "generator": G.config.to_dict()}
@@ -205,7 +209,9 @@ def resolve_official_config(
     (a dict or a JSON file holding them, optionally under "constructor_kwargs")."""
     if official_config is None:
         if preset is None:
-            raise ConfigError("an official .pth checkpoint needs --preset (e.g. ffhq) or --official-config.")
+            raise MissingPresetError(
+                "an official .pth checkpoint needs --preset (e.g. ffhq) or --official-config."
+            )
         return generator_preset(preset)
     data: Any = official_config
     if not isinstance(data, dict):

@@ -37,11 +37,20 @@ def _blur(x: torch.Tensor) -> torch.Tensor:
     return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), kernel, groups=x.shape[1])
 
 
+def pyramid_sizes(height: int, width: int, min_size: int = MIN_LEVEL_SIZE) -> list[tuple[int, int]]:
+    """(H, W) of each level of `laplacian_pyramid` on height x width images, finest first: halved (as
+    taking every second pixel does, rounding up) while the shorter side would stay >= min_size."""
+    sizes = [(height, width)]
+    while min(sizes[-1]) // 2 >= min_size:
+        sizes.append(((sizes[-1][0] + 1) // 2, (sizes[-1][1] + 1) // 2))
+    return sizes
+
+
 def laplacian_pyramid(images: torch.Tensor, min_size: int = MIN_LEVEL_SIZE) -> list[torch.Tensor]:
     """[N, C, H, W] -> band-pass levels, finest first, then the low-pass residual (shorter side >=
-    min_size)."""
+    min_size); their sizes are `pyramid_sizes`."""
     levels, current = [], images
-    while min(current.shape[-2:]) // 2 >= min_size:
+    for _ in pyramid_sizes(*images.shape[-2:], min_size)[1:]:
         down = _blur(current)[..., ::2, ::2]
         up = F.interpolate(down, size=current.shape[-2:], mode="bilinear", align_corners=False)
         levels.append(current - up)
@@ -53,10 +62,7 @@ def laplacian_pyramid(images: torch.Tensor, min_size: int = MIN_LEVEL_SIZE) -> l
 def describe_swd(height: int, width: int) -> str:
     """The SWD protocol at images of `height` x `width`, as `swd` runs it there: the pyramid's level
     sizes and the patch side (both shrink on images under MIN_LEVEL_SIZE px)."""
-    sides, side = [min(height, width)], min(height, width)
-    while side // 2 >= MIN_LEVEL_SIZE:
-        side //= 2
-        sides.append(side)
+    sides = [min(size) for size in pyramid_sizes(height, width)]
     patch = min(PATCH_SIZE, sides[-1])
     levels = " -> ".join(str(s) for s in sides)
     small = (

@@ -56,6 +56,7 @@ from cips3d.training.snapshot import (
 from cips3d.training.steps import StepRandom, StepSettings, d_step, g_step
 from cips3d.training.stopping import StopRequests
 from cips3d.training.warm_start import warm_start
+from cips3d.words import counted
 
 
 class TrainingStopped(Exception):
@@ -430,7 +431,7 @@ class Trainer:
             self.stopped_by_signal = True
             return "stopped by signal"
         if steps:
-            return f"reached {o.max_steps} step{'' if o.max_steps == 1 else 's'}"
+            return f"reached {counted(o.max_steps, 'step')}"
         if minutes:
             return f"reached {o.max_minutes:g} minutes"
         return None
