@@ -1,11 +1,14 @@
 """cips3d: CIPS-3D, the 3D-aware GAN, in plain PyTorch.
 
 Public API:
-    Generator3D, GeneratorOutput       the generator and what it returns
-    Discriminator, DiscriminatorConfig the main + aux discriminators (training)
-    GeneratorConfig, RenderConfig, PoseConfig, generator_preset
-    Camera, RenderDraws                explicit cameras and injected random numbers
-    load_generator, save_generator     our checkpoints (safetensors + config.json) and official .pth files
+    Generator3D, GeneratorOutput                                the generator and what it returns
+    Discriminator, DiscriminatorConfig, discriminator_preset    the main + aux discriminators (training)
+    GeneratorConfig, MappingConfig, NerfFieldConfig, InrConfig  the generator's typed configs
+    RenderConfig, PoseConfig, generator_preset                  rendering, camera poses; presets
+    Camera, RenderDraws                                         explicit cameras and injected random numbers
+    Styles, generators_for_seeds                                per-layer styles; one torch.Generator per seed
+    CheckpointError, ConfigError, UserError                     what a user's mistake raises
+    load_generator, save_generator                              ours (folder) and official .pth
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ _PUBLIC = {
         "generator_preset",
     ),
     "cips3d.errors": ("CheckpointError", "ConfigError", "UserError"),
+    "cips3d.io.checkpoint": ("load_generator", "save_generator"),
     "cips3d.models.discriminator": ("Discriminator", "DiscriminatorConfig", "discriminator_preset"),
     "cips3d.models.generator3d": ("Generator3D",),
     "cips3d.outputs": ("GeneratorOutput", "Styles"),
@@ -57,6 +61,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
         generator_preset,
     )
     from cips3d.errors import CheckpointError, ConfigError, UserError
+    from cips3d.io.checkpoint import load_generator, save_generator
     from cips3d.models.discriminator import Discriminator, DiscriminatorConfig, discriminator_preset
     from cips3d.models.generator3d import Generator3D
     from cips3d.outputs import GeneratorOutput, Styles
@@ -84,4 +89,6 @@ __all__ = [
     "discriminator_preset",
     "generator_preset",
     "generators_for_seeds",
+    "load_generator",
+    "save_generator",
 ]

@@ -67,3 +67,12 @@ def test_every_public_name_loads_from_where_it_lives():
         assert "has no attribute 'NoSuchThing'" in str(err)
     else:
         raise AssertionError("an unknown name must raise AttributeError")
+
+
+def test_every_name_the_package_docstring_lists_is_public():
+    listing = cips3d.__doc__.split("Public API:")[1]
+    names = {
+        n.strip() for line in listing.strip().splitlines() for n in line.strip().split("  ")[0].split(",")
+    }
+    assert {"load_generator", "save_generator", "Camera"} <= names
+    assert names == set(cips3d.__all__)

@@ -194,9 +194,11 @@ def test_cips3d_invert_writes_the_fit_and_a_video(capsys, tmp_path):
     # At an odd size the orbit is a GIF (yuv420p MP4 needs even sides), and it says so.
     code, _, err = run(
         capsys, "invert", "--preset", "tiny", "--image", str(tmp_path / "photo.png"), "--size", "7",
-        "--steps", "1", "--video", "--frames", "2", "--quiet", "--outdir", str(tmp_path / "odd"),
+        "--steps", "1", "--video", "--frames", "2", "--fps", "10", "--quiet",
+        "--outdir", str(tmp_path / "odd"),
     )  # fmt: skip
     assert code == 0 and (tmp_path / "odd" / "orbit.gif").is_file()
+    assert Image.open(tmp_path / "odd" / "orbit.gif").info["duration"] == 100  # ms a frame at --fps 10
     assert "cips3d invert: note: GIF instead of MP4 where" in err
 
 

@@ -35,12 +35,12 @@ from cips3d.inference.trajectories import make_trajectory
 from cips3d.inference.video import side_by_side_frames
 from cips3d.io.checkpoint import MissingPresetError, carries_own_config, load_generator
 from cips3d.io.images import make_grid, save_png, to_uint8
-from cips3d.io.video import check_video_target, mp4_available, write_video
+from cips3d.io.video import DEFAULT_FPS, check_video_target, mp4_available, write_video
 from cips3d.models.generator3d import Generator3D
 from cips3d.rendering.cameras import Camera
 from cips3d.words import counted
 
-FRAMES, FPS = 30, 20.0  # videos: frames of a --video trajectory, frames per second
+FRAMES = 30  # frames of a --video trajectory
 BATCH = 4  # images rendered together
 
 EXAMPLES = """examples:
@@ -102,7 +102,9 @@ def add_parser(subparsers) -> None:
     v.add_argument(
         "--sweep-frames", type=sweep_frames, help="a video sweeping gamma from 0 to 1 in N (>= 2) frames"
     )
-    v.add_argument("--fps", type=finite_float, default=FPS, help=f"frames per second (default {FPS:g})")
+    v.add_argument(
+        "--fps", type=finite_float, default=DEFAULT_FPS, help=f"frames per second (default {DEFAULT_FPS:g})"
+    )
     v.add_argument("--format", choices=("mp4", "gif"), default="mp4", help="video format (default mp4)")
     o = p.add_argument_group("how and where")
     o.add_argument(
@@ -159,7 +161,9 @@ def _check_video(args: argparse.Namespace, s: BlendSettings, columns: int) -> st
     if args.video is None:
         refuse_ignored({"--frames": args.frames != FRAMES}, "without --video (the length of its trajectory)")
     if args.video is None and args.sweep_frames is None:
-        refuse_ignored({"--fps": args.fps != FPS, "--format": args.format != "mp4"}, "without a video")
+        refuse_ignored(
+            {"--fps": args.fps != DEFAULT_FPS, "--format": args.format != "mp4"}, "without a video"
+        )
         return None
     refuse_ignored({"--deterministic": args.deterministic, "--batch-size": args.batch_size != BATCH},
                    "in a video (videos are deterministic and rendered frame by frame)")  # fmt: skip

@@ -16,6 +16,7 @@ from cips3d.cli.common import (
     add_model_arguments,
     angle,
     build_generator,
+    check_frame_rate,
     finite_float,
     model_name,
     note_gif_fallback,
@@ -39,7 +40,7 @@ from cips3d.inference.trajectories import make_trajectory
 from cips3d.inference.video import video_frames
 from cips3d.io.files import atomic_write
 from cips3d.io.images import save_png, to_uint8
-from cips3d.io.video import write_mp4_or_gif
+from cips3d.io.video import DEFAULT_FPS, write_mp4_or_gif
 from cips3d.metrics.perceptual import load_perceptual
 
 PERCEPTUAL_WEIGHT = 0.1
@@ -114,6 +115,12 @@ def add_parser(subparsers) -> None:
         type=positive_int,
         default=VIDEO_FRAMES,
         help=f"frames of the video (default {VIDEO_FRAMES})",
+    )
+    o.add_argument(
+        "--fps",
+        type=finite_float,
+        default=DEFAULT_FPS,
+        help=f"the video's frames per second (default {DEFAULT_FPS:g})",
     )
     o.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     o.add_argument("--outdir", default="outputs/invert", help="output folder (default outputs/invert)")
@@ -197,7 +204,10 @@ def _fit(G, target: torch.Tensor, config: InversionConfig, perceptual, desc: str
 
 def _config(args: argparse.Namespace) -> InversionConfig:
     if not args.video:
-        refuse_ignored({"--frames": args.frames != VIDEO_FRAMES}, "without --video")
+        refuse_ignored(
+            {"--frames": args.frames != VIDEO_FRAMES, "--fps": args.fps != DEFAULT_FPS}, "without --video"
+        )
+    check_frame_rate(args.fps)
     if args.fixed_camera:
         defaults = InversionConfig()
         changed = {"--camera-lr": args.camera_lr != defaults.camera_lr,
@@ -232,4 +242,4 @@ def _write(
             progress=not args.quiet,
             desc="orbit",
         )
-        note_gif_fallback("invert", [write_mp4_or_gif(frames, outdir / "orbit", fps=24)])
+        note_gif_fallback("invert", [write_mp4_or_gif(frames, outdir / "orbit", fps=args.fps)])

@@ -28,11 +28,11 @@ from cips3d.inference.sample import parse_seeds
 from cips3d.inference.walk2d import walk_styles_2d
 from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.io.images import grid_tiles, make_grid, save_png, to_uint8
-from cips3d.io.video import write_mp4_or_gif
+from cips3d.io.video import DEFAULT_FPS, write_mp4_or_gif
 from cips3d.models.generator2d import Generator2D
 from cips3d.words import counted
 
-PAN_VIEW, FPS = 90.0, 30.0  # --pan's field of view (degrees), the videos' frames per second
+PAN_VIEW = 90.0  # --pan's field of view (degrees)
 
 EXAMPLES = """examples:
   cips3d sample2d --checkpoint runs/cips2d --seeds 0-15 --outdir outputs/cips2d     # training size
@@ -98,7 +98,10 @@ def add_parser(subparsers) -> None:
         help="also a video walking from seed to seed (in the order given), STEPS frames between each two",
     )
     p.add_argument(
-        "--fps", type=finite_float, default=FPS, help=f"videos' frames per second (default {FPS:g})"
+        "--fps",
+        type=finite_float,
+        default=DEFAULT_FPS,
+        help=f"videos' frames per second (default {DEFAULT_FPS:g})",
     )
     p.add_argument(
         "--outdir",
@@ -221,7 +224,7 @@ def _check_arguments(args: argparse.Namespace, seeds: list[int]) -> None:
     if args.pan or args.interpolate:
         check_frame_rate(args.fps)
     else:
-        refuse_ignored({"--fps": args.fps != FPS}, "without a video (--pan or --interpolate)")
+        refuse_ignored({"--fps": args.fps != DEFAULT_FPS}, "without a video (--pan or --interpolate)")
     if not args.pan:
         refuse_ignored({"--view": args.view != PAN_VIEW}, "without --pan")
     if not args.foveated:

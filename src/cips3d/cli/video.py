@@ -37,7 +37,7 @@ from cips3d.inference.video import (
     seed_styles,
     video_frames,
 )
-from cips3d.io.video import check_video_target, mp4_available, write_video
+from cips3d.io.video import DEFAULT_FPS, check_video_target, mp4_available, write_video
 from cips3d.models.generator3d import Generator3D
 
 FORMATS = ("mp4", "gif")
@@ -112,7 +112,9 @@ def add_parser(subparsers) -> None:
         help=f"frames from one seed to the next (default {WALK['steps_between']})",
     )
     o = p.add_argument_group("how and where")
-    o.add_argument("--fps", type=finite_float, default=30.0, help="frames per second (default 30)")
+    o.add_argument(
+        "--fps", type=finite_float, default=DEFAULT_FPS, help=f"frames per second (default {DEFAULT_FPS:g})"
+    )
     o.add_argument(
         "--format", default="mp4", help="mp4 (H.264) or gif (default mp4; gif if PyAV lacks libx264)"
     )

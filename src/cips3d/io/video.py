@@ -76,6 +76,7 @@ def _write_gif(frames: Iterable[np.ndarray], path: str, fps: float) -> int:
 
 
 MIN_FPS, MAX_FPS = 0.1, 240.0  # a GIF stores each frame's duration in 16 bits of 10 ms; players cap rates
+DEFAULT_FPS = 30.0  # every command's videos unless --fps says otherwise
 
 
 def write_video(
