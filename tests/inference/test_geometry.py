@@ -225,7 +225,7 @@ def test_rendered_sphere_depth_is_within_a_sample_spacing_and_gives_its_normals(
     cam2world = Camera.from_angles(math.pi / 2, math.pi / 2).cam2world().double()
     directions = camera_ray_directions(size, render.fov, dtype=torch.float64).unsqueeze(0)
     comp = render_rays(solid_sphere, directions, cam2world, render, RenderDraws())
-    depth = surface_depth(comp.depth, comp.opacity, render.ray_end).view(1, 1, size, size)
+    depth = surface_depth(comp, render.ray_end).view(1, 1, size, size)
     expected, hit = analytic_sphere_depth(size, radius)
     spacing = (render.ray_end - render.ray_start) / (steps - 1)
     chord_ok = interior(hit, 1)  # grazing rays may pass between two samples

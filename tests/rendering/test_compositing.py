@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from cips3d.rendering.compositing import composite, sample_deltas, surface_depth
+from cips3d.rendering.compositing import Composite, composite, sample_deltas, surface_depth
 
 
 def evenly_spaced(s: int, spacing: float) -> torch.Tensor:
@@ -72,9 +72,23 @@ def test_last_delta_is_huge():
 
 
 def test_surface_depth_normalises_by_opacity_and_uses_far_for_empty_rays():
-    depth = torch.tensor([0.5, 0.0, 0.9])
-    opacity = torch.tensor([0.5, 0.0, 1.0])
-    assert torch.allclose(surface_depth(depth, opacity, far=1.12), torch.tensor([1.0, 1.12, 0.9]))
+    weights = torch.tensor([[0.0, 0.5], [0.0, 0.0], [1.0, 0.0]])  # [R, S] at depths 0.9 and 1.0
+    comp = Composite(
+        feature=torch.zeros(3, 1), depth=(weights * torch.tensor([0.9, 1.0])).sum(-1), weights=weights,
+        opacity=weights.sum(-1),
+    )  # fmt: skip
+    assert torch.allclose(surface_depth(comp, far=1.12), torch.tensor([1.0, 1.12, 0.9]))
+
+
+def test_surface_depth_after_last_back_stays_between_the_samples():
+    """last_back puts a nearly transparent ray's leftover on its last sample: the weights the depth was
+    taken with sum to 1, and dividing by the (tiny) opacity instead gave depths in the hundreds."""
+    depths = evenly_spaced(6, 0.1) + 0.88
+    sigma = torch.full((1, 1, 6), -1.0, dtype=torch.float64)
+    sigma[..., 1] = 1e-4  # a faint wisp: opacity 1e-5
+    comp = composite(torch.ones(1, 1, 6, 1, dtype=torch.float64), sigma, depths, last_back=True)
+    assert comp.opacity.item() < 1e-4
+    assert 0.88 < surface_depth(comp, far=1.5).item() <= depths.max().item()
 
 
 def test_parts_in_their_own_order_composite_like_features_sorted_by_depth():

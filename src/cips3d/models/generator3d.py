@@ -299,7 +299,7 @@ class Generator3D(nn.Module):
             with torch.set_grad_enabled(torch.is_grad_enabled() and nerf_grad):
                 comp = render_rays(field_fn, directions[:, index], cam2world, render, draws.rays(index))
                 aux = torch.tanh(self.aux_head(comp.feature))
-                depth = surface_depth(comp.depth, comp.opacity, render.ray_end)
+                depth = surface_depth(comp, render.ray_end)
             with tf32_matmuls(render.precision == "tf32", comp.feature.device):
                 rgb = self.decoder(comp.feature, inr, render.precision, render.inr_kernel)
             parts.append((rgb, aux, comp.feature, depth, comp.opacity))

@@ -110,9 +110,12 @@ def _weighted_sum_of_parts(
     return total
 
 
-def surface_depth(depth: torch.Tensor, opacity: torch.Tensor, far: float, eps: float = 1e-6) -> torch.Tensor:
-    """Expected depth of what a ray hits: sum w t / sum w, and `far` where the ray hits nothing.
+def surface_depth(comp: Composite, far: float, eps: float = 1e-6) -> torch.Tensor:
+    """[B, R] expected depth of what a ray hits: sum w t / sum w, and `far` where the ray hits nothing.
 
-    The official `depth` (sum w t) shrinks towards 0 on transparent rays; this one does not.
+    The official `depth` (sum w t) shrinks towards 0 on transparent rays; this one does not. The sum of
+    the weights is that of the weights the depth was taken with: after last_back they sum to 1 (the
+    leftover sits on the last sample, near `far`), and dividing by the opacity instead would blow up.
     """
-    return torch.where(opacity > eps, depth / opacity.clamp_min(eps), torch.full_like(depth, far))
+    total = comp.weights.sum(dim=-1)
+    return torch.where(total > eps, comp.depth / total.clamp_min(eps), torch.full_like(comp.depth, far))
