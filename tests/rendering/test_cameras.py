@@ -9,6 +9,7 @@ import torch
 
 from cips3d import Camera, PoseConfig
 from cips3d.config import POSE_MODES
+from cips3d.errors import ConfigError
 from cips3d.rendering.cameras import (
     look_at,
     position_from_angles,
@@ -127,3 +128,72 @@ def test_from_angles_builds_the_batch_asked_for_or_says_why_not():
     for yaw, batch in ((1.5, 0), (1.5, -3), (torch.tensor([1.0, 2.0]), 3)):
         with pytest.raises(ValueError, match="cameras need a batch of 1 or more with one angle or one per"):
             Camera.from_angles(yaw, 1.5, batch=batch)
+
+
+def test_a_camera_looking_straight_down_or_up_continues_the_nearby_frames():
+    """With up = +y a camera looking along y has no left; it gets the frame of the views beside it (seen
+    from +z), where it gave NaN columns and a NaN image before."""
+    for y in (1.0, -1.0):
+        m = Camera(origin=torch.tensor([[0.0, y, 0.0]]), forward=torch.tensor([[0.0, -y, 0.0]])).cam2world()
+        pitch = 1e-3 if y > 0 else math.pi - 1e-3
+        near = Camera.from_angles(math.pi / 2, pitch).cam2world()
+        assert torch.isfinite(m).all() and torch.allclose(m[:, :3, :3], near[:, :3, :3], atol=2e-3)
+    sideways = look_at(torch.zeros(2, 3), torch.tensor([[1.0, 0, 0], [0, 0, 1.0]]), torch.tensor([1.0, 0, 0]))
+    assert torch.isfinite(sideways).all()  # an up hint along a horizontal view falls back to +y
+    assert torch.allclose(sideways[0, :3, 1], torch.tensor([0.0, 1.0, 0.0]))  # the view along x
+    assert torch.allclose(sideways[1, :3, 1], torch.tensor([1.0, 0.0, 0.0]))  # a roll is kept
+
+
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda: Camera.from_angles(float("nan"), 1.5), "camera angles must be finite radians of at most"),
+        (lambda: Camera.from_angles(1.5, 1e39), "camera angles must be finite radians of at most"),
+        (lambda: Camera.from_angles(torch.ones(2, 2), 1.5), "camera angles must be numbers or [B] tensors"),
+        (
+            lambda: Camera(torch.zeros(1, 3), torch.zeros(1, 3)),
+            "forward (viewing direction) must not be zero",
+        ),
+        (
+            lambda: Camera(torch.zeros(1, 3), torch.full((1, 3), math.inf)),
+            "origin and forward must be finite",
+        ),
+        (lambda: Camera.look_at_origin(torch.zeros(1, 3)), "cannot sit at it"),
+        (
+            lambda: Camera(torch.ones(2, 3), -torch.ones(2, 3), up=torch.ones(5, 3)),
+            "up must be [3] or [2, 3]",
+        ),
+        (lambda: Camera(torch.ones(3, 3), -torch.ones(3, 3), yaw=torch.zeros(5)), "yaw must be [3] like"),
+        (
+            lambda: Camera(origin="front", forward=torch.ones(1, 3)),
+            "camera origin must be a tensor or numbers",
+        ),
+        (lambda: Camera.cat([]), "at least one camera"),
+    ],
+    ids=[
+        "nan",
+        "huge",
+        "2d-angles",
+        "zero-forward",
+        "inf",
+        "at-origin",
+        "up-batch",
+        "yaw-batch",
+        "text",
+        "cat",
+    ],
+)
+def test_impossible_cameras_are_refused_in_one_sentence(make, words):
+    with pytest.raises(ConfigError) as caught:
+        make()
+    assert words in str(caught.value)
+
+
+def test_cameras_take_lists_and_concatenate_keeping_each_ones_up_and_angles():
+    given = Camera(origin=[[0.0, 0.0, 1.0]], forward=[[0.0, 0.0, -1.0]], up=[1.0, 0.0, 0.0])
+    assert given.origin.dtype == torch.float32 and given.up.shape == (3,)
+    joined = Camera.cat([given, Camera.from_angles(1.4, 1.5)])
+    assert torch.equal(joined.cam2world()[0], given.cam2world()[0])  # its roll is kept
+    assert torch.equal(joined.cam2world()[1], Camera.from_angles(1.4, 1.5).cam2world()[0])
+    assert torch.allclose(joined.pitch_yaw(), torch.tensor([[0.0, 0.0], [1.5, 1.4]]))
+    assert torch.equal(joined.select(1).origin, joined.origin[1:])  # an int picks one camera

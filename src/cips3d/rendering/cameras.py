@@ -14,6 +14,7 @@ import torch
 
 from cips3d import constants as K
 from cips3d.config import PoseConfig
+from cips3d.errors import ConfigError
 from cips3d.seeding import draw
 
 
@@ -118,6 +119,9 @@ def normalize(v: torch.Tensor) -> torch.Tensor:
     return v / torch.norm(v, dim=-1, keepdim=True)
 
 
+ALONG_UP_EPS = 1e-6  # |up x forward| below this (relative): the view is along the up hint
+
+
 def look_at(origin: torch.Tensor, forward: torch.Tensor, up: torch.Tensor | None = None) -> torch.Tensor:
     """Camera-to-world matrices from positions and viewing directions (pi-GAN's construction).
 
@@ -133,7 +137,15 @@ def look_at(origin: torch.Tensor, forward: torch.Tensor, up: torch.Tensor | None
     if up is None:
         up = torch.tensor([0.0, 1.0, 0.0], device=forward.device, dtype=forward.dtype)
     up = up.to(forward).expand_as(forward)
-    left = normalize(torch.cross(up, forward, dim=-1))
+    left = torch.cross(up, forward, dim=-1)
+    # A camera looking along its up hint (straight down or up, with +y) has no left: take the frame that
+    # nearby views give, seen from +z (up = -z looking down, +z looking up). Selected, so exact elsewhere.
+    along = left.norm(dim=-1, keepdim=True) <= ALONG_UP_EPS * up.norm(dim=-1, keepdim=True)
+    fallback = torch.zeros_like(forward)
+    steep = forward[..., 1].abs() > forward[..., 2].abs()
+    fallback[..., 2] = torch.where(steep, torch.sign(forward[..., 1]), torch.zeros_like(forward[..., 1]))
+    fallback[..., 1] = (~steep).to(forward.dtype)
+    left = normalize(torch.where(along, torch.cross(fallback, forward, dim=-1), left))
     up = normalize(torch.cross(forward, left, dim=-1))
     cam2world = torch.eye(4, device=forward.device, dtype=forward.dtype).repeat(forward.shape[0], 1, 1)
     cam2world[:, :3, :3] = torch.stack((-left, up, -forward), dim=-1)
@@ -162,11 +174,30 @@ class Camera:
     """[B] pitch the camera was built from (radians), if any."""
 
     def __post_init__(self) -> None:
+        for name in ("origin", "forward", "up", "yaw", "pitch"):  # lists and arrays of numbers are welcome
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, torch.Tensor):
+                object.__setattr__(self, name, _numbers(value, f"camera {name}"))
         if self.origin.ndim != 2 or self.origin.shape[-1] != 3:
-            raise ValueError(f"camera origin must be [B, 3], got {tuple(self.origin.shape)}.")
+            raise ConfigError(f"camera origin must be [B, 3], got {tuple(self.origin.shape)}.")
         if self.forward.shape != self.origin.shape:
             shapes = f"{tuple(self.forward.shape)} vs {tuple(self.origin.shape)}"
-            raise ValueError(f"camera forward and origin must have the same shape, got {shapes}.")
+            raise ConfigError(f"camera forward and origin must have the same shape, got {shapes}.")
+        if self.up is not None and tuple(self.up.shape) not in ((3,), (self.batch, 3)):
+            raise ConfigError(f"camera up must be [3] or [{self.batch}, 3], got {tuple(self.up.shape)}.")
+        for name in ("yaw", "pitch"):
+            value = getattr(self, name)
+            if value is not None and tuple(value.shape) != (self.batch,):
+                raise ConfigError(
+                    f"camera {name} must be [{self.batch}] like the origin, got {tuple(value.shape)}."
+                )
+        # Values are checked where that is free (CPU tensors); on a GPU a check would wait for the device.
+        if self.forward.device.type == "cpu" and not bool(
+            (torch.isfinite(self.origin).all() & torch.isfinite(self.forward).all()).item()
+        ):
+            raise ConfigError("camera origin and forward must be finite.")
+        if self.forward.device.type == "cpu" and bool((self.forward.norm(dim=-1) == 0).any().item()):
+            raise ConfigError("a camera's forward (viewing direction) must not be zero.")
 
     @property
     def batch(self) -> int:
@@ -181,11 +212,19 @@ class Camera:
         batch: int | None = None,
     ) -> Camera:
         """Cameras on a sphere looking at the origin; angles in radians, pitch clamped off the poles."""
-        yaw_t = torch.as_tensor(yaw, dtype=torch.float32).reshape(-1)
-        pitch_t = torch.as_tensor(pitch, dtype=torch.float32).reshape(-1)
+        yaw_t, pitch_t = (_numbers(a, name).to(torch.float32) for a, name in ((yaw, "yaw"), (pitch, "pitch")))
+        if yaw_t.ndim > 1 or pitch_t.ndim > 1:
+            shapes = f"{tuple(yaw_t.shape)} and {tuple(pitch_t.shape)}"
+            raise ConfigError(f"camera angles must be numbers or [B] tensors, got shapes {shapes}.")
+        yaw_t, pitch_t = yaw_t.reshape(-1), pitch_t.reshape(-1)
+        for t in (yaw_t, pitch_t):
+            if t.device.type == "cpu" and not bool((t.abs() <= K.MAX_ANGLE).all().item()):  # NaN fails too
+                raise ConfigError(
+                    f"camera angles must be finite radians of at most {K.MAX_ANGLE:g} either way."
+                )
         n = max(yaw_t.numel(), pitch_t.numel()) if batch is None else batch
         if n < 1 or any(t.numel() not in (1, n) for t in (yaw_t, pitch_t)):
-            raise ValueError(
+            raise ConfigError(
                 f"cameras need a batch of 1 or more with one angle or one per camera; got batch {batch}, "
                 f"{yaw_t.numel()} yaw and {pitch_t.numel()} pitch values."
             )
@@ -196,19 +235,30 @@ class Camera:
     @classmethod
     def look_at_origin(cls, origin: torch.Tensor, up: torch.Tensor | None = None) -> Camera:
         """Cameras at `origin` [B, 3] looking at the world origin."""
+        origin = _numbers(origin, "camera origin")
+        if origin.device.type == "cpu" and bool((origin.norm(dim=-1) == 0).any().item()):
+            raise ConfigError("a camera looking at the world origin cannot sit at it.")
         return cls(origin=origin, forward=normalize(-origin), up=up)
 
     @classmethod
     def cat(cls, cameras: list[Camera]) -> Camera:
-        """One batch of the cameras of several (up vectors: all given, or all None)."""
+        """One batch of the cameras of several. Where some have an up vector or angles and others not,
+        the others get what None means for them: world +y, and zero angles (`pitch_yaw`)."""
+        if not cameras:
+            raise ConfigError("Camera.cat needs at least one camera.")
 
         def joined(name: str) -> torch.Tensor | None:
             values = [getattr(c, name) for c in cameras]
-            if any(v is None for v in values):
+            if all(v is None for v in values):
                 return None
+            like = cameras[0].origin
             if name == "up":  # a shared [3] up vector becomes one row per camera
-                values = [v.expand(c.batch, 3) for v, c in zip(values, cameras, strict=True)]
-            return torch.cat(values)
+                plus_y = like.new_tensor([0.0, 1.0, 0.0])
+                return torch.cat([(plus_y if v is None else v.to(like)).expand(c.batch, 3)
+                                  for v, c in zip(values, cameras, strict=True)])  # fmt: skip
+            return torch.cat(
+                [like.new_zeros(c.batch) if v is None else v for v, c in zip(values, cameras, strict=True)]
+            )
 
         return cls(joined("origin"), joined("forward"), joined("up"), joined("yaw"), joined("pitch"))
 
@@ -218,8 +268,10 @@ class Camera:
 
         return Camera(move(self.origin), move(self.forward), move(self.up), move(self.yaw), move(self.pitch))
 
-    def select(self, index: slice | list[int]) -> Camera:
-        """The cameras at `index` (a slice or list of batch indices)."""
+    def select(self, index: int | slice | list[int]) -> Camera:
+        """The cameras at `index` (a batch index, a slice or a list of them)."""
+        if isinstance(index, int):
+            index = [index]
 
         def pick(t: torch.Tensor | None, batched: bool = True) -> torch.Tensor | None:
             return None if t is None else (t[index] if batched else t)
@@ -246,6 +298,16 @@ class Camera:
         pitch = atan2(sqrt(x^2 + z^2), y)."""
         yaw, pitch = angles_from_position(self.origin)
         return torch.stack([pitch, yaw], dim=-1)
+
+
+def _numbers(value: object, name: str) -> torch.Tensor:
+    """`value` as a tensor (a tensor as it is; numbers, lists and arrays as float32)."""
+    if isinstance(value, torch.Tensor):
+        return value
+    try:
+        return torch.as_tensor(value, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError):
+        raise ConfigError(f"{name} must be a tensor or numbers, got {type(value).__name__}.") from None
 
 
 def sample_cameras(
