@@ -62,6 +62,12 @@ def sample_pose_angles(
 
     def raw(injected: torch.Tensor | None, kind: str, extra: tuple[int, ...] = ()) -> torch.Tensor:
         if injected is not None:
+            want = (batch, *extra)
+            if injected.numel() != math.prod(want) or injected.shape[0] != batch:
+                raise ConfigError(
+                    f"a {mode!r} pose takes yaw and pitch draws of {list(want)} (one row per camera), "
+                    f"got {list(injected.shape)}."
+                )
             return injected.to(device=device, dtype=torch.float32).reshape(
                 (batch, *extra) if extra else (batch,)
             )

@@ -14,6 +14,7 @@ import torch
 
 from cips3d import constants as K
 from cips3d.config import RenderConfig
+from cips3d.errors import ConfigError
 from cips3d.rendering.compositing import (
     Composite,
     alphas_from_sigma,
@@ -73,28 +74,33 @@ class RenderDraws:
         return cls(**dict(zip(names, tensors, strict=True)))
 
     def normalized(self, batch: int, rays: int, steps: int) -> RenderDraws:
-        """Check every given draw against (B, R, S) and reshape it to its canonical shape."""
+        """Check every given draw against (B, R, S) and reshape it to its canonical shape.
+
+        A draw [B, R, S] may also come as [B, R, S, 1], as the official [B*R, S] (batch-major rows) or as
+        [B, R*S] (ray-major samples); any other layout is refused, even with the right number of values
+        (a [B, S, R] tensor would otherwise be read as the wrong draws). A given `grad_order` must be a
+        permutation of the R rays (checked where free: on the CPU).
+        """
         expected = {
             "jitter_u": (batch, rays, steps),
             "importance_u": (batch, rays, steps),
             "coarse_noise": (batch, rays, steps),
             "fine_noise": (batch, rays, 2 * steps),
-            "yaw_draw": None,
-            "pitch_draw": None,
-            "grad_order": None,
         }
         out = {}
         for name, shape in expected.items():
             value = getattr(self, name)
-            if value is not None and shape is not None:
-                if value.numel() != batch * rays * shape[2]:
-                    raise ValueError(
-                        f"draws.{name} has shape {tuple(value.shape)}, expected {shape} "
-                        f"(batch, rays, samples)."
+            if value is not None:
+                b, r, s = shape
+                if tuple(value.shape) not in (shape, (*shape, 1), (b * r, s), (b, r * s), (b, r * s, 1)):
+                    got = tuple(value.shape)
+                    raise ConfigError(
+                        f"draws.{name} has shape {got}, expected {shape} (batch, rays, samples)."
                     )
                 value = value.reshape(shape)
             out[name] = value
-        return RenderDraws(**out)
+        check_ray_order(self.grad_order, rays)
+        return replace(self, **out)
 
     def to(self, device: torch.device | str, dtype: torch.dtype) -> RenderDraws:
         """All given draws on `device` in floating type `dtype`."""
@@ -155,6 +161,23 @@ def draw_render_randomness(
     return replace(
         given, jitter_u=jitter_u, coarse_noise=coarse_noise, importance_u=importance_u, fine_noise=fine_noise
     )
+
+
+def check_ray_order(order: torch.Tensor | None, rays: int) -> None:
+    """A `ConfigError` unless `order` (when given) is a permutation of `rays` ray indices."""
+    if order is None:
+        return
+    if (
+        order.dtype.is_floating_point
+        or order.dtype.is_complex
+        or order.dtype == torch.bool
+        or order.shape != (rays,)
+    ):
+        raise ConfigError(
+            f"draws.grad_order must be [{rays}] integer ray indices, got {tuple(order.shape)} {order.dtype}."
+        )
+    if order.device.type == "cpu" and not torch.equal(order.sort().values, torch.arange(rays)):
+        raise ConfigError(f"draws.grad_order must be a permutation of the {rays} rays (each index once).")
 
 
 def draw_grad_order(render: RenderConfig, generator: GeneratorArg, device, given: RenderDraws) -> RenderDraws:
