@@ -10,7 +10,8 @@ per layer. All randomness comes from the `generator` argument or from injected `
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import numbers
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import torch
@@ -98,14 +99,18 @@ class Generator3D(nn.Module):
 
     # --- latents and styles ----------------------------------------------------------------------
     def sample_latents(self, batch: int, generator: GeneratorArg = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(z_nerf [B, 256], z_inr [B, 512]) ~ N(0, I); with a list of generators, one row each."""
+        """(z_nerf [B, 256], z_inr [B, 512]) ~ N(0, I) in the model's dtype (drawn in float32, so a seed
+        gives the same latents to every model); with a list of B generators, one row each."""
+        if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
+            raise ConfigError(f"a batch of latents needs a whole number of 1 or more rows, got {batch!r}.")
+        check_generators(generator, int(batch))
         dims = (self.config.nerf_mapping.z_dim, self.config.inr_mapping.z_dim)
         if generator is None or isinstance(generator, torch.Generator):
-            z_nerf, z_inr = (draw_batch("randn", (batch, d), generator, self.device) for d in dims)
-            return z_nerf, z_inr
-        # Per element: its z_nerf, then its z_inr, from its own generator.
-        rows = [[draw_batch("randn", (1, d), g, self.device) for d in dims] for g in generator]
-        return torch.cat([row[0] for row in rows]), torch.cat([row[1] for row in rows])
+            z_nerf, z_inr = (draw_batch("randn", (int(batch), d), generator, self.device) for d in dims)
+        else:  # per element: its z_nerf, then its z_inr, from its own generator
+            rows = [[draw_batch("randn", (1, d), g, self.device) for d in dims] for g in generator]
+            z_nerf, z_inr = torch.cat([row[0] for row in rows]), torch.cat([row[1] for row in rows])
+        return z_nerf.to(self.dtype), z_inr.to(self.dtype)
 
     def mapping(self, z_nerf: torch.Tensor, z_inr: torch.Tensor) -> Styles:
         """z_nerf [B, 256], z_inr [B, 512] -> styles by layer name, each [B, D].
@@ -125,6 +130,8 @@ class Generator3D(nn.Module):
         only: nothing is read from the device)."""
         dims = (self.config.nerf_mapping.z_dim, self.config.inr_mapping.z_dim)
         for name, z, dim in (("z_nerf", z_nerf, dims[0]), ("z_inr", z_inr, dims[1])):
+            if not isinstance(z, torch.Tensor):
+                raise ConfigError(f"{name} must be a torch.Tensor, got {type(z).__name__}.")
             if z.ndim != 2 or z.shape[1] != dim or z.shape[0] < 1:
                 raise ConfigError(f"{name} must be [B, {dim}] with B >= 1, got {list(z.shape)}.")
             if z.dtype != self.dtype:
@@ -143,11 +150,14 @@ class Generator3D(nn.Module):
 
         psi = 1 returns the styles unchanged; psi must lie in [0, 1].
         """
-        if not 0.0 <= psi <= 1.0:
-            raise ConfigError(f"truncation psi must be between 0 and 1, got {psi}.")
+        if isinstance(psi, bool) or not isinstance(psi, numbers.Real) or not 0.0 <= psi <= 1.0:
+            raise ConfigError(f"truncation psi must be a number between 0 and 1, got {psi!r}.")
         if psi == 1.0:
             return dict(styles)
-        mean = self.truncation_centre() if mean is None else mean
+        if mean is None:
+            mean = self.truncation_centre()
+        else:
+            self.check_styles(mean, None, "truncation_mean", same_dtype=False)  # a float32 mean is fine
         return {name: mean[name] + psi * (s - mean[name]) for name, s in styles.items()}
 
     @torch.no_grad()
@@ -156,8 +166,13 @@ class Generator3D(nn.Module):
     ) -> None:
         """Average the mapping outputs of `num_samples` latents drawn from `seed` into the buffers.
 
-        Call it after changing the weights (loading or training); checkpoint writers do.
+        Call it after changing the mapping weights yourself: loading official weights, blending and
+        training snapshots do, but `save_generator` writes the mean as it stands.
         """
+        if num_samples < 1 or batch < 1:
+            raise ConfigError(
+                f"the truncation mean needs num_samples and batch of 1 or more, got {num_samples}, {batch}."
+            )
         generator = torch.Generator().manual_seed(seed)
         total_nerf = torch.zeros_like(self.truncation_mean_nerf, dtype=torch.float64)
         total_inr = torch.zeros_like(self.truncation_mean_inr, dtype=torch.float64)
@@ -196,7 +211,9 @@ class Generator3D(nn.Module):
             draws: injected random numbers; the fields it leaves None are drawn from `generator`.
             nerf_grad: False renders the NeRF side without gradients (frozen-NeRF training).
         """
-        styles = self.truncate(self.mapping(z_nerf, z_inr), psi, truncation_mean)
+        styles = self.mapping(z_nerf, z_inr)
+        check_generators(generator, z_nerf.shape[0])  # before cameras are drawn with them
+        styles = self.truncate(styles, psi, truncation_mean)
         if camera is None:
             draws = draws or RenderDraws()
             camera = self.sample_cameras(pose or PoseConfig(), z_nerf.shape[0], generator, draws)
@@ -305,27 +322,50 @@ class Generator3D(nn.Module):
             parts.append((rgb, aux, comp.feature, depth, comp.opacity))
         return [torch.cat(p, dim=1) for p in zip(*parts, strict=True)]
 
-    def check_styles(self, styles: Mapping[str, torch.Tensor], batch: int) -> None:
-        """Raise ValueError unless `styles` has every layer of this generator, all with batch `batch`."""
+    def check_styles(
+        self,
+        styles: Mapping[str, torch.Tensor],
+        batch: int | None,
+        what: str = "styles",
+        same_dtype: bool = True,
+    ) -> None:
+        """A `ConfigError` (a ValueError) unless `styles` has every layer of this generator as a [B, D]
+        tensor of the model's dtype, all with batch `batch` (any one batch when None)."""
         missing = [n for n in (*self.nerf_style_names, *self.inr_style_names) if n not in styles]
         if missing:
-            raise ValueError(f"styles lack the layers {missing}.")
-        sizes = {v.shape[0] for v in styles.values()}
-        if sizes != {batch}:
-            raise ValueError(
-                f"styles have batch sizes {sorted(sizes)} but there are {counted(batch, 'camera')}."
-            )
+            raise ConfigError(f"{what} lack the layers {missing}.")
+        if not all(isinstance(v, torch.Tensor) for v in styles.values()):
+            raise ConfigError(f"{what} must be torch tensors by layer name.")
+        sizes = {v.shape[0] if v.ndim else 0 for v in styles.values()}
+        if len(sizes) != 1 or (batch is not None and sizes != {batch}):
+            images = "" if batch is None else f" but there are {counted(batch, 'camera')}"
+            raise ConfigError(f"{what} have batch sizes {sorted(sizes)}{images}.")
         for name, centre in self.truncation_centre().items():  # [1, D] per layer: the widths expected
             if styles[name].shape[1:] != centre.shape[1:]:
-                raise ValueError(
-                    f"the styles of {name} are {styles[name].shape[-1]} wide where this model's are "
-                    f"{centre.shape[-1]}: they belong to a model of another architecture."
+                raise ConfigError(
+                    f"the {what} of {name} are {list(styles[name].shape)} where this model's are "
+                    f"[B, {centre.shape[-1]}]: they belong to a model of another architecture."
+                )
+            if same_dtype and styles[name].dtype != self.dtype:
+                raise ConfigError(
+                    f"{what} must be {self.dtype} like the model's weights, got {styles[name].dtype}."
                 )
 
     def _check_batch(self, styles: Mapping[str, torch.Tensor], batch: int, generator: GeneratorArg) -> None:
+        check_generators(generator, batch)
         self.check_styles(styles, batch)
-        if generator is not None and not isinstance(generator, torch.Generator) and len(generator) != batch:
-            raise ValueError(f"got {len(generator)} generators for {batch} images; give one per image.")
+
+
+def check_generators(generator: GeneratorArg, batch: int) -> None:
+    """A `ConfigError` unless `generator` is None, one `torch.Generator`, or a list of `batch` of them."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return
+    if not isinstance(generator, Sequence) or not all(isinstance(g, torch.Generator) for g in generator):
+        raise ConfigError(
+            f"generator must be a torch.Generator or a list of them, got {type(generator).__name__}."
+        )
+    if len(generator) != batch:
+        raise ConfigError(f"got {len(generator)} generators for {batch} images; give one per image.")
 
 
 def _assemble(pieces: list[tuple[RayIndex, list[torch.Tensor]]], num_rays: int) -> list[torch.Tensor]:
