@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,6 +28,31 @@ MAX_IMG_SIZE = 4096  # beyond this one image alone needs gigabytes; nobody rende
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
+
+
+def plain_fields(config: Any) -> None:
+    """Check and convert a frozen config's `bool`, `int` and `float` fields in place: integers of any
+    kind (numpy's too) for int, any real number for float, True/False (or 0/1) for bool. A string
+    or another object is a `ConfigError` naming the field (it failed deep inside rendering before)."""
+    for f in dataclasses.fields(config):
+        value, kind = getattr(config, f.name), str(f.type)
+        if value is None and kind.endswith("| None"):
+            continue
+        kind = kind.removesuffix(" | None")
+        if kind == "bool":
+            _require(
+                isinstance(value, bool) or (isinstance(value, numbers.Integral) and value in (0, 1)),
+                f"{f.name} must be True or False, got {value!r}.",
+            )
+            object.__setattr__(config, f.name, bool(value))
+        elif kind == "int":
+            whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+            _require(whole, f"{f.name} must be a whole number, got {value!r}.")
+            object.__setattr__(config, f.name, int(value))
+        elif kind == "float":
+            real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            _require(real, f"{f.name} must be a number, got {value!r}.")
+            object.__setattr__(config, f.name, float(value))
 
 
 def _positive_int(value: Any, name: str) -> None:
@@ -264,7 +290,8 @@ class RenderConfig:
     last_back: bool = False
     """Give the leftover transmittance to the last sample's weight."""
     deterministic: bool = False
-    """No random draws: zero jitter, evenly spaced importance samples, no density noise."""
+    """No random draws: zero jitter, evenly spaced importance samples, no density noise (draws injected
+    through `RenderDraws` are still used)."""
     chunk_rows: int | Literal["auto"] | None = "auto"
     """Rows (batch x rays) rendered at once; bounds memory at any size. 'auto': 4,096 on a CPU, up to
     65,536 on a CUDA GPU (fewer when its free memory is short). None renders all at once."""
@@ -290,6 +317,7 @@ class RenderConfig:
     rest without (the official `grad_points`; saves memory in training). None: all rays."""
 
     def __post_init__(self) -> None:
+        plain_fields(self)
         _require(
             isinstance(self.img_size, int) and 2 <= self.img_size <= MAX_IMG_SIZE,
             f"image size must be an integer from 2 to {MAX_IMG_SIZE}, got {self.img_size!r}.",
@@ -376,6 +404,7 @@ class PoseConfig:
     radius: float = K.CAMERA_RADIUS
 
     def __post_init__(self) -> None:
+        plain_fields(self)
         _require(self.mode in POSE_MODES, f"unknown pose mode {self.mode!r}; known: {', '.join(POSE_MODES)}.")
         values = (self.yaw_mean, self.pitch_mean, self.yaw_stddev, self.pitch_stddev, self.radius)
         _require(all(math.isfinite(v) for v in values), "pose angles and spreads must be finite.")

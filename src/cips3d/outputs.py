@@ -15,7 +15,8 @@ class GeneratorOutput:
     """Everything one generator call produces, for B images of H x W pixels."""
 
     img: torch.Tensor
-    """[B, 3, H, W] the CIPS-3D image in [-1, 1] (INR decoder output)."""
+    """[B, 3, H, W] the CIPS-3D image in [-1, 1] (INR decoder output); like `aux_img`, a permuted view of
+    row-major pixels, so `.contiguous()` before `.view`."""
     aux_img: torch.Tensor
     """[B, 3, H, W] the aux NeRF image tanh(Linear(feature)) in [-1, 1]."""
     nerf_feature: torch.Tensor

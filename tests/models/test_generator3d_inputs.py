@@ -4,12 +4,14 @@ naming the cause (it used to be torch's own errors, or misleading words)."""
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from cips3d import Camera, ConfigError, RenderConfig, generators_for_seeds
+from cips3d import Camera, ConfigError, Generator3D, PoseConfig, RenderConfig, generators_for_seeds
+from cips3d.inference.inversion import InversionConfig
 
 RENDER = RenderConfig(img_size=4, deterministic=True)
 
@@ -61,3 +63,57 @@ def test_styles_of_the_wrong_shape_or_dtype_say_what_they_are(tiny_G):
         ConfigError, match="styles must be torch.float32 like the model's weights, got torch.float64"
     ):
         tiny_G.synthesis({k: v.double() for k, v in styles.items()}, camera, RENDER)
+
+
+def test_arguments_of_the_wrong_kind_are_named(tiny_G):
+    z = tiny_G.sample_latents(1)
+    with pytest.raises(ConfigError, match="Generator3D takes a GeneratorConfig"):
+        Generator3D("tiny")
+    with pytest.raises(ConfigError, match="render must be a RenderConfig, got dict"):
+        tiny_G(*z, render={"img_size": 4})
+    with pytest.raises(ConfigError, match="pose must be a PoseConfig, got str"):
+        tiny_G(*z, pose="frontal", render=RENDER)
+
+
+def test_a_modulation_folded_for_another_batch_or_precision_is_refused(tiny_G):
+    styles = tiny_G.mapping(*tiny_G.sample_latents(2))
+    camera = Camera.from_angles(1.5, 1.5, batch=2)
+    folded = tiny_G.modulate(styles, RENDER)
+    assert torch.equal(
+        tiny_G.synthesis(styles, camera, RENDER, modulation=folded).img,
+        tiny_G.synthesis(styles, camera, RENDER).img,
+    )
+    one = tiny_G.modulate({k: v[:1] for k, v in styles.items()}, RENDER)
+    with pytest.raises(ConfigError, match="folded for 1 images, but there are 2"):
+        tiny_G.synthesis(styles, camera, RENDER, modulation=one)
+    with pytest.raises(ConfigError, match="folded in torch.float32, but this render needs torch.bfloat16"):
+        tiny_G.synthesis(styles, camera, replace(RENDER, precision="bf16"), modulation=folded)
+
+
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda: RenderConfig(deterministic="no"), "deterministic must be True or False, got 'no'"),
+        (lambda: RenderConfig(fov="12"), "fov must be a number, got '12'"),
+        (lambda: RenderConfig(img_size=32.0), "img_size must be a whole number, got 32.0"),
+        (lambda: PoseConfig(yaw_mean=None), "yaw_mean must be a number, got None"),
+        (lambda: InversionConfig(yaw=float("nan")), "yaw and pitch must be finite radians"),
+    ],
+    ids=["bool-text", "float-text", "int-float", "none", "nan-yaw"],
+)
+def test_config_fields_take_their_own_types(make, words):
+    with pytest.raises(ConfigError) as caught:
+        make()
+    assert words in str(caught.value)
+
+
+def test_config_fields_take_numpy_numbers_as_plain_ones():
+    render = RenderConfig(
+        img_size=np.int64(8), fov=np.float32(12), deterministic=np.int64(1), grad_rays=np.int32(4)
+    )
+    assert (type(render.img_size), type(render.fov), render.deterministic, type(render.grad_rays)) == (
+        int,
+        float,
+        True,
+        int,
+    )

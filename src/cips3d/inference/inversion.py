@@ -33,7 +33,7 @@ from safetensors.torch import save_file
 from torch.nn import functional as F
 
 from cips3d import constants as K
-from cips3d.config import RenderConfig
+from cips3d.config import RenderConfig, plain_fields
 from cips3d.errors import CheckpointError, ConfigError, first_line
 from cips3d.inference.video import compose_frame
 from cips3d.io.files import atomic_write
@@ -92,6 +92,9 @@ class InversionConfig:
     """Seed of the style noise."""
 
     def __post_init__(self) -> None:
+        plain_fields(self)
+        if not (abs(self.yaw) <= K.MAX_ANGLE and abs(self.pitch) <= K.MAX_ANGLE):  # NaN fails too
+            raise ConfigError(f"yaw and pitch must be finite radians of at most {K.MAX_ANGLE:g} either way.")
         if not (isinstance(self.steps, int) and self.steps >= 1):
             raise ConfigError(f"inversion needs at least 1 step, got {self.steps!r}.")
         # Named as the field and its flag: the API and `cips3d invert` share these checks.

@@ -1,4 +1,5 @@
-"""Render one image per seed, in batches, reproducibly: seed s gives the same image at any batch size."""
+"""Render one image per seed, in batches, reproducibly: seed s gives the same image at any batch size
+(up to float rounding: batched products round a few 1e-8 differently)."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ sampling) renders just those points. It shares `modulate_weight` with CIPS-3D's 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from typing import Literal
 
@@ -159,11 +160,15 @@ class Generator2D(nn.Module):
     def device(self) -> torch.device:
         return self.encoding.embedding.device
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.encoding.embedding.dtype
+
     def training_grid(self, batch: int = 1) -> torch.Tensor:
         """[B, size, grid_width, 2]: the coordinates of the learned embedding's entries (`plane_grid` or,
         for `coordinates='cylinder'`, `cylinder_grid`), on this model's device."""
         grid = cylinder_grid if self.config.panorama else plane_grid
-        return grid(self.config.size, self.config.grid_width, batch).to(self.device)
+        return grid(self.config.size, self.config.grid_width, batch).to(self.device, self.dtype)
 
     def frame_width(self, height: int, turns: float = 1.0) -> int:
         """Columns of the training frame (a cylinder model: `turns` times round) at `height` rows."""
@@ -184,11 +189,15 @@ class Generator2D(nn.Module):
             )
         else:
             grid = plane_grid(height, width, 1, extent)
-        return grid.to(self.device)
+        return grid.to(self.device, self.dtype)
 
     def sample_latents(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """z [B, style_dim] ~ N(0, I), drawn on the CPU from `generator` (the same on any device)."""
-        return torch.randn(batch, self.config.style_dim, generator=generator).to(self.device)
+        """z [B, style_dim] ~ N(0, I), drawn on the CPU from `generator` in float32 (the same on any
+        device), in the model's dtype."""
+        if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
+            raise ConfigError(f"a batch of latents needs a whole number of 1 or more rows, got {batch!r}.")
+        z = torch.randn(int(batch), self.config.style_dim, generator=generator)
+        return z.to(self.device, self.dtype)
 
     @torch.no_grad()
     def mean_style(
@@ -196,18 +205,24 @@ class Generator2D(nn.Module):
     ) -> torch.Tensor:
         """[1, D]: the average of the mapping's outputs for `num_samples` latents drawn from `seed` (the
         centre that truncation pulls towards; computed on demand, not stored with the weights)."""
+        if num_samples < 1 or batch < 1:
+            raise ConfigError(
+                f"the mean style needs num_samples and batch of 1 or more, got {num_samples}, {batch}."
+            )
         generator = torch.Generator().manual_seed(seed)
         total = torch.zeros(self.config.style_dim, dtype=torch.float64, device=self.device)
         for start in range(0, num_samples, batch):
             total += (
                 self.mapping(self.sample_latents(min(batch, num_samples - start), generator)).double().sum(0)
             )
-        return (total / num_samples).float()[None]
+        return (total / num_samples).to(self.dtype)[None]
 
     @staticmethod
     def truncate(w: torch.Tensor, psi: float, mean: torch.Tensor) -> torch.Tensor:
         """w pulled towards `mean` (`mean_style`): mean + psi (w - mean). psi 1 leaves it, 0 gives the mean.
         (The official CIPS code blends z before the mapping instead.)"""
+        if isinstance(psi, bool) or not isinstance(psi, numbers.Real) or not 0.0 <= psi <= 1.0:
+            raise ConfigError(f"truncation psi must be a number between 0 and 1, got {psi!r}.")
         return mean + psi * (w - mean) if psi != 1 else w
 
     def synthesis(
@@ -236,6 +251,7 @@ class Generator2D(nn.Module):
             raise ConfigError(f"noise must be 'random' or 'none', got {noise!r}.")
         if chunk_pixels < 1:
             raise ConfigError(f"chunk_pixels must be positive, got {chunk_pixels}.")
+        self._check_input(w, "w", (2, 3))
         b = w.shape[0]
         styles = self._per_layer(w)
         # The official code samples the table (half an entry off) on the training grid too, except in
@@ -246,12 +262,13 @@ class Generator2D(nn.Module):
         if coords.dim() != 4 or coords.shape[0] != b or coords.shape[-1] != 2:
             raise ConfigError(f"coords must be [B={b}, H, W, 2], got {list(coords.shape)}.")
         h, width = coords.shape[1:3]
-        pixels = coords.reshape(b, h * width, 1, 2)
+        pixels = coords.to(self.dtype).reshape(b, h * width, 1, 2)
         noises = None  # drawn whole, layer by layer, so that chunking does not change the draws
         if noise == "random":
             layers = 1 + 2 * len(self.pairs)
             noises = [
-                torch.randn(b, h * width, 1, generator=generator).to(self.device) for _ in range(layers)
+                torch.randn(b, h * width, 1, generator=generator).to(self.device, self.dtype)
+                for _ in range(layers)
             ]
         parts = []
         for start in range(0, h * width, chunk_pixels):
@@ -287,6 +304,17 @@ class Generator2D(nn.Module):
         or one in all for the residual architecture)."""
         return 1 + 2 * len(self.pairs) + len(self.to_rgb)
 
+    def _check_input(self, x: object, name: str, dims: tuple[int, ...]) -> None:
+        """A `ConfigError` naming what is wrong with a latent or style `x` (shape and type only)."""
+        d = self.config.style_dim
+        shapes = " or ".join(["[B, D]", f"[B, {self.num_styles}, D]"][: len(dims)])
+        if not isinstance(x, torch.Tensor):
+            raise ConfigError(f"{name} must be a torch.Tensor, got {type(x).__name__}.")
+        if x.ndim not in dims or x.shape[0] < 1 or x.shape[-1] != d:
+            raise ConfigError(f"{name} must be {shapes} with B >= 1 and D = {d}, got {list(x.shape)}.")
+        if x.dtype != self.dtype:
+            raise ConfigError(f"{name} must be {self.dtype} like the model's weights, got {x.dtype}.")
+
     def _per_layer(self, w: torch.Tensor) -> list[torch.Tensor]:
         """w [B, D] (shared by every layer) or [B, num_styles, D] -> one [B, D] per layer."""
         if w.dim() == 2:
@@ -300,4 +328,5 @@ class Generator2D(nn.Module):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:  # fmt: skip
         """z [B, D] -> images [B, 3, H, W] (see `synthesis`)."""
+        self._check_input(z, "z", (2,))
         return self.synthesis(self.mapping(z), coords, noise, generator)

@@ -64,6 +64,11 @@ class Generator3D(nn.Module):
         self, config: GeneratorConfig, generator: torch.Generator | None = None, initialize: bool = True
     ) -> None:
         super().__init__()
+        if not isinstance(config, GeneratorConfig):
+            kind = type(config).__name__
+            raise ConfigError(
+                f"Generator3D takes a GeneratorConfig (e.g. generator_preset('ffhq')), got {kind}."
+            )
         self.config = config
         self.field = NerfField(config.nerf)
         self.nerf_mapping = MappingNetwork(config.nerf_mapping)
@@ -214,6 +219,8 @@ class Generator3D(nn.Module):
         styles = self.mapping(z_nerf, z_inr)
         check_generators(generator, z_nerf.shape[0])  # before cameras are drawn with them
         styles = self.truncate(styles, psi, truncation_mean)
+        if pose is not None and not isinstance(pose, PoseConfig):
+            raise ConfigError(f"pose must be a PoseConfig, got {type(pose).__name__}.")
         if camera is None:
             draws = draws or RenderDraws()
             camera = self.sample_cameras(pose or PoseConfig(), z_nerf.shape[0], generator, draws)
@@ -260,6 +267,14 @@ class Generator3D(nn.Module):
         render)` computed earlier (reused across frames of the same latents); None computes it here.
         """
         render = render or RenderConfig()
+        expected = (
+            (render, RenderConfig, "render"),
+            (camera, Camera, "camera"),
+            (draws, RenderDraws, "draws"),
+        )
+        for value, kind, name in expected:
+            if value is not None and not isinstance(value, kind):
+                raise ConfigError(f"{name} must be a {kind.__name__}, got {type(value).__name__}.")
         b, r, s = camera.batch, render.num_rays, render.num_steps
         self._check_batch(styles, b, generator)
         draws = (draws or RenderDraws()).normalized(b, r, s)
@@ -269,6 +284,8 @@ class Generator3D(nn.Module):
         cam2world = camera.cam2world()
         directions = camera_ray_directions(render.img_size, render.fov, self.device, self.dtype).unsqueeze(0)
         grad_enabled = torch.is_grad_enabled()
+        if modulation is not None:
+            check_modulation(modulation, b, torch.bfloat16 if render.precision == "bf16" else self.dtype)
         nerf, inr = modulation or self.modulate(styles, render, nerf_grad=nerf_grad)
         pieces = []
         for rays, with_grad in gradient_split(
@@ -354,6 +371,20 @@ class Generator3D(nn.Module):
     def _check_batch(self, styles: Mapping[str, torch.Tensor], batch: int, generator: GeneratorArg) -> None:
         check_generators(generator, batch)
         self.check_styles(styles, batch)
+
+
+def check_modulation(modulation: Modulation, batch: int, dtype: torch.dtype) -> None:
+    """A `ConfigError` unless `modulation` was folded for `batch` images in `dtype` (the render's INR
+    precision); that it was folded from the very styles given is the caller's promise (checking it
+    would cost a fold)."""
+    first = modulation.inr.weights[0][0]  # [B, in, out]
+    if first.shape[0] != batch:
+        raise ConfigError(f"the modulation was folded for {first.shape[0]} images, but there are {batch}.")
+    if first.dtype != dtype:
+        raise ConfigError(
+            f"the modulation was folded in {first.dtype}, but this render needs {dtype}: fold it with "
+            "modulate(styles, render) for the same render precision."
+        )
 
 
 def check_generators(generator: GeneratorArg, batch: int) -> None:

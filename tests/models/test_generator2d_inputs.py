@@ -1,0 +1,56 @@
+"""What Generator2D says when a Python caller hands it something it cannot use (torch's own errors
+before), and that it runs in another dtype as Generator3D does."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from cips3d import ConfigError
+from cips3d.config_2d import cips2d_preset
+from cips3d.models.generator2d import Generator2D
+
+
+@pytest.fixture(scope="module")
+def G2() -> Generator2D:
+    return Generator2D(cips2d_preset("cips-tiny"), torch.Generator().manual_seed(0)).eval()
+
+
+def test_a_float64_model_renders_its_own_latents_like_the_float32_one(G2):
+    G64 = copy.deepcopy(G2).double()
+    z = G64.sample_latents(2, torch.Generator().manual_seed(1))
+    assert z.dtype == torch.float64
+    assert torch.equal(z.float(), G2.sample_latents(2, torch.Generator().manual_seed(1)))
+    image = G64(z)
+    assert image.dtype == torch.float64 and torch.allclose(image.float(), G2(z.float()), atol=1e-4)
+    assert G64.mean_style(num_samples=8).dtype == torch.float64
+
+
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda G: G(torch.randn(1, 7)), "z must be [B, D] with B >= 1 and D = "),
+        (lambda G: G(torch.randn(G.config.style_dim)), "z must be [B, D] with B >= 1"),
+        (lambda G: G(torch.randn(0, G.config.style_dim)), "got [0, "),
+        (
+            lambda G: G(torch.randn(1, G.config.style_dim).double()),
+            "z must be torch.float32 like the model's",
+        ),
+        (lambda G: G([0.0] * G.config.style_dim), "z must be a torch.Tensor, got list"),
+        (lambda G: G.synthesis(torch.randn(1, 5)), "w must be [B, D] or [B, "),
+        (lambda G: G.sample_latents(0), "a whole number of 1 or more rows"),
+        (lambda G: G.mean_style(num_samples=0), "num_samples and batch of 1 or more"),
+        (
+            lambda G: G.truncate(torch.zeros(1, 4), 2.0, torch.zeros(1, 4)),
+            "psi must be a number between 0 and 1",
+        ),
+        (lambda G: G.truncate(torch.zeros(1, 4), float("nan"), torch.zeros(1, 4)), "got nan"),
+    ],
+    ids=["width", "1-d", "batch-0", "dtype", "list", "w-width", "no-rows", "no-samples", "psi-2", "psi-nan"],
+)
+def test_unusable_inputs_are_one_config_error(G2, call, words):
+    with pytest.raises(ConfigError) as caught:
+        call(G2)
+    assert words in str(caught.value)
