@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable, Sequence
 
 import torch
+
+from cips3d.errors import ConfigError
 
 MAX_SEED = 2**63 - 1
 """The largest seed of a `torch.Generator` as Python gives it (manual_seed overflows past 2^64 - 1 and
@@ -36,5 +39,14 @@ def draw_batch(kind: str, shape: tuple[int, ...], generator: GeneratorArg, devic
 
 
 def generators_for_seeds(seeds: Iterable[int], device: str = "cpu") -> list[torch.Generator]:
-    """One generator per seed: image i depends only on seeds[i], whatever the batch it is rendered in."""
+    """One generator per seed: image i depends only on seeds[i], whatever the batch it is rendered in.
+    Seeds are whole numbers from 0 to MAX_SEED (torch would wrap -1 to 2**64 - 1 and 1.5 to 1)."""
+    seeds = list(seeds)
+    wrong = [
+        s
+        for s in seeds
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral) or not 0 <= s <= MAX_SEED
+    ]
+    if wrong:
+        raise ConfigError(f"seeds must be whole numbers from 0 to {MAX_SEED}, got {wrong[0]!r}.")
     return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]

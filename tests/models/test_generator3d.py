@@ -71,7 +71,14 @@ def render(G, seeds, render=RENDER, pose=None, camera=None, **kw):
     gens = generators_for_seeds(seeds)
     z = G.sample_latents(len(seeds), gens)
     with torch.no_grad():
-        return G(*z, render=render, pose=pose or PoseConfig(), camera=camera, generator=gens, **kw)
+        return G(
+            *z,
+            render=render,
+            pose=None if camera else pose or PoseConfig(),
+            camera=camera,
+            generator=gens,
+            **kw,
+        )
 
 
 def test_chunked_equals_unchunked(small_G):

@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from cips3d import Camera, ConfigError, Generator3D, PoseConfig, RenderConfig, generators_for_seeds
+from cips3d.inference.geometry import normals_from_depth
 from cips3d.inference.inversion import InversionConfig
+from cips3d.inference.sample import sample_seeds
 
 RENDER = RenderConfig(img_size=4, deterministic=True)
 
@@ -117,3 +119,37 @@ def test_config_fields_take_numpy_numbers_as_plain_ones():
         True,
         int,
     )
+
+
+def test_a_float16_model_renders_close_to_the_float32_one(tiny_G):
+    """The last sample's 1e10 spacing overflowed float16; it is float16's largest value there."""
+    camera = Camera.from_angles(1.5, 1.5)
+    half = copy.deepcopy(tiny_G).half()
+    got = half(
+        *half.sample_latents(1, torch.Generator().manual_seed(0)),
+        camera=camera.to("cpu", torch.float16),
+        render=RENDER,
+    )
+    want = tiny_G(*tiny_G.sample_latents(1, torch.Generator().manual_seed(0)), camera=camera, render=RENDER)
+    assert torch.allclose(got.img.float(), want.img, atol=1e-2)
+
+
+def test_a_camera_and_a_pose_together_are_refused(tiny_G):
+    with pytest.raises(ConfigError, match="an explicit camera is used as it is"):
+        tiny_G(
+            *tiny_G.sample_latents(1), camera=Camera.from_angles(1.5, 1.5), pose=PoseConfig(), render=RENDER
+        )
+
+
+def test_seeds_are_whole_numbers_in_range():
+    for seed in (-1, 1.5, 2**63, True):
+        with pytest.raises(ConfigError, match="seeds must be whole numbers from 0 to"):
+            generators_for_seeds([seed])
+    assert generators_for_seeds([np.int64(2**63 - 1)])[0].initial_seed() == 2**63 - 1
+
+
+def test_rendering_helpers_name_a_zero_batch_and_a_depth_without_its_channel(tiny_G):
+    with pytest.raises(ConfigError, match="batch_size must be a whole number of 1 or more, got 0"):
+        next(sample_seeds(tiny_G, [0], render=RENDER, pose=PoseConfig(), batch_size=0))
+    with pytest.raises(ConfigError, match=r"depth must be \[B, 1, H, W\] like GeneratorOutput.depth"):
+        normals_from_depth(torch.ones(1, 4, 4))

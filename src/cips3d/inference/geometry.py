@@ -379,6 +379,8 @@ def normals_from_depth(
     Returns:
         [B, 3, H, W] unit normals in camera space (+x right, +y up, +z towards the camera).
     """
+    if depth.ndim != 4 or depth.shape[1] != 1:
+        raise ConfigError(f"depth must be [B, 1, H, W] like GeneratorOutput.depth, got {list(depth.shape)}.")
     b, _, h, w = depth.shape
     if directions is None:
         if h != w:

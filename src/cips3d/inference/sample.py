@@ -51,6 +51,12 @@ def parse_seeds(text: str, unique: bool = True) -> list[int]:
 
 
 @torch.no_grad()
+def check_batch_size(batch_size: int) -> None:
+    """A `ConfigError` unless `batch_size` (images rendered together) is a whole number >= 1."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a whole number of 1 or more, got {batch_size!r}.")
+
+
 def sample_seeds(
     G: Generator3D,
     seeds: Sequence[int],
@@ -62,6 +68,7 @@ def sample_seeds(
 ) -> Iterator[SampleBatch]:
     """Yield batches of renders. Each seed's generator draws, in order: z_nerf, z_inr, the camera
     (when `pose` is random), then the render draws, so an image depends only on its seed."""
+    check_batch_size(batch_size)
     for start in range(0, len(seeds), batch_size):
         batch = list(seeds[start : start + batch_size])
         generators = generators_for_seeds(batch)

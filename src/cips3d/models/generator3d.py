@@ -221,6 +221,11 @@ class Generator3D(nn.Module):
         styles = self.truncate(styles, psi, truncation_mean)
         if pose is not None and not isinstance(pose, PoseConfig):
             raise ConfigError(f"pose must be a PoseConfig, got {type(pose).__name__}.")
+        drawn = draws is not None and (draws.yaw_draw is not None or draws.pitch_draw is not None)
+        if camera is not None and (pose is not None or drawn):
+            raise ConfigError(
+                "an explicit camera is used as it is: give a pose (or pose draws) only without one."
+            )
         if camera is None:
             draws = draws or RenderDraws()
             camera = self.sample_cameras(pose or PoseConfig(), z_nerf.shape[0], generator, draws)

@@ -43,8 +43,9 @@ def weights_from_alphas(alphas: torch.Tensor) -> torch.Tensor:
 
 
 def sample_deltas(depths: torch.Tensor) -> torch.Tensor:
-    """[B, R, S] sorted depths -> [B, R, S] spacings, the last one 1e10."""
-    last = torch.full_like(depths[..., :1], K.LAST_DELTA)
+    """[B, R, S] sorted depths -> [B, R, S] spacings, the last one 1e10 (or the largest the dtype holds:
+    65504 in float16, where it is just as infinite for exp(-delta * sigma))."""
+    last = torch.full_like(depths[..., :1], min(K.LAST_DELTA, torch.finfo(depths.dtype).max))
     return torch.cat([depths[..., 1:] - depths[..., :-1], last], dim=-1)
 
 
