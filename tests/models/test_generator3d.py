@@ -74,7 +74,7 @@ def render(G, seeds, render=RENDER, pose=None, camera=None, **kw):
         return G(
             *z,
             render=render,
-            pose=None if camera else pose or PoseConfig(),
+            pose=pose or PoseConfig(),
             camera=camera,
             generator=gens,
             **kw,

@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from cips3d import Camera, ConfigError, Generator3D, PoseConfig, RenderConfig, generators_for_seeds
+from cips3d import (
+    Camera,
+    ConfigError,
+    Generator3D,
+    PoseConfig,
+    RenderConfig,
+    RenderDraws,
+    generators_for_seeds,
+)
 from cips3d.inference.geometry import normals_from_depth
 from cips3d.inference.inversion import InversionConfig
 from cips3d.inference.sample import sample_seeds
@@ -134,11 +142,12 @@ def test_a_float16_model_renders_close_to_the_float32_one(tiny_G):
     assert torch.allclose(got.img.float(), want.img, atol=1e-2)
 
 
-def test_a_camera_and_a_pose_together_are_refused(tiny_G):
-    with pytest.raises(ConfigError, match="an explicit camera is used as it is"):
-        tiny_G(
-            *tiny_G.sample_latents(1), camera=Camera.from_angles(1.5, 1.5), pose=PoseConfig(), render=RENDER
-        )
+def test_pose_draws_with_an_explicit_camera_are_refused(tiny_G):
+    draws = RenderDraws(yaw_draw=torch.zeros(1), pitch_draw=torch.zeros(1))
+    with pytest.raises(
+        ConfigError, match="an explicit camera is used as it is: inject pose draws only without"
+    ):
+        tiny_G(*tiny_G.sample_latents(1), camera=Camera.from_angles(1.5, 1.5), draws=draws, render=RENDER)
 
 
 def test_seeds_are_whole_numbers_in_range():

@@ -50,13 +50,13 @@ def parse_seeds(text: str, unique: bool = True) -> list[int]:
     return list(dict.fromkeys(seeds)) if unique else seeds
 
 
-@torch.no_grad()
 def check_batch_size(batch_size: int) -> None:
     """A `ConfigError` unless `batch_size` (images rendered together) is a whole number >= 1."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a whole number of 1 or more, got {batch_size!r}.")
 
 
+@torch.no_grad()
 def sample_seeds(
     G: Generator3D,
     seeds: Sequence[int],

@@ -208,7 +208,8 @@ class Generator3D(nn.Module):
         Args:
             z_nerf: [B, 256] NeRF latents; z_inr: [B, 512] INR latents.
             camera: explicit cameras for the B images.
-            pose: the camera distribution when `camera` is None.
+            pose: the camera distribution when `camera` is None (an official call's, replayed with an
+                explicit camera, is ignored as the official code ignores it).
             render: image size and sampling options (default `RenderConfig()`).
             psi: truncation in [0, 1] (1: none).
             truncation_mean: styles to truncate towards instead of the stored centre.
@@ -221,11 +222,12 @@ class Generator3D(nn.Module):
         styles = self.truncate(styles, psi, truncation_mean)
         if pose is not None and not isinstance(pose, PoseConfig):
             raise ConfigError(f"pose must be a PoseConfig, got {type(pose).__name__}.")
-        drawn = draws is not None and (draws.yaw_draw is not None or draws.pitch_draw is not None)
-        if camera is not None and (pose is not None or drawn):
-            raise ConfigError(
-                "an explicit camera is used as it is: give a pose (or pose draws) only without one."
-            )
+        if (
+            camera is not None
+            and draws is not None
+            and (draws.yaw_draw is not None or draws.pitch_draw is not None)
+        ):
+            raise ConfigError("an explicit camera is used as it is: inject pose draws only without one.")
         if camera is None:
             draws = draws or RenderDraws()
             camera = self.sample_cameras(pose or PoseConfig(), z_nerf.shape[0], generator, draws)
