@@ -60,6 +60,47 @@ def test_a_resume_goes_on_with_its_own_data(capsys, tmp_path, blob_folder):
     assert load_snapshot(out).state.global_step == 2 and names(out) == ["step-000000001", "step-000000002"]
 
 
+def test_a_resume_on_other_images_is_refused_wherever_they_are(capsys, tmp_path, blob_folder):
+    """The run records its images' fingerprint (names and sizes): a moved copy passes, other images do
+    not, whether under the recorded path (some deleted) or given when the recorded one is gone."""
+    data, out3, out2 = tmp_path / "data", tmp_path / "run3", tmp_path / "run2"
+    shutil.copytree(blob_folder, data)
+    assert (
+        run(capsys, "train", "--data", str(data), "--outdir", str(out3), "--max-steps", "1", *TINY_3D)[0] == 0
+    )
+    assert train2d(capsys, "--data", str(data), "--outdir", str(out2), "--max-steps", "1")[0] == 0
+    for extra in sorted(data.iterdir())[:6]:
+        extra.unlink()
+    code, _, err = run(capsys, "train", "--resume", str(out3), "--max-steps", "2", "--quiet")
+    assert (
+        code == 2 and f"the images at {data} are not the ones {out3} was trained on (18 images now, 24" in err
+    )
+    data.rename(tmp_path / "gone")
+    other = tmp_path / "other"
+    shutil.copytree(blob_folder, other)
+    (other / "000.png").unlink()
+    code, _, err = train2d(capsys, "--resume", str(out2), "--data", str(other), "--max-steps", "2")
+    assert code == 2 and f"not the ones {out2} was trained on (23 images now, 24 when it was trained)" in err
+    assert names(out2) == ["step-000000001"] and names(out3) == ["step-000000001"]
+    code, _, err = train2d(capsys, "--resume", str(out2), "--data", str(blob_folder), "--max-steps", "2")
+    assert code == 0, err  # the same images elsewhere: a moved copy
+
+
+def test_a_run_folder_inside_its_data_folder_is_refused(capsys, tmp_path, blob_folder):
+    data = tmp_path / "data"
+    shutil.copytree(blob_folder, data)
+    for command in (["train", *TINY_3D], ["train2d", *TINY_2D]):
+        code, _, err = run(
+            capsys, *command, "--data", str(data), "--outdir", str(data / "run"), "--max-steps", "1"
+        )
+        assert (
+            code == 2
+            and "lies inside the data folder" in err
+            and "previews would become training images" in err
+        )
+        assert not (data / "run").exists()
+
+
 def test_settings_given_again_are_compared_in_words_and_a_finished_resume_touches_nothing(
     capsys, tmp_path, blob_folder
 ):

@@ -28,6 +28,9 @@ def test_train_then_resume(tmp_path, capsys, blob_folder):
     code, out, _ = run(capsys, "train", *args, *FAST)
     assert code == 0 and "step 2" in out
     assert [p.name for p in list_snapshots(outdir / "snapshots")][-1] == "step-000000002"
+    assert (
+        outdir / "previews" / "step-000000002" / "G_ema.png"
+    ).is_file()  # a stop has one, whatever --preview-every
     code, out, _ = run(capsys, "train", "--resume", str(outdir), "--max-steps", "3", "--quiet")
     assert code == 0 and "step 3" in out and load_snapshot(outdir).state.global_step == 3
     history = (outdir / "metrics.jsonl").read_text()
@@ -62,10 +65,12 @@ def test_train_then_resume(tmp_path, capsys, blob_folder):
         (lambda tmp, blobs: [], "give --data"),
         (lambda tmp, b: ["--data", str(b), "--fid", "4", "--inception", str(tmp / "x.pt")], "no Inception"),
         (lambda tmp, blobs: ["--data", str(blobs), "--inception", str(tmp / "x.pt")], "give --fid"),
+        (lambda tmp, b: ["--data", str(tmp / "one"), "--fid", "4"], "FID and KID compare feature statistics"),
+        (lambda tmp, b: ["--data", str(b), "--preset", "tiny-finetune"], "give --init with that model"),
     ],
     ids=[
         "empty", "corrupt", "missing", "resume-empty", "resume-missing", "resume-nothing", "init", "no-data",
-        "fid-network-missing", "inception-without-fid",
+        "fid-network-missing", "inception-without-fid", "fid-one-image", "finetune-without-init",
     ],
 )  # fmt: skip
 def test_user_errors_end_in_one_sentence_and_exit_2(tmp_path, capsys, blob_folder, make_args, message):
@@ -73,6 +78,7 @@ def test_user_errors_end_in_one_sentence_and_exit_2(tmp_path, capsys, blob_folde
     (tmp_path / "corrupt").mkdir()
     (tmp_path / "corrupt" / "a.png").write_bytes(b"not a png")
     (tmp_path / "corrupt" / "b.jpg").write_text("nor a jpeg")
+    write_blobs(tmp_path / "one", count=1)  # --fid: said before the first step, not after the first snapshot
     args = make_args(tmp_path, blob_folder)
     where = [] if "--resume" in args else ["--outdir", str(tmp_path / "o")]  # a resume stays in its run
     code, _, err = run(capsys, "train", *args, *where, "--quiet")
@@ -150,3 +156,19 @@ def test_a_resume_folder_whose_snapshot_does_not_fit_its_config_exits_2(tmp_path
     state_file.write_text(json.dumps(meta))
     code, _, err = run(capsys, "train", "--resume", str(outdir), "--quiet")
     assert code == 2 and "does not fit its own config" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_resume_stops_at_the_runs_own_max_steps(tmp_path, capsys, blob_folder):
+    """--max-steps is remembered: a resume without it (after Ctrl-C, say) stops where the run was asked
+    to, and says so; a new limit replaces it."""
+    outdir = tmp_path / "run"
+    args = ["--data", str(blob_folder), "--outdir", str(outdir), "--max-steps", "2", "--snapshot-every", "2"]
+    assert run(capsys, "train", *args, *FAST)[0] == 0
+    assert json.loads((outdir / "metrics.jsonl").read_text().splitlines()[-1])["reason"] == "reached 2 steps"
+    code, out, _ = run(capsys, "train", "--resume", str(outdir), "--quiet")
+    assert code == 0 and "already at step 2 (the run's --max-steps 2); nothing to do; give a larger" in out
+    assert run(capsys, "train", "--resume", str(outdir), "--max-steps", "3", "--quiet")[0] == 0
+    (outdir / "snapshots" / "step-000000003").rename(outdir / "snapshots" / ".tmp-gone")  # back to step 2
+    code, out, _ = run(capsys, "train", "--resume", str(outdir), "--quiet")
+    assert code == 0 and "note: going on to step 3, the run's --max-steps" in out
+    assert load_snapshot(outdir).state.global_step == 3

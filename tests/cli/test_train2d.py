@@ -9,6 +9,7 @@ from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.io.video import read_video_frames
 from cips3d.training.snapshot import load_snapshot
 from tests.cli.helpers import run
+from tests.conftest import write_blobs
 
 OPTIONS = ["--preset", "cips-tiny", "--batch-size", "2", "--snapshot-every", "2", "--quiet", "--device",
            "cpu"]  # fmt: skip
@@ -63,6 +64,10 @@ def test_mistakes_are_one_sentence(capsys, tmp_path, blob_folder):
     assert code == 2 and "nothing to resume" in err
     code, _, err = train2d(capsys, blob_folder, tmp_path / "r2", 1, "--patch", "12")
     assert code == 2 and "over a power of two" in err
+    write_blobs(tmp_path / "one", count=1)
+    code, _, err = train2d(capsys, tmp_path / "one", tmp_path / "r3", 2, "--fid", "4")
+    assert code == 2 and "FID and KID compare feature statistics and need 2 images" in err
+    assert not (tmp_path / "r3" / "snapshots").exists()
 
 
 def test_torchrun_trains_on_two_processes_and_only_rank_zero_reports(tmp_path, blob_folder):

@@ -13,6 +13,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from cips3d.data.images import ImageDataset, SkippedImagesWarning, UpscaledImagesWarning, to_float
+from cips3d.data.zip_tool import folder_to_zip
 from cips3d.errors import ConfigError, UserError
 
 
@@ -283,6 +284,15 @@ def test_wide_images_are_cropped_to_their_aspect_or_resized_whole(tmp_path):
     assert square.shape == (3, 8, 8) and (square.int() - 128).abs().max() <= 1
     with pytest.raises(ConfigError, match="needs a resolution"):
         ImageDataset(folder, width=16)
+    # Every image is checked, not only the first: a square one sorted after it would be squashed.
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(folder / "b.png")
+    with pytest.raises(
+        UserError, match="b.png is 16x16, so resizing it whole to 32x8 would squash it, unlike"
+    ):
+        ImageDataset(folder, resolution=8, width=32, whole=True)
+    with pytest.raises(UserError, match="b.png is 16x16, .* unlike the images before it"):
+        folder_to_zip(folder, tmp_path / "w.zip", resolution=8, width=32, whole=True, progress=False)
+    assert not (tmp_path / "w.zip").exists()
 
 
 def test_images_smaller_than_the_resolution_are_said_to_be_enlarged(tmp_path):

@@ -144,6 +144,16 @@ def test_a_training_run_or_snapshot_loads_its_g_ema(tmp_path, blob_folder):
         load_generator(tmp_path / "run")
 
 
+def test_a_run_before_its_first_snapshot_is_named_as_such(tmp_path):
+    """A run whose first snapshot failed holds run.json and logs only; it was called "a folder without
+    config.json, so not a cips3d checkpoint"."""
+    (tmp_path / "run" / "logs").mkdir(parents=True)
+    (tmp_path / "run" / "run.json").write_text("{}")
+    for load in (load_generator, load_generator2d):
+        with pytest.raises(CheckpointError, match="run holds no complete training snapshot"):
+            load(tmp_path / "run")
+
+
 def test_weights_holding_nan_are_refused_by_name(tmp_path, tiny_G):
     state = official_state_dict(tiny_G)
     name = next(iter(state))

@@ -166,7 +166,10 @@ def test_resuming_on_another_number_of_processes_says_it_is_not_exact(tmp_path, 
     out.mkdir()
     ddp_workers.spawn(ddp_workers.train_body, 2, config, run, blob_folder, 2, out, False)
     got = torch.load(out / "rank0.pt")
-    assert "trained by 1 process(es) and continues on 2" in got["resume_note"]
+    assert (
+        "trained by 1 process and continues on 2, so each step now takes 2 x batch-size images instead of 1 x"
+        in got["resume_note"]
+    )
     assert got["state"] == {"global_step": 2, "images_seen": 2 + 2 * 2}
 
 
@@ -177,7 +180,7 @@ def test_torchrun_launches_a_run_that_only_rank_zero_writes_and_reports(tmp_path
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.splitlines()
-    assert lines.count("cips3d train: 2 processes, 2 x batch_size images per step.") == 1
+    assert lines.count("cips3d train: 2 processes, 2 x 2 images per step.") == 1
     assert sum(line.endswith("step 2, stage r16 (2/300).") for line in lines) == 1, lines
     snap = load_snapshot(tmp_path / "run")
     assert snap.state.images_seen == 2 * 2 * 2

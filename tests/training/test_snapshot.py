@@ -9,12 +9,12 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from cips3d.errors import CheckpointError
+from cips3d.errors import CheckpointError, UserError
+from cips3d.training import snapshot as snapshot_module
 from cips3d.training.snapshot import (
     TrainState,
     capture_rng,
@@ -43,16 +43,15 @@ def test_round_trip(tmp_path):
     assert set(snap.optimizers) == {"G"}
 
 
-def test_rng_states_round_trip():
+def test_rng_states_round_trip_and_the_global_generators_are_left_alone():
     g = torch.Generator().manual_seed(3)
-    torch.manual_seed(1)
-    np.random.seed(2)
     saved = capture_rng({"g": g})
-    expected = (torch.rand(3, generator=g), torch.rand(3), np.random.rand(3))
+    expected = torch.rand(3, generator=g)
+    torch.manual_seed(1)
+    global_before = torch.get_rng_state()
     restore_rng(saved, {"g": g})
-    again = (torch.rand(3, generator=g), torch.rand(3), np.random.rand(3))
-    assert torch.equal(expected[0], again[0]) and torch.equal(expected[1], again[1])
-    assert np.array_equal(expected[2], again[2])
+    assert torch.equal(torch.rand(3, generator=g), expected)
+    assert torch.equal(torch.get_rng_state(), global_before) and set(saved) == {"generators"}
 
 
 def test_prune_keeps_the_newest_and_the_protected(tmp_path):
@@ -128,3 +127,21 @@ def test_sigkill_during_a_snapshot_write_leaves_the_previous_one_loadable(tmp_pa
     # The half-written folder is cleaned up by the next prune (it belongs to a dead process).
     prune_snapshots(tmp_path, keep=3, protect=set())
     assert not any(p.name.startswith(".tmp-") for p in tmp_path.iterdir())
+
+
+def test_a_failed_write_leaves_no_partial_folder_and_names_the_last_good_snapshot(tmp_path, monkeypatch):
+    """A full disk mid-write: one sentence naming the cause and the newest complete snapshot; the
+    temporary folder (which kept the disk full and failed the next resume) is removed."""
+    write(tmp_path, 1)
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(snapshot_module.torch, "save", full)
+    with pytest.raises(UserError) as caught:
+        write(tmp_path, 2)
+    assert str(caught.value) == (
+        f"cannot write the snapshot step-000000002 in {tmp_path} ([Errno 28] No space left on device); the "
+        "newest complete one is step-000000001."
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-000000001"]

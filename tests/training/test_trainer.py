@@ -8,6 +8,7 @@ import copy
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import types
 
@@ -16,7 +17,7 @@ import torch
 
 from cips3d import CheckpointError, generator_preset
 from cips3d.convert.official_d import to_official_d
-from cips3d.errors import ConfigError
+from cips3d.errors import ConfigError, UserError
 from cips3d.io.checkpoint import official_state_dict
 from cips3d.metrics.evaluate import evaluate
 from cips3d.training import trainer as trainer_module
@@ -96,20 +97,25 @@ def test_data_loading_workers_do_not_change_the_run(tmp_path, blob_folder):
         assert same(weights(getattr(runs[0], name)), weights(getattr(runs[1], name))), name
 
 
-def test_the_next_stage_starts_from_the_best_snapshot(tmp_path, blob_folder):
+def test_the_next_stage_starts_from_the_best_snapshot(tmp_path, blob_folder, monkeypatch):
+    scores = iter([3.0, 1.0, 2.0, 5.0, 5.0, 5.0])  # the best of stage r16 is its step 2, not the last
+    monkeypatch.setattr(trainer_module, "snapshot_score", lambda *args, **kwargs: next(scores))
     stages = (
         StageConfig("r16", 16, 3, 2, 2e-4, 2e-3, start_from="best"),
         StageConfig("r32", 32, 2, 2, 2e-4, 2e-3),
     )
-    trainer = Trainer(micro_config(*stages, snapshot_every=1), tmp_path / "run", blob_folder,
-                      TrainOptions(progress=False, max_steps=3))  # fmt: skip
-    state = trainer.run()  # stops right after the hand-off, before the first r32 step
-    assert state.stage == 1 and state.stage_step == 0
-    first_stage = [r for r in state.history if r["stage"] == "r16"]
-    best = min(first_stage, key=lambda r: r["swd"])
-    assert state.stage_started_from == f"step-{best['step']:09d}"
-    source = load_snapshot(tmp_path / "run" / "snapshots" / state.stage_started_from)
-    assert same(source.G, weights(trainer.G)) and same(source.D, weights(trainer.D))
+    config = micro_config(*stages, snapshot_every=1)
+    state = Trainer(config, tmp_path / "run", blob_folder, TrainOptions(progress=False, max_steps=3)).run()
+    # A limit at a stage's end stops there: one snapshot of step 3, of the stage that ended (the hand-off
+    # used to write a second one, of the next stage, under the same name).
+    assert (state.stage, state.stage_step) == (0, 3)
+    assert [r["reason"] for r in state.history if r["step"] == 3] == ["end of stage r16"]
+    best = min(state.history, key=lambda r: r["swd"])
+    assert best["step"] == 2
+    handed = Trainer.from_snapshot(tmp_path / "run", None, TrainOptions(progress=False, max_steps=4))
+    assert handed.run().stage_started_from == f"step-{best['step']:09d}"
+    source = load_snapshot(tmp_path / "run" / "snapshots" / f"step-{best['step']:09d}")
+    assert same(source.G_ema, weights(handed.G_ema))  # the EMA starts at the stage's step 1 (ema_start)
     final = Trainer.from_snapshot(tmp_path / "run", None, QUIET).run()
     assert final.stage == 1 and final.stage_step == 2 and final.global_step == 5
 
@@ -256,3 +262,24 @@ def test_fid_scores_every_snapshot_as_cips3d_metrics_would(tmp_path, blob_folder
     direct = evaluate(trainer.G_ema, blob_folder, ["fid"], 4, stage.img_size, render=render, pose=config.pose)
     direct = direct["metrics"]["fid"]
     assert records[-1]["fid"] == pytest.approx(direct, rel=1e-9)
+
+
+def test_images_that_change_between_stages_stop_the_run(tmp_path, blob_folder, monkeypatch):
+    """Each stage reads the data again at its size; other images then (a preview written into the data
+    folder, a file deleted) would silently change the run, so it stops and says why."""
+    data = tmp_path / "data"
+    shutil.copytree(blob_folder, data)
+    stages = (StageConfig("r16", 16, 2, 2, 2e-4, 2e-3), StageConfig("r32", 32, 2, 2, 2e-4, 2e-3))
+    begin = Trainer._begin_stage
+
+    def begin_and_delete(self, stage):
+        if stage.name == "r32":
+            (data / "000.png").unlink()
+        begin(self, stage)
+
+    monkeypatch.setattr(Trainer, "_begin_stage", begin_and_delete)
+    trainer = Trainer(
+        micro_config(*stages), tmp_path / "run", data, TrainOptions(progress=False, max_steps=3)
+    )
+    with pytest.raises(UserError, match=f"the images in {data} changed during the run"):
+        trainer.run()

@@ -23,7 +23,7 @@ from cips3d.config_2d import is_2d_run_config
 from cips3d.errors import UserError
 from cips3d.training.config import TRAIN_PRESETS, TrainConfig, preset_name, train_preset
 from cips3d.training.distributed import World, process_group, world_from_environment
-from cips3d.training.snapshot import snapshot_config
+from cips3d.training.snapshot import recorded_max_steps, snapshot_config
 from cips3d.training.trainer import Trainer, TrainingStopped, TrainOptions
 
 EXAMPLES = """examples:
@@ -73,7 +73,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--snapshot-every", type=positive_int, help="steps between snapshots")
     p.add_argument("--preview-every", type=positive_int, help="steps between preview grids")
     p.add_argument("--keep", type=positive_int, help="snapshots to keep besides the best (default 3)")
-    p.add_argument("--max-steps", type=positive_int, help="stop after this many steps in total (snapshot)")
+    p.add_argument(
+        "--max-steps",
+        type=positive_int,
+        help="stop after this many steps in total (snapshot); a resume keeps the run's unless given",
+    )
     p.add_argument("--minutes", type=float, help="stop after this much wall time (snapshot)")
     p.add_argument(
         "--device",
@@ -144,7 +148,11 @@ def _trainer(args: argparse.Namespace, options: TrainOptions) -> Trainer:
     if not args.data:
         raise UserError("give --data (an image folder or dataset zip), or --resume a run.")
     outdir = Path(args.outdir or f"runs/{args.preset or 'tiny'}")
-    trainer = Trainer(_config(args), outdir, args.data, options)
+    config = _config(args)
+    if config.stages[0].freeze_nerf and not args.init:  # a random NeRF would stay frozen all run long
+        raise UserError(f"the {args.preset} preset freezes the NeRF from its first step, so it fine-tunes a "
+                        "trained model: give --init with that model's weights.")  # fmt: skip
+    trainer = Trainer(config, outdir, args.data, options)
     if args.init:
         source = trainer.warm_start(args.init)
         if options.world.is_main:
@@ -201,23 +209,33 @@ def _train(args: argparse.Namespace, world: World, device: torch.device) -> int:
     else:
         workers = args.workers
     check_fid_arguments(args)
+    max_steps, kept = args.max_steps, False
+    if max_steps is None and args.resume is not None:  # a resumed run stops where it was asked to
+        max_steps = recorded_max_steps(resumed_run_folder(args.resume, args.outdir))
+        kept = max_steps is not None
     options = TrainOptions(
-        device=device, workers=workers, progress=not args.quiet and world.is_main, max_steps=args.max_steps,
+        device=device, workers=workers, progress=not args.quiet and world.is_main, max_steps=max_steps,
         max_minutes=args.minutes, tf32=args.tf32, world=world, fid_images=args.fid or 0,
         inception=args.inception,
     )  # fmt: skip
     if args.tf32 and world.is_main:
         warn_if_slow_precision(device, "tf32")
     trainer = _trainer(args, options)
-    if args.max_steps is not None and trainer.state.global_step >= args.max_steps:
+    whose = "the run's " if kept else ""
+    if max_steps is not None and trainer.state.global_step >= max_steps:
         if world.is_main:
-            print(f"{trainer.run_dir}: already at step {trainer.state.global_step} (--max-steps "
-                  f"{args.max_steps}); nothing to do.")  # fmt: skip
+            more = "; give a larger --max-steps to go on" if kept else ""
+            print(f"{trainer.run_dir}: already at step {trainer.state.global_step} ({whose}--max-steps "
+                  f"{max_steps}); nothing to do{more}.")  # fmt: skip
         return 0
+    if kept and world.is_main:
+        print(f"cips3d train: note: going on to step {max_steps}, the run's --max-steps (give --max-steps "
+              "to change it).")  # fmt: skip
     if trainer.resume_note and world.is_main:
         print(f"cips3d train: note: {trainer.resume_note}")
     if world.distributed and world.is_main:
-        print(f"cips3d train: {world.world_size} processes, {world.world_size} x batch_size images per step.")
+        sizes = "/".join(str(size) for size in dict.fromkeys(s.batch_size for s in trainer.config.stages))
+        print(f"cips3d train: {world.world_size} processes, {world.world_size} x {sizes} images per step.")
     try:
         state = trainer.run()
     except TrainingStopped as err:

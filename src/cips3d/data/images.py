@@ -7,6 +7,7 @@ is loaded. `ImageDataset` reads the same zips, and plain image folders, the same
 
 from __future__ import annotations
 
+import hashlib
 import io
 import operator
 import os
@@ -76,6 +77,10 @@ class FolderSource:
     def read(self, name: str) -> bytes:
         return (self.root / name).read_bytes()
 
+    def size_of(self, name: str) -> int:
+        """Bytes of the file `name`."""
+        return (self.root / name).stat().st_size
+
     def location(self, name: str) -> str:
         """Where `name` is, for messages."""
         return str(self.root / name)
@@ -97,8 +102,13 @@ class ZipSource:
         self._zip: zipfile.ZipFile | None = None
         self._pid: int | None = None
         with zipfile.ZipFile(path) as archive:
-            members = [n for n in archive.namelist() if not n.endswith("/") and is_image_name(n)]
+            self._sizes = {i.filename: i.file_size for i in archive.infolist()}
+        members = [n for n in self._sizes if not n.endswith("/") and is_image_name(n)]
         self.names: tuple[str, ...] = tuple(sorted(members))
+
+    def size_of(self, name: str) -> int:
+        """Bytes of the member `name`, uncompressed."""
+        return self._sizes[name]
 
     def read(self, name: str) -> bytes:
         if self._zip is None or self._pid != os.getpid():
@@ -266,6 +276,14 @@ def scan_images(
     return names, sizes, bad
 
 
+def data_fingerprint(source: FolderSource | ZipSource, names: list[str]) -> str:
+    """A short hash of the images `names` of `source`: their relative names and byte sizes."""
+    digest = hashlib.sha1()
+    for name in names:
+        digest.update(f"{name}\t{source.size_of(name)}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 images [..., 3, H, W] in [0, 255] -> float32 in [-1, 1] as x / 127.5 - 1 (0 -> -1, 255 -> 1).
 
@@ -309,16 +327,20 @@ def enlarged_message(
 WHOLE_ASPECT_TOLERANCE = 0.05  # resizing whole by more than this would visibly squash or stretch
 
 
-def check_whole_aspect(first: str, size: tuple[int, int], resolution: int, width: int | None) -> None:
-    """A `UserError` when images resized whole (panoramas) would change shape: the first image's aspect
-    must match the target's within `WHOLE_ASPECT_TOLERANCE`."""
+def check_whole_aspect(
+    location: str, size: tuple[int, int], resolution: int, width: int | None, first: bool = True
+) -> None:
+    """A `UserError` when an image resized whole (a panorama) would change shape: its aspect must match
+    the target's within `WHOLE_ASPECT_TOLERANCE`. Every image is checked; the advice for the `first`
+    (a width to use) differs from that for one odd image among fitting ones."""
     (w, h), target_w = size, width or resolution
-    if abs((w / h) / (target_w / resolution) - 1) > WHOLE_ASPECT_TOLERANCE:
-        raise UserError(
-            f"{first} is {w}x{h}, so resizing it whole to {target_w}x{resolution} would squash it; use "
-            f"a width of {round(resolution * w / h)} px at this height (train2d --width), or images of "
-            "that shape."
-        )
+    if abs((w / h) / (target_w / resolution) - 1) <= WHOLE_ASPECT_TOLERANCE:
+        return
+    squash = f"{location} is {w}x{h}, so resizing it whole to {target_w}x{resolution} would squash it"
+    if first:
+        raise UserError(f"{squash}; use a width of {round(resolution * w / h)} px at this height (train2d "
+                        "--width), or images of that shape.")  # fmt: skip
+    raise UserError(f"{squash}, unlike the images before it; crop it to their shape or leave it out.")
 
 
 class ImageDataset(Dataset):
@@ -370,11 +392,15 @@ class ImageDataset(Dataset):
         warn_skipped(bad, len(self._source.names))
         self.names: tuple[str, ...] = tuple(names)
         self.num_skipped = len(bad)
+        self.fingerprint = data_fingerprint(self._source, names)
+        """Names and byte sizes of the readable images, hashed: equal for a moved copy of the data,
+        different when images are added, removed, renamed or rewritten at another size."""
         self.resolution = (
             resolution if resolution is not None else _native_resolution(names, sizes, self._source)
         )
         if whole:
-            check_whole_aspect(self._source.location(names[0]), sizes[0], self.resolution, width)
+            for index, (name, size) in enumerate(zip(names, sizes, strict=True)):
+                check_whole_aspect(self._source.location(name), size, self.resolution, width, index == 0)
         enlarged = enlarged_message(path, min(min(size) for size in sizes), self.resolution, width)
         if enlarged:
             warnings.warn(enlarged, UpscaledImagesWarning, stacklevel=2)

@@ -208,8 +208,8 @@ def folder_to_zip(
                         raise UserError(f"{src.location(name)} is not a readable image ({reason}).") from None
                     bad.append(src.location(name))
                     continue
-                if whole and smallest is None:  # raised inside the write: `dest` is left as it was
-                    check_whole_aspect(src.location(name), size, resolution, width)
+                if whole:  # raised inside the write: `dest` is left as it was
+                    check_whole_aspect(src.location(name), size, resolution, width, smallest is None)
                 smallest = min(size) if smallest is None else min(smallest, *size)
                 yield png
         if len(bad) == len(src.names):  # raised inside the write, so no empty zip replaces `dest`

@@ -244,11 +244,23 @@ def load_generator(
         raise ConfigError(
             f"{path} carries its own config; --preset and --official-config are for official .pth files."
         )
-    if path.is_dir() and ((path / "state.json").is_file() or (path / "snapshots").is_dir()):
+    run_markers = (
+        "state.json",
+        "snapshots",
+        "run.json",
+    )  # a snapshot; a run (maybe before its first snapshot)
+    if path.is_dir() and any((path / name).exists() for name in run_markers):
         return _load_snapshot_ema(path, device).eval()
     if ours:
         return _load_ours(model_folder_of(path), device).eval()
     return official_generator(read_torch_file(path), path, preset, official_config, device).eval()
+
+
+def is_run_or_snapshot(path: Path) -> bool:
+    """Whether `path` is a training snapshot folder or a run folder (even one before its first snapshot,
+    so that it is named as such rather than as a folder without a model)."""
+    markers = ("state.json", "snapshots", "run.json")
+    return path.is_dir() and any((path / name).exists() for name in markers)
 
 
 def carries_own_config(path: str | os.PathLike) -> bool:

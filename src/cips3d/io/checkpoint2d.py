@@ -31,6 +31,7 @@ from cips3d.io.checkpoint import (
     FORMAT_VERSION,
     carries_own_config,
     check_finite,
+    is_run_or_snapshot,
     model_folder_of,
     plain_state_dict,
     read_meta,
@@ -105,17 +106,13 @@ def official_checkpoint2d(
     return content
 
 
-def _is_run(path: Path) -> bool:
-    return path.is_dir() and ((path / "state.json").is_file() or (path / "snapshots").is_dir())
-
-
 def is_generator2d(path: str | os.PathLike) -> bool:
     """Whether `path` is one of ours that holds a 2D generator (a 2D run, snapshot or model folder);
     official files are not opened here."""
     from cips3d.training.snapshot import is_run2d  # noqa: PLC0415 (training imports io, not back)
 
     path = Path(path)
-    if _is_run(path):
+    if is_run_or_snapshot(path):
         return is_run2d(path)
     try:
         read_meta(path / CONFIG_FILE if path.is_dir() else path.parent / CONFIG_FILE, FORMAT_NAME_2D)
@@ -155,7 +152,7 @@ def _load(path: Path, which: Which, with_discriminator: bool) -> Models2D:
 
     if not path.exists():
         raise CheckpointError(f"there is no 2D model, run or checkpoint at {path}.")
-    if _is_run(path):
+    if is_run_or_snapshot(path):
         snapshot, config = load_run2d(path, training_state=False)
         G = Generator2D(config.generator_config())
         G.load_state_dict(check_finite(snapshot.G_ema if which == "G_ema" else snapshot.G, snapshot.path))

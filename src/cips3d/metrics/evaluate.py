@@ -176,6 +176,13 @@ def evaluate(
     return {"metrics": scores, "protocol": protocol}
 
 
+def check_fid_count(real_images: int) -> None:
+    """A `UserError` unless there are real images enough for FID and KID (feature statistics need 2)."""
+    if real_images < 2:
+        raise UserError(f"FID and KID compare feature statistics and need 2 images or more; the data "
+                        f"gave {real_images}.")  # fmt: skip
+
+
 def _image_scores(reals, fakes, data, metrics, extractor, device, protocol, progress) -> dict[str, float]:
     """SWD, FID and KID (those in `metrics`) of uint8 image sets; the protocol gains their details.
     `extractor`: an `InceptionExtractor`, or the path (None: default) of one to load on `device`."""
@@ -185,9 +192,7 @@ def _image_scores(reals, fakes, data, metrics, extractor, device, protocol, prog
         scores["swd"] = swd(_to_float(reals), _to_float(fakes)).mean
         protocol["swd"] = describe_swd(*reals.shape[-2:])
     if "fid" in metrics or "kid" in metrics:
-        if reals.shape[0] < 2:
-            raise UserError(f"FID and KID compare feature statistics and need 2 images or more; the data "
-                            f"gave {reals.shape[0]}.")  # fmt: skip
+        check_fid_count(reals.shape[0])
         if not isinstance(extractor, InceptionExtractor):
             extractor = InceptionExtractor.load(extractor, device)
         protocol |= extractor.protocol

@@ -5,7 +5,7 @@ A snapshot is one folder `snapshots/step-000001234/` holding
 
     G.safetensors, G_ema.safetensors, D.safetensors   weights (plain tensors)
     optimizers.pt                                     both Adam states (loaded with weights_only=True)
-    rng.pt                                            generator states: G, D, torch, numpy, python
+    rng.pt                                            the run's generator states
     state.json                                        step, stage, data position, counters, config
 
 It is first written as `.tmp-step-...` (every file fsynced) and then renamed: a folder named
@@ -16,19 +16,19 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from cips3d.config_2d import is_2d_run_config
-from cips3d.errors import CheckpointError, ConfigError, first_line
+from cips3d.data.images import ImageDataset
+from cips3d.errors import CheckpointError, ConfigError, UserError, first_line
 from cips3d.io.files import atomic_write
 
 FORMAT = "cips3d.training-snapshot"
@@ -95,25 +95,16 @@ def _fsynced(path: Path) -> None:
 
 
 def capture_rng(generators: dict[str, torch.Generator]) -> dict[str, Any]:
-    """States of the run's generators and of the global torch, numpy and python generators."""
-    np_state = np.random.get_state()
-    py_state = random.getstate()
-    return {
-        "generators": {name: g.get_state() for name, g in generators.items()},
-        "torch": torch.get_rng_state(),
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-        "python": [py_state[0], list(py_state[1]), py_state[2]],
-    }
+    """States of the run's generators. Training draws from these alone, never from torch's, numpy's or
+    Python's global generators, so those are neither saved nor set (runs of one seed then write the same
+    bytes, and a resume leaves the caller's global state alone)."""
+    return {"generators": {name: g.get_state() for name, g in generators.items()}}
 
 
 def restore_rng(rng: dict[str, Any], generators: dict[str, torch.Generator]) -> None:
+    """Set `generators` to their saved states (global states that older snapshots hold are ignored)."""
     for name, g in generators.items():
         g.set_state(rng["generators"][name])
-    torch.set_rng_state(rng["torch"])
-    kind, keys, pos, has_gauss, gauss = rng["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    version, internal, gauss_next = rng["python"]
-    random.setstate((version, tuple(internal), gauss_next))
 
 
 def write_snapshot(
@@ -124,28 +115,46 @@ def write_snapshot(
     optimizers: dict[str, torch.optim.Optimizer],
     rng: dict[str, Any],
 ) -> Path:
-    """Write a snapshot atomically and return its folder. `modules` must hold G, G_ema and D."""
+    """Write a snapshot atomically and return its folder. `modules` must hold G, G_ema and D.
+
+    A write that fails (a full disk, a lost mount) leaves no partial folder behind and ends in a
+    `UserError` naming the cause and the newest complete snapshot."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / snapshot_name(state.global_step)
     tmp = root / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    for name in ("G", "G_ema", "D"):
-        tensors = {k: v.detach().cpu().contiguous() for k, v in modules[name].state_dict().items()}
-        save_file(tensors, str(tmp / f"{name}.safetensors"))
-    torch.save({name: opt.state_dict() for name, opt in optimizers.items()}, tmp / "optimizers.pt")
-    torch.save(rng, tmp / "rng.pt")
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "state": asdict(state), "config": config}
-    (tmp / "state.json").write_text(json.dumps(meta, indent=2) + "\n")
-    for path in tmp.iterdir():
-        _fsynced(path)
-    _fsync_dir(tmp)
+    try:
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "state": asdict(state), "config": config}
+        _write_files(tmp, meta, modules, {name: opt.state_dict() for name, opt in optimizers.items()}, rng)
+    except (OSError, RuntimeError, SafetensorError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        complete = list_snapshots(root)
+        last = f"the newest complete one is {complete[-1].name}" if complete else "no complete one exists yet"
+        raise UserError(
+            f"cannot write the snapshot {final.name} in {root} ({first_line(err, 200)}); {last}."
+        ) from err
     if final.exists():  # a rerun of the same step (after a resume): replace it atomically
         _discard(final)
     os.rename(tmp, final)
     _fsync_dir(root)
     return final
+
+
+def _write_files(
+    tmp: Path, meta: dict, modules: dict[str, torch.nn.Module], optimizers: dict, rng: dict
+) -> None:
+    """Every file of a snapshot into the new folder `tmp` (`meta`: state.json's content), each fsynced."""
+    tmp.mkdir()
+    for name in ("G", "G_ema", "D"):
+        tensors = {k: v.detach().cpu().contiguous() for k, v in modules[name].state_dict().items()}
+        save_file(tensors, str(tmp / f"{name}.safetensors"))
+    torch.save(optimizers, tmp / "optimizers.pt")
+    torch.save(rng, tmp / "rng.pt")
+    (tmp / "state.json").write_text(json.dumps(meta, indent=2) + "\n")
+    for path in tmp.iterdir():
+        _fsynced(path)
+    _fsync_dir(tmp)
 
 
 def _discard(path: Path) -> None:
@@ -170,10 +179,57 @@ def prune_snapshots(root: str | os.PathLike, keep: int, protect: set[str]) -> li
 RUN_RECORD = "run.json"  # beside snapshots/: the dataset a run trains on and its config, for --resume
 
 
-def write_run_record(run_dir: str | os.PathLike, data: str | os.PathLike, config: dict[str, Any]) -> None:
-    """Record the dataset (as an absolute path) and the config of the run in `run_dir`."""
-    meta = {"data": str(Path(data).resolve()), "config": config}
+def write_run_record(
+    run_dir: str | os.PathLike,
+    data: str | os.PathLike,
+    config: dict[str, Any],
+    dataset: ImageDataset,
+    max_steps: int | None = None,
+) -> None:
+    """Record the dataset (its absolute path, image count and fingerprint), the config of the run and the
+    step limit it was given in `run_dir`; the fingerprint lets a resume tell the run's own images from
+    others, and the limit lets it stop where the run was asked to."""
+    meta = {"data": str(Path(data).resolve()), "images": dataset.num_images,
+            "data_fingerprint": dataset.fingerprint, "max_steps": max_steps, "config": config}  # fmt: skip
     atomic_write(Path(run_dir) / RUN_RECORD, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
+
+
+def check_run_data(run_dir: str | os.PathLike, dataset: ImageDataset) -> None:
+    """A `UserError` unless `dataset` holds the images the run in `run_dir` recorded (by fingerprint;
+    runs recorded before fingerprints pass): other data would make its data order and scores meaningless."""
+    try:
+        meta = json.loads((Path(run_dir) / RUN_RECORD).read_text())
+    except (OSError, ValueError):
+        return
+    recorded = meta.get("data_fingerprint") if isinstance(meta, dict) else None
+    if recorded is None or recorded == dataset.fingerprint:
+        return
+    then, now = meta.get("images"), dataset.num_images
+    change = f"{now} images now, {then} when it was trained" if then != now else "other files or sizes"
+    raise UserError(
+        f"the images at {dataset.path} are not the ones {run_dir} was trained on ({change}); --resume goes "
+        "on with the run's own data, or start a new run with --init to train on other images."
+    )
+
+
+def recorded_max_steps(run_dir: str | os.PathLike) -> int | None:
+    """The --max-steps the run in `run_dir` was last given (None: none, or not recorded)."""
+    try:
+        value = json.loads((Path(run_dir) / RUN_RECORD).read_text()).get("max_steps")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def check_run_outside_data(run_dir: str | os.PathLike, data: str | os.PathLike) -> None:
+    """A `ConfigError` when the run folder lies inside its data folder: the folder is read at any depth,
+    so the run's previews would become training images."""
+    data_dir, run = Path(data).resolve(), Path(run_dir).resolve()
+    if data_dir.is_dir() and (run == data_dir or data_dir in run.parents):
+        raise ConfigError(
+            f"the run folder {run_dir} lies inside the data folder {data}, whose images are read at any "
+            "depth: its previews would become training images; pick an --outdir outside it."
+        )
 
 
 def recorded_data_path(run_dir: str | os.PathLike) -> Path:

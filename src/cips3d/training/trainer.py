@@ -25,10 +25,10 @@ from cips3d.config import RenderConfig
 from cips3d.config_2d import is_2d_run_config
 from cips3d.data.images import ImageDataset, to_float
 from cips3d.data.sampler import InfiniteSampler
-from cips3d.errors import CheckpointError, ConfigError
+from cips3d.errors import CheckpointError, ConfigError, UserError
 from cips3d.fast import tf32_matmuls
 from cips3d.io.images import save_png
-from cips3d.metrics.evaluate import evaluate
+from cips3d.metrics.evaluate import check_fid_count, evaluate
 from cips3d.metrics.inception import InceptionExtractor
 from cips3d.models.discriminator import Discriminator, DiscriminatorConfig
 from cips3d.models.generator3d import Generator3D
@@ -44,7 +44,9 @@ from cips3d.training.snapshot import (
     Snapshot,
     TrainState,
     capture_rng,
+    check_run_data,
     check_run_folder,
+    check_run_outside_data,
     load_snapshot,
     prune_snapshots,
     restore_rng,
@@ -116,6 +118,9 @@ class Trainer:
     ) -> None:
         self.config, self.run_dir, self.data, self.options = config, Path(run_dir), Path(data), options
         check_run_folder(self.run_dir, new_run=not continuing)
+        check_run_outside_data(self.run_dir, self.data)
+        self._continuing = continuing
+        self._data_fingerprint: str | None = None  # of the first scan: every stage's must match it
         device = options.device
         self.G = Generator3D(config.generator, generator=torch.Generator().manual_seed(config.seed)).to(
             device
@@ -170,8 +175,10 @@ class Trainer:
         world = self.options.world
         if len(ranks) != world.world_size:
             self.resume_note = (
-                f"the run was trained by {len(ranks)} process(es) and continues on {world.world_size}: "
-                "it goes on from the snapshot, but not bit for bit as it would have without the restart."
+                f"the run was trained by {counted(len(ranks), 'process', 'processes')} and continues on "
+                f"{world.world_size}, so each step now takes {world.world_size} x batch-size images instead "
+                f"of {len(ranks)} x; it goes on from the snapshot, but not bit for bit as it would have "
+                "without the restart."
             )
         if world.rank < len(ranks):
             restore_rng(ranks[world.rank], self.generators)
@@ -200,7 +207,11 @@ class Trainer:
     # --- the loop ----------------------------------------------------------------------------------
     def run(self) -> TrainState:
         """Train until the last stage ends or a limit / signal stops the run; returns the final state."""
-        self._dataset(self.config.stages[self.state.stage].img_size)  # a bad dataset fails before any write
+        dataset = self._dataset(self.config.stages[self.state.stage].img_size)  # fails before any write
+        if self._continuing:
+            check_run_data(self.run_dir, dataset)
+        if self.options.fid_images:  # said now, not at the first snapshot with the steps before it lost
+            check_fid_count(min(self.options.fid_images, dataset.num_images))
         world = self.options.world
         world.broadcast_modules([self.G, self.G_ema, self.D])  # every process starts from rank 0's weights
         self._started = time.monotonic()  # the time limit counts training, not what ran before it
@@ -208,7 +219,7 @@ class Trainer:
         if self.options.max_steps is not None:  # the bar ends where this run will
             total = min(total, self.options.max_steps)
         if world.is_main:
-            write_run_record(self.run_dir, self.data, self.config.to_dict())
+            write_run_record(self.run_dir, self.data, self.config.to_dict(), dataset, self.options.max_steps)
             monitor = Monitor(self.run_dir / "logs", total, self.state.global_step, self.options.progress)
         else:
             monitor = SilentMonitor()
@@ -224,7 +235,9 @@ class Trainer:
         while True:
             stage = self.config.stages[self.state.stage]
             if self.state.stage_step >= stage.steps:
-                if self.state.stage + 1 >= len(self.config.stages):
+                # A limit reached right at a stage's end stops there (its snapshot is written), not after
+                # the hand-off, whose snapshot would replace it under the same step's name.
+                if self.state.stage + 1 >= len(self.config.stages) or self._stop_reason():
                     return
                 self._next_stage(stage)
                 continue
@@ -232,6 +245,7 @@ class Trainer:
             if self._run_stage(stage, monitor):
                 return
             self._snapshot(monitor, f"end of stage {stage.name}")
+            self._preview_of_snapshot(stage, monitor)
 
     def _run_stage(self, stage: StageConfig, monitor: Monitor) -> bool:
         """Iterate until the stage ends (False) or the run must stop (True, after a snapshot)."""
@@ -240,6 +254,7 @@ class Trainer:
             reason = self._stop_reason()
             if reason:
                 self._snapshot(monitor, reason)
+                self._preview_of_snapshot(stage, monitor)
                 return True
             stats = self._iteration(stage, next(batches))
             step = self.state.global_step
@@ -253,7 +268,8 @@ class Trainer:
             if step % self.config.preview_every == 0 and self.options.world.is_main:
                 self._preview(stage, monitor)
             if step % self.config.snapshot_every == 0 and self.state.stage_step < stage.steps:
-                self._snapshot(monitor, "interval")
+                limit = self.options.max_steps
+                self._snapshot(monitor, f"reached {counted(limit, 'step')}" if step == limit else "interval")
         return False
 
     def _iteration(self, stage: StageConfig, reals: torch.Tensor) -> dict[str, float]:
@@ -405,8 +421,20 @@ class Trainer:
     def _dataset(self, img_size: int) -> ImageDataset:
         """The training images at `img_size` (scanned once per resolution)."""
         if img_size not in self._datasets:
-            self._datasets[img_size] = ImageDataset(self.data, resolution=img_size, xflip=self.config.xflip)
+            dataset = ImageDataset(self.data, resolution=img_size, xflip=self.config.xflip)
+            if self._data_fingerprint not in (None, dataset.fingerprint):
+                raise UserError(f"the images in {self.data} changed during the run (a new stage read them "
+                                "again); train on a copy that stays as it is.")  # fmt: skip
+            self._data_fingerprint = dataset.fingerprint
+            self._datasets[img_size] = dataset
         return self._datasets[img_size]
+
+    def _preview_of_snapshot(self, stage: StageConfig, monitor: Monitor) -> None:
+        """A preview beside a stop's or a stage end's snapshot, unless its step has one: a run shorter
+        than `preview_every` still shows what it learnt."""
+        folder = self.run_dir / "previews" / snapshot_name(self.state.global_step)
+        if self.options.world.is_main and not folder.exists():
+            self._preview(stage, monitor)
 
     def _preview(self, stage: StageConfig, monitor: Monitor) -> None:
         self.G_ema.update_truncation_mean()

@@ -37,7 +37,7 @@ from cips3d.errors import ConfigError
 from cips3d.io.checkpoint import THREE_D_COMMANDS
 from cips3d.io.checkpoint2d import load_models2d
 from cips3d.io.images import make_grid, save_png, to_uint8
-from cips3d.metrics.evaluate import evaluate_2d
+from cips3d.metrics.evaluate import check_fid_count, evaluate_2d
 from cips3d.metrics.inception import InceptionExtractor
 from cips3d.metrics.swd import swd
 from cips3d.models.discriminator2d import Discriminator2D
@@ -49,7 +49,9 @@ from cips3d.training.snapshot import (
     Snapshot,
     TrainState,
     capture_rng,
+    check_run_data,
     check_run_folder,
+    check_run_outside_data,
     load_snapshot,
     prune_snapshots,
     restore_rng,
@@ -199,6 +201,7 @@ class Trainer2D:
         network's weights, None the default file); how a run is scored is not part of its config."""
         self.config, self.run_dir, self.device = config, Path(run_dir), torch.device(device)
         check_run_folder(self.run_dir, new_run=not resume)
+        check_run_outside_data(self.run_dir, data)
         self.data, self.fid_images = data, fid_images
         # Loaded once, now: a missing weights file is said before training, not at the first snapshot.
         self.fid_network = InceptionExtractor.load(inception, self.device) if fid_images else None
@@ -225,7 +228,10 @@ class Trainer2D:
         self.stopped_by_signal = False
         self.reached_time_limit = False
         """Set when `run` stopped at its `minutes` before its `max_steps`."""
+        if fid_images:  # said now, not at the first snapshot with the steps before it lost
+            check_fid_count(min(fid_images, self.dataset.num_images))
         if resume:
+            check_run_data(self.run_dir, self.dataset)
             self._resume()
         elif config.init is not None:
             self._start_from(config.init)
@@ -285,7 +291,7 @@ class Trainer2D:
         monitor = (Monitor(self.run_dir / "logs", max_steps, self.state.global_step, self.progress)
                    if self.world.is_main else SilentMonitor())  # fmt: skip
         if self.world.is_main:  # what a resume reads its dataset's path from
-            write_run_record(self.run_dir, self.data, self.config.to_dict())
+            write_run_record(self.run_dir, self.data, self.config.to_dict(), self.dataset, max_steps)
         try:
             with self._stops.installed(self.world.is_main):
                 self._loop(max_steps, deadline, monitor)
