@@ -22,6 +22,7 @@ from cips3d import (
 from cips3d.inference.geometry import normals_from_depth
 from cips3d.inference.inversion import InversionConfig
 from cips3d.inference.sample import sample_seeds
+from cips3d.io.checkpoint import load_generator, save_generator
 
 RENDER = RenderConfig(img_size=4, deterministic=True)
 
@@ -32,6 +33,8 @@ def test_latents_come_in_the_models_dtype_and_a_seed_gives_the_same_ones(tiny_G)
     z64 = G64.sample_latents(2, torch.Generator().manual_seed(3))
     assert z64[0].dtype == torch.float64 and torch.equal(z64[0].float(), z32[0])
     G64.update_truncation_mean(num_samples=8)  # draws latents: raised a dtype RuntimeError before
+    out = G64(*z64, camera=Camera.from_angles(1.5, 1.5, batch=2).to("cpu", torch.float64), render=RENDER)
+    assert out.img.dtype == out.depth.dtype == torch.float64  # the image was float32 beside a float64 depth
     assert (
         G64(*z64, camera=Camera.from_angles(1.5, 1.5, batch=2).to("cpu", torch.float64), render=RENDER)
         .img.isfinite()
@@ -162,3 +165,10 @@ def test_rendering_helpers_name_a_zero_batch_and_a_depth_without_its_channel(tin
         next(sample_seeds(tiny_G, [0], render=RENDER, pose=PoseConfig(), batch_size=0))
     with pytest.raises(ConfigError, match=r"depth must be \[B, 1, H, W\] like GeneratorOutput.depth"):
         normals_from_depth(torch.ones(1, 4, 4))
+
+
+def test_a_model_saved_in_float64_loads_in_float64(tiny_G, tmp_path):
+    save_generator(copy.deepcopy(tiny_G).double(), tmp_path / "m64")
+    loaded = load_generator(tmp_path / "m64")
+    assert loaded.dtype == torch.float64
+    assert all(torch.equal(v, tiny_G.state_dict()[k].double()) for k, v in loaded.state_dict().items())

@@ -116,6 +116,7 @@ def _load_ours(directory: Path, device: str | torch.device) -> Generator3D:
     G = Generator3D(config, initialize=False)
     expected = {k: tuple(v.shape) for k, v in G.state_dict().items()}
     check_keys(state, expected, str(directory / WEIGHTS_FILE))
+    G = G.to(state["aux_head.weight"].dtype)  # a model saved in float64 (or bf16) comes back so
     G.load_state_dict(state)
     return G.to(device)
 

@@ -120,12 +120,13 @@ class InrDecoder(nn.Module):
         # cuBLAS has only a slow unaligned kernel for a bfloat16 product 3 columns wide (1.7 ms of a
         # 512 px frame on an H100): on a GPU the heads are padded to 8 outputs, the extra ones unused.
         pad = bf16 and feature.device.type == "cuda"
+        total = torch.promote_types(feature.dtype, torch.float32)  # the to-RGB sum: float32, or float64
         with torch.autocast(feature.device.type, dtype=torch.bfloat16, enabled=bf16, cache_enabled=False):
             for i, (block, head, (w1, w2)) in enumerate(layers):
                 x = blocks(block, x, w1, w2) if blocks else block(x, w1, w2)
                 if i >= self.rgb_from_block:
                     out = _padded_head(head, x) if pad else head(x)
-                    rgb = out.float() if rgb is None else out.float() + rgb
+                    rgb = out.to(total) if rgb is None else out.to(total) + rgb
         return torch.tanh(rgb)
 
     @staticmethod
