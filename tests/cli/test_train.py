@@ -159,16 +159,18 @@ def test_a_resume_folder_whose_snapshot_does_not_fit_its_config_exits_2(tmp_path
 
 
 def test_a_resume_stops_at_the_runs_own_max_steps(tmp_path, capsys, blob_folder):
-    """--max-steps is remembered: a resume without it (after Ctrl-C, say) stops where the run was asked
-    to, and says so; a new limit replaces it."""
+    """--max-steps (and --tf32, --fid) are remembered: a resume without them (after Ctrl-C, say) stops
+    where the run was asked to, and says so; a new limit replaces it."""
     outdir = tmp_path / "run"
     args = ["--data", str(blob_folder), "--outdir", str(outdir), "--max-steps", "2", "--snapshot-every", "2"]
-    assert run(capsys, "train", *args, *FAST)[0] == 0
+    assert run(capsys, "train", *args, "--tf32", *FAST)[0] == 0
     assert json.loads((outdir / "metrics.jsonl").read_text().splitlines()[-1])["reason"] == "reached 2 steps"
     code, out, _ = run(capsys, "train", "--resume", str(outdir), "--quiet")
     assert code == 0 and "already at step 2 (the run's --max-steps 2); nothing to do; give a larger" in out
     assert run(capsys, "train", "--resume", str(outdir), "--max-steps", "3", "--quiet")[0] == 0
     (outdir / "snapshots" / "step-000000003").rename(outdir / "snapshots" / ".tmp-gone")  # back to step 2
     code, out, _ = run(capsys, "train", "--resume", str(outdir), "--quiet")
-    assert code == 0 and "note: going on to step 3, the run's --max-steps" in out
+    assert (
+        code == 0 and "note: going on with the run's --max-steps 3, --tf32 (give a flag to change it)" in out
+    )
     assert load_snapshot(outdir).state.global_step == 3

@@ -128,3 +128,12 @@ def test_a_time_limit_alone_is_enough_and_some_limit_is_needed(capsys, tmp_path,
     assert code == 0, err
     assert load_snapshot(tmp_path / "run").state.global_step >= 1 and "preview" in text
     assert "cips3d train2d: stopped: reached 0.001 minutes; --resume continues." in text
+
+
+def test_a_resume_keeps_scoring_by_fid(capsys, tmp_path, blob_folder):
+    out = tmp_path / "run"
+    assert train2d(capsys, blob_folder, out, 2, "--fid", "4")[0] == 0
+    code, text, err = run(capsys, "train2d", "--resume", str(out), "--max-steps", "4", *OPTIONS)
+    assert code == 0, err
+    assert "note: going on with the run's --fid 4 (give a flag to change it)" in text
+    assert [r["step"] for r in load_snapshot(out).state.history if "fid" in r] == [2, 4]

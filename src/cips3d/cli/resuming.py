@@ -3,11 +3,12 @@ are compared with the run's own."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
 from cips3d.errors import UserError
-from cips3d.training.snapshot import require_newest_snapshot
+from cips3d.training.snapshot import recorded_options, require_newest_snapshot
 
 RESUME_HELP = (
     "continue a run exactly (the one in --outdir, or RUN) with its own settings and data; {changeable} may "
@@ -26,6 +27,20 @@ def resumed_run_folder(resume: str | bool, outdir: str | None) -> Path:
     if outdir and resume is not True and Path(outdir).resolve() not in same_run:
         raise UserError(f"--resume {resume} continues the run in {run_dir}; leave out --outdir.")
     return run_dir
+
+
+def keep_run_options(args: argparse.Namespace, run_dir: Path, names: tuple[str, ...]) -> list[str]:
+    """Set the options `names` (--max-steps, --tf32, --fid, --inception) a resume was not given to those
+    the run was last run with (its run.json), so it goes on as asked: a resume after Ctrl-C keeps its
+    step limit and its FID scores. Returns the flags kept, in words."""
+    recorded, kept = recorded_options(run_dir), []
+    for name in names:
+        value = recorded.get(name)
+        if getattr(args, name) in (None, False) and value not in (None, False):
+            setattr(args, name, value)
+            flag = "--" + name.replace("_", "-")
+            kept.append(flag if value is True else f"{flag} {value}")
+    return kept
 
 
 def shown(value: Any) -> str:

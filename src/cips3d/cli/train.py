@@ -18,12 +18,18 @@ from cips3d.cli.common import (
     warn_if_slow_precision,
 )
 from cips3d.cli.entry import EXIT_INTERRUPTED  # also: Ctrl-C or SIGTERM stopped a run after a snapshot
-from cips3d.cli.resuming import RESUME_HELP, conflict, refuse_other_settings, resumed_run_folder
+from cips3d.cli.resuming import (
+    RESUME_HELP,
+    conflict,
+    keep_run_options,
+    refuse_other_settings,
+    resumed_run_folder,
+)
 from cips3d.config_2d import is_2d_run_config
 from cips3d.errors import UserError
 from cips3d.training.config import TRAIN_PRESETS, TrainConfig, preset_name, train_preset
 from cips3d.training.distributed import World, process_group, world_from_environment
-from cips3d.training.snapshot import recorded_max_steps, snapshot_config
+from cips3d.training.snapshot import snapshot_config
 from cips3d.training.trainer import Trainer, TrainingStopped, TrainOptions
 
 EXAMPLES = """examples:
@@ -43,6 +49,7 @@ is per GPU), gradients are averaged across processes, and rank 0 writes every fi
 the data must be reachable from every machine. A run resumes bit for bit on the same number of processes.
 """
 
+RUN_OPTIONS = ("max_steps", "tf32", "fid", "inception")  # kept by a resume that leaves them out
 EXIT_STOPPED = 3  # training stopped itself (non-finite losses); a snapshot of the last good state exists
 
 
@@ -95,7 +102,7 @@ def add_parser(subparsers) -> None:
         "--tf32",
         action="store_true",
         help="CUDA: float32 matrix products on TF32 tensor cores for the whole run (faster, ~1e-3 "
-        "relative error per product; resume with the same setting to continue exactly)",
+        "relative error per product; a resume keeps it, to continue exactly)",
     )
     add_fid_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -208,11 +215,11 @@ def _train(args: argparse.Namespace, world: World, device: torch.device) -> int:
         workers = default_workers(device, processes_per_machine=world.local_world_size)
     else:
         workers = args.workers
+    kept = []
+    if args.resume is not None:  # a resume goes on as the run was asked to: limit, FID, TF32
+        kept = keep_run_options(args, resumed_run_folder(args.resume, args.outdir), RUN_OPTIONS)
     check_fid_arguments(args)
-    max_steps, kept = args.max_steps, False
-    if max_steps is None and args.resume is not None:  # a resumed run stops where it was asked to
-        max_steps = recorded_max_steps(resumed_run_folder(args.resume, args.outdir))
-        kept = max_steps is not None
+    max_steps = args.max_steps
     options = TrainOptions(
         device=device, workers=workers, progress=not args.quiet and world.is_main, max_steps=max_steps,
         max_minutes=args.minutes, tf32=args.tf32, world=world, fid_images=args.fid or 0,
@@ -221,16 +228,15 @@ def _train(args: argparse.Namespace, world: World, device: torch.device) -> int:
     if args.tf32 and world.is_main:
         warn_if_slow_precision(device, "tf32")
     trainer = _trainer(args, options)
-    whose = "the run's " if kept else ""
+    own_limit = f"--max-steps {max_steps}" in kept
     if max_steps is not None and trainer.state.global_step >= max_steps:
         if world.is_main:
-            more = "; give a larger --max-steps to go on" if kept else ""
+            whose, more = ("the run's ", "; give a larger --max-steps to go on") if own_limit else ("", "")
             print(f"{trainer.run_dir}: already at step {trainer.state.global_step} ({whose}--max-steps "
                   f"{max_steps}); nothing to do{more}.")  # fmt: skip
         return 0
     if kept and world.is_main:
-        print(f"cips3d train: note: going on to step {max_steps}, the run's --max-steps (give --max-steps "
-              "to change it).")  # fmt: skip
+        print(f"cips3d train: note: going on with the run's {', '.join(kept)} (give a flag to change it).")
     if trainer.resume_note and world.is_main:
         print(f"cips3d train: note: {trainer.resume_note}")
     if world.distributed and world.is_main:

@@ -9,7 +9,13 @@ from typing import Any
 
 from cips3d.cli.common import add_fid_arguments, check_fid_arguments, positive_int, resolve_device
 from cips3d.cli.entry import EXIT_INTERRUPTED
-from cips3d.cli.resuming import RESUME_HELP, conflict, refuse_other_settings, resumed_run_folder
+from cips3d.cli.resuming import (
+    RESUME_HELP,
+    conflict,
+    keep_run_options,
+    refuse_other_settings,
+    resumed_run_folder,
+)
 from cips3d.cli.train import process_device
 from cips3d.config_2d import CIPS2D_PRESETS
 from cips3d.errors import UserError
@@ -183,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
     data = resume_data(run_dir, args.data) if resume else args.data
     if data is None:
         raise UserError("give --data (an image folder or dataset zip).")
+    kept = keep_run_options(args, run_dir, ("fid", "inception")) if resume else []
     check_fid_arguments(args)
     world = world_from_environment()
     device = process_device(resolve_device(args.device), world, args.device)
@@ -191,6 +198,10 @@ def run(args: argparse.Namespace) -> int:
                             fid_images=args.fid or 0, inception=args.inception)  # fmt: skip
         if args.init and not resume and world.is_main:
             print(f"cips3d train2d: fine-tuning, {trainer.started_from}.")
+        if kept and world.is_main:
+            print(
+                f"cips3d train2d: note: going on with the run's {', '.join(kept)} (give a flag to change it)."
+            )
         step = trainer.state.global_step
         if args.max_steps is not None and step >= args.max_steps:  # nothing left to do: touch no file
             if world.is_main:

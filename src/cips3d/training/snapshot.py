@@ -184,13 +184,13 @@ def write_run_record(
     data: str | os.PathLike,
     config: dict[str, Any],
     dataset: ImageDataset,
-    max_steps: int | None = None,
+    options: dict[str, Any] | None = None,
 ) -> None:
     """Record the dataset (its absolute path, image count and fingerprint), the config of the run and the
-    step limit it was given in `run_dir`; the fingerprint lets a resume tell the run's own images from
-    others, and the limit lets it stop where the run was asked to."""
+    options it was run with (step limit, FID, TF32) in `run_dir`: the fingerprint lets a resume tell the
+    run's own images from others, the options let it go on as the run was asked to."""
     meta = {"data": str(Path(data).resolve()), "images": dataset.num_images,
-            "data_fingerprint": dataset.fingerprint, "max_steps": max_steps, "config": config}  # fmt: skip
+            "data_fingerprint": dataset.fingerprint, "options": options or {}, "config": config}  # fmt: skip
     atomic_write(Path(run_dir) / RUN_RECORD, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
 
 
@@ -212,13 +212,14 @@ def check_run_data(run_dir: str | os.PathLike, dataset: ImageDataset) -> None:
     )
 
 
-def recorded_max_steps(run_dir: str | os.PathLike) -> int | None:
-    """The --max-steps the run in `run_dir` was last given (None: none, or not recorded)."""
+def recorded_options(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """How the run in `run_dir` was last run (its run.json "options": max_steps, tf32, fid, inception);
+    empty when not recorded."""
     try:
-        value = json.loads((Path(run_dir) / RUN_RECORD).read_text()).get("max_steps")
+        options = json.loads((Path(run_dir) / RUN_RECORD).read_text()).get("options")
     except (OSError, ValueError, AttributeError):
-        return None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+        return {}
+    return options if isinstance(options, dict) else {}
 
 
 def check_run_outside_data(run_dir: str | os.PathLike, data: str | os.PathLike) -> None:

@@ -219,7 +219,15 @@ class Trainer:
         if self.options.max_steps is not None:  # the bar ends where this run will
             total = min(total, self.options.max_steps)
         if world.is_main:
-            write_run_record(self.run_dir, self.data, self.config.to_dict(), dataset, self.options.max_steps)
+            o = self.options
+            inception = o.inception and str(Path(o.inception).resolve())
+            options = {
+                "max_steps": o.max_steps,
+                "tf32": o.tf32,
+                "fid": o.fid_images or None,
+                "inception": inception,
+            }
+            write_run_record(self.run_dir, self.data, self.config.to_dict(), dataset, options)
             monitor = Monitor(self.run_dir / "logs", total, self.state.global_step, self.options.progress)
         else:
             monitor = SilentMonitor()

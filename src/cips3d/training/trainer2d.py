@@ -202,7 +202,7 @@ class Trainer2D:
         self.config, self.run_dir, self.device = config, Path(run_dir), torch.device(device)
         check_run_folder(self.run_dir, new_run=not resume)
         check_run_outside_data(self.run_dir, data)
-        self.data, self.fid_images = data, fid_images
+        self.data, self.fid_images, self.inception = data, fid_images, inception
         # Loaded once, now: a missing weights file is said before training, not at the first snapshot.
         self.fid_network = InceptionExtractor.load(inception, self.device) if fid_images else None
         self.world = world or World()
@@ -291,7 +291,9 @@ class Trainer2D:
         monitor = (Monitor(self.run_dir / "logs", max_steps, self.state.global_step, self.progress)
                    if self.world.is_main else SilentMonitor())  # fmt: skip
         if self.world.is_main:  # what a resume reads its dataset's path from
-            write_run_record(self.run_dir, self.data, self.config.to_dict(), self.dataset, max_steps)
+            inception = self.inception and str(Path(self.inception).resolve())
+            options = {"max_steps": max_steps, "fid": self.fid_images or None, "inception": inception}
+            write_run_record(self.run_dir, self.data, self.config.to_dict(), self.dataset, options)
         try:
             with self._stops.installed(self.world.is_main):
                 self._loop(max_steps, deadline, monitor)
