@@ -79,6 +79,15 @@ def test_a_3d_run_is_named_with_its_stage(capsys, tmp_path, blob_folder):
     assert described["parameters"] == sum(p.numel() for p in trainer.G_ema.parameters())
     assert described["D parameters"] == sum(p.numel() for p in trainer.D.parameters())
     assert described["training state"] == "readable"
+    assert described["curriculum"] == "a config of its own"  # micro_config is no preset
+    tuned = Trainer(
+        micro_config(), tmp_path / "tuned", blob_folder, TrainOptions(progress=False, max_steps=1)
+    )
+    tuned.warm_start(tmp_path / "run")
+    tuned.run()
+    capsys.readouterr()
+    expected = f"a config of its own; fine-tuned from {(tmp_path / 'run').resolve()}"
+    assert info(capsys, str(tmp_path / "tuned"))["curriculum"] == expected
     # A damaged optimizers' file shows here, not only when a resume reads it.
     optimizers = snapshot.path / "optimizers.pt"
     optimizers.write_bytes(optimizers.read_bytes()[:100])

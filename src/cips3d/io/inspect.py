@@ -71,7 +71,8 @@ def _summary_2d(config: Cips2DConfig) -> str:
 
 
 def _run(path: Path) -> Lines:
-    from cips3d.training.snapshot import load_snapshot, training_state_problem  # noqa: PLC0415 (training imports io, not back)
+    from cips3d.training.config import TrainConfig, preset_name  # noqa: PLC0415 (training imports io, not back)
+    from cips3d.training.snapshot import load_snapshot, recorded_options, training_state_problem  # noqa: PLC0415
 
     snap = load_snapshot(path, training_state=False)
     state, config = snap.state, snap.config
@@ -88,8 +89,12 @@ def _run(path: Path) -> Lines:
         stages = config.get("stages") or [{}]
         stage = stages[min(state.stage, len(stages) - 1)]
         name = str(stage.get("name", state.stage))
+        preset = preset_name(TrainConfig.from_dict(config))
+        init = recorded_options(snap.path.parent.parent).get("init")
+        source = f"preset {preset}" if preset else "a config of its own"
         lines = [("kind", "a CIPS-3D training run (cips3d train)"), *lines, ("stage", name),
-                 ("steps into the stage", state.stage_step)]  # fmt: skip
+                 ("steps into the stage", state.stage_step),
+                 ("curriculum", f"{source}; fine-tuned from {init}" if init else source)]  # fmt: skip
     trained = {k: t for k, t in snap.D.items() if not k.endswith(".kernel")}  # less its fixed blur filters
     lines += [("parameters", _parameters(snap.G_ema)), ("D parameters", _parameters(trained))]
     problem = training_state_problem(snap.path)

@@ -49,6 +49,7 @@ from cips3d.training.snapshot import (
     check_run_outside_data,
     load_snapshot,
     prune_snapshots,
+    recorded_options,
     restore_rng,
     resume_data,
     snapshot_name,
@@ -134,6 +135,8 @@ class Trainer:
             d=torch.Generator().manual_seed(rank_seed(config.seed + 3, rank)),
         )
         self.state = TrainState()
+        self.started_from: str | None = None
+        """The weights a fine-tune started from (`warm_start`), kept in run.json; None: a fresh start."""
         self.resume_note: str | None = None
         """Set when a resume cannot continue bit for bit (another number of processes)."""
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
@@ -167,6 +170,7 @@ class Trainer:
         trainer.state = snap.state
         trainer._restore_rng(snap.rng)
         trainer._optimizer_state = snap.optimizers
+        trainer.started_from = recorded_options(run_dir).get("init")
         return trainer
 
     def _restore_rng(self, saved: dict) -> None:
@@ -187,6 +191,7 @@ class Trainer:
         """Start from the weights in `source` (see `cips3d.training.warm_start`); before `run`."""
         if self.state.global_step:
             raise CheckpointError("a resumed run cannot be warm-started from other weights.")
+        self.started_from = str(Path(source).resolve())
         return warm_start(source, self.config, self.G, self.G_ema, self.D)
 
     @property
@@ -226,6 +231,7 @@ class Trainer:
                 "tf32": o.tf32,
                 "fid": o.fid_images or None,
                 "inception": inception,
+                "init": self.started_from,
             }
             write_run_record(self.run_dir, self.data, self.config.to_dict(), dataset, options)
             monitor = Monitor(self.run_dir / "logs", total, self.state.global_step, self.options.progress)
