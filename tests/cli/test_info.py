@@ -86,7 +86,8 @@ def test_a_3d_run_is_named_with_its_stage(capsys, tmp_path, blob_folder):
     tuned.warm_start(tmp_path / "run")
     tuned.run()
     capsys.readouterr()
-    expected = f"a config of its own; fine-tuned from {(tmp_path / 'run').resolve()}"
+    started = (tmp_path / "run" / "snapshots" / "step-000000002").resolve()  # not the run, which goes on
+    expected = f"a config of its own; fine-tuned from {started}"
     assert info(capsys, str(tmp_path / "tuned"))["curriculum"] == expected
     # A damaged optimizers' file shows here, not only when a resume reads it.
     optimizers = snapshot.path / "optimizers.pt"

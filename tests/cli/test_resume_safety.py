@@ -4,9 +4,12 @@ stopped `train` reports itself."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+
+import pytest
 
 from cips3d.training.snapshot import list_snapshots, load_snapshot
 from cips3d.training.trainer import Trainer
@@ -47,9 +50,10 @@ def test_a_resume_goes_on_with_its_own_data(capsys, tmp_path, blob_folder):
     data, other, out = tmp_path / "data", tmp_path / "other", tmp_path / "run"
     shutil.copytree(blob_folder, data)
     shutil.copytree(blob_folder, other)
+    (other / "000.png").unlink()
     assert train2d(capsys, "--data", str(data), "--outdir", str(out), "--max-steps", "1")[0] == 0
     code, _, err = train2d(capsys, "--resume", str(out), "--data", str(other), "--max-steps", "2")
-    assert code == 2 and f"trains on {data}; --resume goes on with the run's own data" in err
+    assert code == 2 and f"the images at {other} are not the ones {out} was trained on (23 images now" in err
     data.rename(tmp_path / "moved")
     code, _, err = train2d(capsys, "--resume", str(out), "--max-steps", "2")
     assert code == 2 and f"the run's dataset {data} (recorded in its run.json) is gone; give --data" in err
@@ -84,21 +88,25 @@ def test_a_resume_on_other_images_is_refused_wherever_they_are(capsys, tmp_path,
     assert names(out2) == ["step-000000001"] and names(out3) == ["step-000000001"]
     code, _, err = train2d(capsys, "--resume", str(out2), "--data", str(blob_folder), "--max-steps", "2")
     assert code == 0, err  # the same images elsewhere: a moved copy
+    (tmp_path / "gone").rename(data)  # the recorded folder is back, but holds other images (18)
+    code, _, err = run(capsys, "train", "--resume", str(out3), "--data", str(blob_folder), "--max-steps", "2",
+                       "--quiet")  # fmt: skip
+    assert code == 0, err  # an identical copy elsewhere is taken although the recorded path exists
+    (out3 / "run.json").write_text("{not json")
+    code, _, err = run(capsys, "train", "--resume", str(out3), "--max-steps", "3", "--quiet")
+    assert code == 2 and f"{out3 / 'run.json'} cannot be read (" in err and "restore it, or delete it" in err
 
 
 def test_a_run_folder_inside_its_data_folder_is_refused(capsys, tmp_path, blob_folder):
-    data = tmp_path / "data"
+    data, outside = tmp_path / "data", tmp_path / "outside"
     shutil.copytree(blob_folder, data)
-    for command in (["train", *TINY_3D], ["train2d", *TINY_2D]):
-        code, _, err = run(
-            capsys, *command, "--data", str(data), "--outdir", str(data / "run"), "--max-steps", "1"
-        )
-        assert (
-            code == 2
-            and "lies inside the data folder" in err
-            and "previews would become training images" in err
-        )
-        assert not (data / "run").exists()
+    outside.mkdir()
+    (data / "linked").symlink_to(outside)  # a link inside the data is walked as data too
+    for command, where in ((["train", *TINY_3D], data / "run"), (["train2d", *TINY_2D], data / "linked")):
+        code, _, err = run(capsys, *command, "--data", str(data), "--outdir", str(where), "--max-steps", "1")
+        assert code == 2 and "lies inside the data folder" in err, err
+        assert "previews would become training images" in err
+        assert not (data / "run").exists() and not list(outside.iterdir())
 
 
 def test_settings_given_again_are_compared_in_words_and_a_finished_resume_touches_nothing(
@@ -168,3 +176,21 @@ def test_train_stopped_by_a_signal_exits_130_and_a_resume_refuses_seed_0(
     assert "stopping after this step" in err and load_snapshot(out).state.global_step == 2
     code, _, err = run(capsys, "train", "--resume", str(out), "--seed", "0", "--quiet")
     assert code == 2 and "--seed 0 (the run's: 1234)" in err
+
+
+def test_recorded_options_are_checked_and_can_be_turned_off(capsys, tmp_path, blob_folder):
+    out = tmp_path / "run"
+    assert run(capsys, "train", "--data", str(blob_folder), "--outdir", str(out), "--max-steps", "1",
+               "--tf32",
+               *TINY_3D)[0] == 0  # fmt: skip
+    record = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps(record | {"options": record["options"] | {"max_steps": "10"}}))
+    code, _, err = run(capsys, "train", "--resume", str(out), "--quiet")
+    assert code == 2 and "run.json records --max-steps '10', which no run takes; give --max-steps" in err
+    (out / "run.json").write_text(json.dumps(record))
+    code, text, err = run(capsys, "train", "--resume", str(out), "--max-steps", "2", "--no-tf32", "--quiet")
+    assert code == 0 and "--tf32" not in text, err
+    assert json.loads((out / "run.json").read_text())["options"]["tf32"] is False
+    with pytest.raises(SystemExit) as stopped:
+        run(capsys, "train", "--data", str(blob_folder), "--fid", "1", *TINY_3D)
+    assert stopped.value.code == 2 and "needs 2 images or more (0: none)" in capsys.readouterr().err

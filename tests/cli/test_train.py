@@ -171,6 +171,6 @@ def test_a_resume_stops_at_the_runs_own_max_steps(tmp_path, capsys, blob_folder)
     (outdir / "snapshots" / "step-000000003").rename(outdir / "snapshots" / ".tmp-gone")  # back to step 2
     code, out, _ = run(capsys, "train", "--resume", str(outdir), "--quiet")
     assert (
-        code == 0 and "note: going on with the run's --max-steps 3, --tf32 (give a flag to change it)" in out
+        code == 0 and "note: going on with the run's --max-steps 3, --tf32 (give a flag to change it;" in out
     )
     assert load_snapshot(outdir).state.global_step == 3

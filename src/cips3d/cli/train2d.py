@@ -199,9 +199,8 @@ def run(args: argparse.Namespace) -> int:
         if args.init and not resume and world.is_main:
             print(f"cips3d train2d: fine-tuning, {trainer.started_from}.")
         if kept and world.is_main:
-            print(
-                f"cips3d train2d: note: going on with the run's {', '.join(kept)} (give a flag to change it)."
-            )
+            print(f"cips3d train2d: note: going on with the run's {', '.join(kept)} (give a flag to change "
+                  "it; --fid 0 turns FID off).")  # fmt: skip
         step = trainer.state.global_step
         if args.max_steps is not None and step >= args.max_steps:  # nothing left to do: touch no file
             if world.is_main:

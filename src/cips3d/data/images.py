@@ -21,6 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from cips3d.errors import ConfigError, UserError
+from cips3d.words import counted
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 EXIF_ORIENTATION = 0x0112  # the EXIF tag that says how a photo is turned (1 upright; 5-8 a quarter turn)
@@ -277,10 +278,15 @@ def scan_images(
 
 
 def data_fingerprint(source: FolderSource | ZipSource, names: list[str]) -> str:
-    """A short hash of the images `names` of `source`: their relative names and byte sizes."""
+    """A short hash of the images `names` of `source`: their relative names (less a folder all of them
+    share, as `zip -r data.zip data` adds) and byte sizes. Contents are not read: an image rewritten at
+    the same byte size keeps the fingerprint."""
+    parts = [PurePosixPath(name).parts for name in names]
+    while all(len(p) > 1 for p in parts) and len({p[0] for p in parts}) == 1:
+        parts = [p[1:] for p in parts]
     digest = hashlib.sha1()
-    for name in names:
-        digest.update(f"{name}\t{source.size_of(name)}\n".encode())
+    for name, part in zip(names, parts, strict=True):
+        digest.update(f"{'/'.join(part)}\t{source.size_of(name)}\n".encode())
     return digest.hexdigest()[:16]
 
 
@@ -327,20 +333,28 @@ def enlarged_message(
 WHOLE_ASPECT_TOLERANCE = 0.05  # resizing whole by more than this would visibly squash or stretch
 
 
-def check_whole_aspect(
-    location: str, size: tuple[int, int], resolution: int, width: int | None, first: bool = True
+def check_whole_aspects(
+    locations: list[str], sizes: list[tuple[int, int]], resolution: int, width: int | None
 ) -> None:
-    """A `UserError` when an image resized whole (a panorama) would change shape: its aspect must match
-    the target's within `WHOLE_ASPECT_TOLERANCE`. Every image is checked; the advice for the `first`
-    (a width to use) differs from that for one odd image among fitting ones."""
-    (w, h), target_w = size, width or resolution
-    if abs((w / h) / (target_w / resolution) - 1) <= WHOLE_ASPECT_TOLERANCE:
+    """A `UserError` when an image resized whole (a panorama) would change shape: every image's aspect
+    must match the target's within `WHOLE_ASPECT_TOLERANCE`. When none does, the advice is a width that
+    fits the first; when some do, the first odd one is named, to crop or leave out."""
+    target_w = width or resolution
+
+    def fits(size: tuple[int, int]) -> bool:
+        return abs((size[0] / size[1]) / (target_w / resolution) - 1) <= WHOLE_ASPECT_TOLERANCE
+
+    fitting = [fits(size) for size in sizes]
+    if all(fitting):
         return
-    squash = f"{location} is {w}x{h}, so resizing it whole to {target_w}x{resolution} would squash it"
-    if first:
+    odd = fitting.index(False)
+    (w, h), where = sizes[odd], locations[odd]
+    squash = f"{where} is {w}x{h}, so resizing it whole to {target_w}x{resolution} would squash it"
+    if not any(fitting):
         raise UserError(f"{squash}; use a width of {round(resolution * w / h)} px at this height (train2d "
                         "--width), or images of that shape.")  # fmt: skip
-    raise UserError(f"{squash}, unlike the images before it; crop it to their shape or leave it out.")
+    raise UserError(f"{squash}, unlike the {counted(sum(fitting), 'image')} that fit; crop it to their shape "
+                    "or leave it out.")  # fmt: skip
 
 
 class ImageDataset(Dataset):
@@ -399,8 +413,7 @@ class ImageDataset(Dataset):
             resolution if resolution is not None else _native_resolution(names, sizes, self._source)
         )
         if whole:
-            for index, (name, size) in enumerate(zip(names, sizes, strict=True)):
-                check_whole_aspect(self._source.location(name), size, self.resolution, width, index == 0)
+            check_whole_aspects([self._source.location(n) for n in names], sizes, self.resolution, width)
         enlarged = enlarged_message(path, min(min(size) for size in sizes), self.resolution, width)
         if enlarged:
             warnings.warn(enlarged, UpscaledImagesWarning, stacklevel=2)

@@ -27,10 +27,11 @@ from cips3d.data.images import (
     FolderSource,
     UpscaledImagesWarning,
     ZipSource,
-    check_whole_aspect,
+    check_whole_aspects,
     decode_rgb_sized,
     enlarged_message,
     open_image_source,
+    scan_images,
     unreadable_reason,
     warn_skipped,
 )
@@ -208,14 +209,15 @@ def folder_to_zip(
                         raise UserError(f"{src.location(name)} is not a readable image ({reason}).") from None
                     bad.append(src.location(name))
                     continue
-                if whole:  # raised inside the write: `dest` is left as it was
-                    check_whole_aspect(src.location(name), size, resolution, width, smallest is None)
                 smallest = min(size) if smallest is None else min(smallest, *size)
                 yield png
         if len(bad) == len(src.names):  # raised inside the write, so no empty zip replaces `dest`
             raise UserError(f"none of the {len(bad)} images in {source} could be read (first: {bad[0]}).")
 
     try:
+        if whole:  # every image's shape, before anything is written (headers only)
+            names, sizes, _ = scan_images(src, strict=False)
+            check_whole_aspects([src.location(n) for n in names], sizes, resolution, width)
         written = write_image_zip(dest, pngs())
     finally:
         src.close()

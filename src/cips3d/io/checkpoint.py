@@ -245,12 +245,7 @@ def load_generator(
         raise ConfigError(
             f"{path} carries its own config; --preset and --official-config are for official .pth files."
         )
-    run_markers = (
-        "state.json",
-        "snapshots",
-        "run.json",
-    )  # a snapshot; a run (maybe before its first snapshot)
-    if path.is_dir() and any((path / name).exists() for name in run_markers):
+    if is_run_or_snapshot(path):
         return _load_snapshot_ema(path, device).eval()
     if ours:
         return _load_ours(model_folder_of(path), device).eval()
@@ -259,9 +254,10 @@ def load_generator(
 
 def is_run_or_snapshot(path: Path) -> bool:
     """Whether `path` is a training snapshot folder or a run folder (even one before its first snapshot,
-    so that it is named as such rather than as a folder without a model)."""
+    so that it is named as such rather than as a folder without a model), not a model folder."""
     markers = ("state.json", "snapshots", "run.json")
-    return path.is_dir() and any((path / name).exists() for name in markers)
+    model = (path / CONFIG_FILE).is_file()  # a model folder stays one, whatever else it holds
+    return path.is_dir() and not model and any((path / name).exists() for name in markers)
 
 
 def carries_own_config(path: str | os.PathLike) -> bool:

@@ -197,11 +197,8 @@ def write_run_record(
 def check_run_data(run_dir: str | os.PathLike, dataset: ImageDataset) -> None:
     """A `UserError` unless `dataset` holds the images the run in `run_dir` recorded (by fingerprint;
     runs recorded before fingerprints pass): other data would make its data order and scores meaningless."""
-    try:
-        meta = json.loads((Path(run_dir) / RUN_RECORD).read_text())
-    except (OSError, ValueError):
-        return
-    recorded = meta.get("data_fingerprint") if isinstance(meta, dict) else None
+    meta = read_run_record(run_dir) or {}
+    recorded = meta.get("data_fingerprint")
     if recorded is None or recorded == dataset.fingerprint:
         return
     then, now = meta.get("images"), dataset.num_images
@@ -213,32 +210,50 @@ def check_run_data(run_dir: str | os.PathLike, dataset: ImageDataset) -> None:
 
 
 def recorded_options(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """How the run in `run_dir` was last run (its run.json "options": max_steps, tf32, fid, inception);
-    empty when not recorded."""
-    try:
-        options = json.loads((Path(run_dir) / RUN_RECORD).read_text()).get("options")
-    except (OSError, ValueError, AttributeError):
-        return {}
+    """How the run in `run_dir` was last run (its run.json "options": max_steps, tf32, fid, inception,
+    init); empty when not recorded."""
+    options = (read_run_record(run_dir) or {}).get("options")
     return options if isinstance(options, dict) else {}
 
 
 def check_run_outside_data(run_dir: str | os.PathLike, data: str | os.PathLike) -> None:
     """A `ConfigError` when the run folder lies inside its data folder: the folder is read at any depth,
     so the run's previews would become training images."""
-    data_dir, run = Path(data).resolve(), Path(run_dir).resolve()
-    if data_dir.is_dir() and (run == data_dir or data_dir in run.parents):
+    inside = False
+    for resolve in (os.path.realpath, os.path.abspath):  # a link inside the data is walked as data too
+        data_dir, run = Path(resolve(data)), Path(resolve(run_dir))
+        inside = inside or (Path(data).is_dir() and (run == data_dir or data_dir in run.parents))
+    if inside:
         raise ConfigError(
             f"the run folder {run_dir} lies inside the data folder {data}, whose images are read at any "
             "depth: its previews would become training images; pick an --outdir outside it."
         )
 
 
+def read_run_record(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The run.json of `run_dir`; None when there is none (a run from before it was written). A file
+    that cannot be read is a `CheckpointError`: going on without it would drop its data check."""
+    path = Path(run_dir) / RUN_RECORD
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(
+            f"{path} cannot be read ({first_line(err, 200)}); restore it, or delete it and give --data with "
+            "the run's images."
+        ) from None
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{path} is not a run record; restore it, or delete it and give --data.")
+    return record
+
+
 def recorded_data_path(run_dir: str | os.PathLike) -> Path:
     """The dataset the run in `run_dir` was trained on (its run.json)."""
-    try:
-        return Path(json.loads((Path(run_dir) / RUN_RECORD).read_text())["data"])
-    except (OSError, KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{run_dir} does not record its dataset; pass --data.") from err
+    record = read_run_record(run_dir)
+    if record is None or not isinstance(record.get("data"), str):
+        raise CheckpointError(f"{run_dir} does not record its dataset; pass --data.")
+    return Path(record["data"])
 
 
 def resume_data(run_dir: str | os.PathLike, given: str | os.PathLike | None) -> Path:
@@ -257,7 +272,8 @@ def resume_data(run_dir: str | os.PathLike, given: str | os.PathLike | None) -> 
                 "it is now."
             )
         return recorded
-    if recorded.exists() and Path(given).resolve() != recorded.resolve():
+    fingerprinted = "data_fingerprint" in (read_run_record(run_dir) or {})  # then `check_run_data` decides
+    if recorded.exists() and Path(given).resolve() != recorded.resolve() and not fingerprinted:
         raise CheckpointError(
             f"{run_dir} trains on {recorded}; --resume goes on with the run's own data (give --data only "
             "when it has moved), or start a new run with --init to train on other images."

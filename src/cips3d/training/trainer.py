@@ -25,8 +25,9 @@ from cips3d.config import RenderConfig
 from cips3d.config_2d import is_2d_run_config
 from cips3d.data.images import ImageDataset, to_float
 from cips3d.data.sampler import InfiniteSampler
-from cips3d.errors import CheckpointError, ConfigError, UserError
+from cips3d.errors import CheckpointError, ConfigError, UserError, first_line
 from cips3d.fast import tf32_matmuls
+from cips3d.io.checkpoint import is_run_or_snapshot
 from cips3d.io.images import save_png
 from cips3d.metrics.evaluate import check_fid_count, evaluate
 from cips3d.metrics.inception import InceptionExtractor
@@ -50,6 +51,7 @@ from cips3d.training.snapshot import (
     load_snapshot,
     prune_snapshots,
     recorded_options,
+    resolve_snapshot,
     restore_rng,
     resume_data,
     snapshot_name,
@@ -191,8 +193,12 @@ class Trainer:
         """Start from the weights in `source` (see `cips3d.training.warm_start`); before `run`."""
         if self.state.global_step:
             raise CheckpointError("a resumed run cannot be warm-started from other weights.")
-        self.started_from = str(Path(source).resolve())
-        return warm_start(source, self.config, self.G, self.G_ema, self.D)
+        loaded = warm_start(source, self.config, self.G, self.G_ema, self.D)
+        # A run goes on training: name the snapshot itself, which stays what this run started from.
+        self.started_from = str(
+            (resolve_snapshot(source) if is_run_or_snapshot(Path(source)) else Path(source)).resolve()
+        )
+        return loaded
 
     @property
     def generators(self) -> dict[str, torch.Generator]:
@@ -446,9 +452,13 @@ class Trainer:
     def _preview_of_snapshot(self, stage: StageConfig, monitor: Monitor) -> None:
         """A preview beside a stop's or a stage end's snapshot, unless its step has one: a run shorter
         than `preview_every` still shows what it learnt."""
-        folder = self.run_dir / "previews" / snapshot_name(self.state.global_step)
-        if self.options.world.is_main and not folder.exists():
-            self._preview(stage, monitor)
+        name = snapshot_name(self.state.global_step)
+        if self.options.world.is_main and not (self.run_dir / "previews" / name).exists():
+            try:
+                self._preview(stage, monitor)
+            except OSError as err:  # the snapshot is what matters, and it is complete
+                monitor.message(f"the snapshot {name} is complete, but its preview could not be written "
+                                f"({first_line(err, 200)}).")  # fmt: skip
 
     def _preview(self, stage: StageConfig, monitor: Monitor) -> None:
         self.G_ema.update_truncation_mean()
