@@ -7,6 +7,7 @@ from PIL import Image
 
 from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.io.video import read_video_frames
+from cips3d.metrics.inception import default_weights_path
 from cips3d.training.snapshot import load_snapshot
 from tests.cli.helpers import run
 from tests.conftest import write_blobs
@@ -132,8 +133,15 @@ def test_a_time_limit_alone_is_enough_and_some_limit_is_needed(capsys, tmp_path,
 
 def test_a_resume_keeps_scoring_by_fid(capsys, tmp_path, blob_folder):
     out = tmp_path / "run"
-    assert train2d(capsys, blob_folder, out, 2, "--fid", "4")[0] == 0
+    assert (
+        train2d(capsys, blob_folder, out, 2, "--fid", "4", "--inception", str(default_weights_path()))[0] == 0
+    )
     code, text, err = run(capsys, "train2d", "--resume", str(out), "--max-steps", "4", *OPTIONS)
     assert code == 0, err
-    assert "note: going on with the run's --fid 4 (give a flag to change it; --fid 0 turns" in text
+    assert (
+        f"note: going on with the run's --fid 4, --inception {default_weights_path().resolve()} (give" in text
+    )
     assert [r["step"] for r in load_snapshot(out).state.history if "fid" in r] == [2, 4]
+    code, text, err = run(capsys, "train2d", "--resume", str(out), "--max-steps", "6", "--fid", "0", *OPTIONS)
+    assert code == 0 and "--fid" not in text, err
+    assert [r["step"] for r in load_snapshot(out).state.history if "fid" in r] == [2, 4]  # none at 6

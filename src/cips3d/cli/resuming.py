@@ -38,6 +38,8 @@ def keep_run_options(args: argparse.Namespace, run_dir: Path, names: tuple[str, 
         value, flag = recorded.get(name), "--" + name.replace("_", "-")
         if getattr(args, name) is not None or value in (None, False):
             continue
+        if name == "inception" and getattr(args, "fid", None) == 0:  # FID turned off: no network needed
+            continue
         if not _valid_option(name, value):
             raise UserError(f"{run_dir}/run.json records {flag} {value!r}, which no run takes; give {flag} "
                             "with the value to go on with.")  # fmt: skip
