@@ -65,6 +65,9 @@ def test_mistakes_are_one_sentence(capsys, tmp_path, blob_folder):
     assert code == 2 and "nothing to resume" in err
     code, _, err = train2d(capsys, blob_folder, tmp_path / "r2", 1, "--patch", "12")
     assert code == 2 and "over a power of two" in err
+    (tmp_path / "afile").write_text("")
+    code, _, err = train2d(capsys, blob_folder, tmp_path / "afile", 1)
+    assert code == 2 and "afile is a file, so the folder" in err  # it was "Not a directory (afile/logs)"
     write_blobs(tmp_path / "one", count=1)
     code, _, err = train2d(capsys, tmp_path / "one", tmp_path / "r3", 2, "--fid", "4")
     assert code == 2 and "FID and KID compare feature statistics and need 2 images" in err

@@ -287,13 +287,13 @@ class Trainer2D:
         (`training.stopping`) finishes the iteration, writes its snapshot, sets `stopped_by_signal` and
         returns; a second Ctrl-C aborts."""
         deadline = None if minutes is None else time.monotonic() + minutes * 60
-        # Rank 0 writes TensorBoard logs and snapshot lines whether or not its progress bar is shown.
-        monitor = (Monitor(self.run_dir / "logs", max_steps, self.state.global_step, self.progress)
-                   if self.world.is_main else SilentMonitor())  # fmt: skip
-        if self.world.is_main:  # what a resume reads its dataset's path from
+        if self.world.is_main:  # what a resume reads its dataset's path from (first: it makes the folder)
             inception = self.inception and str(Path(self.inception).resolve())
             options = {"max_steps": max_steps, "fid": self.fid_images or None, "inception": inception}
             write_run_record(self.run_dir, self.data, self.config.to_dict(), self.dataset, options)
+        # Rank 0 writes TensorBoard logs and snapshot lines whether or not its progress bar is shown.
+        monitor = (Monitor(self.run_dir / "logs", max_steps, self.state.global_step, self.progress)
+                   if self.world.is_main else SilentMonitor())  # fmt: skip
         try:
             with self._stops.installed(self.world.is_main):
                 self._loop(max_steps, deadline, monitor)
