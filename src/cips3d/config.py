@@ -30,6 +30,17 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def is_whole_number(value: Any) -> bool:
+    """An integer of any kind (Python's, numpy's), but not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_psi(psi: Any) -> None:
+    """A `ConfigError` unless the truncation `psi` is a number in [0, 1] (both generators' rule)."""
+    real = isinstance(psi, numbers.Real) and not isinstance(psi, bool)
+    _require(real and 0.0 <= psi <= 1.0, f"truncation psi must be a number between 0 and 1, got {psi!r}.")
+
+
 def plain_fields(config: Any) -> None:
     """Check and convert a frozen config's `bool`, `int` and `float` fields in place: integers of any
     kind (numpy's too) for int, any real number for float, True/False (or 0/1) for bool. A string
@@ -46,8 +57,7 @@ def plain_fields(config: Any) -> None:
             )
             object.__setattr__(config, f.name, bool(value))
         elif kind == "int":
-            whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-            _require(whole, f"{f.name} must be a whole number, got {value!r}.")
+            _require(is_whole_number(value), f"{f.name} must be a whole number, got {value!r}.")
             object.__setattr__(config, f.name, int(value))
         elif kind == "float":
             real = isinstance(value, numbers.Real) and not isinstance(value, bool)

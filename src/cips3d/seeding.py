@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Iterable, Sequence
 
 import torch
 
+from cips3d.config import is_whole_number
 from cips3d.errors import ConfigError
 
 MAX_SEED = 2**63 - 1
@@ -33,20 +33,34 @@ def draw_batch(kind: str, shape: tuple[int, ...], generator: GeneratorArg, devic
     """Like `draw`, for a batch-first shape; with a list of generators row b comes from generator b."""
     if generator is None or isinstance(generator, torch.Generator):
         return draw(kind, shape, generator, device)
-    if len(generator) != shape[0]:
-        raise ValueError(f"got {len(generator)} generators for a batch of {shape[0]}.")
+    check_generators(generator, shape[0])
     return torch.cat([draw(kind, (1, *shape[1:]), g, device) for g in generator])
+
+
+def check_generators(generator: GeneratorArg, batch: int) -> None:
+    """A `ConfigError` unless `generator` is None, one `torch.Generator`, or a list of `batch` of them."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return
+    if not isinstance(generator, Sequence) or not all(isinstance(g, torch.Generator) for g in generator):
+        raise ConfigError(
+            f"generator must be a torch.Generator or a list of them, got {type(generator).__name__}."
+        )
+    if len(generator) != batch:
+        raise ConfigError(f"got {len(generator)} generators for {batch} images; give one per image.")
+
+
+def check_latent_rows(batch: object) -> int:
+    """`batch`, the rows of latents to draw, as an int; a `ConfigError` unless it is a whole number >= 1."""
+    if not is_whole_number(batch) or batch < 1:
+        raise ConfigError(f"a batch of latents needs a whole number of 1 or more rows, got {batch!r}.")
+    return int(batch)
 
 
 def generators_for_seeds(seeds: Iterable[int], device: str = "cpu") -> list[torch.Generator]:
     """One generator per seed: image i depends only on seeds[i], whatever the batch it is rendered in.
     Seeds are whole numbers from 0 to MAX_SEED (torch would wrap -1 to 2**64 - 1 and 1.5 to 1)."""
     seeds = list(seeds)
-    wrong = [
-        s
-        for s in seeds
-        if isinstance(s, bool) or not isinstance(s, numbers.Integral) or not 0 <= s <= MAX_SEED
-    ]
+    wrong = [s for s in seeds if not is_whole_number(s) or not 0 <= s <= MAX_SEED]
     if wrong:
         raise ConfigError(f"seeds must be whole numbers from 0 to {MAX_SEED}, got {wrong[0]!r}.")
     return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]

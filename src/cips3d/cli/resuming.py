@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from cips3d.config import is_whole_number
 from cips3d.errors import UserError
 from cips3d.training.snapshot import recorded_options, require_newest_snapshot
 
@@ -57,8 +58,7 @@ def _valid_option(name: str, value: Any) -> bool:
         return value is True
     if name == "inception":
         return isinstance(value, str)
-    whole = isinstance(value, int) and not isinstance(value, bool)
-    return whole and value >= (2 if name == "fid" else 1)
+    return is_whole_number(value) and value >= (2 if name == "fid" else 1)
 
 
 def shown(value: Any) -> str:

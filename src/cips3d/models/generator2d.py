@@ -14,7 +14,6 @@ sampling) renders just those points. It shares `modulate_weight` with CIPS-3D's 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 from typing import Literal
 
@@ -23,12 +22,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from cips3d import constants as K
+from cips3d.config import check_psi
 from cips3d.config_2d import FOURIER_INIT, MAPPING_LR_MUL, Cips2DConfig
 from cips3d.errors import ConfigError
 from cips3d.models.coordinates import cylinder_grid, plane_grid
 from cips3d.models.mapping import pixel_norm
 from cips3d.nn.equalized import EqualLinear
 from cips3d.nn.styled import StyledFC, ToRGB, WidthSkip
+from cips3d.seeding import check_latent_rows
 
 NoiseMode = Literal["random", "none"]
 CHUNK_PIXELS = 65_536
@@ -194,9 +195,7 @@ class Generator2D(nn.Module):
     def sample_latents(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """z [B, style_dim] ~ N(0, I), drawn on the CPU from `generator` in float32 (the same on any
         device), in the model's dtype."""
-        if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
-            raise ConfigError(f"a batch of latents needs a whole number of 1 or more rows, got {batch!r}.")
-        z = torch.randn(int(batch), self.config.style_dim, generator=generator)
+        z = torch.randn(check_latent_rows(batch), self.config.style_dim, generator=generator)
         return z.to(self.device, self.dtype)
 
     @torch.no_grad()
@@ -221,8 +220,7 @@ class Generator2D(nn.Module):
     def truncate(w: torch.Tensor, psi: float, mean: torch.Tensor) -> torch.Tensor:
         """w pulled towards `mean` (`mean_style`): mean + psi (w - mean). psi 1 leaves it, 0 gives the mean.
         (The official CIPS code blends z before the mapping instead.)"""
-        if isinstance(psi, bool) or not isinstance(psi, numbers.Real) or not 0.0 <= psi <= 1.0:
-            raise ConfigError(f"truncation psi must be a number between 0 and 1, got {psi!r}.")
+        check_psi(psi)
         return mean + psi * (w - mean) if psi != 1 else w
 
     def synthesis(

@@ -10,15 +10,14 @@ per layer. All randomness comes from the `generator` argument or from injected `
 
 from __future__ import annotations
 
-import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from cips3d import constants as K
-from cips3d.config import GeneratorConfig, PoseConfig, RenderConfig
+from cips3d.config import GeneratorConfig, PoseConfig, RenderConfig, check_psi
 from cips3d.errors import ConfigError
 from cips3d.fast import tf32_matmuls
 from cips3d.models.inr_decoder import InrDecoder, InrModulation, inr_style_names
@@ -39,7 +38,7 @@ from cips3d.rendering.volume import (
     render_rays,
     resolve_chunk_rows,
 )
-from cips3d.seeding import GeneratorArg, draw_batch
+from cips3d.seeding import GeneratorArg, check_generators, check_latent_rows, draw_batch
 from cips3d.words import counted
 
 
@@ -106,12 +105,11 @@ class Generator3D(nn.Module):
     def sample_latents(self, batch: int, generator: GeneratorArg = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(z_nerf [B, 256], z_inr [B, 512]) ~ N(0, I) in the model's dtype (drawn in float32, so a seed
         gives the same latents to every model); with a list of B generators, one row each."""
-        if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
-            raise ConfigError(f"a batch of latents needs a whole number of 1 or more rows, got {batch!r}.")
-        check_generators(generator, int(batch))
+        batch = check_latent_rows(batch)
+        check_generators(generator, batch)
         dims = (self.config.nerf_mapping.z_dim, self.config.inr_mapping.z_dim)
         if generator is None or isinstance(generator, torch.Generator):
-            z_nerf, z_inr = (draw_batch("randn", (int(batch), d), generator, self.device) for d in dims)
+            z_nerf, z_inr = (draw_batch("randn", (batch, d), generator, self.device) for d in dims)
         else:  # per element: its z_nerf, then its z_inr, from its own generator
             rows = [[draw_batch("randn", (1, d), g, self.device) for d in dims] for g in generator]
             z_nerf, z_inr = torch.cat([row[0] for row in rows]), torch.cat([row[1] for row in rows])
@@ -155,8 +153,7 @@ class Generator3D(nn.Module):
 
         psi = 1 returns the styles unchanged; psi must lie in [0, 1].
         """
-        if isinstance(psi, bool) or not isinstance(psi, numbers.Real) or not 0.0 <= psi <= 1.0:
-            raise ConfigError(f"truncation psi must be a number between 0 and 1, got {psi!r}.")
+        check_psi(psi)
         if psi == 1.0:
             return dict(styles)
         if mean is None:
@@ -392,18 +389,6 @@ def check_modulation(modulation: Modulation, batch: int, dtype: torch.dtype) -> 
             f"the modulation was folded in {first.dtype}, but this render needs {dtype}: fold it with "
             "modulate(styles, render) for the same render precision."
         )
-
-
-def check_generators(generator: GeneratorArg, batch: int) -> None:
-    """A `ConfigError` unless `generator` is None, one `torch.Generator`, or a list of `batch` of them."""
-    if generator is None or isinstance(generator, torch.Generator):
-        return
-    if not isinstance(generator, Sequence) or not all(isinstance(g, torch.Generator) for g in generator):
-        raise ConfigError(
-            f"generator must be a torch.Generator or a list of them, got {type(generator).__name__}."
-        )
-    if len(generator) != batch:
-        raise ConfigError(f"got {len(generator)} generators for {batch} images; give one per image.")
 
 
 def _assemble(pieces: list[tuple[RayIndex, list[torch.Tensor]]], num_rays: int) -> list[torch.Tensor]:
