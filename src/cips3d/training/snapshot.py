@@ -219,15 +219,15 @@ def recorded_options(run_dir: str | os.PathLike) -> dict[str, Any]:
 def check_run_outside_data(run_dir: str | os.PathLike, data: str | os.PathLike) -> None:
     """A `ConfigError` when the run folder lies inside its data folder: the folder is read at any depth,
     so the run's previews would become training images."""
-    inside = False
+    if not Path(data).is_dir():
+        return
     for resolve in (os.path.realpath, os.path.abspath):  # a link inside the data is walked as data too
         data_dir, run = Path(resolve(data)), Path(resolve(run_dir))
-        inside = inside or (Path(data).is_dir() and (run == data_dir or data_dir in run.parents))
-    if inside:
-        raise ConfigError(
-            f"the run folder {run_dir} lies inside the data folder {data}, whose images are read at any "
-            "depth: its previews would become training images; pick an --outdir outside it."
-        )
+        if run == data_dir or data_dir in run.parents:
+            raise ConfigError(
+                f"the run folder {run_dir} lies inside the data folder {data}, whose images are read at any "
+                "depth: its previews would become training images; pick an --outdir outside it."
+            )
 
 
 def read_run_record(run_dir: str | os.PathLike) -> dict[str, Any] | None:
@@ -248,23 +248,16 @@ def read_run_record(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     return record
 
 
-def recorded_data_path(run_dir: str | os.PathLike) -> Path:
-    """The dataset the run in `run_dir` was trained on (its run.json)."""
-    record = read_run_record(run_dir)
-    if record is None or not isinstance(record.get("data"), str):
-        raise CheckpointError(f"{run_dir} does not record its dataset; pass --data.")
-    return Path(record["data"])
-
-
 def resume_data(run_dir: str | os.PathLike, given: str | os.PathLike | None) -> Path:
     """The dataset a resumed run trains on: the one it recorded, or `given` when that one has moved (a
-    run goes on with its own data; another dataset would make its scores and data order meaningless)."""
-    try:
-        recorded = recorded_data_path(run_dir)
-    except CheckpointError:
+    run goes on with its own data; another dataset would make its scores and data order meaningless).
+    run.json is read once; a damaged one is said here, a missing one (an old run) takes `given`."""
+    record = read_run_record(run_dir) or {}
+    if not isinstance(record.get("data"), str):
         if given is None:
-            raise
+            raise CheckpointError(f"{run_dir} does not record its dataset; pass --data.")
         return Path(given)  # a run from before run.json was written
+    recorded = Path(record["data"])
     if given is None:
         if not recorded.exists():
             raise CheckpointError(
@@ -272,7 +265,7 @@ def resume_data(run_dir: str | os.PathLike, given: str | os.PathLike | None) -> 
                 "it is now."
             )
         return recorded
-    fingerprinted = "data_fingerprint" in (read_run_record(run_dir) or {})  # then `check_run_data` decides
+    fingerprinted = "data_fingerprint" in record  # then `check_run_data` judges `given` by its images
     if recorded.exists() and Path(given).resolve() != recorded.resolve() and not fingerprinted:
         raise CheckpointError(
             f"{run_dir} trains on {recorded}; --resume goes on with the run's own data (give --data only "
