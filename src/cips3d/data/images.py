@@ -330,6 +330,15 @@ def enlarged_message(
             f"to {short} px")  # fmt: skip
 
 
+def warn_enlarged(
+    path: str | os.PathLike, smallest: int | None, resolution: int, width: int | None = None
+) -> None:
+    """One warning when a dataset's images are enlarged (`enlarged_message`), beside `warn_skipped`."""
+    message = enlarged_message(path, smallest, resolution, width)
+    if message:
+        warnings.warn(message, UpscaledImagesWarning, stacklevel=3)
+
+
 WHOLE_ASPECT_TOLERANCE = 0.05  # resizing whole by more than this would visibly squash or stretch
 
 
@@ -414,9 +423,7 @@ class ImageDataset(Dataset):
         )
         if whole:
             check_whole_aspects([self._source.location(n) for n in names], sizes, self.resolution, width)
-        enlarged = enlarged_message(path, min(min(size) for size in sizes), self.resolution, width)
-        if enlarged:
-            warnings.warn(enlarged, UpscaledImagesWarning, stacklevel=2)
+        warn_enlarged(path, min(min(size) for size in sizes), self.resolution, width)
         self._source.close()  # workers reopen it lazily; nothing open is left to fork or pickle
 
     @property

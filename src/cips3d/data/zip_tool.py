@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import warnings
 import zipfile
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -25,14 +24,13 @@ from tqdm import tqdm
 
 from cips3d.data.images import (
     FolderSource,
-    UpscaledImagesWarning,
     ZipSource,
     check_whole_aspects,
     decode_rgb_sized,
-    enlarged_message,
     open_image_source,
     scan_images,
     unreadable_reason,
+    warn_enlarged,
     warn_skipped,
 )
 from cips3d.errors import ConfigError, UserError
@@ -222,7 +220,5 @@ def folder_to_zip(
     finally:
         src.close()
     warn_skipped(bad, len(src.names))
-    enlarged = enlarged_message(source, smallest, resolution, width)
-    if enlarged:
-        warnings.warn(enlarged, UpscaledImagesWarning, stacklevel=2)
+    warn_enlarged(source, smallest, resolution, width)
     return ZipStats(dest, resolution, written, len(bad), bad[0] if bad else None, width, smallest)
