@@ -175,7 +175,7 @@ def descend(
     loss.backward()
     optimizer.step()
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    if not all(bool(torch.isfinite(p).all()) for p in params):
+    if not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):  # one device read a step
         raise ConfigError(
             f"the fit diverged: its values overflowed at step {len(losses)}; lower the learning rate."
         )
