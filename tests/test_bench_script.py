@@ -12,6 +12,7 @@ import sys
 import pytest
 import torch
 
+from cips3d.fast import cuda_matmuls_use_tf32
 from cips3d.models.discriminator import Discriminator, discriminator_preset
 from tests.conftest import REPO
 
@@ -104,7 +105,7 @@ def test_training_cases_add_a_tf32_iteration_only_when_asked(tiny_G):
     before = [p.detach().clone() for p in D.parameters()]
     cases[1].run()  # a whole D + G iteration inside the TF32 block (a no-op switch on a CPU)
     assert any(not torch.equal(a, b) for a, b in zip(before, D.parameters(), strict=True))
-    assert torch.backends.cuda.matmul.fp32_precision in ("none", "ieee")
+    assert not cuda_matmuls_use_tf32()
 
 
 def test_the_viewer_latency_script_times_every_frame_and_writes_json(tmp_path):

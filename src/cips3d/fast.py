@@ -86,6 +86,14 @@ def tf32_matmuls(enabled: bool, device: torch.device | str) -> Iterator[None]:
         matmul.fp32_precision = previous
 
 
+def cuda_matmuls_use_tf32() -> bool:
+    """Whether float32 CUDA matrix products use TF32 now, read from whichever switch this PyTorch has."""
+    matmul = torch.backends.cuda.matmul
+    if _has_fp32_precision(matmul):
+        return matmul.fp32_precision == "tf32"
+    return bool(matmul.allow_tf32)
+
+
 def _has_fp32_precision(matmul) -> bool:
     """Whether this PyTorch has the per-backend precision switch (mixing it with `allow_tf32` is an
     error in PyTorch 2.9 and later, so only one of the two is ever used)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import zipfile
 
@@ -10,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from cips3d import CheckpointError, ConfigError, Generator3D, PoseConfig, RenderConfig, generator_preset
-from cips3d.io.checkpoint import load_generator, official_state_dict, save_generator
+from cips3d.io.checkpoint import load_generator, official_state_dict, read_torch_file, save_generator
 from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.training.snapshot import load_snapshot
 from cips3d.training.trainer import Trainer, TrainOptions
@@ -44,6 +45,16 @@ def test_official_pth_with_config_or_preset(tmp_path, small_G):
     assert load_generator(tmp_path / "G_ema.pth", preset="ffhq").config == generator_preset("ffhq")
     with pytest.raises(ConfigError, match="--preset"):
         load_generator(path)
+
+
+def test_official_arguments_load_on_pytorch_without_scoped_safe_globals(tmp_path, monkeypatch):
+    """torch 2.4 has no `safe_globals` scope: the Namespace official training files keep their
+    arguments in is then allowed through the process-wide list instead."""
+    path = tmp_path / "train.pt"
+    torch.save({"g_ema": {"w": torch.ones(2)}, "args": argparse.Namespace(size=32)}, path)
+    monkeypatch.delattr(torch.serialization, "safe_globals", raising=False)  # torch 2.4 has none
+    content = read_torch_file(path)
+    assert content["args"].size == 32 and torch.equal(content["g_ema"]["w"], torch.ones(2))
 
 
 def test_ddp_prefix_is_dropped(tmp_path, small_G):

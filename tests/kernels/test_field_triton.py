@@ -47,3 +47,18 @@ def test_widths_the_kernel_cannot_tile_are_refused():
         check_shapes(48, 32, 3)
     with pytest.raises(ConfigError, match="feature 8"):
         check_shapes(64, 8, 3)
+
+
+@needs_triton
+def test_kernel_launch_constants_are_annotated_with_triton_s_own_object():
+    """Triton 3.0's interpreter (the Triton of PyTorch 2.4) knows a launch constant only by a real
+    `tl.constexpr` annotation; `from __future__ import annotations` turns them into text."""
+    import inspect  # noqa: PLC0415
+
+    import triton.language as tl  # noqa: PLC0415
+
+    from cips3d.kernels import field_triton, inr_triton  # noqa: PLC0415
+
+    for kernel in (field_triton._field_kernel, inr_triton._modulated_fc_kernel):
+        annotations = [p.annotation for p in inspect.signature(kernel.fn).parameters.values()]
+        assert tl.constexpr in annotations and all(not isinstance(a, str) for a in annotations)

@@ -14,7 +14,7 @@ from torch import distributed as dist
 from torch import nn
 
 from cips3d.training import trainer as trainer_module
-from cips3d.training.distributed import World, join, leave
+from cips3d.training.distributed import World, process_group
 from cips3d.training.trainer import Trainer, TrainOptions
 
 
@@ -49,11 +49,8 @@ def _enter(rank: int, world_size: int, port: int, body, args) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)  # two ranks share the test machine's cores
     world = World(rank, world_size, rank, world_size)
-    join(world, torch.device("cpu"))
-    try:
+    with process_group(world, torch.device("cpu")):  # as the commands do: leave together after work
         body(world, *args)
-    finally:
-        leave(world)
 
 
 def weights(module: nn.Module) -> dict[str, torch.Tensor]:

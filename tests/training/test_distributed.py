@@ -77,7 +77,7 @@ def test_gradients_and_losses_are_averaged_over_the_processes(tmp_path):
             if p.grad is not None:
                 expected_grads.setdefault(name, []).append(p.grad)
     for rank in range(2):
-        got = torch.load(tmp_path / f"rank{rank}.pt")
+        got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         for name, grad in got["grads"].items():
             if name.startswith("unused"):
                 assert grad is None, name  # no gradient is invented for an unused parameter
@@ -126,7 +126,7 @@ def test_two_processes_with_the_same_draws_train_exactly_as_one(tmp_path):
     out.mkdir()
     ddp_workers.spawn(ddp_workers.train_body, 2, config, tmp_path / "pair", data, 4, out, True)
     for rank in range(2):
-        got = torch.load(out / f"rank{rank}.pt")
+        got = torch.load(out / f"rank{rank}.pt", weights_only=True)
         for name in ("G", "G_ema", "D"):
             mine = ddp_workers.weights(getattr(single, name))
             diff = max(float((got[name][k] - mine[k]).abs().max()) for k in mine)
@@ -143,8 +143,8 @@ def test_two_processes_stay_in_step_and_resume_exactly(tmp_path, blob_folder):
     ddp_workers.spawn(ddp_workers.train_body, 2, config, straight, blob_folder, 4, tmp_path / "a", False)
     ddp_workers.spawn(ddp_workers.train_body, 2, config, halves, blob_folder, 2, tmp_path / "b", False)
     ddp_workers.spawn(ddp_workers.train_body, 2, config, halves, blob_folder, 4, tmp_path / "c", False)
-    a = [torch.load(tmp_path / "a" / f"rank{r}.pt") for r in range(2)]
-    c = [torch.load(tmp_path / "c" / f"rank{r}.pt") for r in range(2)]
+    a = [torch.load(tmp_path / "a" / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    c = [torch.load(tmp_path / "c" / f"rank{r}.pt", weights_only=True) for r in range(2)]
     for name in ("G", "G_ema", "D"):
         for got in (a[1], c[0], c[1]):  # the ranks agree, and the resumed run is the straight one
             assert all(torch.equal(got[name][k], a[0][name][k]) for k in a[0][name]), name
@@ -165,7 +165,7 @@ def test_resuming_on_another_number_of_processes_says_it_is_not_exact(tmp_path, 
     out = tmp_path / "out"
     out.mkdir()
     ddp_workers.spawn(ddp_workers.train_body, 2, config, run, blob_folder, 2, out, False)
-    got = torch.load(out / "rank0.pt")
+    got = torch.load(out / "rank0.pt", weights_only=True)
     assert (
         "trained by 1 process and continues on 2, so each step now takes 2 x batch-size images instead of 1 x"
         in got["resume_note"]

@@ -89,8 +89,8 @@ def test_two_processes_stay_in_step_and_resume_exactly(tmp_path, blob_folder):
     ddp_workers.spawn(ddp_workers.train2d_body, 2, config, straight, blob_folder, 4, tmp_path / "a")
     ddp_workers.spawn(ddp_workers.train2d_body, 2, config, halves, blob_folder, 2, tmp_path / "b")
     ddp_workers.spawn(ddp_workers.train2d_body, 2, config, halves, blob_folder, 4, tmp_path / "c")
-    a = [torch.load(tmp_path / "a" / f"rank{r}.pt") for r in range(2)]
-    c = [torch.load(tmp_path / "c" / f"rank{r}.pt") for r in range(2)]
+    a = [torch.load(tmp_path / "a" / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    c = [torch.load(tmp_path / "c" / f"rank{r}.pt", weights_only=True) for r in range(2)]
     for name in ("G", "G_ema", "D"):
         for got in (a[1], c[0], c[1]):
             assert all(torch.equal(got[name][k], a[0][name][k]) for k in a[0][name]), name

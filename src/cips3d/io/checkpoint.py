@@ -145,12 +145,21 @@ def read_torch_file(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at {path}.")
-    allow = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
     try:
-        with allow([argparse.Namespace]) if allow else contextlib.nullcontext():
+        with _namespace_allowed():
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt zip, truncated file, or a pickle that holds code
         raise CheckpointError(f"{path} is not a readable PyTorch state dict ({_why(path, err)}).") from err
+
+
+def _namespace_allowed() -> contextlib.AbstractContextManager:
+    """A scope in which `weights_only` loading accepts `argparse.Namespace`. torch 2.5 and newer scope
+    it (`safe_globals`); torch 2.4 has only the process-wide list (`add_safe_globals`), where adding
+    this plain data class, once, is harmless."""
+    if hasattr(torch.serialization, "safe_globals"):
+        return torch.serialization.safe_globals([argparse.Namespace])
+    torch.serialization.add_safe_globals([argparse.Namespace])
+    return contextlib.nullcontext()
 
 
 def _why(path: Path, err: Exception) -> str:

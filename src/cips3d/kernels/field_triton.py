@@ -22,8 +22,8 @@ On a CPU the same kernel runs in Triton's interpreter (NumPy, very slow): that i
 it against the PyTorch field without a GPU.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Triton 3.0 (PyTorch 2.4) in interpreter mode reads a
+# kernel's `tl.constexpr` only from real annotations, not from their text.
 import torch
 import triton
 import triton.language as tl

@@ -19,8 +19,8 @@ second) against 17.5 ms with cuBLAS products and separate activations (`benchmar
 On a CPU the same kernel runs in Triton's interpreter, which is how the tests check it without a GPU.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Triton 3.0 (PyTorch 2.4) in interpreter mode reads a
+# kernel's `tl.constexpr` only from real annotations, not from their text.
 import torch
 import triton
 import triton.language as tl

@@ -165,7 +165,12 @@ def leave(world: World, together: bool = False) -> None:
     """Leave the process group `join` made. `together` (every process finished its work normally):
     wait for the others first, so that none tears its connections down while a peer still uses them
     (gloo then aborts that peer: seen once under load at the end of a run); after a failure no peer
-    may come, so leave at once."""
+    may come, so leave at once.
+
+    The barrier also keeps PyTorch before 2.8 from hanging here: its gloo group's destructor holds the
+    GIL while it joins worker threads that may still be freeing the last collective's tensors, which
+    needs the GIL (pytorch/pytorch#154976; seen with torch 2.4.1 when leaving right after a collective).
+    Leaving at once after a failure keeps that small risk on those versions."""
     if world.distributed and dist.is_initialized():
         if together:
             dist.barrier()
