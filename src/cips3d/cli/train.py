@@ -102,7 +102,8 @@ def add_parser(subparsers) -> None:
         "--tf32",
         action=argparse.BooleanOptionalAction,
         help="CUDA: float32 matrix products on TF32 tensor cores for the whole run (faster, ~1e-3 "
-        "relative error per product; a resume keeps the run's setting unless given, to continue exactly)",
+        "relative error per product; a resume keeps the run's setting unless given, to continue exactly). "
+        "The discriminator's convolutions follow PyTorch's cuDNN switch, which allows TF32 by default",
     )
     add_fid_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
