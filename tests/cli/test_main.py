@@ -118,4 +118,4 @@ def test_multiview_angles_past_any_view_are_one_sentence(capsys, tmp_path):
     code, _, err = run(
         capsys, "multiview", "--preset", "tiny", "--yaws", "1,1e38", "--outdir", str(tmp_path / "o")
     )
-    assert code == 2 and "--yaws takes angles of at most 1000 radians either way" in err
+    assert code == 2 and "--yaws takes finite radians of at most 1000 either way" in err

@@ -163,6 +163,11 @@ def test_seeds_are_whole_numbers_in_range():
 def test_rendering_helpers_name_a_zero_batch_and_a_depth_without_its_channel(tiny_G):
     with pytest.raises(ConfigError, match="batch_size must be a whole number of 1 or more, got 0"):
         next(sample_seeds(tiny_G, [0], render=RENDER, pose=PoseConfig(), batch_size=0))
+    for wrong in (True, 2.0):
+        with pytest.raises(ConfigError, match="batch_size must be a whole number"):
+            next(sample_seeds(tiny_G, [0], render=RENDER, pose=PoseConfig(), batch_size=wrong))
+    batches = list(sample_seeds(tiny_G, [0, 1, 2], render=RENDER, pose=PoseConfig(), batch_size=np.int64(2)))
+    assert [b.seeds for b in batches] == [[0, 1], [2]]  # numpy's integers count, as for latents
     with pytest.raises(ConfigError, match=r"depth must be \[B, 1, H, W\] like GeneratorOutput.depth"):
         normals_from_depth(torch.ones(1, 4, 4))
 

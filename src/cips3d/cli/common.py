@@ -29,6 +29,7 @@ from cips3d.io.checkpoint2d import (
 from cips3d.io.video import MAX_FPS, MIN_FPS, mp4_available
 from cips3d.models.generator2d import Generator2D
 from cips3d.models.generator3d import Generator3D
+from cips3d.rendering.cameras import is_camera_angle
 from cips3d.seeding import MAX_SEED
 
 CHECKPOINT_HELP_2D = "a train2d run (or one of its snapshots), a 2D model folder, or an official CIPS .pt"
@@ -302,7 +303,7 @@ def finite_float(text: str) -> float:
 def angle(text: str) -> float:
     """argparse type: a camera angle in radians, finite and at most MAX_ANGLE either way."""
     value = finite_float(text)
-    if abs(value) > K.MAX_ANGLE:
+    if not is_camera_angle(value):
         raise argparse.ArgumentTypeError(f"{text!r} radians is more than {K.MAX_ANGLE:g} either way")
     return value
 

@@ -35,6 +35,7 @@ from cips3d.inference.multiview import (
 )
 from cips3d.inference.sample import parse_seeds
 from cips3d.io.images import make_grid, save_png, to_uint8
+from cips3d.rendering.cameras import ANGLE_RULE, is_camera_angle
 from cips3d.words import counted
 
 SEEDS = "0-3"  # the default of --seeds
@@ -112,8 +113,8 @@ def parse_angles(text: str, sweep: tuple[float, float], option: str) -> list[flo
         raise UserError(f"{option} must be a count or radians separated by commas, got {text!r}.") from None
     if not 1 <= len(values) <= MAX_VIEWS_PER_AXIS:
         raise UserError(f"{option} must list 1 to {MAX_VIEWS_PER_AXIS} angles, got {len(values)}.")
-    if any(abs(v) > K.MAX_ANGLE for v in values):
-        raise UserError(f"{option} takes angles of at most {K.MAX_ANGLE:g} radians either way, got {text!r}.")
+    if not all(map(is_camera_angle, values)):
+        raise UserError(f"{option} takes {ANGLE_RULE}, got {text!r}.")
     return values
 
 

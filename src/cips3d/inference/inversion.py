@@ -40,7 +40,7 @@ from cips3d.io.files import atomic_write
 from cips3d.io.images import to_uint8
 from cips3d.models.generator3d import Generator3D
 from cips3d.outputs import GeneratorOutput, Styles
-from cips3d.rendering.cameras import Camera
+from cips3d.rendering.cameras import ANGLE_RULE, Camera, is_camera_angle
 
 # The StyleGAN2-ADA projector's schedule (Karras et al. 2020, `projector.py` defaults).
 LR_RAMPUP = 0.05
@@ -93,8 +93,8 @@ class InversionConfig:
 
     def __post_init__(self) -> None:
         plain_fields(self)
-        if not (abs(self.yaw) <= K.MAX_ANGLE and abs(self.pitch) <= K.MAX_ANGLE):  # NaN fails too
-            raise ConfigError(f"yaw and pitch must be finite radians of at most {K.MAX_ANGLE:g} either way.")
+        if not (is_camera_angle(self.yaw) and is_camera_angle(self.pitch)):
+            raise ConfigError(f"yaw and pitch must be {ANGLE_RULE}.")
         if not (isinstance(self.steps, int) and self.steps >= 1):
             raise ConfigError(f"inversion needs at least 1 step, got {self.steps!r}.")
         # Named as the field and its flag: the API and `cips3d invert` share these checks.

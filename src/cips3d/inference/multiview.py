@@ -98,7 +98,7 @@ def render_views(
     """
     if any(s.shape[0] != 1 for s in styles.values()):
         raise ValueError("render_views renders one object: give styles of batch size 1.")
-    check_batch_size(batch_size)
+    batch_size = check_batch_size(batch_size)
     if generators is not None and len(generators) != camera.batch:
         raise ValueError(f"got {len(generators)} generators for {camera.batch} views.")
     parts = []

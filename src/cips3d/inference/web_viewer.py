@@ -34,7 +34,7 @@ from cips3d.inference.interactive import InteractiveRenderer
 from cips3d.inference.video import compose_frame, seed_styles
 from cips3d.models.generator3d import Generator3D
 from cips3d.outputs import Styles
-from cips3d.rendering.cameras import Camera
+from cips3d.rendering.cameras import ANGLE_RULE, Camera, is_camera_angle
 
 PANELS = ("image", "aux", "depth")
 FORMATS = {"jpeg": "image/jpeg", "png": "image/png"}
@@ -107,8 +107,8 @@ class FrameRequest:
             raise BadRequest(f"seed must be an integer and yaw, pitch, psi numbers ({err}).") from None
         panel = q.get("panel", "image")
         check_seed(seed)
-        if not (abs(yaw) <= K.MAX_ANGLE and abs(pitch) <= K.MAX_ANGLE):  # NaN fails this too
-            raise BadRequest(f"yaw and pitch must be finite radians of at most {K.MAX_ANGLE:g} either way.")
+        if not (is_camera_angle(yaw) and is_camera_angle(pitch)):
+            raise BadRequest(f"yaw and pitch must be {ANGLE_RULE}.")
         check_psi(psi)
         if panel not in PANELS:
             raise BadRequest(f"panel must be one of {', '.join(PANELS)}, got {panel!r}.")

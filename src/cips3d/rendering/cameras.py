@@ -97,6 +97,15 @@ def sample_pose_angles(
     return yaw, clamp_pitch(pitch)
 
 
+ANGLE_RULE = f"finite radians of at most {K.MAX_ANGLE:g} either way"
+"""What a yaw or pitch must be, as every refusal of one words it."""
+
+
+def is_camera_angle(value: float) -> bool:
+    """Whether a yaw or pitch (radians) is finite and at most MAX_ANGLE either way; NaN is not."""
+    return abs(value) <= K.MAX_ANGLE
+
+
 def clamp_pitch(pitch: torch.Tensor) -> torch.Tensor:
     """Keep the pitch off the poles, where the look-at frame with up = +y is undefined."""
     return pitch.clamp(K.PITCH_CLAMP_EPS, math.pi - K.PITCH_CLAMP_EPS)
@@ -225,9 +234,7 @@ class Camera:
         yaw_t, pitch_t = yaw_t.reshape(-1), pitch_t.reshape(-1)
         for t in (yaw_t, pitch_t):
             if t.device.type == "cpu" and not bool((t.abs() <= K.MAX_ANGLE).all().item()):  # NaN fails too
-                raise ConfigError(
-                    f"camera angles must be finite radians of at most {K.MAX_ANGLE:g} either way."
-                )
+                raise ConfigError(f"camera angles must be {ANGLE_RULE}.")
         n = max(yaw_t.numel(), pitch_t.numel()) if batch is None else batch
         if n < 1 or any(t.numel() not in (1, n) for t in (yaw_t, pitch_t)):
             raise ConfigError(

@@ -179,6 +179,15 @@ def prune_snapshots(root: str | os.PathLike, keep: int, protect: set[str]) -> li
 RUN_RECORD = "run.json"  # beside snapshots/: the dataset a run trains on and its config, for --resume
 
 
+def run_options(
+    max_steps: int | None, fid_images: int, inception: str | os.PathLike | None, **more: Any
+) -> dict[str, Any]:
+    """The "options" of run.json: how this run was started, which a resume keeps unless told otherwise
+    (`recorded_options` reads them back). `more`: what only one trainer has (tf32, init)."""
+    inception = str(Path(inception).resolve()) if inception else None
+    return {"max_steps": max_steps, "fid": fid_images or None, "inception": inception, **more}
+
+
 def write_run_record(
     run_dir: str | os.PathLike,
     data: str | os.PathLike,

@@ -54,6 +54,7 @@ from cips3d.training.snapshot import (
     resolve_snapshot,
     restore_rng,
     resume_data,
+    run_options,
     snapshot_name,
     write_run_record,
     write_snapshot,
@@ -231,14 +232,7 @@ class Trainer:
             total = min(total, self.options.max_steps)
         if world.is_main:
             o = self.options
-            inception = o.inception and str(Path(o.inception).resolve())
-            options = {
-                "max_steps": o.max_steps,
-                "tf32": o.tf32,
-                "fid": o.fid_images or None,
-                "inception": inception,
-                "init": self.started_from,
-            }
+            options = run_options(o.max_steps, o.fid_images, o.inception, tf32=o.tf32, init=self.started_from)
             write_run_record(self.run_dir, self.data, self.config.to_dict(), dataset, options)
             monitor = Monitor(self.run_dir / "logs", total, self.state.global_step, self.options.progress)
         else:

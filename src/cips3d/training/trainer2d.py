@@ -55,6 +55,7 @@ from cips3d.training.snapshot import (
     load_snapshot,
     prune_snapshots,
     restore_rng,
+    run_options,
     snapshot_name,
     write_run_record,
     write_snapshot,
@@ -288,8 +289,7 @@ class Trainer2D:
         returns; a second Ctrl-C aborts."""
         deadline = None if minutes is None else time.monotonic() + minutes * 60
         if self.world.is_main:  # what a resume reads its dataset's path from (first: it makes the folder)
-            inception = self.inception and str(Path(self.inception).resolve())
-            options = {"max_steps": max_steps, "fid": self.fid_images or None, "inception": inception}
+            options = run_options(max_steps, self.fid_images, self.inception)
             write_run_record(self.run_dir, self.data, self.config.to_dict(), self.dataset, options)
         # Rank 0 writes TensorBoard logs and snapshot lines whether or not its progress bar is shown.
         monitor = (Monitor(self.run_dir / "logs", max_steps, self.state.global_step, self.progress)
