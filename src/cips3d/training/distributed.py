@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -161,19 +162,25 @@ def join(world: World, device: torch.device) -> None:
         raise UserError(f"cannot join the training job's process group ({first_line(err)}).") from err
 
 
+_GLOO_DESTRUCTOR_HOLDS_GIL = torch.__version__ < "2.8"  # pytorch/pytorch#154976, in 2.8
+GLOO_SETTLE_SECONDS = 0.2  # far more than freeing a few tensors takes; paid once, at the end of a run
+
+
 def leave(world: World, together: bool = False) -> None:
     """Leave the process group `join` made. `together` (every process finished its work normally):
     wait for the others first, so that none tears its connections down while a peer still uses them
     (gloo then aborts that peer: seen once under load at the end of a run); after a failure no peer
     may come, so leave at once.
 
-    The barrier also keeps PyTorch before 2.8 from hanging here: its gloo group's destructor holds the
-    GIL while it joins worker threads that may still be freeing the last collective's tensors, which
-    needs the GIL (pytorch/pytorch#154976; seen with torch 2.4.1 when leaving right after a collective).
-    Leaving at once after a failure keeps that small risk on those versions."""
+    PyTorch before 2.8 destroys a gloo group holding the GIL while it joins the group's worker threads,
+    which may still be freeing the last collectives' tensors, and that needs the GIL: a deadlock
+    (pytorch/pytorch#154976; with torch 2.4.1 a quarter of two-process runs hung at the end). There
+    the GIL is first let go for a moment (a sleep) so the workers finish."""
     if world.distributed and dist.is_initialized():
         if together:
             dist.barrier()
+        if _GLOO_DESTRUCTOR_HOLDS_GIL and dist.get_backend() == "gloo":
+            time.sleep(GLOO_SETTLE_SECONDS)
         dist.destroy_process_group()
 
 
