@@ -3,6 +3,8 @@ faces from noise (same-distribution faces score far lower)."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -21,6 +23,15 @@ def extractor():
 def test_the_weights_file_is_the_expected_one(extractor):
     assert extractor.sha1 == DEFAULT_SHA1 == file_sha1(extractor.path)
     assert extractor.path.name == "default_1.pt" and extractor.path.stat().st_size == 87_335_461
+
+
+def test_loading_the_default_network_says_nothing_of_torchscript_s_deprecation():
+    """torch 2.15 warns that `torch.jit.load` is deprecated: the shipped FID network is TorchScript,
+    which a user of `cips3d metrics` can do nothing about."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        InceptionExtractor.load()
+    assert not [w for w in seen if "jit" in str(w.message)], [str(w.message) for w in seen]
 
 
 def test_features_have_the_standard_shape(extractor):

@@ -80,6 +80,7 @@ def _load_network(weights: Path, device: str | torch.device) -> tuple[torch.nn.M
     try:
         with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.x, but this file is one
             warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)  # torch 2.15: "`torch.jit.load` is deprecated"
             return torch.jit.load(str(weights), map_location=device).eval(), TORCHSCRIPT
     except Exception as err:  # not a TorchScript archive, or a broken one
         raise UserError(
