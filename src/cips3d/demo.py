@@ -22,7 +22,7 @@ import torch
 
 from cips3d.config import RenderConfig
 from cips3d.data.synth import cameras_path, render_scenes, sample_scenes, write_synth_dataset
-from cips3d.inference.inversion import InversionConfig, fit_panels, invert
+from cips3d.inference.inversion import InversionConfig, fit_panels, invert, target_scale_known
 from cips3d.inference.trajectories import yaw as yaw_trajectory
 from cips3d.inference.video import video_frames
 from cips3d.io.files import atomic_write
@@ -106,7 +106,8 @@ def _inversion(G: Generator3D, outdir: Path, progress: bool) -> tuple[dict[str, 
     target = rgb * 2 - 1
     perceptual = load_perceptual() if "fid" in _metric_names() else None  # the Inception weights
     config = InversionConfig(steps=INVERSION_STEPS, size=DATA_SIZE, perceptual=0.1 if perceptual else 0.0)
-    result = invert(G, target, config, perceptual=perceptual)
+    with target_scale_known():  # a render mapped from [0, 1] just above
+        result = invert(G, target, config, perceptual=perceptual)
     render = RenderConfig(img_size=DATA_SIZE, deterministic=True)
     files = {"inversion.png": save_png(fit_panels(target, result.output, render), outdir / "inversion.png")}
     sweep = RenderConfig(img_size=2 * DATA_SIZE, deterministic=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from cips3d.errors import CheckpointError, ConfigError
 from cips3d.inference.inversion import (
     InversionConfig,
     descend,
+    image_to_target,
     invert,
     learning_rate_scale,
     load_inversion,
@@ -25,6 +27,7 @@ from cips3d.inference.inversion import (
     save_inversion,
     search_camera,
     search_grid,
+    target_scale_known,
 )
 from cips3d.rendering.cameras import Camera
 from tests.cli.helpers import run
@@ -253,6 +256,19 @@ def test_a_target_on_another_scale_is_refused(tiny_G):
         invert(tiny_G, photo, InversionConfig(size=16, steps=1))
     with pytest.raises(ConfigError, match="NaN or infinite"):
         invert(tiny_G, torch.full((1, 3, 16, 16), float("nan")), InversionConfig(size=16, steps=1))
+    with pytest.warns(
+        UserWarning, match=r"run from 0.* to 0.9.*if it is on the \[0, 1\] scale, give x \* 2 - 1"
+    ):
+        invert(tiny_G, torch.rand(1, 3, 16, 16), InversionConfig(size=16, steps=1))  # torchvision's scale
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the [-1, 1] scale passes without a word
+        invert(tiny_G, torch.rand(1, 3, 16, 16) * 2 - 1, InversionConfig(size=16, steps=1))
+        with target_scale_known():  # and so does an all-bright photo that image_to_target mapped
+            invert(
+                tiny_G,
+                image_to_target(np.full((16, 16, 3), 200, np.uint8)),
+                InversionConfig(size=16, steps=1),
+            )
 
 
 def test_a_diverging_fit_stops_before_anything_is_saved():

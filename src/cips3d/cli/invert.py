@@ -35,6 +35,7 @@ from cips3d.inference.inversion import (
     image_to_target,
     invert,
     save_inversion,
+    target_scale_known,
 )
 from cips3d.inference.trajectories import make_trajectory
 from cips3d.inference.video import video_frames
@@ -197,7 +198,8 @@ def _fit(G, target: torch.Tensor, config: InversionConfig, perceptual, desc: str
         bar.set_postfix(loss=f"{loss:.4g}")
 
     try:
-        return invert(G, target, config, on_step=on_step, perceptual=perceptual)
+        with target_scale_known():  # image_to_target mapped the photo's 8-bit pixels
+            return invert(G, target, config, on_step=on_step, perceptual=perceptual)
     finally:
         bar.close()
 

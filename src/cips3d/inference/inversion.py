@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -360,13 +362,33 @@ def save_inversion(result: Inversion, path: str | Path, extra: dict | None = Non
 def check_target_range(target: torch.Tensor) -> None:
     """A target must be finite and on the [-1, 1] scale (8-bit pixels as x / 127.5 - 1): one given as
     8-bit values (none negative, some above 2) would be fitted as a white image without a word. Renders
-    used as targets may overshoot [-1, 1] (no final tanh), so that alone is not refused."""
+    used as targets may overshoot [-1, 1] (no final tanh), so that alone is not refused. One in [0, 1]
+    (PIL/torchvision's float scale) is warned of: it would be fitted as a washed-out image, though a
+    very bright photo on the right scale can look the same, so it is not refused."""
     if not torch.isfinite(target).all():
         raise ConfigError("the target image holds NaN or infinite values.")
     low, high = target.min().item(), target.max().item()
     if low >= 0 and high > 2:
         raise ConfigError(f"the target image must be on the [-1, 1] scale (8-bit pixels as x / 127.5 - 1); "
                           f"its values run from {low:g} to {high:g}, as 8-bit pixels do.")  # fmt: skip
+    if low >= 0 and high <= 1:
+        warnings.warn(
+            f"the target image's values run from {low:g} to {high:g}: {UNIT_SCALE_WARNING} give x * 2 - 1 "
+            "(invert fits images on the [-1, 1] scale, where this one is all bright).",
+            stacklevel=3,
+        )
+
+
+UNIT_SCALE_WARNING = "if it is on the [0, 1] scale,"
+
+
+@contextmanager
+def target_scale_known() -> Iterator[None]:
+    """For callers that mapped 8-bit pixels to [-1, 1] themselves (`image_to_target`): an all-bright
+    photo is then what it is, not a [0, 1] image, and `invert` does not warn of it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=f".*{re.escape(UNIT_SCALE_WARNING)}")
+        yield
 
 
 def load_inversion(path: str | Path, G: Generator3D | None = None) -> Inversion:
