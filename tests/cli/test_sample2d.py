@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -101,10 +102,13 @@ def test_invert2d_fits_a_photo_and_renders_it_larger(capsys, tmp_path, run_dir, 
     assert Image.open(out / "reconstruction.png").size == (64, 32)  # target | fit
     assert Image.open(out / "larger.png").size == (64, 64) and "larger.png is 64x64" in text
     assert "enlarged" not in err  # the blobs are at the training size
-    Image.new("RGB", (4, 4), (200, 30, 30)).save(tmp_path / "tiny.png")
-    code, _, err = run(capsys, *common[:3], "--steps", "1", "--image", str(tmp_path / "tiny.png"),
-                       "--outdir", str(tmp_path / "t"), "--quiet")  # fmt: skip
+    Image.new("RGB", (4, 4), (200, 220, 240)).save(tmp_path / "tiny.png")  # all bright: [0, 1] on [-1, 1]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        code, _, err = run(capsys, *common[:3], "--steps", "1", "--image", str(tmp_path / "tiny.png"),
+                           "--outdir", str(tmp_path / "t"), "--quiet")  # fmt: skip
     assert code == 0 and f"cips3d invert2d: note: {tmp_path / 'tiny.png'} is 4x4 px, so it is enlarged" in err
+    assert not [w for w in seen if "[0, 1] scale" in str(w.message)]  # the command mapped its pixels
     code, _, err = run(capsys, *common[:3], "--image", str(blob_folder), "--outdir", str(tmp_path / "f"))
     assert code == 2 and "is a folder; invert2d fits one photo at a time" in err
     G = load_generator2d(run_dir)

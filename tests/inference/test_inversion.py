@@ -174,15 +174,18 @@ def test_the_styles_file_round_trips_and_is_checked_against_the_model(tiny_G, tm
 
 
 def test_cips3d_invert_writes_the_fit_and_a_video(capsys, tmp_path):
-    photo = np.zeros((20, 30, 3), np.uint8)
-    photo[5:15, 10:20] = (200, 120, 80)
+    photo = np.full((20, 30, 3), 130, np.uint8)  # all bright: its [-1, 1] values lie in [0, 1]
+    photo[5:15, 10:20] = (200, 220, 180)
     Image.fromarray(photo).save(tmp_path / "photo.png")
     out = tmp_path / "out"
-    code, stdout, err = run(
-        capsys, "invert", "--preset", "tiny", "--image", str(tmp_path / "photo.png"), "--size", "8",
-        "--steps", "3", "--video", "--frames", "3", "--device", "cpu", "--quiet", "--outdir", str(out),
-    )  # fmt: skip
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        code, stdout, err = run(
+            capsys, "invert", "--preset", "tiny", "--image", str(tmp_path / "photo.png"), "--size", "8",
+            "--steps", "3", "--video", "--frames", "3", "--device", "cpu", "--quiet", "--outdir", str(out),
+        )  # fmt: skip
     assert code == 0, err
+    assert not [w for w in seen if "[0, 1] scale" in str(w.message)]  # the command mapped its pixels
     assert "loss" in stdout and "yaw" in stdout
     assert np.asarray(Image.open(out / "reconstruction.png")).shape == (
         8,

@@ -52,3 +52,5 @@ def test_the_models_own_image_is_found_again(G, target, per_layer):
 def test_a_target_of_another_shape_is_refused(G):
     with pytest.raises(ConfigError, match=r"\[1, 3, 32, 32\]"):
         invert2d(G, torch.zeros(1, 3, 16, 16), Inversion2DConfig(steps=1))
+    with pytest.warns(UserWarning, match=r"if it is on the \[0, 1\] scale, give x \* 2 - 1"):
+        invert2d(G, torch.rand(1, 3, 32, 32), Inversion2DConfig(steps=1))

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from cips3d.cli.common import CHECKPOINT_HELP_2D, finite_float, photo_pixels, positive_int, resolve_device
 from cips3d.data.images import unreadable_reason
 from cips3d.errors import UserError
-from cips3d.inference.inversion import image_to_target
+from cips3d.inference.inversion import image_to_target, target_scale_known
 from cips3d.inference.inversion2d import Inversion2DConfig, invert2d
 from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.io.files import atomic_write
@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         bar.set_postfix(loss=f"{loss:.4g}")
 
     try:
-        result = invert2d(G, target, config, on_step)
+        with target_scale_known():  # the photo's 8-bit pixels were mapped to [-1, 1] here
+            result = invert2d(G, target, config, on_step)
     finally:
         bar.close()
     with torch.no_grad():
