@@ -32,7 +32,7 @@ import torch
 
 import gpu_cases  # beside this script, whose folder is on sys.path when it runs
 from cips3d import Generator3D, PoseConfig, RenderConfig, generator_preset
-from cips3d.fast import bf16_fast, compile_generator, configure_fast_paths, tf32_matmuls
+from cips3d.fast import bf16_fast, compile_generator, configure_fast_paths, ieee_convolutions, tf32_matmuls
 from cips3d.models.discriminator import Discriminator, discriminator_preset
 from cips3d.reference import reference_images
 from cips3d.training.steps import StepRandom, StepSettings, d_step, g_step
@@ -148,7 +148,8 @@ def inference_cases(G: Generator3D, sizes, batches, device, bf16: bool) -> list[
 
 def training_cases(G: Generator3D, D: Discriminator, sizes, device, tf32: bool = False) -> list[Case]:
     """Full training iterations (D step with R1, then G step) at batch 4, full and partial gradients;
-    with `tf32`, also full iterations with TF32 matrix products (`cips3d train --tf32`)."""
+    with `tf32` (CUDA), also full iterations with TF32 matrix products (`cips3d train --tf32`) and with
+    IEEE float32 convolutions (PyTorch's cuDNN default is TF32: what would exact convolutions cost?)."""
     optimizers = {
         "G": torch.optim.Adam(G.parameters(), lr=1e-4, betas=(0.0, 0.999)),
         "D": torch.optim.Adam(D.parameters(), lr=1e-4, betas=(0.0, 0.999)),
@@ -177,6 +178,12 @@ def training_cases(G: Generator3D, D: Discriminator, sizes, device, tf32: bool =
                         step()
 
                 cases.append(Case(f"train {size}px b4", "train", size, 4, "full-tf32", tf32_step))
+
+                def ieee_conv_step(step=step):
+                    with ieee_convolutions():
+                        step()
+
+                cases.append(Case(f"train {size}px b4", "train", size, 4, "full-ieee-conv", ieee_conv_step))
     cases.append(Case("train-G 32px b4", "train", 32, 4, "G only", _g_only_step(G)))
     return cases
 

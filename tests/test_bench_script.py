@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from cips3d.fast import cuda_matmuls_use_tf32
+from cips3d.fast import cuda_matmuls_use_tf32, cudnn_convolutions_use_tf32
 from cips3d.models.discriminator import Discriminator, discriminator_preset
 from tests.conftest import REPO
 
@@ -96,16 +96,20 @@ def test_fused_kernel_cases_are_left_out_where_the_kernel_cannot_run(tiny_G):
         assert path in gpu_cases.FRAME_PATHS and path not in gpu_cases.PLAIN_FRAME_PATHS
 
 
-def test_training_cases_add_a_tf32_iteration_only_when_asked(tiny_G):
+def test_training_cases_add_a_tf32_iteration_only_when_asked(tiny_G, monkeypatch):
     D = Discriminator(discriminator_preset("tiny"), torch.Generator().manual_seed(0))
     plain = bench.training_cases(tiny_G, D, [16], torch.device("cpu"))
     assert [c.path for c in plain] == ["full", "partial", "G only"]
     cases = bench.training_cases(tiny_G, D, [16], torch.device("cpu"), tf32=True)
-    assert [c.path for c in cases] == ["full", "full-tf32", "partial", "G only"]
+    assert [c.path for c in cases] == ["full", "full-tf32", "full-ieee-conv", "partial", "G only"]
     before = [p.detach().clone() for p in D.parameters()]
     cases[1].run()  # a whole D + G iteration inside the TF32 block (a no-op switch on a CPU)
     assert any(not torch.equal(a, b) for a, b in zip(before, D.parameters(), strict=True))
     assert not cuda_matmuls_use_tf32()
+    seen, d_step = [], bench.d_step
+    monkeypatch.setattr(bench, "d_step", lambda *a: (seen.append(cudnn_convolutions_use_tf32()), d_step(*a)))
+    cases[2].run()  # the D step inside the IEEE-convolution block, PyTorch's default after it
+    assert seen == [False] and cudnn_convolutions_use_tf32()
 
 
 def test_the_viewer_latency_script_times_every_frame_and_writes_json(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from cips3d import Camera, Generator3D, RenderConfig, generator_preset
-from cips3d.fast import cuda_matmuls_use_tf32
+from cips3d.fast import cuda_matmuls_use_tf32, ieee_convolutions
 from cips3d.inference.interactive import InteractiveRenderer
 from cips3d.models.discriminator import Discriminator, discriminator_preset
 from cips3d.reference import reference_images
@@ -202,13 +202,8 @@ def test_r1_and_its_parameter_gradients_on_the_gpu_equal_the_cpu(cuda):
         penalty.backward()
         return penalty.cpu(), {n: p.grad.cpu() for n, p in D.named_parameters() if p.grad is not None}
 
-    conv = torch.backends.cudnn.conv
-    previous = conv.fp32_precision
-    conv.fp32_precision = "ieee"
-    try:
+    with ieee_convolutions():  # PyTorch's cuDNN default is TF32
         gpu_penalty, gpu_grads = r1_and_grads(D_gpu, cuda)
-    finally:
-        conv.fp32_precision = previous
     cpu_penalty, cpu_grads = r1_and_grads(D_cpu, torch.device("cpu"))
     assert torch.allclose(gpu_penalty, cpu_penalty, rtol=1e-4)
     assert gpu_grads.keys() == cpu_grads.keys() and len(cpu_grads) > 10

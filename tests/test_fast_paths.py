@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from cips3d import Camera, RenderConfig, RenderDraws, fast
-from cips3d.fast import MAX_RELATIVE_ERROR, configure_fast_paths, cuda_matmuls_use_tf32, tf32_matmuls
+from cips3d.fast import (
+    MAX_RELATIVE_ERROR,
+    configure_fast_paths,
+    cuda_matmuls_use_tf32,
+    cudnn_convolutions_use_tf32,
+    ieee_convolutions,
+    tf32_matmuls,
+)
 from cips3d.nn import FiLMSine, ModulatedLinear
 from cips3d.reference import film, reference_images
 
@@ -167,6 +174,16 @@ def test_tf32_reaches_exactly_the_parts_asked_for(tiny_G, monkeypatch):
         assert seen == [True, True, True]
     # On a CPU, TF32 settings compute in IEEE float32: the same image bit for bit.
     assert torch.equal(plain, field_only.img) and torch.equal(plain, both.img)
+
+
+def test_ieee_convolutions_switch_cudnn_off_tf32_for_the_block_only():
+    assert cudnn_convolutions_use_tf32()  # PyTorch's default for cuDNN convolutions
+    with ieee_convolutions():  # setting the switch needs no GPU
+        assert not cudnn_convolutions_use_tf32()
+    assert cudnn_convolutions_use_tf32()
+    with pytest.raises(RuntimeError), ieee_convolutions():
+        raise RuntimeError("a failing step")
+    assert cudnn_convolutions_use_tf32()
 
 
 def test_tf32_uses_the_legacy_switch_on_pytorch_without_fp32_precision(monkeypatch):

@@ -86,6 +86,37 @@ def tf32_matmuls(enabled: bool, device: torch.device | str) -> Iterator[None]:
         matmul.fp32_precision = previous
 
 
+@contextlib.contextmanager
+def ieee_convolutions() -> Iterator[None]:
+    """Within the block, cuDNN's float32 convolutions compute in IEEE float32; the previous setting is
+    restored on exit. PyTorch's default lets them use TF32 on GPUs that have it (unlike its matrix
+    products), so a run's discriminator convolutions are TF32 unless asked otherwise. On a CPU the
+    switch changes nothing."""
+    cudnn = torch.backends.cudnn
+    conv = getattr(cudnn, "conv", None)
+    if conv is not None and _has_fp32_precision(conv):  # PyTorch 2.9 and later
+        previous, conv.fp32_precision = conv.fp32_precision, "ieee"
+        try:
+            yield
+        finally:
+            conv.fp32_precision = previous
+        return
+    previous, cudnn.allow_tf32 = cudnn.allow_tf32, False
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32 = previous
+
+
+def cudnn_convolutions_use_tf32() -> bool:
+    """Whether cuDNN's float32 convolutions may use TF32 now (whichever switch this PyTorch has)."""
+    cudnn = torch.backends.cudnn
+    conv = getattr(cudnn, "conv", None)
+    if conv is not None and _has_fp32_precision(conv):
+        return conv.fp32_precision == "tf32"
+    return bool(cudnn.allow_tf32)
+
+
 def cuda_matmuls_use_tf32() -> bool:
     """Whether float32 CUDA matrix products use TF32 now, read from whichever switch this PyTorch has."""
     matmul = torch.backends.cuda.matmul
