@@ -229,7 +229,7 @@ def test_processes_leave_together_after_work_and_at_once_after_a_failure(monkeyp
 
 
 @pytest.mark.parametrize("together", [True, False])
-def test_on_pytorch_before_2_8_gloo_gets_the_gil_back_before_the_group_is_destroyed(monkeypatch, together):
+def test_on_older_pytorch_gloo_gets_the_gil_back_before_the_group_is_destroyed(monkeypatch, together):
     """Their gloo destructor holds the GIL while its workers may need it (a hang in a quarter of
     two-process runs with torch 2.4.1; `make test-oldest` runs the real thing): let it go first."""
     calls = []
@@ -243,6 +243,6 @@ def test_on_pytorch_before_2_8_gloo_gets_the_gil_back_before_the_group_is_destro
     waits = [f"sleep {distributed.GLOO_SETTLE_SECONDS}", "destroy"]
     assert calls == (["barrier", *waits] if together else waits)
     calls.clear()
-    monkeypatch.setattr(distributed, "_GLOO_DESTRUCTOR_HOLDS_GIL", False)  # PyTorch 2.8 and later
+    monkeypatch.setattr(distributed, "_GLOO_DESTRUCTOR_HOLDS_GIL", False)  # PyTorch 2.9 and later
     distributed.leave(World(0, 2, 0, 2), together=together)
     assert calls == (["barrier", "destroy"] if together else ["destroy"])

@@ -162,7 +162,8 @@ def join(world: World, device: torch.device) -> None:
         raise UserError(f"cannot join the training job's process group ({first_line(err)}).") from err
 
 
-_GLOO_DESTRUCTOR_HOLDS_GIL = torch.__version__ < "2.8"  # pytorch/pytorch#154976, in 2.8
+# pytorch/pytorch#154976 (merged June 2025, near the 2.8 branch cut): below 2.9, to be safe.
+_GLOO_DESTRUCTOR_HOLDS_GIL = torch.__version__ < "2.9"
 GLOO_SETTLE_SECONDS = 0.2  # far more than freeing a few tensors takes; paid once, at the end of a run
 
 
@@ -172,7 +173,7 @@ def leave(world: World, together: bool = False) -> None:
     (gloo then aborts that peer: seen once under load at the end of a run); after a failure no peer
     may come, so leave at once.
 
-    PyTorch before 2.8 destroys a gloo group holding the GIL while it joins the group's worker threads,
+    Older PyTorch destroys a gloo group holding the GIL while it joins the group's worker threads,
     which may still be freeing the last collectives' tensors, and that needs the GIL: a deadlock
     (pytorch/pytorch#154976; with torch 2.4.1 a quarter of two-process runs hung at the end). There
     the GIL is first let go for a moment (a sleep) so the workers finish."""
