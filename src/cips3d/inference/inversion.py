@@ -371,7 +371,7 @@ def check_target_range(target: torch.Tensor) -> None:
     if low >= 0 and high > 2:
         raise ConfigError(f"the target image must be on the [-1, 1] scale (8-bit pixels as x / 127.5 - 1); "
                           f"its values run from {low:g} to {high:g}, as 8-bit pixels do.")  # fmt: skip
-    if low >= 0 and high <= 1:
+    if 0 <= low < high <= 1:  # a flat image (a constant test target) says nothing of its scale
         warnings.warn(
             f"the target image's values run from {low:g} to {high:g}: {UNIT_SCALE_WARNING} give x * 2 - 1 "
             "(invert fits images on the [-1, 1] scale, where this one is all bright).",
