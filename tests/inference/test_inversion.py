@@ -260,9 +260,10 @@ def test_a_target_on_another_scale_is_refused(tiny_G):
     with pytest.raises(ConfigError, match="NaN or infinite"):
         invert(tiny_G, torch.full((1, 3, 16, 16), float("nan")), InversionConfig(size=16, steps=1))
     with pytest.warns(
-        UserWarning, match=r"run from 0.* to 0.9.*if it is on the \[0, 1\] scale, give x \* 2 - 1"
+        UserWarning, match=r"run from 0.1 to 0.9: if it is on the \[0, 1\] scale, give x \* 2 - 1"
     ):
-        invert(tiny_G, torch.rand(1, 3, 16, 16), InversionConfig(size=16, steps=1))  # torchvision's scale
+        unit = torch.linspace(0.1, 0.9, 3 * 16 * 16).reshape(1, 3, 16, 16)  # torchvision's scale
+        invert(tiny_G, unit, InversionConfig(size=16, steps=1))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the [-1, 1] scale passes without a word
         invert(tiny_G, torch.rand(1, 3, 16, 16) * 2 - 1, InversionConfig(size=16, steps=1))
