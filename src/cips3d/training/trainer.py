@@ -27,7 +27,6 @@ from cips3d.data.images import ImageDataset, to_float
 from cips3d.data.sampler import InfiniteSampler
 from cips3d.errors import CheckpointError, ConfigError, UserError, first_line
 from cips3d.fast import tf32_matmuls
-from cips3d.io.checkpoint import is_run_or_snapshot
 from cips3d.io.images import save_png
 from cips3d.metrics.evaluate import check_fid_count, evaluate
 from cips3d.metrics.inception import InceptionExtractor
@@ -51,7 +50,6 @@ from cips3d.training.snapshot import (
     load_snapshot,
     prune_snapshots,
     recorded_options,
-    resolve_snapshot,
     restore_rng,
     resume_data,
     run_options,
@@ -194,11 +192,9 @@ class Trainer:
         """Start from the weights in `source` (see `cips3d.training.warm_start`); before `run`."""
         if self.state.global_step:
             raise CheckpointError("a resumed run cannot be warm-started from other weights.")
-        loaded = warm_start(source, self.config, self.G, self.G_ema, self.D)
-        # A run goes on training: name the snapshot itself, which stays what this run started from.
-        self.started_from = str(
-            (resolve_snapshot(source) if is_run_or_snapshot(Path(source)) else Path(source)).resolve()
-        )
+        loaded, read_from = warm_start(source, self.config, self.G, self.G_ema, self.D)
+        # A run goes on training: its snapshot, not the run, stays what this run started from.
+        self.started_from = str(read_from.resolve())
         return loaded
 
     @property

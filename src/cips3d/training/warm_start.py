@@ -47,8 +47,9 @@ def _check_generator(G: Generator3D, config: TrainConfig, source: Path) -> None:
 
 def warm_start(
     source: str | Path, config: TrainConfig, G: Generator3D, G_ema: Generator3D, D: Discriminator
-) -> str:
-    """Load weights from `source` into the run's networks in place; returns what was loaded."""
+) -> tuple[str, Path]:
+    """Load weights from `source` into the run's networks in place; returns what was loaded, in words,
+    and the file or folder it was read from (a run's newest snapshot, for a run folder)."""
     source = Path(source)
     if not source.exists():
         raise CheckpointError(f"nothing to start from at {source}.")
@@ -57,14 +58,14 @@ def warm_start(
         _check_generator(loaded, config, source)
         _copy(G, loaded, "generator")
         _copy(G_ema, loaded, "generator")
-        return "G and G_ema from a cips3d generator (D starts fresh)"
+        return "G and G_ema from a cips3d generator (D starts fresh)", source
     if source.is_dir() and any((source / name).is_file() for name in OFFICIAL_FILES):
-        return _official_folder(source, config, G, G_ema, D)
+        return _official_folder(source, config, G, G_ema, D), source
     if source.is_file():
         loaded = generator_from_official(read_official_state_dict(source), config.generator)
         _copy(G, loaded, "generator")
         _copy(G_ema, loaded, "generator")
-        return "G and G_ema from an official generator file (D starts fresh)"
+        return "G and G_ema from an official generator file (D starts fresh)", source
     snap = load_snapshot(source, training_state=False)
     if is_2d_run_config(snap.config):
         raise CheckpointError(
@@ -74,7 +75,7 @@ def warm_start(
         raise CheckpointError(f"{snap.path} was trained with another generator architecture.")
     for module, state, what in ((G, snap.G, "G"), (G_ema, snap.G_ema, "G_ema"), (D, snap.D, "D")):
         _copy(module, state, what)
-    return f"G, G_ema and D from the snapshot {snap.path}"
+    return f"G, G_ema and D from the snapshot {snap.path}", snap.path
 
 
 def _official_folder(source: Path, config: TrainConfig, G, G_ema, D) -> str:
