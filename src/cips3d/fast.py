@@ -68,22 +68,11 @@ def tf32_matmuls(enabled: bool, device: torch.device | str) -> Iterator[None]:
     PyTorch's switch is process-wide, so it is set only for the block. Elsewhere (CPUs, or `enabled`
     False) nothing changes: there are no TF32 units, and products stay IEEE float32.
     """
-    matmul = torch.backends.cuda.matmul
     if not enabled or torch.device(device).type != "cuda":
         yield
         return
-    if not _has_fp32_precision(matmul):  # PyTorch before 2.9: only the legacy switch exists
-        previous, matmul.allow_tf32 = matmul.allow_tf32, True
-        try:
-            yield
-        finally:
-            matmul.allow_tf32 = previous
-        return
-    previous, matmul.fp32_precision = matmul.fp32_precision, "tf32"
-    try:
+    with _switched(_matmul_switch(), tf32=True):
         yield
-    finally:
-        matmul.fp32_precision = previous
 
 
 @contextlib.contextmanager
@@ -92,44 +81,64 @@ def ieee_convolutions() -> Iterator[None]:
     restored on exit. PyTorch's default lets them use TF32 on GPUs that have it (unlike its matrix
     products), so a run's discriminator convolutions are TF32 unless asked otherwise. On a CPU the
     switch changes nothing."""
-    cudnn = torch.backends.cudnn
-    conv = getattr(cudnn, "conv", None)
-    if conv is not None and _has_fp32_precision(conv):  # PyTorch 2.9 and later
-        previous, conv.fp32_precision = conv.fp32_precision, "ieee"
-        try:
-            yield
-        finally:
-            conv.fp32_precision = previous
-        return
-    previous, cudnn.allow_tf32 = cudnn.allow_tf32, False
-    try:
+    with _switched(_convolution_switch(), tf32=False):
         yield
-    finally:
-        cudnn.allow_tf32 = previous
 
 
 def cudnn_convolutions_use_tf32() -> bool:
     """Whether cuDNN's float32 convolutions may use TF32 now (whichever switch this PyTorch has)."""
-    cudnn = torch.backends.cudnn
-    conv = getattr(cudnn, "conv", None)
-    if conv is not None and _has_fp32_precision(conv):
-        return conv.fp32_precision == "tf32"
-    return bool(cudnn.allow_tf32)
+    return _uses_tf32(_convolution_switch())
 
 
 def cuda_matmuls_use_tf32() -> bool:
     """Whether float32 CUDA matrix products use TF32 now, read from whichever switch this PyTorch has."""
+    return _uses_tf32(_matmul_switch())
+
+
+# A TF32 switch: (object, attribute, its TF32 value, its IEEE value). PyTorch 2.9 added a per-backend
+# `fp32_precision`; before it only `allow_tf32` exists. Mixing the two is an error in 2.9 and later, so
+# only one of them is ever used.
+_Switch = tuple[object, str, object, object]
+
+
+def _switch(per_backend: object | None, legacy: object) -> _Switch:
+    if per_backend is not None and _has_fp32_precision(per_backend):
+        return per_backend, "fp32_precision", "tf32", "ieee"
+    return legacy, "allow_tf32", True, False
+
+
+def _matmul_switch() -> _Switch:
     matmul = torch.backends.cuda.matmul
-    if _has_fp32_precision(matmul):
-        return matmul.fp32_precision == "tf32"
-    return bool(matmul.allow_tf32)
+    return _switch(matmul, matmul)
 
 
-def _has_fp32_precision(matmul) -> bool:
-    """Whether this PyTorch has the per-backend precision switch (mixing it with `allow_tf32` is an
-    error in PyTorch 2.9 and later, so only one of the two is ever used)."""
+def _convolution_switch() -> _Switch:
+    cudnn = torch.backends.cudnn
+    return _switch(getattr(cudnn, "conv", None), cudnn)
+
+
+@contextlib.contextmanager
+def _switched(switch: _Switch, tf32: bool) -> Iterator[None]:
+    """The switch set to TF32 (or IEEE) for the block, its previous value restored after it: PyTorch's
+    switches are process-wide."""
+    owner, attribute, on, off = switch
+    previous = getattr(owner, attribute)
+    setattr(owner, attribute, on if tf32 else off)
     try:
-        matmul.fp32_precision  # noqa: B018 - probing the attribute
+        yield
+    finally:
+        setattr(owner, attribute, previous)
+
+
+def _uses_tf32(switch: _Switch) -> bool:
+    owner, attribute, on, _ = switch
+    return getattr(owner, attribute) == on
+
+
+def _has_fp32_precision(backend) -> bool:
+    """Whether this PyTorch has the per-backend precision switch on `backend`."""
+    try:
+        backend.fp32_precision  # noqa: B018 - probing the attribute
     except AttributeError:
         return False
     return True
