@@ -171,19 +171,16 @@ def training_cases(G: Generator3D, D: Discriminator, sizes, device, tf32: bool =
                 g_step(G, D, optimizers["G"], settings, random)
 
             cases.append(Case(f"train {size}px b4", "train", size, 4, mode, step))
-            if tf32 and mode == "full":
+            if not (tf32 and mode == "full"):
+                continue
+            scopes = {"full-tf32": lambda: tf32_matmuls(True, device), "full-ieee-conv": ieee_convolutions}
+            for path, scope in scopes.items():
 
-                def tf32_step(step=step):
-                    with tf32_matmuls(True, device):
+                def scoped_step(step=step, scope=scope):
+                    with scope():
                         step()
 
-                cases.append(Case(f"train {size}px b4", "train", size, 4, "full-tf32", tf32_step))
-
-                def ieee_conv_step(step=step):
-                    with ieee_convolutions():
-                        step()
-
-                cases.append(Case(f"train {size}px b4", "train", size, 4, "full-ieee-conv", ieee_conv_step))
+                cases.append(Case(f"train {size}px b4", "train", size, 4, path, scoped_step))
     cases.append(Case("train-G 32px b4", "train", 32, 4, "G only", _g_only_step(G)))
     return cases
 
