@@ -65,11 +65,13 @@ def plain_fields(config: Any) -> None:
             object.__setattr__(config, f.name, float(value))
 
 
-def _positive_int(value: Any, name: str) -> None:
+def whole_count(value: Any, name: str) -> int:
+    """`value` as an int; a `ConfigError` naming `name` unless it is a whole number of 1 or more
+    (numpy's integers included). The one rule for batch sizes, chunk sizes, widths and intervals."""
     _require(
-        isinstance(value, int) and not isinstance(value, bool) and value > 0,
-        f"{name} must be a positive integer, got {value!r}.",
+        is_whole_number(value) and value >= 1, f"{name} must be a whole number of 1 or more, got {value!r}."
     )
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ class MappingConfig:
 
     def __post_init__(self) -> None:
         for name in ("z_dim", "hidden_dim", "num_layers"):
-            _positive_int(getattr(self, name), f"mapping {name}")
+            whole_count(getattr(self, name), f"mapping {name}")
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ class NerfFieldConfig:
 
     def __post_init__(self) -> None:
         for name in ("hidden_dim", "hidden_layers", "feature_dim", "style_dim", "in_dim"):
-            _positive_int(getattr(self, name), f"nerf {name}")
+            whole_count(getattr(self, name), f"nerf {name}")
         _require(self.hidden_dim >= 2, "nerf hidden_dim must be at least 2 (the colour layer has half).")
 
 
@@ -123,8 +125,8 @@ class InrConfig:
     """Width of each INR style vector (equals the INR mapping width)."""
 
     def __post_init__(self) -> None:
-        _positive_int(self.hidden_dim, "inr hidden_dim")
-        _positive_int(self.style_dim, "inr style_dim")
+        whole_count(self.hidden_dim, "inr hidden_dim")
+        whole_count(self.style_dim, "inr style_dim")
 
 
 @dataclass(frozen=True)
@@ -351,9 +353,9 @@ class RenderConfig:
             f"nerf_noise must be >= 0, got {self.nerf_noise}.",
         )
         if self.chunk_rows not in (None, "auto"):
-            _positive_int(self.chunk_rows, "chunk_rows")
+            whole_count(self.chunk_rows, "chunk_rows")
         if self.grad_rays is not None:
-            _positive_int(self.grad_rays, "grad_rays")
+            whole_count(self.grad_rays, "grad_rays")
         _require(
             self.precision in ("float32", "tf32", "bf16"),
             f"precision must be float32, tf32 or bf16, not {self.precision!r}.",

@@ -49,13 +49,6 @@ def check_generators(generator: GeneratorArg, batch: int) -> None:
         raise ConfigError(f"got {len(generator)} generators for {batch} images; give one per image.")
 
 
-def check_latent_rows(batch: object) -> int:
-    """`batch`, the rows of latents to draw, as an int; a `ConfigError` unless it is a whole number >= 1."""
-    if not is_whole_number(batch) or batch < 1:
-        raise ConfigError(f"a batch of latents needs a whole number of 1 or more rows, got {batch!r}.")
-    return int(batch)
-
-
 def generators_for_seeds(seeds: Iterable[int], device: str = "cpu") -> list[torch.Generator]:
     """One generator per seed: image i depends only on seeds[i], whatever the batch it is rendered in.
     Seeds are whole numbers from 0 to MAX_SEED (torch would wrap -1 to 2**64 - 1 and 1.5 to 1)."""

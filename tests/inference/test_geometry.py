@@ -102,7 +102,7 @@ def test_a_surface_cut_by_the_box_is_closed_at_the_box():
 
 def test_density_grid_is_the_clamped_field_whatever_the_chunk(tiny_G):
     styles = styles_for_seeds(tiny_G, [3])
-    small = density_grid(tiny_G, styles, resolution=10, chunk=77)
+    small = density_grid(tiny_G, styles, resolution=10, chunk=np.int64(77))  # numpy's integers count
     whole = density_grid(tiny_G, styles, resolution=10, chunk=10**6)
     # equal up to float rounding (matmul blocking depends on the number of points per call)
     assert torch.allclose(small.sigma, whole.sigma, atol=1e-6) and small.sigma.shape == (10, 10, 10)
@@ -116,6 +116,11 @@ def test_density_grid_is_the_clamped_field_whatever_the_chunk(tiny_G):
     assert (small.sigma >= 0).all() and (small.sigma == 0).any()  # the relu clamp acted
     latents = tiny_G.sample_latents(1, torch.Generator().manual_seed(3))  # latents work like styles
     assert torch.allclose(density_grid(tiny_G, latents, resolution=10).sigma, whole.sigma, atol=1e-6)
+    for wrong in (0, 7.5):
+        with pytest.raises(
+            ConfigError, match=f"^the chunk size must be a whole number of 1 or more, got {wrong}.$"
+        ):
+            density_grid(tiny_G, styles, resolution=10, chunk=wrong)
 
 
 def test_generator_mesh_is_coloured_by_the_aux_head(tiny_G):

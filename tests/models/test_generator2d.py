@@ -140,5 +140,8 @@ def test_chunks_of_pixels_render_the_same_image(tiny2d, z, coords):
         quiet = G.synthesis(w, grid, chunk_pixels=37)
     assert whole.shape == chunked.shape and (quiet - whole).abs().max() > 1e-2
     torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=1e-6)
-    with pytest.raises(ConfigError, match="chunk_pixels must be positive"):
-        G.synthesis(w, grid, chunk_pixels=0)
+    for wrong in (0, 2.5):
+        with pytest.raises(
+            ConfigError, match=f"chunk_pixels must be a whole number of 1 or more, got {wrong}"
+        ):
+            G.synthesis(w, grid, chunk_pixels=wrong)

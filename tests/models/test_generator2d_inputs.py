@@ -40,7 +40,7 @@ def test_a_float64_model_renders_its_own_latents_like_the_float32_one(G2):
         ),
         (lambda G: G([0.0] * G.config.style_dim), "z must be a torch.Tensor, got list"),
         (lambda G: G.synthesis(torch.randn(1, 5)), "w must be [B, D] or [B, "),
-        (lambda G: G.sample_latents(0), "a whole number of 1 or more rows"),
+        (lambda G: G.sample_latents(0), "the number of latents must be a whole number of 1 or more"),
         (lambda G: G.mean_style(num_samples=0), "num_samples and batch of 1 or more"),
         (
             lambda G: G.truncate(torch.zeros(1, 4), 2.0, torch.zeros(1, 4)),

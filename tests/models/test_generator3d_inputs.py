@@ -45,7 +45,7 @@ def test_latents_come_in_the_models_dtype_and_a_seed_gives_the_same_ones(tiny_G)
 @pytest.mark.parametrize(
     "call, words",
     [
-        (lambda G: G.sample_latents(0), "a whole number of 1 or more rows, got 0"),
+        (lambda G: G.sample_latents(0), "the number of latents must be a whole number of 1 or more, got 0"),
         (lambda G: G.sample_latents(4, generators_for_seeds([1, 2])), "got 2 generators for 4 images"),
         (lambda G: G.sample_latents(2, 5), "generator must be a torch.Generator or a list of them, got int"),
         (lambda G: G.update_truncation_mean(num_samples=0), "num_samples and batch of 1 or more"),

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
+from cips3d.errors import ConfigError
 from cips3d.training.config import TRAIN_PRESETS, TrainConfig, preset_name, train_preset
 
 
@@ -24,3 +26,15 @@ def test_a_config_of_its_own_has_no_preset_name():
     assert preset_name(config.with_stages(config.stages[:1])) is None
     longer = dataclasses.replace(config.stages[0], steps=config.stages[0].steps + 1)
     assert preset_name(config.with_stages((longer, *config.stages[1:]))) is None
+
+
+def test_counts_and_intervals_are_whole_numbers_of_one_or_more():
+    config = train_preset("tiny")
+    for wrong in (0, 2.5, True):
+        with pytest.raises(
+            ConfigError, match=f"^snapshot_every must be a whole number of 1 or more, got {wrong}"
+        ):
+            dataclasses.replace(config, snapshot_every=wrong)
+    assert (
+        type(dataclasses.replace(config, snapshot_every=np.int64(3)).snapshot_every) is int
+    )  # JSON can save it

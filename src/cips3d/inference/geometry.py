@@ -22,6 +22,7 @@ import torch
 from torch.nn import functional as F
 
 from cips3d import constants as K
+from cips3d.config import whole_count
 from cips3d.errors import ConfigError
 from cips3d.io.files import atomic_write
 from cips3d.io.images import to_uint8
@@ -134,8 +135,7 @@ def _check_grid_args(resolution: int, bound: float, chunk: int) -> None:
         raise ConfigError(f"the grid resolution must be an integer >= {MIN_RESOLUTION}, got {resolution!r}.")
     if not (math.isfinite(bound) and bound > 0):
         raise ConfigError(f"the grid bound must be a positive number, got {bound}.")
-    if not isinstance(chunk, int) or chunk < 1:
-        raise ConfigError(f"the chunk size must be a positive integer, got {chunk!r}.")
+    whole_count(chunk, "the chunk size")
 
 
 @torch.no_grad()

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from cips3d import constants as K
-from cips3d.config import PoseConfig, RenderConfig
+from cips3d.config import PoseConfig, RenderConfig, whole_count
 from cips3d.errors import ConfigError
-from cips3d.inference.sample import SampleBatch, check_batch_size
+from cips3d.inference.sample import SampleBatch
 from cips3d.io.images import make_grid
 from cips3d.models.generator3d import Generator3D
 from cips3d.outputs import Styles
@@ -98,7 +98,7 @@ def render_views(
     """
     if any(s.shape[0] != 1 for s in styles.values()):
         raise ValueError("render_views renders one object: give styles of batch size 1.")
-    batch_size = check_batch_size(batch_size)
+    batch_size = whole_count(batch_size, "batch_size")
     if generators is not None and len(generators) != camera.batch:
         raise ValueError(f"got {len(generators)} generators for {camera.batch} views.")
     parts = []

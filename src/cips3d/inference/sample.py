@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cips3d.config import PoseConfig, RenderConfig, is_whole_number
+from cips3d.config import PoseConfig, RenderConfig, whole_count
 from cips3d.errors import ConfigError
 from cips3d.models.generator3d import Generator3D
 from cips3d.outputs import GeneratorOutput
@@ -50,14 +50,6 @@ def parse_seeds(text: str, unique: bool = True) -> list[int]:
     return list(dict.fromkeys(seeds)) if unique else seeds
 
 
-def check_batch_size(batch_size: object) -> int:
-    """`batch_size` (images rendered together) as an int; a `ConfigError` unless it is a whole number
-    >= 1 (numpy's integers included, as `check_latent_rows` takes them)."""
-    if not is_whole_number(batch_size) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a whole number of 1 or more, got {batch_size!r}.")
-    return int(batch_size)
-
-
 @torch.no_grad()
 def sample_seeds(
     G: Generator3D,
@@ -70,7 +62,7 @@ def sample_seeds(
 ) -> Iterator[SampleBatch]:
     """Yield batches of renders. Each seed's generator draws, in order: z_nerf, z_inr, the camera
     (when `pose` is random), then the render draws, so an image depends only on its seed."""
-    batch_size = check_batch_size(batch_size)
+    batch_size = whole_count(batch_size, "batch_size")
     for start in range(0, len(seeds), batch_size):
         batch = list(seeds[start : start + batch_size])
         generators = generators_for_seeds(batch)

@@ -22,14 +22,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from cips3d import constants as K
-from cips3d.config import check_psi
+from cips3d.config import check_psi, whole_count
 from cips3d.config_2d import FOURIER_INIT, MAPPING_LR_MUL, Cips2DConfig
 from cips3d.errors import ConfigError
 from cips3d.models.coordinates import cylinder_grid, plane_grid
 from cips3d.models.mapping import pixel_norm
 from cips3d.nn.equalized import EqualLinear
 from cips3d.nn.styled import StyledFC, ToRGB, WidthSkip
-from cips3d.seeding import check_latent_rows
 
 NoiseMode = Literal["random", "none"]
 CHUNK_PIXELS = 65_536
@@ -195,7 +194,9 @@ class Generator2D(nn.Module):
     def sample_latents(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """z [B, style_dim] ~ N(0, I), drawn on the CPU from `generator` in float32 (the same on any
         device), in the model's dtype."""
-        z = torch.randn(check_latent_rows(batch), self.config.style_dim, generator=generator)
+        z = torch.randn(
+            whole_count(batch, "the number of latents"), self.config.style_dim, generator=generator
+        )
         return z.to(self.device, self.dtype)
 
     @torch.no_grad()
@@ -247,8 +248,7 @@ class Generator2D(nn.Module):
         """
         if noise not in ("random", "none"):
             raise ConfigError(f"noise must be 'random' or 'none', got {noise!r}.")
-        if chunk_pixels < 1:
-            raise ConfigError(f"chunk_pixels must be positive, got {chunk_pixels}.")
+        chunk_pixels = whole_count(chunk_pixels, "chunk_pixels")
         self._check_input(w, "w", (2, 3))
         b = w.shape[0]
         styles = self._per_layer(w)

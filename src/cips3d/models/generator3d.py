@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from cips3d import constants as K
-from cips3d.config import GeneratorConfig, PoseConfig, RenderConfig, check_psi
+from cips3d.config import GeneratorConfig, PoseConfig, RenderConfig, check_psi, whole_count
 from cips3d.errors import ConfigError
 from cips3d.fast import tf32_matmuls
 from cips3d.models.inr_decoder import InrDecoder, InrModulation, inr_style_names
@@ -38,7 +38,7 @@ from cips3d.rendering.volume import (
     render_rays,
     resolve_chunk_rows,
 )
-from cips3d.seeding import GeneratorArg, check_generators, check_latent_rows, draw_batch
+from cips3d.seeding import GeneratorArg, check_generators, draw_batch
 from cips3d.words import counted
 
 
@@ -105,7 +105,7 @@ class Generator3D(nn.Module):
     def sample_latents(self, batch: int, generator: GeneratorArg = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(z_nerf [B, 256], z_inr [B, 512]) ~ N(0, I) in the model's dtype (drawn in float32, so a seed
         gives the same latents to every model); with a list of B generators, one row each."""
-        batch = check_latent_rows(batch)
+        batch = whole_count(batch, "the number of latents")
         check_generators(generator, batch)
         dims = (self.config.nerf_mapping.z_dim, self.config.inr_mapping.z_dim)
         if generator is None or isinstance(generator, torch.Generator):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from cips3d import constants as K
-from cips3d.config import GeneratorConfig, PoseConfig, generator_preset
+from cips3d.config import GeneratorConfig, PoseConfig, generator_preset, whole_count
 from cips3d.errors import ConfigError
 from cips3d.models.discriminator import discriminator_preset
 
@@ -136,10 +136,7 @@ class TrainConfig:
             "log_every",
             "max_bad_steps",
         ):
-            value = getattr(self, key)
-            _require(
-                isinstance(value, int) and value > 0, f"{key} must be a positive integer, got {value!r}."
-            )
+            object.__setattr__(self, key, whole_count(getattr(self, key), key))  # numpy's become int
         _require(0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1), got {self.ema_decay}.")
         _require(self.grad_clip > 0 and self.r1_gamma >= 0, "grad_clip must be > 0 and r1_gamma >= 0.")
 
