@@ -62,6 +62,27 @@ def test_each_view_renders_as_sample_renders_that_seed_and_pose(tiny_G):
     assert not torch.allclose(views.img[0], views.img[1], atol=1e-3)  # the views do differ
 
 
+def test_render_views_takes_one_generator_for_all_views_and_names_wrong_ones(tiny_G):
+    styles, yaws = styles_for_seeds(tiny_G, [4]), [1.3, HALF_PI, 1.8]
+
+    def views(generators, batch_size=2):
+        return render_multiview(
+            tiny_G, styles, yaws, [HALF_PI], RENDER, generators=generators, batch_size=batch_size
+        )
+
+    one = views(torch.Generator().manual_seed(5))
+    assert torch.equal(one.img, views(torch.Generator().manual_seed(5)).img)  # reproducible
+    assert not torch.allclose(one.img, views(torch.Generator().manual_seed(6)).img, atol=1e-3)
+    for wrong, words in (
+        (seed_generators(tiny_G, 4, 2), "got 2 generators for 3 images"),
+        (7, "generator must be a torch.Generator or a list of them, got int"),
+    ):
+        with pytest.raises(ConfigError, match=words):
+            views(wrong)
+    with pytest.raises(ConfigError, match="renders one object: give styles of batch size 1"):
+        render_multiview(tiny_G, styles_for_seeds(tiny_G, [1, 2]), yaws, [HALF_PI], RENDER)
+
+
 def test_mirror_pair_is_yaw_144_and_170(tiny_G):
     pair = render_mirror_pair(
         tiny_G, styles_for_seeds(tiny_G, [2]), RENDER, generators=seed_generators(tiny_G, 2, 2)

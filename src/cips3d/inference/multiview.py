@@ -27,7 +27,7 @@ from cips3d.io.images import make_grid
 from cips3d.models.generator3d import Generator3D
 from cips3d.outputs import Styles
 from cips3d.rendering.cameras import Camera
-from cips3d.seeding import generators_for_seeds
+from cips3d.seeding import GeneratorArg, check_generators, generators_for_seeds
 
 MIRROR_YAWS = (1.44, 1.70)
 """The training previews' symmetry pair, about pi/2 -+ 0.13: a face should look mirrored."""
@@ -88,24 +88,24 @@ def render_views(
     camera: Camera,
     render: RenderConfig,
     *,
-    generators: Sequence[torch.Generator] | None = None,
+    generators: GeneratorArg = None,
     batch_size: int = 8,
 ) -> Views:
     """Render one object (styles of batch 1) from each of the V cameras, `batch_size` at a time.
 
-    `generators` (one per view) give the render randomness; without them it comes from torch's
-    default generator (render deterministically for reproducible views).
+    `generators` give the render randomness: one per view (a view then does not depend on
+    `batch_size`), one for all views, or None for torch's default generator (render
+    deterministically for reproducible views).
     """
     if any(s.shape[0] != 1 for s in styles.values()):
-        raise ValueError("render_views renders one object: give styles of batch size 1.")
+        raise ConfigError("render_views renders one object: give styles of batch size 1.")
     batch_size = whole_count(batch_size, "batch_size")
-    if generators is not None and len(generators) != camera.batch:
-        raise ValueError(f"got {len(generators)} generators for {camera.batch} views.")
+    check_generators(generators, camera.batch)
     parts = []
     for start in range(0, camera.batch, batch_size):
         index = list(range(start, min(start + batch_size, camera.batch)))
         batch = {k: v.expand(len(index), *v.shape[1:]) for k, v in styles.items()}
-        gens = None if generators is None else [generators[i] for i in index]
+        gens = generators if not isinstance(generators, Sequence) else [generators[i] for i in index]
         out = G.synthesis(batch, camera.select(index), render, generator=gens)
         parts.append((out.img, out.aux_img, out.depth))
     img, aux, depth = (torch.cat(p) for p in zip(*parts, strict=True))
@@ -119,7 +119,7 @@ def render_multiview(
     pitches: Sequence[float],
     render: RenderConfig,
     *,
-    generators: Sequence[torch.Generator] | None = None,
+    generators: GeneratorArg = None,
     batch_size: int = 8,
 ) -> Views:
     """One object at N yaws x M pitches (radians): V = M * N views, pitch-major (see `grid_cameras`)."""
@@ -139,7 +139,7 @@ def render_mirror_pair(
     render: RenderConfig,
     *,
     pitch: float = K.PITCH_MEAN,
-    generators: Sequence[torch.Generator] | None = None,
+    generators: GeneratorArg = None,
 ) -> Views:
     """The object at yaw 1.44 and 1.70 (two views, in that order): a symmetric face mirrors itself."""
     return render_multiview(G, styles, MIRROR_YAWS, [pitch], render, generators=generators)
