@@ -254,7 +254,7 @@ def test_cips3d_invert_fits_every_image_of_a_folder_and_skips_broken_ones(capsys
 
 
 def test_a_target_on_another_scale_is_refused(tiny_G):
-    photo = torch.rand(1, 3, 16, 16) * 255  # 8-bit values, not mapped to [-1, 1]
+    photo = torch.linspace(0, 255, 3 * 16 * 16).reshape(1, 3, 16, 16)  # 8-bit values, not mapped to [-1, 1]
     with pytest.raises(ConfigError, match="must be on the \\[-1, 1\\] scale .* run from 0.* to 25.*as 8-bit"):
         invert(tiny_G, photo, InversionConfig(size=16, steps=1))
     with pytest.raises(ConfigError, match="NaN or infinite"):
