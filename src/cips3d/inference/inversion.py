@@ -36,7 +36,7 @@ from torch.nn import functional as F
 
 from cips3d import constants as K
 from cips3d.config import RenderConfig, plain_fields
-from cips3d.errors import CheckpointError, ConfigError, first_line
+from cips3d.errors import CheckpointError, ConfigError, error_gist
 from cips3d.inference.video import compose_frame
 from cips3d.io.files import atomic_write
 from cips3d.io.images import to_uint8
@@ -402,9 +402,7 @@ def load_inversion(path: str | Path, G: Generator3D | None = None) -> Inversion:
             tensors = {name: f.get_tensor(name) for name in f.keys()}
         meta = json.loads(metadata.get("meta", "{}"))
     except Exception as err:
-        raise CheckpointError(
-            f"{path} cannot be read as inverted styles ({type(err).__name__}: {first_line(err, 120)})."
-        ) from err
+        raise CheckpointError(f"{path} cannot be read as inverted styles ({error_gist(err, 160)}).") from err
     if metadata.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a file of inverted styles (cips3d invert writes them).")
     if G is not None:

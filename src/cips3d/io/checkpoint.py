@@ -23,7 +23,7 @@ from cips3d.config_2d import is_2d_run_config
 from cips3d.convert.official import OURS_ONLY, check_keys, from_official, official_shapes, to_official
 from cips3d.convert.official_2d import holds_official_cips2d
 from cips3d.devices import usable_device
-from cips3d.errors import CheckpointError, ConfigError, first_line
+from cips3d.errors import CheckpointError, ConfigError, first_sentence
 from cips3d.io.files import atomic_write
 from cips3d.models.generator3d import Generator3D
 
@@ -176,7 +176,7 @@ def _why(path: Path, err: Exception) -> str:
         return f"it holds a {found.group(1)} object, and cips3d loads tensors only, never code"
     if "WeightsUnpickler error" in message:
         return "its pickle is damaged or holds more than tensors"
-    return first_line(err)
+    return first_sentence(err)
 
 
 def plain_state_dict(content: Any, path: str | os.PathLike) -> dict[str, torch.Tensor]:

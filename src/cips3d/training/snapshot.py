@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from cips3d.config_2d import is_2d_run_config
 from cips3d.data.images import ImageDataset
-from cips3d.errors import CheckpointError, ConfigError, UserError, first_line
+from cips3d.errors import CheckpointError, ConfigError, UserError, error_gist, first_line
 from cips3d.io.files import atomic_write
 
 FORMAT = "cips3d.training-snapshot"
@@ -307,7 +307,7 @@ def snapshot_config(path: str | os.PathLike) -> dict[str, Any]:
         config = json.loads((snapshot / "state.json").read_text())["config"]
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise CheckpointError(
-            f"the snapshot {snapshot} cannot be read ({type(err).__name__}: {err})"
+            f"the snapshot {snapshot} cannot be read ({error_gist(err)})"
             + _earlier_snapshot_advice(snapshot)
             + "."
         ) from err
@@ -384,7 +384,7 @@ def training_state_problem(path: str | os.PathLike) -> str | None:
     try:
         _training_state(snapshot, mmap=True)
     except Exception as err:  # a missing, truncated or foreign file
-        return f"{type(err).__name__}: {first_line(err, 200)}"
+        return error_gist(err)
     return None
 
 
@@ -403,7 +403,7 @@ def load_snapshot(path: str | os.PathLike, training_state: bool = True) -> Snaps
     except CheckpointError:
         raise
     except Exception as err:  # unreadable json, truncated tensors, missing files, unknown fields
-        why = f"the snapshot {path} cannot be read ({type(err).__name__}: {err})"
+        why = f"the snapshot {path} cannot be read ({error_gist(err)})"
         raise CheckpointError(why + _earlier_snapshot_advice(path) + ".") from err
     return Snapshot(
         path, state, meta["config"], weights["G"], weights["G_ema"], weights["D"], optimizers, rng
