@@ -184,9 +184,11 @@ def test_recorded_options_are_checked_and_can_be_turned_off(capsys, tmp_path, bl
                "--tf32",
                *TINY_3D)[0] == 0  # fmt: skip
     record = json.loads((out / "run.json").read_text())
-    (out / "run.json").write_text(json.dumps(record | {"options": record["options"] | {"max_steps": "10"}}))
-    code, _, err = run(capsys, "train", "--resume", str(out), "--quiet")
-    assert code == 2 and "run.json records --max-steps '10', which no run takes; give --max-steps" in err
+    for name, value in (("max_steps", "10"), ("max_steps", 0), ("fid", 1), ("fid", 2.5)):
+        (out / "run.json").write_text(json.dumps(record | {"options": record["options"] | {name: value}}))
+        code, _, err = run(capsys, "train", "--resume", str(out), "--quiet")
+        flag = "--" + name.replace("_", "-")
+        assert code == 2 and f"run.json records {flag} {value!r}, which no run takes; give {flag}" in err
     (out / "run.json").write_text(json.dumps(record))
     code, text, err = run(capsys, "train", "--resume", str(out), "--max-steps", "2", "--no-tf32", "--quiet")
     assert code == 0 and "--tf32" not in text, err

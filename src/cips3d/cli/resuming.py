@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from cips3d.cli.common import fid_images, positive_int
 from cips3d.config import is_whole_number
 from cips3d.errors import UserError
 from cips3d.training.snapshot import recorded_options, require_newest_snapshot
@@ -37,7 +38,9 @@ def keep_run_options(args: argparse.Namespace, run_dir: Path, names: tuple[str, 
     recorded, kept = recorded_options(run_dir), []
     for name in names:
         value, flag = recorded.get(name), "--" + name.replace("_", "-")
-        if getattr(args, name) is not None or value in (None, False):
+        if getattr(args, name) is not None or value is None or value is False:
+            continue
+        if name == "fid" and value == 0:  # the run was last run with --fid 0: FID stays off
             continue
         if name == "inception" and getattr(args, "fid", None) == 0:  # FID turned off: no network needed
             continue
@@ -53,12 +56,16 @@ def keep_run_options(args: argparse.Namespace, run_dir: Path, names: tuple[str, 
 
 
 def _valid_option(name: str, value: Any) -> bool:
-    """Whether a recorded option has a value its flag could have given."""
+    """Whether a recorded option has a value its flag could have given (judged by the flag's own type)."""
     if name == "tf32":
         return value is True
     if name == "inception":
         return isinstance(value, str)
-    return is_whole_number(value) and value >= (2 if name == "fid" else 1)
+    flag_type = {"fid": fid_images, "max_steps": positive_int}[name]
+    try:
+        return is_whole_number(value) and flag_type(str(value)) == value
+    except argparse.ArgumentTypeError:
+        return False
 
 
 def shown(value: Any) -> str:
