@@ -16,7 +16,7 @@ OLDEST_PYTHON ?= python3.10
 OLDEST_VENV := .venv-torch2.4
 OLDEST_SPEC := torch==2.4.1 "numpy<2"
 
-.PHONY: demo test test-slow test-oldest lint bench clean
+.PHONY: demo test test-slow test-oldest test-browser lint bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+# The viewers' pages in headless Chromium (Debian's package: installed here when missing, as root).
+test-browser: $(STAMP)
+	command -v chromium > /dev/null || (apt-get update -q && apt-get install -y -q chromium)
+	$(PY) -m pytest -q -m browser
 
 test-oldest:
 	test -x $(OLDEST_VENV)/bin/python || $(OLDEST_PYTHON) -m venv $(OLDEST_VENV)

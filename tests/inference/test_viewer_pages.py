@@ -1,0 +1,164 @@
+"""Both viewers' pages in a real (headless) Chromium: the page's script asks for frames and shows them, and
+dragging, the wheel, the buttons, the panel and the seed box ask the server for what they should.
+Kept out of the default run by the `browser` marker (`make test-browser` installs Chromium and runs
+them); selected without Chromium they fail, never skip."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+import time
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+import torch
+
+from cips3d.config import RenderConfig
+from cips3d.config_2d import cips2d_preset
+from cips3d.inference.web_viewer import make_server, serve_in_thread
+from cips3d.inference.web_viewer2d import make_server2d
+from cips3d.models.generator2d import Generator2D
+from tests.inference.headless_browser import Page
+
+pytestmark = pytest.mark.browser
+
+HALF_PI = math.pi / 2
+STATUS = "document.getElementById('status').textContent"
+
+
+class FrameLog:
+    """The query of every /frame request a server answered, in order (read from the handler)."""
+
+    def __init__(self, server) -> None:
+        self.queries: list[dict[str, str]] = []
+        self._lock = threading.Lock()
+        log, handler = self, server.RequestHandlerClass
+
+        class Logged(handler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                url = urlparse(self.path)
+                if url.path == "/frame":
+                    with log._lock:
+                        log.queries.append({k: v[0] for k, v in parse_qs(url.query).items()})
+                super().do_GET()
+
+        server.RequestHandlerClass = Logged
+
+    def wait_for(self, wanted: dict[str, float | str], timeout: float = 20.0) -> dict[str, str]:
+        """The first frame request (from now on or already made) whose values match `wanted`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                for query in self.queries:
+                    if all(_same(query.get(k), v) for k, v in wanted.items()):
+                        return query
+            time.sleep(0.05)
+        raise AssertionError(f"no frame request with {wanted}; the last ones: {self.queries[-3:]}")
+
+    def clear(self) -> None:
+        with self._lock:
+            self.queries.clear()
+
+
+def _same(given: str | None, wanted: float | str) -> bool:
+    if given is None:
+        return False
+    if isinstance(wanted, str):
+        return given == wanted
+    return math.isclose(float(given), wanted, abs_tol=1e-6)
+
+
+def serving(server):
+    stop = serve_in_thread(server)
+    return f"http://127.0.0.1:{server.server_address[1]}/", stop
+
+
+def shown_pixels(page: Page) -> list[int]:
+    """The RGBA bytes of the frame the page shows, read back through a canvas."""
+    return page.evaluate(
+        "(() => { const img = document.getElementById('frame'), c = document.createElement('canvas');"
+        " c.width = img.naturalWidth; c.height = img.naturalHeight; const g = c.getContext('2d');"
+        " g.drawImage(img, 0, 0); return Array.from(g.getImageData(0, 0, c.width, c.height).data); })()"
+    )
+
+
+def test_the_3d_page_turns_the_camera_and_changes_seed_panel_and_psi(tiny_G):
+    server = make_server(tiny_G, RenderConfig(img_size=16, deterministic=True), port=0)
+    log = FrameLog(server)
+    url, stop = serving(server)
+    try:
+        with Page(url) as page:
+            page.wait_for(f"{STATUS}.startsWith('yaw 1.57  pitch 1.57  render')")
+            log.wait_for({"seed": "0", "yaw": HALF_PI, "pitch": HALF_PI, "panel": "image", "psi": 1.0})
+            assert page.evaluate("document.getElementById('frame').naturalWidth") == 16
+            front = shown_pixels(page)
+
+            width = page.evaluate("document.getElementById('frame').clientWidth")
+            assert width == 512  # the page's CSS: drags are in screen pixels, 0.005 rad each
+            page.drag("frame", 100, 0)  # right: the camera turns to smaller yaw
+            log.wait_for({"yaw": HALF_PI - 0.5, "pitch": HALF_PI})
+            page.wait_for(f"{STATUS}.startsWith('yaw 1.07  pitch 1.57')")
+            page.drag("frame", 0, -60)  # up: larger pitch
+            log.wait_for({"yaw": HALF_PI - 0.5, "pitch": HALF_PI + 0.3})
+            page.wait_for(f"{STATUS}.startsWith('yaw 1.07  pitch 1.87')")
+            assert shown_pixels(page) != front  # the new frame is shown
+
+            page.click("next")
+            log.wait_for({"seed": "1", "yaw": HALF_PI - 0.5})
+            page.click("prev")
+            log.wait_for({"seed": "0", "yaw": HALF_PI - 0.5})
+            page.click("reset")
+            log.wait_for({"yaw": HALF_PI, "pitch": HALF_PI})
+            page.evaluate("(() => { const p = document.getElementById('panel'); p.value = 'depth';"
+                          " p.dispatchEvent(new Event('input')); })()")  # fmt: skip
+            log.wait_for({"panel": "depth"})
+            page.evaluate("(() => { const p = document.getElementById('psi'); p.value = '0.5';"
+                          " p.dispatchEvent(new Event('input')); })()")  # fmt: skip
+            log.wait_for({"panel": "depth", "psi": 0.5})
+
+            log.clear()
+            page.click("spin")  # the turntable: yaw keeps changing by itself
+            page.wait_for("document.getElementById('spin').checked")
+            deadline = time.monotonic() + 20
+            while len({q["yaw"] for q in log.queries}) < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len({q["yaw"] for q in log.queries}) >= 3, log.queries
+
+            page.click("spin")
+            page.evaluate("(() => { const s = document.getElementById('seed'); s.value = '-1';"
+                          " s.dispatchEvent(new Event('input')); })()")  # fmt: skip
+            page.wait_for(f"{STATUS}.startsWith('seed must be')")  # the server's refusal, shown
+    finally:
+        stop()
+
+
+def test_the_2d_page_moves_and_zooms_the_window():
+    G = Generator2D(dataclasses.replace(cips2d_preset("cips-tiny")), torch.Generator().manual_seed(0)).eval()
+    server = make_server2d(G, height=16, port=0)
+    log = FrameLog(server)
+    url, stop = serving(server)
+    try:
+        with Page(url) as page:
+            page.wait_for(f"{STATUS}.startsWith('x 0.000  y 0.000  zoom 1.00  render')")
+            log.wait_for({"seed": "0", "x": 0.0, "y": 0.0, "zoom": 1.0})
+            assert page.evaluate("document.getElementById('frame').naturalHeight") == 16
+
+            shown = page.evaluate("[document.getElementById('frame').clientWidth,"
+                                  " document.getElementById('frame').clientHeight]")  # fmt: skip
+            page.drag("frame", 40, -20)  # the window moves against the drag: 2 / zoom per shown width
+            x, y = -40 * 2 / shown[0], 20 * 2 / shown[1]
+            log.wait_for({"x": x, "y": y, "zoom": 1.0})
+
+            page.click("in")
+            log.wait_for({"x": x, "y": y, "zoom": 1.5})
+            page.click("out")
+            log.wait_for({"zoom": 1.0})
+            page.wheel("frame", -100)  # wheel up zooms in by exp(0.2)
+            log.wait_for({"zoom": math.exp(0.2)})
+            page.click("next")
+            log.wait_for({"seed": "1", "zoom": math.exp(0.2)})
+            page.click("reset")
+            log.wait_for({"seed": "1", "x": 0.0, "y": 0.0, "zoom": 1.0})
+    finally:
+        stop()
