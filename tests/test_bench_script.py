@@ -121,6 +121,10 @@ def test_the_viewer_latency_script_times_every_frame_and_writes_json(tmp_path):
     s = result["summary"]
     assert 0 < s["render_ms_median"] <= s["round_trip_ms_median"] and s["frames_per_second"] > 0
     assert s["encode_ms_median"] >= 0 and result["setting"] == "float32, jpeg"
+    assert s["throughput_fps"] > 0
+    two = viewer_latency.main(["--preset", "tiny", "--size", "8", "--frames", "4", "--in-flight", "2",
+                               "--out", str(out)])  # fmt: skip
+    assert len(two["frames"]) == 4 and two["setting"] == "float32, jpeg, 2 in flight"
     queries = viewer_latency.orbit_queries(4, seed=2, image_format="png")
     assert len(set(queries)) == 4 and all(
         q.startswith("seed=2&") and q.endswith("format=png") for q in queries
