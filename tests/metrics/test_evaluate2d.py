@@ -14,6 +14,7 @@ from cips3d.config_2d import cips2d_preset
 from cips3d.errors import UserError
 from cips3d.io.images import save_png
 from cips3d.metrics.evaluate import evaluate_2d, generated_images_2d
+from cips3d.metrics.inception import CONVERTED, InceptionExtractor
 from cips3d.models.generator2d import Generator2D
 
 
@@ -110,6 +111,11 @@ def test_real_statistics_are_cached_for_exactly_these_pixels(tmp_path, extractor
     again = evaluate_2d(G, data, ["fid"], num_images=6, extractor=extractor)
     assert not first["protocol"]["real_stats_cached"] and again["protocol"]["real_stats_cached"]
     assert again["metrics"]["fid"] == first["metrics"]["fid"]
+    loaded = InceptionExtractor.load(extractor)  # the same file run another way is another protocol
+    other_way = dataclasses.replace(loaded, network=CONVERTED)
+    assert not evaluate_2d(G, data, ["fid"], num_images=6, extractor=other_way)["protocol"][
+        "real_stats_cached"
+    ]
     # Files replaced in place, the folder's time put back: its size and time are as they were.
     folder_time = data.stat().st_mtime_ns
     write_samples(model(1), data)

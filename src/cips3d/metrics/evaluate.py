@@ -112,8 +112,9 @@ def _to_float(images: torch.Tensor) -> torch.Tensor:
 def _inception_scores(extractor, reals, fakes, which, record, progress: bool) -> dict[str, float]:
     # Keyed on the pixels themselves: a folder whose files were replaced in place keeps its size and
     # time, so a key on the path would serve the old images' statistics.
+    # And on the network: one file runs as TorchScript or, converted, in FIDInceptionV3 (1e-4 apart).
     key = stats_key(pixels=pixels_digest(reals), shape=list(reals.shape), reading=record["real"],
-                    extractor=extractor.sha1)  # fmt: skip
+                    extractor=extractor.sha1, network=extractor.network)  # fmt: skip
     cached = load_cached_stats(key)
     if cached is None:
         with _bar(progress, reals.shape[0], "Inception, real images") as on_images:
