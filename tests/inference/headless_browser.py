@@ -40,7 +40,7 @@ class Page:
     send real mouse events. Use as a context manager (the browser quits at its end)."""
 
     def __init__(self, url: str, size: tuple[int, int] = (900, 800)) -> None:
-        self._profile = tempfile.TemporaryDirectory(prefix="cips3d-chromium-")
+        self._profile = tempfile.mkdtemp(prefix="cips3d-chromium-")
         to_browser_r, self._to_browser = os.pipe()
         self._from_browser, from_browser_w = os.pipe()
 
@@ -48,7 +48,7 @@ class Page:
         # preexec_fn: the viewer's server threads run in this process; dash cannot name fds above 9).
         self._process = subprocess.Popen(
             [sys.executable, "-c", TRAMPOLINE, str(to_browser_r), str(from_browser_w), chromium_path(),
-             *FLAGS, f"--user-data-dir={self._profile.name}", f"--window-size={size[0]},{size[1]}",
+             *FLAGS, f"--user-data-dir={self._profile}", f"--window-size={size[0]},{size[1]}",
              "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             pass_fds=(to_browser_r, from_browser_w),
@@ -64,11 +64,20 @@ class Page:
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._process.kill()
-        self._process.wait()
+        try:  # a browser told to close takes its renderer processes with it; a killed one may not at once
+            self._call("Browser.close", browser_level=True, timeout=5.0)
+            self._process.wait(timeout=10)
+        except (AssertionError, OSError, subprocess.TimeoutExpired):
+            self._process.kill()
+            self._process.wait()
         os.close(self._to_browser)
         os.close(self._from_browser)
-        self._profile.cleanup()
+        shutil.rmtree(self._profile, ignore_errors=True)
+
+    def save_downloads_to(self, folder: str | os.PathLike) -> None:
+        """Let the page download files, into `folder` (headless Chromium refuses downloads otherwise)."""
+        self._call("Browser.setDownloadBehavior", browser_level=True, behavior="allow",
+                   downloadPath=str(folder))  # fmt: skip
 
     def evaluate(self, expression: str) -> Any:
         """The value of a JavaScript expression (awaited when it is a promise)."""
@@ -119,10 +128,10 @@ class Page:
         self._call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", buttons=buttons,
                    clickCount=1)  # fmt: skip
 
-    def _call(self, method: str, timeout: float = 30.0, **params: Any) -> dict:
+    def _call(self, method: str, timeout: float = 30.0, browser_level: bool = False, **params: Any) -> dict:
         self._next_id += 1
         message = {"id": self._next_id, "method": method, "params": params}
-        if self._session is not None:
+        if self._session is not None and not browser_level:
             message["sessionId"] = self._session
         os.write(self._to_browser, json.dumps(message).encode() + b"\0")
         deadline = time.monotonic() + timeout

@@ -6,20 +6,29 @@ them); selected without Chromium they fail, never skip."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
+import os
 import threading
 import time
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from cips3d.config import RenderConfig
 from cips3d.config_2d import cips2d_preset
+from cips3d.inference.video import seed_styles
 from cips3d.inference.web_viewer import make_server, serve_in_thread
 from cips3d.inference.web_viewer2d import make_server2d
+from cips3d.io.images import to_uint8
 from cips3d.models.generator2d import Generator2D
+from cips3d.rendering.cameras import Camera
 from tests.inference.headless_browser import Page
+from tests.inference.http_client import get
 
 pytestmark = pytest.mark.browser
 
@@ -74,6 +83,15 @@ def serving(server):
     return f"http://127.0.0.1:{server.server_address[1]}/", stop
 
 
+def wait_for_file(path: Path, timeout: float = 20.0) -> Path:
+    """`path` once the browser has finished writing it (it writes a .crdownload first, then renames)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path.exists(), f"no {path.name} downloaded; the folder holds {sorted(os.listdir(path.parent))}"
+    return path
+
+
 def shown_pixels(page: Page) -> list[int]:
     """The RGBA bytes of the frame the page shows, read back through a canvas."""
     return page.evaluate(
@@ -83,8 +101,9 @@ def shown_pixels(page: Page) -> list[int]:
     )
 
 
-def test_the_3d_page_turns_the_camera_and_changes_seed_panel_and_psi(tiny_G):
-    server = make_server(tiny_G, RenderConfig(img_size=16, deterministic=True), port=0)
+def test_the_3d_page_turns_the_camera_changes_seed_panel_and_psi_and_saves(tiny_G, tmp_path):
+    render = RenderConfig(img_size=16, deterministic=True)
+    server = make_server(tiny_G, render, port=0)
     log = FrameLog(server)
     url, stop = serving(server)
     try:
@@ -126,6 +145,21 @@ def test_the_3d_page_turns_the_camera_and_changes_seed_panel_and_psi(tiny_G):
             assert len({q["yaw"] for q in log.queries}) >= 3, log.queries
 
             page.click("spin")
+            page.save_downloads_to(tmp_path)  # "save png": the view, lossless, named after its settings
+            page.click("reset")
+            log.wait_for({"yaw": HALF_PI, "pitch": HALF_PI, "panel": "depth"})
+            page.evaluate("(() => { const p = document.getElementById('panel'); p.value = 'image';"
+                          " p.dispatchEvent(new Event('input')); })()")  # fmt: skip
+            page.click("next")
+            log.wait_for({"seed": "1", "yaw": HALF_PI, "panel": "image", "psi": 0.5})
+            page.click("save")
+            saved = wait_for_file(tmp_path / "seed0001_yaw1.571_pitch1.571_psi0.50.png")
+            styles = tiny_G.truncate(seed_styles(tiny_G, 1)[0], 0.5)
+            with torch.no_grad():
+                direct = tiny_G.synthesis(styles, Camera.from_angles(HALF_PI, HALF_PI), render).img
+            assert np.array_equal(np.asarray(Image.open(saved)), to_uint8(direct[0]))
+            page.wait_for(f"{STATUS} === 'saved seed0001_yaw1.571_pitch1.571_psi0.50.png'")
+
             page.evaluate("(() => { const s = document.getElementById('seed'); s.value = '-1';"
                           " s.dispatchEvent(new Event('input')); })()")  # fmt: skip
             page.wait_for(f"{STATUS}.startsWith('seed must be')")  # the server's refusal, shown
@@ -133,7 +167,7 @@ def test_the_3d_page_turns_the_camera_and_changes_seed_panel_and_psi(tiny_G):
         stop()
 
 
-def test_the_2d_page_moves_and_zooms_the_window():
+def test_the_2d_page_moves_zooms_and_saves_the_window(tmp_path):
     G = Generator2D(dataclasses.replace(cips2d_preset("cips-tiny")), torch.Generator().manual_seed(0)).eval()
     server = make_server2d(G, height=16, port=0)
     log = FrameLog(server)
@@ -160,5 +194,13 @@ def test_the_2d_page_moves_and_zooms_the_window():
             log.wait_for({"seed": "1", "zoom": math.exp(0.2)})
             page.click("reset")
             log.wait_for({"seed": "1", "x": 0.0, "y": 0.0, "zoom": 1.0})
+            page.click("in")
+            log.wait_for({"seed": "1", "zoom": 1.5})
+            page.save_downloads_to(tmp_path)
+            page.click("save")
+            saved = wait_for_file(tmp_path / "seed0001_x0.000_y0.000_zoom1.50_psi1.00.png")
+            _, _, direct = get(url + "frame?seed=1&x=0&y=0&zoom=1.5&psi=1&format=png")
+            assert Image.open(saved).size == Image.open(io.BytesIO(direct)).size
+            assert np.array_equal(np.asarray(Image.open(saved)), np.asarray(Image.open(io.BytesIO(direct))))
     finally:
         stop()

@@ -262,7 +262,22 @@ def serve_in_thread(server: ThreadingHTTPServer) -> Callable[[], None]:
     return stop
 
 
-PAGE = """<!doctype html>
+SAVE_SCRIPT = """
+function download(q, name) {  // the view as a lossless PNG, saved as a file named after its settings
+  fetch('/frame?' + q).then(async r => {
+    if (!r.ok) { status.textContent = await r.text(); return; }
+    const a = document.createElement('a');
+    a.href = URL.createObjectURL(await r.blob()); a.download = name;
+    document.body.appendChild(a); a.click(); a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+    status.textContent = 'saved ' + name;
+  }).catch(e => { status.textContent = 'server unreachable: ' + e; });
+}
+"""
+"""Both viewers' "save png" button: the page's `status` line says what was saved or what went wrong."""
+
+PAGE = (
+    """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>cips3d viewer</title>
 <style>
  body { font-family: system-ui, sans-serif; background: #111; color: #ddd; margin: 0; padding: 16px; }
@@ -282,9 +297,12 @@ PAGE = """<!doctype html>
  <label>psi <input id="psi" type="range" min="0" max="1" step="0.05" value="1"></label>
  <label><input id="spin" type="checkbox"> turn</label>
  <button id="reset">front</button>
+ <button id="save" title="download this view as a lossless PNG">save png</button>
 </div>
 <div class="row"><span id="status"></span></div>
-<script>
+<script>"""
+    + SAVE_SCRIPT
+    + """
 const img = document.getElementById('frame'), status = document.getElementById('status');
 const el = id => document.getElementById(id);
 let yaw = Math.PI / 2, pitch = Math.PI / 2, busy = false, dirty = true, t0 = 0, dragging = null;
@@ -293,12 +311,14 @@ fetch('/info').then(r => r.json()).then(info => {
   if (info.fixed_styles) { el('seed').disabled = el('prev').disabled = el('next').disabled = true; }
   status.textContent = `${info.size} px on ${info.device}`; dirty = true;
 });
+function query(extra) {
+  return new URLSearchParams({seed: el('seed').value || 0, yaw, pitch, panel: el('panel').value,
+                              psi: el('psi').value, ...extra});
+}
 function request() {
   if (busy || !dirty) return;
   busy = true; dirty = false; t0 = performance.now();
-  const q = new URLSearchParams({seed: el('seed').value || 0, yaw, pitch,
-                                 panel: el('panel').value, psi: el('psi').value});
-  fetch('/frame?' + q).then(async r => {
+  fetch('/frame?' + query({})).then(async r => {
     if (!r.ok) { status.textContent = await r.text(); return; }
     const ms = r.headers.get('X-Render-Ms'), blob = await r.blob();
     const old = img.src; img.src = URL.createObjectURL(blob); if (old) URL.revokeObjectURL(old);
@@ -321,6 +341,12 @@ for (const id of ['seed', 'panel', 'psi']) el(id).addEventListener('input', chan
 el('prev').onclick = () => { el('seed').value = Math.max(0, +el('seed').value - 1); changed(); };
 el('next').onclick = () => { el('seed').value = +el('seed').value + 1; changed(); };
 el('reset').onclick = () => { yaw = Math.PI / 2; pitch = Math.PI / 2; changed(); };
+el('save').onclick = () => {
+  const panel = el('panel').value, name = `seed${String(el('seed').value || 0).padStart(4, '0')}` +
+    `_yaw${yaw.toFixed(3)}_pitch${pitch.toFixed(3)}_psi${(+el('psi').value).toFixed(2)}` +
+    (panel === 'image' ? '' : '_' + panel) + '.png';
+  download(query({format: 'png'}), name);
+};
 let phase = 0;
 (function tick() {
   if (el('spin').checked) { phase += 0.03; yaw = Math.PI / 2 + 0.5 * Math.sin(phase); changed(); }
@@ -329,3 +355,4 @@ let phase = 0;
 </script>
 </body></html>
 """
+)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from cips3d.inference.web_viewer import (
+    SAVE_SCRIPT,
     BadRequest,
     check_psi,
     check_seed,
@@ -139,7 +140,8 @@ def make_server2d(
     return http_server(make_handler(source, info, PAGE, WindowRequest.parse), host, port)
 
 
-PAGE = """<!doctype html>
+PAGE = (
+    """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>cips3d 2D viewer</title>
 <style>
  body { font-family: system-ui, sans-serif; background: #111; color: #ddd; margin: 0; padding: 16px; }
@@ -158,9 +160,12 @@ PAGE = """<!doctype html>
  <label>psi <input id="psi" type="range" min="0" max="1" step="0.05" value="1"></label>
  <label><input id="spin" type="checkbox"> move</label>
  <button id="reset">frame</button>
+ <button id="save" title="download this window as a lossless PNG">save png</button>
 </div>
 <div class="row"><span id="status"></span></div>
-<script>
+<script>"""
+    + SAVE_SCRIPT
+    + """
 const img = document.getElementById('frame'), status = document.getElementById('status');
 const el = id => document.getElementById(id);
 let x = 0, y = 0, zoom = 1, maxZoom = 1024, busy = false, dirty = true, t0 = 0, dragging = null;
@@ -171,11 +176,13 @@ fetch('/info').then(r => r.json()).then(info => {
   status.textContent = `${info.height} x ${info.width} px on ${info.device}` +
     (info.panorama ? ' (panorama: drag round)' : ''); dirty = true;
 });
+function query(extra) {
+  return new URLSearchParams({seed: el('seed').value || 0, x, y, zoom, psi: el('psi').value, ...extra});
+}
 function request() {
   if (busy || !dirty) return;
   busy = true; dirty = false; t0 = performance.now();
-  const q = new URLSearchParams({seed: el('seed').value || 0, x, y, zoom, psi: el('psi').value});
-  fetch('/frame?' + q).then(async r => {
+  fetch('/frame?' + query({})).then(async r => {
     if (!r.ok) { status.textContent = await r.text(); return; }
     const ms = r.headers.get('X-Render-Ms'), blob = await r.blob();
     const old = img.src; img.src = URL.createObjectURL(blob); if (old) URL.revokeObjectURL(old);
@@ -204,6 +211,9 @@ el('next').onclick = () => { el('seed').value = +el('seed').value + 1; changed()
 el('in').onclick = () => setZoom(zoom * 1.5);
 el('out').onclick = () => setZoom(zoom / 1.5);
 el('reset').onclick = () => { x = 0; y = 0; zoom = 1; changed(); };
+el('save').onclick = () => download(query({format: 'png'}),
+  `seed${String(el('seed').value || 0).padStart(4, '0')}_x${x.toFixed(3)}_y${y.toFixed(3)}` +
+  `_zoom${zoom.toFixed(2)}_psi${(+el('psi').value).toFixed(2)}.png`);
 (function tick() {
   if (el('spin').checked) { x += 0.01 / zoom; changed(); }
   request(); requestAnimationFrame(tick);
@@ -211,3 +221,4 @@ el('reset').onclick = () => { x = 0; y = 0; zoom = 1; changed(); };
 </script>
 </body></html>
 """
+)
