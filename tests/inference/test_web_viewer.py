@@ -13,6 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
+from cips3d.cli.main import build_parser
+from cips3d.cli.view import sample_command
 from cips3d.config import RenderConfig
 from cips3d.inference import web_viewer
 from cips3d.inference.video import seed_styles
@@ -146,3 +148,26 @@ def test_a_browser_that_drops_its_connection_is_not_an_error(capsys):
     except ValueError:
         server.handle_error(None, ("127.0.0.1", 5))
     assert "ValueError: a real bug" in capsys.readouterr().err  # everything else is still shown
+
+
+@pytest.mark.parametrize(
+    "flags, command",
+    [
+        (["--checkpoint", "runs/my model"], "cips3d sample --checkpoint 'runs/my model'"),
+        (["--preset", "tiny", "--init-seed", "3"], "cips3d sample --preset tiny --init-seed 3"),
+        (
+            ["--checkpoint", "G.pth", "--preset", "ffhq", "--precision", "tf32", "--compile"],
+            "cips3d sample --checkpoint G.pth --preset ffhq --precision tf32 --compile",
+        ),
+    ],  # fmt: skip
+)
+def test_the_page_is_given_the_sample_command_of_its_model_and_render_options(tiny_G, flags, command):
+    args = build_parser().parse_args(["view", *flags, "--device", "cpu"])
+    assert sample_command(args) == command  # the page adds --seeds, --yaw, --pitch, --psi, --size
+    server = make_server(tiny_G, RENDER, port=0, sample_command=command)
+    stop = serve_in_thread(server)
+    try:
+        _, _, body = get(f"http://127.0.0.1:{server.server_address[1]}/info")
+    finally:
+        stop()
+    assert json.loads(body)["sample_command"] == command

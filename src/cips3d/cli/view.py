@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import shlex
 import signal
 import threading
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from http.server import ThreadingHTTPServer
 
 from cips3d import constants as K
 from cips3d.cli.common import (
+    SPEED_DEFAULTS,
     add_model_arguments,
     add_precision_argument,
     checkpoint_generator2d,
@@ -102,8 +104,9 @@ def run(args: argparse.Namespace) -> int:
         fitted = fitted_styles(args, G) if args.styles else None
         styles = fitted.styles if fitted else None
         camera = (fitted.yaw, fitted.pitch) if fitted else (K.YAW_MEAN, K.PITCH_MEAN)  # the photo's own view
+        command = None if fitted else sample_command(args)
         server = _listen(
-            args, lambda: make_server(G, render, args.host, args.port, styles, args.seed, camera)
+            args, lambda: make_server(G, render, args.host, args.port, styles, args.seed, camera, command)
         )
         what = f"{args.size}x{args.size} px"
     previous = None
@@ -120,6 +123,21 @@ def run(args: argparse.Namespace) -> int:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def sample_command(args: argparse.Namespace) -> str:
+    """`cips3d sample` with this view's model and render settings: the page adds the seed, camera, psi
+    and size, so a view found by dragging renders again at any size (exactly, at the view's size)."""
+    words = ["cips3d", "sample"]
+    for flag in ("checkpoint", "preset", "official_config"):
+        if getattr(args, flag) is not None:
+            words += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    if args.checkpoint is None and args.init_seed != 0:
+        words += ["--init-seed", str(args.init_seed)]
+    for name, value in speed_options(args).items():  # as --fast resolved them on this device
+        if value != SPEED_DEFAULTS[name]:
+            words += [f"--{name.replace('_', '-')}", value]
+    return shlex.join([*words, *(["--compile"] if args.compile else [])])
 
 
 def _listen(args: argparse.Namespace, make: Callable[[], ThreadingHTTPServer]) -> ThreadingHTTPServer:

@@ -217,17 +217,21 @@ def make_server(
     styles: Styles | None = None,
     first_seed: int = 0,
     camera: tuple[float, float] = (K.YAW_MEAN, K.PITCH_MEAN),
+    sample_command: str | None = None,
 ) -> ThreadingHTTPServer:
     """A server (not yet serving; call `serve_forever`) of the viewer page and frames of `G`.
 
     `styles` ([1, D] per layer, e.g. from `cips3d invert`) replace the seeds: the seed box then has
     no effect. `camera` (yaw, pitch) is where the page starts (a fitted photo's own camera).
-    `port` 0 picks a free port (`server.server_address` tells which).
+    `sample_command` (`cips3d sample` with the model and render options) is shown under the frame with
+    the view's seed, camera, psi and size added. `port` 0 picks a free port (`server.server_address`
+    tells which).
     """
     source = FrameSource(G, render, styles)
     info = {
         "size": render.img_size, "device": str(G.device), "first_seed": first_seed,
         "fixed_styles": styles is not None, "yaw": camera[0], "pitch": camera[1],
+        "sample_command": sample_command,
     }  # fmt: skip
     return http_server(make_handler(source, info), host, port)
 
@@ -300,14 +304,18 @@ PAGE = (
  <button id="save" title="download this view as a lossless PNG">save png</button>
 </div>
 <div class="row"><span id="status"></span></div>
+<div class="row"><code id="command" title="this view, rendered again (any --size)"></code></div>
 <script>"""
     + SAVE_SCRIPT
     + """
 const img = document.getElementById('frame'), status = document.getElementById('status');
 const el = id => document.getElementById(id);
 let yaw = Math.PI / 2, pitch = Math.PI / 2, busy = false, dirty = true, t0 = 0, dragging = null;
+let command = null, size = 0;
+const rounded = a => Math.round(a * 1e4) / 1e4;  // 4 decimals: the command shown renders this exact view
 fetch('/info').then(r => r.json()).then(info => {
   el('seed').value = info.first_seed; yaw = info.yaw; pitch = info.pitch;
+  command = info.sample_command; size = info.size;
   if (info.fixed_styles) { el('seed').disabled = el('prev').disabled = el('next').disabled = true; }
   status.textContent = `${info.size} px on ${info.device}`; dirty = true;
 });
@@ -324,6 +332,11 @@ function request() {
     const old = img.src; img.src = URL.createObjectURL(blob); if (old) URL.revokeObjectURL(old);
     status.textContent = `yaw ${yaw.toFixed(2)}  pitch ${pitch.toFixed(2)}  render ${ms} ms  ` +
       `round trip ${(performance.now() - t0).toFixed(0)} ms`;
+    if (command) {
+      const q = new URLSearchParams(r.url.split('?')[1]);  // what this frame was rendered with
+      el('command').textContent = `${command} --seeds ${q.get('seed')} --yaw ${q.get('yaw')} ` +
+        `--pitch ${q.get('pitch')} --psi ${q.get('psi')} --deterministic --size ${size}`;
+    }
   }).catch(e => { status.textContent = 'server unreachable: ' + e; })
     .finally(() => { busy = false; });
 }
@@ -334,13 +347,14 @@ img.addEventListener('pointerdown', e => {
 img.addEventListener('pointerup', () => { dragging = null; });
 img.addEventListener('pointermove', e => {
   if (!dragging) return;
-  yaw -= (e.clientX - dragging[0]) * 0.005; pitch -= (e.clientY - dragging[1]) * 0.005;
-  pitch = Math.min(Math.PI - 0.01, Math.max(0.01, pitch)); dragging = [e.clientX, e.clientY]; changed();
+  yaw = rounded(yaw - (e.clientX - dragging[0]) * 0.005);
+  pitch = rounded(Math.min(Math.PI - 0.01, Math.max(0.01, pitch - (e.clientY - dragging[1]) * 0.005)));
+  dragging = [e.clientX, e.clientY]; changed();
 });
 for (const id of ['seed', 'panel', 'psi']) el(id).addEventListener('input', changed);
 el('prev').onclick = () => { el('seed').value = Math.max(0, +el('seed').value - 1); changed(); };
 el('next').onclick = () => { el('seed').value = +el('seed').value + 1; changed(); };
-el('reset').onclick = () => { yaw = Math.PI / 2; pitch = Math.PI / 2; changed(); };
+el('reset').onclick = () => { yaw = rounded(Math.PI / 2); pitch = rounded(Math.PI / 2); changed(); };
 el('save').onclick = () => {
   const panel = el('panel').value, name = `seed${String(el('seed').value || 0).padStart(4, '0')}` +
     `_yaw${yaw.toFixed(3)}_pitch${pitch.toFixed(3)}_psi${(+el('psi').value).toFixed(2)}` +
@@ -349,7 +363,7 @@ el('save').onclick = () => {
 };
 let phase = 0;
 (function tick() {
-  if (el('spin').checked) { phase += 0.03; yaw = Math.PI / 2 + 0.5 * Math.sin(phase); changed(); }
+  if (el('spin').checked) { phase += 0.03; yaw = rounded(Math.PI / 2 + 0.5 * Math.sin(phase)); changed(); }
   request(); requestAnimationFrame(tick);
 })();
 </script>
