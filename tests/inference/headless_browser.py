@@ -120,6 +120,14 @@ class Page:
         self._mouse("mousePressed", x, y, buttons=1)
         self._mouse("mouseReleased", x, y, buttons=0)
 
+    def press(self, key: str) -> None:
+        """A key pressed and released on the page (not in a text box): 'ArrowLeft', '+', ..."""
+        codes = {"ArrowLeft": 37, "ArrowUp": 38, "ArrowRight": 39, "ArrowDown": 40, "+": 187, "-": 189}
+        self.evaluate("document.activeElement && document.activeElement.blur()")
+        for kind in ("keyDown", "keyUp"):
+            self._call("Input.dispatchKeyEvent", type=kind, key=key, windowsVirtualKeyCode=codes[key],
+                       **({"text": key} if len(key) == 1 and kind == "keyDown" else {}))  # fmt: skip
+
     def wheel(self, element_id: str, delta_y: float) -> None:
         x, y = self.centre_of(element_id)
         self._call("Input.dispatchMouseEvent", type="mouseWheel", x=x, y=y, deltaX=0, deltaY=delta_y)

@@ -127,6 +127,14 @@ def test_the_3d_page_turns_the_camera_changes_seed_panel_and_psi_and_saves(tiny_
             page.wait_for(f"{STATUS}.startsWith('yaw 1.07  pitch 1.87')")
             assert shown_pixels(page) != front  # the new frame is shown
 
+            page.press("ArrowLeft")  # the arrow keys turn as a 10-pixel drag does
+            page.press("ArrowLeft")
+            page.press("ArrowDown")
+            log.wait_for({"yaw": HALF_PI - 0.4, "pitch": HALF_PI + 0.25})
+            page.press("ArrowRight")
+            page.press("ArrowRight")
+            page.press("ArrowUp")
+            log.wait_for({"yaw": HALF_PI - 0.5, "pitch": HALF_PI + 0.3})
             page.click("next")
             log.wait_for({"seed": "1", "yaw": HALF_PI - 0.5})
             page.click("prev")
@@ -209,6 +217,15 @@ def test_the_2d_page_moves_zooms_and_saves_the_window(tmp_path):
             page.click("in")
             log.wait_for({"x": x, "y": y, "zoom": 1.5})
             page.click("out")
+            log.wait_for({"zoom": 1.0})
+            page.press("ArrowRight")  # a tenth of the window (2 / zoom wide) per key
+            page.press("ArrowUp")
+            log.wait_for({"x": x + 0.2, "y": y - 0.2, "zoom": 1.0})
+            page.press("+")
+            log.wait_for({"x": x + 0.2, "zoom": 1.5})
+            page.press("ArrowLeft")
+            log.wait_for({"x": x + 0.2 - 0.2 / 1.5, "zoom": 1.5})
+            page.press("-")
             log.wait_for({"zoom": 1.0})
             page.wheel("frame", -100)  # wheel up zooms in by exp(0.2)
             log.wait_for({"zoom": math.exp(0.2)})

@@ -355,6 +355,13 @@ for (const id of ['seed', 'panel', 'psi']) el(id).addEventListener('input', chan
 el('prev').onclick = () => { el('seed').value = Math.max(0, +el('seed').value - 1); changed(); };
 el('next').onclick = () => { el('seed').value = +el('seed').value + 1; changed(); };
 el('reset').onclick = () => { yaw = rounded(Math.PI / 2); pitch = rounded(Math.PI / 2); changed(); };
+const TURN = {ArrowLeft: [0.05, 0], ArrowRight: [-0.05, 0], ArrowUp: [0, 0.05], ArrowDown: [0, -0.05]};
+document.addEventListener('keydown', e => {  // the arrow keys turn as a 10-pixel drag does
+  if (!(e.key in TURN) || ['INPUT', 'SELECT'].includes(e.target.tagName)) return;
+  e.preventDefault();
+  yaw = rounded(yaw + TURN[e.key][0]);
+  pitch = rounded(Math.min(Math.PI - 0.01, Math.max(0.01, pitch + TURN[e.key][1]))); changed();
+});
 el('save').onclick = () => {
   const panel = el('panel').value, name = `seed${String(el('seed').value || 0).padStart(4, '0')}` +
     `_yaw${yaw.toFixed(3)}_pitch${pitch.toFixed(3)}_psi${(+el('psi').value).toFixed(2)}` +

@@ -211,6 +211,15 @@ el('next').onclick = () => { el('seed').value = +el('seed').value + 1; changed()
 el('in').onclick = () => setZoom(zoom * 1.5);
 el('out').onclick = () => setZoom(zoom / 1.5);
 el('reset').onclick = () => { x = 0; y = 0; zoom = 1; changed(); };
+const MOVE = {ArrowLeft: [-0.1, 0], ArrowRight: [0.1, 0], ArrowUp: [0, -0.1], ArrowDown: [0, 0.1]};
+document.addEventListener('keydown', e => {  // arrows move a tenth of the window, + and - zoom
+  if (['INPUT', 'SELECT'].includes(e.target.tagName)) return;
+  if (e.key in MOVE) { x += MOVE[e.key][0] * 2 / zoom; y += MOVE[e.key][1] * 2 / zoom; changed(); }
+  else if (e.key === '+' || e.key === '=') setZoom(zoom * 1.5);
+  else if (e.key === '-') setZoom(zoom / 1.5);
+  else return;
+  e.preventDefault();
+});
 el('save').onclick = () => download(query({format: 'png'}),
   `seed${String(el('seed').value || 0).padStart(4, '0')}_x${x.toFixed(3)}_y${y.toFixed(3)}` +
   `_zoom${zoom.toFixed(2)}_psi${(+el('psi').value).toFixed(2)}.png`);
