@@ -184,6 +184,10 @@ def test_the_3d_page_turns_the_camera_changes_seed_panel_and_psi_and_saves(tiny_
             saved = wait_for_file(tmp_path / "seed0001_yaw1.386_pitch1.686_psi0.50.png")
             words = shlex.split(command)
             assert words[:4] == ["cips3d", "sample", "--checkpoint", str(model)] and "--size" in words
+            assert "--depth" not in words  # the image panel: only the image
+            page.evaluate("(() => { const p = document.getElementById('panel'); p.value = 'depth';"
+                          " p.dispatchEvent(new Event('input')); })()")  # fmt: skip
+            page.wait_for("document.getElementById('command').textContent.endsWith(' --depth')")
             assert (
                 run(capsys, *words[1:], "--outdir", str(tmp_path / "again"), "--quiet", "--no-grid")[0] == 0
             )

@@ -335,7 +335,8 @@ function request() {
     if (command) {
       const q = new URLSearchParams(r.url.split('?')[1]);  // what this frame was rendered with
       el('command').textContent = `${command} --seeds ${q.get('seed')} --yaw ${q.get('yaw')} ` +
-        `--pitch ${q.get('pitch')} --psi ${q.get('psi')} --deterministic --size ${size}`;
+        `--pitch ${q.get('pitch')} --psi ${q.get('psi')} --deterministic --size ${size}` +
+        ({aux: ' --aux', depth: ' --depth'}[q.get('panel')] || '');  // those panels' files too
     }
   }).catch(e => { status.textContent = 'server unreachable: ' + e; })
     .finally(() => { busy = false; });
