@@ -40,7 +40,7 @@ test-slow: $(STAMP)
 # The viewers' pages in headless Chromium (Debian's package: installed here when missing, as root).
 test-browser: $(STAMP)
 	command -v chromium > /dev/null || (apt-get update -q && apt-get install -y -q chromium)
-	$(PY) -m pytest -q -m browser
+	$(PY) -m pytest -q -m browser tests/inference/test_viewer_pages.py
 
 test-oldest:
 	test -x $(OLDEST_VENV)/bin/python || $(OLDEST_PYTHON) -m venv $(OLDEST_VENV)
