@@ -58,12 +58,14 @@ class FrameLog:
         server.RequestHandlerClass = Logged
 
     def wait_for(self, wanted: dict[str, float | str], timeout: float = 20.0) -> dict[str, str]:
-        """The first frame request (from now on or already made) whose values match `wanted`."""
+        """The first frame request since the last one matched whose values match `wanted` (it and those
+        before it are then passed over: a state the page asked for earlier does not count again)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
-                for query in self.queries:
+                for i, query in enumerate(self.queries):
                     if all(_same(query.get(k), v) for k, v in wanted.items()):
+                        del self.queries[: i + 1]
                         return query
             time.sleep(0.05)
         raise AssertionError(f"no frame request with {wanted}; the last ones: {self.queries[-3:]}")
