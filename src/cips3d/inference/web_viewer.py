@@ -267,7 +267,9 @@ def serve_in_thread(server: ThreadingHTTPServer) -> Callable[[], None]:
 
 
 SAVE_SCRIPT = """
-function download(q, name) {  // the view as a lossless PNG, saved as a file named after its settings
+function download(q, middle) {  // the view of query q as a lossless PNG, in a file named after its settings
+  const panel = q.get('panel') && q.get('panel') !== 'image' ? '_' + q.get('panel') : '';
+  const name = `seed${q.get('seed').padStart(4, '0')}_${middle}_psi${(+q.get('psi')).toFixed(2)}${panel}.png`;
   fetch('/frame?' + q).then(async r => {
     if (!r.ok) { status.textContent = await r.text(); return; }
     const a = document.createElement('a');
@@ -326,14 +328,14 @@ function query(extra) {
 function request() {
   if (busy || !dirty) return;
   busy = true; dirty = false; t0 = performance.now();
-  fetch('/frame?' + query({})).then(async r => {
+  const q = query({});  // what this frame is rendered with, for the command shown beside it
+  fetch('/frame?' + q).then(async r => {
     if (!r.ok) { status.textContent = await r.text(); return; }
     const ms = r.headers.get('X-Render-Ms'), blob = await r.blob();
     const old = img.src; img.src = URL.createObjectURL(blob); if (old) URL.revokeObjectURL(old);
     status.textContent = `yaw ${yaw.toFixed(2)}  pitch ${pitch.toFixed(2)}  render ${ms} ms  ` +
       `round trip ${(performance.now() - t0).toFixed(0)} ms`;
     if (command) {
-      const q = new URLSearchParams(r.url.split('?')[1]);  // what this frame was rendered with
       el('command').textContent = `${command} --seeds ${q.get('seed')} --yaw ${q.get('yaw')} ` +
         `--pitch ${q.get('pitch')} --psi ${q.get('psi')} --deterministic --size ${size}` +
         ({aux: ' --aux', depth: ' --depth'}[q.get('panel')] || '');  // those panels' files too
@@ -363,12 +365,7 @@ document.addEventListener('keydown', e => {  // the arrow keys turn as a 10-pixe
   yaw = rounded(yaw + TURN[e.key][0]);
   pitch = rounded(Math.min(Math.PI - 0.01, Math.max(0.01, pitch + TURN[e.key][1]))); changed();
 });
-el('save').onclick = () => {
-  const panel = el('panel').value, name = `seed${String(el('seed').value || 0).padStart(4, '0')}` +
-    `_yaw${yaw.toFixed(3)}_pitch${pitch.toFixed(3)}_psi${(+el('psi').value).toFixed(2)}` +
-    (panel === 'image' ? '' : '_' + panel) + '.png';
-  download(query({format: 'png'}), name);
-};
+el('save').onclick = () => download(query({format: 'png'}), `yaw${yaw.toFixed(3)}_pitch${pitch.toFixed(3)}`);
 let phase = 0;
 (function tick() {
   if (el('spin').checked) { phase += 0.03; yaw = rounded(Math.PI / 2 + 0.5 * Math.sin(phase)); changed(); }

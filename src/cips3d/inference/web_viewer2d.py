@@ -220,9 +220,8 @@ document.addEventListener('keydown', e => {  // arrows move a tenth of the windo
   else return;
   e.preventDefault();
 });
-el('save').onclick = () => download(query({format: 'png'}),
-  `seed${String(el('seed').value || 0).padStart(4, '0')}_x${x.toFixed(3)}_y${y.toFixed(3)}` +
-  `_zoom${zoom.toFixed(2)}_psi${(+el('psi').value).toFixed(2)}.png`);
+el('save').onclick = () =>
+  download(query({format: 'png'}), `x${x.toFixed(3)}_y${y.toFixed(3)}_zoom${zoom.toFixed(2)}`);
 (function tick() {
   if (el('spin').checked) { x += 0.01 / zoom; changed(); }
   request(); requestAnimationFrame(tick);
