@@ -45,19 +45,15 @@ def _rebuild_tensor(storage: torch.Tensor, offset: int, size, stride, *_: Any) -
     return storage.as_strided(tuple(size), tuple(stride), offset)
 
 
-def _rebuild_parameter(data: torch.Tensor, *_: Any) -> torch.Tensor:
-    """torch._utils._rebuild_parameter's arguments (data, requires_grad, hooks) -> the data."""
-    return data
-
-
 def _as_it_is(value: Any, *_: Any) -> Any:
-    """torch.jit._pickle's list builders and type tags: the value, whose TorchScript type is not needed."""
+    """The first argument: a parameter's data (`_rebuild_parameter(data, requires_grad, hooks)`), or the
+    value of torch.jit._pickle's list builders and type tags, whose TorchScript types are not needed."""
     return value
 
 
 _ALLOWED = {
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter"): _as_it_is,
     ("collections", "OrderedDict"): collections.OrderedDict,
     **{
         ("torch.jit._pickle", name): _as_it_is
@@ -123,4 +119,4 @@ def read_torchscript_tensors(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} is not a readable TorchScript archive ({err}).") from None
     if not isinstance(root, _ScriptModule):
         raise CheckpointError(f"{path} is not a readable TorchScript archive (it holds no module).")
-    return {name: tensor.clone() for name, tensor in _named_tensors(root).items()}
+    return _named_tensors(root)  # views of buffers read for them alone: no copy needed
