@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> dict:
                         "frame's encoding and transfer)")  # fmt: skip
     parser.add_argument("--out", default="benchmarks/viewer-latency.json")
     args = parser.parse_args(argv)
+    if args.in_flight < 1:
+        parser.error("--in-flight must be 1 or more")
     device = torch.device(args.device)
     G = (
         Generator3D(generator_preset(args.preset), generator=torch.Generator().manual_seed(0))
@@ -116,8 +118,6 @@ def main(argv: list[str] | None = None) -> dict:
     )
     options = (FAST if args.fast else {}) | {"field_kernel": args.field_kernel, "inr_kernel": args.inr_kernel}
     render = RenderConfig(img_size=args.size, deterministic=True, **options)
-    if args.in_flight < 1:
-        parser.error("--in-flight must be 1 or more")
     summary, rows = run(G, render, args.frames, args.format, args.in_flight)
     setting = ("fast" if args.fast else "float32") + (", fused" if args.field_kernel == "triton" else "")
     setting += ", fused INR" if args.inr_kernel == "triton" else ""
