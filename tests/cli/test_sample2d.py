@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 
@@ -11,11 +12,14 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
+from cips3d.inference.web_viewer import serve_in_thread
+from cips3d.inference.web_viewer2d import make_server2d
 from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.io.images import to_uint8
 from cips3d.io.video import read_video_frames
 from cips3d.training.trainer2d import Train2DConfig, Trainer2D
 from tests.cli.helpers import run
+from tests.inference.http_client import get
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +51,53 @@ def test_larger_and_foveated_images(capsys, tmp_path, run_dir):
                        str(tmp_path / "fov"))  # fmt: skip
     assert code == 0, err
     assert Image.open(tmp_path / "fov" / "seed0000.png").size == (32, 32)
+
+
+def test_a_window_renders_what_the_viewer_shows_there(capsys, tmp_path, run_dir):
+    G = load_generator2d(run_dir)
+    server = make_server2d(G, 24, port=0)
+    stop = serve_in_thread(server)
+    try:  # the 2D viewer's page shows this command for the window it shows
+        url = f"http://127.0.0.1:{server.server_address[1]}/frame?seed=4&x=-0.5&y=0.25&zoom=3.5&psi=0.7"
+        shown = np.asarray(Image.open(io.BytesIO(get(url + "&format=png")[2])))
+    finally:
+        stop()
+    window = ["--seeds", "4", "--center=-0.5,0.25", "--zoom", "3.5", "--psi", "0.7", "--size", "24"]
+    code, _, err = run(
+        capsys, "sample2d", "--checkpoint", str(run_dir), *window, "--outdir", str(tmp_path), "--quiet"
+    )
+    assert code == 0, err
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "seed0004.png")), shown)
+    code, _, err = run(capsys, "sample2d", "--checkpoint", str(run_dir), "--seeds", "4", "--zoom", "3.5",
+                       "--outdir", str(tmp_path / "centred"), "--quiet")  # fmt: skip
+    with torch.no_grad():
+        w = G.mapping(G.sample_latents(1, torch.Generator().manual_seed(4)))
+        centred = to_uint8(G.synthesis(w, G.window_grid(32, 0.0, 0.0, 3.5)).clamp(-1, 1))[0]
+    assert code == 0 and np.array_equal(
+        np.asarray(Image.open(tmp_path / "centred" / "seed0004.png")), centred
+    )
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (
+            ["--zoom", "2", "--extent", "1.5"],
+            "--center and --zoom frame a window as `cips3d view` does; "
+            "--extent frames the whole image: give one or the other.",
+        ),
+        (["--center=0,0", "--foveated", "9", "--turns", "2"], "--turns and --foveated frame the whole image"),
+        (["--zoom", "0"], "--zoom must be in [1/1024, 1024], got 0."),
+        (["--center", "left"], "--center must be two numbers x,y, got 'left'."),
+        (["--center=nan,0"], "--center must be finite and at most 1e+06 either way, got nan,0."),
+    ],
+    ids=["extent", "whole-frame", "zoom", "unreadable", "nan"],
+)
+def test_window_mistakes_are_one_sentence_before_the_model_loads(capsys, tmp_path, flags, message):
+    code, _, err = run(capsys, "sample2d", "--checkpoint", str(tmp_path / "none"), *flags, "--outdir",
+                       str(tmp_path / "out"))  # fmt: skip
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
 
 
 def test_mistakes_are_one_sentence(capsys, tmp_path, run_dir):

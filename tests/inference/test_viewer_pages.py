@@ -26,6 +26,7 @@ from cips3d.inference.video import seed_styles
 from cips3d.inference.web_viewer import make_server, serve_in_thread
 from cips3d.inference.web_viewer2d import make_server2d
 from cips3d.io.checkpoint import save_generator
+from cips3d.io.checkpoint2d import save_generator2d
 from cips3d.io.images import to_uint8
 from cips3d.models.generator2d import Generator2D
 from cips3d.rendering.cameras import Camera
@@ -203,9 +204,10 @@ def test_the_3d_page_turns_the_camera_changes_seed_panel_and_psi_and_saves(tiny_
         stop()
 
 
-def test_the_2d_page_moves_zooms_and_saves_the_window(tmp_path):
+def test_the_2d_page_moves_zooms_and_saves_the_window(tmp_path, capsys):
     G = Generator2D(dataclasses.replace(cips2d_preset("cips-tiny")), torch.Generator().manual_seed(0)).eval()
-    server = make_server2d(G, height=16, port=0)
+    model = save_generator2d(G, tmp_path / "model")
+    server = make_server2d(G, height=16, port=0, sample_command=f"cips3d sample2d --checkpoint {model}")
     log = FrameLog(server)
     url, stop = serving(server)
     try:
@@ -247,5 +249,23 @@ def test_the_2d_page_moves_zooms_and_saves_the_window(tmp_path):
             _, _, direct = get(url + "frame?seed=1&x=0&y=0&zoom=1.5&psi=1&format=png")
             assert Image.open(saved).size == Image.open(io.BytesIO(direct)).size
             assert np.array_equal(np.asarray(Image.open(saved)), np.asarray(Image.open(io.BytesIO(direct))))
+
+            # The command under the frame renders the window shown, exactly: after a drag too
+            page.drag("frame", 37, -23)
+            x, y = -37 * 2 / 1.5 / shown[0], 23 * 2 / 1.5 / shown[1]
+            asked = log.wait_for({"seed": "1", "x": x, "y": y, "zoom": 1.5})
+            assert len(asked["x"]) <= 8 and len(asked["y"]) <= 7  # kept to 5 decimals at zoom 1.5
+            center = f"--center={asked['x']},{asked['y']} --zoom 1.5 --psi 1 --size 16"
+            command = page.wait_for(
+                f"(t => t.endsWith('{center}') && t)(document.getElementById('command').textContent)"
+            )
+            page.click("save")
+            name = f"seed0001_x{float(asked['x']):.3f}_y{float(asked['y']):.3f}_zoom1.50_psi1.00.png"
+            saved = wait_for_file(tmp_path / name)
+            words = shlex.split(command)
+            assert words[:4] == ["cips3d", "sample2d", "--checkpoint", str(model)]
+            assert run(capsys, *words[1:], "--outdir", str(tmp_path / "again"), "--quiet")[0] == 0
+            again = np.asarray(Image.open(tmp_path / "again" / "seed0001.png"))
+            assert np.array_equal(again, np.asarray(Image.open(saved)))
     finally:
         stop()

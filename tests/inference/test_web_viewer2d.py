@@ -16,10 +16,10 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from cips3d.config_2d import cips2d_preset
-from cips3d.errors import CheckpointError
+from cips3d.errors import CheckpointError, ConfigError
 from cips3d.inference.inversion2d import load_fitted_w
 from cips3d.inference.web_viewer import BadRequest, serve_in_thread
-from cips3d.inference.web_viewer2d import WindowRequest, make_server2d, window_grid
+from cips3d.inference.web_viewer2d import WindowRequest, make_server2d
 from cips3d.io.checkpoint2d import save_generator2d
 from cips3d.io.images import to_uint8
 from cips3d.models.coordinates import plane_grid
@@ -66,12 +66,14 @@ def test_a_window_request_has_defaults_and_refuses_bad_values():
 
 
 def test_the_window_is_the_training_frame_scaled_and_moved(flat, panorama):
-    assert torch.equal(window_grid(flat, 16, 0.0, 0.0, 1.0), flat.frame_grid(16))
-    assert torch.equal(window_grid(panorama, 16, 0.0, 0.0, 1.0), panorama.frame_grid(16))
-    moved = window_grid(flat, 16, 0.25, -0.5, 4.0)
+    assert torch.equal(flat.window_grid(16, 0.0, 0.0, 1.0), flat.frame_grid(16))
+    assert torch.equal(panorama.window_grid(16, 0.0, 0.0, 1.0), panorama.frame_grid(16))
+    moved = flat.window_grid(16, 0.25, -0.5, 4.0)
     torch.testing.assert_close(moved, plane_grid(16, 16, 1, 0.25) + torch.tensor([0.25, -0.5]))
-    pano = window_grid(panorama, 8, 0.5, 0.0, 2.0)  # half the turn, centred on x = 0.5
+    pano = panorama.window_grid(8, 0.5, 0.0, 2.0)  # half the turn, centred on x = 0.5
     assert pano.shape == (1, 8, 16, 2) and pano[0, 0, 0, 0] == 0.0 and pano[0, 0, -1, 0] < 1.0
+    with pytest.raises(ConfigError, match="the window's zoom must be positive, got 0"):
+        flat.window_grid(16, zoom=0.0)
 
 
 def test_the_server_answers_windows_equal_to_direct_renders(flat):
@@ -85,7 +87,7 @@ def test_the_server_answers_windows_equal_to_direct_renders(flat):
         assert code == 200 and kind == "image/png"
         assert np.array_equal(png(body), render(flat, 3, flat.frame_grid(16)))
         body = get(url + "/frame?seed=3&x=1.5&y=-0.25&zoom=3&format=png")[2]  # beyond the frame, closer
-        assert np.array_equal(png(body), render(flat, 3, window_grid(flat, 16, 1.5, -0.25, 3.0)))
+        assert np.array_equal(png(body), render(flat, 3, flat.window_grid(16, 1.5, -0.25, 3.0)))
         mean_image = png(get(url + "/frame?seed=3&psi=0&format=png")[2])  # psi 0: every seed is the mean's
         assert np.array_equal(mean_image, png(get(url + "/frame?seed=8&psi=0&format=png")[2]))
         assert np.array_equal(mean_image, render_w(flat, flat.mean_style(), flat.frame_grid(16)))
@@ -118,9 +120,9 @@ def test_cips3d_view_serves_the_2d_viewer_for_a_2d_checkpoint(tmp_path, flat, mo
     save_generator2d(flat, tmp_path / "model")
     started = {}
 
-    def fake_make_server2d(G, height, host, port, first_seed, styles):
-        server = make_server2d(G, height, host, 0, first_seed, styles)
-        started["server"] = server
+    def fake_make_server2d(G, height, host, port, first_seed, styles, sample_command):
+        server = make_server2d(G, height, host, 0, first_seed, styles, sample_command)
+        started["server"], started["command"] = server, sample_command
         threading.Timer(0.5, server.shutdown).start()
         return server
 
@@ -129,6 +131,9 @@ def test_cips3d_view_serves_the_2d_viewer_for_a_2d_checkpoint(tmp_path, flat, mo
     assert code == 0
     out = capsys.readouterr().out
     assert "a 2D CIPS model, 32x32 px" in out
+    assert (
+        started["command"] == f"cips3d sample2d --checkpoint {tmp_path / 'model'}"
+    )  # the page adds the rest
     missing = str(tmp_path / "w.safetensors")
     assert main(["view", "--checkpoint", str(tmp_path / "model"), "--styles", missing]) == 2
     assert "no fitted style at" in capsys.readouterr().err

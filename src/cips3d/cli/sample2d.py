@@ -26,6 +26,7 @@ from cips3d.inference.foveated import foveated_image
 from cips3d.inference.panorama import pan_frames
 from cips3d.inference.sample import parse_seeds
 from cips3d.inference.walk2d import walk_styles_2d
+from cips3d.inference.web_viewer2d import MAX_OFFSET, MAX_ZOOM
 from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.io.images import grid_tiles, make_grid, save_png, to_uint8
 from cips3d.io.video import DEFAULT_FPS, write_mp4_or_gif
@@ -42,6 +43,7 @@ EXAMPLES = """examples:
   cips3d sample2d --checkpoint runs/cips2d --seeds 0 --size 256 --foveated 8000 --fixation 0.3,-0.2
   cips3d sample2d --checkpoint runs/pano --seeds 0-3 --turns 1.5            # a panorama run, past its seam
   cips3d sample2d --checkpoint runs/pano --seeds 0 --size 64 --pan 240 --view 90   # look around: a video
+  cips3d sample2d --checkpoint runs/cips2d --seeds 4 --center=-0.5,0.25 --zoom 8   # a window, as `view` shows
 """
 
 
@@ -76,6 +78,13 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--extent", type=finite_float, default=1.0,
                    help="half-width of the frame; 1: the training frame, more extrapolates")  # fmt: skip
+    p.add_argument("--center", metavar="X,Y",
+                   help="a window centred on (x, y) in frame units (the frame spans -1 to 1; a panorama's x "
+                        "goes 2 per turn), as `cips3d view` shows it; write --center=X,Y when x is "
+                        "negative (default 0,0)")  # fmt: skip
+    p.add_argument("--zoom", type=finite_float,
+                   help=f"the window zoomed in this many times (1/{MAX_ZOOM:g} to {MAX_ZOOM:g}; default 1): "
+                        "its pixels are rendered, not enlarged")  # fmt: skip
     p.add_argument("--foveated", type=foveated_count, metavar="COUNT",
                    help="render only COUNT foveated pixels (3 or more), interpolated between")  # fmt: skip
     p.add_argument("--fixation", help="x,y in (-1, 1) of the foveated fixation (default 0,0)")
@@ -113,12 +122,27 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-def _fixation(text: str) -> tuple[float, float]:
+def _point(text: str, flag: str) -> tuple[float, float]:
     try:
         x, y = (float(v) for v in text.split(","))
     except ValueError:
-        raise UserError(f"--fixation must be two numbers x,y, got {text!r}.") from None
+        raise UserError(f"{flag} must be two numbers x,y, got {text!r}.") from None
     return x, y
+
+
+def _frame(args: argparse.Namespace, G: Generator2D, size: int) -> tuple[torch.Tensor, bool]:
+    """The coordinates of the images ([1, H, W, 2]) and whether they are exactly the training grid (then
+    rendered from the stored embeddings, as G_ema renders its training images)."""
+    if _window_asked(args):
+        x, y = _point(args.center or "0,0", "--center")
+        return G.window_grid(size, x, y, 1.0 if args.zoom is None else args.zoom), False  # as `view`
+    grid = G.frame_grid(size, args.extent, args.turns)
+    training = (G.config.size, G.config.grid_width)
+    return grid, tuple(grid.shape[1:3]) == training and args.extent == args.turns == 1
+
+
+def _window_asked(args: argparse.Namespace) -> bool:
+    return args.center is not None or args.zoom is not None
 
 
 def _write_walk(
@@ -152,15 +176,12 @@ def _walk_frames(
 def run(args: argparse.Namespace) -> int:
     seeds, walk = parse_seeds(args.seeds), parse_seeds(args.seeds, unique=False)  # a walk may come back
     _check_arguments(args, walk)
-    fixation = _fixation(args.fixation or "0,0")
+    fixation = _point(args.fixation or "0,0", "--fixation")
     device = resolve_device(args.device)
     G = load_generator2d(args.checkpoint, device)
     _check_model_fits(args, G)
     size = args.size or G.config.size
-    grid = G.frame_grid(size, args.extent, args.turns)
-    exact_grid = (
-        tuple(grid.shape[1:3]) == (G.config.size, G.config.grid_width) and args.extent == args.turns == 1
-    )
+    grid, exact_grid = _frame(args, G, size)
     mean = G.mean_style() if args.psi != 1 else None
     videos = []
     outdir = Path(args.outdir)
@@ -231,6 +252,25 @@ def _check_arguments(args: argparse.Namespace, seeds: list[int]) -> None:
         refuse_ignored({"--fixation": args.fixation is not None}, "without --foveated")
     if args.pan and not 0 < args.view <= 360:
         raise UserError(f"--view must be in (0, 360] degrees, got {args.view}.")
+    if _window_asked(args):
+        _check_window(args)
+
+
+def _check_window(args: argparse.Namespace) -> None:
+    """--center and --zoom frame a window as `cips3d view` does; the whole-frame options cannot join them."""
+    whole = {"--extent": args.extent != 1, "--turns": args.turns != 1, "--foveated": bool(args.foveated),
+             "--pan": bool(args.pan)}  # fmt: skip
+    clashing = [flag for flag, given in whole.items() if given]
+    if clashing:
+        raise UserError(
+            f"--center and --zoom frame a window as `cips3d view` does; {' and '.join(clashing)} "
+            f"{'frames' if len(clashing) == 1 else 'frame'} the whole image: give one or the other."
+        )
+    x, y = _point(args.center or "0,0", "--center")
+    if not (abs(x) <= MAX_OFFSET and abs(y) <= MAX_OFFSET):  # NaN fails this too
+        raise UserError(f"--center must be finite and at most {MAX_OFFSET:g} either way, got {args.center}.")
+    if args.zoom is not None and not 1 / MAX_ZOOM <= args.zoom <= MAX_ZOOM:
+        raise UserError(f"--zoom must be in [1/{MAX_ZOOM:g}, {MAX_ZOOM:g}], got {args.zoom:g}.")
 
 
 def _check_model_fits(args: argparse.Namespace, G: Generator2D) -> None:

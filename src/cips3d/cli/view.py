@@ -95,7 +95,10 @@ def run(args: argparse.Namespace) -> int:
         G2 = G2.to(device)
         fitted = load_fitted_w(args.styles, G2) if args.styles else None
         size = args.size or G2.config.size
-        server = _listen(args, lambda: make_server2d(G2, size, args.host, args.port, args.seed, fitted))
+        command = None if fitted is not None else shlex.join(["cips3d", "sample2d", *_checkpoint(args)])
+        server = _listen(
+            args, lambda: make_server2d(G2, size, args.host, args.port, args.seed, fitted, command)
+        )
         what = f"a 2D CIPS model, {G2.frame_width(size)}x{size} px"
     else:
         args.size = args.size or DEFAULT_SIZE
@@ -128,8 +131,8 @@ def run(args: argparse.Namespace) -> int:
 def sample_command(args: argparse.Namespace) -> str:
     """`cips3d sample` with this view's model and render settings: the page adds the seed, camera, psi
     and size, so a view found by dragging renders again at any size (exactly, at the view's size)."""
-    words = ["cips3d", "sample"]
-    for flag in ("checkpoint", "preset", "official_config"):
+    words = ["cips3d", "sample", *_checkpoint(args)]
+    for flag in ("preset", "official_config"):
         if getattr(args, flag) is not None:
             words += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     if args.checkpoint is None and args.init_seed != 0:
@@ -138,6 +141,10 @@ def sample_command(args: argparse.Namespace) -> str:
         if value != SPEED_DEFAULTS[name]:
             words += [f"--{name.replace('_', '-')}", value]
     return shlex.join([*words, *(["--compile"] if args.compile else [])])
+
+
+def _checkpoint(args: argparse.Namespace) -> list[str]:
+    return ["--checkpoint", str(args.checkpoint)] if args.checkpoint is not None else []
 
 
 def _listen(args: argparse.Namespace, make: Callable[[], ThreadingHTTPServer]) -> ThreadingHTTPServer:

@@ -34,7 +34,6 @@ from cips3d.inference.web_viewer import (
     remember,
 )
 from cips3d.io.images import to_uint8
-from cips3d.models.coordinates import cylinder_grid, plane_grid
 from cips3d.models.generator2d import Generator2D
 
 MAX_ZOOM = 1024.0
@@ -70,18 +69,6 @@ class WindowRequest:
         return cls(seed, x, y, zoom, psi, image_format(q))
 
 
-def window_grid(G: Generator2D, height: int, x: float, y: float, zoom: float) -> torch.Tensor:
-    """[1, height, width, 2]: the training frame's coordinates (`G.frame_grid(height)`) scaled by 1/zoom
-    about its centre and moved to (x, y); on `G`'s device."""
-    width, half = G.frame_width(height), 1 / zoom
-    if G.config.panorama:  # x is an angle: the window starts half a turn-span left of x
-        grid = cylinder_grid(height, width, 1, turns=half, start=x - half, extent=half)
-        grid = grid + torch.tensor([0.0, y])
-    else:
-        grid = plane_grid(height, width, 1, half) + torch.tensor([x, y])
-    return grid.to(G.device)
-
-
 class WindowSource:
     """Renders windows of seeds for the server, one at a time (a lock: one model)."""
 
@@ -115,7 +102,7 @@ class WindowSource:
     def frame(self, request: WindowRequest) -> np.ndarray:
         """uint8 [H, W, 3] of the request's window."""
         with self.lock:
-            grid = window_grid(self.G, self.height, request.x, request.y, request.zoom)
+            grid = self.G.window_grid(self.height, request.x, request.y, request.zoom)
             image = self.G.synthesis(self.style(request.seed, request.psi), grid)
             self.frames_served += 1
         return to_uint8(image.clamp(-1, 1))[0]
@@ -128,14 +115,17 @@ def make_server2d(
     port: int = 8000,
     first_seed: int = 0,
     styles: torch.Tensor | None = None,
+    sample_command: str | None = None,
 ) -> ThreadingHTTPServer:
     """A server (not yet serving; call `serve_forever`) of the 2D viewer page and windows of `G`;
-    `styles` (a fitted photo's w, `inversion2d.load_fitted_w`) replace the seeds."""
+    `styles` (a fitted photo's w, `inversion2d.load_fitted_w`) replace the seeds. `sample_command`
+    (`cips3d sample2d` with the model) is shown under the frame with the window's seed, centre, zoom,
+    psi and height added."""
     source = WindowSource(G, height, styles)
     info = {
         "height": height, "width": G.frame_width(height), "device": str(G.device),
         "first_seed": first_seed, "panorama": G.config.panorama, "max_zoom": MAX_ZOOM,
-        "fixed_styles": styles is not None,
+        "fixed_styles": styles is not None, "sample_command": sample_command,
     }  # fmt: skip
     return http_server(make_handler(source, info, PAGE, WindowRequest.parse), host, port)
 
@@ -163,14 +153,20 @@ PAGE = (
  <button id="save" title="download this window as a lossless PNG">save png</button>
 </div>
 <div class="row"><span id="status"></span></div>
+<div class="row"><code id="command" title="this window, rendered again (any --size)"></code></div>
 <script>"""
     + SAVE_SCRIPT
     + """
 const img = document.getElementById('frame'), status = document.getElementById('status');
 const el = id => document.getElementById(id);
 let x = 0, y = 0, zoom = 1, maxZoom = 1024, busy = false, dirty = true, t0 = 0, dragging = null;
+let command = null, height = 0;
+// Short numbers for the command shown: x and y to 4 decimals more than the zoom's digits, zoom to 6 figures
+const placed = v => Number(v.toFixed(4 + Math.max(0, Math.ceil(Math.log10(zoom)))));
+function moveBy(dx, dy) { x = placed(x + dx); y = placed(y + dy); changed(); }
 fetch('/info').then(r => r.json()).then(info => {
   el('seed').value = info.first_seed; maxZoom = info.max_zoom;
+  command = info.sample_command; height = info.height;
   if (info.fixed_styles) { el('seed').disabled = el('prev').disabled = el('next').disabled = true; }
   img.style.height = Math.min(512, 4 * info.height) + 'px';
   status.textContent = `${info.height} x ${info.width} px on ${info.device}` +
@@ -182,26 +178,31 @@ function query(extra) {
 function request() {
   if (busy || !dirty) return;
   busy = true; dirty = false; t0 = performance.now();
-  fetch('/frame?' + query({})).then(async r => {
+  const q = query({});  // what this frame is rendered with, for the command shown beside it
+  fetch('/frame?' + q).then(async r => {
     if (!r.ok) { status.textContent = await r.text(); return; }
     const ms = r.headers.get('X-Render-Ms'), blob = await r.blob();
     const old = img.src; img.src = URL.createObjectURL(blob); if (old) URL.revokeObjectURL(old);
     status.textContent = `x ${x.toFixed(3)}  y ${y.toFixed(3)}  zoom ${zoom.toFixed(2)}  ` +
       `render ${ms} ms  round trip ${(performance.now() - t0).toFixed(0)} ms`;
+    if (command) {  // --center=: an x below zero would read as a flag
+      el('command').textContent = `${command} --seeds ${q.get('seed')} ` +
+        `--center=${q.get('x')},${q.get('y')} --zoom ${q.get('zoom')} --psi ${q.get('psi')} --size ${height}`;
+    }
   }).catch(e => { status.textContent = 'server unreachable: ' + e; })
     .finally(() => { busy = false; });
 }
 function changed() { dirty = true; }
-function setZoom(z) { zoom = Math.min(maxZoom, Math.max(1 / maxZoom, z)); changed(); }
+function setZoom(z) { zoom = Number(Math.min(maxZoom, Math.max(1 / maxZoom, z)).toPrecision(6)); changed(); }
 img.addEventListener('pointerdown', e => {
   dragging = [e.clientX, e.clientY]; img.setPointerCapture(e.pointerId);
 });
 img.addEventListener('pointerup', () => { dragging = null; });
 img.addEventListener('pointermove', e => {
   if (!dragging) return;  // the window spans 2 / zoom in x and in y, over the image's shown size
-  x -= (e.clientX - dragging[0]) * 2 / zoom / img.clientWidth;
-  y -= (e.clientY - dragging[1]) * 2 / zoom / img.clientHeight;
-  dragging = [e.clientX, e.clientY]; changed();
+  moveBy(-(e.clientX - dragging[0]) * 2 / zoom / img.clientWidth,
+         -(e.clientY - dragging[1]) * 2 / zoom / img.clientHeight);
+  dragging = [e.clientX, e.clientY];
 });
 img.addEventListener('wheel', e => { e.preventDefault(); setZoom(zoom * Math.exp(-e.deltaY * 0.002)); },
                      {passive: false});
@@ -214,7 +215,7 @@ el('reset').onclick = () => { x = 0; y = 0; zoom = 1; changed(); };
 const MOVE = {ArrowLeft: [-0.1, 0], ArrowRight: [0.1, 0], ArrowUp: [0, -0.1], ArrowDown: [0, 0.1]};
 document.addEventListener('keydown', e => {  // arrows move a tenth of the window, + and - zoom
   if (['INPUT', 'SELECT'].includes(e.target.tagName)) return;
-  if (e.key in MOVE) { x += MOVE[e.key][0] * 2 / zoom; y += MOVE[e.key][1] * 2 / zoom; changed(); }
+  if (e.key in MOVE) moveBy(MOVE[e.key][0] * 2 / zoom, MOVE[e.key][1] * 2 / zoom);
   else if (e.key === '+' || e.key === '=') setZoom(zoom * 1.5);
   else if (e.key === '-') setZoom(zoom / 1.5);
   else return;
@@ -223,7 +224,7 @@ document.addEventListener('keydown', e => {  // arrows move a tenth of the windo
 el('save').onclick = () =>
   download(query({format: 'png'}), `x${x.toFixed(3)}_y${y.toFixed(3)}_zoom${zoom.toFixed(2)}`);
 (function tick() {
-  if (el('spin').checked) { x += 0.01 / zoom; changed(); }
+  if (el('spin').checked) moveBy(0.01 / zoom, 0);
   request(); requestAnimationFrame(tick);
 })();
 </script>

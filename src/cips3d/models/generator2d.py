@@ -191,6 +191,21 @@ class Generator2D(nn.Module):
             grid = plane_grid(height, width, 1, extent)
         return grid.to(self.device, self.dtype)
 
+    def window_grid(self, height: int, x: float = 0.0, y: float = 0.0, zoom: float = 1.0) -> torch.Tensor:
+        """[1, height, width, 2]: the window of the viewer (`cips3d view`) and of `sample2d --center
+        --zoom`: the training frame at `height` rows (`frame_grid(height)`, as wide), scaled by 1/zoom
+        about its centre and moved to (x, y). A cylinder model's x is its angle coordinate (2 per turn):
+        zooming in spans less of the turn in as many columns. On this model's device."""
+        if not zoom > 0:
+            raise ConfigError(f"the window's zoom must be positive, got {zoom}.")
+        width, half = self.frame_width(height), 1 / zoom
+        if self.config.panorama:  # the window starts half its span left of x
+            grid = cylinder_grid(height, width, 1, turns=half, start=x - half, extent=half)
+            grid = grid + torch.tensor([0.0, y])
+        else:
+            grid = plane_grid(height, width, 1, half) + torch.tensor([x, y])
+        return grid.to(self.device, self.dtype)
+
     def sample_latents(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """z [B, style_dim] ~ N(0, I), drawn on the CPU from `generator` in float32 (the same on any
         device), in the model's dtype."""
