@@ -136,7 +136,7 @@ def test_a_perceptual_weight_adds_the_inception_distance_to_the_loss(tiny_G):
 
 
 def test_bad_settings_are_config_errors(tiny_G):
-    with pytest.raises(ConfigError, match="at least 1 step"):
+    with pytest.raises(ConfigError, match=r"steps \(--steps\) must be a whole number of 1 or more, got 0"):
         InversionConfig(steps=0)
     with pytest.raises(ConfigError, match="^perceptual \\(--perceptual\\) must be >= 0.$"):
         InversionConfig(perceptual=-1.0)

@@ -54,3 +54,19 @@ def test_a_target_of_another_shape_is_refused(G):
         invert2d(G, torch.zeros(1, 3, 16, 16), Inversion2DConfig(steps=1))
     with pytest.warns(UserWarning, match=r"if it is on the \[0, 1\] scale, give x \* 2 - 1"):
         invert2d(G, torch.rand(1, 3, 32, 32), Inversion2DConfig(steps=1))
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"steps": 0}, r"steps \(--steps\) must be a whole number of 1 or more, got 0"),
+        ({"steps": True}, "steps must be a whole number, got True"),
+        ({"lr": "fast"}, "lr must be a number, got 'fast'"),
+        ({"lr": float("nan")}, r"the learning rate \(--lr\) must be positive, got nan"),
+        ({"per_layer": 2}, "per_layer must be True or False, got 2"),
+    ],
+    ids=["zero-steps", "bool-steps", "text-lr", "nan-lr", "per-layer"],
+)
+def test_bad_settings_are_config_errors(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        Inversion2DConfig(**settings)

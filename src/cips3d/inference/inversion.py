@@ -35,7 +35,7 @@ from safetensors.torch import save_file
 from torch.nn import functional as F
 
 from cips3d import constants as K
-from cips3d.config import RenderConfig, plain_fields
+from cips3d.config import RenderConfig, plain_fields, whole_count
 from cips3d.errors import CheckpointError, ConfigError, error_gist
 from cips3d.inference.video import compose_frame
 from cips3d.io.files import atomic_write
@@ -97,8 +97,7 @@ class InversionConfig:
         plain_fields(self)
         if not (is_camera_angle(self.yaw) and is_camera_angle(self.pitch)):
             raise ConfigError(f"yaw and pitch must be {ANGLE_RULE}.")
-        if not (isinstance(self.steps, int) and self.steps >= 1):
-            raise ConfigError(f"inversion needs at least 1 step, got {self.steps!r}.")
+        whole_count(self.steps, "steps (--steps)")
         # Named as the field and its flag: the API and `cips3d invert` share these checks.
         if not (isinstance(self.camera_search, int) and self.camera_search >= 0):
             search = self.camera_search

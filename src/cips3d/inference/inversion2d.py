@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from cips3d.config import plain_fields, whole_count
 from cips3d.errors import CheckpointError, ConfigError
 from cips3d.inference.inversion import (
     NOISE_FACTOR,
@@ -52,8 +53,8 @@ class Inversion2DConfig:
     """Seed of that noise."""
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.steps, int) and self.steps >= 1):
-            raise ConfigError(f"inversion needs at least 1 step, got {self.steps!r}.")
+        plain_fields(self)
+        whole_count(self.steps, "steps (--steps)")
         if not self.lr > 0:
             raise ConfigError(f"the learning rate (--lr) must be positive, got {self.lr}.")
         if not self.noise >= 0:
