@@ -30,6 +30,9 @@ def test_cuda_out_of_memory_and_other_errors():
         "ask for a smaller size or batch."
     )
     assert out_of_memory_message(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None
+    assert out_of_memory_message(MemoryError()) == (  # Python's own, from a list of a billion frames
+        "out of memory: the machine could not hold what was asked; ask for a smaller size or batch."
+    )
 
 
 def test_the_command_line_says_it_in_one_sentence(tmp_path, capsys):
@@ -87,14 +90,12 @@ def test_every_seed_option_is_checked_in_one_sentence(tmp_path, capsys, monkeypa
             ["sample", "--preset", "tiny", "--appearance-seeds", "9", "--mix-layers", "512,,1024"],
             "--mix-layers",
         ),
-        (["sample", "--preset", "tiny", "--appearance-seeds", "9", "--mix-layers", ""], "--mix-layers"),
         (["mesh", "--preset", "tiny", "--format", "ply,"], "--format"),
         (["video", "--preset", "tiny", "--panels", "image,,depth"], "--panels"),
         (["blend", "--source", "S", "--target", "T", "--gammas", "0,,1"], "--gammas"),
-        (["blend", "--source", "S", "--target", "T", "--layers", ""], "--layers"),
         (["metrics", "--preset", "tiny", "--data", "D", "--metrics", "swd,"], "--metrics"),
     ],
-    ids=["mix-layers", "mix-layers-empty", "mesh-format", "panels", "gammas", "layers-empty", "metrics"],
+    ids=["mix-layers", "mesh-format", "panels", "gammas", "metrics"],
 )
 def test_an_empty_item_in_a_comma_list_is_one_sentence(tmp_path, capsys, argv, flag):
     code, _, err = run(capsys, *argv, "--outdir" if argv[0] != "metrics" else "--out", str(tmp_path / "o"))
@@ -119,3 +120,48 @@ def test_multiview_angles_past_any_view_are_one_sentence(capsys, tmp_path):
         capsys, "multiview", "--preset", "tiny", "--yaws", "1,1e38", "--outdir", str(tmp_path / "o")
     )
     assert code == 2 and "--yaws takes finite radians of at most 1000 either way" in err
+
+
+@pytest.mark.parametrize(
+    "argv, name",
+    [
+        (["sample", "--preset", "tiny", "--checkpoint", ""], "--checkpoint"),  # was: a random-init model
+        (["sample", "--preset", "tiny", "--outdir", ""], "--outdir"),  # was: the current folder
+        (["video", "--preset", "tiny", "--styles", ""], "--styles"),  # was: read as not given
+        (["metrics", "--checkpoint", "m", "--data", "d", "--metrics", ""], "--metrics"),
+        (["blend", "--source", "S", "--target", "T", "--layers", ""], "--layers"),
+        (["dataset", "", "out.zip", "--resolution", "16"], "SOURCE"),
+        (["info", ""], "PATH"),
+    ],
+    ids=["checkpoint", "outdir", "styles", "metrics", "layers", "positional", "info"],
+)
+def test_an_empty_value_is_one_sentence_naming_its_argument(tmp_path, capsys, monkeypatch, argv, name):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and err.endswith(f"error: {name} is empty; give a value (or leave it out).\n"), err
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["mesh", "--preset", "tiny", "--chunk", "99999999999999999999999"],
+        ["sample", "--preset", "tiny", "--num-steps", "99999999999999999999999"],
+        ["blend", "--source", "a", "--target", "b", "--sweep-frames", "99999999999999999999999"],
+    ],
+    ids=["chunk", "num-steps", "sweep-frames"],
+)
+def test_a_count_past_any_use_is_refused_before_it_overflows(tmp_path, capsys, argv):
+    with pytest.raises(SystemExit) as stopped:
+        main([*argv, "--outdir", str(tmp_path / "o")])
+    assert stopped.value.code == 2
+    assert "'99999999999999999999999' is more than 2,147,483,647, past any use" in capsys.readouterr().err
+
+
+def test_video_counts_past_any_use_are_one_sentence(tmp_path, capsys):
+    huge = "99999999999999999999999"
+    video = ["video", "--preset", "tiny", "--seeds", "0,1", "--outdir", str(tmp_path / "o")]
+    code, _, err = run(capsys, *video, "--frames", huge)
+    assert code == 2 and f"--frames must be from 1 to 2,147,483,647, got {huge}." in err
+    code, _, err = run(capsys, *video, "--interpolate", "--steps-between", huge)
+    assert code == 2 and f"--steps-between must be from 1 to 2,147,483,647, got {huge}." in err

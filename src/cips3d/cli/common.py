@@ -375,12 +375,29 @@ def image_side(text: str) -> int:
     return value
 
 
+MAX_COUNT = 2**31 - 1
+"""The largest count a flag takes (frames, steps, chunks, batches): far past any real use, and inside the
+64-bit integers PyTorch converts counts to (a larger number failed there in a traceback)."""
+
+
 def int_at_least(text: str, minimum: int) -> int:
-    """The integer `text`, or an argparse error unless it is one and >= `minimum`."""
+    """The integer `text`, or an argparse error unless it is one from `minimum` to `MAX_COUNT`."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < minimum:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least {minimum}")
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than {MAX_COUNT:,}, past any use")
     return value
+
+
+def refuse_empty_values(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """One sentence for an argument given as an empty string (`--checkpoint ""`, an unset shell
+    variable): read as a path it would be the current folder, and read as "not given" it would be
+    silently ignored."""
+    for action in parser._actions:
+        if getattr(args, action.dest, None) == "" and action.default != "":
+            name = max(action.option_strings, key=len) if action.option_strings else action.metavar
+            raise UserError(f"{name or action.dest.upper()} is empty; give a value (or leave it out).")

@@ -28,7 +28,7 @@ from cips3d.cli import (
     video,
     view,
 )
-from cips3d.cli.common import check_seed_arguments
+from cips3d.cli.common import check_seed_arguments, refuse_empty_values
 from cips3d.cli.entry import EXIT_INTERRUPTED
 from cips3d.errors import UserError
 
@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return subparsers.choices[command]
+
+
 def public_commands(parser: argparse.ArgumentParser) -> list[str]:
     """The commands `cips3d --help` lists (the hidden two-word ones are reached through `route`)."""
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -98,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     previous, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
+        refuse_empty_values(_subparser(parser, args.command), args)
         check_seed_arguments(args)
         return args.run(args)
     except UserError as err:
@@ -115,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    except RuntimeError as err:  # torch.OutOfMemoryError is one too
+    except (RuntimeError, MemoryError) as err:  # torch.OutOfMemoryError is a RuntimeError
         message = out_of_memory_message(err)
         if message is None:
             raise
@@ -140,11 +146,12 @@ _ALLOCATION = re.compile(r"tried to allocate ([0-9.]+) ?(bytes|[KMGT]iB)", re.IG
 _UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
 
 
-def out_of_memory_message(err: RuntimeError) -> str | None:
-    """One sentence for PyTorch's CPU and CUDA out-of-memory errors (None for any other error): a size,
-    batch or chunk too large for this machine is the user's choice, not a bug."""
+def out_of_memory_message(err: RuntimeError | MemoryError) -> str | None:
+    """One sentence for PyTorch's CPU and CUDA out-of-memory errors and Python's MemoryError (None for any
+    other error): a size, batch or chunk too large for this machine is the user's choice, not a bug."""
     text = str(err)
-    if not isinstance(err, torch.OutOfMemoryError) and "can't allocate memory" not in text:
+    known = isinstance(err, (torch.OutOfMemoryError, MemoryError)) or "can't allocate memory" in text
+    if not known:
         return None
     where = "GPU" if isinstance(err, torch.OutOfMemoryError) else "machine"
     match = _ALLOCATION.search(text)

@@ -11,6 +11,7 @@ import torch
 
 from cips3d import constants as K
 from cips3d.cli.common import (
+    MAX_COUNT,
     add_chunk_rows_argument,
     add_model_arguments,
     add_precision_argument,
@@ -148,8 +149,8 @@ def _suffix(name: str) -> str:
 
 def _check_numbers(args: argparse.Namespace, seeds: list[int]) -> None:
     """Refuse impossible numbers in one sentence each (argparse would print its usage too)."""
-    if args.frames is not None and args.frames < 1:
-        raise UserError(f"--frames must be at least 1, got {args.frames}.")
+    if args.frames is not None and not 1 <= args.frames <= MAX_COUNT:
+        raise UserError(f"--frames must be from 1 to {MAX_COUNT:,}, got {args.frames}.")
     check_frame_rate(args.fps)
     if not 0.0 <= args.psi <= 1.0:
         raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
@@ -165,8 +166,8 @@ def _check_numbers(args: argparse.Namespace, seeds: list[int]) -> None:
         raise UserError("--interpolate walks between seeds; it cannot be combined with --styles.")
     if len(seeds) < 2:
         raise UserError(f"--interpolate walks between seeds and needs at least two, got {args.seeds!r}.")
-    if args.steps_between < 1:
-        raise UserError(f"--steps-between must be at least 1, got {args.steps_between}.")
+    if not 1 <= args.steps_between <= MAX_COUNT:
+        raise UserError(f"--steps-between must be from 1 to {MAX_COUNT:,}, got {args.steps_between}.")
     if args.space not in SPACES:
         raise UserError(f"--space must be one of {', '.join(SPACES)}, got {args.space!r}.")
     if args.method not in METHODS:
