@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import warnings
@@ -12,11 +13,13 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
+from cips3d.config_2d import cips2d_preset
 from cips3d.inference.web_viewer import serve_in_thread
 from cips3d.inference.web_viewer2d import make_server2d
-from cips3d.io.checkpoint2d import load_generator2d
+from cips3d.io.checkpoint2d import load_generator2d, save_generator2d
 from cips3d.io.images import to_uint8
 from cips3d.io.video import read_video_frames
+from cips3d.models.generator2d import Generator2D
 from cips3d.training.trainer2d import Train2DConfig, Trainer2D
 from tests.cli.helpers import run
 from tests.inference.http_client import get
@@ -178,6 +181,49 @@ def test_invert2d_fits_a_photo_and_renders_it_larger(capsys, tmp_path, run_dir, 
         capsys, *common, "--image", str(photo), "--turns", "2", "--outdir", str(tmp_path / "c")
     )
     assert code == 2 and "turns are for panorama models" in err
+
+
+def test_invert_and_invert2d_never_write_over_the_photo(capsys, tmp_path, run_dir, blob_folder):
+    photo = tmp_path / "target.png"  # the name of the resized copy both commands write
+    photo.write_bytes(sorted(blob_folder.iterdir())[0].read_bytes())
+    before = photo.read_bytes()
+    for argv in (["invert2d", "--checkpoint", str(run_dir)], ["invert", "--preset", "tiny", "--size", "16"]):
+        code, _, err = run(capsys, *argv, "--image", str(photo), "--outdir", str(tmp_path), "--steps", "1")
+        assert code == 2 and err.endswith(
+            f"error: writing target.png into {tmp_path} would replace the input {photo}; choose another "
+            "--outdir.\n"
+        ), err
+        assert photo.read_bytes() == before and sorted(tmp_path.iterdir()) == [photo]
+
+
+def test_invert2d_refuses_to_squash_a_photo_into_a_panorama(capsys, tmp_path):
+    config = dataclasses.replace(cips2d_preset("cips-tiny"), coordinates="cylinder", width=128)
+    model = save_generator2d(Generator2D(config, torch.Generator().manual_seed(0)), tmp_path / "pano")
+    Image.new("RGB", (60, 40), (90, 120, 200)).save(tmp_path / "wide.png")
+    argv = ["invert2d", "--checkpoint", str(model), "--image", str(tmp_path / "wide.png"), "--steps", "1"]
+    code, _, err = run(capsys, *argv, "--outdir", str(tmp_path / "out"))
+    assert code == 2 and err.endswith(
+        f"{tmp_path / 'wide.png'} is 60x40 px, so resizing it whole to the model's 128x32 would squash it; "
+        "crop it to that shape (4:1) first.\n"
+    ), err
+    Image.new("RGB", (240, 62), (90, 120, 200)).save(tmp_path / "pano.png")  # 3% off 4:1: resized whole
+    code, _, err = run(capsys, *argv[:4], str(tmp_path / "pano.png"), "--steps", "1", "--outdir",
+                       str(tmp_path / "out"), "--quiet")  # fmt: skip
+    assert code == 0 and Image.open(tmp_path / "out" / "target.png").size == (128, 32), err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["sample2d", "--extent", "1e300"], "--extent must be positive and at most 1e+06, got 1e+300."),
+        (["invert2d", "--image", "x.png", "--turns", "1e300"],
+         "--extent and --turns must be positive and at most 1e+06, got 1.25, 1e+300."),
+    ],
+    ids=["sample2d", "invert2d"],
+)  # fmt: skip
+def test_a_reach_past_float32_is_one_sentence(capsys, tmp_path, run_dir, argv, message):
+    code, _, err = run(capsys, *argv, "--checkpoint", str(run_dir), "--outdir", str(tmp_path / "o"))
+    assert code == 2 and err.endswith(f"{message}\n"), err  # was: an overflow deep inside the grid
 
 
 def test_psi_zero_renders_the_mean_style_for_every_seed(capsys, tmp_path, run_dir):

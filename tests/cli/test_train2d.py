@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
+from cips3d.cli.main import main
 from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.io.video import read_video_frames
 from cips3d.metrics.inception import default_weights_path
@@ -65,6 +67,13 @@ def test_mistakes_are_one_sentence(capsys, tmp_path, blob_folder):
     assert code == 2 and "nothing to resume" in err
     code, _, err = train2d(capsys, blob_folder, tmp_path / "r2", 1, "--patch", "12")
     assert code == 2 and "over a power of two" in err
+    code, _, err = train2d(capsys, blob_folder, tmp_path / "r2", 1, "--patch", "1")  # 32 / 1: a power of two
+    assert code == 2 and err.endswith("the patch side (--patch) must be at least 8 px, the discriminator's "
+                                      "smallest input, not 1.\n")  # fmt: skip
+    with pytest.raises(SystemExit):  # was: a step of 100,000 columns that ran for hours
+        main(["train2d", "--data", str(blob_folder), "--outdir", str(tmp_path / "r4"), "--width", "100000"])
+    assert "argument --width: '100000' is more than 4096 pixels" in capsys.readouterr().err
+    assert not (tmp_path / "r2").exists() and not (tmp_path / "r4").exists()
     (tmp_path / "afile").write_text("")
     code, _, err = train2d(capsys, blob_folder, tmp_path / "afile", 1)
     assert code == 2 and "afile is a file, so the folder" in err  # it was "Not a directory (afile/logs)"

@@ -14,7 +14,7 @@ import torch
 from cips3d import constants as K
 from cips3d.config import GENERATOR_PRESETS, MAX_IMG_SIZE, generator_preset
 from cips3d.convert.official_2d import holds_official_cips2d
-from cips3d.data.images import decode_rgb_sized
+from cips3d.data.images import WHOLE_ASPECT_TOLERANCE, decode_rgb_sized
 from cips3d.devices import usable_device
 from cips3d.errors import UserError
 from cips3d.fast import bf16_fast, compile_generator, configure_fast_paths
@@ -230,6 +230,18 @@ def refuse_overwriting_inputs(output: str | Path, *inputs: str | Path | None) ->
             raise UserError(f"{output} would write over the input {given}; choose another output path.")
 
 
+def refuse_writing_over(outdir: Path, names: tuple[str, ...], *inputs: str | Path | None) -> None:
+    """A UserError when a file the command may write into `outdir` (`names`) is one of its input files,
+    said before it starts: a photo named target.png in the output folder was replaced by its resized copy.
+    Input folders (a model's) do not count: new files beside a model are fine."""
+    files = [given for given in inputs if given is not None and Path(given).is_file()]
+    for name in names:
+        for given in files:
+            if (outdir / name).resolve() == Path(given).resolve():
+                raise UserError(f"writing {name} into {outdir} would replace the input {given}; choose "
+                                "another --outdir.")  # fmt: skip
+
+
 SEED_ARGUMENTS = ("seed", "init_seed")  # the dests of every command's single-seed options
 
 
@@ -312,8 +324,13 @@ def photo_pixels(
     data: bytes, path: str | Path, command: str, size: int, width: int | None = None, whole: bool = False
 ) -> np.ndarray:
     """A photo to fit as uint8 [size, width or size, 3], read as datasets are (upright, centre-cropped,
-    LANCZOS); a photo smaller than that is enlarged, and the command says so on stderr."""
+    LANCZOS; with `whole`, a panorama's, resized uncropped and refused unless its shape fits); a photo
+    smaller than that is enlarged, and the command says so on stderr."""
     pixels, (w, h) = decode_rgb_sized(data, size, width, whole)
+    shape = (width or size) / size
+    if whole and abs((w / h) / shape - 1) > WHOLE_ASPECT_TOLERANCE:  # a panorama is never cropped
+        raise UserError(f"{path} is {w}x{h} px, so resizing it whole to the model's {width or size}x{size} "
+                        f"would squash it; crop it to that shape ({shape:.3g}:1) first.")  # fmt: skip
     if min(w, h) < min(size, width or size):
         note = f"{path} is {w}x{h} px, so it is enlarged to fit {width or size}x{size}"
         print(f"cips3d {command}: note: {note}.", file=sys.stderr)

@@ -18,11 +18,13 @@ from cips3d.cli.common import (
     build_generator,
     check_frame_rate,
     finite_float,
+    image_side,
     model_name,
     note_gif_fallback,
     photo_pixels,
     positive_int,
     refuse_ignored,
+    refuse_writing_over,
     resolve_device,
 )
 from cips3d.config import RenderConfig
@@ -80,9 +82,7 @@ def add_parser(subparsers) -> None:
         help="the photo (centre-cropped to a square and resized), or a folder: each image in it goes to "
         "OUTDIR/<name>/",
     )
-    g.add_argument(
-        "--size", type=positive_int, default=64, help="render and compare at this side (default 64)"
-    )
+    g.add_argument("--size", type=image_side, default=64, help="render and compare at this side (default 64)")
     g.add_argument("--steps", type=positive_int, default=200, help="optimisation steps (default 200)")
     g.add_argument("--lr", type=finite_float, default=InversionConfig.lr, help="peak step of the styles")
     g.add_argument(
@@ -163,6 +163,9 @@ def run(args: argparse.Namespace) -> int:
     config = _config(args)
     paths, folder = image_paths(args.image)
     one = not folder
+    for path in paths:  # before any work: a photo or model file must not become an output
+        where = Path(args.outdir) if one else Path(args.outdir) / path.stem
+        refuse_writing_over(where, OUTPUT_NAMES, path, args.checkpoint)
     first = read_target(paths[0], args.size) if one else None  # a single broken photo fails first
     device = resolve_device(args.device)
     G = build_generator(args, device)
@@ -221,6 +224,10 @@ def _config(args: argparse.Namespace) -> InversionConfig:
         camera_search=args.camera_search, perceptual=args.perceptual,
         seed=args.seed,
     )  # fmt: skip
+
+
+OUTPUT_NAMES = ("target.png", "reconstruction.png", "styles.safetensors", "losses.json", "orbit.mp4",
+                "orbit.gif")  # fmt: skip
 
 
 def _write(

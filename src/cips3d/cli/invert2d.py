@@ -12,7 +12,14 @@ from PIL import UnidentifiedImageError
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from cips3d.cli.common import CHECKPOINT_HELP_2D, finite_float, photo_pixels, positive_int, resolve_device
+from cips3d.cli.common import (
+    CHECKPOINT_HELP_2D,
+    finite_float,
+    photo_pixels,
+    positive_int,
+    refuse_writing_over,
+    resolve_device,
+)
 from cips3d.data.images import unreadable_reason
 from cips3d.errors import UserError
 from cips3d.inference.inversion import image_to_target, target_scale_known
@@ -20,7 +27,7 @@ from cips3d.inference.inversion2d import Inversion2DConfig, invert2d
 from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.io.files import atomic_write
 from cips3d.io.images import save_png, to_uint8
-from cips3d.models.generator2d import Generator2D
+from cips3d.models.generator2d import MAX_COORDINATE, Generator2D
 
 EXAMPLES = """examples:
   cips3d invert2d --checkpoint runs/cips2d --image face.png --outdir out/face
@@ -74,10 +81,18 @@ def read_target(path: str, G: Generator2D) -> torch.Tensor:
     return image_to_target(rgb)
 
 
+OUTPUT_NAMES = ("target.png", "reconstruction.png", "larger.png", "w.safetensors", "losses.json")
+
+
 def run(args: argparse.Namespace) -> int:
     config = Inversion2DConfig(steps=args.steps, lr=args.lr, per_layer=args.per_layer, seed=args.seed)
-    if not (args.extent > 0 and args.turns > 0):
-        raise UserError(f"--extent and --turns must be positive, got {args.extent}, {args.turns}.")
+    if not (0 < args.extent <= MAX_COORDINATE and 0 < args.turns <= MAX_COORDINATE):
+        raise UserError(
+            f"--extent and --turns must be positive and at most {MAX_COORDINATE:g}, got {args.extent:g}, "
+            f"{args.turns:g}."
+        )
+    outdir = Path(args.outdir)
+    refuse_writing_over(outdir, OUTPUT_NAMES, args.image, args.checkpoint)
     G = load_generator2d(args.checkpoint, resolve_device(args.device))
     larger_grid = G.frame_grid(G.config.size * args.scale, args.extent, args.turns)  # refuses bad turns now
     target = read_target(args.image, G)
@@ -94,7 +109,6 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
     with torch.no_grad():
         larger = G.synthesis(result.w, larger_grid)
-    outdir = Path(args.outdir)
     save_png(to_uint8(target[0]), outdir / "target.png")
     fit = to_uint8(result.image.clamp(-1, 1))[0]
     save_png(np.concatenate([to_uint8(target[0]), fit], axis=1), outdir / "reconstruction.png")

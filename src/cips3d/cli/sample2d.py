@@ -26,11 +26,11 @@ from cips3d.inference.foveated import foveated_image
 from cips3d.inference.panorama import pan_frames
 from cips3d.inference.sample import parse_seeds
 from cips3d.inference.walk2d import walk_styles_2d
-from cips3d.inference.web_viewer2d import MAX_OFFSET, MAX_ZOOM
+from cips3d.inference.web_viewer2d import MAX_ZOOM
 from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.io.images import grid_tiles, make_grid, save_png, to_uint8
 from cips3d.io.video import DEFAULT_FPS, write_mp4_or_gif
-from cips3d.models.generator2d import Generator2D
+from cips3d.models.generator2d import MAX_COORDINATE, Generator2D
 from cips3d.words import counted
 
 PAN_VIEW = 90.0  # --pan's field of view (degrees)
@@ -234,8 +234,8 @@ def foveated_count(text: str) -> int:
 
 def _check_arguments(args: argparse.Namespace, seeds: list[int]) -> None:
     """The flag checks that need no model (said before it is loaded)."""
-    if not args.extent > 0:
-        raise UserError(f"--extent must be positive, got {args.extent}.")
+    if not 0 < args.extent <= MAX_COORDINATE:
+        raise UserError(f"--extent must be positive and at most {MAX_COORDINATE:g}, got {args.extent:g}.")
     if not 0 <= args.psi <= 1:
         raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
     if args.noise and args.foveated:
@@ -267,8 +267,10 @@ def _check_window(args: argparse.Namespace) -> None:
             f"{'frames' if len(clashing) == 1 else 'frame'} the whole image: give one or the other."
         )
     x, y = _point(args.center or "0,0", "--center")
-    if not (abs(x) <= MAX_OFFSET and abs(y) <= MAX_OFFSET):  # NaN fails this too
-        raise UserError(f"--center must be finite and at most {MAX_OFFSET:g} either way, got {args.center}.")
+    if not (abs(x) <= MAX_COORDINATE and abs(y) <= MAX_COORDINATE):  # NaN fails this too
+        raise UserError(
+            f"--center must be finite and at most {MAX_COORDINATE:g} either way, got {args.center}."
+        )
     if args.zoom is not None and not 1 / MAX_ZOOM <= args.zoom <= MAX_ZOOM:
         raise UserError(f"--zoom must be in [1/{MAX_ZOOM:g}, {MAX_ZOOM:g}], got {args.zoom:g}.")
 

@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from cips3d.cli.common import add_fid_arguments, check_fid_arguments, positive_int, resolve_device
+from cips3d.cli.common import add_fid_arguments, check_fid_arguments, image_side, positive_int, resolve_device
 from cips3d.cli.entry import EXIT_INTERRUPTED
 from cips3d.cli.resuming import (
     RESUME_HELP,
@@ -73,7 +73,7 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "--width",
-        type=positive_int,
+        type=image_side,
         help="width of the training images when not square (a panorama's whole turn); default: the size",
     )
     p.add_argument("--batch-size", type=positive_int, help=f"default {DEFAULTS['batch_size']}")

@@ -34,11 +34,10 @@ from cips3d.inference.web_viewer import (
     remember,
 )
 from cips3d.io.images import to_uint8
-from cips3d.models.generator2d import Generator2D
+from cips3d.models.generator2d import MAX_COORDINATE, Generator2D
 
 MAX_ZOOM = 1024.0
 """Past this the window is narrower than the float32 spacing of its coordinates can resolve well."""
-MAX_OFFSET = 1e6  # frame units; far past any view, well inside float32 coordinates
 
 
 @dataclass(frozen=True)
@@ -61,8 +60,8 @@ class WindowRequest:
         except ValueError as err:
             raise BadRequest(f"seed must be an integer and x, y, zoom, psi numbers ({err}).") from None
         check_seed(seed)
-        if not (abs(x) <= MAX_OFFSET and abs(y) <= MAX_OFFSET):  # NaN fails this too
-            raise BadRequest(f"x and y must be finite and at most {MAX_OFFSET:g} either way.")
+        if not (abs(x) <= MAX_COORDINATE and abs(y) <= MAX_COORDINATE):  # NaN fails this too
+            raise BadRequest(f"x and y must be finite and at most {MAX_COORDINATE:g} either way.")
         if not 1 / MAX_ZOOM <= zoom <= MAX_ZOOM:
             raise BadRequest(f"zoom must be in [{1 / MAX_ZOOM}, {MAX_ZOOM}], got {zoom}.")
         check_psi(psi)

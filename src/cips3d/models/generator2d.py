@@ -35,6 +35,10 @@ CHUNK_PIXELS = 65_536
 """Pixels rendered at once: a 256 x 256 frame in one piece; about 0.4 GB of activations at the official
 widths (the first layer reads 1,024 channels), whatever the resolution asked for."""
 
+MAX_COORDINATE = 1e6
+"""The farthest a frame reaches or a window moves, in frame units (the training frame spans -1 to 1): far
+past any view, and well inside float32 (a reach of 1e300 overflowed deep inside a grid)."""
+
 
 class Mapping2D(nn.Module):
     """z [B, D] -> w [B, D]: PixelNorm, then equalised-LR linear layers (lr_mul 0.01) with LeakyReLU."""
@@ -178,8 +182,11 @@ class Generator2D(nn.Module):
         """[1, height, width, 2]: the training frame at `height` rows (denser or sparser), as wide as the
         training images' aspect; `extent` > 1 reaches beyond the frame (vertically only, for cylinder
         coordinates), and a cylinder model's frame goes `turns` times round. On this model's device."""
-        if not (extent > 0 and turns > 0):
-            raise ConfigError(f"the frame's extent and turns must be positive, got {extent}, {turns}.")
+        if not (0 < extent <= MAX_COORDINATE and 0 < turns <= MAX_COORDINATE):
+            raise ConfigError(
+                f"the frame's extent and turns must be positive and at most {MAX_COORDINATE:g}, got "
+                f"{extent}, {turns}."
+            )
         width = self.frame_width(height, turns)
         if self.config.panorama:
             grid = cylinder_grid(height, width, 1, turns, extent=extent)
@@ -198,6 +205,10 @@ class Generator2D(nn.Module):
         zooming in spans less of the turn in as many columns. On this model's device."""
         if not zoom > 0:
             raise ConfigError(f"the window's zoom must be positive, got {zoom}.")
+        if not (abs(x) <= MAX_COORDINATE and abs(y) <= MAX_COORDINATE):  # NaN fails this too
+            raise ConfigError(
+                f"the window's centre must be finite and at most {MAX_COORDINATE:g} either way."
+            )
         width, half = self.frame_width(height), 1 / zoom
         if self.config.panorama:  # the window starts half its span left of x
             grid = cylinder_grid(height, width, 1, turns=half, start=x - half, extent=half)

@@ -120,6 +120,9 @@ class Train2DConfig:
             object.__setattr__(self, "model", Cips2DConfig.from_dict(self.model).to_dict())
         config = self.generator_config()
         patch_scales(config.size, config.grid_width, self.patch_size)
+        if self.patch_size < 8:  # the StyleGAN2 discriminator's smallest input (Cips2DDiscriminatorConfig)
+            raise ConfigError(f"the patch side (--patch) must be at least 8 px, the discriminator's smallest "
+                              f"input, not {self.patch_size}.")  # fmt: skip
         if min(self.batch_size, self.snapshot_every, self.keep_snapshots) < 1:
             raise ConfigError("batch_size, snapshot_every and keep_snapshots must be at least 1.")
         group = min(self.batch_size, Cips2DDiscriminatorConfig.stddev_group)
