@@ -178,10 +178,19 @@ class GeneratorConfig:
     def from_official_kwargs(cls, kwargs: dict[str, Any]) -> GeneratorConfig:
         """Build from the official `GeneratorNerfINR(**kwargs)` dict (nerf_cfg, mapping_nerf_cfg, ...)."""
         try:
-            nerf, inr = kwargs["nerf_cfg"], kwargs["inr_cfg"]
-            mapping_nerf, mapping_inr = kwargs["mapping_nerf_cfg"], kwargs["mapping_inr_cfg"]
-        except (KeyError, TypeError) as err:
-            raise ConfigError(f"official generator kwargs lack {err}.") from err
+            return cls._from_official_kwargs(kwargs)
+        except KeyError as err:  # a hand-written file: say which key, not where it failed
+            raise ConfigError(f"the official generator kwargs lack the key {err}.") from err
+        except (TypeError, AttributeError) as err:
+            raise ConfigError(
+                "the official generator kwargs must be a JSON object holding the objects nerf_cfg, "
+                "inr_cfg, mapping_nerf_cfg and mapping_inr_cfg."
+            ) from err
+
+    @classmethod
+    def _from_official_kwargs(cls, kwargs: dict[str, Any]) -> GeneratorConfig:
+        nerf, inr = kwargs["nerf_cfg"], kwargs["inr_cfg"]
+        mapping_nerf, mapping_inr = kwargs["mapping_nerf_cfg"], kwargs["mapping_inr_cfg"]
         for name, mapping in (("mapping_nerf_cfg", mapping_nerf), ("mapping_inr_cfg", mapping_inr)):
             _require(
                 mapping.get("head_layers", 0) == 0,

@@ -26,3 +26,25 @@ def test_convert_needs_a_config_for_official_files(tmp_path, capsys):
     source = fixture_path("official", "small_G_state_dict.pt")
     assert main(["convert", str(source), str(tmp_path / "x")]) == 2
     assert "--preset" in capsys.readouterr().err
+
+
+def test_a_preset_beside_an_official_config_or_our_own_model_is_refused(tmp_path, capsys):
+    """Both were silently ignored: --preset beside --official-config, and either with --to-official."""
+    source = fixture_path("official", "small_G_state_dict.pt")
+    config = fixture_path("official", "small_config.json")
+    both = ["--official-config", str(config), "--preset", "ffhq"]
+    assert main(["convert", str(source), str(tmp_path / "ours"), *both]) == 2
+    assert (
+        "--preset and --official-config both give an official file's architecture" in capsys.readouterr().err
+    )
+    assert main(["sample", "--checkpoint", str(source), *both, "--outdir", str(tmp_path / "o")]) == 2
+    assert "give one of them." in capsys.readouterr().err
+    assert main(["convert", str(source), str(tmp_path / "ours"), "--official-config", str(config)]) == 0
+    capsys.readouterr()
+    to_official = ["convert", str(tmp_path / "ours"), str(tmp_path / "back.pth"), "--to-official"]
+    assert main([*to_official, "--preset", "ffhq"]) == 2
+    assert (
+        "--preset would change nothing with --to-official (the source carries its own config)"
+        in capsys.readouterr().err
+    )
+    assert not (tmp_path / "back.pth").exists() and not (tmp_path / "o").exists()

@@ -11,7 +11,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from cips3d import CheckpointError, ConfigError, Generator3D, PoseConfig, RenderConfig, generator_preset
-from cips3d.io.checkpoint import load_generator, official_state_dict, read_torch_file, save_generator
+from cips3d.io.checkpoint import (
+    load_generator,
+    official_state_dict,
+    read_torch_file,
+    resolve_official_config,
+    save_generator,
+)
 from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.training.snapshot import load_snapshot
 from cips3d.training.trainer import Trainer, TrainOptions
@@ -195,3 +201,29 @@ def test_a_device_this_machine_lacks_is_one_sentence(tmp_path, tiny_G):
             f"unknown device '{device}'"
         )
     assert load_generator(tmp_path / "m", device="auto").device.type in ("cpu", "cuda")
+
+
+def _official_kwargs_without(section: str, key: str) -> dict:
+    kwargs = generator_preset("tiny").to_official_kwargs()
+    del kwargs[section][key]
+    return kwargs
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "must hold a JSON object of the constructor kwargs"),  # JSON null
+        ([1, 2], "must hold a JSON object of the constructor kwargs"),
+        ({"constructor_kwargs": 5}, "must be a JSON object holding the objects nerf_cfg, inr_cfg"),
+        ({**generator_preset("tiny").to_official_kwargs(), "mapping_nerf_cfg": [1]}, "must be a JSON object"),
+        (_official_kwargs_without("mapping_nerf_cfg", "z_dim"), "lack the key 'z_dim'"),
+        (_official_kwargs_without("inr_cfg", "style_dim"), "lack the key 'style_dim'"),
+    ],
+    ids=["null", "list", "number-kwargs", "list-section", "no-z-dim", "no-style-dim"],
+)
+def test_a_malformed_official_config_is_one_config_error(tmp_path, content, message):
+    """A hand-edited --official-config failed with KeyError or AttributeError tracebacks."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(ConfigError, match=message):
+        resolve_official_config(None, path)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from cips3d.cli.common import refuse_overwriting_inputs
+from cips3d.cli.common import refuse_ignored, refuse_overwriting_inputs
 from cips3d.convert.official_2d import holds_official_cips2d
 from cips3d.errors import UserError
 from cips3d.io.checkpoint import (
@@ -67,6 +67,8 @@ def add_parser(subparsers) -> None:
 
 
 def _to_official(args: argparse.Namespace, target: Path) -> int:
+    given = {"--preset": bool(args.preset), "--official-config": bool(args.official_config)}
+    refuse_ignored(given, "with --to-official (the source carries its own config)")
     if is_generator2d(args.source):
         models = load_models2d(args.source)
         content = official_checkpoint2d(models.G, models.D)

@@ -216,7 +216,11 @@ def resolve_official_config(
     preset: str | None, official_config: str | os.PathLike | dict | None
 ) -> GeneratorConfig:
     """The config for an official checkpoint: a preset name, or the official constructor kwargs
-    (a dict or a JSON file holding them, optionally under "constructor_kwargs")."""
+    (a dict or a JSON file holding them, optionally under "constructor_kwargs"), not both."""
+    if preset is not None and official_config is not None:
+        raise ConfigError(
+            "--preset and --official-config both give an official file's architecture; give one of them."
+        )
     if official_config is None:
         if preset is None:
             raise MissingPresetError(
@@ -229,6 +233,9 @@ def resolve_official_config(
             data = json.loads(Path(official_config).read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise ConfigError(f"cannot read the official config {official_config} ({err}).") from err
+    if not isinstance(data, dict):  # JSON null, a list, a number: from_official_kwargs needs names
+        raise ConfigError(f"the official config {official_config} must hold a JSON object of the constructor "
+                          "kwargs.")  # fmt: skip
     return GeneratorConfig.from_official_kwargs(data.get("constructor_kwargs", data))
 
 
