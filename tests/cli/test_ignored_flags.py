@@ -39,10 +39,12 @@ NOTHING = "would change nothing"
          f"--batch-size {NOTHING} in a video"),
         (["video", *MODEL_3D, "--styles", "s.safetensors", "--seeds", "3"], f"--seeds {NOTHING} with"),
         (["multiview", *MODEL_3D, "--styles", "s.safetensors", "--seeds", "3"], f"--seeds {NOTHING} with"),
+        (["video", *MODEL_3D, "--seeds", "1,5", "--interpolate", "--trajectory", "still", "--frames", "7"],
+         f"--frames {NOTHING} in a walk with --trajectory still"),
     ],
     ids=["random-pose-yaw", "space", "walk-options", "invert-frames", "fixed-camera", "camera-lr",
          "fixation", "pan-view", "fps", "init-seed", "official-config", "ascii", "blend-batch",
-         "video-styles-seeds", "multiview-styles-seeds"],
+         "video-styles-seeds", "multiview-styles-seeds", "still-walk-frames"],
 )  # fmt: skip
 def test_a_flag_that_would_change_nothing_is_refused(capsys, tmp_path, argv, message):
     code, _, err = run(capsys, *argv, "--outdir", str(tmp_path / "out"))

@@ -41,8 +41,19 @@ def test_mesh_writes_ply_and_obj_matching_the_library(tmp_path, capsys, tiny_G):
         (["--level", "-3"], "--level"),
         (["--format", "stl"], "--format"),
         (["--psi", "2"], "--psi"),
+        (["--level", "inf"], "--level must be a positive finite density, got 'inf'."),  # was: after the grid
+        (["--bound", "1e300"], "--bound must be positive and at most 1e+06, got 1e+300."),  # was: a traceback
     ],
-    ids=["resolution", "level-text", "level-percent", "level-negative", "format", "psi"],
+    ids=[
+        "resolution",
+        "level-text",
+        "level-percent",
+        "level-negative",
+        "format",
+        "psi",
+        "level-inf",
+        "bound",
+    ],
 )
 def test_bad_options_are_refused_before_the_model_is_loaded(tmp_path, capsys, args, message):
     # The checkpoint does not exist: the option must be refused before anything is loaded.

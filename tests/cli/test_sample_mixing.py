@@ -75,6 +75,17 @@ def test_mix_layers_take_only_the_named_layers(tmp_path, capsys, vivid):
     assert np.abs(some - reference(vivid, [3, 4])).max() > 10  # but some were
 
 
+def test_appearance_seeds_pair_with_the_seeds_even_when_repeated(tmp_path, capsys, vivid):
+    # 9,9,5: seeds 3 and 4 take seed 9's look, seed 5 its own (was refused: "got 2", duplicates dropped)
+    sample(capsys, vivid, tmp_path / "paired", "--seeds", "3,4,5", "--appearance-seeds", "9,9,5")
+    paired = np.stack([pixels(tmp_path / "paired" / f"seed{s:04d}.png") for s in (3, 4)])
+    assert np.abs(paired - reference(vivid, [9])).max() <= 1
+    sample(capsys, vivid, tmp_path / "plain", "--seeds", "5")
+    assert np.array_equal(
+        pixels(tmp_path / "paired" / "seed0005.png"), pixels(tmp_path / "plain" / "seed0005.png")
+    )
+
+
 def test_normals_are_written_from_the_depth_map(tmp_path, capsys, vivid):
     sample(capsys, vivid, tmp_path, "--depth", "--normals")
     for seed in (3, 4):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from cips3d.inference.geometry import (
     DEFAULT_BOUND,
     DEFAULT_CHUNK,
     DEFAULT_SIGMA_LEVEL,
+    MAX_BOUND,
     MESH_FORMATS,
     MIN_RESOLUTION,
     as_scene_field,
@@ -95,8 +97,8 @@ def parse_level(text: str) -> tuple[float, bool]:
         ) from None
     if relative and not 0 < value < 100:
         raise UserError(f"--level as a percentage must lie strictly between 0% and 100%, got {text!r}.")
-    if not relative and not value > 0:
-        raise UserError(f"--level must be a positive density, got {text!r}.")
+    if not relative and not 0 < value < math.inf:  # NaN fails this too
+        raise UserError(f"--level must be a positive finite density, got {text!r}.")
     return (value / 100, True) if relative else (value, False)
 
 
@@ -107,8 +109,8 @@ def _settings(args: argparse.Namespace) -> MeshSettings:
         raise UserError(f"--resolution must be at least {MIN_RESOLUTION}, got {args.resolution}.")
     if not 0.0 <= args.psi <= 1.0:
         raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
-    if not args.bound > 0:
-        raise UserError(f"--bound must be positive, got {args.bound}.")
+    if not 0 < args.bound <= MAX_BOUND:
+        raise UserError(f"--bound must be positive and at most {MAX_BOUND:g}, got {args.bound:g}.")
     formats = [f.lower() for f in comma_items(args.format, "--format")]
     if any(f not in MESH_FORMATS for f in formats):
         raise UserError(f"--format must be ply, obj or ply,obj, got {args.format!r}.")

@@ -115,7 +115,7 @@ def _mixing(args: argparse.Namespace, seeds: list[int]) -> tuple[list[int] | Non
             raise UserError("--mix-layers needs --appearance-seeds (the seeds the layers come from).")
         return None, None
     try:
-        partners = parse_seeds(args.appearance_seeds)
+        partners = parse_seeds(args.appearance_seeds, unique=False)  # pairs: 5,5,6 gives two seeds one look
     except ValueError as err:
         raise UserError(f"--appearance-seeds: {err}") from None
     if len(partners) not in (1, len(seeds)):

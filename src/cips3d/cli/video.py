@@ -164,6 +164,8 @@ def _check_numbers(args: argparse.Namespace, seeds: list[int]) -> None:
         return
     if args.styles:
         raise UserError("--interpolate walks between seeds; it cannot be combined with --styles.")
+    if args.trajectory == "still":  # the walk's length is --steps-between's; a still camera adds none
+        refuse_ignored({"--frames": args.frames is not None}, "in a walk with --trajectory still")
     if len(seeds) < 2:
         raise UserError(f"--interpolate walks between seeds and needs at least two, got {args.seeds!r}.")
     if not 1 <= args.steps_between <= MAX_COUNT:

@@ -38,6 +38,7 @@ StylesOrLatents = Mapping[str, torch.Tensor] | tuple[torch.Tensor, torch.Tensor]
 DEFAULT_BOUND = K.BOX_WARP_SIDE / 2  # the +-0.12 box the SIREN sees as +-1
 DEFAULT_SIGMA_LEVEL = 10.0  # pi-GAN's extract_shapes threshold on the clamped density (same renderer)
 DEFAULT_CHUNK = 65_536  # points per field call: a few MB of activations for the official NeRF
+MAX_BOUND = 1e6  # far past the scene (the cameras are 1 from its centre), well inside float32
 MIN_RESOLUTION = 8  # below this a grid cannot hold a surface worth meshing
 
 
@@ -133,8 +134,8 @@ def num_chunks(resolution: int, chunk: int = DEFAULT_CHUNK) -> int:
 def _check_grid_args(resolution: int, bound: float, chunk: int) -> None:
     if not isinstance(resolution, int) or resolution < MIN_RESOLUTION:
         raise ConfigError(f"the grid resolution must be an integer >= {MIN_RESOLUTION}, got {resolution!r}.")
-    if not (math.isfinite(bound) and bound > 0):
-        raise ConfigError(f"the grid bound must be a positive number, got {bound}.")
+    if not 0 < bound <= MAX_BOUND:  # NaN fails this too
+        raise ConfigError(f"the grid bound must be positive and at most {MAX_BOUND:g}, got {bound}.")
     whole_count(chunk, "the chunk size")
 
 
@@ -183,7 +184,7 @@ def resolve_level(grid: DensityGrid, level: float, relative: bool = False) -> fl
         raise ConfigError(f"a relative level must lie strictly between 0 and 1, got {level}.")
     value = level * peak if relative else level
     if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"the density level must be positive, got {value}.")
+        raise ConfigError(f"the density level must be a positive finite number, got {value}.")
     if peak <= value:
         raise ConfigError(
             f"the density never reaches the level {value:g} (its maximum is {peak:.4g}); give a lower "
