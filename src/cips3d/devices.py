@@ -19,6 +19,8 @@ def usable_device(name: str | torch.device) -> torch.device:
         device = None
     if device is None or device.type not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"unknown device {str(name)!r}; use cpu, cuda, cuda:N, mps or auto.")
+    if device.type in ("cpu", "mps") and device.index not in (None, 0):  # PyTorch ignores the index
+        raise ConfigError(f"device {str(name)!r}: {device.type} has no numbered devices; use {device.type}.")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {str(name)!r} was asked for but PyTorch sees no CUDA GPU here.")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():

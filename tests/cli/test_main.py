@@ -58,6 +58,11 @@ def test_devices_pytorch_knows_but_cips3d_cannot_render_on_are_one_sentence(tmp_
     assert code == 2 and f"unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto" in err
 
 
+def test_a_numbered_cpu_is_refused_rather_than_read_as_the_cpu(tmp_path, capsys):
+    code, _, err = run(capsys, "sample", "--preset", "tiny", "--device", "cpu:5", "--outdir", str(tmp_path))
+    assert code == 2 and err.endswith("device 'cpu:5': cpu has no numbered devices; use cpu.\n"), err
+
+
 def test_an_unknown_command_lists_the_public_ones_only(capsys):
     with pytest.raises(SystemExit) as stopped:
         main(["bogus"])

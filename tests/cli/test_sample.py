@@ -114,7 +114,7 @@ def test_corrupt_and_mismatched_checkpoints_exit_2(tmp_path, capsys, tiny_G):
     )
     assert code == 2 and "wrongly shaped" in err and len(err.strip().splitlines()) == 1
     assert f"{tmp_path / 'tiny.pth'}: the official" in err
-    assert err.strip().endswith("; it fits --preset tiny.")
+    assert err.strip().endswith("; it fits the preset tiny.")
 
 
 def test_the_installed_command_reports_errors_without_a_traceback(tmp_path):

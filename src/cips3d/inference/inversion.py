@@ -36,7 +36,7 @@ from torch.nn import functional as F
 
 from cips3d import constants as K
 from cips3d.config import RenderConfig, plain_fields, whole_count
-from cips3d.errors import CheckpointError, ConfigError, error_gist
+from cips3d.errors import CheckpointError, ConfigError, error_gist, first_sentence
 from cips3d.inference.video import compose_frame
 from cips3d.io.files import atomic_write
 from cips3d.io.images import to_uint8
@@ -408,7 +408,9 @@ def load_inversion(path: str | Path, G: Generator3D | None = None) -> Inversion:
         try:
             G.check_styles(tensors, 1)
         except ValueError as err:
-            raise CheckpointError(f"the styles in {path} do not fit this model ({err}).") from err
+            raise CheckpointError(
+                f"the styles in {path} do not fit this model ({first_sentence(err)})."
+            ) from err
         tensors = {k: v.to(G.device) for k, v in tensors.items()}
     model = meta.get("model")
     return Inversion(tensors, float(meta["yaw"]), float(meta["pitch"]), float(meta["fov"]), model=model)

@@ -323,7 +323,7 @@ def official_generator(
         return generator_from_official(state, config, device)
     except CheckpointError as err:
         fits = official_presets_fitting(state)
-        advice = f"; it fits --preset {fits[0]}" if fits else ""
+        advice = f"; it fits the preset {fits[0]}" if fits else ""  # blend names its presets otherwise
         raise CheckpointError(f"{path}: {str(err).rstrip('.')}{advice}.") from err
 
 
