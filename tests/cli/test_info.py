@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 
 import torch
 
@@ -43,8 +45,9 @@ def test_official_files_are_named_with_what_they_fit(capsys, tmp_path, tiny_G):
 def test_our_folders_and_runs_are_named(capsys, tmp_path, tiny_G, blob_folder):
     save_generator(tiny_G, tmp_path / "three")
     three = info(capsys, str(tmp_path / "three"))
-    assert three == {"kind": "a CIPS-3D model folder", "generator": "preset tiny",
-                     "parameters": sum(p.numel() for p in tiny_G.parameters())}  # fmt: skip
+    parameters = sum(p.numel() for p in tiny_G.parameters())
+    assert three == {"kind": "a CIPS-3D model folder", "generator": "preset tiny", "parameters": parameters,
+                     "weights": "fit config.json"}  # fmt: skip
     save_generator2d(generator2d_from_official(official_state(residual=True)), tmp_path / "two")
     assert info(capsys, str(tmp_path / "two"))["generator"].startswith("CIPSres 8x8 px")
     config = Train2DConfig(generator="cips-tiny", batch_size=2, d_max_channels=32, snapshot_every=1)
@@ -54,6 +57,32 @@ def test_our_folders_and_runs_are_named(capsys, tmp_path, tiny_G, blob_folder):
     assert run2d["kind"] == "a 2D CIPS training run (cips3d train2d)" and run2d["step"] == 1
     assert "preset cips-tiny" in run2d["generator"] and run2d["last scored step"] == 1
     assert isinstance(run2d["last SWD"], float) and "last FID" not in run2d
+    # A run's snapshots folder is its run, and one file of a snapshot its snapshot
+    assert info(capsys, str(tmp_path / "run2d" / "snapshots")) == run2d
+    weights = next((tmp_path / "run2d" / "snapshots").iterdir()) / "G_ema.safetensors"
+    assert weights.is_file() and info(capsys, str(weights)) == run2d
+    (tmp_path / "run2d" / "run.json").write_text("garbage")  # said, not a traceback or a refusal
+    damaged = info(capsys, str(tmp_path / "run2d"))
+    assert damaged["run record"] == "run.json cannot be read: restore it before a --resume, or give --data"
+
+
+def test_weights_that_do_not_fit_their_config_are_said(capsys, tmp_path, tiny_G):
+    save_generator(tiny_G, tmp_path / "three")
+    config = json.loads((tmp_path / "three" / "config.json").read_text())
+    config["generator"]["nerf"]["hidden_dim"] *= 2  # sample would refuse the folder; info said nothing
+    (tmp_path / "three" / "config.json").write_text(json.dumps(config))
+    weights = info(capsys, str(tmp_path / "three"))["weights"]
+    assert weights.startswith("do not fit config.json: model.safetensors does not match the model: ")
+    assert "wrongly shaped (" in weights and "(expected (128, 64))" in weights
+
+
+def test_a_reader_that_stops_early_is_no_error(tmp_path, tiny_G):
+    save_generator(tiny_G, tmp_path / "three")
+    command = [sys.executable, "-m", "cips3d", "info", str(tmp_path / "three")]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as shown:
+        shown.stdout.close()  # `| head -0`: the pipe is closed before the first line
+        err = shown.stderr.read().decode()
+    assert shown.returncode == 0 and err == ""  # was: "cips3d info: error: Broken pipe."
 
 
 def test_what_is_not_a_checkpoint_is_said(capsys, tmp_path):

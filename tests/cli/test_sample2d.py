@@ -109,6 +109,11 @@ def test_mistakes_are_one_sentence(capsys, tmp_path, run_dir):
     code, _, err = run(capsys, "sample2d", "--checkpoint", str(run_dir), "--foveated", "9", "--fixation",
                        "left", "--outdir", str(tmp_path))  # fmt: skip
     assert code == 2 and "--fixation must be two numbers" in err
+    snapshot = next((run_dir / "snapshots").iterdir())
+    code, _, err = run(capsys, "sample2d", "--checkpoint", str(snapshot / "G_ema.safetensors"), "--outdir",
+                       str(tmp_path))  # fmt: skip
+    advice = f"is one file of the training snapshot {snapshot}; give that folder or the run {run_dir}.\n"
+    assert code == 2 and err.endswith(advice), err
     for seeds, message in (("abc", "cannot read seeds"), ("5-2", "runs backwards")):
         code, _, err = run(capsys, "sample2d", "--checkpoint", str(run_dir), "--seeds", seeds, "--outdir",
                            str(tmp_path))  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import warnings
@@ -109,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"cips3d {args.command.replace('-', ' ')}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `cips3d info run | head -3`: the reader stopped reading, which is no error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor is the flush at exit
+        return 0
     except OSError as err:  # a folder we cannot write, a full disk
         where = f" ({err.filename})" if err.filename else ""
         print(

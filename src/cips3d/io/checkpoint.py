@@ -298,6 +298,11 @@ def model_folder_of(path: Path) -> Path:
         return path
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at {path}.")
+    if (path.parent / "state.json").is_file():  # a training snapshot's G_ema.safetensors
+        raise CheckpointError(
+            f"{path} is one file of the training snapshot {path.parent}; give that folder or the run "
+            f"{path.parent.parent.parent}."
+        )
     if not (path.parent / CONFIG_FILE).is_file():
         raise CheckpointError(
             f"{path} has no {CONFIG_FILE} beside it, so it is not part of a cips3d model folder (fitted "

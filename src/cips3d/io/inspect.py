@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,14 @@ import torch
 
 from cips3d.config import GENERATOR_PRESETS, GeneratorConfig, generator_preset
 from cips3d.config_2d import CIPS2D_PRESETS, Cips2DConfig, is_2d_run_config
-from cips3d.convert.official import OURS_ONLY
+from cips3d.convert.official import OURS_ONLY, check_keys
 from cips3d.convert.official_2d import config_from_official_2d, holds_official_cips2d
 from cips3d.convert.official_d2d import d_config_from_official_2d
 from cips3d.errors import CheckpointError, UserError
 from cips3d.io.checkpoint import (
     CONFIG_FILE,
     FORMAT_NAME_2D,
+    WEIGHTS_FILE,
     carries_own_config,
     model_folder_of,
     official_presets_fitting,
@@ -35,6 +36,8 @@ from cips3d.io.checkpoint import (
     read_weights,
 )
 from cips3d.io.checkpoint2d import official_generator_state
+from cips3d.models.generator2d import Generator2D
+from cips3d.models.generator3d import Generator3D
 
 Lines = list[tuple[str, str | int | float]]
 """(label, value): counts and scores as numbers (`cips3d info --json` keeps them so), the rest as words."""
@@ -46,6 +49,10 @@ def describe(path: str | os.PathLike) -> Lines:
     if not path.exists():
         raise UserError(f"there is nothing at {path}.")
     run_files = ("state.json", "snapshots", "run.json")  # a snapshot, or a run (perhaps before its first)
+    if path.name == "snapshots" and (path.parent / "run.json").is_file():
+        path = path.parent  # a run's snapshots folder: the run
+    elif path.is_file() and (path.parent / "state.json").is_file():
+        path = path.parent  # one file of a snapshot (its G_ema.safetensors): the snapshot
     if path.is_dir() and any((path / name).exists() for name in run_files):
         return _run(path)
     if carries_own_config(path):
@@ -72,7 +79,12 @@ def _summary_2d(config: Cips2DConfig) -> str:
 
 def _run(path: Path) -> Lines:
     from cips3d.training.config import TrainConfig, preset_name  # noqa: PLC0415 (training imports io, not back)
-    from cips3d.training.snapshot import load_snapshot, recorded_options, training_state_problem  # noqa: PLC0415
+    from cips3d.training.snapshot import (  # noqa: PLC0415 (training imports io, not back)
+        load_snapshot,
+        read_run_record,
+        recorded_options,
+        training_state_problem,
+    )
 
     snap = load_snapshot(path, training_state=False)
     state, config = snap.state, snap.config
@@ -90,7 +102,10 @@ def _run(path: Path) -> Lines:
         stage = stages[min(state.stage, len(stages) - 1)]
         name = str(stage.get("name", state.stage))
         preset = preset_name(TrainConfig.from_dict(config))
-        init = recorded_options(snap.path.parent.parent).get("init")
+        try:
+            init = recorded_options(snap.path.parent.parent).get("init")
+        except CheckpointError:  # said on its own line below
+            init = None
         source = f"preset {preset}" if preset else "a config of its own"
         lines = [("kind", "a CIPS-3D training run (cips3d train)"), *lines, ("stage", name),
                  ("steps into the stage", state.stage_step),
@@ -102,6 +117,10 @@ def _run(path: Path) -> Lines:
         "readable" if problem is None else f"cannot be read, so --resume cannot go on from it ({problem})"
     )
     lines.append(("training state", readable))
+    try:
+        read_run_record(snap.path.parent.parent)
+    except CheckpointError:
+        lines.append(("run record", "run.json cannot be read: restore it before a --resume, or give --data"))
     if state.best_snapshot:
         lines += [("best snapshot", state.best_snapshot), ("best SWD", state.best_score)]
     if state.history:
@@ -116,11 +135,24 @@ def _folder(directory: Path) -> Lines:
     weights = read_weights(directory)
     if meta["format"] == FORMAT_NAME_2D:
         config = Cips2DConfig.from_dict(meta["generator"])
-        return [("kind", "a 2D CIPS model folder"), ("generator", _summary_2d(config)),
-                ("parameters", _parameters(weights))]  # fmt: skip
-    config3d = GeneratorConfig.from_dict(meta["generator"])
-    return [("kind", "a CIPS-3D model folder"), ("generator", _summary_3d(config3d)),
-            ("parameters", _parameters(weights))]  # fmt: skip
+        lines: Lines = [("kind", "a 2D CIPS model folder"), ("generator", _summary_2d(config))]
+        model: torch.nn.Module = _on_meta(lambda: Generator2D(config))
+    else:
+        config3d = GeneratorConfig.from_dict(meta["generator"])
+        lines = [("kind", "a CIPS-3D model folder"), ("generator", _summary_3d(config3d))]
+        model = _on_meta(lambda: Generator3D(config3d, initialize=False))
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    try:
+        check_keys(weights, shapes, WEIGHTS_FILE)
+    except CheckpointError as err:  # sample would refuse the folder: said here too
+        return [*lines, ("parameters", _parameters(weights)), ("weights", f"do not fit config.json: {err}")]
+    return [*lines, ("parameters", _parameters(weights)), ("weights", "fit config.json")]
+
+
+def _on_meta(build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    """The model of a config with shapes only (no memory, no initialisation)."""
+    with torch.device("meta"):
+        return build()
 
 
 def _torch_file(path: Path) -> Lines:
