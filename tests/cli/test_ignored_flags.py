@@ -68,3 +68,9 @@ def test_view_refuses_a_seed_beside_fitted_styles(capsys, tmp_path):
         capsys, "view", "--preset", "tiny", "--styles", str(tmp_path / "s.safetensors"), "--seed", "5"
     )
     assert code == 2 and "--seed would change nothing with --styles" in err
+
+
+def test_metrics_refuses_a_count_the_consistency_score_does_not_take(capsys, tmp_path):
+    argv = ["metrics", *MODEL_3D, "--data", str(tmp_path), "--metrics", "consistency", "--num", "4"]
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and f"--num {NOTHING} for consistency alone (it scores 16 latents of its own)" in err

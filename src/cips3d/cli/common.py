@@ -205,7 +205,8 @@ def fitted_styles(args: argparse.Namespace, G: Generator3D) -> Inversion:
     fitted = load_inversion(args.styles, G)
     if fitted.model is not None and fitted.model != model_name(args):
         print(f"cips3d: note: the styles in {args.styles} were fitted with {fitted.model}; rendering them "
-              f"with {model_name(args)} gives another image.", file=sys.stderr)  # fmt: skip
+              f"with {model_name(args)} gives another image unless it holds the same weights.",
+              file=sys.stderr)  # fmt: skip
     return fitted
 
 

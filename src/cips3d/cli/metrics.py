@@ -34,6 +34,7 @@ downloaded at run time). Every result records its protocol (counts, extractor ha
 
 
 DEFAULT_METRICS = "swd,consistency"
+NUM = 1000  # --num's default
 
 
 def add_parser(subparsers) -> None:
@@ -51,7 +52,9 @@ def add_parser(subparsers) -> None:
         "--metrics",
         help=f"comma list of {', '.join(METRICS)} (default swd,consistency; a 2D model: swd)",
     )
-    p.add_argument("--num", type=positive_int, default=1000, help="images per side (default 1000)")
+    p.add_argument(
+        "--num", type=positive_int, default=NUM, help=f"images per side of swd, fid, kid (default {NUM})"
+    )
     p.add_argument(
         "--size", type=positive_int, help="evaluation resolution (default 64; a 2D run: its training size)"
     )
@@ -73,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
     if not {"fid", "kid"} & set(which):
         refuse_ignored({"--inception": bool(args.inception)}, "without fid or kid in --metrics")
+    if set(which) == {"consistency"}:  # its protocol is fixed: 16 latents at set cameras
+        refuse_ignored({"--num": args.num != NUM}, "for consistency alone (it scores 16 latents of its own)")
     if not Path(args.data).exists():
         raise UserError(f"no dataset at {args.data}.")
     if args.out:  # said now, not after the scoring
