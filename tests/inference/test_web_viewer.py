@@ -7,6 +7,10 @@ import io
 import json
 import math
 import socket
+import threading
+import time
+import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
@@ -41,7 +45,10 @@ def test_a_frame_request_has_defaults_and_refuses_bad_values():
     assert (r.seed, r.yaw, r.pitch, r.panel, r.psi, r.format) == (7, 1.2, 1.4, "depth", 0.5, "png")
     bad = [("seed=x", "integer"), ("seed=-1", "seed must be"), ("yaw=nan", "finite"), ("psi=2", "psi must"),
            ("yaw=1e39", "at most 1000 either way"), ("pitch=-1e308", "at most 1000 either way"),
-           ("panel=normals", "panel must"), ("format=gif", "format must")]  # fmt: skip
+           ("panel=normals", "panel must"), ("format=gif", "format must"),
+           ("yaw=abc", "^yaw must be a number, got 'abc'.$"),  # was: "seed must be an integer and yaw, ..."
+           ("seed=" + "9" * 5000, "^seed must be an integer, got '9999"),  # was: Python's digit-limit advice
+           ]  # fmt: skip
     for query, words in bad:
         with pytest.raises(BadRequest, match=words):
             FrameRequest.parse(query)
@@ -171,3 +178,39 @@ def test_the_page_is_given_the_sample_command_of_its_model_and_render_options(ti
     finally:
         stop()
     assert json.loads(body)["sample_command"] == command
+
+
+def test_other_methods_and_malformed_requests_get_one_plain_line(server):
+    url = server
+    head = urllib.request.Request(url + "/frame?seed=1&format=png", method="HEAD")
+    with urllib.request.urlopen(head, timeout=60) as answer:  # was 501: HEAD is served, without a body
+        assert answer.status == 200 and answer.headers["Content-Type"] == "image/png" and answer.read() == b""
+    post = urllib.request.Request(url + "/frame", data=b"x", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(post, timeout=60)
+    assert refused.value.code == 405 and refused.value.headers["Allow"] == "GET, HEAD"
+    assert refused.value.read() == b"POST is not served; use GET."
+    code, kind, body = get(url + "/nowhere")
+    assert code == 404 and body == b"not found: the routes are /, /frame and /info."
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as raw:  # http.server's own refusal
+        raw.sendall(b"GARBAGE\r\n\r\n")
+        answer = raw.recv(4096).decode()
+    assert answer == "Bad request syntax ('GARBAGE').\n"  # was an HTML page (HTTP/0.9: no headers)
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as raw:
+        raw.sendall(b"GET /info HTTP/2.0\r\n\r\n")
+        answer = raw.recv(4096).decode()
+    assert answer == "Invalid HTTP version (2.0).\n"
+    assert get(url + "/info")[0] == 200  # and it goes on serving
+
+
+def test_closing_waits_for_the_frame_being_rendered_and_starts_no_other(tiny_G):
+    """A request thread inside PyTorch when Python exits aborted `cips3d view` (SIGABRT) on Ctrl-C."""
+    server = make_server(tiny_G, RenderConfig(img_size=8, deterministic=True), port=0)
+    stop = serve_in_thread(server)
+    server.render_lock.acquire()  # as a frame being rendered holds it
+    threading.Timer(0.5, server.render_lock.release).start()
+    started = time.monotonic()
+    stop()
+    assert time.monotonic() - started >= 0.4  # it waited for that frame
+    assert server.render_lock.locked()  # and holds the lock: no frame starts after the close

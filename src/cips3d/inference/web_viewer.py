@@ -68,6 +68,28 @@ def check_psi(psi: float) -> None:
         raise BadRequest(f"psi must be in [0, 1], got {psi}.")
 
 
+def query_values(query: str) -> dict[str, str]:
+    """The query's values by name (the last of a repeated name, as browsers' forms send them)."""
+    return {k: v[-1] for k, v in parse_qs(query).items()}
+
+
+def query_number(query: dict[str, str], name: str, default: float | int, kind: type = float) -> Any:
+    """`query[name]` read as `kind` (float or int), `default` when absent; a BadRequest naming it."""
+    text = query.get(name)
+    if text is None:
+        return default
+    try:
+        if len(text) > MAX_NUMBER_TEXT:  # Python refuses to read longer integers, in its own words
+            raise ValueError
+        return kind(text)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise BadRequest(f"{name} must be {what}, got {text[:MAX_NUMBER_TEXT]!r}.") from None
+
+
+MAX_NUMBER_TEXT = 40  # characters: a seed up to 2^63 - 1 has 19 digits, a float's repr at most 24
+
+
 def image_format(query: dict[str, str]) -> str:
     """The query's `format` (default jpeg), one of FORMATS."""
     name = query.get("format", "jpeg")
@@ -98,13 +120,10 @@ class FrameRequest:
     @classmethod
     def parse(cls, query: str) -> FrameRequest:
         """?seed=&yaw=&pitch=&panel=&psi=&format= -> a checked request (BadRequest says what is wrong)."""
-        q = {k: v[-1] for k, v in parse_qs(query).items()}
-        try:
-            seed = int(q.get("seed", "0"))
-            yaw, pitch = float(q.get("yaw", K.YAW_MEAN)), float(q.get("pitch", K.PITCH_MEAN))
-            psi = float(q.get("psi", "1"))
-        except ValueError as err:
-            raise BadRequest(f"seed must be an integer and yaw, pitch, psi numbers ({err}).") from None
+        q = query_values(query)
+        seed = query_number(q, "seed", 0, int)
+        yaw, pitch = query_number(q, "yaw", K.YAW_MEAN), query_number(q, "pitch", K.PITCH_MEAN)
+        psi = query_number(q, "psi", 1.0)
         panel = q.get("panel", "image")
         check_seed(seed)
         if not (is_camera_angle(yaw) and is_camera_angle(pitch)):
@@ -167,6 +186,23 @@ def make_handler(
     parse = parse or FrameRequest.parse
 
     class Handler(BaseHTTPRequestHandler):
+        # http.server's own refusals (a malformed request line, too many headers) in one plain line too
+        error_message_format = "%(message)s.\n"
+        error_content_type = "text/plain; charset=utf-8"
+        head_only = False
+
+        def do_HEAD(self) -> None:  # noqa: N802 (http.server's name)
+            self.head_only = True
+            self.do_GET()
+
+        def refuse_method(self) -> None:
+            headers = {"Allow": "GET, HEAD"}
+            self._send(
+                405, "text/plain; charset=utf-8", f"{self.command} is not served; use GET.".encode(), headers
+            )
+
+        do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = refuse_method  # noqa: N815 (http.server's names)
+
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             url = urlparse(self.path)
             try:
@@ -178,7 +214,9 @@ def make_handler(
                 elif url.path == "/frame":
                     self._send_frame(parse(url.query))
                 else:
-                    self._send(404, "text/plain", b"not found")
+                    self._send(
+                        404, "text/plain; charset=utf-8", b"not found: the routes are /, /frame and /info."
+                    )
             except BadRequest as err:
                 self._send(400, "text/plain; charset=utf-8", str(err).encode())
 
@@ -201,7 +239,8 @@ def make_handler(
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(body)
+            if not self.head_only:
+                self.wfile.write(body)
 
         def log_message(self, format: str, *args) -> None:  # quiet: one line per frame would flood
             pass
@@ -233,14 +272,29 @@ def make_server(
         "fixed_styles": styles is not None, "yaw": camera[0], "pitch": camera[1],
         "sample_command": sample_command,
     }  # fmt: skip
-    return http_server(make_handler(source, info), host, port)
+    return http_server(make_handler(source, info), host, port, source.lock)
 
 
 class ViewerServer(ThreadingHTTPServer):
     """The viewers' HTTP server: request threads do not keep Python alive, and a browser that closes
-    the connection before its frame arrives (a closed tab, a superseded fetch) is not an error."""
+    the connection before its frame arrives (a closed tab, a superseded fetch) is not an error.
+
+    Closing it waits for the frame being rendered and lets no other start (`render_lock`, the frame
+    source's lock, is kept): a request thread still inside PyTorch when Python exits aborted the
+    process (SIGABRT, "terminate called without an active exception") on Ctrl-C under load."""
 
     daemon_threads = True
+
+    def __init__(self, address, handler, render_lock: threading.Lock | None = None) -> None:
+        self.render_lock = render_lock  # first: a failed bind closes the server inside __init__
+        self._rendering_stopped = False
+        super().__init__(address, handler)
+
+    def server_close(self) -> None:
+        super().server_close()
+        if self.render_lock is not None and not self._rendering_stopped:
+            self.render_lock.acquire()  # never released: this server renders no more
+            self._rendering_stopped = True
 
     def handle_error(self, request, client_address) -> None:
         if isinstance(sys.exc_info()[1], ConnectionError):  # BrokenPipe, ConnectionReset, ...
@@ -248,9 +302,11 @@ class ViewerServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-def http_server(handler: type[BaseHTTPRequestHandler], host: str, port: int) -> ThreadingHTTPServer:
-    """A `ViewerServer` of `handler` on (host, port)."""
-    return ViewerServer((host, port), handler)
+def http_server(
+    handler: type[BaseHTTPRequestHandler], host: str, port: int, render_lock: threading.Lock | None = None
+) -> ThreadingHTTPServer:
+    """A `ViewerServer` of `handler` on (host, port); `render_lock` is its frame source's lock."""
+    return ViewerServer((host, port), handler, render_lock)
 
 
 def serve_in_thread(server: ThreadingHTTPServer) -> Callable[[], None]:

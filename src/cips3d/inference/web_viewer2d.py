@@ -18,7 +18,6 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
-from urllib.parse import parse_qs
 
 import numpy as np
 import torch
@@ -31,6 +30,8 @@ from cips3d.inference.web_viewer import (
     http_server,
     image_format,
     make_handler,
+    query_number,
+    query_values,
     remember,
 )
 from cips3d.io.images import to_uint8
@@ -52,13 +53,10 @@ class WindowRequest:
     @classmethod
     def parse(cls, query: str) -> WindowRequest:
         """?seed=&x=&y=&zoom=&psi=&format= -> a checked request (BadRequest says what is wrong)."""
-        q = {k: v[-1] for k, v in parse_qs(query).items()}
-        try:
-            seed = int(q.get("seed", "0"))
-            defaults = {"x": "0", "y": "0", "zoom": "1", "psi": "1"}
-            x, y, zoom, psi = (float(q.get(name, value)) for name, value in defaults.items())
-        except ValueError as err:
-            raise BadRequest(f"seed must be an integer and x, y, zoom, psi numbers ({err}).") from None
+        q = query_values(query)
+        seed = query_number(q, "seed", 0, int)
+        defaults = {"x": 0.0, "y": 0.0, "zoom": 1.0, "psi": 1.0}
+        x, y, zoom, psi = (query_number(q, name, value) for name, value in defaults.items())
         check_seed(seed)
         if not (abs(x) <= MAX_COORDINATE and abs(y) <= MAX_COORDINATE):  # NaN fails this too
             raise BadRequest(f"x and y must be finite and at most {MAX_COORDINATE:g} either way.")
@@ -104,7 +102,7 @@ class WindowSource:
             grid = self.G.window_grid(self.height, request.x, request.y, request.zoom)
             image = self.G.synthesis(self.style(request.seed, request.psi), grid)
             self.frames_served += 1
-        return to_uint8(image.clamp(-1, 1))[0]
+            return to_uint8(image.clamp(-1, 1))[0]  # inside the lock: no PyTorch work after a close
 
 
 def make_server2d(
@@ -126,7 +124,7 @@ def make_server2d(
         "first_seed": first_seed, "panorama": G.config.panorama, "max_zoom": MAX_ZOOM,
         "fixed_styles": styles is not None, "sample_command": sample_command,
     }  # fmt: skip
-    return http_server(make_handler(source, info, PAGE, WindowRequest.parse), host, port)
+    return http_server(make_handler(source, info, PAGE, WindowRequest.parse), host, port, source.lock)
 
 
 PAGE = (
