@@ -90,6 +90,7 @@ class MappingConfig:
     """LayerNorm after the last Linear (the official `norm_out`)."""
 
     def __post_init__(self) -> None:
+        plain_fields(self)  # layer_norm="false" (a hand-edited config.json) switched LayerNorm on
         for name in ("z_dim", "hidden_dim", "num_layers"):
             whole_count(getattr(self, name), f"mapping {name}")
 

@@ -286,3 +286,18 @@ def test_a_diverging_fit_stops_before_anything_is_saved():
     with pytest.raises(ConfigError, match="the fit diverged: its loss was nan at step 0"):
         descend(torch.optim.SGD([v], lr=0.1), (v * float("nan")).sum(), losses, None)
     assert losses == [] and torch.equal(v, torch.zeros(3))  # the bad step was not taken
+
+
+@pytest.mark.parametrize(
+    "pixels, words",
+    [
+        (np.full((8, 8, 3), 0.8, np.float32), r"got float32 \[8, 8, 3\]"),  # was: an almost black target
+        (np.zeros((8, 8), np.uint8), r"got uint8 \[8, 8\]"),
+    ],
+    ids=["float-scale", "grey"],
+)
+def test_image_to_target_takes_8_bit_rgb_only(pixels, words):
+    with pytest.raises(
+        ConfigError, match=rf"image_to_target takes uint8 \[H, W, 3\] pixels \(0 to 255\), {words}"
+    ):
+        image_to_target(pixels)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cips3d.errors import UserError
+from cips3d.errors import ConfigError, UserError
 from cips3d.io.video import check_video_target, read_video_frames, write_video
 
 
@@ -53,8 +53,22 @@ def test_mp4_or_gif_follows_the_encoder_and_the_frame_sides(tmp_path, monkeypatc
     assert len(read_video_frames(path)) == 3  # the frame peeked at is written too
     monkeypatch.setattr(video, "mp4_available", lambda: False)
     assert video.write_mp4_or_gif(even, tmp_path / "plain", fps=10).name == "plain.gif"
-    with pytest.raises(ValueError, match="no frames"):
+    with pytest.raises(ConfigError, match="no frames to write to none"):
         video.write_mp4_or_gif([], tmp_path / "none")
+    monkeypatch.undo()
+    name = video.write_mp4_or_gif(iter(even), tmp_path / "walk_psi0.7", fps=10).name  # was walk_psi0.mp4
+    assert name == ("walk_psi0.7.mp4" if video.mp4_available() else "walk_psi0.7.gif")
+
+
+def test_what_no_player_could_show_is_refused_before_a_file_is_written(tmp_path):
+    with pytest.raises(ConfigError, match=r"no frames to write to e.gif\.$"):  # was a 0-byte GIF
+        write_video(iter([]), tmp_path / "e.gif", fps=10)
+    with pytest.raises(UserError, match="mp4 \\(yuv420p\\) needs an even width and height, got 9x7"):
+        write_video(iter([np.zeros((7, 9, 3), np.uint8)]), tmp_path / "o.mp4", fps=10)  # was a PyAV error
+    mixed = [np.zeros((8, 8, 3), np.uint8), np.zeros((8, 10, 3), np.uint8)]
+    with pytest.raises(ConfigError, match=r"like the first; frame 1 is \[8, 10, 3\]"):
+        write_video(iter(mixed), tmp_path / "m.gif", fps=10)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(

@@ -44,3 +44,16 @@ def test_generator_consistency_reports_every_figure(tiny_G):
     scores = generator_consistency(tiny_G, count=2, img_size=16)
     assert set(scores) >= {"consistency_error", "geometry_error", "mirror_ratio", "mirror_flip_error"}
     assert all(math.isfinite(v) for v in scores.values())
+
+
+def test_a_refused_call_leaves_the_model_in_its_own_mode(tiny_G):
+    tiny_G.train()
+    try:
+        for bad in ({"count": 0}, {"img_size": 1}):
+            try:
+                generator_consistency(tiny_G, **bad)
+            except ValueError:
+                pass
+            assert tiny_G.training  # was: left in eval mode when the arguments were refused
+    finally:
+        tiny_G.eval()

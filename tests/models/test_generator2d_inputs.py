@@ -10,6 +10,7 @@ import torch
 
 from cips3d import ConfigError
 from cips3d.config_2d import cips2d_preset
+from cips3d.models.coordinates import foveated_points, patch_grid
 from cips3d.models.generator2d import Generator2D
 
 
@@ -54,3 +55,11 @@ def test_unusable_inputs_are_one_config_error(G2, call, words):
     with pytest.raises(ConfigError) as caught:
         call(G2)
     assert words in str(caught.value)
+
+
+def test_patch_and_foveated_coordinates_refuse_what_they_would_get_wrong():
+    with pytest.raises(ConfigError, match="a side and a stride of 1 or more, got 8 and -1"):
+        patch_grid(32, 20, 20, 8, stride=-1)  # was: a 6 x 6 patch
+    with pytest.raises(ConfigError, match="fixation must lie inside the frame"):
+        foveated_points(10, fixation=(0.3,))  # was: read as (0.3, 0.3)
+    assert patch_grid(32, 0, 0, 8, stride=2).shape == (1, 8, 8, 2)

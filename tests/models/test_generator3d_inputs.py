@@ -19,10 +19,14 @@ from cips3d import (
     RenderDraws,
     generators_for_seeds,
 )
+from cips3d.config import MappingConfig
+from cips3d.config_2d import cips2d_preset
 from cips3d.inference.geometry import normals_from_depth
 from cips3d.inference.inversion import InversionConfig
 from cips3d.inference.sample import sample_seeds
 from cips3d.io.checkpoint import load_generator, save_generator
+from cips3d.io.checkpoint2d import save_generator2d
+from cips3d.models.generator2d import Generator2D
 
 RENDER = RenderConfig(img_size=4, deterministic=True)
 
@@ -76,6 +80,15 @@ def test_styles_of_the_wrong_shape_or_dtype_say_what_they_are(tiny_G):
         ConfigError, match="styles must be torch.float32 like the model's weights, got torch.float64"
     ):
         tiny_G.synthesis({k: v.double() for k, v in styles.items()}, camera, RENDER)
+    misspelt = styles | {"inr_w1024_1x": styles["inr_w1024_1"]}  # style mixing with a typo took no effect
+    with pytest.raises(ConfigError, match=r"styles name layers this model does not have: \['inr_w1024_1x'\]"):
+        tiny_G.synthesis(misspelt, camera, RENDER)
+    with pytest.raises(ConfigError, match="styles lack the layers"):
+        tiny_G.truncate({name: styles[name]}, 0.5)  # was: half the layers back, truncated
+    with pytest.raises(
+        ConfigError, match="styles must be a dict of .B, D. tensors by layer name, got Tensor"
+    ):
+        tiny_G.truncate(styles[name], 0.5)
 
 
 def test_arguments_of_the_wrong_kind_are_named(tiny_G):
@@ -111,8 +124,9 @@ def test_a_modulation_folded_for_another_batch_or_precision_is_refused(tiny_G):
         (lambda: RenderConfig(img_size=32.0), "img_size must be a whole number, got 32.0"),
         (lambda: PoseConfig(yaw_mean=None), "yaw_mean must be a number, got None"),
         (lambda: InversionConfig(yaw=float("nan")), "yaw and pitch must be finite radians"),
+        (lambda: MappingConfig(8, 8, 2, layer_norm="false"), "layer_norm must be True or False, got 'false'"),
     ],
-    ids=["bool-text", "float-text", "int-float", "none", "nan-yaw"],
+    ids=["bool-text", "float-text", "int-float", "none", "nan-yaw", "mapping-bool-text"],
 )
 def test_config_fields_take_their_own_types(make, words):
     with pytest.raises(ConfigError) as caught:
@@ -170,6 +184,20 @@ def test_rendering_helpers_name_a_zero_batch_and_a_depth_without_its_channel(tin
     assert [b.seeds for b in batches] == [[0, 1], [2]]  # numpy's integers count, as for latents
     with pytest.raises(ConfigError, match=r"depth must be \[B, 1, H, W\] like GeneratorOutput.depth"):
         normals_from_depth(torch.ones(1, 4, 4))
+
+
+def test_each_save_takes_its_own_kind_of_generator(tiny_G, tmp_path):
+    G2 = Generator2D(cips2d_preset("cips-tiny"))
+    with pytest.raises(ConfigError, match="save_generator writes CIPS-3D generators, got a Generator2D"):
+        save_generator(G2, tmp_path / "a")  # was: a folder labelled 3-D that failed to load as "malformed"
+    with pytest.raises(ConfigError, match="save_generator2d writes 2D CIPS generators, got a Generator3D"):
+        save_generator2d(tiny_G, tmp_path / "b")
+    with pytest.raises(ConfigError, match="Generator2D takes a Cips2DConfig"):
+        Generator2D(tiny_G.config)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    again = Generator2D(cips2d_preset("cips-tiny"))  # no generator: seed 0 (not the global RNG)
+    second = again.state_dict()
+    assert all(torch.equal(tensor, second[name]) for name, tensor in G2.state_dict().items())
 
 
 def test_a_model_saved_in_float64_loads_in_float64(tiny_G, tmp_path):

@@ -418,4 +418,7 @@ def load_inversion(path: str | Path, G: Generator3D | None = None) -> Inversion:
 
 def image_to_target(rgb: np.ndarray) -> torch.Tensor:
     """uint8 [S, S, 3] -> float [1, 3, S, S] in [-1, 1]."""
+    if not (isinstance(rgb, np.ndarray) and rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3):
+        shape = f"{rgb.dtype} {list(rgb.shape)}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
+        raise ConfigError(f"image_to_target takes uint8 [H, W, 3] pixels (0 to 255), got {shape}.")
     return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 127.5 - 1.0

@@ -43,6 +43,9 @@ class MissingPresetError(ConfigError):
 
 def save_generator(G: Generator3D, directory: str | os.PathLike) -> Path:
     """Write `config.json` and `model.safetensors` into `directory` (created if needed)."""
+    if not isinstance(G, Generator3D):  # a 2D model was written with the 3-D label, to fail at loading
+        raise ConfigError(f"save_generator writes CIPS-3D generators, got a {type(G).__name__} "
+                          "(save_generator2d writes 2D CIPS ones).")  # fmt: skip
     meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "generator": G.config.to_dict()}
     return write_checkpoint(Path(directory), G.state_dict(), meta)
 

@@ -49,6 +49,9 @@ OFFICIAL_KEYS = {"G_ema": "g_ema", "G": "g"}
 
 def save_generator2d(G: Generator2D, directory: str | os.PathLike) -> Path:
     """Write `G` as `config.json` + `model.safetensors` into `directory` (created if needed)."""
+    if not isinstance(G, Generator2D):
+        raise ConfigError(f"save_generator2d writes 2D CIPS generators, got a {type(G).__name__} "
+                          "(save_generator writes CIPS-3D ones).")  # fmt: skip
     meta = {"format": FORMAT_NAME_2D, "format_version": FORMAT_VERSION, "generator": G.config.to_dict()}
     return write_checkpoint(Path(directory), G.state_dict(), meta)
 

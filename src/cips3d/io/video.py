@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from cips3d.errors import UserError
+from cips3d.errors import ConfigError, UserError
 from cips3d.io.files import atomic_write
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
@@ -92,6 +92,12 @@ def write_video(
     suffix = path.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
         raise UserError(f"video files must end in {' or '.join(VIDEO_SUFFIXES)}, got {path.name!r}.")
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:  # a GIF of no frames was a 0-byte file nothing could open
+        raise ConfigError(f"no frames to write to {path.name}.")
+    check_video_target(path, first.shape[1], first.shape[0])  # an odd mp4 side failed inside PyAV
+    frames = _all_sized_like(first, itertools.chain([first], frames))
     count = 0
 
     def write(tmp: str) -> None:
@@ -102,16 +108,25 @@ def write_video(
     return count
 
 
+def _all_sized_like(first: np.ndarray, frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    for i, frame in enumerate(frames):
+        if frame.shape != first.shape:
+            raise ConfigError(f"every frame of a video must be {list(first.shape)} like the first; frame {i} "
+                              f"is {list(frame.shape)}.")  # fmt: skip
+        yield frame
+
+
 def write_mp4_or_gif(frames: Iterable[np.ndarray], stem: str | os.PathLike, fps: float = 30.0) -> Path:
     """Write the frames to `stem`.mp4 when PyAV can encode H.264 and the frames have an even width and
-    height (yuv420p), else to `stem`.gif; returns the path written. The first frame decides."""
+    height (yuv420p), else to `stem`.gif (the suffix added to the whole stem, dots and all); returns the
+    path written. The first frame decides."""
     frames = iter(frames)
     first = next(frames, None)
     if first is None:
-        raise ValueError("no frames to write.")
+        raise ConfigError(f"no frames to write to {Path(stem).name}.")
     height, width = first.shape[:2]
     mp4 = mp4_available() and width % 2 == 0 and height % 2 == 0
-    path = Path(stem).with_suffix(".mp4" if mp4 else ".gif")
+    path = Path(f"{os.fspath(stem)}{'.mp4' if mp4 else '.gif'}")  # not with_suffix: "walk_psi0.7" keeps its 7
     write_video(itertools.chain([first], frames), path, fps=fps)
     return path
 

@@ -16,6 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from cips3d.config import RenderConfig
+from cips3d.nn.modes import evaluating
 from cips3d.rendering.cameras import Camera
 from cips3d.rendering.rays import camera_ray_directions, rotate_directions
 
@@ -112,18 +113,18 @@ def generator_consistency(
     `mirror_ratio` = warp error / flip error at the mirror pair: well below 1 for a 3-D consistent model,
     near or above 1 when the decoder mirrors details between the two views.
     """
-    was_training = G.training
-    G.eval()
-    z = G.sample_latents(count, torch.Generator().manual_seed(seed))
-    front = math.pi / 2
-    (a, b), fov = _render_pair(G, z, front - yaw_delta / 2, front + yaw_delta / 2, img_size, front)
-    near = warp_compare(a.img, a.depth[:, 0], a.cam2world, b.img, b.depth[:, 0], b.cam2world, fov, tolerance)
-    (m1, m2), _ = _render_pair(G, z, *MIRROR_YAWS, img_size, front)
-    mirror = warp_compare(
-        m1.img, m1.depth[:, 0], m1.cam2world, m2.img, m2.depth[:, 0], m2.cam2world, fov, tolerance
-    )
-    flip = mirror_flip_error(m1.img, m2.img)
-    G.train(was_training)
+    with evaluating(G):
+        z = G.sample_latents(count, torch.Generator().manual_seed(seed))
+        front = math.pi / 2
+        (a, b), fov = _render_pair(G, z, front - yaw_delta / 2, front + yaw_delta / 2, img_size, front)
+        near = warp_compare(
+            a.img, a.depth[:, 0], a.cam2world, b.img, b.depth[:, 0], b.cam2world, fov, tolerance
+        )
+        (m1, m2), _ = _render_pair(G, z, *MIRROR_YAWS, img_size, front)
+        mirror = warp_compare(
+            m1.img, m1.depth[:, 0], m1.cam2world, m2.img, m2.depth[:, 0], m2.cam2world, fov, tolerance
+        )
+        flip = mirror_flip_error(m1.img, m2.img)
     return {
         "consistency_error": near.colour_error,
         "geometry_error": near.depth_error,

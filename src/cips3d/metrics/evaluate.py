@@ -34,6 +34,7 @@ from cips3d.metrics.inception import InceptionExtractor
 from cips3d.metrics.swd import describe_swd, swd
 from cips3d.models.generator2d import Generator2D
 from cips3d.models.generator3d import Generator3D
+from cips3d.nn.modes import evaluating
 
 METRICS = ("swd", "fid", "kid", "consistency")
 IMAGE_METRICS = ("swd", "fid", "kid")  # the ones that compare image sets (any generator)
@@ -64,17 +65,15 @@ def generated_images(
 ) -> torch.Tensor:
     """`count` uint8 images [N, 3, S, S] from fixed seeds (cameras from `pose`); `on_images` as
     `Progress` says."""
-    was_training = G.training
-    G.eval()
     generator = torch.Generator().manual_seed(EVAL_SEED)
     images = []
-    for start in range(0, count, batch):
-        z = G.sample_latents(min(batch, count - start), generator)
-        img = G(*z, pose=pose, render=render, psi=psi, generator=generator).img
-        images.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
-        if on_images is not None:
-            on_images(img.shape[0])
-    G.train(was_training)
+    with evaluating(G):
+        for start in range(0, count, batch):
+            z = G.sample_latents(min(batch, count - start), generator)
+            img = G(*z, pose=pose, render=render, psi=psi, generator=generator).img
+            images.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
+            if on_images is not None:
+                on_images(img.shape[0])
     return torch.cat(images)
 
 

@@ -43,6 +43,8 @@ def cylinder_grid(height: int, width: int, batch: int = 1, turns: float = 1.0, s
 def patch_grid(size: int, top: int, left: int, patch: int, stride: int = 1) -> torch.Tensor:
     """[1, patch, patch, 2]: the pixels (top + stride * i, left + stride * j) of the size x size
     training grid (the multi-scale patches of CIPS's patch training, spec 8.2)."""
+    if min(patch, stride) < 1:  # a negative stride gave a patch of another size, silently
+        raise ConfigError(f"a patch needs a side and a stride of 1 or more, got {patch} and {stride}.")
     last = (patch - 1) * stride
     if min(top, left) < 0 or top + last >= size or left + last >= size:
         raise ConfigError(
@@ -63,7 +65,7 @@ def foveated_points(count: int, fixation: tuple[float, float] = (0.0, 0.0), shar
     Render them and interpolate for a foveated image."""
     if count < 1 or sharpness <= 0:
         raise ConfigError(f"foveated sampling needs count >= 1 and sharpness > 0, got {count}, {sharpness}.")
-    if not all(-1 < f < 1 for f in fixation):
+    if len(fixation) != 2 or not all(-1 < f < 1 for f in fixation):  # (0.3,) was read as (0.3, 0.3)
         raise ConfigError(f"the fixation must lie inside the frame (-1, 1)^2, got {fixation}.")
     u = torch.rand(count, 2, generator=generator) * 2 - 1
     t = u.sign() * u.abs() ** sharpness

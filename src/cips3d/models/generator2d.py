@@ -114,10 +114,17 @@ class CoordinateEncoding(nn.Module):
 
 
 class Generator2D(nn.Module):
-    """The 2D CIPS generator of `config`, initialised from `generator` (see the module docstring)."""
+    """The 2D CIPS generator of `config`, initialised from `generator` (see the module docstring); None
+    means a fresh generator seeded with 0, as for `Generator3D` (not PyTorch's global one)."""
 
     def __init__(self, config: Cips2DConfig, generator: torch.Generator | None = None) -> None:
         super().__init__()
+        if not isinstance(config, Cips2DConfig):
+            raise ConfigError(
+                "Generator2D takes a Cips2DConfig (e.g. cips2d_preset('cips-256')), got "
+                f"{type(config).__name__}."
+            )
+        generator = generator if generator is not None else torch.Generator().manual_seed(0)
         self.config = config
         d = config.style_dim
         self.mapping = Mapping2D(d, config.mapping_layers)

@@ -154,6 +154,7 @@ class Generator3D(nn.Module):
         psi = 1 returns the styles unchanged; psi must lie in [0, 1].
         """
         check_psi(psi)
+        self.check_styles(styles, None, same_dtype=False)
         if psi == 1.0:
             return dict(styles)
         if mean is None:
@@ -352,9 +353,17 @@ class Generator3D(nn.Module):
     ) -> None:
         """A `ConfigError` (a ValueError) unless `styles` has every layer of this generator as a [B, D]
         tensor of the model's dtype, all with batch `batch` (any one batch when None)."""
-        missing = [n for n in (*self.nerf_style_names, *self.inr_style_names) if n not in styles]
+        if not isinstance(styles, Mapping):
+            raise ConfigError(
+                f"{what} must be a dict of [B, D] tensors by layer name, got {type(styles).__name__}."
+            )
+        names = (*self.nerf_style_names, *self.inr_style_names)
+        missing = [n for n in names if n not in styles]
         if missing:
             raise ConfigError(f"{what} lack the layers {missing}.")
+        unknown = [n for n in styles if n not in names]  # a misspelt layer was silently left out
+        if unknown:
+            raise ConfigError(f"{what} name layers this model does not have: {unknown}.")
         if not all(isinstance(v, torch.Tensor) for v in styles.values()):
             raise ConfigError(f"{what} must be torch tensors by layer name.")
         sizes = {v.shape[0] if v.ndim else 0 for v in styles.values()}

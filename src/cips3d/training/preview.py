@@ -15,6 +15,7 @@ from cips3d import constants as K
 from cips3d.config import RenderConfig
 from cips3d.io.images import make_grid, to_uint8
 from cips3d.models.generator3d import Generator3D
+from cips3d.nn.modes import evaluating
 from cips3d.rendering.cameras import Camera
 
 PREVIEW_SEED = 2024
@@ -39,23 +40,19 @@ def _render(G: Generator3D, z, render: RenderConfig, yaw: float, psi: float = 1.
 
 def preview_grids(G: Generator3D, G_ema: Generator3D, img_size: int, count: int = 8) -> dict[str, np.ndarray]:
     """name -> uint8 grid [H, W, 3]; each grid is a row of images over a row of their aux images."""
-    was_training = (G.training, G_ema.training)
-    G.eval()
-    G_ema.eval()
     render = RenderConfig(img_size=img_size, deterministic=True)
     z = tuple(t.to(G.device) for t in preview_latents(G, count))
     front = K.YAW_MEAN
-    grids = {
-        "G": _render(G, z, render, front),
-        "G_ema": _render(G_ema, z, render, front),
-        "G_ema_truncated": _render(G_ema, z, render, front, TRUNCATION_PSI),
-        "G_tilted": _render(G, z, render, TILT_YAW),
-        "G_ema_tilted": _render(G_ema, z, render, TILT_YAW),
-    }
-    left, right = (_render(G_ema, z, render, yaw)[:count] for yaw in FLIP_YAWS)
+    with evaluating(G, G_ema):
+        grids = {
+            "G": _render(G, z, render, front),
+            "G_ema": _render(G_ema, z, render, front),
+            "G_ema_truncated": _render(G_ema, z, render, front, TRUNCATION_PSI),
+            "G_tilted": _render(G, z, render, TILT_YAW),
+            "G_ema_tilted": _render(G_ema, z, render, TILT_YAW),
+        }
+        left, right = (_render(G_ema, z, render, yaw)[:count] for yaw in FLIP_YAWS)
     grids["G_ema_flip"] = np.stack([left, right], axis=1).reshape(2 * count, *left.shape[1:])
-    G.train(was_training[0])
-    G_ema.train(was_training[1])
     return {
         name: make_grid(tiles, ncols=count if name != "G_ema_flip" else 2 * min(count, 4))
         for name, tiles in grids.items()
