@@ -68,15 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
-    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return subparsers.choices[command]
+def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
 
 
 def public_commands(parser: argparse.ArgumentParser) -> list[str]:
     """The commands `cips3d --help` lists (the hidden two-word ones are reached through `route`)."""
-    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return [a.dest for a in subparsers._choices_actions]
+    return [a.dest for a in _subparsers(parser)._choices_actions]
 
 
 # Two-word commands, parsed by their own (hidden) subparsers so that `cips3d dataset SOURCE DEST` stays.
@@ -104,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     previous, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
-        refuse_empty_values(_subparser(parser, args.command), args)
+        refuse_empty_values(_subparsers(parser).choices[args.command], args)
         check_seed_arguments(args)
         return args.run(args)
     except UserError as err:

@@ -26,11 +26,10 @@ from cips3d.inference.foveated import foveated_image
 from cips3d.inference.panorama import pan_frames
 from cips3d.inference.sample import parse_seeds
 from cips3d.inference.walk2d import walk_styles_2d
-from cips3d.inference.web_viewer2d import MAX_ZOOM
 from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.io.images import grid_tiles, make_grid, save_png, to_uint8
 from cips3d.io.video import DEFAULT_FPS, write_mp4_or_gif
-from cips3d.models.generator2d import MAX_COORDINATE, Generator2D
+from cips3d.models.generator2d import MAX_COORDINATE, MAX_ZOOM, Generator2D
 from cips3d.words import counted
 
 PAN_VIEW = 90.0  # --pan's field of view (degrees)

@@ -35,10 +35,7 @@ from cips3d.inference.web_viewer import (
     remember,
 )
 from cips3d.io.images import to_uint8
-from cips3d.models.generator2d import MAX_COORDINATE, Generator2D
-
-MAX_ZOOM = 1024.0
-"""Past this the window is narrower than the float32 spacing of its coordinates can resolve well."""
+from cips3d.models.generator2d import MAX_COORDINATE, MAX_ZOOM, Generator2D
 
 
 @dataclass(frozen=True)

@@ -81,13 +81,16 @@ def _run(path: Path) -> Lines:
     from cips3d.training.config import TrainConfig, preset_name  # noqa: PLC0415 (training imports io, not back)
     from cips3d.training.snapshot import (  # noqa: PLC0415 (training imports io, not back)
         load_snapshot,
-        read_run_record,
         recorded_options,
         training_state_problem,
     )
 
     snap = load_snapshot(path, training_state=False)
     state, config = snap.state, snap.config
+    try:  # run.json, read once: the init of a fine-tune, and whether a resume could read it
+        options, record_readable = recorded_options(snap.path.parent.parent), True
+    except CheckpointError:
+        options, record_readable = {}, False
     lines: Lines = [("snapshot", str(snap.path)), ("step", state.global_step),
                     ("images seen", state.images_seen)]  # fmt: skip
     if is_2d_run_config(config):
@@ -102,10 +105,7 @@ def _run(path: Path) -> Lines:
         stage = stages[min(state.stage, len(stages) - 1)]
         name = str(stage.get("name", state.stage))
         preset = preset_name(TrainConfig.from_dict(config))
-        try:
-            init = recorded_options(snap.path.parent.parent).get("init")
-        except CheckpointError:  # said on its own line below
-            init = None
+        init = options.get("init")
         source = f"preset {preset}" if preset else "a config of its own"
         lines = [("kind", "a CIPS-3D training run (cips3d train)"), *lines, ("stage", name),
                  ("steps into the stage", state.stage_step),
@@ -117,9 +117,7 @@ def _run(path: Path) -> Lines:
         "readable" if problem is None else f"cannot be read, so --resume cannot go on from it ({problem})"
     )
     lines.append(("training state", readable))
-    try:
-        read_run_record(snap.path.parent.parent)
-    except CheckpointError:
+    if not record_readable:
         lines.append(("run record", "run.json cannot be read: restore it before a --resume, or give --data"))
     if state.best_snapshot:
         lines += [("best snapshot", state.best_snapshot), ("best SWD", state.best_score)]

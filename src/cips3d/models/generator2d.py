@@ -38,6 +38,9 @@ widths (the first layer reads 1,024 channels), whatever the resolution asked for
 MAX_COORDINATE = 1e6
 """The farthest a frame reaches or a window moves, in frame units (the training frame spans -1 to 1): far
 past any view, and well inside float32 (a reach of 1e300 overflowed deep inside a grid)."""
+MAX_ZOOM = 1024.0
+"""The viewer's and `sample2d --zoom`'s limit: past it the window is narrower than the float32 spacing of
+its coordinates can resolve well."""
 
 
 class Mapping2D(nn.Module):
