@@ -63,6 +63,28 @@ def test_a_numbered_cpu_is_refused_rather_than_read_as_the_cpu(tmp_path, capsys)
     assert code == 2 and err.endswith("device 'cpu:5': cpu has no numbered devices; use cpu.\n"), err
 
 
+@pytest.mark.parametrize(
+    "argv, said",
+    [
+        (["sample", "--psi", "nan"], "cips3d sample: error: argument --psi: 'nan' is not a finite number."),
+        (["sample", "--psi"], "cips3d sample: error: argument --psi: expected one argument."),
+        (["sample", "--nope", "x"], "cips3d sample: error: unrecognized arguments: --nope x."),
+        (
+            ["dataset", "synth", "o.zip", "--bogus"],
+            "cips3d dataset synth: error: unrecognized arguments: --bogus.",
+        ),
+        ([], "cips3d: error: give a command; the commands are demo, sample, train,"),
+    ],
+    ids=["bad-value", "missing-value", "unknown-flag", "two-word-command", "no-command"],
+)
+def test_command_line_mistakes_are_one_sentence_naming_the_command_not_the_usage_block(capsys, argv, said):
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and err.startswith(said) and err.count("\n") == 1, err
+    assert "usage:" not in err and err.endswith("--help`.\n")  # where to look instead
+
+
 def test_an_unknown_command_lists_the_public_ones_only(capsys):
     with pytest.raises(SystemExit) as stopped:
         main(["bogus"])

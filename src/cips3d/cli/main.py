@@ -34,8 +34,18 @@ from cips3d.cli.entry import EXIT_INTERRUPTED
 from cips3d.errors import UserError
 
 
+class OneSentenceParser(argparse.ArgumentParser):
+    """argparse, but a mistake on the command line ends in one sentence and where to look, not the
+    usage block (which for most commands is longer than the screen and hides the sentence); sub-commands
+    inherit the class through `add_subparsers`."""
+
+    def error(self, message: str):
+        ending = "" if message.endswith((".", "?", "!")) else "."
+        self.exit(2, f"{self.prog}: error: {message}{ending} See `{self.prog} --help`.\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneSentenceParser(
         prog="cips3d",
         description="CIPS-3D, the 3D-aware GAN: sample, train, build datasets, convert weights.",
     )
@@ -97,9 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = route(list(sys.argv[1:] if argv is None else argv))
     public = public_commands(parser)
-    if argv and not argv[0].startswith("-") and argv[0] not in [*public, *NESTED.values()]:
+    if not argv:
+        parser.error(f"give a command; the commands are {', '.join(public)}.")
+    if not argv[0].startswith("-") and argv[0] not in [*public, *NESTED.values()]:
         parser.error(f"unknown command {argv[0]!r}; the commands are {', '.join(public)}.")
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command's own parser, so that the sentence names the command
+        _subparsers(parser).choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     previous, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
         refuse_empty_values(_subparsers(parser).choices[args.command], args)
