@@ -122,6 +122,24 @@ def test_settings_given_again_are_compared_in_words_and_a_finished_resume_touche
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == files
 
 
+def test_a_finished_run_resumed_on_other_images_is_refused_not_said_to_have_nothing_to_do(
+    capsys, tmp_path, blob_folder
+):
+    other, out3, out2 = tmp_path / "other", tmp_path / "run3", tmp_path / "run2"
+    shutil.copytree(blob_folder, other)
+    (other / "000.png").unlink()
+    assert run(capsys, "train", "--data", str(blob_folder), "--outdir", str(out3), "--max-steps", "1",
+               *TINY_3D)[0] == 0  # fmt: skip
+    assert train2d(capsys, "--data", str(blob_folder), "--outdir", str(out2), "--max-steps", "1")[0] == 0
+    for command, out in (("train", out3), ("train2d", out2)):
+        code, _, err = run(capsys, command, "--resume", str(out), "--data", str(other), "--max-steps", "1")
+        assert code == 2 and f"not the ones {out} was trained on (23 images now, 24 when" in err, err
+        code, text, _ = run(
+            capsys, command, "--resume", str(out), "--data", str(blob_folder), "--max-steps", "1"
+        )
+        assert code == 0 and "nothing to do" in text  # its own images: nothing left to do, as before
+
+
 def test_train_resume_accepts_the_runs_own_settings_and_names_others(capsys, tmp_path, blob_folder):
     out = tmp_path / "run"
     first = ["--data", str(blob_folder), "--outdir", str(out), "--max-steps", "1"]

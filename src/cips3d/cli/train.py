@@ -231,6 +231,8 @@ def _train(args: argparse.Namespace, world: World, device: torch.device) -> int:
     trainer = _trainer(args, options)
     own_limit = f"--max-steps {max_steps}" in kept
     if max_steps is not None and trainer.state.global_step >= max_steps:
+        if args.data:  # other images would be refused with steps to go: not said "nothing to do" here
+            trainer.checked_dataset()
         if world.is_main:
             whose, more = ("the run's ", "; give a larger --max-steps to go on") if own_limit else ("", "")
             print(f"{trainer.run_dir}: already at step {trainer.state.global_step} ({whose}--max-steps "

@@ -213,11 +213,17 @@ class Trainer:
             module.load_state_dict(state)
 
     # --- the loop ----------------------------------------------------------------------------------
-    def run(self) -> TrainState:
-        """Train until the last stage ends or a limit / signal stops the run; returns the final state."""
-        dataset = self._dataset(self.config.stages[self.state.stage].img_size)  # fails before any write
+    def checked_dataset(self) -> ImageDataset:
+        """The images of the current stage; a continued run's are checked against the ones it recorded.
+        Fails before anything is written."""
+        dataset = self._dataset(self.config.stages[self.state.stage].img_size)
         if self._continuing:
             check_run_data(self.run_dir, dataset)
+        return dataset
+
+    def run(self) -> TrainState:
+        """Train until the last stage ends or a limit / signal stops the run; returns the final state."""
+        dataset = self.checked_dataset()
         if self.options.fid_images:  # said now, not at the first snapshot with the steps before it lost
             check_fid_count(min(self.options.fid_images, dataset.num_images))
         world = self.options.world
