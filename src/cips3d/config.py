@@ -35,10 +35,17 @@ def is_whole_number(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def is_real_number(value: Any) -> bool:
+    """A real number of any kind (Python's, numpy's; NaN too), but not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def check_psi(psi: Any) -> None:
     """A `ConfigError` unless the truncation `psi` is a number in [0, 1] (both generators' rule)."""
-    real = isinstance(psi, numbers.Real) and not isinstance(psi, bool)
-    _require(real and 0.0 <= psi <= 1.0, f"truncation psi must be a number between 0 and 1, got {psi!r}.")
+    _require(
+        is_real_number(psi) and 0.0 <= psi <= 1.0,
+        f"truncation psi must be a number between 0 and 1, got {psi!r}.",
+    )
 
 
 def plain_fields(config: Any) -> None:
@@ -60,8 +67,7 @@ def plain_fields(config: Any) -> None:
             _require(is_whole_number(value), f"{f.name} must be a whole number, got {value!r}.")
             object.__setattr__(config, f.name, int(value))
         elif kind == "float":
-            real = isinstance(value, numbers.Real) and not isinstance(value, bool)
-            _require(real, f"{f.name} must be a number, got {value!r}.")
+            _require(is_real_number(value), f"{f.name} must be a number, got {value!r}.")
             object.__setattr__(config, f.name, float(value))
 
 

@@ -13,6 +13,7 @@ RAY_START = 0.88  # near bound along the unit ray direction
 RAY_END = 1.12  # far bound
 NUM_STEPS = 12  # coarse samples per ray; hierarchical sampling adds as many fine ones
 CAMERA_RADIUS = 1.0  # cameras sit on the unit sphere
+MAX_CAMERA_RADIUS = 1e6  # ours: past any use (the rays span 0.88-1.12 from the camera), inside float32
 YAW_MEAN = math.pi / 2  # h_mean: yaw pi/2 puts the camera on +z, looking at the origin
 PITCH_MEAN = math.pi / 2  # v_mean
 # Ours: the largest camera angle taken, in radians (159 turns: past any view), so that none overflows

@@ -13,6 +13,12 @@ MAX_SEED = 2**63 - 1
 """The largest seed of a `torch.Generator` as Python gives it (manual_seed overflows past 2^64 - 1 and
 wraps negative ones; seeds here are 0 to 2^63 - 1, the range of a signed 64-bit integer)."""
 
+
+def seed_range(limit: int = MAX_SEED) -> str:
+    """How error messages name the seeds a command takes: 'from 0 to 2^63 - 1' (limits are 2^k - 1)."""
+    return f"from 0 to 2^{limit.bit_length()} - 1"
+
+
 GeneratorArg = torch.Generator | Sequence[torch.Generator] | None
 """One generator for the whole batch, one per batch element, or None (torch's default generator)."""
 
@@ -55,5 +61,18 @@ def generators_for_seeds(seeds: Iterable[int], device: str = "cpu") -> list[torc
     seeds = list(seeds)
     wrong = [s for s in seeds if not is_whole_number(s) or not 0 <= s <= MAX_SEED]
     if wrong:
-        raise ConfigError(f"seeds must be whole numbers from 0 to {MAX_SEED}, got {wrong[0]!r}.")
+        raise ConfigError(f"seeds must be whole numbers {seed_range()}, got {wrong[0]!r}.")
     return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+
+
+def check_seed(seed: int, name: str = "seed") -> int:
+    """`seed` as an int; a ConfigError naming `name` unless it is a whole number from 0 to MAX_SEED."""
+    if not (is_whole_number(seed) and 0 <= seed <= MAX_SEED):
+        raise ConfigError(f"{name} must be a whole number {seed_range()}, got {seed!r}.")
+    return int(seed)
+
+
+def seeded_generator(seed: int, device: str = "cpu") -> torch.Generator:
+    """A generator seeded with `seed`, checked (every function of the API that takes a seed draws
+    through this or `generators_for_seeds`, so that -1 is refused everywhere rather than wrapped)."""
+    return torch.Generator(device=device).manual_seed(check_seed(seed))

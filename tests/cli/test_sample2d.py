@@ -195,7 +195,7 @@ def test_invert_and_invert2d_never_write_over_the_photo(capsys, tmp_path, run_di
     for argv in (["invert2d", "--checkpoint", str(run_dir)], ["invert", "--preset", "tiny", "--size", "16"]):
         code, _, err = run(capsys, *argv, "--image", str(photo), "--outdir", str(tmp_path), "--steps", "1")
         assert code == 2 and err.endswith(
-            f"error: writing target.png into {tmp_path} would replace the input {photo}; choose another "
+            f"error: {photo} is an input of this command, which would write over it; choose another "
             "--outdir.\n"
         ), err
         assert photo.read_bytes() == before and sorted(tmp_path.iterdir()) == [photo]

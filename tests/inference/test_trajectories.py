@@ -126,6 +126,15 @@ def test_still_repeats_one_camera():
     assert camera.batch == 1 and fov == 12.0
 
 
+def test_a_frame_counts_from_the_end_like_a_list_and_one_past_it_is_named():
+    traj = circle_near_far(num_frames=4).select([0, 1, 2, 3])
+    last, fov = traj.frame(-1)  # was: a camera batch of 0 and the last fov
+    assert last.batch == 1 and torch.equal(last.origin, traj.cameras.origin[3:]) and fov == traj.fov[3]
+    for index in (4, -5):
+        with pytest.raises(IndexError, match=f"frame {index} of a trajectory of 4 frames"):
+            traj.frame(index)
+
+
 def test_looped_and_select_repeat_frames():
     traj = circle_near_far(num_frames=2)
     looped = traj.looped(9)

@@ -43,11 +43,16 @@ def test_a_frame_request_has_defaults_and_refuses_bad_values():
     )
     r = FrameRequest.parse("seed=7&yaw=1.2&pitch=1.4&panel=depth&psi=0.5&format=png")
     assert (r.seed, r.yaw, r.pitch, r.panel, r.psi, r.format) == (7, 1.2, 1.4, "depth", 0.5, "png")
-    bad = [("seed=x", "integer"), ("seed=-1", "seed must be"), ("yaw=nan", "finite"), ("psi=2", "psi must"),
+    bad = [("seed=x", "integer"), ("seed=-1", "seed must be"), ("yaw=nan", "yaw must be a number"),
+           ("psi=2", "psi must"),
            ("yaw=1e39", "at most 1000 either way"), ("pitch=-1e308", "at most 1000 either way"),
            ("panel=normals", "panel must"), ("format=gif", "format must"),
            ("yaw=abc", "^yaw must be a number, got 'abc'.$"),  # was: "seed must be an integer and yaw, ..."
            ("seed=" + "9" * 5000, "^seed must be an integer, got '9999"),  # was: Python's digit-limit advice
+           # were read as the default, or as numbers by Python's lenient int and float:
+           ("seed=", "^seed must be an integer, got ''.$"), ("sed=3", "^unknown parameter 'sed'; the param"),
+           ("seed=1_000", "got '1_000'"), ("seed=%D9%A1%D9%A2", "seed must be an integer"),
+           ("yaw=%201.2", "yaw must be a number"), ("seed=9007199254740992", "from 0 to 2\\^53 - 1"),
            ]  # fmt: skip
     for query, words in bad:
         with pytest.raises(BadRequest, match=words):
@@ -131,8 +136,9 @@ def test_cips3d_view_refuses_a_busy_port_in_one_sentence(capsys):
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--seed", "-1"], "--seed must be from 0 to 2^63 - 1"),  # every command's check
-        (["--seed", str(2**31)], "--seed must be in [0, 2147483647]"),  # the viewer's own
+        (["--seed", "-1"], "--seed must be from 0 to 2^53 - 1, got -1."),  # in one wording:
+        (["--seed", str(2**53)], "--seed must be from 0 to 2^53 - 1, got 9007199254740992."),
+        (["--seed", str(2**64)], "--seed must be from 0 to 2^53 - 1, got 18446744073709551616."),
         (["--size", "5000"], "at most 4096 px"),
     ],
 )

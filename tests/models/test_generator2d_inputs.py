@@ -4,6 +4,7 @@ before), and that it runs in another dtype as Generator3D does."""
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -48,8 +49,32 @@ def test_a_float64_model_renders_its_own_latents_like_the_float32_one(G2):
             "psi must be a number between 0 and 1",
         ),
         (lambda G: G.truncate(torch.zeros(1, 4), float("nan"), torch.zeros(1, 4)), "got nan"),
+        # were rendered as NaN images, and an AttributeError on numpy coordinates:
+        (lambda G: G(torch.full((1, G.config.style_dim), math.nan)), "z holds NaN or infinite values"),
+        (
+            lambda G: G.synthesis(torch.zeros(1, G.config.style_dim), G.frame_grid(8) * math.inf),
+            "coords holds NaN or infinite values",
+        ),
+        (
+            lambda G: G.synthesis(torch.zeros(1, G.config.style_dim), G.frame_grid(8).numpy()),
+            "coords must be a torch.Tensor, got ndarray",
+        ),
     ],
-    ids=["width", "1-d", "batch-0", "dtype", "list", "w-width", "no-rows", "no-samples", "psi-2", "psi-nan"],
+    ids=[
+        "width",
+        "1-d",
+        "batch-0",
+        "dtype",
+        "list",
+        "w-width",
+        "no-rows",
+        "no-samples",
+        "psi-2",
+        "psi-nan",
+        "nan-z",
+        "inf-coords",
+        "numpy-coords",
+    ],  # fmt: skip
 )
 def test_unusable_inputs_are_one_config_error(G2, call, words):
     with pytest.raises(ConfigError) as caught:

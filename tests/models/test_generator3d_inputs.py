@@ -4,6 +4,7 @@ naming the cause (it used to be torch's own errors, or misleading words)."""
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -22,10 +23,15 @@ from cips3d import (
 from cips3d.config import MappingConfig
 from cips3d.config_2d import cips2d_preset
 from cips3d.inference.geometry import normals_from_depth
-from cips3d.inference.inversion import InversionConfig
+from cips3d.inference.inversion import InversionConfig, style_spread
+from cips3d.inference.inversion2d import Inversion2DConfig, w_statistics
 from cips3d.inference.sample import sample_seeds
+from cips3d.inference.video import seed_latents
+from cips3d.inference.walk2d import walk_styles_2d
 from cips3d.io.checkpoint import load_generator, save_generator
 from cips3d.io.checkpoint2d import save_generator2d
+from cips3d.metrics.consistency import generator_consistency
+from cips3d.metrics.swd import swd
 from cips3d.models.generator2d import Generator2D
 
 RENDER = RenderConfig(img_size=4, deterministic=True)
@@ -57,9 +63,11 @@ def test_latents_come_in_the_models_dtype_and_a_seed_gives_the_same_ones(tiny_G)
         (lambda G: G(*G.sample_latents(2), psi=torch.tensor([0.5, 1.0])), "psi must be a number between"),
         (lambda G: G(*G.sample_latents(2), generator=generators_for_seeds([1])), "got 1 generators for 2"),
         (lambda G: G(*G.sample_latents(1), psi=0.5, truncation_mean={}), "truncation_mean lack the layers"),
+        (lambda G: G.mapping(G.sample_latents(1)[0] * math.nan, G.sample_latents(1)[1]), "z_nerf holds NaN"),
+        (lambda G: G(G.sample_latents(1)[0], G.sample_latents(1)[1] / 0), "z_inr holds NaN or infinite"),
     ],
     ids=["no-rows", "too-few-generators", "int-generator", "no-samples", "numpy", "psi-tensor",
-         "one-generator-two-images", "partial-mean"],
+         "one-generator-two-images", "partial-mean", "nan-latents", "inf-latents"],
 )  # fmt: skip
 def test_unusable_inputs_are_one_config_error(tiny_G, call, words):
     with pytest.raises(ConfigError) as caught:
@@ -172,6 +180,37 @@ def test_seeds_are_whole_numbers_in_range():
         with pytest.raises(ConfigError, match="seeds must be whole numbers from 0 to"):
             generators_for_seeds([seed])
     assert generators_for_seeds([np.int64(2**63 - 1)])[0].initial_seed() == 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda G: G.update_truncation_mean(num_samples=1, seed=-1),
+        lambda G: seed_latents(G, -1),
+        lambda G: generator_consistency(G, count=1, img_size=8, seed=-1),
+        lambda G: style_spread(G, samples=2, seed=-1),
+        lambda G: swd(torch.zeros(2, 3, 16, 16), torch.zeros(2, 3, 16, 16), seed=-1),
+        lambda G: next(walk_styles_2d(Generator2D(cips2d_preset("cips-tiny")), [0, -1], steps_between=1)),
+        lambda G: w_statistics(Generator2D(cips2d_preset("cips-tiny")), samples=2, seed=2**63),
+        lambda G: InversionConfig(seed=-1),
+        lambda G: Inversion2DConfig(seed=-1),
+    ],
+    ids=[
+        "truncation-mean",
+        "seed-latents",
+        "consistency",
+        "spread",
+        "swd",
+        "walk2d",
+        "w-statistics",
+        "inversion",
+        "inversion2d",
+    ],  # fmt: skip
+)
+def test_every_function_taking_a_seed_refuses_one_torch_would_wrap(tiny_G, call):
+    # torch.Generator().manual_seed(-1) is seed 2^64 - 1: these took it, generators_for_seeds refused it
+    with pytest.raises(ConfigError, match=r"must be a whole number from 0 to 2\^63 - 1, got"):
+        call(tiny_G)
 
 
 def test_rendering_helpers_name_a_zero_batch_and_a_depth_without_its_channel(tiny_G):

@@ -169,6 +169,12 @@ def test_a_camera_looking_straight_down_or_up_continues_the_nearby_frames():
             "camera origin must be a tensor or numbers",
         ),
         (lambda: Camera.cat([]), "at least one camera"),
+        (
+            lambda: Camera.from_angles(1.5, 1.5, radius=-1.0),
+            "radius must be a positive number of at most 1e+06",
+        ),
+        (lambda: Camera.from_angles(1.5, 1.5, radius=math.nan), "radius must be a positive number"),
+        (lambda: Camera.from_angles(1.5, 1.5, radius="1"), "got '1'"),
     ],
     ids=[
         "nan",
@@ -181,6 +187,9 @@ def test_a_camera_looking_straight_down_or_up_continues_the_nearby_frames():
         "yaw-batch",
         "text",
         "cat",
+        "negative-radius",  # was: a camera behind the origin, looking away from it
+        "nan-radius",
+        "text-radius",
     ],
 )
 def test_impossible_cameras_are_refused_in_one_sentence(make, words):

@@ -30,7 +30,7 @@ from cips3d.io.video import MAX_FPS, MIN_FPS, mp4_available
 from cips3d.models.generator2d import Generator2D
 from cips3d.models.generator3d import Generator3D
 from cips3d.rendering.cameras import is_camera_angle
-from cips3d.seeding import MAX_SEED
+from cips3d.seeding import MAX_SEED, seed_range
 
 CHECKPOINT_HELP_2D = "a train2d run (or one of its snapshots), a 2D model folder, or an official CIPS .pt"
 
@@ -219,7 +219,9 @@ def styles_name(path: str | Path) -> str:
     return folder if path.stem == "styles" and folder else path.stem
 
 
-def refuse_overwriting_inputs(output: str | Path, *inputs: str | Path | None) -> None:
+def refuse_overwriting_inputs(
+    output: str | Path, *inputs: str | Path | None, instead: str = "choose another output path"
+) -> None:
     """A UserError when writing `output` would replace an input of the command: the same file, or a file
     that exists inside an input folder (a model's weights, a run's logs). New files beside them are fine."""
     out = Path(output).resolve()
@@ -227,20 +229,19 @@ def refuse_overwriting_inputs(output: str | Path, *inputs: str | Path | None) ->
         if given is None:
             continue
         source = Path(given).resolve()
-        if out == source or (source.is_dir() and source in out.parents and out.exists()):
-            raise UserError(f"{output} would write over the input {given}; choose another output path.")
+        if out == source:
+            raise UserError(f"{output} is an input of this command, which would write over it; {instead}.")
+        if source.is_dir() and source in out.parents and out.exists():
+            raise UserError(f"{output} would write over the input {given}; {instead}.")
 
 
 def refuse_writing_over(outdir: Path, names: tuple[str, ...], *inputs: str | Path | None) -> None:
-    """A UserError when a file the command may write into `outdir` (`names`) is one of its input files,
-    said before it starts: a photo named target.png in the output folder was replaced by its resized copy.
-    Input folders (a model's) do not count: new files beside a model are fine."""
+    """`refuse_overwriting_inputs` for every file a command may write into `outdir` (`names`), said before
+    it starts: a photo named target.png in the output folder was replaced by its resized copy. Only input
+    files count: an --outdir that is the model's folder only adds files beside its weights."""
     files = [given for given in inputs if given is not None and Path(given).is_file()]
     for name in names:
-        for given in files:
-            if (outdir / name).resolve() == Path(given).resolve():
-                raise UserError(f"writing {name} into {outdir} would replace the input {given}; choose "
-                                "another --outdir.")  # fmt: skip
+        refuse_overwriting_inputs(outdir / name, *files, instead="choose another --outdir")
 
 
 SEED_ARGUMENTS = ("seed", "init_seed")  # the dests of every command's single-seed options
@@ -251,8 +252,9 @@ def check_seed_arguments(args: argparse.Namespace) -> None:
     (torch's generators overflow past 64 bits and would end in a traceback)."""
     for name in SEED_ARGUMENTS:
         value = getattr(args, name, None)
-        if isinstance(value, int) and not 0 <= value <= MAX_SEED:
-            raise UserError(f"--{name.replace('_', '-')} must be from 0 to 2^63 - 1, got {value}.")
+        limit = getattr(args, "max_seed", MAX_SEED)  # a command may take fewer (`view`: a browser's)
+        if isinstance(value, int) and not 0 <= value <= limit:
+            raise UserError(f"--{name.replace('_', '-')} must be {seed_range(limit)}, got {value}.")
 
 
 def refuse_ignored(changed: dict[str, bool], context: str) -> None:

@@ -29,7 +29,7 @@ from cips3d.inference.walk2d import walk_styles_2d
 from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.io.images import grid_tiles, make_grid, save_png, to_uint8
 from cips3d.io.video import DEFAULT_FPS, write_mp4_or_gif
-from cips3d.models.generator2d import MAX_COORDINATE, MAX_ZOOM, Generator2D
+from cips3d.models.generator2d import MAX_COORDINATE, MAX_ZOOM, Generator2D, check_window
 from cips3d.words import counted
 
 PAN_VIEW = 90.0  # --pan's field of view (degrees)
@@ -133,8 +133,7 @@ def _frame(args: argparse.Namespace, G: Generator2D, size: int) -> tuple[torch.T
     """The coordinates of the images ([1, H, W, 2]) and whether they are exactly the training grid (then
     rendered from the stored embeddings, as G_ema renders its training images)."""
     if _window_asked(args):
-        x, y = _point(args.center or "0,0", "--center")
-        return G.window_grid(size, x, y, 1.0 if args.zoom is None else args.zoom), False  # as `view`
+        return G.window_grid(size, *_window(args)), False  # as `view`
     grid = G.frame_grid(size, args.extent, args.turns)
     training = (G.config.size, G.config.grid_width)
     return grid, tuple(grid.shape[1:3]) == training and args.extent == args.turns == 1
@@ -265,13 +264,15 @@ def _check_window(args: argparse.Namespace) -> None:
             f"--center and --zoom frame a window as `cips3d view` does; {' and '.join(clashing)} "
             f"{'frames' if len(clashing) == 1 else 'frame'} the whole image: give one or the other."
         )
+    _window(args)  # said before the model is loaded
+
+
+def _window(args: argparse.Namespace) -> tuple[float, float, float]:
+    """(x, y, zoom) of --center and --zoom (defaults 0,0 and 1), checked as the viewer checks its query."""
     x, y = _point(args.center or "0,0", "--center")
-    if not (abs(x) <= MAX_COORDINATE and abs(y) <= MAX_COORDINATE):  # NaN fails this too
-        raise UserError(
-            f"--center must be finite and at most {MAX_COORDINATE:g} either way, got {args.center}."
-        )
-    if args.zoom is not None and not 1 / MAX_ZOOM <= args.zoom <= MAX_ZOOM:
-        raise UserError(f"--zoom must be in [1/{MAX_ZOOM:g}, {MAX_ZOOM:g}], got {args.zoom:g}.")
+    zoom = 1.0 if args.zoom is None else args.zoom
+    check_window(x, y, zoom, "--center", "--zoom")
+    return x, y, zoom
 
 
 def _check_model_fits(args: argparse.Namespace, G: Generator2D) -> None:

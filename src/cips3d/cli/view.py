@@ -76,14 +76,12 @@ def add_parser(subparsers) -> None:
     o.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     o.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     o.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, max_seed=MAX_SEED)  # checked with every --seed, in its wording
 
 
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be in [0, 65535], got {args.port}.")
-    if not 0 <= args.seed <= MAX_SEED:
-        raise UserError(f"--seed must be in [0, {MAX_SEED}], got {args.seed}.")
     if args.styles:
         refuse_ignored({"--seed": args.seed != 0}, "with --styles (the view shows the fitted photo)")
     if args.size is not None and args.size > MAX_IMG_SIZE:

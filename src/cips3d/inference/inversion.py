@@ -43,6 +43,7 @@ from cips3d.io.images import to_uint8
 from cips3d.models.generator3d import Generator3D
 from cips3d.outputs import GeneratorOutput, Styles
 from cips3d.rendering.cameras import ANGLE_RULE, Camera, is_camera_angle
+from cips3d.seeding import check_seed, seeded_generator
 
 # The StyleGAN2-ADA projector's schedule (Karras et al. 2020, `projector.py` defaults).
 LR_RAMPUP = 0.05
@@ -98,6 +99,7 @@ class InversionConfig:
         if not (is_camera_angle(self.yaw) and is_camera_angle(self.pitch)):
             raise ConfigError(f"yaw and pitch must be {ANGLE_RULE}.")
         whole_count(self.steps, "steps (--steps)")
+        check_seed(self.seed, "seed (--seed)")
         # Named as the field and its flag: the API and `cips3d invert` share these checks.
         if not (isinstance(self.camera_search, int) and self.camera_search >= 0):
             search = self.camera_search
@@ -211,7 +213,7 @@ def pyramid_loss(image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def style_spread(G: Generator3D, samples: int = SPREAD_SAMPLES, seed: int = 0) -> dict[str, float]:
     """RMS distance of mapped styles from the truncation mean, per network ('nerf', 'inr')."""
-    z_nerf, z_inr = G.sample_latents(samples, torch.Generator().manual_seed(seed))
+    z_nerf, z_inr = G.sample_latents(samples, seeded_generator(seed))
     w_nerf, w_inr = G.nerf_mapping(z_nerf), G.inr_mapping(z_inr)
     spread = {
         "nerf": (w_nerf - G.truncation_mean_nerf).square().sum(1).mean().sqrt(),
@@ -276,7 +278,7 @@ def invert(
         groups.append({"params": [angles], "lr": config.camera_lr})
     optimizer = torch.optim.Adam(groups, betas=(0.9, 0.999))
     peaks = [g["lr"] for g in optimizer.param_groups]
-    noise_generator = torch.Generator().manual_seed(config.seed)
+    noise_generator = seeded_generator(config.seed)
     losses: list[float] = []
     # Gradients flow to the styles and the camera only; enable_grad also inside torch.no_grad().
     with frozen_weights(G), torch.enable_grad():

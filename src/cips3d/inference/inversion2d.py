@@ -36,6 +36,7 @@ from cips3d.inference.inversion import (
     pyramid_loss,
 )
 from cips3d.models.generator2d import Generator2D
+from cips3d.seeding import check_seed, seeded_generator
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Inversion2DConfig:
     def __post_init__(self) -> None:
         plain_fields(self)
         whole_count(self.steps, "steps (--steps)")
+        check_seed(self.seed, "seed (--seed)")
         if not self.lr > 0:
             raise ConfigError(f"the learning rate (--lr) must be positive, got {self.lr}.")
         if not self.noise >= 0:
@@ -73,7 +75,7 @@ class Inversion2D:
 @torch.no_grad()
 def w_statistics(G: Generator2D, samples: int = SPREAD_SAMPLES, seed: int = 0) -> tuple[torch.Tensor, float]:
     """The mean of mapped latents [D] and their RMS distance from it (W's spread)."""
-    w = G.mapping(G.sample_latents(samples, torch.Generator().manual_seed(seed)))
+    w = G.mapping(G.sample_latents(samples, seeded_generator(seed)))
     mean = w.mean(0)
     return mean, float((w - mean).square().sum(1).mean().sqrt())
 
@@ -94,7 +96,7 @@ def invert2d(
     start = mean[None, None].expand(1, G.num_styles, -1) if config.per_layer else mean[None]
     w = start.clone().requires_grad_()
     optimizer = torch.optim.Adam([w], lr=config.lr, betas=(0.9, 0.999))
-    noise_generator = torch.Generator().manual_seed(config.seed)
+    noise_generator = seeded_generator(config.seed)
     losses: list[float] = []
     with frozen_weights(G), torch.enable_grad():  # gradients flow to w only
         for step in range(config.steps):

@@ -55,7 +55,12 @@ class Trajectory:
         return self.cameras.batch
 
     def frame(self, index: int) -> tuple[Camera, float]:
-        """The camera (batch 1) and fov (degrees) of frame `index`."""
+        """The camera (batch 1) and fov (degrees) of frame `index` (negative counts from the end, as in a
+        list)."""
+        n = self.num_frames
+        if not -n <= index < n:
+            raise IndexError(f"frame {index} of a trajectory of {counted(n, 'frame')}.")
+        index %= n
         return self.cameras.select(slice(index, index + 1)), self.fov[index]
 
     def angles(self) -> tuple[torch.Tensor, torch.Tensor]:

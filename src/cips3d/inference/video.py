@@ -28,6 +28,7 @@ from cips3d.inference.trajectories import Trajectory
 from cips3d.io.images import colorize_depth, to_uint8
 from cips3d.models.generator3d import Generator3D
 from cips3d.outputs import GeneratorOutput, Styles
+from cips3d.seeding import seeded_generator
 
 PANELS = ("image", "aux", "depth")
 """What a frame can show, left to right in the order asked: the CIPS-3D image, the aux NeRF image,
@@ -54,7 +55,7 @@ def frame_size(render: RenderConfig, panels: Sequence[str]) -> tuple[int, int]:
 def seed_latents(G: Generator3D, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
     """(z_nerf [1, 256], z_inr [1, 512]) of `seed`, as `cips3d sample` draws them, and the seed's
     generator after those draws (it supplies a stochastic render's draws next)."""
-    generator = torch.Generator().manual_seed(int(seed))
+    generator = seeded_generator(seed)
     z_nerf, z_inr = G.sample_latents(1, [generator])
     return z_nerf, z_inr, generator
 

@@ -16,6 +16,7 @@ import torch
 from cips3d.errors import ConfigError
 from cips3d.inference.video import slerp, walk_steps
 from cips3d.models.generator2d import Generator2D
+from cips3d.seeding import seeded_generator
 
 
 @torch.no_grad()
@@ -34,7 +35,7 @@ def walk_styles_2d(
             f"a walk needs two seeds or more, at least 1 step between them and psi in [0, 1], got "
             f"{len(seeds)} seeds, {steps_between} steps, psi {psi}."
         )
-    keys = [G.sample_latents(1, torch.Generator().manual_seed(seed)) for seed in seeds]
+    keys = [G.sample_latents(1, seeded_generator(seed)) for seed in seeds]
     if psi == 1:
         mean = None
     elif mean is None:

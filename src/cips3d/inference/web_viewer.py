@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 import threading
 import time
@@ -35,6 +36,7 @@ from cips3d.inference.video import compose_frame, seed_styles
 from cips3d.models.generator3d import Generator3D
 from cips3d.outputs import Styles
 from cips3d.rendering.cameras import ANGLE_RULE, Camera, is_camera_angle
+from cips3d.seeding import seed_range
 
 PANELS = ("image", "aux", "depth")
 FORMATS = {"jpeg": "image/jpeg", "png": "image/png"}
@@ -43,7 +45,9 @@ takes to render the frame; PNG gives the exact pixels."""
 JPEG_QUALITY = 90
 CACHED_VIEWERS = 8
 """Seeds whose folded styles (and CUDA graph) are kept; a ninth evicts the oldest."""
-MAX_SEED = 2**31 - 1
+MAX_SEED = 2**53 - 1
+"""The largest integer a browser's numbers hold exactly (Number.MAX_SAFE_INTEGER): the page's next and
+previous buttons count in them."""
 
 
 class Source(Protocol):
@@ -60,7 +64,7 @@ class BadRequest(ValueError):
 
 def check_seed(seed: int) -> None:
     if not 0 <= seed <= MAX_SEED:
-        raise BadRequest(f"seed must be in [0, {MAX_SEED}], got {seed}.")
+        raise BadRequest(f"seed must be {seed_range(MAX_SEED)}, got {seed}.")
 
 
 def check_psi(psi: float) -> None:
@@ -68,26 +72,35 @@ def check_psi(psi: float) -> None:
         raise BadRequest(f"psi must be in [0, 1], got {psi}.")
 
 
-def query_values(query: str) -> dict[str, str]:
-    """The query's values by name (the last of a repeated name, as browsers' forms send them)."""
-    return {k: v[-1] for k, v in parse_qs(query).items()}
+def query_values(query: str, names: tuple[str, ...]) -> dict[str, str]:
+    """The query's values by name (the last of a repeated name, as browsers' forms send them); a name
+    not among `names` (a misspelt `sed=`) is refused rather than silently left at its default."""
+    values = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+    unknown = [name for name in values if name not in names]
+    if unknown:
+        raise BadRequest(
+            f"unknown parameter {unknown[0][:MAX_NUMBER_TEXT]!r}; the parameters are {', '.join(names)}."
+        )
+    return values
 
 
 def query_number(query: dict[str, str], name: str, default: float | int, kind: type = float) -> Any:
-    """`query[name]` read as `kind` (float or int), `default` when absent; a BadRequest naming it."""
+    """`query[name]` read as `kind` (float or int), `default` when absent; a BadRequest naming it. Only
+    plain ASCII numbers are read: Python's int and float also take `1_000`, other scripts' digits and
+    surrounding spaces, which no page sends and a typo should not turn into a number."""
     text = query.get(name)
     if text is None:
         return default
-    try:
-        if len(text) > MAX_NUMBER_TEXT:  # Python refuses to read longer integers, in its own words
-            raise ValueError
-        return kind(text)
-    except ValueError:
-        what = "an integer" if kind is int else "a number"
-        raise BadRequest(f"{name} must be {what}, got {text[:MAX_NUMBER_TEXT]!r}.") from None
+    pattern = INTEGER_TEXT if kind is int else NUMBER_TEXT
+    if len(text) <= MAX_NUMBER_TEXT and pattern.fullmatch(text):  # longer: past any value, and Python
+        return kind(text)  # refuses long integers in its own words
+    what = "an integer" if kind is int else "a number"
+    raise BadRequest(f"{name} must be {what}, got {text[:MAX_NUMBER_TEXT]!r}.")
 
 
-MAX_NUMBER_TEXT = 40  # characters: a seed up to 2^63 - 1 has 19 digits, a float's repr at most 24
+MAX_NUMBER_TEXT = 40  # characters: a seed up to 2^53 - 1 has 16 digits, a float's repr at most 24
+INTEGER_TEXT = re.compile(r"[+-]?[0-9]+", re.ASCII)
+NUMBER_TEXT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
 
 
 def image_format(query: dict[str, str]) -> str:
@@ -120,7 +133,7 @@ class FrameRequest:
     @classmethod
     def parse(cls, query: str) -> FrameRequest:
         """?seed=&yaw=&pitch=&panel=&psi=&format= -> a checked request (BadRequest says what is wrong)."""
-        q = query_values(query)
+        q = query_values(query, ("seed", "yaw", "pitch", "panel", "psi", "format"))
         seed = query_number(q, "seed", 0, int)
         yaw, pitch = query_number(q, "yaw", K.YAW_MEAN), query_number(q, "pitch", K.PITCH_MEAN)
         psi = query_number(q, "psi", 1.0)

@@ -22,6 +22,7 @@ from http.server import ThreadingHTTPServer
 import numpy as np
 import torch
 
+from cips3d.errors import ConfigError
 from cips3d.inference.web_viewer import (
     SAVE_SCRIPT,
     BadRequest,
@@ -35,7 +36,7 @@ from cips3d.inference.web_viewer import (
     remember,
 )
 from cips3d.io.images import to_uint8
-from cips3d.models.generator2d import MAX_COORDINATE, MAX_ZOOM, Generator2D
+from cips3d.models.generator2d import MAX_ZOOM, Generator2D, check_window
 
 
 @dataclass(frozen=True)
@@ -50,15 +51,15 @@ class WindowRequest:
     @classmethod
     def parse(cls, query: str) -> WindowRequest:
         """?seed=&x=&y=&zoom=&psi=&format= -> a checked request (BadRequest says what is wrong)."""
-        q = query_values(query)
+        q = query_values(query, ("seed", "x", "y", "zoom", "psi", "format"))
         seed = query_number(q, "seed", 0, int)
         defaults = {"x": 0.0, "y": 0.0, "zoom": 1.0, "psi": 1.0}
         x, y, zoom, psi = (query_number(q, name, value) for name, value in defaults.items())
         check_seed(seed)
-        if not (abs(x) <= MAX_COORDINATE and abs(y) <= MAX_COORDINATE):  # NaN fails this too
-            raise BadRequest(f"x and y must be finite and at most {MAX_COORDINATE:g} either way.")
-        if not 1 / MAX_ZOOM <= zoom <= MAX_ZOOM:
-            raise BadRequest(f"zoom must be in [{1 / MAX_ZOOM}, {MAX_ZOOM}], got {zoom}.")
+        try:
+            check_window(x, y, zoom, "x and y", "zoom")
+        except ConfigError as err:
+            raise BadRequest(str(err)) from None
         check_psi(psi)
         return cls(seed, x, y, zoom, psi, image_format(q))
 

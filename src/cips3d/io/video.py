@@ -17,12 +17,17 @@ from cips3d.io.files import atomic_write
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
 
-def check_video_target(path: str | os.PathLike, width: int, height: int) -> None:
-    """Refuse, in one sentence, what the writer cannot do (before any frame is rendered)."""
+def check_video_suffix(path: str | os.PathLike) -> str:
+    """The lower-case suffix of `path`, one of VIDEO_SUFFIXES, or a UserError."""
     suffix = Path(path).suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
         raise UserError(f"video files must end in {' or '.join(VIDEO_SUFFIXES)}, got {Path(path).name!r}.")
-    if suffix == ".mp4" and (width % 2 or height % 2):
+    return suffix
+
+
+def check_video_target(path: str | os.PathLike, width: int, height: int) -> None:
+    """Refuse, in one sentence, what the writer cannot do (before any frame is rendered)."""
+    if check_video_suffix(path) == ".mp4" and (width % 2 or height % 2):
         raise UserError(f"mp4 (yuv420p) needs an even width and height, got {width}x{height}.")
 
 
@@ -89,9 +94,7 @@ def write_video(
     path = Path(path)
     if not MIN_FPS <= fps <= MAX_FPS:
         raise UserError(f"the frame rate must be from {MIN_FPS} to {MAX_FPS} frames per second, got {fps}.")
-    suffix = path.suffix.lower()
-    if suffix not in VIDEO_SUFFIXES:
-        raise UserError(f"video files must end in {' or '.join(VIDEO_SUFFIXES)}, got {path.name!r}.")
+    suffix = check_video_suffix(path)  # said before an empty frame list is
     frames = iter(frames)
     first = next(frames, None)
     if first is None:  # a GIF of no frames was a 0-byte file nothing could open

@@ -19,6 +19,7 @@ from cips3d.config import RenderConfig
 from cips3d.nn.modes import evaluating
 from cips3d.rendering.cameras import Camera
 from cips3d.rendering.rays import camera_ray_directions, rotate_directions
+from cips3d.seeding import seeded_generator
 
 MIRROR_YAWS = (1.44, 1.70)  # the official preview pair, nearly symmetric around the front (pi/2)
 
@@ -114,7 +115,7 @@ def generator_consistency(
     near or above 1 when the decoder mirrors details between the two views.
     """
     with evaluating(G):
-        z = G.sample_latents(count, torch.Generator().manual_seed(seed))
+        z = G.sample_latents(count, seeded_generator(seed))
         front = math.pi / 2
         (a, b), fov = _render_pair(G, z, front - yaw_delta / 2, front + yaw_delta / 2, img_size, front)
         near = warp_compare(

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from cips3d.seeding import seeded_generator
+
 # Progressive-GAN defaults: 7x7 patches, 128 per image and level, 512 directions, 4 repeats, levels
 # down to 16 px.
 PATCH_SIZE = 7
@@ -122,7 +124,7 @@ def swd(images_a: torch.Tensor, images_b: torch.Tensor, seed: int = 0) -> SWDRes
     """
     if images_a.shape[1:] != images_b.shape[1:]:
         raise ValueError(f"image sets differ in shape: {tuple(images_a.shape)} vs {tuple(images_b.shape)}.")
-    generator = torch.Generator().manual_seed(seed)
+    generator = seeded_generator(seed)
     channels = images_a.shape[1]
     per_level = []
     for la, lb in zip(laplacian_pyramid(images_a.float()), laplacian_pyramid(images_b.float()), strict=True):

@@ -26,6 +26,7 @@ from cips3d.config import check_psi, whole_count
 from cips3d.config_2d import FOURIER_INIT, MAPPING_LR_MUL, Cips2DConfig
 from cips3d.errors import ConfigError
 from cips3d.models.coordinates import cylinder_grid, plane_grid
+from cips3d.models.inputs import refuse_non_finite
 from cips3d.models.mapping import pixel_norm
 from cips3d.nn.equalized import EqualLinear
 from cips3d.nn.styled import StyledFC, ToRGB, WidthSkip
@@ -41,6 +42,20 @@ past any view, and well inside float32 (a reach of 1e300 overflowed deep inside 
 MAX_ZOOM = 1024.0
 """The viewer's and `sample2d --zoom`'s limit: past it the window is narrower than the float32 spacing of
 its coordinates can resolve well."""
+
+
+def check_window(
+    x: float, y: float, zoom: float, centre: str = "the window's centre", zoom_name: str = "the window's zoom"
+) -> None:
+    """A `ConfigError` unless the centre (x, y) and `zoom` frame a window `window_grid` renders: the one
+    rule of the viewer's query, `sample2d --center --zoom` and the API, each naming the values in its own
+    words (`centre`, `zoom_name`)."""
+    if not (abs(x) <= MAX_COORDINATE and abs(y) <= MAX_COORDINATE):  # NaN fails this too
+        raise ConfigError(
+            f"{centre} must be finite and at most {MAX_COORDINATE:g} either way, got {x:g},{y:g}."
+        )
+    if not 1 / MAX_ZOOM <= zoom <= MAX_ZOOM:
+        raise ConfigError(f"{zoom_name} must be in [1/{MAX_ZOOM:g}, {MAX_ZOOM:g}], got {zoom:g}.")
 
 
 class Mapping2D(nn.Module):
@@ -213,12 +228,7 @@ class Generator2D(nn.Module):
         --zoom`: the training frame at `height` rows (`frame_grid(height)`, as wide), scaled by 1/zoom
         about its centre and moved to (x, y). A cylinder model's x is its angle coordinate (2 per turn):
         zooming in spans less of the turn in as many columns. On this model's device."""
-        if not zoom > 0:
-            raise ConfigError(f"the window's zoom must be positive, got {zoom}.")
-        if not (abs(x) <= MAX_COORDINATE and abs(y) <= MAX_COORDINATE):  # NaN fails this too
-            raise ConfigError(
-                f"the window's centre must be finite and at most {MAX_COORDINATE:g} either way."
-            )
+        check_window(x, y, zoom)
         width, half = self.frame_width(height), 1 / zoom
         if self.config.panorama:  # the window starts half its span left of x
             grid = cylinder_grid(height, width, 1, turns=half, start=x - half, extent=half)
@@ -293,8 +303,11 @@ class Generator2D(nn.Module):
         on_grid = coords is None and (self.training or self.config.embedding_align_corners)
         if coords is None:
             coords = self.training_grid(b)
+        if not isinstance(coords, torch.Tensor):
+            raise ConfigError(f"coords must be a torch.Tensor, got {type(coords).__name__}.")
         if coords.dim() != 4 or coords.shape[0] != b or coords.shape[-1] != 2:
             raise ConfigError(f"coords must be [B={b}, H, W, 2], got {list(coords.shape)}.")
+        refuse_non_finite(coords, "coords")
         h, width = coords.shape[1:3]
         pixels = coords.to(self.dtype).reshape(b, h * width, 1, 2)
         noises = None  # drawn whole, layer by layer, so that chunking does not change the draws
@@ -363,4 +376,5 @@ class Generator2D(nn.Module):
     ) -> torch.Tensor:  # fmt: skip
         """z [B, D] -> images [B, 3, H, W] (see `synthesis`)."""
         self._check_input(z, "z", (2,))
+        refuse_non_finite(z, "z")
         return self.synthesis(self.mapping(z), coords, noise, generator)

@@ -20,6 +20,7 @@ from cips3d import constants as K
 from cips3d.config import GeneratorConfig, PoseConfig, RenderConfig, check_psi, whole_count
 from cips3d.errors import ConfigError
 from cips3d.fast import tf32_matmuls
+from cips3d.models.inputs import refuse_non_finite
 from cips3d.models.inr_decoder import InrDecoder, InrModulation, inr_style_names
 from cips3d.models.mapping import MappingNetwork
 from cips3d.models.nerf_field import NerfField, NerfModulation, nerf_style_names
@@ -38,7 +39,7 @@ from cips3d.rendering.volume import (
     render_rays,
     resolve_chunk_rows,
 )
-from cips3d.seeding import GeneratorArg, check_generators, draw_batch
+from cips3d.seeding import GeneratorArg, check_generators, draw_batch, seeded_generator
 from cips3d.words import counted
 
 
@@ -129,8 +130,8 @@ class Generator3D(nn.Module):
         }
 
     def _check_latents(self, z_nerf: torch.Tensor, z_inr: torch.Tensor) -> None:
-        """A `ConfigError` naming what is wrong with latents of the wrong shape or type (shapes and types
-        only: nothing is read from the device)."""
+        """A `ConfigError` naming what is wrong with latents of the wrong shape, type or values (the values
+        of CPU latents only: nothing is read from a GPU)."""
         dims = (self.config.nerf_mapping.z_dim, self.config.inr_mapping.z_dim)
         for name, z, dim in (("z_nerf", z_nerf, dims[0]), ("z_inr", z_inr, dims[1])):
             if not isinstance(z, torch.Tensor):
@@ -139,6 +140,7 @@ class Generator3D(nn.Module):
                 raise ConfigError(f"{name} must be [B, {dim}] with B >= 1, got {list(z.shape)}.")
             if z.dtype != self.dtype:
                 raise ConfigError(f"{name} must be {self.dtype} like the model's weights, got {z.dtype}.")
+            refuse_non_finite(z, name)
         if z_nerf.shape[0] != z_inr.shape[0]:
             raise ConfigError(f"z_nerf and z_inr must have one row per image, got {z_nerf.shape[0]} and "
                               f"{z_inr.shape[0]}.")  # fmt: skip
@@ -176,7 +178,7 @@ class Generator3D(nn.Module):
             raise ConfigError(
                 f"the truncation mean needs num_samples and batch of 1 or more, got {num_samples}, {batch}."
             )
-        generator = torch.Generator().manual_seed(seed)
+        generator = seeded_generator(seed)
         total_nerf = torch.zeros_like(self.truncation_mean_nerf, dtype=torch.float64)
         total_inr = torch.zeros_like(self.truncation_mean_inr, dtype=torch.float64)
         for start in range(0, num_samples, batch):

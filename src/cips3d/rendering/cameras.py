@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from cips3d import constants as K
-from cips3d.config import PoseConfig
+from cips3d.config import PoseConfig, is_real_number
 from cips3d.errors import ConfigError
 from cips3d.seeding import draw
 
@@ -227,6 +227,11 @@ class Camera:
         batch: int | None = None,
     ) -> Camera:
         """Cameras on a sphere looking at the origin; angles in radians, pitch clamped off the poles."""
+        if not (is_real_number(radius) and 0 < radius <= K.MAX_CAMERA_RADIUS):  # NaN fails too
+            raise ConfigError(
+                f"the camera radius must be a positive number of at most {K.MAX_CAMERA_RADIUS:g}, "
+                f"got {radius!r}."
+            )
         yaw_t, pitch_t = (_numbers(a, name).to(torch.float32) for a, name in ((yaw, "yaw"), (pitch, "pitch")))
         if yaw_t.ndim > 1 or pitch_t.ndim > 1:
             shapes = f"{tuple(yaw_t.shape)} and {tuple(pitch_t.shape)}"

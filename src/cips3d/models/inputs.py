@@ -1,0 +1,14 @@
+"""Checks of the values callers hand the generators (their shapes and types are checked by each model)."""
+
+from __future__ import annotations
+
+import torch
+
+from cips3d.errors import ConfigError
+
+
+def refuse_non_finite(x: torch.Tensor, name: str) -> None:
+    """A `ConfigError` when `x` holds NaN or infinity, which would render as NaN images with no word of
+    why. Only tensors in host memory are read: reading a GPU tensor would wait for the device."""
+    if x.device.type == "cpu" and not bool(torch.isfinite(x).all()):
+        raise ConfigError(f"{name} holds NaN or infinite values; give finite numbers.")
