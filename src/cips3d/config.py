@@ -40,6 +40,18 @@ def is_real_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def given_or_default(value: Any, kind: type, name: str) -> Any:
+    """`value`, or `kind()` when it is None; a `ConfigError` naming `name` when it is of another kind
+    (`value or kind()` read an empty dict given for a config as "not given")."""
+    if value is None:
+        return kind()
+    article = "an" if kind.__name__[0] in "AEIOU" else "a"
+    _require(
+        isinstance(value, kind), f"{name} must be {article} {kind.__name__}, got {type(value).__name__}."
+    )
+    return value
+
+
 def check_psi(psi: Any) -> None:
     """A `ConfigError` unless the truncation `psi` is a number in [0, 1] (both generators' rule)."""
     _require(

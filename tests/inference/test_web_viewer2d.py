@@ -73,6 +73,9 @@ def test_the_window_is_the_training_frame_scaled_and_moved(flat, panorama):
     torch.testing.assert_close(moved, plane_grid(16, 16, 1, 0.25) + torch.tensor([0.25, -0.5]))
     pano = panorama.window_grid(8, 0.5, 0.0, 2.0)  # half the turn, centred on x = 0.5
     assert pano.shape == (1, 8, 16, 2) and pano[0, 0, 0, 0] == 0.0 and pano[0, 0, -1, 0] < 1.0
+    with pytest.raises(ConfigError, match="zoom 256 at most there, or look nearer the origin"):
+        flat.window_grid(256, 100.0, 0.0, 1024.0)  # was: pixels in blocks of the same coordinates
+    flat.window_grid(256, 10.0, 0.0, 1024.0)  # float32 is fine enough there
     with pytest.raises(ConfigError, match=r"the window's zoom must be in \[1/1024, 1024\], got 0."):
         flat.window_grid(16, zoom=0.0)
 
@@ -94,6 +97,8 @@ def test_the_server_answers_windows_equal_to_direct_renders(flat):
         assert np.array_equal(mean_image, render_w(flat, flat.mean_style(), flat.frame_grid(16)))
         code, _, message = get(url + "/frame?zoom=-1")
         assert code == 400 and b"zoom must be" in message
+        code, _, message = get(url + "/frame?x=500000&zoom=1000")  # float32 cannot tell its pixels apart
+        assert code == 400 and b"finer than float32 coordinates resolve" in message
         info = json.loads(get(url + "/info")[2])
         assert (info["height"], info["width"], info["first_seed"], info["panorama"]) == (16, 16, 2, False)
         assert info["frames_served"] == 4

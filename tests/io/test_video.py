@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from cips3d.errors import ConfigError, UserError
-from cips3d.io.video import check_video_target, read_video_frames, write_video
+from cips3d.io.video import check_video_target, read_video_frames, write_mp4_or_gif, write_video
 
 
 def frames(n=5, h=16, w=24):
@@ -68,6 +69,17 @@ def test_what_no_player_could_show_is_refused_before_a_file_is_written(tmp_path)
     mixed = [np.zeros((8, 8, 3), np.uint8), np.zeros((8, 10, 3), np.uint8)]
     with pytest.raises(ConfigError, match=r"like the first; frame 1 is \[8, 10, 3\]"):
         write_video(iter(mixed), tmp_path / "m.gif", fps=10)
+    # were TypeErrors from Python, PIL or PyAV:
+    with pytest.raises(ConfigError, match="frames must be an iterable of frames, got int"):
+        write_video(5, tmp_path / "i.gif")
+    with pytest.raises(
+        ConfigError, match=r"video frames must be uint8 \[H, W, 3\] arrays, got float32 \[8, 8, 3\]"
+    ):
+        write_video([np.zeros((8, 8, 3), np.float32)], tmp_path / "f.gif")
+    with pytest.raises(ConfigError, match=r"uint8 \[H, W, 3\] arrays, got Tensor"):
+        write_mp4_or_gif([torch.zeros(8, 8, 3, dtype=torch.uint8)], tmp_path / "t")
+    with pytest.raises(UserError, match="the frame rate must be from"):
+        write_video([np.zeros((8, 8, 3), np.uint8)], tmp_path / "s.gif", fps="30")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -11,6 +11,8 @@ import torch
 
 from cips3d import ConfigError
 from cips3d.config_2d import cips2d_preset
+from cips3d.inference.inversion2d import invert2d
+from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.models.coordinates import foveated_points, patch_grid
 from cips3d.models.generator2d import Generator2D
 
@@ -43,7 +45,14 @@ def test_a_float64_model_renders_its_own_latents_like_the_float32_one(G2):
         (lambda G: G([0.0] * G.config.style_dim), "z must be a torch.Tensor, got list"),
         (lambda G: G.synthesis(torch.randn(1, 5)), "w must be [B, D] or [B, "),
         (lambda G: G.sample_latents(0), "the number of latents must be a whole number of 1 or more"),
-        (lambda G: G.mean_style(num_samples=0), "num_samples and batch of 1 or more"),
+        (lambda G: G.mean_style(num_samples=0), "num_samples must be a whole number of 1 or more, got 0"),
+        (lambda G: G.mean_style(num_samples="8"), "num_samples must be a whole number of 1 or more, got '8'"),
+        (lambda G: G.frame_grid("8"), "height must be a whole number of 1 or more, got '8'"),
+        (lambda G: G.frame_grid(8, extent="2"), "extent and turns must be positive"),
+        (lambda G: G.window_grid(8, zoom="2"), "zoom must be numbers, got 0.0, 0.0 and '2'"),
+        (lambda G: invert2d(G, torch.zeros(1, 3, 8, 8), {}), "config must be an Inversion2DConfig, got dict"),
+        (lambda G: invert2d(G, [[0.0]]), "the target image must be a torch.Tensor, got list"),
+        (lambda G: load_generator2d(5), "path must be a file or folder path, got int"),
         (
             lambda G: G.truncate(torch.zeros(1, 4), 2.0, torch.zeros(1, 4)),
             "psi must be a number between 0 and 1",
@@ -69,6 +78,13 @@ def test_a_float64_model_renders_its_own_latents_like_the_float32_one(G2):
         "w-width",
         "no-rows",
         "no-samples",
+        "str-samples",
+        "str-height",
+        "str-extent",
+        "str-zoom",
+        "dict-config",
+        "list-target",
+        "int-path",
         "psi-2",
         "psi-nan",
         "nan-z",

@@ -23,7 +23,7 @@ from cips3d import (
 from cips3d.config import MappingConfig
 from cips3d.config_2d import cips2d_preset
 from cips3d.inference.geometry import normals_from_depth
-from cips3d.inference.inversion import InversionConfig, style_spread
+from cips3d.inference.inversion import InversionConfig, invert, style_spread
 from cips3d.inference.inversion2d import Inversion2DConfig, w_statistics
 from cips3d.inference.sample import sample_seeds
 from cips3d.inference.video import seed_latents
@@ -58,16 +58,25 @@ def test_latents_come_in_the_models_dtype_and_a_seed_gives_the_same_ones(tiny_G)
         (lambda G: G.sample_latents(0), "the number of latents must be a whole number of 1 or more, got 0"),
         (lambda G: G.sample_latents(4, generators_for_seeds([1, 2])), "got 2 generators for 4 images"),
         (lambda G: G.sample_latents(2, 5), "generator must be a torch.Generator or a list of them, got int"),
-        (lambda G: G.update_truncation_mean(num_samples=0), "num_samples and batch of 1 or more"),
+        (lambda G: G.update_truncation_mean(num_samples=0), "num_samples must be a whole number of 1"),
         (lambda G: G(np.zeros((1, 16), np.float32), torch.zeros(1, 32)), "z_nerf must be a torch.Tensor"),
         (lambda G: G(*G.sample_latents(2), psi=torch.tensor([0.5, 1.0])), "psi must be a number between"),
         (lambda G: G(*G.sample_latents(2), generator=generators_for_seeds([1])), "got 1 generators for 2"),
         (lambda G: G(*G.sample_latents(1), psi=0.5, truncation_mean={}), "truncation_mean lack the layers"),
+        (lambda G: G.update_truncation_mean(num_samples="4"), "num_samples must be a whole number"),
+        (lambda G: G(*G.sample_latents(1), draws={}), "draws must be a RenderDraws, got dict"),
+        (lambda G: G(*G.sample_latents(1), render={}), "render must be a RenderConfig, got dict"),
+        (lambda G: G.modulate(G.mapping(*G.sample_latents(1)), render={}), "render must be a RenderConfig"),
+        (lambda G: invert(G, torch.zeros(1, 3, 8, 8), {"steps": 1}), "must be an InversionConfig, got dict"),
+        (lambda G: invert(G, np.zeros((1, 3, 8, 8), np.float32)), "the target image must be a torch.Tensor"),
+        (lambda G: load_generator(5), "path must be a file or folder path, got int"),
         (lambda G: G.mapping(G.sample_latents(1)[0] * math.nan, G.sample_latents(1)[1]), "z_nerf holds NaN"),
         (lambda G: G(G.sample_latents(1)[0], G.sample_latents(1)[1] / 0), "z_inr holds NaN or infinite"),
     ],
     ids=["no-rows", "too-few-generators", "int-generator", "no-samples", "numpy", "psi-tensor",
-         "one-generator-two-images", "partial-mean", "nan-latents", "inf-latents"],
+         "one-generator-two-images", "partial-mean", "str-samples", "dict-draws", "dict-render",
+         "modulate-render", "dict-inversion-config", "numpy-target", "int-path", "nan-latents",
+         "inf-latents"],
 )  # fmt: skip
 def test_unusable_inputs_are_one_config_error(tiny_G, call, words):
     with pytest.raises(ConfigError) as caught:

@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from cips3d import constants as K
-from cips3d.config import PoseConfig
+from cips3d.config import PoseConfig, given_or_default
 from cips3d.data.zip_tool import archive_name, encode_png, write_image_zip
 from cips3d.errors import ConfigError
 from cips3d.io.files import atomic_write
@@ -185,7 +185,7 @@ def _depth(scenes: Scenes, cam2world, directions) -> torch.Tensor:
 
 def sample_cameras_for(count: int, generator: torch.Generator, pose: PoseConfig | None = None) -> Camera:
     """`count` cameras from the FFHQ prior (or `pose`), looking at the origin."""
-    yaw, pitch = sample_pose_angles(pose or PoseConfig(), count, generator)
+    yaw, pitch = sample_pose_angles(given_or_default(pose, PoseConfig, "pose"), count, generator)
     return Camera.from_angles(yaw, pitch)
 
 

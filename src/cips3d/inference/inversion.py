@@ -35,12 +35,13 @@ from safetensors.torch import save_file
 from torch.nn import functional as F
 
 from cips3d import constants as K
-from cips3d.config import RenderConfig, plain_fields, whole_count
+from cips3d.config import RenderConfig, given_or_default, plain_fields, whole_count
 from cips3d.errors import CheckpointError, ConfigError, error_gist, first_sentence
 from cips3d.inference.video import compose_frame
 from cips3d.io.files import atomic_write
 from cips3d.io.images import to_uint8
 from cips3d.models.generator3d import Generator3D
+from cips3d.models.inputs import require_tensor
 from cips3d.outputs import GeneratorOutput, Styles
 from cips3d.rendering.cameras import ANGLE_RULE, Camera, is_camera_angle
 from cips3d.seeding import check_seed, seeded_generator
@@ -255,6 +256,8 @@ def invert(
     deterministic); `on_step(step, loss)` is called after every step (progress bars); `perceptual`
     (a `PerceptualDistance`, needed when config.perceptual > 0) adds that distance to the loss.
     """
+    config = given_or_default(config, InversionConfig, "config")
+    require_tensor(target, "the target image")
     if config.perceptual > 0 and perceptual is None:
         raise ConfigError(
             "a perceptual weight needs the perceptual distance (metrics.perceptual.load_perceptual)."
@@ -266,7 +269,12 @@ def invert(
     check_target_range(target)
     device = G.device
     target = target.to(device)
-    render = replace(render or RenderConfig(), img_size=config.size, deterministic=True, grad_rays=None)
+    render = replace(
+        given_or_default(render, RenderConfig, "render"),
+        img_size=config.size,
+        deterministic=True,
+        grad_rays=None,
+    )
     spread = style_spread(G)
     variables = _initial_styles(G, config.per_layer)
     start = (config.yaw, config.pitch)

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from cips3d.config import plain_fields, whole_count
+from cips3d.config import given_or_default, plain_fields, whole_count
 from cips3d.errors import CheckpointError, ConfigError
 from cips3d.inference.inversion import (
     NOISE_FACTOR,
@@ -36,6 +36,7 @@ from cips3d.inference.inversion import (
     pyramid_loss,
 )
 from cips3d.models.generator2d import Generator2D
+from cips3d.models.inputs import require_tensor
 from cips3d.seeding import check_seed, seeded_generator
 
 
@@ -87,6 +88,8 @@ def invert2d(
     on_step: Callable[[int, float], None] | None = None,
 ) -> Inversion2D:
     """w under which `G` renders `target` [1, 3, size, grid_width] in [-1, 1] on its training grid."""
+    config = given_or_default(config, Inversion2DConfig, "config")
+    require_tensor(target, "the target image")
     shape = (1, 3, G.config.size, G.config.grid_width)
     if tuple(target.shape) != shape:
         raise ConfigError(f"the target must be {list(shape)} (the training grid), got {list(target.shape)}.")

@@ -31,6 +31,7 @@ from PIL import Image
 
 from cips3d import constants as K
 from cips3d.config import RenderConfig
+from cips3d.errors import ConfigError
 from cips3d.inference.interactive import InteractiveRenderer
 from cips3d.inference.video import compose_frame, seed_styles
 from cips3d.models.generator3d import Generator3D
@@ -230,7 +231,7 @@ def make_handler(
                     self._send(
                         404, "text/plain; charset=utf-8", b"not found: the routes are /, /frame and /info."
                     )
-            except BadRequest as err:
+            except (BadRequest, ConfigError) as err:  # a ConfigError: a view the model cannot render
                 self._send(400, "text/plain; charset=utf-8", str(err).encode())
 
         def _send_frame(self, request: Any) -> None:

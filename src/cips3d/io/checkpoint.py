@@ -24,7 +24,7 @@ from cips3d.convert.official import OURS_ONLY, check_keys, from_official, offici
 from cips3d.convert.official_2d import holds_official_cips2d
 from cips3d.devices import usable_device
 from cips3d.errors import CheckpointError, ConfigError, first_sentence
-from cips3d.io.files import atomic_write
+from cips3d.io.files import atomic_write, path_of
 from cips3d.models.generator3d import Generator3D
 
 CONFIG_FILE = "config.json"
@@ -47,7 +47,7 @@ def save_generator(G: Generator3D, directory: str | os.PathLike) -> Path:
         raise ConfigError(f"save_generator writes CIPS-3D generators, got a {type(G).__name__} "
                           "(save_generator2d writes 2D CIPS ones).")  # fmt: skip
     meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "generator": G.config.to_dict()}
-    return write_checkpoint(Path(directory), G.state_dict(), meta)
+    return write_checkpoint(path_of(directory, "directory"), G.state_dict(), meta)
 
 
 THREE_D_COMMANDS = "the 3-D commands (sample, video, view, invert, train --init)"
@@ -258,7 +258,7 @@ def load_generator(
         official_config: for official files, the official constructor kwargs instead of a preset.
         device: where the model goes.
     """
-    path, device = Path(path), usable_device(device)  # a missing GPU is said before anything is read
+    path, device = path_of(path), usable_device(device)  # a missing GPU is said before anything is read
     ours = carries_own_config(path)
     if ours and (preset is not None or official_config is not None):
         raise ConfigError(

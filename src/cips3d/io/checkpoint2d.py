@@ -39,6 +39,7 @@ from cips3d.io.checkpoint import (
     read_weights,
     write_checkpoint,
 )
+from cips3d.io.files import path_of
 from cips3d.models.discriminator2d import Discriminator2D
 from cips3d.models.generator2d import Generator2D
 
@@ -53,7 +54,7 @@ def save_generator2d(G: Generator2D, directory: str | os.PathLike) -> Path:
         raise ConfigError(f"save_generator2d writes 2D CIPS generators, got a {type(G).__name__} "
                           "(save_generator writes CIPS-3D ones).")  # fmt: skip
     meta = {"format": FORMAT_NAME_2D, "format_version": FORMAT_VERSION, "generator": G.config.to_dict()}
-    return write_checkpoint(Path(directory), G.state_dict(), meta)
+    return write_checkpoint(path_of(directory, "directory"), G.state_dict(), meta)
 
 
 def _load_folder(directory: Path) -> Generator2D:
@@ -131,7 +132,7 @@ def load_generator2d(
     its snapshots (its `G_ema`, or `G`), our model folder (or its `config.json` / `model.safetensors`),
     or an official CIPS `.pt` checkpoint (its `g_ema`, or `g`)."""
     device = usable_device(device)  # before reading: a missing GPU is said at once
-    return _load(Path(path), which, with_discriminator=False).G.to(device).eval()
+    return _load(path_of(path), which, with_discriminator=False).G.to(device).eval()
 
 
 @dataclass
@@ -147,7 +148,7 @@ class Models2D:
 def load_models2d(path: str | os.PathLike) -> Models2D:
     """G_ema (`g_ema`) and the discriminator of a 2D run or an official CIPS checkpoint (none for our
     model folders, or an official file without `d`), read once, on the CPU."""
-    return _load(Path(path), "G_ema", with_discriminator=True)
+    return _load(path_of(path), "G_ema", with_discriminator=True)
 
 
 def _load(path: Path, which: Which, with_discriminator: bool) -> Models2D:

@@ -9,7 +9,14 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from cips3d.errors import UserError
+from cips3d.errors import ConfigError, UserError
+
+
+def path_of(value: object, name: str = "path") -> Path:
+    """`value` as a Path, or a `ConfigError` naming `name` when it is not a path (an int, a model)."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(f"{name} must be a file or folder path, got {type(value).__name__}.")
+    return Path(value)
 
 
 def _file_mode() -> int:

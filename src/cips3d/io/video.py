@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cips3d.config import is_real_number
 from cips3d.errors import ConfigError, UserError
 from cips3d.io.files import atomic_write
 
@@ -92,13 +93,10 @@ def write_video(
     Frames are consumed one at a time for mp4 (memory stays bounded); a GIF keeps them all.
     """
     path = Path(path)
-    if not MIN_FPS <= fps <= MAX_FPS:
+    if not (is_real_number(fps) and MIN_FPS <= fps <= MAX_FPS):
         raise UserError(f"the frame rate must be from {MIN_FPS} to {MAX_FPS} frames per second, got {fps}.")
     suffix = check_video_suffix(path)  # said before an empty frame list is
-    frames = iter(frames)
-    first = next(frames, None)
-    if first is None:  # a GIF of no frames was a 0-byte file nothing could open
-        raise ConfigError(f"no frames to write to {path.name}.")
+    first, frames = _first_frame(frames, path)
     check_video_target(path, first.shape[1], first.shape[0])  # an odd mp4 side failed inside PyAV
     frames = _all_sized_like(first, itertools.chain([first], frames))
     count = 0
@@ -109,6 +107,24 @@ def write_video(
 
     atomic_write(path, write)
     return count
+
+
+def _first_frame(frames: Iterable[np.ndarray], path: Path) -> tuple[np.ndarray, Iterator[np.ndarray]]:
+    """(the first frame, an iterator over the rest), or a ConfigError for no frames or frames that are
+    not uint8 [H, W, 3] arrays (a float frame failed inside PIL or PyAV)."""
+    try:
+        frames = iter(frames)
+    except TypeError:
+        raise ConfigError(f"frames must be an iterable of frames, got {type(frames).__name__}.") from None
+    first = next(frames, None)
+    if first is None:  # a GIF of no frames was a 0-byte file nothing could open
+        raise ConfigError(f"no frames to write to {path.name}.")
+    if not (
+        isinstance(first, np.ndarray) and first.dtype == np.uint8 and first.ndim == 3 and first.shape[2] == 3
+    ):
+        what = f"{first.dtype} {list(first.shape)}" if isinstance(first, np.ndarray) else type(first).__name__
+        raise ConfigError(f"video frames must be uint8 [H, W, 3] arrays, got {what}.")
+    return first, frames
 
 
 def _all_sized_like(first: np.ndarray, frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
@@ -123,10 +139,7 @@ def write_mp4_or_gif(frames: Iterable[np.ndarray], stem: str | os.PathLike, fps:
     """Write the frames to `stem`.mp4 when PyAV can encode H.264 and the frames have an even width and
     height (yuv420p), else to `stem`.gif (the suffix added to the whole stem, dots and all); returns the
     path written. The first frame decides."""
-    frames = iter(frames)
-    first = next(frames, None)
-    if first is None:
-        raise ConfigError(f"no frames to write to {Path(stem).name}.")
+    first, frames = _first_frame(frames, Path(stem))
     height, width = first.shape[:2]
     mp4 = mp4_available() and width % 2 == 0 and height % 2 == 0
     path = Path(f"{os.fspath(stem)}{'.mp4' if mp4 else '.gif'}")  # not with_suffix: "walk_psi0.7" keeps its 7

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from cips3d import __version__
-from cips3d.config import PoseConfig, RenderConfig
+from cips3d.config import PoseConfig, RenderConfig, given_or_default
 from cips3d.data.images import ImageDataset
 from cips3d.errors import UserError
 from cips3d.metrics.consistency import generator_consistency
@@ -166,7 +166,12 @@ def evaluate(
         reals = real_images(data, num_images, img_size)
         with _bar(progress, reals.shape[0], "generating") as on_images:
             fakes = generated_images(
-                G, reals.shape[0], render, pose or PoseConfig(), psi, on_images=on_images
+                G,
+                reals.shape[0],
+                render,
+                given_or_default(pose, PoseConfig, "pose"),
+                psi,
+                on_images=on_images,
             )
         scores |= _image_scores(reals, fakes, data, metrics, extractor, G.device, protocol, progress)
     if "consistency" in metrics:

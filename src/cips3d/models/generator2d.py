@@ -22,14 +22,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from cips3d import constants as K
-from cips3d.config import check_psi, whole_count
+from cips3d.config import check_psi, is_real_number, whole_count
 from cips3d.config_2d import FOURIER_INIT, MAPPING_LR_MUL, Cips2DConfig
 from cips3d.errors import ConfigError
 from cips3d.models.coordinates import cylinder_grid, plane_grid
-from cips3d.models.inputs import refuse_non_finite
+from cips3d.models.inputs import refuse_non_finite, require_tensor
 from cips3d.models.mapping import pixel_norm
 from cips3d.nn.equalized import EqualLinear
 from cips3d.nn.styled import StyledFC, ToRGB, WidthSkip
+from cips3d.seeding import seeded_generator
 
 NoiseMode = Literal["random", "none"]
 CHUNK_PIXELS = 65_536
@@ -50,12 +51,39 @@ def check_window(
     """A `ConfigError` unless the centre (x, y) and `zoom` frame a window `window_grid` renders: the one
     rule of the viewer's query, `sample2d --center --zoom` and the API, each naming the values in its own
     words (`centre`, `zoom_name`)."""
+    if not all(is_real_number(v) for v in (x, y, zoom)):
+        raise ConfigError(f"{centre} and {zoom_name} must be numbers, got {x!r}, {y!r} and {zoom!r}.")
     if not (abs(x) <= MAX_COORDINATE and abs(y) <= MAX_COORDINATE):  # NaN fails this too
         raise ConfigError(
             f"{centre} must be finite and at most {MAX_COORDINATE:g} either way, got {x:g},{y:g}."
         )
     if not 1 / MAX_ZOOM <= zoom <= MAX_ZOOM:
         raise ConfigError(f"{zoom_name} must be in [1/{MAX_ZOOM:g}, {MAX_ZOOM:g}], got {zoom:g}.")
+
+
+def float32_spacing(value: float) -> float:
+    """The gap between float32 numbers next to `value` (its unit in the last place)."""
+    return 2.0 ** (math.frexp(abs(value))[1] - 24) if value else 2.0**-149
+
+
+PIXEL_IN_SPACINGS = 4
+"""Ours: a window's pixels must lie at least this many float32 gaps apart (then a pixel's coordinate is
+off by at most an eighth of a pixel); closer, neighbouring pixels share coordinates and the image
+breaks into blocks."""
+
+
+def check_window_resolution(height: int, x: float, y: float, zoom: float) -> None:
+    """A `ConfigError` when the window's pixels at `height` rows are finer than float32 coordinates
+    resolve this far from the origin (a window at x = 1000 zoomed 1024 times would render blocks)."""
+    pixel = 2 / (zoom * height)  # the frame spans [-1, 1] over `height` rows; the window 1/zoom of it
+    reach = max(abs(x), abs(y)) + 1 / zoom
+    gap = float32_spacing(reach)
+    if pixel < PIXEL_IN_SPACINGS * gap:
+        most = 2 / (height * PIXEL_IN_SPACINGS * gap)
+        raise ConfigError(
+            f"at zoom {zoom:g} the {height}-row window's pixels are finer than float32 coordinates resolve "
+            f"{reach:g} from the origin; zoom {most:.4g} at most there, or look nearer the origin."
+        )
 
 
 class Mapping2D(nn.Module):
@@ -207,7 +235,9 @@ class Generator2D(nn.Module):
         """[1, height, width, 2]: the training frame at `height` rows (denser or sparser), as wide as the
         training images' aspect; `extent` > 1 reaches beyond the frame (vertically only, for cylinder
         coordinates), and a cylinder model's frame goes `turns` times round. On this model's device."""
-        if not (0 < extent <= MAX_COORDINATE and 0 < turns <= MAX_COORDINATE):
+        whole_count(height, "height")
+        reaches = is_real_number(extent) and is_real_number(turns)
+        if not (reaches and 0 < extent <= MAX_COORDINATE and 0 < turns <= MAX_COORDINATE):
             raise ConfigError(
                 f"the frame's extent and turns must be positive and at most {MAX_COORDINATE:g}, got "
                 f"{extent}, {turns}."
@@ -229,6 +259,7 @@ class Generator2D(nn.Module):
         about its centre and moved to (x, y). A cylinder model's x is its angle coordinate (2 per turn):
         zooming in spans less of the turn in as many columns. On this model's device."""
         check_window(x, y, zoom)
+        check_window_resolution(whole_count(height, "height"), x, y, zoom)
         width, half = self.frame_width(height), 1 / zoom
         if self.config.panorama:  # the window starts half its span left of x
             grid = cylinder_grid(height, width, 1, turns=half, start=x - half, extent=half)
@@ -251,11 +282,8 @@ class Generator2D(nn.Module):
     ) -> torch.Tensor:
         """[1, D]: the average of the mapping's outputs for `num_samples` latents drawn from `seed` (the
         centre that truncation pulls towards; computed on demand, not stored with the weights)."""
-        if num_samples < 1 or batch < 1:
-            raise ConfigError(
-                f"the mean style needs num_samples and batch of 1 or more, got {num_samples}, {batch}."
-            )
-        generator = torch.Generator().manual_seed(seed)
+        num_samples, batch = whole_count(num_samples, "num_samples"), whole_count(batch, "batch")
+        generator = seeded_generator(seed)
         total = torch.zeros(self.config.style_dim, dtype=torch.float64, device=self.device)
         for start in range(0, num_samples, batch):
             total += (
@@ -303,8 +331,7 @@ class Generator2D(nn.Module):
         on_grid = coords is None and (self.training or self.config.embedding_align_corners)
         if coords is None:
             coords = self.training_grid(b)
-        if not isinstance(coords, torch.Tensor):
-            raise ConfigError(f"coords must be a torch.Tensor, got {type(coords).__name__}.")
+        require_tensor(coords, "coords")
         if coords.dim() != 4 or coords.shape[0] != b or coords.shape[-1] != 2:
             raise ConfigError(f"coords must be [B={b}, H, W, 2], got {list(coords.shape)}.")
         refuse_non_finite(coords, "coords")

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from cips3d import constants as K
-from cips3d.config import GeneratorConfig, PoseConfig, RenderConfig, check_psi, whole_count
+from cips3d.config import GeneratorConfig, PoseConfig, RenderConfig, check_psi, given_or_default, whole_count
 from cips3d.errors import ConfigError
 from cips3d.fast import tf32_matmuls
 from cips3d.models.inputs import refuse_non_finite
@@ -174,10 +174,7 @@ class Generator3D(nn.Module):
         Call it after changing the mapping weights yourself: loading official weights, blending and
         training snapshots do, but `save_generator` writes the mean as it stands.
         """
-        if num_samples < 1 or batch < 1:
-            raise ConfigError(
-                f"the truncation mean needs num_samples and batch of 1 or more, got {num_samples}, {batch}."
-            )
+        num_samples, batch = whole_count(num_samples, "num_samples"), whole_count(batch, "batch")
         generator = seeded_generator(seed)
         total_nerf = torch.zeros_like(self.truncation_mean_nerf, dtype=torch.float64)
         total_inr = torch.zeros_like(self.truncation_mean_inr, dtype=torch.float64)
@@ -220,17 +217,14 @@ class Generator3D(nn.Module):
         styles = self.mapping(z_nerf, z_inr)
         check_generators(generator, z_nerf.shape[0])  # before cameras are drawn with them
         styles = self.truncate(styles, psi, truncation_mean)
-        if pose is not None and not isinstance(pose, PoseConfig):
-            raise ConfigError(f"pose must be a PoseConfig, got {type(pose).__name__}.")
-        if (
-            camera is not None
-            and draws is not None
-            and (draws.yaw_draw is not None or draws.pitch_draw is not None)
-        ):
+        pose, draws = (
+            given_or_default(pose, PoseConfig, "pose"),
+            given_or_default(draws, RenderDraws, "draws"),
+        )
+        if camera is not None and (draws.yaw_draw is not None or draws.pitch_draw is not None):
             raise ConfigError("an explicit camera is used as it is: inject pose draws only without one.")
         if camera is None:
-            draws = draws or RenderDraws()
-            camera = self.sample_cameras(pose or PoseConfig(), z_nerf.shape[0], generator, draws)
+            camera = self.sample_cameras(pose, z_nerf.shape[0], generator, draws)
         return self.synthesis(styles, camera, render, generator=generator, draws=draws, nerf_grad=nerf_grad)
 
     def sample_cameras(
@@ -238,7 +232,7 @@ class Generator3D(nn.Module):
     ) -> Camera:
         """B cameras from `pose`, drawn as `forward` draws them (with a list of generators, camera i
         from generator i, right after that image's latents)."""
-        draws = draws or RenderDraws()
+        draws = given_or_default(draws, RenderDraws, "draws")
         kwargs = dict(yaw_draw=draws.yaw_draw, pitch_draw=draws.pitch_draw, device=self.device)
         if generator is None or isinstance(generator, torch.Generator):
             return sample_cameras(pose, batch, generator, **kwargs)
@@ -253,7 +247,9 @@ class Generator3D(nn.Module):
         of rays); `synthesis` takes the result, so frames of the same latents can share it."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and nerf_grad):
             nerf = self.field.modulate(styles)  # picks its own layers' styles by name
-        return Modulation(nerf, self.decoder.modulate(styles, (render or RenderConfig()).precision))
+        return Modulation(
+            nerf, self.decoder.modulate(styles, given_or_default(render, RenderConfig, "render").precision)
+        )
 
     def synthesis(
         self,
@@ -273,18 +269,13 @@ class Generator3D(nn.Module):
         training with a frozen NeRF; the INR decoder still gets them. `modulation` is `modulate(styles,
         render)` computed earlier (reused across frames of the same latents); None computes it here.
         """
-        render = render or RenderConfig()
-        expected = (
-            (render, RenderConfig, "render"),
-            (camera, Camera, "camera"),
-            (draws, RenderDraws, "draws"),
-        )
-        for value, kind, name in expected:
-            if value is not None and not isinstance(value, kind):
-                raise ConfigError(f"{name} must be a {kind.__name__}, got {type(value).__name__}.")
+        render = given_or_default(render, RenderConfig, "render")
+        draws = given_or_default(draws, RenderDraws, "draws")
+        if not isinstance(camera, Camera):
+            raise ConfigError(f"camera must be a Camera, got {type(camera).__name__}.")
         b, r, s = camera.batch, render.num_rays, render.num_steps
         self._check_batch(styles, b, generator)
-        draws = (draws or RenderDraws()).normalized(b, r, s)
+        draws = draws.normalized(b, r, s)
         draws = draw_render_randomness(render, b, generator, self.device, draws).to(self.device, self.dtype)
         draws = draw_grad_order(render, generator, self.device, draws)
         camera = camera.to(self.device, self.dtype)

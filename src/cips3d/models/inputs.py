@@ -12,3 +12,10 @@ def refuse_non_finite(x: torch.Tensor, name: str) -> None:
     why. Only tensors in host memory are read: reading a GPU tensor would wait for the device."""
     if x.device.type == "cpu" and not bool(torch.isfinite(x).all()):
         raise ConfigError(f"{name} holds NaN or infinite values; give finite numbers.")
+
+
+def require_tensor(x: object, name: str) -> torch.Tensor:
+    """`x`, or a `ConfigError` naming `name` when it is not a tensor (a numpy array has no `.dim()`)."""
+    if not isinstance(x, torch.Tensor):
+        raise ConfigError(f"{name} must be a torch.Tensor, got {type(x).__name__}.")
+    return x
