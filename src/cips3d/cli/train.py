@@ -85,7 +85,9 @@ def add_parser(subparsers) -> None:
         type=positive_int,
         help="stop after this many steps in total (snapshot); a resume keeps the run's unless given",
     )
-    p.add_argument("--minutes", type=float, help="stop after this much wall time (snapshot)")
+    p.add_argument("--minutes", type=float,
+                   help="stop with a snapshot after this many minutes of training in this invocation (a "
+                        "--resume does not carry it over: give it again)")  # fmt: skip
     p.add_argument(
         "--device",
         default="auto",

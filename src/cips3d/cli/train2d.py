@@ -94,7 +94,9 @@ def add_parser(subparsers) -> None:
         type=positive_int,
         help="iterations in all, resumes included (give it, --minutes or both)",
     )
-    p.add_argument("--minutes", type=float, help="stop after this much wall time (snapshot)")
+    p.add_argument("--minutes", type=float,
+                   help="stop with a snapshot after this many minutes of training in this invocation (a "
+                        "--resume does not carry it over: give it again)")  # fmt: skip
     p.add_argument(
         "--resume",
         nargs="?",
