@@ -8,6 +8,7 @@ import torch
 
 from cips3d.config import is_whole_number
 from cips3d.errors import ConfigError
+from cips3d.words import counted
 
 MAX_SEED = 2**63 - 1
 """The largest seed of a `torch.Generator` as Python gives it (manual_seed overflows past 2^64 - 1 and
@@ -52,7 +53,8 @@ def check_generators(generator: GeneratorArg, batch: int) -> None:
             f"generator must be a torch.Generator or a list of them, got {type(generator).__name__}."
         )
     if len(generator) != batch:
-        raise ConfigError(f"got {len(generator)} generators for {batch} images; give one per image.")
+        given, images = counted(len(generator), "generator"), counted(batch, "image")
+        raise ConfigError(f"got {given} for {images}; give one per image.")
 
 
 def generators_for_seeds(seeds: Iterable[int], device: str = "cpu") -> list[torch.Generator]:

@@ -61,7 +61,7 @@ def test_latents_come_in_the_models_dtype_and_a_seed_gives_the_same_ones(tiny_G)
         (lambda G: G.update_truncation_mean(num_samples=0), "num_samples must be a whole number of 1"),
         (lambda G: G(np.zeros((1, 16), np.float32), torch.zeros(1, 32)), "z_nerf must be a torch.Tensor"),
         (lambda G: G(*G.sample_latents(2), psi=torch.tensor([0.5, 1.0])), "psi must be a number between"),
-        (lambda G: G(*G.sample_latents(2), generator=generators_for_seeds([1])), "got 1 generators for 2"),
+        (lambda G: G(*G.sample_latents(2), generator=generators_for_seeds([1])), "1 generator for 2 images"),
         (lambda G: G(*G.sample_latents(1), psi=0.5, truncation_mean={}), "truncation_mean lack the layers"),
         (lambda G: G.update_truncation_mean(num_samples="4"), "num_samples must be a whole number"),
         (lambda G: G(*G.sample_latents(1), draws={}), "draws must be a RenderDraws, got dict"),
