@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import warnings
 import zipfile
@@ -12,7 +13,13 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from cips3d.data.images import ImageDataset, SkippedImagesWarning, UpscaledImagesWarning, to_float
+from cips3d.data.images import (
+    ImageDataset,
+    SkippedImagesWarning,
+    UndecodableImageWarning,
+    UpscaledImagesWarning,
+    to_float,
+)
 from cips3d.data.zip_tool import folder_to_zip
 from cips3d.errors import ConfigError, UserError
 
@@ -109,14 +116,26 @@ def test_non_square_images_are_centre_cropped_then_resized(tmp_path):
     assert torch.equal(dataset[0], torch.from_numpy(expected).permute(2, 0, 1))
 
 
-def test_grey_and_rgba_images_become_rgb(tmp_path):
+def test_grey_and_transparent_images_become_rgb_on_white(tmp_path):
     grey = random_pixels(1, 8, 8, channels=1)
     rgba = random_pixels(2, 8, 8, channels=4)
     Image.fromarray(grey).save(tmp_path / "a_grey.png")
     Image.fromarray(rgba).save(tmp_path / "b_rgba.png")
     dataset = ImageDataset(tmp_path)
     assert torch.equal(dataset[0], torch.from_numpy(grey).expand(3, 8, 8))
-    assert torch.equal(dataset[1], torch.from_numpy(rgba[..., :3]).permute(2, 0, 1))
+    alpha = rgba[..., 3:].astype(np.float64) / 255  # over white, not the colour stored under alpha 0
+    on_white = torch.from_numpy(rgba[..., :3] * alpha + 255 * (1 - alpha)).permute(2, 0, 1)
+    assert (dataset[1].double() - on_white).abs().max() <= 1  # PIL composites in 8-bit steps
+    hidden = np.zeros((8, 8, 4), np.uint8)
+    hidden[..., 0] = hidden[..., 2] = 255  # magenta, wholly transparent: was read as magenta
+    for mode, name in (("RGBA", "c_hidden.png"), ("LA", "d_grey_alpha.png")):
+        Image.fromarray(hidden).convert(mode).save(tmp_path / name)
+    palette = Image.new("P", (8, 8), 0)
+    palette.putpalette([255, 0, 255])
+    palette.save(tmp_path / "e_palette.png", transparency=0)  # its one colour, magenta, transparent
+    dataset = ImageDataset(tmp_path)
+    for i in (2, 3, 4):
+        assert (dataset[i] == 255).all(), dataset.names[i]
 
 
 def test_sixteen_bit_and_float_images_are_scaled_to_eight_bits(tmp_path):
@@ -129,8 +148,9 @@ def test_sixteen_bit_and_float_images_are_scaled_to_eight_bits(tmp_path):
     assert (sixteen == torch.from_numpy(np.rint(ramp / 257).astype(np.uint8))).all()  # in every channel
     assert (floats == torch.from_numpy(np.rint(unit * 255).astype(np.uint8))).all()
     Image.fromarray(unit * 7).save(tmp_path / "c_bright.tif")  # floats outside 0..1: no way to read them
-    with pytest.raises(UserError, match="c_bright.tif could not be decoded .a floating-point image with"):
-        ImageDataset(tmp_path)[2]
+    dataset = ImageDataset(tmp_path)
+    with pytest.warns(UndecodableImageWarning, match="c_bright.tif: a floating-point image with values"):
+        assert torch.equal(dataset[2], dataset[0])  # the next image (round to the first) takes its place
 
 
 def test_photos_are_turned_upright_by_their_exif_orientation(tmp_path):
@@ -180,7 +200,7 @@ def test_unreadable_files_are_skipped_with_one_warning(tmp_path):
     assert len(caught) == 1
     message = str(caught[0].message)
     assert message.startswith("skipped 2 of 5 images that could not be read (first: ")
-    assert "cut.png" in message and "\n" not in message
+    assert "cut.png: " in message and "\n" not in message  # with its reason
 
 
 def test_a_readable_dataset_warns_nothing(tmp_path):
@@ -199,13 +219,44 @@ def test_strict_fails_naming_the_first_unreadable_file(tmp_path):
         ImageDataset(archive, strict=True)
 
 
-def test_a_jpeg_cut_mid_data_fails_on_load_naming_it(tmp_path):
-    Image.fromarray(random_pixels(5, 32, 32)).save(tmp_path / "cut.jpg", quality=90)
-    data = (tmp_path / "cut.jpg").read_bytes()
-    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
-    dataset = ImageDataset(tmp_path)  # the cheap scan reads only the JPEG header
-    with pytest.raises(UserError, match=r"cut\.jpg could not be decoded"):
-        dataset[0]
+def test_a_jpeg_cut_mid_data_is_replaced_by_the_next_image_when_loaded_and_named_once(tmp_path):
+    Image.fromarray(random_pixels(5, 32, 32)).save(tmp_path / "a_cut.jpg", quality=90)
+    data = (tmp_path / "a_cut.jpg").read_bytes()
+    (tmp_path / "a_cut.jpg").write_bytes(data[: len(data) // 2])
+    Image.fromarray(random_pixels(6, 32, 32)).save(tmp_path / "b.png")
+    dataset = ImageDataset(tmp_path)  # the cheap scan reads only the JPEG header: both pass it
+    assert dataset.num_images == 2
+    with pytest.warns(UndecodableImageWarning, match=r"a_cut\.jpg: .*; the next image takes its place"):
+        first = dataset[0]  # was: a UserError that stopped training hours into a run
+    assert torch.equal(first, dataset[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.equal(dataset[0], first)  # the same replacement, said once
+    (tmp_path / "b.png").unlink()
+    with pytest.raises(UserError, match="none of the images in .* could be decoded"):
+        with pytest.warns(UndecodableImageWarning):
+            ImageDataset(tmp_path)[0]
+
+
+def test_odd_files_in_a_folder_neither_hang_nor_crash_the_scan(tmp_path, monkeypatch):
+    make_folder(tmp_path, ["a.png"])
+    os.mkfifo(tmp_path / "pipe.png")  # was read forever: a named pipe waits for a writer
+    (tmp_path / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    odd = os.fsdecode(b"b\xff\xfe.png")  # a name that is not UTF-8 (the fingerprint raised on it)
+    make_folder(tmp_path, [odd])
+    dataset, caught = recorded_warnings(lambda: ImageDataset(tmp_path))
+    assert dataset.names == ("a.png", odd) and len(dataset.fingerprint) == 16
+    message = str(caught[0].message)  # the broken link is counted, its reason said once, without its path
+    assert message.endswith("(first: " + str(tmp_path / "gone.png") + ": No such file or directory)")
+    with pytest.raises(UserError, match="gone.png is not a readable image .No such file or directory.\\.$"):
+        ImageDataset(tmp_path, strict=True)
+    (tmp_path / "gone.png").unlink()
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)  # PIL's guard, past twice which it refuses
+    with pytest.raises(UserError, match=r"a\.png is not a readable image .larger than PIL's limit of 20 "):
+        ImageDataset(tmp_path, strict=True)
+    (tmp_path / "empty.zip").write_bytes(b"")
+    with pytest.raises(UserError, match="empty.zip is an empty file, neither a folder of images nor a zip"):
+        ImageDataset(tmp_path / "empty.zip")
 
 
 def one_line_error(build) -> str:

@@ -42,9 +42,9 @@ def add_parser(subparsers) -> None:
         help="pack images into a training zip; `dataset synth`, `lfw` and `panorama` write built-in data",
         description="Pack the images of a folder (at any depth: png, jpg, jpeg, bmp, webp, tif, tiff) or "
         "of a zip into a zip in the StyleGAN2-ADA layout (00000/img00000000.png, dataset.json). Each image "
-        "is converted to RGB, centre-cropped to a square (or to --width's aspect, or not at all with "
-        "--whole) and resized with PIL LANCZOS. Unreadable files are skipped and counted. The zip appears "
-        "only once complete.",
+        "is converted to RGB (transparent pixels onto white), centre-cropped to a square (or to --width's "
+        "aspect, or not at all with --whole) and resized with PIL LANCZOS. Unreadable files are skipped "
+        "and counted. The zip appears only once complete.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

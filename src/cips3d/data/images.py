@@ -34,6 +34,10 @@ class UpscaledImagesWarning(UserWarning):
     """The images are smaller than the resolution asked for, so they are enlarged (and blurred)."""
 
 
+class UndecodableImageWarning(UserWarning):
+    """An image passed the scan but failed to decode when loaded; another takes its place."""
+
+
 class SkippedImagesWarning(UserWarning):
     """Some files of a dataset could not be read as images and were left out."""
 
@@ -62,6 +66,12 @@ def _unseen_folders(folder: str, subfolders: list[str], seen: set[str]) -> list[
     return kept
 
 
+def _not_special(path: str) -> bool:
+    """False for a named pipe, socket or device (reading a pipe named x.png waited forever); a broken
+    link stays, to be counted among the unreadable files."""
+    return os.path.isfile(path) or not os.path.exists(path)
+
+
 class FolderSource:
     """The images under a folder, at any depth, named by their '/'-separated path relative to it."""
 
@@ -72,7 +82,8 @@ class FolderSource:
         for folder, subfolders, files in os.walk(root, followlinks=True):  # linked folders are part of it
             subfolders[:] = _unseen_folders(folder, subfolders, seen)
             rel = Path(folder).relative_to(root)
-            names += [(rel / f).as_posix() for f in files if is_image_name((rel / f).as_posix())]
+            found = [f for f in files if is_image_name((rel / f).as_posix())]
+            names += [(rel / f).as_posix() for f in found if _not_special(os.path.join(folder, f))]
         self.names: tuple[str, ...] = tuple(sorted(names))
 
     def read(self, name: str) -> bytes:
@@ -147,6 +158,8 @@ def open_image_source(path: str | os.PathLike) -> FolderSource | ZipSource:
         if _starts_like_a_zip(path):
             raise UserError(f"{path} is a damaged or incomplete zip archive (its table of contents, at the "
                             "end, is missing); copy or write it again.")  # fmt: skip
+        if path.is_file() and path.stat().st_size == 0:
+            raise UserError(f"{path} is an empty file, neither a folder of images nor a zip archive.")
         raise UserError(f"{path} is neither a folder of images nor a zip archive.")
     else:
         source = ZipSource(path)
@@ -181,8 +194,10 @@ def _eight_bit_rgb(img: Image.Image) -> Image.Image:
     """An image of any mode as 8-bit RGB. PIL's own conversion clips 16-bit and 32-bit grey to 255 (a
     16-bit PNG would come out white) and float images to 0..255 (a 0..1 TIFF would come out black), so
     those are scaled here: integers as 16-bit values, floats as values in 0..1."""
-    if img.mode == "RGB":
+    if img.mode == "RGB" and "transparency" not in img.info:
         return img
+    if img.mode in TRANSPARENT_MODES or "transparency" in img.info:
+        return _on_white(img)
     if img.mode.startswith("I") or img.mode == "F":
         values = np.asarray(img, dtype=np.float64)
         if img.mode == "F":
@@ -196,10 +211,34 @@ def _eight_bit_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+TRANSPARENT_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+BACKGROUND = (255, 255, 255)
+"""What transparent pixels become: white, as a page shows them (dropping the alpha channel instead
+showed whatever colour the transparent pixels happen to store)."""
+
+
+def _on_white(img: Image.Image) -> Image.Image:
+    """An image with transparency (alpha or a transparent palette entry) composited onto BACKGROUND."""
+    rgba = img.convert("RGBA")
+    ground = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
+    return Image.alpha_composite(ground, rgba).convert("RGB")
+
+
+def _quietly_opened(data: bytes) -> Image.Image:
+    """`Image.open` without PIL's warnings about the user's own files (a large image "could be a
+    decompression bomb", corrupt EXIF data): they named no file and the image is read all the same."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", message="Corrupt EXIF data")
+        img = Image.open(io.BytesIO(data))
+        _orientation(img)  # the EXIF is read now, inside these filters
+        return img
+
+
 def upright_rgb(data: bytes) -> Image.Image:
     """Encoded image bytes -> an 8-bit RGB image, turned upright by its EXIF orientation (as photo
     viewers show it); see `decode_rgb`."""
-    with Image.open(io.BytesIO(data)) as img:
+    with _quietly_opened(data) as img:
         img.load()  # the pixels outlive the file
         return _eight_bit_rgb(ImageOps.exif_transpose(img) if _orientation(img) != 1 else img)
 
@@ -236,10 +275,21 @@ def decode_rgb_sized(
 
 
 def unreadable_reason(err: BaseException) -> str:
-    """A short reason for a failed read, without PIL's `<_io.BytesIO object at 0x...>` noise."""
+    """A short reason for a failed read, without PIL's `<_io.BytesIO object at 0x...>` noise, the path
+    an OSError repeats, or a closing full stop (it goes inside a sentence)."""
     if isinstance(err, UnidentifiedImageError):
         return "not a known image format"
-    return str(err) or type(err).__name__
+    if isinstance(err, Image.DecompressionBombError):
+        limit = Image.MAX_IMAGE_PIXELS * 2  # PIL warns past its limit and refuses past twice it
+        return f"larger than PIL's limit of {limit:,} pixels, its guard against decompression bombs"
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    return (str(err) or type(err).__name__).rstrip(".")
+
+
+def unreadable(location: str, err: BaseException) -> str:
+    """'where: why' of a file that could not be read, as the messages naming the first such file say it."""
+    return f"{location}: {unreadable_reason(err)}"
 
 
 def warn_skipped(bad: list[str], total: int) -> None:
@@ -251,7 +301,7 @@ def warn_skipped(bad: list[str], total: int) -> None:
 
 def _probe(source: FolderSource | ZipSource, name: str) -> tuple[int, int]:
     """(width, height) of one image after a cheap integrity check (header, PNG chunk CRCs)."""
-    with Image.open(io.BytesIO(source.read(name))) as img:
+    with _quietly_opened(source.read(name)) as img:
         width, height = img.size
         turned = _orientation(img) in (5, 6, 7, 8)  # a quarter turn upright
         img.verify()
@@ -271,7 +321,7 @@ def scan_images(
             if strict:
                 reason = unreadable_reason(err)
                 raise UserError(f"{source.location(name)} is not a readable image ({reason}).") from None
-            bad.append(source.location(name))
+            bad.append(unreadable(source.location(name), err))
         else:
             names.append(name)
     return names, sizes, bad
@@ -286,7 +336,10 @@ def data_fingerprint(source: FolderSource | ZipSource, names: list[str]) -> str:
         parts = [p[1:] for p in parts]
     digest = hashlib.sha1()
     for name, part in zip(names, parts, strict=True):
-        digest.update(f"{'/'.join(part)}\t{source.size_of(name)}\n".encode())
+        line = f"{'/'.join(part)}\t{source.size_of(name)}\n"
+        digest.update(
+            line.encode("utf-8", "surrogateescape")
+        )  # a name that is not UTF-8 is hashed as its bytes
     return digest.hexdigest()[:16]
 
 
@@ -378,8 +431,10 @@ class ImageDataset(Dataset):
 
     Every file is checked once when the dataset is built (header and, for PNG, chunk checksums). Unreadable
     ones are left out with one `SkippedImagesWarning` counting them, or, with `strict`, raise a `UserError`
-    naming the first. A JPEG truncated mid-data passes that cheap check and fails with a `UserError` when
-    it is loaded; `cips3d dataset` decodes every image and so catches those too.
+    naming the first. A JPEG truncated mid-data passes that cheap check; when it fails to decode at load
+    time the next image that decodes takes its place, with one `UndecodableImageWarning` naming it (the
+    same replacement every time, so an exact resume stays exact). `cips3d dataset` decodes every image
+    and so leaves such files out of the zip it writes.
 
     Zips are opened lazily once per process, so the dataset is safe in DataLoader worker processes.
 
@@ -424,6 +479,7 @@ class ImageDataset(Dataset):
         if whole:
             check_whole_aspects([self._source.location(n) for n in names], sizes, self.resolution, width)
         warn_enlarged(path, min(min(size) for size in sizes), self.resolution, width)
+        self._undecodable: set[str] = set()  # names already warned of, in this process
         self._source.close()  # workers reopen it lazily; nothing open is left to fork or pickle
 
     @property
@@ -442,16 +498,24 @@ class ImageDataset(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} is out of range for a dataset of {len(self)} items")
         flip = index >= self.num_images
-        name = self.names[index - self.num_images if flip else index]
-        try:
-            pixels = decode_rgb(self._source.read(name), self.resolution, self.width, self.whole)
-        # The cheap scan cannot see every defect (a JPEG cut mid-data); say which file, whatever PIL raised.
-        except Exception as err:
-            raise UserError(
-                f"{self._source.location(name)} could not be decoded ({unreadable_reason(err)})."
-            ) from err
+        pixels = self._decoded(index - self.num_images if flip else index)
         image = torch.from_numpy(pixels).permute(2, 0, 1)
         return (image.flip(-1) if flip else image).contiguous()
+
+    def _decoded(self, i: int) -> np.ndarray:
+        """The pixels of image i or, when it does not decode (a defect the cheap scan cannot see, such as
+        a JPEG cut mid-data), of the next image that does: a long run is not stopped by one bad file."""
+        for step in range(self.num_images):
+            name = self.names[(i + step) % self.num_images]
+            try:
+                return decode_rgb(self._source.read(name), self.resolution, self.width, self.whole)
+            # PIL raises many kinds of errors for malformed files (OSError, SyntaxError, struct.error, ...).
+            except Exception as err:
+                if name not in self._undecodable:
+                    self._undecodable.add(name)
+                    where = unreadable(self._source.location(name), err)
+                    warnings.warn(f"{where}; the next image takes its place.", UndecodableImageWarning, 2)
+        raise UserError(f"none of the images in {self.path} could be decoded.")
 
     def close(self) -> None:
         """Close this process's zip handle, if any (it reopens on the next read)."""

@@ -29,6 +29,7 @@ from cips3d.data.images import (
     decode_rgb_sized,
     open_image_source,
     scan_images,
+    unreadable,
     unreadable_reason,
     warn_enlarged,
     warn_skipped,
@@ -205,7 +206,7 @@ def folder_to_zip(
                     if strict:
                         reason = unreadable_reason(err)
                         raise UserError(f"{src.location(name)} is not a readable image ({reason}).") from None
-                    bad.append(src.location(name))
+                    bad.append(unreadable(src.location(name), err))
                     continue
                 smallest = min(size) if smallest is None else min(smallest, *size)
                 yield png
