@@ -140,3 +140,19 @@ def test_a_run_before_its_first_snapshot_is_named_as_a_run(capsys, tmp_path):
     (tmp_path / "run" / "run.json").write_text('{"data": "x", "config": {}}')
     code, _, err = run(capsys, "info", str(tmp_path / "run"))
     assert code == 2 and "holds no complete training snapshot" in err and "config.json" not in err
+
+
+def test_image_folders_and_dataset_zips_are_described_not_refused(capsys, tmp_path, blob_folder):
+    folder = info(capsys, str(blob_folder))  # was: "a folder without config.json, so not a checkpoint"
+    first = sorted(p.name for p in blob_folder.iterdir())[0]
+    assert folder["kind"] == "a folder of images" and folder["images"] == len(list(blob_folder.iterdir()))
+    assert folder["first image"].startswith(f"{first}: ") and folder["first image"].endswith(" PNG")
+    code, _, err = run(capsys, "dataset", str(blob_folder), str(tmp_path / "d.zip"), "--resolution", "8",
+                       "--quiet")  # fmt: skip
+    assert code == 0, err
+    packed = info(capsys, str(tmp_path / "d.zip"))
+    assert (
+        packed["kind"] == "a dataset zip written by `cips3d dataset`" and packed["images"] == folder["images"]
+    )
+    assert packed["first image"] == "00000/img00000000.png: 8 x 8 RGB PNG"
+    assert "--data of train" in packed["use"]

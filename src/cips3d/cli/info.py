@@ -1,4 +1,4 @@
-"""`cips3d info`: what a checkpoint, model folder or training run is and what it holds."""
+"""`cips3d info`: what a checkpoint, model folder, training run or image dataset is and what it holds."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ EXAMPLES = """examples:
   cips3d info runs/tiny                # a training run: step, stage, best snapshot, last scores
   cips3d info G_ema.pth                # an official CIPS-3D generator: which preset it fits
   cips3d info churches.pt              # an official 2D CIPS checkpoint: architecture, what it holds
+  cips3d info ffhq256.zip               # a dataset: how many images, the first one's size
   cips3d info ffhq-cips3d --json
 """
 
@@ -18,10 +19,10 @@ EXAMPLES = """examples:
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "info",
-        help="say what a checkpoint, model folder or training run is",
+        help="say what a checkpoint, model folder, training run or image dataset is",
         description="Describe a cips3d model folder or training run (3D or 2D), an official CIPS-3D "
-        "generator or discriminator .pth (and which preset it fits), or an official 2D CIPS checkpoint. "
-        "Only tensors are read; no code is unpickled.",
+        "generator or discriminator .pth (and which preset it fits), an official 2D CIPS checkpoint, or a "
+        "folder or zip of images (a dataset). Only tensors are read; no code is unpickled.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -9,19 +9,23 @@ CIPS checkpoints, or a file cips3d does not recognise. Nothing is unpickled beyo
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import os
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
 from cips3d.config import GENERATOR_PRESETS, GeneratorConfig, generator_preset
 from cips3d.config_2d import CIPS2D_PRESETS, Cips2DConfig, is_2d_run_config
 from cips3d.convert.official import OURS_ONLY, check_keys
 from cips3d.convert.official_2d import config_from_official_2d, holds_official_cips2d
 from cips3d.convert.official_d2d import d_config_from_official_2d
+from cips3d.data.images import ZipSource, is_image_name, open_image_source, unreadable_reason
 from cips3d.errors import CheckpointError, UserError
 from cips3d.io.checkpoint import (
     CONFIG_FILE,
@@ -55,9 +59,45 @@ def describe(path: str | os.PathLike) -> Lines:
         path = path.parent  # one file of a snapshot (its G_ema.safetensors): the snapshot
     if path.is_dir() and any((path / name).exists() for name in run_files):
         return _run(path)
+    if _holds_images(path):
+        return _images(path)
     if carries_own_config(path):
         return _folder(model_folder_of(path))
     return _torch_file(path)
+
+
+def _holds_images(path: Path) -> bool:
+    """A folder holding images (and no model), or a zip of images that PyTorch did not write."""
+    if path.is_dir():
+        return not (path / CONFIG_FILE).exists() and any(
+            is_image_name(p.relative_to(path).as_posix()) for p in path.rglob("*")
+        )
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    return not any(n.endswith("data.pkl") for n in names) and any(is_image_name(n) for n in names)
+
+
+def _images(path: Path) -> Lines:
+    """A dataset: how many images, the first one's size and mode, and whether `cips3d dataset` packed
+    it (its dataset.json); image headers only, so a large dataset is described at once."""
+    source = open_image_source(path)
+    first = source.names[0]
+    try:
+        with Image.open(io.BytesIO(source.read(first))) as img:
+            looks = f"{img.width} x {img.height} {img.mode} {img.format}"
+    except Exception as err:  # PIL raises many kinds of errors for malformed files
+        looks = f"unreadable ({unreadable_reason(err)})"
+    packed = False
+    if isinstance(source, ZipSource):
+        with zipfile.ZipFile(path) as archive:
+            packed = "dataset.json" in archive.namelist()
+    kind = ("a dataset zip written by `cips3d dataset`" if packed
+            else "a zip of images" if isinstance(source, ZipSource) else "a folder of images")  # fmt: skip
+    source.close()
+    return [("kind", kind), ("images", len(source.names)), ("first image", f"{first}: {looks}"),
+            ("use", "--data of train, train2d and metrics, or the source of `cips3d dataset`")]  # fmt: skip
 
 
 def _parameters(state: Mapping[str, torch.Tensor]) -> int:
