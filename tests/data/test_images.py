@@ -372,3 +372,11 @@ def test_a_zip_of_a_folder_has_the_folders_fingerprint_and_other_sizes_do_not(tm
     assert ImageDataset(folder, 8).fingerprint == ImageDataset(tmp_path / "data.zip", 8).fingerprint
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (8, 8, 3), np.uint8)).save(folder / "1.png")
     assert ImageDataset(folder, 8).fingerprint != ImageDataset(tmp_path / "data.zip", 8).fingerprint
+
+
+def test_a_file_name_that_would_break_the_one_line_message_is_quoted(tmp_path):
+    make_folder(tmp_path, ["a.png"])
+    (tmp_path / "b\nc.png").write_text("not an image")
+    _, caught = recorded_warnings(lambda: ImageDataset(tmp_path))
+    message = str(caught[0].message)  # was split over two lines by the name's newline
+    assert "\n" not in message and "'" + str(tmp_path) + "/b\\nc.png': not a known image format" in message

@@ -66,6 +66,12 @@ def _unseen_folders(folder: str, subfolders: list[str], seen: set[str]) -> list[
     return kept
 
 
+def shown(text: str) -> str:
+    """`text` as it is, or quoted with escapes when it holds what would break a one-line message or
+    fail to print (a newline, a byte of a name that is not UTF-8)."""
+    return text if text.isprintable() else ascii(text)
+
+
 def _not_special(path: str) -> bool:
     """False for a named pipe, socket or device (reading a pipe named x.png waited forever); a broken
     link stays, to be counted among the unreadable files."""
@@ -95,7 +101,7 @@ class FolderSource:
 
     def location(self, name: str) -> str:
         """Where `name` is, for messages."""
-        return str(self.root / name)
+        return shown(str(self.root / name))
 
     def close(self) -> None:
         """Nothing stays open between reads."""
@@ -129,7 +135,7 @@ class ZipSource:
         return self._zip.read(name)
 
     def location(self, name: str) -> str:
-        return f"{self.path}:{name}"
+        return shown(f"{self.path}:{name}")
 
     def close(self) -> None:
         # Close only our own handle: one inherited from the parent process is the parent's to close.
