@@ -29,6 +29,18 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["a.json"]
 
 
+def test_a_failed_write_removes_the_folders_made_for_it_but_no_other(tmp_path):
+    def failing(tmp):
+        raise RuntimeError("disk full")
+
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(RuntimeError):
+        atomic_write(tmp_path / "kept" / "new" / "deeper" / "a.zip", failing)
+    assert os.listdir(tmp_path) == ["kept"] and os.listdir(tmp_path / "kept") == []  # was: new/deeper/ left
+    atomic_write(tmp_path / "kept" / "new" / "a.json", write_text("ok"))  # a write that works keeps them
+    assert (tmp_path / "kept" / "new" / "a.json").read_text() == "ok"
+
+
 def test_output_path_mistakes_name_the_path_given(tmp_path):
     (tmp_path / "folder").mkdir()
     with pytest.raises(UserError, match=r"folder is a folder; a file path was expected"):

@@ -65,10 +65,12 @@ def warn_of_leftover_writes(path: str | os.PathLike) -> list[Path]:
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call `write(tmp_path)`, fsync, then rename over `path` (same folder, so the rename is atomic)."""
+    """Call `write(tmp_path)`, fsync, then rename over `path` (same folder, so the rename is atomic).
+    When the write fails, the folders made for it are removed again (if nothing else came into them)."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path} is a folder; a file path was expected there.")
+    made = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]  # deepest first
     make_folder(path.parent)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path), suffix=TEMPORARY_SUFFIX)
@@ -81,7 +83,18 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
             os.fsync(f.fileno())
         os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
-    finally:
+    except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        _remove_empty(made)
+        raise
     return path
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove `folders` (deepest first) while they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (something else was written there), or gone
+            return
