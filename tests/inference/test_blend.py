@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -79,7 +80,7 @@ def test_blending_the_inr_mapping_moves_it_and_its_truncation_mean(tiny_G, targe
     assert torch.equal(both.truncation_mean_nerf, tiny_G.truncation_mean_nerf)
 
 
-@pytest.mark.parametrize("gamma", [-0.1, 1.5, float("nan")])
+@pytest.mark.parametrize("gamma", [-0.1, 1.5, float("nan"), "0.5"])
 def test_gamma_outside_zero_one_is_refused(tiny_G, target, gamma):
     with pytest.raises(ConfigError, match="gamma"):
         blend_generators(tiny_G, target, gamma)
@@ -90,3 +91,8 @@ def test_unknown_layers_and_other_architectures_are_refused(tiny_G, target, smal
         blend_generators(tiny_G, target, 0.5, layers=["1024", "2048"])
     with pytest.raises(UserError, match="architectures"):
         blend_generators(tiny_G, small_G, 0.5)
+    with pytest.raises(ConfigError, match="blend_inr_mapping must be True or False, got 'no'"):
+        blend_generators(tiny_G, target, 0.5, blend_inr_mapping="no")  # was: true
+    one = blend_generators(tiny_G, target, np.float32(0.5), layers="1024,512")  # was: layer '1' unknown
+    listed = blend_generators(tiny_G, target, 0.5, layers=["1024", "512"])
+    assert all(torch.equal(v, listed.state_dict()[k]) for k, v in one.state_dict().items())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -160,3 +161,7 @@ def test_unknown_names_and_bad_numbers_are_config_errors():
         circle_near_far(max_fov=180.0)
     with pytest.raises(ConfigError, match="alpha_pidiv"):
         circle(alpha_pidiv=0.5)
+    for make in (orbit, circle, translate_rotate):  # were cameras behind the object, looking away
+        with pytest.raises(ConfigError, match="the camera radius must be a positive number"):
+            make(num_frames=4, radius=-1.0)
+    assert orbit(num_frames=np.int64(4)).num_frames == 4  # numpy's integers count as counts elsewhere

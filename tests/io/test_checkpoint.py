@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import zipfile
 
@@ -189,6 +190,12 @@ def test_weights_holding_nan_are_refused_by_name(tmp_path, tiny_G):
     save_file({k: v * float("inf") for k, v in weights.items()}, str(tmp_path / "ours" / "model.safetensors"))
     with pytest.raises(CheckpointError, match="holds NaN or infinite weights"):
         load_generator(tmp_path / "ours")
+    diverged = copy.deepcopy(tiny_G)
+    with torch.no_grad():
+        next(diverged.parameters()).fill_(float("nan"))
+    with pytest.raises(CheckpointError, match="render black images; nothing was written to"):
+        save_generator(diverged, tmp_path / "nan")  # was written, to be refused when loaded
+    assert not (tmp_path / "nan").exists()
 
 
 def test_a_device_this_machine_lacks_is_one_sentence(tmp_path, tiny_G):

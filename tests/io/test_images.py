@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
+from cips3d.errors import ConfigError
 from cips3d.io.images import colorize_depth, make_grid, save_png, to_uint8
 
 
@@ -34,3 +36,9 @@ def test_save_png_round_trip(tmp_path):
     path = save_png(array, tmp_path / "sub" / "a.png")
     assert np.array_equal(np.asarray(Image.open(path)), array)
     assert [p.name for p in path.parent.iterdir()] == ["a.png"]  # no temporary file left behind
+    with pytest.raises(ConfigError, match="must end in .png, got 'a.jpg'"):  # was PNG bytes named .jpg
+        save_png(array, tmp_path / "a.jpg")
+    with pytest.raises(ConfigError, match=r"uint8 \[H, W, 1 or 3\] arrays, got uint8 \[3, 6, 7\]"):
+        save_png(array.transpose(2, 0, 1).copy(), tmp_path / "b.png")  # was a 3-row RGBA picture
+    with pytest.raises(ConfigError, match="got float32"):
+        save_png(array.astype(np.float32), tmp_path / "c.png")

@@ -53,6 +53,8 @@ def test_a_float64_model_renders_its_own_latents_like_the_float32_one(G2):
         (lambda G: invert2d(G, torch.zeros(1, 3, 8, 8), {}), "config must be an Inversion2DConfig, got dict"),
         (lambda G: invert2d(G, [[0.0]]), "the target image must be a torch.Tensor, got list"),
         (lambda G: load_generator2d(5), "path must be a file or folder path, got int"),
+        (lambda G: load_generator2d("x", which="D"), "which must be 'G_ema' or 'G', got 'D'"),  # was: G
+        (lambda G: G.synthesis(torch.full((1, G.config.style_dim), math.inf)), "w holds NaN or infinite"),
         (
             lambda G: G.truncate(torch.zeros(1, 4), 2.0, torch.zeros(1, 4)),
             "psi must be a number between 0 and 1",
@@ -85,6 +87,8 @@ def test_a_float64_model_renders_its_own_latents_like_the_float32_one(G2):
         "dict-config",
         "list-target",
         "int-path",
+        "inf-w",
+        "which-d",
         "psi-2",
         "psi-nan",
         "nan-z",

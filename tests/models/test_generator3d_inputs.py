@@ -25,6 +25,7 @@ from cips3d.config_2d import cips2d_preset
 from cips3d.inference.geometry import normals_from_depth
 from cips3d.inference.inversion import InversionConfig, invert, style_spread
 from cips3d.inference.inversion2d import Inversion2DConfig, w_statistics
+from cips3d.inference.multiview import sample_mixed_seeds
 from cips3d.inference.sample import sample_seeds
 from cips3d.inference.video import seed_latents
 from cips3d.inference.walk2d import walk_styles_2d
@@ -70,12 +71,23 @@ def test_latents_come_in_the_models_dtype_and_a_seed_gives_the_same_ones(tiny_G)
         (lambda G: invert(G, torch.zeros(1, 3, 8, 8), {"steps": 1}), "must be an InversionConfig, got dict"),
         (lambda G: invert(G, np.zeros((1, 3, 8, 8), np.float32)), "the target image must be a torch.Tensor"),
         (lambda G: load_generator(5), "path must be a file or folder path, got int"),
+        (
+            lambda G: G.synthesis({k: v * math.nan for k, v in G.mapping(*G.sample_latents(1)).items()},
+                                  Camera.from_angles(1.5, 1.5), RENDER),  # fmt: skip
+            "holds NaN or infinite values",  # was: a black image
+        ),
+        (lambda G: G.modulate({}), "styles lack the layers"),  # was: a KeyError
+        (
+            lambda G: next(sample_mixed_seeds(G, [0], [1], render=RENDER, pose=PoseConfig(), batch_size=-1)),
+            "batch_size must be a whole number of 1 or more, got -1",  # was: nothing rendered
+        ),
         (lambda G: G.mapping(G.sample_latents(1)[0] * math.nan, G.sample_latents(1)[1]), "z_nerf holds NaN"),
         (lambda G: G(G.sample_latents(1)[0], G.sample_latents(1)[1] / 0), "z_inr holds NaN or infinite"),
     ],
     ids=["no-rows", "too-few-generators", "int-generator", "no-samples", "numpy", "psi-tensor",
          "one-generator-two-images", "partial-mean", "str-samples", "dict-draws", "dict-render",
-         "modulate-render", "dict-inversion-config", "numpy-target", "int-path", "nan-latents",
+         "modulate-render", "dict-inversion-config", "numpy-target", "int-path", "nan-styles",
+         "empty-modulate", "negative-batch", "nan-latents",
          "inf-latents"],
 )  # fmt: skip
 def test_unusable_inputs_are_one_config_error(tiny_G, call, words):

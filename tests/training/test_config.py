@@ -9,6 +9,7 @@ import pytest
 
 from cips3d.errors import ConfigError
 from cips3d.training.config import TRAIN_PRESETS, TrainConfig, preset_name, train_preset
+from cips3d.training.trainer import TrainOptions
 
 
 @pytest.mark.parametrize("name", TRAIN_PRESETS)
@@ -38,3 +39,39 @@ def test_counts_and_intervals_are_whole_numbers_of_one_or_more():
     assert (
         type(dataclasses.replace(config, snapshot_every=np.int64(3)).snapshot_every) is int
     )  # JSON can save it
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"eval_images": 0}, "eval_images must be a whole number of 1 or more"),  # was: a run lost at its end
+        ({"seed": -1}, "seed must be a whole number from 0 to 2^63 - 1, got -1"),  # was: wrapped by torch
+        ({"data_seed": 2**64}, "data_seed must be a whole number from 0"),
+        ({"adam_betas": (2.0, 3.0)}, "adam_betas must be two numbers in [0, 1), got (2.0, 3.0)"),
+    ],
+)
+def test_values_no_run_could_use_are_refused_when_the_config_is_made(change, words):
+    with pytest.raises(ConfigError) as caught:
+        dataclasses.replace(train_preset("tiny"), **change)
+    assert words in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (
+            {"max_steps": -5},
+            "max_steps must be a whole number of 1 or more, got -5",
+        ),  # was: "reached -5 steps"
+        ({"max_minutes": 0.0}, "max_minutes must be a positive number, got 0.0"),
+        (
+            {"workers": -1},
+            "workers must be a whole number of 0 or more, got -1",
+        ),  # was: a ValueError at run()
+        ({"fid_images": 1.5}, "fid_images must be a whole number of 0 or more, got 1.5"),
+    ],
+)
+def test_run_options_no_run_could_use_are_refused_when_made(change, words):
+    with pytest.raises(ConfigError) as caught:
+        TrainOptions(**change)
+    assert words in str(caught.value)

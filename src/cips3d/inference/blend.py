@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from cips3d import constants as K
-from cips3d.config import RenderConfig
+from cips3d.config import RenderConfig, is_real_number
 from cips3d.errors import ConfigError
 from cips3d.inference.video import seed_styles
 from cips3d.io.images import to_uint8
@@ -34,6 +34,8 @@ def resolve_blend_layers(layers: Iterable[str | int]) -> list[str]:
 
     Raises ConfigError for a name that is not one of 4, 8, ..., 1024.
     """
+    if isinstance(layers, str):  # "1024" was read character by character ("unknown INR layer '1'")
+        layers = [part for part in layers.split(",") if part.strip()]
     names = [str(layer).strip() for layer in layers]
     unknown = [n for n in names if n not in K.INR_BLOCK_NAMES]
     if unknown:
@@ -43,8 +45,8 @@ def resolve_blend_layers(layers: Iterable[str | int]) -> list[str]:
 
 def check_gamma(gamma: float) -> float:
     """gamma as a float in [0, 1], else ConfigError."""
-    if not (isinstance(gamma, int | float) and math.isfinite(gamma) and 0.0 <= gamma <= 1.0):
-        raise ConfigError(f"the blend gamma must lie between 0 and 1, got {gamma}.")
+    if not (is_real_number(gamma) and math.isfinite(gamma) and 0.0 <= gamma <= 1.0):  # numpy's too
+        raise ConfigError(f"the blend gamma must be a number between 0 and 1, got {gamma!r}.")
     return float(gamma)
 
 
@@ -93,6 +95,8 @@ def blend_generators(
         are not changed.
     """
     gamma = check_gamma(gamma)
+    if not isinstance(blend_inr_mapping, bool):  # "no" was true
+        raise ConfigError(f"blend_inr_mapping must be True or False, got {blend_inr_mapping!r}.")
     names = resolve_blend_layers(layers)
     check_same_architecture(source, target)
     blended = copy.deepcopy(source)

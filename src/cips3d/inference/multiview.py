@@ -216,6 +216,7 @@ def sample_mixed_seeds(
         )
     layers = None if inr_layers is None else resolve_inr_layers(inr_layers)
     partners = list(appearance_seeds) * len(seeds) if len(appearance_seeds) == 1 else list(appearance_seeds)
+    batch_size = whole_count(batch_size, "batch_size")  # -1 yielded nothing, 0 a ValueError from range
     for start in range(0, len(seeds), batch_size):
         batch = list(seeds[start : start + batch_size])
         generators = generators_for_seeds(batch)

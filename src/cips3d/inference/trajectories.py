@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import torch
 
 from cips3d import constants as K
+from cips3d.config import is_whole_number
 from cips3d.errors import ConfigError
-from cips3d.rendering.cameras import Camera, angles_from_position, position_from_angles
+from cips3d.rendering.cameras import Camera, angles_from_position, check_camera_radius, position_from_angles
 from cips3d.words import counted
 
 # Official defaults of the video page (spec 6: st_web render_video_web).
@@ -79,7 +80,7 @@ class Trajectory:
 
 
 def _check_count(value: int, name: str, minimum: int = 1) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+    if not is_whole_number(value) or value < minimum:  # numpy's integers too
         raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}.")
 
 
@@ -105,6 +106,7 @@ def _looking_at_origin(origin: torch.Tensor, up: torch.Tensor | None = None) -> 
 def _cone_positions(alpha: float, num_samples: int, periods: int, radius: float) -> torch.Tensor:
     """[N * periods, 3] float64 points on a cone of half-angle `alpha` around +z:
     (r sin a cos b, r sin a sin b, r cos a), b running from 2 pi periods down to 0."""
+    check_camera_radius(radius)
     beta = torch.linspace(1, 0, num_samples * periods, dtype=torch.float64) * (2 * math.pi * periods)
     ring = radius * math.sin(alpha)
     z = torch.full_like(beta, radius * math.cos(alpha))
@@ -122,6 +124,7 @@ def yaw(num_frames: int = NUM_FRAMES, *, fov: float = K.FOV_DEGREES, radius: flo
     t = linspace(1, pi - 1, N) rad (about +-0.57 rad around the front), pitch pi/2."""
     _check_count(num_frames, "num_frames")
     _check_fov(fov)
+    check_camera_radius(radius)
     t = torch.linspace(YAW_SWEEP_MARGIN, math.pi - YAW_SWEEP_MARGIN, num_frames, dtype=torch.float64)
     origin = radius * torch.stack([torch.cos(t), torch.zeros_like(t), torch.sin(t)], dim=-1)
     return Trajectory(_looking_at_origin(origin), (float(fov),) * num_frames)
@@ -171,6 +174,7 @@ def _translations(num_samples: int, distance: float, alpha: float, radius: float
     """[2 * 4 * (num_samples // 4), 3] float64 positions: a shift along x, then along y, at
     z = r cos(alpha) (the cameras look straight down -z: a parallel shift, not an orbit)."""
     _check_count(num_samples, "num_samples_translate", minimum=4)
+    check_camera_radius(radius)
     offsets = _translation_offsets(num_samples, distance)
     zeros = torch.zeros_like(offsets)
     depth = torch.full_like(offsets, radius * math.cos(alpha))
@@ -260,6 +264,7 @@ def orbit(
     """
     _check_count(num_frames, "num_frames")
     _check_fov(fov)
+    check_camera_radius(radius)
     yaws = start_yaw + torch.arange(num_frames, dtype=torch.float64) * (2 * math.pi / num_frames)
     pitches = torch.full_like(yaws, pitch).clamp(K.PITCH_CLAMP_EPS, math.pi - K.PITCH_CLAMP_EPS)
     return Trajectory(

@@ -99,15 +99,30 @@ def read_weights(directory: Path) -> dict[str, torch.Tensor]:
 def check_finite(state: dict[str, torch.Tensor], path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """`state` itself, or a `CheckpointError` naming the first tensor holding NaN or infinity (a run
     that diverged renders black images, which should not pass silently)."""
-    for name, tensor in state.items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise CheckpointError(f"{path} holds NaN or infinite weights (first: {name}); the run diverged.")
+    name = first_non_finite(state)
+    if name is not None:
+        raise CheckpointError(f"{path} holds NaN or infinite weights (first: {name}); the run diverged.")
     return state
 
 
+def first_non_finite(state: Mapping[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor of `state` holding NaN or infinity, or None."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            return name
+    return None
+
+
 def write_checkpoint(directory: Path, state: Mapping[str, torch.Tensor], meta: dict[str, Any]) -> Path:
-    """Write `model.safetensors` (the weights first) and then `config.json` into `directory`."""
+    """Write `model.safetensors` (the weights first) and then `config.json` into `directory`; weights
+    holding NaN or infinity are refused (loading refuses them: they render black images)."""
     state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    name = first_non_finite(state)
+    if name is not None:
+        raise CheckpointError(
+            f"the model holds NaN or infinite weights (first: {name}), which render black images; "
+            f"nothing was written to {directory}."
+        )
     atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(state, p, metadata={"format": "pt"}))
     atomic_write(directory / CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
     return directory

@@ -131,6 +131,8 @@ def load_generator2d(
     """A 2D generator, in eval mode on `device`, from any of: a `cips3d train2d` run folder or one of
     its snapshots (its `G_ema`, or `G`), our model folder (or its `config.json` / `model.safetensors`),
     or an official CIPS `.pt` checkpoint (its `g_ema`, or `g`)."""
+    if which not in ("G_ema", "G"):  # anything else was read as "G"
+        raise ConfigError(f"which must be 'G_ema' or 'G', got {which!r}.")
     device = usable_device(device)  # before reading: a missing GPU is said at once
     return _load(path_of(path), which, with_discriminator=False).G.to(device).eval()
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cips3d.errors import ConfigError
 from cips3d.io.files import atomic_write
 
 # Control points of a perceptually ordered dark-to-bright map (close to matplotlib's 'inferno'),
@@ -72,6 +73,12 @@ def colorize_depth(depth: torch.Tensor, near: float, far: float) -> np.ndarray:
 def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
     """Write uint8 [H, W, C] (C = 1 or 3) as PNG, atomically (a half-written file never appears)."""
     path = Path(path)
+    if path.suffix.lower() != ".png":  # PNG bytes under another name were written before
+        raise ConfigError(f"save_png writes PNG files, so the name must end in .png, got {path.name!r}.")
+    shaped = isinstance(array, np.ndarray) and array.ndim == 3 and array.shape[-1] in (1, 3)
+    if not (shaped and array.dtype == np.uint8):  # a [3, H, W] array was saved as a 3-row RGBA picture
+        what = f"{array.dtype} {list(array.shape)}" if isinstance(array, np.ndarray) else type(array).__name__
+        raise ConfigError(f"save_png takes uint8 [H, W, 1 or 3] arrays, got {what}.")
     image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
     atomic_write(path, lambda p: image.save(p, format="PNG"))
     return path

@@ -324,6 +324,7 @@ class Generator2D(nn.Module):
             raise ConfigError(f"noise must be 'random' or 'none', got {noise!r}.")
         chunk_pixels = whole_count(chunk_pixels, "chunk_pixels")
         self._check_input(w, "w", (2, 3))
+        refuse_non_finite(w, "w")
         b = w.shape[0]
         styles = self._per_layer(w)
         # The official code samples the table (half an entry off) on the training grid too, except in

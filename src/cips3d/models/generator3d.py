@@ -245,6 +245,7 @@ class Generator3D(nn.Module):
     ) -> Modulation:
         """Fold styles into per-image weights of the field and the INR, once per render (not per chunk
         of rays); `synthesis` takes the result, so frames of the same latents can share it."""
+        self.check_styles(styles, None)
         with torch.set_grad_enabled(torch.is_grad_enabled() and nerf_grad):
             nerf = self.field.modulate(styles)  # picks its own layers' styles by name
         return Modulation(
@@ -373,6 +374,7 @@ class Generator3D(nn.Module):
                 raise ConfigError(
                     f"{what} must be {self.dtype} like the model's weights, got {styles[name].dtype}."
                 )
+            refuse_non_finite(styles[name], f"the {what} of {name}")  # they rendered black images
 
     def _check_batch(self, styles: Mapping[str, torch.Tensor], batch: int, generator: GeneratorArg) -> None:
         check_generators(generator, batch)

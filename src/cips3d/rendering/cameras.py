@@ -227,11 +227,7 @@ class Camera:
         batch: int | None = None,
     ) -> Camera:
         """Cameras on a sphere looking at the origin; angles in radians, pitch clamped off the poles."""
-        if not (is_real_number(radius) and 0 < radius <= K.MAX_CAMERA_RADIUS):  # NaN fails too
-            raise ConfigError(
-                f"the camera radius must be a positive number of at most {K.MAX_CAMERA_RADIUS:g}, "
-                f"got {radius!r}."
-            )
+        check_camera_radius(radius)
         yaw_t, pitch_t = (_numbers(a, name).to(torch.float32) for a, name in ((yaw, "yaw"), (pitch, "pitch")))
         if yaw_t.ndim > 1 or pitch_t.ndim > 1:
             shapes = f"{tuple(yaw_t.shape)} and {tuple(pitch_t.shape)}"
@@ -316,6 +312,15 @@ class Camera:
         pitch = atan2(sqrt(x^2 + z^2), y)."""
         yaw, pitch = angles_from_position(self.origin)
         return torch.stack([pitch, yaw], dim=-1)
+
+
+def check_camera_radius(radius: float) -> None:
+    """A ConfigError unless the cameras' distance from the origin is a positive number (-1 put them
+    behind the object, looking away from it) of at most MAX_CAMERA_RADIUS."""
+    if not (is_real_number(radius) and 0 < radius <= K.MAX_CAMERA_RADIUS):  # NaN fails too
+        raise ConfigError(
+            f"the camera radius must be a positive number of at most {K.MAX_CAMERA_RADIUS:g}, got {radius!r}."
+        )
 
 
 def _numbers(value: object, name: str) -> torch.Tensor:

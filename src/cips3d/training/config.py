@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from cips3d import constants as K
-from cips3d.config import GeneratorConfig, PoseConfig, generator_preset, whole_count
+from cips3d.config import GeneratorConfig, PoseConfig, generator_preset, is_real_number, whole_count
 from cips3d.errors import ConfigError
 from cips3d.models.discriminator import discriminator_preset
+from cips3d.seeding import check_seed
 
 StartFrom = Literal["last", "best"]
 
@@ -135,8 +136,16 @@ class TrainConfig:
             "preview_every",
             "log_every",
             "max_bad_steps",
+            "eval_images",  # 0 trained the whole run, then failed scoring it before its snapshot
         ):
             object.__setattr__(self, key, whole_count(getattr(self, key), key))  # numpy's become int
+        for key in ("seed", "data_seed"):
+            object.__setattr__(self, key, check_seed(getattr(self, key), key))  # torch wrapped -1
+        betas = self.adam_betas
+        _require(
+            len(betas) == 2 and all(is_real_number(b) and 0 <= b < 1 for b in betas),
+            f"adam_betas must be two numbers in [0, 1), got {betas!r}.",
+        )
         _require(0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1), got {self.ema_decay}.")
         _require(self.grad_clip > 0 and self.r1_gamma >= 0, "grad_clip must be > 0 and r1_gamma >= 0.")
 

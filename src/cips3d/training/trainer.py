@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from cips3d.config import RenderConfig
+from cips3d.config import RenderConfig, is_real_number, is_whole_number, whole_count
 from cips3d.config_2d import is_2d_run_config
 from cips3d.data.images import ImageDataset, to_float
 from cips3d.data.sampler import InfiniteSampler
@@ -90,6 +90,17 @@ class TrainOptions:
     FID from few images is biased upwards: compare runs at the same count."""
     inception: str | None = None
     """The FID network's weights (`cips3d.metrics.inception`); None: the default file."""
+
+    def __post_init__(self) -> None:
+        # Said before training, not as a stop at step 0 ("reached -5 steps") or a failure at run().
+        if self.max_steps is not None:
+            whole_count(self.max_steps, "max_steps")
+        if self.max_minutes is not None and not (is_real_number(self.max_minutes) and self.max_minutes > 0):
+            raise ConfigError(f"max_minutes must be a positive number, got {self.max_minutes!r}.")
+        for name in ("workers", "fid_images"):
+            value = getattr(self, name)
+            if not (is_whole_number(value) and value >= 0):
+                raise ConfigError(f"{name} must be a whole number of 0 or more, got {value!r}.")
 
 
 def nerf_modules(G: Generator3D) -> list[torch.nn.Module]:
