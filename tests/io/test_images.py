@@ -42,3 +42,21 @@ def test_save_png_round_trip(tmp_path):
         save_png(array.transpose(2, 0, 1).copy(), tmp_path / "b.png")  # was a 3-row RGBA picture
     with pytest.raises(ConfigError, match="got float32"):
         save_png(array.astype(np.float32), tmp_path / "c.png")
+
+
+def test_grids_and_depth_colours_refuse_or_place_what_they_got_wrong():
+    tiles = np.zeros((3, 4, 4, 3), np.uint8)
+    for wrong, words in (
+        (
+            lambda: make_grid(tiles[:0]),
+            r"uint8 \[N >= 1, H, W, C\] arrays, got uint8 \[0, 4, 4, 3\]",
+        ),  # was /0
+        (lambda: make_grid(tiles.astype(np.float32)), "got float32"),  # was an 8-channel picture
+        (lambda: make_grid(tiles, ncols=0), "ncols must be a whole number of 1 or more"),  # was the default
+        (lambda: make_grid(tiles, pad=-1), "pad must be a whole number of 0 or more"),
+    ):
+        with pytest.raises(ConfigError, match=words):
+            wrong()
+    depth = torch.tensor([[0.9, float("nan")]])  # NaN indexed past the colour map (IndexError)
+    colours = colorize_depth(depth, 0.88, 1.12)
+    assert np.array_equal(colours[0, 1], colorize_depth(torch.tensor([[1.12]]), 0.88, 1.12)[0, 0])

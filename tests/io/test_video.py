@@ -78,6 +78,8 @@ def test_what_no_player_could_show_is_refused_before_a_file_is_written(tmp_path)
         write_video([np.zeros((8, 8, 3), np.float32)], tmp_path / "f.gif")
     with pytest.raises(ConfigError, match=r"uint8 \[H, W, 3\] arrays, got Tensor"):
         write_mp4_or_gif([torch.zeros(8, 8, 3, dtype=torch.uint8)], tmp_path / "t")
+    with pytest.raises(UserError, match="crf .H.264 quality. must be a whole number from 0 to 51, got -5"):
+        write_video([np.zeros((8, 8, 3), np.uint8)], tmp_path / "c.mp4", crf=-5)  # was PyAV's OverflowError
     with pytest.raises(UserError, match="the frame rate must be from"):
         write_video([np.zeros((8, 8, 3), np.uint8)], tmp_path / "s.gif", fps="30")
     assert list(tmp_path.iterdir()) == []

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cips3d.config import is_whole_number, whole_count
 from cips3d.errors import ConfigError
 from cips3d.io.files import atomic_write
 
@@ -48,6 +49,18 @@ def grid_tiles(count: int, height: int, width: int | None = None) -> int:
 
 def make_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2, fill: int = 255) -> np.ndarray:
     """uint8 [N, H, W, C] -> one uint8 [rows*H', cols*W', C] image, padded between tiles."""
+    shaped = isinstance(images, np.ndarray) and images.ndim == 4 and images.shape[0] >= 1
+    if not (shaped and images.dtype == np.uint8):  # nothing to tile divided by zero; floats passed
+        what = (
+            f"{images.dtype} {list(images.shape)}"
+            if isinstance(images, np.ndarray)
+            else type(images).__name__
+        )
+        raise ConfigError(f"make_grid takes uint8 [N >= 1, H, W, C] arrays, got {what}.")
+    if ncols is not None:  # 0 took the default layout, -1 failed in numpy
+        ncols = whole_count(ncols, "ncols")
+    if not (is_whole_number(pad) and pad >= 0):
+        raise ConfigError(f"pad must be a whole number of 0 or more, got {pad!r}.")
     n, h, w, c = images.shape
     ncols = ncols or math.ceil(math.sqrt(n))
     nrows = math.ceil(n / ncols)
@@ -62,6 +75,7 @@ def make_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2, fill: 
 def colorize_depth(depth: torch.Tensor, near: float, far: float) -> np.ndarray:
     """[1, H, W] or [H, W] depth -> uint8 [H, W, 3]: near bright, far dark, clamped to [near, far]."""
     d = depth.detach().float().cpu().reshape(depth.shape[-2:]).numpy()
+    d = np.where(np.isnan(d), far, d)  # shown as far (dark): NaN indexed past the colour map
     t = 1 - np.clip((d - near) / max(far - near, 1e-12), 0, 1)
     pos = t * (len(_INFERNO) - 1)
     i = np.minimum(pos.astype(int), len(_INFERNO) - 2)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cips3d.config import is_real_number
+from cips3d.config import is_real_number, is_whole_number
 from cips3d.errors import ConfigError, UserError
 from cips3d.io.files import atomic_write
 
@@ -82,6 +82,7 @@ def _write_gif(frames: Iterable[np.ndarray], path: str, fps: float) -> int:
 
 
 MIN_FPS, MAX_FPS = 0.1, 240.0  # a GIF stores each frame's duration in 16 bits of 10 ms; players cap rates
+MAX_CRF = 51  # H.264 (libx264) quality: 0 lossless to 51 worst
 DEFAULT_FPS = 30.0  # every command's videos unless --fps says otherwise
 
 
@@ -95,6 +96,8 @@ def write_video(
     path = Path(path)
     if not (is_real_number(fps) and MIN_FPS <= fps <= MAX_FPS):
         raise UserError(f"the frame rate must be from {MIN_FPS} to {MAX_FPS} frames per second, got {fps}.")
+    if not (is_whole_number(crf) and 0 <= crf <= MAX_CRF):  # -5 overflowed inside PyAV
+        raise UserError(f"crf (H.264 quality) must be a whole number from 0 to {MAX_CRF}, got {crf!r}.")
     suffix = check_video_suffix(path)  # said before an empty frame list is
     first, frames = _first_frame(frames, path)
     check_video_target(path, first.shape[1], first.shape[0])  # an odd mp4 side failed inside PyAV
