@@ -83,11 +83,12 @@ def plain_fields(config: Any) -> None:
             object.__setattr__(config, f.name, float(value))
 
 
-def whole_count(value: Any, name: str) -> int:
-    """`value` as an int; a `ConfigError` naming `name` unless it is a whole number of 1 or more
+def whole_count(value: Any, name: str, minimum: int = 1) -> int:
+    """`value` as an int; a `ConfigError` naming `name` unless it is a whole number of `minimum` or more
     (numpy's integers included). The one rule for batch sizes, chunk sizes, widths and intervals."""
     _require(
-        is_whole_number(value) and value >= 1, f"{name} must be a whole number of 1 or more, got {value!r}."
+        is_whole_number(value) and value >= minimum,
+        f"{name} must be a whole number of {minimum} or more, got {value!r}.",
     )
     return int(value)
 

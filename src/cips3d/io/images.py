@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cips3d.config import is_whole_number, whole_count
+from cips3d.config import whole_count
 from cips3d.errors import ConfigError
 from cips3d.io.files import atomic_write
 
@@ -59,8 +59,7 @@ def make_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2, fill: 
         raise ConfigError(f"make_grid takes uint8 [N >= 1, H, W, C] arrays, got {what}.")
     if ncols is not None:  # 0 took the default layout, -1 failed in numpy
         ncols = whole_count(ncols, "ncols")
-    if not (is_whole_number(pad) and pad >= 0):
-        raise ConfigError(f"pad must be a whole number of 0 or more, got {pad!r}.")
+    whole_count(pad, "pad", minimum=0)
     n, h, w, c = images.shape
     ncols = ncols or math.ceil(math.sqrt(n))
     nrows = math.ceil(n / ncols)

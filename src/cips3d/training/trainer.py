@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from cips3d.config import RenderConfig, is_real_number, is_whole_number, whole_count
+from cips3d.config import RenderConfig, is_real_number, whole_count
 from cips3d.config_2d import is_2d_run_config
 from cips3d.data.images import ImageDataset, to_float
 from cips3d.data.sampler import InfiniteSampler
@@ -98,9 +98,7 @@ class TrainOptions:
         if self.max_minutes is not None and not (is_real_number(self.max_minutes) and self.max_minutes > 0):
             raise ConfigError(f"max_minutes must be a positive number, got {self.max_minutes!r}.")
         for name in ("workers", "fid_images"):
-            value = getattr(self, name)
-            if not (is_whole_number(value) and value >= 0):
-                raise ConfigError(f"{name} must be a whole number of 0 or more, got {value!r}.")
+            whole_count(getattr(self, name), name, minimum=0)
 
 
 def nerf_modules(G: Generator3D) -> list[torch.nn.Module]:
