@@ -39,7 +39,7 @@ from cips3d.config import RenderConfig, given_or_default, plain_fields, whole_co
 from cips3d.errors import CheckpointError, ConfigError, error_gist, first_sentence
 from cips3d.inference.video import compose_frame
 from cips3d.io.files import atomic_write
-from cips3d.io.images import to_uint8
+from cips3d.io.images import array_kind, is_uint8_array, to_uint8
 from cips3d.models.generator3d import Generator3D
 from cips3d.models.inputs import require_tensor
 from cips3d.outputs import GeneratorOutput, Styles
@@ -428,7 +428,6 @@ def load_inversion(path: str | Path, G: Generator3D | None = None) -> Inversion:
 
 def image_to_target(rgb: np.ndarray) -> torch.Tensor:
     """uint8 [S, S, 3] -> float [1, 3, S, S] in [-1, 1]."""
-    if not (isinstance(rgb, np.ndarray) and rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3):
-        shape = f"{rgb.dtype} {list(rgb.shape)}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
-        raise ConfigError(f"image_to_target takes uint8 [H, W, 3] pixels (0 to 255), got {shape}.")
+    if not is_uint8_array(rgb, 3, (3,)):
+        raise ConfigError(f"image_to_target takes uint8 [H, W, 3] pixels (0 to 255), got {array_kind(rgb)}.")
     return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 127.5 - 1.0

@@ -47,16 +47,23 @@ def grid_tiles(count: int, height: int, width: int | None = None) -> int:
     return min(count, GRID_MAX_TILES, per_side * per_side)
 
 
+def is_uint8_array(x: object, ndim: int, channels: tuple[int, ...] | None = None) -> bool:
+    """Whether `x` is a non-empty uint8 numpy array of `ndim` axes whose last is one of `channels` (any
+    when None): the pixels the image and video writers take."""
+    if not (isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == ndim and x.size > 0):
+        return False
+    return channels is None or x.shape[-1] in channels
+
+
+def array_kind(x: object) -> str:
+    """What error messages say was given instead: 'float32 [3, 6, 7]' for an array, else its type."""
+    return f"{x.dtype} {list(x.shape)}" if isinstance(x, np.ndarray) else type(x).__name__
+
+
 def make_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2, fill: int = 255) -> np.ndarray:
     """uint8 [N, H, W, C] -> one uint8 [rows*H', cols*W', C] image, padded between tiles."""
-    shaped = isinstance(images, np.ndarray) and images.ndim == 4 and images.shape[0] >= 1
-    if not (shaped and images.dtype == np.uint8):  # nothing to tile divided by zero; floats passed
-        what = (
-            f"{images.dtype} {list(images.shape)}"
-            if isinstance(images, np.ndarray)
-            else type(images).__name__
-        )
-        raise ConfigError(f"make_grid takes uint8 [N >= 1, H, W, C] arrays, got {what}.")
+    if not is_uint8_array(images, 4):  # nothing to tile divided by zero; float tiles passed
+        raise ConfigError(f"make_grid takes uint8 [N >= 1, H, W, C] arrays, got {array_kind(images)}.")
     if ncols is not None:  # 0 took the default layout, -1 failed in numpy
         ncols = whole_count(ncols, "ncols")
     whole_count(pad, "pad", minimum=0)
@@ -88,10 +95,8 @@ def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".png":  # PNG bytes under another name were written before
         raise ConfigError(f"save_png writes PNG files, so the name must end in .png, got {path.name!r}.")
-    shaped = isinstance(array, np.ndarray) and array.ndim == 3 and array.shape[-1] in (1, 3)
-    if not (shaped and array.dtype == np.uint8):  # a [3, H, W] array was saved as a 3-row RGBA picture
-        what = f"{array.dtype} {list(array.shape)}" if isinstance(array, np.ndarray) else type(array).__name__
-        raise ConfigError(f"save_png takes uint8 [H, W, 1 or 3] arrays, got {what}.")
+    if not is_uint8_array(array, 3, (1, 3)):  # a [3, H, W] array was saved as a 3-row RGBA picture
+        raise ConfigError(f"save_png takes uint8 [H, W, 1 or 3] arrays, got {array_kind(array)}.")
     image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
     atomic_write(path, lambda p: image.save(p, format="PNG"))
     return path

@@ -14,6 +14,7 @@ from PIL import Image
 from cips3d.config import is_real_number, is_whole_number
 from cips3d.errors import ConfigError, UserError
 from cips3d.io.files import atomic_write
+from cips3d.io.images import array_kind, is_uint8_array
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
@@ -122,11 +123,8 @@ def _first_frame(frames: Iterable[np.ndarray], path: Path) -> tuple[np.ndarray, 
     first = next(frames, None)
     if first is None:  # a GIF of no frames was a 0-byte file nothing could open
         raise ConfigError(f"no frames to write to {path.name}.")
-    if not (
-        isinstance(first, np.ndarray) and first.dtype == np.uint8 and first.ndim == 3 and first.shape[2] == 3
-    ):
-        what = f"{first.dtype} {list(first.shape)}" if isinstance(first, np.ndarray) else type(first).__name__
-        raise ConfigError(f"video frames must be uint8 [H, W, 3] arrays, got {what}.")
+    if not is_uint8_array(first, 3, (3,)):
+        raise ConfigError(f"video frames must be uint8 [H, W, 3] arrays, got {array_kind(first)}.")
     return first, frames
 
 
