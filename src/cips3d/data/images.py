@@ -298,6 +298,14 @@ def unreadable(location: str, err: BaseException) -> str:
     return f"{location}: {unreadable_reason(err)}"
 
 
+def skip_unreadable(location: str, err: BaseException, strict: bool, bad: list[str]) -> None:
+    """A file that is no readable image: with `strict` a UserError naming it and why, else its
+    'where: why' added to `bad` (what the skipped-files warning names first)."""
+    if strict:
+        raise UserError(f"{location} is not a readable image ({unreadable_reason(err)}).") from None
+    bad.append(unreadable(location, err))
+
+
 def warn_skipped(bad: list[str], total: int) -> None:
     """One warning for all the unreadable files of a dataset (none when `bad` is empty)."""
     if bad:
@@ -324,10 +332,7 @@ def scan_images(
             sizes.append(_probe(source, name))
         # PIL raises many kinds of errors for malformed files (OSError, SyntaxError, struct.error, ...).
         except Exception as err:
-            if strict:
-                reason = unreadable_reason(err)
-                raise UserError(f"{source.location(name)} is not a readable image ({reason}).") from None
-            bad.append(unreadable(source.location(name), err))
+            skip_unreadable(source.location(name), err, strict, bad)
         else:
             names.append(name)
     return names, sizes, bad
@@ -343,9 +348,7 @@ def data_fingerprint(source: FolderSource | ZipSource, names: list[str]) -> str:
     digest = hashlib.sha1()
     for name, part in zip(names, parts, strict=True):
         line = f"{'/'.join(part)}\t{source.size_of(name)}\n"
-        digest.update(
-            line.encode("utf-8", "surrogateescape")
-        )  # a name that is not UTF-8 is hashed as its bytes
+        digest.update(line.encode("utf-8", "surrogateescape"))  # a name not in UTF-8: hashed as its bytes
     return digest.hexdigest()[:16]
 
 

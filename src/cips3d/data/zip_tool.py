@@ -29,8 +29,7 @@ from cips3d.data.images import (
     decode_rgb_sized,
     open_image_source,
     scan_images,
-    unreadable,
-    unreadable_reason,
+    skip_unreadable,
     warn_enlarged,
     warn_skipped,
 )
@@ -203,10 +202,7 @@ def folder_to_zip(
                     png, size = future.result()
                 # PIL raises many kinds of errors for malformed files (OSError, SyntaxError, ...).
                 except Exception as err:
-                    if strict:
-                        reason = unreadable_reason(err)
-                        raise UserError(f"{src.location(name)} is not a readable image ({reason}).") from None
-                    bad.append(unreadable(src.location(name), err))
+                    skip_unreadable(src.location(name), err, strict, bad)
                     continue
                 smallest = min(size) if smallest is None else min(smallest, *size)
                 yield png

@@ -43,6 +43,7 @@ PANELS = ("image", "aux", "depth")
 FORMATS = {"jpeg": "image/jpeg", "png": "image/png"}
 """JPEG by default: a 512 px PNG takes about 40 ms to encode here (JPEG about 1 ms), more than a GPU
 takes to render the frame; PNG gives the exact pixels."""
+PLAIN_TEXT = "text/plain; charset=utf-8"  # the viewers' refusals: one line a page or curl shows as is
 JPEG_QUALITY = 90
 CACHED_VIEWERS = 8
 """Seeds whose folded styles (and CUDA graph) are kept; a ninth evicts the oldest."""
@@ -202,7 +203,7 @@ def make_handler(
     class Handler(BaseHTTPRequestHandler):
         # http.server's own refusals (a malformed request line, too many headers) in one plain line too
         error_message_format = "%(message)s.\n"
-        error_content_type = "text/plain; charset=utf-8"
+        error_content_type = PLAIN_TEXT
         head_only = False
 
         def do_HEAD(self) -> None:  # noqa: N802 (http.server's name)
@@ -211,9 +212,7 @@ def make_handler(
 
         def refuse_method(self) -> None:
             headers = {"Allow": "GET, HEAD"}
-            self._send(
-                405, "text/plain; charset=utf-8", f"{self.command} is not served; use GET.".encode(), headers
-            )
+            self._send(405, PLAIN_TEXT, f"{self.command} is not served; use GET.".encode(), headers)
 
         do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = refuse_method  # noqa: N815 (http.server's names)
 
@@ -228,11 +227,9 @@ def make_handler(
                 elif url.path == "/frame":
                     self._send_frame(parse(url.query))
                 else:
-                    self._send(
-                        404, "text/plain; charset=utf-8", b"not found: the routes are /, /frame and /info."
-                    )
+                    self._send(404, PLAIN_TEXT, b"not found: the routes are /, /frame and /info.")
             except (BadRequest, ConfigError) as err:  # a ConfigError: a view the model cannot render
-                self._send(400, "text/plain; charset=utf-8", str(err).encode())
+                self._send(400, PLAIN_TEXT, str(err).encode())
 
         def _send_frame(self, request: Any) -> None:
             """The image, with the milliseconds spent rendering (pixels ready on the host) and encoding."""
