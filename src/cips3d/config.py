@@ -83,6 +83,15 @@ def plain_fields(config: Any) -> None:
             object.__setattr__(config, f.name, float(value))
 
 
+def finite_number(value: Any, name: str) -> float:
+    """`value` as a float; a `ConfigError` naming `name` unless it is a finite real number (numpy's too;
+    a string or NaN failed deep inside torch, or turned every camera into NaN)."""
+    _require(
+        is_real_number(value) and math.isfinite(value), f"{name} must be a finite number, got {value!r}."
+    )
+    return float(value)
+
+
 def whole_count(value: Any, name: str, minimum: int = 1) -> int:
     """`value` as an int; a `ConfigError` naming `name` unless it is a whole number of `minimum` or more
     (numpy's integers included). The one rule for batch sizes, chunk sizes, widths and intervals."""

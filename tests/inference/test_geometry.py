@@ -239,3 +239,36 @@ def test_rendered_sphere_depth_is_within_a_sample_spacing_and_gives_its_normals(
     assert torch.allclose(depth[~hit], torch.full_like(depth[~hit], render.ray_end))
     err = angle_degrees(normals_from_depth(depth, render.fov), analytic_normals(expected))
     assert err[interior(hit)[:, 0]].mean() < 3.0 and err[interior(hit)[:, 0]].max() < 8.0
+
+
+def test_normals_take_integer_depth_and_name_a_bad_fov_or_a_non_tensor():
+    ints = normals_from_depth(torch.full((1, 1, 8, 8), 3, dtype=torch.long))  # a depth map in whole units
+    assert ints.dtype == torch.float32 and torch.isfinite(ints).all()
+    for fov in ("12", math.nan, 0.0):
+        with pytest.raises(ConfigError, match="fov must be"):
+            normals_from_depth(torch.ones(1, 1, 8, 8), fov=fov)
+    with pytest.raises(ConfigError, match="depth must be a torch.Tensor, got ndarray"):
+        normals_from_depth(np.ones((1, 1, 8, 8)))
+    with pytest.raises(ConfigError, match="non-square depth map"):
+        normals_from_depth(torch.ones(1, 1, 8, 6))
+
+
+def test_a_mesh_of_wrong_arrays_is_named_before_a_file_is_written(tmp_path, sphere_mesh):
+    v, f = sphere_mesh.vertices, sphere_mesh.faces
+    with pytest.raises(
+        ConfigError, match=r"mesh vertices must be a numpy array \[N, 3\] of floats, got list"
+    ):
+        Mesh(v.tolist(), f)
+    with pytest.raises(
+        ConfigError, match=r"mesh faces must be a numpy array \[N, 3\] of integers, got \[.*, 4\]"
+    ):
+        Mesh(v, np.zeros((2, 4), np.int64))
+    with pytest.raises(ConfigError, match=f"mesh faces must index its {len(v)} vertices"):
+        Mesh(v, f + len(v))
+    with pytest.raises(ConfigError, match="mesh colors must have one row per vertex"):
+        Mesh(v, f, colors=np.zeros((3, 3), np.uint8))
+    with pytest.raises(ConfigError, match="mesh colors must be a numpy array .* of uint8"):
+        Mesh(v, f, colors=np.zeros(v.shape, np.float32))
+    with pytest.raises(ConfigError, match="write_mesh takes a Mesh .*, got str"):
+        write_mesh("mesh", tmp_path / "a.ply")
+    assert not list(tmp_path.iterdir())

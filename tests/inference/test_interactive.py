@@ -138,3 +138,11 @@ def test_a_graph_that_ignores_the_camera_is_caught_and_dropped(tiny_G, monkeypat
         assert torch.equal(frame.img, tiny_G.synthesis(styles, second, RENDER).img)  # the eager frame
         assert torch.equal(viewer.render(third).img, tiny_G.synthesis(styles, third, RENDER).img)
     assert not viewer.uses_graph
+
+
+def test_styles_and_cameras_of_the_wrong_kind_are_named(tiny_G):
+    with pytest.raises(ConfigError, match="styles must be a dict of .* got list"):  # was an AttributeError
+        InteractiveRenderer(tiny_G, [1], RENDER)
+    viewer = InteractiveRenderer(tiny_G, _styles(tiny_G), RENDER)
+    with pytest.raises(ConfigError, match="render takes a Camera, got str"):
+        viewer.render("front")

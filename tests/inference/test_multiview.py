@@ -123,3 +123,16 @@ def test_mixed_seeds_keep_their_geometry_camera_and_noise(tiny_G):
     assert torch.allclose(mixed.styles["inr_w512_0"], look.expand(2, -1), atol=1e-6)
     with pytest.raises(ConfigError, match="appearance seed"):
         next(sample_mixed_seeds(tiny_G, [3, 5, 6], [1, 2], render=RENDER, pose=pose))
+
+
+def test_mixing_with_styles_that_do_not_fit_is_named(tiny_G):
+    base = styles_for_seeds(tiny_G, [1, 2])
+    with pytest.raises(ConfigError, match="the other styles must be a dict of"):  # was an AttributeError
+        mix_styles(base, [1])
+    with pytest.raises(ConfigError, match=r"the other styles lack 18 layers: inr_w1024_0, .*, \.\.\."):
+        mix_styles(base, {"nerf_rgb": base["nerf_rgb"]})  # was a KeyError
+    three = styles_for_seeds(tiny_G, [1, 2, 3])
+    with pytest.raises(
+        ConfigError, match="the other styles must have batch 1 or 2 like the base ones, got 3"
+    ):
+        mix_styles(base, three)  # was a RuntimeError from expand

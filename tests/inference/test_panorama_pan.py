@@ -36,3 +36,16 @@ def test_a_flat_model_cannot_be_looked_around():
     G = Generator2D(cips2d_preset("cips-tiny"))
     with pytest.raises(ConfigError, match="cylinder coordinates"):
         next(pan_frames(G, torch.zeros(1, 64), frames=4))
+
+
+def test_pan_counts_and_heights_are_whole_numbers_of_one_or_more():
+    config = dataclasses.replace(cips2d_preset("cips-tiny"), coordinates="cylinder", width=64)
+    G = Generator2D(config)
+    w = torch.zeros(1, config.style_dim)
+    for settings, name in (({"height": 0}, "height"), ({"frames": 2.5}, "frames"), ({"frames": 0}, "frames")):
+        with pytest.raises(
+            ConfigError, match=f"{name} must be a whole number of 1 or more"
+        ):  # height 0 was the default
+            next(pan_frames(G, w, **{"frames": 4, **settings}))
+    with pytest.raises(ConfigError, match="view_degrees must be a finite number"):
+        next(pan_frames(G, w, frames=4, view_degrees="90"))

@@ -165,3 +165,35 @@ def test_unknown_names_and_bad_numbers_are_config_errors():
         with pytest.raises(ConfigError, match="the camera radius must be a positive number"):
             make(num_frames=4, radius=-1.0)
     assert orbit(num_frames=np.int64(4)).num_frames == 4  # numpy's integers count as counts elsewhere
+
+
+@pytest.mark.parametrize(
+    ("make", "setting", "value"),
+    [
+        (yaw, "fov", "12"),  # a TypeError inside math.isfinite
+        (orbit, "pitch", "a"),  # a TypeError inside torch.full_like
+        (orbit, "start_yaw", math.nan),  # every camera NaN
+        (translate_rotate, "translate_dist", math.nan),
+        (circle, "alpha_pidiv", "3"),
+    ],
+)
+def test_a_setting_that_is_not_a_finite_number_is_named(make, setting, value):
+    with pytest.raises(ConfigError, match=f"{setting} must be a finite number, got {value!r}"):
+        make(num_frames=4, **{setting: value})
+
+
+def test_no_frames_and_settings_a_trajectory_lacks_are_named():
+    traj = yaw(4)
+    for count in (0, -1):  # were empty trajectories that rendered nothing
+        with pytest.raises(ConfigError, match=f"num_frames must be a whole number of 1 or more, got {count}"):
+            traj.looped(count)
+    with pytest.raises(ConfigError, match="select at least one frame"):
+        traj.select([])
+    with pytest.raises(IndexError, match="frame 9 of a trajectory of 4 frames"):
+        traj.select([0, 9])
+    with pytest.raises(ConfigError, match="1 field of view for 4 cameras"):  # was a plain ValueError
+        type(traj)(traj.cameras, (12.0,))
+    with pytest.raises(
+        ConfigError, match="the yaw trajectory has no setting 'periods'; its settings: num_frames"
+    ):
+        make_trajectory("yaw", periods=2)  # was a TypeError about yaw()'s keyword arguments

@@ -168,3 +168,15 @@ def test_walk_refusals(tiny_G):
         LatentWalk(tiny_G, [1, 2], steps_between=2, space="x")
     with pytest.raises(ConfigError, match="steps"):
         LatentWalk(tiny_G, [1, 2], steps_between=0)
+
+
+def test_render_trajectory_names_what_it_cannot_render(tiny_G):
+    styles = seed_styles(tiny_G, 1)[0]
+    with pytest.raises(ConfigError, match="render must be a RenderConfig, got dict"):
+        next(render_trajectory(tiny_G, styles, still(2), {}))
+    with pytest.raises(ConfigError, match="trajectory must be a Trajectory .*got str"):
+        next(render_trajectory(tiny_G, styles, "orbit", DET))
+    with pytest.raises(ConfigError, match="got styles for 1 frames but the trajectory has 2"):
+        next(render_trajectory(tiny_G, [styles], still(2), DET))
+    with pytest.raises(ConfigError, match="styles must be a dict of tensors by layer or a sequence of them"):
+        next(render_trajectory(tiny_G, torch.ones(3), still(2), DET))

@@ -95,3 +95,14 @@ def test_a_gif_stores_the_nearest_delay_it_can_play(tmp_path, fps, delay):
     write_video(frames, tmp_path / "v.gif", fps=fps)
     with Image.open(tmp_path / "v.gif") as gif:
         assert gif.n_frames == 3 and gif.info["duration"] == delay
+
+
+def test_reading_a_missing_or_undecodable_video_is_one_sentence(tmp_path):
+    with pytest.raises(UserError, match="there is no video file at .*nope.mp4"):  # was FileNotFoundError
+        read_video_frames(tmp_path / "nope.mp4")
+    for name in ("bad.mp4", "bad.gif"):
+        (tmp_path / name).write_bytes(b"not a video at all")
+        with pytest.raises(UserError, match=f"could not decode the video .*{name}"):  # PyAV's / PIL's errors
+            read_video_frames(tmp_path / name)
+    with pytest.raises(ConfigError, match="the video must be a file or folder path, got NoneType"):
+        read_video_frames(None)

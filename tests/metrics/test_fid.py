@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from cips3d.errors import ConfigError
 from cips3d.metrics.fid import FeatureStats, feature_stats, frechet_distance, kernel_inception_distance
 
 
@@ -47,3 +49,17 @@ def test_kid_equals_a_brute_force_unbiased_mmd():
     xy = sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / (m * m)
     got = kernel_inception_distance(real=y, fake=x, subsets=3, subset_size=12)
     assert abs(got - (xx + yy - 2 * xy)) < 1e-10
+
+
+def test_feature_sets_that_give_no_statistics_are_named():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ConfigError, match=r"features must be \[N, D\] with N >= 2 images, got \[1, 4\]"):
+        feature_stats(rng.random((1, 4)))  # NaN covariance, then a LinAlgError inside the distance
+    with pytest.raises(ConfigError, match="fake features must be"):
+        kernel_inception_distance(rng.random((5, 4)), rng.random((1, 4)))  # was a division by zero
+    with pytest.raises(ConfigError, match="real and fake features differ in width"):
+        kernel_inception_distance(rng.random((5, 4)), rng.random((5, 3)))
+    with pytest.raises(ConfigError, match="differ in width"):
+        frechet_distance(feature_stats(rng.random((5, 4))), feature_stats(rng.random((5, 3))))
+    with pytest.raises(ConfigError, match="hold NaN or infinite values"):
+        feature_stats(np.full((3, 4), np.nan))

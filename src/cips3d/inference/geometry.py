@@ -22,11 +22,12 @@ import torch
 from torch.nn import functional as F
 
 from cips3d import constants as K
-from cips3d.config import whole_count
+from cips3d.config import finite_number, whole_count
 from cips3d.errors import ConfigError
-from cips3d.io.files import atomic_write
+from cips3d.io.files import atomic_write, path_of
 from cips3d.io.images import to_uint8
 from cips3d.models.generator3d import Generator3D
+from cips3d.models.inputs import require_tensor
 from cips3d.rendering.rays import camera_ray_directions
 from cips3d.rendering.volume import FieldFn
 
@@ -83,6 +84,20 @@ class Mesh:
     """[V, 3] float32 outward unit normals (from the density gradient), or None."""
     colors: np.ndarray | None = None
     """[V, 3] uint8 RGB vertex colours, or None."""
+
+    def __post_init__(self) -> None:
+        """A `ConfigError` naming the first array of the wrong shape or kind (a mesh built by hand wrote
+        a corrupt file, or failed inside numpy with an AttributeError)."""
+        count = _rows_of_three(self.vertices, "vertices", "f")
+        _rows_of_three(self.faces, "faces", "iu")
+        if self.faces.size and not (self.faces.min() >= 0 and self.faces.max() < count):
+            raise ConfigError(f"mesh faces must index its {count} vertices (0 to {count - 1}).")
+        for name, kinds in (("normals", "f"), ("colors", "u")):
+            value = getattr(self, name)
+            if value is not None and _rows_of_three(value, name, kinds) != count:
+                raise ConfigError(f"mesh {name} must have one row per vertex ({count}), got {len(value)}.")
+        if self.colors is not None and self.colors.dtype != np.uint8:
+            raise ConfigError(f"mesh colors must be uint8, got {self.colors.dtype}.")
 
 
 def as_scene_field(
@@ -278,6 +293,21 @@ def extract_mesh(
 
 
 # --- files --------------------------------------------------------------------------------------
+def _rows_of_three(value: object, name: str, kinds: str) -> int:
+    """The row count of `value`, a [N, 3] numpy array whose dtype kind is one of `kinds`; else a
+    `ConfigError` naming the mesh's `name`."""
+    wanted = {"f": "floats", "iu": "integers", "u": "uint8"}[kinds]
+    if not (
+        isinstance(value, np.ndarray)
+        and value.ndim == 2
+        and value.shape[1] == 3
+        and value.dtype.kind in kinds
+    ):
+        shape = list(value.shape) if isinstance(value, np.ndarray) else type(value).__name__
+        raise ConfigError(f"mesh {name} must be a numpy array [N, 3] of {wanted}, got {shape}.")
+    return value.shape[0]
+
+
 def _ply_vertex_dtype(mesh: Mesh) -> np.dtype:
     fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
     if mesh.normals is not None:
@@ -353,6 +383,9 @@ MESH_FORMATS = ("ply", "obj")
 
 def write_mesh(mesh: Mesh, path: str | os.PathLike, binary: bool = True) -> Path:
     """Write `mesh` as PLY or OBJ, chosen by the suffix of `path`."""
+    if not isinstance(mesh, Mesh):
+        raise ConfigError(f"write_mesh takes a Mesh (see extract_mesh), got {type(mesh).__name__}.")
+    path = path_of(path)
     suffix = Path(path).suffix.lower().lstrip(".")
     if suffix == "ply":
         return write_ply(mesh, path, binary)
@@ -380,12 +413,17 @@ def normals_from_depth(
     Returns:
         [B, 3, H, W] unit normals in camera space (+x right, +y up, +z towards the camera).
     """
+    depth = require_tensor(depth, "depth")
+    if not depth.is_floating_point():
+        depth = depth.float()  # integer depth maps (millimetres, say) differentiate as floats
+    if not 0 < finite_number(fov, "fov") < 180:
+        raise ConfigError(f"fov must be in (0, 180) degrees, got {fov}.")
     if depth.ndim != 4 or depth.shape[1] != 1:
         raise ConfigError(f"depth must be [B, 1, H, W] like GeneratorOutput.depth, got {list(depth.shape)}.")
     b, _, h, w = depth.shape
     if directions is None:
         if h != w:
-            raise ValueError(f"give the ray directions for a non-square depth map ({h}x{w}).")
+            raise ConfigError(f"give the ray directions for a non-square depth map ({h}x{w}).")
         directions = camera_ray_directions(h, fov, depth.device, depth.dtype)
     dirs = directions.to(depth).reshape(h, w, 3).permute(2, 0, 1).unsqueeze(0)  # [1, 3, H, W]
     points = depth * dirs

@@ -61,9 +61,9 @@ class InteractiveRenderer:
         # graph must not query the device either).
         render = dataclasses.replace(render, chunk_rows=resolve_chunk_rows(render.chunk_rows, G.device))
         self.G, self.render_config = G, render
+        G.check_styles(styles, None, same_dtype=False)
         self.styles = {name: s.to(G.device, G.dtype) for name, s in styles.items()}
-        self.batch = next(iter(self.styles.values())).shape[0] if self.styles else 0
-        G.check_styles(self.styles, self.batch)
+        self.batch = next(iter(self.styles.values())).shape[0]
         with torch.no_grad():
             self.modulation = G.modulate(self.styles, render)
         self.wants_graph = cuda_graph and G.device.type == "cuda"
@@ -86,8 +86,10 @@ class InteractiveRenderer:
         With a CUDA graph, the returned tensors are the graph's output buffers: the next frame
         overwrites them, so clone what you keep.
         """
+        if not isinstance(camera, Camera):
+            raise ConfigError(f"render takes a Camera, got {type(camera).__name__}.")
         if camera.batch != self.batch:
-            raise ValueError(f"got {counted(camera.batch, 'camera')} for styles of batch {self.batch}.")
+            raise ConfigError(f"got {counted(camera.batch, 'camera')} for styles of batch {self.batch}.")
         camera = _complete(camera.to(self.G.device, self.G.dtype))
         if self.wants_graph and self.graph is None:
             self._capture(camera)

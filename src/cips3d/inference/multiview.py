@@ -28,6 +28,7 @@ from cips3d.models.generator3d import Generator3D
 from cips3d.outputs import Styles
 from cips3d.rendering.cameras import Camera
 from cips3d.seeding import GeneratorArg, check_generators, generators_for_seeds
+from cips3d.words import counted
 
 MIRROR_YAWS = (1.44, 1.70)
 """The training previews' symmetry pair, about pi/2 -+ 0.13: a face should look mirrored."""
@@ -181,11 +182,31 @@ def mix_styles(
     Returns:
         A new styles dict; tensors are shared, not copied.
     """
+    for which, styles in (("base", base), ("other", other)):
+        if not (
+            isinstance(styles, Mapping)
+            and styles
+            and all(isinstance(v, torch.Tensor) for v in styles.values())
+        ):
+            raise ConfigError(
+                f"the {which} styles must be a dict of [B, D] tensors by layer name (G.mapping's)."
+            )
     if inr_layers is None:
         taken = {name for name in base if name.startswith("inr_")}
     else:
         taken = set(resolve_inr_layers(inr_layers))
+    missing = sorted(name for name in taken if name not in other)
+    if missing:
+        more = ", ..." if len(missing) > 3 else ""
+        raise ConfigError(
+            f"the other styles lack {counted(len(missing), 'layer')}: {', '.join(missing[:3])}{more}."
+        )
     batch = next(iter(base.values())).shape[0]
+    sizes = sorted({int(other[name].shape[0]) for name in taken} - {1, batch})
+    if sizes:
+        raise ConfigError(
+            f"the other styles must have batch 1 or {batch} like the base ones, got {sizes[0]}."
+        )
     return {
         name: (other[name].expand(batch, *other[name].shape[1:]) if name in taken else value)
         for name, value in base.items()

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from cips3d.config import finite_number, whole_count
 from cips3d.errors import ConfigError
 from cips3d.io.images import to_uint8
 from cips3d.models.coordinates import cylinder_grid
@@ -30,10 +31,10 @@ def pan_frames(
     starting at x = -1 (the panorama's first column), in `frames` equal steps."""
     if not G.config.panorama:
         raise ConfigError("only a model with cylinder coordinates (a panorama model) can be looked around.")
-    if frames < 1 or not 0 < view_degrees <= 360:
-        raise ConfigError(f"a pan needs at least 1 frame and a view of (0, 360] degrees, got {frames}, "
-                          f"{view_degrees}.")  # fmt: skip
-    height = height or G.config.size
+    frames = whole_count(frames, "frames")
+    if not 0 < finite_number(view_degrees, "view_degrees") <= 360:
+        raise ConfigError(f"a pan's view must be in (0, 360] degrees, got {view_degrees}.")
+    height = G.config.size if height is None else whole_count(height, "height")
     window = G.frame_width(height, view_degrees / 360)
     for k in range(frames):
         grid = cylinder_grid(height, window, 1, turns=view_degrees / 360, start=-1 + 2 * k / frames)

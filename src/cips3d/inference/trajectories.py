@@ -12,6 +12,7 @@ cameras of the official videos sit on the unit sphere).
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from cips3d import constants as K
-from cips3d.config import is_whole_number
+from cips3d.config import finite_number, is_whole_number, whole_count
 from cips3d.errors import ConfigError
 from cips3d.rendering.cameras import Camera, angles_from_position, check_camera_radius, position_from_angles
 from cips3d.words import counted
@@ -46,7 +47,7 @@ class Trajectory:
 
     def __post_init__(self) -> None:
         if len(self.fov) != self.cameras.batch:
-            raise ValueError(
+            raise ConfigError(
                 f"{counted(len(self.fov), 'field of view', 'fields of view')} for "
                 f"{counted(self.cameras.batch, 'camera')}."
             )
@@ -72,27 +73,29 @@ class Trajectory:
     def select(self, indices: Sequence[int]) -> Trajectory:
         """The frames at `indices`, in that order (repeats allowed)."""
         index = list(indices)
+        n = self.num_frames
+        wrong = [i for i in index if not (is_whole_number(i) and -n <= i < n)]
+        if wrong:
+            raise IndexError(f"frame {wrong[0]!r} of a trajectory of {counted(n, 'frame')}.")
+        if not index:
+            raise ConfigError("select at least one frame (a trajectory of no frames renders nothing).")
         return Trajectory(self.cameras.select(index), tuple(self.fov[i] for i in index))
 
     def looped(self, num_frames: int) -> Trajectory:
         """`num_frames` frames that run through this path again and again (frame i is i mod N)."""
+        num_frames = whole_count(num_frames, "num_frames")
         return self.select([i % self.num_frames for i in range(num_frames)])
-
-
-def _check_count(value: int, name: str, minimum: int = 1) -> None:
-    if not is_whole_number(value) or value < minimum:  # numpy's integers too
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}.")
 
 
 def _check_fov(*fovs: float) -> None:
     for fov in fovs:
-        if not (math.isfinite(fov) and 0 < fov < 180):
+        if not (0 < finite_number(fov, "fov") < 180):
             raise ConfigError(f"fov must be in (0, 180) degrees, got {fov}.")
 
 
 def _check_alpha_pidiv(alpha_pidiv: float) -> float:
     """The cone half-angle pi / alpha_pidiv in radians; it must lie in (0, pi/2]."""
-    if not (math.isfinite(alpha_pidiv) and alpha_pidiv >= 2):
+    if not finite_number(alpha_pidiv, "alpha_pidiv") >= 2:
         raise ConfigError(f"alpha_pidiv must be >= 2 (a cone of at most 90 degrees), got {alpha_pidiv}.")
     return math.pi / alpha_pidiv
 
@@ -122,7 +125,7 @@ def _fov_ramp(fov: float, max_fov: float, num_frames: int) -> list[float]:
 def yaw(num_frames: int = NUM_FRAMES, *, fov: float = K.FOV_DEGREES, radius: float = 1.0) -> Trajectory:
     """A horizontal sweep in front of the object: positions r (cos t, 0, sin t) for
     t = linspace(1, pi - 1, N) rad (about +-0.57 rad around the front), pitch pi/2."""
-    _check_count(num_frames, "num_frames")
+    whole_count(num_frames, "num_frames")
     _check_fov(fov)
     check_camera_radius(radius)
     t = torch.linspace(YAW_SWEEP_MARGIN, math.pi - YAW_SWEEP_MARGIN, num_frames, dtype=torch.float64)
@@ -140,8 +143,8 @@ def circle(
 ) -> Trajectory:
     """`periods` turns on a cone of half-angle pi / alpha_pidiv around +z, N frames per turn
     (N * periods in all), always looking at the origin."""
-    _check_count(num_frames, "num_frames")
-    _check_count(periods, "periods")
+    whole_count(num_frames, "num_frames")
+    whole_count(periods, "periods")
     _check_fov(fov)
     origin = _cone_positions(_check_alpha_pidiv(alpha_pidiv), num_frames, periods, radius)
     return Trajectory(_looking_at_origin(origin), (float(fov),) * (num_frames * periods))
@@ -157,7 +160,7 @@ def circle_near_far(
 ) -> Trajectory:
     """`circle` with 2 periods (2N frames) while the fov ramps fov -> max_fov over the first N
     frames and back over the last N: a zoom by fov, the camera distance stays fixed."""
-    _check_count(num_frames, "num_frames")
+    whole_count(num_frames, "num_frames")
     _check_fov(fov, max_fov)
     origin = _cone_positions(_check_alpha_pidiv(alpha_pidiv), num_frames, 2, radius)
     return Trajectory(_looking_at_origin(origin), tuple(_fov_ramp(fov, max_fov, num_frames)))
@@ -173,7 +176,8 @@ def _translation_offsets(num_samples: int, distance: float) -> torch.Tensor:
 def _translations(num_samples: int, distance: float, alpha: float, radius: float) -> torch.Tensor:
     """[2 * 4 * (num_samples // 4), 3] float64 positions: a shift along x, then along y, at
     z = r cos(alpha) (the cameras look straight down -z: a parallel shift, not an orbit)."""
-    _check_count(num_samples, "num_samples_translate", minimum=4)
+    whole_count(num_samples, "num_samples_translate", minimum=4)
+    distance = finite_number(distance, "translate_dist")
     check_camera_radius(radius)
     offsets = _translation_offsets(num_samples, distance)
     zeros = torch.zeros_like(offsets)
@@ -205,7 +209,7 @@ def translate_circle_near_far(
 
     Frames: 2 * 4 * (num_samples_translate // 4) + 2 * num_frames (56 + 2N with the defaults).
     """
-    _check_count(num_frames, "num_frames")
+    whole_count(num_frames, "num_frames")
     _check_fov(fov, max_fov)
     alpha = _check_alpha_pidiv(alpha_pidiv)
     shift = _translations(num_samples_translate, translate_dist, alpha, radius)
@@ -230,8 +234,8 @@ def translate_rotate(
     """The two parallel shifts of `translate_circle_near_far`, then a roll: the camera stays at
     (0, 0, r cos(pi / alpha_pidiv)) looking at the origin while its up vector (-sin b, cos b, 0)
     turns with b = linspace(0, 2 pi periods, N * periods). The fov is fixed."""
-    _check_count(num_frames, "num_frames")
-    _check_count(periods, "periods")
+    whole_count(num_frames, "num_frames")
+    whole_count(periods, "periods")
     _check_fov(fov)
     alpha = _check_alpha_pidiv(alpha_pidiv)
     shift = _translations(num_samples_translate, translate_dist, alpha, radius)
@@ -262,9 +266,10 @@ def orbit(
     Frame k sits at yaw start_yaw + 2 pi k / N, so the turn is closed without a repeated frame: the
     frame after the last would be the first, and the video loops seamlessly.
     """
-    _check_count(num_frames, "num_frames")
+    whole_count(num_frames, "num_frames")
     _check_fov(fov)
     check_camera_radius(radius)
+    start_yaw, pitch = finite_number(start_yaw, "start_yaw"), finite_number(pitch, "pitch")
     yaws = start_yaw + torch.arange(num_frames, dtype=torch.float64) * (2 * math.pi / num_frames)
     pitches = torch.full_like(yaws, pitch).clamp(K.PITCH_CLAMP_EPS, math.pi - K.PITCH_CLAMP_EPS)
     return Trajectory(
@@ -281,7 +286,7 @@ def still(
     radius: float = 1.0,
 ) -> Trajectory:
     """The same camera `Camera.from_angles(yaw, pitch, radius)` for every frame (for latent walks)."""
-    _check_count(num_frames, "num_frames")
+    whole_count(num_frames, "num_frames")
     _check_fov(fov)
     return Trajectory(Camera.from_angles(yaw, pitch, radius, batch=num_frames), (float(fov),) * num_frames)
 
@@ -309,5 +314,13 @@ def trajectory_function(name: str) -> TrajectoryFn:
 
 
 def make_trajectory(name: str, **kwargs: float | int) -> Trajectory:
-    """`TRAJECTORIES[name](**kwargs)`, e.g. make_trajectory('circle', num_frames=24, periods=1)."""
-    return trajectory_function(name)(**kwargs)
+    """`TRAJECTORIES[name](**kwargs)`, e.g. make_trajectory('circle', num_frames=24, periods=1); a
+    setting the trajectory does not have is a `ConfigError` listing those it has."""
+    function = trajectory_function(name)
+    known = inspect.signature(function).parameters
+    unknown = [key for key in kwargs if key not in known]
+    if unknown:
+        raise ConfigError(
+            f"the {name} trajectory has no setting {unknown[0]!r}; its settings: {', '.join(known)}."
+        )
+    return function(**kwargs)

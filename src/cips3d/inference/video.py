@@ -22,7 +22,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from cips3d.config import RenderConfig
+from cips3d.config import RenderConfig, given_or_default
 from cips3d.errors import ConfigError
 from cips3d.inference.trajectories import Trajectory
 from cips3d.io.images import colorize_depth, to_uint8
@@ -166,8 +166,12 @@ def frame_styles(styles: Mapping[str, torch.Tensor] | Sequence[Styles], num_fram
     """One styles dict per frame: the same one for every frame, or the given sequence (checked)."""
     if isinstance(styles, Mapping):
         return [dict(styles)] * num_frames
+    if not isinstance(styles, Sequence):
+        raise ConfigError(
+            f"styles must be a dict of tensors by layer or a sequence of them, got {type(styles).__name__}."
+        )
     if len(styles) != num_frames:
-        raise ValueError(f"got styles for {len(styles)} frames but the trajectory has {num_frames}.")
+        raise ConfigError(f"got styles for {len(styles)} frames but the trajectory has {num_frames}.")
     return styles
 
 
@@ -195,6 +199,11 @@ def render_trajectory(
     Yields:
         N outputs of batch 1 (img, aux_img, depth, ... as `Generator3D.synthesis` returns them).
     """
+    if not isinstance(trajectory, Trajectory):
+        raise ConfigError(
+            f"trajectory must be a Trajectory (see make_trajectory), got {type(trajectory).__name__}."
+        )
+    render = given_or_default(render, RenderConfig, "render")
     per_frame = frame_styles(styles, trajectory.num_frames)
     # One set of styles for every frame: fold it into the weights once, not once per frame.
     shared = G.modulate(styles, render) if isinstance(styles, Mapping) else None

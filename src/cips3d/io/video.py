@@ -12,8 +12,8 @@ import numpy as np
 from PIL import Image
 
 from cips3d.config import is_real_number, is_whole_number
-from cips3d.errors import ConfigError, UserError
-from cips3d.io.files import atomic_write
+from cips3d.errors import ConfigError, UserError, first_line
+from cips3d.io.files import atomic_write, path_of
 from cips3d.io.images import array_kind, is_uint8_array
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
@@ -149,16 +149,28 @@ def write_mp4_or_gif(frames: Iterable[np.ndarray], stem: str | os.PathLike, fps:
 
 
 def read_video_frames(path: str | os.PathLike) -> list[np.ndarray]:
-    """Decode every frame of a video as uint8 [H, W, 3] (for tests and tools)."""
-    path = Path(path)
-    if path.suffix.lower() == ".gif":
-        with Image.open(path) as im:
-            frames = []
-            for i in range(getattr(im, "n_frames", 1)):
-                im.seek(i)
-                frames.append(np.asarray(im.convert("RGB")))
-            return frames
-    import av  # noqa: PLC0415
+    """Decode every frame of a video as uint8 [H, W, 3] (for tests and tools); a missing or
+    undecodable file is a `UserError` naming it."""
+    path = path_of(path, "the video")
+    if not path.is_file():
+        raise UserError(f"there is no video file at {path}.")
+    try:
+        return _gif_frames(path) if path.suffix.lower() == ".gif" else _av_frames(path)
+    except (OSError, ValueError) as error:  # PIL's and PyAV's decoding errors derive from these
+        raise UserError(f"could not decode the video {path} ({first_line(error)}).") from None
+
+
+def _gif_frames(path: Path) -> list[np.ndarray]:
+    with Image.open(path) as im:
+        frames = []
+        for i in range(getattr(im, "n_frames", 1)):
+            im.seek(i)
+            frames.append(np.asarray(im.convert("RGB")))
+        return frames
+
+
+def _av_frames(path: Path) -> list[np.ndarray]:
+    import av  # noqa: PLC0415 - imported only where a video is read
 
     with av.open(str(path)) as container:
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]

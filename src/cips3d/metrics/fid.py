@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cips3d.errors import ConfigError
 from cips3d.io.files import atomic_write
 
 KID_SUBSETS = 100  # StyleGAN / torch-fidelity defaults
@@ -26,8 +27,22 @@ class FeatureStats:
     count: int
 
 
-def feature_stats(features: torch.Tensor | np.ndarray) -> FeatureStats:
+def feature_rows(features: torch.Tensor | np.ndarray, what: str = "features") -> np.ndarray:
+    """`features` as float64 [N, D] with N >= 2 (a covariance, and KID's unbiased estimate, need two
+    rows; one gave NaN statistics and then a LinAlgError); else a `ConfigError`."""
+    if isinstance(features, torch.Tensor):
+        features = features.detach().cpu()
     f = np.asarray(features, dtype=np.float64)
+    if f.ndim != 2 or f.shape[0] < 2:
+        raise ConfigError(f"{what} must be [N, D] with N >= 2 images, got {list(f.shape)}.")
+    if not np.isfinite(f).all():
+        raise ConfigError(f"{what} hold NaN or infinite values.")
+    return f
+
+
+def feature_stats(features: torch.Tensor | np.ndarray) -> FeatureStats:
+    """Mean and unbiased covariance of [N, D] features (N >= 2)."""
+    f = feature_rows(features)
     return FeatureStats(mean=f.mean(axis=0), cov=np.cov(f, rowvar=False), count=f.shape[0])
 
 
@@ -42,6 +57,10 @@ def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
     The trace of the matrix square root is taken as the sum of square roots of the eigenvalues of the
     symmetric PSD matrix S_a^(1/2) S_b S_a^(1/2) (same spectrum as S_a S_b), which stays real and stable.
     """
+    if a.mean.shape != b.mean.shape:
+        raise ConfigError(
+            f"the two feature statistics differ in width ({a.mean.shape[0]} and {b.mean.shape[0]})."
+        )
     root_a = _sqrt_psd(a.cov)
     middle = root_a @ b.cov @ root_a
     trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0, None)).sum()
@@ -58,8 +77,10 @@ def kernel_inception_distance(
 ) -> float:
     """Unbiased MMD^2 with the cubic polynomial kernel k(x, y) = (x.y / d + 1)^3, averaged over random
     subsets of min(subset_size, len(real), len(fake)) samples (Binkowski et al. 2018)."""
-    x_all, y_all = np.asarray(fake, dtype=np.float64), np.asarray(real, dtype=np.float64)
+    x_all, y_all = feature_rows(fake, "fake features"), feature_rows(real, "real features")
     d = x_all.shape[1]
+    if y_all.shape[1] != d:
+        raise ConfigError(f"real and fake features differ in width ({y_all.shape[1]} and {d}).")
     m = min(subset_size, x_all.shape[0], y_all.shape[0])
     rng = np.random.default_rng(seed)
     total = 0.0
