@@ -199,8 +199,25 @@ def test_unreadable_files_are_skipped_with_one_warning(tmp_path):
     assert dataset.names == ("a.png", "b.png", "sub/c.png")
     assert len(caught) == 1
     message = str(caught[0].message)
-    assert message.startswith("skipped 2 of 5 images that could not be read (first: ")
-    assert "cut.png: " in message and "\n" not in message  # with its reason
+    assert message.startswith("skipped 2 of 5 images that could not be read (")
+    assert "cut.png: " in message and "text.jpg: not a known image format" in message and "\n" not in message
+    assert [s.rsplit("/", 1)[-1] for s in dataset.skipped] == [
+        "cut.png: image file is truncated",
+        "text.jpg: not a known image format",
+    ]
+
+
+def test_the_skipped_warning_names_three_files_and_counts_the_rest(tmp_path):
+    make_folder(tmp_path, ["a.png"])
+    for i in range(5):
+        (tmp_path / f"x{i}.jpg").write_text("not a JPEG")
+    dataset, caught = recorded_warnings(lambda: ImageDataset(tmp_path))
+    message = str(caught[0].message)
+    assert message.startswith("skipped 5 of 6 images that could not be read (") and message.endswith(
+        "; and 2 more)"
+    )
+    assert all(f"x{i}.jpg" in message for i in range(3)) and "x3.jpg" not in message  # was: the first only
+    assert len(dataset.skipped) == 5
 
 
 def test_a_readable_dataset_warns_nothing(tmp_path):
@@ -217,6 +234,20 @@ def test_strict_fails_naming_the_first_unreadable_file(tmp_path):
     archive = zip_folder(tmp_path, tmp_path.parent / "data.zip")
     with pytest.raises(UserError, match=r"data\.zip:b_cut\.png"):
         ImageDataset(archive, strict=True)
+
+
+def test_a_png_missing_only_its_closing_chunk_is_kept_by_the_scan_as_by_the_packer(tmp_path):
+    make_folder(tmp_path / "src", ["a.png"], size=(16, 16))
+    pixels = random_pixels(7, 16, 16)
+    Image.fromarray(pixels).save(tmp_path / "src" / "b.png")
+    data = (tmp_path / "src" / "b.png").read_bytes()
+    assert data.endswith(b"IEND\xaeB`\x82")
+    (tmp_path / "src" / "b.png").write_bytes(data[:-12])  # its pixels are whole; PIL's verify() fails it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # was: "skipped 1 of 2 images" here, while the packer kept it
+        dataset = ImageDataset(tmp_path / "src", strict=True)
+    assert dataset.names == ("a.png", "b.png") and np.array_equal(dataset[1].permute(1, 2, 0).numpy(), pixels)
+    assert folder_to_zip(tmp_path / "src", tmp_path / "b.zip", 16, progress=False).num_written == 2
 
 
 def test_a_jpeg_cut_mid_data_is_replaced_by_the_next_image_when_loaded_and_named_once(tmp_path):
@@ -247,7 +278,7 @@ def test_odd_files_in_a_folder_neither_hang_nor_crash_the_scan(tmp_path, monkeyp
     dataset, caught = recorded_warnings(lambda: ImageDataset(tmp_path))
     assert dataset.names == ("a.png", odd) and len(dataset.fingerprint) == 16
     message = str(caught[0].message)  # the broken link is counted, its reason said once, without its path
-    assert message.endswith("(first: " + str(tmp_path / "gone.png") + ": No such file or directory)")
+    assert message.endswith("(" + str(tmp_path / "gone.png") + ": No such file or directory)")
     with pytest.raises(UserError, match="gone.png is not a readable image .No such file or directory.\\.$"):
         ImageDataset(tmp_path, strict=True)
     (tmp_path / "gone.png").unlink()

@@ -11,7 +11,7 @@ from cips3d.cli.common import (
     image_side,
     positive_int,
 )
-from cips3d.data.images import SkippedImagesWarning, UpscaledImagesWarning, enlarged_message
+from cips3d.data.images import SkippedImagesWarning, UpscaledImagesWarning, enlarged_message, skipped_message
 from cips3d.data.lfw import write_lfw_dataset
 from cips3d.data.panorama import write_panorama_dataset
 from cips3d.data.synth import write_synth_dataset
@@ -190,13 +190,9 @@ def run_pack(args: argparse.Namespace) -> int:
             width=args.width,
             whole=args.whole,
         )
-    if stats.num_skipped:
+    if stats.skipped:
         total = stats.num_written + stats.num_skipped
-        print(
-            f"cips3d: warning: skipped {stats.num_skipped} of {total} images that could not be read "
-            f"(first: {stats.first_skipped}).",
-            file=sys.stderr,
-        )
+        print(f"cips3d: warning: {skipped_message(stats.skipped, total)}.", file=sys.stderr)
     enlarged = enlarged_message(args.source, stats.smallest_side, stats.resolution, stats.width)
     if enlarged:
         print(f"cips3d: warning: {enlarged}.", file=sys.stderr)

@@ -306,19 +306,34 @@ def skip_unreadable(location: str, err: BaseException, strict: bool, bad: list[s
     bad.append(unreadable(location, err))
 
 
+SKIPPED_NAMED = 3  # unreadable files a warning names (what to fix first); the rest are counted
+
+
+def skipped_message(bad: list[str] | tuple[str, ...], total: int) -> str:
+    """'skipped N of T images that could not be read (a: why; b: why; and 4 more)'."""
+    named = "; ".join(bad[:SKIPPED_NAMED])
+    more = f"; and {len(bad) - SKIPPED_NAMED} more" if len(bad) > SKIPPED_NAMED else ""
+    return f"skipped {len(bad)} of {total} images that could not be read ({named}{more})"
+
+
 def warn_skipped(bad: list[str], total: int) -> None:
     """One warning for all the unreadable files of a dataset (none when `bad` is empty)."""
     if bad:
-        message = f"skipped {len(bad)} of {total} images that could not be read (first: {bad[0]})"
-        warnings.warn(message, SkippedImagesWarning, stacklevel=3)
+        warnings.warn(skipped_message(bad, total), SkippedImagesWarning, stacklevel=3)
 
 
 def _probe(source: FolderSource | ZipSource, name: str) -> tuple[int, int]:
-    """(width, height) of one image after a cheap integrity check (header, PNG chunk CRCs)."""
-    with _quietly_opened(source.read(name)) as img:
+    """(width, height) of one image after a cheap integrity check (header, PNG chunk CRCs). A file the
+    check finds fault with is decoded whole, and kept when that works: the rule is the packer's and
+    the loader's, "PIL decodes it" (a PNG without its closing IEND chunk fails the check alone)."""
+    data = source.read(name)
+    with _quietly_opened(data) as img:
         width, height = img.size
         turned = _orientation(img) in (5, 6, 7, 8)  # a quarter turn upright
-        img.verify()
+        try:
+            img.verify()
+        except Exception:  # noqa: BLE001 - PIL's many kinds of errors; the full decode below decides
+            upright_rgb(data)
     return (height, width) if turned else (width, height)
 
 
@@ -479,6 +494,8 @@ class ImageDataset(Dataset):
         warn_skipped(bad, len(self._source.names))
         self.names: tuple[str, ...] = tuple(names)
         self.num_skipped = len(bad)
+        self.skipped: tuple[str, ...] = tuple(bad)
+        """'where: why' of each file left out because it could not be read."""
         self.fingerprint = data_fingerprint(self._source, names)
         """Names and byte sizes of the readable images, hashed: equal for a moved copy of the data,
         different when images are added, removed, renamed or rewritten at another size."""

@@ -53,14 +53,17 @@ class ZipStats:
     """Side of every image in it, in pixels."""
     num_written: int
     """Images in the archive."""
-    num_skipped: int
-    """Source files left out because they could not be read."""
-    first_skipped: str | None
-    """Location of the first file left out, if any."""
+    skipped: tuple[str, ...]
+    """'where: why' of each source file left out because it could not be read."""
     width: int | None = None
     """Width of every image, when not `resolution` (not square)."""
     smallest_side: int | None = None
     """The shortest side among the source images read (below `resolution`: some were enlarged)."""
+
+    @property
+    def num_skipped(self) -> int:
+        """Source files left out because they could not be read."""
+        return len(self.skipped)
 
 
 def archive_name(index: int) -> str:
@@ -218,4 +221,4 @@ def folder_to_zip(
         src.close()
     warn_skipped(bad, len(src.names))
     warn_enlarged(source, smallest, resolution, width)
-    return ZipStats(dest, resolution, written, len(bad), bad[0] if bad else None, width, smallest)
+    return ZipStats(dest, resolution, written, tuple(bad), width, smallest)
