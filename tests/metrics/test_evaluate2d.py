@@ -69,7 +69,9 @@ def test_a_panorama_model_is_compared_with_whole_images(tmp_path):
 
 
 def test_three_d_metrics_are_refused_for_a_2d_model(tmp_path):
-    with pytest.raises(UserError, match="scored by swd, fid, kid, not consistency"):
+    with pytest.raises(
+        UserError, match=r"unknown metrics \[.consistency.\]; a 2D model is scored by swd, fid, kid"
+    ):
         evaluate_2d(model(0), tmp_path, ["swd", "consistency"])
 
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from cips3d.config import RenderConfig
+from cips3d.config import RenderConfig, finite_number, whole_count
+from cips3d.errors import ConfigError
 from cips3d.nn.modes import evaluating
 from cips3d.rendering.cameras import Camera
 from cips3d.rendering.rays import camera_ray_directions, rotate_directions
@@ -114,6 +115,11 @@ def generator_consistency(
     `mirror_ratio` = warp error / flip error at the mirror pair: well below 1 for a 3-D consistent model,
     near or above 1 when the decoder mirrors details between the two views.
     """
+    count = whole_count(count, "count")
+    if not 0 < finite_number(yaw_delta, "yaw_delta") < math.pi:
+        raise ConfigError(f"yaw_delta must be between 0 and pi radians, got {yaw_delta}.")
+    if not finite_number(tolerance, "tolerance") > 0:  # 0 or NaN counted no pixel as visible: NaN scores
+        raise ConfigError(f"tolerance must be a positive distance, got {tolerance}.")
     with evaluating(G):
         z = G.sample_latents(count, seeded_generator(seed))
         front = math.pi / 2

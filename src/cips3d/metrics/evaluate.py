@@ -17,9 +17,9 @@ import torch
 from tqdm import tqdm
 
 from cips3d import __version__
-from cips3d.config import PoseConfig, RenderConfig, given_or_default
+from cips3d.config import PoseConfig, RenderConfig, check_psi, given_or_default, whole_count
 from cips3d.data.images import ImageDataset
-from cips3d.errors import UserError
+from cips3d.errors import ConfigError, UserError
 from cips3d.metrics.consistency import generator_consistency
 from cips3d.metrics.fid import (
     feature_stats,
@@ -149,9 +149,7 @@ def evaluate(
     network, loaded (a training run scores many snapshots with one) or its weights file (None: the
     default one). `render` and `pose`: the renderer's settings and the camera prior (a training run's;
     default the FFHQ ones). `progress`: bars on stderr over the images generated and read by Inception."""
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown:
-        raise UserError(f"unknown metrics {unknown}; known: {', '.join(METRICS)}.")
+    metrics = checked_metrics(metrics, METRICS, psi, num_images)
     started = time.monotonic()
     render = dataclasses.replace(render, img_size=img_size) if render else RenderConfig(img_size=img_size)
     protocol: dict = {
@@ -179,6 +177,25 @@ def evaluate(
         protocol["consistency"] = "16 latents, yaw pi/2 +- 0.05 and the pair 1.44 / 1.70, deterministic"
     protocol["seconds"] = round(time.monotonic() - started, 2)
     return {"metrics": scores, "protocol": protocol}
+
+
+def checked_metrics(
+    metrics: str | Sequence[str], known: Sequence[str], psi: float, num_images: int, scored_by: str = "known:"
+) -> tuple[str, ...]:
+    """`metrics` as a tuple of names (one name may be given as a string: "fid" was read as "f", "i",
+    "d"), checked before anything is rendered, with the truncation and image count; an empty list is a
+    `ConfigError` (it scored nothing), a name not in `known` a `UserError` listing them."""
+    names = (metrics,) if isinstance(metrics, str) else metrics
+    if not (isinstance(names, Sequence) and all(isinstance(m, str) for m in names)):
+        raise ConfigError(f"metrics must be names such as {known[0]!r}, got {metrics!r}.")
+    if not names:
+        raise ConfigError(f"name at least one metric ({', '.join(known)}).")
+    unknown = [m for m in names if m not in known]
+    if unknown:
+        raise UserError(f"unknown metrics {unknown}; {scored_by} {', '.join(known)}.")
+    check_psi(psi)  # was only checked once images were drawn, and recorded as given without
+    whole_count(num_images, "num_images")
+    return tuple(dict.fromkeys(names))
 
 
 def check_fid_count(real_images: int) -> None:
@@ -218,9 +235,7 @@ def evaluate_2d(
     `psi` (in W, as `sample2d --psi`); returns
     {"metrics": {...}, "protocol": {...}} as `evaluate` does (`extractor` and `progress` as there).
     Panorama models (cylinder coordinates) are compared with whole images, as they were trained."""
-    other = [m for m in metrics if m not in IMAGE_METRICS]
-    if other:
-        raise UserError(f"a 2D model is scored by {', '.join(IMAGE_METRICS)}, not {', '.join(other)}.")
+    metrics = checked_metrics(metrics, IMAGE_METRICS, psi, num_images, "a 2D model is scored by")
     started = time.monotonic()
     config = G.config
     whole = config.panorama
