@@ -67,10 +67,11 @@ def generators_for_seeds(seeds: Iterable[int], device: str = "cpu") -> list[torc
     return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
 
 
-def check_seed(seed: int, name: str = "seed") -> int:
-    """`seed` as an int; a ConfigError naming `name` unless it is a whole number from 0 to MAX_SEED."""
-    if not (is_whole_number(seed) and 0 <= seed <= MAX_SEED):
-        raise ConfigError(f"{name} must be a whole number {seed_range()}, got {seed!r}.")
+def check_seed(seed: int, name: str = "seed", maximum: int = MAX_SEED) -> int:
+    """`seed` as an int; a ConfigError naming `name` unless it is a whole number from 0 to `maximum`
+    (MAX_SEED, or a smaller 2^k - 1: the viewers' pages count seeds in a browser's exact integers)."""
+    if not (is_whole_number(seed) and 0 <= seed <= maximum):
+        raise ConfigError(f"{name} must be a whole number {seed_range(maximum)}, got {seed!r}.")
     return int(seed)
 
 

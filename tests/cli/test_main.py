@@ -85,6 +85,16 @@ def test_command_line_mistakes_are_one_sentence_naming_the_command_not_the_usage
     assert "usage:" not in err and err.endswith("--help`.\n")  # where to look instead
 
 
+@pytest.mark.parametrize("command", ["sample", "sample2d", "video", "multiview", "mesh", "blend", "metrics"])
+@pytest.mark.parametrize("psi", ["1.5", "-0.1"])
+def test_every_command_refuses_a_truncation_outside_0_to_1_in_one_sentence(capsys, command, psi):
+    with pytest.raises(SystemExit) as stopped:  # one rule (cli.common.truncation), not seven copies
+        main([command, "--psi", psi])
+    err = capsys.readouterr().err
+    said = f"cips3d {command}: error: argument --psi: '{psi}' is not between 0 and 1."
+    assert stopped.value.code == 2 and err == f"{said} See `cips3d {command} --help`.\n"
+
+
 def test_an_unknown_command_lists_the_public_ones_only(capsys):
     with pytest.raises(SystemExit) as stopped:
         main(["bogus"])

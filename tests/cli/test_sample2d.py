@@ -241,8 +241,9 @@ def test_psi_zero_renders_the_mean_style_for_every_seed(capsys, tmp_path, run_di
         mean_image = to_uint8(G.synthesis(G.mean_style()).clamp(-1, 1))[0]
     assert np.array_equal(first, second) and np.array_equal(first, mean_image)
     bad = ["sample2d", "--checkpoint", str(run_dir), "--psi", "2", "--outdir", str(tmp_path)]
-    code, _, err = run(capsys, *bad)
-    assert code == 2 and "--psi must be between 0 and 1" in err
+    with pytest.raises(SystemExit) as stopped:  # refused by the parser, as every command's --psi is
+        run(capsys, *bad)
+    assert stopped.value.code == 2 and "argument --psi: '2' is not between 0 and 1" in capsys.readouterr().err
 
 
 def test_interpolate_writes_a_walk_from_seed_to_seed(capsys, tmp_path, run_dir):

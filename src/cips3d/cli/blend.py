@@ -19,6 +19,7 @@ from cips3d.cli.common import (
     positive_int,
     refuse_ignored,
     resolve_device,
+    truncation,
 )
 from cips3d.config import GENERATOR_PRESETS, PoseConfig, RenderConfig
 from cips3d.errors import UserError
@@ -94,7 +95,7 @@ def add_parser(subparsers) -> None:
     r.add_argument("--size", type=int, default=128, help="image height and width in pixels (default 128)")
     r.add_argument("--yaw", type=angle, default=K.YAW_MEAN, help="camera yaw in radians (pi/2: front)")
     r.add_argument("--pitch", type=angle, default=K.PITCH_MEAN, help="camera pitch in radians")
-    r.add_argument("--psi", type=finite_float, default=1.0, help="truncation in [0, 1] (1: none)")
+    r.add_argument("--psi", type=truncation, default=1.0, help="truncation in [0, 1] (1: none)")
     r.add_argument("--deterministic", action="store_true", help="no jitter or random importance samples")
     v = p.add_argument_group("video (instead of images)")
     v.add_argument("--video", metavar="TRAJECTORY", help="side-by-side video along a trajectory (e.g. yaw)")
@@ -140,8 +141,6 @@ def _settings(args: argparse.Namespace) -> BlendSettings:
     seeds = parse_seeds(args.seeds)
     gammas = _parse_gammas(args)
     layers = resolve_blend_layers(comma_items(args.layers, "--layers"))
-    if not 0.0 <= args.psi <= 1.0:
-        raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
     render = RenderConfig(img_size=args.size, deterministic=args.deterministic)
     return BlendSettings(seeds, gammas, layers, render, PoseConfig.fixed(args.yaw, args.pitch))
 

@@ -315,6 +315,14 @@ def finite_float(text: str) -> float:
     return value
 
 
+def truncation(text: str) -> float:
+    """argparse type of --psi: the truncation, a number from 0 (the mean style) to 1 (none)."""
+    value = finite_float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and 1")
+    return value
+
+
 def angle(text: str) -> float:
     """argparse type: a camera angle in radians, finite and at most MAX_ANGLE either way."""
     value = finite_float(text)

@@ -17,6 +17,7 @@ from cips3d.cli.common import (
     positive_int,
     refuse_ignored,
     resolve_device,
+    truncation,
 )
 from cips3d.errors import UserError
 from cips3d.inference.geometry import (
@@ -70,7 +71,7 @@ def add_parser(subparsers) -> None:
         help=f"surface density: an absolute sigma (default {DEFAULT_SIGMA_LEVEL:g}, pi-GAN's) or a "
         "percentage of each grid's maximum such as 50%%",
     )
-    g.add_argument("--psi", type=finite_float, default=1.0, help="truncation in [0, 1] (1: none)")
+    g.add_argument("--psi", type=truncation, default=1.0, help="truncation in [0, 1] (1: none)")
     g.add_argument(
         "--bound", type=finite_float, default=DEFAULT_BOUND, help="half side of the meshed cube (0.12)"
     )
@@ -107,8 +108,6 @@ def _settings(args: argparse.Namespace) -> MeshSettings:
     seeds = parse_seeds(args.seeds)
     if args.resolution < MIN_RESOLUTION:
         raise UserError(f"--resolution must be at least {MIN_RESOLUTION}, got {args.resolution}.")
-    if not 0.0 <= args.psi <= 1.0:
-        raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
     if not 0 < args.bound <= MAX_BOUND:
         raise UserError(f"--bound must be positive and at most {MAX_BOUND:g}, got {args.bound:g}.")
     formats = [f.lower() for f in comma_items(args.format, "--format")]

@@ -19,6 +19,7 @@ from cips3d.cli.common import (
     refuse_ignored,
     resolve_device,
     styles_name,
+    truncation,
 )
 from cips3d.config import RenderConfig
 from cips3d.errors import UserError
@@ -89,7 +90,7 @@ def add_parser(subparsers) -> None:
     )
     g.add_argument("--size", type=int, default=128, help="image height and width in pixels (default 128)")
     g.add_argument("--fov", type=finite_float, default=K.FOV_DEGREES, help="field of view in degrees")
-    g.add_argument("--psi", type=finite_float, default=1.0, help="truncation in [0, 1] (1: none)")
+    g.add_argument("--psi", type=truncation, default=1.0, help="truncation in [0, 1] (1: none)")
     g.add_argument("--deterministic", action="store_true", help="no jitter or random importance samples")
     o = p.add_argument_group("how and where")
     o.add_argument("--aux", action="store_true", help="also write the grid of aux NeRF images")
@@ -125,8 +126,6 @@ def _settings(args: argparse.Namespace) -> MultiviewSettings:
         refuse_ignored({"--seeds": args.seeds != SEEDS}, "with --styles (the fitted styles replace them)")
     yaws = parse_angles(args.yaws, YAW_SWEEP, "--yaws")
     pitches = parse_angles(args.pitches, PITCH_SWEEP, "--pitches")
-    if not 0.0 <= args.psi <= 1.0:
-        raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
     render = RenderConfig(img_size=args.size, fov=args.fov, deterministic=args.deterministic)
     return MultiviewSettings(seeds, yaws, pitches, render)
 

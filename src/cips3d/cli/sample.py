@@ -27,6 +27,7 @@ from cips3d.cli.common import (
     refuse_ignored,
     rendering_generator,
     speed_options,
+    truncation,
 )
 from cips3d.config import PoseConfig, RenderConfig
 from cips3d.errors import UserError
@@ -76,7 +77,7 @@ def add_parser(subparsers) -> None:
     g.add_argument(
         "--fov", type=finite_float, default=K.FOV_DEGREES, help="field of view in degrees (default 12)"
     )
-    g.add_argument("--psi", type=finite_float, default=1.0, help="truncation in [0, 1] (1: none)")
+    g.add_argument("--psi", type=truncation, default=1.0, help="truncation in [0, 1] (1: none)")
     g.add_argument(
         "--num-steps", type=num_steps, default=K.NUM_STEPS, help="coarse samples per ray (default 12)"
     )
@@ -130,8 +131,6 @@ def _mixing(args: argparse.Namespace, seeds: list[int]) -> tuple[list[int] | Non
 def _settings(args: argparse.Namespace) -> SampleSettings:
     seeds = parse_seeds(args.seeds)
     appearance, layers = _mixing(args, seeds)
-    if not 0.0 <= args.psi <= 1.0:
-        raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
     render = RenderConfig(
         img_size=args.size,
         fov=args.fov,

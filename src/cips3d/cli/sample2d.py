@@ -20,6 +20,7 @@ from cips3d.cli.common import (
     positive_int,
     refuse_ignored,
     resolve_device,
+    truncation,
 )
 from cips3d.errors import UserError
 from cips3d.inference.foveated import foveated_image
@@ -68,7 +69,7 @@ def add_parser(subparsers) -> None:
         "--turns", type=finite_float, default=1.0, help="panorama runs: how many times around (default 1)"
     )
     p.add_argument(
-        "--psi", type=finite_float, default=1.0, help="truncation in [0, 1]: 1 none, 0 the mean style"
+        "--psi", type=truncation, default=1.0, help="truncation in [0, 1]: 1 none, 0 the mean style"
     )
     p.add_argument(
         "--noise",
@@ -234,8 +235,6 @@ def _check_arguments(args: argparse.Namespace, seeds: list[int]) -> None:
     """The flag checks that need no model (said before it is loaded)."""
     if not 0 < args.extent <= MAX_COORDINATE:
         raise UserError(f"--extent must be positive and at most {MAX_COORDINATE:g}, got {args.extent:g}.")
-    if not 0 <= args.psi <= 1:
-        raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
     if args.noise and args.foveated:
         raise UserError("--noise is added to whole frames; it cannot be combined with --foveated.")
     if args.interpolate and (len(seeds) < 2 or args.foveated):

@@ -24,6 +24,7 @@ from cips3d.cli.common import (
     rendering_generator,
     speed_options,
     styles_name,
+    truncation,
 )
 from cips3d.config import RenderConfig
 from cips3d.errors import UserError
@@ -87,7 +88,7 @@ def add_parser(subparsers) -> None:
         "--fov", type=finite_float, help="field of view in degrees (default 12; near/far zoom to 20)"
     )
     g.add_argument("--size", type=int, default=128, help="image height and width in pixels (default 128)")
-    g.add_argument("--psi", type=finite_float, default=1.0, help="truncation in [0, 1] (1: none)")
+    g.add_argument("--psi", type=truncation, default=1.0, help="truncation in [0, 1] (1: none)")
     g.add_argument(
         "--num-steps", type=num_steps, default=K.NUM_STEPS, help="coarse samples per ray (default 12)"
     )
@@ -152,8 +153,6 @@ def _check_numbers(args: argparse.Namespace, seeds: list[int]) -> None:
     if args.frames is not None and not 1 <= args.frames <= MAX_COUNT:
         raise UserError(f"--frames must be from 1 to {MAX_COUNT:,}, got {args.frames}.")
     check_frame_rate(args.fps)
-    if not 0.0 <= args.psi <= 1.0:
-        raise UserError(f"--psi must be between 0 and 1, got {args.psi}.")
     if args.styles and not args.interpolate:
         refuse_ignored({"--seeds": args.seeds != SEEDS}, "with --styles (the fitted styles replace them)")
     if not args.interpolate:

@@ -22,7 +22,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from cips3d.config import RenderConfig, given_or_default
+from cips3d.config import RenderConfig, check_psi, given_or_default, whole_count
 from cips3d.errors import ConfigError
 from cips3d.inference.trajectories import Trajectory
 from cips3d.io.images import colorize_depth, to_uint8
@@ -151,14 +151,12 @@ class LatentWalk(Sequence[Styles]):
 def _check_walk(seeds: Sequence[int], steps_between: int, space: str, method: str, psi: float) -> None:
     if len(seeds) < 2:
         raise ConfigError(f"a latent walk needs at least two seeds, got {list(seeds)}.")
-    if not isinstance(steps_between, int) or steps_between < 1:
-        raise ConfigError(f"steps between seeds must be an integer >= 1, got {steps_between!r}.")
+    whole_count(steps_between, "steps_between")
     if space not in SPACES:
         raise ConfigError(f"unknown latent space {space!r}; known: {', '.join(SPACES)}.")
     if method not in METHODS:
         raise ConfigError(f"unknown interpolation {method!r}; known: {', '.join(METHODS)}.")
-    if not 0.0 <= psi <= 1.0:
-        raise ConfigError(f"truncation psi must be between 0 and 1, got {psi}.")
+    check_psi(psi)
 
 
 # --- rendering -------------------------------------------------------------------------------------

@@ -31,13 +31,14 @@ from PIL import Image
 
 from cips3d import constants as K
 from cips3d.config import RenderConfig
+from cips3d.config import check_psi as psi_rule
 from cips3d.errors import ConfigError
 from cips3d.inference.interactive import InteractiveRenderer
 from cips3d.inference.video import compose_frame, seed_styles
 from cips3d.models.generator3d import Generator3D
 from cips3d.outputs import Styles
 from cips3d.rendering.cameras import ANGLE_RULE, Camera, is_camera_angle
-from cips3d.seeding import seed_range
+from cips3d.seeding import check_seed as seed_rule
 
 PANELS = ("image", "aux", "depth")
 FORMATS = {"jpeg": "image/jpeg", "png": "image/png"}
@@ -65,13 +66,21 @@ class BadRequest(ValueError):
 
 
 def check_seed(seed: int) -> None:
-    if not 0 <= seed <= MAX_SEED:
-        raise BadRequest(f"seed must be {seed_range(MAX_SEED)}, got {seed}.")
+    """A `BadRequest` unless `seed` is one the page's buttons count exactly (`seeding.check_seed`'s rule)."""
+    _bad_request(seed_rule, seed, "seed", MAX_SEED)
 
 
 def check_psi(psi: float) -> None:
-    if not 0.0 <= psi <= 1.0:
-        raise BadRequest(f"psi must be in [0, 1], got {psi}.")
+    """A `BadRequest` unless `psi` is a truncation (`config.check_psi`'s rule)."""
+    _bad_request(psi_rule, psi)
+
+
+def _bad_request(check: Any, *args: Any) -> None:
+    """`check(*args)`, its `ConfigError` turned into a `BadRequest` (an HTTP 400) with its words."""
+    try:
+        check(*args)
+    except ConfigError as err:
+        raise BadRequest(str(err)) from None
 
 
 def query_values(query: str, names: tuple[str, ...]) -> dict[str, str]:
