@@ -102,9 +102,7 @@ class InversionConfig:
         whole_count(self.steps, "steps (--steps)")
         check_seed(self.seed, "seed (--seed)")
         # Named as the field and its flag: the API and `cips3d invert` share these checks.
-        if not (isinstance(self.camera_search, int) and self.camera_search >= 0):
-            search = self.camera_search
-            raise ConfigError(f"camera_search (--camera-search) must be a count >= 0, got {search!r}.")
+        whole_count(self.camera_search, "camera_search (--camera-search)", minimum=0)
         rules = {
             "lr (--lr) must be positive": self.lr > 0,
             "camera_lr (--camera-lr) must be >= 0": self.camera_lr >= 0,
