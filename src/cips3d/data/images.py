@@ -128,6 +128,10 @@ class ZipSource:
         """Bytes of the member `name`, uncompressed."""
         return self._sizes[name]
 
+    def has_member(self, name: str) -> bool:
+        """Whether the archive holds a member `name`, image or not (`dataset.json`, say)."""
+        return name in self._sizes
+
     def read(self, name: str) -> bytes:
         if self._zip is None or self._pid != os.getpid():
             self._zip = zipfile.ZipFile(self.path)

@@ -89,10 +89,7 @@ def _images(path: Path) -> Lines:
             looks = f"{img.width} x {img.height} {img.mode} {img.format}"
     except Exception as err:  # PIL raises many kinds of errors for malformed files
         looks = f"unreadable ({unreadable_reason(err)})"
-    packed = False
-    if isinstance(source, ZipSource):
-        with zipfile.ZipFile(path) as archive:
-            packed = "dataset.json" in archive.namelist()
+    packed = isinstance(source, ZipSource) and source.has_member("dataset.json")
     kind = ("a dataset zip written by `cips3d dataset`" if packed
             else "a zip of images" if isinstance(source, ZipSource) else "a folder of images")  # fmt: skip
     source.close()
