@@ -142,7 +142,9 @@ def test_bad_settings_are_config_errors(tiny_G):
         InversionConfig(perceptual=-1.0)
     with pytest.raises(ConfigError, match="^lr \\(--lr\\) must be positive.$"):
         InversionConfig(lr=float("nan"))
-    with pytest.raises(ConfigError, match="camera_search \\(--camera-search\\) must be a whole number of 0 or more"):
+    with pytest.raises(
+        ConfigError, match="camera_search \\(--camera-search\\) must be a whole number of 0 or more"
+    ):
         InversionConfig(camera_search=-1)
     with pytest.raises(ConfigError, match="image size"):
         InversionConfig(size=1)

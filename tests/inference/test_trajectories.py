@@ -187,10 +187,14 @@ def test_no_frames_and_settings_a_trajectory_lacks_are_named():
     for count in (0, -1):  # were empty trajectories that rendered nothing
         with pytest.raises(ConfigError, match=f"num_frames must be a whole number of 1 or more, got {count}"):
             traj.looped(count)
-    with pytest.raises(ConfigError, match="select at least one frame"):
+    with pytest.raises(ConfigError, match="select at least one camera"):
         traj.select([])
-    with pytest.raises(IndexError, match="frame 9 of a trajectory of 4 frames"):
+    with pytest.raises(IndexError, match="camera 9 of a batch of 4"):
         traj.select([0, 9])
+    with pytest.raises(ConfigError, match="select takes a batch index, a slice or a list of them, got str"):
+        traj.cameras.select("a")  # was a TypeError inside torch
+    with pytest.raises(ConfigError, match="select at least one camera"):
+        traj.cameras.select(slice(2, 2))
     with pytest.raises(ConfigError, match="1 field of view for 4 cameras"):  # was a plain ValueError
         type(traj)(traj.cameras, (12.0,))
     with pytest.raises(

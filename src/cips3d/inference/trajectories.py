@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from cips3d import constants as K
-from cips3d.config import finite_number, is_whole_number, whole_count
+from cips3d.config import finite_number, whole_count
 from cips3d.errors import ConfigError
 from cips3d.rendering.cameras import Camera, angles_from_position, check_camera_radius, position_from_angles
 from cips3d.words import counted
@@ -72,14 +72,9 @@ class Trajectory:
 
     def select(self, indices: Sequence[int]) -> Trajectory:
         """The frames at `indices`, in that order (repeats allowed)."""
-        index = list(indices)
-        n = self.num_frames
-        wrong = [i for i in index if not (is_whole_number(i) and -n <= i < n)]
-        if wrong:
-            raise IndexError(f"frame {wrong[0]!r} of a trajectory of {counted(n, 'frame')}.")
-        if not index:
-            raise ConfigError("select at least one frame (a trajectory of no frames renders nothing).")
-        return Trajectory(self.cameras.select(index), tuple(self.fov[i] for i in index))
+        index = list(indices)  # read once (a generator, say); the cameras check it
+        cameras = self.cameras.select(index)
+        return Trajectory(cameras, tuple(self.fov[i] for i in index))
 
     def looped(self, num_frames: int) -> Trajectory:
         """`num_frames` frames that run through this path again and again (frame i is i mod N)."""

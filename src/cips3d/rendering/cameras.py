@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from cips3d import constants as K
-from cips3d.config import PoseConfig, is_real_number
+from cips3d.config import PoseConfig, is_real_number, is_whole_number
 from cips3d.errors import ConfigError
 from cips3d.seeding import draw
 
@@ -283,9 +283,9 @@ class Camera:
         return Camera(move(self.origin), move(self.forward), move(self.up), move(self.yaw), move(self.pitch))
 
     def select(self, index: int | slice | list[int]) -> Camera:
-        """The cameras at `index` (a batch index, a slice or a list of them)."""
-        if isinstance(index, int):
-            index = [index]
+        """The cameras at `index` (a batch index, a slice or a list of them); an index past the batch is
+        an IndexError naming it, a selection of no camera a ConfigError."""
+        index = self._checked_index(index)
 
         def pick(t: torch.Tensor | None, batched: bool = True) -> torch.Tensor | None:
             return None if t is None else (t[index] if batched else t)
@@ -294,6 +294,26 @@ class Camera:
         return Camera(
             pick(self.origin), pick(self.forward), pick(self.up, up_batched), pick(self.yaw), pick(self.pitch)
         )
+
+    def _checked_index(self, index: object) -> slice | list[int]:
+        """`index` as a slice or a list of ints within the batch (a string failed inside torch, an empty
+        selection gave a camera of batch 0)."""
+        n = self.batch
+        if isinstance(index, slice):
+            picked = range(n)[index]
+        elif is_whole_number(index) or isinstance(index, (list, tuple, range)):
+            picked = [index] if is_whole_number(index) else list(index)
+            wrong = [i for i in picked if not (is_whole_number(i) and -n <= i < n)]
+            if wrong:
+                raise IndexError(f"camera {wrong[0]!r} of a batch of {n}.")
+            index = [int(i) for i in picked]
+        else:
+            raise ConfigError(
+                f"select takes a batch index, a slice or a list of them, got {type(index).__name__}."
+            )
+        if len(picked) == 0:
+            raise ConfigError("select at least one camera (a batch of none renders nothing).")
+        return index
 
     def cam2world(self) -> torch.Tensor:
         """[B, 4, 4] camera-to-world matrices."""
