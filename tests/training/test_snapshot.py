@@ -63,6 +63,15 @@ def test_prune_keeps_the_newest_and_the_protected(tmp_path):
     assert len(deleted) == 3
 
 
+def test_pruning_clears_folders_left_half_deleted_or_half_written_by_a_killed_run(tmp_path):
+    write(tmp_path, 1)
+    for leftover in (".del-step-000000000-99999", ".tmp-step-000000001-99999"):  # another pid's
+        (tmp_path / leftover).mkdir()
+        (tmp_path / leftover / "G.safetensors").write_bytes(b"half")
+    prune_snapshots(tmp_path, keep=2, protect=set())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-000000001"]  # .del-* stayed forever before
+
+
 def test_unreadable_snapshots_raise_one_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="nothing to resume"):
         load_snapshot(tmp_path / "missing")

@@ -22,6 +22,7 @@ from cips3d.io.checkpoint import official_state_dict
 from cips3d.metrics.evaluate import evaluate
 from cips3d.training import trainer as trainer_module
 from cips3d.training.config import StageConfig
+from cips3d.training.run_lock import run_lock
 from cips3d.training.snapshot import list_snapshots, load_snapshot
 from cips3d.training.trainer import Trainer, TrainingStopped, TrainOptions, nerf_modules
 from tests.training.conftest import count_fid_network_loads, micro_config
@@ -185,6 +186,36 @@ def test_a_new_run_refuses_a_folder_that_holds_one(tmp_path, blob_folder):
         Trainer(micro_config(), tmp_path / "run", blob_folder, QUIET)
     assert [p.name for p in list_snapshots(tmp_path / "run" / "snapshots")] == before
     assert Trainer.from_snapshot(tmp_path / "run", None, QUIET).state.global_step == 1  # a resume may
+
+
+def test_a_resume_that_takes_no_step_rewrites_nothing_and_the_log_follows_the_snapshot(tmp_path, blob_folder):
+    run = tmp_path / "run"
+    Trainer(micro_config(snapshot_every=1), run, blob_folder, dataclasses.replace(QUIET, max_steps=2)).run()
+    log = run / "metrics.jsonl"
+    lines = log.read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2]
+    newest = list_snapshots(run / "snapshots")[-1]
+    written = (newest / "state.json").stat().st_mtime_ns
+    log.write_text(lines[0] + "\n")  # killed between step 2's snapshot and its line
+    resumed = Trainer.from_snapshot(run, None, QUIET)
+    resumed.request_stop()  # stops before its first step, as a --minutes limit that ran out at once
+    state = resumed.run()
+    assert state.global_step == 2 and [r["step"] for r in state.history] == [1, 2]  # was [1, 2, 2]
+    assert (newest / "state.json").stat().st_mtime_ns == written  # not written a second time
+    assert log.read_text().splitlines() == lines  # the lost line is back, none twice
+
+
+def test_a_run_folder_in_use_by_another_training_process_is_refused_before_anything_is_written(
+    tmp_path, blob_folder
+):
+    run = tmp_path / "run"
+    Trainer(micro_config(), run, blob_folder, dataclasses.replace(QUIET, max_steps=1)).run()
+    record = (run / "run.json").read_text()
+    resumed = Trainer.from_snapshot(run, None, QUIET)
+    with run_lock(run), pytest.raises(UserError, match="is being trained by another process"):
+        resumed.run()  # two runs in one folder deleted each other's temporary snapshots
+    assert (run / "run.json").read_text() == record and resumed.state.global_step == 1
+    assert [p.name for p in list_snapshots(run / "snapshots")] == ["step-000000001"]
 
 
 def test_warm_start_from_official_files(tmp_path, blob_folder):

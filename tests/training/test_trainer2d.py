@@ -9,9 +9,10 @@ import signal
 import pytest
 import torch
 
-from cips3d.errors import ConfigError
+from cips3d.errors import ConfigError, UserError
 from cips3d.metrics.evaluate import evaluate_2d
 from cips3d.training import trainer2d as trainer2d_module
+from cips3d.training.run_lock import run_lock
 from cips3d.training.snapshot import list_snapshots, load_snapshot
 from cips3d.training.trainer2d import Train2DConfig, Trainer2D
 from tests.training.conftest import count_fid_network_loads
@@ -162,3 +163,16 @@ def test_a_second_ctrl_c_aborts_without_a_half_written_snapshot(tmp_path, blob_f
     assert [p.name for p in list_snapshots(snapshots)] == ["step-000000002"]  # the interval one, whole
     assert load_snapshot(snapshots).state.global_step == 2
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_folder_in_use_is_refused_and_a_resume_with_no_step_left_rewrites_nothing(tmp_path, blob_folder):
+    run = tmp_path / "run"
+    Trainer2D(CONFIG, run, blob_folder, progress=False).run(max_steps=1)
+    snapshot = list_snapshots(run / "snapshots")[-1]
+    written = (snapshot / "state.json").stat().st_mtime_ns
+    with run_lock(run), pytest.raises(UserError, match="is being trained by another process"):
+        Trainer2D(CONFIG, run, blob_folder, resume=True, progress=False).run(max_steps=2)
+    assert Trainer2D(CONFIG, run, blob_folder, resume=True, progress=False).run(max_steps=1) == snapshot
+    assert (snapshot / "state.json").stat().st_mtime_ns == written and len(
+        list_snapshots(run / "snapshots")
+    ) == 1

@@ -170,9 +170,10 @@ def prune_snapshots(root: str | os.PathLike, keep: int, protect: set[str]) -> li
     doomed = [p for p in snapshots[:-keep] if p.name not in protect] if keep > 0 else []
     for path in doomed:
         _discard(path)
-    for leftover in Path(root).glob(".tmp-*"):  # from an earlier crash mid-write
-        if leftover.is_dir() and not leftover.name.endswith(f"-{os.getpid()}"):
-            shutil.rmtree(leftover, ignore_errors=True)
+    for pattern in (".tmp-*", ".del-*"):  # from an earlier crash mid-write or mid-delete
+        for leftover in Path(root).glob(pattern):
+            if leftover.is_dir() and not leftover.name.endswith(f"-{os.getpid()}"):
+                shutil.rmtree(leftover, ignore_errors=True)
     return doomed
 
 

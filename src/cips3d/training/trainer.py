@@ -10,6 +10,7 @@ gradients, losses and stop decisions are shared, and only rank 0 writes files.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -27,6 +28,7 @@ from cips3d.data.images import ImageDataset, to_float
 from cips3d.data.sampler import InfiniteSampler
 from cips3d.errors import CheckpointError, ConfigError, UserError, first_line
 from cips3d.fast import tf32_matmuls
+from cips3d.io.files import atomic_write
 from cips3d.io.images import save_png
 from cips3d.metrics.evaluate import check_fid_count, evaluate
 from cips3d.metrics.inception import InceptionExtractor
@@ -39,6 +41,7 @@ from cips3d.training.ema import ema_update
 from cips3d.training.evaluate import snapshot_score
 from cips3d.training.monitor import Monitor, SilentMonitor
 from cips3d.training.preview import preview_grids
+from cips3d.training.run_lock import run_lock
 from cips3d.training.schedule import ema_active, fade_alpha, nerf_noise_std
 from cips3d.training.snapshot import (
     Snapshot,
@@ -178,6 +181,7 @@ class Trainer:
         trainer = cls(config, run_dir, resume_data(run_dir, data), options, continuing=True)
         trainer._load_weights(snap)
         trainer.state = snap.state
+        trainer._written = (snap.path.name, snap.state.stage)  # a resume that takes no step rewrites nothing
         trainer._restore_rng(snap.rng)
         trainer._optimizer_state = snap.optimizers
         trainer.started_from = recorded_options(run_dir).get("init")
@@ -231,7 +235,12 @@ class Trainer:
         return dataset
 
     def run(self) -> TrainState:
-        """Train until the last stage ends or a limit / signal stops the run; returns the final state."""
+        """Train until the last stage ends or a limit / signal stops the run; returns the final state.
+        The main process holds the run folder's lock throughout (`run_lock`: one run per folder)."""
+        with run_lock(self.run_dir) if self.options.world.is_main else contextlib.nullcontext():
+            return self._run()
+
+    def _run(self) -> TrainState:
         dataset = self.checked_dataset()
         if self.options.fid_images:  # said now, not at the first snapshot with the steps before it lost
             check_fid_count(min(self.options.fid_images, dataset.num_images))
@@ -245,6 +254,7 @@ class Trainer:
             o = self.options
             options = run_options(o.max_steps, o.fid_images, o.inception, tf32=o.tf32, init=self.started_from)
             write_run_record(self.run_dir, self.data, self.config.to_dict(), dataset, options)
+            write_metrics_log(self.run_dir / METRICS_LOG, self.state.history)
             monitor = Monitor(self.run_dir / "logs", total, self.state.global_step, self.options.progress)
         else:
             monitor = SilentMonitor()
@@ -417,7 +427,7 @@ class Trainer:
         modules = {"G": self.G, "G_ema": self.G_ema, "D": self.D}
         path = write_snapshot(root, self.state, self.config.to_dict(), modules, self.optimizers, rng)
         prune_snapshots(root, self.config.keep_snapshots, {self.state.best_snapshot} - {None})
-        _append_jsonl(self.run_dir / "metrics.jsonl", record)
+        _append_jsonl(self.run_dir / METRICS_LOG, record)
         scores = "".join(f", {k.upper()} {record[k]:.2f}" for k in ("swd", "fid") if k in record)
         monitor.message(f"snapshot {path.name} ({reason}{scores})")
 
@@ -496,6 +506,16 @@ class Trainer:
     def request_stop(self) -> None:
         """Finish the current iteration, write a snapshot and return from `run` (safe from a signal)."""
         self._stops.request()
+
+
+METRICS_LOG = "metrics.jsonl"  # one line per snapshot: its step, stage, reason and scores
+
+
+def write_metrics_log(path: Path, history: list[dict]) -> None:
+    """`path` as the lines of `history` (the snapshots' records up to the one resumed from), written
+    atomically: a kill between a snapshot and its line, or a resume from an older snapshot, left the log
+    missing lines or holding some twice. A new run starts it empty (and finds an unwritable one now)."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in history)))
 
 
 def _append_jsonl(path: Path, record: dict) -> None:

@@ -13,6 +13,7 @@ run continues exactly as if it had not stopped.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import time
@@ -45,6 +46,7 @@ from cips3d.models.generator2d import Generator2D
 from cips3d.training.distributed import World, rank_seed
 from cips3d.training.ema import ema_update
 from cips3d.training.monitor import Monitor, SilentMonitor
+from cips3d.training.run_lock import run_lock
 from cips3d.training.snapshot import (
     Snapshot,
     TrainState,
@@ -274,6 +276,7 @@ class Trainer2D:
         if self.world.rank > 0 and len(others) == self.world.world_size - 1:
             self.draws.set_state(others[self.world.rank - 1])
         self.state = snapshot.state
+        self._written = snapshot.path  # a resume that takes no step rewrites nothing
 
     def _batches(self) -> Iterator[torch.Tensor]:
         world = self.world  # each process takes its own positions of the one data order
@@ -289,7 +292,11 @@ class Trainer2D:
         """Train until `max_steps` iterations in all (counting those before a resume; None: no limit) or
         for `minutes`, whichever comes first; return the last snapshot's folder. Ctrl-C or SIGTERM
         (`training.stopping`) finishes the iteration, writes its snapshot, sets `stopped_by_signal` and
-        returns; a second Ctrl-C aborts."""
+        returns; a second Ctrl-C aborts. The main process holds the run folder's lock throughout."""
+        with run_lock(self.run_dir) if self.world.is_main else contextlib.nullcontext():
+            return self._run(max_steps, minutes)
+
+    def _run(self, max_steps: int | None, minutes: float | None) -> Path:
         deadline = None if minutes is None else time.monotonic() + minutes * 60
         if self.world.is_main:  # what a resume reads its dataset's path from (first: it makes the folder)
             options = run_options(max_steps, self.fid_images, self.inception)

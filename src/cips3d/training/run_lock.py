@@ -1,0 +1,65 @@
+"""One training process per run folder: a lock file held while a run trains.
+
+Two processes training into one folder (a re-queued cluster job while the old one still runs, a command
+started twice) deleted each other's temporary snapshot folders and wrote one run's seed into the other's
+run.json. The main process of a run holds an exclusive `flock` on `<run>/.lock` from before it writes
+anything until it returns; a second one is refused in one sentence naming the holder. The lock goes with
+the process (a killed run leaves a file, never a lock). Where the file system has no locks (some network
+mounts) or the platform has no `fcntl`, runs go unguarded as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+from cips3d.errors import UserError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks of this kind
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
+    """Hold the run folder's lock (creating the folder) for the body; a `UserError` when another process
+    holds it."""
+    folder = Path(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_FILE, "a+", encoding="utf-8") as handle:
+        if not _locked(handle, folder):
+            yield
+            return
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _locked(handle, folder: Path) -> bool:
+    """Take the lock: True when held, False when locks are not available here; a `UserError` when
+    another process holds it."""
+    if fcntl is None:
+        return False
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        raise UserError(
+            f"{folder} is being trained by another process ({holder}); two runs in one folder overwrite "
+            "each other's snapshots: wait for it to end, stop it, or pick another --outdir."
+        ) from None
+    except OSError:  # a file system without locks
+        return False
+    return True
