@@ -157,3 +157,12 @@ def test_a_resume_keeps_scoring_by_fid(capsys, tmp_path, blob_folder):
     code, text, err = run(capsys, "train2d", "--resume", str(out), "--max-steps", "6", "--fid", "0", *OPTIONS)
     assert code == 0 and "--fid" not in text, err
     assert [r["step"] for r in load_snapshot(out).state.history if "fid" in r] == [2, 4]  # none at 6
+
+
+def test_a_resume_keeps_the_runs_step_limit_as_train_does(capsys, tmp_path, blob_folder):
+    out = tmp_path / "run"
+    assert train2d(capsys, blob_folder, out, 1)[0] == 0
+    code, text, err = run(capsys, "train2d", "--resume", str(out), "--quiet", "--device", "cpu")
+    assert code == 0, err  # was: "give --max-steps, --minutes or both" though run.json records 1
+    assert "already at step 1 (--max-steps 1); nothing to do." in text
+    assert "going on with the run's --max-steps 1" in text

@@ -184,14 +184,15 @@ def _run_folder(args: argparse.Namespace) -> Path:
 def run(args: argparse.Namespace) -> int:
     if args.minutes is not None and not args.minutes > 0:
         raise UserError(f"--minutes must be positive, got {args.minutes}.")
-    if args.max_steps is None and args.minutes is None:
-        raise UserError("give --max-steps, --minutes or both: a 2D run trains until the first is reached.")
     run_dir, resume = _run_folder(args), args.resume is not None
     config = _resumed_config(run_dir, args) if resume else _new_config(args)
+    # A resume goes on with the run's step limit and FID, as `train --resume` does.
+    kept = keep_run_options(args, run_dir, ("max_steps", "fid", "inception")) if resume else []
+    if args.max_steps is None and args.minutes is None:
+        raise UserError("give --max-steps, --minutes or both: a 2D run trains until the first is reached.")
     data = resume_data(run_dir, args.data) if resume else args.data
     if data is None:
         raise UserError("give --data (an image folder or dataset zip).")
-    kept = keep_run_options(args, run_dir, ("fid", "inception")) if resume else []
     check_fid_arguments(args)
     world = world_from_environment()
     device = process_device(resolve_device(args.device), world, args.device)
@@ -211,9 +212,9 @@ def run(args: argparse.Namespace) -> int:
         path = trainer.run(args.max_steps, args.minutes)
         if trainer.stopped_by_signal:
             if world.is_main:
-                print(
-                    f"cips3d train2d: stopped at step {trainer.state.global_step}; snapshot {path} written."
-                )
+                step = trainer.state.global_step
+                print(f"cips3d train2d: stopped at step {step}; snapshot {path} written; "
+                      f"`cips3d train2d --resume {run_dir}` continues.")  # fmt: skip
             return EXIT_INTERRUPTED
     if world.is_main:
         if trainer.reached_time_limit:  # said as train says it

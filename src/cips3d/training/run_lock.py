@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cips3d.errors import UserError
+from cips3d.io.files import make_folder
 
 try:
     import fcntl
@@ -30,8 +31,7 @@ LOCK_FILE = ".lock"
 def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
     """Hold the run folder's lock (creating the folder) for the body; a `UserError` when another process
     holds it."""
-    folder = Path(run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_folder(run_dir)  # a file in the way is one clear error
     with open(folder / LOCK_FILE, "a+", encoding="utf-8") as handle:
         if not _locked(handle, folder):
             yield
