@@ -40,7 +40,6 @@ def test_mesh_writes_ply_and_obj_matching_the_library(tmp_path, capsys, tiny_G):
         (["--level", "150%"], "--level"),
         (["--level", "-3"], "--level"),
         (["--format", "stl"], "--format"),
-        (["--psi", "2"], "--psi"),
         (["--level", "inf"], "--level must be a positive finite density, got 'inf'."),  # was: after the grid
         (["--bound", "1e300"], "--bound must be positive and at most 1e+06, got 1e+300."),  # was: a traceback
     ],
@@ -50,7 +49,6 @@ def test_mesh_writes_ply_and_obj_matching_the_library(tmp_path, capsys, tiny_G):
         "level-percent",
         "level-negative",
         "format",
-        "psi",
         "level-inf",
         "bound",
     ],

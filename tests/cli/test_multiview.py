@@ -61,12 +61,11 @@ def test_a_count_spreads_that_many_views(tmp_path, capsys):
         (["--yaws", "0"], "--yaws"),
         (["--yaws", "1.2,x"], "--yaws"),
         (["--pitches", "100"], "--pitches"),
-        (["--psi", "-1"], "--psi"),
         (["--seeds", "3-1"], "backwards"),
         (["--yaws", "-2"], "--yaws must ask for 1 to"),
         (["--pitches", "1.2,,1.3"], "--pitches must be a count or radians"),
     ],
-    ids=["yaws-zero", "yaws-text", "pitches-many", "psi", "seeds", "yaws-negative-count", "pitches-empty"],
+    ids=["yaws-zero", "yaws-text", "pitches-many", "seeds", "yaws-negative-count", "pitches-empty"],
 )
 def test_bad_options_are_refused_before_the_model_is_loaded(tmp_path, capsys, args, message):
     code, _, err = run(capsys, "multiview", "--checkpoint", str(tmp_path / "none.pth"), *args, "--quiet")

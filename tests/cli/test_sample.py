@@ -86,13 +86,11 @@ def test_sample_from_an_official_pth_and_from_our_checkpoint(tmp_path, capsys, s
         (["--checkpoint", "/nonexistent/G.pth", "--preset", "ffhq"], "no checkpoint file"),
         (["--preset", "tiny", "--size", "0"], "image size"),
         (["--preset", "tiny", "--size", "100000"], "image size"),
-        (["--preset", "tiny", "--psi", "1.5"], "--psi"),
-        (["--preset", "tiny", "--psi", "-0.2"], "--psi"),
         (["--preset", "tiny", "--seeds", "7-3"], "backwards"),
         (["--preset", "tiny", "--device", "cuda:7"], "device"),
         ([], "--checkpoint"),
     ],
-    ids=["missing", "size0", "size-huge", "psi-high", "psi-negative", "seeds", "device", "no-model"],
+    ids=["missing", "size0", "size-huge", "seeds", "device", "no-model"],
 )
 def test_user_errors_end_in_one_sentence_and_exit_2(tmp_path, capsys, args, message):
     code, _, err = run(capsys, "sample", *args, "--outdir", str(tmp_path), "--quiet")

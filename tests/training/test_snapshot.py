@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import types
 
 import pytest
 import torch
@@ -160,3 +161,25 @@ def test_a_failed_write_leaves_no_partial_folder_and_names_the_last_good_snapsho
         "newest complete one is step-000000001."
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step-000000001"]
+
+
+def test_a_full_disk_is_said_in_words_not_in_torchs(tmp_path, monkeypatch):
+    write(tmp_path, 1)
+    size = sum(f.stat().st_size for f in (tmp_path / "step-000000001").iterdir())
+
+    def cut_short(*args, **kwargs):  # what torch.save said on a full tmpfs
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 238336 vs 238224")
+
+    monkeypatch.setattr(snapshot_module.torch, "save", cut_short)
+    monkeypatch.setattr(
+        snapshot_module.shutil, "disk_usage", lambda root: types.SimpleNamespace(free=size // 2)
+    )
+    with pytest.raises(
+        UserError, match=r"\(the disk is full: 0\.0 MB free, a snapshot takes about 0\.0 MB\); "
+    ):
+        write(tmp_path, 2)
+    monkeypatch.setattr(
+        snapshot_module.shutil, "disk_usage", lambda root: types.SimpleNamespace(free=size * 9)
+    )
+    with pytest.raises(UserError, match="unexpected pos 238336"):  # room enough: torch's words are the cause
+        write(tmp_path, 2)

@@ -25,6 +25,7 @@ from cips3d.training.config import StageConfig
 from cips3d.training.run_lock import run_lock
 from cips3d.training.snapshot import list_snapshots, load_snapshot
 from cips3d.training.trainer import Trainer, TrainingStopped, TrainOptions, nerf_modules
+from tests.conftest import write_blobs
 from tests.training.conftest import count_fid_network_loads, micro_config
 
 QUIET = TrainOptions(progress=False)
@@ -186,6 +187,10 @@ def test_a_new_run_refuses_a_folder_that_holds_one(tmp_path, blob_folder):
         Trainer(micro_config(), tmp_path / "run", blob_folder, QUIET)
     assert [p.name for p in list_snapshots(tmp_path / "run" / "snapshots")] == before
     assert Trainer.from_snapshot(tmp_path / "run", None, QUIET).state.global_step == 1  # a resume may
+    with pytest.raises(
+        ConfigError, match="lies inside the run folder .*run, whose logs and files it would mix"
+    ):
+        Trainer(micro_config(), tmp_path / "run" / "logs", blob_folder, QUIET)  # was accepted
 
 
 def test_a_resume_that_takes_no_step_rewrites_nothing_and_the_log_follows_the_snapshot(tmp_path, blob_folder):
@@ -216,6 +221,37 @@ def test_a_run_folder_in_use_by_another_training_process_is_refused_before_anyth
         resumed.run()  # two runs in one folder deleted each other's temporary snapshots
     assert (run / "run.json").read_text() == record and resumed.state.global_step == 1
     assert [p.name for p in list_snapshots(run / "snapshots")] == ["step-000000001"]
+
+
+def test_a_run_whose_run_json_is_gone_still_refuses_other_images(tmp_path, blob_folder):
+    run = tmp_path / "run"
+    Trainer(micro_config(), run, blob_folder, dataclasses.replace(QUIET, max_steps=1)).run()
+    (run / "run.json").unlink()  # as its "cannot be read" error advises for a damaged one
+    write_blobs(tmp_path / "other", count=20, seed=5)
+    resumed = Trainer.from_snapshot(run, tmp_path / "other", QUIET)
+    with pytest.raises(UserError, match="are not the ones .* was trained on \\(other files or sizes\\)"):
+        resumed.run()  # trained on the other images before: the check lived in run.json alone
+    assert (
+        Trainer.from_snapshot(run, blob_folder, dataclasses.replace(QUIET, max_steps=2)).run().global_step
+        == 2
+    )
+
+
+def test_a_metrics_log_that_cannot_be_appended_to_does_not_stop_the_run(
+    tmp_path, blob_folder, monkeypatch, capsys
+):
+    def refused(path, record):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(trainer_module, "_append_jsonl", refused)
+    state = Trainer(micro_config(snapshot_every=1), tmp_path / "run", blob_folder, QUIET).run()
+    assert (
+        state.global_step == 4 and load_snapshot(tmp_path / "run").state.global_step == 4
+    )  # was: stopped at 1
+    said = capsys.readouterr().out
+    assert (
+        "the snapshot step-000000001 is complete, but its line in metrics.jsonl could not be written" in said
+    )
 
 
 def test_warm_start_from_official_files(tmp_path, blob_folder):

@@ -15,6 +15,7 @@ from cips3d.training import trainer2d as trainer2d_module
 from cips3d.training.run_lock import run_lock
 from cips3d.training.snapshot import list_snapshots, load_snapshot
 from cips3d.training.trainer2d import Train2DConfig, Trainer2D
+from tests.conftest import write_blobs
 from tests.training.conftest import count_fid_network_loads
 
 CONFIG = Train2DConfig(generator="cips-tiny", patch=16, batch_size=2, d_max_channels=32, snapshot_every=2,
@@ -176,3 +177,12 @@ def test_a_folder_in_use_is_refused_and_a_resume_with_no_step_left_rewrites_noth
     assert (snapshot / "state.json").stat().st_mtime_ns == written and len(
         list_snapshots(run / "snapshots")
     ) == 1
+
+
+def test_a_2d_run_whose_run_json_is_gone_still_refuses_other_images(tmp_path, blob_folder):
+    run = tmp_path / "run"
+    Trainer2D(CONFIG, run, blob_folder, progress=False).run(max_steps=1)
+    (run / "run.json").unlink()
+    write_blobs(tmp_path / "other", count=20, seed=5)
+    with pytest.raises(UserError, match="are not the ones .* was trained on"):
+        Trainer2D(CONFIG, run, tmp_path / "other", resume=True, progress=False)

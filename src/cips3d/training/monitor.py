@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
+
+from cips3d.errors import UserError
+from cips3d.io.files import make_folder
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """Make `folder` and a `UserError` unless a file can be written in it: TensorBoard's writer fails in
+    a background thread (half a traceback, then a bytes path) where a folder is not writable."""
+    make_folder(folder)
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise UserError(f"cannot write {what} in {folder} ({err.strerror or err}).") from None
 
 
 class Monitor:
@@ -16,6 +31,7 @@ class Monitor:
     ) -> None:
         from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 (slow import, only when training)
 
+        check_writable(log_dir, "the TensorBoard logs")
         self.writer = SummaryWriter(log_dir=str(log_dir))
         self.bar = tqdm(
             total=total_steps, initial=initial_step, unit="step", disable=not enabled, dynamic_ncols=True

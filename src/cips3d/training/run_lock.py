@@ -31,19 +31,32 @@ LOCK_FILE = ".lock"
 def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
     """Hold the run folder's lock (creating the folder) for the body; a `UserError` when another process
     holds it."""
+    new = not Path(run_dir).exists()
     folder = make_folder(run_dir)  # a file in the way is one clear error
-    with open(folder / LOCK_FILE, "a+", encoding="utf-8") as handle:
-        if not _locked(handle, folder):
-            yield
-            return
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    try:
+        with open(folder / LOCK_FILE, "a+", encoding="utf-8") as handle:
+            if not _locked(handle, folder):
+                yield
+                return
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    except BaseException:
+        if new:  # a run refused before it wrote anything leaves no folder behind
+            _remove_if_only_the_lock(folder)
+        raise
+
+
+def _remove_if_only_the_lock(folder: Path) -> None:
+    """Remove `folder` when it holds nothing but the lock file (what a run made and then refused)."""
+    if [p.name for p in folder.iterdir()] == [LOCK_FILE]:
+        (folder / LOCK_FILE).unlink()
+        folder.rmdir()
 
 
 def _locked(handle, folder: Path) -> bool:

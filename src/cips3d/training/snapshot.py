@@ -53,6 +53,9 @@ class TrainState:
     stage_started_from: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     """One record per snapshot: step, stage, score."""
+    data_fingerprint: str | None = None
+    """`ImageDataset.fingerprint` of the run's images, as run.json records it: a resume whose run.json
+    is gone (deleted as its error advises) still checks that it goes on with the same images."""
 
 
 @dataclass
@@ -131,14 +134,24 @@ def write_snapshot(
         shutil.rmtree(tmp, ignore_errors=True)
         complete = list_snapshots(root)
         last = f"the newest complete one is {complete[-1].name}" if complete else "no complete one exists yet"
-        raise UserError(
-            f"cannot write the snapshot {final.name} in {root} ({first_line(err, 200)}); {last}."
-        ) from err
+        why = _full_disk(root, complete[-1] if complete else None) or first_line(err, 200)
+        raise UserError(f"cannot write the snapshot {final.name} in {root} ({why}); {last}.") from err
     if final.exists():  # a rerun of the same step (after a resume): replace it atomically
         _discard(final)
     os.rename(tmp, final)
     _fsync_dir(root)
     return final
+
+
+def _full_disk(root: Path, previous: Path | None) -> str | None:
+    """'the disk is full: ...' when too little room is left under `root` for a snapshot the size of
+    `previous` (torch reports a full disk in its own words, "unexpected pos 238336 vs 238224"); else None.
+    A run needs room for its kept snapshots and two more: old ones are deleted after a new one is written."""
+    needed = sum(f.stat().st_size for f in previous.iterdir()) if previous else 1 << 20
+    free = shutil.disk_usage(root).free
+    if free >= needed:
+        return None
+    return f"the disk is full: {free / 2**20:.1f} MB free, a snapshot takes about {needed / 2**20:.1f} MB"
 
 
 def _write_files(
@@ -204,15 +217,17 @@ def write_run_record(
     atomic_write(Path(run_dir) / RUN_RECORD, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
 
 
-def check_run_data(run_dir: str | os.PathLike, dataset: ImageDataset) -> None:
-    """A `UserError` unless `dataset` holds the images the run in `run_dir` recorded (by fingerprint;
-    runs recorded before fingerprints pass): other data would make its data order and scores meaningless."""
+def check_run_data(run_dir: str | os.PathLike, dataset: ImageDataset, state: TrainState) -> None:
+    """A `UserError` unless `dataset` holds the images the run in `run_dir` recorded (by fingerprint, in
+    run.json or else in the resumed snapshot's `state`; runs from before fingerprints pass): other data
+    would make its data order and scores meaningless."""
     meta = read_run_record(run_dir) or {}
-    recorded = meta.get("data_fingerprint")
+    recorded = meta.get("data_fingerprint") or state.data_fingerprint
     if recorded is None or recorded == dataset.fingerprint:
         return
     then, now = meta.get("images"), dataset.num_images
-    change = f"{now} images now, {then} when it was trained" if then != now else "other files or sizes"
+    known = then is not None and then != now  # run.json's count (gone with it)
+    change = f"{now} images now, {then} when it was trained" if known else "other files or sizes"
     raise UserError(
         f"the images at {dataset.path} are not the ones {run_dir} was trained on ({change}); --resume goes "
         "on with the run's own data, or start a new run with --init to train on other images."
@@ -286,7 +301,8 @@ def resume_data(run_dir: str | os.PathLike, given: str | os.PathLike | None) -> 
 
 def check_run_folder(run_dir: str | os.PathLike, new_run: bool) -> None:
     """A run must not be written inside another run's snapshots/ folder (pruning would delete it), nor a
-    `new_run` into a folder that holds one (their snapshots would mix, and be pruned together)."""
+    `new_run` into a folder that holds one (their snapshots would mix, and be pruned together) or inside
+    another run's folder (TensorBoard reads a run's logs at any depth: their curves would mix)."""
     if new_run and list_snapshots(Path(run_dir) / "snapshots"):
         raise ConfigError(
             f"{run_dir} already holds a run; continue it with {_trainer_command(run_dir)} --resume "
@@ -298,6 +314,12 @@ def check_run_folder(run_dir: str | os.PathLike, new_run: bool) -> None:
             raise ConfigError(
                 f"{run_dir} lies inside the snapshots of the run in {folder.parent}, whose pruning would "
                 f"delete it; continue that run with --resume {folder.parent}, or pick another --outdir."
+            )
+    for folder in path.parents if new_run else ():
+        if (folder / RUN_RECORD).is_file() and (folder / "snapshots").is_dir():
+            raise ConfigError(
+                f"{run_dir} lies inside the run folder {folder}, whose logs and files it would mix with; "
+                "pick an --outdir outside it."
             )
 
 

@@ -231,7 +231,8 @@ class Trainer:
         Fails before anything is written."""
         dataset = self._dataset(self.config.stages[self.state.stage].img_size)
         if self._continuing:
-            check_run_data(self.run_dir, dataset)
+            check_run_data(self.run_dir, dataset, self.state)
+        self.state.data_fingerprint = dataset.fingerprint
         return dataset
 
     def run(self) -> TrainState:
@@ -427,7 +428,12 @@ class Trainer:
         modules = {"G": self.G, "G_ema": self.G_ema, "D": self.D}
         path = write_snapshot(root, self.state, self.config.to_dict(), modules, self.optimizers, rng)
         prune_snapshots(root, self.config.keep_snapshots, {self.state.best_snapshot} - {None})
-        _append_jsonl(self.run_dir / METRICS_LOG, record)
+        try:
+            _append_jsonl(self.run_dir / METRICS_LOG, record)
+        except OSError as err:  # the snapshot, which holds the record too, is complete: the run goes on
+            why = first_line(err, 200)
+            monitor.message(f"the snapshot {path.name} is complete, but its line in {METRICS_LOG} could "
+                            f"not be written ({why}); a resume writes the log again from it.")  # fmt: skip
         scores = "".join(f", {k.upper()} {record[k]:.2f}" for k in ("swd", "fid") if k in record)
         monitor.message(f"snapshot {path.name} ({reason}{scores})")
 

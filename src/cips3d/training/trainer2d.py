@@ -237,10 +237,11 @@ class Trainer2D:
         if fid_images:  # said now, not at the first snapshot with the steps before it lost
             check_fid_count(min(fid_images, self.dataset.num_images))
         if resume:
-            check_run_data(self.run_dir, self.dataset)
             self._resume()
+            check_run_data(self.run_dir, self.dataset, self.state)
         elif config.init is not None:
             self._start_from(config.init)
+        self.state.data_fingerprint = self.dataset.fingerprint
 
     def _start_from(self, path: str) -> None:
         """G and G_ema as the model at `path` (which must have this run's generator config), and D as its
