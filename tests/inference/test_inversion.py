@@ -303,3 +303,19 @@ def test_image_to_target_takes_8_bit_rgb_only(pixels, words):
         ConfigError, match=rf"image_to_target takes uint8 \[H, W, 3\] pixels \(0 to 255\), {words}"
     ):
         image_to_target(pixels)
+
+
+def test_cips3d_invert_starts_at_a_given_yaw_or_pitch_instead_of_searching():
+    from cips3d.cli.invert import _config  # noqa: PLC0415
+    from cips3d.cli.main import build_parser  # noqa: PLC0415
+
+    def config(*flags: str) -> InversionConfig:
+        return _config(build_parser().parse_args(["invert", "--preset", "tiny", "--image", "x.png", *flags]))
+
+    searched = config()
+    assert searched.camera_search == InversionConfig.camera_search and searched.yaw == math.pi / 2
+    given = config("--yaw", "1.0")  # was: a search candidate the search overruled (the fit ended at 1.971)
+    assert (given.camera_search, given.yaw, given.pitch) == (0, 1.0, math.pi / 2)
+    assert config("--pitch", "1.3").camera_search == 0
+    both = config("--yaw", "1.0", "--camera-search", "3")  # both: --yaw is one of the cameras tried
+    assert (both.camera_search, both.yaw) == (3, 1.0)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import torch
 from PIL import UnidentifiedImageError
 from tqdm import tqdm
 
+from cips3d import constants as K
 from cips3d.cli.common import (
     add_model_arguments,
     angle,
@@ -88,15 +88,16 @@ def add_parser(subparsers) -> None:
     g.add_argument(
         "--camera-lr", type=finite_float, default=InversionConfig.camera_lr, help="peak step of the angles"
     )
-    g.add_argument("--yaw", type=angle, default=math.pi / 2, help="initial yaw, radians (pi/2: frontal)")
-    g.add_argument("--pitch", type=angle, default=math.pi / 2, help="initial pitch, radians")
+    g.add_argument("--yaw", type=angle, help="initial yaw, radians (default pi/2: frontal); given, the fit "
+                   "starts there instead of searching")  # fmt: skip
+    g.add_argument("--pitch", type=angle, help="initial pitch, radians (default pi/2); as --yaw")
     g.add_argument("--fixed-camera", action="store_true", help="keep the camera at --yaw/--pitch")
     g.add_argument(
         "--camera-search",
         type=int,
-        default=InversionConfig.camera_search,
         help="yaws tried across the pose prior before optimising (about half as many pitches; 0: start "
-        "at --yaw/--pitch; default %(default)s)",
+        f"at --yaw/--pitch; default {InversionConfig.camera_search}, or 0 when --yaw or --pitch is given; "
+        "with both, --yaw/--pitch is one of the cameras tried)",
     )
     g.add_argument(
         "--per-layer", action="store_true", help="one style per layer (W+: closer fits, less typical styles)"
@@ -214,15 +215,20 @@ def _config(args: argparse.Namespace) -> InversionConfig:
         )
     check_frame_rate(args.fps)
     if args.fixed_camera:
-        defaults = InversionConfig()
-        changed = {"--camera-lr": args.camera_lr != defaults.camera_lr,
-                   "--camera-search": args.camera_search not in (0, defaults.camera_search)}  # fmt: skip
+        changed = {"--camera-lr": args.camera_lr != InversionConfig.camera_lr,
+                   "--camera-search": args.camera_search not in (None, 0)}  # fmt: skip
         refuse_ignored(changed, "with --fixed-camera (the camera stays at --yaw/--pitch)")
+    # --yaw/--pitch given: the fit starts there (the search tried them as one camera and overruled them)
+    start_given = args.yaw is not None or args.pitch is not None
+    search = args.camera_search
+    if search is None:
+        search = 0 if start_given else InversionConfig.camera_search
+    yaw = K.YAW_MEAN if args.yaw is None else args.yaw
+    pitch = K.PITCH_MEAN if args.pitch is None else args.pitch
     return InversionConfig(
         steps=args.steps, size=args.size, lr=args.lr, camera_lr=args.camera_lr,
-        fit_camera=not args.fixed_camera, yaw=args.yaw, pitch=args.pitch, per_layer=args.per_layer,
-        camera_search=args.camera_search, perceptual=args.perceptual,
-        seed=args.seed,
+        fit_camera=not args.fixed_camera, yaw=yaw, pitch=pitch, per_layer=args.per_layer,
+        camera_search=search, perceptual=args.perceptual, seed=args.seed,
     )  # fmt: skip
 
 
