@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cips3d.cli import mesh as mesh_cli
+from cips3d.errors import UserError
 from cips3d.inference.geometry import extract_mesh
 from cips3d.inference.multiview import styles_for_seeds
 from tests.cli.helpers import run
@@ -65,3 +67,25 @@ def test_a_level_the_density_never_reaches_is_one_sentence(tmp_path, capsys):
     code, _, err = run(capsys, *args, "--outdir", str(tmp_path), "--quiet")
     assert code == 2 and "never reaches" in err and "seed 1" in err and len(err.strip().splitlines()) == 1
     assert not list(tmp_path.glob("*.ply"))
+
+
+def test_a_seed_that_makes_no_surface_is_skipped_and_the_others_are_written(tmp_path, capsys, monkeypatch):
+    resolve = mesh_cli.resolve_level
+    calls = []
+
+    def second_fails(grid, level, relative=False):
+        calls.append(level)
+        if len(calls) == 2:
+            raise UserError("the density never reaches the level 0.69 (its maximum is 0.6667)")
+        return resolve(grid, level, relative)
+
+    monkeypatch.setattr(mesh_cli, "resolve_level", second_fails)
+    args = ["mesh", "--preset", "tiny", "--seeds", "0-2", "--resolution", "8", "--level", "50%"]
+    code, out, err = run(capsys, *args, "--outdir", str(tmp_path), "--quiet")
+    assert code == 2  # was: stopped at seed 1, seed 2 never tried and seed 0's file not mentioned
+    assert sorted(p.name for p in tmp_path.glob("*.ply")) == ["seed0000.ply", "seed0002.ply"]
+    assert "wrote 2 ply meshes" in out
+    assert err.splitlines() == [
+        "cips3d mesh: seed 1 skipped: the density never reaches the level 0.69 (its maximum is 0.6667)",
+        "cips3d mesh: error: 1 seed made no surface at this level (1); see the lines above.",
+    ]

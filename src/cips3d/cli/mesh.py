@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
     outdir = Path(args.outdir)
     chunks = num_chunks(args.resolution, args.chunk)
     bar = tqdm(total=chunks * len(settings.seeds), unit="chunk", desc="mesh", disable=args.quiet)
+    failed: list[str] = []  # a seed whose density cannot make a surface is said and skipped, not the end
     for seed in settings.seeds:
         scene = as_scene_field(G, styles_for_seeds(G, [seed]), psi=args.psi)
         grid = density_grid(
@@ -138,13 +140,26 @@ def run(args: argparse.Namespace) -> int:
         try:
             level = resolve_level(grid, settings.level, settings.relative)
         except UserError as err:
-            raise UserError(f"seed {seed}: {err}") from None
+            if len(settings.seeds) == 1:
+                raise UserError(f"seed {seed}: {err}") from None
+            bar.write(f"cips3d mesh: seed {seed} skipped: {err}", file=sys.stderr)
+            failed.append(str(seed))
+            continue
         mesh = mesh_from_grid(grid, level, scene, args.chunk)
         for fmt in settings.formats:
             write_mesh(mesh, outdir / f"seed{seed:04d}.{fmt}", binary=not args.ascii)
         bar.set_postfix(vertices=len(mesh.vertices))
     bar.close()
+    return _report(settings, len(settings.seeds) - len(failed), failed, args.resolution, outdir)
+
+
+def _report(settings: MeshSettings, written: int, failed: list[str], resolution: int, outdir: Path) -> int:
+    """What was written; with seeds that made no surface, a one-sentence error and exit 2 after it."""
     names = "/".join(settings.formats)
-    meshes = counted(len(settings.seeds), f"{names} mesh", f"{names} meshes")
-    print(f"wrote {meshes} ({args.resolution}^3 grid) to {outdir}/")
+    if written:
+        meshes = counted(written, f"{names} mesh", f"{names} meshes")
+        print(f"wrote {meshes} ({resolution}^3 grid) to {outdir}/")
+    if failed:
+        seeds = counted(len(failed), "seed")
+        raise UserError(f"{seeds} made no surface at this level ({', '.join(failed)}); see the lines above.")
     return 0
