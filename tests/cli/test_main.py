@@ -202,3 +202,18 @@ def test_video_counts_past_any_use_are_one_sentence(tmp_path, capsys):
     assert code == 2 and f"--frames must be from 1 to 2,147,483,647, got {huge}." in err
     code, _, err = run(capsys, *video, "--interpolate", "--steps-between", huge)
     assert code == 2 and f"--steps-between must be from 1 to 2,147,483,647, got {huge}." in err
+
+
+def test_every_help_example_keeps_its_line_breaks():
+    """A backslash-newline inside a plain string joined two example lines into one (train2d's help
+    printed "--max-steps 800000       --device cuda")."""
+    import importlib  # noqa: PLC0415
+    import pkgutil  # noqa: PLC0415
+
+    import cips3d.cli  # noqa: PLC0415
+
+    for info in pkgutil.iter_modules(cips3d.cli.__path__):
+        module = importlib.import_module(f"cips3d.cli.{info.name}")
+        for name, text in vars(module).items():
+            if name.endswith("EXAMPLES") and isinstance(text, str):
+                assert max(len(line) for line in text.splitlines()) <= 110, f"{info.name}.{name}"

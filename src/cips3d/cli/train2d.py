@@ -27,11 +27,11 @@ from cips3d.training.trainer2d import RESUMABLE, Train2DConfig, Trainer2D, load_
 # A new run's settings when their flags are left out (a resumed run keeps its own).
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(Train2DConfig)}
 
-EXAMPLES = """examples:
+EXAMPLES = r"""examples:
   cips3d train2d --data faces/ --outdir runs/cips2d --max-steps 2000           # tiny, whole images
   cips3d train2d --resume runs/cips2d --max-steps 4000                         # on, exactly
   cips3d train2d --data ffhq.zip --outdir runs/ffhq --preset cips-256 --patch 64 --max-steps 800000 \
-      --device cuda                                                            # CIPS's FFHQ setting
+      --device cuda                                                            # FFHQ at 256 px, long
   cips3d dataset panorama pano.zip && cips3d train2d --data pano.zip --outdir runs/pano --panorama \
       --width 128 --patch 16 --max-steps 4000                                  # 360-degree panoramas
   cips3d train2d --data churches/ --outdir runs/mine --init churches.pt --patch 64 --max-steps 20000 \
