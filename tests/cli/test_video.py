@@ -126,7 +126,7 @@ def test_interpolation_walks_from_seed_to_seed(tmp_path, capsys, tiny_G, use_tin
     "args, message",
     [
         (["--trajectory", "spiral"], "unknown trajectory 'spiral'"),
-        (["--size", "15"], "even width and height"),
+        (["--size", "15", "--format", "mp4"], "even width and height, got 15x15; choose an even size or GIF"),
         (["--frames", "0"], "--frames"),
         (["--fps", "0"], "--fps"),
         (["--fps", "-5"], "--fps"),
@@ -200,3 +200,14 @@ def test_a_video_of_fitted_styles_renders_exactly_those_styles(
         code, _, err = run(capsys, *args, "--frames", "1", "--outdir", str(tmp_path / "r"))
         note = "were fitted with /elsewhere/faces; rendering them with preset tiny"
         assert code == 0 and (note in err) == noted
+
+
+def test_an_odd_size_writes_a_gif_with_a_note_unless_mp4_is_asked_for(
+    tmp_path, capsys, use_tiny_G, monkeypatch
+):
+    monkeypatch.setattr(video_cli, "mp4_available", lambda: True)  # the choice, with or without PyAV's x264
+    args = ["video", *FAST, "--seeds", "1", "--size", "9", "--frames", "2", "--outdir", str(tmp_path)]
+    code, _, err = run(capsys, *args)
+    assert code == 0, err  # was: an error while invert --video and sample2d --pan wrote GIF
+    assert [p.name for p in tmp_path.iterdir()] == ["seed0001.gif"]
+    assert "note: GIF instead of MP4, which (yuv420p) needs an even width and height, not 9x9." in err

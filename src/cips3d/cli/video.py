@@ -118,7 +118,9 @@ def add_parser(subparsers) -> None:
         "--fps", type=finite_float, default=DEFAULT_FPS, help=f"frames per second (default {DEFAULT_FPS:g})"
     )
     o.add_argument(
-        "--format", default="mp4", help="mp4 (H.264) or gif (default mp4; gif if PyAV lacks libx264)"
+        "--format",
+        help="mp4 (H.264) or gif (default: mp4, or gif with a note where PyAV lacks libx264 or a side is "
+        "odd)",
     )
     add_chunk_rows_argument(o)
     o.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
@@ -138,14 +140,19 @@ class _Plan:
     suffix: str
 
 
-def _suffix(name: str) -> str:
-    """The file suffix of --format; mp4 falls back to GIF when PyAV cannot encode H.264."""
-    if name not in FORMATS:
+def _suffix(name: str | None, width: int, height: int) -> str:
+    """The file suffix of --format; mp4 falls back to GIF when PyAV cannot encode H.264, and so does the
+    default where a side is odd (yuv420p needs even ones), as `invert --video` and `sample2d --pan` do."""
+    if name is not None and name not in FORMATS:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {name!r}.")
-    if name == "mp4" and not mp4_available():
+    if name != "gif" and not mp4_available():
         print("cips3d video: PyAV with libx264 is not available; writing GIF instead.", file=sys.stderr)
         return ".gif"
-    return f".{name}"
+    if name is None and (width % 2 or height % 2):
+        print(f"cips3d video: note: GIF instead of MP4, which (yuv420p) needs an even width and height, "
+              f"not {width}x{height}.", file=sys.stderr)  # fmt: skip
+        return ".gif"
+    return f".{name or 'mp4'}"
 
 
 def _check_numbers(args: argparse.Namespace, seeds: list[int]) -> None:
@@ -190,8 +197,8 @@ def _plan(args: argparse.Namespace) -> _Plan:
     options = {"num_frames": args.frames, "fov": args.fov}
     trajectory = make_trajectory(args.trajectory, **{k: v for k, v in options.items() if v is not None})
     panels = check_panels(comma_items(args.panels, "--panels"))
-    suffix = _suffix(args.format)
     width, height = frame_size(render, panels)
+    suffix = _suffix(args.format, width, height)
     check_video_target(Path(args.outdir) / f"video{suffix}", width, height)
     return _Plan(seeds, render, trajectory, panels, suffix)
 

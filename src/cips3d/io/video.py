@@ -30,7 +30,8 @@ def check_video_suffix(path: str | os.PathLike) -> str:
 def check_video_target(path: str | os.PathLike, width: int, height: int) -> None:
     """Refuse, in one sentence, what the writer cannot do (before any frame is rendered)."""
     if check_video_suffix(path) == ".mp4" and (width % 2 or height % 2):
-        raise UserError(f"mp4 (yuv420p) needs an even width and height, got {width}x{height}.")
+        raise UserError(f"mp4 (yuv420p) needs an even width and height, got {width}x{height}; choose an even "
+                        "size or GIF.")  # fmt: skip
 
 
 def mp4_available() -> bool:
