@@ -370,7 +370,8 @@ def test_wide_images_are_cropped_to_their_aspect_or_resized_whole(tmp_path):
     # advice of a width fitting it would be wrong for the others).
     for odd in ("b.png", "0.png"):
         Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(folder / odd)
-        squash = f"{odd} is 16x16, so resizing it whole to 32x8 would squash it, unlike the 1 image that fit"
+        squash = f"{odd} is 16x16, so resizing it whole to 32x8 would squash it, unlike the image that fits; "
+        squash += "crop it to its shape"
         with pytest.raises(UserError, match=squash):
             ImageDataset(folder, resolution=8, width=32, whole=True)
         with pytest.raises(UserError, match=squash):

@@ -21,7 +21,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from cips3d.errors import ConfigError, UserError
-from cips3d.words import counted
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 EXIF_ORIENTATION = 0x0112  # the EXIF tag that says how a photo is turned (1 upright; 5-8 a quarter turn)
@@ -443,8 +442,9 @@ def check_whole_aspects(
     if not any(fitting):
         raise UserError(f"{squash}; use a width of {round(resolution * w / h)} px at this height (train2d "
                         "--width), or images of that shape.")  # fmt: skip
-    raise UserError(f"{squash}, unlike the {counted(sum(fitting), 'image')} that fit; crop it to their shape "
-                    "or leave it out.")  # fmt: skip
+    fit = sum(fitting)
+    others, theirs = ("the image that fits", "its") if fit == 1 else (f"the {fit} images that fit", "their")
+    raise UserError(f"{squash}, unlike {others}; crop it to {theirs} shape or leave it out.")
 
 
 class ImageDataset(Dataset):
