@@ -234,3 +234,12 @@ def test_a_malformed_official_config_is_one_config_error(tmp_path, content, mess
     path.write_text(json.dumps(content))
     with pytest.raises(ConfigError, match=message):
         resolve_official_config(None, path)
+
+
+def test_an_official_file_without_a_preset_names_the_preset_its_weights_fit(tmp_path, tiny_G):
+    torch.save(official_state_dict(tiny_G), tmp_path / "tiny.pth")
+    with pytest.raises(
+        ConfigError,
+        match=r"needs --preset \(e\.g\. ffhq\) or --official-config; its weights fit --preset tiny\.",
+    ):
+        load_generator(tmp_path / "tiny.pth")  # `cips3d info` knew; sample only said "e.g. ffhq"

@@ -340,8 +340,14 @@ def official_generator(
     of the config `resolve_official_config` gives; an official 2D CIPS file is named as such."""
     if holds_official_cips2d(content):
         raise CheckpointError(f"{path} is an official 2D CIPS checkpoint: {TWO_D_COMMANDS}, or convert it.")
-    config = resolve_official_config(preset, official_config)
     state = plain_state_dict(content, path)
+    try:
+        config = resolve_official_config(preset, official_config)
+    except MissingPresetError as err:  # the shapes say which presets can hold it (as `cips3d info` does)
+        fits = official_presets_fitting(state)
+        if fits:
+            raise MissingPresetError(f"{str(err).rstrip('.')}; its weights fit --preset {fits[0]}.") from None
+        raise
     try:
         return generator_from_official(state, config, device)
     except CheckpointError as err:
