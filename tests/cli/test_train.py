@@ -91,6 +91,9 @@ def test_tf32_is_accepted_and_says_it_changes_nothing_on_a_cpu(tmp_path, capsys,
     args = ["--data", str(blob_folder), "--outdir", str(tmp_path / "run"), "--max-steps", "1", "--tf32"]
     code, out, err = run(capsys, "train", *args, *FAST)
     assert code == 0 and "step 1" in out and "tf32 needs a CUDA GPU" in err
+    assert (
+        f"; snapshot {tmp_path / 'run' / 'snapshots' / 'step-000000001'}, previews in " in out
+    )  # where they went
 
 
 def test_workers_default_to_none_on_a_cpu_and_half_the_cores_beside_a_gpu():

@@ -29,7 +29,7 @@ from cips3d.config_2d import is_2d_run_config
 from cips3d.errors import UserError
 from cips3d.training.config import TRAIN_PRESETS, TrainConfig, preset_name, train_preset
 from cips3d.training.distributed import World, process_group, world_from_environment
-from cips3d.training.snapshot import snapshot_config
+from cips3d.training.snapshot import snapshot_config, snapshot_name
 from cips3d.training.trainer import Trainer, TrainingStopped, TrainOptions
 
 EXAMPLES = """examples:
@@ -261,8 +261,10 @@ def _train(args: argparse.Namespace, world: World, device: torch.device) -> int:
                   f"{trainer.run_dir} continues.")  # fmt: skip
         return EXIT_INTERRUPTED
     if world.is_main:
+        newest = trainer.run_dir / "snapshots" / snapshot_name(state.global_step)
+        previews = trainer.run_dir / "previews"
         print(
             f"{trainer.run_dir}: step {state.global_step}, stage {stage.name} "
-            f"({state.stage_step}/{stage.steps})."
+            f"({state.stage_step}/{stage.steps}); snapshot {newest}, previews in {previews}."
         )
     return 0
