@@ -168,7 +168,9 @@ def test_a_run_before_its_first_snapshot_is_named_as_such(tmp_path):
     (tmp_path / "run" / "logs").mkdir(parents=True)
     (tmp_path / "run" / "run.json").write_text("{}")
     for load in (load_generator, load_generator2d):
-        with pytest.raises(CheckpointError, match="run holds no complete training snapshot"):
+        with pytest.raises(
+            CheckpointError, match="run holds no complete training snapshot: its run stopped before"
+        ):
             load(tmp_path / "run")
 
 

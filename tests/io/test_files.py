@@ -62,3 +62,12 @@ def test_a_folder_it_may_not_write_in_is_named_not_the_temporary_file(tmp_path, 
         atomic_write(tmp_path / "out.json", write_text("x"))
     assert caught.value.filename == str(tmp_path)
     assert caught.value.strerror == "cannot write out.json there: Permission denied"
+
+
+def test_a_folder_that_cannot_be_made_is_one_sentence_naming_it(tmp_path, monkeypatch):
+    def refused(self, *args, **kwargs):  # a read-only parent (root is never refused)
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(files.Path, "mkdir", refused)
+    with pytest.raises(UserError, match=r"^cannot make the folder .*ro/run \(Permission denied\)\.$"):
+        files.make_folder(tmp_path / "ro" / "run")  # was "Permission denied (ro/run)", made of what?

@@ -32,7 +32,10 @@ def make_folder(folder: str | os.PathLike) -> Path:
     for part in (folder, *folder.parents):
         if part.exists() and not part.is_dir():
             raise UserError(f"{part} is a file, so the folder {folder} cannot be made.")
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a read-only parent, a full disk: said as what could not be made
+        raise UserError(f"cannot make the folder {folder} ({err.strerror or err}).") from None
     return folder
 
 

@@ -363,6 +363,9 @@ def resolve_snapshot(path: str | os.PathLike) -> Path:
         found = list_snapshots(root)
         if found:
             return found[-1]
+    if (path / RUN_RECORD).is_file():  # a run stopped before its first snapshot: nothing to go on from
+        raise CheckpointError(f"{path} holds no complete training snapshot: its run stopped before writing "
+                              "the first (train it again, without --resume).")  # fmt: skip
     raise CheckpointError(f"{path} holds no complete training snapshot.")
 
 
