@@ -54,6 +54,9 @@ def test_larger_and_foveated_images(capsys, tmp_path, run_dir):
                        str(tmp_path / "fov"))  # fmt: skip
     assert code == 0, err
     assert Image.open(tmp_path / "fov" / "seed0000.png").size == (32, 32)
+    assert "note" not in err
+    code, _, err = run(capsys, "sample2d", *common, "--foveated", "1024", "--outdir", str(tmp_path / "all"))
+    assert code == 0 and "note: --foveated 1024 renders as many points as the image has pixels (32x32)" in err
 
 
 def test_a_window_renders_what_the_viewer_shows_there(capsys, tmp_path, run_dir):

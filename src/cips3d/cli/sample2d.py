@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -181,6 +182,10 @@ def run(args: argparse.Namespace) -> int:
     _check_model_fits(args, G)
     size = args.size or G.config.size
     grid, exact_grid = _frame(args, G, size)
+    if args.foveated and args.foveated >= size * size:  # scattered points cost what pixels cost
+        print(f"cips3d sample2d: note: --foveated {args.foveated} renders as many points as the image has "
+              f"pixels ({size}x{size}) or more; without it the image is rendered whole, exactly, for less.",
+              file=sys.stderr)  # fmt: skip
     mean = G.mean_style() if args.psi != 1 else None
     videos = []
     outdir = Path(args.outdir)
