@@ -306,6 +306,12 @@ def _tiny() -> GeneratorConfig:
 GENERATOR_PRESETS = {"ffhq": _ffhq, "tiny": _tiny}
 
 
+def generator_in_words(config: GeneratorConfig) -> str:
+    """'the tiny generator' (the preset it is), or 'a custom generator'."""
+    name = next((n for n in GENERATOR_PRESETS if GENERATOR_PRESETS[n]() == config), None)
+    return f"the {name} generator" if name else "a custom generator"
+
+
 def generator_preset(name: str) -> GeneratorConfig:
     """The named generator config (`ffhq`, the official one; `tiny`, for CPU)."""
     try:

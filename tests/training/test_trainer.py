@@ -15,16 +15,17 @@ import types
 import pytest
 import torch
 
-from cips3d import CheckpointError, generator_preset
+from cips3d import CheckpointError, Generator3D, generator_preset
 from cips3d.convert.official_d import to_official_d
 from cips3d.errors import ConfigError, UserError
-from cips3d.io.checkpoint import official_state_dict
+from cips3d.io.checkpoint import official_state_dict, save_generator
 from cips3d.metrics.evaluate import evaluate
 from cips3d.training import trainer as trainer_module
-from cips3d.training.config import StageConfig
+from cips3d.training.config import StageConfig, train_preset
 from cips3d.training.run_lock import run_lock
 from cips3d.training.snapshot import list_snapshots, load_snapshot
 from cips3d.training.trainer import Trainer, TrainingStopped, TrainOptions, nerf_modules
+from cips3d.training.warm_start import warm_start
 from tests.conftest import write_blobs
 from tests.training.conftest import count_fid_network_loads, micro_config
 
@@ -252,6 +253,18 @@ def test_a_metrics_log_that_cannot_be_appended_to_does_not_stop_the_run(
     assert (
         "the snapshot step-000000001 is complete, but its line in metrics.jsonl could not be written" in said
     )
+
+
+def test_a_start_of_another_architecture_names_both(tmp_path, blob_folder):
+    Trainer(micro_config(), tmp_path / "run", blob_folder, dataclasses.replace(QUIET, max_steps=1)).run()
+    ffhq = train_preset("ffhq-finetune")
+    with pytest.raises(
+        CheckpointError, match="holds the tiny generator, this run's preset the ffhq generator"
+    ):
+        warm_start(tmp_path / "run", ffhq, None, None, None)  # said "another generator architecture" only
+    save_generator(Generator3D(generator_preset("tiny")), tmp_path / "model")
+    with pytest.raises(CheckpointError, match="model holds the tiny generator, this run's preset the ffhq"):
+        warm_start(tmp_path / "model", ffhq, None, None, None)
 
 
 def test_warm_start_from_official_files(tmp_path, blob_folder):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from cips3d.config import GeneratorConfig, generator_in_words
 from cips3d.config_2d import is_2d_run_config
 from cips3d.convert.official_d import load_official_discriminator
 from cips3d.errors import CheckpointError, first_line
@@ -40,9 +41,17 @@ def _copy(dst: torch.nn.Module, src: torch.nn.Module | dict, what: str) -> None:
         raise CheckpointError(f"the {what} weights do not fit this run's network ({reason}).") from None
 
 
+def _other_generator(source: Path, found: GeneratorConfig, config: TrainConfig) -> str:
+    """Why `source` cannot start this run, naming both architectures (it said only "another")."""
+    theirs, ours = generator_in_words(found), generator_in_words(config.generator)
+    return (
+        f"{source} holds {theirs}, this run's preset {ours}; fine-tune with a preset of the same generator."
+    )
+
+
 def _check_generator(G: Generator3D, config: TrainConfig, source: Path) -> None:
     if G.config != config.generator:
-        raise CheckpointError(f"{source} holds a generator of another architecture than this run's preset.")
+        raise CheckpointError(_other_generator(source, G.config, config))
 
 
 def warm_start(
@@ -71,8 +80,9 @@ def warm_start(
         raise CheckpointError(
             f"{source} is a 2D CIPS training run; cips3d train2d --init fine-tunes from it."
         )
-    if TrainConfig.from_dict(snap.config).generator != config.generator:
-        raise CheckpointError(f"{snap.path} was trained with another generator architecture.")
+    trained = TrainConfig.from_dict(snap.config).generator
+    if trained != config.generator:
+        raise CheckpointError(_other_generator(snap.path, trained, config))
     for module, state, what in ((G, snap.G, "G"), (G_ema, snap.G_ema, "G_ema"), (D, snap.D, "D")):
         _copy(module, state, what)
     return f"G, G_ema and D from the snapshot {snap.path}", snap.path
