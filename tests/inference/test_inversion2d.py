@@ -70,3 +70,20 @@ def test_a_target_of_another_shape_is_refused(G):
 def test_bad_settings_are_config_errors(settings, message):
     with pytest.raises(ConfigError, match=message):
         Inversion2DConfig(**settings)
+
+
+def test_a_fitted_style_of_the_other_kind_of_model_is_named_as_such(tmp_path, tiny_G):
+    from safetensors.torch import save_file  # noqa: PLC0415
+
+    from cips3d.errors import CheckpointError  # noqa: PLC0415
+    from cips3d.inference.inversion import Inversion, load_inversion, save_inversion  # noqa: PLC0415
+    from cips3d.inference.inversion2d import load_fitted_w  # noqa: PLC0415
+    from cips3d.inference.multiview import styles_for_seeds  # noqa: PLC0415
+
+    save_inversion(Inversion(styles_for_seeds(tiny_G, [1]), 1.5, 1.5, 12.0), tmp_path / "styles.safetensors")
+    G2 = Generator2D(cips2d_preset("cips-tiny"))
+    with pytest.raises(CheckpointError, match="holds styles fitted to a 3D model .*cips3d invert2d writes"):
+        load_fitted_w(tmp_path / "styles.safetensors", G2)  # was "holds no 'w', not a style of this model"
+    save_file({"w": torch.zeros(1, G2.config.style_dim)}, str(tmp_path / "w.safetensors"))
+    with pytest.raises(CheckpointError, match="holds a fitted 2D CIPS style .*for a 2D model"):
+        load_inversion(tmp_path / "w.safetensors", tiny_G)  # was "not a file of inverted styles"

@@ -398,6 +398,15 @@ def target_scale_known() -> Iterator[None]:
         yield
 
 
+def holds_inverted_styles(path: str | Path) -> bool:
+    """Whether `path` is a file `save_inversion` wrote (by its metadata; False for anything unreadable)."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            return (f.metadata() or {}).get("format") == FORMAT
+    except Exception:  # noqa: BLE001 - safetensors' own error types: not such a file
+        return False
+
+
 def load_inversion(path: str | Path, G: Generator3D | None = None) -> Inversion:
     """Read `save_inversion`'s file; with `G`, also check that the styles fit it."""
     path = Path(path)
@@ -411,6 +420,9 @@ def load_inversion(path: str | Path, G: Generator3D | None = None) -> Inversion:
     except Exception as err:
         raise CheckpointError(f"{path} cannot be read as inverted styles ({error_gist(err, 160)}).") from err
     if metadata.get("format") != FORMAT:
+        if set(tensors) == {"w"}:  # what `cips3d invert2d` writes
+            raise CheckpointError(f"{path} holds a fitted 2D CIPS style (cips3d invert2d's w.safetensors), "
+                                  "for a 2D model; a 3D model takes what cips3d invert writes.")  # fmt: skip
         raise CheckpointError(f"{path} is not a file of inverted styles (cips3d invert writes them).")
     if G is not None:
         try:

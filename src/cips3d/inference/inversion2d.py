@@ -31,6 +31,7 @@ from cips3d.inference.inversion import (
     check_target_range,
     descend,
     frozen_weights,
+    holds_inverted_styles,
     learning_rate_scale,
     noise_scale,
     pyramid_loss,
@@ -125,6 +126,9 @@ def load_fitted_w(path: str | Path, G: Generator2D) -> torch.Tensor:
     except Exception as err:  # safetensors raises its own error type for damaged files
         raise CheckpointError(f"{path} is not a readable safetensors file ({err}).") from err
     d, layers = G.config.style_dim, G.num_styles
+    if w is None and holds_inverted_styles(path):
+        raise CheckpointError(f"{path} holds styles fitted to a 3D model (cips3d invert's); a 2D model takes "
+                              "the w.safetensors that cips3d invert2d writes.")  # fmt: skip
     if w is None or tuple(w.shape) not in ((1, d), (1, layers, d)):
         got = "no 'w'" if w is None else f"'w' of shape {list(w.shape)}"
         shapes = f"[1, {d}] or [1, {layers}, {d}]"
