@@ -26,3 +26,13 @@ def test_a_writable_log_folder_gets_its_event_file(tmp_path):
     monitor = Monitor(tmp_path / "logs", 4, 0, enabled=False)
     monitor.close()
     assert [p.name.startswith("events.out.tfevents.") for p in (tmp_path / "logs").iterdir()] == [True]
+
+
+def test_the_bar_shows_the_first_steps_losses_and_images_in_plain_counts(tmp_path):
+    monitor = Monitor(tmp_path / "logs", 20, 0, enabled=False)
+    monitor.step(1, 8, "r32", {"d_loss": 1.25, "g_loss": 0.5}, log=False)  # log_every 10: not logged
+    shown = set(monitor.bar.postfix.split(", "))  # nothing was shown before step 10
+    assert shown == {"stage=r32", "images=8", "d_loss=1.250", "g_loss=0.500"}
+    monitor.step(2, 12_345, "r32", {"d_loss": 1.0}, log=True)
+    assert "images=12.3k" in monitor.bar.postfix  # was kimg=12.3, and kimg=0.0 through a short run
+    monitor.close()

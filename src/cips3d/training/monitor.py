@@ -36,6 +36,7 @@ class Monitor:
         self.bar = tqdm(
             total=total_steps, initial=initial_step, unit="step", disable=not enabled, dynamic_ncols=True
         )
+        self._shown = False
 
     def step(
         self, global_step: int, images_seen: int, stage: str, stats: dict[str, float], log: bool
@@ -45,9 +46,11 @@ class Monitor:
             for name, value in stats.items():
                 self.writer.add_scalar(f"train/{name}", value, global_step)
             self.writer.add_scalar("train/images_seen", images_seen, global_step)
+        if log or not self._shown:  # the first step's losses too: a short run showed none before step 10
             keys = ("d_loss", "g_loss", "r1")
             shown = {k: f"{stats[k]:.3f}" for k in keys if k in stats}
-            self.bar.set_postfix(stage=stage, kimg=f"{images_seen / 1000:.1f}", **shown)
+            self.bar.set_postfix(stage=stage, images=_count(images_seen), **shown)
+            self._shown = True
 
     def images(self, global_step: int, grids: dict[str, np.ndarray]) -> None:
         for name, grid in grids.items():
@@ -62,6 +65,13 @@ class Monitor:
     def close(self) -> None:
         self.bar.close()
         self.writer.close()
+
+
+def _count(images: int) -> str:
+    """Images seen, as people say them: 840, 12.3k, 4.50M ("kimg=0.0" stayed zero through a short run)."""
+    if images < 1000:
+        return str(images)
+    return f"{images / 1000:.1f}k" if images < 1_000_000 else f"{images / 1_000_000:.2f}M"
 
 
 class SilentMonitor:
