@@ -36,3 +36,11 @@ def test_the_bar_shows_the_first_steps_losses_and_images_in_plain_counts(tmp_pat
     monitor.step(2, 12_345, "r32", {"d_loss": 1.0}, log=True)
     assert "images=12.3k" in monitor.bar.postfix  # was kimg=12.3, and kimg=0.0 through a short run
     monitor.close()
+
+
+def test_a_bar_written_into_a_log_file_updates_every_half_minute(tmp_path, monkeypatch):
+    for tty, seconds in ((True, monitor_module.BAR_SECONDS), (False, monitor_module.LOG_BAR_SECONDS)):
+        monkeypatch.setattr(monitor_module.sys.stderr, "isatty", lambda tty=tty: tty)
+        monitor = Monitor(tmp_path / f"logs{tty}", 4, 0, enabled=True)
+        assert monitor.bar.mininterval == seconds  # a job's log got ten carriage-return lines a second
+        monitor.close()

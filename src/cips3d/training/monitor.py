@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 
@@ -10,6 +11,9 @@ from tqdm import tqdm
 
 from cips3d.errors import UserError
 from cips3d.io.files import make_folder
+
+BAR_SECONDS = 0.1  # tqdm's own refresh on a terminal
+LOG_BAR_SECONDS = 30.0  # into a file (a cluster job's log): one update every 30 s, not ten a second
 
 
 def check_writable(folder: Path, what: str) -> None:
@@ -34,8 +38,9 @@ class Monitor:
         check_writable(log_dir, "the TensorBoard logs")
         self.writer = SummaryWriter(log_dir=str(log_dir))
         self.bar = tqdm(
-            total=total_steps, initial=initial_step, unit="step", disable=not enabled, dynamic_ncols=True
-        )
+            total=total_steps, initial=initial_step, unit="step", disable=not enabled, dynamic_ncols=True,
+            mininterval=BAR_SECONDS if sys.stderr.isatty() else LOG_BAR_SECONDS,
+        )  # fmt: skip
         self._shown = False
 
     def step(
