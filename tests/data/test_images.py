@@ -14,6 +14,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from cips3d.data.images import (
+    CroppedImagesWarning,
     ImageDataset,
     SkippedImagesWarning,
     UndecodableImageWarning,
@@ -360,7 +361,8 @@ def test_wide_images_are_cropped_to_their_aspect_or_resized_whole(tmp_path):
     squashed = "is 64x16, so resizing it whole to 16x8 would squash it; use a width of 32"
     with pytest.raises(UserError, match=squashed):
         ImageDataset(folder, resolution=8, width=16, whole=True)
-    cropped = ImageDataset(folder, resolution=8, width=16)[0]  # the centre 32 x 16 of 64 x 16
+    with pytest.warns(CroppedImagesWarning, match="keeping only 50%"):
+        cropped = ImageDataset(folder, resolution=8, width=16)[0]  # the centre 32 x 16 of 64 x 16
     assert cropped.shape == (3, 8, 16) and (cropped.int() - 128).abs().max() <= 1
     square = ImageDataset(folder, resolution=8)[0]
     assert square.shape == (3, 8, 8) and (square.int() - 128).abs().max() <= 1
@@ -412,3 +414,14 @@ def test_a_file_name_that_would_break_the_one_line_message_is_quoted(tmp_path):
     _, caught = recorded_warnings(lambda: ImageDataset(tmp_path))
     message = str(caught[0].message)  # was split over two lines by the name's newline
     assert "\n" not in message and "'" + str(tmp_path) + "/b\\nc.png': not a known image format" in message
+
+
+def test_a_non_square_target_that_crops_much_of_each_image_says_so_once(tmp_path):
+    make_folder(tmp_path / "faces", ["a.png", "b.png"], size=(16, 16))
+    with pytest.warns(CroppedImagesWarning, match="centre-cropped to the 16x8 shape, some keeping only 50%"):
+        ImageDataset(tmp_path / "faces", resolution=8, width=16)  # train2d --width 64 on faces said nothing
+    make_folder(tmp_path / "wide", ["a.png"], size=(32, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the target's own shape, and square crops of photos, say nothing
+        ImageDataset(tmp_path / "wide", resolution=8, width=32)
+        ImageDataset(tmp_path / "wide", resolution=8)

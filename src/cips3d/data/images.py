@@ -422,6 +422,23 @@ def warn_enlarged(
 WHOLE_ASPECT_TOLERANCE = 0.05  # resizing whole by more than this would visibly squash or stretch
 
 
+class CroppedImagesWarning(UserWarning):
+    """A dataset's images lose much of their picture to the crop to a non-square target shape."""
+
+
+def warn_cropped(sizes: list[tuple[int, int]], resolution: int, width: int | None) -> None:
+    """One warning when a non-square target (`width`) crops images of another shape by more than the
+    tolerance: square faces trained at 64x32 lose half their height, which nothing said before."""
+    if width is None:
+        return  # a square crop of photos is the usual recipe (FFHQ, LSUN)
+    target = width / resolution
+    kept = min(min(a, 1 / a) for a in ((w / h) / target for w, h in sizes))  # share of the picture kept
+    if kept < 1 - WHOLE_ASPECT_TOLERANCE:
+        warnings.warn(f"the images are centre-cropped to the {width}x{resolution} shape, some keeping only "
+                      f"{kept:.0%} of their picture (a width matching their shape keeps all of it)",
+                      CroppedImagesWarning, stacklevel=3)  # fmt: skip
+
+
 def check_whole_aspects(
     locations: list[str], sizes: list[tuple[int, int]], resolution: int, width: int | None
 ) -> None:
@@ -508,6 +525,8 @@ class ImageDataset(Dataset):
         )
         if whole:
             check_whole_aspects([self._source.location(n) for n in names], sizes, self.resolution, width)
+        else:
+            warn_cropped(sizes, self.resolution, width)
         warn_enlarged(path, min(min(size) for size in sizes), self.resolution, width)
         self._undecodable: set[str] = set()  # names already warned of, in this process
         self._source.close()  # workers reopen it lazily; nothing open is left to fork or pickle
