@@ -263,6 +263,9 @@ def test_a_target_on_another_scale_is_refused(tiny_G):
         invert(tiny_G, photo, InversionConfig(size=16, steps=1))
     with pytest.raises(ConfigError, match="NaN or infinite"):
         invert(tiny_G, torch.full((1, 3, 16, 16), float("nan")), InversionConfig(size=16, steps=1))
+    scaled = (torch.rand(1, 3, 16, 16) * 2 - 1) * 255  # a render scaled to 8-bit, negatives and all
+    with pytest.raises(ConfigError, match="must be on the \\[-1, 1\\] scale; its values run from -2"):
+        invert(tiny_G, scaled, InversionConfig(size=16, steps=1))  # was fitted as saturated noise
     with pytest.warns(
         UserWarning, match=r"run from 0.1 to 0.9: if it is on the \[0, 1\] scale, give x \* 2 - 1"
     ):

@@ -378,6 +378,9 @@ def check_target_range(target: torch.Tensor) -> None:
     if low >= 0 and high > 2:
         raise ConfigError(f"the target image must be on the [-1, 1] scale (8-bit pixels as x / 127.5 - 1); "
                           f"its values run from {low:g} to {high:g}, as 8-bit pixels do.")  # fmt: skip
+    if max(-low, high) > FAR_OUTSIDE:  # a render scaled by 255, say: fitted as saturated noise
+        raise ConfigError(f"the target image must be on the [-1, 1] scale; its values run from {low:g} to "
+                          f"{high:g}.")  # fmt: skip
     if 0 <= low < high <= 1:  # a flat image (a constant test target) says nothing of its scale
         warnings.warn(
             f"the target image's values run from {low:g} to {high:g}: {UNIT_SCALE_WARNING} give x * 2 - 1 "
@@ -387,6 +390,7 @@ def check_target_range(target: torch.Tensor) -> None:
 
 
 UNIT_SCALE_WARNING = "if it is on the [0, 1] scale,"
+FAR_OUTSIDE = 4.0  # renders overshoot [-1, 1] a little (no final tanh); past this, another scale
 
 
 @contextmanager
