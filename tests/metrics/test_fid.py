@@ -63,3 +63,14 @@ def test_feature_sets_that_give_no_statistics_are_named():
         frechet_distance(feature_stats(rng.random((5, 4))), feature_stats(rng.random((5, 3))))
     with pytest.raises(ConfigError, match="hold NaN or infinite values"):
         feature_stats(np.full((3, 4), np.nan))
+
+
+def test_kid_settings_and_unreadable_features_are_named():
+    rng = np.random.default_rng(0)
+    a, b = rng.random((5, 4)), rng.random((5, 4))
+    with pytest.raises(ConfigError, match="subsets must be a whole number of 1 or more, got 0"):
+        kernel_inception_distance(a, b, subsets=0)  # was a ZeroDivisionError
+    with pytest.raises(ConfigError, match="subset_size must be a whole number of 2 or more, got 1"):
+        kernel_inception_distance(a, b, subset_size=1)  # was nan
+    with pytest.raises(ConfigError, match="features must be numbers \\[N, D\\], got str"):
+        feature_stats("abc")

@@ -53,3 +53,19 @@ def test_the_protocol_text_names_the_levels_and_patches_swd_uses(height, width):
     patch = min(7, sides[-1])
     assert f", {patch}x{patch} patches, 128 per image, 512 x 4 projections, x1e3" in text
     assert ("not comparable with scores of larger images" in text) == (min(height, width) < 16)
+
+
+def test_image_sets_it_cannot_compare_are_named():
+    from cips3d.errors import ConfigError  # noqa: PLC0415
+
+    a = torch.rand(4, 3, 16, 16)
+    cases = [
+        ((a * float("nan"), a), "the first image set holds NaN or infinite values"),  # was a score of nan
+        ((a[:0], a[:0]), r"the first image set must be \[N, C, H, W\] with N >= 1, got \[0, 3, 16, 16\]"),
+        ((a[0], a[0]), r"must be \[N, C, H, W\]"),  # was "not enough values to unpack"
+        ((a.numpy(), a), "the first image set must be a torch.Tensor, got ndarray"),
+        ((a, torch.rand(4, 3, 8, 8)), "image sets differ in shape"),
+    ]
+    for (x, y), message in cases:
+        with pytest.raises(ConfigError, match=message):
+            swd(x, y)

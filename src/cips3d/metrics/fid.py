@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cips3d.config import whole_count
 from cips3d.errors import ConfigError
 from cips3d.io.files import atomic_write
 
@@ -32,7 +33,10 @@ def feature_rows(features: torch.Tensor | np.ndarray, what: str = "features") ->
     rows; one gave NaN statistics and then a LinAlgError); else a `ConfigError`."""
     if isinstance(features, torch.Tensor):
         features = features.detach().cpu()
-    f = np.asarray(features, dtype=np.float64)
+    try:
+        f = np.asarray(features, dtype=np.float64)
+    except (TypeError, ValueError):  # a string, a list of dicts
+        raise ConfigError(f"{what} must be numbers [N, D], got {type(features).__name__}.") from None
     if f.ndim != 2 or f.shape[0] < 2:
         raise ConfigError(f"{what} must be [N, D] with N >= 2 images, got {list(f.shape)}.")
     if not np.isfinite(f).all():
@@ -77,6 +81,8 @@ def kernel_inception_distance(
 ) -> float:
     """Unbiased MMD^2 with the cubic polynomial kernel k(x, y) = (x.y / d + 1)^3, averaged over random
     subsets of min(subset_size, len(real), len(fake)) samples (Binkowski et al. 2018)."""
+    whole_count(subsets, "subsets")  # 0 divided by zero
+    whole_count(subset_size, "subset_size", minimum=2)  # 1 gave nan: the unbiased estimate needs pairs
     x_all, y_all = feature_rows(fake, "fake features"), feature_rows(real, "real features")
     d = x_all.shape[1]
     if y_all.shape[1] != d:

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from cips3d.errors import ConfigError
+from cips3d.models.inputs import refuse_non_finite, require_tensor
 from cips3d.seeding import seeded_generator
 
 # Progressive-GAN defaults: 7x7 patches, 128 per image and level, 512 directions, 4 repeats, levels
@@ -122,8 +124,13 @@ def swd(images_a: torch.Tensor, images_b: torch.Tensor, seed: int = 0) -> SWDRes
 
     Deterministic for a given seed; identical sets give 0.
     """
+    for name, images in (("the first", images_a), ("the second", images_b)):
+        require_tensor(images, f"{name} image set")
+        if images.ndim != 4 or images.shape[0] == 0:
+            raise ConfigError(f"{name} image set must be [N, C, H, W] with N >= 1, got {list(images.shape)}.")
+        refuse_non_finite(images, f"{name} image set")  # NaN compared as NaN: a score of nan
     if images_a.shape[1:] != images_b.shape[1:]:
-        raise ValueError(f"image sets differ in shape: {tuple(images_a.shape)} vs {tuple(images_b.shape)}.")
+        raise ConfigError(f"image sets differ in shape: {tuple(images_a.shape)} vs {tuple(images_b.shape)}.")
     generator = seeded_generator(seed)
     channels = images_a.shape[1]
     per_level = []
