@@ -327,8 +327,15 @@ def test_mixed_sizes_need_a_resolution(tmp_path):
     make_folder(tmp_path / "wide", ["a.png"], size=(10, 8))
     assert "not square" in one_line_error(lambda: ImageDataset(tmp_path / "wide"))
     assert ImageDataset(tmp_path / "mixed", resolution=6)[1].shape == (3, 6, 6)
-    with pytest.raises(UserError, match="at least 1 pixel"):
-        ImageDataset(tmp_path / "mixed", resolution=0)
+    for resolution in (0, 8.5, 10**6):  # 8.5 and 10**6 failed on every image, "none could be decoded"
+        with pytest.raises(
+            ConfigError, match=f"resolution must be a whole number of pixels from 1 to 4096, got {resolution}"
+        ):
+            ImageDataset(tmp_path / "mixed", resolution=resolution)
+    with pytest.raises(ConfigError, match="xflip must be True or False, got 'no'"):  # doubled the dataset
+        ImageDataset(tmp_path / "mixed", resolution=6, xflip="no")
+    with pytest.raises(ConfigError, match="the data must be a file or folder path, got NoneType"):
+        ImageDataset(None)
 
 
 def test_a_zip_dataset_pickles_and_loads_in_worker_processes(tmp_path):

@@ -20,7 +20,9 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from cips3d.config import MAX_IMG_SIZE, is_whole_number
 from cips3d.errors import ConfigError, UserError
+from cips3d.io.files import path_of
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 EXIF_ORIENTATION = 0x0112  # the EXIF tag that says how a photo is turned (1 upright; 5-8 a quarter turn)
@@ -501,12 +503,18 @@ class ImageDataset(Dataset):
         width: int | None = None,
         whole: bool = False,
     ) -> None:
-        if resolution is not None and resolution < 1 or width is not None and width < 1:
-            raise ConfigError(f"resolution and width must be at least 1 pixel, got {resolution}, {width}.")
+        for name, side in (("resolution", resolution), ("width", width)):  # 8.5 or 10**6 failed per image
+            if side is not None and not (is_whole_number(side) and 1 <= side <= MAX_IMG_SIZE):
+                raise ConfigError(
+                    f"{name} must be a whole number of pixels from 1 to {MAX_IMG_SIZE}, got {side!r}."
+                )
+        for name, flag in (("xflip", xflip), ("strict", strict), ("whole", whole)):
+            if not isinstance(flag, bool):  # "no" was true
+                raise ConfigError(f"{name} must be True or False, got {flag!r}.")
         if resolution is None and (width is not None or whole):
             raise ConfigError("a width, or resizing images whole, needs a resolution.")
         self.width, self.whole = width, whole
-        self.path = Path(path)
+        self.path = path_of(path, "the data")
         self.xflip = xflip
         self._source = open_image_source(path)
         names, sizes, bad = scan_images(self._source, strict)
