@@ -83,7 +83,7 @@ def test_random_sampling_and_batch_mismatches_are_refused(tiny_G):
     with pytest.raises(ConfigError, match="deterministic"):
         InteractiveRenderer(tiny_G, _styles(tiny_G), RenderConfig(img_size=8))
     incomplete = {k: v for k, v in _styles(tiny_G).items() if k != "nerf_rgb"}
-    with pytest.raises(ValueError, match="lack the layers"):
+    with pytest.raises(ValueError, match="are missing from styles"):
         InteractiveRenderer(tiny_G, incomplete, RENDER)
     viewer = InteractiveRenderer(tiny_G, _styles(tiny_G), RENDER)
     with pytest.raises(ValueError, match="1 camera for styles of batch 2"):

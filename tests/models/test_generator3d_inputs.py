@@ -63,7 +63,7 @@ def test_latents_come_in_the_models_dtype_and_a_seed_gives_the_same_ones(tiny_G)
         (lambda G: G(np.zeros((1, 16), np.float32), torch.zeros(1, 32)), "z_nerf must be a torch.Tensor"),
         (lambda G: G(*G.sample_latents(2), psi=torch.tensor([0.5, 1.0])), "psi must be a number between"),
         (lambda G: G(*G.sample_latents(2), generator=generators_for_seeds([1])), "1 generator for 2 images"),
-        (lambda G: G(*G.sample_latents(1), psi=0.5, truncation_mean={}), "truncation_mean lack the layers"),
+        (lambda G: G(*G.sample_latents(1), psi=0.5, truncation_mean={}), "are missing from truncation_mean"),
         (lambda G: G.update_truncation_mean(num_samples="4"), "num_samples must be a whole number"),
         (lambda G: G(*G.sample_latents(1), draws={}), "draws must be a RenderDraws, got dict"),
         (lambda G: G(*G.sample_latents(1), render={}), "render must be a RenderConfig, got dict"),
@@ -76,7 +76,7 @@ def test_latents_come_in_the_models_dtype_and_a_seed_gives_the_same_ones(tiny_G)
                                   Camera.from_angles(1.5, 1.5), RENDER),  # fmt: skip
             "holds NaN or infinite values",  # was: a black image
         ),
-        (lambda G: G.modulate({}), "styles lack the layers"),  # was: a KeyError
+        (lambda G: G.modulate({}), "are missing from styles"),  # was: a KeyError
         (
             lambda G: next(sample_mixed_seeds(G, [0], [1], render=RENDER, pose=PoseConfig(), batch_size=-1)),
             "batch_size must be a whole number of 1 or more, got -1",  # was: nothing rendered
@@ -112,7 +112,7 @@ def test_styles_of_the_wrong_shape_or_dtype_say_what_they_are(tiny_G):
     misspelt = styles | {"inr_w1024_1x": styles["inr_w1024_1"]}  # style mixing with a typo took no effect
     with pytest.raises(ConfigError, match=r"styles name layers this model does not have: \['inr_w1024_1x'\]"):
         tiny_G.synthesis(misspelt, camera, RENDER)
-    with pytest.raises(ConfigError, match="styles lack the layers"):
+    with pytest.raises(ConfigError, match="are missing from styles"):
         tiny_G.truncate({name: styles[name]}, 0.5)  # was: half the layers back, truncated
     with pytest.raises(
         ConfigError, match="styles must be a dict of .B, D. tensors by layer name, got Tensor"
@@ -139,7 +139,7 @@ def test_a_modulation_folded_for_another_batch_or_precision_is_refused(tiny_G):
         tiny_G.synthesis(styles, camera, RENDER).img,
     )
     one = tiny_G.modulate({k: v[:1] for k, v in styles.items()}, RENDER)
-    with pytest.raises(ConfigError, match="folded for 1 images, but there are 2"):
+    with pytest.raises(ConfigError, match="folded for 1 image, not the 2 asked for"):
         tiny_G.synthesis(styles, camera, RENDER, modulation=one)
     with pytest.raises(ConfigError, match="folded in torch.float32, but this render needs torch.bfloat16"):
         tiny_G.synthesis(styles, camera, replace(RENDER, precision="bf16"), modulation=folded)

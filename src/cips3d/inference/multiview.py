@@ -205,7 +205,8 @@ def mix_styles(
     sizes = sorted({int(other[name].shape[0]) for name in taken} - {1, batch})
     if sizes:
         raise ConfigError(
-            f"the other styles must have batch 1 or {batch} like the base ones, got {sizes[0]}."
+            f"the other styles must have batch 1{'' if batch == 1 else f' or {batch}'} like the base ones, "
+            f"got {sizes[0]}."
         )
     return {
         name: (other[name].expand(batch, *other[name].shape[1:]) if name in taken else value)

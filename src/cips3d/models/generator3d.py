@@ -354,7 +354,7 @@ class Generator3D(nn.Module):
         names = (*self.nerf_style_names, *self.inr_style_names)
         missing = [n for n in names if n not in styles]
         if missing:
-            raise ConfigError(f"{what} lack the layers {missing}.")
+            raise ConfigError(f"the layers {missing} are missing from {what}.")
         unknown = [n for n in styles if n not in names]  # a misspelt layer was silently left out
         if unknown:
             raise ConfigError(f"{what} name layers this model does not have: {unknown}.")
@@ -362,7 +362,7 @@ class Generator3D(nn.Module):
             raise ConfigError(f"{what} must be torch tensors by layer name.")
         sizes = {v.shape[0] if v.ndim else 0 for v in styles.values()}
         if len(sizes) != 1 or (batch is not None and sizes != {batch}):
-            images = "" if batch is None else f" but there are {counted(batch, 'camera')}"
+            images = "" if batch is None else f" for {counted(batch, 'camera')}"
             raise ConfigError(f"{what} have batch sizes {sorted(sizes)}{images}.")
         for name, centre in self.truncation_centre().items():  # [1, D] per layer: the widths expected
             if styles[name].shape[1:] != centre.shape[1:]:
@@ -374,7 +374,7 @@ class Generator3D(nn.Module):
                 raise ConfigError(
                     f"{what} must be {self.dtype} like the model's weights, got {styles[name].dtype}."
                 )
-            refuse_non_finite(styles[name], f"the {what} of {name}")  # they rendered black images
+            refuse_non_finite(styles[name], f"layer {name} of the {what}")  # they rendered black images
 
     def _check_batch(self, styles: Mapping[str, torch.Tensor], batch: int, generator: GeneratorArg) -> None:
         check_generators(generator, batch)
@@ -387,7 +387,9 @@ def check_modulation(modulation: Modulation, batch: int, dtype: torch.dtype) -> 
     would cost a fold)."""
     first = modulation.inr.weights[0][0]  # [B, in, out]
     if first.shape[0] != batch:
-        raise ConfigError(f"the modulation was folded for {first.shape[0]} images, but there are {batch}.")
+        raise ConfigError(
+            f"the modulation was folded for {counted(first.shape[0], 'image')}, not the {batch} asked for."
+        )
     if first.dtype != dtype:
         raise ConfigError(
             f"the modulation was folded in {first.dtype}, but this render needs {dtype}: fold it with "
