@@ -92,13 +92,20 @@ def finite_number(value: Any, name: str) -> float:
     return float(value)
 
 
-def whole_count(value: Any, name: str, minimum: int = 1) -> int:
+def whole_count(value: Any, name: str, minimum: int = 1, maximum: int | None = None) -> int:
     """`value` as an int; a `ConfigError` naming `name` unless it is a whole number of `minimum` or more
-    (numpy's integers included). The one rule for batch sizes, chunk sizes, widths and intervals."""
-    _require(
-        is_whole_number(value) and value >= minimum,
-        f"{name} must be a whole number of {minimum} or more, got {value!r}.",
-    )
+    (and at most `maximum`, where a count allocates memory at once; numpy's integers included). The one
+    rule for batch sizes, chunk sizes, widths, intervals and frame counts."""
+    if maximum is None:
+        _require(
+            is_whole_number(value) and value >= minimum,
+            f"{name} must be a whole number of {minimum} or more, got {value!r}.",
+        )
+    else:
+        _require(
+            is_whole_number(value) and minimum <= value <= maximum,
+            f"{name} must be a whole number from {minimum} to {maximum:,}, got {value!r}.",
+        )
     return int(value)
 
 

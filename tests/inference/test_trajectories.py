@@ -185,7 +185,9 @@ def test_a_setting_that_is_not_a_finite_number_is_named(make, setting, value):
 def test_no_frames_and_settings_a_trajectory_lacks_are_named():
     traj = yaw(4)
     for count in (0, -1):  # were empty trajectories that rendered nothing
-        with pytest.raises(ConfigError, match=f"num_frames must be a whole number of 1 or more, got {count}"):
+        with pytest.raises(
+            ConfigError, match=f"num_frames must be a whole number from 1 to 1,000,000, got {count}"
+        ):
             traj.looped(count)
     with pytest.raises(ConfigError, match="select at least one camera"):
         traj.select([])
@@ -201,3 +203,15 @@ def test_no_frames_and_settings_a_trajectory_lacks_are_named():
         ConfigError, match="the yaw trajectory has no setting 'periods'; its settings: num_frames"
     ):
         make_trajectory("yaw", periods=2)  # was a TypeError about yaw()'s keyword arguments
+
+
+def test_frame_counts_past_any_video_are_refused_before_allocating():
+    from cips3d.inference.trajectories import MAX_FRAMES  # noqa: PLC0415
+
+    for make in (yaw, orbit, circle):
+        with pytest.raises(ConfigError, match=f"num_frames must be a whole number from 1 to {MAX_FRAMES:,}"):
+            make(num_frames=10**9)  # asked for 8 GB of camera positions at once
+    with pytest.raises(ConfigError, match="frames x 2,000 periods is more than"):
+        circle(num_frames=1000, periods=2000)
+    with pytest.raises(ConfigError, match="num_frames must be a whole number from 1 to"):
+        yaw(4).looped(10**9)

@@ -180,3 +180,11 @@ def test_render_trajectory_names_what_it_cannot_render(tiny_G):
         next(render_trajectory(tiny_G, [styles], still(2), DET))
     with pytest.raises(ConfigError, match="styles must be a dict of tensors by layer or a sequence of them"):
         next(render_trajectory(tiny_G, torch.ones(3), still(2), DET))
+
+
+def test_video_frames_names_a_trajectory_name_and_takes_one_panel_as_a_string(tiny_G):
+    styles = seed_styles(tiny_G, 1)[0]
+    with pytest.raises(ConfigError, match="trajectory must be a Trajectory .*got str"):
+        next(video_frames(tiny_G, styles, "yaw", DET))  # was an AttributeError on 'angles'
+    frame = next(video_frames(tiny_G, styles, still(1), DET, panels="image"))  # was ['i', 'm', 'a', ...]
+    assert frame.shape == (SIZE, SIZE, 3)

@@ -34,6 +34,7 @@ TRANSLATE_DIST = 0.04
 NUM_SAMPLES_TRANSLATE = 30  # split into 4 segments of 30 // 4 = 7 frames per axis
 YAW_SWEEP_MARGIN = 1.0  # the yaw sweep runs over [1, pi - 1] rad
 ORBIT_FRAMES = 60
+MAX_FRAMES = 1_000_000  # 9 hours at 30 fps; a billion asked for 8 GB of camera positions at once
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,15 @@ class Trajectory:
 
     def looped(self, num_frames: int) -> Trajectory:
         """`num_frames` frames that run through this path again and again (frame i is i mod N)."""
-        num_frames = whole_count(num_frames, "num_frames")
+        num_frames = whole_count(num_frames, "num_frames", maximum=MAX_FRAMES)
         return self.select([i % self.num_frames for i in range(num_frames)])
+
+
+def _check_turns(num_frames: int, periods: int) -> None:
+    """`periods` turns of `num_frames` frames each: at most MAX_FRAMES frames in all."""
+    whole_count(periods, "periods", maximum=MAX_FRAMES)
+    if num_frames * periods > MAX_FRAMES:
+        raise ConfigError(f"{num_frames:,} frames x {periods:,} periods is more than {MAX_FRAMES:,} frames.")
 
 
 def _check_fov(*fovs: float) -> None:
@@ -120,7 +128,7 @@ def _fov_ramp(fov: float, max_fov: float, num_frames: int) -> list[float]:
 def yaw(num_frames: int = NUM_FRAMES, *, fov: float = K.FOV_DEGREES, radius: float = 1.0) -> Trajectory:
     """A horizontal sweep in front of the object: positions r (cos t, 0, sin t) for
     t = linspace(1, pi - 1, N) rad (about +-0.57 rad around the front), pitch pi/2."""
-    whole_count(num_frames, "num_frames")
+    whole_count(num_frames, "num_frames", maximum=MAX_FRAMES)
     _check_fov(fov)
     check_camera_radius(radius)
     t = torch.linspace(YAW_SWEEP_MARGIN, math.pi - YAW_SWEEP_MARGIN, num_frames, dtype=torch.float64)
@@ -138,8 +146,8 @@ def circle(
 ) -> Trajectory:
     """`periods` turns on a cone of half-angle pi / alpha_pidiv around +z, N frames per turn
     (N * periods in all), always looking at the origin."""
-    whole_count(num_frames, "num_frames")
-    whole_count(periods, "periods")
+    whole_count(num_frames, "num_frames", maximum=MAX_FRAMES)
+    _check_turns(num_frames, periods)
     _check_fov(fov)
     origin = _cone_positions(_check_alpha_pidiv(alpha_pidiv), num_frames, periods, radius)
     return Trajectory(_looking_at_origin(origin), (float(fov),) * (num_frames * periods))
@@ -155,7 +163,7 @@ def circle_near_far(
 ) -> Trajectory:
     """`circle` with 2 periods (2N frames) while the fov ramps fov -> max_fov over the first N
     frames and back over the last N: a zoom by fov, the camera distance stays fixed."""
-    whole_count(num_frames, "num_frames")
+    whole_count(num_frames, "num_frames", maximum=MAX_FRAMES)
     _check_fov(fov, max_fov)
     origin = _cone_positions(_check_alpha_pidiv(alpha_pidiv), num_frames, 2, radius)
     return Trajectory(_looking_at_origin(origin), tuple(_fov_ramp(fov, max_fov, num_frames)))
@@ -171,7 +179,7 @@ def _translation_offsets(num_samples: int, distance: float) -> torch.Tensor:
 def _translations(num_samples: int, distance: float, alpha: float, radius: float) -> torch.Tensor:
     """[2 * 4 * (num_samples // 4), 3] float64 positions: a shift along x, then along y, at
     z = r cos(alpha) (the cameras look straight down -z: a parallel shift, not an orbit)."""
-    whole_count(num_samples, "num_samples_translate", minimum=4)
+    whole_count(num_samples, "num_samples_translate", minimum=4, maximum=MAX_FRAMES)
     distance = finite_number(distance, "translate_dist")
     check_camera_radius(radius)
     offsets = _translation_offsets(num_samples, distance)
@@ -204,7 +212,7 @@ def translate_circle_near_far(
 
     Frames: 2 * 4 * (num_samples_translate // 4) + 2 * num_frames (56 + 2N with the defaults).
     """
-    whole_count(num_frames, "num_frames")
+    whole_count(num_frames, "num_frames", maximum=MAX_FRAMES)
     _check_fov(fov, max_fov)
     alpha = _check_alpha_pidiv(alpha_pidiv)
     shift = _translations(num_samples_translate, translate_dist, alpha, radius)
@@ -229,8 +237,8 @@ def translate_rotate(
     """The two parallel shifts of `translate_circle_near_far`, then a roll: the camera stays at
     (0, 0, r cos(pi / alpha_pidiv)) looking at the origin while its up vector (-sin b, cos b, 0)
     turns with b = linspace(0, 2 pi periods, N * periods). The fov is fixed."""
-    whole_count(num_frames, "num_frames")
-    whole_count(periods, "periods")
+    whole_count(num_frames, "num_frames", maximum=MAX_FRAMES)
+    _check_turns(num_frames, periods)
     _check_fov(fov)
     alpha = _check_alpha_pidiv(alpha_pidiv)
     shift = _translations(num_samples_translate, translate_dist, alpha, radius)
@@ -261,7 +269,7 @@ def orbit(
     Frame k sits at yaw start_yaw + 2 pi k / N, so the turn is closed without a repeated frame: the
     frame after the last would be the first, and the video loops seamlessly.
     """
-    whole_count(num_frames, "num_frames")
+    whole_count(num_frames, "num_frames", maximum=MAX_FRAMES)
     _check_fov(fov)
     check_camera_radius(radius)
     start_yaw, pitch = finite_number(start_yaw, "start_yaw"), finite_number(pitch, "pitch")
@@ -281,9 +289,18 @@ def still(
     radius: float = 1.0,
 ) -> Trajectory:
     """The same camera `Camera.from_angles(yaw, pitch, radius)` for every frame (for latent walks)."""
-    whole_count(num_frames, "num_frames")
+    whole_count(num_frames, "num_frames", maximum=MAX_FRAMES)
     _check_fov(fov)
     return Trajectory(Camera.from_angles(yaw, pitch, radius, batch=num_frames), (float(fov),) * num_frames)
+
+
+def check_trajectory(trajectory: object) -> Trajectory:
+    """`trajectory`, or a `ConfigError` when it is not a `Trajectory` (a name, say)."""
+    if not isinstance(trajectory, Trajectory):
+        raise ConfigError(
+            f"trajectory must be a Trajectory (see make_trajectory), got {type(trajectory).__name__}."
+        )
+    return trajectory
 
 
 TrajectoryFn = Callable[..., Trajectory]

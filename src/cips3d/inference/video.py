@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from cips3d.config import RenderConfig, check_psi, given_or_default, whole_count
 from cips3d.errors import ConfigError
-from cips3d.inference.trajectories import Trajectory
+from cips3d.inference.trajectories import Trajectory, check_trajectory
 from cips3d.io.images import colorize_depth, to_uint8
 from cips3d.models.generator3d import Generator3D
 from cips3d.outputs import GeneratorOutput, Styles
@@ -39,7 +39,9 @@ PARALLEL_EPS = 1e-6  # below this sin(angle) two latents count as parallel and s
 
 
 def check_panels(panels: Sequence[str]) -> tuple[str, ...]:
-    """The panels as a tuple; an empty list or an unknown name is a ConfigError."""
+    """The panels as a tuple (one name may be a string: "image" was read letter by letter); an empty
+    list or an unknown name is a ConfigError."""
+    panels = (panels,) if isinstance(panels, str) else panels
     unknown = [p for p in panels if p not in PANELS]
     if unknown or not panels:
         raise ConfigError(f"panels must be a non-empty list of {', '.join(PANELS)}; got {list(panels)}.")
@@ -197,10 +199,7 @@ def render_trajectory(
     Yields:
         N outputs of batch 1 (img, aux_img, depth, ... as `Generator3D.synthesis` returns them).
     """
-    if not isinstance(trajectory, Trajectory):
-        raise ConfigError(
-            f"trajectory must be a Trajectory (see make_trajectory), got {type(trajectory).__name__}."
-        )
+    check_trajectory(trajectory)
     render = given_or_default(render, RenderConfig, "render")
     per_frame = frame_styles(styles, trajectory.num_frames)
     # One set of styles for every frame: fold it into the weights once, not once per frame.
@@ -280,6 +279,7 @@ def video_frames(
     other arguments.
     """
     panels = check_panels(panels)
+    check_trajectory(trajectory)
     yaws, pitches = trajectory.angles()
     bar = tqdm(total=trajectory.num_frames, unit="frame", desc=desc, disable=not progress)
     try:
