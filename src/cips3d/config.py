@@ -321,6 +321,8 @@ def generator_in_words(config: GeneratorConfig) -> str:
 
 def generator_preset(name: str) -> GeneratorConfig:
     """The named generator config (`ffhq`, the official one; `tiny`, for CPU)."""
+    if not isinstance(name, str):
+        raise ConfigError(f"a preset is named by a string such as 'ffhq', got {name!r}.")
     try:
         return GENERATOR_PRESETS[name]()
     except KeyError:

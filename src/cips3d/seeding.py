@@ -57,10 +57,20 @@ def check_generators(generator: GeneratorArg, batch: int) -> None:
         raise ConfigError(f"got {given} for {images}; give one per image.")
 
 
+def seed_list(seeds: object) -> list:
+    """`seeds` as a list; a `ConfigError` for a string ("0-3" was read as the seeds '0', '-', '3': text
+    is `parse_seeds`' job) or anything that is not a collection of them."""
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
+        raise ConfigError(
+            f"seeds must be a list of whole numbers, got {seeds!r} (parse_seeds reads text such as '0-3')."
+        )
+    return list(seeds)
+
+
 def generators_for_seeds(seeds: Iterable[int], device: str = "cpu") -> list[torch.Generator]:
     """One generator per seed: image i depends only on seeds[i], whatever the batch it is rendered in.
     Seeds are whole numbers from 0 to MAX_SEED (torch would wrap -1 to 2**64 - 1 and 1.5 to 1)."""
-    seeds = list(seeds)
+    seeds = seed_list(seeds)
     wrong = [s for s in seeds if not is_whole_number(s) or not 0 <= s <= MAX_SEED]
     if wrong:
         raise ConfigError(f"seeds must be whole numbers {seed_range()}, got {wrong[0]!r}.")

@@ -52,6 +52,11 @@ def check_gamma(gamma: float) -> float:
 
 def check_same_architecture(source: Generator3D, target: Generator3D) -> None:
     """ConfigError unless both generators have the same config and parameter shapes."""
+    for which, model in (("source", source), ("target", target)):
+        if not isinstance(model, Generator3D):  # a path: an AttributeError on .config
+            raise ConfigError(
+                f"the {which} must be a Generator3D (load_generator reads one), got {type(model).__name__}."
+            )
     if source.config != target.config:
         raise ConfigError("the source and target models have different architectures (configs differ).")
     target_shapes = {k: tuple(v.shape) for k, v in target.state_dict().items()}

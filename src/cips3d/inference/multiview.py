@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from cips3d import constants as K
-from cips3d.config import PoseConfig, RenderConfig, whole_count
+from cips3d.config import PoseConfig, RenderConfig, is_real_number, whole_count
 from cips3d.errors import ConfigError
 from cips3d.inference.sample import SampleBatch
 from cips3d.io.images import make_grid
@@ -60,10 +60,24 @@ def spread_angles(count: int, lo: float, hi: float) -> list[float]:
 
 
 def grid_cameras(yaws: Sequence[float], pitches: Sequence[float]) -> Camera:
-    """Cameras for every (pitch, yaw), pitch-major: view m * N + n is (pitches[m], yaws[n])."""
+    """Cameras for every (pitch, yaw), pitch-major: view m * N + n is (pitches[m], yaws[n]); one angle
+    may be a plain number."""
+    yaws, pitches = (_angle_list(v, name) for v, name in ((yaws, "yaws"), (pitches, "pitches")))
     yaw = torch.tensor(list(yaws), dtype=torch.float32).repeat(len(pitches))
     pitch = torch.tensor(list(pitches), dtype=torch.float32).repeat_interleave(len(yaws))
     return Camera.from_angles(yaw, pitch)
+
+
+def _angle_list(angles: object, name: str) -> list[float]:
+    """A list of angles: a number is one (a float was "not iterable"); anything else but numbers is named."""
+    values = [angles] if is_real_number(angles) else angles
+    if (
+        isinstance(values, str)
+        or not isinstance(values, Iterable)
+        or not all(is_real_number(a) for a in values)
+    ):
+        raise ConfigError(f"{name} must be a list of angles in radians, got {angles!r}.")
+    return list(values)
 
 
 def seed_generators(G: Generator3D, seed: int, count: int) -> list[torch.Generator]:
@@ -151,6 +165,7 @@ def resolve_inr_layers(names: Iterable[str]) -> list[str]:
     """INR layer names -> style names: a block name ('512') gives both of its layers
     ('inr_w512_0', 'inr_w512_1'); a style name is kept. ConfigError for anything else."""
     known = [f"inr_w{block}_{i}" for block in K.INR_BLOCK_NAMES for i in (0, 1)]
+    names = [names] if isinstance(names, str) else names  # one name: "inr_w4_0" was read letter by letter
     out: list[str] = []
     for raw in names:
         name = str(raw).strip()

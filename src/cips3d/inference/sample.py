@@ -13,7 +13,7 @@ from cips3d.config import PoseConfig, RenderConfig, whole_count
 from cips3d.errors import ConfigError
 from cips3d.models.generator3d import Generator3D
 from cips3d.outputs import GeneratorOutput
-from cips3d.seeding import MAX_SEED, generators_for_seeds
+from cips3d.seeding import MAX_SEED, generators_for_seeds, seed_list
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,9 @@ def sample_seeds(
     """Yield batches of renders. Each seed's generator draws, in order: z_nerf, z_inr, the camera
     (when `pose` is random), then the render draws, so an image depends only on its seed."""
     batch_size = whole_count(batch_size, "batch_size")
+    seeds = seed_list(seeds)
     for start in range(0, len(seeds), batch_size):
-        batch = list(seeds[start : start + batch_size])
+        batch = seeds[start : start + batch_size]
         generators = generators_for_seeds(batch)
         z_nerf, z_inr = G.sample_latents(len(batch), generators)
         out = G(z_nerf, z_inr, pose=pose, render=render, psi=psi, generator=generators)

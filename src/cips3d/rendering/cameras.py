@@ -14,6 +14,7 @@ import torch
 
 from cips3d import constants as K
 from cips3d.config import PoseConfig, is_real_number, is_whole_number
+from cips3d.devices import usable_device
 from cips3d.errors import ConfigError
 from cips3d.seeding import draw
 
@@ -277,6 +278,10 @@ class Camera:
         return cls(joined("origin"), joined("forward"), joined("up"), joined("yaw"), joined("pitch"))
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Camera:
+        """The cameras on `device` (a name as `devices.usable_device` reads it: 'cuda' where there is
+        none is one sentence, not torch's assertion), in `dtype` when given."""
+        device = usable_device(device)
+
         def move(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(device, dtype or t.dtype)
 
