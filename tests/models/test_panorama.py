@@ -5,6 +5,7 @@ the stored embeddings."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -81,3 +82,16 @@ def test_a_wide_panorama_model_has_a_column_per_pixel_of_the_turn():
     assert Cips2DConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ConfigError, match="width"):
         dataclasses.replace(config, width=1)
+
+
+def test_coordinate_grids_refuse_sizes_past_memory_and_extents_that_are_not_one():
+    from cips3d.models.coordinates import MAX_GRID_PIXELS, plane_grid  # noqa: PLC0415
+
+    with pytest.raises(ConfigError, match=f"is more than {MAX_GRID_PIXELS:,} pixels at once"):
+        plane_grid(10**6, 10**6)  # tried to allocate terabytes
+    with pytest.raises(ConfigError, match="extent must be a finite number, got nan"):
+        plane_grid(8, 8, extent=math.nan)  # was an all-NaN grid
+    with pytest.raises(ConfigError, match="extent must be positive, got -1"):
+        plane_grid(8, 8, extent=-1.0)  # was a mirrored image
+    with pytest.raises(ConfigError, match="height must be a whole number of 1 or more, got 2.5"):
+        cylinder_grid(2.5, 4)

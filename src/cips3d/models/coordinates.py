@@ -9,14 +9,27 @@ from __future__ import annotations
 
 import torch
 
+from cips3d.config import finite_number, whole_count
 from cips3d.errors import ConfigError
+
+MAX_GRID_PIXELS = 2**28  # 2 GiB of float32 (x, y) pairs: 10**6 x 10**6 asked for terabytes at once
+
+
+def _check_grid(height: int, width: int, batch: int, extent: float) -> None:
+    """Whole sides of 1 or more and at most MAX_GRID_PIXELS in all; a finite, positive extent (NaN made
+    an all-NaN grid, a negative one a mirrored image)."""
+    sides = whole_count(height, "height") * whole_count(width, "width")
+    if sides * whole_count(batch, "batch") > MAX_GRID_PIXELS:
+        raise ConfigError(f"a {width} x {height} coordinate grid of batch {batch} is more than "
+                          f"{MAX_GRID_PIXELS:,} pixels at once; render it in parts.")  # fmt: skip
+    if not finite_number(extent, "extent") > 0:
+        raise ConfigError(f"extent must be positive, got {extent}.")
 
 
 def plane_grid(height: int, width: int, batch: int = 1, extent: float = 1.0) -> torch.Tensor:
     """[B, H, W, 2]: x = linspace(-extent, extent, W), y = linspace(-extent, extent, H). extent > 1
     extrapolates beyond the training frame; more pixels over the same extent is super-resolution."""
-    if height < 1 or width < 1:
-        raise ConfigError(f"a coordinate grid needs at least 1 x 1 pixels, got {width} x {height}.")
+    _check_grid(height, width, batch, extent)
     y = torch.linspace(-extent, extent, height) if height > 1 else torch.zeros(1)
     x = torch.linspace(-extent, extent, width) if width > 1 else torch.zeros(1)
     grid = torch.stack(torch.meshgrid(x, y, indexing="xy"), dim=-1)  # [H, W, 2] as (x, y)
@@ -30,10 +43,10 @@ def cylinder_grid(height: int, width: int, batch: int = 1, turns: float = 1.0, s
     whose last column joins its first), y = linspace(-extent, extent, H). A model whose embedding has
     W columns (`Cips2DConfig.grid_width`) has them at x = -1 + 2k / W: `cylinder_grid(size, W)` is its
     training grid."""
-    if height < 1 or width < 1 or turns <= 0:
-        raise ConfigError(
-            f"a panorama grid needs at least 1 x 1 pixels and turns > 0, got {width} x {height}, {turns}."
-        )
+    _check_grid(height, width, batch, extent)
+    finite_number(start, "start")
+    if not finite_number(turns, "turns") > 0:
+        raise ConfigError(f"a panorama grid needs turns > 0, got {turns}.")
     x = start + 2 * turns * torch.arange(width) / width
     y = torch.linspace(-extent, extent, height) if height > 1 else torch.zeros(1)
     grid = torch.stack(torch.meshgrid(x, y, indexing="xy"), dim=-1)
