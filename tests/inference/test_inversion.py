@@ -142,6 +142,9 @@ def test_bad_settings_are_config_errors(tiny_G):
         InversionConfig(perceptual=-1.0)
     with pytest.raises(ConfigError, match="^lr \\(--lr\\) must be positive.$"):
         InversionConfig(lr=float("nan"))
+    for name in ("lr", "noise", "perceptual"):  # inf passed, then the fit blamed "the styles of nerf_w0"
+        with pytest.raises(ConfigError, match=f"^{name} \\(--{name}\\) must be finite.$"):
+            InversionConfig(**{name: float("inf")})
     with pytest.raises(
         ConfigError, match="camera_search \\(--camera-search\\) must be a whole number of 0 or more"
     ):

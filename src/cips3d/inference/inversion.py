@@ -109,6 +109,8 @@ class InversionConfig:
             "noise (--noise) must be >= 0": self.noise >= 0,
             "perceptual (--perceptual) must be >= 0": self.perceptual >= 0,
         }
+        for name in ("lr", "noise", "perceptual"):  # infinity passed, then blamed the styles at fit time
+            rules[f"{name} (--{name}) must be finite"] = math.isfinite(getattr(self, name))
         wrong = [rule for rule, holds in rules.items() if not holds]  # NaN fails every rule
         if wrong:
             raise ConfigError(f"{wrong[0]}.")
