@@ -92,6 +92,13 @@ def finite_number(value: Any, name: str) -> float:
     return float(value)
 
 
+def check_switch(value: Any, name: str) -> bool:
+    """`value`, or a `ConfigError` naming `name` unless it is True or False (a string such as "no" was
+    true)."""
+    _require(isinstance(value, bool), f"{name} must be True or False, got {value!r}.")
+    return value
+
+
 def whole_count(value: Any, name: str, minimum: int = 1, maximum: int | None = None) -> int:
     """`value` as an int; a `ConfigError` naming `name` unless it is a whole number of `minimum` or more
     (and at most `maximum`, where a count allocates memory at once; numpy's integers included). The one
@@ -313,9 +320,14 @@ def _tiny() -> GeneratorConfig:
 GENERATOR_PRESETS = {"ffhq": _ffhq, "tiny": _tiny}
 
 
+def preset_of(config: GeneratorConfig) -> str | None:
+    """The name of the generator preset `config` is, or None for a custom one."""
+    return next((name for name, make in GENERATOR_PRESETS.items() if make() == config), None)
+
+
 def generator_in_words(config: GeneratorConfig) -> str:
     """'the tiny generator' (the preset it is), or 'a custom generator'."""
-    name = next((n for n in GENERATOR_PRESETS if GENERATOR_PRESETS[n]() == config), None)
+    name = preset_of(config)
     return f"the {name} generator" if name else "a custom generator"
 
 

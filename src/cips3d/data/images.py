@@ -20,7 +20,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from cips3d.config import MAX_IMG_SIZE, is_whole_number
+from cips3d.config import MAX_IMG_SIZE, check_switch, is_whole_number
 from cips3d.errors import ConfigError, UserError
 from cips3d.io.files import path_of
 
@@ -428,13 +428,19 @@ class CroppedImagesWarning(UserWarning):
     """A dataset's images lose much of their picture to the crop to a non-square target shape."""
 
 
+def aspect_against(size: tuple[int, int], resolution: int, width: int | None) -> float:
+    """An image's (width, height) aspect over the target's (`width` or `resolution` by `resolution`):
+    1 for the same shape, 2 for an image twice as wide."""
+    return (size[0] / size[1]) / ((width or resolution) / resolution)
+
+
 def warn_cropped(sizes: list[tuple[int, int]], resolution: int, width: int | None) -> None:
     """One warning when a non-square target (`width`) crops images of another shape by more than the
     tolerance: square faces trained at 64x32 lose half their height, which nothing said before."""
     if width is None:
         return  # a square crop of photos is the usual recipe (FFHQ, LSUN)
-    target = width / resolution
-    kept = min(min(a, 1 / a) for a in ((w / h) / target for w, h in sizes))  # share of the picture kept
+    aspects = (aspect_against(size, resolution, width) for size in sizes)
+    kept = min(min(a, 1 / a) for a in aspects)  # the share of the picture the crop keeps
     if kept < 1 - WHOLE_ASPECT_TOLERANCE:
         warnings.warn(f"the images are centre-cropped to the {width}x{resolution} shape, some keeping only "
                       f"{kept:.0%} of their picture (a width matching their shape keeps all of it)",
@@ -449,10 +455,7 @@ def check_whole_aspects(
     fits the first; when some do, the first odd one is named, to crop or leave out."""
     target_w = width or resolution
 
-    def fits(size: tuple[int, int]) -> bool:
-        return abs((size[0] / size[1]) / (target_w / resolution) - 1) <= WHOLE_ASPECT_TOLERANCE
-
-    fitting = [fits(size) for size in sizes]
+    fitting = [abs(aspect_against(size, resolution, width) - 1) <= WHOLE_ASPECT_TOLERANCE for size in sizes]
     if all(fitting):
         return
     odd = fitting.index(False)
@@ -509,8 +512,7 @@ class ImageDataset(Dataset):
                     f"{name} must be a whole number of pixels from 1 to {MAX_IMG_SIZE}, got {side!r}."
                 )
         for name, flag in (("xflip", xflip), ("strict", strict), ("whole", whole)):
-            if not isinstance(flag, bool):  # "no" was true
-                raise ConfigError(f"{name} must be True or False, got {flag!r}.")
+            check_switch(flag, name)
         if resolution is None and (width is not None or whole):
             raise ConfigError("a width, or resizing images whole, needs a resolution.")
         self.width, self.whole = width, whole

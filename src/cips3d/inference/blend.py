@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from cips3d import constants as K
-from cips3d.config import RenderConfig, is_real_number
+from cips3d.config import RenderConfig, check_switch, is_real_number
 from cips3d.errors import ConfigError
 from cips3d.inference.video import seed_styles
 from cips3d.io.images import to_uint8
@@ -100,8 +100,7 @@ def blend_generators(
         are not changed.
     """
     gamma = check_gamma(gamma)
-    if not isinstance(blend_inr_mapping, bool):  # "no" was true
-        raise ConfigError(f"blend_inr_mapping must be True or False, got {blend_inr_mapping!r}.")
+    check_switch(blend_inr_mapping, "blend_inr_mapping")
     names = resolve_blend_layers(layers)
     check_same_architecture(source, target)
     blended = copy.deepcopy(source)

@@ -79,8 +79,13 @@ class Trajectory:
 
     def looped(self, num_frames: int) -> Trajectory:
         """`num_frames` frames that run through this path again and again (frame i is i mod N)."""
-        num_frames = whole_count(num_frames, "num_frames", maximum=MAX_FRAMES)
+        num_frames = _frame_count(num_frames)
         return self.select([i % self.num_frames for i in range(num_frames)])
+
+
+def _frame_count(num_frames: int) -> int:
+    """`num_frames` as an int from 1 to MAX_FRAMES (the bound every trajectory's count is held to)."""
+    return whole_count(num_frames, "num_frames", maximum=MAX_FRAMES)
 
 
 def _check_turns(num_frames: int, periods: int) -> None:
@@ -128,7 +133,7 @@ def _fov_ramp(fov: float, max_fov: float, num_frames: int) -> list[float]:
 def yaw(num_frames: int = NUM_FRAMES, *, fov: float = K.FOV_DEGREES, radius: float = 1.0) -> Trajectory:
     """A horizontal sweep in front of the object: positions r (cos t, 0, sin t) for
     t = linspace(1, pi - 1, N) rad (about +-0.57 rad around the front), pitch pi/2."""
-    whole_count(num_frames, "num_frames", maximum=MAX_FRAMES)
+    _frame_count(num_frames)
     _check_fov(fov)
     check_camera_radius(radius)
     t = torch.linspace(YAW_SWEEP_MARGIN, math.pi - YAW_SWEEP_MARGIN, num_frames, dtype=torch.float64)
@@ -146,7 +151,7 @@ def circle(
 ) -> Trajectory:
     """`periods` turns on a cone of half-angle pi / alpha_pidiv around +z, N frames per turn
     (N * periods in all), always looking at the origin."""
-    whole_count(num_frames, "num_frames", maximum=MAX_FRAMES)
+    _frame_count(num_frames)
     _check_turns(num_frames, periods)
     _check_fov(fov)
     origin = _cone_positions(_check_alpha_pidiv(alpha_pidiv), num_frames, periods, radius)
@@ -163,7 +168,7 @@ def circle_near_far(
 ) -> Trajectory:
     """`circle` with 2 periods (2N frames) while the fov ramps fov -> max_fov over the first N
     frames and back over the last N: a zoom by fov, the camera distance stays fixed."""
-    whole_count(num_frames, "num_frames", maximum=MAX_FRAMES)
+    _frame_count(num_frames)
     _check_fov(fov, max_fov)
     origin = _cone_positions(_check_alpha_pidiv(alpha_pidiv), num_frames, 2, radius)
     return Trajectory(_looking_at_origin(origin), tuple(_fov_ramp(fov, max_fov, num_frames)))
@@ -212,7 +217,7 @@ def translate_circle_near_far(
 
     Frames: 2 * 4 * (num_samples_translate // 4) + 2 * num_frames (56 + 2N with the defaults).
     """
-    whole_count(num_frames, "num_frames", maximum=MAX_FRAMES)
+    _frame_count(num_frames)
     _check_fov(fov, max_fov)
     alpha = _check_alpha_pidiv(alpha_pidiv)
     shift = _translations(num_samples_translate, translate_dist, alpha, radius)
@@ -237,7 +242,7 @@ def translate_rotate(
     """The two parallel shifts of `translate_circle_near_far`, then a roll: the camera stays at
     (0, 0, r cos(pi / alpha_pidiv)) looking at the origin while its up vector (-sin b, cos b, 0)
     turns with b = linspace(0, 2 pi periods, N * periods). The fov is fixed."""
-    whole_count(num_frames, "num_frames", maximum=MAX_FRAMES)
+    _frame_count(num_frames)
     _check_turns(num_frames, periods)
     _check_fov(fov)
     alpha = _check_alpha_pidiv(alpha_pidiv)
@@ -269,7 +274,7 @@ def orbit(
     Frame k sits at yaw start_yaw + 2 pi k / N, so the turn is closed without a repeated frame: the
     frame after the last would be the first, and the video loops seamlessly.
     """
-    whole_count(num_frames, "num_frames", maximum=MAX_FRAMES)
+    _frame_count(num_frames)
     _check_fov(fov)
     check_camera_radius(radius)
     start_yaw, pitch = finite_number(start_yaw, "start_yaw"), finite_number(pitch, "pitch")
@@ -289,7 +294,7 @@ def still(
     radius: float = 1.0,
 ) -> Trajectory:
     """The same camera `Camera.from_angles(yaw, pitch, radius)` for every frame (for latent walks)."""
-    whole_count(num_frames, "num_frames", maximum=MAX_FRAMES)
+    _frame_count(num_frames)
     _check_fov(fov)
     return Trajectory(Camera.from_angles(yaw, pitch, radius, batch=num_frames), (float(fov),) * num_frames)
 

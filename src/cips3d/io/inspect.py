@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from cips3d.config import GENERATOR_PRESETS, GeneratorConfig, generator_preset
+from cips3d.config import GENERATOR_PRESETS, GeneratorConfig, preset_of
 from cips3d.config_2d import CIPS2D_PRESETS, Cips2DConfig, is_2d_run_config
 from cips3d.convert.official import OURS_ONLY, check_keys
 from cips3d.convert.official_2d import config_from_official_2d, holds_official_cips2d
@@ -103,7 +103,7 @@ def _parameters(state: Mapping[str, torch.Tensor]) -> int:
 
 
 def _summary_3d(config: GeneratorConfig) -> str:
-    preset = next((name for name in GENERATOR_PRESETS if generator_preset(name) == config), None)
+    preset = preset_of(config)
     return f"preset {preset}" if preset else "a custom config (see config.json)"
 
 
