@@ -186,3 +186,22 @@ def test_a_2d_run_whose_run_json_is_gone_still_refuses_other_images(tmp_path, bl
     write_blobs(tmp_path / "other", count=20, seed=5)
     with pytest.raises(UserError, match="are not the ones .* was trained on"):
         Trainer2D(CONFIG, run, tmp_path / "other", resume=True, progress=False)
+
+
+def test_a_resume_on_more_processes_gives_each_rank_its_own_draws(tmp_path, blob_folder):
+    """A one-process run resumed on two: rank 0 goes on with the run's draws, rank 1 with its own seed's
+    (every rank once took rank 0's, so both drew the same latents, noise and patches), and a note says
+    the step now takes twice the images."""
+    from cips3d.training.distributed import World  # noqa: PLC0415
+
+    run = tmp_path / "run"
+    Trainer2D(CONFIG, run, blob_folder, progress=False).run(max_steps=2)
+    saved = load_snapshot(run).rng["generators"]["draws"]
+    ranks = [Trainer2D(CONFIG, run, blob_folder, resume=True, progress=False, world=World(rank, 2))
+             for rank in (0, 1)]  # fmt: skip
+    assert torch.equal(ranks[0].draws.get_state(), saved)
+    assert not torch.equal(ranks[1].draws.get_state(), saved)
+    assert not torch.equal(ranks[0].draws.get_state(), ranks[1].draws.get_state())
+    assert "trained by 1 process and continues on 2" in ranks[1].resume_note
+    same = Trainer2D(CONFIG, run, blob_folder, resume=True, progress=False)
+    assert same.resume_note is None and torch.equal(same.draws.get_state(), saved)

@@ -201,6 +201,8 @@ def run(args: argparse.Namespace) -> int:
                             fid_images=args.fid or 0, inception=args.inception)  # fmt: skip
         if args.init and not resume and world.is_main:
             print(f"cips3d train2d: fine-tuning, {trainer.started_from}.")
+        if trainer.resume_note and world.is_main:
+            print(f"cips3d train2d: note: {trainer.resume_note}")
         if kept and world.is_main:
             print(f"cips3d train2d: note: going on with the run's {', '.join(kept)} (give a flag to change "
                   "it; --fid 0 turns FID off).")  # fmt: skip

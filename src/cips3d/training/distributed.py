@@ -30,6 +30,7 @@ from torch import distributed as dist
 from torch import nn
 
 from cips3d.errors import UserError, first_line
+from cips3d.words import counted
 
 T = TypeVar("T")
 
@@ -195,6 +196,18 @@ def process_group(world: World, device: torch.device) -> Iterator[None]:
         finished = True
     finally:
         leave(world, together=finished)
+
+
+def world_change_note(trained_by: int, world_size: int) -> str | None:
+    """What a resume on another number of processes changes (None when the count is the same): the batch
+    is per process, so a step takes another number of images and the run cannot go on bit for bit."""
+    if trained_by == world_size:
+        return None
+    return (
+        f"the run was trained by {counted(trained_by, 'process', 'processes')} and continues on "
+        f"{world_size}, so each step now takes {world_size} x batch-size images instead of {trained_by} x; "
+        "it goes on from the snapshot, but not bit for bit as it would have without the restart."
+    )
 
 
 def rank_seed(seed: int, rank: int) -> int:

@@ -36,7 +36,7 @@ from cips3d.models.discriminator import Discriminator, DiscriminatorConfig
 from cips3d.models.generator3d import Generator3D
 from cips3d.training.augment import DiffAugmentConfig
 from cips3d.training.config import RESUMABLE, StageConfig, TrainConfig
-from cips3d.training.distributed import World, rank_seed
+from cips3d.training.distributed import World, rank_seed, world_change_note
 from cips3d.training.ema import ema_update
 from cips3d.training.evaluate import snapshot_score
 from cips3d.training.monitor import Monitor, SilentMonitor
@@ -191,13 +191,7 @@ class Trainer:
         """This rank's saved generator states (the run's other ranks are under "other_ranks")."""
         ranks = [saved, *saved.get("other_ranks", [])]
         world = self.options.world
-        if len(ranks) != world.world_size:
-            self.resume_note = (
-                f"the run was trained by {counted(len(ranks), 'process', 'processes')} and continues on "
-                f"{world.world_size}, so each step now takes {world.world_size} x batch-size images instead "
-                f"of {len(ranks)} x; it goes on from the snapshot, but not bit for bit as it would have "
-                "without the restart."
-            )
+        self.resume_note = world_change_note(len(ranks), world.world_size)
         if world.rank < len(ranks):
             restore_rng(ranks[world.rank], self.generators)
 

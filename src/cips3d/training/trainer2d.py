@@ -43,7 +43,7 @@ from cips3d.metrics.inception import InceptionExtractor
 from cips3d.metrics.swd import swd
 from cips3d.models.discriminator2d import Discriminator2D
 from cips3d.models.generator2d import Generator2D
-from cips3d.training.distributed import World, rank_seed
+from cips3d.training.distributed import World, rank_seed, world_change_note
 from cips3d.training.ema import ema_update
 from cips3d.training.monitor import Monitor, SilentMonitor
 from cips3d.training.run_lock import run_lock
@@ -56,7 +56,6 @@ from cips3d.training.snapshot import (
     check_run_outside_data,
     load_snapshot,
     prune_snapshots,
-    restore_rng,
     run_options,
     snapshot_name,
     write_run_record,
@@ -226,6 +225,7 @@ class Trainer2D:
         )
         self.grid = self.G.training_grid()[0]
         self.state = TrainState()
+        self.resume_note: str | None = None  # set by a resume on another number of processes
         self._written: Path | None = None
         self._eval_reals: torch.Tensor | None = None
         self._reported_step: int | None = None
@@ -272,10 +272,12 @@ class Trainer2D:
         self.D.load_state_dict(snapshot.D)
         self.opt_g.load_state_dict(snapshot.optimizers["G"])
         self.opt_d.load_state_dict(snapshot.optimizers["D"])
-        restore_rng(snapshot.rng, {"draws": self.draws})  # rank 0's; the others' below
-        others = snapshot.rng.get("other_ranks", [])
-        if self.world.rank > 0 and len(others) == self.world.world_size - 1:
-            self.draws.set_state(others[self.world.rank - 1])
+        # Rank r goes on with rank r's draws; a rank the run did not have keeps its own seed's (restoring
+        # rank 0's on every rank gave all of them the same latents, noise and patches).
+        ranks = [snapshot.rng["generators"]["draws"], *snapshot.rng.get("other_ranks", [])]
+        if self.world.rank < len(ranks):
+            self.draws.set_state(ranks[self.world.rank])
+        self.resume_note = world_change_note(len(ranks), self.world.world_size)
         self.state = snapshot.state
         self._written = snapshot.path  # a resume that takes no step rewrites nothing
 
