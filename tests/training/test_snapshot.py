@@ -183,3 +183,23 @@ def test_a_full_disk_is_said_in_words_not_in_torchs(tmp_path, monkeypatch):
     )
     with pytest.raises(UserError, match="unexpected pos 238336"):  # room enough: torch's words are the cause
         write(tmp_path, 2)
+
+
+def test_rewriting_a_step_replaces_its_folder_and_a_crash_while_deleting_the_old_one_loses_neither(
+    tmp_path, monkeypatch
+):
+    write(tmp_path, 4, value=0.25)
+    real_rmtree = shutil.rmtree
+
+    def killed_while_deleting(path, *args, **kwargs):
+        if os.path.basename(path).startswith(".del-"):
+            raise KeyboardInterrupt  # the process dies here
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(snapshot_module.shutil, "rmtree", killed_while_deleting)
+    with pytest.raises(KeyboardInterrupt):
+        write(tmp_path, 4, value=0.75)
+    snap = load_snapshot(tmp_path)  # the new one is in place; the old one waits under .del-* for pruning
+    assert snap.state.global_step == 4 and torch.equal(snap.G["weight"], torch.full((2, 2), 0.75))
+    (old,) = tmp_path.glob(".del-*")
+    assert old.name.startswith(".del-step-000000004")

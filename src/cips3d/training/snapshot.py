@@ -136,10 +136,13 @@ def write_snapshot(
         last = f"the newest complete one is {complete[-1].name}" if complete else "no complete one exists yet"
         why = _full_disk(root, complete[-1] if complete else None) or first_line(err, 200)
         raise UserError(f"cannot write the snapshot {final.name} in {root} ({why}); {last}.") from err
-    if final.exists():  # a rerun of the same step (after a resume): replace it atomically
-        _discard(final)
+    # A rerun of the same step (after a resume) replaces its folder: the old one is moved aside, the new
+    # one renamed in, and only then is the old one deleted, so a crash while deleting loses neither.
+    old = _set_aside(final) if final.exists() else None
     os.rename(tmp, final)
     _fsync_dir(root)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return final
 
 
@@ -170,11 +173,16 @@ def _write_files(
     _fsync_dir(tmp)
 
 
-def _discard(path: Path) -> None:
-    """Remove a snapshot folder so that no half-deleted `step-*` folder can ever be seen."""
+def _set_aside(path: Path) -> Path:
+    """Rename a snapshot folder to the `.del-*` name that `prune_snapshots` clears; return the new name."""
     trash = path.with_name(f".del-{path.name}-{os.getpid()}")
     os.rename(path, trash)
-    shutil.rmtree(trash, ignore_errors=True)
+    return trash
+
+
+def _discard(path: Path) -> None:
+    """Remove a snapshot folder so that no half-deleted `step-*` folder can ever be seen."""
+    shutil.rmtree(_set_aside(path), ignore_errors=True)
 
 
 def prune_snapshots(root: str | os.PathLike, keep: int, protect: set[str]) -> list[Path]:
