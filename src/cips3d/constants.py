@@ -16,6 +16,10 @@ CAMERA_RADIUS = 1.0  # cameras sit on the unit sphere
 MAX_CAMERA_RADIUS = 1e6  # ours: past any use (the rays span 0.88-1.12 from the camera), inside float32
 YAW_MEAN = math.pi / 2  # h_mean: yaw pi/2 puts the camera on +z, looking at the origin
 PITCH_MEAN = math.pi / 2  # v_mean
+# The official trainer's preview yaws (spec 4.4): "tilted" at pi/2 + 0.5, and the mirror-symmetry pair,
+# nearly symmetric around the front: details of a face must not flip between these two views.
+TILT_YAW = math.pi / 2 + 0.5
+MIRROR_YAWS = (1.44, 1.70)
 # Ours: the largest camera angle taken, in radians (159 turns: past any view), so that none overflows
 # float32 (1e39 rad was a traceback, 1e38 a NaN image).
 MAX_ANGLE = 1000.0

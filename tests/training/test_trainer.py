@@ -20,8 +20,10 @@ from cips3d.convert.official_d import to_official_d
 from cips3d.errors import ConfigError, UserError
 from cips3d.io.checkpoint import official_state_dict, save_generator
 from cips3d.metrics.evaluate import evaluate
+from cips3d.rendering.cameras import Camera
 from cips3d.training import trainer as trainer_module
 from cips3d.training.config import StageConfig, train_preset
+from cips3d.training.monitor import SilentMonitor
 from cips3d.training.run_lock import run_lock
 from cips3d.training.snapshot import list_snapshots, load_snapshot
 from cips3d.training.trainer import Trainer, TrainingStopped, TrainOptions, nerf_modules
@@ -363,3 +365,29 @@ def test_images_that_change_between_stages_stop_the_run(tmp_path, blob_folder, m
     )
     with pytest.raises(UserError, match=f"the images in {data} changed during the run"):
         trainer.run()
+
+
+def test_previews_render_with_the_runs_rays_and_mean_camera(tmp_path, blob_folder, monkeypatch):
+    """A run with its own field of view, ray bounds and mean pose previews with them (previews once used
+    the defaults, so they showed a camera the run never trained from)."""
+    config = micro_config()
+    pose = dataclasses.replace(config.pose, yaw_mean=1.3, pitch_mean=1.4, radius=1.5)
+    config = dataclasses.replace(config, fov=20.0, ray_start=1.3, ray_end=1.7, num_steps=6, pose=pose)
+    trainer = Trainer(config, tmp_path / "run", blob_folder, QUIET)
+    seen, synthesis = [], Generator3D.synthesis
+
+    def recording(self, styles, camera, render=None, **kwargs):
+        seen.append((render, camera))
+        return synthesis(self, styles, camera, render, **kwargs)
+
+    monkeypatch.setattr(Generator3D, "synthesis", recording)
+    trainer._preview(config.stages[0], SilentMonitor())
+    assert len(seen) == 7  # G, G_ema, truncated, two tilted, the mirror pair
+    for render, camera in seen:
+        assert (render.fov, render.ray_start, render.ray_end, render.num_steps) == (20.0, 1.3, 1.7, 6)
+        assert render.deterministic
+        assert torch.allclose(camera.origin.norm(dim=-1), torch.tensor(1.5))
+    front = Camera.from_angles(1.3, 1.4, 1.5, batch=1)
+    assert torch.allclose(seen[0][1].origin[:1], front.origin, atol=1e-6)
+    tilted = Camera.from_angles(1.3 + 0.5, 1.4, 1.5, batch=1)
+    assert torch.allclose(seen[3][1].origin[:1], tilted.origin, atol=1e-6)

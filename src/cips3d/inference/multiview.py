@@ -30,7 +30,7 @@ from cips3d.rendering.cameras import Camera
 from cips3d.seeding import GeneratorArg, check_generators, generators_for_seeds
 from cips3d.words import counted
 
-MIRROR_YAWS = (1.44, 1.70)
+MIRROR_YAWS = K.MIRROR_YAWS
 """The training previews' symmetry pair, about pi/2 -+ 0.13: a face should look mirrored."""
 YAW_SWEEP = (1.0, math.pi - 1.0)
 """The official 'yaw' trajectory range (spec 6), used when only a number of yaws is given."""

@@ -16,13 +16,12 @@ import torch
 from torch.nn import functional as F
 
 from cips3d.config import RenderConfig, finite_number, whole_count
+from cips3d.constants import MIRROR_YAWS
 from cips3d.errors import ConfigError
 from cips3d.nn.modes import evaluating
 from cips3d.rendering.cameras import Camera
 from cips3d.rendering.rays import camera_ray_directions, rotate_directions
 from cips3d.seeding import seeded_generator
-
-MIRROR_YAWS = (1.44, 1.70)  # the official preview pair, nearly symmetric around the front (pi/2)
 
 
 @dataclass(frozen=True)

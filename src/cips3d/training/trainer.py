@@ -477,7 +477,7 @@ class Trainer:
 
     def _preview(self, stage: StageConfig, monitor: Monitor) -> None:
         self.G_ema.update_truncation_mean()
-        grids = preview_grids(self.G, self.G_ema, stage.img_size)
+        grids = preview_grids(self.G, self.G_ema, self._eval_render(stage), self.config.pose)
         folder = self.run_dir / "previews" / snapshot_name(self.state.global_step)
         for name, grid in grids.items():
             save_png(grid, folder / f"{name}.png")
