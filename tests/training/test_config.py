@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cips3d.errors import ConfigError
-from cips3d.training.config import TRAIN_PRESETS, TrainConfig, preset_name, train_preset
+from cips3d.training.config import TRAIN_PRESETS, StageConfig, TrainConfig, preset_name, train_preset
 from cips3d.training.trainer import TrainOptions
 
 
@@ -48,6 +48,13 @@ def test_counts_and_intervals_are_whole_numbers_of_one_or_more():
         ({"seed": -1}, "seed must be a whole number from 0 to 2^63 - 1, got -1"),  # was: wrapped by torch
         ({"data_seed": 2**64}, "data_seed must be a whole number from 0"),
         ({"adam_betas": (2.0, 3.0)}, "adam_betas must be two numbers in [0, 1), got (2.0, 3.0)"),
+        # The next ones were refused only when a stage first rendered or augmented with them.
+        ({"fov": 500.0}, "fov must be in (0, 180) degrees, got 500.0"),
+        ({"ray_start": 2.0}, "ray bounds must satisfy 0 <= ray_start < ray_end"),
+        ({"num_steps": 1}, "num_steps must be an integer >= 3 with hierarchical sampling"),
+        ({"diffaug_cutout": 5.0}, "DiffAugment cutout_ratio must be in [0, 1], got 5.0"),
+        ({"ema_start": -3}, "ema_start must be a whole number of 0 or more, got -3"),
+        ({"stages": (StageConfig("r16", 16, 4, 2, 2e-4, 2e-3, grad_rays=0),)}, "stage r16: grad_rays must"),
     ],
 )
 def test_values_no_run_could_use_are_refused_when_the_config_is_made(change, words):

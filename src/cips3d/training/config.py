@@ -14,10 +14,18 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from cips3d import constants as K
-from cips3d.config import GeneratorConfig, PoseConfig, generator_preset, is_real_number, whole_count
+from cips3d.config import (
+    GeneratorConfig,
+    PoseConfig,
+    RenderConfig,
+    generator_preset,
+    is_real_number,
+    whole_count,
+)
 from cips3d.errors import ConfigError
 from cips3d.models.discriminator import discriminator_preset
 from cips3d.seeding import check_seed
+from cips3d.training.augment import DiffAugmentConfig
 
 StartFrom = Literal["last", "best"]
 
@@ -148,6 +156,23 @@ class TrainConfig:
         )
         _require(0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1), got {self.ema_decay}.")
         _require(self.grad_clip > 0 and self.r1_gamma >= 0, "grad_clip must be > 0 and r1_gamma >= 0.")
+        object.__setattr__(self, "ema_start", whole_count(self.ema_start, "ema_start", minimum=0))
+        # Checked now, not when a stage first renders or augments (its grad_rays after a million steps).
+        DiffAugmentConfig(cutout_ratio=self.diffaug_cutout)
+        self.stage_render(dataclasses.replace(self.stages[0], grad_rays=None))  # the run's camera and rays
+        for stage in self.stages:  # then what each stage adds (its size, its grad_rays)
+            try:
+                self.stage_render(stage)
+            except ConfigError as err:
+                raise ConfigError(f"stage {stage.name}: {err}") from None
+
+    def stage_render(self, stage: StageConfig, nerf_noise: float = 0.0) -> RenderConfig:
+        """How `stage` renders its G step: the run's camera and ray settings at the stage's size."""
+        return RenderConfig(
+            img_size=stage.img_size, fov=self.fov, ray_start=self.ray_start, ray_end=self.ray_end,
+            num_steps=self.num_steps, hierarchical=self.hierarchical, nerf_noise=nerf_noise,
+            grad_rays=stage.grad_rays,
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -323,12 +323,7 @@ class Trainer:
 
     def _settings(self, stage: StageConfig) -> StepSettings:
         c, step = self.config, self.state.stage_step
-        render = RenderConfig(
-            img_size=stage.img_size, fov=c.fov, ray_start=c.ray_start, ray_end=c.ray_end,
-            num_steps=c.num_steps, hierarchical=c.hierarchical,
-            nerf_noise=nerf_noise_std(step, stage.nerf_noise_steps),
-            grad_rays=stage.grad_rays,
-        )  # fmt: skip
+        render = c.stage_render(stage, nerf_noise_std(step, stage.nerf_noise_steps))
         r1_now = c.r1_gamma > 0 and step % c.r1_interval == 0
         augment = DiffAugmentConfig(cutout_ratio=c.diffaug_cutout) if stage.diffaug else None
         return StepSettings(
@@ -440,11 +435,8 @@ class Trainer:
         return result["metrics"]["fid"]
 
     def _eval_render(self, stage: StageConfig) -> RenderConfig:
-        c = self.config
-        return RenderConfig(
-            img_size=stage.img_size, fov=c.fov, ray_start=c.ray_start, ray_end=c.ray_end,
-            num_steps=c.num_steps, hierarchical=c.hierarchical,
-        )  # fmt: skip
+        """Scores and previews render as the G step does, without its noise or its gradient-ray subset."""
+        return dataclasses.replace(self.config.stage_render(stage), grad_rays=None)
 
     def _reals_for_score(self, stage: StageConfig) -> torch.Tensor:
         if self._eval_reals is None:
