@@ -205,3 +205,24 @@ def test_a_resume_on_more_processes_gives_each_rank_its_own_draws(tmp_path, blob
     assert "trained by 1 process and continues on 2" in ranks[1].resume_note
     same = Trainer2D(CONFIG, run, blob_folder, resume=True, progress=False)
     assert same.resume_note is None and torch.equal(same.draws.get_state(), saved)
+
+
+def test_non_finite_losses_leave_the_weights_alone_and_stop_the_run_after_ten_in_a_row(
+    tmp_path, blob_folder, monkeypatch
+):
+    """An update whose loss is NaN is skipped (it once went into Adam, and every weight was NaN after it);
+    ten in a row stop the run with a snapshot of the last good state."""
+    from cips3d.training import steps2d  # noqa: PLC0415
+    from cips3d.training.trainer import TrainingStopped  # noqa: PLC0415
+
+    trainer = Trainer2D(CONFIG, tmp_path / "run", blob_folder, progress=False)
+    before = weights(trainer)
+    for name in ("d_logistic_loss", "g_nonsaturating_loss"):
+        real = getattr(steps2d, name)
+        monkeypatch.setattr(steps2d, name, lambda *a, real=real: real(*a) * float("nan"))
+    with pytest.raises(TrainingStopped, match="^10 steps in a row had non-finite losses"):
+        trainer.run(max_steps=50)
+    assert trainer.state.global_step == 10 and trainer.state.skipped_steps == 20  # D and G updates
+    for name in ("G", "D"):
+        assert all(torch.equal(v, before[name][k]) for k, v in weights(trainer)[name].items()), name
+    assert load_snapshot(tmp_path / "run").state.global_step == 10

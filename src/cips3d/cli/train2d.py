@@ -16,12 +16,13 @@ from cips3d.cli.resuming import (
     refuse_other_settings,
     resumed_run_folder,
 )
-from cips3d.cli.train import process_device
+from cips3d.cli.train import EXIT_STOPPED, process_device
 from cips3d.config_2d import CIPS2D_PRESETS
 from cips3d.errors import UserError
 from cips3d.io.checkpoint2d import load_models2d
 from cips3d.training.distributed import process_group, world_from_environment
 from cips3d.training.snapshot import resume_data
+from cips3d.training.trainer import TrainingStopped
 from cips3d.training.trainer2d import RESUMABLE, Train2DConfig, Trainer2D, load_run2d
 
 # A new run's settings when their flags are left out (a resumed run keeps its own).
@@ -211,7 +212,12 @@ def run(args: argparse.Namespace) -> int:
             if world.is_main:
                 print(f"{run_dir}: already at step {step} (--max-steps {args.max_steps}); nothing to do.")
             return 0
-        path = trainer.run(args.max_steps, args.minutes)
+        try:
+            path = trainer.run(args.max_steps, args.minutes)
+        except TrainingStopped as err:
+            if world.is_main:
+                print(f"cips3d train2d: stopped: {err}")
+            return EXIT_STOPPED
         if trainer.stopped_by_signal:
             if world.is_main:
                 step = trainer.state.global_step

@@ -42,6 +42,7 @@ from cips3d.io.files import atomic_write
 from cips3d.io.images import array_kind, is_uint8_array, to_uint8
 from cips3d.models.generator3d import Generator3D
 from cips3d.models.inputs import require_tensor
+from cips3d.nn.modes import frozen_weights
 from cips3d.outputs import GeneratorOutput, Styles
 from cips3d.rendering.cameras import ANGLE_RULE, Camera, is_camera_angle
 from cips3d.seeding import check_seed, seeded_generator
@@ -150,19 +151,6 @@ def fit_panels(target: torch.Tensor, output: GeneratorOutput, render: RenderConf
     """uint8 [S, 4 S, 3]: the target [1, 3, S, S] beside the fit, its aux NeRF image and its depth."""
     panels = compose_frame(output, render, ("image", "aux", "depth"))
     return np.concatenate([to_uint8(target[0]), panels], axis=1)
-
-
-@contextmanager
-def frozen_weights(model: torch.nn.Module) -> Iterator[None]:
-    """Inside: no gradients for the model's parameters (only what is optimised gets them); after: each
-    parameter's own flag again."""
-    flags = [p.requires_grad for p in model.parameters()]
-    model.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in zip(model.parameters(), flags, strict=True):
-            p.requires_grad_(flag)
 
 
 def descend(

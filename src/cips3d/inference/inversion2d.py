@@ -30,7 +30,6 @@ from cips3d.inference.inversion import (
     SPREAD_SAMPLES,
     check_target_range,
     descend,
-    frozen_weights,
     holds_inverted_styles,
     learning_rate_scale,
     noise_scale,
@@ -38,6 +37,7 @@ from cips3d.inference.inversion import (
 )
 from cips3d.models.generator2d import Generator2D
 from cips3d.models.inputs import require_tensor
+from cips3d.nn.modes import frozen_weights
 from cips3d.seeding import check_seed, seeded_generator
 
 

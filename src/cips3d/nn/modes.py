@@ -1,4 +1,5 @@
-"""Switching modules into eval mode for a while, and back however the while ends."""
+"""Switching modules into eval mode, or their weights out of autograd, for a while, and back however the
+while ends."""
 
 from __future__ import annotations
 
@@ -20,3 +21,16 @@ def evaluating(*modules: nn.Module) -> Iterator[None]:
     finally:
         for module, mode in zip(modules, modes, strict=True):
             module.train(mode)
+
+
+@contextmanager
+def frozen_weights(model: nn.Module) -> Iterator[None]:
+    """Inside: no gradients for the model's parameters (only what is optimised gets them); after: each
+    parameter's own flag again."""
+    flags = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(model.parameters(), flags, strict=True):
+            p.requires_grad_(flag)

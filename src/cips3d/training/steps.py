@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from cips3d.config import PoseConfig, RenderConfig
 from cips3d.models.generator3d import Generator3D
+from cips3d.nn.modes import frozen_weights
 
 
 @dataclass(frozen=True)
@@ -155,13 +156,10 @@ def g_step(
 ) -> dict[str, float]:
     """Non-saturating G loss through a D whose parameters do not collect gradients (`average`: as in
     `d_step`)."""
-    D.requires_grad_(False)
-    try:
+    with frozen_weights(D):
         fake, fake_aux = generate(G, settings, random, settings.render)
         logits = discriminate(D, fake, fake_aux, settings, random)
         loss = F.softplus(-logits).mean()
-    finally:
-        D.requires_grad_(True)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     loss = average(G.parameters(), loss)

@@ -13,6 +13,7 @@ per-pixel noise; the discriminator reads the image, or the image and its coordin
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -22,8 +23,9 @@ from cips3d.errors import ConfigError
 from cips3d.models.coordinates import plane_grid
 from cips3d.models.discriminator2d import Discriminator2D
 from cips3d.models.generator2d import Generator2D
+from cips3d.nn.modes import frozen_weights
 from cips3d.training.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
-from cips3d.training.steps import GradientAverage, no_average
+from cips3d.training.steps import GradientAverage, clip_or_skip, no_average
 
 G_REG_EVERY = 4  # StyleGAN2's path-length interval: CIPS keeps G's lazy ratio 4/5 though it computes none
 
@@ -59,6 +61,16 @@ class Cips2DTrainSettings:
             return torch.optim.Adam(params, lr=self.lr * ratio, betas=(0.0, 0.99**ratio))
 
         return adam(G.parameters(), G_REG_EVERY), adam(D.parameters(), self.r1_every)
+
+
+def finite_step(opt: torch.optim.Optimizer, params, loss: torch.Tensor) -> bool:
+    """`opt.step()` unless the loss or a gradient is not finite: then the gradients are dropped and
+    nothing moves (one NaN step made Adam's moments NaN, and every weight after it). True if it stepped.
+    Gradients are not clipped (CIPS does not clip)."""
+    ok, _ = clip_or_skip(params, math.inf, loss)
+    if ok:
+        opt.step()
+    return ok
 
 
 def patch_scales(height: int, width: int, patch: int) -> int:
@@ -140,16 +152,17 @@ def d_step_2d(
     opt.zero_grad(set_to_none=True)
     loss.backward()
     loss = average(D.parameters(), loss.detach())
-    opt.step()
+    skipped = not finite_step(opt, D.parameters(), loss)
     stats = {"d_loss": float(loss)}
     if settings.r1_gamma > 0 and iteration % settings.r1_every == 0:
         real = reals.detach().requires_grad_(True)
         penalty = r1_penalty(D(discriminator_input(D, real, coords)), real, settings.r1_gamma).mean()
         opt.zero_grad(set_to_none=True)
         (penalty * settings.r1_every).backward()
-        stats["r1"] = float(average(D.parameters(), penalty.detach()))
-        opt.step()
-    return stats
+        penalty = average(D.parameters(), penalty.detach())
+        stats["r1"] = float(penalty)
+        skipped |= not finite_step(opt, D.parameters(), penalty)
+    return stats | {"d_skipped": float(skipped)}
 
 
 def g_step_2d(
@@ -163,17 +176,11 @@ def g_step_2d(
 ) -> dict[str, float]:
     """One G update: non-saturating loss of fakes rendered at coords [B, P, P, 2] (D is frozen for it:
     no gradients are computed for, or left on, its parameters); `average` as in `d_step_2d`."""
-    frozen = [p for p in D.parameters() if p.requires_grad]
-    for p in frozen:
-        p.requires_grad_(False)
-    try:
+    with frozen_weights(D):
         fakes = _fakes(G, coords, generator)
         loss = g_nonsaturating_loss(D(discriminator_input(D, fakes, coords)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         loss = average(G.parameters(), loss.detach())
-        opt.step()
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
-    return {"g_loss": float(loss)}
+        skipped = not finite_step(opt, G.parameters(), loss)
+    return {"g_loss": float(loss), "g_skipped": float(skipped)}

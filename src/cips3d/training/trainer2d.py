@@ -69,10 +69,12 @@ from cips3d.training.steps2d import (
     patch_scales,
 )
 from cips3d.training.stopping import StopRequests
+from cips3d.training.trainer import TrainingStopped
 
 # Config fields a resume may change: when snapshots are written and how many are kept, not what is trained.
 RESUMABLE = ("snapshot_every", "keep_snapshots")
 PREVIEW_IMAGES = 16
+MAX_BAD_STEPS = 10  # skipped updates in a row that stop a run (3-D's TrainConfig.max_bad_steps)
 EVAL_IMAGES = 64  # reals and G_ema samples compared by SWD at every snapshot (the 3D trainer's default)
 
 
@@ -325,6 +327,12 @@ class Trainer2D:
             stats = self.step(next(batches))
             log = self.state.global_step % 10 == 0
             monitor.step(self.state.global_step, self.state.images_seen, "2d", stats, log)
+            if self.state.bad_steps_in_row >= MAX_BAD_STEPS:
+                path = self.snapshot()
+                raise TrainingStopped(
+                    f"{self.state.bad_steps_in_row} steps in a row had non-finite losses or gradients (their "
+                    f"updates were skipped); the last good state is in {path}."
+                )
             if self.state.global_step % self.config.snapshot_every == 0:
                 self._report(self.snapshot(), monitor)
             late = deadline is not None and time.monotonic() > deadline
@@ -365,6 +373,9 @@ class Trainer2D:
         )
         stats |= g_step_2d(self.G, self.D, self.opt_g, coords, config.settings, self.draws, average)
         ema_update(self.G_ema, self.G, config.settings.ema_decay)
+        skipped = int(stats.pop("d_skipped") + stats.pop("g_skipped"))
+        state.skipped_steps += skipped
+        state.bad_steps_in_row = state.bad_steps_in_row + 1 if skipped else 0
         images = reals.shape[0] * self.world.world_size  # every process's batch
         state.global_step += 1
         state.stage_step += 1
