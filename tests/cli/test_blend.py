@@ -108,6 +108,8 @@ def test_models_of_different_shapes_are_refused(tmp_path, capsys, models, small_
         capsys, "blend", "--source", str(models[0]), "--target", str(tmp_path / "small"), "--quiet"
     )
     assert code == 2 and "different architectures" in err and len(err.strip().splitlines()) == 1
+    # which ones, and how: the first settings that differ, source vs target
+    assert "(source: the tiny generator, target: a custom generator; nerf.hidden_dim 64 vs" in err
     assert not list(tmp_path.glob("seed*.png"))
 
 
@@ -138,4 +140,27 @@ def test_an_official_file_without_its_preset_names_the_sides_flag(tmp_path, caps
     torch.save(official_state_dict(load_generator(source)), tmp_path / "official.pth")
     code, _, err = run(capsys, "blend", "--source", str(source), "--target", str(tmp_path / "official.pth"),
                        "--outdir", str(tmp_path / "o"), "--quiet")  # fmt: skip
-    assert code == 2 and "official.pth is an official .pth target: give --target-preset (e.g. ffhq)." in err
+    assert code == 2 and "official.pth is an official .pth target: give --target-preset tiny." in err
+    torch.save(official_state_dict(load_generator(source)) | {"extra": torch.zeros(1)}, tmp_path / "odd.pth")
+    code, _, err = run(capsys, "blend", "--source", str(source), "--target", str(tmp_path / "odd.pth"),
+                       "--outdir", str(tmp_path / "o"), "--quiet")  # fmt: skip
+    assert code == 2 and "odd.pth is an official .pth target that fits no preset: convert it with" in err
+    assert "--official-config CONFIG.json` and give that folder as --target." in err
+
+
+def test_save_model_writes_the_blended_generator_that_sample_renders_as_its_column(tmp_path, capsys, models):
+    source, target = models
+    common = ["blend", "--source", str(source), "--target", str(target), "--seeds", "1", "--size", str(SIZE),
+              "--quiet", "--outdir", str(tmp_path / "rows")]  # fmt: skip
+    code, out, _ = run(capsys, *common, "--gamma", "0.5", "--save-model", str(tmp_path / "blend"))
+    assert code == 0 and f"wrote {tmp_path / 'blend'}/ (gamma 0.5 of INR blocks" in out
+    assert run(capsys, "sample", "--checkpoint", str(tmp_path / "blend"), "--seeds", "1", "--size", str(SIZE),
+               "--outdir", str(tmp_path / "s"), "--quiet")[0] == 0  # fmt: skip
+    blended = tiles(tmp_path / "rows" / "seed0001.png", 3)[2]
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "s" / "seed0001.png")), blended)
+    code, _, err = run(capsys, *common, "--save-model", str(tmp_path / "blend"))  # a model is there now
+    assert code == 2 and "blend is already a model folder; give another folder." in err
+    code, _, err = run(capsys, *common, "--gammas", "0,1", "--save-model", str(tmp_path / "b2"))
+    assert code == 2 and "--save-model writes one blended model: give one --gamma" in err
+    code, _, err = run(capsys, *common, "--save-model", str(source))  # never over an input
+    assert code == 2 and "already a model folder" in err and not (tmp_path / "b2").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from cips3d import constants as K
 from cips3d.cli.common import (
     angle,
     check_frame_rate,
+    check_model_folder_target,
     comma_items,
     finite_float,
     int_at_least,
@@ -34,7 +36,7 @@ from cips3d.inference.blend import (
 from cips3d.inference.sample import parse_seeds, sample_seeds
 from cips3d.inference.trajectories import make_trajectory
 from cips3d.inference.video import side_by_side_frames
-from cips3d.io.checkpoint import MissingPresetError, carries_own_config, load_generator
+from cips3d.io.checkpoint import MissingPresetError, carries_own_config, load_generator, save_generator
 from cips3d.io.images import make_grid, save_png, to_uint8
 from cips3d.io.video import DEFAULT_FPS, check_video_target, mp4_available, write_video
 from cips3d.models.generator3d import Generator3D
@@ -47,6 +49,7 @@ BATCH = 4  # images rendered together
 EXAMPLES = """examples:
   cips3d blend --source ffhq.pth --source-preset ffhq --target cartoon.pth --target-preset ffhq --seeds 0-3
   cips3d blend --source runs/ffhq --target runs/cartoon --gammas 0,0.25,0.5,0.75,1 --layers 1024,512,256
+  cips3d blend --source runs/ffhq --target runs/cartoon --gamma 0.5 --save-model models/blend   # a model
 """
 
 
@@ -113,6 +116,12 @@ def add_parser(subparsers) -> None:
     )
     o.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     o.add_argument("--outdir", default="outputs/blend", help="output folder (default outputs/blend)")
+    o.add_argument(
+        "--save-model",
+        metavar="DIR",
+        help="also write the blended generator (one --gamma) as a model folder for sample, video, mesh, "
+        "view, convert",
+    )
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -152,7 +161,13 @@ def _load(path: str, preset: str | None, device, side: str) -> Generator3D:
     try:
         return load_generator(path, preset=preset, device=device)
     except MissingPresetError as err:  # named by this command's flag for that side
-        raise UserError(f"{path} is an official .pth {side}: give --{side}-preset (e.g. ffhq).") from err
+        fits = re.search(r"its weights fit --preset (\S+?)\.?$", str(err))
+        if fits:
+            raise UserError(f"{path} is an official .pth {side}: give --{side}-preset {fits[1]}.") from err
+        raise UserError(
+            f"{path} is an official .pth {side} that fits no preset: convert it with `cips3d convert "
+            f"{path} FOLDER --official-config CONFIG.json` and give that folder as --{side}."
+        ) from err
 
 
 def _check_video(args: argparse.Namespace, s: BlendSettings, columns: int) -> str | None:
@@ -201,9 +216,28 @@ def _write_videos(args, s: BlendSettings, source, target, models, suffix: str) -
     return 0
 
 
+def _check_save_model(args: argparse.Namespace, s: BlendSettings) -> None:
+    """--save-model writes one model: one gamma, and a folder it may write (said before any loading)."""
+    if args.save_model is None:
+        return
+    if args.sweep_frames is not None or len(s.gammas) != 1:
+        raise UserError(
+            "--save-model writes one blended model: give one --gamma (not --gammas or --sweep-frames)."
+        )
+    check_model_folder_target(Path(args.save_model), None, args.source, args.target)
+
+
+def _save_model(args: argparse.Namespace, s: BlendSettings, blended: Generator3D) -> None:
+    save_generator(blended, args.save_model)
+    mapping = " and the INR mapping" if args.blend_inr_mapping else ""
+    print(f"wrote {args.save_model}/ (gamma {s.gammas[0]:g} of INR blocks {','.join(s.layers)}{mapping}; "
+          f"`cips3d sample --checkpoint {args.save_model}` renders it)")  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
     s = _settings(args)
     suffix = _check_video(args, s, columns=2 + len(s.gammas))
+    _check_save_model(args, s)
     device = resolve_device(args.device)
     source = _load(args.source, args.source_preset, device, "source")
     target = _load(args.target, args.target_preset, device, "target")
@@ -211,6 +245,8 @@ def run(args: argparse.Namespace) -> int:
     models = [source, target] + [
         blend_generators(source, target, g, s.layers, args.blend_inr_mapping) for g in s.gammas
     ]
+    if args.save_model is not None:
+        _save_model(args, s, models[2])
     if suffix is not None:
         return _write_videos(args, s, source, target, models, suffix)
     outdir = Path(args.outdir)

@@ -19,7 +19,7 @@ from cips3d.devices import usable_device
 from cips3d.errors import UserError
 from cips3d.fast import bf16_fast, compile_generator, configure_fast_paths
 from cips3d.inference.inversion import Inversion, load_inversion
-from cips3d.io.checkpoint import load_generator, read_torch_file
+from cips3d.io.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_generator, read_torch_file
 from cips3d.io.checkpoint2d import (
     generator2d_from_official,
     is_generator2d,
@@ -233,6 +233,21 @@ def refuse_overwriting_inputs(
             raise UserError(f"{output} is an input of this command, which would write over it; {instead}.")
         if source.is_dir() and source in out.parents and out.exists():
             raise UserError(f"{output} would write over the input {given}; {instead}.")
+
+
+def check_model_folder_target(target: Path, force: bool | None, *inputs: str | Path | None) -> None:
+    """A UserError unless a model folder can be written at `target`: not a file, not a folder of other
+    files, not a model already there unless `force` (None: the command has no --force, so another
+    folder is the way out; a model may be the only copy of other weights), and not an input's files."""
+    if target.exists() and not target.is_dir():
+        raise UserError(f"{target} exists and is not a folder.")
+    if target.is_dir() and any(target.iterdir()) and not (target / CONFIG_FILE).is_file():
+        raise UserError(f"{target} holds other files; write the model into a new or empty folder.")
+    if (target / CONFIG_FILE).is_file() and not force:
+        way_out = "give another folder" if force is None else "give --force to replace it, or another folder"
+        raise UserError(f"{target} is already a model folder; {way_out}.")
+    for name in (WEIGHTS_FILE, CONFIG_FILE):
+        refuse_overwriting_inputs(target / name, *inputs)
 
 
 def refuse_writing_over(outdir: Path, names: tuple[str, ...], *inputs: str | Path | None) -> None:

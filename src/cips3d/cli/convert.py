@@ -8,12 +8,10 @@ from pathlib import Path
 
 import torch
 
-from cips3d.cli.common import refuse_ignored, refuse_overwriting_inputs
+from cips3d.cli.common import check_model_folder_target, refuse_ignored, refuse_overwriting_inputs
 from cips3d.convert.official_2d import holds_official_cips2d
 from cips3d.errors import UserError
 from cips3d.io.checkpoint import (
-    CONFIG_FILE,
-    WEIGHTS_FILE,
     load_generator,
     official_generator,
     official_state_dict,
@@ -104,11 +102,10 @@ def _save_2d(args: argparse.Namespace, G: Generator2D, target: Path) -> int:
     return 0
 
 
-def _refuse_replacing(target: Path, force: bool, what: str) -> None:
-    """A model already at `target` is replaced only when asked: it may be the only copy of other weights."""
-    there = target.is_file() or (target / CONFIG_FILE).is_file()
-    if there and not force:
-        raise UserError(f"{target} is already a {what}; give --force to replace it, or another target.")
+def _refuse_replacing(target: Path, force: bool) -> None:
+    """A file already at `target` is replaced only when asked: it may be the only copy of other weights."""
+    if target.is_file() and not force:
+        raise UserError(f"{target} is already a file; give --force to replace it, or another target.")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -119,17 +116,9 @@ def run(args: argparse.Namespace) -> int:
         refuse_overwriting_inputs(target, args.source)
         if target.suffix not in (".pt", ".pth"):
             raise UserError(f"--to-official writes a PyTorch file: give a .pt or .pth path, not {target}.")
-        _refuse_replacing(target, args.force, "file")
+        _refuse_replacing(target, args.force)
         return _to_official(args, target)
-    if target.exists() and not target.is_dir():
-        raise UserError(f"{target} exists and is not a folder.")
-    if target.is_dir() and any(target.iterdir()) and not (target / CONFIG_FILE).is_file():
-        raise UserError(
-            f"{target} holds other files; convert into a new or empty folder (or a model folder)."
-        )
-    _refuse_replacing(target, args.force, "model folder")
-    for name in (WEIGHTS_FILE, CONFIG_FILE):
-        refuse_overwriting_inputs(target / name, args.source)
+    check_model_folder_target(target, args.force, args.source)
     source = Path(args.source)
     if is_generator2d(source):  # a train2d run (its G_ema) or a 2D model folder
         return _save_2d(args, load_generator2d(source), target)

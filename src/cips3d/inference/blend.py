@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from cips3d import constants as K
-from cips3d.config import RenderConfig, check_switch, is_real_number
+from cips3d.config import RenderConfig, check_switch, generator_in_words, is_real_number
 from cips3d.errors import ConfigError
 from cips3d.inference.video import seed_styles
 from cips3d.io.images import to_uint8
@@ -50,6 +50,23 @@ def check_gamma(gamma: float) -> float:
     return float(gamma)
 
 
+def _config_differences(source: Generator3D, target: Generator3D, named: int = 3) -> str:
+    """'source: the tiny generator, target: a custom generator; nerf.hidden_dim 64 vs 32, ...' (the first
+    `named` settings that differ, as source vs target)."""
+
+    def flat(config: dict, prefix: str = "") -> dict[str, object]:
+        items: dict[str, object] = {}
+        for key, value in config.items():
+            items |= flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
+        return items
+
+    a, b = flat(source.config.to_dict()), flat(target.config.to_dict())
+    differ = [f"{k} {a.get(k)} vs {b.get(k)}" for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)]
+    more = f", and {len(differ) - named} more" if len(differ) > named else ""
+    whose = f"source: {generator_in_words(source.config)}, target: {generator_in_words(target.config)}"
+    return f"{whose}; {', '.join(differ[:named])}{more}"
+
+
 def check_same_architecture(source: Generator3D, target: Generator3D) -> None:
     """ConfigError unless both generators have the same config and parameter shapes."""
     for which, model in (("source", source), ("target", target)):
@@ -58,7 +75,8 @@ def check_same_architecture(source: Generator3D, target: Generator3D) -> None:
                 f"the {which} must be a Generator3D (load_generator reads one), got {type(model).__name__}."
             )
     if source.config != target.config:
-        raise ConfigError("the source and target models have different architectures (configs differ).")
+        differences = _config_differences(source, target)
+        raise ConfigError(f"the source and target models have different architectures ({differences}).")
     target_shapes = {k: tuple(v.shape) for k, v in target.state_dict().items()}
     for name, value in source.state_dict().items():
         if target_shapes.get(name) != tuple(value.shape):
