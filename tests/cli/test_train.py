@@ -94,6 +94,18 @@ def test_tf32_is_accepted_and_says_it_changes_nothing_on_a_cpu(tmp_path, capsys,
     assert (
         f"; snapshot {tmp_path / 'run' / 'snapshots' / 'step-000000001'}, previews in " in out
     )  # where they went
+    # one step of a stage whose EMA starts at step 20 (tiny): G_ema is still the initial one
+    assert "note: G_ema, which sample, blend and convert read, follows G from step 20 of a stage" in out
+
+
+def test_the_g_ema_note_is_said_only_before_the_stages_ema_begins(capsys):
+    from cips3d.cli.train import _note_still_ema  # noqa: PLC0415
+
+    _note_still_ema(20, 20)
+    _note_still_ema(0, 0)
+    assert capsys.readouterr().out == ""
+    _note_still_ema(1000, 999)
+    assert "this stage is at step 999: it is still as the stage began" in capsys.readouterr().out
 
 
 def test_workers_default_to_none_on_a_cpu_and_half_the_cores_beside_a_gpu():

@@ -267,4 +267,14 @@ def _train(args: argparse.Namespace, world: World, device: torch.device) -> int:
             f"{trainer.run_dir}: step {state.global_step}, stage {stage.name} "
             f"({state.stage_step}/{stage.steps}); snapshot {newest}, previews in {previews}."
         )
+        _note_still_ema(trainer.config.ema_start, state.stage_step)
     return 0
+
+
+def _note_still_ema(ema_start: int, stage_step: int) -> None:
+    """A run that stops before its stage's EMA began has a G_ema as the stage began (a short fine-tune's
+    is its --init model, tensor for tensor), and G_ema is what every other command reads: say so."""
+    if stage_step < ema_start:
+        print(f"cips3d train: note: G_ema, which sample, blend and convert read, follows G from step "
+              f"{ema_start} of a stage (as official) and this stage is at step {stage_step}: it is still as "
+              "the stage began (a fine-tune's: the --init model). Train past that step.")  # fmt: skip
