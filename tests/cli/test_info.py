@@ -11,6 +11,7 @@ import torch
 
 from cips3d.io.checkpoint import official_state_dict, save_generator
 from cips3d.io.checkpoint2d import generator2d_from_official, save_generator2d
+from cips3d.io.inspect import SNAPSHOT_FILES
 from cips3d.training.snapshot import load_snapshot
 from cips3d.training.trainer import Trainer, TrainOptions
 from cips3d.training.trainer2d import Train2DConfig, Trainer2D
@@ -59,8 +60,15 @@ def test_our_folders_and_runs_are_named(capsys, tmp_path, tiny_G, blob_folder):
     assert isinstance(run2d["last SWD"], float) and "last FID" not in run2d
     # A run's snapshots folder is its run, and one file of a snapshot its snapshot
     assert info(capsys, str(tmp_path / "run2d" / "snapshots")) == run2d
-    weights = next((tmp_path / "run2d" / "snapshots").iterdir()) / "G_ema.safetensors"
-    assert weights.is_file() and info(capsys, str(weights)) == run2d
+    snapshot = next((tmp_path / "run2d" / "snapshots").iterdir())
+    as_snapshot = run2d | {"kind": "a snapshot of a 2D CIPS training run (cips3d train2d)"}
+    assert info(capsys, str(snapshot)) == as_snapshot
+    weights = snapshot / "G_ema.safetensors"
+    assert weights.is_file()  # the file is named with what it holds (a D file was said to be a run)
+    assert info(capsys, str(weights)) == as_snapshot | {
+        "file": f"G_ema.safetensors: {SNAPSHOT_FILES[weights.name]}"
+    }
+    assert info(capsys, str(snapshot / "D.safetensors"))["file"] == "D.safetensors: the discriminator"
     (tmp_path / "run2d" / "run.json").write_text("garbage")  # said, not a traceback or a refusal
     damaged = info(capsys, str(tmp_path / "run2d"))
     assert damaged["run record"] == "run.json cannot be read: restore it before a --resume, or give --data"
@@ -92,6 +100,10 @@ def test_what_is_not_a_checkpoint_is_said(capsys, tmp_path):
     assert text.splitlines()[-1].split() == ["parameters", "2"]
     code, _, err = run(capsys, "info", str(tmp_path / "missing"))
     assert code == 2 and "there is nothing at" in err
+    for name, what in (("seed0000.png", "an image"), ("depth.npy", "a NumPy array"), ("m.ply", "a mesh")):
+        (tmp_path / name).write_bytes(b"not read")  # named by what it is, not as a damaged model
+        code, _, err = run(capsys, "info", str(tmp_path / name))
+        assert code == 2 and f"{name} is {what}" in err and "cips3d info describes models" in err
 
 
 def test_a_3d_run_is_named_with_its_stage(capsys, tmp_path, blob_folder):

@@ -267,6 +267,12 @@ def test_a_start_of_another_architecture_names_both(tmp_path, blob_folder):
     save_generator(Generator3D(generator_preset("tiny")), tmp_path / "model")
     with pytest.raises(CheckpointError, match="model holds the tiny generator, this run's preset the ffhq"):
         warm_start(tmp_path / "model", ffhq, None, None, None)
+    # one of our files given by name: its model folder, or (a snapshot's file) the folder to give instead
+    with pytest.raises(CheckpointError, match="model holds the tiny generator, this run's preset the ffhq"):
+        warm_start(tmp_path / "model" / "model.safetensors", ffhq, None, None, None)
+    (snap,) = list_snapshots(tmp_path / "run" / "snapshots")
+    with pytest.raises(CheckpointError, match=f"G.safetensors is one file of the training snapshot {snap}"):
+        warm_start(snap / "G.safetensors", ffhq, None, None, None)  # was: "official checkpoint ..."
 
 
 def test_warm_start_from_official_files(tmp_path, blob_folder):

@@ -53,17 +53,47 @@ def describe(path: str | os.PathLike) -> Lines:
     if not path.exists():
         raise UserError(f"there is nothing at {path}.")
     run_files = ("state.json", "snapshots", "run.json")  # a snapshot, or a run (perhaps before its first)
+    snapshot_file = None
     if path.name == "snapshots" and (path.parent / "run.json").is_file():
         path = path.parent  # a run's snapshots folder: the run
     elif path.is_file() and (path.parent / "state.json").is_file():
-        path = path.parent  # one file of a snapshot (its G_ema.safetensors): the snapshot
+        path, snapshot_file = path.parent, path.name  # one file of a snapshot: the snapshot, and the file
     if path.is_dir() and any((path / name).exists() for name in run_files):
-        return _run(path)
+        return _run(path, snapshot_file)
     if _holds_images(path):
         return _images(path)
     if carries_own_config(path):
         return _folder(model_folder_of(path))
+    _refuse_other_files(path)
     return _torch_file(path)
+
+
+# What each file of a training snapshot holds (`cips3d info` on one of them describes its snapshot).
+SNAPSHOT_FILES = {
+    "G.safetensors": "the generator being trained",
+    "G_ema.safetensors": "the generator's moving average, what sample, video, blend and convert read",
+    "D.safetensors": "the discriminator",
+    "optimizers.pt": "the Adam states of G and D",
+    "rng.pt": "the random generators' states, for an exact resume",
+    "state.json": "the step, stage, scores and the run's config",
+    "preview.png": "the preview grid of G_ema",
+}
+
+# Files our commands write that are no model, run or dataset: named as what they are.
+OTHER_FILES = {".npy": "a NumPy array (a depth map?)", ".npz": "a NumPy archive", ".ply": "a mesh",
+               ".obj": "a mesh", ".mp4": "a video", ".json": "a JSON file", ".jsonl": "a JSON-lines log",
+               ".txt": "a text file", ".md": "a text file", ".csv": "a table"}  # fmt: skip
+
+
+def _refuse_other_files(path: Path) -> None:
+    """A UserError naming what a file is when it is plainly no PyTorch file (an image, a mesh, a video):
+    reading it as one said it was 'not a readable PyTorch state dict', as if a model were damaged."""
+    what = "an image" if is_image_name(path.name) else OTHER_FILES.get(path.suffix.lower())
+    if path.is_file() and what:
+        raise UserError(
+            f"{path} is {what}; cips3d info describes models, training runs and their snapshots, official "
+            ".pth files and datasets (a folder or zip of images)."
+        )
 
 
 def _holds_images(path: Path) -> bool:
@@ -114,7 +144,8 @@ def _summary_2d(config: Cips2DConfig) -> str:
             f"coordinates, widths {widths}, embedding sampling: {where}")  # fmt: skip
 
 
-def _run(path: Path) -> Lines:
+def _run(path: Path, snapshot_file: str | None = None) -> Lines:
+    """A run (its newest snapshot) or one snapshot (`snapshot_file`: the file of it that was named)."""
     from cips3d.training.config import TrainConfig, preset_name  # noqa: PLC0415 (training imports io, not back)
     from cips3d.training.snapshot import (  # noqa: PLC0415 (training imports io, not back)
         load_snapshot,
@@ -130,12 +161,17 @@ def _run(path: Path) -> Lines:
         options, record_readable = {}, False
     lines: Lines = [("snapshot", str(snap.path)), ("step", state.global_step),
                     ("images seen", state.images_seen)]  # fmt: skip
+    what = "a snapshot of " if (path / "state.json").is_file() else ""
+    if snapshot_file is not None:
+        lines.insert(
+            0, ("file", f"{snapshot_file}: {SNAPSHOT_FILES.get(snapshot_file, 'a file of the snapshot')}")
+        )
     if is_2d_run_config(config):
         from cips3d.training.trainer2d import Train2DConfig  # noqa: PLC0415
 
         train = Train2DConfig.from_dict(config)
         source = f"fine-tuned from {train.init}" if train.init else f"preset {train.generator}"
-        lines = [("kind", "a 2D CIPS training run (cips3d train2d)"), *lines,
+        lines = [("kind", f"{what}a 2D CIPS training run (cips3d train2d)"), *lines,
                  ("generator", f"{_summary_2d(train.generator_config())}; {source}")]  # fmt: skip
     else:
         stages = config.get("stages") or [{}]
@@ -144,7 +180,7 @@ def _run(path: Path) -> Lines:
         preset = preset_name(TrainConfig.from_dict(config))
         init = options.get("init")
         source = f"preset {preset}" if preset else "a config of its own"
-        lines = [("kind", "a CIPS-3D training run (cips3d train)"), *lines, ("stage", name),
+        lines = [("kind", f"{what}a CIPS-3D training run (cips3d train)"), *lines, ("stage", name),
                  ("steps into the stage", state.stage_step),
                  ("curriculum", f"{source}; fine-tuned from {init}" if init else source)]  # fmt: skip
     trained = {k: t for k, t in snap.D.items() if not k.endswith(".kernel")}  # less its fixed blur filters

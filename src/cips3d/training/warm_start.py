@@ -22,6 +22,8 @@ from cips3d.io.checkpoint import (
     CONFIG_FILE,
     generator_from_official,
     load_generator,
+    model_folder_of,
+    names_model_file,
     read_official_state_dict,
 )
 from cips3d.models.discriminator import Discriminator, DiscriminatorConfig
@@ -62,6 +64,8 @@ def warm_start(
     source = Path(source)
     if not source.exists():
         raise CheckpointError(f"nothing to start from at {source}.")
+    if source.is_file() and names_model_file(source):  # ours, not an official file: its folder, or why not
+        source = model_folder_of(source)
     if source.is_dir() and (source / CONFIG_FILE).is_file():
         loaded = load_generator(source)
         _check_generator(loaded, config, source)
