@@ -7,6 +7,11 @@ class UserError(Exception):
     """A problem with what the user asked for (a path, a value, a file), not a bug in cips3d."""
 
 
+class SaidElsewhere(UserError):
+    """A failure another process of a training job reports for the whole job (rank 0 says it once); this
+    process exits with code 2 and prints nothing."""
+
+
 class ConfigError(UserError, ValueError):
     """A configuration value that cannot work (an impossible size, an unknown mode, mismatched widths)."""
 

@@ -125,3 +125,50 @@ def train2d_body(world: World, config, run_dir: Path, data: Path, max_steps: int
     result["images_seen"] = trainer.state.images_seen
     torch.save(result, out / f"rank{world.rank}.pt")
     dist.barrier()
+
+
+def command_body(world: World, argv_of_rank: list[list[str]], out: Path) -> None:
+    """`cips3d ARGV` as rank `world.rank` of a torchrun job (each rank its own command line); its exit
+    code and what it printed to stderr go to out/rankN.json."""
+    import contextlib  # noqa: PLC0415
+    import io  # noqa: PLC0415
+    import json  # noqa: PLC0415
+
+    from cips3d.cli.main import main  # noqa: PLC0415
+
+    os.environ.update(RANK=str(world.rank), WORLD_SIZE=str(world.world_size))
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(argv_of_rank[world.rank])
+    (out / f"rank{world.rank}.json").write_text(json.dumps({"code": code, "err": err.getvalue()}))
+
+
+# A rank of a two-process `cips3d train` job started by hand (as on two machines), whose rank 1 dies
+# (os._exit, as a kill -9 would) in its third iteration: what does rank 0 say?
+RANK_THAT_DIES = """
+import os, sys
+from cips3d.cli.main import main
+from cips3d.training.trainer import Trainer
+if os.environ["RANK"] == "1":
+    iteration, calls = Trainer._iteration, []
+    def dying(self, *args):
+        calls.append(1)
+        if len(calls) == 3:
+            os._exit(1)
+        return iteration(self, *args)
+    Trainer._iteration = dying
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def run_with_a_dying_rank(argv: list[str]) -> subprocess.CompletedProcess:
+    """Rank 0's exit code and output; rank 1 dies in its third iteration (`RANK_THAT_DIES`)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()),
+               WORLD_SIZE="2")  # fmt: skip
+    command = [sys.executable, "-c", RANK_THAT_DIES, *argv]
+    with subprocess.Popen(command, env=env | {"RANK": "1"}, stderr=subprocess.DEVNULL) as dying:
+        done = subprocess.run(
+            command, check=False, env=env | {"RANK": "0"}, capture_output=True, text=True, timeout=300
+        )
+        dying.wait(timeout=60)
+    return done

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from cips3d.training.config import StageConfig
 from cips3d.training.distributed import World, rank_seed, world_from_environment
 from cips3d.training.snapshot import load_snapshot
 from cips3d.training.trainer import Trainer, TrainOptions
+from tests.conftest import write_blobs
 from tests.training import ddp_workers
 from tests.training.conftest import micro_config
 
@@ -246,3 +248,90 @@ def test_on_older_pytorch_gloo_gets_the_gil_back_before_the_group_is_destroyed(m
     monkeypatch.setattr(distributed, "_GLOO_DESTRUCTOR_HOLDS_GIL", False)  # PyTorch 2.9 and later
     distributed.leave(World(0, 2, 0, 2), together=together)
     assert calls == (["barrier", "destroy"] if together else ["destroy"])
+
+
+def test_processes_started_with_other_images_are_refused_and_said_once(tmp_path, blob_folder):
+    """Rank 1 given other images: every process stops before training (they trained on the two sets,
+    and other settings made them wait for each other forever), and only rank 0 says why."""
+    write_blobs(tmp_path / "other", count=10, seed=3)
+    common = ["train", "--preset", "tiny", "--batch-size", "2", "--max-steps", "2", "--quiet"]
+    argv = [[*common, "--data", str(data), "--outdir", str(tmp_path / f"run{rank}")]
+            for rank, data in enumerate((blob_folder, tmp_path / "other"))]  # fmt: skip
+    ddp_workers.spawn(ddp_workers.command_body, 2, argv, tmp_path)
+    rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2))
+    assert rank0["code"] == rank1["code"] == 2 and rank1["err"] == ""
+    assert rank0["err"].strip() == (
+        "cips3d train: error: the job's processes were not started alike: against rank 0, rank 1 has other "
+        "images (--data). Start every process with the same command, images and run folder."
+    )
+    assert not (tmp_path / "run0" / "snapshots").exists()
+    # A mistake every process makes alike is said once, as one process says it.
+    argv = [[*common, "--data", str(tmp_path / "missing"), "--outdir", str(tmp_path / "r")]] * 2
+    ddp_workers.spawn(ddp_workers.command_body, 2, argv, tmp_path)
+    rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2))
+    assert rank0["code"] == rank1["code"] == 2 and rank1["err"] == ""
+    assert len(rank0["err"].strip().splitlines()) == 1 and "missing" in rank0["err"]
+
+
+def _fails_alone():
+    raise UserError("alone")
+
+
+def test_what_differs_or_fails_is_named_with_its_ranks():
+    same = {"settings": "a", "images": "f", "step": 0}
+    reports = [(None, same), (None, same | {"step": 5}), (None, same | {"step": 5, "settings": "b"})]
+    assert distributed._disagreements(reports) == (
+        "the job's processes were not started alike: against rank 0, ranks 1, 2 have another snapshot "
+        "(--resume); rank 2 has other settings (the command's flags). Start every process with the same "
+        "command, images and run folder."
+    )
+    assert distributed._disagreements([(None, same)] * 3) is None
+    failed = [(None, same), ("no images at /d.", None), ("no images at /d.", None)]
+    assert distributed._failures(failed) == "ranks 1, 2: no images at /d."
+    assert distributed._failures([("x.", None)] * 2) == "x."  # every process alike: said as one says it
+    with pytest.raises(UserError, match="^alone$"):  # a single process raises its own error
+        distributed.start_together(World(), torch.device("cpu"), _fails_alone, dict)
+
+
+def test_a_process_that_dies_is_one_sentence_on_the_others_naming_the_snapshot_to_resume(
+    tmp_path, blob_folder
+):
+    """Rank 1 killed in its third iteration: rank 0 said a 40-line gloo traceback; now one sentence with
+    the newest snapshot (written at step 1) and the command that resumes."""
+    run = tmp_path / "run"
+    done = ddp_workers.run_with_a_dying_rank(
+        [
+            "train",
+            "--data",
+            str(blob_folder),
+            "--preset",
+            "tiny",
+            "--batch-size",
+            "2",
+            "--outdir",
+            str(run),
+            "--max-steps",
+            "6",
+            "--snapshot-every",
+            "1",
+            "--quiet",
+        ]  # fmt: skip
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    (line,) = [line for line in done.stderr.splitlines() if line.strip()]
+    assert line.startswith("cips3d train: error: another process of the job stopped or cannot be reached (")
+    assert f"the newest complete snapshot is {run / 'snapshots'}" in line
+    assert line.endswith(f"`cips3d train --resume {run}` continues from it.")
+    assert "Traceback" not in done.stderr
+
+
+def test_collective_failures_are_told_from_other_errors(tmp_path):
+    gloo = RuntimeError(
+        "[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer "
+        "[127.0.0.1]:37787. This is typically caused by a remote worker crashing. GLHF!"
+    )
+    assert distributed.collective_failure(gloo) == "Connection closed by peer [127.0.0.1]:37787"
+    assert distributed.collective_failure(RuntimeError("shape mismatch")) is None
+    assert distributed.lost_peer(gloo, World(), tmp_path, "train") is None  # alone: no peer to lose
+    said = str(distributed.lost_peer(gloo, World(0, 2), tmp_path, "train"))
+    assert said.endswith("so this one stopped too; no snapshot was written yet.")

@@ -31,7 +31,7 @@ from cips3d.cli import (
 )
 from cips3d.cli.common import check_seed_arguments, refuse_empty_values
 from cips3d.cli.entry import EXIT_INTERRUPTED
-from cips3d.errors import UserError
+from cips3d.errors import SaidElsewhere, UserError
 
 
 class OneSentenceParser(argparse.ArgumentParser):
@@ -119,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         refuse_empty_values(_subparsers(parser).choices[args.command], args)
         check_seed_arguments(args)
         return args.run(args)
+    except SaidElsewhere:  # another process of the training job says it, once for the job
+        return 2
     except UserError as err:
         print(f"cips3d {args.command.replace('-', ' ')}: error: {err}", file=sys.stderr)
         return 2

@@ -28,7 +28,14 @@ from cips3d.cli.resuming import (
 from cips3d.config_2d import is_2d_run_config
 from cips3d.errors import UserError
 from cips3d.training.config import TRAIN_PRESETS, TrainConfig, preset_name, train_preset
-from cips3d.training.distributed import World, process_group, world_from_environment
+from cips3d.training.distributed import (
+    World,
+    job_facts,
+    lost_peer,
+    process_group,
+    start_together,
+    world_from_environment,
+)
 from cips3d.training.snapshot import snapshot_config, snapshot_name
 from cips3d.training.trainer import Trainer, TrainingStopped, TrainOptions
 
@@ -218,19 +225,30 @@ def _train(args: argparse.Namespace, world: World, device: torch.device) -> int:
         workers = default_workers(device, processes_per_machine=world.local_world_size)
     else:
         workers = args.workers
-    kept = []
-    if args.resume is not None:  # a resume goes on as the run was asked to: limit, FID, TF32
-        kept = keep_run_options(args, resumed_run_folder(args.resume, args.outdir), RUN_OPTIONS)
-    check_fid_arguments(args)
     max_steps = args.max_steps
-    options = TrainOptions(
-        device=device, workers=workers, progress=not args.quiet and world.is_main, max_steps=max_steps,
-        max_minutes=args.minutes, tf32=bool(args.tf32), world=world, fid_images=args.fid or 0,
-        inception=args.inception,
-    )  # fmt: skip
-    if args.tf32 and world.is_main:
-        warn_if_slow_precision(device, "tf32")
-    trainer = _trainer(args, options)
+
+    def start() -> tuple[Trainer, list[str]]:
+        kept = []
+        if args.resume is not None:  # a resume goes on as the run was asked to: limit, FID, TF32
+            kept = keep_run_options(args, resumed_run_folder(args.resume, args.outdir), RUN_OPTIONS)
+        check_fid_arguments(args)
+        options = TrainOptions(
+            device=device, workers=workers, progress=not args.quiet and world.is_main, max_steps=max_steps,
+            max_minutes=args.minutes, tf32=bool(args.tf32), world=world, fid_images=args.fid or 0,
+            inception=args.inception,
+        )  # fmt: skip
+        if args.tf32 and world.is_main:
+            warn_if_slow_precision(device, "tf32")
+        trainer = _trainer(args, options)
+        if world.distributed:
+            trainer.checked_dataset()  # every process's images, compared with rank 0's
+        return trainer, kept
+
+    def facts(started: tuple[Trainer, list[str]]) -> dict:
+        trainer = started[0]
+        return job_facts(trainer.config.to_dict(), trainer.state.data_fingerprint, trainer.state.global_step)
+
+    trainer, kept = start_together(world, device, start, facts)
     own_limit = f"--max-steps {max_steps}" in kept
     if max_steps is not None and trainer.state.global_step >= max_steps:
         if args.data:  # other images would be refused with steps to go: not said "nothing to do" here
@@ -254,6 +272,11 @@ def _train(args: argparse.Namespace, world: World, device: torch.device) -> int:
         if world.is_main:
             print(f"cips3d train: stopped: {err}")
         return EXIT_STOPPED
+    except RuntimeError as err:
+        said = lost_peer(err, world, trainer.run_dir, "train")
+        if said is None:
+            raise
+        raise said from err
     stage = trainer.config.stages[state.stage]
     if trainer.stopped_by_signal:
         if world.is_main:

@@ -20,7 +20,13 @@ from cips3d.cli.train import EXIT_STOPPED, process_device
 from cips3d.config_2d import CIPS2D_PRESETS
 from cips3d.errors import UserError
 from cips3d.io.checkpoint2d import load_models2d
-from cips3d.training.distributed import process_group, world_from_environment
+from cips3d.training.distributed import (
+    job_facts,
+    lost_peer,
+    process_group,
+    start_together,
+    world_from_environment,
+)
 from cips3d.training.snapshot import resume_data
 from cips3d.training.trainer import TrainingStopped
 from cips3d.training.trainer2d import RESUMABLE, Train2DConfig, Trainer2D, load_run2d
@@ -185,21 +191,34 @@ def _run_folder(args: argparse.Namespace) -> Path:
 def run(args: argparse.Namespace) -> int:
     if args.minutes is not None and not args.minutes > 0:
         raise UserError(f"--minutes must be positive, got {args.minutes}.")
-    run_dir, resume = _run_folder(args), args.resume is not None
-    config = _resumed_config(run_dir, args) if resume else _new_config(args)
-    # A resume goes on with the run's step limit and FID, as `train --resume` does.
-    kept = keep_run_options(args, run_dir, ("max_steps", "fid", "inception")) if resume else []
-    if args.max_steps is None and args.minutes is None:
-        raise UserError("give --max-steps, --minutes or both: a 2D run trains until the first is reached.")
-    data = resume_data(run_dir, args.data) if resume else args.data
-    if data is None:
-        raise UserError("give --data (an image folder or dataset zip).")
-    check_fid_arguments(args)
     world = world_from_environment()
     device = process_device(resolve_device(args.device), world, args.device)
-    with process_group(world, device):
+    resume = args.resume is not None
+
+    def start() -> tuple[Trainer2D, list[str]]:
+        run_dir = _run_folder(args)
+        config = _resumed_config(run_dir, args) if resume else _new_config(args)
+        # A resume goes on with the run's step limit and FID, as `train --resume` does.
+        kept = keep_run_options(args, run_dir, ("max_steps", "fid", "inception")) if resume else []
+        if args.max_steps is None and args.minutes is None:
+            raise UserError(
+                "give --max-steps, --minutes or both: a 2D run trains until the first is reached."
+            )
+        data = resume_data(run_dir, args.data) if resume else args.data
+        if data is None:
+            raise UserError("give --data (an image folder or dataset zip).")
+        check_fid_arguments(args)
         trainer = Trainer2D(config, run_dir, data, device, resume, not args.quiet, world,
                             fid_images=args.fid or 0, inception=args.inception)  # fmt: skip
+        return trainer, kept
+
+    def facts(started: tuple[Trainer2D, list[str]]) -> dict:
+        trainer = started[0]
+        return job_facts(trainer.config.to_dict(), trainer.state.data_fingerprint, trainer.state.global_step)
+
+    with process_group(world, device):
+        trainer, kept = start_together(world, device, start, facts)
+        run_dir = trainer.run_dir
         if args.init and not resume and world.is_main:
             print(f"cips3d train2d: fine-tuning, {trainer.started_from}.")
         if trainer.resume_note and world.is_main:
@@ -212,12 +231,22 @@ def run(args: argparse.Namespace) -> int:
             if world.is_main:
                 print(f"{run_dir}: already at step {step} (--max-steps {args.max_steps}); nothing to do.")
             return 0
+        if world.distributed and world.is_main:
+            batch = trainer.config.batch_size
+            print(
+                f"cips3d train2d: {world.world_size} processes, {world.world_size} x {batch} images per step."
+            )
         try:
             path = trainer.run(args.max_steps, args.minutes)
         except TrainingStopped as err:
             if world.is_main:
                 print(f"cips3d train2d: stopped: {err}")
             return EXIT_STOPPED
+        except RuntimeError as err:
+            said = lost_peer(err, world, run_dir, "train2d")
+            if said is None:
+                raise
+            raise said from err
         if trainer.stopped_by_signal:
             if world.is_main:
                 step = trainer.state.global_step

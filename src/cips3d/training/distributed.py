@@ -18,18 +18,23 @@ no-op, so the trainer calls them unconditionally.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
+import json
 import os
+import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 from torch import distributed as dist
 from torch import nn
 
-from cips3d.errors import UserError, first_line
+from cips3d.errors import SaidElsewhere, UserError, first_line
+from cips3d.training.snapshot import list_snapshots
 from cips3d.words import counted
 
 T = TypeVar("T")
@@ -158,7 +163,9 @@ def join(world: World, device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     try:
-        dist.init_process_group(backend_for(device), rank=world.rank, world_size=world.world_size)
+        dist.init_process_group(
+            backend_for(device), rank=world.rank, world_size=world.world_size, timeout=PROCESS_GROUP_TIMEOUT
+        )
     except (RuntimeError, ValueError) as err:
         raise UserError(f"cannot join the training job's process group ({first_line(err)}).") from err
 
@@ -196,6 +203,113 @@ def process_group(world: World, device: torch.device) -> Iterator[None]:
         finished = True
     finally:
         leave(world, together=finished)
+
+
+# Ours: how long a process waits for the others in one collective. NCCL's default is 10 minutes, and
+# rank 0 alone scores a snapshot (FID on 50,000 images may take longer on a slower GPU) while the
+# others wait; a process that died is noticed at once (its connections close), not after this.
+PROCESS_GROUP_TIMEOUT = datetime.timedelta(minutes=60)
+
+# What a job's processes compare before training (facts that differ make them train on other images,
+# or wait forever for each other at different steps), and how a difference is named.
+AGREED_FACTS = {
+    "settings": "other settings (the command's flags)",
+    "images": "other images (--data)",
+    "step": "another snapshot (--resume)",
+}
+
+
+def start_together(
+    world: World, device: torch.device, start: Callable[[], T], facts: Callable[[T], dict]
+) -> T:
+    """`start()` on every process (build the trainer, read the data), then agree on the outcome: when
+    any process failed with a `UserError`, or `facts(result)` (keys of `AGREED_FACTS`) differ from rank
+    0's, every process raises: rank 0 a `UserError` naming what failed or differs and on which ranks,
+    the others `SaidElsewhere` (so the job says it once, not once per process, and none is left
+    waiting for the others in a collective)."""
+    result, failure, error = None, None, None
+    try:
+        result = start()
+    except UserError as err:
+        failure, error = str(err), err
+    if not world.distributed:
+        if error is not None:
+            raise error
+        return result
+    reports = world.gather((failure, None if failure else facts(result)))
+    message = _failures(reports) or _disagreements(reports)
+    if message is None:
+        return result
+    if world.is_main:
+        raise UserError(message)
+    raise SaidElsewhere(message)
+
+
+def _ranks(ranks: list[int]) -> str:
+    return f"rank {ranks[0]}" if len(ranks) == 1 else f"ranks {', '.join(map(str, ranks))}"
+
+
+def _failures(reports: list[tuple[str | None, dict | None]]) -> str | None:
+    """One sentence for the processes that failed to start: their message, once per distinct one."""
+    by_message: dict[str, list[int]] = {}
+    for rank, (failure, _) in enumerate(reports):
+        if failure is not None:
+            by_message.setdefault(failure, []).append(rank)
+    if not by_message:
+        return None
+    if len(by_message) == 1 and len(next(iter(by_message.values()))) == len(reports):
+        return next(iter(by_message))  # every process failed alike: as one process says it
+    return " ".join(f"{_ranks(ranks)}: {message}" for message, ranks in by_message.items())
+
+
+def _disagreements(reports: list[tuple[str | None, dict | None]]) -> str | None:
+    main = reports[0][1]
+    differ = {}
+    for rank, (_, facts) in enumerate(reports[1:], start=1):
+        for key in AGREED_FACTS:
+            if facts[key] != main[key]:
+                differ.setdefault(key, []).append(rank)
+    if not differ:
+        return None
+    said = "; ".join(f"{_ranks(ranks)} {'have' if len(ranks) > 1 else 'has'} {AGREED_FACTS[key]}"
+                     for key, ranks in differ.items())  # fmt: skip
+    return (f"the job's processes were not started alike: against rank 0, {said}. Start every process "
+            "with the same command, images and run folder.")  # fmt: skip
+
+
+def job_facts(config: Mapping[str, Any], images: str | None, step: int) -> dict[str, Any]:
+    """The `AGREED_FACTS` of one process: its run config (as a digest), its images' fingerprint, the step
+    it starts from."""
+    settings = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+    return {"settings": settings, "images": images, "step": step}
+
+
+def lost_peer(err: BaseException, world: World, run_dir: Path, command: str) -> UserError | None:
+    """The one sentence for a run whose collective failed because another process died or cannot be
+    reached (None for any other error): the newest complete snapshot, and the command that resumes."""
+    why = collective_failure(err) if world.distributed else None
+    if why is None:
+        return None
+    snapshots = list_snapshots(run_dir / "snapshots") if (run_dir / "snapshots").is_dir() else []
+    newest = (
+        f"the newest complete snapshot is {snapshots[-1]}" if snapshots else "no snapshot was written yet"
+    )
+    return UserError(
+        f"another process of the job stopped or cannot be reached ({why}), so this one stopped too; "
+        + newest
+        + (f", and `cips3d {command} --resume {run_dir}` continues from it." if snapshots else ".")
+    )
+
+
+def collective_failure(err: BaseException) -> str | None:
+    """Why a collective failed, in a few words, when `err` came from the process group (a peer that died
+    or could not be reached); None for any other error. gloo raises a plain RuntimeError whose message
+    starts with its source file, so the message is what tells."""
+    text = first_line(err)
+    if not (isinstance(err, getattr(dist, "DistError", ())) or re.search(r"gloo|nccl|by peer", text, re.I)):
+        return None
+    text = re.sub(r"^\[[^\]]*\]\s*", "", text)  # gloo's "[/path/pair.cc:553] "
+    return text.split(". ")[0].rstrip(".")
 
 
 def world_change_note(trained_by: int, world_size: int) -> str | None:
