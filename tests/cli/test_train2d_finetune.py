@@ -114,3 +114,9 @@ def test_fine_tuning_a_capped_run_keeps_its_discriminator_without_being_told(cap
     code, text, err = run(capsys, "train2d", *where, *wider)
     assert code == 0 and "D from scratch" in text, err
     assert load_snapshot(tmp_path / "wider").config["d_max_channels"] == 32
+    # The same run written as one official file (convert --to-official writes its d too) keeps its D.
+    assert run(capsys, "convert", str(source), str(tmp_path / "source.pt"), "--to-official")[0] == 0
+    official = ["--outdir", str(tmp_path / "from-pt"), "--init", str(tmp_path / "source.pt")]
+    code, text, err = run(capsys, "train2d", *where, *official)
+    assert code == 0 and "G and D from" in text, text + err  # was: "D from scratch (... expected 512)"
+    assert load_snapshot(tmp_path / "from-pt").config["d_max_channels"] == 16

@@ -3,6 +3,8 @@ converted model gives the logits of an independent official-form forward pass (`
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -35,6 +37,29 @@ def test_the_config_is_read_from_the_shapes_of_a_256_px_discriminator():
     assert d_config_from_official_2d(official) == config
     assert official["convs.0.0.weight"].shape == (128, 3, 1, 1) and "convs.6.conv1.0.weight" in official
     assert sum(t.numel() for t in official.values() if t.dim() != 2 or t.shape != (4, 4)) == 28_864_129
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        Cips2DDiscriminatorConfig(size=32, max_channels=64),  # cips-tiny's: its widths were read as 512
+        Cips2DDiscriminatorConfig(size=128, channel_multiplier=1, input_channels=5, max_channels=256),
+        Cips2DDiscriminatorConfig(size=128, channel_multiplier=1, max_channels=128),  # every width capped
+        Cips2DDiscriminatorConfig(size=16),
+    ],
+    ids=["capped-64", "mult-1", "all-capped", "16px"],
+)
+def test_a_width_cap_and_multiplier_are_read_back_from_the_shapes(config):
+    """The config read from an official state dict builds the same shapes (where the shapes cannot
+    tell the multiplier, every width being capped, StyleGAN2's 2 is taken)."""
+    with torch.device("meta"):
+        ours = Discriminator2D(config).state_dict()
+        official = {row.official: ours[row.ours] for row in d_key_table_2d(config)}
+        read = d_config_from_official_2d(official)
+        again = Discriminator2D(read).state_dict()
+    assert {k: v.shape for k, v in again.items()} == {k: v.shape for k, v in ours.items()}
+    every_width_capped = all(config.channels(r) == config.max_channels for r in (4, config.size))
+    assert read == (replace(config, channel_multiplier=2) if every_width_capped else config)
 
 
 def test_discriminators_of_another_kind_are_refused_by_name():

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 import torch
 
-from cips3d.config_2d import STYLEGAN2_CHANNELS, Cips2DDiscriminatorConfig
+from cips3d.config_2d import Cips2DDiscriminatorConfig
 from cips3d.convert.official import check_keys
 from cips3d.convert.official_2d import Row2D
 from cips3d.errors import CheckpointError, ConfigError
@@ -63,13 +63,26 @@ def d_config_from_official_2d(state: Mapping[str, torch.Tensor]) -> Cips2DDiscri
         )
     blocks = sum(1 for key in state if re.fullmatch(r"convs\.\d+\.conv1\.0\.weight", key))
     size = 2 ** (blocks + 2)
-    base = STYLEGAN2_CHANNELS.get(size, 0)
-    multiplier = first.shape[0] // base if size >= 64 and base else 2  # below 64 px every width is 512
+    widest = max(t.shape[0] for t in state.values() if isinstance(t, torch.Tensor) and t.dim() == 4)
     try:
-        return Cips2DDiscriminatorConfig(size=size, channel_multiplier=max(1, multiplier),
-                                         input_channels=first.shape[1])  # fmt: skip
+        return _capped_config(size, int(first.shape[1]), int(first.shape[0]), int(widest))
     except ConfigError as err:
         raise CheckpointError(f"the 2D CIPS discriminator checkpoint does not fit: {err}") from err
+
+
+def _capped_config(
+    size: int, input_channels: int, first_width: int, widest: int
+) -> Cips2DDiscriminatorConfig:
+    """The config with this first width and widest layer. The layers at 4 and 8 px are 512 wide unless
+    capped, so the widest layer is the cap (ours for CPU-sized runs, e.g. 64: once not read, so such a
+    D did not fit its own config again); the multiplier is StyleGAN2's 2 unless the first width says
+    another."""
+    cap = min(widest, 512)
+    for multiplier in (2, 1, 4, 3):
+        config = Cips2DDiscriminatorConfig(size, multiplier, input_channels, max_channels=cap)
+        if config.channels(size) == first_width:
+            return config
+    raise ConfigError(f"no StyleGAN2 width multiplier gives {first_width} channels at {size} px.")
 
 
 def from_official_d2d(
