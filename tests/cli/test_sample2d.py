@@ -159,7 +159,7 @@ def test_invert2d_fits_a_photo_and_renders_it_larger(capsys, tmp_path, run_dir, 
     code, text, err = run(
         capsys, *common, "--image", str(photo), "--outdir", str(tmp_path / "a"), "--per-layer"
     )
-    assert code == 0, err
+    assert code == 0 and "warning" not in err, err
     out = tmp_path / "a"
     assert Image.open(out / "reconstruction.png").size == (64, 32)  # target | fit
     assert Image.open(out / "larger.png").size == (64, 64) and "larger.png is 64x64" in text
@@ -189,6 +189,10 @@ def test_invert2d_fits_a_photo_and_renders_it_larger(capsys, tmp_path, run_dir, 
         capsys, *common, "--image", str(photo), "--turns", "2", "--outdir", str(tmp_path / "c")
     )
     assert code == 2 and "turns are for panorama models" in err
+    # A learning rate far too high: the fit ends above its start (it was said as a success).
+    code, _, err = run(capsys, *common, "--image", str(photo), "--lr", "1e9", "--outdir", str(tmp_path / "d"))
+    assert code == 0 and "cips3d invert2d: warning: the fit ended worse than it began (loss " in err
+    assert "its learning rate (--lr) is likely too high." in err
 
 
 def test_invert_and_invert2d_never_write_over_the_photo(capsys, tmp_path, run_dir, blob_folder):

@@ -250,6 +250,16 @@ def check_model_folder_target(target: Path, force: bool | None, *inputs: str | P
         refuse_overwriting_inputs(target / name, *inputs)
 
 
+def fit_summary(losses: list[float], command: str) -> str:
+    """'loss 0.78 -> 0.12' of a finished fit; a fit that ended above where it began also gets a warning
+    on stderr (a learning rate far too high made a loss of 5.8e17 and an image of two colours, exit 0)."""
+    if losses[-1] > losses[0]:
+        print(f"cips3d {command}: warning: the fit ended worse than it began (loss {losses[0]:.4g} -> "
+              f"{losses[-1]:.4g}): its learning rate (--lr) is likely too high.",
+              file=sys.stderr)  # fmt: skip
+    return f"loss {losses[0]:.4g} -> {losses[-1]:.4g}"
+
+
 def refuse_writing_over(outdir: Path, names: tuple[str, ...], *inputs: str | Path | None) -> None:
     """`refuse_overwriting_inputs` for every file a command may write into `outdir` (`names`), said before
     it starts: a photo named target.png in the output folder was replaced by its resized copy. Only input

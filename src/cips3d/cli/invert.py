@@ -18,6 +18,7 @@ from cips3d.cli.common import (
     build_generator,
     check_frame_rate,
     finite_float,
+    fit_summary,
     image_side,
     model_name,
     note_gif_fallback,
@@ -185,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
         _write(G, result, target, outdir, args, path)
         fitted += 1
         print(
-            f"{outdir}: loss {result.losses[0]:.4g} -> {result.losses[-1]:.4g}, "
+            f"{outdir}: {fit_summary(result.losses, 'invert')}, "
             f"yaw {result.yaw:.3f}, pitch {result.pitch:.3f} rad."
         )
     if not one:

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from cips3d.cli.common import (
     CHECKPOINT_HELP_2D,
     finite_float,
+    fit_summary,
     photo_pixels,
     positive_int,
     refuse_writing_over,
@@ -121,6 +122,6 @@ def run(args: argparse.Namespace) -> int:
     atomic_write(outdir / "w.safetensors", lambda tmp: save_file({"w": result.w.cpu()}, tmp, metadata=meta))
     losses = json.dumps({"losses": result.losses}) + "\n"
     atomic_write(outdir / "losses.json", lambda tmp: Path(tmp).write_text(losses))
-    print(f"{outdir}: loss {result.losses[0]:.4g} -> {result.losses[-1]:.4g}; larger.png is "
+    print(f"{outdir}: {fit_summary(result.losses, 'invert2d')}; larger.png is "
           f"{larger.shape[-1]}x{larger.shape[-2]}.")  # fmt: skip
     return 0
