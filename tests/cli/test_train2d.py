@@ -140,7 +140,11 @@ def test_a_time_limit_alone_is_enough_and_some_limit_is_needed(capsys, tmp_path,
     code, text, err = run(capsys, *where, "--minutes", "0.001")  # stops after its first iteration
     assert code == 0, err
     assert load_snapshot(tmp_path / "run").state.global_step >= 1 and "preview" in text
-    assert "cips3d train2d: stopped: reached 0.001 minutes; --resume continues." in text
+    run_dir = tmp_path / "run"
+    assert (f"cips3d train2d: stopped: reached 0.001 minutes; `cips3d train2d --resume {run_dir} --minutes "
+            "0.001` (or --max-steps N) continues.") in text  # fmt: skip
+    code, _, err = run(capsys, "train2d", "--resume", str(run_dir), *OPTIONS)  # the limit is not carried over
+    assert code == 2 and "(a resume keeps the run's --max-steps, not its --minutes)." in err
 
 
 def test_a_resume_keeps_scoring_by_fid(capsys, tmp_path, blob_folder):

@@ -201,8 +201,9 @@ def run(args: argparse.Namespace) -> int:
         # A resume goes on with the run's step limit and FID, as `train --resume` does.
         kept = keep_run_options(args, run_dir, ("max_steps", "fid", "inception")) if resume else []
         if args.max_steps is None and args.minutes is None:
+            kept = " (a resume keeps the run's --max-steps, not its --minutes)" if resume else ""
             raise UserError(
-                "give --max-steps, --minutes or both: a 2D run trains until the first is reached."
+                f"give --max-steps, --minutes or both: a 2D run trains until the first is reached{kept}."
             )
         data = resume_data(run_dir, args.data) if resume else args.data
         if data is None:
@@ -255,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_INTERRUPTED
     if world.is_main:
         if trainer.reached_time_limit:  # said as train says it
-            print(f"cips3d train2d: stopped: reached {args.minutes:g} minutes; --resume continues.")
+            print(f"cips3d train2d: stopped: reached {args.minutes:g} minutes; `cips3d train2d --resume "
+                  f"{run_dir} --minutes {args.minutes:g}` (or --max-steps N) continues.")  # fmt: skip
         print(f"{path}: step {trainer.state.global_step}, preview {path / 'preview.png'}.")
     return 0
