@@ -93,6 +93,9 @@ def test_sample2d_adds_the_noise_of_the_official_sampler_when_asked(tmp_path, ca
     assert np.abs(noisy - expected).max() <= 1 and np.abs(noisy - plain).max() > 10
     code, _, err = run(capsys, *where, "--noise", "--foveated", "50", "--outdir", str(tmp_path / "f"))
     assert code == 2 and "--noise is added to whole frames" in err
+    walk = ["sample2d", "--checkpoint", str(tmp_path / "cips.pt"), "--seeds", "3,4", "--quiet"]
+    code, _, err = run(capsys, *walk, "--noise", "--interpolate", "2", "--outdir", str(tmp_path / "walk"))
+    assert code == 0 and "note: --noise is added to the images, not to the videos" in err
 
 
 def test_outputs_never_write_over_inputs_and_the_embedding_alignment_is_said(tmp_path, capsys, blob_folder):

@@ -31,6 +31,7 @@ NOTHING = "would change nothing"
         ([*INVERT, "--camera-lr", "1e30"], "camera_lr (--camera-lr) is a step in radians"),
         ([*SAMPLE2D, "--fixation", "0.5,0"], f"--fixation {NOTHING} without --foveated"),
         ([*SAMPLE2D, "--view", "60"], "--view would change nothing without --pan"),
+        ([*SAMPLE2D, "--foveated", "50", "--extent", "1.5"], f"--extent {NOTHING} with --foveated"),
         ([*SAMPLE2D, "--fps", "12"], "--fps would change nothing without a video"),
         (["sample", "--checkpoint", "m", "--init-seed", "3"], f"--init-seed {NOTHING} with --checkpoint"),
         (["sample", *MODEL_3D, "--official-config", "x.json"], f"--official-config {NOTHING} without"),
@@ -43,8 +44,8 @@ NOTHING = "would change nothing"
          f"--frames {NOTHING} in a walk with --trajectory still"),
     ],
     ids=["random-pose-yaw", "space", "walk-options", "invert-frames", "fixed-camera", "camera-lr",
-         "fixation", "pan-view", "fps", "init-seed", "official-config", "ascii", "blend-batch",
-         "video-styles-seeds", "multiview-styles-seeds", "still-walk-frames"],
+         "fixation", "pan-view", "foveated-extent", "fps", "init-seed", "official-config", "ascii",
+         "blend-batch", "video-styles-seeds", "multiview-styles-seeds", "still-walk-frames"],
 )  # fmt: skip
 def test_a_flag_that_would_change_nothing_is_refused(capsys, tmp_path, argv, message):
     code, _, err = run(capsys, *argv, "--outdir", str(tmp_path / "out"))

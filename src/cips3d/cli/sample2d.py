@@ -186,6 +186,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"cips3d sample2d: note: --foveated {args.foveated} renders as many points as the image has "
               f"pixels ({size}x{size}) or more; without it the image is rendered whole, exactly, for less.",
               file=sys.stderr)  # fmt: skip
+    if args.noise and (args.pan or args.interpolate):
+        print("cips3d sample2d: note: --noise is added to the images, not to the videos (noise drawn for "
+              "each frame would flicker).", file=sys.stderr)  # fmt: skip
     mean = G.mean_style() if args.psi != 1 else None
     videos = []
     outdir = Path(args.outdir)
@@ -252,6 +255,8 @@ def _check_arguments(args: argparse.Namespace, seeds: list[int]) -> None:
         refuse_ignored({"--view": args.view != PAN_VIEW}, "without --pan")
     if not args.foveated:
         refuse_ignored({"--fixation": args.fixation is not None}, "without --foveated")
+    else:  # the foveated points cover the training frame (it ignored --extent)
+        refuse_ignored({"--extent": args.extent != 1}, "with --foveated (it renders the training frame)")
     if args.pan and not 0 < args.view <= 360:
         raise UserError(f"--view must be in (0, 360] degrees, got {args.view}.")
     if _window_asked(args):
