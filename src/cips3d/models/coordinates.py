@@ -39,15 +39,17 @@ def plane_grid(height: int, width: int, batch: int = 1, extent: float = 1.0) -> 
 def cylinder_grid(height: int, width: int, batch: int = 1, turns: float = 1.0, start: float = -1.0,
                   extent: float = 1.0) -> torch.Tensor:  # fmt: skip
     """[B, H, W, 2] for a model with `coordinates='cylinder'`: x = start + 2 * turns * j / W for the
-    columns j (x runs once around the cylinder per 2, so `turns` = 1 is a full 360-degree panorama
-    whose last column joins its first), y = linspace(-extent, extent, H). A model whose embedding has
-    W columns (`Cips2DConfig.grid_width`) has them at x = -1 + 2k / W: `cylinder_grid(size, W)` is its
-    training grid."""
+    columns j, wrapped into [-1, 1) (x runs once around the cylinder per 2, so `turns` = 1 is a full
+    360-degree panorama whose last column joins its first), y = linspace(-extent, extent, H). A model
+    whose embedding has W columns (`Cips2DConfig.grid_width`) has them at x = -1 + 2k / W:
+    `cylinder_grid(size, W)` is its training grid."""
     _check_grid(height, width, batch, extent)
     finite_number(start, "start")
     if not finite_number(turns, "turns") > 0:
         raise ConfigError(f"a panorama grid needs turns > 0, got {turns}.")
-    x = start + 2 * turns * torch.arange(width) / width
+    # In float64, then wrapped into [-1, 1) (the model reads x periodically): float32 angles far from 0
+    # lost their fraction, so x = 100001 (50,000 turns on) rendered another image than x = 1.
+    x = ((start + 1 + 2 * turns * torch.arange(width, dtype=torch.float64) / width) % 2 - 1).float()
     y = torch.linspace(-extent, extent, height) if height > 1 else torch.zeros(1)
     grid = torch.stack(torch.meshgrid(x, y, indexing="xy"), dim=-1)
     return grid.expand(batch, height, width, 2)

@@ -259,6 +259,8 @@ class Generator2D(nn.Module):
         about its centre and moved to (x, y). A cylinder model's x is its angle coordinate (2 per turn):
         zooming in spans less of the turn in as many columns. On this model's device."""
         check_window(x, y, zoom)
+        if self.config.panorama:  # x goes round (2 per turn): as near the origin, however far
+            x = (x + 1) % 2 - 1
         check_window_resolution(whole_count(height, "height"), x, y, zoom)
         width, half = self.frame_width(height), 1 / zoom
         if self.config.panorama:  # the window starts half its span left of x
