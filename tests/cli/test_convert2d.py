@@ -15,6 +15,7 @@ from cips3d.io.checkpoint2d import load_generator2d, save_generator2d
 from cips3d.io.images import to_uint8
 from cips3d.models.generator2d import Generator2D
 from tests.cli.helpers import run
+from tests.conftest import fixture_path
 from tests.convert.cips_official import SIZE, STYLE, official_coords, official_forward, official_state
 
 
@@ -65,6 +66,9 @@ def test_2d_mistakes_end_in_one_sentence(tmp_path, capsys):
     assert code == 2 and "is a 2D CIPS model: render it with cips3d sample2d" in err
     code, _, err = run(capsys, "sample", "--checkpoint", str(tmp_path / "cips.pt"), "--outdir", str(tmp_path))
     assert code == 2 and "is an official 2D CIPS checkpoint: render it with cips3d sample2d" in err
+    three_d = str(fixture_path("official", "small_G_state_dict.pt"))  # and the other way round
+    code, _, err = run(capsys, "sample2d", "--checkpoint", three_d, "--outdir", str(tmp_path / "o2"))
+    assert code == 2 and "holds an official CIPS-3D generator, not a 2D CIPS one; the 3-D commands" in err
 
 
 def test_commands_take_an_official_2d_file_unless_a_3d_config_is_named(tmp_path):

@@ -3,10 +3,13 @@ points are added, and is closest to it around the fixation."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from cips3d.config_2d import cips2d_preset
+from cips3d.errors import ConfigError
 from cips3d.inference.foveated import foveated_image, interpolate_to_grid
 from cips3d.models.coordinates import plane_grid
 from cips3d.models.generator2d import Generator2D
@@ -65,3 +68,12 @@ def test_the_image_is_sharpest_around_the_fixation(scene):
     again = foveated_image(G, w, SIZE, 600, fixation=(0.5, 0.5), sharpness=3.0,
                            generator=torch.Generator().manual_seed(3))  # fmt: skip
     assert torch.equal(out.image, again.image)  # the draws come from the generator
+
+
+def test_a_model_whose_frames_are_not_square_is_refused():
+    """A 4:1 panorama was squashed into a square foveated image (the command refused it; the API did not)."""
+    config = dataclasses.replace(cips2d_preset("cips-tiny"), coordinates="cylinder", width=128)
+    G = Generator2D(config, torch.Generator().manual_seed(0)).eval()
+    w = G.mapping(G.sample_latents(1, torch.Generator().manual_seed(1)))
+    with pytest.raises(ConfigError, match="foveated images are square frames; this model's images are not"):
+        foveated_image(G, w, SIZE, 50)

@@ -38,6 +38,9 @@ def test_truncation_applies_to_every_frame_and_bad_walks_are_refused(G):
     mean = G.mean_style()
     frames = list(walk_styles_2d(G, [3, 7], steps_between=2, psi=0.0))
     assert all(torch.allclose(frame, mean) for frame in frames)
-    for seeds, steps, psi in (([3], 2, 1.0), ([3, 4], 0, 1.0), ([3, 4], 2, 1.5)):
+    for seeds, steps, psi in (([3], 2, 1.0), ([3, 4], 2, 1.5)):
         with pytest.raises(ConfigError, match="a walk needs two seeds or more"):
             list(walk_styles_2d(G, seeds, steps, psi))
+    for steps in (0, 2.5):  # 2.5 was a TypeError from range()
+        with pytest.raises(ConfigError, match="steps_between must be a whole number of 1 or more"):
+            list(walk_styles_2d(G, [3, 4], steps))

@@ -52,7 +52,11 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP_2D)
-    p.add_argument("--image", required=True, help="the photo (cropped to the training aspect and resized)")
+    p.add_argument(
+        "--image",
+        required=True,
+        help="the photo (resized; a flat model's cropped to its aspect, a panorama's must have it)",
+    )
     p.add_argument("--steps", type=positive_int, default=Inversion2DConfig.steps, help="default %(default)s")
     p.add_argument("--lr", type=finite_float, default=Inversion2DConfig.lr, help="peak step of w")
     p.add_argument("--per-layer", action="store_true", help="one w per layer (W+: closer, less typical)")

@@ -19,6 +19,7 @@ import torch
 from scipy.interpolate import griddata
 from scipy.spatial import QhullError
 
+from cips3d.errors import ConfigError
 from cips3d.models.coordinates import foveated_points, plane_grid
 from cips3d.models.generator2d import Generator2D
 
@@ -45,6 +46,8 @@ def foveated_image(
 ) -> Foveated:
     """Render `count` points drawn by `foveated_points` (from `generator`) for styles w [B, D] and
     interpolate them onto the size x size grid of the frame [-1, 1]^2."""
+    if G.config.grid_width != G.config.size:  # a panorama's 4:1 frame was squashed into the square
+        raise ConfigError("foveated images are square frames; this model's images are not square.")
     points = foveated_points(count, fixation, sharpness, generator)  # [1, count, 1, 2]
     coords = points.expand(w.shape[0], -1, -1, -1).to(G.device)
     colours = G.synthesis(w, coords)[..., 0].cpu()  # [B, 3, count]

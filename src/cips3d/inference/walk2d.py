@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from cips3d.config import whole_count
 from cips3d.errors import ConfigError
 from cips3d.inference.video import slerp, walk_steps
 from cips3d.models.generator2d import Generator2D
@@ -30,7 +31,8 @@ def walk_styles_2d(
     """w [1, D] of each frame: `steps_between` frames from each seed to the next, then the last seed
     ((len(seeds) - 1) * steps_between + 1 frames). Seeds draw z as `cips3d sample2d` does; `mean` is
     the truncation centre (`G.mean_style()`, computed here when psi < 1 and none is given)."""
-    if len(seeds) < 2 or steps_between < 1 or not 0 <= psi <= 1:
+    steps_between = whole_count(steps_between, "steps_between")  # 2.5 was a TypeError from range()
+    if len(seeds) < 2 or not 0 <= psi <= 1:
         raise ConfigError(
             f"a walk needs two seeds or more, at least 1 step between them and psi in [0, 1], got "
             f"{len(seeds)} seeds, {steps_between} steps, psi {psi}."

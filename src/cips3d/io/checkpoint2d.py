@@ -29,6 +29,7 @@ from cips3d.io.checkpoint import (
     CONFIG_FILE,
     FORMAT_NAME_2D,
     FORMAT_VERSION,
+    THREE_D_COMMANDS,
     carries_own_config,
     check_finite,
     is_run_or_snapshot,
@@ -70,11 +71,20 @@ def _load_folder(directory: Path) -> Generator2D:
     return G
 
 
+# The top-level names of an official CIPS-3D generator's state dict (what tells one given to a 2D command).
+OFFICIAL_3D_PREFIXES = {"siren", "inr_net", "mapping_network_nerf", "mapping_network_inr"}
+
+
 def official_generator_state(content: Any, path: str | os.PathLike, which: Which) -> dict[str, torch.Tensor]:
     """The generator state dict inside what an official CIPS file holds: `content[g_ema]` (or `[g]`)
     of a training checkpoint, or `content` itself when it is a bare generator state dict."""
     if isinstance(content, Mapping) and not is_official_cips2d(content):
         inner = content.get(OFFICIAL_KEYS[which])
+        if not isinstance(inner, Mapping) and OFFICIAL_3D_PREFIXES & {str(k).split(".")[0] for k in content}:
+            raise CheckpointError(
+                f"{path} holds an official CIPS-3D generator, not a 2D CIPS one; {THREE_D_COMMANDS} "
+                "take it (with --preset or --official-config)."
+            )
         if not isinstance(inner, Mapping):
             raise CheckpointError(
                 f"{path} holds no official 2D CIPS generator (no {OFFICIAL_KEYS[which]!r} state dict "
