@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import torch
 
-from cips3d.errors import first_line
+from cips3d.errors import UserError, first_line
 
 MAX_RELATIVE_ERROR = 1e-5  # float32 GEMM of this size errs ~1e-6 relative; bf16 would be ~1e-2
 _SHAPE = (2048, 512, 512)  # a chunk of INR rows times one 512 x 512 modulated layer
@@ -194,6 +194,8 @@ def _eager_on_failure(module: torch.nn.Module, compiled):
     def forward(*args, **kwargs):
         try:
             return compiled(*args, **kwargs)
+        except (UserError, torch.OutOfMemoryError):  # the input's or the memory's fault, not the compiler's
+            raise
         except Exception as error:  # noqa: BLE001 - any compiler failure; a real error recurs eagerly
             warnings.warn(
                 f"torch.compile failed for {type(module).__name__} ({first_line(error, 200)}); "
