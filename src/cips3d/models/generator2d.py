@@ -30,7 +30,7 @@ from cips3d.models.inputs import refuse_non_finite, require_tensor
 from cips3d.models.mapping import pixel_norm
 from cips3d.nn.equalized import EqualLinear
 from cips3d.nn.styled import StyledFC, ToRGB, WidthSkip
-from cips3d.seeding import seeded_generator
+from cips3d.seeding import draw, seeded_generator
 
 NoiseMode = Literal["random", "none"]
 CHUNK_PIXELS = 65_536
@@ -344,7 +344,7 @@ class Generator2D(nn.Module):
         if noise == "random":
             layers = 1 + 2 * len(self.pairs)
             noises = [
-                torch.randn(b, h * width, 1, generator=generator).to(self.device, self.dtype)
+                draw("randn", (b, h * width, 1), generator, self.device).to(self.dtype)  # on its device
                 for _ in range(layers)
             ]
         parts = []
