@@ -104,3 +104,6 @@ DIFFAUG_TRANSLATION_RATIO = 0.125  # shift of up to int(S * 1/8 + 0.5) pixels pe
 DIFFAUG_CUTOUT_RATIO = 0.2  # exp/cips3d/models/diffaug.py (exp/comm/diff_aug.py has 0.5, unused by D)
 R1_GAMMA = 10.0  # r1_lambda: penalty 0.5 * gamma * ||grad_x D(x)||^2 per sample, every step
 D_GRAD_CLIP = 10.0  # grad_clip: total-norm clip of the D gradients
+EMA_DECAY = 0.999  # G_ema decay per step (spec 4.2 step 7)
+EMA_START = 1000  # ema_start_itr: G_ema is left untouched (not copied) before this step of a stage
+ADAM_BETAS = (0.0, 0.999)  # Adam of G and D, weight decay 0 (spec 4.2)

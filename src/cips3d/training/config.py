@@ -107,18 +107,18 @@ class TrainConfig:
     ray_end: float = K.RAY_END
     num_steps: int = K.NUM_STEPS
     hierarchical: bool = True
-    diffaug_cutout: float = 0.2
+    diffaug_cutout: float = K.DIFFAUG_CUTOUT_RATIO
     """Side of the DiffAugment cutout square over the image side (CIPS-3D 0.2; DiffAugment's own 0.5)."""
-    r1_gamma: float = 10.0
+    r1_gamma: float = K.R1_GAMMA
     """R1 weight: the penalty is gamma / 2 * |grad D(x)|^2 (official gamma 10)."""
     r1_interval: int = 1
     """Apply R1 every this many D steps, scaled by the interval (lazy R1); official: every step."""
-    grad_clip: float = 10.0
+    grad_clip: float = K.D_GRAD_CLIP
     """Total-norm clip of G and D gradients."""
-    ema_decay: float = 0.999
-    ema_start: int = 1000
+    ema_decay: float = K.EMA_DECAY
+    ema_start: int = K.EMA_START
     """G_ema is left untouched for the first steps of every stage (official)."""
-    adam_betas: tuple[float, float] = (0.0, 0.999)
+    adam_betas: tuple[float, float] = K.ADAM_BETAS
     xflip: bool = True
     """Mirror the real images (doubles the dataset, as official)."""
     seed: int = 1234
@@ -235,7 +235,7 @@ def train_preset(name: str) -> TrainConfig:
         "ffhq": ("ffhq", ffhq_stages, {}),
         # A few thousand CPU steps: the EMA must follow within ~100 steps, not the official ~1000.
         "tiny": ("tiny", tiny_stages, {"snapshot_every": 200, "preview_every": 200, **_TINY_EMA}),
-        "ffhq-finetune": ("ffhq", lambda: (finetune_stage(),), {"ema_start": 1000}),
+        "ffhq-finetune": ("ffhq", lambda: (finetune_stage(),), {"ema_start": K.EMA_START}),
         "tiny-finetune": (
             "tiny",
             lambda: (finetune_stage(img_size=32, steps=1000, batch_size=8),),
