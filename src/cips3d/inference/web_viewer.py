@@ -65,7 +65,7 @@ class BadRequest(ValueError):
     """A query the viewer cannot answer (answered with HTTP 400 and this message)."""
 
 
-def check_seed(seed: int) -> None:
+def check_query_seed(seed: int) -> None:
     """A `BadRequest` unless `seed` is one the page's buttons count exactly (`seeding.check_seed`'s rule)."""
     _bad_request(seed_rule, seed, "seed", MAX_SEED)
 
@@ -149,7 +149,7 @@ class FrameRequest:
         yaw, pitch = query_number(q, "yaw", K.YAW_MEAN), query_number(q, "pitch", K.PITCH_MEAN)
         psi = query_number(q, "psi", 1.0)
         panel = q.get("panel", "image")
-        check_seed(seed)
+        check_query_seed(seed)
         if not (is_camera_angle(yaw) and is_camera_angle(pitch)):
             raise BadRequest(f"yaw and pitch must be {ANGLE_RULE}.")
         check_psi(psi)

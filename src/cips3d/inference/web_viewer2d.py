@@ -27,7 +27,7 @@ from cips3d.inference.web_viewer import (
     SAVE_SCRIPT,
     BadRequest,
     check_psi,
-    check_seed,
+    check_query_seed,
     http_server,
     image_format,
     make_handler,
@@ -55,7 +55,7 @@ class WindowRequest:
         seed = query_number(q, "seed", 0, int)
         defaults = {"x": 0.0, "y": 0.0, "zoom": 1.0, "psi": 1.0}
         x, y, zoom, psi = (query_number(q, name, value) for name, value in defaults.items())
-        check_seed(seed)
+        check_query_seed(seed)
         try:
             check_window(x, y, zoom, "x and y", "zoom")
         except ConfigError as err:
