@@ -5,16 +5,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cips3d.training.steps import clip_or_skip, r1_term
+from cips3d.training.losses import r1_penalty
+from cips3d.training.steps import clip_or_skip
 
 
-def test_r1_term_gives_each_copy_of_a_real_its_own_gradient():
+def test_r1_penalty_gives_each_copy_of_a_real_its_own_gradient():
     torch.manual_seed(0)
     net_a, net_b = nn.Linear(6, 1).double(), nn.Linear(6, 1).double()
     x = torch.randn(3, 6, dtype=torch.float64)
     a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
     logits = torch.cat([torch.tanh(net_a(a)) ** 2, torch.tanh(net_b(b)) ** 2])
-    penalty = r1_term(logits, [a, b], gamma=10.0)
+    penalty = r1_penalty(logits, [a, b], gamma=10.0)
     expected = []
     for net in (net_a, net_b):
         for row in x:

@@ -10,6 +10,8 @@ they take logits (and the real images the logits came from) and return tensors.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -45,7 +47,7 @@ def g_nonsaturating_loss(fake_logits: torch.Tensor, *, reduce: bool = True) -> t
 
 
 def r1_penalty(
-    real_logits: torch.Tensor, real_images: torch.Tensor, gamma: float = K.R1_GAMMA
+    real_logits: torch.Tensor, real_images: torch.Tensor | Sequence[torch.Tensor], gamma: float = K.R1_GAMMA
 ) -> torch.Tensor:
     """Per-sample R1 penalty gamma/2 * ||d sum(logits) / d x_i||^2 (Mescheder et al. 2018).
 
@@ -55,11 +57,14 @@ def r1_penalty(
     Args:
         real_logits: [N, 1] logits computed from `real_images` (with autograd recording).
         real_images: [N, C, H, W] (or any [N, ...]) with requires_grad; the gradient of sample i only
-            depends on logit i, because the discriminator treats samples independently.
+            depends on logit i, because the discriminator treats samples independently. Or a list of
+            such leaves whose rows follow each other in the logits (CIPS-3D's main reals, then the aux
+            reals: each copy of a real image gets its own gradient, as the official [x; x] batch does).
         gamma: the R1 weight (official r1_lambda = 10).
 
     Returns:
         [N, 1] penalties.
     """
-    (grad,) = torch.autograd.grad(real_logits.sum(), real_images, create_graph=True)
-    return 0.5 * gamma * grad.flatten(1).square().sum(1, keepdim=True)
+    leaves = [real_images] if isinstance(real_images, torch.Tensor) else list(real_images)
+    grads = torch.autograd.grad(real_logits.sum(), leaves, create_graph=True)
+    return torch.cat([0.5 * gamma * g.flatten(1).square().sum(1, keepdim=True) for g in grads])

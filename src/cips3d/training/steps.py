@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from cips3d.config import PoseConfig, RenderConfig
 from cips3d.models.generator3d import Generator3D
 from cips3d.nn.modes import frozen_weights
+from cips3d.training.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 
 
 @dataclass(frozen=True)
@@ -95,16 +95,6 @@ def discriminate(
     return D(images, aux, alpha=settings.alpha, augment=settings.augment, generator=random.d)
 
 
-def r1_term(logits: torch.Tensor, inputs: list[torch.Tensor], gamma: float) -> torch.Tensor:
-    """Per-sample R1 penalty gamma / 2 * |d logits / d input|^2, one row per logit (double backward).
-
-    `inputs` are the leaf tensors the logits came from, in logit order (main reals, then aux reals):
-    each copy of a real image gets its own gradient, as the official [x; x] batch does.
-    """
-    grads = torch.autograd.grad(logits.sum(), inputs, create_graph=True)
-    return torch.cat([0.5 * gamma * g.flatten(1).square().sum(1, keepdim=True) for g in grads])
-
-
 def d_step(
     G: Generator3D,
     D: nn.Module,
@@ -127,9 +117,9 @@ def d_step(
     r1 = torch.zeros_like(real_logits)
     if with_r1:
         leaves = [real_main] + ([real_aux] if real_aux is not None else [])
-        r1 = r1_term(real_logits, leaves, settings.r1_gamma) * settings.r1_scale
+        r1 = r1_penalty(real_logits, leaves, settings.r1_gamma) * settings.r1_scale
     fake_logits = discriminate(D, fake, fake_aux, settings, random)
-    loss = (F.softplus(fake_logits) + F.softplus(-real_logits) + r1).mean()
+    loss = d_logistic_loss(real_logits, fake_logits, r1)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     loss = average(D.parameters(), loss)
@@ -159,7 +149,7 @@ def g_step(
     with frozen_weights(D):
         fake, fake_aux = generate(G, settings, random, settings.render)
         logits = discriminate(D, fake, fake_aux, settings, random)
-        loss = F.softplus(-logits).mean()
+        loss = g_nonsaturating_loss(logits)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     loss = average(G.parameters(), loss)
