@@ -143,6 +143,16 @@ def test_cips3d_view_serves_the_2d_viewer_for_a_2d_checkpoint(tmp_path, flat, mo
     missing = str(tmp_path / "w.safetensors")
     assert main(["view", "--checkpoint", str(tmp_path / "model"), "--styles", missing]) == 2
     assert "no fitted style at" in capsys.readouterr().err
+    # A style fitted with another model is shown, with a note (as for the 3-D styles of cips3d invert).
+    w = torch.zeros(1, flat.config.style_dim)
+    save_file({"w": w}, tmp_path / "w.safetensors", metadata={"model": str(tmp_path / "other")})
+    argv = ["view", "--checkpoint", str(tmp_path / "model"), "--device", "cpu"]
+    assert main([*argv, "--styles", str(tmp_path / "w.safetensors")]) == 0
+    err = capsys.readouterr().err
+    assert f"note: the styles in {tmp_path / 'w.safetensors'} were fitted with {tmp_path / 'other'}" in err
+    save_file({"w": w}, tmp_path / "w.safetensors", metadata={"model": str((tmp_path / "model").resolve())})
+    assert main([*argv, "--styles", str(tmp_path / "w.safetensors")]) == 0
+    assert "note" not in capsys.readouterr().err
 
 
 def test_a_fitted_style_replaces_the_seeds(tmp_path, flat):

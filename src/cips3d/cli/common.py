@@ -203,11 +203,16 @@ def fitted_styles(args: argparse.Namespace, G: Generator3D) -> Inversion:
     """The styles file of --styles, checked against `G`; a note on stderr when it was fitted with
     another model (the same architecture, so it renders, but not the photo it was fitted to)."""
     fitted = load_inversion(args.styles, G)
-    if fitted.model is not None and fitted.model != model_name(args):
-        print(f"cips3d: note: the styles in {args.styles} were fitted with {fitted.model}; rendering them "
-              f"with {model_name(args)} gives another image unless it holds the same weights.",
-              file=sys.stderr)  # fmt: skip
+    note_other_model(args.styles, fitted.model, model_name(args))
     return fitted
+
+
+def note_other_model(styles: str | Path, fitted_with: str | None, used: str) -> None:
+    """A note on stderr when fitted styles are rendered with another model than they were fitted with
+    (the same architecture, so they render, but not the photo they were fitted to)."""
+    if fitted_with is not None and fitted_with != used:
+        print(f"cips3d: note: the styles in {styles} were fitted with {fitted_with}; rendering them with "
+              f"{used} gives another image unless it holds the same weights.", file=sys.stderr)  # fmt: skip
 
 
 def styles_name(path: str | Path) -> str:

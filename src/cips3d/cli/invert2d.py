@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     save_png(np.concatenate([to_uint8(target[0]), fit], axis=1), outdir / "reconstruction.png")
     save_png(to_uint8(larger.clamp(-1, 1))[0], outdir / "larger.png")
     meta = {
-        "model": str(args.checkpoint),
+        "model": str(Path(args.checkpoint).resolve()),  # as invert records it (`common.model_name`)
         "image": str(Path(args.image).resolve()),
         "per_layer": str(args.per_layer),
     }

@@ -17,6 +17,8 @@ from cips3d.cli.common import (
     add_precision_argument,
     checkpoint_generator2d,
     fitted_styles,
+    model_name,
+    note_other_model,
     positive_int,
     refuse_ignored,
     refuse_speed_options,
@@ -26,7 +28,7 @@ from cips3d.cli.common import (
 )
 from cips3d.config import MAX_IMG_SIZE, RenderConfig
 from cips3d.errors import UserError
-from cips3d.inference.inversion2d import load_fitted_w
+from cips3d.inference.inversion2d import fitted_w_model, load_fitted_w
 from cips3d.inference.web_viewer import MAX_SEED, make_server
 from cips3d.inference.web_viewer2d import make_server2d
 
@@ -92,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         device = resolve_device(args.device)
         G2 = G2.to(device)
         fitted = load_fitted_w(args.styles, G2) if args.styles else None
+        if fitted is not None:
+            note_other_model(args.styles, fitted_w_model(args.styles), model_name(args))
         size = args.size or G2.config.size
         command = None if fitted is not None else shlex.join(["cips3d", "sample2d", *_checkpoint(args)])
         server = _listen(

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from cips3d.config import given_or_default, plain_fields, whole_count
@@ -113,6 +114,15 @@ def invert2d(
     with torch.no_grad():
         image = G.synthesis(fitted)
     return Inversion2D(fitted, losses, image)
+
+
+def fitted_w_model(path: str | Path) -> str | None:
+    """The model a `w.safetensors` was fitted with, as `cips3d invert2d` recorded it (None if unsaid)."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            return (f.metadata() or {}).get("model")
+    except Exception:  # noqa: BLE001 - load_fitted_w has said what is wrong with the file
+        return None
 
 
 def load_fitted_w(path: str | Path, G: Generator2D) -> torch.Tensor:
