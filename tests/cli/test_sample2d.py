@@ -307,3 +307,14 @@ def test_synthesis_reports_each_chunk_of_pixels(run_dir):
         chunked = G.synthesis(w, grid, chunk_pixels=256, on_pixels=told.append)
         assert told == [256] * 6 + [64]
         assert torch.equal(chunked, G.synthesis(w, grid))  # whatever the chunks
+
+
+def test_invert_sends_a_2d_model_to_invert2d_before_reading_the_photo(capsys, tmp_path, run_dir):
+    Image.new("RGB", (4, 4), (10, 20, 30)).save(tmp_path / "small.png")  # would be 'enlarged' (a note)
+    code, _, err = run(capsys, "invert", "--checkpoint", str(run_dir), "--image", str(tmp_path / "small.png"),
+                       "--outdir", str(tmp_path / "o"))  # fmt: skip
+    assert (
+        code == 2
+        and err
+        == f"cips3d invert: error: {run_dir} is a 2D CIPS model: cips3d invert2d fits photos with it.\n"
+    )

@@ -42,6 +42,7 @@ from cips3d.inference.inversion import (
 )
 from cips3d.inference.trajectories import make_trajectory
 from cips3d.inference.video import video_frames
+from cips3d.io.checkpoint2d import is_generator2d
 from cips3d.io.files import atomic_write
 from cips3d.io.images import save_png, to_uint8
 from cips3d.io.video import DEFAULT_FPS, write_mp4_or_gif
@@ -168,6 +169,8 @@ def run(args: argparse.Namespace) -> int:
     for path in paths:  # before any work: a photo or model file must not become an output
         where = Path(args.outdir) if one else Path(args.outdir) / path.stem
         refuse_writing_over(where, OUTPUT_NAMES, path, args.checkpoint)
+    if args.checkpoint and is_generator2d(args.checkpoint):  # said before any note on the photo
+        raise UserError(f"{args.checkpoint} is a 2D CIPS model: cips3d invert2d fits photos with it.")
     first = read_target(paths[0], args.size) if one else None  # a single broken photo fails first
     device = resolve_device(args.device)
     G = build_generator(args, device)
