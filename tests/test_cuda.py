@@ -17,7 +17,7 @@ from cips3d.inference.interactive import InteractiveRenderer
 from cips3d.models.discriminator import Discriminator, discriminator_preset
 from cips3d.reference import reference_images
 from cips3d.rendering.volume import resolve_chunk_rows
-from cips3d.training.steps import r1_term
+from cips3d.training.losses import r1_penalty
 from cips3d.training.trainer import Trainer, TrainOptions
 
 pytestmark = pytest.mark.cuda
@@ -198,7 +198,7 @@ def test_r1_and_its_parameter_gradients_on_the_gpu_equal_the_cpu(cuda):
     def r1_and_grads(D, device):
         x = reals.to(device, copy=True).requires_grad_()  # two leaves (`.to` alone returns `reals`
         x_aux = reals.to(device, copy=True).requires_grad_()  # itself on the CPU: one leaf, twice)
-        penalty = r1_term(D(x, x_aux, alpha=0.5), [x, x_aux], gamma=10.0).sum()
+        penalty = r1_penalty(D(x, x_aux, alpha=0.5), [x, x_aux], gamma=10.0).sum()
         penalty.backward()
         return penalty.cpu(), {n: p.grad.cpu() for n, p in D.named_parameters() if p.grad is not None}
 
