@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from cips3d.errors import UserError
+from cips3d.io.inspect import describe
 from cips3d.training import distributed
 from cips3d.training.config import StageConfig
 from cips3d.training.distributed import World, rank_seed, world_from_environment
@@ -154,8 +155,10 @@ def test_two_processes_stay_in_step_and_resume_exactly(tmp_path, blob_folder):
     snap = load_snapshot(halves)
     assert snap.state.global_step == 4 and snap.state.images_seen == 4 * 2 * 2
     assert len(snap.rng["other_ranks"]) == 1
+    assert dict(describe(halves))["processes"] == 2  # cips3d info: what a resume needs to be exact
     single = Trainer(config, tmp_path / "single", blob_folder, TrainOptions(progress=False))
     single.run()  # the second rank's own images and draws change the result
+    assert dict(describe(tmp_path / "single"))["processes"] == 1
     mine = ddp_workers.weights(single.D)
     assert not all(torch.equal(a[0]["D"][k], mine[k]) for k in mine)
 

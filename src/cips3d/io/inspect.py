@@ -150,6 +150,7 @@ def _run(path: Path, snapshot_file: str | None = None) -> Lines:
     from cips3d.training.snapshot import (  # noqa: PLC0415 (training imports io, not back)
         load_snapshot,
         recorded_options,
+        snapshot_processes,
         training_state_problem,
     )
 
@@ -190,6 +191,9 @@ def _run(path: Path, snapshot_file: str | None = None) -> Lines:
         "readable" if problem is None else f"cannot be read, so --resume cannot go on from it ({problem})"
     )
     lines.append(("training state", readable))
+    processes = snapshot_processes(snap.path)
+    if processes is not None:  # a resume goes on bit for bit on as many (torchrun --nproc_per_node)
+        lines.append(("processes", processes))
     if not record_readable:
         lines.append(("run record", "run.json cannot be read: restore it before a --resume, or give --data"))
     if state.best_snapshot:

@@ -422,6 +422,16 @@ def training_state_problem(path: str | os.PathLike) -> str | None:
     return None
 
 
+def snapshot_processes(path: str | os.PathLike) -> int | None:
+    """How many processes trained up to a snapshot (or a run's newest): each one's random state is in
+    it, and a resume goes on bit for bit only on as many. None when its rng.pt cannot be read."""
+    try:
+        rng = torch.load(resolve_snapshot(path) / "rng.pt", map_location="cpu", weights_only=True)
+        return 1 + len(rng.get("other_ranks", []))
+    except Exception:  # noqa: BLE001 - training_state_problem says what is wrong with it
+        return None
+
+
 def load_snapshot(path: str | os.PathLike, training_state: bool = True) -> Snapshot:
     """Read a snapshot (or the newest one of a run folder); every failure is one `CheckpointError`.
     Without `training_state` the optimizers' and random generators' files are not read (left empty):
