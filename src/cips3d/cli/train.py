@@ -225,7 +225,6 @@ def _train(args: argparse.Namespace, world: World, device: torch.device) -> int:
         workers = default_workers(device, processes_per_machine=world.local_world_size)
     else:
         workers = args.workers
-    max_steps = args.max_steps
 
     def start() -> tuple[Trainer, list[str]]:
         kept = []
@@ -233,9 +232,9 @@ def _train(args: argparse.Namespace, world: World, device: torch.device) -> int:
             kept = keep_run_options(args, resumed_run_folder(args.resume, args.outdir), RUN_OPTIONS)
         check_fid_arguments(args)
         options = TrainOptions(
-            device=device, workers=workers, progress=not args.quiet and world.is_main, max_steps=max_steps,
-            max_minutes=args.minutes, tf32=bool(args.tf32), world=world, fid_images=args.fid or 0,
-            inception=args.inception,
+            device=device, workers=workers, progress=not args.quiet and world.is_main,
+            max_steps=args.max_steps, max_minutes=args.minutes, tf32=bool(args.tf32), world=world,
+            fid_images=args.fid or 0, inception=args.inception,
         )  # fmt: skip
         if args.tf32 and world.is_main:
             warn_if_slow_precision(device, "tf32")
@@ -249,6 +248,7 @@ def _train(args: argparse.Namespace, world: World, device: torch.device) -> int:
         return job_facts(trainer.config.to_dict(), trainer.state.data_fingerprint, trainer.state.global_step)
 
     trainer, kept = start_together(world, device, start, facts)
+    max_steps = trainer.options.max_steps  # a resume's is the run's unless given (keep_run_options)
     own_limit = f"--max-steps {max_steps}" in kept
     if max_steps is not None and trainer.state.global_step >= max_steps:
         if args.data:  # other images would be refused with steps to go: not said "nothing to do" here
