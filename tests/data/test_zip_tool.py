@@ -117,6 +117,10 @@ def test_bad_destinations_are_user_errors(tmp_path):
     archive = zip_folder(source, tmp_path / "src.zip")
     with pytest.raises(UserError, match="is the source itself"):
         folder_to_zip(archive, archive, 4, progress=False)
+    before = archive.read_bytes()
+    with pytest.raises(UserError, match="is the source itself"):  # spelt through a folder not made yet
+        folder_to_zip(archive, tmp_path / "new" / ".." / "src.zip", 4, progress=False)
+    assert archive.read_bytes() == before and not (tmp_path / "new").exists()
     with pytest.raises(UserError, match="at least 1 pixel"):
         folder_to_zip(source, tmp_path / "out.zip", 0, progress=False)
 

@@ -152,7 +152,9 @@ def _check_paths(source: Path, dest: Path, resolution: int, width: int | None) -
     if resolution < 1 or width is not None and width < 1:
         raise ConfigError(f"resolution and width must be at least 1 pixel, got {resolution}, {width}.")
     check_zip_destination(dest)
-    if source.exists() and dest.exists() and source.resolve() == dest.resolve():
+    # resolve() also spells out a path through a folder that does not exist yet (x/../data.zip), which
+    # exists() cannot see through: such a destination once replaced its source.
+    if source.exists() and source.resolve() == dest.resolve():
         raise UserError(f"the destination {dest} is the source itself; write to another file.")
 
 
