@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from cips3d.cli.main import main
-from cips3d.data.images import ImageDataset
+from cips3d.data.images import CroppedImagesWarning, ImageDataset
 from tests.cli.helpers import run
 from tests.data.test_images import edge_marked, make_folder, truncated_png
 
@@ -112,6 +112,23 @@ def test_packing_reads_photos_upright_and_says_when_it_enlarges(tmp_path, capsys
     assert err == f"cips3d: warning: {enlarged}.\n"
     image = ImageDataset(tmp_path / "d.zip")[0].float()  # the centre 6x6 of the upright 6x12, enlarged
     assert image[:, :3].mean() > 230 and image[:, -3:].mean() < 25
+
+
+def test_packing_to_a_wide_shape_says_what_the_crop_keeps_and_what_it_enlarges(tmp_path, capsys):
+    """A square photo packed at 64x16 keeps a quarter of its picture, and a 20x200 one keeps 5 of its
+    rows, enlarged 3x: packing said neither (training on the same folder said the first)."""
+    (tmp_path / "square").mkdir()
+    Image.new("RGB", (64, 64), (90, 120, 150)).save(tmp_path / "square" / "a.png")
+    with pytest.warns(CroppedImagesWarning, match="centre-cropped to the 64x16 shape, some keeping only 25%"):
+        code, out, _ = run(capsys, "dataset", str(tmp_path / "square"), str(tmp_path / "s.zip"),
+                           "--resolution", "16", "--width", "64", "--quiet")  # fmt: skip
+    assert code == 0 and "wrote 1 image of 64x16" in out
+    (tmp_path / "tall").mkdir()
+    Image.new("RGB", (20, 200), (90, 120, 150)).save(tmp_path / "tall" / "a.png")
+    code, out, err = run(capsys, "dataset", str(tmp_path / "tall"), str(tmp_path / "t.zip"), "--resolution",
+                         "16", "--width", "64", "--quiet")  # fmt: skip
+    assert code == 0 and (f"the smallest images of {tmp_path / 'tall'} keep 5 rows in their crop to 64x16, "
+                          "so they are enlarged to 16 rows.") in err  # fmt: skip
 
 
 @pytest.mark.parametrize("kind", ["synth", "lfw", "panorama"])

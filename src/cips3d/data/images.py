@@ -401,15 +401,26 @@ def _native_resolution(
     return first_w
 
 
+def kept_rows(size: tuple[int, int], resolution: int, width: int | None = None, whole: bool = False) -> int:
+    """Rows of an image (width, height) that reach the target: all of them when it is resized whole,
+    else those of the crop to the target's aspect (a square target: the short side). Fewer than
+    `resolution` means the image is enlarged; a 20x200 image cropped to 4:1 keeps 5 of its rows."""
+    w, h = size
+    return h if whole else min(h, w * resolution // (width or resolution))
+
+
 def enlarged_message(
     path: str | os.PathLike, smallest: int | None, resolution: int, width: int | None = None
 ) -> str | None:
-    """What to say when the shortest side among a dataset's images (`smallest`) is below the target's."""
-    short = min(resolution, width or resolution)
-    if smallest is None or smallest >= short:
+    """What to say when the fewest rows a dataset's images bring to the target (`kept_rows`) are fewer
+    than its `resolution`."""
+    if smallest is None or smallest >= resolution:
         return None
-    return (f"the smallest images of {path} are {smallest} px on their short side, so they are enlarged "
-            f"to {short} px")  # fmt: skip
+    if width is None or width == resolution:
+        return (f"the smallest images of {path} are {smallest} px on their short side, so they are enlarged "
+                f"to {resolution} px")  # fmt: skip
+    return (f"the smallest images of {path} keep {smallest} rows in their crop to {width}x{resolution}, so "
+            f"they are enlarged to {resolution} rows")  # fmt: skip
 
 
 def warn_enlarged(
@@ -537,7 +548,9 @@ class ImageDataset(Dataset):
             check_whole_aspects([self._source.location(n) for n in names], sizes, self.resolution, width)
         else:
             warn_cropped(sizes, self.resolution, width)
-        warn_enlarged(path, min(min(size) for size in sizes), self.resolution, width)
+        warn_enlarged(
+            path, min(kept_rows(s, self.resolution, width, whole) for s in sizes), self.resolution, width
+        )
         self._undecodable: set[str] = set()  # names already warned of, in this process
         self._source.close()  # workers reopen it lazily; nothing open is left to fork or pickle
 

@@ -27,9 +27,11 @@ from cips3d.data.images import (
     ZipSource,
     check_whole_aspects,
     decode_rgb_sized,
+    kept_rows,
     open_image_source,
     scan_images,
     skip_unreadable,
+    warn_cropped,
     warn_enlarged,
     warn_skipped,
 )
@@ -58,7 +60,8 @@ class ZipStats:
     width: int | None = None
     """Width of every image, when not `resolution` (not square)."""
     smallest_side: int | None = None
-    """The shortest side among the source images read (below `resolution`: some were enlarged)."""
+    """The fewest rows a source image brought to the target (`kept_rows`; below `resolution`: some were
+    enlarged)."""
 
     @property
     def num_skipped(self) -> int:
@@ -196,7 +199,8 @@ def folder_to_zip(
     src = open_image_source(source)
     workers = workers or min(8, os.cpu_count() or 1)
     bad: list[str] = []
-    smallest: int | None = None  # the shortest side among the images read
+    smallest: int | None = None  # the fewest rows an image read brings to the target (`kept_rows`)
+    sizes: list[tuple[int, int]] = []  # of the images read, for the crop warning
 
     def pngs() -> Iterator[bytes]:
         nonlocal smallest
@@ -209,7 +213,9 @@ def folder_to_zip(
                 except Exception as err:
                     skip_unreadable(src.location(name), err, strict, bad)
                     continue
-                smallest = min(size) if smallest is None else min(smallest, *size)
+                rows = kept_rows(size, resolution, width, whole)
+                smallest = rows if smallest is None else min(smallest, rows)
+                sizes.append(size)
                 yield png
         if len(bad) == len(src.names):  # raised inside the write, so no empty zip replaces `dest`
             raise UserError(f"none of the {len(bad)} images in {source} could be read (first: {bad[0]}).")
@@ -222,5 +228,7 @@ def folder_to_zip(
     finally:
         src.close()
     warn_skipped(bad, len(src.names))
+    if not whole:  # as training and metrics say it of the same images
+        warn_cropped(sizes, resolution, width)
     warn_enlarged(source, smallest, resolution, width)
     return ZipStats(dest, resolution, written, tuple(bad), width, smallest)
