@@ -168,3 +168,12 @@ def test_image_folders_and_dataset_zips_are_described_not_refused(capsys, tmp_pa
     )
     assert packed["first image"] == "00000/img00000000.png: 8 x 8 RGB PNG"
     assert "--data of train" in packed["use"]
+    # A folder whose images are behind a link is a folder of images, as datasets read it; one with
+    # nothing is said to be so (both were "a folder without config.json, so not a cips3d checkpoint").
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "d").symlink_to(blob_folder, target_is_directory=True)
+    assert info(capsys, str(tmp_path / "linked"))["images"] == folder["images"]
+    (tmp_path / "empty" / "__MACOSX").mkdir(parents=True)
+    (tmp_path / "empty" / "__MACOSX" / "a.png").write_bytes(b"")
+    code, _, err = run(capsys, "info", str(tmp_path / "empty"))
+    assert code == 2 and "empty is a folder with no model (config.json), training run or images in it" in err

@@ -25,7 +25,7 @@ from cips3d.config_2d import CIPS2D_PRESETS, Cips2DConfig, is_2d_run_config
 from cips3d.convert.official import OURS_ONLY, check_keys
 from cips3d.convert.official_2d import config_from_official_2d, holds_official_cips2d
 from cips3d.convert.official_d2d import d_config_from_official_2d
-from cips3d.data.images import ZipSource, is_image_name, open_image_source, unreadable_reason
+from cips3d.data.images import FolderSource, ZipSource, is_image_name, open_image_source, unreadable_reason
 from cips3d.errors import CheckpointError, UserError
 from cips3d.io.checkpoint import (
     CONFIG_FILE,
@@ -62,6 +62,11 @@ def describe(path: str | os.PathLike) -> Lines:
         return _run(path, snapshot_file)
     if _holds_images(path):
         return _images(path)
+    if path.is_dir() and not (path / CONFIG_FILE).is_file():
+        raise UserError(
+            f"{path} is a folder with no model (config.json), training run or images in it; cips3d info "
+            "describes those, official .pth files and zips of images."
+        )
     if carries_own_config(path):
         return _folder(model_folder_of(path))
     _refuse_other_files(path)
@@ -98,10 +103,8 @@ def _refuse_other_files(path: Path) -> None:
 
 def _holds_images(path: Path) -> bool:
     """A folder holding images (and no model), or a zip of images that PyTorch did not write."""
-    if path.is_dir():
-        return not (path / CONFIG_FILE).exists() and any(
-            is_image_name(p.relative_to(path).as_posix()) for p in path.rglob("*")
-        )
+    if path.is_dir():  # the datasets' own scan: linked folders count, hidden and __MACOSX files do not
+        return not (path / CONFIG_FILE).exists() and bool(FolderSource(path).names)
     if not zipfile.is_zipfile(path):
         return False
     with zipfile.ZipFile(path) as archive:
