@@ -109,6 +109,12 @@ def test_a_run_folder_inside_its_data_folder_is_refused(capsys, tmp_path, blob_f
         assert not (data / "run").exists() and not list(outside.iterdir())
 
 
+def run_files(run_dir) -> dict:
+    """Each file of a run and when it was written, less the lock file (a resume that finds nothing to do
+    still holds the folder's lock while it looks, and the lock names its holder)."""
+    return {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file() and p.name != ".lock"}
+
+
 def test_settings_given_again_are_compared_in_words_and_a_finished_resume_touches_nothing(
     capsys, tmp_path, blob_folder
 ):
@@ -116,10 +122,10 @@ def test_settings_given_again_are_compared_in_words_and_a_finished_resume_touche
     assert train2d(capsys, "--data", str(blob_folder), "--outdir", str(out), "--max-steps", "2")[0] == 0
     code, _, err = train2d(capsys, "--resume", str(out), "--xflip", "--width", "32", "--max-steps", "3")
     assert code == 2 and "other settings than --xflip (the run's: off):" in err and "--width" not in err
-    files = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    files = run_files(out)
     code, text, err = train2d(capsys, "--resume", str(out), "--max-steps", "1")
     assert code == 0 and "already at step 2 (--max-steps 1); nothing to do." in text, err
-    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == files
+    assert run_files(out) == files
 
 
 def test_a_finished_run_resumed_on_other_images_is_refused_not_said_to_have_nothing_to_do(
@@ -149,7 +155,7 @@ def test_train_resume_accepts_the_runs_own_settings_and_names_others(capsys, tmp
     code, _, err = run(capsys, "train", *again, *TINY_3D)
     assert code == 0, err
     assert load_snapshot(out).state.global_step == 2
-    files = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    files = run_files(out)
     code, _, err = run(capsys, "train", "--resume", str(out), "--preset", "tiny-finetune", "--seed", "7",
                        "--batch-size", "3", "--max-steps", "3", "--quiet")  # fmt: skip
     named = (
@@ -161,7 +167,7 @@ def test_train_resume_accepts_the_runs_own_settings_and_names_others(capsys, tmp
         capsys, "train", "--resume", str(out), "--init", str(out), "--max-steps", "3", "--quiet"
     )
     assert code == 2 and "--init starts a new run from other weights, --resume continues one" in err
-    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == files
+    assert run_files(out) == files
 
 
 def test_a_run_of_the_other_kind_is_named_as_such(capsys, tmp_path, blob_folder):

@@ -17,6 +17,7 @@ from cips3d.io.inspect import describe
 from cips3d.training import distributed
 from cips3d.training.config import StageConfig
 from cips3d.training.distributed import World, rank_seed, world_from_environment
+from cips3d.training.run_lock import run_lock
 from cips3d.training.snapshot import load_snapshot
 from cips3d.training.trainer import Trainer, TrainOptions
 from tests.conftest import write_blobs
@@ -274,6 +275,21 @@ def test_processes_started_with_other_images_are_refused_and_said_once(tmp_path,
     rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2))
     assert rank0["code"] == rank1["code"] == 2 and rank1["err"] == ""
     assert len(rank0["err"].strip().splitlines()) == 1 and "missing" in rank0["err"]
+    # Other limits: train2d's ranks waited for each other for good, train's rank 0 crashed on a --minutes
+    # only rank 1 had.
+    argv = [[*common, "--data", str(blob_folder), "--outdir", str(tmp_path / "l")]] * 2
+    argv = [argv[0], [*argv[1], "--minutes", "5"]]
+    ddp_workers.spawn(ddp_workers.command_body, 2, argv, tmp_path)
+    rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2))
+    assert rank0["code"] == rank1["code"] == 2 and rank1["err"] == ""
+    assert "rank 1 has other limits or scoring (--max-steps, --minutes, --fid)" in rank0["err"]
+    # A folder another job trains is said once, by rank 0, before anything starts.
+    with run_lock(tmp_path / "busy"):
+        argv = [[*common, "--data", str(blob_folder), "--outdir", str(tmp_path / "busy")]] * 2
+        ddp_workers.spawn(ddp_workers.command_body, 2, argv, tmp_path)
+    rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2))
+    assert rank0["code"] == rank1["code"] == 2 and rank1["err"] == ""
+    assert rank0["err"].count("\n") == 1 and "busy is being trained by another process" in rank0["err"]
 
 
 def _fails_alone():
@@ -281,7 +297,7 @@ def _fails_alone():
 
 
 def test_what_differs_or_fails_is_named_with_its_ranks():
-    same = {"settings": "a", "images": "f", "step": 0}
+    same = {"settings": "a", "images": "f", "step": 0, "limits": [None, None, 0]}
     reports = [(None, same), (None, same | {"step": 5}), (None, same | {"step": 5, "settings": "b"})]
     assert distributed._disagreements(reports) == (
         "the job's processes were not started alike: against rank 0, ranks 1, 2 have another snapshot "

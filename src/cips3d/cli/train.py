@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 from pathlib import Path
@@ -212,21 +213,22 @@ def process_device(device: torch.device, world: World, asked: str) -> torch.devi
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.minutes is not None and not args.minutes > 0:
-        raise UserError(f"--minutes must be positive, got {args.minutes}.")
     world = world_from_environment()
     device = process_device(resolve_device(args.device), world, args.device)
-    with process_group(world, device):
-        return _train(args, world, device)
+    with process_group(world, device), contextlib.ExitStack() as held:
+        return _train(args, world, device, held)
 
 
-def _train(args: argparse.Namespace, world: World, device: torch.device) -> int:
+def _train(args: argparse.Namespace, world: World, device: torch.device, held: contextlib.ExitStack) -> int:
+    """Train; `held` keeps the run folder's lock (taken at start, so a folder in use is said once)."""
     if args.workers == "auto":
         workers = default_workers(device, processes_per_machine=world.local_world_size)
     else:
         workers = args.workers
 
     def start() -> tuple[Trainer, list[str]]:
+        if args.minutes is not None and not args.minutes > 0:
+            raise UserError(f"--minutes must be positive, got {args.minutes}.")
         kept = []
         if args.resume is not None:  # a resume goes on as the run was asked to: limit, FID, TF32
             kept = keep_run_options(args, resumed_run_folder(args.resume, args.outdir), RUN_OPTIONS)
@@ -239,13 +241,17 @@ def _train(args: argparse.Namespace, world: World, device: torch.device) -> int:
         if args.tf32 and world.is_main:
             warn_if_slow_precision(device, "tf32")
         trainer = _trainer(args, options)
+        held.enter_context(trainer.folder_lock)
         if world.distributed:
             trainer.checked_dataset()  # every process's images, compared with rank 0's
         return trainer, kept
 
     def facts(started: tuple[Trainer, list[str]]) -> dict:
-        trainer = started[0]
-        return job_facts(trainer.config.to_dict(), trainer.state.data_fingerprint, trainer.state.global_step)
+        trainer, o = started[0], started[0].options
+        limits = (o.max_steps, o.max_minutes, o.fid_images)
+        return job_facts(
+            trainer.config.to_dict(), trainer.state.data_fingerprint, trainer.state.global_step, limits
+        )
 
     trainer, kept = start_together(world, device, start, facts)
     max_steps = trainer.options.max_steps  # a resume's is the run's unless given (keep_run_options)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -188,22 +189,28 @@ def _run_folder(args: argparse.Namespace) -> Path:
     return Path(args.outdir)
 
 
+def _holding(started: tuple[Trainer2D, list[str]], held: contextlib.ExitStack) -> tuple[Trainer2D, list[str]]:
+    """`started`, its run folder's lock kept in `held` (taken at start, so a folder in use is said once)."""
+    held.enter_context(started[0].folder_lock)
+    return started
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.minutes is not None and not args.minutes > 0:
-        raise UserError(f"--minutes must be positive, got {args.minutes}.")
     world = world_from_environment()
     device = process_device(resolve_device(args.device), world, args.device)
     resume = args.resume is not None
 
-    def start() -> tuple[Trainer2D, list[str]]:
+    def start() -> tuple[Trainer2D, list[str]]:  # every mistake said here is said once, by rank 0
+        if args.minutes is not None and not args.minutes > 0:
+            raise UserError(f"--minutes must be positive, got {args.minutes}.")
         run_dir = _run_folder(args)
         config = _resumed_config(run_dir, args) if resume else _new_config(args)
         # A resume goes on with the run's step limit and FID, as `train --resume` does.
         kept = keep_run_options(args, run_dir, ("max_steps", "fid", "inception")) if resume else []
         if args.max_steps is None and args.minutes is None:
-            kept = " (a resume keeps the run's --max-steps, not its --minutes)" if resume else ""
+            carried = " (a resume keeps the run's --max-steps, not its --minutes)" if resume else ""
             raise UserError(
-                f"give --max-steps, --minutes or both: a 2D run trains until the first is reached{kept}."
+                f"give --max-steps, --minutes or both: a 2D run trains until the first is reached{carried}."
             )
         data = resume_data(run_dir, args.data) if resume else args.data
         if data is None:
@@ -215,10 +222,13 @@ def run(args: argparse.Namespace) -> int:
 
     def facts(started: tuple[Trainer2D, list[str]]) -> dict:
         trainer = started[0]
-        return job_facts(trainer.config.to_dict(), trainer.state.data_fingerprint, trainer.state.global_step)
+        limits = (args.max_steps, args.minutes, args.fid)  # a resume's, as keep_run_options filled them in
+        return job_facts(
+            trainer.config.to_dict(), trainer.state.data_fingerprint, trainer.state.global_step, limits
+        )
 
-    with process_group(world, device):
-        trainer, kept = start_together(world, device, start, facts)
+    with process_group(world, device), contextlib.ExitStack() as held:
+        trainer, kept = start_together(world, device, lambda: _holding(start(), held), facts)
         run_dir = trainer.run_dir
         if args.init and not resume and world.is_main:
             print(f"cips3d train2d: fine-tuning, {trainer.started_from}.")

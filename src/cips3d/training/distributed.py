@@ -216,6 +216,7 @@ AGREED_FACTS = {
     "settings": "other settings (the command's flags)",
     "images": "other images (--data)",
     "step": "another snapshot (--resume)",
+    "limits": "other limits or scoring (--max-steps, --minutes, --fid)",
 }
 
 
@@ -277,11 +278,11 @@ def _disagreements(reports: list[tuple[str | None, dict | None]]) -> str | None:
             "with the same command, images and run folder.")  # fmt: skip
 
 
-def job_facts(config: Mapping[str, Any], images: str | None, step: int) -> dict[str, Any]:
+def job_facts(config: Mapping[str, Any], images: str | None, step: int, limits: tuple) -> dict[str, Any]:
     """The `AGREED_FACTS` of one process: its run config (as a digest), its images' fingerprint, the step
-    it starts from."""
+    it starts from, and its limits and scoring (ranks that stop at other steps wait for each other)."""
     settings = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
-    return {"settings": settings, "images": images, "step": step}
+    return {"settings": settings, "images": images, "step": step, "limits": list(limits)}
 
 
 def lost_peer(err: BaseException, world: World, run_dir: Path, command: str) -> UserError | None:

@@ -76,3 +76,27 @@ def _locked(handle, folder: Path) -> bool:
     except OSError:  # a file system without locks
         return False
     return True
+
+
+class RunFolderLock:
+    """`run_lock` of one trainer's run folder, re-entrant, and taken by the main process only: a command
+    takes it before a job's processes agree to start (so a folder in use is said once, by rank 0, before
+    any other process has begun) and the trainer's `run` inside it takes no second one."""
+
+    def __init__(self, run_dir: str | os.PathLike, main: bool) -> None:
+        self._run_dir, self._main, self._depth = run_dir, main, 0
+        self._held: contextlib.ExitStack | None = None
+
+    def __enter__(self) -> RunFolderLock:
+        if self._depth == 0 and self._main:
+            stack = contextlib.ExitStack()
+            stack.enter_context(run_lock(self._run_dir))
+            self._held = stack
+        self._depth += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._held is not None:
+            held, self._held = self._held, None
+            held.__exit__(*exc)

@@ -10,7 +10,6 @@ gradients, losses and stop decisions are shared, and only rank 0 writes files.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import json
@@ -41,7 +40,7 @@ from cips3d.training.ema import ema_update
 from cips3d.training.evaluate import snapshot_score
 from cips3d.training.monitor import Monitor, SilentMonitor
 from cips3d.training.preview import preview_grids
-from cips3d.training.run_lock import run_lock
+from cips3d.training.run_lock import RunFolderLock
 from cips3d.training.schedule import ema_active, fade_alpha, nerf_noise_std
 from cips3d.training.snapshot import (
     Snapshot,
@@ -134,6 +133,8 @@ class Trainer:
         check_run_folder(self.run_dir, new_run=not continuing)
         check_run_outside_data(self.run_dir, self.data)
         self._continuing = continuing
+        self.folder_lock = RunFolderLock(self.run_dir, options.world.is_main)
+        """Held by the main process while it trains; a command may take it earlier (it is re-entrant)."""
         self._data_fingerprint: str | None = None  # of the first scan: every stage's must match it
         device = options.device
         self.G = Generator3D(config.generator, generator=torch.Generator().manual_seed(config.seed)).to(
@@ -232,7 +233,7 @@ class Trainer:
     def run(self) -> TrainState:
         """Train until the last stage ends or a limit / signal stops the run; returns the final state.
         The main process holds the run folder's lock throughout (`run_lock`: one run per folder)."""
-        with run_lock(self.run_dir) if self.options.world.is_main else contextlib.nullcontext():
+        with self.folder_lock:
             return self._run()
 
     def _run(self) -> TrainState:

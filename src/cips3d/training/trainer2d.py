@@ -13,7 +13,6 @@ run continues exactly as if it had not stopped.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import time
@@ -46,7 +45,7 @@ from cips3d.models.generator2d import Generator2D
 from cips3d.training.distributed import World, rank_seed, world_change_note
 from cips3d.training.ema import ema_update
 from cips3d.training.monitor import Monitor, SilentMonitor
-from cips3d.training.run_lock import run_lock
+from cips3d.training.run_lock import RunFolderLock
 from cips3d.training.snapshot import (
     Snapshot,
     TrainState,
@@ -213,6 +212,8 @@ class Trainer2D:
         # Loaded once, now: a missing weights file is said before training, not at the first snapshot.
         self.fid_network = InceptionExtractor.load(inception, self.device) if fid_images else None
         self.world = world or World()
+        self.folder_lock = RunFolderLock(self.run_dir, self.world.is_main)
+        """Held by the main process while it trains; a command may take it earlier (it is re-entrant)."""
         self.progress = progress and self.world.is_main
         init = torch.Generator().manual_seed(config.seed)
         self.G = Generator2D(config.generator_config(), init).to(self.device)
@@ -298,7 +299,7 @@ class Trainer2D:
         for `minutes`, whichever comes first; return the last snapshot's folder. Ctrl-C or SIGTERM
         (`training.stopping`) finishes the iteration, writes its snapshot, sets `stopped_by_signal` and
         returns; a second Ctrl-C aborts. The main process holds the run folder's lock throughout."""
-        with run_lock(self.run_dir) if self.world.is_main else contextlib.nullcontext():
+        with self.folder_lock:
             return self._run(max_steps, minutes)
 
     def _run(self, max_steps: int | None, minutes: float | None) -> Path:
