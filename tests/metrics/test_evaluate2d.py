@@ -13,6 +13,7 @@ import torch
 from cips3d.config_2d import cips2d_preset
 from cips3d.errors import UserError
 from cips3d.io.images import save_png
+from cips3d.metrics import evaluate as evaluate_module
 from cips3d.metrics.evaluate import evaluate_2d, generated_images_2d
 from cips3d.metrics.inception import CONVERTED, InceptionExtractor
 from cips3d.models.generator2d import Generator2D
@@ -87,11 +88,14 @@ def test_truncation_pulls_the_samples_towards_the_mean_style(tmp_path):
     assert (generated_images_2d(G, 6).int() - fakes[0]).abs().max() > 20
 
 
-def test_fid_needs_two_images(tmp_path, extractor):
+def test_fid_needs_two_images(tmp_path, extractor, monkeypatch):
     G = model(0)
     one = write_samples(G, tmp_path / "own", count=1)
+    generated = []
+    monkeypatch.setattr(evaluate_module, "generated_images_2d", lambda *a, **k: generated.append(1))
     with pytest.raises(UserError, match="need 2 images or more; the data gave 1"):
-        evaluate_2d(G, one, ["fid"], extractor=extractor)
+        evaluate_2d(G, one, ["swd", "fid"], extractor=extractor)
+    assert generated == []  # said before any fake was made (it came after the fakes and SWD)
 
 
 def test_progress_bars_count_the_images_generated_and_read(tmp_path, extractor, capsys):

@@ -21,6 +21,7 @@ from cips3d.errors import UserError
 from cips3d.io.files import atomic_write
 from cips3d.metrics.evaluate import METRICS, evaluate, evaluate_2d
 from cips3d.models.generator2d import Generator2D
+from cips3d.words import counted
 
 EXAMPLES = """examples:
   cips3d metrics --checkpoint runs/tiny --data synth32.zip --size 32
@@ -94,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name:<{width}}  {value:.6g}")
     scored = result["protocol"].get("num_real")
     if scored is not None and scored < args.num:
-        print(f"note: the data has {scored} images, so {scored} per side were scored, not --num {args.num}.")
+        print(f"note: the data has {counted(scored, 'image')}, so {scored} per side were scored, not --num "
+              f"{args.num}; scores of so few are not comparable with scores of more.")  # fmt: skip
     if args.out:
         atomic_write(Path(args.out), lambda p: Path(p).write_text(json.dumps(result, indent=2) + "\n"))
         print(f"wrote {args.out}")

@@ -154,7 +154,7 @@ def evaluate(
     render = dataclasses.replace(render, img_size=img_size) if render else RenderConfig(img_size=img_size)
     protocol: dict = {
         "cips3d": __version__, "data": str(data), "img_size": img_size, "psi": psi,
-        "real": "first N images of the dataset, LANCZOS-resized, no mirroring",
+        "real": "first N images of the dataset, centre-cropped to a square, LANCZOS-resized, no mirroring",
         "fake": f"seeds from {EVAL_SEED}, {'the run' if pose else 'FFHQ'} pose prior, stochastic renderer, "
         "uint8 as in PNG",
         "file_format": "none (in memory, uint8)",
@@ -162,6 +162,7 @@ def evaluate(
     scores: dict[str, float] = {}
     if any(m in metrics for m in IMAGE_METRICS):
         reals = real_images(data, num_images, img_size)
+        _check_counts(reals, metrics)  # before the fakes are generated
         with _bar(progress, reals.shape[0], "generating") as on_images:
             fakes = generated_images(
                 G,
@@ -205,6 +206,11 @@ def check_fid_count(real_images: int) -> None:
                         f"gave {real_images}.")  # fmt: skip
 
 
+def _check_counts(reals: torch.Tensor, metrics: Sequence[str]) -> None:
+    if "fid" in metrics or "kid" in metrics:
+        check_fid_count(reals.shape[0])
+
+
 def _image_scores(reals, fakes, data, metrics, extractor, device, protocol, progress) -> dict[str, float]:
     """SWD, FID and KID (those in `metrics`) of uint8 image sets; the protocol gains their details.
     `extractor`: an `InceptionExtractor`, or the path (None: default) of one to load on `device`."""
@@ -242,12 +248,14 @@ def evaluate_2d(
     protocol: dict = {
         "cips3d": __version__, "data": str(data), "model": "2D CIPS", "psi": psi, "height": config.size,
         "width": config.grid_width,
-        "real": "first N images of the dataset, " + ("resized whole" if whole else "LANCZOS-resized")
+        "real": "first N images of the dataset, "
+                + ("resized whole" if whole else "centre-cropped to the model's aspect, LANCZOS-resized")
                 + ", no mirroring",
         "fake": f"seeds from {EVAL_SEED}, the training grid, no noise, uint8 as in PNG",
         "file_format": "none (in memory, uint8)",
     }  # fmt: skip
     reals = real_images(data, num_images, config.size, config.width, whole)
+    _check_counts(reals, metrics)  # before the fakes are generated
     with _bar(progress, reals.shape[0], "generating") as on_images:
         fakes = generated_images_2d(G, reals.shape[0], psi=psi, on_images=on_images)
     scores = _image_scores(reals, fakes, data, metrics, extractor, G.device, protocol, progress)
