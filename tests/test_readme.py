@@ -28,16 +28,19 @@ def test_readme_api_examples_run(monkeypatch):
     blocks = python_blocks()
     assert len(blocks) == 6
     scope: dict = {}
-    with torch.no_grad():
+    try:  # the example turns autograd off itself (it ran with it on: 5 GB at 128 px, outputs with grads)
         exec(blocks[0].replace("img_size=128", "img_size=16"), scope)
         out = scope["out"]
         assert out.img.shape == (2, 3, 16, 16) and out.nerf_feature.shape == (2, 256, 16)
+        assert not out.img.requires_grad
         scope["za"] = tiny.sample_latents(1, torch.Generator().manual_seed(1))
         scope["zb"] = tiny.sample_latents(1, torch.Generator().manual_seed(2))
         scope["camera"] = scope["camera"].select(slice(0, 1))
         exec(blocks[1], scope)
         assert scope["out"].img.shape == (1, 3, 16, 16)
         exec(block_with("InteractiveRenderer").replace("img_size=512", "img_size=8"), scope)
+    finally:
+        torch.set_grad_enabled(True)  # the rest of the suite trains
     assert scope["frame"].shape == (2, 3, 8, 8) and scope["viewer"].render_config.precision == "bf16"
 
 
@@ -53,9 +56,12 @@ def test_readme_inversion_example_runs(monkeypatch, tmp_path):
 
 def test_readme_2d_example_runs():
     scope: dict = {"torch": torch}
-    with torch.no_grad():
+    try:
         exec(block_with("G2 = Generator2D("), scope)
         exec(block_with("G360 = Generator2D("), scope)
+    finally:
+        torch.set_grad_enabled(True)
+    assert not scope["image"].requires_grad
     assert scope["image"].shape == (1, 3, 32, 32) and scope["patch"].shape == (1, 3, 8, 8)
     assert scope["larger"].shape == (1, 3, 64, 64) and scope["points"].shape == (1, 3, 2000, 1)
     assert torch.allclose(scope["patch"], scope["image"][:, :, 4:20:2, 8:24:2], atol=1e-5)

@@ -51,6 +51,18 @@ def _seconds(a: torch.Tensor, b: torch.Tensor) -> float:
     return time.perf_counter() - start
 
 
+class SlowPrecisionWarning(UserWarning):
+    """bfloat16 asked for where it runs far slower than float32 (a CPU without bf16 matrix units)."""
+
+
+def warn_if_bf16_slow(device: torch.device | str, precision: str) -> None:
+    """One `SlowPrecisionWarning` when `precision` is bf16 and this device runs it slowly: the library's
+    say of what the commands print (a 512 px frame took two minutes on such a CPU, without a word)."""
+    if precision == "bf16" and not bf16_fast(device):
+        warnings.warn("this device has no bfloat16 matrix units; bf16 renders much slower than float32 "
+                      "here.", SlowPrecisionWarning, stacklevel=3)  # fmt: skip
+
+
 def bf16_fast(device: torch.device | str) -> bool:
     """Whether bfloat16 matrix products run at hardware speed here (CPUs without bf16 units fall back
     to about 1 GFLOP/s, a hundred times slower than float32)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 
 import pytest
 import torch
@@ -146,3 +147,17 @@ def test_styles_and_cameras_of_the_wrong_kind_are_named(tiny_G):
     viewer = InteractiveRenderer(tiny_G, _styles(tiny_G), RENDER)
     with pytest.raises(ConfigError, match="render takes a Camera, got str"):
         viewer.render("front")
+
+
+@pytest.mark.parametrize("fast_bf16", [False, True])
+def test_bf16_where_it_is_slow_is_said_by_the_library_too(tiny_G, monkeypatch, fast_bf16):
+    """The commands said it; a Python user rendered 512 px frames for two minutes each without a word."""
+    from cips3d import fast  # noqa: PLC0415
+
+    monkeypatch.setattr(fast, "bf16_fast", lambda device: fast_bf16)
+    render = dataclasses.replace(RENDER, precision="bf16")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        InteractiveRenderer(tiny_G, _styles(tiny_G), render)
+    slow = [w for w in seen if issubclass(w.category, fast.SlowPrecisionWarning)]
+    assert len(slow) == (0 if fast_bf16 else 1)

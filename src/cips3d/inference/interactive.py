@@ -23,6 +23,7 @@ import torch
 
 from cips3d.config import RenderConfig
 from cips3d.errors import ConfigError, first_line
+from cips3d.fast import warn_if_bf16_slow
 from cips3d.models.generator3d import Generator3D
 from cips3d.outputs import GeneratorOutput
 from cips3d.rendering.cameras import Camera
@@ -61,6 +62,7 @@ class InteractiveRenderer:
         # graph must not query the device either).
         render = dataclasses.replace(render, chunk_rows=resolve_chunk_rows(render.chunk_rows, G.device))
         self.G, self.render_config = G, render
+        warn_if_bf16_slow(G.device, render.precision)
         G.check_styles(styles, None, same_dtype=False)
         self.styles = {name: s.to(G.device, G.dtype) for name, s in styles.items()}
         self.batch = next(iter(self.styles.values())).shape[0]

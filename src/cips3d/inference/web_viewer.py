@@ -19,6 +19,7 @@ import re
 import sys
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from cips3d import constants as K
 from cips3d.config import RenderConfig
 from cips3d.config import check_psi as psi_rule
 from cips3d.errors import ConfigError
+from cips3d.fast import SlowPrecisionWarning
 from cips3d.inference.interactive import InteractiveRenderer
 from cips3d.inference.video import compose_frame, seed_styles
 from cips3d.models.generator3d import Generator3D
@@ -177,7 +179,9 @@ class FrameSource:
                 styles = self.G.truncate(self.fixed_styles, psi)
             else:
                 styles = seed_styles(self.G, seed, psi)[0]
-            return InteractiveRenderer(self.G, styles, self.render)
+            with warnings.catch_warnings():  # `cips3d view` says it once, at start, not per seed
+                warnings.simplefilter("ignore", SlowPrecisionWarning)
+                return InteractiveRenderer(self.G, styles, self.render)
 
         return remember(self.viewers, key, make)
 
