@@ -47,3 +47,14 @@ def test_options_typed_beside_fast_win(monkeypatch):
     assert options == dict(
         precision="tf32", field_precision="tf32", field_kernel="torch", inr_kernel="triton"
     )
+
+
+def test_compile_says_its_first_render_takes_a_while(tmp_path, capsys, monkeypatch):
+    """--compile showed a bar at 0 for half a minute on a CPU with no word of compiling."""
+    from cips3d.cli.main import main  # noqa: PLC0415
+
+    compiled = []
+    monkeypatch.setattr(common, "compile_generator", compiled.append)  # the compiling itself is tested apart
+    argv = ["sample", "--preset", "tiny", "--size", "8", "--seeds", "0", "--quiet", "--outdir", str(tmp_path)]
+    assert main([*argv, "--compile"]) == 0 and len(compiled) == 1
+    assert "note: --compile compiles the field and decoder at the first render" in capsys.readouterr().err

@@ -123,7 +123,9 @@ def rendering_generator(args: argparse.Namespace) -> tuple[torch.device, Generat
     check_kernels(device, options["field_kernel"], options["inr_kernel"])
     G = build_generator(args, device)
     if args.compile:
-        compile_generator(G)
+        compile_generator(G)  # compiled on the first render, which then shows no progress for a while
+        print("cips3d: note: --compile compiles the field and decoder at the first render (about half a "
+              "minute on a CPU, once per size).", file=sys.stderr)  # fmt: skip
     return device, G
 
 
