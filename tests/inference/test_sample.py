@@ -33,3 +33,14 @@ def test_sample_seeds_yields_one_image_per_seed_whatever_the_batch(tiny_G):
     assert torch.equal(
         torch.cat([b.output.pitch_yaw for b in one]), torch.cat([b.output.pitch_yaw for b in two])
     )
+
+
+def test_progress_is_reported_per_chunk_of_rays_and_adds_up_to_every_pixel(tiny_G):
+    """A batch at 256 px takes minutes on a CPU: the bar moved only when the whole batch was done."""
+    counts: list[int] = []
+    render = RenderConfig(img_size=8, chunk_rows=20)  # 64 rays per image, 2 images: 7 chunks of <= 20
+    batches = list(sample_seeds(tiny_G, [1, 2, 3], render=render, pose=PoseConfig(), batch_size=2,
+                                on_rays=counts.append))  # fmt: skip
+    assert sum(counts) == 3 * 64 and len(counts) > 2  # several updates per batch
+    plain = list(sample_seeds(tiny_G, [1, 2, 3], render=render, pose=PoseConfig(), batch_size=2))
+    assert all(torch.equal(a.output.img, b.output.img) for a, b in zip(batches, plain, strict=True))

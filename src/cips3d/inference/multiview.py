@@ -13,7 +13,7 @@ some layers) from another:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -240,6 +240,7 @@ def sample_mixed_seeds(
     psi: float = 1.0,
     inr_layers: Iterable[str] | None = None,
     batch_size: int = 4,
+    on_rays: Callable[[int], None] | None = None,
 ) -> Iterator[SampleBatch]:
     """Like `sample_seeds`, with the INR styles (all, or `inr_layers`) from `appearance_seeds[i]`.
 
@@ -261,5 +262,5 @@ def sample_mixed_seeds(
         looks = styles_for_seeds(G, partners[start : start + len(batch)])
         styles = G.truncate(mix_styles(G.mapping(z_nerf, z_inr), looks, layers), psi)
         camera = G.sample_cameras(pose, len(batch), generators)
-        out = G.synthesis(styles, camera, render, generator=generators)
+        out = G.synthesis(styles, camera, render, generator=generators, on_rays=on_rays)
         yield SampleBatch(seeds=batch, output=out)

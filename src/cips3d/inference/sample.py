@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -59,14 +59,16 @@ def sample_seeds(
     pose: PoseConfig,
     psi: float = 1.0,
     batch_size: int = 4,
+    on_rays: Callable[[int], None] | None = None,
 ) -> Iterator[SampleBatch]:
     """Yield batches of renders. Each seed's generator draws, in order: z_nerf, z_inr, the camera
-    (when `pose` is random), then the render draws, so an image depends only on its seed."""
+    (when `pose` is random), then the render draws, so an image depends only on its seed. `on_rays`:
+    progress, as in `Generator3D.synthesis`."""
     batch_size = whole_count(batch_size, "batch_size")
     seeds = seed_list(seeds)
     for start in range(0, len(seeds), batch_size):
         batch = seeds[start : start + batch_size]
         generators = generators_for_seeds(batch)
         z_nerf, z_inr = G.sample_latents(len(batch), generators)
-        out = G(z_nerf, z_inr, pose=pose, render=render, psi=psi, generator=generators)
+        out = G(z_nerf, z_inr, pose=pose, render=render, psi=psi, generator=generators, on_rays=on_rays)
         yield SampleBatch(seeds=batch, output=out)

@@ -10,7 +10,7 @@ per layer. All randomness comes from the `generator` argument or from injected `
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 import torch
@@ -199,6 +199,7 @@ class Generator3D(nn.Module):
         generator: GeneratorArg = None,
         draws: RenderDraws | None = None,
         nerf_grad: bool = True,
+        on_rays: Callable[[int], None] | None = None,
     ) -> GeneratorOutput:
         """Latents -> images. Without `camera`, cameras are drawn from `pose` (default: the FFHQ prior).
 
@@ -213,6 +214,7 @@ class Generator3D(nn.Module):
             generator: one `torch.Generator`, or one per image (then each image depends only on its own).
             draws: injected random numbers; the fields it leaves None are drawn from `generator`.
             nerf_grad: False renders the NeRF side without gradients (frozen-NeRF training).
+            on_rays: progress, as in `synthesis`.
         """
         styles = self.mapping(z_nerf, z_inr)
         check_generators(generator, z_nerf.shape[0])  # before cameras are drawn with them
@@ -225,7 +227,9 @@ class Generator3D(nn.Module):
             raise ConfigError("an explicit camera is used as it is: inject pose draws only without one.")
         if camera is None:
             camera = self.sample_cameras(pose, z_nerf.shape[0], generator, draws)
-        return self.synthesis(styles, camera, render, generator=generator, draws=draws, nerf_grad=nerf_grad)
+        return self.synthesis(
+            styles, camera, render, generator=generator, draws=draws, nerf_grad=nerf_grad, on_rays=on_rays
+        )
 
     def sample_cameras(
         self, pose: PoseConfig, batch: int, generator: GeneratorArg = None, draws: RenderDraws | None = None
@@ -262,6 +266,7 @@ class Generator3D(nn.Module):
         draws: RenderDraws | None = None,
         nerf_grad: bool = True,
         modulation: Modulation | None = None,
+        on_rays: Callable[[int], None] | None = None,
     ) -> GeneratorOutput:
         """Styles + cameras -> images, rendered in chunks of rays (bounded memory at any size).
 
@@ -269,6 +274,8 @@ class Generator3D(nn.Module):
         `nerf_grad=False` renders the NeRF side (field, compositing, aux head) without gradients, for
         training with a frozen NeRF; the INR decoder still gets them. `modulation` is `modulate(styles,
         render)` computed earlier (reused across frames of the same latents); None computes it here.
+        `on_rays(n)` is called after each chunk with the rays it rendered (of all images together), for
+        progress bars: a batch at 256 px takes minutes on a CPU.
         """
         render = given_or_default(render, RenderConfig, "render")
         draws = given_or_default(draws, RenderDraws, "draws")
@@ -291,7 +298,9 @@ class Generator3D(nn.Module):
             r, render.grad_rays if grad_enabled else None, draws.grad_order
         ):
             with torch.set_grad_enabled(grad_enabled and with_grad):
-                outputs = self._render_rays(nerf, inr, directions, cam2world, render, draws, rays, nerf_grad)
+                outputs = self._render_rays(
+                    nerf, inr, directions, cam2world, render, draws, rays, nerf_grad, on_rays
+                )
             pieces.append((rays, outputs))
         rgb, aux, feature, depth, opacity = _assemble(pieces, r)
         return GeneratorOutput(
@@ -316,6 +325,7 @@ class Generator3D(nn.Module):
         draws: RenderDraws,
         rays: RayIndex,
         nerf_grad: bool,
+        on_rays: Callable[[int], None] | None = None,
     ) -> list[torch.Tensor]:
         """Render the rays `rays` of every image, chunk by chunk: [rgb, aux, feature, depth, opacity]."""
 
@@ -336,6 +346,8 @@ class Generator3D(nn.Module):
             with tf32_matmuls(render.precision == "tf32", comp.feature.device):
                 rgb = self.decoder(comp.feature, inr, render.precision, render.inr_kernel)
             parts.append((rgb, aux, comp.feature, depth, comp.opacity))
+            if on_rays is not None:
+                on_rays(comp.feature.shape[0] * comp.feature.shape[1])
         return [torch.cat(p, dim=1) for p in zip(*parts, strict=True)]
 
     def check_styles(
