@@ -309,7 +309,7 @@ def test_what_differs_or_fails_is_named_with_its_ranks():
     assert distributed._failures(failed) == "ranks 1, 2: no images at /d."
     assert distributed._failures([("x.", None)] * 2) == "x."  # every process alike: said as one says it
     with pytest.raises(UserError, match="^alone$"):  # a single process raises its own error
-        distributed.start_together(World(), torch.device("cpu"), _fails_alone, dict)
+        distributed.start_together(World(), _fails_alone, dict)
 
 
 def test_a_process_that_dies_is_one_sentence_on_the_others_naming_the_snapshot_to_resume(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -161,9 +160,10 @@ def _load(path: str, preset: str | None, device, side: str) -> Generator3D:
     try:
         return load_generator(path, preset=preset, device=device)
     except MissingPresetError as err:  # named by this command's flag for that side
-        fits = re.search(r"its weights fit --preset (\S+?)\.?$", str(err))
-        if fits:
-            raise UserError(f"{path} is an official .pth {side}: give --{side}-preset {fits[1]}.") from err
+        if err.fits:
+            raise UserError(
+                f"{path} is an official .pth {side}: give --{side}-preset {err.fits[0]}."
+            ) from err
         raise UserError(
             f"{path} is an official .pth {side} that fits no preset: convert it with `cips3d convert "
             f"{path} FOLDER --official-config CONFIG.json` and give that folder as --{side}."

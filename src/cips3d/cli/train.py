@@ -253,7 +253,7 @@ def _train(args: argparse.Namespace, world: World, device: torch.device, held: c
             trainer.config.to_dict(), trainer.state.data_fingerprint, trainer.state.global_step, limits
         )
 
-    trainer, kept = start_together(world, device, start, facts)
+    trainer, kept = start_together(world, start, facts)
     max_steps = trainer.options.max_steps  # a resume's is the run's unless given (keep_run_options)
     own_limit = f"--max-steps {max_steps}" in kept
     if max_steps is not None and trainer.state.global_step >= max_steps:

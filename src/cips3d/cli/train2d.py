@@ -189,12 +189,6 @@ def _run_folder(args: argparse.Namespace) -> Path:
     return Path(args.outdir)
 
 
-def _holding(started: tuple[Trainer2D, list[str]], held: contextlib.ExitStack) -> tuple[Trainer2D, list[str]]:
-    """`started`, its run folder's lock kept in `held` (taken at start, so a folder in use is said once)."""
-    held.enter_context(started[0].folder_lock)
-    return started
-
-
 def run(args: argparse.Namespace) -> int:
     world = world_from_environment()
     device = process_device(resolve_device(args.device), world, args.device)
@@ -218,6 +212,7 @@ def run(args: argparse.Namespace) -> int:
         check_fid_arguments(args)
         trainer = Trainer2D(config, run_dir, data, device, resume, not args.quiet, world,
                             fid_images=args.fid or 0, inception=args.inception)  # fmt: skip
+        held.enter_context(trainer.folder_lock)  # taken at start, so a folder in use is said once
         return trainer, kept
 
     def facts(started: tuple[Trainer2D, list[str]]) -> dict:
@@ -228,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
         )
 
     with process_group(world, device), contextlib.ExitStack() as held:
-        trainer, kept = start_together(world, device, lambda: _holding(start(), held), facts)
+        trainer, kept = start_together(world, start, facts)
         run_dir = trainer.run_dir
         if args.init and not resume and world.is_main:
             print(f"cips3d train2d: fine-tuning, {trainer.started_from}.")

@@ -199,11 +199,9 @@ def folder_to_zip(
     src = open_image_source(source)
     workers = workers or min(8, os.cpu_count() or 1)
     bad: list[str] = []
-    smallest: int | None = None  # the fewest rows an image read brings to the target (`kept_rows`)
-    sizes: list[tuple[int, int]] = []  # of the images read, for the crop warning
+    sizes: list[tuple[int, int]] = []  # of the images read, for the crop and enlargement warnings
 
     def pngs() -> Iterator[bytes]:
-        nonlocal smallest
         with tqdm(total=len(src.names), unit="img", desc="dataset", disable=not progress) as bar:
             for name, future in _converting(src, resolution, workers, width, whole):
                 bar.update()
@@ -213,8 +211,6 @@ def folder_to_zip(
                 except Exception as err:
                     skip_unreadable(src.location(name), err, strict, bad)
                     continue
-                rows = kept_rows(size, resolution, width, whole)
-                smallest = rows if smallest is None else min(smallest, rows)
                 sizes.append(size)
                 yield png
         if len(bad) == len(src.names):  # raised inside the write, so no empty zip replaces `dest`
@@ -228,6 +224,7 @@ def folder_to_zip(
     finally:
         src.close()
     warn_skipped(bad, len(src.names))
+    smallest = min((kept_rows(size, resolution, width, whole) for size in sizes), default=None)
     if not whole:  # as training and metrics say it of the same images
         warn_cropped(sizes, resolution, width)
     warn_enlarged(source, smallest, resolution, width)

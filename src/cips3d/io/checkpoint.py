@@ -38,7 +38,12 @@ TWO_D_COMMANDS = "render it with cips3d sample2d (invert2d fits photos with it)"
 
 
 class MissingPresetError(ConfigError):
-    """An official file was given without the preset (or official config) that says its architecture."""
+    """An official file was given without the preset (or official config) that says its architecture;
+    `fits` names the presets its weights fit (empty when none does, or the weights were not read)."""
+
+    def __init__(self, message: str, fits: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.fits = fits
 
 
 def save_generator(G: Generator3D, directory: str | os.PathLike) -> Path:
@@ -346,7 +351,9 @@ def official_generator(
     except MissingPresetError as err:  # the shapes say which presets can hold it (as `cips3d info` does)
         fits = official_presets_fitting(state)
         if fits:
-            raise MissingPresetError(f"{str(err).rstrip('.')}; its weights fit --preset {fits[0]}.") from None
+            raise MissingPresetError(
+                f"{str(err).rstrip('.')}; its weights fit --preset {fits[0]}.", tuple(fits)
+            ) from None
         raise
     try:
         return generator_from_official(state, config, device)

@@ -220,9 +220,7 @@ AGREED_FACTS = {
 }
 
 
-def start_together(
-    world: World, device: torch.device, start: Callable[[], T], facts: Callable[[T], dict]
-) -> T:
+def start_together(world: World, start: Callable[[], T], facts: Callable[[T], dict]) -> T:
     """`start()` on every process (build the trainer, read the data), then agree on the outcome: when
     any process failed with a `UserError`, or `facts(result)` (keys of `AGREED_FACTS`) differ from rank
     0's, every process raises: rank 0 a `UserError` naming what failed or differs and on which ranks,
