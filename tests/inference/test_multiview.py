@@ -91,6 +91,21 @@ def test_mirror_pair_is_yaw_144_and_170(tiny_G):
         assert torch.allclose(view, sampled(tiny_G, 2, yaw, HALF_PI).img[0], atol=1e-5)
 
 
+def test_multiview_progress_comes_per_chunk_of_rays_and_adds_up_to_every_view(tiny_G):
+    """15 views at 256 px take about a minute on a CPU: the bar moved only when a subject was done."""
+    counts: list[int] = []
+    render = RenderConfig(img_size=8, chunk_rows=20, deterministic=True)  # 64 rays a view
+    styles = styles_for_seeds(tiny_G, [3])
+    views = render_multiview(tiny_G, styles, [1.4, 1.6, 1.8], [HALF_PI], render, batch_size=2,
+                             on_rays=counts.append)  # fmt: skip
+    assert sum(counts) == 3 * 64 and len(counts) > 3  # several updates per batch of views
+    plain = render_multiview(tiny_G, styles, [1.4, 1.6, 1.8], [HALF_PI], render, batch_size=2)
+    assert torch.equal(views.img, plain.img)
+    pair: list[int] = []
+    render_mirror_pair(tiny_G, styles, render, on_rays=pair.append)
+    assert sum(pair) == 2 * 64
+
+
 def test_layer_names_resolve_to_style_names():
     assert resolve_inr_layers(["512", "inr_w4_1"]) == ["inr_w512_0", "inr_w512_1", "inr_w4_1"]
     for bad in (["2048"], ["nerf_w0"], ["inr_w512_2"]):

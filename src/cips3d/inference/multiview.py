@@ -105,12 +105,13 @@ def render_views(
     *,
     generators: GeneratorArg = None,
     batch_size: int = 8,
+    on_rays: Callable[[int], None] | None = None,
 ) -> Views:
     """Render one object (styles of batch 1) from each of the V cameras, `batch_size` at a time.
 
     `generators` give the render randomness: one per view (a view then does not depend on
     `batch_size`), one for all views, or None for torch's default generator (render
-    deterministically for reproducible views).
+    deterministically for reproducible views). `on_rays`: progress, as in `Generator3D.synthesis`.
     """
     if any(s.shape[0] != 1 for s in styles.values()):
         raise ConfigError("render_views renders one object: give styles of batch size 1.")
@@ -121,7 +122,7 @@ def render_views(
         index = list(range(start, min(start + batch_size, camera.batch)))
         batch = {k: v.expand(len(index), *v.shape[1:]) for k, v in styles.items()}
         gens = generators if not isinstance(generators, Sequence) else [generators[i] for i in index]
-        out = G.synthesis(batch, camera.select(index), render, generator=gens)
+        out = G.synthesis(batch, camera.select(index), render, generator=gens, on_rays=on_rays)
         parts.append((out.img, out.aux_img, out.depth))
     img, aux, depth = (torch.cat(p) for p in zip(*parts, strict=True))
     return Views(img=img, aux_img=aux, depth=depth)
@@ -136,10 +137,13 @@ def render_multiview(
     *,
     generators: GeneratorArg = None,
     batch_size: int = 8,
+    on_rays: Callable[[int], None] | None = None,
 ) -> Views:
-    """One object at N yaws x M pitches (radians): V = M * N views, pitch-major (see `grid_cameras`)."""
+    """One object at N yaws x M pitches (radians): V = M * N views, pitch-major (see `grid_cameras`);
+    `on_rays`: progress, as in `Generator3D.synthesis`."""
+    cameras = grid_cameras(yaws, pitches)
     return render_views(
-        G, styles, grid_cameras(yaws, pitches), render, generators=generators, batch_size=batch_size
+        G, styles, cameras, render, generators=generators, batch_size=batch_size, on_rays=on_rays
     )
 
 
@@ -155,9 +159,10 @@ def render_mirror_pair(
     *,
     pitch: float = K.PITCH_MEAN,
     generators: GeneratorArg = None,
+    on_rays: Callable[[int], None] | None = None,
 ) -> Views:
     """The object at yaw 1.44 and 1.70 (two views, in that order): a symmetric face mirrors itself."""
-    return render_multiview(G, styles, MIRROR_YAWS, [pitch], render, generators=generators)
+    return render_multiview(G, styles, MIRROR_YAWS, [pitch], render, generators=generators, on_rays=on_rays)
 
 
 # --- style mixing -------------------------------------------------------------------------------
