@@ -44,7 +44,9 @@ ANCHOR = SHARED / "fixtures" / "official" / "perf_anchor.json"
 FLOOR_F32 = {64: 0.111, 128: 0.444, 256: 1.78}
 FLOOR_BF16 = {64: 0.069, 128: 0.275, 256: 1.10}
 FLOOR_TRAIN = {32: 0.33}  # a training step at 32 px, batch 4, float32
-FLOP_PER_PIXEL = 8.96e6 + 1.30e6  # INR (all 9 blocks) + NeRF matrix work for 24 samples (issue 7)
+INR_FLOP_PER_PIXEL = 8.96e6  # all 9 blocks (issue 7)
+NERF_FLOP_PER_PIXEL = 1.30e6  # the NeRF field's matrix work for 24 samples (issue 7)
+FLOP_PER_PIXEL = INR_FLOP_PER_PIXEL + NERF_FLOP_PER_PIXEL
 
 
 def _release_memory() -> None:
@@ -210,6 +212,21 @@ def matmul_gflops(routes: dict) -> float | None:
     return 2 * 2048 * 512 * 512 / tests[route]["seconds"] / 1e9
 
 
+def bf16_matmul_gflops(repeats: int = 7) -> float:
+    """This CPU's bfloat16 product speed on the INR's shape (2048 x 512 x 512, best of `repeats`): the
+    rate of the bf16 rows' INR work in `x_machine_floor` (AMX runs it about 8x float32's speed)."""
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(2048, 512, generator=generator).bfloat16()
+    b = torch.randn(512, 512, generator=generator).bfloat16()
+    a @ b  # oneDNN builds its kernel on the first call
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * 2048 * 512 * 512 / best / 1e9
+
+
 def measure(cases: list[Case], repeats: int, device: torch.device, log: Callable[[str], None]) -> None:
     for case in cases:  # warm-up (allocator, thread pools, oneDNN primitive caches), with memory
         with PeakMemory(device) as memory:
@@ -234,10 +251,13 @@ def _anchor() -> dict:
     return {(r["mode"], r["img_size"], r["batch"]): r["min_s"] for r in results}
 
 
-def summarise(cases: list[Case], cpu: bool = True, matmul_gflops: float | None = None) -> list[dict]:
+def summarise(
+    cases: list[Case], cpu: bool = True, matmul_gflops: float | None = None, bf16_gflops: float | None = None
+) -> list[dict]:
     """One row per case; the floors and the official timings are CPU figures, so `cpu=False` (a GPU
     run) leaves those columns empty. With `matmul_gflops` (this machine's float32 product speed),
-    inference rows get `x_machine_floor`: seconds over the time of their matrix work at that speed."""
+    inference rows get `x_machine_floor`: seconds over the time of their matrix work at that speed
+    (the bf16 rows' INR work at `bf16_gflops`, where it was measured)."""
     anchor = _anchor() if cpu else {}
     rows = []
     for c in cases:
@@ -254,7 +274,9 @@ def summarise(cases: list[Case], cpu: bool = True, matmul_gflops: float | None =
             floor = (FLOOR_BF16 if c.path == "ours-bf16" else FLOOR_F32).get(c.img_size) if cpu else None
             row["x_floor"] = round(seconds / (floor * c.batch), 2) if floor else None
             if matmul_gflops and cpu:
-                row["x_machine_floor"] = round(matmul_gflops / achieved, 2)
+                inr_rate = bf16_gflops if c.path == "ours-bf16" and bf16_gflops else matmul_gflops
+                per_pixel = INR_FLOP_PER_PIXEL / inr_rate + NERF_FLOP_PER_PIXEL / matmul_gflops
+                row["x_machine_floor"] = round(seconds / (c.batch * c.img_size**2 * per_pixel / 1e9), 2)
         elif cpu and c.kind == "train" and c.img_size in FLOOR_TRAIN and c.path == "G only":
             row["x_floor"] = round(seconds / FLOOR_TRAIN[c.img_size], 2)
         comparable = c.kind == "infer" or c.path == "G only"  # the anchor timed G alone in training
@@ -344,7 +366,11 @@ def main() -> None:
             paths = ("fast", "fast-graph")
             cases += gpu_cases.frame_cases(Case, compiled, size=frame, paths=paths, label="-compiled")
     measure(cases, 1 if args.quick else args.repeats, device, lambda m: print(m, flush=True))
-    rows = summarise(cases, cpu=not gpu, matmul_gflops=matmul_gflops(routes))
+    if bf16 and not gpu:
+        routes["bf16_gflops"] = round(bf16_matmul_gflops(), 1)
+    rows = summarise(
+        cases, cpu=not gpu, matmul_gflops=matmul_gflops(routes), bf16_gflops=routes.get("bf16_gflops")
+    )
     if bf16:
         errors = gpu_cases.setting_errors(G, {"precision": "bf16"}, size=64)
     else:  # bf16 runs at ~1 GFLOP/s here: its error is still reported, from a small image

@@ -43,6 +43,11 @@ def test_summary_ratios():
     machine = bench.summarise([case("ours", 1.0)], matmul_gflops=200.0)[0]
     assert machine["x_machine_floor"] == round(200.0 / (4 * 64 * 64 * bench.FLOP_PER_PIXEL / 1e9), 2)
     assert "x_machine_floor" not in ours  # only where this machine's product speed was measured
+    # bf16 rows: the INR's work at the bf16 product speed, the field's at the float32 one
+    bf16 = bench.summarise([case("ours-bf16", 1.0)], matmul_gflops=200.0, bf16_gflops=1600.0)[0]
+    floor_s = 4 * 64 * 64 * (8.96e6 / 1600.0 + 1.30e6 / 200.0) / 1e9
+    assert bf16["x_machine_floor"] == round(1.0 / floor_s, 2)
+    assert bench.bf16_matmul_gflops(repeats=1) > 0
     tests = {"none": {"seconds": 0.005}, "bf16": {"seconds": 1.0}}
     routes = {"matmul_route": "default (MKL)", "self_test": tests}
     assert bench.matmul_gflops(routes) == 2 * 2048 * 512 * 512 / 0.005 / 1e9
