@@ -152,6 +152,25 @@ def test_camera_angles_past_any_view_are_refused_by_their_flag(capsys, command):
     )
 
 
+@pytest.mark.parametrize("command", ["sample", "blend", "invert"])
+@pytest.mark.parametrize("value", ["4", "-0.1"])
+def test_pitches_past_a_pole_are_refused_by_their_flag(capsys, command, value):
+    """The renderer clamps a pitch past a pole to the pole (as the official code does): --pitch 4 rendered
+    what pi renders, without a word."""
+    with pytest.raises(SystemExit) as stopped:
+        run(capsys, command, "--pitch", value)
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and f"--pitch: '{value}' is not a pitch: pitch runs from 0" in err
+
+
+def test_multiview_pitches_past_a_pole_are_one_sentence(capsys, tmp_path):
+    code, _, err = run(
+        capsys, "multiview", "--preset", "tiny", "--pitches", "1.2,3.5", "--outdir", str(tmp_path / "o")
+    )
+    assert code == 2 and "--pitches takes pitches from 0 (the camera straight above)" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_multiview_angles_past_any_view_are_one_sentence(capsys, tmp_path):
     code, _, err = run(
         capsys, "multiview", "--preset", "tiny", "--yaws", "1,1e38", "--outdir", str(tmp_path / "o")

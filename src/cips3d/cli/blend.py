@@ -17,6 +17,7 @@ from cips3d.cli.common import (
     comma_items,
     finite_float,
     int_at_least,
+    pitch_angle,
     positive_int,
     refuse_ignored,
     resolve_device,
@@ -96,7 +97,7 @@ def add_parser(subparsers) -> None:
     r.add_argument("--seeds", default="0-3", help="seeds as a list and/or ranges (default 0-3)")
     r.add_argument("--size", type=int, default=128, help="image height and width in pixels (default 128)")
     r.add_argument("--yaw", type=angle, default=K.YAW_MEAN, help="camera yaw in radians (pi/2: front)")
-    r.add_argument("--pitch", type=angle, default=K.PITCH_MEAN, help="camera pitch in radians")
+    r.add_argument("--pitch", type=pitch_angle, default=K.PITCH_MEAN, help="camera pitch in radians, 0 to pi")
     r.add_argument("--psi", type=truncation, default=1.0, help="truncation in [0, 1] (1: none)")
     r.add_argument("--deterministic", action="store_true", help="no jitter or random importance samples")
     v = p.add_argument_group("video (instead of images)")

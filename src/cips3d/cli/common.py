@@ -363,6 +363,23 @@ def angle(text: str) -> float:
     return value
 
 
+PITCH_RULE = "from 0 (the camera straight above) through pi/2 (level) to pi (straight below), in radians"
+
+
+def is_pitch(value: float) -> bool:
+    """Whether `value` is a pitch the camera can take: the renderer clamps anything past a pole to it
+    (as the official code does), so 4 radians rendered what pi does, without a word."""
+    return 0 <= value <= math.pi
+
+
+def pitch_angle(text: str) -> float:
+    """argparse type: a camera pitch, from 0 to pi radians."""
+    value = finite_float(text)
+    if not is_pitch(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a pitch: pitch runs {PITCH_RULE}")
+    return value
+
+
 def photo_pixels(
     data: bytes, path: str | Path, command: str, size: int, width: int | None = None, whole: bool = False
 ) -> np.ndarray:

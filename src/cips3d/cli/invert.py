@@ -23,6 +23,7 @@ from cips3d.cli.common import (
     model_name,
     note_gif_fallback,
     photo_pixels,
+    pitch_angle,
     positive_int,
     refuse_ignored,
     refuse_writing_over,
@@ -92,7 +93,8 @@ def add_parser(subparsers) -> None:
     )
     g.add_argument("--yaw", type=angle, help="initial yaw, radians (default pi/2: frontal); given, the fit "
                    "starts there instead of searching")  # fmt: skip
-    g.add_argument("--pitch", type=angle, help="initial pitch, radians (default pi/2); as --yaw")
+    g.add_argument("--pitch", type=pitch_angle,
+                   help="initial pitch, radians from 0 to pi (default pi/2); as --yaw")  # fmt: skip
     g.add_argument("--fixed-camera", action="store_true", help="keep the camera at --yaw/--pitch")
     g.add_argument(
         "--camera-search",

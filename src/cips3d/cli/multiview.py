@@ -12,10 +12,12 @@ from tqdm import tqdm
 
 from cips3d import constants as K
 from cips3d.cli.common import (
+    PITCH_RULE,
     add_model_arguments,
     build_generator,
     finite_float,
     fitted_styles,
+    is_pitch,
     positive_int,
     refuse_ignored,
     resolve_device,
@@ -127,6 +129,8 @@ def _settings(args: argparse.Namespace) -> MultiviewSettings:
         refuse_ignored({"--seeds": args.seeds != SEEDS}, "with --styles (the fitted styles replace them)")
     yaws = parse_angles(args.yaws, YAW_SWEEP, "--yaws")
     pitches = parse_angles(args.pitches, PITCH_SWEEP, "--pitches")
+    if not all(map(is_pitch, pitches)):
+        raise UserError(f"--pitches takes pitches {PITCH_RULE}, got {args.pitches!r}.")
     render = RenderConfig(img_size=args.size, fov=args.fov, deterministic=args.deterministic)
     return MultiviewSettings(seeds, yaws, pitches, render)
 

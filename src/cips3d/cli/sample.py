@@ -23,6 +23,7 @@ from cips3d.cli.common import (
     comma_items,
     finite_float,
     num_steps,
+    pitch_angle,
     positive_int,
     refuse_ignored,
     rendering_generator,
@@ -70,7 +71,8 @@ def add_parser(subparsers) -> None:
     g.add_argument("--seeds", default="0-7", help="seeds as a list and/or ranges, e.g. 0-15,42 (default 0-7)")
     g.add_argument("--size", type=int, default=128, help="image height and width in pixels (default 128)")
     g.add_argument("--yaw", type=angle, default=K.YAW_MEAN, help="camera yaw in radians (pi/2: front)")
-    g.add_argument("--pitch", type=angle, default=K.PITCH_MEAN, help="camera pitch in radians (pi/2: level)")
+    g.add_argument("--pitch", type=pitch_angle, default=K.PITCH_MEAN,
+                   help="camera pitch in radians, 0 to pi (pi/2: level)")  # fmt: skip
     g.add_argument(
         "--random-pose", action="store_true", help="draw each camera from the FFHQ pose prior instead"
     )
