@@ -46,6 +46,14 @@ def test_a_patch_of_the_grid_renders_that_patch_of_the_image(tiny2d, z):
 
 
 @torch.no_grad()
+def test_one_grid_serves_a_batch_of_styles(tiny2d, z):
+    """A grid of batch 1 with w of batch 2 was refused: every caller expanded it by hand."""
+    grid = patch_grid(32, top=5, left=7, patch=8, stride=2)
+    assert grid.shape[0] == 1
+    assert torch.equal(tiny2d(z, grid), tiny2d(z, grid.expand(2, -1, -1, -1)))
+
+
+@torch.no_grad()
 def test_a_denser_grid_keeps_the_training_pixels(tiny2d, z):
     full = tiny2d(z)
     dense = tiny2d(z, plane_grid(63, 63, batch=2))  # every other pixel is a training pixel

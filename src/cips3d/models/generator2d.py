@@ -309,7 +309,7 @@ class Generator2D(nn.Module):
         chunk_pixels: int = CHUNK_PIXELS,
         on_pixels: Callable[[int], None] | None = None,
     ) -> torch.Tensor:
-        """w [B, D] (, coords [B, H, W, 2]) -> images [B, 3, H, W] (no final tanh, as official).
+        """w [B, D] (, coords [B or 1, H, W, 2]) -> images [B, 3, H, W] (no final tanh, as official).
 
         w may also be [B, num_styles, D]: one style per modulated layer (W+, as inversion fits them),
         in the order first layer, then each pair's two layers and its to-RGB head (residual: the one
@@ -335,8 +335,10 @@ class Generator2D(nn.Module):
         if coords is None:
             coords = self.training_grid(b)
         require_tensor(coords, "coords")
+        if coords.dim() == 4 and coords.shape[0] == 1:  # one grid for every image
+            coords = coords.expand(b, *coords.shape[1:])
         if coords.dim() != 4 or coords.shape[0] != b or coords.shape[-1] != 2:
-            raise ConfigError(f"coords must be [B={b}, H, W, 2], got {list(coords.shape)}.")
+            raise ConfigError(f"coords must be [B={b} or 1, H, W, 2], got {list(coords.shape)}.")
         refuse_non_finite(coords, "coords")
         h, width = coords.shape[1:3]
         pixels = coords.to(self.dtype).reshape(b, h * width, 1, 2)
