@@ -44,6 +44,7 @@ def test_mesh_writes_ply_and_obj_matching_the_library(tmp_path, capsys, tiny_G):
         (["--format", "stl"], "--format"),
         (["--level", "inf"], "--level must be a positive finite density, got 'inf'."),  # was: after the grid
         (["--bound", "1e300"], "--bound must be positive and at most 1e+06, got 1e+300."),  # was: a traceback
+        (["--chunk", "100000000"], "--chunk must be at most 4,194,304 points"),  # was: 8 GB at 256^3
     ],
     ids=[
         "resolution",
@@ -53,6 +54,7 @@ def test_mesh_writes_ply_and_obj_matching_the_library(tmp_path, capsys, tiny_G):
         "format",
         "level-inf",
         "bound",
+        "chunk",
     ],
 )
 def test_bad_options_are_refused_before_the_model_is_loaded(tmp_path, capsys, args, message):

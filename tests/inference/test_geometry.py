@@ -11,6 +11,7 @@ import torch
 from cips3d.config import RenderConfig
 from cips3d.errors import ConfigError
 from cips3d.inference.geometry import (
+    MAX_CHUNK,
     DensityGrid,
     Mesh,
     density_grid,
@@ -144,6 +145,19 @@ def test_levels_that_cannot_make_a_surface_are_refused():
             resolve_level(grid, level, relative)
     with pytest.raises(ConfigError, match="resolution"):
         density_grid(sphere_field, resolution=4)
+    # a fraction given: the advice is a higher fraction (the minimum's share of the maximum), not "50%"
+    dense = DensityGrid(sigma=grid.sigma + 5, axis=grid.axis)  # from 5 to 10
+    with pytest.raises(ConfigError, match="give a fraction above 50% of the maximum or a larger bound"):
+        resolve_level(dense, 0.5, relative=True)
+    with pytest.raises(ConfigError, match="zero everywhere in the box"):
+        resolve_level(DensityGrid(sigma=torch.zeros(8, 8, 8), axis=grid.axis), 0.5, relative=True)
+
+
+def test_a_chunk_past_the_cap_is_refused():
+    """A chunk of 10^8 points bounded nothing: 8 GB on a 256^3 grid."""
+    assert density_grid(sphere_field, resolution=8, chunk=MAX_CHUNK).sigma.shape == (8, 8, 8)
+    with pytest.raises(ConfigError, match="at most 4,194,304 points"):
+        density_grid(sphere_field, resolution=8, chunk=MAX_CHUNK + 1)
 
 
 @pytest.mark.parametrize("binary", [True, False])

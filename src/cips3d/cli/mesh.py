@@ -26,6 +26,7 @@ from cips3d.inference.geometry import (
     DEFAULT_CHUNK,
     DEFAULT_SIGMA_LEVEL,
     MAX_BOUND,
+    MAX_CHUNK,
     MESH_FORMATS,
     MIN_RESOLUTION,
     as_scene_field,
@@ -80,8 +81,9 @@ def add_parser(subparsers) -> None:
     o.add_argument("--format", default="ply", help="ply, obj or ply,obj (default ply)")
     o.add_argument("--ascii", action="store_true", help="write ascii PLY instead of binary")
     o.add_argument(
-        "--chunk", type=positive_int, default=DEFAULT_CHUNK, help="grid points per NeRF call (bounds memory)"
-    )
+        "--chunk", type=positive_int, default=DEFAULT_CHUNK,
+        help=f"grid points per NeRF call (bounds memory; default {DEFAULT_CHUNK:,}, at most {MAX_CHUNK:,})",
+    )  # fmt: skip
     o.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     o.add_argument("--outdir", default="outputs/mesh", help="output folder (default outputs/mesh)")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -109,6 +111,10 @@ def _settings(args: argparse.Namespace) -> MeshSettings:
     seeds = parse_seeds(args.seeds)
     if args.resolution < MIN_RESOLUTION:
         raise UserError(f"--resolution must be at least {MIN_RESOLUTION}, got {args.resolution}.")
+    if args.chunk > MAX_CHUNK:
+        raise UserError(
+            f"--chunk must be at most {MAX_CHUNK:,} points (about 2 GB at once), got {args.chunk:,}."
+        )
     if not 0 < args.bound <= MAX_BOUND:
         raise UserError(f"--bound must be positive and at most {MAX_BOUND:g}, got {args.bound:g}.")
     formats = [f.lower() for f in comma_items(args.format, "--format")]

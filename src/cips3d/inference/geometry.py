@@ -41,6 +41,9 @@ DEFAULT_SIGMA_LEVEL = 10.0  # pi-GAN's extract_shapes threshold on the clamped d
 DEFAULT_CHUNK = 65_536  # points per field call: a few MB of activations for the official NeRF
 MAX_BOUND = 1e6  # far past the scene (the cameras are 1 from its centre), well inside float32
 MIN_RESOLUTION = 8  # below this a grid cannot hold a surface worth meshing
+# Points per field call at most: about 480 bytes each on a CPU (points, indices, the field's outputs),
+# so 2 GB; a chunk of 10^8 (which bounded nothing) peaked at 8 GB on a 256^3 grid and was no faster.
+MAX_CHUNK = 2**22
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,8 @@ def _check_grid_args(resolution: int, bound: float, chunk: int) -> None:
     if not 0 < bound <= MAX_BOUND:  # NaN fails this too
         raise ConfigError(f"the grid bound must be positive and at most {MAX_BOUND:g}, got {bound}.")
     whole_count(chunk, "the chunk size")
+    if chunk > MAX_CHUNK:
+        raise ConfigError(f"the chunk size must be at most {MAX_CHUNK:,} points (about 2 GB), got {chunk:,}.")
 
 
 @torch.no_grad()
@@ -197,6 +202,8 @@ def resolve_level(grid: DensityGrid, level: float, relative: bool = False) -> fl
     peak = float(grid.sigma.max())
     if relative and not 0 < level < 1:
         raise ConfigError(f"a relative level must lie strictly between 0 and 1, got {level}.")
+    if peak <= 0:
+        raise ConfigError("the density is zero everywhere in the box: there is no surface to mesh.")
     value = level * peak if relative else level
     if not (math.isfinite(value) and value > 0):
         raise ConfigError(f"the density level must be a positive finite number, got {value}.")
@@ -207,10 +214,15 @@ def resolve_level(grid: DensityGrid, level: float, relative: bool = False) -> fl
         )
     floor = float(grid.sigma.min())
     if floor >= value:
+        # A fraction given already: only a higher one (or a larger box, reaching thinner air) helps.
+        advice = (
+            f"give a fraction above {floor / peak:.0%} of the maximum or a larger bound"
+            if relative
+            else "give a higher level, a fraction of the maximum such as 50%, or a larger bound"
+        )
         raise ConfigError(
             f"the density is above the level {value:g} everywhere in the box (its minimum is {floor:.4g}), "
-            "so the surface would be the box's walls; give a higher level or a fraction of the maximum "
-            "such as 50%."
+            f"so the surface would be the box's walls; {advice}."
         )
     return value
 
