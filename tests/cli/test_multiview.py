@@ -7,8 +7,9 @@ import pytest
 from PIL import Image
 
 from cips3d import PoseConfig, RenderConfig
+from cips3d.inference.geometry import normals_from_depth, normals_to_rgb
 from cips3d.inference.sample import sample_seeds
-from cips3d.io.images import to_uint8
+from cips3d.io.images import colorize_depth, to_uint8
 from tests.cli.helpers import run
 
 SIZE, PAD = 8, 2
@@ -45,6 +46,22 @@ def test_rows_are_pitches_columns_are_yaws_and_the_flip_pair_is_144_170(tmp_path
     for col, yaw in enumerate((1.44, 1.70)):
         assert np.abs(tile(flip, 0, col) - sampled(tiny_G, 1, yaw, 1.5707963)).max() <= 1
     assert Image.open(tmp_path / "seed0001_aux.png").size == grid.shape[1::-1]
+
+
+def test_depth_and_normals_grids_hold_each_views_maps(tmp_path, capsys, tiny_G):
+    """multiview wrote images and aux images only: a view's depth meant a separate `sample` call."""
+    yaws = [1.3, 1.8]
+    args = ["multiview", "--preset", "tiny", "--seeds", "2", "--size", str(SIZE), "--depth", "--normals"]
+    assert run(capsys, *args, "--yaws", "1.3,1.8", "--outdir", str(tmp_path), "--quiet")[0] == 0
+    depth = np.asarray(Image.open(tmp_path / "seed0002_depth.png")).astype(int)
+    normals = np.asarray(Image.open(tmp_path / "seed0002_normals.png")).astype(int)
+    for col, yaw in enumerate(yaws):
+        pose = PoseConfig.fixed(yaw, 1.5707963)
+        out = next(sample_seeds(tiny_G, [2], render=RenderConfig(img_size=SIZE), pose=pose)).output
+        assert np.abs(tile(depth, 0, col) - colorize_depth(out.depth[0], 0.88, 1.12)).max() <= 1
+        expected = normals_to_rgb(normals_from_depth(out.depth, 12.0))[0]
+        assert np.abs(tile(normals, 0, col) - expected).max() <= 2
+    assert not (tmp_path / "seed0002_aux.png").exists()
 
 
 def test_a_count_spreads_that_many_views(tmp_path, capsys):

@@ -12,6 +12,7 @@ import torch
 
 from cips3d.config import PoseConfig, RenderConfig
 from cips3d.errors import ConfigError
+from cips3d.inference.geometry import normals_from_depth, normals_to_rgb
 from cips3d.inference.sample import sample_seeds
 from cips3d.inference.trajectories import circle_near_far, orbit, still, translate_rotate
 from cips3d.inference.video import (
@@ -113,11 +114,20 @@ def test_text_and_progress_bar(tiny_G, capsys):
     assert "1/1" in capsys.readouterr().err
 
 
-def test_compose_frame_refuses_unknown_panels(tiny_G):
+def test_compose_frame_refuses_unknown_and_repeated_panels(tiny_G):
     out = next(render_trajectory(tiny_G, seed_styles(tiny_G, 0)[0], still(num_frames=1), DET))
     assert compose_frame(out, DET, ("depth", "image")).shape == (SIZE, 2 * SIZE, 3)
     with pytest.raises(ConfigError, match="panels"):
-        compose_frame(out, DET, ("image", "normals"))
+        compose_frame(out, DET, ("image", "mask"))
+    with pytest.raises(ConfigError, match="name each panel once"):  # rendered twice, side by side
+        compose_frame(out, DET, ("depth", "depth"))
+
+
+def test_the_normals_panel_is_what_sample_writes_for_the_frame(tiny_G):
+    out = next(render_trajectory(tiny_G, seed_styles(tiny_G, 0)[0], still(num_frames=1), DET))
+    frame = compose_frame(out, DET, ("image", "normals"))
+    normals = normals_to_rgb(normals_from_depth(out.depth, DET.fov))[0]  # as `cips3d sample --normals`
+    assert np.array_equal(frame[:, SIZE:], normals) and normals.std() > 0
 
 
 def test_slerp_and_lerp_closed_forms():

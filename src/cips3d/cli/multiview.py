@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from cips3d import constants as K
@@ -26,10 +27,12 @@ from cips3d.cli.common import (
 )
 from cips3d.config import RenderConfig
 from cips3d.errors import UserError
+from cips3d.inference.geometry import normals_from_depth, normals_to_rgb
 from cips3d.inference.multiview import (
     MIRROR_YAWS,
     PITCH_SWEEP,
     YAW_SWEEP,
+    Views,
     multiview_image,
     render_mirror_pair,
     render_multiview,
@@ -38,7 +41,7 @@ from cips3d.inference.multiview import (
     styles_for_seeds,
 )
 from cips3d.inference.sample import parse_seeds
-from cips3d.io.images import make_grid, save_png, to_uint8
+from cips3d.io.images import colorize_depth, make_grid, save_png, to_uint8
 from cips3d.rendering.cameras import ANGLE_RULE, is_camera_angle
 from cips3d.words import counted
 
@@ -97,6 +100,8 @@ def add_parser(subparsers) -> None:
     g.add_argument("--deterministic", action="store_true", help="no jitter or random importance samples")
     o = p.add_argument_group("how and where")
     o.add_argument("--aux", action="store_true", help="also write the grid of aux NeRF images")
+    o.add_argument("--depth", action="store_true", help="also write the grid of depth maps (near bright)")
+    o.add_argument("--normals", action="store_true", help="also write the grid of normals from the depth")
     o.add_argument("--batch-size", type=positive_int, default=8, help="views rendered together (default 8)")
     o.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     o.add_argument("--outdir", default="outputs/multiview", help="output folder (default outputs/multiview)")
@@ -157,8 +162,8 @@ def run(args: argparse.Namespace) -> int:
             on_rays=progress,
         )
         save_png(multiview_image(to_uint8(out.img), len(s.yaws)), outdir / f"{name}.png")
-        if args.aux:
-            save_png(multiview_image(to_uint8(out.aux_img), len(s.yaws)), outdir / f"{name}_aux.png")
+        for suffix, tiles in _extra_grids(out, s.render, args).items():
+            save_png(multiview_image(tiles, len(s.yaws)), outdir / f"{name}_{suffix}.png")
         if args.flip_pair:
             pair = render_mirror_pair(
                 G, styles, s.render, generators=seed_generators(G, seed, 2), on_rays=progress
@@ -168,6 +173,18 @@ def run(args: argparse.Namespace) -> int:
     shape = f"{counted(len(s.pitches), 'pitch', 'pitches')} x {counted(len(s.yaws), 'yaw')}"
     print(f"wrote {counted(len(subjects), 'grid')} of {shape} to {outdir}/")
     return 0
+
+
+def _extra_grids(out: Views, render: RenderConfig, args: argparse.Namespace) -> dict[str, np.ndarray]:
+    """The tiles [V, H, W, 3] of the grids asked for besides the image: aux, depth, normals."""
+    grids = {}
+    if args.aux:
+        grids["aux"] = to_uint8(out.aux_img)
+    if args.depth:
+        grids["depth"] = np.stack([colorize_depth(d, render.ray_start, render.ray_end) for d in out.depth])
+    if args.normals:
+        grids["normals"] = normals_to_rgb(normals_from_depth(out.depth, render.fov))
+    return grids
 
 
 def _view_progress(bar: tqdm, render: RenderConfig) -> Callable[[int], None]:

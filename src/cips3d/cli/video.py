@@ -93,7 +93,7 @@ def add_parser(subparsers) -> None:
         "--num-steps", type=num_steps, default=K.NUM_STEPS, help="coarse samples per ray (default 12)"
     )
     g.add_argument(
-        "--panels", default="image", help="comma-separated panels: image, aux, depth (default image)"
+        "--panels", default="image", help="comma-separated panels: image, aux, depth, normals (default image)"
     )
     g.add_argument("--stochastic", action="store_true", help="the official random sampler (seeded per video)")
     add_precision_argument(g)
@@ -196,7 +196,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
     )
     options = {"num_frames": args.frames, "fov": args.fov}
     trajectory = make_trajectory(args.trajectory, **{k: v for k, v in options.items() if v is not None})
-    panels = check_panels(comma_items(args.panels, "--panels"))
+    panels = check_panels([p.lower() for p in comma_items(args.panels, "--panels")])
     width, height = frame_size(render, panels)
     suffix = _suffix(args.format, width, height)
     check_video_target(Path(args.outdir) / f"video{suffix}", width, height)

@@ -24,15 +24,16 @@ from tqdm import tqdm
 
 from cips3d.config import RenderConfig, check_psi, given_or_default, whole_count
 from cips3d.errors import ConfigError
+from cips3d.inference.geometry import normals_from_depth, normals_to_rgb
 from cips3d.inference.trajectories import Trajectory, check_trajectory
 from cips3d.io.images import colorize_depth, to_uint8
 from cips3d.models.generator3d import Generator3D
 from cips3d.outputs import GeneratorOutput, Styles
 from cips3d.seeding import seeded_generator
 
-PANELS = ("image", "aux", "depth")
+PANELS = ("image", "aux", "depth", "normals")
 """What a frame can show, left to right in the order asked: the CIPS-3D image, the aux NeRF image,
-the colour-mapped depth."""
+the colour-mapped depth, the normals from the depth (as `cips3d sample --normals` writes them)."""
 SPACES = ("z", "w")
 METHODS = ("slerp", "lerp")
 PARALLEL_EPS = 1e-6  # below this sin(angle) two latents count as parallel and slerp becomes lerp
@@ -45,6 +46,8 @@ def check_panels(panels: Sequence[str]) -> tuple[str, ...]:
     unknown = [p for p in panels if p not in PANELS]
     if unknown or not panels:
         raise ConfigError(f"panels must be a non-empty list of {', '.join(PANELS)}; got {list(panels)}.")
+    if len(set(panels)) < len(panels):  # 'depth,depth' rendered the same panel twice
+        raise ConfigError(f"panels must name each panel once; got {list(panels)}.")
     return tuple(panels)
 
 
@@ -245,7 +248,8 @@ def compose_frame(
     """The first image of `output` as one uint8 [H, len(panels) * W, 3] frame, panels side by side.
 
     'image' is `output.img`, 'aux' `output.aux_img`, 'depth' `output.depth` colour-mapped between
-    `render.ray_start` (bright) and `render.ray_end` (dark). `label`, if given, is drawn on top.
+    `render.ray_start` (bright) and `render.ray_end` (dark), 'normals' the camera-space normals of the
+    depth as colours (n + 1) / 2. `label`, if given, is drawn on top.
     """
     tiles = []
     for panel in check_panels(panels):
@@ -253,6 +257,8 @@ def compose_frame(
             tiles.append(to_uint8(output.img[0]))
         elif panel == "aux":
             tiles.append(to_uint8(output.aux_img[0]))
+        elif panel == "normals":
+            tiles.append(normals_to_rgb(normals_from_depth(output.depth[:1], render.fov))[0])
         else:
             tiles.append(colorize_depth(output.depth[0], render.ray_start, render.ray_end))
     frame = np.concatenate(tiles, axis=1)
