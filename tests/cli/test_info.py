@@ -177,3 +177,15 @@ def test_image_folders_and_dataset_zips_are_described_not_refused(capsys, tmp_pa
     (tmp_path / "empty" / "__MACOSX" / "a.png").write_bytes(b"")
     code, _, err = run(capsys, "info", str(tmp_path / "empty"))
     assert code == 2 and "empty is a folder with no model (config.json), training run or images in it" in err
+
+
+def test_a_folder_of_renders_is_said_to_hold_them(capsys, tmp_path, blob_folder):
+    """`sample`'s folder was offered as training data: grids, depth and normals maps included."""
+    out = tmp_path / "s"
+    code, _, err = run(capsys, "sample", "--preset", "tiny", "--seeds", "0-1", "--size", "8", "--depth",
+                       "--normals", "--outdir", str(out), "--quiet")  # fmt: skip
+    assert code == 0, err
+    described = info(capsys, str(out))
+    assert described["images"] == 9  # three grids and each seed's image, depth and normals
+    assert described["note"].startswith("7 of them look like what cips3d's renders write")
+    assert "note" not in info(capsys, str(blob_folder))  # photos are just photos

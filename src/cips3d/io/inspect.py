@@ -12,6 +12,7 @@ import dataclasses
 import io
 import math
 import os
+import re
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -126,8 +127,19 @@ def _images(path: Path) -> Lines:
     kind = ("a dataset zip written by `cips3d dataset`" if packed
             else "a zip of images" if isinstance(source, ZipSource) else "a folder of images")  # fmt: skip
     source.close()
-    return [("kind", kind), ("images", len(source.names)), ("first image", f"{first}: {looks}"),
-            ("use", "--data of train, train2d and metrics, or the source of `cips3d dataset`")]  # fmt: skip
+    use = "--data of train, train2d and metrics, or the source of `cips3d dataset`"
+    lines: Lines = [("kind", kind), ("images", len(source.names)), ("first image", f"{first}: {looks}"),
+                    ("use", use)]  # fmt: skip
+    rendered = [name for name in source.names if _RENDER_OUTPUT.fullmatch(Path(name).name)]
+    if rendered:  # a `sample` folder was offered as training data, depth and normals maps included
+        lines.append(("note", f"{len(rendered)} of them look like what cips3d's renders write (grids, aux, "
+                              f"depth or normals maps, such as {rendered[0]}); as --data they would be "
+                              "trained on as photos"))  # fmt: skip
+    return lines
+
+
+# The names our rendering commands give to what is not a plain image of one seed.
+_RENDER_OUTPUT = re.compile(r"grid(_(aux|depth|normals))?\.png|seed\d+_(aux|depth|normals|flip)\.png")
 
 
 def _parameters(state: Mapping[str, torch.Tensor]) -> int:
