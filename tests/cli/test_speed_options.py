@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+import pytest
 import torch
+from tqdm import tqdm
 
 from cips3d.cli import common
 from cips3d.cli.common import SPEED_DEFAULTS, fastest_setting, speed_options
@@ -58,3 +60,39 @@ def test_compile_says_its_first_render_takes_a_while(tmp_path, capsys, monkeypat
     argv = ["sample", "--preset", "tiny", "--size", "8", "--seeds", "0", "--quiet", "--outdir", str(tmp_path)]
     assert main([*argv, "--compile"]) == 0 and len(compiled) == 1
     assert "note: --compile compiles the field and decoder at the first render" in capsys.readouterr().err
+
+
+def test_fast_says_what_it_chose(capsys, monkeypatch):
+    """--fast was silent: only comparing images told whether it had changed anything."""
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(common, "bf16_fast", lambda device: True)
+    common.note_fast_setting(parsed("--fast"), cpu)
+    assert capsys.readouterr().err == "cips3d: note: --fast renders with --precision bf16.\n"
+    common.note_fast_setting(parsed("--fast", "--precision", "float32"), cpu)
+    assert (
+        "--fast changes nothing: the speed options given set everything it would" in capsys.readouterr().err
+    )
+    monkeypatch.setattr(common, "bf16_fast", lambda device: False)
+    common.note_fast_setting(parsed("--fast"), cpu)
+    assert "--fast changes nothing on this device" in capsys.readouterr().err
+    common.note_fast_setting(parsed(), cpu)
+    assert capsys.readouterr().err == ""
+
+
+def test_chunk_rows_take_auto_in_any_case_and_say_so_when_refused():
+    assert common.chunk_rows("AUTO") == "auto" and common.chunk_rows("7") == 7
+    with pytest.raises(
+        argparse.ArgumentTypeError, match="'x' is not an integer; give a number of rows or auto"
+    ):
+        common.chunk_rows("x")
+
+
+def test_ray_progress_ends_exactly_on_whole_units():
+    """Fractions of an image added up: a 200 px image ended at 0.99999 or past 1 (a negative time left)."""
+    bar = tqdm(total=2, disable=True)
+    progress = common.RayProgress(bar, 200 * 200)
+    naive = 0.0
+    for chunk in [4096] * 19 + [2 * 200 * 200 - 19 * 4096]:
+        progress(chunk)
+        naive += chunk / (200 * 200)
+    assert bar.n == 2 and naive != 2  # the float sum misses

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from cips3d import constants as K
 from cips3d.config import GENERATOR_PRESETS, MAX_IMG_SIZE, generator_preset
@@ -121,6 +122,7 @@ def rendering_generator(args: argparse.Namespace) -> tuple[torch.device, Generat
     options = speed_options(args)
     warn_if_slow_precision(device, options["precision"], options["field_precision"])
     check_kernels(device, options["field_kernel"], options["inr_kernel"])
+    note_fast_setting(args, device)
     G = build_generator(args, device)
     if args.compile:
         compile_generator(G)  # compiled on the first render, which then shows no progress for a while
@@ -141,6 +143,23 @@ def speed_options(args: argparse.Namespace) -> dict[str, str]:
     given = {name: getattr(args, name) for name in SPEED_DEFAULTS if getattr(args, name) is not None}
     fastest = fastest_setting(resolve_device(args.device)) if getattr(args, "fast", False) else {}
     return SPEED_DEFAULTS | fastest | given
+
+
+def note_fast_setting(args: argparse.Namespace, device: torch.device) -> None:
+    """With --fast, one line on stderr naming what it chose here (it was silent: a user could only tell
+    by comparing images), or that it changes nothing."""
+    if not getattr(args, "fast", False):
+        return
+    fastest = fastest_setting(device)
+    applied = [f"--{name.replace('_', '-')} {value}" for name, value in fastest.items()
+               if getattr(args, name) is None and value != SPEED_DEFAULTS[name]]  # fmt: skip
+    if not fastest:
+        note = "--fast changes nothing on this device (no bfloat16 matrix units, no GPU)"
+    elif not applied:
+        note = "--fast changes nothing: the speed options given set everything it would"
+    else:
+        note = f"--fast renders with {', '.join(applied)}"
+    print(f"cips3d: note: {note}.", file=sys.stderr)
 
 
 def fastest_setting(device: torch.device) -> dict[str, str]:
@@ -411,8 +430,29 @@ def check_frame_rate(fps: float) -> None:
 
 
 def chunk_rows(text: str) -> int | str:
-    """argparse type of --chunk-rows: 'auto' or an integer >= 1."""
-    return "auto" if text == "auto" else positive_int(text)
+    """argparse type of --chunk-rows: 'auto' (any case) or an integer >= 1."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError as err:  # "'AUTO' is not an integer" left out the word it takes
+        raise argparse.ArgumentTypeError(f"{err}; give a number of rows or auto") from None
+
+
+class RayProgress:
+    """`on_rays` for a tqdm bar counted in whole units of `rays_per_unit` rays (images, views).
+
+    The bar is set from the exact count of rays, not moved by fractions: a float sum of fractions ended
+    a 200 px image at 0.99999 (a bar short of full) or past 1 (a negative time left).
+    """
+
+    def __init__(self, bar: tqdm, rays_per_unit: int) -> None:
+        self.bar, self.rays_per_unit, self.rays = bar, rays_per_unit, 0
+
+    def __call__(self, rays: int) -> None:
+        self.rays += rays
+        self.bar.n = self.rays / self.rays_per_unit  # exact at every whole unit
+        self.bar.refresh()
 
 
 def add_chunk_rows_argument(group) -> None:

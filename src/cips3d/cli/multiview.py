@@ -14,6 +14,7 @@ from tqdm import tqdm
 from cips3d import constants as K
 from cips3d.cli.common import (
     PITCH_RULE,
+    RayProgress,
     add_model_arguments,
     build_generator,
     finite_float,
@@ -189,7 +190,7 @@ def _extra_grids(out: Views, render: RenderConfig, args: argparse.Namespace) -> 
 
 def _view_progress(bar: tqdm, render: RenderConfig) -> Callable[[int], None]:
     """on_rays for `bar`, counted in views (a fraction of one per chunk of rays)."""
-    return lambda rays: bar.update(rays / render.num_rays)
+    return RayProgress(bar, render.num_rays)
 
 
 def _subjects(G, s: MultiviewSettings, args: argparse.Namespace) -> list[tuple[str, dict, int]]:

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from cips3d import constants as K
 from cips3d.cli.common import (
+    RayProgress,
     add_chunk_rows_argument,
     add_model_arguments,
     add_precision_argument,
@@ -62,7 +63,8 @@ def add_parser(subparsers) -> None:
         "sample",
         help="render one image per seed",
         description="Render one image per seed from a checkpoint or a preset. Seed s always gives the "
-        "same image, whatever the batch size.",
+        "same image, whatever the batch size (in float32; with --precision bf16 a few pixels can differ by "
+        "one level, as bfloat16 products round differently at other batch sizes).",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -153,7 +155,7 @@ def _batches(G: Generator3D, s: SampleSettings, args: argparse.Namespace, bar: t
     minutes when it moved per batch)."""
     per_image = s.render.img_size**2
     options = dict(render=s.render, pose=s.pose, psi=args.psi, batch_size=args.batch_size,
-                   on_rays=lambda rays: bar.update(rays / per_image))  # fmt: skip
+                   on_rays=RayProgress(bar, per_image))  # fmt: skip
     if s.appearance_seeds is None:
         return sample_seeds(G, s.seeds, **options)
     return sample_mixed_seeds(G, s.seeds, s.appearance_seeds, inr_layers=s.mix_layers, **options)
