@@ -64,6 +64,21 @@ def test_depth_and_normals_grids_hold_each_views_maps(tmp_path, capsys, tiny_G):
     assert not (tmp_path / "seed0002_aux.png").exists()
 
 
+def test_speed_options_render_what_sample_renders_with_them(tmp_path, capsys, tiny_G):
+    """multiview had no --precision, --fast, --compile or --chunk-rows: its views could not be sample's
+    images once sample used them."""
+    args = ["multiview", "--preset", "tiny", "--seeds", "4", "--size", str(SIZE), "--yaws", "1.3,1.8"]
+    code, _, err = run(capsys, *args, "--precision", "bf16", "--chunk-rows", "7", "--outdir", str(tmp_path),
+                       "--quiet")  # fmt: skip
+    assert code == 0, err
+    grid = np.asarray(Image.open(tmp_path / "seed0004.png")).astype(int)
+    render = RenderConfig(img_size=SIZE, precision="bf16", chunk_rows=7)
+    for col, yaw in enumerate((1.3, 1.8)):
+        pose = PoseConfig.fixed(yaw, 1.5707963)
+        out = next(sample_seeds(tiny_G, [4], render=render, pose=pose)).output
+        assert np.abs(tile(grid, 0, col) - to_uint8(out.img[0]).astype(int)).max() <= 2  # bf16 rounding
+
+
 def test_a_count_spreads_that_many_views(tmp_path, capsys):
     args = ["multiview", "--preset", "tiny", "--seeds", "0", "--yaws", "4", "--size", str(SIZE)]
     assert run(capsys, *args, "--deterministic", "--outdir", str(tmp_path), "--quiet")[0] == 0

@@ -43,7 +43,7 @@ def test_fast_on_a_cpu_asks_for_bf16_only_where_it_is_fast(monkeypatch):
 
 
 def test_options_typed_beside_fast_win(monkeypatch):
-    monkeypatch.setattr(common, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(common, "usable_device", lambda name: torch.device("cuda"))
     monkeypatch.setattr(common.importlib.util, "find_spec", lambda name: object())
     options = speed_options(parsed("--fast", "--precision", "tf32", "--field-kernel", "torch"))
     assert options == dict(
@@ -96,3 +96,13 @@ def test_ray_progress_ends_exactly_on_whole_units():
         progress(chunk)
         naive += chunk / (200 * 200)
     assert bar.n == 2 and naive != 2  # the float sum misses
+
+
+def test_the_matmul_self_test_runs_once_per_command(tmp_path, monkeypatch):
+    """--fast ran the start-up self-test three times (75 ms each on a CPU)."""
+    from cips3d.cli.main import main  # noqa: PLC0415
+
+    calls = []
+    monkeypatch.setattr(common, "configure_fast_paths", calls.append)
+    argv = ["sample", "--preset", "tiny", "--size", "8", "--seeds", "0", "--quiet", "--outdir", str(tmp_path)]
+    assert main([*argv, "--fast"]) == 0 and len(calls) == 1

@@ -141,7 +141,8 @@ def speed_options(args: argparse.Namespace) -> dict[str, str]:
     """The RenderConfig fields of `add_precision_argument`'s options: those given on the command line,
     then (with --fast) the fastest setting of the device (`fastest_setting`), then the defaults."""
     given = {name: getattr(args, name) for name in SPEED_DEFAULTS if getattr(args, name) is not None}
-    fastest = fastest_setting(resolve_device(args.device)) if getattr(args, "fast", False) else {}
+    # usable_device, not resolve_device: the matmul route's self-test runs once, when the model is made
+    fastest = fastest_setting(usable_device(args.device)) if getattr(args, "fast", False) else {}
     return SPEED_DEFAULTS | fastest | given
 
 

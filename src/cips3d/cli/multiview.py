@@ -15,14 +15,16 @@ from cips3d import constants as K
 from cips3d.cli.common import (
     PITCH_RULE,
     RayProgress,
+    add_chunk_rows_argument,
     add_model_arguments,
-    build_generator,
+    add_precision_argument,
     finite_float,
     fitted_styles,
     is_pitch,
     positive_int,
     refuse_ignored,
-    resolve_device,
+    rendering_generator,
+    speed_options,
     styles_name,
     truncation,
 )
@@ -104,6 +106,8 @@ def add_parser(subparsers) -> None:
     o.add_argument("--depth", action="store_true", help="also write the grid of depth maps (near bright)")
     o.add_argument("--normals", action="store_true", help="also write the grid of normals from the depth")
     o.add_argument("--batch-size", type=positive_int, default=8, help="views rendered together (default 8)")
+    add_chunk_rows_argument(o)
+    add_precision_argument(p.add_argument_group("speed (as sample's: a view stays the image sample writes)"))
     o.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     o.add_argument("--outdir", default="outputs/multiview", help="output folder (default outputs/multiview)")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -137,13 +141,14 @@ def _settings(args: argparse.Namespace) -> MultiviewSettings:
     pitches = parse_angles(args.pitches, PITCH_SWEEP, "--pitches")
     if not all(map(is_pitch, pitches)):
         raise UserError(f"--pitches takes pitches {PITCH_RULE}, got {args.pitches!r}.")
-    render = RenderConfig(img_size=args.size, fov=args.fov, deterministic=args.deterministic)
+    render = RenderConfig(img_size=args.size, fov=args.fov, deterministic=args.deterministic,
+                          chunk_rows=args.chunk_rows, **speed_options(args))  # fmt: skip
     return MultiviewSettings(seeds, yaws, pitches, render)
 
 
 def run(args: argparse.Namespace) -> int:
     s = _settings(args)
-    G = build_generator(args, resolve_device(args.device))
+    _, G = rendering_generator(args)
     outdir = Path(args.outdir)
     views = len(s.yaws) * len(s.pitches) + (len(MIRROR_YAWS) if args.flip_pair else 0)
     subjects = _subjects(G, s, args)
