@@ -189,3 +189,29 @@ def test_a_folder_of_renders_is_said_to_hold_them(capsys, tmp_path, blob_folder)
     assert described["images"] == 9  # three grids and each seed's image, depth and normals
     assert described["note"].startswith("7 of them look like what cips3d's renders write")
     assert "note" not in info(capsys, str(blob_folder))  # photos are just photos
+
+
+def test_fitted_styles_and_their_folders_are_described(capsys, tmp_path, tiny_G):
+    """An invert folder was described as a dataset (it holds its target and reconstruction) and its
+    styles file was refused as a model without config.json."""
+    from safetensors.torch import save_file  # noqa: PLC0415
+
+    from cips3d.inference.inversion import Inversion, save_inversion  # noqa: PLC0415
+    from cips3d.inference.multiview import styles_for_seeds  # noqa: PLC0415
+
+    fit = tmp_path / "inv"
+    fit.mkdir()
+    (fit / "target.png").write_bytes(b"")  # the images beside it do not make it a dataset
+    styles = styles_for_seeds(tiny_G, [0])
+    save_inversion(Inversion(styles, 1.6, 1.5, 12.0), fit / "styles.safetensors", {"model": "preset tiny"})
+    for path in (fit, fit / "styles.safetensors"):
+        described = info(capsys, str(path))
+        assert described["kind"] == "styles fitted by `cips3d invert` (a 3D model)"
+        assert described["styles"] == len(styles) and described["camera"] == "yaw 1.6, pitch 1.5, fov 12"
+        assert described["fitted with"] == "preset tiny" and "--styles of multiview" in described["use"]
+    save_file(
+        {"w": torch.zeros(1, 8)}, str(tmp_path / "w.safetensors"), metadata={"model": "preset cips-tiny"}
+    )
+    two = info(capsys, str(tmp_path / "w.safetensors"))
+    assert two["kind"] == "a style fitted by `cips3d invert2d` (a 2D CIPS model)"
+    assert two["fitted with"] == "preset cips-tiny"

@@ -12,6 +12,7 @@ EXAMPLES = """examples:
   cips3d info G_ema.pth                # an official CIPS-3D generator: which preset it fits
   cips3d info churches.pt              # an official 2D CIPS checkpoint: architecture, what it holds
   cips3d info ffhq256.zip               # a dataset: how many images, the first one's size
+  cips3d info outputs/invert           # fitted styles: the camera found, the model and photo fitted
   cips3d info ffhq-cips3d --json
 """
 
@@ -21,8 +22,9 @@ def add_parser(subparsers) -> None:
         "info",
         help="say what a checkpoint, model folder, training run or image dataset is",
         description="Describe a cips3d model folder or training run (3D or 2D), an official CIPS-3D "
-        "generator or discriminator .pth (and which preset it fits), an official 2D CIPS checkpoint, or a "
-        "folder or zip of images (a dataset). Only tensors are read; no code is unpickled.",
+        "generator or discriminator .pth (and which preset it fits), an official 2D CIPS checkpoint, the "
+        "styles `cips3d invert` or `invert2d` fitted, or a folder or zip of images (a dataset). Only "
+        "tensors are read; no code is unpickled.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import math
 import os
 import re
@@ -20,6 +21,7 @@ from typing import Any
 
 import torch
 from PIL import Image
+from safetensors import safe_open
 
 from cips3d.config import GENERATOR_PRESETS, GeneratorConfig, preset_of
 from cips3d.config_2d import CIPS2D_PRESETS, Cips2DConfig, is_2d_run_config
@@ -27,7 +29,8 @@ from cips3d.convert.official import OURS_ONLY, check_keys
 from cips3d.convert.official_2d import config_from_official_2d, holds_official_cips2d
 from cips3d.convert.official_d2d import d_config_from_official_2d
 from cips3d.data.images import FolderSource, ZipSource, is_image_name, open_image_source, unreadable_reason
-from cips3d.errors import CheckpointError, UserError
+from cips3d.errors import CheckpointError, UserError, error_gist
+from cips3d.inference.inversion import FORMAT as INVERTED_STYLES
 from cips3d.io.checkpoint import (
     CONFIG_FILE,
     FORMAT_NAME_2D,
@@ -61,6 +64,9 @@ def describe(path: str | os.PathLike) -> Lines:
         path, snapshot_file = path.parent, path.name  # one file of a snapshot: the snapshot, and the file
     if path.is_dir() and any((path / name).exists() for name in run_files):
         return _run(path, snapshot_file)
+    fitted = _fitted_styles_file(path)
+    if fitted is not None:
+        return _fitted(fitted)
     if _holds_images(path):
         return _images(path)
     if path.is_dir() and not (path / CONFIG_FILE).is_file():
@@ -100,6 +106,46 @@ def _refuse_other_files(path: Path) -> None:
             f"{path} is {what}; cips3d info describes models, training runs and their snapshots, official "
             ".pth files and datasets (a folder or zip of images)."
         )
+
+
+FITTED_FILES = ("styles.safetensors", "w.safetensors")  # what `cips3d invert` and `invert2d` write
+
+
+def _fitted_styles_file(path: Path) -> Path | None:
+    """The fitted styles at `path`: the file, or the one in an invert output folder (that folder holds
+    images too, and was described as a dataset)."""
+    if path.is_dir():
+        if (path / CONFIG_FILE).exists():
+            return None
+        return next((path / name for name in FITTED_FILES if (path / name).is_file()), None)
+    return path if path.name in FITTED_FILES and not (path.parent / CONFIG_FILE).exists() else None
+
+
+def _fitted(path: Path) -> Lines:
+    """What a fit wrote: its command, the camera it found (3D), the model it was fitted with, the layers."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            metadata, names = f.metadata() or {}, list(f.keys())
+    except Exception as err:  # safetensors raises several kinds for a damaged file
+        raise UserError(f"{path} cannot be read as fitted styles ({error_gist(err, 160)}).") from None
+    if metadata.get("format") == INVERTED_STYLES:
+        meta = json.loads(metadata.get("meta", "{}"))
+        angles = [(k, meta.get(k)) for k in ("yaw", "pitch", "fov")]
+        camera = ", ".join(f"{k} {v:.4g}" for k, v in angles if isinstance(v, (int, float)))
+        lines: Lines = [("kind", "styles fitted by `cips3d invert` (a 3D model)"), ("styles", len(names)),
+                        ("camera", camera or "unsaid")]  # fmt: skip
+        use = "--styles of multiview, video and view, with the model it was fitted with"
+    elif set(names) == {"w"}:
+        meta = metadata
+        lines = [("kind", "a style fitted by `cips3d invert2d` (a 2D CIPS model)")]
+        use = "--styles of view, with the model it was fitted with"
+    else:
+        raise UserError(f"{path} is a safetensors file without a model's config.json beside it, and holds "
+                        "no fitted styles.")  # fmt: skip
+    for key, label in (("model", "fitted with"), ("image", "photo")):
+        if meta.get(key):
+            lines.append((label, str(meta[key])))
+    return [*lines, ("file", str(path)), ("use", use)]
 
 
 def _holds_images(path: Path) -> bool:
