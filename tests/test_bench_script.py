@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -48,6 +49,12 @@ def test_summary_ratios():
     floor_s = 4 * 64 * 64 * (8.96e6 / 1600.0 + 1.30e6 / 200.0) / 1e9
     assert bf16["x_machine_floor"] == round(1.0 / floor_s, 2)
     assert bench.bf16_matmul_gflops(repeats=1) > 0
+    described = bench.machine(torch.device("cpu"))
+    cpuinfo = open("/proc/cpuinfo").read()
+    flags = re.search(r"^flags\s*:(.*)$", cpuinfo, re.MULTILINE).group(1).split()
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+    assert described["matrix_units"] == [flag for flag in wanted if flag in flags]
+    assert described["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     tests = {"none": {"seconds": 0.005}, "bf16": {"seconds": 1.0}}
     routes = {"matmul_route": "default (MKL)", "self_test": tests}
     assert bench.matmul_gflops(routes) == 2 * 2048 * 512 * 512 / 0.005 / 1e9
