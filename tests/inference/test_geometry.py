@@ -233,6 +233,20 @@ def test_normals_of_an_exact_sphere_depth_are_its_radial_directions():
     assert normals_to_rgb(torch.tensor([0, 0, 1.0]).view(3, 1, 1))[0, 0].tolist() == [128, 128, 255]
 
 
+def test_normals_at_a_silhouette_stay_on_their_own_surface():
+    """Central differences across the jump from a sphere to the background behind it gave the edge
+    pixels normals of neither surface (14 degrees off on the sphere's side, 61 on the background's)."""
+    depth, hit = analytic_sphere_depth(32, 0.07)
+    scene = torch.where(hit, depth, torch.full_like(depth, 1.12))  # the far bound behind the sphere
+    normals = normals_from_depth(scene, fov=12.0)
+    edge = (hit & ~interior(hit, 1))[:, 0]  # sphere pixels beside the background
+    ring = (~hit & ~interior(~hit, 1))[:, 0]  # background pixels beside the sphere
+    assert edge.sum() > 50 and ring.sum() > 50
+    assert angle_degrees(normals, analytic_normals(depth))[edge].max() < 12.0  # was 26.5
+    background = normals_from_depth(torch.full_like(depth, 1.12), fov=12.0)
+    assert angle_degrees(normals, background)[ring].max() < 1.0  # was 86
+
+
 def test_rendered_sphere_depth_is_within_a_sample_spacing_and_gives_its_normals():
     size, radius, steps = 32, 0.07, 256
     render = RenderConfig(img_size=size, num_steps=steps, hierarchical=False, deterministic=True)

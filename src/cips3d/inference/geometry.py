@@ -413,8 +413,9 @@ def normals_from_depth(
     """Camera-space unit surface normals from a depth map, by finite differences.
 
     Each pixel's point is P = depth * d, with d its unit ray direction (depth is the distance along
-    the unit ray, as `GeneratorOutput.depth`). The normal is the cross product of the central
-    differences of P down the rows and along the columns, turned to face the camera.
+    the unit ray, as `GeneratorOutput.depth`). The normal is the cross product of the differences of P
+    down the rows and along the columns (central, or at a silhouette the one-sided difference on the
+    pixel's own surface: `_surface_difference`), turned to face the camera.
 
     Args:
         depth: [B, 1, H, W] depth along the unit rays.
@@ -439,12 +440,29 @@ def normals_from_depth(
         directions = camera_ray_directions(h, fov, depth.device, depth.dtype)
     dirs = directions.to(depth).reshape(h, w, 3).permute(2, 0, 1).unsqueeze(0)  # [1, 3, H, W]
     points = depth * dirs
-    along_cols = torch.gradient(points, dim=3)[0]  # towards +x on screen
-    down_rows = torch.gradient(points, dim=2)[0]  # towards -y on screen
+    along_cols = _surface_difference(points, dim=3)  # towards +x on screen
+    down_rows = _surface_difference(points, dim=2)  # towards -y on screen
     normals = torch.cross(down_rows, along_cols, dim=1)
     # Finite differences across a silhouette can flip the sign; a visible surface faces the camera.
     away = (normals * points).sum(dim=1, keepdim=True) > 0
     return F.normalize(torch.where(away, -normals, normals), dim=1)
+
+
+JUMP_RATIO = 2.0  # one-sided differences this far apart: a depth jump between the pixel and a neighbour
+
+
+def _surface_difference(points: torch.Tensor, dim: int) -> torch.Tensor:
+    """points [B, 3, H, W] -> their differences along `dim` per pixel: central (as `torch.gradient`),
+    except where the two one-sided differences differ in length by more than `JUMP_RATIO` (a silhouette,
+    where the depth jumps to another surface): there the shorter one, which stays on the pixel's own
+    surface. Central differences across a silhouette gave edge pixels normals of neither surface."""
+    step = points.diff(dim=dim)
+    n = points.shape[dim]
+    forward = torch.cat([step, step.narrow(dim, n - 2, 1)], dim)  # the last pixel: its backward one
+    backward = torch.cat([step.narrow(dim, 0, 1), step], dim)  # the first pixel: its forward one
+    f, b = forward.norm(dim=1, keepdim=True), backward.norm(dim=1, keepdim=True)
+    jump = (f > JUMP_RATIO * b) | (b > JUMP_RATIO * f)
+    return torch.where(jump, torch.where(f < b, forward, backward), (forward + backward) / 2)
 
 
 def normals_to_rgb(normals: torch.Tensor) -> np.ndarray:
