@@ -14,8 +14,8 @@ from tqdm import tqdm
 from cips3d import constants as K
 from cips3d.cli.common import (
     add_model_arguments,
+    add_precision_argument,
     angle,
-    build_generator,
     check_frame_rate,
     finite_float,
     fit_summary,
@@ -27,7 +27,8 @@ from cips3d.cli.common import (
     positive_int,
     refuse_ignored,
     refuse_writing_over,
-    resolve_device,
+    rendering_generator,
+    speed_options,
 )
 from cips3d.config import RenderConfig
 from cips3d.data.images import IMAGE_EXTENSIONS, is_image_name, unreadable_reason
@@ -114,6 +115,7 @@ def add_parser(subparsers) -> None:
         "(default %(default)s; 0: pixels only, no Inception weights needed)",
     )
     g.add_argument("--seed", type=int, default=0, help="seed of the style noise (default 0)")
+    add_precision_argument(p.add_argument_group("speed (the fit's renders and the outputs')"))
     o = p.add_argument_group("output")
     o.add_argument("--video", action="store_true", help="also render a yaw sweep of the result")
     o.add_argument(
@@ -174,8 +176,7 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint and is_generator2d(args.checkpoint):  # said before any note on the photo
         raise UserError(f"{args.checkpoint} is a 2D CIPS model: cips3d invert2d fits photos with it.")
     first = read_target(paths[0], args.size) if one else None  # a single broken photo fails first
-    device = resolve_device(args.device)
-    G = build_generator(args, device)
+    device, G = rendering_generator(args)
     perceptual = load_perceptual(device=device) if config.perceptual > 0 else None
     fitted, skipped = 0, []
     for i, path in enumerate(paths):
@@ -187,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         outdir = Path(args.outdir) if one else Path(args.outdir) / path.stem
         desc = "invert" if one else f"{path.name} ({i + 1}/{len(paths)})"
-        result = _fit(G, target, config, perceptual, desc, args.quiet)
+        result = _fit(G, target, config, perceptual, desc, args)
         _write(G, result, target, outdir, args, path)
         fitted += 1
         print(
@@ -199,9 +200,9 @@ def run(args: argparse.Namespace) -> int:
     return 0 if fitted else 2
 
 
-def _fit(G, target: torch.Tensor, config: InversionConfig, perceptual, desc: str, quiet: bool) -> Inversion:
-    """`invert` with a progress bar over the steps."""
-    bar = tqdm(total=config.steps, unit="step", desc=desc, disable=quiet, dynamic_ncols=True)
+def _fit(G, target: torch.Tensor, config: InversionConfig, perceptual, desc: str, args) -> Inversion:
+    """`invert` with a progress bar over the steps, rendering with the speed options given."""
+    bar = tqdm(total=config.steps, unit="step", desc=desc, disable=args.quiet, dynamic_ncols=True)
 
     def on_step(step: int, loss: float) -> None:
         bar.update(1)
@@ -209,7 +210,8 @@ def _fit(G, target: torch.Tensor, config: InversionConfig, perceptual, desc: str
 
     try:
         with target_scale_known():  # image_to_target mapped the photo's 8-bit pixels
-            return invert(G, target, config, on_step=on_step, perceptual=perceptual)
+            render = RenderConfig(**speed_options(args))  # invert sets the size and sampling
+            return invert(G, target, config, render=render, on_step=on_step, perceptual=perceptual)
     finally:
         bar.close()
 
@@ -245,7 +247,7 @@ OUTPUT_NAMES = ("target.png", "reconstruction.png", "styles.safetensors", "losse
 def _write(
     G, result: Inversion, target: torch.Tensor, outdir: Path, args: argparse.Namespace, image: Path
 ) -> None:
-    render = RenderConfig(img_size=args.size, deterministic=True, fov=result.fov)
+    render = RenderConfig(img_size=args.size, deterministic=True, fov=result.fov, **speed_options(args))
     save_png(to_uint8(target[0]), outdir / "target.png")
     save_png(fit_panels(target, result.output, render), outdir / "reconstruction.png")
     source = {"image": str(image.resolve()), "model": model_name(args)}
