@@ -26,7 +26,7 @@ from cips3d.inference.inversion import InversionConfig, fit_panels, invert, targ
 from cips3d.inference.trajectories import yaw as yaw_trajectory
 from cips3d.inference.video import video_frames
 from cips3d.io.files import atomic_write
-from cips3d.io.images import colorize_depth, make_grid, save_png, to_uint8
+from cips3d.io.images import depth_tiles, make_grid, save_png, to_uint8
 from cips3d.io.video import write_mp4_or_gif
 from cips3d.metrics.evaluate import evaluate
 from cips3d.metrics.inception import default_weights_path
@@ -82,7 +82,7 @@ def _pictures(G: Generator3D, outdir: Path) -> dict[str, Path]:
         name = "samples.png" if size == DATA_SIZE else f"samples_{size}px.png"
         files[name] = save_png(make_grid(to_uint8(out.img), 8), outdir / name)
         if size != DATA_SIZE:
-            depth = np.stack([colorize_depth(d, render.ray_start, render.ray_end) for d in out.depth[:8]])
+            depth = depth_tiles(out.depth[:8], render.ray_start, render.ray_end)
             rows = np.concatenate([to_uint8(out.img[:8]), to_uint8(out.aux_img[:8]), depth])
             files["views.png"] = save_png(make_grid(rows, 8), outdir / "views.png")
     return files

@@ -123,11 +123,19 @@ def test_compose_frame_refuses_unknown_and_repeated_panels(tiny_G):
         compose_frame(out, DET, ("depth", "depth"))
 
 
-def test_the_normals_panel_is_what_sample_writes_for_the_frame(tiny_G):
+def test_the_normals_panel_is_what_sample_writes_for_the_frame_at_its_fov(tiny_G):
     out = next(render_trajectory(tiny_G, seed_styles(tiny_G, 0)[0], still(num_frames=1), DET))
     frame = compose_frame(out, DET, ("image", "normals"))
     normals = normals_to_rgb(normals_from_depth(out.depth, DET.fov))[0]  # as `cips3d sample --normals`
     assert np.array_equal(frame[:, SIZE:], normals) and normals.std() > 0
+    # a zooming trajectory: each frame's normals come from its own rays (they used the render's fov 12)
+    styles = seed_styles(tiny_G, 0)[0]
+    traj = circle_near_far(num_frames=2)
+    outputs = list(render_trajectory(tiny_G, styles, traj, DET))
+    frames = list(video_frames(tiny_G, styles, traj, DET, panels=("normals",)))
+    for i in (0, 1):
+        expected = normals_to_rgb(normals_from_depth(outputs[i].depth, traj.fov[i]))[0]
+        assert np.array_equal(frames[i], expected), traj.fov[i]
 
 
 def test_slerp_and_lerp_closed_forms():

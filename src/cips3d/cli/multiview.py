@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from cips3d.cli.common import (
 )
 from cips3d.config import RenderConfig
 from cips3d.errors import UserError
-from cips3d.inference.geometry import normals_from_depth, normals_to_rgb
+from cips3d.inference.geometry import normals_image
 from cips3d.inference.multiview import (
     MIRROR_YAWS,
     PITCH_SWEEP,
@@ -44,7 +43,7 @@ from cips3d.inference.multiview import (
     styles_for_seeds,
 )
 from cips3d.inference.sample import parse_seeds
-from cips3d.io.images import colorize_depth, make_grid, save_png, to_uint8
+from cips3d.io.images import depth_tiles, make_grid, save_png, to_uint8
 from cips3d.rendering.cameras import ANGLE_RULE, is_camera_angle
 from cips3d.words import counted
 
@@ -154,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     subjects = _subjects(G, s, args)
     bar = tqdm(total=len(subjects) * views, unit="view", desc="multiview", disable=args.quiet)
     # The bar moves with each chunk of rays, not each subject (15 views at 256 px take a minute on a CPU).
-    progress = _view_progress(bar, s.render)
+    progress = RayProgress(bar, s.render.num_rays)
     for name, styles, seed in subjects:
         n = len(s.yaws) * len(s.pitches)
         out = render_multiview(
@@ -187,15 +186,10 @@ def _extra_grids(out: Views, render: RenderConfig, args: argparse.Namespace) -> 
     if args.aux:
         grids["aux"] = to_uint8(out.aux_img)
     if args.depth:
-        grids["depth"] = np.stack([colorize_depth(d, render.ray_start, render.ray_end) for d in out.depth])
+        grids["depth"] = depth_tiles(out.depth, render.ray_start, render.ray_end)
     if args.normals:
-        grids["normals"] = normals_to_rgb(normals_from_depth(out.depth, render.fov))
+        grids["normals"] = normals_image(out.depth, render.fov)
     return grids
-
-
-def _view_progress(bar: tqdm, render: RenderConfig) -> Callable[[int], None]:
-    """on_rays for `bar`, counted in views (a fraction of one per chunk of rays)."""
-    return RayProgress(bar, render.num_rays)
 
 
 def _subjects(G, s: MultiviewSettings, args: argparse.Namespace) -> list[tuple[str, dict, int]]:

@@ -33,7 +33,7 @@ from cips3d.cli.common import (
 )
 from cips3d.config import PoseConfig, RenderConfig
 from cips3d.errors import UserError
-from cips3d.inference.geometry import normals_from_depth, normals_to_rgb
+from cips3d.inference.geometry import normals_image
 from cips3d.inference.multiview import resolve_inr_layers, sample_mixed_seeds
 from cips3d.inference.sample import SampleBatch, parse_seeds, sample_seeds
 from cips3d.io.images import colorize_depth, grid_tiles, make_grid, save_npy, save_png, to_uint8
@@ -153,9 +153,8 @@ def _settings(args: argparse.Namespace) -> SampleSettings:
 def _batches(G: Generator3D, s: SampleSettings, args: argparse.Namespace, bar: tqdm) -> Iterator[SampleBatch]:
     """The renders, the bar moved by each chunk of rays (in images: an ffhq batch at 256 px sat at 0 for
     minutes when it moved per batch)."""
-    per_image = s.render.img_size**2
     options = dict(render=s.render, pose=s.pose, psi=args.psi, batch_size=args.batch_size,
-                   on_rays=RayProgress(bar, per_image))  # fmt: skip
+                   on_rays=RayProgress(bar, s.render.num_rays))  # fmt: skip
     if s.appearance_seeds is None:
         return sample_seeds(G, s.seeds, **options)
     return sample_mixed_seeds(G, s.seeds, s.appearance_seeds, inr_layers=s.mix_layers, **options)
@@ -172,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
                bar_format="{l_bar}{bar}| {n:.1f}/{total} [{elapsed}<{remaining}]")  # fmt: skip
     for batch in _batches(G, settings, args, bar):
         out = batch.output
-        normals = normals_to_rgb(normals_from_depth(out.depth, render.fov)) if args.normals else None
+        normals = normals_image(out.depth, render.fov) if args.normals else None
         imgs, auxs = to_uint8(out.img), to_uint8(out.aux_img)
         for i, seed in enumerate(batch.seeds):
             stem = outdir / f"seed{seed:04d}"

@@ -215,11 +215,13 @@ def resolve_level(grid: DensityGrid, level: float, relative: bool = False) -> fl
     floor = float(grid.sigma.min())
     if floor >= value:
         # A fraction given already: only a higher one (or a larger box, reaching thinner air) helps.
-        advice = (
-            f"give a fraction above {floor / peak:.0%} of the maximum or a larger bound"
-            if relative
-            else "give a higher level, a fraction of the maximum such as 50%, or a larger bound"
-        )
+        share = math.floor(100 * floor / peak) + 1  # the first whole percentage above the minimum
+        if not relative:
+            advice = "give a higher level, a fraction of the maximum such as 50%, or a larger bound"
+        elif share < 100:
+            advice = f"give a fraction of at least {share}% of the maximum or a larger bound"
+        else:
+            advice = "give a larger bound (the density is nearly even in this box)"
         raise ConfigError(
             f"the density is above the level {value:g} everywhere in the box (its minimum is {floor:.4g}), "
             f"so the surface would be the box's walls; {advice}."
@@ -463,6 +465,12 @@ def _surface_difference(points: torch.Tensor, dim: int) -> torch.Tensor:
     f, b = forward.norm(dim=1, keepdim=True), backward.norm(dim=1, keepdim=True)
     jump = (f > JUMP_RATIO * b) | (b > JUMP_RATIO * f)
     return torch.where(jump, torch.where(f < b, forward, backward), (forward + backward) / 2)
+
+
+def normals_image(depth: torch.Tensor, fov: float) -> np.ndarray:
+    """[B, 1, H, W] depth rendered at field of view `fov` (degrees) -> uint8 [B, H, W, 3] normals as
+    colours: what `sample --normals`, multiview's and video's normals show."""
+    return normals_to_rgb(normals_from_depth(depth, fov))
 
 
 def normals_to_rgb(normals: torch.Tensor) -> np.ndarray:

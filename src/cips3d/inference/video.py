@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from cips3d.config import RenderConfig, check_psi, given_or_default, whole_count
 from cips3d.errors import ConfigError
-from cips3d.inference.geometry import normals_from_depth, normals_to_rgb
+from cips3d.inference.geometry import normals_image
 from cips3d.inference.trajectories import Trajectory, check_trajectory
 from cips3d.io.images import colorize_depth, to_uint8
 from cips3d.models.generator3d import Generator3D
@@ -258,7 +258,7 @@ def compose_frame(
         elif panel == "aux":
             tiles.append(to_uint8(output.aux_img[0]))
         elif panel == "normals":
-            tiles.append(normals_to_rgb(normals_from_depth(output.depth[:1], render.fov))[0])
+            tiles.append(normals_image(output.depth[:1], render.fov)[0])
         else:
             tiles.append(colorize_depth(output.depth[0], render.ray_start, render.ray_end))
     frame = np.concatenate(tiles, axis=1)
@@ -282,7 +282,7 @@ def video_frames(
 
     `text` writes each frame's pitch, yaw (the position's angles, radians) and fov (degrees) on it;
     `progress` shows a tqdm bar over the frames, titled `desc`. See `render_trajectory` for the
-    other arguments.
+    other arguments; each frame is rendered, and its normals computed, at the trajectory's fov.
     """
     panels = check_panels(panels)
     check_trajectory(trajectory)
@@ -292,7 +292,8 @@ def video_frames(
         outputs = render_trajectory(G, styles, trajectory, render, generator=generator)
         for i, output in enumerate(outputs):
             label = frame_label(float(yaws[i]), float(pitches[i]), trajectory.fov[i]) if text else None
-            yield compose_frame(output, render, panels, label)
+            at_fov = replace(render, fov=trajectory.fov[i])  # the normals are those of this frame's rays
+            yield compose_frame(output, at_fov, panels, label)
             bar.update(1)
     finally:
         bar.close()

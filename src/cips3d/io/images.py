@@ -90,6 +90,11 @@ def colorize_depth(depth: torch.Tensor, near: float, far: float) -> np.ndarray:
     return (rgb * 255).round().astype(np.uint8)
 
 
+def depth_tiles(depth: torch.Tensor, near: float, far: float) -> np.ndarray:
+    """[B, 1, H, W] depth -> uint8 [B, H, W, 3], each map as `colorize_depth` colours it."""
+    return np.stack([colorize_depth(d, near, far) for d in depth])
+
+
 def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
     """Write uint8 [H, W, C] (C = 1 or 3) as PNG, atomically (a half-written file never appears)."""
     path = Path(path)
