@@ -64,13 +64,21 @@ def test_depth_and_normals_grids_hold_each_views_maps(tmp_path, capsys, tiny_G):
     assert not (tmp_path / "seed0002_aux.png").exists()
 
 
-def test_speed_options_render_what_sample_renders_with_them(tmp_path, capsys, tiny_G):
+def test_speed_options_render_what_sample_renders_with_them(tmp_path, capsys, tiny_G, monkeypatch):
     """multiview had no --precision, --fast, --compile or --chunk-rows: its views could not be sample's
     images once sample used them."""
+    from cips3d.cli import multiview as multiview_cli  # noqa: PLC0415
+
+    renders = []
+    real = multiview_cli.render_multiview
+    monkeypatch.setattr(
+        multiview_cli, "render_multiview", lambda *a, **k: renders.append(a[4]) or real(*a, **k)
+    )
     args = ["multiview", "--preset", "tiny", "--seeds", "4", "--size", str(SIZE), "--yaws", "1.3,1.8"]
     code, _, err = run(capsys, *args, "--precision", "bf16", "--chunk-rows", "7", "--outdir", str(tmp_path),
                        "--quiet")  # fmt: skip
     assert code == 0, err
+    assert [(r.precision, r.chunk_rows) for r in renders] == [("bf16", 7)]  # at 8 px bf16 differs by 1 level
     grid = np.asarray(Image.open(tmp_path / "seed0004.png")).astype(int)
     render = RenderConfig(img_size=SIZE, precision="bf16", chunk_rows=7)
     for col, yaw in enumerate((1.3, 1.8)):

@@ -116,8 +116,9 @@ def warn_if_slow_precision(device: torch.device, precision: str, field_precision
 
 
 def rendering_generator(args: argparse.Namespace) -> tuple[torch.device, Generator3D]:
-    """The device and the model of a rendering command (sample, video, view): its precision warnings,
-    the kernel checks (of the options as --fast resolves them), then the model, compiled with --compile."""
+    """The device and the model of a rendering command (sample, multiview, video, view, invert): its
+    precision warnings, the kernel checks (of the options as --fast resolves them), the --fast note, then
+    the model, compiled with --compile."""
     device = resolve_device(args.device)
     options = speed_options(args)
     warn_if_slow_precision(device, options["precision"], options["field_precision"])
@@ -452,7 +453,8 @@ class RayProgress:
 
     def __call__(self, rays: int) -> None:
         self.rays += rays
-        self.bar.n = self.rays / self.rays_per_unit  # exact at every whole unit
+        # exact at every whole unit; rounded between them (the bar showed 2.3333333333333335/5)
+        self.bar.n = round(self.rays / self.rays_per_unit, 2)
         self.bar.refresh()
 
 
