@@ -212,6 +212,13 @@ def test_fitted_styles_and_their_folders_are_described(capsys, tmp_path, tiny_G)
     save_file(
         {"w": torch.zeros(1, 8)}, str(tmp_path / "w.safetensors"), metadata={"model": "preset cips-tiny"}
     )
+    renamed = fit / "styles.safetensors"
+    renamed.rename(tmp_path / "me.safetensors")  # named by content: multiview names outputs after it
+    assert info(capsys, str(tmp_path / "me.safetensors"))["camera"] == "yaw 1.6, pitch 1.5, fov 12"
+    metadata = {"format": "cips3d.inverted-styles", "meta": "{not json"}
+    save_file({"a": torch.zeros(2)}, str(tmp_path / "bad.safetensors"), metadata=metadata)
+    code, _, err = run(capsys, "info", str(tmp_path / "bad.safetensors"))
+    assert code == 2 and "cannot be read as fitted styles" in err and "Traceback" not in err
     two = info(capsys, str(tmp_path / "w.safetensors"))
     assert two["kind"] == "a style fitted by `cips3d invert2d` (a 2D CIPS model)"
     assert two["fitted with"] == "preset cips-tiny"

@@ -147,8 +147,12 @@ def test_levels_that_cannot_make_a_surface_are_refused():
         density_grid(sphere_field, resolution=4)
     # a fraction given: the advice is a higher fraction (the minimum's share of the maximum), not "50%"
     dense = DensityGrid(sigma=grid.sigma + 5, axis=grid.axis)  # from 5 to 10
-    with pytest.raises(ConfigError, match="give a fraction above 50% of the maximum or a larger bound"):
+    with pytest.raises(ConfigError, match="give a fraction of at least 51% of the maximum or a larger bound"):
         resolve_level(dense, 0.5, relative=True)
+    assert resolve_level(dense, 0.51, relative=True) == pytest.approx(5.1)  # what it advised works
+    nearly_even = DensityGrid(sigma=grid.sigma / 500 + 9.99, axis=grid.axis)  # 9.99 to 10: 99.9%
+    with pytest.raises(ConfigError, match="give a larger bound"):  # "above 100%", which mesh refuses
+        resolve_level(nearly_even, 0.5, relative=True)
     with pytest.raises(ConfigError, match="zero everywhere in the box"):
         resolve_level(DensityGrid(sigma=torch.zeros(8, 8, 8), axis=grid.axis), 0.5, relative=True)
 

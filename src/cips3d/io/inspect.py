@@ -118,7 +118,9 @@ def _fitted_styles_file(path: Path) -> Path | None:
         if (path / CONFIG_FILE).exists():
             return None
         return next((path / name for name in FITTED_FILES if (path / name).is_file()), None)
-    return path if path.name in FITTED_FILES and not (path.parent / CONFIG_FILE).exists() else None
+    # By content, not name: multiview and video name their outputs after a renamed styles file.
+    alone = path.suffix.lower() == ".safetensors" and not (path.parent / CONFIG_FILE).exists()
+    return path if alone else None
 
 
 def _fitted(path: Path) -> Lines:
@@ -126,10 +128,12 @@ def _fitted(path: Path) -> Lines:
     try:
         with safe_open(str(path), "pt") as f:
             metadata, names = f.metadata() or {}, list(f.keys())
-    except Exception as err:  # safetensors raises several kinds for a damaged file
+        meta = json.loads(metadata.get("meta", "{}")) if metadata.get("format") == INVERTED_STYLES else {}
+        if not isinstance(meta, dict):
+            raise ValueError("its metadata is not a JSON object")
+    except Exception as err:  # safetensors and json raise several kinds for a damaged file
         raise UserError(f"{path} cannot be read as fitted styles ({error_gist(err, 160)}).") from None
     if metadata.get("format") == INVERTED_STYLES:
-        meta = json.loads(metadata.get("meta", "{}"))
         angles = [(k, meta.get(k)) for k in ("yaw", "pitch", "fov")]
         camera = ", ".join(f"{k} {v:.4g}" for k, v in angles if isinstance(v, (int, float)))
         lines: Lines = [("kind", "styles fitted by `cips3d invert` (a 3D model)"), ("styles", len(names)),
