@@ -151,6 +151,8 @@ def test_bad_settings_are_config_errors(tiny_G):
         InversionConfig(camera_search=-1)
     with pytest.raises(ConfigError, match="image size"):
         InversionConfig(size=1)
+    with pytest.raises(ConfigError, match="pitch must run from 0 .* to pi"):  # was clamped to the pole
+        InversionConfig(pitch=4.0)
     with pytest.raises(ConfigError, match=r"\[1, 3, 8, 8\]"):
         invert(tiny_G, torch.zeros(1, 3, 9, 9), InversionConfig(steps=1, size=8))
 

@@ -30,7 +30,7 @@ from cips3d.io.checkpoint2d import (
 from cips3d.io.video import MAX_FPS, MIN_FPS, mp4_available
 from cips3d.models.generator2d import Generator2D
 from cips3d.models.generator3d import Generator3D
-from cips3d.rendering.cameras import is_camera_angle
+from cips3d.rendering.cameras import PITCH_RULE, is_camera_angle, is_pitch
 from cips3d.seeding import MAX_SEED, seed_range
 
 CHECKPOINT_HELP_2D = "a train2d run (or one of its snapshots), a 2D model folder, or an official CIPS .pt"
@@ -156,11 +156,14 @@ def note_fast_setting(args: argparse.Namespace, device: torch.device) -> None:
     applied = [f"--{name.replace('_', '-')} {value}" for name, value in fastest.items()
                if getattr(args, name) is None and value != SPEED_DEFAULTS[name]]  # fmt: skip
     if not fastest:
-        note = "--fast changes nothing on this device (no bfloat16 matrix units, no GPU)"
+        note = (f"--fast changes nothing on {device}: it knows faster settings for CUDA GPUs and for CPUs "
+                "with bfloat16 matrix units")  # fmt: skip
     elif not applied:
         note = "--fast changes nothing: the speed options given set everything it would"
     else:
         note = f"--fast renders with {', '.join(applied)}"
+        if fastest.get("field_kernel") == "torch":  # CUDA without the triton package
+            note += " (not the Triton kernels: the triton package is not installed)"
     print(f"cips3d: note: {note}.", file=sys.stderr)
 
 
@@ -382,15 +385,6 @@ def angle(text: str) -> float:
     if not is_camera_angle(value):
         raise argparse.ArgumentTypeError(f"{text!r} radians is more than {K.MAX_ANGLE:g} either way")
     return value
-
-
-PITCH_RULE = "from 0 (the camera straight above) through pi/2 (level) to pi (straight below), in radians"
-
-
-def is_pitch(value: float) -> bool:
-    """Whether `value` is a pitch the camera can take: the renderer clamps anything past a pole to it
-    (as the official code does), so 4 radians rendered what pi does, without a word."""
-    return 0 <= value <= math.pi
 
 
 def pitch_angle(text: str) -> float:

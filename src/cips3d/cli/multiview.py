@@ -12,14 +12,12 @@ from tqdm import tqdm
 
 from cips3d import constants as K
 from cips3d.cli.common import (
-    PITCH_RULE,
     RayProgress,
     add_chunk_rows_argument,
     add_model_arguments,
     add_precision_argument,
     finite_float,
     fitted_styles,
-    is_pitch,
     positive_int,
     refuse_ignored,
     rendering_generator,
@@ -44,7 +42,7 @@ from cips3d.inference.multiview import (
 )
 from cips3d.inference.sample import parse_seeds
 from cips3d.io.images import depth_tiles, make_grid, save_png, to_uint8
-from cips3d.rendering.cameras import ANGLE_RULE, is_camera_angle
+from cips3d.rendering.cameras import ANGLE_RULE, PITCH_RULE, is_camera_angle, is_pitch
 from cips3d.words import counted
 
 SEEDS = "0-3"  # the default of --seeds

@@ -44,7 +44,7 @@ from cips3d.models.generator3d import Generator3D
 from cips3d.models.inputs import require_tensor
 from cips3d.nn.modes import frozen_weights
 from cips3d.outputs import GeneratorOutput, Styles
-from cips3d.rendering.cameras import ANGLE_RULE, Camera, is_camera_angle
+from cips3d.rendering.cameras import ANGLE_RULE, PITCH_RULE, Camera, is_camera_angle, is_pitch
 from cips3d.seeding import check_seed, seeded_generator
 
 # The StyleGAN2-ADA projector's schedule (Karras et al. 2020, `projector.py` defaults).
@@ -100,6 +100,8 @@ class InversionConfig:
         plain_fields(self)
         if not (is_camera_angle(self.yaw) and is_camera_angle(self.pitch)):
             raise ConfigError(f"yaw and pitch must be {ANGLE_RULE}.")
+        if not is_pitch(self.pitch):
+            raise ConfigError(f"pitch must run {PITCH_RULE}, got {self.pitch}.")
         whole_count(self.steps, "steps (--steps)")
         check_seed(self.seed, "seed (--seed)")
         # Named as the field and its flag: the API and `cips3d invert` share these checks.

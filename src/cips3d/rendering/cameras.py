@@ -107,6 +107,16 @@ def is_camera_angle(value: float) -> bool:
     return abs(value) <= K.MAX_ANGLE
 
 
+PITCH_RULE = "from 0 (the camera straight above) through pi/2 (level) to pi (straight below), in radians"
+"""What a pitch a user gives must be, as the commands and `InversionConfig` word it."""
+
+
+def is_pitch(value: float) -> bool:
+    """Whether `value` is a pitch the camera can take: the renderer clamps anything past a pole to it
+    (as the official code does), so 4 radians rendered what pi does, without a word."""
+    return 0 <= value <= math.pi
+
+
 def clamp_pitch(pitch: torch.Tensor) -> torch.Tensor:
     """Keep the pitch off the poles, where the look-at frame with up = +y is undefined."""
     return pitch.clamp(K.PITCH_CLAMP_EPS, math.pi - K.PITCH_CLAMP_EPS)
