@@ -21,6 +21,7 @@ from cips3d.cli.main import build_parser
 from cips3d.cli.view import sample_command
 from cips3d.config import RenderConfig
 from cips3d.inference import web_viewer
+from cips3d.inference.geometry import normals_image
 from cips3d.inference.video import seed_styles
 from cips3d.inference.web_viewer import BadRequest, FrameRequest, make_server, serve_in_thread
 from cips3d.io.images import colorize_depth, to_uint8
@@ -46,7 +47,7 @@ def test_a_frame_request_has_defaults_and_refuses_bad_values():
     bad = [("seed=x", "integer"), ("seed=-1", "seed must be"), ("yaw=nan", "yaw must be a number"),
            ("psi=2", "psi must"),
            ("yaw=1e39", "at most 1000 either way"), ("pitch=-1e308", "at most 1000 either way"),
-           ("panel=normals", "panel must"), ("format=gif", "format must"),
+           ("panel=mask", "panel must"), ("format=gif", "format must"),
            ("yaw=abc", "^yaw must be a number, got 'abc'.$"),  # was: "seed must be an integer and yaw, ..."
            ("seed=" + "9" * 5000, "^seed must be an integer, got '9999"),  # was: Python's digit-limit advice
            # were read as the default, or as numbers by Python's lenient int and float:
@@ -82,11 +83,13 @@ def test_the_server_answers_the_page_and_frames_equal_to_direct_renders(server, 
     _, _, png = get(server + "/frame?seed=3&yaw=1.7&pitch=1.5&panel=depth&format=png")
     depth = colorize_depth(out.depth[0], RENDER.ray_start, RENDER.ray_end)
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), depth)
+    _, _, png = get(server + "/frame?seed=3&yaw=1.7&pitch=1.5&panel=normals&format=png")  # as video's
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), normals_image(out.depth, RENDER.fov)[0])
     code, kind, jpeg = get(server + "/frame?seed=3&yaw=1.7&pitch=1.5")  # the page's default: JPEG
     decoded = np.asarray(Image.open(io.BytesIO(jpeg))).astype(int)
     assert kind == "image/jpeg" and np.abs(decoded - to_uint8(out.img[0])).mean() < 8
     info = json.loads(get(server + "/info")[2])
-    assert info["size"] == 8 and info["frames_served"] == 3 and not info["fixed_styles"]
+    assert info["size"] == 8 and info["frames_served"] == 4 and not info["fixed_styles"]
     code, _, message = get(server + "/frame?seed=-4")
     assert code == 400 and b"seed must be" in message
     assert get(server + "/nothing")[0] == 404

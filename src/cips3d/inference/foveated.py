@@ -49,8 +49,7 @@ def foveated_image(
     if G.config.grid_width != G.config.size:  # a panorama's 4:1 frame was squashed into the square
         raise ConfigError("foveated images are square frames; this model's images are not square.")
     points = foveated_points(count, fixation, sharpness, generator)  # [1, count, 1, 2]
-    coords = points.expand(w.shape[0], -1, -1, -1).to(G.device)
-    colours = G.synthesis(w, coords)[..., 0].cpu()  # [B, 3, count]
+    colours = G.synthesis(w, points.to(G.device))[..., 0].cpu()  # [B, 3, count]: one grid for all
     flat = points[0, :, 0]
     return Foveated(interpolate_to_grid(flat, colours, size), flat, colours)
 

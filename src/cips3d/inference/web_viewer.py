@@ -7,7 +7,7 @@ frames instead of a growing queue. Nothing is loaded from the internet: the page
 
 Routes:
     GET /                                  the page
-    GET /frame?seed=S&yaw=Y&pitch=P&panel=image|aux|depth&psi=F&format=jpeg|png   one frame (radians)
+    GET /frame?seed=S&yaw=Y&pitch=P&panel=image|aux|depth|normals&psi=F&format=jpeg|png   one frame
     GET /info                              JSON: image size, device, seeds shown first, frames served
 """
 
@@ -36,13 +36,12 @@ from cips3d.config import check_psi as psi_rule
 from cips3d.errors import ConfigError
 from cips3d.fast import SlowPrecisionWarning
 from cips3d.inference.interactive import InteractiveRenderer
-from cips3d.inference.video import compose_frame, seed_styles
+from cips3d.inference.video import PANELS, compose_frame, seed_styles
 from cips3d.models.generator3d import Generator3D
 from cips3d.outputs import Styles
 from cips3d.rendering.cameras import ANGLE_RULE, Camera, is_camera_angle
 from cips3d.seeding import check_seed as seed_rule
 
-PANELS = ("image", "aux", "depth")
 FORMATS = {"jpeg": "image/jpeg", "png": "image/png"}
 """JPEG by default: a 512 px PNG takes about 40 ms to encode here (JPEG about 1 ms), more than a GPU
 takes to render the frame; PNG gives the exact pixels."""
@@ -379,7 +378,7 @@ PAGE = (
  <label>seed <input id="seed" type="number" min="0" value="0"></label>
  <button id="prev">&larr;</button><button id="next">&rarr;</button>
  <label>panel <select id="panel">
-  <option>image</option><option>aux</option><option>depth</option></select></label>
+  <option>image</option><option>aux</option><option>depth</option><option>normals</option></select></label>
  <label>psi <input id="psi" type="range" min="0" max="1" step="0.05" value="1"></label>
  <label><input id="spin" type="checkbox"> turn</label>
  <button id="reset">front</button>
@@ -418,7 +417,7 @@ function request() {
     if (command) {
       el('command').textContent = `${command} --seeds ${q.get('seed')} --yaw ${q.get('yaw')} ` +
         `--pitch ${q.get('pitch')} --psi ${q.get('psi')} --deterministic --size ${size}` +
-        ({aux: ' --aux', depth: ' --depth'}[q.get('panel')] || '');  // those panels' files too
+        ({aux: ' --aux', depth: ' --depth', normals: ' --normals'}[q.get('panel')] || '');  // those files too
     }
   }).catch(e => { status.textContent = 'server unreachable: ' + e; })
     .finally(() => { busy = false; });
