@@ -327,7 +327,8 @@ AVX-512 Xeon with AMX, whose float32 and bfloat16 speeds differ by 2x and 20x.""
 def cpu_matrix_units() -> list[str]:
     """Which of `MATRIX_FLAGS` this CPU reports (empty where /proc/cpuinfo cannot be read)."""
     try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = next(line for line in cpuinfo if line.startswith("flags")).split()
     except (OSError, StopIteration):
         return []
     return [flag for flag in MATRIX_FLAGS if flag in flags]

@@ -3,6 +3,7 @@ its GPU cases run small on a CPU."""
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import os
@@ -48,9 +49,9 @@ def test_summary_ratios():
     bf16 = bench.summarise([case("ours-bf16", 1.0)], matmul_gflops=200.0, bf16_gflops=1600.0)[0]
     floor_s = 4 * 64 * 64 * (8.96e6 / 1600.0 + 1.30e6 / 200.0) / 1e9
     assert bf16["x_machine_floor"] == round(1.0 / floor_s, 2)
-    assert bench.bf16_matmul_gflops(repeats=1) > 0
     described = bench.machine(torch.device("cpu"))
-    cpuinfo = open("/proc/cpuinfo").read()
+    with open("/proc/cpuinfo") as file:
+        cpuinfo = file.read()
     flags = re.search(r"^flags\s*:(.*)$", cpuinfo, re.MULTILINE).group(1).split()
     wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
     assert described["matrix_units"] == [flag for flag in wanted if flag in flags]
@@ -109,10 +110,11 @@ def test_fused_kernel_cases_are_left_out_where_the_kernel_cannot_run(tiny_G):
 
 
 def test_training_cases_add_a_tf32_iteration_only_when_asked(tiny_G, monkeypatch):
+    G = copy.deepcopy(tiny_G)  # the cases train it: the shared model must stay as other tests expect it
     D = Discriminator(discriminator_preset("tiny"), torch.Generator().manual_seed(0))
-    plain = bench.training_cases(tiny_G, D, [16], torch.device("cpu"))
+    plain = bench.training_cases(G, D, [16], torch.device("cpu"))
     assert [c.path for c in plain] == ["full", "partial", "G only"]
-    cases = bench.training_cases(tiny_G, D, [16], torch.device("cpu"), tf32=True)
+    cases = bench.training_cases(G, D, [16], torch.device("cpu"), tf32=True)
     assert [c.path for c in cases] == ["full", "full-tf32", "full-ieee-conv", "partial", "G only"]
     before = [p.detach().clone() for p in D.parameters()]
     cases[1].run()  # a whole D + G iteration inside the TF32 block (a no-op switch on a CPU)
