@@ -74,9 +74,13 @@ def test_fast_says_what_it_chose(capsys, monkeypatch):
     )
     monkeypatch.setattr(common, "bf16_fast", lambda device: False)
     common.note_fast_setting(parsed("--fast"), cpu)
-    assert "--fast changes nothing on this device" in capsys.readouterr().err
+    assert "--fast changes nothing on cpu: it knows faster settings for" in capsys.readouterr().err
     common.note_fast_setting(parsed(), cpu)
     assert capsys.readouterr().err == ""
+    monkeypatch.setattr(common.importlib.util, "find_spec", lambda name: None)  # CUDA without triton
+    common.note_fast_setting(parsed("--fast"), torch.device("cuda"))
+    err = capsys.readouterr().err
+    assert "--precision bf16, --field-precision tf32 (not the Triton kernels: the triton" in err
 
 
 def test_chunk_rows_take_auto_in_any_case_and_say_so_when_refused():
