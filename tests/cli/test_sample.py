@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cips3d.cli.common import chunk_rows
+from cips3d.cli.speed import chunk_rows
 from cips3d.io.checkpoint import official_state_dict, save_generator
 from tests.cli.helpers import run
 from tests.conftest import fixture_path

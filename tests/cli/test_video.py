@@ -6,7 +6,7 @@ import av
 import numpy as np
 import pytest
 
-from cips3d.cli import common as cli_common
+from cips3d.cli import speed as cli_speed
 from cips3d.cli import video as video_cli
 from cips3d.config import RenderConfig
 from cips3d.inference.trajectories import make_trajectory, still, yaw
@@ -22,7 +22,7 @@ FAST = ["--preset", "tiny", "--device", "cpu", "--quiet", "--num-steps", "4"]
 def use_tiny_G(monkeypatch, tiny_G):
     """Skip rebuilding the tiny model (and its truncation mean) in every run: `--preset tiny
     --init-seed 0` builds these very weights (the first test checks it end to end)."""
-    monkeypatch.setattr(cli_common, "build_generator", lambda args, device: tiny_G)
+    monkeypatch.setattr(cli_speed, "build_generator", lambda args, device: tiny_G)
 
 
 def test_one_mp4_per_seed_with_the_frames_and_size_asked_for(tmp_path, capsys, tiny_G):
@@ -163,7 +163,7 @@ def test_bad_input_is_one_sentence_and_exit_2_before_anything_renders(
     def no_model(*_):
         raise AssertionError("the model was built before the input was checked")
 
-    monkeypatch.setattr(cli_common, "build_generator", no_model)
+    monkeypatch.setattr(cli_speed, "build_generator", no_model)
     monkeypatch.setattr(video_cli, "mp4_available", lambda: True)  # the mp4 checks, with or without PyAV
     out = tmp_path / "out"
     code, _, err = run(capsys, "video", "--preset", "tiny", "--quiet", *args, "--outdir", str(out))

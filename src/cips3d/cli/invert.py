@@ -14,7 +14,6 @@ from tqdm import tqdm
 from cips3d import constants as K
 from cips3d.cli.common import (
     add_model_arguments,
-    add_precision_argument,
     angle,
     check_frame_rate,
     finite_float,
@@ -27,6 +26,9 @@ from cips3d.cli.common import (
     positive_int,
     refuse_ignored,
     refuse_writing_over,
+)
+from cips3d.cli.speed import (
+    add_precision_argument,
     rendering_generator,
     speed_options,
 )

@@ -12,18 +12,20 @@ from tqdm import tqdm
 
 from cips3d import constants as K
 from cips3d.cli.common import (
-    RayProgress,
-    add_chunk_rows_argument,
     add_model_arguments,
-    add_precision_argument,
     finite_float,
     fitted_styles,
     positive_int,
     refuse_ignored,
-    rendering_generator,
-    speed_options,
     styles_name,
     truncation,
+)
+from cips3d.cli.speed import (
+    RayProgress,
+    add_chunk_rows_argument,
+    add_precision_argument,
+    rendering_generator,
+    speed_options,
 )
 from cips3d.config import RenderConfig
 from cips3d.errors import UserError

@@ -16,10 +16,7 @@ from tqdm import tqdm
 
 from cips3d import constants as K
 from cips3d.cli.common import (
-    RayProgress,
-    add_chunk_rows_argument,
     add_model_arguments,
-    add_precision_argument,
     angle,
     comma_items,
     finite_float,
@@ -27,9 +24,14 @@ from cips3d.cli.common import (
     pitch_angle,
     positive_int,
     refuse_ignored,
+    truncation,
+)
+from cips3d.cli.speed import (
+    RayProgress,
+    add_chunk_rows_argument,
+    add_precision_argument,
     rendering_generator,
     speed_options,
-    truncation,
 )
 from cips3d.config import PoseConfig, RenderConfig
 from cips3d.errors import UserError

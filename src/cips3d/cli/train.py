@@ -16,7 +16,6 @@ from cips3d.cli.common import (
     int_at_least,
     positive_int,
     resolve_device,
-    warn_if_slow_precision,
 )
 from cips3d.cli.entry import EXIT_INTERRUPTED  # also: Ctrl-C or SIGTERM stopped a run after a snapshot
 from cips3d.cli.resuming import (
@@ -25,6 +24,9 @@ from cips3d.cli.resuming import (
     keep_run_options,
     refuse_other_settings,
     resumed_run_folder,
+)
+from cips3d.cli.speed import (
+    warn_if_slow_precision,
 )
 from cips3d.config_2d import is_2d_run_config
 from cips3d.errors import UserError

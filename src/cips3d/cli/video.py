@@ -12,19 +12,21 @@ import torch
 from cips3d import constants as K
 from cips3d.cli.common import (
     MAX_COUNT,
-    add_chunk_rows_argument,
     add_model_arguments,
-    add_precision_argument,
     check_frame_rate,
     comma_items,
     finite_float,
     fitted_styles,
     num_steps,
     refuse_ignored,
-    rendering_generator,
-    speed_options,
     styles_name,
     truncation,
+)
+from cips3d.cli.speed import (
+    add_chunk_rows_argument,
+    add_precision_argument,
+    rendering_generator,
+    speed_options,
 )
 from cips3d.config import RenderConfig
 from cips3d.errors import UserError

@@ -12,18 +12,20 @@ from http.server import ThreadingHTTPServer
 
 from cips3d import constants as K
 from cips3d.cli.common import (
-    SPEED_DEFAULTS,
     add_model_arguments,
-    add_precision_argument,
     checkpoint_generator2d,
     fitted_styles,
     model_name,
     note_other_model,
     positive_int,
     refuse_ignored,
+    resolve_device,
+)
+from cips3d.cli.speed import (
+    SPEED_DEFAULTS,
+    add_precision_argument,
     refuse_speed_options,
     rendering_generator,
-    resolve_device,
     speed_options,
 )
 from cips3d.config import MAX_IMG_SIZE, RenderConfig
