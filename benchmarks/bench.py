@@ -271,10 +271,11 @@ def summarise(
         if c.kind == "infer":
             achieved = c.batch * c.img_size**2 * FLOP_PER_PIXEL / seconds / 1e9
             row["gflops"] = round(achieved, 1)
-            floor = (FLOOR_BF16 if c.path == "ours-bf16" else FLOOR_F32).get(c.img_size) if cpu else None
+            bf16_row = c.path.startswith("ours-bf16")  # ours-bf16 and ours-bf16-compiled
+            floor = (FLOOR_BF16 if bf16_row else FLOOR_F32).get(c.img_size) if cpu else None
             row["x_floor"] = round(seconds / (floor * c.batch), 2) if floor else None
             if matmul_gflops and cpu:
-                inr_rate = bf16_gflops if c.path == "ours-bf16" and bf16_gflops else matmul_gflops
+                inr_rate = bf16_gflops if bf16_row and bf16_gflops else matmul_gflops
                 per_pixel = INR_FLOP_PER_PIXEL / inr_rate + NERF_FLOP_PER_PIXEL / matmul_gflops
                 row["x_machine_floor"] = round(seconds / (c.batch * c.img_size**2 * per_pixel / 1e9), 2)
         elif cpu and c.kind == "train" and c.img_size in FLOOR_TRAIN and c.path == "G only":
@@ -360,9 +361,9 @@ def main() -> None:
     if args.compile:
         compiled = copy.deepcopy(G)
         compile_generator(compiled)
-        for case in inference_cases(compiled, sizes, (1, 4), device, bf16=False):
-            if case.path == "ours":
-                cases.append(dataclasses.replace(case, path="ours-compiled"))
+        for case in inference_cases(compiled, sizes, (1, 4), device, bf16=bf16):
+            if case.path != "reference":  # ours-compiled, and ours-bf16-compiled where bf16 is fast
+                cases.append(dataclasses.replace(case, path=f"{case.path}-compiled"))
     gpu = device.type == "cuda"
     if not args.no_train:
         D = Discriminator(discriminator_preset("ffhq")).to(device)

@@ -49,6 +49,8 @@ def test_summary_ratios():
     bf16 = bench.summarise([case("ours-bf16", 1.0)], matmul_gflops=200.0, bf16_gflops=1600.0)[0]
     floor_s = 4 * 64 * 64 * (8.96e6 / 1600.0 + 1.30e6 / 200.0) / 1e9
     assert bf16["x_machine_floor"] == round(1.0 / floor_s, 2)
+    compiled = bench.summarise([case("ours-bf16-compiled", 1.0)], matmul_gflops=200.0, bf16_gflops=1600.0)[0]
+    assert compiled["x_machine_floor"] == bf16["x_machine_floor"] and compiled["x_floor"] == bf16["x_floor"]
     described = bench.machine(torch.device("cpu"))
     with open("/proc/cpuinfo") as file:
         cpuinfo = file.read()
