@@ -219,6 +219,9 @@ def test_fitted_styles_and_their_folders_are_described(capsys, tmp_path, tiny_G)
     save_file({"a": torch.zeros(2)}, str(tmp_path / "bad.safetensors"), metadata=metadata)
     code, _, err = run(capsys, "info", str(tmp_path / "bad.safetensors"))
     assert code == 2 and "cannot be read as fitted styles" in err and "Traceback" not in err
+    (tmp_path / "cut.safetensors").write_bytes((tmp_path / "me.safetensors").read_bytes()[:200])
+    code, _, err = run(capsys, "info", str(tmp_path / "cut.safetensors"))
+    assert code == 2 and "is not a readable safetensors file, damaged or cut short" in err  # not "styles"
     two = info(capsys, str(tmp_path / "w.safetensors"))
     assert two["kind"] == "a style fitted by `cips3d invert2d` (a 2D CIPS model)"
     assert two["fitted with"] == "preset cips-tiny"

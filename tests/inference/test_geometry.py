@@ -150,6 +150,10 @@ def test_levels_that_cannot_make_a_surface_are_refused():
     with pytest.raises(ConfigError, match="give a fraction of at least 51% of the maximum or a larger bound"):
         resolve_level(dense, 0.5, relative=True)
     assert resolve_level(dense, 0.51, relative=True) == pytest.approx(5.1)  # what it advised works
+    high_floor = DensityGrid(sigma=grid.sigma / 5 + 8, axis=grid.axis)  # 8 to 9: "such as 50%" fails there
+    with pytest.raises(ConfigError, match="give a lower level, a fraction of the maximum such as 89%, or"):
+        resolve_level(high_floor, 100.0)
+    assert resolve_level(high_floor, 0.89, relative=True) == pytest.approx(0.89 * 9)  # the advice works
     nearly_even = DensityGrid(sigma=grid.sigma / 500 + 9.99, axis=grid.axis)  # 9.99 to 10: 99.9%
     with pytest.raises(ConfigError, match="give a larger bound"):  # "above 100%", which mesh refuses
         resolve_level(nearly_even, 0.5, relative=True)

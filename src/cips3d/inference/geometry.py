@@ -207,17 +207,19 @@ def resolve_level(grid: DensityGrid, level: float, relative: bool = False) -> fl
     value = level * peak if relative else level
     if not (math.isfinite(value) and value > 0):
         raise ConfigError(f"the density level must be a positive finite number, got {value}.")
+    floor = float(grid.sigma.min())
+    share = math.floor(100 * floor / peak) + 1  # the first whole percentage above the minimum
+    # A fraction to suggest that works here: 50%, unless the minimum is already above half the maximum.
+    fraction = f"a fraction of the maximum such as {max(50, share)}%, " if share < 100 else ""
     if peak <= value:
         raise ConfigError(
             f"the density never reaches the level {value:g} (its maximum is {peak:.4g}); give a lower "
-            "level or a fraction of the maximum such as 50%."
+            f"level, {fraction}or a larger bound."
         )
-    floor = float(grid.sigma.min())
     if floor >= value:
         # A fraction given already: only a higher one (or a larger box, reaching thinner air) helps.
-        share = math.floor(100 * floor / peak) + 1  # the first whole percentage above the minimum
         if not relative:
-            advice = "give a higher level, a fraction of the maximum such as 50%, or a larger bound"
+            advice = f"give a higher level, {fraction}or a larger bound"
         elif share < 100:
             advice = f"give a fraction of at least {share}% of the maximum or a larger bound"
         else:

@@ -128,6 +128,10 @@ def _fitted(path: Path) -> Lines:
     try:
         with safe_open(str(path), "pt") as f:
             metadata, names = f.metadata() or {}, list(f.keys())
+    except Exception as err:  # safetensors raises several kinds for a damaged or cut-short file
+        raise UserError(f"{path} is not a readable safetensors file, damaged or cut short "
+                        f"({error_gist(err, 160)}).") from None  # fmt: skip
+    try:
         meta = json.loads(metadata.get("meta", "{}")) if metadata.get("format") == INVERTED_STYLES else {}
         if not isinstance(meta, dict):
             raise ValueError("its metadata is not a JSON object")
