@@ -131,7 +131,7 @@ def test_interpolation_walks_from_seed_to_seed(tmp_path, capsys, tiny_G, use_tin
         (["--fps", "0"], "--fps"),
         (["--fps", "-5"], "--fps"),
         (["--fps", "0.001"], "--fps must be from 0.1 to 240.0 frames per second"),
-        (["--panels", "image,mask"], "panels"),
+        (["--panels", "image,mask"], "--panels 'image,mask': panels must be a non-empty list of"),
         (["--format", "avi"], "--format"),
         (["--size", "0"], "image size"),
         (["--seeds", "7-3"], "backwards"),

@@ -83,7 +83,7 @@ def test_the_server_answers_the_page_and_frames_equal_to_direct_renders(server, 
     _, _, png = get(server + "/frame?seed=3&yaw=1.7&pitch=1.5&panel=depth&format=png")
     depth = colorize_depth(out.depth[0], RENDER.ray_start, RENDER.ray_end)
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), depth)
-    _, _, png = get(server + "/frame?seed=3&yaw=1.7&pitch=1.5&panel=normals&format=png")  # as video's
+    _, _, png = get(server + "/frame?seed=3&yaw=1.7&pitch=1.5&panel=Normals&format=png")  # as video's
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), normals_image(out.depth, RENDER.fov)[0])
     code, kind, jpeg = get(server + "/frame?seed=3&yaw=1.7&pitch=1.5")  # the page's default: JPEG
     decoded = np.asarray(Image.open(io.BytesIO(jpeg))).astype(int)

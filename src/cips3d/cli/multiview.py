@@ -151,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
     outdir = Path(args.outdir)
     views = len(s.yaws) * len(s.pitches) + (len(MIRROR_YAWS) if args.flip_pair else 0)
     subjects = _subjects(G, s, args)
-    bar = tqdm(total=len(subjects) * views, unit="view", desc="multiview", disable=args.quiet)
+    bar = tqdm(total=len(subjects) * views, unit="view", desc="multiview", disable=args.quiet,
+               bar_format=RayProgress.BAR_FORMAT)  # fmt: skip
     # The bar moves with each chunk of rays, not each subject (15 views at 256 px take a minute on a CPU).
     progress = RayProgress(bar, s.render.num_rays)
     for name, styles, seed in subjects:

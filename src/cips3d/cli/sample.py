@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     tiles: dict[str, list[np.ndarray]] = {"img": [], "aux": [], "depth": [], "normals": []}
     in_grid = 0 if args.no_grid else grid_tiles(len(seeds), render.img_size)
     bar = tqdm(total=len(seeds), unit="img", desc="sample", disable=args.quiet,
-               bar_format="{l_bar}{bar}| {n:.1f}/{total} [{elapsed}<{remaining}]")  # fmt: skip
+               bar_format=RayProgress.BAR_FORMAT)  # fmt: skip
     for batch in _batches(G, settings, args, bar):
         out = batch.output
         normals = normals_image(out.depth, render.fov) if args.normals else None

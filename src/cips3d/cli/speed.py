@@ -164,6 +164,9 @@ class RayProgress:
     a 200 px image at 0.99999 (a bar short of full) or past 1 (a negative time left).
     """
 
+    BAR_FORMAT = "{l_bar}{bar}| {n:.4g}/{total} [{elapsed}<{remaining}]"
+    """Counts as 3 and 2.333, not 3.0 and 2.3333333333333335."""
+
     def __init__(self, bar: tqdm, rays_per_unit: int) -> None:
         self.bar, self.rays_per_unit, self.rays = bar, rays_per_unit, 0
 

@@ -29,7 +29,7 @@ from cips3d.cli.speed import (
     speed_options,
 )
 from cips3d.config import RenderConfig
-from cips3d.errors import UserError
+from cips3d.errors import ConfigError, UserError
 from cips3d.inference.sample import parse_seeds
 from cips3d.inference.trajectories import TRAJECTORIES, Trajectory, make_trajectory, trajectory_function
 from cips3d.inference.video import (
@@ -198,7 +198,10 @@ def _plan(args: argparse.Namespace) -> _Plan:
     )
     options = {"num_frames": args.frames, "fov": args.fov}
     trajectory = make_trajectory(args.trajectory, **{k: v for k, v in options.items() if v is not None})
-    panels = check_panels([p.lower() for p in comma_items(args.panels, "--panels")])
+    try:
+        panels = check_panels([p.lower() for p in comma_items(args.panels, "--panels")])
+    except ConfigError as err:  # "panels must ..." said which flag only in the empty-item case
+        raise UserError(f"--panels {args.panels!r}: {err}") from None
     width, height = frame_size(render, panels)
     suffix = _suffix(args.format, width, height)
     check_video_target(Path(args.outdir) / f"video{suffix}", width, height)

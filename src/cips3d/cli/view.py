@@ -46,7 +46,7 @@ EXAMPLES = """examples:
   cips3d view --checkpoint runs/cips2d --styles out/invert2d/w.safetensors   # a photo fitted by invert2d
 
 Drag the image to turn the object; the seed box, the arrows, psi and the panel (image, aux NeRF
-image, depth) change what is shown. Frames render on demand (deterministic sampling); Ctrl-C stops.
+image, depth, normals) change what is shown. Frames render on demand (deterministic sampling); Ctrl-C stops.
 A 2D CIPS model (a train2d run, a converted or official checkpoint) is shown as a window you drag
 over its image and zoom into with the wheel: every pixel is rendered from its own coordinates, so
 zooming in renders new detail and moving past the frame extrapolates (a panorama goes round).

@@ -149,7 +149,7 @@ class FrameRequest:
         seed = query_number(q, "seed", 0, int)
         yaw, pitch = query_number(q, "yaw", K.YAW_MEAN), query_number(q, "pitch", K.PITCH_MEAN)
         psi = query_number(q, "psi", 1.0)
-        panel = q.get("panel", "image")
+        panel = q.get("panel", "image").lower()  # as video's --panels
         check_query_seed(seed)
         if not (is_camera_angle(yaw) and is_camera_angle(pitch)):
             raise BadRequest(f"yaw and pitch must be {ANGLE_RULE}.")
