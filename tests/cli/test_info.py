@@ -224,4 +224,6 @@ def test_fitted_styles_and_their_folders_are_described(capsys, tmp_path, tiny_G)
     assert code == 2 and "is not a readable safetensors file, damaged or cut short" in err  # not "styles"
     two = info(capsys, str(tmp_path / "w.safetensors"))
     assert two["kind"] == "a style fitted by `cips3d invert2d` (a 2D CIPS model)"
-    assert two["fitted with"] == "preset cips-tiny"
+    assert two["fitted with"] == "preset cips-tiny" and two["style"] == "one vector of 8"
+    save_file({"w": torch.zeros(1, 5, 8)}, str(tmp_path / "layers.safetensors"))
+    assert info(capsys, str(tmp_path / "layers.safetensors"))["style"] == "one per layer, 5 x 8"

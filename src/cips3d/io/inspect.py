@@ -128,6 +128,7 @@ def _fitted(path: Path) -> Lines:
     try:
         with safe_open(str(path), "pt") as f:
             metadata, names = f.metadata() or {}, list(f.keys())
+            shapes = {name: f.get_slice(name).get_shape() for name in names}
     except Exception as err:  # safetensors raises several kinds for a damaged or cut-short file
         raise UserError(f"{path} is not a readable safetensors file, damaged or cut short "
                         f"({error_gist(err, 160)}).") from None  # fmt: skip
@@ -145,7 +146,10 @@ def _fitted(path: Path) -> Lines:
         use = "--styles of multiview, video and view, with the model it was fitted with"
     elif set(names) == {"w"}:
         meta = metadata
-        lines = [("kind", "a style fitted by `cips3d invert2d` (a 2D CIPS model)")]
+        per_layer = len(shapes["w"]) == 3  # [1, layers, D] with --per-layer, else [1, D]
+        size = shapes["w"]
+        style = f"one per layer, {size[1]} x {size[2]}" if per_layer else f"one vector of {size[-1]}"
+        lines = [("kind", "a style fitted by `cips3d invert2d` (a 2D CIPS model)"), ("style", style)]
         use = "--styles of view, with the model it was fitted with"
     else:
         raise UserError(f"{path} is a safetensors file without a model's config.json beside it, and holds "
