@@ -49,16 +49,22 @@ def matmul_peaks(device: torch.device, n: int = 8192, repeats: int = 10) -> dict
         a = torch.randn(n, n, device=device, generator=generator).to(dtype)
         b = torch.randn(n, n, device=device, generator=generator).to(dtype)
         with tf32_matmuls(tf32, device):
-            a @ b  # warm-up: library handles, kernel choice
-            best = math.inf
-            for _ in range(repeats):
-                sync(device)
-                start = time.perf_counter()
-                a @ b
-                sync(device)
-                best = min(best, time.perf_counter() - start)
+            best = best_product_seconds(a, b, device, repeats)
         peaks[name] = float(f"{2 * n**3 / best / 1e12:.4g}")
     return peaks
+
+
+def best_product_seconds(a: torch.Tensor, b: torch.Tensor, device: torch.device, repeats: int) -> float:
+    """The best of `repeats` timed products a @ b, after one untimed (library handles, kernel choice)."""
+    a @ b
+    best = math.inf
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 FRAME_PATHS = {
