@@ -174,7 +174,7 @@ class RayProgress:
         self.rays += rays
         # exact at every whole unit; rounded between them (the bar showed 2.3333333333333335/5)
         self.bar.n = round(self.rays / self.rays_per_unit, 2)
-        self.bar.refresh()
+        self.bar.update(0)  # redrawn at tqdm's own pace, not once per chunk; close() shows the end
 
 
 def add_chunk_rows_argument(group) -> None:
