@@ -25,9 +25,7 @@ from cips3d.cli.resuming import (
     refuse_other_settings,
     resumed_run_folder,
 )
-from cips3d.cli.speed import (
-    warn_if_slow_precision,
-)
+from cips3d.cli.speed import warn_if_slow_precision
 from cips3d.config_2d import is_2d_run_config
 from cips3d.errors import UserError
 from cips3d.training.config import TRAIN_PRESETS, TrainConfig, preset_name, train_preset

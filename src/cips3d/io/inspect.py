@@ -132,13 +132,14 @@ def _fitted(path: Path) -> Lines:
     except Exception as err:  # safetensors raises several kinds for a damaged or cut-short file
         raise UserError(f"{path} is not a readable safetensors file, damaged or cut short "
                         f"({error_gist(err, 160)}).") from None  # fmt: skip
+    inverted = metadata.get("format") == INVERTED_STYLES
     try:
-        meta = json.loads(metadata.get("meta", "{}")) if metadata.get("format") == INVERTED_STYLES else {}
+        meta = json.loads(metadata.get("meta", "{}")) if inverted else {}
         if not isinstance(meta, dict):
             raise ValueError("its metadata is not a JSON object")
-    except Exception as err:  # safetensors and json raise several kinds for a damaged file
+    except ValueError as err:  # json's JSONDecodeError is one
         raise UserError(f"{path} cannot be read as fitted styles ({error_gist(err, 160)}).") from None
-    if metadata.get("format") == INVERTED_STYLES:
+    if inverted:
         angles = [(k, meta.get(k)) for k in ("yaw", "pitch", "fov")]
         camera = ", ".join(f"{k} {v:.4g}" for k, v in angles if isinstance(v, (int, float)))
         lines: Lines = [("kind", "styles fitted by `cips3d invert` (a 3D model)"), ("styles", len(names)),
@@ -146,9 +147,8 @@ def _fitted(path: Path) -> Lines:
         use = "--styles of multiview, video and view, with the model it was fitted with"
     elif set(names) == {"w"}:
         meta = metadata
-        per_layer = len(shapes["w"]) == 3  # [1, layers, D] with --per-layer, else [1, D]
-        size = shapes["w"]
-        style = f"one per layer, {size[1]} x {size[2]}" if per_layer else f"one vector of {size[-1]}"
+        size = shapes["w"]  # [1, layers, D] with --per-layer, else [1, D]
+        style = f"one per layer, {size[1]} x {size[2]}" if len(size) == 3 else f"one vector of {size[-1]}"
         lines = [("kind", "a style fitted by `cips3d invert2d` (a 2D CIPS model)"), ("style", style)]
         use = "--styles of view, with the model it was fitted with"
     else:
