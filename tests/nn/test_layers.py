@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from cips3d.nn import FiLMSine, ModulatedLinear, modulate_weight
@@ -17,6 +18,35 @@ def test_modulate_weight_is_plus_one_style_then_demodulation_over_inputs():
         expected = expected / torch.sqrt((expected**2).sum(0, keepdim=True) + 1e-8)
         assert torch.allclose(w[b], expected, atol=1e-12)
     assert torch.allclose(w.norm(dim=1), torch.ones(3, 7, dtype=torch.float64), atol=1e-6)
+
+
+def _plain_modulated(weight, style, offset):
+    """The formula of `modulate_weight` through autograd's own operations, for its gradient."""
+    w = weight.unsqueeze(0) * (style + offset).unsqueeze(-1)
+    return w / torch.sqrt(w.square().sum(dim=1, keepdim=True) + 1e-8)
+
+
+@pytest.mark.parametrize("offset", [1.0, 0.0])  # CIPS-3D's INR; 2D CIPS
+def test_modulate_weight_gradient_is_that_of_its_formula(offset):
+    g = torch.Generator().manual_seed(3)
+    weight = torch.randn(6, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    style = torch.randn(3, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(3, 6, 5, generator=g, dtype=torch.float64)
+    ours = torch.autograd.grad(modulate_weight(weight, style, style_offset=offset), (weight, style), upstream)
+    plain = torch.autograd.grad(_plain_modulated(weight, style, offset), (weight, style), upstream)
+    for a, b in zip(ours, plain, strict=True):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda w, s: modulate_weight(w, s, style_offset=offset), (weight, style))
+
+
+def test_modulate_weight_gives_the_style_gradient_of_a_frozen_weight():
+    """Inversion fits styles to a frozen generator: only the style's gradient is asked for."""
+    g = torch.Generator().manual_seed(4)
+    weight = torch.randn(6, 5, generator=g, dtype=torch.float64)
+    style = torch.randn(2, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    (ours,) = torch.autograd.grad(modulate_weight(weight, style).sum(), style)
+    (plain,) = torch.autograd.grad(_plain_modulated(weight, style, 1.0).sum(), style)
+    assert torch.allclose(ours, plain, rtol=1e-10, atol=1e-12)
 
 
 def test_modulated_linear_applies_x_times_w_per_sample():

