@@ -337,6 +337,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="64 px only, 1 repeat (a smoke run)")
     parser.add_argument("--sizes", help="inference sizes to time, comma-separated (default 64,128,256)")
     parser.add_argument("--no-train", action="store_true")
+    parser.add_argument("--train-sizes", help="training sizes to time, comma-separated (default 32,64,128)")
     parser.add_argument("--gpu-only", action="store_true", help="with --device cuda: only the GPU cases")
     parser.add_argument("--compile", action="store_true", help="also time a torch.compile'd generator")
     parser.add_argument("--gpu-cases", action="store_true",
@@ -363,6 +364,8 @@ def main() -> None:
     if not args.no_train:
         D = Discriminator(discriminator_preset("ffhq")).to(device)
         train_sizes = (32,) if args.quick else (32, 64, 128)
+        if args.train_sizes:
+            train_sizes = tuple(int(v) for v in args.train_sizes.split(","))
         G_train = Generator3D(generator_preset("ffhq")).to(device)
         cases += training_cases(G_train, D, train_sizes, device, tf32=gpu)
     if gpu or args.gpu_cases:
