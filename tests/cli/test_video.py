@@ -139,6 +139,8 @@ def test_interpolation_walks_from_seed_to_seed(tmp_path, capsys, tiny_G, use_tin
         (["--interpolate", "--seeds", "1,2", "--steps-between", "0"], "--steps-between"),
         (["--interpolate", "--seeds", "1,2", "--space", "x"], "--space"),
         (["--interpolate", "--seeds", "1,2", "--method", "cubic"], "--method"),
+        (["--trajectory", "circle_near_far", "--fov", "20"], "zooms out from --fov to 20 degrees"),
+        (["--trajectory", "translate_circle_near_far", "--fov", "30"], "give a --fov under 20 (got 30)"),
     ],
     ids=[
         "trajectory",
@@ -155,6 +157,8 @@ def test_interpolation_walks_from_seed_to_seed(tmp_path, capsys, tiny_G, use_tin
         "steps",
         "space",
         "method",
+        "zoom-nothing",
+        "zoom-backwards",
     ],
 )
 def test_bad_input_is_one_sentence_and_exit_2_before_anything_renders(

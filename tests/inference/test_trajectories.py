@@ -67,6 +67,14 @@ def test_circle_near_far_zooms_by_fov_from_12_to_20_and_back():
     assert torch.equal(traj.cameras.origin, circle(num_frames=5, periods=2).cameras.origin)
 
 
+@pytest.mark.parametrize("trajectory", [circle_near_far, translate_circle_near_far])
+def test_a_zoom_needs_its_far_fov_above_its_near_one(trajectory):
+    assert trajectory(num_frames=2, fov=30.0, max_fov=40.0).fov[-2:] == (40.0, 30.0)
+    for fov in (20.0, 25.0):  # nothing to zoom; a zoom running backwards
+        with pytest.raises(ConfigError, match=f"fov {fov} must be under max_fov 20"):
+            trajectory(num_frames=2, fov=fov)
+
+
 def test_translate_circle_near_far_shifts_in_parallel_then_circles():
     traj = translate_circle_near_far(num_frames=4)
     shift = 2 * 4 * (30 // 4)  # 7 frames per segment, 4 segments, along x then y

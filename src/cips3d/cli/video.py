@@ -31,7 +31,14 @@ from cips3d.cli.speed import (
 from cips3d.config import RenderConfig
 from cips3d.errors import ConfigError, UserError
 from cips3d.inference.sample import parse_seeds
-from cips3d.inference.trajectories import TRAJECTORIES, Trajectory, make_trajectory, trajectory_function
+from cips3d.inference.trajectories import (
+    MAX_FOV,
+    TRAJECTORIES,
+    ZOOMING,
+    Trajectory,
+    make_trajectory,
+    trajectory_function,
+)
 from cips3d.inference.video import (
     METHODS,
     SPACES,
@@ -196,6 +203,9 @@ def _plan(args: argparse.Namespace) -> _Plan:
         chunk_rows=args.chunk_rows,
         **speed_options(args),
     )
+    if args.trajectory in ZOOMING and args.fov is not None and not args.fov < MAX_FOV:
+        raise UserError(f"--trajectory {args.trajectory} zooms out from --fov to {MAX_FOV:g} degrees and "
+                        f"back: give a --fov under {MAX_FOV:g} (got {args.fov:g}).")  # fmt: skip
     options = {"num_frames": args.frames, "fov": args.fov}
     trajectory = make_trajectory(args.trajectory, **{k: v for k, v in options.items() if v is not None})
     try:

@@ -124,6 +124,15 @@ def _cone_positions(alpha: float, num_samples: int, periods: int, radius: float)
     return torch.stack([ring * torch.cos(beta), ring * torch.sin(beta), z], dim=-1)
 
 
+def _check_zoom(fov: float, max_fov: float) -> None:
+    """The near/far modes zoom out from fov to max_fov: at or past max_fov there is nothing to zoom
+    (or the zoom would run backwards), which a video would show without a word."""
+    _check_fov(fov, max_fov)
+    if not fov < max_fov:
+        raise ConfigError(f"the near/far trajectories zoom out from fov to max_fov: fov {fov} must be under "
+                          f"max_fov {max_fov}.")  # fmt: skip
+
+
 def _fov_ramp(fov: float, max_fov: float, num_frames: int) -> list[float]:
     """fov -> max_fov linearly over `num_frames` frames, then back down the same steps."""
     up = (fov + torch.linspace(0, 1, num_frames, dtype=torch.float64) * (max_fov - fov)).tolist()
@@ -169,7 +178,7 @@ def circle_near_far(
     """`circle` with 2 periods (2N frames) while the fov ramps fov -> max_fov over the first N
     frames and back over the last N: a zoom by fov, the camera distance stays fixed."""
     _frame_count(num_frames)
-    _check_fov(fov, max_fov)
+    _check_zoom(fov, max_fov)
     origin = _cone_positions(_check_alpha_pidiv(alpha_pidiv), num_frames, 2, radius)
     return Trajectory(_looking_at_origin(origin), tuple(_fov_ramp(fov, max_fov, num_frames)))
 
@@ -218,7 +227,7 @@ def translate_circle_near_far(
     Frames: 2 * 4 * (num_samples_translate // 4) + 2 * num_frames (56 + 2N with the defaults).
     """
     _frame_count(num_frames)
-    _check_fov(fov, max_fov)
+    _check_zoom(fov, max_fov)
     alpha = _check_alpha_pidiv(alpha_pidiv)
     shift = _translations(num_samples_translate, translate_dist, alpha, radius)
     cone = _cone_positions(alpha, num_frames, 2, radius)
@@ -319,6 +328,8 @@ TRAJECTORIES: dict[str, TrajectoryFn] = {
     "translate_rotate": translate_rotate,
 }
 """Trajectory functions by name; each takes `num_frames` and keyword `fov` (degrees)."""
+ZOOMING = ("circle_near_far", "translate_circle_near_far")
+"""The trajectories that zoom out from `fov` to MAX_FOV degrees and back."""
 
 
 def trajectory_function(name: str) -> TrajectoryFn:
