@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from cips3d.inference.geometry import (
     MAX_CHUNK,
     DensityGrid,
     Mesh,
+    check_grid_args,
     density_grid,
     extract_mesh,
     normals_from_depth,
@@ -308,3 +310,19 @@ def test_a_mesh_of_wrong_arrays_is_named_before_a_file_is_written(tmp_path, sphe
     with pytest.raises(ConfigError, match="write_mesh takes a Mesh .*, got str"):
         write_mesh("mesh", tmp_path / "a.ply")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((4, 0.12, 10), "the grid resolution must be an integer >= 8, got 4."),
+        ((8, float("nan"), 10), "the grid bound must be positive and at most 1e+06, got nan."),
+        ((8, 0.12, MAX_CHUNK + 1), f"the chunk size must be at most {MAX_CHUNK:,} points"),
+    ],
+)
+def test_an_impossible_grid_is_refused_in_the_words_asked_for(args, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_grid_args(*args)
+    flags = ("--resolution", "--bound", "--chunk")  # how `cips3d mesh` words them
+    with pytest.raises(ConfigError, match="^--"):
+        check_grid_args(*args, names=flags)

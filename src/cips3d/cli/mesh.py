@@ -25,11 +25,10 @@ from cips3d.inference.geometry import (
     DEFAULT_BOUND,
     DEFAULT_CHUNK,
     DEFAULT_SIGMA_LEVEL,
-    MAX_BOUND,
     MAX_CHUNK,
     MESH_FORMATS,
-    MIN_RESOLUTION,
     as_scene_field,
+    check_grid_args,
     density_grid,
     mesh_from_grid,
     num_chunks,
@@ -109,14 +108,7 @@ def parse_level(text: str) -> tuple[float, bool]:
 def _settings(args: argparse.Namespace) -> MeshSettings:
     """Check every option before a model is loaded."""
     seeds = parse_seeds(args.seeds)
-    if args.resolution < MIN_RESOLUTION:
-        raise UserError(f"--resolution must be at least {MIN_RESOLUTION}, got {args.resolution}.")
-    if args.chunk > MAX_CHUNK:
-        raise UserError(
-            f"--chunk must be at most {MAX_CHUNK:,} points (about 2 GB at once), got {args.chunk:,}."
-        )
-    if not 0 < args.bound <= MAX_BOUND:
-        raise UserError(f"--bound must be positive and at most {MAX_BOUND:g}, got {args.bound:g}.")
+    check_grid_args(args.resolution, args.bound, args.chunk, names=("--resolution", "--bound", "--chunk"))
     formats = [f.lower() for f in comma_items(args.format, "--format")]
     if any(f not in MESH_FORMATS for f in formats):
         raise UserError(f"--format must be ply, obj or ply,obj, got {args.format!r}.")

@@ -149,14 +149,24 @@ def num_chunks(resolution: int, chunk: int = DEFAULT_CHUNK) -> int:
     return math.ceil(resolution**3 / chunk)
 
 
-def _check_grid_args(resolution: int, bound: float, chunk: int) -> None:
+GRID_ARG_NAMES = ("the grid resolution", "the grid bound", "the chunk size")
+
+
+def check_grid_args(
+    resolution: int, bound: float, chunk: int, names: tuple[str, str, str] = GRID_ARG_NAMES
+) -> None:
+    """A `ConfigError` for an impossible grid; `names` words resolution, bound and chunk in it (the
+    CLI passes its flags, to refuse them before a model loads)."""
+    resolution_name, bound_name, chunk_name = names
     if not isinstance(resolution, int) or resolution < MIN_RESOLUTION:
-        raise ConfigError(f"the grid resolution must be an integer >= {MIN_RESOLUTION}, got {resolution!r}.")
+        raise ConfigError(f"{resolution_name} must be an integer >= {MIN_RESOLUTION}, got {resolution!r}.")
     if not 0 < bound <= MAX_BOUND:  # NaN fails this too
-        raise ConfigError(f"the grid bound must be positive and at most {MAX_BOUND:g}, got {bound}.")
-    whole_count(chunk, "the chunk size")
+        raise ConfigError(f"{bound_name} must be positive and at most {MAX_BOUND:g}, got {bound:g}.")
+    whole_count(chunk, chunk_name)
     if chunk > MAX_CHUNK:
-        raise ConfigError(f"the chunk size must be at most {MAX_CHUNK:,} points (about 2 GB), got {chunk:,}.")
+        raise ConfigError(
+            f"{chunk_name} must be at most {MAX_CHUNK:,} points (about 2 GB at once), got {chunk:,}."
+        )
 
 
 @torch.no_grad()
@@ -176,7 +186,7 @@ def density_grid(
     `on_chunk(n)` is called after each chunk with its number of points. The grid is on the field's
     device, in its dtype.
     """
-    _check_grid_args(resolution, bound, chunk)
+    check_grid_args(resolution, bound, chunk)
     scene = source if isinstance(source, SceneField) else as_scene_field(source, styles, psi=psi)
     axis = torch.linspace(-bound, bound, resolution, device=scene.device, dtype=scene.dtype)
     total = resolution**3
@@ -302,7 +312,7 @@ def extract_mesh(
     Returns:
         A closed `Mesh` with outward faces and normals, in world units.
     """
-    _check_grid_args(resolution, bound, chunk)
+    check_grid_args(resolution, bound, chunk)
     scene = as_scene_field(source, styles, psi=psi, color_fn=color_fn)
     grid = density_grid(scene, resolution=resolution, bound=bound, chunk=chunk, on_chunk=on_chunk)
     return mesh_from_grid(grid, resolve_level(grid, level, relative_level), scene, chunk)
