@@ -6,6 +6,8 @@ With `--appearance-seeds` the INR styles (all, or the `--mix-layers`) come from 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from cips3d import __version__
 from cips3d import constants as K
 from cips3d.cli.common import (
     add_model_arguments,
@@ -162,10 +165,33 @@ def _batches(G: Generator3D, s: SampleSettings, args: argparse.Namespace, bar: t
     return sample_mixed_seeds(G, s.seeds, s.appearance_seeds, inr_layers=s.mix_layers, **options)
 
 
+def _record(args: argparse.Namespace, s: SampleSettings, device: object) -> dict[str, object]:
+    """What every PNG of this run records of how it was made (`save_png(record=...)`): enough to make
+    it again, and the precision it was rendered in."""
+    model = {"checkpoint": args.checkpoint} if args.checkpoint else {"init_seed": args.init_seed}
+    if args.preset:
+        model["preset"] = args.preset
+    pose = "random, drawn with the seed" if args.random_pose else {"yaw": args.yaw, "pitch": args.pitch}
+    render = {k: v for k, v in dataclasses.asdict(s.render).items() if k != "chunk_rows"}  # no effect
+    return {"command": "cips3d sample", "version": __version__, **model, "psi": args.psi, "pose": pose,
+            "render": render, "device": str(device)}  # fmt: skip
+
+
+def _image_record(record: dict, s: SampleSettings, seed: int, output: str) -> dict[str, object]:
+    """`record` for one seed's `output` (image, aux image, depth or normals)."""
+    mine = {**record, "seed": seed, "output": output}
+    if s.appearance_seeds is not None:  # one partner for every seed, or one each (unique seeds)
+        one = len(s.appearance_seeds) == 1
+        mine["appearance_seed"] = s.appearance_seeds[0 if one else s.seeds.index(seed)]
+        mine["mix_layers"] = s.mix_layers or "all"
+    return mine
+
+
 def run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     seeds, render = settings.seeds, settings.render
-    _, G = rendering_generator(args)
+    device, G = rendering_generator(args)
+    record = _record(args, settings, device)
     outdir = Path(args.outdir)
     tiles: dict[str, list[np.ndarray]] = {"img": [], "aux": [], "depth": [], "normals": []}
     in_grid = 0 if args.no_grid else grid_tiles(len(seeds), render.img_size)
@@ -177,17 +203,18 @@ def run(args: argparse.Namespace) -> int:
         imgs, auxs = to_uint8(out.img), to_uint8(out.aux_img)
         for i, seed in enumerate(batch.seeds):
             stem = outdir / f"seed{seed:04d}"
+            about = functools.partial(_image_record, record, settings, seed)  # each file's record
             written = {"img": imgs[i]}
-            save_png(imgs[i], f"{stem}.png")
+            save_png(imgs[i], f"{stem}.png", about("image"))
             if args.aux:
-                save_png(auxs[i], f"{stem}_aux.png")
+                save_png(auxs[i], f"{stem}_aux.png", about("aux image"))
                 written["aux"] = auxs[i]
             if args.depth:
                 written["depth"] = colorize_depth(out.depth[i], render.ray_start, render.ray_end)
-                save_png(written["depth"], f"{stem}_depth.png")
+                save_png(written["depth"], f"{stem}_depth.png", about("depth"))
                 save_npy(out.depth[i, 0].cpu().numpy(), f"{stem}_depth.npy")
             if normals is not None:
-                save_png(normals[i], f"{stem}_normals.png")
+                save_png(normals[i], f"{stem}_normals.png", about("normals"))
                 written["normals"] = normals[i]
             if len(tiles["img"]) < in_grid:  # only what the grid shows is kept in memory
                 for kind, tile in written.items():
@@ -199,7 +226,8 @@ def run(args: argparse.Namespace) -> int:
         for kind in kinds:
             name = "grid.png" if kind == "img" else f"grid_{kind}.png"
             if tiles[kind]:
-                save_png(make_grid(np.stack(tiles[kind]), ncols), outdir / name)
+                shown = {**record, "seeds": seeds[:in_grid], "output": f"grid ({kind})"}
+                save_png(make_grid(np.stack(tiles[kind]), ncols), outdir / name, shown)
     print(f"wrote {counted(len(seeds), 'image')} of {render.img_size}x{render.img_size} to {outdir}/")
     if 0 < in_grid < len(seeds):
         print(f"grid.png shows the first {counted(in_grid, 'image')} (a grid of all would be too large).")

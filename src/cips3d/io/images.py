@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from cips3d.config import whole_count
 from cips3d.errors import ConfigError
@@ -95,16 +97,40 @@ def depth_tiles(depth: torch.Tensor, near: float, far: float) -> np.ndarray:
     return np.stack([colorize_depth(d, near, far) for d in depth])
 
 
-def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
-    """Write uint8 [H, W, C] (C = 1 or 3) as PNG, atomically (a half-written file never appears)."""
+PNG_RECORD_KEY = "cips3d"
+"""The PNG text chunk in which a command records how it made an image (`save_png(record=...)`)."""
+
+
+def save_png(array: np.ndarray, path: str | os.PathLike, record: Mapping[str, object] | None = None) -> Path:
+    """Write uint8 [H, W, C] (C = 1 or 3) as PNG, atomically (a half-written file never appears).
+
+    `record` (JSON-able: which command, model, seed, settings) goes into a text chunk of the file, where
+    image viewers keep it out of sight and `read_png_record` (and `cips3d info`) reads it back.
+    """
     path = Path(path)
     if path.suffix.lower() != ".png":  # PNG bytes under another name were written before
         raise ConfigError(f"save_png writes PNG files, so the name must end in .png, got {path.name!r}.")
     if not is_uint8_array(array, 3, (1, 3)):  # a [3, H, W] array was saved as a 3-row RGBA picture
         raise ConfigError(f"save_png takes uint8 [H, W, 1 or 3] arrays, got {array_kind(array)}.")
     image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
-    atomic_write(path, lambda p: image.save(p, format="PNG"))
+    info = None
+    if record is not None:
+        info = PngImagePlugin.PngInfo()
+        info.add_text(PNG_RECORD_KEY, json.dumps(record, sort_keys=True))  # ASCII: a plain tEXt chunk
+    atomic_write(path, lambda p: image.save(p, format="PNG", pnginfo=info))
     return path
+
+
+def read_png_record(path: str | os.PathLike) -> dict | None:
+    """The record `save_png` wrote into the PNG at `path`; None for any other file (no record, another
+    format, unreadable), so callers can offer it where there is one."""
+    try:
+        with Image.open(path) as image:
+            text = image.text.get(PNG_RECORD_KEY) if image.format == "PNG" else None
+        record = json.loads(text) if text is not None else None
+    except Exception:  # noqa: BLE001 - PIL and json raise many kinds; the answer is the same: none
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def save_npy(array: np.ndarray, path: str | os.PathLike) -> Path:
