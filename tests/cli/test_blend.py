@@ -11,6 +11,7 @@ from PIL import Image
 
 from cips3d.cli.main import main
 from cips3d.io.checkpoint import load_generator, official_state_dict, save_generator
+from cips3d.io.images import read_png_record
 from cips3d.io.video import read_video_frames
 from tests.cli.helpers import run
 
@@ -52,6 +53,9 @@ def test_gamma_0_and_1_columns_are_the_source_and_the_target(tmp_path, capsys, m
         src, tgt, zero, one = tiles(tmp_path / f"seed{seed:04d}.png", 4)
         assert np.abs(src.astype(int) - tgt.astype(int)).max() > 2  # the models do differ
         assert np.array_equal(zero, src) and np.array_equal(one, tgt)
+        record = read_png_record(tmp_path / f"seed{seed:04d}.png")  # how the row was made, in its PNG
+        assert record["command"] == "cips3d blend" and record["seed"] == seed and record["gammas"] == [0, 1]
+        assert (record["source"], record["target"]) == (str(source), str(target))
 
 
 def test_default_gamma_blends_half_way_with_the_official_layers(tmp_path, capsys, models):

@@ -9,7 +9,7 @@ from PIL import Image
 from cips3d import PoseConfig, RenderConfig
 from cips3d.inference.geometry import normals_from_depth, normals_to_rgb
 from cips3d.inference.sample import sample_seeds
-from cips3d.io.images import colorize_depth, to_uint8
+from cips3d.io.images import colorize_depth, read_png_record, to_uint8
 from tests.cli.helpers import run
 
 SIZE, PAD = 8, 2
@@ -46,6 +46,11 @@ def test_rows_are_pitches_columns_are_yaws_and_the_flip_pair_is_144_170(tmp_path
     for col, yaw in enumerate((1.44, 1.70)):
         assert np.abs(tile(flip, 0, col) - sampled(tiny_G, 1, yaw, 1.5707963)).max() <= 1
     assert Image.open(tmp_path / "seed0001_aux.png").size == grid.shape[1::-1]
+    record = read_png_record(tmp_path / "seed0001.png")  # how each grid was made, in its PNG
+    assert record["command"] == "cips3d multiview" and record["seed"] == 1 and record["output"] == "views"
+    assert (record["yaws"], record["pitches"], record["render"]["img_size"]) == (yaws, pitches, SIZE)
+    assert read_png_record(tmp_path / "seed0001_aux.png")["output"] == "views (aux)"
+    assert read_png_record(tmp_path / "seed0001_flip.png")["yaws"] == [1.44, 1.70]
 
 
 def test_depth_and_normals_grids_hold_each_views_maps(tmp_path, capsys, tiny_G):

@@ -17,6 +17,7 @@ from cips3d.cli.common import (
     comma_items,
     finite_float,
     int_at_least,
+    output_record,
     pitch_angle,
     positive_int,
     refuse_ignored,
@@ -235,6 +236,13 @@ def _save_model(args: argparse.Namespace, s: BlendSettings, blended: Generator3D
           f"`cips3d sample --checkpoint {args.save_model}` renders it)")  # fmt: skip
 
 
+def _models_record(args: argparse.Namespace) -> dict:
+    """The two models and how they are blended, for `output_record`."""
+    models = {"source": args.source, "target": args.target, "blend_inr_mapping": args.blend_inr_mapping}
+    presets = {"source_preset": args.source_preset, "target_preset": args.target_preset}
+    return models | {k: v for k, v in presets.items() if v is not None}
+
+
 def run(args: argparse.Namespace) -> int:
     s = _settings(args)
     suffix = _check_video(args, s, columns=2 + len(s.gammas))
@@ -262,8 +270,13 @@ def run(args: argparse.Namespace) -> int:
                 rows[seed].append(img)
             bar.update(len(batch.seeds))
     bar.close()
-    for seed, tiles in rows.items():
-        save_png(make_grid(np.stack(tiles), ncols=len(tiles)), outdir / f"seed{seed:04d}.png")
     gammas = ", ".join(f"{g:g}" for g in s.gammas)
+    pose = {"yaw": args.yaw, "pitch": args.pitch}
+    settings = {"gammas": s.gammas, "layers": s.layers, "psi": args.psi, "pose": pose,
+                "output": f"a row: source | target | gamma {gammas}"}  # fmt: skip
+    record = output_record("blend", _models_record(args), s.render, device) | settings
+    for seed, tiles in rows.items():
+        row = make_grid(np.stack(tiles), ncols=len(tiles))
+        save_png(row, outdir / f"seed{seed:04d}.png", record | {"seed": seed})
     print(f"wrote {counted(len(s.seeds), 'row')} [source | target | gamma {gammas}] to {outdir}/")
     return 0

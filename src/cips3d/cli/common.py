@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -10,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cips3d import __version__
 from cips3d import constants as K
-from cips3d.config import GENERATOR_PRESETS, MAX_IMG_SIZE, generator_preset
+from cips3d.config import GENERATOR_PRESETS, MAX_IMG_SIZE, RenderConfig, generator_preset
 from cips3d.convert.official_2d import holds_official_cips2d
 from cips3d.data.images import WHOLE_ASPECT_TOLERANCE, decode_rgb_sized
 from cips3d.devices import usable_device
@@ -49,6 +51,21 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--official-config", help="JSON with the official constructor kwargs (instead of --preset)"
     )
     group.add_argument("--init-seed", type=int, default=0, help="seed of the random init (no checkpoint)")
+
+
+def output_record(command: str, model: dict, render: RenderConfig, device: object) -> dict:
+    """What the PNGs of a rendering command record of how they were made (`save_png(record=...)`): the
+    command and version, the `model` (`model_record`), the render config (its precision included; not
+    chunk_rows, which changes no pixel) and the device. Commands add their settings and each file's seed."""
+    fields = {k: v for k, v in dataclasses.asdict(render).items() if k != "chunk_rows"}
+    return {"command": f"cips3d {command}", "version": __version__, **model, "render": fields,
+            "device": str(device)}  # fmt: skip
+
+
+def model_record(args: argparse.Namespace) -> dict:
+    """The model of `add_model_arguments`' options, for `output_record`."""
+    model = {"checkpoint": args.checkpoint} if args.checkpoint else {"init_seed": args.init_seed}
+    return model | ({"preset": args.preset} if args.preset else {})
 
 
 def resolve_device(name: str) -> torch.device:

@@ -15,6 +15,8 @@ from cips3d.cli.common import (
     add_model_arguments,
     finite_float,
     fitted_styles,
+    model_record,
+    output_record,
     positive_int,
     refuse_ignored,
     styles_name,
@@ -147,7 +149,9 @@ def _settings(args: argparse.Namespace) -> MultiviewSettings:
 
 def run(args: argparse.Namespace) -> int:
     s = _settings(args)
-    _, G = rendering_generator(args)
+    device, G = rendering_generator(args)
+    angles = {"psi": args.psi, "yaws": s.yaws, "pitches": s.pitches}
+    record = output_record("multiview", model_record(args), s.render, device) | angles
     outdir = Path(args.outdir)
     views = len(s.yaws) * len(s.pitches) + (len(MIRROR_YAWS) if args.flip_pair else 0)
     subjects = _subjects(G, s, args)
@@ -167,14 +171,18 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             on_rays=progress,
         )
-        save_png(multiview_image(to_uint8(out.img), len(s.yaws)), outdir / f"{name}.png")
+        about = record | ({"styles": args.styles} if args.styles else {"seed": seed})
+        save_png(multiview_image(to_uint8(out.img), len(s.yaws)), outdir / f"{name}.png",
+                 about | {"output": "views"})  # fmt: skip
         for suffix, tiles in _extra_grids(out, s.render, args).items():
-            save_png(multiview_image(tiles, len(s.yaws)), outdir / f"{name}_{suffix}.png")
+            save_png(multiview_image(tiles, len(s.yaws)), outdir / f"{name}_{suffix}.png",
+                     about | {"output": f"views ({suffix})"})  # fmt: skip
         if args.flip_pair:
             pair = render_mirror_pair(
                 G, styles, s.render, generators=seed_generators(G, seed, 2), on_rays=progress
             )
-            save_png(make_grid(to_uint8(pair.img), ncols=2), outdir / f"{name}_flip.png")
+            mirrored = about | {"output": "mirror pair", "yaws": list(MIRROR_YAWS), "pitches": [K.PITCH_MEAN]}
+            save_png(make_grid(to_uint8(pair.img), ncols=2), outdir / f"{name}_flip.png", mirrored)
     bar.close()
     shape = f"{counted(len(s.pitches), 'pitch', 'pitches')} x {counted(len(s.yaws), 'yaw')}"
     print(f"wrote {counted(len(subjects), 'grid')} of {shape} to {outdir}/")

@@ -6,7 +6,6 @@ With `--appearance-seeds` the INR styles (all, or the `--mix-layers`) come from 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import math
 from collections.abc import Iterator
@@ -16,14 +15,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from cips3d import __version__
 from cips3d import constants as K
 from cips3d.cli.common import (
     add_model_arguments,
     angle,
     comma_items,
     finite_float,
+    model_record,
     num_steps,
+    output_record,
     pitch_angle,
     positive_int,
     refuse_ignored,
@@ -166,15 +166,9 @@ def _batches(G: Generator3D, s: SampleSettings, args: argparse.Namespace, bar: t
 
 
 def _record(args: argparse.Namespace, s: SampleSettings, device: object) -> dict[str, object]:
-    """What every PNG of this run records of how it was made (`save_png(record=...)`): enough to make
-    it again, and the precision it was rendered in."""
-    model = {"checkpoint": args.checkpoint} if args.checkpoint else {"init_seed": args.init_seed}
-    if args.preset:
-        model["preset"] = args.preset
+    """What every PNG of this run records (`output_record`, with the truncation and the pose)."""
     pose = "random, drawn with the seed" if args.random_pose else {"yaw": args.yaw, "pitch": args.pitch}
-    render = {k: v for k, v in dataclasses.asdict(s.render).items() if k != "chunk_rows"}  # no effect
-    return {"command": "cips3d sample", "version": __version__, **model, "psi": args.psi, "pose": pose,
-            "render": render, "device": str(device)}  # fmt: skip
+    return output_record("sample", model_record(args), s.render, device) | {"psi": args.psi, "pose": pose}
 
 
 def _image_record(record: dict, s: SampleSettings, seed: int, output: str) -> dict[str, object]:
