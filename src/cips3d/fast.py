@@ -200,6 +200,14 @@ def compile_generator(G) -> None:
         module.forward = _eager_on_failure(module, torch.compile(module.forward))
 
 
+def uncompiled() -> contextlib.AbstractContextManager:
+    """A block in which functions compiled with `torch.compile` run eagerly and compile nothing (for
+    renders of shapes that are not rendered again, where compiling costs more than it saves). PyTorch
+    before 2.6 has no such switch; there the block changes nothing."""
+    set_stance = getattr(torch.compiler, "set_stance", None)
+    return set_stance("force_eager") if set_stance is not None else contextlib.nullcontext()
+
+
 def _eager_on_failure(module: torch.nn.Module, compiled):
     eager = module.forward
 

@@ -37,6 +37,7 @@ from torch.nn import functional as F
 from cips3d import constants as K
 from cips3d.config import RenderConfig, given_or_default, plain_fields, whole_count
 from cips3d.errors import CheckpointError, ConfigError, error_gist, first_sentence
+from cips3d.fast import uncompiled
 from cips3d.inference.video import compose_frame
 from cips3d.io.files import atomic_write
 from cips3d.io.images import array_kind, is_uint8_array, to_uint8
@@ -323,11 +324,14 @@ def search_camera(
     """The candidate camera of `search_grid` under which `styles` render closest to `target`."""
     candidates = search_grid(config)
     losses = []
-    for part in torch.tensor(candidates, device=target.device).split(SEARCH_BATCH):  # bounded memory
-        camera = Camera.from_angles(part[:, 0], part[:, 1])
-        batch = {name: w.detach().expand(len(part), -1) for name, w in styles.items()}
-        images = G.synthesis(batch, camera, render).img
-        losses += [pyramid_loss(image[None], target) for image in images]
+    # Eager even for a compiled generator (`compile_generator`): its batches (16 cameras, then the rest)
+    # are shapes the fit never renders again, and compiling each of them cost far more than rendering it.
+    with uncompiled():
+        for part in torch.tensor(candidates, device=target.device).split(SEARCH_BATCH):  # bounded memory
+            camera = Camera.from_angles(part[:, 0], part[:, 1])
+            batch = {name: w.detach().expand(len(part), -1) for name, w in styles.items()}
+            images = G.synthesis(batch, camera, render).img
+            losses += [pyramid_loss(image[None], target) for image in images]
     return candidates[int(torch.stack(losses).argmin())]
 
 
