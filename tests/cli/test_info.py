@@ -6,11 +6,14 @@ import argparse
 import json
 import subprocess
 import sys
+import zipfile
 
+import numpy as np
 import torch
 
 from cips3d.io.checkpoint import official_state_dict, save_generator
 from cips3d.io.checkpoint2d import generator2d_from_official, save_generator2d
+from cips3d.io.images import save_png
 from cips3d.io.inspect import SNAPSHOT_FILES
 from cips3d.training.snapshot import load_snapshot
 from cips3d.training.trainer import Trainer, TrainOptions
@@ -188,7 +191,100 @@ def test_a_folder_of_renders_is_said_to_hold_them(capsys, tmp_path, blob_folder)
     described = info(capsys, str(out))
     assert described["images"] == 9  # three grids and each seed's image, depth and normals
     assert described["note"].startswith("7 of them look like what cips3d's renders write")
+    assert described["written by"] == "cips3d sample"  # as its PNGs record; its seedNNNN.png: single images
     assert "note" not in info(capsys, str(blob_folder))  # photos are just photos
+
+
+def test_render_folders_say_which_command_wrote_them(capsys, tmp_path, blob_folder):
+    """multiview's grids and blend's rows are seedNNNN.png like sample's images, and were not flagged:
+    the record in each PNG names its command, and a seedNNNN_flip.png (written by multiview alone) says
+    so for PNGs without one."""
+    tile = np.zeros((8, 8, 3), np.uint8)
+    for seed in (0, 1):
+        save_png(tile, tmp_path / "blend" / f"seed{seed:04d}.png", {"command": "cips3d blend", "seed": seed})
+        save_png(tile, tmp_path / "old" / f"seed{seed:04d}.png")  # from before the records
+        save_png(tile, tmp_path / "old" / f"seed{seed:04d}_flip.png")
+    blend = info(capsys, str(tmp_path / "blend"))
+    assert blend["note"].startswith("2 of them look like what cips3d's renders write")
+    assert (
+        blend["written by"]
+        == "cips3d blend: its 2 seedNNNN.png are rows of source | target | blends, not single images"
+    )
+    with zipfile.ZipFile(tmp_path / "blend.zip", "w") as archive:
+        for png in (tmp_path / "blend").iterdir():
+            archive.write(png, png.name)
+    assert info(capsys, str(tmp_path / "blend.zip"))["written by"] == blend["written by"]
+    old = info(capsys, str(tmp_path / "old"))
+    assert old["note"].startswith("4 of them") and old["written by"].startswith("cips3d multiview: its 2 ")
+    assert "note" not in info(capsys, str(blob_folder)) and "written by" not in info(capsys, str(blob_folder))
+    args = ["multiview", "--preset", "tiny", "--seeds", "0-1", "--yaws", "2", "--pitches", "1", "--size", "8"]
+    code, _, err = run(capsys, *args, "--flip-pair", "--outdir", str(tmp_path / "multiview"), "--quiet")
+    assert code == 0, err
+    described = info(capsys, str(tmp_path / "multiview"))
+    assert described["images"] == 4 and described["note"].startswith("4 of them look like what cips3d's")
+    assert (
+        described["written by"]
+        == "cips3d multiview: its 2 seedNNNN.png are grids of views, not single images"
+    )
+
+
+def damage(path) -> None:
+    """Cut a file short, as a disk that filled up or a copy that stopped would."""
+    path.write_bytes(path.read_bytes()[:100])
+
+
+def test_a_run_whose_newest_snapshot_is_damaged_is_still_described(capsys, tmp_path, blob_folder):
+    """`info RUN` failed with the newest snapshot's error; the run is described from the snapshot to go on
+    from, as load_snapshot's error advises, or else from its run.json. A damaged snapshot named is refused."""
+    config = Train2DConfig(generator="cips-tiny", batch_size=2, d_max_channels=32, snapshot_every=1)
+    Trainer2D(config, tmp_path / "run", blob_folder, progress=False).run(max_steps=2)
+    capsys.readouterr()  # the run's snapshot lines
+    snapshots = tmp_path / "run" / "snapshots"
+    damage(snapshots / "step-000000002" / "G_ema.safetensors")
+    described = info(capsys, str(tmp_path / "run"))
+    assert described["kind"] == "a 2D CIPS training run (cips3d train2d)" and described["snapshots"] == 2
+    newest = described["newest snapshot"]
+    assert newest.startswith("step-000000002 cannot be read (SafetensorError: ")
+    assert newest.endswith(
+        f"; step-000000001, described here, is the one to go on from: move step-000000002 out of {snapshots} "
+        "and the run uses it"
+    )
+    assert described["snapshot"] == str(snapshots / "step-000000001") and described["step"] == 1
+    assert described["training state"] == "readable" and "preset cips-tiny" in described["generator"]
+    assert info(capsys, str(snapshots)) == described
+    code, _, err = run(capsys, "info", str(snapshots / "step-000000002"))  # named: its error, as before
+    assert code == 2 and "the snapshot" in err and "cannot be read (SafetensorError" in err
+    (snapshots / "step-000000001" / "state.json").write_text("{not json")
+    record = info(capsys, str(tmp_path / "run"))  # no snapshot reads: what run.json records
+    assert record["newest snapshot"].endswith(
+        "; none of the earlier ones reads either, so there is none to go on from"
+    )
+    assert "preset cips-tiny" in record["generator"] and record["snapshots"] == 2
+    assert record["data"] == f"{blob_folder.resolve()} ({len(list(blob_folder.iterdir()))} images)"
+    (tmp_path / "run" / "run.json").write_text("garbage")  # the newest's state.json still says the config
+    unrecorded = info(capsys, str(tmp_path / "run"))
+    assert unrecorded["generator"] == record["generator"] and "data" not in unrecorded
+    assert unrecorded["run record"].startswith("run.json cannot be read")
+    (snapshots / "step-000000002" / "state.json").write_text("{not json")  # nothing says what it is
+    code, _, err = run(capsys, "info", str(tmp_path / "run"))
+    assert code == 2 and "the snapshot" in err and "step-000000002 cannot be read (JSONDecodeError" in err
+
+
+def test_a_3d_run_with_no_readable_snapshot_says_its_curriculum_and_init(capsys, tmp_path, blob_folder):
+    options = TrainOptions(progress=False, max_steps=1)
+    Trainer(micro_config(), tmp_path / "run", blob_folder, options).run()
+    tuned = Trainer(micro_config(), tmp_path / "tuned", blob_folder, options)
+    tuned.warm_start(tmp_path / "run")
+    tuned.run()
+    capsys.readouterr()
+    (only,) = (tmp_path / "tuned" / "snapshots").iterdir()
+    damage(only / "G.safetensors")
+    described = info(capsys, str(tmp_path / "tuned"))
+    assert described["kind"] == "a CIPS-3D training run (cips3d train)" and described["snapshots"] == 1
+    assert described["newest snapshot"].startswith(f"{only.name} cannot be read (SafetensorError: ")
+    assert described["newest snapshot"].endswith("; there is no earlier one, so there is none to go on from")
+    started = (tmp_path / "run" / "snapshots" / "step-000000001").resolve()
+    assert described["curriculum"] == f"a config of its own; fine-tuned from {started}"
 
 
 def test_fitted_styles_and_their_folders_are_described(capsys, tmp_path, tiny_G):

@@ -17,7 +17,7 @@ import re
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
@@ -44,8 +44,12 @@ from cips3d.io.checkpoint import (
     read_weights,
 )
 from cips3d.io.checkpoint2d import official_generator_state
+from cips3d.io.images import PNG_RECORD_KEY
 from cips3d.models.generator2d import Generator2D
 from cips3d.models.generator3d import Generator3D
+
+if TYPE_CHECKING:  # training imports io, not back
+    from cips3d.training.snapshot import Snapshot, TrainState
 
 Lines = list[tuple[str, str | int | float]]
 """(label, value): counts and scores as numbers (`cips3d info --json` keeps them so), the rest as words."""
@@ -184,20 +188,81 @@ def _images(path: Path) -> Lines:
     packed = isinstance(source, ZipSource) and source.has_member("dataset.json")
     kind = ("a dataset zip written by `cips3d dataset`" if packed
             else "a zip of images" if isinstance(source, ZipSource) else "a folder of images")  # fmt: skip
+    writers = _render_writers(source)
     source.close()
     use = "--data of train, train2d and metrics, or the source of `cips3d dataset`"
     lines: Lines = [("kind", kind), ("images", len(source.names)), ("first image", f"{first}: {looks}"),
                     ("use", use)]  # fmt: skip
-    rendered = [name for name in source.names if _RENDER_OUTPUT.fullmatch(Path(name).name)]
-    if rendered:  # a `sample` folder was offered as training data, depth and normals maps included
+    return lines + _render_lines(source.names, writers)
+
+
+def _render_lines(names: tuple[str, ...], writers: dict[str, str]) -> Lines:
+    """A note on the images among `names` that are renders (by name, or grids by their `writers`), and
+    which commands wrote them: a `sample` folder was offered as training data, depth maps included."""
+    grids = [name for name, command in writers.items() if command in _GRID_WRITERS]
+    named = (name for name in names if _RENDER_OUTPUT.fullmatch(Path(name).name))
+    rendered = sorted({*grids, *named})
+    lines: Lines = []
+    if rendered:
         lines.append(("note", f"{len(rendered)} of them look like what cips3d's renders write (grids, aux, "
                               f"depth or normals maps, such as {rendered[0]}); as --data they would be "
                               "trained on as photos"))  # fmt: skip
+    if writers:
+        lines.append(("written by", _written_by(writers)))
     return lines
 
 
 # The names our rendering commands give to what is not a plain image of one seed.
 _RENDER_OUTPUT = re.compile(r"grid(_(aux|depth|normals))?\.png|seed\d+_(aux|depth|normals|flip)\.png")
+# What the rendering commands write: their records are looked for in these alone, so that the photos of
+# a large dataset are not opened one by one.
+_OUR_NAMES = re.compile(r"(grid|seed\d+)(_\w+)?\.png")
+_SEED_IMAGE = re.compile(r"seed\d+\.png")
+# The commands whose seedNNNN.png are grids, not one image of one seed as sample's are; what they hold.
+_GRID_WRITERS = {"cips3d multiview": "grids of views", "cips3d blend": "rows of source | target | blends"}
+
+
+def _render_writers(source: FolderSource | ZipSource) -> dict[str, str]:
+    """{name: the command that wrote it} of the images of `source` named as our renders, as the record in
+    each PNG says (`save_png(record=...)`). A PNG without one (written before the records) is multiview's
+    when a seedNNNN_flip.png is beside it (only multiview writes one); else nothing on disk tells
+    multiview's or blend's seedNNNN.png from sample's (no record file is written beside them)."""
+    writers = {}
+    for name in source.names:
+        if _OUR_NAMES.fullmatch(Path(name).name):
+            command = _png_record(source, name).get("command")
+            if isinstance(command, str) and command.startswith("cips3d "):
+                writers[name] = command
+    present = set(source.names)
+    for name in source.names:
+        flip = name.removesuffix(".png") + "_flip.png"
+        if name not in writers and _SEED_IMAGE.fullmatch(Path(name).name) and flip in present:
+            writers[name] = "cips3d multiview"
+    return writers
+
+
+def _png_record(source: FolderSource | ZipSource, name: str) -> dict[str, Any]:
+    """The record `save_png` wrote into the PNG `name` of `source` ({} for none). Read from the chunks
+    before the pixels (`info`), where PIL writes it: `read_png_record` decodes the whole image."""
+    try:
+        found = source.root / name if isinstance(source, FolderSource) else io.BytesIO(source.read(name))
+        with Image.open(found) as img:
+            text = img.info.get(PNG_RECORD_KEY) if img.format == "PNG" else None
+        record = json.loads(text) if isinstance(text, str) else None
+    except Exception:  # noqa: BLE001 - PIL and json raise many kinds; the answer is the same: none
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _written_by(writers: dict[str, str]) -> str:
+    """'cips3d multiview: its 2 seedNNNN.png are grids of views, not single images', per command."""
+    said = []
+    for command in sorted(set(writers.values())):
+        grids = [n for n, c in writers.items() if c == command and _SEED_IMAGE.fullmatch(Path(n).name)]
+        held = _GRID_WRITERS.get(command)
+        said.append(f"{command}: its {len(grids)} seedNNNN.png are {held}, not single images"
+                    if held and grids else command)  # fmt: skip
+    return "; ".join(said)
 
 
 def _parameters(state: Mapping[str, torch.Tensor]) -> int:
@@ -219,44 +284,39 @@ def _summary_2d(config: Cips2DConfig) -> str:
 
 def _run(path: Path, snapshot_file: str | None = None) -> Lines:
     """A run (its newest snapshot) or one snapshot (`snapshot_file`: the file of it that was named)."""
-    from cips3d.training.config import TrainConfig, preset_name  # noqa: PLC0415 (training imports io, not back)
+    from cips3d.training.snapshot import load_snapshot  # noqa: PLC0415 (training imports io, not back)
+
+    try:
+        snap = load_snapshot(path, training_state=False)
+    except CheckpointError as err:
+        if (path / "state.json").is_file():  # one snapshot was named: its error is the answer
+            raise
+        return _run_past_damage(path, err)
+    lines = _snapshot_lines(snap, path)
+    if snapshot_file is not None:
+        lines.insert(
+            0, ("file", f"{snapshot_file}: {SNAPSHOT_FILES.get(snapshot_file, 'a file of the snapshot')}")
+        )
+    return lines
+
+
+def _snapshot_lines(snap: Snapshot, path: Path) -> Lines:
+    """What a loaded snapshot `snap` holds, and what its run records; `path`: the run or snapshot named."""
     from cips3d.training.snapshot import (  # noqa: PLC0415 (training imports io, not back)
-        load_snapshot,
         recorded_options,
         snapshot_processes,
         training_state_problem,
     )
 
-    snap = load_snapshot(path, training_state=False)
     state, config = snap.state, snap.config
     try:  # run.json, read once: the init of a fine-tune, and whether a resume could read it
         options, record_readable = recorded_options(snap.path.parent.parent), True
     except CheckpointError:
         options, record_readable = {}, False
-    lines: Lines = [("snapshot", str(snap.path)), ("step", state.global_step),
-                    ("images seen", state.images_seen)]  # fmt: skip
     what = "a snapshot of " if (path / "state.json").is_file() else ""
-    if snapshot_file is not None:
-        lines.insert(
-            0, ("file", f"{snapshot_file}: {SNAPSHOT_FILES.get(snapshot_file, 'a file of the snapshot')}")
-        )
-    if is_2d_run_config(config):
-        from cips3d.training.trainer2d import Train2DConfig  # noqa: PLC0415
-
-        train = Train2DConfig.from_dict(config)
-        source = f"fine-tuned from {train.init}" if train.init else f"preset {train.generator}"
-        lines = [("kind", f"{what}a 2D CIPS training run (cips3d train2d)"), *lines,
-                 ("generator", f"{_summary_2d(train.generator_config())}; {source}")]  # fmt: skip
-    else:
-        stages = config.get("stages") or [{}]
-        stage = stages[min(state.stage, len(stages) - 1)]
-        name = str(stage.get("name", state.stage))
-        preset = preset_name(TrainConfig.from_dict(config))
-        init = options.get("init")
-        source = f"preset {preset}" if preset else "a config of its own"
-        lines = [("kind", f"{what}a CIPS-3D training run (cips3d train)"), *lines, ("stage", name),
-                 ("steps into the stage", state.stage_step),
-                 ("curriculum", f"{source}; fine-tuned from {init}" if init else source)]  # fmt: skip
+    lines: Lines = [("kind", f"{what}{_run_kind(config)}"), ("snapshot", str(snap.path)),
+                    ("step", state.global_step), ("images seen", state.images_seen),
+                    *_stage_lines(config, state), _source_line(config, options)]  # fmt: skip
     trained = {k: t for k, t in snap.D.items() if not k.endswith(".kernel")}  # less its fixed blur filters
     lines += [("parameters", _parameters(snap.G_ema)), ("D parameters", _parameters(trained))]
     problem = training_state_problem(snap.path)
@@ -276,6 +336,118 @@ def _run(path: Path, snapshot_file: str | None = None) -> Lines:
         lines.append(("last scored step", last.get("step", 0)))
         lines += [(f"last {k.upper()}", last[k]) for k in ("swd", "fid") if k in last]
     return lines
+
+
+def _run_kind(config: Mapping[str, Any]) -> str:
+    if is_2d_run_config(config):
+        return "a 2D CIPS training run (cips3d train2d)"
+    return "a CIPS-3D training run (cips3d train)"
+
+
+def _stage_lines(config: Mapping[str, Any], state: TrainState) -> Lines:
+    """The stage of a 3D run's curriculum that `state` is in; none for a 2D run."""
+    if is_2d_run_config(config):
+        return []
+    stages = config.get("stages") or [{}]
+    stage = stages[min(state.stage, len(stages) - 1)]
+    return [("stage", str(stage.get("name", state.stage))), ("steps into the stage", state.stage_step)]
+
+
+def _source_line(config: Mapping[str, Any], options: Mapping[str, Any]) -> tuple[str, str]:
+    """The preset a run trains, or the model it was fine-tuned from (a 2D run's config holds its init,
+    a 3D run's is in run.json's options)."""
+    from cips3d.training.config import TrainConfig, preset_name  # noqa: PLC0415 (training imports io, not back)
+    from cips3d.training.trainer2d import Train2DConfig  # noqa: PLC0415
+
+    if is_2d_run_config(config):
+        train = Train2DConfig.from_dict(dict(config))
+        source = f"fine-tuned from {train.init}" if train.init else f"preset {train.generator}"
+        return "generator", f"{_summary_2d(train.generator_config())}; {source}"
+    preset = preset_name(TrainConfig.from_dict(dict(config)))
+    source = f"preset {preset}" if preset else "a config of its own"
+    init = options.get("init")
+    return "curriculum", f"{source}; fine-tuned from {init}" if init else source
+
+
+def _run_past_damage(path: Path, err: CheckpointError) -> Lines:
+    """A run whose newest snapshot cannot be read (`err`): the newest that reads, the one `load_snapshot`'s
+    error says to go on from, or else what run.json records. `err` is raised when there is no run to
+    describe (no snapshot, or nothing that says its config): as a damaged snapshot named is."""
+    from cips3d.training.snapshot import list_snapshots  # noqa: PLC0415 (training imports io, not back)
+
+    snapshots = list_snapshots(path / "snapshots")
+    if not snapshots:
+        raise err
+    newest = snapshots[-1]
+    damaged = f"{newest.name} cannot be read ({_snapshot_problem(err)})"
+    snap, unreadable = _newest_readable(snapshots[:-1])  # the newest has just failed
+    if snap is None:
+        earlier = "none of the earlier ones reads either" if len(snapshots) > 1 else "there is no earlier one"
+        return _run_record_lines(
+            path, snapshots, f"{damaged}; {earlier}, so there is none to go on from", err
+        )
+    moved = ", ".join(p.name for p in (newest, *unreadable))
+    damage = (f"{damaged}; {snap.path.name}, described here, is the one to go on from: move {moved} out of "
+              f"{newest.parent} and the run uses it")  # fmt: skip
+    lines = _snapshot_lines(snap, path)
+    return [lines[0], ("snapshots", len(snapshots)), ("newest snapshot", damage), *lines[1:]]
+
+
+def _newest_readable(snapshots: list[Path]) -> tuple[Snapshot | None, list[Path]]:
+    """The newest of `snapshots` whose weights read (None if none does), and those newer that do not."""
+    from cips3d.training.snapshot import load_snapshot  # noqa: PLC0415 (training imports io, not back)
+
+    unreadable = []
+    for snapshot in reversed(snapshots):
+        try:
+            return load_snapshot(snapshot, training_state=False), unreadable
+        except CheckpointError:
+            unreadable.append(snapshot)
+    return None, unreadable
+
+
+def _snapshot_problem(err: CheckpointError) -> str:
+    """Why `load_snapshot` could not read a snapshot, in the words of its error (without the advice)."""
+    if err.__cause__ is not None:
+        return error_gist(err.__cause__)
+    return str(err).rstrip(".")
+
+
+def _run_record_lines(path: Path, snapshots: list[Path], damage: str, err: CheckpointError) -> Lines:
+    """A run none of whose `snapshots` reads, from its run.json (or else a snapshot's state.json): kind,
+    preset or init, data; `damage` says what is wrong with the snapshots."""
+    from cips3d.training.snapshot import read_run_record  # noqa: PLC0415 (training imports io, not back)
+
+    try:
+        record, record_readable = read_run_record(path) or {}, True
+    except CheckpointError:
+        record, record_readable = {}, False
+    config = record.get("config") or _snapshots_config(snapshots)
+    if not isinstance(config, dict) or not config:
+        raise err  # nothing says what the run is
+    options = record.get("options") if isinstance(record.get("options"), dict) else {}
+    lines: Lines = [("kind", _run_kind(config)), ("snapshots", len(snapshots)), ("newest snapshot", damage),
+                    _source_line(config, options)]  # fmt: skip
+    if isinstance(record.get("data"), str):
+        images = record.get("images")
+        lines.append(
+            ("data", f"{record['data']} ({images} images)" if isinstance(images, int) else record["data"])
+        )
+    if not record_readable:
+        lines.append(("run record", "run.json cannot be read: restore it before a --resume, or give --data"))
+    return lines
+
+
+def _snapshots_config(snapshots: list[Path]) -> dict[str, Any] | None:
+    """The run config in the newest of `snapshots` whose state.json reads (damaged weights leave it)."""
+    from cips3d.training.snapshot import snapshot_config  # noqa: PLC0415 (training imports io, not back)
+
+    for snapshot in reversed(snapshots):
+        try:
+            return snapshot_config(snapshot)
+        except CheckpointError:
+            continue
+    return None
 
 
 def _folder(directory: Path) -> Lines:
