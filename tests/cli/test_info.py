@@ -14,7 +14,7 @@ import torch
 from cips3d.io.checkpoint import official_state_dict, save_generator
 from cips3d.io.checkpoint2d import generator2d_from_official, save_generator2d
 from cips3d.io.images import save_png
-from cips3d.io.inspect import SNAPSHOT_FILES
+from cips3d.io.inspect_run import SNAPSHOT_FILES
 from cips3d.training.snapshot import load_snapshot
 from cips3d.training.trainer import Trainer, TrainOptions
 from cips3d.training.trainer2d import Train2DConfig, Trainer2D
@@ -193,6 +193,27 @@ def test_a_folder_of_renders_is_said_to_hold_them(capsys, tmp_path, blob_folder)
     assert described["note"].startswith("7 of them look like what cips3d's renders write")
     assert described["written by"] == "cips3d sample"  # as its PNGs record; its seedNNNN.png: single images
     assert "note" not in info(capsys, str(blob_folder))  # photos are just photos
+
+
+def test_a_rendered_png_is_described_by_its_record(capsys, tmp_path):
+    """`cips3d info seed0003.png`: how the image was made, from the record in it; a PNG without one is
+    still refused as an image."""
+    out = tmp_path / "s"
+    args = ["sample", "--preset", "tiny", "--seeds", "3", "--size", "8", "--psi", "0.6", "--pitch", "1.4"]
+    assert run(capsys, *args, "--outdir", str(out), "--quiet")[0] == 0
+    described = info(capsys, str(out / "seed0003.png"))
+    assert described["kind"] == "an image written by cips3d sample" and described["size"] == "8 x 8"
+    assert (described["output"], described["seed"], described["psi"], described["preset"]) == (
+        "image",
+        3,
+        0.6,
+        "tiny",
+    )
+    assert described["pose"] == "pitch 1.4, yaw 1.5707963267948966"
+    assert "precision float32" in described["render"] and "img_size 8" in described["render"]
+    save_png(np.zeros((4, 4, 3), np.uint8), tmp_path / "plain.png")
+    code, _, err = run(capsys, "info", str(tmp_path / "plain.png"))
+    assert code == 2 and "plain.png is an image" in err
 
 
 def test_render_folders_say_which_command_wrote_them(capsys, tmp_path, blob_folder):

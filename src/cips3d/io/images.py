@@ -7,6 +7,7 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -121,13 +122,14 @@ def save_png(array: np.ndarray, path: str | os.PathLike, record: Mapping[str, ob
     return path
 
 
-def read_png_record(path: str | os.PathLike) -> dict | None:
-    """The record `save_png` wrote into the PNG at `path`; None for any other file (no record, another
-    format, unreadable), so callers can offer it where there is one."""
+def read_png_record(file: str | os.PathLike | BinaryIO) -> dict | None:
+    """The record `save_png` wrote into the PNG `file` (a path or an open binary file); None for any
+    other file (no record, another format, unreadable), so callers can offer it where there is one. Only
+    the chunks before the pixels are read, where PIL writes it: a folder of large renders reads fast."""
     try:
-        with Image.open(path) as image:
-            text = image.text.get(PNG_RECORD_KEY) if image.format == "PNG" else None
-        record = json.loads(text) if text is not None else None
+        with Image.open(file) as image:
+            text = image.info.get(PNG_RECORD_KEY) if image.format == "PNG" else None
+        record = json.loads(text) if isinstance(text, str) else None
     except Exception:  # noqa: BLE001 - PIL and json raise many kinds; the answer is the same: none
         return None
     return record if isinstance(record, dict) else None

@@ -11,21 +11,20 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import math
 import os
 import re
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from PIL import Image
 from safetensors import safe_open
 
-from cips3d.config import GENERATOR_PRESETS, GeneratorConfig, preset_of
-from cips3d.config_2d import CIPS2D_PRESETS, Cips2DConfig, is_2d_run_config
-from cips3d.convert.official import OURS_ONLY, check_keys
+from cips3d.config import GENERATOR_PRESETS, GeneratorConfig
+from cips3d.config_2d import CIPS2D_PRESETS, Cips2DConfig
+from cips3d.convert.official import check_keys
 from cips3d.convert.official_2d import config_from_official_2d, holds_official_cips2d
 from cips3d.convert.official_d2d import d_config_from_official_2d
 from cips3d.data.images import FolderSource, ZipSource, is_image_name, open_image_source, unreadable_reason
@@ -44,15 +43,11 @@ from cips3d.io.checkpoint import (
     read_weights,
 )
 from cips3d.io.checkpoint2d import official_generator_state
-from cips3d.io.images import PNG_RECORD_KEY
+from cips3d.io.images import read_png_record
+from cips3d.io.inspect_lines import Lines, parameter_count, summary_2d, summary_3d
+from cips3d.io.inspect_run import describe_run
 from cips3d.models.generator2d import Generator2D
 from cips3d.models.generator3d import Generator3D
-
-if TYPE_CHECKING:  # training imports io, not back
-    from cips3d.training.snapshot import Snapshot, TrainState
-
-Lines = list[tuple[str, str | int | float]]
-"""(label, value): counts and scores as numbers (`cips3d info --json` keeps them so), the rest as words."""
 
 
 def describe(path: str | os.PathLike) -> Lines:
@@ -67,10 +62,13 @@ def describe(path: str | os.PathLike) -> Lines:
     elif path.is_file() and (path.parent / "state.json").is_file():
         path, snapshot_file = path.parent, path.name  # one file of a snapshot: the snapshot, and the file
     if path.is_dir() and any((path / name).exists() for name in run_files):
-        return _run(path, snapshot_file)
+        return describe_run(path, snapshot_file)
     fitted = _fitted_styles_file(path)
     if fitted is not None:
         return _fitted(fitted)
+    record = read_png_record(path) if path.is_file() else None
+    if record is not None:
+        return _recorded_image(path, record)
     if _holds_images(path):
         return _images(path)
     if path.is_dir() and not (path / CONFIG_FILE).is_file():
@@ -83,17 +81,6 @@ def describe(path: str | os.PathLike) -> Lines:
     _refuse_other_files(path)
     return _torch_file(path)
 
-
-# What each file of a training snapshot holds (`cips3d info` on one of them describes its snapshot).
-SNAPSHOT_FILES = {
-    "G.safetensors": "the generator being trained",
-    "G_ema.safetensors": "the generator's moving average, what sample, video, blend and convert read",
-    "D.safetensors": "the discriminator",
-    "optimizers.pt": "the Adam states of G and D",
-    "rng.pt": "the random generators' states, for an exact resume",
-    "state.json": "the step, stage, scores and the run's config",
-    "preview.png": "the preview grid of G_ema",
-}
 
 # Files our commands write that are no model, run or dataset: named as what they are.
 OTHER_FILES = {".npy": "a NumPy array (a depth map?)", ".npz": "a NumPy archive", ".ply": "a mesh",
@@ -242,16 +229,39 @@ def _render_writers(source: FolderSource | ZipSource) -> dict[str, str]:
 
 
 def _png_record(source: FolderSource | ZipSource, name: str) -> dict[str, Any]:
-    """The record `save_png` wrote into the PNG `name` of `source` ({} for none). Read from the chunks
-    before the pixels (`info`), where PIL writes it: `read_png_record` decodes the whole image."""
-    try:
-        found = source.root / name if isinstance(source, FolderSource) else io.BytesIO(source.read(name))
-        with Image.open(found) as img:
-            text = img.info.get(PNG_RECORD_KEY) if img.format == "PNG" else None
-        record = json.loads(text) if isinstance(text, str) else None
-    except Exception:  # noqa: BLE001 - PIL and json raise many kinds; the answer is the same: none
-        return {}
-    return record if isinstance(record, dict) else {}
+    """The record `save_png` wrote into the PNG `name` of `source` ({} for none)."""
+    found = source.root / name if isinstance(source, FolderSource) else io.BytesIO(source.read(name))
+    return read_png_record(found) or {}
+
+
+# The order `info` gives a PNG's record in (`save_png(record=...)`); other keys follow, sorted.
+_RECORD_ORDER = ("output", "seed", "appearance_seed", "mix_layers", "seeds", "styles", "checkpoint",
+                 "preset", "init_seed", "source", "source_preset", "target", "target_preset",
+                 "blend_inr_mapping", "gammas", "layers", "psi", "pose", "yaws", "pitches", "render",
+                 "device", "version")  # fmt: skip
+
+
+def _recorded_image(path: Path, record: dict[str, Any]) -> Lines:
+    """A PNG one of our commands wrote, from the record in it: how it was made, enough to make it again."""
+    with Image.open(path) as img:
+        size = f"{img.width} x {img.height}"
+    command = record.get("command")
+    kind = f"an image written by {command}" if isinstance(command, str) else "an image with a cips3d record"
+    keys = [k for k in _RECORD_ORDER if k in record] + sorted(set(record) - {*_RECORD_ORDER, "command"})
+    return [("kind", kind), ("size", size), *((key, _record_value(record[key])) for key in keys)]
+
+
+def _record_value(value: Any) -> str | int | float:
+    """A record's value as one `info` line: numbers kept, lists and settings written out."""
+    if isinstance(value, bool) or value is None:
+        return str(value).lower() if isinstance(value, bool) else "none"
+    if isinstance(value, int | float | str):
+        return value
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_record_value(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(str(_record_value(v)) for v in value)
+    return str(value)
 
 
 def _written_by(writers: dict[str, str]) -> str:
@@ -265,208 +275,27 @@ def _written_by(writers: dict[str, str]) -> str:
     return "; ".join(said)
 
 
-def _parameters(state: Mapping[str, torch.Tensor]) -> int:
-    """Values in a generator's state dict, less our truncation-mean buffers (not parameters)."""
-    return sum(math.prod(t.shape) for k, t in state.items() if k not in OURS_ONLY)
-
-
-def _summary_3d(config: GeneratorConfig) -> str:
-    preset = preset_of(config)
-    return f"preset {preset}" if preset else "a custom config (see config.json)"
-
-
-def _summary_2d(config: Cips2DConfig) -> str:
-    widths = "/".join(str(w) for w in (config.first_width, *config.widths))
-    where = "official alignment" if not config.embedding_align_corners else "ours"
-    return (f"CIPS{config.architecture} {config.grid_width}x{config.size} px, {config.coordinates} "
-            f"coordinates, widths {widths}, embedding sampling: {where}")  # fmt: skip
-
-
-def _run(path: Path, snapshot_file: str | None = None) -> Lines:
-    """A run (its newest snapshot) or one snapshot (`snapshot_file`: the file of it that was named)."""
-    from cips3d.training.snapshot import load_snapshot  # noqa: PLC0415 (training imports io, not back)
-
-    try:
-        snap = load_snapshot(path, training_state=False)
-    except CheckpointError as err:
-        if (path / "state.json").is_file():  # one snapshot was named: its error is the answer
-            raise
-        return _run_past_damage(path, err)
-    lines = _snapshot_lines(snap, path)
-    if snapshot_file is not None:
-        lines.insert(
-            0, ("file", f"{snapshot_file}: {SNAPSHOT_FILES.get(snapshot_file, 'a file of the snapshot')}")
-        )
-    return lines
-
-
-def _snapshot_lines(snap: Snapshot, path: Path) -> Lines:
-    """What a loaded snapshot `snap` holds, and what its run records; `path`: the run or snapshot named."""
-    from cips3d.training.snapshot import (  # noqa: PLC0415 (training imports io, not back)
-        recorded_options,
-        snapshot_processes,
-        training_state_problem,
-    )
-
-    state, config = snap.state, snap.config
-    try:  # run.json, read once: the init of a fine-tune, and whether a resume could read it
-        options, record_readable = recorded_options(snap.path.parent.parent), True
-    except CheckpointError:
-        options, record_readable = {}, False
-    what = "a snapshot of " if (path / "state.json").is_file() else ""
-    lines: Lines = [("kind", f"{what}{_run_kind(config)}"), ("snapshot", str(snap.path)),
-                    ("step", state.global_step), ("images seen", state.images_seen),
-                    *_stage_lines(config, state), _source_line(config, options)]  # fmt: skip
-    trained = {k: t for k, t in snap.D.items() if not k.endswith(".kernel")}  # less its fixed blur filters
-    lines += [("parameters", _parameters(snap.G_ema)), ("D parameters", _parameters(trained))]
-    problem = training_state_problem(snap.path)
-    readable = (
-        "readable" if problem is None else f"cannot be read, so --resume cannot go on from it ({problem})"
-    )
-    lines.append(("training state", readable))
-    processes = snapshot_processes(snap.path)
-    if processes is not None:  # a resume goes on bit for bit on as many (torchrun --nproc_per_node)
-        lines.append(("processes", processes))
-    if not record_readable:
-        lines.append(("run record", "run.json cannot be read: restore it before a --resume, or give --data"))
-    if state.best_snapshot:
-        lines += [("best snapshot", state.best_snapshot), ("best SWD", state.best_score)]
-    if state.history:
-        last = state.history[-1]
-        lines.append(("last scored step", last.get("step", 0)))
-        lines += [(f"last {k.upper()}", last[k]) for k in ("swd", "fid") if k in last]
-    return lines
-
-
-def _run_kind(config: Mapping[str, Any]) -> str:
-    if is_2d_run_config(config):
-        return "a 2D CIPS training run (cips3d train2d)"
-    return "a CIPS-3D training run (cips3d train)"
-
-
-def _stage_lines(config: Mapping[str, Any], state: TrainState) -> Lines:
-    """The stage of a 3D run's curriculum that `state` is in; none for a 2D run."""
-    if is_2d_run_config(config):
-        return []
-    stages = config.get("stages") or [{}]
-    stage = stages[min(state.stage, len(stages) - 1)]
-    return [("stage", str(stage.get("name", state.stage))), ("steps into the stage", state.stage_step)]
-
-
-def _source_line(config: Mapping[str, Any], options: Mapping[str, Any]) -> tuple[str, str]:
-    """The preset a run trains, or the model it was fine-tuned from (a 2D run's config holds its init,
-    a 3D run's is in run.json's options)."""
-    from cips3d.training.config import TrainConfig, preset_name  # noqa: PLC0415 (training imports io, not back)
-    from cips3d.training.trainer2d import Train2DConfig  # noqa: PLC0415
-
-    if is_2d_run_config(config):
-        train = Train2DConfig.from_dict(dict(config))
-        source = f"fine-tuned from {train.init}" if train.init else f"preset {train.generator}"
-        return "generator", f"{_summary_2d(train.generator_config())}; {source}"
-    preset = preset_name(TrainConfig.from_dict(dict(config)))
-    source = f"preset {preset}" if preset else "a config of its own"
-    init = options.get("init")
-    return "curriculum", f"{source}; fine-tuned from {init}" if init else source
-
-
-def _run_past_damage(path: Path, err: CheckpointError) -> Lines:
-    """A run whose newest snapshot cannot be read (`err`): the newest that reads, the one `load_snapshot`'s
-    error says to go on from, or else what run.json records. `err` is raised when there is no run to
-    describe (no snapshot, or nothing that says its config): as a damaged snapshot named is."""
-    from cips3d.training.snapshot import list_snapshots  # noqa: PLC0415 (training imports io, not back)
-
-    snapshots = list_snapshots(path / "snapshots")
-    if not snapshots:
-        raise err
-    newest = snapshots[-1]
-    damaged = f"{newest.name} cannot be read ({_snapshot_problem(err)})"
-    snap, unreadable = _newest_readable(snapshots[:-1])  # the newest has just failed
-    if snap is None:
-        earlier = "none of the earlier ones reads either" if len(snapshots) > 1 else "there is no earlier one"
-        return _run_record_lines(
-            path, snapshots, f"{damaged}; {earlier}, so there is none to go on from", err
-        )
-    moved = ", ".join(p.name for p in (newest, *unreadable))
-    damage = (f"{damaged}; {snap.path.name}, described here, is the one to go on from: move {moved} out of "
-              f"{newest.parent} and the run uses it")  # fmt: skip
-    lines = _snapshot_lines(snap, path)
-    return [lines[0], ("snapshots", len(snapshots)), ("newest snapshot", damage), *lines[1:]]
-
-
-def _newest_readable(snapshots: list[Path]) -> tuple[Snapshot | None, list[Path]]:
-    """The newest of `snapshots` whose weights read (None if none does), and those newer that do not."""
-    from cips3d.training.snapshot import load_snapshot  # noqa: PLC0415 (training imports io, not back)
-
-    unreadable = []
-    for snapshot in reversed(snapshots):
-        try:
-            return load_snapshot(snapshot, training_state=False), unreadable
-        except CheckpointError:
-            unreadable.append(snapshot)
-    return None, unreadable
-
-
-def _snapshot_problem(err: CheckpointError) -> str:
-    """Why `load_snapshot` could not read a snapshot, in the words of its error (without the advice)."""
-    if err.__cause__ is not None:
-        return error_gist(err.__cause__)
-    return str(err).rstrip(".")
-
-
-def _run_record_lines(path: Path, snapshots: list[Path], damage: str, err: CheckpointError) -> Lines:
-    """A run none of whose `snapshots` reads, from its run.json (or else a snapshot's state.json): kind,
-    preset or init, data; `damage` says what is wrong with the snapshots."""
-    from cips3d.training.snapshot import read_run_record  # noqa: PLC0415 (training imports io, not back)
-
-    try:
-        record, record_readable = read_run_record(path) or {}, True
-    except CheckpointError:
-        record, record_readable = {}, False
-    config = record.get("config") or _snapshots_config(snapshots)
-    if not isinstance(config, dict) or not config:
-        raise err  # nothing says what the run is
-    options = record.get("options") if isinstance(record.get("options"), dict) else {}
-    lines: Lines = [("kind", _run_kind(config)), ("snapshots", len(snapshots)), ("newest snapshot", damage),
-                    _source_line(config, options)]  # fmt: skip
-    if isinstance(record.get("data"), str):
-        images = record.get("images")
-        lines.append(
-            ("data", f"{record['data']} ({images} images)" if isinstance(images, int) else record["data"])
-        )
-    if not record_readable:
-        lines.append(("run record", "run.json cannot be read: restore it before a --resume, or give --data"))
-    return lines
-
-
-def _snapshots_config(snapshots: list[Path]) -> dict[str, Any] | None:
-    """The run config in the newest of `snapshots` whose state.json reads (damaged weights leave it)."""
-    from cips3d.training.snapshot import snapshot_config  # noqa: PLC0415 (training imports io, not back)
-
-    for snapshot in reversed(snapshots):
-        try:
-            return snapshot_config(snapshot)
-        except CheckpointError:
-            continue
-    return None
-
-
 def _folder(directory: Path) -> Lines:
     meta = read_meta(directory / CONFIG_FILE, None)
     weights = read_weights(directory)
     if meta["format"] == FORMAT_NAME_2D:
         config = Cips2DConfig.from_dict(meta["generator"])
-        lines: Lines = [("kind", "a 2D CIPS model folder"), ("generator", _summary_2d(config))]
+        lines: Lines = [("kind", "a 2D CIPS model folder"), ("generator", summary_2d(config))]
         model: torch.nn.Module = _on_meta(lambda: Generator2D(config))
     else:
         config3d = GeneratorConfig.from_dict(meta["generator"])
-        lines = [("kind", "a CIPS-3D model folder"), ("generator", _summary_3d(config3d))]
+        lines = [("kind", "a CIPS-3D model folder"), ("generator", summary_3d(config3d))]
         model = _on_meta(lambda: Generator3D(config3d, initialize=False))
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     try:
         check_keys(weights, shapes, WEIGHTS_FILE)
     except CheckpointError as err:  # sample would refuse the folder: said here too
-        return [*lines, ("parameters", _parameters(weights)), ("weights", f"do not fit config.json: {err}")]
-    return [*lines, ("parameters", _parameters(weights)), ("weights", "fit config.json")]
+        return [
+            *lines,
+            ("parameters", parameter_count(weights)),
+            ("weights", f"do not fit config.json: {err}"),
+        ]
+    return [*lines, ("parameters", parameter_count(weights)), ("weights", "fit config.json")]
 
 
 def _on_meta(build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
@@ -491,9 +320,12 @@ def _torch_file(path: Path) -> Lines:
     if any(key.startswith("siren.") for key in state):
         return _official_3d(state)
     if any(key.startswith("main_disc.") for key in state):
-        return [("kind", "an official CIPS-3D discriminator state dict"), ("parameters", _parameters(state))]
+        return [
+            ("kind", "an official CIPS-3D discriminator state dict"),
+            ("parameters", parameter_count(state)),
+        ]
     return [("kind", f"a state dict of {len(state)} tensors that cips3d does not recognise"),
-            ("parameters", _parameters(state))]  # fmt: skip
+            ("parameters", parameter_count(state))]  # fmt: skip
 
 
 def _official_3d(state: Mapping[str, torch.Tensor]) -> Lines:
@@ -503,15 +335,15 @@ def _official_3d(state: Mapping[str, torch.Tensor]) -> Lines:
     else:
         preset = f"fits none of the presets ({', '.join(GENERATOR_PRESETS)}): convert with --official-config"
     return [("kind", "an official CIPS-3D generator state dict"), ("config", preset),
-            ("parameters", _parameters(state))]  # fmt: skip
+            ("parameters", parameter_count(state))]  # fmt: skip
 
 
 def _official_2d(content: Any, path: Path) -> Lines:
     state = official_generator_state(content, path, "G_ema")
     config = config_from_official_2d(state)
     preset = next((n for n, make in CIPS2D_PRESETS.items() if make() == _plain(config)), None)
-    lines: Lines = [("kind", "an official 2D CIPS checkpoint"), ("generator", _summary_2d(config)),
-                    ("parameters", _parameters(state))]  # fmt: skip
+    lines: Lines = [("kind", "an official 2D CIPS checkpoint"), ("generator", summary_2d(config)),
+                    ("parameters", parameter_count(state))]  # fmt: skip
     if preset:
         lines.append(("architecture", f"the {preset} preset's"))
     if not isinstance(content, Mapping) or "emb.input" in content:
