@@ -41,6 +41,16 @@ def test_a_run_and_its_resume_write_snapshots_with_previews(capsys, tmp_path, bl
     assert sorted(p.name for p in (out / "snapshots").iterdir()) == before  # nothing written over
 
 
+def test_a_torchrun_restart_continues_the_run(capsys, tmp_path, blob_folder, monkeypatch):
+    """torchrun --max-restarts starts the same command again: it goes on from the newest snapshot."""
+    out = tmp_path / "run"
+    assert train2d(capsys, blob_folder, out, 1, "--patch", "16")[0] == 0
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "2")
+    code, _, err = train2d(capsys, blob_folder, out, 2, "--patch", "16")
+    assert code == 0 and "torchrun restart 2: continuing the run" in err, err
+    assert load_snapshot(out).state.global_step == 2
+
+
 def test_a_resume_takes_the_runs_settings_and_data_and_may_change_snapshots(capsys, tmp_path, blob_folder):
     out = tmp_path / "run"
     code, _, err = train2d(capsys, blob_folder, out, 2, "--patch", "16", "--seed", "5", "--xflip")

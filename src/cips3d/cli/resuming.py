@@ -4,13 +4,18 @@ are compared with the run's own."""
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from cips3d.cli.common import fid_images, positive_int
 from cips3d.config import is_whole_number
 from cips3d.errors import UserError
-from cips3d.training.snapshot import recorded_options, require_newest_snapshot
+from cips3d.training.snapshot import list_snapshots, recorded_options, require_newest_snapshot
+
+RESTART_COUNT = "TORCHELASTIC_RESTART_COUNT"
+"""Set by torchrun in the processes it starts: how often it has restarted the job (--max-restarts)."""
 
 RESUME_HELP = (
     "continue a run exactly (the one in --outdir, or RUN) with its own settings and data; {changeable} may "
@@ -87,3 +92,20 @@ def refuse_other_settings(run_dir: Path, conflicts: list[str]) -> None:
             f"{run_dir} was trained with other settings than {'; '.join(conflicts)}: --resume continues a "
             "run with its own, so leave them out (or start a new run in another --outdir)."
         )
+
+
+def resume_after_restart(args: argparse.Namespace, outdir: Path | None, command: str, is_main: bool) -> None:
+    """Under `torchrun --max-restarts N`, a failed process makes torchrun start every process again with
+    the same command: the run its first start wrote in `outdir` then continues from its newest snapshot,
+    as `--resume` would (the new run it asked for would refuse the folder). The same command resumes with
+    the same settings; its --init is in the run already. Nothing changes before the first snapshot (the
+    job starts afresh), outside torchrun's restarts, or with --resume given."""
+    restarts = os.environ.get(RESTART_COUNT, "0")
+    if args.resume is not None or outdir is None or not restarts.isdigit() or int(restarts) == 0:
+        return
+    if not list_snapshots(outdir / "snapshots"):
+        return
+    args.resume, args.outdir, args.init = True, str(outdir), None
+    if is_main:
+        print(f"cips3d {command}: note: torchrun restart {restarts}: continuing the run in {outdir} from its "
+              "newest snapshot, as --resume would.", file=sys.stderr)  # fmt: skip

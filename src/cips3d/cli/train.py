@@ -23,6 +23,7 @@ from cips3d.cli.resuming import (
     conflict,
     keep_run_options,
     refuse_other_settings,
+    resume_after_restart,
     resumed_run_folder,
 )
 from cips3d.cli.speed import warn_if_slow_precision
@@ -165,7 +166,7 @@ def _trainer(args: argparse.Namespace, options: TrainOptions) -> Trainer:
         return Trainer.from_snapshot(run_dir, args.data, options, **changes)
     if not args.data:
         raise UserError("give --data (an image folder or dataset zip), or --resume a run.")
-    outdir = Path(args.outdir or f"runs/{args.preset or 'tiny'}")
+    outdir = _new_run_folder(args)
     config = _config(args)
     if config.stages[0].freeze_nerf and not args.init:  # a random NeRF would stay frozen all run long
         raise UserError(f"the {args.preset} preset freezes the NeRF from its first step, so it fine-tunes a "
@@ -176,6 +177,10 @@ def _trainer(args: argparse.Namespace, options: TrainOptions) -> Trainer:
         if options.world.is_main:
             print(f"starting from {source}")
     return trainer
+
+
+def _new_run_folder(args: argparse.Namespace) -> Path:
+    return Path(args.outdir or f"runs/{args.preset or 'tiny'}")
 
 
 def _workers_arg(text: str) -> int | str:
@@ -221,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, world: World, device: torch.device, held: contextlib.ExitStack) -> int:
     """Train; `held` keeps the run folder's lock (taken at start, so a folder in use is said once)."""
+    resume_after_restart(args, _new_run_folder(args), "train", world.is_main)
     if args.workers == "auto":
         workers = default_workers(device, processes_per_machine=world.local_world_size)
     else:

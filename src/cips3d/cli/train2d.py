@@ -15,6 +15,7 @@ from cips3d.cli.resuming import (
     conflict,
     keep_run_options,
     refuse_other_settings,
+    resume_after_restart,
     resumed_run_folder,
 )
 from cips3d.cli.train import EXIT_STOPPED, process_device
@@ -192,6 +193,7 @@ def _run_folder(args: argparse.Namespace) -> Path:
 def run(args: argparse.Namespace) -> int:
     world = world_from_environment()
     device = process_device(resolve_device(args.device), world, args.device)
+    resume_after_restart(args, Path(args.outdir) if args.outdir else None, "train2d", world.is_main)
     resume = args.resume is not None
 
     def start() -> tuple[Trainer2D, list[str]]:  # every mistake said here is said once, by rank 0
