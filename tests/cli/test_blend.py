@@ -12,7 +12,7 @@ from PIL import Image
 from cips3d.cli.main import main
 from cips3d.io.checkpoint import load_generator, official_state_dict, save_generator
 from cips3d.io.images import read_png_record
-from cips3d.io.video import read_video_frames
+from cips3d.io.video import read_video_frames, read_video_record
 from tests.cli.helpers import run
 
 SIZE, PAD = 8, 2
@@ -131,6 +131,9 @@ def test_blend_videos_side_by_side_and_gamma_sweep(tmp_path, capsys, models):
     assert main([*common, "--sweep-frames", "4", "--outdir", str(tmp_path / "v")]) == 0
     assert "wrote 1 video to" in capsys.readouterr().out
     assert len(read_video_frames(tmp_path / "v" / "seed0001_sweep.gif")) == 4
+    swept, side = (read_video_record(tmp_path / "v" / f"seed0001_{k}.gif") for k in ("sweep", "yaw"))
+    assert (swept["command"], swept["seed"], swept["sweep_frames"]) == ("cips3d blend", 1, 4)
+    assert (side["trajectory"], side["gammas"]) == ("yaw", [0, 1])
     assert len(read_video_frames(tmp_path / "v" / "seed0001_yaw.gif")) == 3  # one kind leaves the other
     with pytest.raises(SystemExit):
         main([*common, "--sweep-frames", "1", "--outdir", str(tmp_path / "v")])

@@ -214,6 +214,11 @@ def test_a_rendered_png_is_described_by_its_record(capsys, tmp_path):
     save_png(np.zeros((4, 4, 3), np.uint8), tmp_path / "plain.png")
     code, _, err = run(capsys, "info", str(tmp_path / "plain.png"))
     assert code == 2 and "plain.png is an image" in err
+    args = ["video", "--preset", "tiny", "--seeds", "4", "--size", "9", "--frames", "2", "--format", "gif"]
+    assert run(capsys, *args, "--trajectory", "yaw", "--outdir", str(out), "--quiet")[0] == 0
+    video = info(capsys, str(out / "seed0004.gif"))  # a video's record is in its comment
+    assert video["kind"] == "a video written by cips3d video" and video["seed"] == 4
+    assert (video["trajectory"], video["frames"], video["panels"]) == ("yaw", 2, "image")
 
 
 def test_render_folders_say_which_command_wrote_them(capsys, tmp_path, blob_folder):

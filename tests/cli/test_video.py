@@ -11,7 +11,7 @@ from cips3d.cli import video as video_cli
 from cips3d.config import RenderConfig
 from cips3d.inference.trajectories import make_trajectory, still, yaw
 from cips3d.inference.video import LatentWalk, seed_styles, video_frames
-from cips3d.io.video import read_video_frames
+from cips3d.io.video import read_video_frames, read_video_record
 from tests.cli.helpers import run
 
 # GIF keeps a frame exactly when it has at most 256 colours: 16 x 16 pixels at most per frame here.
@@ -35,6 +35,14 @@ def test_one_mp4_per_seed_with_the_frames_and_size_asked_for(tmp_path, capsys, t
     assert len(decoded) == 3 and decoded[0].shape == (16, 48, 3)
     with av.open(str(out / "seed0002.mp4")) as container:
         assert container.streams.video[0].average_rate == 12
+    record = read_video_record(out / "seed0002.mp4")  # how the video was made, in its comment
+    assert (record["command"], record["seed"], record["trajectory"], record["frames"]) == (
+        "cips3d video",
+        2,
+        "orbit",
+        3,
+    )
+    assert record["panels"] == ["image", "aux", "depth"] and record["render"]["img_size"] == 16
     # lossy H.264, but close to the same frames rendered in memory by the same model
     render = RenderConfig(img_size=16, num_steps=4, deterministic=True)
     styles = seed_styles(tiny_G, 2)[0]

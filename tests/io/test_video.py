@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from cips3d.errors import ConfigError, UserError
-from cips3d.io.video import check_video_target, read_video_frames, write_mp4_or_gif, write_video
+from cips3d.io.video import (
+    check_video_target,
+    read_video_frames,
+    read_video_record,
+    write_mp4_or_gif,
+    write_video,
+)
 
 
 def frames(n=5, h=16, w=24):
@@ -32,6 +38,17 @@ def test_gif_round_trip_is_close(tmp_path):
     assert write_video(frames(), path, fps=10) == 5
     decoded = read_video_frames(path)
     assert len(decoded) == 5 and decoded[0].shape == (16, 24, 3)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".gif"])
+def test_a_record_rides_in_the_videos_comment(tmp_path, suffix):
+    record = {"command": "cips3d video", "seed": 7, "render": {"precision": "bf16"}}
+    path = tmp_path / f"a{suffix}"
+    write_video(frames(3), path, fps=10, record=record)
+    assert read_video_record(path) == record and len(read_video_frames(path)) == 3
+    write_video(frames(3), path, fps=10)
+    assert read_video_record(path) is None
+    assert read_video_record(tmp_path / "missing.mp4") is None
 
 
 def test_refusals(tmp_path):

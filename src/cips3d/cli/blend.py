@@ -200,9 +200,20 @@ def _check_video(args: argparse.Namespace, s: BlendSettings, columns: int) -> st
     return suffix
 
 
-def _write_videos(args, s: BlendSettings, source, target, models, suffix: str) -> int:
+def _write_videos(args, s: BlendSettings, source, target, models, suffix: str, device) -> int:
     outdir = Path(args.outdir)
     render = replace(s.render, deterministic=True)  # videos do not flicker
+    about = {"layers": s.layers, "psi": args.psi, "fps": args.fps}
+    if args.video is not None:
+        about |= {
+            "gammas": s.gammas,
+            "trajectory": args.video,
+            "output": "source | target | blends, side by side",
+        }
+    else:
+        about |= {"sweep_frames": args.sweep_frames, "pose": {"yaw": args.yaw, "pitch": args.pitch},
+                  "output": "a sweep of gamma from 0 to 1"}  # fmt: skip
+    record = output_record("blend", _models_record(args), render, device) | about
     for seed in s.seeds:
         if args.video is not None:
             trajectory = make_trajectory(args.video, num_frames=args.frames)
@@ -213,7 +224,9 @@ def _write_videos(args, s: BlendSettings, source, target, models, suffix: str) -
             frames = gamma_sweep_frames(source, target, gammas, seed, camera, render, layers=s.layers,
                                         blend_inr_mapping=args.blend_inr_mapping, psi=args.psi)  # fmt: skip
         kind = args.video if args.video is not None else "sweep"  # the two kinds never overwrite each other
-        write_video(frames, outdir / f"seed{seed:04d}_{kind}{suffix}", fps=args.fps)
+        write_video(
+            frames, outdir / f"seed{seed:04d}_{kind}{suffix}", fps=args.fps, record=record | {"seed": seed}
+        )
     print(f"wrote {counted(len(s.seeds), 'video')} to {outdir}/ (seed{s.seeds[0]:04d}_{kind}{suffix}, ...)")
     return 0
 
@@ -257,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
     if args.save_model is not None:
         _save_model(args, s, models[2])
     if suffix is not None:
-        return _write_videos(args, s, source, target, models, suffix)
+        return _write_videos(args, s, source, target, models, suffix, device)
     outdir = Path(args.outdir)
     bar = tqdm(total=len(s.seeds) * len(models), unit="img", desc="blend", disable=args.quiet)
     # Each model renders every seed with the seed's own latents and draws, so columns differ only by weights.

@@ -17,7 +17,9 @@ from cips3d.cli.common import (
     comma_items,
     finite_float,
     fitted_styles,
+    model_record,
     num_steps,
+    output_record,
     refuse_ignored,
     styles_name,
     truncation,
@@ -218,7 +220,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
     return _Plan(seeds, render, trajectory, panels, suffix)
 
 
-def _write_seed_video(G: Generator3D, plan: _Plan, args: argparse.Namespace, seed: int) -> Path:
+def _write_seed_video(G: Generator3D, plan: _Plan, args: argparse.Namespace, seed: int, record: dict) -> Path:
     """seedNNNN.<suffix>: the seed's latents along the trajectory; stochastic draws from its generator."""
     styles, generator = seed_styles(G, seed, args.psi)
     frames = video_frames(
@@ -233,11 +235,11 @@ def _write_seed_video(G: Generator3D, plan: _Plan, args: argparse.Namespace, see
         desc=f"seed{seed:04d}",
     )
     path = Path(args.outdir) / f"seed{seed:04d}{plan.suffix}"
-    write_video(frames, path, fps=args.fps)
+    write_video(frames, path, fps=args.fps, record=record | {"seed": seed})
     return path
 
 
-def _write_styles_video(G: Generator3D, plan: _Plan, args: argparse.Namespace) -> Path:
+def _write_styles_video(G: Generator3D, plan: _Plan, args: argparse.Namespace, record: dict) -> Path:
     """<name of the styles file>.<suffix>: fitted styles (`cips3d invert`) along the trajectory."""
     styles = G.truncate(fitted_styles(args, G).styles, args.psi)
     frames = video_frames(
@@ -245,11 +247,11 @@ def _write_styles_video(G: Generator3D, plan: _Plan, args: argparse.Namespace) -
         generator=torch.Generator().manual_seed(0), progress=not args.quiet, desc=styles_name(args.styles),
     )  # fmt: skip
     path = Path(args.outdir) / f"{styles_name(args.styles)}{plan.suffix}"
-    write_video(frames, path, fps=args.fps)
+    write_video(frames, path, fps=args.fps, record=record | {"styles": args.styles})
     return path
 
 
-def _write_walk(G: Generator3D, plan: _Plan, args: argparse.Namespace) -> Path:
+def _write_walk(G: Generator3D, plan: _Plan, args: argparse.Namespace, record: dict) -> Path:
     """interpolation_<space>_<method>.<suffix>: the walk through the seeds, the trajectory looping
     under it; stochastic draws come from a generator seeded with the first seed."""
     walk = LatentWalk(
@@ -267,19 +269,30 @@ def _write_walk(G: Generator3D, plan: _Plan, args: argparse.Namespace) -> Path:
         desc="interpolation",
     )
     path = Path(args.outdir) / f"interpolation_{args.space}_{args.method}{plan.suffix}"
-    write_video(frames, path, fps=args.fps)
+    walked = {"seeds": plan.seeds, "steps_between": args.steps_between, "space": args.space,
+              "method": args.method, "frames": len(walk)}  # fmt: skip
+    write_video(frames, path, fps=args.fps, record=record | walked)
     return path
+
+
+def _record(args: argparse.Namespace, plan: _Plan, device: object) -> dict:
+    """What every video of this run records in its comment (`write_video(record=...)`)."""
+    frames, fov = plan.trajectory.num_frames, plan.trajectory.fov[0]  # near/far zooms start at this fov
+    path = {"trajectory": args.trajectory, "frames": frames, "fov": fov, "fps": args.fps, "psi": args.psi,
+            "panels": list(plan.panels), "text": args.text}  # fmt: skip
+    return output_record("video", model_record(args), plan.render, device) | path
 
 
 def run(args: argparse.Namespace) -> int:
     plan = _plan(args)
-    _, G = rendering_generator(args)
+    device, G = rendering_generator(args)
+    record = _record(args, plan, device)
     if args.interpolate:
-        paths = [_write_walk(G, plan, args)]
+        paths = [_write_walk(G, plan, args, record)]
     elif args.styles:
-        paths = [_write_styles_video(G, plan, args)]
+        paths = [_write_styles_video(G, plan, args, record)]
     else:
-        paths = [_write_seed_video(G, plan, args, seed) for seed in plan.seeds]
+        paths = [_write_seed_video(G, plan, args, seed, record) for seed in plan.seeds]
     width, height = frame_size(plan.render, plan.panels)
     what = paths[0].name if len(paths) == 1 else f"{len(paths)} videos"
     print(f"wrote {what} of {width}x{height} to {args.outdir}/")

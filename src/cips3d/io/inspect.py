@@ -46,6 +46,7 @@ from cips3d.io.checkpoint2d import official_generator_state
 from cips3d.io.images import read_png_record
 from cips3d.io.inspect_lines import Lines, parameter_count, summary_2d, summary_3d
 from cips3d.io.inspect_run import describe_run
+from cips3d.io.video import VIDEO_SUFFIXES, read_video_record
 from cips3d.models.generator2d import Generator2D
 from cips3d.models.generator3d import Generator3D
 
@@ -66,9 +67,9 @@ def describe(path: str | os.PathLike) -> Lines:
     fitted = _fitted_styles_file(path)
     if fitted is not None:
         return _fitted(fitted)
-    record = read_png_record(path) if path.is_file() else None
+    record = _file_record(path)
     if record is not None:
-        return _recorded_image(path, record)
+        return _recorded(path, record)
     if _holds_images(path):
         return _images(path)
     if path.is_dir() and not (path / CONFIG_FILE).is_file():
@@ -237,18 +238,30 @@ def _png_record(source: FolderSource | ZipSource, name: str) -> dict[str, Any]:
 # The order `info` gives a PNG's record in (`save_png(record=...)`); other keys follow, sorted.
 _RECORD_ORDER = ("output", "seed", "appearance_seed", "mix_layers", "seeds", "styles", "checkpoint",
                  "preset", "init_seed", "source", "source_preset", "target", "target_preset",
-                 "blend_inr_mapping", "gammas", "layers", "psi", "pose", "yaws", "pitches", "render",
+                 "blend_inr_mapping", "gammas", "layers", "psi", "pose", "yaws", "pitches", "trajectory",
+                 "frames", "fov", "fps", "panels", "text", "steps_between", "space", "method", "render",
                  "device", "version")  # fmt: skip
 
 
-def _recorded_image(path: Path, record: dict[str, Any]) -> Lines:
-    """A PNG one of our commands wrote, from the record in it: how it was made, enough to make it again."""
-    with Image.open(path) as img:
-        size = f"{img.width} x {img.height}"
+def _file_record(path: Path) -> dict[str, Any] | None:
+    """The record a rendering command wrote into the PNG or video at `path` (None: none, or no file)."""
+    if not path.is_file():
+        return None
+    return read_video_record(path) if path.suffix.lower() in VIDEO_SUFFIXES else read_png_record(path)
+
+
+def _recorded(path: Path, record: dict[str, Any]) -> Lines:
+    """A PNG or video one of our commands wrote, from the record in it: how it was made, enough to make
+    it again."""
+    what = "a video" if path.suffix.lower() in VIDEO_SUFFIXES else "an image"
     command = record.get("command")
-    kind = f"an image written by {command}" if isinstance(command, str) else "an image with a cips3d record"
+    kind = f"{what} written by {command}" if isinstance(command, str) else f"{what} with a cips3d record"
+    lines: Lines = [("kind", kind)]
+    if what == "an image":
+        with Image.open(path) as img:
+            lines.append(("size", f"{img.width} x {img.height}"))
     keys = [k for k in _RECORD_ORDER if k in record] + sorted(set(record) - {*_RECORD_ORDER, "command"})
-    return [("kind", kind), ("size", size), *((key, _record_value(record[key])) for key in keys)]
+    return lines + [(key, _record_value(record[key])) for key in keys]
 
 
 def _record_value(value: Any) -> str | int | float:

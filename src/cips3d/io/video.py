@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from PIL import Image
 from cips3d.config import is_real_number, is_whole_number
 from cips3d.errors import ConfigError, UserError, first_line
 from cips3d.io.files import atomic_write, path_of
-from cips3d.io.images import array_kind, is_uint8_array
+from cips3d.io.images import PNG_RECORD_KEY, array_kind, is_uint8_array
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
@@ -45,11 +46,13 @@ def mp4_available() -> bool:
     return True
 
 
-def _write_mp4(frames: Iterable[np.ndarray], path: str, fps: float, crf: int) -> int:
+def _write_mp4(frames: Iterable[np.ndarray], path: str, fps: float, crf: int, comment: str | None) -> int:
     import av  # noqa: PLC0415 (a compiled dependency, loaded only when writing mp4)
 
     count = 0
     with av.open(path, mode="w", format="mp4") as container:
+        if comment is not None:
+            container.metadata["comment"] = comment
         stream = None
         for frame in frames:
             if stream is None:
@@ -75,12 +78,36 @@ def gif_delay_ms(fps: float) -> int:
     return 10 * max(2, round(100 / fps))
 
 
-def _write_gif(frames: Iterable[np.ndarray], path: str, fps: float) -> int:
+def _write_gif(frames: Iterable[np.ndarray], path: str, fps: float, comment: str | None) -> int:
     images = [Image.fromarray(f) for f in frames]
     if images:
-        duration = gif_delay_ms(fps)
-        images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0)
+        options = {"duration": gif_delay_ms(fps), "loop": 0} | ({"comment": comment} if comment else {})
+        images[0].save(path, format="GIF", save_all=True, append_images=images[1:], **options)
     return len(images)
+
+
+def _comment(record: Mapping[str, object]) -> str:
+    """The video's comment holding `record` (read back by `read_video_record`), marked as ours."""
+    return json.dumps({PNG_RECORD_KEY: record}, sort_keys=True)
+
+
+def read_video_record(path: str | os.PathLike) -> dict | None:
+    """The record `write_video(record=...)` put into the comment of the mp4 or GIF at `path`; None for
+    any other file (no record, another format or comment, unreadable)."""
+    try:
+        if Path(path).suffix.lower() == ".gif":
+            with Image.open(path) as image:
+                comment = image.info.get("comment")
+        else:
+            import av  # noqa: PLC0415 - a compiled dependency, loaded only when reading mp4
+
+            with av.open(str(path)) as container:
+                comment = container.metadata.get("comment")
+        held = json.loads(comment) if isinstance(comment, str | bytes) else None
+    except Exception:  # noqa: BLE001 - PIL, PyAV and json raise many kinds; the answer is the same: none
+        return None
+    record = held.get(PNG_RECORD_KEY) if isinstance(held, dict) else None
+    return record if isinstance(record, dict) else None
 
 
 MIN_FPS, MAX_FPS = 0.1, 240.0  # a GIF stores each frame's duration in 16 bits of 10 ms; players cap rates
@@ -89,11 +116,16 @@ DEFAULT_FPS = 30.0  # every command's videos unless --fps says otherwise
 
 
 def write_video(
-    frames: Iterable[np.ndarray], path: str | os.PathLike, fps: float = 30.0, crf: int = 18
+    frames: Iterable[np.ndarray],
+    path: str | os.PathLike,
+    fps: float = 30.0,
+    crf: int = 18,
+    record: Mapping[str, object] | None = None,
 ) -> int:
     """Write uint8 [H, W, 3] frames to `path` (.mp4 or .gif), atomically; returns the frame count.
 
-    Frames are consumed one at a time for mp4 (memory stays bounded); a GIF keeps them all.
+    Frames are consumed one at a time for mp4 (memory stays bounded); a GIF keeps them all. `record`
+    (JSON-able: how the video was made) goes into the file's comment, for `read_video_record`.
     """
     path = Path(path)
     if not (is_real_number(fps) and MIN_FPS <= fps <= MAX_FPS):
@@ -108,7 +140,9 @@ def write_video(
 
     def write(tmp: str) -> None:
         nonlocal count
-        count = _write_mp4(frames, tmp, fps, crf) if suffix == ".mp4" else _write_gif(frames, tmp, fps)
+        comment = None if record is None else _comment(record)
+        mp4 = suffix == ".mp4"
+        count = _write_mp4(frames, tmp, fps, crf, comment) if mp4 else _write_gif(frames, tmp, fps, comment)
 
     atomic_write(path, write)
     return count
@@ -137,15 +171,20 @@ def _all_sized_like(first: np.ndarray, frames: Iterator[np.ndarray]) -> Iterator
         yield frame
 
 
-def write_mp4_or_gif(frames: Iterable[np.ndarray], stem: str | os.PathLike, fps: float = 30.0) -> Path:
+def write_mp4_or_gif(
+    frames: Iterable[np.ndarray],
+    stem: str | os.PathLike,
+    fps: float = 30.0,
+    record: Mapping[str, object] | None = None,
+) -> Path:
     """Write the frames to `stem`.mp4 when PyAV can encode H.264 and the frames have an even width and
     height (yuv420p), else to `stem`.gif (the suffix added to the whole stem, dots and all); returns the
-    path written. The first frame decides."""
+    path written. The first frame decides. `record`: as `write_video`'s."""
     first, frames = _first_frame(frames, Path(stem))
     height, width = first.shape[:2]
     mp4 = mp4_available() and width % 2 == 0 and height % 2 == 0
     path = Path(f"{os.fspath(stem)}{'.mp4' if mp4 else '.gif'}")  # not with_suffix: "walk_psi0.7" keeps its 7
-    write_video(itertools.chain([first], frames), path, fps=fps)
+    write_video(itertools.chain([first], frames), path, fps=fps, record=record)
     return path
 
 
