@@ -54,6 +54,8 @@ def test_a_frame_request_has_defaults_and_refuses_bad_values():
            ("seed=", "^seed must be an integer, got ''.$"), ("sed=3", "^unknown parameter 'sed'; the param"),
            ("seed=1_000", "got '1_000'"), ("seed=%D9%A1%D9%A2", "seed must be an integer"),
            ("yaw=%201.2", "yaw must be a number"), ("seed=9007199254740992", "from 0 to 2\\^53 - 1"),
+           # past a pole, rendered as the pole without a word:
+           ("pitch=4", "^pitch must be from 0 .* to pi .*, got 4.$"), ("pitch=-0.5", "got -0.5.$"),
            ]  # fmt: skip
     for query, words in bad:
         with pytest.raises(BadRequest, match=words):

@@ -39,7 +39,7 @@ from cips3d.inference.interactive import InteractiveRenderer
 from cips3d.inference.video import PANELS, compose_frame, seed_styles
 from cips3d.models.generator3d import Generator3D
 from cips3d.outputs import Styles
-from cips3d.rendering.cameras import ANGLE_RULE, Camera, is_camera_angle
+from cips3d.rendering.cameras import ANGLE_RULE, PITCH_RULE, Camera, is_camera_angle, is_pitch
 from cips3d.seeding import check_seed as seed_rule
 
 FORMATS = {"jpeg": "image/jpeg", "png": "image/png"}
@@ -153,6 +153,8 @@ class FrameRequest:
         check_query_seed(seed)
         if not (is_camera_angle(yaw) and is_camera_angle(pitch)):
             raise BadRequest(f"yaw and pitch must be {ANGLE_RULE}.")
+        if not is_pitch(pitch):  # the renderer would clamp it to the pole without a word
+            raise BadRequest(f"pitch must be {PITCH_RULE}, got {pitch:g}.")
         check_psi(psi)
         if panel not in PANELS:
             raise BadRequest(f"panel must be one of {', '.join(PANELS)}, got {panel!r}.")
