@@ -17,7 +17,7 @@ from cips3d.config_2d import cips2d_preset
 from cips3d.inference.web_viewer import serve_in_thread
 from cips3d.inference.web_viewer2d import make_server2d
 from cips3d.io.checkpoint2d import load_generator2d, save_generator2d
-from cips3d.io.images import to_uint8
+from cips3d.io.images import read_png_record, to_uint8
 from cips3d.io.video import read_video_frames
 from cips3d.models.generator2d import Generator2D
 from cips3d.training.trainer2d import Train2DConfig, Trainer2D
@@ -42,6 +42,9 @@ def test_the_training_grid_renders_what_g_ema_renders(capsys, tmp_path, run_dir)
         expected = to_uint8(G(G.sample_latents(1, torch.Generator().manual_seed(5))).clamp(-1, 1))[0]
     assert np.array_equal(np.asarray(Image.open(tmp_path / "seed0005.png")), expected)
     assert (tmp_path / "grid.png").is_file() and "2 images of 32x32" in text
+    record = read_png_record(tmp_path / "seed0005.png")  # how it was made, in the PNG
+    assert (record["command"], record["checkpoint"], record["seed"]) == ("cips3d sample2d", str(run_dir), 5)
+    assert (record["size"], record["extent"], record["psi"], record["noise"]) == (32, 1.0, 1.0, False)
 
 
 def test_larger_and_foveated_images(capsys, tmp_path, run_dir):
@@ -54,6 +57,7 @@ def test_larger_and_foveated_images(capsys, tmp_path, run_dir):
                        str(tmp_path / "fov"))  # fmt: skip
     assert code == 0, err
     assert Image.open(tmp_path / "fov" / "seed0000.png").size == (32, 32)
+    assert read_png_record(tmp_path / "fov" / "seed0000.png")["fixation"] == [0.2, -0.1]
     assert "note" not in err
     code, _, err = run(capsys, "sample2d", *common, "--foveated", "1024", "--outdir", str(tmp_path / "all"))
     assert code == 0 and "note: --foveated 1024 renders as many points as the image has pixels (32x32)" in err

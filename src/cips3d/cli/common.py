@@ -53,13 +53,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--init-seed", type=int, default=0, help="seed of the random init (no checkpoint)")
 
 
-def output_record(command: str, model: dict, render: RenderConfig, device: object) -> dict:
+def output_record(command: str, model: dict, render: RenderConfig | None, device: object) -> dict:
     """What the PNGs of a rendering command record of how they were made (`save_png(record=...)`): the
-    command and version, the `model` (`model_record`), the render config (its precision included; not
+    command and version, the `model` (`model_record`), the 3D render config (its precision included; not
     chunk_rows, which changes no pixel) and the device. Commands add their settings and each file's seed."""
-    fields = {k: v for k, v in dataclasses.asdict(render).items() if k != "chunk_rows"}
-    return {"command": f"cips3d {command}", "version": __version__, **model, "render": fields,
-            "device": str(device)}  # fmt: skip
+    fields = {} if render is None else {"render": {k: v for k, v in dataclasses.asdict(render).items()
+                                                   if k != "chunk_rows"}}  # fmt: skip
+    return {"command": f"cips3d {command}", "version": __version__, **model, **fields, "device": str(device)}
 
 
 def model_record(args: argparse.Namespace) -> dict:

@@ -18,6 +18,7 @@ from cips3d.cli.common import (
     image_side,
     int_at_least,
     note_gif_fallback,
+    output_record,
     positive_int,
     refuse_ignored,
     resolve_device,
@@ -141,6 +142,19 @@ def _frame(args: argparse.Namespace, G: Generator2D, size: int) -> tuple[torch.T
     return grid, tuple(grid.shape[1:3]) == training and args.extent == args.turns == 1
 
 
+def _record(args: argparse.Namespace, size: int, fixation: tuple[float, float], device: object) -> dict:
+    """What every PNG and video of this run records of how it was made (`output_record`)."""
+    frame = {"size": size, "psi": args.psi, "noise": args.noise}
+    if _window_asked(args):
+        x, y, zoom = _window(args)
+        frame |= {"center": [x, y], "zoom": zoom}
+    else:
+        frame |= {"extent": args.extent, "turns": args.turns}
+    if args.foveated:
+        frame |= {"foveated": args.foveated, "fixation": list(fixation)}
+    return output_record("sample2d", {"checkpoint": args.checkpoint}, None, device) | frame
+
+
 def _window_asked(args: argparse.Namespace) -> bool:
     return args.center is not None or args.zoom is not None
 
@@ -152,12 +166,13 @@ def _write_walk(
     mean: torch.Tensor | None,
     grid: torch.Tensor | None,
     outdir: Path,
+    record: dict,
 ) -> Path:
     """interpolation.mp4 (a GIF without an encoder): the walk through the seeds' latents."""
     frames = _walk_frames(G, seeds, args.interpolate, args.psi, mean, grid)
     total = (len(seeds) - 1) * args.interpolate + 1
     bar = tqdm(frames, total=total, unit="frame", desc="interpolate", disable=args.quiet)
-    return write_mp4_or_gif(bar, outdir / "interpolation", args.fps)
+    return write_mp4_or_gif(bar, outdir / "interpolation", args.fps, record)
 
 
 @torch.no_grad()
@@ -190,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
         print("cips3d sample2d: note: --noise is added to the images, not to the videos (noise drawn for "
               "each frame would flicker).", file=sys.stderr)  # fmt: skip
     mean = G.mean_style() if args.psi != 1 else None
+    record = _record(args, size, fixation, device)
     videos = []
     outdir = Path(args.outdir)
     tiles = []
@@ -211,16 +227,31 @@ def run(args: argparse.Namespace) -> int:
                 coords = None if exact_grid else grid
                 image = G.synthesis(w, coords, noise, seed_draws, on_pixels=bar.update)
         tile = to_uint8(image.clamp(-1, 1))[0]
-        save_png(tile, outdir / f"seed{seed:04d}.png")
+        save_png(tile, outdir / f"seed{seed:04d}.png", record | {"seed": seed, "output": "image"})
         if len(tiles) < in_grid:  # only what the grid shows is kept in memory
             tiles.append(tile)
         if args.pan:
             frames = pan_frames(G, w, args.pan, args.view, size)
-            videos.append(write_mp4_or_gif(frames, outdir / f"seed{seed:04d}_pan", args.fps))
+            panned = record | {
+                "seed": seed,
+                "output": "pan",
+                "pan": args.pan,
+                "view": args.view,
+                "fps": args.fps,
+            }
+            videos.append(write_mp4_or_gif(frames, outdir / f"seed{seed:04d}_pan", args.fps, panned))
     bar.close()
-    save_png(make_grid(np.stack(tiles)), outdir / "grid.png")
+    save_png(
+        make_grid(np.stack(tiles)), outdir / "grid.png", record | {"seeds": seeds[:in_grid], "output": "grid"}
+    )
     if args.interpolate:
-        videos.append(_write_walk(G, walk, args, mean, None if exact_grid else grid, outdir))
+        walked = record | {
+            "seeds": walk,
+            "steps_between": args.interpolate,
+            "fps": args.fps,
+            "output": "walk",
+        }
+        videos.append(_write_walk(G, walk, args, mean, None if exact_grid else grid, outdir, walked))
     height, width = tiles[0].shape[:2]
     print(f"wrote {counted(len(seeds), 'image')} of {width}x{height} and grid.png to {outdir}/")
     if in_grid < len(seeds):
