@@ -27,6 +27,7 @@ def _plain_modulated(weight, style, offset):
 
 
 @pytest.mark.parametrize("offset", [1.0, 0.0])  # CIPS-3D's INR; 2D CIPS
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")  # gradcheck's forward-AD check
 def test_modulate_weight_gradient_is_that_of_its_formula(offset):
     g = torch.Generator().manual_seed(3)
     weight = torch.randn(6, 5, generator=g, dtype=torch.float64, requires_grad=True)
@@ -36,7 +37,32 @@ def test_modulate_weight_gradient_is_that_of_its_formula(offset):
     plain = torch.autograd.grad(_plain_modulated(weight, style, offset), (weight, style), upstream)
     for a, b in zip(ours, plain, strict=True):
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
-    assert torch.autograd.gradcheck(lambda w, s: modulate_weight(w, s, style_offset=offset), (weight, style))
+    assert torch.autograd.gradcheck(
+        lambda w, s: modulate_weight(w, s, style_offset=offset), (weight, style), check_forward_ad=True
+    )
+
+
+def test_modulate_weight_goes_through_torch_func_and_odd_batches():
+    """torch.func's grad and vmap (as the discriminator's blur allows), a batch of none, mixed dtypes."""
+    g = torch.Generator().manual_seed(5)
+    weight = torch.randn(6, 5, generator=g, dtype=torch.float64)
+    style = torch.randn(3, 6, generator=g, dtype=torch.float64)
+    mask = torch.randn(1, 6, 5, generator=g, dtype=torch.float64)
+
+    def loss(w, s):
+        return (modulate_weight(w, s) * mask).sum()
+
+    w = weight.clone().requires_grad_()
+    (plain,) = torch.autograd.grad((_plain_modulated(w, style, 1.0) * mask).sum(), w)
+    assert torch.allclose(torch.func.grad(loss)(weight, style), plain, rtol=1e-10, atol=1e-12)
+    per_style = torch.func.vmap(lambda s: torch.func.grad(loss)(weight, s))(style.unsqueeze(1))
+    assert per_style.shape == (3, 6, 5)
+    empty = torch.zeros(0, 6, dtype=torch.float64, requires_grad=True)
+    modulate_weight(w, empty).sum().backward()  # no style: the weight's gradient is zero
+    assert torch.equal(w.grad, torch.zeros_like(w))
+    single = weight.float().requires_grad_()
+    modulate_weight(single, style).sum().backward()  # a float64 style with a float32 weight
+    assert single.grad.dtype == torch.float32
 
 
 def test_modulate_weight_gives_the_style_gradient_of_a_frozen_weight():
