@@ -131,20 +131,28 @@ def test_a_new_run_refuses_a_folder_that_holds_one(tmp_path, capsys, blob_folder
     assert code == 2 and "already holds a run" in err
 
 
-def test_a_torchrun_restart_continues_the_run_its_first_start_wrote(
+def test_a_torchrun_restart_continues_the_run_its_job_wrote_and_no_other(
     tmp_path, capsys, blob_folder, monkeypatch
 ):
     """torchrun --max-restarts starts the same command again after a failure: without this it refused
-    the folder its first start had written ("already holds a run") until the restarts ran out."""
+    the folder its first start had written ("already holds a run") until the restarts ran out. Only the
+    job's own run is continued: a run another job left in the folder is still refused."""
     outdir = tmp_path / "run"
     args = ["train", "--data", str(blob_folder), "--outdir", str(outdir), *FAST]
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-a")  # as torchrun sets it, in every start of the job
     assert run(capsys, *args, "--max-steps", "1")[0] == 0
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
     code, _, err = run(capsys, *args, "--max-steps", "2")
     assert code == 0 and f"torchrun restart 1: continuing the run in {outdir}" in err
     assert load_snapshot(outdir).state.global_step == 2
-    code, _, err = run(capsys, *args, "--max-steps", "2", "--batch-size", "3")  # not the run's settings
+    code, _, err = run(capsys, *args, "--max-steps", "3", "--batch-size", "3")  # not the run's settings
     assert code == 2 and "--batch-size 3 (the run's: 2)" in err
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-b")  # another job, sent to a folder holding a run
+    code, _, err = run(capsys, *args, "--max-steps", "3")
+    assert code == 2 and "already holds a run" in err and load_snapshot(outdir).state.global_step == 2
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")  # torchrun's shared default tells no job apart
+    code, _, err = run(capsys, *args, "--max-steps", "3")
+    assert code == 2 and "already holds a run" in err
     fresh = tmp_path / "fresh"  # the first start failed before its first snapshot: start afresh
     code, _, err = run(
         capsys, "train", "--data", str(blob_folder), "--outdir", str(fresh), "--max-steps", "1", *FAST

@@ -44,6 +44,7 @@ def test_a_run_and_its_resume_write_snapshots_with_previews(capsys, tmp_path, bl
 def test_a_torchrun_restart_continues_the_run(capsys, tmp_path, blob_folder, monkeypatch):
     """torchrun --max-restarts starts the same command again: it goes on from the newest snapshot."""
     out = tmp_path / "run"
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-a")  # as torchrun sets it, in every start of the job
     assert train2d(capsys, blob_folder, out, 1, "--patch", "16")[0] == 0
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "2")
     code, _, err = train2d(capsys, blob_folder, out, 2, "--patch", "16")

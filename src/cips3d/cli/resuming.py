@@ -11,7 +11,8 @@ from typing import Any
 
 from cips3d.cli.common import fid_images, positive_int
 from cips3d.config import is_whole_number
-from cips3d.errors import UserError
+from cips3d.errors import CheckpointError, UserError
+from cips3d.training.distributed import torchrun_job
 from cips3d.training.snapshot import list_snapshots, recorded_options, require_newest_snapshot
 
 RESTART_COUNT = "TORCHELASTIC_RESTART_COUNT"
@@ -96,15 +97,22 @@ def refuse_other_settings(run_dir: Path, conflicts: list[str]) -> None:
 
 def resume_after_restart(args: argparse.Namespace, outdir: Path | None, command: str, is_main: bool) -> None:
     """Under `torchrun --max-restarts N`, a failed process makes torchrun start every process again with
-    the same command: the run its first start wrote in `outdir` then continues from its newest snapshot,
-    as `--resume` would (the new run it asked for would refuse the folder). The same command resumes with
-    the same settings; its --init is in the run already. Nothing changes before the first snapshot (the
-    job starts afresh), outside torchrun's restarts, or with --resume given."""
+    the same command: the run this job wrote in `outdir` then continues from its newest snapshot, as
+    `--resume` would (the new run it asked for would refuse the folder). Only a run whose run.json names
+    this torchrun job (`torchrun_job`) is continued, so a restart never takes over another run that was
+    in the folder; its --init is in the run already. Nothing changes before the first snapshot (the job
+    starts afresh), outside torchrun's restarts, or with --resume given."""
     restarts = os.environ.get(RESTART_COUNT, "0")
     if args.resume is not None or outdir is None or not restarts.isdigit() or int(restarts) == 0:
         return
-    if not list_snapshots(outdir / "snapshots"):
+    job = torchrun_job()
+    if job is None or not list_snapshots(outdir / "snapshots"):
         return
+    try:
+        if recorded_options(outdir).get("torchrun_job") != job:
+            return  # another job's run (or one from before the record): refused as a new run refuses it
+    except CheckpointError:
+        return  # an unreadable run.json: the new run's own checks say so
     args.resume, args.outdir, args.init = True, str(outdir), None
     if is_main:
         print(f"cips3d {command}: note: torchrun restart {restarts}: continuing the run in {outdir} from its "

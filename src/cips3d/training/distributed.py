@@ -151,6 +151,16 @@ def world_from_environment(env: Mapping[str, str] | None = None) -> World:
     return World(rank, world_size, local_rank, local_world_size)
 
 
+def torchrun_job(env: Mapping[str, str] | None = None) -> str | None:
+    """The id torchrun gives this job (TORCHELASTIC_RUN_ID: its --rdzv-id, or a fresh uuid for a job on
+    one machine), the same in every process and every restart of the job; None outside torchrun or when
+    it is torchrun's shared default 'none' (several machines without --rdzv-id), which tells no job from
+    another."""
+    env = os.environ if env is None else env
+    job = env.get("TORCHELASTIC_RUN_ID")
+    return job if job and job != "none" else None
+
+
 def backend_for(device: torch.device) -> str:
     """NCCL between GPUs, gloo between CPU processes."""
     return "nccl" if device.type == "cuda" else "gloo"

@@ -205,7 +205,9 @@ def run_options(
     max_steps: int | None, fid_images: int, inception: str | os.PathLike | None, **more: Any
 ) -> dict[str, Any]:
     """The "options" of run.json: how this run was started, which a resume keeps unless told otherwise
-    (`recorded_options` reads them back). `more`: what only one trainer has (tf32, init)."""
+    (`recorded_options` reads them back). `more`: what only one trainer has (tf32, init), and the
+    torchrun job that ran it last (`torchrun_job`: a restart of that job continues it, see
+    `cli.resuming.resume_after_restart`)."""
     inception = str(Path(inception).resolve()) if inception else None
     return {"max_steps": max_steps, "fid": fid_images or None, "inception": inception, **more}
 

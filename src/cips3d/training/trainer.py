@@ -35,7 +35,7 @@ from cips3d.models.discriminator import Discriminator, DiscriminatorConfig
 from cips3d.models.generator3d import Generator3D
 from cips3d.training.augment import DiffAugmentConfig
 from cips3d.training.config import RESUMABLE, StageConfig, TrainConfig
-from cips3d.training.distributed import World, rank_seed, world_change_note
+from cips3d.training.distributed import World, rank_seed, torchrun_job, world_change_note
 from cips3d.training.ema import ema_update
 from cips3d.training.evaluate import snapshot_score
 from cips3d.training.monitor import Monitor, SilentMonitor
@@ -248,7 +248,8 @@ class Trainer:
             total = min(total, self.options.max_steps)
         if world.is_main:
             o = self.options
-            options = run_options(o.max_steps, o.fid_images, o.inception, tf32=o.tf32, init=self.started_from)
+            options = run_options(o.max_steps, o.fid_images, o.inception, tf32=o.tf32, init=self.started_from,
+                                  torchrun_job=torchrun_job())  # fmt: skip
             write_run_record(self.run_dir, self.data, self.config.to_dict(), dataset, options)
             write_metrics_log(self.run_dir / METRICS_LOG, self.state.history)
             monitor = Monitor(self.run_dir / "logs", total, self.state.global_step, self.options.progress)

@@ -42,7 +42,7 @@ from cips3d.metrics.inception import InceptionExtractor
 from cips3d.metrics.swd import swd
 from cips3d.models.discriminator2d import Discriminator2D
 from cips3d.models.generator2d import Generator2D
-from cips3d.training.distributed import World, rank_seed, world_change_note
+from cips3d.training.distributed import World, rank_seed, torchrun_job, world_change_note
 from cips3d.training.ema import ema_update
 from cips3d.training.monitor import Monitor, SilentMonitor
 from cips3d.training.run_lock import RunFolderLock
@@ -305,7 +305,7 @@ class Trainer2D:
     def _run(self, max_steps: int | None, minutes: float | None) -> Path:
         deadline = None if minutes is None else time.monotonic() + minutes * 60
         if self.world.is_main:  # what a resume reads its dataset's path from (first: it makes the folder)
-            options = run_options(max_steps, self.fid_images, self.inception)
+            options = run_options(max_steps, self.fid_images, self.inception, torchrun_job=torchrun_job())
             write_run_record(self.run_dir, self.data, self.config.to_dict(), self.dataset, options)
         # Rank 0 writes TensorBoard logs and snapshot lines whether or not its progress bar is shown.
         monitor = (Monitor(self.run_dir / "logs", max_steps, self.state.global_step, self.progress)
