@@ -221,6 +221,23 @@ def test_a_rendered_png_is_described_by_its_record(capsys, tmp_path):
     assert (video["trajectory"], video["frames"], video["panels"]) == ("yaw", 2, "image")
 
 
+def test_a_zip_member_that_cannot_be_read_is_no_traceback(capsys, tmp_path):
+    """A render-named member whose bytes fail their checksum: info describes the zip (it read its
+    record and failed with zipfile's traceback)."""
+    tile = np.zeros((8, 8, 3), np.uint8)
+    for seed in (0, 1):
+        save_png(tile, tmp_path / f"seed{seed:04d}.png", {"command": "cips3d sample", "seed": seed})
+    with zipfile.ZipFile(tmp_path / "renders.zip", "w") as archive:  # stored: the bytes are as written
+        for seed in (0, 1):
+            archive.write(tmp_path / f"seed{seed:04d}.png", f"seed{seed:04d}.png")
+    data = bytearray((tmp_path / "renders.zip").read_bytes())
+    at = data.index(b"IDAT")  # the first member's pixels
+    data[at + 8] ^= 0xFF
+    (tmp_path / "renders.zip").write_bytes(bytes(data))
+    described = info(capsys, str(tmp_path / "renders.zip"))
+    assert described["kind"] == "a zip of images" and described["images"] == 2
+
+
 def test_render_folders_say_which_command_wrote_them(capsys, tmp_path, blob_folder):
     """multiview's grids and blend's rows are seedNNNN.png like sample's images, and were not flagged:
     the record in each PNG names its command, and a seedNNNN_flip.png (written by multiview alone) says

@@ -230,8 +230,12 @@ def _render_writers(source: FolderSource | ZipSource) -> dict[str, str]:
 
 
 def _png_record(source: FolderSource | ZipSource, name: str) -> dict[str, Any]:
-    """The record `save_png` wrote into the PNG `name` of `source` ({} for none)."""
-    found = source.root / name if isinstance(source, FolderSource) else io.BytesIO(source.read(name))
+    """The record `save_png` wrote into the PNG `name` of `source` ({} for none, or a member that cannot
+    be read: a bad checksum or an encrypted member of a zip is the dataset's business, said elsewhere)."""
+    try:
+        found = source.root / name if isinstance(source, FolderSource) else io.BytesIO(source.read(name))
+    except Exception:  # noqa: BLE001 - zipfile raises several kinds (BadZipFile, RuntimeError, OSError)
+        return {}
     return read_png_record(found) or {}
 
 
