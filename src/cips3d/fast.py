@@ -200,12 +200,17 @@ def compile_generator(G) -> None:
         module.forward = _eager_on_failure(module, torch.compile(module.forward))
 
 
-def uncompiled() -> contextlib.AbstractContextManager:
+@contextlib.contextmanager
+def uncompiled() -> Iterator[None]:
     """A block in which functions compiled with `torch.compile` run eagerly and compile nothing (for
     renders of shapes that are not rendered again, where compiling costs more than it saves). PyTorch
     before 2.6 has no such switch; there the block changes nothing."""
     set_stance = getattr(torch.compiler, "set_stance", None)
-    return set_stance("force_eager") if set_stance is not None else contextlib.nullcontext()
+    if set_stance is None:
+        yield
+        return
+    with set_stance("force_eager"):
+        yield
 
 
 def _eager_on_failure(module: torch.nn.Module, compiled):

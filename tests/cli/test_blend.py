@@ -133,7 +133,7 @@ def test_blend_videos_side_by_side_and_gamma_sweep(tmp_path, capsys, models):
     assert len(read_video_frames(tmp_path / "v" / "seed0001_sweep.gif")) == 4
     swept, side = (read_video_record(tmp_path / "v" / f"seed0001_{k}.gif") for k in ("sweep", "yaw"))
     assert (swept["command"], swept["seed"], swept["sweep_frames"]) == ("cips3d blend", 1, 4)
-    assert (side["trajectory"], side["gammas"]) == ("yaw", [0, 1])
+    assert (side["trajectory"], side["gammas"], side["frames"]) == ("yaw", [0, 1], 3)
     assert len(read_video_frames(tmp_path / "v" / "seed0001_yaw.gif")) == 3  # one kind leaves the other
     with pytest.raises(SystemExit):
         main([*common, "--sweep-frames", "1", "--outdir", str(tmp_path / "v")])

@@ -78,6 +78,9 @@ def test_sample_from_an_official_pth_and_from_our_checkpoint(tmp_path, capsys, s
     assert run(capsys, *common, *official, "--outdir", str(tmp_path / "a"))[0] == 0
     save_generator(small_G, tmp_path / "ck")
     assert run(capsys, *common, "--checkpoint", str(tmp_path / "ck"), "--outdir", str(tmp_path / "b"))[0] == 0
+    record = read_png_record(tmp_path / "a" / "seed0001.png")  # what was loaded, as absolute paths
+    assert record["checkpoint"] == str(fixture_path("official", "small_G_state_dict.pt").resolve())
+    assert record["official_config"] == str(fixture_path("official", "small_config.json").resolve())
     assert np.array_equal(pixels(tmp_path / "a" / "seed0001.png"), pixels(tmp_path / "b" / "seed0001.png"))
 
 
@@ -201,7 +204,9 @@ def test_every_png_records_how_it_was_made_enough_to_make_it_again(tmp_path, cap
     assert record["output"] == "image" and record["device"] == "cpu"
     assert read_png_record(first / "seed0005_aux.png")["output"] == "aux image"
     assert read_png_record(first / "seed0003_normals.png")["output"] == "normals"
-    assert read_png_record(first / "grid.png")["seeds"] == [3, 5]
+    grid = read_png_record(first / "grid.png")
+    assert (grid["seeds"], grid["appearance_seeds"], grid["mix_layers"]) == ([3, 5], [9, 9], "all")
+    assert record["batch_size"] == 4  # in bf16 a few pixels depend on it
 
     again = tmp_path / "again"
     render, pose = record["render"], record["pose"]

@@ -43,6 +43,7 @@ def test_one_mp4_per_seed_with_the_frames_and_size_asked_for(tmp_path, capsys, t
         3,
     )
     assert record["panels"] == ["image", "aux", "depth"] and record["render"]["img_size"] == 16
+    assert record["video_frames"] == 3 and "fov" not in record["render"]  # the trajectory's fov renders
     # lossy H.264, but close to the same frames rendered in memory by the same model
     render = RenderConfig(img_size=16, num_steps=4, deterministic=True)
     styles = seed_styles(tiny_G, 2)[0]

@@ -17,6 +17,7 @@ from cips3d.cli.common import (
     comma_items,
     finite_float,
     int_at_least,
+    loaded_path,
     output_record,
     pitch_angle,
     positive_int,
@@ -208,6 +209,7 @@ def _write_videos(args, s: BlendSettings, source, target, models, suffix: str, d
         about |= {
             "gammas": s.gammas,
             "trajectory": args.video,
+            "frames": args.frames,
             "output": "source | target | blends, side by side",
         }
     else:
@@ -251,7 +253,8 @@ def _save_model(args: argparse.Namespace, s: BlendSettings, blended: Generator3D
 
 def _models_record(args: argparse.Namespace) -> dict:
     """The two models and how they are blended, for `output_record`."""
-    models = {"source": args.source, "target": args.target, "blend_inr_mapping": args.blend_inr_mapping}
+    models = {"source": loaded_path(args.source), "target": loaded_path(args.target),
+              "blend_inr_mapping": args.blend_inr_mapping}  # fmt: skip
     presets = {"source_preset": args.source_preset, "target_preset": args.target_preset}
     return models | {k: v for k, v in presets.items() if v is not None}
 

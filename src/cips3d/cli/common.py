@@ -20,7 +20,13 @@ from cips3d.devices import usable_device
 from cips3d.errors import UserError
 from cips3d.fast import configure_fast_paths
 from cips3d.inference.inversion import Inversion, load_inversion
-from cips3d.io.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_generator, read_torch_file
+from cips3d.io.checkpoint import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    is_run_or_snapshot,
+    load_generator,
+    read_torch_file,
+)
 from cips3d.io.checkpoint2d import (
     generator2d_from_official,
     is_generator2d,
@@ -64,8 +70,27 @@ def output_record(command: str, model: dict, render: RenderConfig | None, device
 
 def model_record(args: argparse.Namespace) -> dict:
     """The model of `add_model_arguments`' options, for `output_record`."""
-    model = {"checkpoint": args.checkpoint} if args.checkpoint else {"init_seed": args.init_seed}
+    if not args.checkpoint:
+        model: dict = {"init_seed": args.init_seed}
+    else:
+        model = {"checkpoint": loaded_path(args.checkpoint)}
+        if args.official_config:
+            model["official_config"] = str(Path(args.official_config).resolve())
     return model | ({"preset": args.preset} if args.preset else {})
+
+
+def loaded_path(checkpoint: str) -> str:
+    """The absolute path of what `checkpoint` loads: for a training run, the snapshot that is newest now
+    (a later one would render other images), else the path itself."""
+    from cips3d.training.snapshot import resolve_snapshot  # noqa: PLC0415 (only for runs)
+
+    path = Path(checkpoint).resolve()
+    if is_run_or_snapshot(path):
+        try:
+            return str(resolve_snapshot(path))
+        except UserError:  # loading it says what is wrong
+            pass
+    return str(path)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -168,7 +168,9 @@ def _batches(G: Generator3D, s: SampleSettings, args: argparse.Namespace, bar: t
 def _record(args: argparse.Namespace, s: SampleSettings, device: object) -> dict[str, object]:
     """What every PNG of this run records (`output_record`, with the truncation and the pose)."""
     pose = "random, drawn with the seed" if args.random_pose else {"yaw": args.yaw, "pitch": args.pitch}
-    return output_record("sample", model_record(args), s.render, device) | {"psi": args.psi, "pose": pose}
+    # The batch size too: in bf16 a few pixels differ by one level between batch sizes.
+    settings = {"psi": args.psi, "pose": pose, "batch_size": args.batch_size}
+    return output_record("sample", model_record(args), s.render, device) | settings
 
 
 def _image_record(record: dict, s: SampleSettings, seed: int, output: str) -> dict[str, object]:
@@ -221,6 +223,10 @@ def run(args: argparse.Namespace) -> int:
             name = "grid.png" if kind == "img" else f"grid_{kind}.png"
             if tiles[kind]:
                 shown = {**record, "seeds": seeds[:in_grid], "output": f"grid ({kind})"}
+                if settings.appearance_seeds is not None:  # each tile's look, as its own PNG records it
+                    looks = [_image_record(record, settings, seed, kind) for seed in seeds[:in_grid]]
+                    shown |= {"appearance_seeds": [r["appearance_seed"] for r in looks],
+                              "mix_layers": looks[0]["mix_layers"]}  # fmt: skip
                 save_png(make_grid(np.stack(tiles[kind]), ncols), outdir / name, shown)
     print(f"wrote {counted(len(seeds), 'image')} of {render.img_size}x{render.img_size} to {outdir}/")
     if 0 < in_grid < len(seeds):

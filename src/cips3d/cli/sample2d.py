@@ -17,6 +17,7 @@ from cips3d.cli.common import (
     finite_float,
     image_side,
     int_at_least,
+    loaded_path,
     note_gif_fallback,
     output_record,
     positive_int,
@@ -152,7 +153,7 @@ def _record(args: argparse.Namespace, size: int, fixation: tuple[float, float], 
         frame |= {"extent": args.extent, "turns": args.turns}
     if args.foveated:
         frame |= {"foveated": args.foveated, "fixation": list(fixation)}
-    return output_record("sample2d", {"checkpoint": args.checkpoint}, None, device) | frame
+    return output_record("sample2d", {"checkpoint": loaded_path(args.checkpoint)}, None, device) | frame
 
 
 def _window_asked(args: argparse.Namespace) -> bool:

@@ -270,17 +270,21 @@ def _write_walk(G: Generator3D, plan: _Plan, args: argparse.Namespace, record: d
     )
     path = Path(args.outdir) / f"interpolation_{args.space}_{args.method}{plan.suffix}"
     walked = {"seeds": plan.seeds, "steps_between": args.steps_between, "space": args.space,
-              "method": args.method, "frames": len(walk)}  # fmt: skip
+              "method": args.method, "video_frames": len(walk)}  # fmt: skip
     write_video(frames, path, fps=args.fps, record=record | walked)
     return path
 
 
 def _record(args: argparse.Namespace, plan: _Plan, device: object) -> dict:
     """What every video of this run records in its comment (`write_video(record=...)`)."""
-    frames, fov = plan.trajectory.num_frames, plan.trajectory.fov[0]  # near/far zooms start at this fov
-    path = {"trajectory": args.trajectory, "frames": frames, "fov": fov, "fps": args.fps, "psi": args.psi,
-            "panels": list(plan.panels), "text": args.text}  # fmt: skip
-    return output_record("video", model_record(args), plan.render, device) | path
+    # --frames as given (None: the trajectory's own; near/far ones make two turns of it), the frames
+    # written, and the fov the trajectory starts at (near/far ones zoom from it): the render's is unused.
+    path = {"trajectory": args.trajectory, "frames": args.frames, "video_frames": plan.trajectory.num_frames,
+            "fov": plan.trajectory.fov[0], "fps": args.fps, "psi": args.psi, "panels": list(plan.panels),
+            "text": args.text}  # fmt: skip
+    record = output_record("video", model_record(args), plan.render, device) | path
+    del record["render"]["fov"]
+    return record
 
 
 def run(args: argparse.Namespace) -> int:
