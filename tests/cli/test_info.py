@@ -313,6 +313,29 @@ def test_a_run_whose_newest_snapshot_is_damaged_is_still_described(capsys, tmp_p
     assert code == 2 and "the snapshot" in err and "step-000000002 cannot be read (JSONDecodeError" in err
 
 
+def test_a_damaged_run_is_sent_to_a_snapshot_a_resume_can_read(capsys, tmp_path, blob_folder):
+    """The snapshot info names to go on from must have a readable training state too: one whose
+    optimizers are cut short renders, but a resume cannot go on from it."""
+    config = Train2DConfig(generator="cips-tiny", batch_size=2, d_max_channels=32, snapshot_every=1)
+    Trainer2D(config, tmp_path / "run", blob_folder, progress=False).run(max_steps=3)
+    capsys.readouterr()  # the run's snapshot lines
+    snapshots = tmp_path / "run" / "snapshots"
+    damage(snapshots / "step-000000003" / "G_ema.safetensors")
+    damage(snapshots / "step-000000002" / "optimizers.pt")
+    described = info(capsys, str(tmp_path / "run"))
+    assert described["newest snapshot"].endswith(
+        f"; step-000000001, described here, is the one to go on from: move step-000000003, step-000000002 "
+        f"out of {snapshots} and the run uses it"
+    )
+    assert described["step"] == 1 and described["training state"] == "readable"
+    damage(snapshots / "step-000000001" / "optimizers.pt")  # none a resume can read: the newest that renders
+    described = info(capsys, str(tmp_path / "run"))
+    assert described["newest snapshot"].endswith(
+        "; step-000000002, described here, is the newest whose weights read"
+    )
+    assert described["training state"].startswith("cannot be read, so --resume cannot go on from it")
+
+
 def test_a_3d_run_with_no_readable_snapshot_says_its_curriculum_and_init(capsys, tmp_path, blob_folder):
     options = TrainOptions(progress=False, max_steps=1)
     Trainer(micro_config(), tmp_path / "run", blob_folder, options).run()

@@ -118,7 +118,10 @@ def _run_past_damage(path: Path, err: CheckpointError) -> Lines:
     """A run whose newest snapshot cannot be read (`err`): the newest that reads, the one `load_snapshot`'s
     error says to go on from, or else what run.json records. `err` is raised when there is no run to
     describe (no snapshot, or nothing that says its config): as a damaged snapshot named is."""
-    from cips3d.training.snapshot import list_snapshots  # noqa: PLC0415 (training imports io, not back)
+    from cips3d.training.snapshot import (  # noqa: PLC0415 (training imports io, not back)
+        list_snapshots,
+        training_state_problem,
+    )
 
     snapshots = list_snapshots(path / "snapshots")
     if not snapshots:
@@ -132,23 +135,36 @@ def _run_past_damage(path: Path, err: CheckpointError) -> Lines:
             path, snapshots, f"{damaged}; {earlier}, so there is none to go on from", err
         )
     moved = ", ".join(p.name for p in (newest, *unreadable))
-    damage = (f"{damaged}; {snap.path.name}, described here, is the one to go on from: move {moved} out of "
-              f"{newest.parent} and the run uses it")  # fmt: skip
+    if training_state_problem(snap.path) is None:
+        damage = (f"{damaged}; {snap.path.name}, described here, is the one to go on from: move {moved} out "
+                  f"of {newest.parent} and the run uses it")  # fmt: skip
+    else:  # no snapshot a resume can read: this one still renders
+        damage = f"{damaged}; {snap.path.name}, described here, is the newest whose weights read"
     lines = _snapshot_lines(snap, path)
     return [lines[0], ("snapshots", len(snapshots)), ("newest snapshot", damage), *lines[1:]]
 
 
 def _newest_readable(snapshots: list[Path]) -> tuple[Snapshot | None, list[Path]]:
-    """The newest of `snapshots` whose weights read (None if none does), and those newer that do not."""
-    from cips3d.training.snapshot import load_snapshot  # noqa: PLC0415 (training imports io, not back)
+    """The newest of `snapshots` a resume can go on from (weights and training state read), else the
+    newest whose weights read (None if none does), and the snapshots newer than it."""
+    from cips3d.training.snapshot import (  # noqa: PLC0415 (training imports io, not back)
+        load_snapshot,
+        training_state_problem,
+    )
 
-    unreadable = []
-    for snapshot in reversed(snapshots):
+    rendering = None  # the newest whose weights read, and how many snapshots are newer
+    for newer, snapshot in enumerate(reversed(snapshots)):
         try:
-            return load_snapshot(snapshot, training_state=False), unreadable
+            snap = load_snapshot(snapshot, training_state=False)
         except CheckpointError:
-            unreadable.append(snapshot)
-    return None, unreadable
+            continue
+        if training_state_problem(snapshot) is None:
+            return snap, list(reversed(snapshots[len(snapshots) - newer :]))
+        rendering = rendering or (snap, newer)
+    if rendering is None:
+        return None, snapshots
+    snap, newer = rendering
+    return snap, list(reversed(snapshots[len(snapshots) - newer :]))
 
 
 def _snapshot_problem(err: CheckpointError) -> str:
