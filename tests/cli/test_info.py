@@ -103,7 +103,9 @@ def test_what_is_not_a_checkpoint_is_said(capsys, tmp_path):
     assert text.splitlines()[-1].split() == ["parameters", "2"]
     code, _, err = run(capsys, "info", str(tmp_path / "missing"))
     assert code == 2 and "there is nothing at" in err
-    for name, what in (("seed0000.png", "an image"), ("depth.npy", "a NumPy array"), ("m.ply", "a mesh")):
+    named = (("seed0000.png", "an image"), ("depth.npy", "a NumPy array"), ("m.ply", "a mesh"),
+             ("seed0000.gif", "a GIF"))  # fmt: skip
+    for name, what in named:
         (tmp_path / name).write_bytes(b"not read")  # named by what it is, not as a damaged model
         code, _, err = run(capsys, "info", str(tmp_path / name))
         assert code == 2 and f"{name} is {what}" in err and "cips3d info describes models" in err

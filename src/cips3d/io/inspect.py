@@ -85,8 +85,9 @@ def describe(path: str | os.PathLike) -> Lines:
 
 # Files our commands write that are no model, run or dataset: named as what they are.
 OTHER_FILES = {".npy": "a NumPy array (a depth map?)", ".npz": "a NumPy archive", ".ply": "a mesh",
-               ".obj": "a mesh", ".mp4": "a video", ".json": "a JSON file", ".jsonl": "a JSON-lines log",
-               ".txt": "a text file", ".md": "a text file", ".csv": "a table"}  # fmt: skip
+               ".obj": "a mesh", ".mp4": "a video", ".gif": "a GIF (a video?)", ".json": "a JSON file",
+               ".jsonl": "a JSON-lines log", ".txt": "a text file", ".md": "a text file",
+               ".csv": "a table"}  # fmt: skip
 
 
 def _refuse_other_files(path: Path) -> None:
