@@ -29,6 +29,8 @@ from cips3d.inference.inversion import (
     search_grid,
     target_scale_known,
 )
+from cips3d.io.images import read_png_record
+from cips3d.io.video import read_video_record
 from cips3d.rendering.cameras import Camera
 from tests.cli.helpers import run
 
@@ -206,6 +208,15 @@ def test_cips3d_invert_writes_the_fit_and_a_video(capsys, tmp_path):
     assert list(out.glob("orbit.*"))
     fitted = load_inversion(out / "styles.safetensors")
     assert math.isfinite(fitted.yaw) and math.isfinite(fitted.pitch)
+    record = read_png_record(out / "reconstruction.png")  # how the fit was made, in its PNG and video
+    assert (record["command"], record["image"], record["steps"]) == (
+        "cips3d invert",
+        str((tmp_path / "photo.png").resolve()),
+        3,
+    )
+    assert record["camera"] == {"yaw": fitted.yaw, "pitch": fitted.pitch, "fov": fitted.fov}
+    assert record["final_loss"] == json.loads((out / "losses.json").read_text())["losses"][-1]
+    assert read_video_record(next(out.glob("orbit.*")))["output"].startswith("an orbit of the fit")
     # At an odd size the orbit is a GIF (yuv420p MP4 needs even sides), and it says so.
     code, _, err = run(
         capsys, "invert", "--preset", "tiny", "--image", str(tmp_path / "photo.png"), "--size", "7",

@@ -20,7 +20,9 @@ from cips3d.cli.common import (
     fit_summary,
     image_side,
     model_name,
+    model_record,
     note_gif_fallback,
+    output_record,
     photo_pixels,
     pitch_angle,
     positive_int,
@@ -250,8 +252,15 @@ def _write(
     G, result: Inversion, target: torch.Tensor, outdir: Path, args: argparse.Namespace, image: Path
 ) -> None:
     render = RenderConfig(img_size=args.size, deterministic=True, fov=result.fov, **speed_options(args))
-    save_png(to_uint8(target[0]), outdir / "target.png")
-    save_png(fit_panels(target, result.output, render), outdir / "reconstruction.png")
+    camera = {"yaw": result.yaw, "pitch": result.pitch, "fov": result.fov}
+    loss = result.losses[-1] if result.losses else None
+    fit = {"image": str(image.resolve()), "steps": args.steps, "camera": camera, "final_loss": loss}
+    record = output_record("invert", model_record(args), render, G.device) | fit
+    save_png(to_uint8(target[0]), outdir / "target.png", record | {"output": "the photo, as fitted"})
+    panels = "photo | fit | its aux NeRF image | its depth"
+    save_png(
+        fit_panels(target, result.output, render), outdir / "reconstruction.png", record | {"output": panels}
+    )
     source = {"image": str(image.resolve()), "model": model_name(args)}
     save_inversion(result, outdir / "styles.safetensors", extra=source)
     losses = json.dumps({"losses": result.losses}) + "\n"
@@ -267,4 +276,6 @@ def _write(
             progress=not args.quiet,
             desc="orbit",
         )
-        note_gif_fallback("invert", [write_mp4_or_gif(frames, outdir / "orbit", fps=args.fps)])
+        orbit = record | {"output": "an orbit of the fit (image | depth)", "trajectory": "yaw",
+                          "frames": args.frames, "fps": args.fps}  # fmt: skip
+        note_gif_fallback("invert", [write_mp4_or_gif(frames, outdir / "orbit", fps=args.fps, record=orbit)])

@@ -241,7 +241,8 @@ def _png_record(source: FolderSource | ZipSource, name: str) -> dict[str, Any]:
 
 
 # The order `info` gives a PNG's record in (`save_png(record=...)`); other keys follow, sorted.
-_RECORD_ORDER = ("output", "seed", "appearance_seed", "mix_layers", "seeds", "styles", "checkpoint",
+_RECORD_ORDER = ("output", "seed", "appearance_seed", "mix_layers", "seeds", "styles", "image", "steps",
+                 "camera", "final_loss", "checkpoint",
                  "preset", "init_seed", "source", "source_preset", "target", "target_preset",
                  "blend_inr_mapping", "gammas", "layers", "psi", "pose", "yaws", "pitches", "trajectory",
                  "frames", "fov", "fps", "panels", "text", "steps_between", "space", "method", "render",
