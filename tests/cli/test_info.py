@@ -221,6 +221,7 @@ def test_a_rendered_png_is_described_by_its_record(capsys, tmp_path):
     video = info(capsys, str(out / "seed0004.gif"))  # a video's record is in its comment
     assert video["kind"] == "a video written by cips3d video" and video["seed"] == 4
     assert (video["trajectory"], video["frames"], video["panels"]) == ("yaw", 2, "image")
+    assert (video["size"], video["length"]) == ("9 x 9", "2 frames")  # from the file's header
 
 
 def test_a_zip_member_that_cannot_be_read_is_no_traceback(capsys, tmp_path):

@@ -11,6 +11,7 @@ from cips3d.io.video import (
     check_video_target,
     read_video_frames,
     read_video_record,
+    video_header,
     write_mp4_or_gif,
     write_video,
 )
@@ -46,6 +47,7 @@ def test_a_record_rides_in_the_videos_comment(tmp_path, suffix):
     path = tmp_path / f"a{suffix}"
     write_video(frames(3), path, fps=10, record=record)
     assert read_video_record(path) == record and len(read_video_frames(path)) == 3
+    assert video_header(path) == (3, 24, 16)  # frames, width, height, without decoding
     write_video(frames(3), path, fps=10)
     assert read_video_record(path) is None
     assert read_video_record(tmp_path / "missing.mp4") is None

@@ -91,6 +91,18 @@ def _comment(record: Mapping[str, object]) -> str:
     return json.dumps({PNG_RECORD_KEY: record}, sort_keys=True)
 
 
+def video_header(path: str | os.PathLike) -> tuple[int, int, int]:
+    """(frames, width, height) of the mp4 or GIF at `path`, from its header (no frame is decoded)."""
+    if Path(path).suffix.lower() == ".gif":
+        with Image.open(path) as image:
+            return getattr(image, "n_frames", 1), image.width, image.height
+    import av  # noqa: PLC0415 - a compiled dependency, loaded only when reading mp4
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return stream.frames, stream.codec_context.width, stream.codec_context.height
+
+
 def read_video_record(path: str | os.PathLike) -> dict | None:
     """The record `write_video(record=...)` put into the comment of the mp4 or GIF at `path`; None for
     any other file (no record, another format or comment, unreadable)."""
