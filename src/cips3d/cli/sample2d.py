@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -189,6 +190,17 @@ def _walk_frames(
         yield to_uint8(G.synthesis(w, grid).clamp(-1, 1))[0]
 
 
+@dataclass(frozen=True)
+class _Frame:
+    """Where and how every image of a run is rendered (`_frame`, --foveated, --fixation, --psi)."""
+
+    size: int
+    grid: torch.Tensor
+    exact_grid: bool
+    fixation: tuple[float, float]
+    mean: torch.Tensor | None
+
+
 def run(args: argparse.Namespace) -> int:
     seeds, walk = parse_seeds(args.seeds), parse_seeds(args.seeds, unique=False)  # a walk may come back
     _check_arguments(args, walk)
@@ -198,14 +210,8 @@ def run(args: argparse.Namespace) -> int:
     _check_model_fits(args, G)
     size = args.size or G.config.size
     grid, exact_grid = _frame(args, G, size)
-    if args.foveated and args.foveated >= size * size:  # scattered points cost what pixels cost
-        print(f"cips3d sample2d: note: --foveated {args.foveated} renders as many points as the image has "
-              f"pixels ({size}x{size}) or more; without it the image is rendered whole, exactly, for less.",
-              file=sys.stderr)  # fmt: skip
-    if args.noise and (args.pan or args.interpolate):
-        print("cips3d sample2d: note: --noise is added to the images, not to the videos (noise drawn for "
-              "each frame would flicker).", file=sys.stderr)  # fmt: skip
-    mean = G.mean_style() if args.psi != 1 else None
+    _note_settings(args, size)
+    frame = _Frame(size, grid, exact_grid, fixation, G.mean_style() if args.psi != 1 else None)
     record = _record(args, size, fixation, device)
     videos = []
     outdir = Path(args.outdir)
@@ -214,19 +220,7 @@ def run(args: argparse.Namespace) -> int:
     pixels = grid.shape[1] * grid.shape[2] if not args.foveated else args.foveated
     bar = tqdm(total=len(seeds) * pixels, unit="px", unit_scale=True, desc="sample2d", disable=args.quiet)
     for seed in seeds:
-        with torch.no_grad():
-            seed_draws = torch.Generator().manual_seed(seed)
-            w = G.mapping(G.sample_latents(1, seed_draws))
-            if mean is not None:
-                w = G.truncate(w, args.psi, mean)
-            if args.foveated:
-                draws = torch.Generator().manual_seed(seed)
-                image = foveated_image(G, w, size, args.foveated, fixation, generator=draws).image
-                bar.update(pixels)
-            else:
-                noise = "random" if args.noise else "none"  # drawn from the seed's generator, after z
-                coords = None if exact_grid else grid
-                image = G.synthesis(w, coords, noise, seed_draws, on_pixels=bar.update)
+        w, image = _seed_image(G, seed, args, frame, bar)
         tile = to_uint8(image.clamp(-1, 1))[0]
         save_png(tile, outdir / f"seed{seed:04d}.png", record | {"seed": seed, "output": "image"})
         if len(tiles) < in_grid:  # only what the grid shows is kept in memory
@@ -252,8 +246,45 @@ def run(args: argparse.Namespace) -> int:
             "fps": args.fps,
             "output": "walk",
         }
-        videos.append(_write_walk(G, walk, args, mean, None if exact_grid else grid, outdir, walked))
-    height, width = tiles[0].shape[:2]
+        coords = None if exact_grid else grid
+        videos.append(_write_walk(G, walk, args, frame.mean, coords, outdir, walked))
+    _report(args, seeds, walk, tiles[0].shape[:2], in_grid, videos, outdir)
+    return 0
+
+
+def _note_settings(args: argparse.Namespace, size: int) -> None:
+    """Notes on stderr about settings that do less than they seem to."""
+    if args.foveated and args.foveated >= size * size:  # scattered points cost what pixels cost
+        print(f"cips3d sample2d: note: --foveated {args.foveated} renders as many points as the image has "
+              f"pixels ({size}x{size}) or more; without it the image is rendered whole, exactly, for less.",
+              file=sys.stderr)  # fmt: skip
+    if args.noise and (args.pan or args.interpolate):
+        print("cips3d sample2d: note: --noise is added to the images, not to the videos (noise drawn for "
+              "each frame would flicker).", file=sys.stderr)  # fmt: skip
+
+
+@torch.no_grad()
+def _seed_image(
+    G: Generator2D, seed: int, args: argparse.Namespace, frame: _Frame, bar: tqdm
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the style w [1, D], the image [1, 3, H, W]) of `seed`; the bar moves by its pixels."""
+    seed_draws = torch.Generator().manual_seed(seed)
+    w = G.mapping(G.sample_latents(1, seed_draws))
+    if frame.mean is not None:
+        w = G.truncate(w, args.psi, frame.mean)
+    if args.foveated:
+        draws = torch.Generator().manual_seed(seed)
+        image = foveated_image(G, w, frame.size, args.foveated, frame.fixation, generator=draws).image
+        bar.update(args.foveated)
+        return w, image
+    noise = "random" if args.noise else "none"  # drawn from the seed's generator, after z
+    coords = None if frame.exact_grid else frame.grid
+    return w, G.synthesis(w, coords, noise, seed_draws, on_pixels=bar.update)
+
+
+def _report(args, seeds: list[int], walk: list[int], shape, in_grid: int, videos: list[Path], outdir) -> None:
+    """What was written, on stdout; the GIF fallback's note on stderr."""
+    height, width = shape
     print(f"wrote {counted(len(seeds), 'image')} of {width}x{height} and grid.png to {outdir}/")
     if in_grid < len(seeds):
         print(f"grid.png shows the first {counted(in_grid, 'image')} (a grid of all would be too large).")
@@ -263,7 +294,6 @@ def run(args: argparse.Namespace) -> int:
     if args.interpolate:
         print(f"wrote {videos[-1].name}: {(len(walk) - 1) * args.interpolate + 1} frames from seed to seed")
     note_gif_fallback("sample2d", videos)
-    return 0
 
 
 def foveated_count(text: str) -> int:
