@@ -204,15 +204,17 @@ def test_a_rendered_png_is_described_by_its_record(capsys, tmp_path):
     args = ["sample", "--preset", "tiny", "--seeds", "3", "--size", "8", "--psi", "0.6", "--pitch", "1.4"]
     assert run(capsys, *args, "--outdir", str(out), "--quiet")[0] == 0
     described = info(capsys, str(out / "seed0003.png"))
-    assert described["kind"] == "an image written by cips3d sample" and described["size"] == "8 x 8"
+    assert described["kind"] == "an image written by cips3d sample" and described["image size"] == "8 x 8"
     assert (described["output"], described["seed"], described["psi"], described["preset"]) == (
         "image",
         3,
         0.6,
         "tiny",
     )
-    assert described["pose"] == "pitch 1.4, yaw 1.5707963267948966"
-    assert "precision float32" in described["render"] and "img_size 8" in described["render"]
+    assert described["pose"] == {"pitch": 1.4, "yaw": 1.5707963267948966}  # --json keeps the record's JSON
+    assert described["render"]["precision"] == "float32" and described["render"]["img_size"] == 8
+    text = run(capsys, "info", str(out / "seed0003.png"))[1]
+    assert "pitch 1.4, yaw 1.5708\n" in text and "precision float32" in text  # written out
     save_png(np.zeros((4, 4, 3), np.uint8), tmp_path / "plain.png")
     code, _, err = run(capsys, "info", str(tmp_path / "plain.png"))
     assert code == 2 and "plain.png is an image" in err
@@ -220,8 +222,8 @@ def test_a_rendered_png_is_described_by_its_record(capsys, tmp_path):
     assert run(capsys, *args, "--trajectory", "yaw", "--outdir", str(out), "--quiet")[0] == 0
     video = info(capsys, str(out / "seed0004.gif"))  # a video's record is in its comment
     assert video["kind"] == "a video written by cips3d video" and video["seed"] == 4
-    assert (video["trajectory"], video["frames"], video["panels"]) == ("yaw", 2, "image")
-    assert (video["size"], video["length"]) == ("9 x 9", "2 frames")  # from the file's header
+    assert (video["trajectory"], video["frames"], video["panels"]) == ("yaw", 2, ["image"])
+    assert (video["frame size"], video["length"]) == ("9 x 9", "2 frames")  # from the file's header
 
 
 def test_a_zip_member_that_cannot_be_read_is_no_traceback(capsys, tmp_path):

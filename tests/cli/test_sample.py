@@ -207,6 +207,13 @@ def test_every_png_records_how_it_was_made_enough_to_make_it_again(tmp_path, cap
     grid = read_png_record(first / "grid.png")
     assert (grid["seeds"], grid["appearance_seeds"], grid["mix_layers"]) == ([3, 5], [9, 9], "all")
     assert record["batch_size"] == 4  # in bf16 a few pixels depend on it
+    drawn = tmp_path / "drawn"  # --random-pose records the angles it drew, to reuse the camera
+    run(capsys, *common, "--seeds", "4", "--size", "10", "--random-pose", "--outdir", str(drawn))
+    camera = read_png_record(drawn / "seed0004.png")["camera"]
+    assert set(camera) == {"yaw", "pitch"} and camera != {
+        "yaw": 1.5707963267948966,
+        "pitch": 1.5707963267948966,
+    }
 
     again = tmp_path / "again"
     render, pose = record["render"], record["pose"]

@@ -23,8 +23,9 @@ def add_parser(subparsers) -> None:
         help="say what a checkpoint, model folder, training run or image dataset is",
         description="Describe a cips3d model folder or training run (3D or 2D), an official CIPS-3D "
         "generator or discriminator .pth (and which preset it fits), an official 2D CIPS checkpoint, the "
-        "styles `cips3d invert` or `invert2d` fitted, or a folder or zip of images (a dataset). Only "
-        "tensors are read; no code is unpickled.",
+        "styles `cips3d invert` or `invert2d` fitted, a folder or zip of images (a dataset), or an image or "
+        "video a cips3d command wrote (how it was made, from the record in it). Only tensors are read; no "
+        "code is unpickled.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -44,8 +45,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _words(value: str | int | float) -> str:
-    """A value of `describe` as text: counts with thousands separators, scores to six digits."""
-    if isinstance(value, (bool, str)):
-        return str(value)
-    return f"{value:,}" if isinstance(value, int) else f"{value:.6g}"
+def _words(value: object) -> str:
+    """A value of `describe` as text: counts with thousands separators, other numbers to six digits,
+    a render's recorded settings (lists, settings by name) written out."""
+    if isinstance(value, bool) or value is None:
+        return "none" if value is None else str(value).lower()
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {_words(item)}" for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(_words(item) for item in value)
+    return str(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -193,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
         outdir = Path(args.outdir) if one else Path(args.outdir) / path.stem
         desc = "invert" if one else f"{path.name} ({i + 1}/{len(paths)})"
         result = _fit(G, target, config, perceptual, desc, args)
-        _write(G, result, target, outdir, args, path)
+        _write(G, result, target, outdir, args, path, config)
         fitted += 1
         print(
             f"{outdir}: {fit_summary(result.losses, 'invert')}, "
@@ -249,12 +250,20 @@ OUTPUT_NAMES = ("target.png", "reconstruction.png", "styles.safetensors", "losse
 
 
 def _write(
-    G, result: Inversion, target: torch.Tensor, outdir: Path, args: argparse.Namespace, image: Path
+    G,
+    result: Inversion,
+    target: torch.Tensor,
+    outdir: Path,
+    args: argparse.Namespace,
+    image: Path,
+    config: InversionConfig,
 ) -> None:
     render = RenderConfig(img_size=args.size, deterministic=True, fov=result.fov, **speed_options(args))
     camera = {"yaw": result.yaw, "pitch": result.pitch, "fov": result.fov}
     loss = result.losses[-1] if result.losses else None
-    fit = {"image": str(image.resolve()), "steps": args.steps, "camera": camera, "final_loss": loss}
+    # The fit's settings as InversionConfig holds them (--perceptual, --per-layer, --seed, the search...)
+    fit = {"image": str(image.resolve()), "steps": args.steps, "camera": camera, "final_loss": loss,
+           "fit": dataclasses.asdict(config)}  # fmt: skip
     record = output_record("invert", model_record(args), render, G.device) | fit
     save_png(to_uint8(target[0]), outdir / "target.png", record | {"output": "the photo, as fitted"})
     panels = "photo | fit | its aux NeRF image | its depth"

@@ -171,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             on_rays=progress,
         )
-        about = record | ({"styles": args.styles} if args.styles else {"seed": seed})
+        about = record | ({"styles": str(Path(args.styles).resolve())} if args.styles else {"seed": seed})
         save_png(multiview_image(to_uint8(out.img), len(s.yaws)), outdir / f"{name}.png",
                  about | {"output": "views"})  # fmt: skip
         for suffix, tiles in _extra_grids(out, s.render, args).items():

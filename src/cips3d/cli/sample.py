@@ -43,6 +43,7 @@ from cips3d.inference.multiview import resolve_inr_layers, sample_mixed_seeds
 from cips3d.inference.sample import SampleBatch, parse_seeds, sample_seeds
 from cips3d.io.images import colorize_depth, grid_tiles, make_grid, save_npy, save_png, to_uint8
 from cips3d.models.generator3d import Generator3D
+from cips3d.rendering.cameras import angles_from_position
 from cips3d.words import counted
 
 EXAMPLES = """examples:
@@ -197,9 +198,14 @@ def run(args: argparse.Namespace) -> int:
         out = batch.output
         normals = normals_image(out.depth, render.fov) if args.normals else None
         imgs, auxs = to_uint8(out.img), to_uint8(out.aux_img)
+        # The angles --random-pose drew, so that the camera can be reused (multiview, video, --yaw).
+        yaws, pitches = angles_from_position(out.cam2world[:, :3, 3].double().cpu())
         for i, seed in enumerate(batch.seeds):
             stem = outdir / f"seed{seed:04d}"
-            about = functools.partial(_image_record, record, settings, seed)  # each file's record
+            drawn = (
+                {"camera": {"yaw": yaws[i].item(), "pitch": pitches[i].item()}} if args.random_pose else {}
+            )
+            about = functools.partial(_image_record, record | drawn, settings, seed)  # each file's record
             written = {"img": imgs[i]}
             save_png(imgs[i], f"{stem}.png", about("image"))
             if args.aux:

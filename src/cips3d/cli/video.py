@@ -247,7 +247,7 @@ def _write_styles_video(G: Generator3D, plan: _Plan, args: argparse.Namespace, r
         generator=torch.Generator().manual_seed(0), progress=not args.quiet, desc=styles_name(args.styles),
     )  # fmt: skip
     path = Path(args.outdir) / f"{styles_name(args.styles)}{plan.suffix}"
-    write_video(frames, path, fps=args.fps, record=record | {"styles": args.styles})
+    write_video(frames, path, fps=args.fps, record=record | {"styles": str(Path(args.styles).resolve())})
     return path
 
 

@@ -242,7 +242,7 @@ def _png_record(source: FolderSource | ZipSource, name: str) -> dict[str, Any]:
 
 # The order `info` gives a PNG's record in (`save_png(record=...)`); other keys follow, sorted.
 _RECORD_ORDER = ("output", "seed", "appearance_seed", "mix_layers", "seeds", "styles", "image", "steps",
-                 "camera", "final_loss", "checkpoint",
+                 "camera", "final_loss", "fit", "checkpoint",
                  "preset", "init_seed", "source", "source_preset", "target", "target_preset",
                  "blend_inr_mapping", "gammas", "layers", "psi", "pose", "yaws", "pitches", "trajectory",
                  "frames", "fov", "fps", "panels", "text", "steps_between", "space", "method", "render",
@@ -261,29 +261,16 @@ def _recorded(path: Path, record: dict[str, Any]) -> Lines:
     it again."""
     what = "a video" if path.suffix.lower() in VIDEO_SUFFIXES else "an image"
     command = record.get("command")
-    kind = f"{what} written by {command}" if isinstance(command, str) else f"{what} with a cips3d record"
-    lines: Lines = [("kind", kind)]
+    ours = isinstance(command, str) and command.startswith("cips3d ")
+    lines: Lines = [("kind", f"{what} written by {command}" if ours else f"{what} with a cips3d record")]
     if what == "an image":
         with Image.open(path) as img:
-            lines.append(("size", f"{img.width} x {img.height}"))
+            lines.append(("image size", f"{img.width} x {img.height}"))
     else:
         frames, width, height = video_header(path)  # it read: its record did
-        lines += [("size", f"{width} x {height}"), ("length", f"{frames} frames")]
+        lines += [("frame size", f"{width} x {height}"), ("length", f"{frames} frames")]
     keys = [k for k in _RECORD_ORDER if k in record] + sorted(set(record) - {*_RECORD_ORDER, "command"})
-    return lines + [(key, _record_value(record[key])) for key in keys]
-
-
-def _record_value(value: Any) -> str | int | float:
-    """A record's value as one `info` line: numbers kept, lists and settings written out."""
-    if isinstance(value, bool) or value is None:
-        return str(value).lower() if isinstance(value, bool) else "none"
-    if isinstance(value, int | float | str):
-        return value
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {_record_value(v)}" for k, v in value.items())
-    if isinstance(value, list):
-        return ", ".join(str(_record_value(v)) for v in value)
-    return str(value)
+    return lines + [(key, record[key]) for key in keys]  # as recorded: `info --json` keeps their types
 
 
 def _written_by(writers: dict[str, str]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -11,8 +12,9 @@ from cips3d.config import GeneratorConfig, preset_of
 from cips3d.config_2d import Cips2DConfig
 from cips3d.convert.official import OURS_ONLY
 
-Lines = list[tuple[str, str | int | float]]
-"""(label, value): counts and scores as numbers (`cips3d info --json` keeps them so), the rest as words."""
+Lines = list[tuple[str, Any]]
+"""(label, value): counts and scores as numbers (`cips3d info --json` keeps them so), the rest as words;
+a render's record keeps its JSON values (lists, settings by name, booleans)."""
 
 
 def parameter_count(state: Mapping[str, torch.Tensor]) -> int:
