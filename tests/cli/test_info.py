@@ -193,7 +193,7 @@ def test_a_folder_of_renders_is_said_to_hold_them(capsys, tmp_path, blob_folder)
     described = info(capsys, str(out))
     assert described["images"] == 9  # three grids and each seed's image, depth and normals
     assert described["note"].startswith("7 of them look like what cips3d's renders write")
-    assert described["written by"] == "cips3d sample"  # as its PNGs record; its seedNNNN.png: single images
+    assert described["written by"] == "cips3d sample (9 images)"  # as its PNGs record; single images
     assert "note" not in info(capsys, str(blob_folder))  # photos are just photos
 
 
@@ -256,14 +256,17 @@ def test_render_folders_say_which_command_wrote_them(capsys, tmp_path, blob_fold
     assert blend["note"].startswith("2 of them look like what cips3d's renders write")
     assert (
         blend["written by"]
-        == "cips3d blend: its 2 seedNNNN.png are rows of source | target | blends, not single images"
+        == "cips3d blend (2 images; its 2 seedNNNN.png are rows of source | target | blends, not single "
+        "images)"
     )
     with zipfile.ZipFile(tmp_path / "blend.zip", "w") as archive:
         for png in (tmp_path / "blend").iterdir():
             archive.write(png, png.name)
     assert info(capsys, str(tmp_path / "blend.zip"))["written by"] == blend["written by"]
     old = info(capsys, str(tmp_path / "old"))
-    assert old["note"].startswith("4 of them") and old["written by"].startswith("cips3d multiview: its 2 ")
+    assert old["note"].startswith("4 of them") and old["written by"].startswith(
+        "cips3d multiview (2 images; its 2 "
+    )
     assert "note" not in info(capsys, str(blob_folder)) and "written by" not in info(capsys, str(blob_folder))
     args = ["multiview", "--preset", "tiny", "--seeds", "0-1", "--yaws", "2", "--pitches", "1", "--size", "8"]
     code, _, err = run(capsys, *args, "--flip-pair", "--outdir", str(tmp_path / "multiview"), "--quiet")
@@ -272,7 +275,7 @@ def test_render_folders_say_which_command_wrote_them(capsys, tmp_path, blob_fold
     assert described["images"] == 4 and described["note"].startswith("4 of them look like what cips3d's")
     assert (
         described["written by"]
-        == "cips3d multiview: its 2 seedNNNN.png are grids of views, not single images"
+        == "cips3d multiview (4 images; its 2 seedNNNN.png are grids of views, not single images)"
     )
 
 

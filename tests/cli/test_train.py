@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from cips3d.cli.train import _workers_arg, default_workers
+from cips3d.io.images import read_png_record
 from cips3d.training.snapshot import list_snapshots, load_snapshot
 from tests.cli.helpers import run
 from tests.conftest import write_blobs
@@ -31,6 +32,8 @@ def test_train_then_resume(tmp_path, capsys, blob_folder):
     assert (
         outdir / "previews" / "step-000000002" / "G_ema.png"
     ).is_file()  # a stop has one, whatever --preview-every
+    preview = read_png_record(outdir / "previews" / "step-000000002" / "G_ema.png")  # and says what it is
+    assert (preview["command"], preview["step"], preview["output"]) == ("cips3d train", 2, "preview (G_ema)")
     code, out, _ = run(capsys, "train", "--resume", str(outdir), "--max-steps", "3", "--quiet")
     assert code == 0 and "step 3" in out and load_snapshot(outdir).state.global_step == 3
     history = (outdir / "metrics.jsonl").read_text()

@@ -8,6 +8,7 @@ from PIL import Image
 
 from cips3d.cli.main import main
 from cips3d.io.checkpoint2d import load_generator2d
+from cips3d.io.images import read_png_record
 from cips3d.io.video import read_video_frames
 from cips3d.metrics.inception import default_weights_path
 from cips3d.training.snapshot import load_snapshot
@@ -28,6 +29,7 @@ def test_a_run_and_its_resume_write_snapshots_with_previews(capsys, tmp_path, bl
     code, text, err = train2d(capsys, blob_folder, out, 2, "--patch", "16")
     assert code == 0, err
     assert "step 2" in text and (out / "snapshots" / "step-000000002" / "preview.png").is_file()
+    assert read_png_record(out / "snapshots" / "step-000000002" / "preview.png")["step"] == 2
     assert list((out / "logs").glob("events.out.tfevents.*"))  # --quiet hides the bar, not the logs
     code, text, err = train2d(capsys, blob_folder, out, 3, "--patch", "16", "--resume")
     assert code == 0, err

@@ -218,6 +218,8 @@ def test_cips3d_invert_writes_the_fit_and_a_video(capsys, tmp_path):
     assert record["final_loss"] == json.loads((out / "losses.json").read_text())["losses"][-1]
     assert (record["fit"]["steps"], record["fit"]["perceptual"], record["fit"]["seed"]) == (3, 0.1, 0)
     assert read_video_record(next(out.glob("orbit.*")))["output"].startswith("an orbit of the fit")
+    code, text, _ = run(capsys, "info", str(out), "--json")  # the folder: an invert output, as recorded
+    assert code == 0 and json.loads(text)["kind"].startswith("styles fitted by `cips3d invert`")
     # At an odd size the orbit is a GIF (yuv420p MP4 needs even sides), and it says so.
     code, _, err = run(
         capsys, "invert", "--preset", "tiny", "--image", str(tmp_path / "photo.png"), "--size", "7",

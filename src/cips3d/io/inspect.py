@@ -49,6 +49,7 @@ from cips3d.io.inspect_run import describe_run
 from cips3d.io.video import VIDEO_SUFFIXES, read_video_record, video_header
 from cips3d.models.generator2d import Generator2D
 from cips3d.models.generator3d import Generator3D
+from cips3d.words import counted
 
 
 def describe(path: str | os.PathLike) -> Lines:
@@ -96,8 +97,9 @@ def _refuse_other_files(path: Path) -> None:
     what = "an image" if is_image_name(path.name) else OTHER_FILES.get(path.suffix.lower())
     if path.is_file() and what:
         raise UserError(
-            f"{path} is {what}; cips3d info describes models, training runs and their snapshots, official "
-            ".pth files and datasets (a folder or zip of images)."
+            f"{path} is {what} without a cips3d record; cips3d info describes models, training runs and "
+            "their snapshots, official .pth files, datasets (a folder or zip of images) and the images and "
+            "videos cips3d's commands write."
         )
 
 
@@ -188,12 +190,16 @@ def _images(path: Path) -> Lines:
 def _render_lines(names: tuple[str, ...], writers: dict[str, str]) -> Lines:
     """A note on the images among `names` that are renders (by name, or grids by their `writers`), and
     which commands wrote them: a `sample` folder was offered as training data, depth maps included."""
-    grids = [name for name, command in writers.items() if command in _GRID_WRITERS]
+    # Every recorded render but the single images of one seed (sample's, sample2d's): grids, panels of a
+    # fit, previews, and what is named as a map or a grid.
+    single = {name for name, command in writers.items()
+              if _SEED_IMAGE.fullmatch(Path(name).name) and command not in _GRID_WRITERS}  # fmt: skip
     named = (name for name in names if _RENDER_OUTPUT.fullmatch(Path(name).name))
-    rendered = sorted({*grids, *named})
+    rendered = sorted({*(set(writers) - single), *named})
     lines: Lines = []
     if rendered:
-        lines.append(("note", f"{len(rendered)} of them look like what cips3d's renders write (grids, aux, "
+        look = "looks" if len(rendered) == 1 else "look"
+        lines.append(("note", f"{len(rendered)} of them {look} like what cips3d's renders write (grids, aux, "
                               f"depth or normals maps, such as {rendered[0]}); as --data they would be "
                               "trained on as photos"))  # fmt: skip
     if writers:
@@ -205,7 +211,11 @@ def _render_lines(names: tuple[str, ...], writers: dict[str, str]) -> Lines:
 _RENDER_OUTPUT = re.compile(r"grid(_(aux|depth|normals))?\.png|seed\d+_(aux|depth|normals|flip)\.png")
 # What the rendering commands write: their records are looked for in these alone, so that the photos of
 # a large dataset are not opened one by one.
-_OUR_NAMES = re.compile(r"(grid|seed\d+)(_\w+)?\.png")
+_OUR_NAMES = re.compile(
+    r"(grid|seed\d+)(_\w+)?\.png"  # sample, multiview, blend, sample2d
+    r"|target\.png|reconstruction\.png"  # invert
+    r"|preview\.png|G(_\w+)?\.png"  # training previews (2D, 3D)
+)
 _SEED_IMAGE = re.compile(r"seed\d+\.png")
 # The commands whose seedNNNN.png are grids, not one image of one seed as sample's are; what they hold.
 _GRID_WRITERS = {"cips3d multiview": "grids of views", "cips3d blend": "rows of source | target | blends"}
@@ -241,12 +251,12 @@ def _png_record(source: FolderSource | ZipSource, name: str) -> dict[str, Any]:
 
 
 # The order `info` gives a PNG's record in (`save_png(record=...)`); other keys follow, sorted.
-_RECORD_ORDER = ("output", "seed", "appearance_seed", "mix_layers", "seeds", "styles", "image", "steps",
-                 "camera", "final_loss", "fit", "checkpoint",
+_RECORD_ORDER = ("output", "run", "step", "seed", "appearance_seed", "mix_layers", "seeds", "styles",
+                 "image", "steps", "camera", "final_loss", "fit", "checkpoint", "official_config",
                  "preset", "init_seed", "source", "source_preset", "target", "target_preset",
                  "blend_inr_mapping", "gammas", "layers", "psi", "pose", "yaws", "pitches", "trajectory",
-                 "frames", "fov", "fps", "panels", "text", "steps_between", "space", "method", "render",
-                 "device", "version")  # fmt: skip
+                 "frames", "video_frames", "fov", "fps", "panels", "text", "steps_between", "space",
+                 "method", "render", "device", "version")  # fmt: skip
 
 
 def _file_record(path: Path) -> dict[str, Any] | None:
@@ -274,13 +284,17 @@ def _recorded(path: Path, record: dict[str, Any]) -> Lines:
 
 
 def _written_by(writers: dict[str, str]) -> str:
-    """'cips3d multiview: its 2 seedNNNN.png are grids of views, not single images', per command."""
+    """'cips3d multiview (4 images; its 2 seedNNNN.png are grids of views, not single images)', per
+    command: how many of the folder's images each wrote (the rest are photos or other images)."""
     said = []
     for command in sorted(set(writers.values())):
-        grids = [n for n, c in writers.items() if c == command and _SEED_IMAGE.fullmatch(Path(n).name)]
+        mine = [name for name, c in writers.items() if c == command]
+        grids = [name for name in mine if _SEED_IMAGE.fullmatch(Path(name).name)]
         held = _GRID_WRITERS.get(command)
-        said.append(f"{command}: its {len(grids)} seedNNNN.png are {held}, not single images"
-                    if held and grids else command)  # fmt: skip
+        what = counted(len(mine), "image")
+        if held and grids:
+            what += f"; its {len(grids)} seedNNNN.png are {held}, not single images"
+        said.append(f"{command} ({what})")
     return "; ".join(said)
 
 

@@ -473,8 +473,11 @@ class Trainer:
         self.G_ema.update_truncation_mean()
         grids = preview_grids(self.G, self.G_ema, self._eval_render(stage), self.config.pose)
         folder = self.run_dir / "previews" / snapshot_name(self.state.global_step)
+        step = self.state.global_step
         for name, grid in grids.items():
-            save_png(grid, folder / f"{name}.png")
+            record = {"command": "cips3d train", "run": str(self.run_dir.resolve()), "step": step,
+                      "output": f"preview ({name})"}  # fmt: skip
+            save_png(grid, folder / f"{name}.png", record)
         monitor.images(self.state.global_step, grids)
 
     def _stop_reason(self) -> str | None:

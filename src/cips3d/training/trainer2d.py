@@ -401,7 +401,9 @@ class Trainer2D:
             )
             with torch.no_grad():
                 preview = self.G_ema(self.preview_z)
-            save_png(make_grid(to_uint8(preview.clamp(-1, 1))), path / "preview.png")
+            record = {"command": "cips3d train2d", "run": str(self.run_dir.resolve()),
+                      "step": self.state.global_step, "output": "preview (G_ema)"}  # fmt: skip
+            save_png(make_grid(to_uint8(preview.clamp(-1, 1))), path / "preview.png", record)
             prune_snapshots(root, self.config.keep_snapshots, protect={self.state.best_snapshot} - {None})
         self.state = self.world.from_main(self.state)  # every rank keeps the scores (and waits for the files)
         self._written = path
