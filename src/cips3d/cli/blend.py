@@ -215,7 +215,7 @@ def _write_videos(args, s: BlendSettings, source, target, models, suffix: str, d
     else:
         about |= {"sweep_frames": args.sweep_frames, "pose": {"yaw": args.yaw, "pitch": args.pitch},
                   "output": "a sweep of gamma from 0 to 1"}  # fmt: skip
-    record = output_record("blend", _models_record(args), render, device) | about
+    record = output_record("blend", args, _models_record(args), render, device) | about
     for seed in s.seeds:
         if args.video is not None:
             trajectory = make_trajectory(args.video, num_frames=args.frames)
@@ -290,7 +290,7 @@ def run(args: argparse.Namespace) -> int:
     pose = {"yaw": args.yaw, "pitch": args.pitch}
     settings = {"gammas": s.gammas, "layers": s.layers, "psi": args.psi, "pose": pose,
                 "output": f"a row: source | target | gamma {gammas}"}  # fmt: skip
-    record = output_record("blend", _models_record(args), s.render, device) | settings
+    record = output_record("blend", args, _models_record(args), s.render, device) | settings
     for seed, tiles in rows.items():
         row = make_grid(np.stack(tiles), ncols=len(tiles))
         save_png(row, outdir / f"seed{seed:04d}.png", record | {"seed": seed})

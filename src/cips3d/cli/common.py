@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import shlex
 import sys
 from pathlib import Path
 
@@ -59,13 +60,19 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--init-seed", type=int, default=0, help="seed of the random init (no checkpoint)")
 
 
-def output_record(command: str, model: dict, render: RenderConfig | None, device: object) -> dict:
+def output_record(
+    command: str, args: argparse.Namespace, model: dict, render: RenderConfig | None, device: object
+) -> dict:
     """What the PNGs of a rendering command record of how they were made (`save_png(record=...)`): the
-    command and version, the `model` (`model_record`), the 3D render config (its precision included; not
-    chunk_rows, which changes no pixel) and the device. Commands add their settings and each file's seed."""
+    command and version, the command line as typed (`main` keeps it in `args`), the `model`
+    (`model_record`), the 3D render config (its precision included; not chunk_rows, which changes no
+    pixel) and the device. Commands add their settings and each file's seed."""
     fields = {} if render is None else {"render": {k: v for k, v in dataclasses.asdict(render).items()
                                                    if k != "chunk_rows"}}  # fmt: skip
-    return {"command": f"cips3d {command}", "version": __version__, **model, **fields, "device": str(device)}
+    typed = getattr(args, "command_line", None)
+    line = {"command_line": shlex.join(["cips3d", *typed])} if typed else {}
+    return {"command": f"cips3d {command}", "version": __version__, **line, **model, **fields,
+            "device": str(device)}  # fmt: skip
 
 
 def model_record(args: argparse.Namespace) -> dict:

@@ -264,7 +264,7 @@ def _write(
     # The fit's settings as InversionConfig holds them (--perceptual, --per-layer, --seed, the search...)
     fit = {"image": str(image.resolve()), "steps": args.steps, "camera": camera, "final_loss": loss,
            "fit": dataclasses.asdict(config)}  # fmt: skip
-    record = output_record("invert", model_record(args), render, G.device) | fit
+    record = output_record("invert", args, model_record(args), render, G.device) | fit
     save_png(to_uint8(target[0]), outdir / "target.png", record | {"output": "the photo, as fitted"})
     panels = "photo | fit | its aux NeRF image | its depth"
     save_png(

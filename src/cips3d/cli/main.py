@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said by the command's own parser, so that the sentence names the command
         _subparsers(parser).choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.command_line = argv  # what the outputs' records give as the command that made them
     previous, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
         refuse_empty_values(_subparsers(parser).choices[args.command], args)

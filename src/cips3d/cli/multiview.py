@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     s = _settings(args)
     device, G = rendering_generator(args)
     angles = {"psi": args.psi, "yaws": s.yaws, "pitches": s.pitches}
-    record = output_record("multiview", model_record(args), s.render, device) | angles
+    record = output_record("multiview", args, model_record(args), s.render, device) | angles
     outdir = Path(args.outdir)
     views = len(s.yaws) * len(s.pitches) + (len(MIRROR_YAWS) if args.flip_pair else 0)
     subjects = _subjects(G, s, args)

@@ -171,7 +171,7 @@ def _record(args: argparse.Namespace, s: SampleSettings, device: object) -> dict
     pose = "random, drawn with the seed" if args.random_pose else {"yaw": args.yaw, "pitch": args.pitch}
     # The batch size too: in bf16 a few pixels differ by one level between batch sizes.
     settings = {"psi": args.psi, "pose": pose, "batch_size": args.batch_size}
-    return output_record("sample", model_record(args), s.render, device) | settings
+    return output_record("sample", args, model_record(args), s.render, device) | settings
 
 
 def _image_record(record: dict, s: SampleSettings, seed: int, output: str) -> dict[str, object]:

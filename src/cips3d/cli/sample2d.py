@@ -154,7 +154,7 @@ def _record(args: argparse.Namespace, size: int, fixation: tuple[float, float], 
         frame |= {"extent": args.extent, "turns": args.turns}
     if args.foveated:
         frame |= {"foveated": args.foveated, "fixation": list(fixation)}
-    return output_record("sample2d", {"checkpoint": loaded_path(args.checkpoint)}, None, device) | frame
+    return output_record("sample2d", args, {"checkpoint": loaded_path(args.checkpoint)}, None, device) | frame
 
 
 def _window_asked(args: argparse.Namespace) -> bool:

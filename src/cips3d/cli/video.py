@@ -282,7 +282,7 @@ def _record(args: argparse.Namespace, plan: _Plan, device: object) -> dict:
     path = {"trajectory": args.trajectory, "frames": args.frames, "video_frames": plan.trajectory.num_frames,
             "fov": plan.trajectory.fov[0], "fps": args.fps, "psi": args.psi, "panels": list(plan.panels),
             "text": args.text}  # fmt: skip
-    record = output_record("video", model_record(args), plan.render, device) | path
+    record = output_record("video", args, model_record(args), plan.render, device) | path
     del record["render"]["fov"]
     return record
 

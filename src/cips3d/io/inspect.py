@@ -251,8 +251,8 @@ def _png_record(source: FolderSource | ZipSource, name: str) -> dict[str, Any]:
 
 
 # The order `info` gives a PNG's record in (`save_png(record=...)`); other keys follow, sorted.
-_RECORD_ORDER = ("output", "run", "step", "seed", "appearance_seed", "mix_layers", "seeds", "styles",
-                 "image", "steps", "camera", "final_loss", "fit", "checkpoint", "official_config",
+_RECORD_ORDER = ("command_line", "output", "run", "step", "seed", "appearance_seed", "mix_layers", "seeds",
+                 "styles", "image", "steps", "camera", "final_loss", "fit", "checkpoint", "official_config",
                  "preset", "init_seed", "source", "source_preset", "target", "target_preset",
                  "blend_inr_mapping", "gammas", "layers", "psi", "pose", "yaws", "pitches", "trajectory",
                  "frames", "video_frames", "fov", "fps", "panels", "text", "steps_between", "space",
