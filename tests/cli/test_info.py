@@ -181,7 +181,9 @@ def test_image_folders_and_dataset_zips_are_described_not_refused(capsys, tmp_pa
     (tmp_path / "empty" / "__MACOSX").mkdir(parents=True)
     (tmp_path / "empty" / "__MACOSX" / "a.png").write_bytes(b"")
     code, _, err = run(capsys, "info", str(tmp_path / "empty"))
-    assert code == 2 and "empty is a folder with no model (config.json), training run or images in it" in err
+    assert (
+        code == 2 and "empty is a folder with no model (config.json), training run, images or videos" in err
+    )
 
 
 def test_a_folder_of_renders_is_said_to_hold_them(capsys, tmp_path, blob_folder):
@@ -220,7 +222,17 @@ def test_a_rendered_png_is_described_by_its_record(capsys, tmp_path):
     assert code == 2 and "plain.png is an image" in err
     args = ["video", "--preset", "tiny", "--seeds", "4", "--size", "9", "--frames", "2", "--format", "gif"]
     assert run(capsys, *args, "--trajectory", "yaw", "--outdir", str(out), "--quiet")[0] == 0
+    folder = info(capsys, str(out))  # its PNGs; a folder of videos alone:
     video = info(capsys, str(out / "seed0004.gif"))  # a video's record is in its comment
+    (tmp_path / "videos").mkdir()
+    (out / "seed0004.gif").rename(tmp_path / "videos" / "seed0004.gif")
+    videos = info(capsys, str(tmp_path / "videos"))
+    assert (videos["kind"], videos["videos"], videos["written by"]) == (
+        "a folder of videos",
+        1,
+        "cips3d video (1 video)",
+    )
+    assert folder["written by"] == "cips3d sample (1 image)"
     assert video["kind"] == "a video written by cips3d video" and video["seed"] == 4
     assert (video["trajectory"], video["frames"], video["panels"]) == ("yaw", 2, ["image"])
     assert (video["frame size"], video["length"]) == ("9 x 9", "2 frames")  # from the file's header

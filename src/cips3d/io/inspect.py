@@ -74,9 +74,12 @@ def describe(path: str | os.PathLike) -> Lines:
     if _holds_images(path):
         return _images(path)
     if path.is_dir() and not (path / CONFIG_FILE).is_file():
+        videos = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+        if videos:
+            return _videos(path, videos)
         raise UserError(
-            f"{path} is a folder with no model (config.json), training run or images in it; cips3d info "
-            "describes those, official .pth files and zips of images."
+            f"{path} is a folder with no model (config.json), training run, images or videos in it; cips3d "
+            "info describes those, official .pth files and zips of images."
         )
     if carries_own_config(path):
         return _folder(model_folder_of(path))
@@ -283,7 +286,19 @@ def _recorded(path: Path, record: dict[str, Any]) -> Lines:
     return lines + [(key, record[key]) for key in keys]  # as recorded: `info --json` keeps their types
 
 
-def _written_by(writers: dict[str, str]) -> str:
+def _videos(path: Path, videos: list[Path]) -> Lines:
+    """A folder of videos (and no images): how many, and which commands wrote them, as their records
+    say (`cips3d info` on one of them tells how it was made)."""
+    writers = {}
+    for video in videos:
+        command = (read_video_record(video) or {}).get("command")
+        if isinstance(command, str) and command.startswith("cips3d "):
+            writers[video.name] = command
+    lines: Lines = [("kind", "a folder of videos"), ("videos", len(videos)), ("first video", videos[0].name)]
+    return lines + ([("written by", _written_by(writers, "video"))] if writers else [])
+
+
+def _written_by(writers: dict[str, str], noun: str = "image") -> str:
     """'cips3d multiview (4 images; its 2 seedNNNN.png are grids of views, not single images)', per
     command: how many of the folder's images each wrote (the rest are photos or other images)."""
     said = []
@@ -291,7 +306,7 @@ def _written_by(writers: dict[str, str]) -> str:
         mine = [name for name, c in writers.items() if c == command]
         grids = [name for name in mine if _SEED_IMAGE.fullmatch(Path(name).name)]
         held = _GRID_WRITERS.get(command)
-        what = counted(len(mine), "image")
+        what = counted(len(mine), noun)
         if held and grids:
             what += f"; its {len(grids)} seedNNNN.png are {held}, not single images"
         said.append(f"{command} ({what})")
