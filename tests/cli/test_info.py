@@ -232,7 +232,7 @@ def test_a_rendered_png_is_described_by_its_record(capsys, tmp_path):
         1,
         "cips3d video (1 video)",
     )
-    assert folder["written by"] == "cips3d sample (1 image)"
+    assert folder["written by"] == "cips3d sample (2 images)"  # seed0003.png and grid.png
     assert video["kind"] == "a video written by cips3d video" and video["seed"] == 4
     assert (video["trajectory"], video["frames"], video["panels"]) == ("yaw", 2, ["image"])
     assert (video["frame size"], video["length"]) == ("9 x 9", "2 frames")  # from the file's header
