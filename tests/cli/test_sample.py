@@ -206,7 +206,11 @@ def test_every_png_records_how_it_was_made_enough_to_make_it_again(tmp_path, cap
     assert read_png_record(first / "seed0003_normals.png")["output"] == "normals"
     grid = read_png_record(first / "grid.png")
     assert (grid["seeds"], grid["appearance_seeds"], grid["mix_layers"]) == ([3, 5], [9, 9], "all")
-    assert record["batch_size"] == 4  # in bf16 a few pixels depend on it
+    assert record["batch_size"] == 4 and "batch_seeds" not in record  # float32: batch-size invariant
+    bf16 = tmp_path / "bf16"  # in bf16 a few pixels depend on the batch: its seeds are recorded
+    run(capsys, *common, "--seeds", "0-2", "--size", "8", "--batch-size", "2", "--precision", "bf16",
+        "--outdir", str(bf16))  # fmt: skip
+    assert [read_png_record(bf16 / f"seed000{s}.png")["batch_seeds"] for s in (0, 2)] == [[0, 1], [2]]
     drawn = tmp_path / "drawn"  # --random-pose records the angles it drew, to reuse the camera
     run(capsys, *common, "--seeds", "4", "--size", "10", "--random-pose", "--outdir", str(drawn))
     camera = read_png_record(drawn / "seed0004.png")["camera"]

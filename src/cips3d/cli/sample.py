@@ -205,6 +205,8 @@ def run(args: argparse.Namespace) -> int:
             drawn = (
                 {"camera": {"yaw": yaws[i].item(), "pitch": pitches[i].item()}} if args.random_pose else {}
             )
+            if render.precision == "bf16":  # a few bf16 pixels depend on the batch an image was in
+                drawn["batch_seeds"] = batch.seeds
             about = functools.partial(_image_record, record | drawn, settings, seed)  # each file's record
             written = {"img": imgs[i]}
             save_png(imgs[i], f"{stem}.png", about("image"))
