@@ -21,6 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from cips3d.config import MAX_IMG_SIZE, check_switch, is_whole_number
+from cips3d.data.colour import in_srgb
 from cips3d.errors import ConfigError, UserError
 from cips3d.io.files import path_of
 
@@ -247,11 +248,12 @@ def _quietly_opened(data: bytes) -> Image.Image:
 
 
 def upright_rgb(data: bytes) -> Image.Image:
-    """Encoded image bytes -> an 8-bit RGB image, turned upright by its EXIF orientation (as photo
-    viewers show it); see `decode_rgb`."""
+    """Encoded image bytes -> an 8-bit RGB image, turned upright by its EXIF orientation and converted
+    to sRGB from its colour profile (as photo viewers show it); see `decode_rgb`."""
     with _quietly_opened(data) as img:
         img.load()  # the pixels outlive the file
-        return _eight_bit_rgb(ImageOps.exif_transpose(img) if _orientation(img) != 1 else img)
+        upright = ImageOps.exif_transpose(img) if _orientation(img) != 1 else img
+        return _eight_bit_rgb(in_srgb(upright))  # its colour profile applied (P3, Adobe RGB)
 
 
 def _orientation(img: Image.Image) -> int:
@@ -265,7 +267,8 @@ def decode_rgb(
     data: bytes, resolution: int | None = None, width: int | None = None, whole: bool = False
 ) -> np.ndarray:
     """Encoded image bytes -> uint8 [H, W, 3] RGB (grey, palette and RGBA converted; alpha dropped; 16-bit
-    and float images scaled; turned upright by their EXIF orientation, as photo viewers show them).
+    and float images scaled; turned upright by their EXIF orientation and converted to sRGB from their
+    colour profile, as photo viewers show them).
 
     With `resolution`, the image is centre-cropped to a square (or to resolution x `width`) and
     LANCZOS-resized, or resized whole (`crop_resize`).
