@@ -46,6 +46,7 @@ def matrix_profile(primaries=WIDE, gamma: float = 2.2, name: str = "wide test RG
     return header + body
 
 
+SRGB_PRIMARIES = ((0.4360, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971), (0.1431, 0.0606, 0.7139))
 COLOURS = np.array([[[100, 200, 100], [200, 30, 30], [128, 128, 128], [255, 255, 255]]], np.uint8)
 
 
@@ -74,6 +75,15 @@ def test_a_wide_gamut_photo_is_read_in_srgb():
 def test_srgb_unprofiled_and_unreadable_profiles_leave_the_pixels_as_stored(fmt):
     stored = decode_rgb(encoded(None, fmt))
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-    srgb_primaries = ((0.4360, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971), (0.1431, 0.0606, 0.7139))
-    for icc in (srgb, b"not a colour profile", matrix_profile(srgb_primaries, name="an sRGB of my own")):
+    for icc in (srgb, b"not a colour profile"):
         assert np.array_equal(decode_rgb(encoded(icc, fmt)), stored)
+    linear = matrix_profile(SRGB_PRIMARIES, gamma=1.0, name="linear sRGB")  # sRGB's primaries, not its curve
+    assert not np.array_equal(decode_rgb(encoded(linear, fmt)), stored)
+
+
+def test_an_image_with_alpha_is_converted_too():
+    """Screenshots are RGBA PNGs in Display P3: with their alpha they were read as stored."""
+    buffer = io.BytesIO()
+    rgba = np.concatenate([COLOURS, np.full((1, 4, 1), 255, np.uint8)], -1)
+    Image.fromarray(rgba).save(buffer, "PNG", icc_profile=matrix_profile())
+    assert np.array_equal(decode_rgb(buffer.getvalue()), decode_rgb(encoded(matrix_profile())))

@@ -57,6 +57,14 @@ def test_modulate_weight_goes_through_torch_func_and_odd_batches():
     assert torch.allclose(torch.func.grad(loss)(weight, style), plain, rtol=1e-10, atol=1e-12)
     per_style = torch.func.vmap(lambda s: torch.func.grad(loss)(weight, s))(style.unsqueeze(1))
     assert per_style.shape == (3, 6, 5)
+
+    def curved(s):  # second derivatives: torch.func takes autograd's own formula (a review found wrong ones)
+        return torch.sin(modulate_weight(weight, s) * mask).sum()
+
+    def plain_curved(s):
+        return torch.sin(_plain_modulated(weight, s, 1.0) * mask).sum()
+
+    assert torch.allclose(torch.func.hessian(curved)(style), torch.func.hessian(plain_curved)(style))
     empty = torch.zeros(0, 6, dtype=torch.float64, requires_grad=True)
     modulate_weight(w, empty).sum().backward()  # no style: the weight's gradient is zero
     assert torch.equal(w.grad, torch.zeros_like(w))

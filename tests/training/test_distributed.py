@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
+import socket
 
 import numpy as np
 import pytest
@@ -16,7 +18,7 @@ from cips3d.errors import UserError
 from cips3d.io.inspect import describe
 from cips3d.training import distributed
 from cips3d.training.config import StageConfig
-from cips3d.training.distributed import World, rank_seed, world_from_environment
+from cips3d.training.distributed import World, rank_seed, torchrun_job, world_from_environment
 from cips3d.training.run_lock import run_lock
 from cips3d.training.snapshot import load_snapshot
 from cips3d.training.trainer import Trainer, TrainOptions
@@ -48,6 +50,17 @@ def test_the_environment_of_torchrun_names_the_world():
 def test_a_broken_environment_is_one_clear_error(env, words):
     with pytest.raises(UserError, match=words):
         world_from_environment(env)
+
+
+def test_a_torchrun_job_is_known_across_its_restarts():
+    """The id a restart compares with run.json's: torchrun's own, else (its shared default 'none', as
+    with --master-port) the torchrun agent of a job on one machine; none outside torchrun."""
+    assert torchrun_job({}) is None
+    several = {"TORCHELASTIC_RUN_ID": "a1b2", "WORLD_SIZE": "16", "LOCAL_WORLD_SIZE": "8"}
+    assert torchrun_job(several) == "a1b2"
+    one = {"TORCHELASTIC_RUN_ID": "none", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"}
+    assert torchrun_job(one) == f"{socket.gethostname()}, torchrun agent {os.getppid()}" == torchrun_job(one)
+    assert torchrun_job(one | {"WORLD_SIZE": "4"}) is None  # several machines: nothing tells the job apart
 
 
 def test_rank_zero_draws_as_a_single_process_and_every_rank_draws_its_own_stream():

@@ -45,19 +45,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _words(value: object) -> str:
+def _words(value: object, counted: bool = True) -> str:
     """A value of `describe` as text: counts with thousands separators, other numbers to six digits,
-    a render's recorded settings (lists, settings by name) written out."""
+    a render's recorded settings (lists, settings by name) written out, their integers (seeds, sizes)
+    as they are (1,000, 2,000 read as four numbers)."""
     if isinstance(value, bool) or value is None:
         return "none" if value is None else str(value).lower()
     if isinstance(value, str):
         return value
     if isinstance(value, int):
-        return f"{value:,}"
+        return f"{value:,}" if counted else str(value)
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, dict):
-        return ", ".join(f"{key} {_words(item)}" for key, item in value.items())
+        return ", ".join(f"{key} {_words(item, False)}" for key, item in value.items())
     if isinstance(value, list | tuple):
-        return ", ".join(_words(item) for item in value)
+        return ", ".join(_words(item, False) for item in value)
     return str(value)

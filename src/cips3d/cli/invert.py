@@ -182,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.checkpoint} is a 2D CIPS model: cips3d invert2d fits photos with it.")
     first = read_target(paths[0], args.size) if one else None  # a single broken photo fails first
     device, G = rendering_generator(args)
+    model = model_record(args)  # now: a run's newest snapshot may change while the photos are fitted
     perceptual = load_perceptual(device=device) if config.perceptual > 0 else None
     fitted, skipped = 0, []
     for i, path in enumerate(paths):
@@ -194,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
         outdir = Path(args.outdir) if one else Path(args.outdir) / path.stem
         desc = "invert" if one else f"{path.name} ({i + 1}/{len(paths)})"
         result = _fit(G, target, config, perceptual, desc, args)
-        _write(G, result, target, outdir, args, path, config)
+        _write(G, result, target, outdir, args, (path, config, model))
         fitted += 1
         print(
             f"{outdir}: {fit_summary(result.losses, 'invert')}, "
@@ -255,16 +256,17 @@ def _write(
     target: torch.Tensor,
     outdir: Path,
     args: argparse.Namespace,
-    image: Path,
-    config: InversionConfig,
+    fitted: tuple[Path, InversionConfig, dict],
 ) -> None:
+    """The outputs of one photo's fit; `fitted`: the photo, the fit's settings, the model record."""
+    image, config, model = fitted
     render = RenderConfig(img_size=args.size, deterministic=True, fov=result.fov, **speed_options(args))
     camera = {"yaw": result.yaw, "pitch": result.pitch, "fov": result.fov}
     loss = result.losses[-1] if result.losses else None
     # The fit's settings as InversionConfig holds them (--perceptual, --per-layer, --seed, the search...)
     fit = {"image": str(image.resolve()), "steps": args.steps, "camera": camera, "final_loss": loss,
            "fit": dataclasses.asdict(config)}  # fmt: skip
-    record = output_record("invert", args, model_record(args), render, G.device) | fit
+    record = output_record("invert", args, model, render, G.device) | fit
     save_png(to_uint8(target[0]), outdir / "target.png", record | {"output": "the photo, as fitted"})
     panels = "photo | fit | its aux NeRF image | its depth"
     save_png(

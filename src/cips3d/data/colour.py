@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import io
 
+import numpy as np
 from PIL import Image
 
 try:
@@ -17,17 +18,18 @@ try:
 except ImportError:  # a Pillow built without LittleCMS: images are read as stored, as before
     ImageCms = None
 
-# The modes whose profiles are applied, and the colour space their profile must be for. (CMYK photos
-# would gain from their profiles too; no CMYK profile can be made offline to test that with.)
-PROFILED_MODES = {"RGB": "RGB"}
+# The modes whose profiles are applied (alpha kept: screenshots are RGBA PNGs in Display P3), and the
+# colour space their profile must be for. (CMYK photos would gain from their profiles too; no CMYK
+# profile can be made offline to test that with.)
+PROFILED_MODES = {"RGB": "RGB", "RGBA": "RGB"}
 
 
 def in_srgb(img: Image.Image) -> Image.Image:
     """`img` converted from its embedded ICC profile to sRGB (relative colorimetric, as browsers do).
 
-    Unchanged: no profile, an sRGB one (nothing to do), a profile that cannot be read or does not fit
-    the image's mode (left as stored, as viewers that ignore profiles show it), other modes (grey,
-    palette, 16-bit) and images with a transparent colour key.
+    Unchanged: no profile, one that changes no colour (sRGB's), a profile that cannot be read or does
+    not fit the image's mode (left as stored, as viewers that ignore profiles show it), other modes
+    (grey, palette, CMYK, 16-bit grey) and images with a transparent colour key.
     """
     icc = img.info.get("icc_profile")
     if not icc or img.mode not in PROFILED_MODES or "transparency" in img.info or ImageCms is None:
@@ -38,27 +40,27 @@ def in_srgb(img: Image.Image) -> Image.Image:
 
 @functools.lru_cache(maxsize=16)
 def _to_srgb(icc: bytes, mode: str):
-    """The LittleCMS transform from the profile `icc` for images of `mode` to sRGB RGB; None when there
-    is nothing to convert or the profile cannot be used. Cached: a dataset's photos share a few."""
+    """The LittleCMS transform from the profile `icc` for images of `mode` to sRGB (the same mode);
+    None when the profile cannot be used or changes no colour by more than a level (sRGB's own, under
+    whatever name). Cached: a dataset's photos share a few profiles."""
     try:
         profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
         if profile.profile.xcolor_space.strip() != PROFILED_MODES[mode]:
             return None
         srgb = ImageCms.createProfile("sRGB")
-        if _same_primaries(profile, ImageCms.ImageCmsProfile(srgb)):
-            return None  # an sRGB profile (its tone curve aside): converting would only round
         intent = ImageCms.Intent.RELATIVE_COLORIMETRIC
-        return ImageCms.buildTransform(profile, srgb, mode, "RGB", renderingIntent=intent)
+        transform = ImageCms.buildTransform(profile, srgb, mode, mode, renderingIntent=intent)
+        return None if _changes_nothing(transform, mode) else transform
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         return None
 
 
-def _same_primaries(a, b, tolerance: float = 0.002) -> bool:
-    """Whether two RGB profiles have the same red, green and blue colorants (XYZ, D50)."""
-    for colour in ("red", "green", "blue"):
-        mine, theirs = (getattr(p.profile, f"{colour}_colorant") for p in (a, b))
-        if mine is None or theirs is None:
-            return False
-        if max(abs(u - v) for u, v in zip(mine[0], theirs[0], strict=True)) >= tolerance:
-            return False
-    return True
+def _changes_nothing(transform, mode: str) -> bool:
+    """Whether `transform` moves no colour of a 16-level grid of the RGB cube by more than one level
+    (then converting would only round)."""
+    levels = np.linspace(0, 255, 16).round().astype(np.uint8)
+    cube = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(64, 64, 3)
+    if mode == "RGBA":
+        cube = np.concatenate([cube, np.full((64, 64, 1), 255, np.uint8)], -1)
+    moved = np.asarray(ImageCms.applyTransform(Image.fromarray(cube), transform)).astype(int)
+    return int(np.abs(moved[..., :3] - cube[..., :3].astype(int)).max()) <= 1

@@ -1,9 +1,10 @@
-"""What a checkpoint path holds, in words (`cips3d info`): our model folders and training runs (3D or
-2D), official CIPS-3D generator or discriminator state dicts (and which preset they fit), official 2D
-CIPS checkpoints, or a file cips3d does not recognise. Nothing is unpickled beyond tensors.
+"""What a path holds, in words (`cips3d info`): our model folders and training runs (3D or 2D),
+official CIPS-3D generator or discriminator state dicts (and which preset they fit), official 2D CIPS
+checkpoints, fitted styles, datasets, the images and videos our commands write (from their records),
+or a file cips3d does not recognise. Nothing is unpickled beyond tensors.
 
-    for label, value in describe("runs/tiny"):   # value: a str, or an int or float to format
-        print(f"{label}: {value}")
+    for label, value in describe("runs/tiny"):   # value: a str, an int or float to format, or a
+        print(f"{label}: {value}")               # render record's JSON value (list, dict, bool)
 """
 
 from __future__ import annotations

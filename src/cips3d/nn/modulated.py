@@ -37,10 +37,18 @@ def modulate_weight(
         return weight.unsqueeze(0) * s.unsqueeze(-1)
     if not (weight.requires_grad or s.requires_grad) or not torch.is_grad_enabled():
         return _demodulated(weight, s, eps)[0]
-    if s.shape[0] == 0 or s.dtype != weight.dtype:  # the written-out gradient assumes neither
+    if s.shape[0] == 0 or s.dtype != weight.dtype or _under_functorch(weight, s):
+        # The written-out gradient assumes neither an empty batch nor mixed dtypes, and torch.func's
+        # second derivatives (hessian) would go through its once-differentiable backward unchecked.
         w = weight.unsqueeze(0) * s.unsqueeze(-1)
         return w * torch.rsqrt(w.square().sum(dim=1, keepdim=True) + eps)
     return _Demodulated.apply(weight, s, eps)[0]
+
+
+def _under_functorch(*tensors: torch.Tensor) -> bool:
+    """Whether a torch.func transform (grad, vmap, jacrev, hessian) is tracing these tensors."""
+    wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
+    return wrapped is not None and any(wrapped(t) for t in tensors)
 
 
 def _demodulated(weight: torch.Tensor, s: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,8 +63,8 @@ class _Demodulated(torch.autograd.Function):
     """`_demodulated` with its gradient written out: autograd's own backward walks the [B, in, out]
     tensors about a dozen times and keeps three of them alive; this one saves only W, s and d and walks
     them five times (forward and backward 1.6 instead of 2.6 ms for a 512-wide layer at batch 4 on a
-    2-core CPU). Not differentiable twice (nothing in CIPS-3D takes G's second derivative); written with
-    `setup_context` and a forward-mode rule, so torch.func's grad, vmap and jvp go through it.
+    2-core CPU). Not differentiable twice (nothing in CIPS-3D takes G's second derivative: torch.func
+    transforms take autograd's own formula, see `modulate_weight`); it has a forward-mode rule.
 
     With u = W * s, W' = u * d: dL/du = g*d - u * d^3 * c where c[b, o] = sum_i g[b,i,o] * u[b,i,o];
     then dL/dW = sum_b s[b] * dL/du[b] and dL/ds = sum_o W * dL/du, both with u expanded as W * s.

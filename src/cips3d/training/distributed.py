@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -152,13 +153,20 @@ def world_from_environment(env: Mapping[str, str] | None = None) -> World:
 
 
 def torchrun_job(env: Mapping[str, str] | None = None) -> str | None:
-    """The id torchrun gives this job (TORCHELASTIC_RUN_ID: its --rdzv-id, or a fresh uuid for a job on
-    one machine), the same in every process and every restart of the job; None outside torchrun or when
-    it is torchrun's shared default 'none' (several machines without --rdzv-id), which tells no job from
-    another."""
+    """The id of this torchrun job, the same in every process and every restart of it: torchrun's
+    TORCHELASTIC_RUN_ID (its --rdzv-id, or a fresh uuid for a job on one machine with the default
+    rendezvous). Its shared default 'none' (set with --master-port, or several machines without
+    --rdzv-id) tells no job from another; on one machine the job is then known by its torchrun agent,
+    the parent of every process it starts, again after a restart. None outside torchrun, or for a
+    default id on several machines."""
     env = os.environ if env is None else env
     job = env.get("TORCHELASTIC_RUN_ID")
-    return job if job and job != "none" else None
+    if not job:
+        return None
+    if job != "none":
+        return job
+    one_machine = "LOCAL_WORLD_SIZE" in env and env.get("LOCAL_WORLD_SIZE") == env.get("WORLD_SIZE")
+    return f"{socket.gethostname()}, torchrun agent {os.getppid()}" if one_machine else None
 
 
 def backend_for(device: torch.device) -> str:
