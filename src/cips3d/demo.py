@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cips3d import __version__
 from cips3d.config import RenderConfig
 from cips3d.data.synth import cameras_path, render_scenes, sample_scenes, write_synth_dataset
 from cips3d.inference.inversion import InversionConfig, fit_panels, invert, target_scale_known
@@ -70,6 +71,12 @@ def _score(G: Generator3D, data: Path) -> dict:
     return evaluate(G, data, _metric_names(), num_images=EVAL_IMAGES, img_size=DATA_SIZE)
 
 
+def _record(outdir: Path, output: str) -> dict[str, str]:
+    """What the demo's pictures record (`save_png(record=...)`): the model is its own run's G_ema."""
+    run = (outdir / "run").resolve()
+    return {"command": "cips3d demo", "version": __version__, "run": str(run), "output": output}
+
+
 @torch.no_grad()
 def _pictures(G: Generator3D, outdir: Path) -> dict[str, Path]:
     """Sample grids at the training size and at twice it, and image | aux | depth rows."""
@@ -80,11 +87,15 @@ def _pictures(G: Generator3D, outdir: Path) -> dict[str, Path]:
         render = RenderConfig(img_size=size, deterministic=True)
         out = G.synthesis(G.mapping(*z), camera, render)
         name = "samples.png" if size == DATA_SIZE else f"samples_{size}px.png"
-        files[name] = save_png(make_grid(to_uint8(out.img), 8), outdir / name)
+        record = _record(
+            outdir, f"seeds {SAMPLE_SEEDS.start}-{SAMPLE_SEEDS.stop - 1} at {size} px, from the front"
+        )
+        files[name] = save_png(make_grid(to_uint8(out.img), 8), outdir / name, record)
         if size != DATA_SIZE:
             depth = depth_tiles(out.depth[:8], render.ray_start, render.ray_end)
             rows = np.concatenate([to_uint8(out.img[:8]), to_uint8(out.aux_img[:8]), depth])
-            files["views.png"] = save_png(make_grid(rows, 8), outdir / "views.png")
+            views = _record(outdir, f"seeds 0-7 at {size} px: images, aux images, depth")
+            files["views.png"] = save_png(make_grid(rows, 8), outdir / "views.png", views)
     return files
 
 
@@ -95,7 +106,8 @@ def _turntable(G: Generator3D, outdir: Path, progress: bool) -> Path:
     trajectory = sweep.select(list(range(24)) + list(range(22, 0, -1)))
     styles = G.mapping(*G.sample_latents(1, torch.Generator().manual_seed(0)))
     frames = video_frames(G, styles, trajectory, render, panels=("image", "aux", "depth"), progress=progress)
-    return write_mp4_or_gif(frames, outdir / "turntable", fps=12)
+    record = _record(outdir, "seed 0 along the official yaw sweep and back: image | aux | depth")
+    return write_mp4_or_gif(frames, outdir / "turntable", fps=12, record=record)
 
 
 def _inversion(G: Generator3D, outdir: Path, progress: bool) -> tuple[dict[str, Path], dict]:
@@ -109,7 +121,10 @@ def _inversion(G: Generator3D, outdir: Path, progress: bool) -> tuple[dict[str, 
     with target_scale_known():  # a render mapped from [0, 1] just above
         result = invert(G, target, config, perceptual=perceptual)
     render = RenderConfig(img_size=DATA_SIZE, deterministic=True)
-    files = {"inversion.png": save_png(fit_panels(target, result.output, render), outdir / "inversion.png")}
+    fitted = _record(outdir, "a held-out view | its fit | aux image | depth")
+    files = {
+        "inversion.png": save_png(fit_panels(target, result.output, render), outdir / "inversion.png", fitted)
+    }
     sweep = RenderConfig(img_size=2 * DATA_SIZE, deterministic=True)
     frames = video_frames(
         G,
@@ -120,7 +135,12 @@ def _inversion(G: Generator3D, outdir: Path, progress: bool) -> tuple[dict[str, 
         progress=progress,
         desc="inversion",
     )
-    files["inversion_video"] = write_mp4_or_gif(frames, outdir / "inversion", fps=12)
+    files["inversion_video"] = write_mp4_or_gif(
+        frames,
+        outdir / "inversion",
+        fps=12,
+        record=_record(outdir, "the fit along the yaw sweep: image | depth"),
+    )
     record = {
         "true_yaw_pitch": list(HELD_OUT_CAMERA), "fitted_yaw_pitch": [result.yaw, result.pitch],
         "loss_start": result.losses[0], "loss_end": result.losses[-1], "perceptual_weight": config.perceptual,
