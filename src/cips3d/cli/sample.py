@@ -43,7 +43,6 @@ from cips3d.inference.multiview import resolve_inr_layers, sample_mixed_seeds
 from cips3d.inference.sample import SampleBatch, parse_seeds, sample_seeds
 from cips3d.io.images import colorize_depth, grid_tiles, make_grid, save_npy, save_png, to_uint8
 from cips3d.models.generator3d import Generator3D
-from cips3d.rendering.cameras import angles_from_position
 from cips3d.words import counted
 
 EXAMPLES = """examples:
@@ -177,11 +176,14 @@ def _record(args: argparse.Namespace, s: SampleSettings, device: object) -> dict
 def _image_record(record: dict, s: SampleSettings, seed: int, output: str) -> dict[str, object]:
     """`record` for one seed's `output` (image, aux image, depth or normals)."""
     mine = {**record, "seed": seed, "output": output}
-    if s.appearance_seeds is not None:  # one partner for every seed, or one each (unique seeds)
-        one = len(s.appearance_seeds) == 1
-        mine["appearance_seed"] = s.appearance_seeds[0 if one else s.seeds.index(seed)]
-        mine["mix_layers"] = s.mix_layers or "all"
+    if s.appearance_seeds is not None:
+        mine |= {"appearance_seed": _appearance_seed(s, seed), "mix_layers": s.mix_layers or "all"}
     return mine
+
+
+def _appearance_seed(s: SampleSettings, seed: int) -> int:
+    """The seed whose INR styles `seed` is rendered with: one partner for every seed, or one each."""
+    return s.appearance_seeds[0 if len(s.appearance_seeds) == 1 else s.seeds.index(seed)]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -198,13 +200,12 @@ def run(args: argparse.Namespace) -> int:
         out = batch.output
         normals = normals_image(out.depth, render.fov) if args.normals else None
         imgs, auxs = to_uint8(out.img), to_uint8(out.aux_img)
-        # The angles --random-pose drew, so that the camera can be reused (multiview, video, --yaw).
-        yaws, pitches = angles_from_position(out.cam2world[:, :3, 3].double().cpu())
         for i, seed in enumerate(batch.seeds):
             stem = outdir / f"seed{seed:04d}"
-            drawn = (
-                {"camera": {"yaw": yaws[i].item(), "pitch": pitches[i].item()}} if args.random_pose else {}
-            )
+            drawn = {}
+            if args.random_pose:  # the angles drawn, so that the camera can be reused (multiview, video)
+                pitch, yaw = out.pitch_yaw[i].tolist()
+                drawn["camera"] = {"yaw": yaw, "pitch": pitch}
             if render.precision == "bf16":  # a few bf16 pixels depend on the batch an image was in
                 drawn["batch_seeds"] = batch.seeds
             about = functools.partial(_image_record, record | drawn, settings, seed)  # each file's record
@@ -232,9 +233,8 @@ def run(args: argparse.Namespace) -> int:
             if tiles[kind]:
                 shown = {**record, "seeds": seeds[:in_grid], "output": f"grid ({kind})"}
                 if settings.appearance_seeds is not None:  # each tile's look, as its own PNG records it
-                    looks = [_image_record(record, settings, seed, kind) for seed in seeds[:in_grid]]
-                    shown |= {"appearance_seeds": [r["appearance_seed"] for r in looks],
-                              "mix_layers": looks[0]["mix_layers"]}  # fmt: skip
+                    looks = [_appearance_seed(settings, seed) for seed in seeds[:in_grid]]
+                    shown |= {"appearance_seeds": looks, "mix_layers": settings.mix_layers or "all"}
                 save_png(make_grid(np.stack(tiles[kind]), ncols), outdir / name, shown)
     print(f"wrote {counted(len(seeds), 'image')} of {render.img_size}x{render.img_size} to {outdir}/")
     if 0 < in_grid < len(seeds):

@@ -233,8 +233,8 @@ def _render_writers(source: FolderSource | ZipSource) -> dict[str, str]:
     writers = {}
     for name in source.names:
         if _OUR_NAMES.fullmatch(Path(name).name):
-            command = _png_record(source, name).get("command")
-            if isinstance(command, str) and command.startswith("cips3d "):
+            command = _our_command(_png_record(source, name))
+            if command is not None:
                 writers[name] = command
     present = set(source.names)
     for name in source.names:
@@ -242,6 +242,12 @@ def _render_writers(source: FolderSource | ZipSource) -> dict[str, str]:
         if name not in writers and _SEED_IMAGE.fullmatch(Path(name).name) and flip in present:
             writers[name] = "cips3d multiview"
     return writers
+
+
+def _our_command(record: dict[str, Any]) -> str | None:
+    """The cips3d command a render's record names ('cips3d sample'), or None (none, or another's)."""
+    command = record.get("command")
+    return command if isinstance(command, str) and command.startswith("cips3d ") else None
 
 
 def _png_record(source: FolderSource | ZipSource, name: str) -> dict[str, Any]:
@@ -274,9 +280,8 @@ def _recorded(path: Path, record: dict[str, Any]) -> Lines:
     """A PNG or video one of our commands wrote, from the record in it: how it was made, enough to make
     it again."""
     what = "a video" if path.suffix.lower() in VIDEO_SUFFIXES else "an image"
-    command = record.get("command")
-    ours = isinstance(command, str) and command.startswith("cips3d ")
-    lines: Lines = [("kind", f"{what} written by {command}" if ours else f"{what} with a cips3d record")]
+    command = _our_command(record)
+    lines: Lines = [("kind", f"{what} written by {command}" if command else f"{what} with a cips3d record")]
     if what == "an image":
         with Image.open(path) as img:
             lines.append(("image size", f"{img.width} x {img.height}"))
@@ -292,8 +297,8 @@ def _videos(path: Path, videos: list[Path]) -> Lines:
     say (`cips3d info` on one of them tells how it was made)."""
     writers = {}
     for video in videos:
-        command = (read_video_record(video) or {}).get("command")
-        if isinstance(command, str) and command.startswith("cips3d "):
+        command = _our_command(read_video_record(video) or {})
+        if command is not None:
             writers[video.name] = command
     lines: Lines = [("kind", "a folder of videos"), ("videos", len(videos)), ("first video", videos[0].name)]
     return lines + ([("written by", _written_by(writers, "video"))] if writers else [])
