@@ -73,6 +73,21 @@ def test_modulate_weight_goes_through_torch_func_and_odd_batches():
     assert single.grad.dtype == torch.float32
 
 
+def test_modulate_weight_without_gradients_is_its_formula_for_mixed_dtypes_and_under_autocast():
+    """Inference demodulates through a small product on the CPU: never rounded by a caller's autocast."""
+    g = torch.Generator().manual_seed(6)
+    weight = torch.randn(64, 48, generator=g)
+    style = torch.randn(3, 64, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        mixed = modulate_weight(weight, style)
+        assert mixed.dtype == torch.float64
+        assert torch.allclose(mixed, _plain_modulated(weight.double(), style, 1.0), rtol=1e-6, atol=1e-7)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            rounded = modulate_weight(weight, style.float())
+    assert rounded.dtype == torch.float32
+    assert torch.allclose(rounded, _plain_modulated(weight, style.float(), 1.0), rtol=1e-5, atol=1e-6)
+
+
 def test_modulate_weight_gives_the_style_gradient_of_a_frozen_weight():
     """Inversion fits styles to a frozen generator: only the style's gradient is asked for."""
     g = torch.Generator().manual_seed(4)

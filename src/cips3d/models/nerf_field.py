@@ -14,8 +14,10 @@ from torch import nn
 from cips3d import constants as K
 from cips3d.config import NerfFieldConfig
 from cips3d.errors import ConfigError
+from cips3d.models.field_recompute import block_slices, field_with_recompute
 from cips3d.nn.film import FiLMSine, FoldedFiLM, film_sine
 from cips3d.nn.init import empty_linear, kaiming_leaky_, linear_default_
+from cips3d.nn.transforms import plain_autograd_wanted
 
 
 def nerf_style_names(config: NerfFieldConfig) -> list[str]:
@@ -72,13 +74,20 @@ class NerfField(nn.Module):
         """points [B, N, 3], styles {name: [B, D]} (or their `modulate` form) -> (feature [B, N, C],
         sigma [B, N, 1])."""
         folded = styles if isinstance(styles, NerfModulation) else self.modulate(styles)
-        per_image = max(1, K.FIELD_BLOCK_ROWS // points.shape[0])
-        on_gpu = points.device.type != "cpu"  # a GPU wants large products, not cache-sized ones
-        if torch.is_grad_enabled() or on_gpu or points.shape[1] <= per_image:
+        if points.device.type != "cpu":  # a GPU wants large products, not cache-sized blocks
             return self._evaluate(points, folded)
+        tensors = [points, *(t for layer in (*folded.hidden, folded.color) for t in layer)]
+        recorded = torch.is_grad_enabled() and any(t.requires_grad for t in [*tensors, *self.parameters()])
+        if recorded and plain_autograd_wanted(*tensors, self.sigma.weight, self.feature.weight):
+            return self._evaluate(points, folded)  # torch.func or torch.compile: autograd's own graph
+        if recorded:  # the CPU training pass: blocks, activations recomputed in the backward
+            return field_with_recompute(points, folded.hidden, folded.color, self.sigma, self.feature)
         # CPU inference: cache-sized blocks of points (the result is the same; each row is independent).
-        blocks = [self._evaluate(block, folded) for block in points.split(per_image, dim=1)]
-        return torch.cat([f for f, _ in blocks], dim=1), torch.cat([s for _, s in blocks], dim=1)
+        blocks = list(block_slices(points.shape[1], points.shape[0]))
+        if len(blocks) <= 1:
+            return self._evaluate(points, folded)
+        outputs = [self._evaluate(points[:, rows], folded) for rows in blocks]
+        return torch.cat([f for f, _ in outputs], dim=1), torch.cat([s for _, s in outputs], dim=1)
 
     @torch.no_grad()
     def fused(

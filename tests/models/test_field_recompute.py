@@ -1,0 +1,93 @@
+"""The NeRF field's CPU gradient over blocks with recomputed activations (`models.field_recompute`)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cips3d import constants as K
+from cips3d.config import NerfFieldConfig
+from cips3d.models.field_recompute import field_with_recompute
+from cips3d.models.nerf_field import NerfField
+
+
+def _field(layers: int, seed: int = 0) -> tuple[NerfField, dict[str, torch.Tensor]]:
+    """A small float64 field (hidden 16, colour 8, feature 5) and styles for 3 images."""
+    config = NerfFieldConfig(hidden_dim=16, hidden_layers=layers, feature_dim=5, style_dim=6)
+    field = NerfField(config).double()
+    g = torch.Generator().manual_seed(seed)
+    field.reset_parameters(g)
+    styles = {n: torch.randn(3, 6, generator=g, dtype=torch.float64) for n in field.style_names}
+    return field, styles
+
+
+def _gradients(field, styles, points, evaluate, upstream):
+    """Outputs and the gradients of every parameter, style and the points, through `evaluate`."""
+    leaves = [*field.parameters(), *styles.values(), points]
+    feature, sigma = evaluate(points, field.modulate(styles))
+    grads = torch.autograd.grad((feature, sigma), leaves, upstream, allow_unused=True)
+    return feature.detach(), sigma.detach(), grads
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_gradients_equal_autograds_over_uneven_blocks(layers):
+    """Three images of 1,500 points: blocks of 682 rows per image, the last one short."""
+    field, styles = _field(layers)
+    for s in styles.values():
+        s.requires_grad_()
+    g = torch.Generator().manual_seed(1)
+    points = ((torch.rand(3, 1500, 3, generator=g, dtype=torch.float64) - 0.5) * 0.24).requires_grad_()
+    upstream = (
+        torch.randn(3, 1500, 5, generator=g, dtype=torch.float64),
+        torch.randn(3, 1500, 1, generator=g, dtype=torch.float64),
+    )
+    assert 1500 > K.FIELD_BLOCK_ROWS // 3  # more than one block per image
+    ours = _gradients(field, styles, points, field, upstream)
+    plain = _gradients(field, styles, points, field._evaluate, upstream)  # autograd through every layer
+    assert ours[0].equal(plain[0]) and ours[1].equal(plain[1])
+    for a, b in zip(ours[2], plain[2], strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert torch.allclose(a, b, rtol=1e-10, atol=1e-13)
+
+
+def test_gradcheck():
+    field, styles = _field(2, seed=2)
+    folded = field.modulate(styles)
+    g = torch.Generator().manual_seed(3)
+    points = (torch.rand(3, 4, 3, generator=g, dtype=torch.float64) - 0.5) * 0.24
+    flat = [t.clone().requires_grad_() for layer in (*folded.hidden, folded.color) for t in layer]
+
+    def run(points, *tensors):
+        layers = [type(folded.color)(tensors[i], tensors[i + 1]) for i in range(0, len(tensors), 2)]
+        return field_with_recompute(points, layers[:-1], layers[-1], field.sigma, field.feature)
+
+    assert torch.autograd.gradcheck(run, (points.requires_grad_(), *flat))
+
+
+def test_the_field_takes_it_on_the_cpu_only_when_a_gradient_is_recorded():
+    field, styles = _field(2)
+    points = torch.rand(3, 10, 3, dtype=torch.float64) * 0.1
+    feature, _ = field(points, styles)  # the field's weights need gradients
+    assert type(feature.grad_fn).__name__ == "_RecomputedFieldBackward"
+    with torch.no_grad():
+        assert field(points, styles)[0].grad_fn is None
+    field.requires_grad_(False)
+    assert field(points, styles)[0].grad_fn is None  # nothing to differentiate: the inference blocks
+
+
+def test_torch_func_takes_autograds_own_graph():
+    """torch.func transforms trace the plain layers (the written-out backward is differentiable once)."""
+    field, styles = _field(2)
+    points = torch.rand(3, 10, 3, dtype=torch.float64) * 0.1
+    style = styles["nerf_w0"]
+
+    def loss(s):
+        return field(points, {**styles, "nerf_w0": s})[0].square().sum()
+
+    plain_style = style.clone().requires_grad_()
+    (plain,) = torch.autograd.grad(
+        field._evaluate(points, field.modulate({**styles, "nerf_w0": plain_style}))[0].square().sum(),
+        plain_style,
+    )
+    assert torch.allclose(torch.func.grad(loss)(style), plain, rtol=1e-10, atol=1e-13)
