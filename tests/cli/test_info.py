@@ -409,3 +409,23 @@ def test_fitted_styles_and_their_folders_are_described(capsys, tmp_path, tiny_G)
     assert two["fitted with"] == "preset cips-tiny" and two["style"] == "one vector of 8"
     save_file({"w": torch.zeros(1, 5, 8)}, str(tmp_path / "layers.safetensors"))
     assert info(capsys, str(tmp_path / "layers.safetensors"))["style"] == "one per layer, 5 x 8"
+
+
+def test_json_output_stays_json_with_non_finite_numbers(capsys, tmp_path):
+    """A diverged fit's loss (NaN) or an infinite value reaches --json as a string, not Python's NaN
+    token that strict JSON parsers refuse."""
+    record = {
+        "command": "cips3d invert",
+        "output": "image",
+        "final loss": float("nan"),
+        "scale": [1.0, float("inf")],
+    }
+    save_png(np.zeros((4, 4, 3), np.uint8), tmp_path / "fit.png", record=record)
+    code, text, err = run(capsys, "info", str(tmp_path / "fit.png"), "--json")
+    assert code == 0, err
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"non-standard JSON token {token}")
+
+    described = json.loads(text, parse_constant=refuse)
+    assert described["final loss"] == "nan" and described["scale"] == [1.0, "inf"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 from cips3d.io.inspect import describe
 
@@ -37,12 +38,24 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     lines = describe(args.path)
     if args.json:
-        print(json.dumps(dict(lines), indent=2))
+        print(json.dumps(_strict_json(dict(lines)), indent=2, allow_nan=False))
         return 0
     width = max(len(label) for label, _ in lines)
     for label, value in lines:
         print(f"{label:<{width}}  {_words(value)}")
     return 0
+
+
+def _strict_json(value: object) -> object:
+    """`value` with non-finite numbers (a diverged loss, a hand-edited record) as the strings "nan",
+    "inf" and "-inf": JSON has no such numbers, and Python's NaN token breaks strict parsers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _strict_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict_json(item) for item in value]
+    return value
 
 
 def _words(value: object, counted: bool = True) -> str:
