@@ -227,6 +227,44 @@ def run(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, world: World, device: torch.device, held: contextlib.ExitStack) -> int:
     """Train; `held` keeps the run folder's lock (taken at start, so a folder in use is said once)."""
     resume_after_restart(args, _new_run_folder(args), "train", world.is_main)
+    trainer, kept = _start_together(args, world, device, held)
+    if _already_done(args, trainer, kept, world):
+        return 0
+    if world.is_main:
+        _start_notes(trainer, kept, world)
+    try:
+        state = trainer.run()
+    except TrainingStopped as err:
+        if world.is_main:
+            print(f"cips3d train: stopped: {err}")
+        return EXIT_STOPPED
+    except RuntimeError as err:
+        said = lost_peer(err, world, trainer.run_dir, "train")
+        if said is None:
+            raise
+        raise said from err
+    if trainer.stopped_by_signal:
+        if world.is_main:
+            print(f"cips3d train: stopped at step {state.global_step}; snapshot written, --resume "
+                  f"{trainer.run_dir} continues.")  # fmt: skip
+        return EXIT_INTERRUPTED
+    if world.is_main:
+        stage = trainer.config.stages[state.stage]
+        newest = trainer.run_dir / "snapshots" / snapshot_name(state.global_step)
+        previews = trainer.run_dir / "previews"
+        print(
+            f"{trainer.run_dir}: step {state.global_step}, stage {stage.name} "
+            f"({state.stage_step}/{stage.steps}); snapshot {newest}, previews in {previews}."
+        )
+        _note_still_ema(trainer.config.ema_start, state.stage_step)
+    return 0
+
+
+def _start_together(
+    args: argparse.Namespace, world: World, device: torch.device, held: contextlib.ExitStack
+) -> tuple[Trainer, list[str]]:
+    """The trainer of this process, started by every process together (`start_together`), and the run
+    options a resume kept (as flags, for the note)."""
     if args.workers == "auto":
         workers = default_workers(device, processes_per_machine=world.local_world_size)
     else:
@@ -259,51 +297,34 @@ def _train(args: argparse.Namespace, world: World, device: torch.device, held: c
             trainer.config.to_dict(), trainer.state.data_fingerprint, trainer.state.global_step, limits
         )
 
-    trainer, kept = start_together(world, start, facts)
+    return start_together(world, start, facts)
+
+
+def _already_done(args: argparse.Namespace, trainer: Trainer, kept: list[str], world: World) -> bool:
+    """Whether the run is at its --max-steps already (said, with whose limit it is)."""
     max_steps = trainer.options.max_steps  # a resume's is the run's unless given (keep_run_options)
-    own_limit = f"--max-steps {max_steps}" in kept
-    if max_steps is not None and trainer.state.global_step >= max_steps:
-        if args.data:  # other images would be refused with steps to go: not said "nothing to do" here
-            trainer.checked_dataset()
-        if world.is_main:
-            whose, more = ("the run's ", "; give a larger --max-steps to go on") if own_limit else ("", "")
-            print(f"{trainer.run_dir}: already at step {trainer.state.global_step} ({whose}--max-steps "
-                  f"{max_steps}); nothing to do{more}.")  # fmt: skip
-        return 0
-    if kept and world.is_main:
+    if max_steps is None or trainer.state.global_step < max_steps:
+        return False
+    if args.data:  # other images would be refused with steps to go: not said "nothing to do" here
+        trainer.checked_dataset()
+    if world.is_main:
+        own_limit = f"--max-steps {max_steps}" in kept
+        whose, more = ("the run's ", "; give a larger --max-steps to go on") if own_limit else ("", "")
+        print(f"{trainer.run_dir}: already at step {trainer.state.global_step} ({whose}--max-steps "
+              f"{max_steps}); nothing to do{more}.")  # fmt: skip
+    return True
+
+
+def _start_notes(trainer: Trainer, kept: list[str], world: World) -> None:
+    """What the main process says before the first step: kept run options, the resume, the processes."""
+    if kept:
         print(f"cips3d train: note: going on with the run's {', '.join(kept)} (give a flag to change it; "
               "--fid 0 and --no-tf32 turn those off).")  # fmt: skip
-    if trainer.resume_note and world.is_main:
+    if trainer.resume_note:
         print(f"cips3d train: note: {trainer.resume_note}")
-    if world.distributed and world.is_main:
+    if world.distributed:
         sizes = "/".join(str(size) for size in dict.fromkeys(s.batch_size for s in trainer.config.stages))
         print(f"cips3d train: {world.world_size} processes, {world.world_size} x {sizes} images per step.")
-    try:
-        state = trainer.run()
-    except TrainingStopped as err:
-        if world.is_main:
-            print(f"cips3d train: stopped: {err}")
-        return EXIT_STOPPED
-    except RuntimeError as err:
-        said = lost_peer(err, world, trainer.run_dir, "train")
-        if said is None:
-            raise
-        raise said from err
-    stage = trainer.config.stages[state.stage]
-    if trainer.stopped_by_signal:
-        if world.is_main:
-            print(f"cips3d train: stopped at step {state.global_step}; snapshot written, --resume "
-                  f"{trainer.run_dir} continues.")  # fmt: skip
-        return EXIT_INTERRUPTED
-    if world.is_main:
-        newest = trainer.run_dir / "snapshots" / snapshot_name(state.global_step)
-        previews = trainer.run_dir / "previews"
-        print(
-            f"{trainer.run_dir}: step {state.global_step}, stage {stage.name} "
-            f"({state.stage_step}/{stage.steps}); snapshot {newest}, previews in {previews}."
-        )
-        _note_still_ema(trainer.config.ema_start, state.stage_step)
-    return 0
 
 
 def _note_still_ema(ema_start: int, stage_step: int) -> None:

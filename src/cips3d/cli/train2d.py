@@ -8,6 +8,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from cips3d.cli.common import add_fid_arguments, check_fid_arguments, image_side, positive_int, resolve_device
 from cips3d.cli.entry import EXIT_INTERRUPTED
 from cips3d.cli.resuming import (
@@ -23,6 +25,7 @@ from cips3d.config_2d import CIPS2D_PRESETS
 from cips3d.errors import UserError
 from cips3d.io.checkpoint2d import load_models2d
 from cips3d.training.distributed import (
+    World,
     job_facts,
     lost_peer,
     process_group,
@@ -194,46 +197,11 @@ def run(args: argparse.Namespace) -> int:
     world = world_from_environment()
     device = process_device(resolve_device(args.device), world, args.device)
     resume_after_restart(args, Path(args.outdir) if args.outdir else None, "train2d", world.is_main)
-    resume = args.resume is not None
-
-    def start() -> tuple[Trainer2D, list[str]]:  # every mistake said here is said once, by rank 0
-        if args.minutes is not None and not args.minutes > 0:
-            raise UserError(f"--minutes must be positive, got {args.minutes}.")
-        run_dir = _run_folder(args)
-        config = _resumed_config(run_dir, args) if resume else _new_config(args)
-        # A resume goes on with the run's step limit and FID, as `train --resume` does.
-        kept = keep_run_options(args, run_dir, ("max_steps", "fid", "inception")) if resume else []
-        if args.max_steps is None and args.minutes is None:
-            carried = " (a resume keeps the run's --max-steps, not its --minutes)" if resume else ""
-            raise UserError(
-                f"give --max-steps, --minutes or both: a 2D run trains until the first is reached{carried}."
-            )
-        data = resume_data(run_dir, args.data) if resume else args.data
-        if data is None:
-            raise UserError("give --data (an image folder or dataset zip).")
-        check_fid_arguments(args)
-        trainer = Trainer2D(config, run_dir, data, device, resume, not args.quiet, world,
-                            fid_images=args.fid or 0, inception=args.inception)  # fmt: skip
-        held.enter_context(trainer.folder_lock)  # taken at start, so a folder in use is said once
-        return trainer, kept
-
-    def facts(started: tuple[Trainer2D, list[str]]) -> dict:
-        trainer = started[0]
-        limits = (args.max_steps, args.minutes, args.fid)  # a resume's, as keep_run_options filled them in
-        return job_facts(
-            trainer.config.to_dict(), trainer.state.data_fingerprint, trainer.state.global_step, limits
-        )
-
     with process_group(world, device), contextlib.ExitStack() as held:
-        trainer, kept = start_together(world, start, facts)
+        trainer, kept = _start_together(args, world, device, held)
         run_dir = trainer.run_dir
-        if args.init and not resume and world.is_main:
-            print(f"cips3d train2d: fine-tuning, {trainer.started_from}.")
-        if trainer.resume_note and world.is_main:
-            print(f"cips3d train2d: note: {trainer.resume_note}")
-        if kept and world.is_main:
-            print(f"cips3d train2d: note: going on with the run's {', '.join(kept)} (give a flag to change "
-                  "it; --fid 0 turns FID off).")  # fmt: skip
+        if world.is_main:
+            _start_notes(args, trainer, kept)
         step = trainer.state.global_step
         if args.max_steps is not None and step >= args.max_steps:  # nothing left to do: touch no file
             if world.is_main:
@@ -267,3 +235,52 @@ def run(args: argparse.Namespace) -> int:
                   f"{run_dir} --minutes {args.minutes:g}` (or --max-steps N) continues.")  # fmt: skip
         print(f"{path}: step {trainer.state.global_step}, preview {path / 'preview.png'}.")
     return 0
+
+
+def _start_together(
+    args: argparse.Namespace, world: World, device: torch.device, held: contextlib.ExitStack
+) -> tuple[Trainer2D, list[str]]:
+    """The trainer of this process, started by every process together (`start_together`: every mistake
+    said here is said once, by rank 0), and the run options a resume kept (as flags, for the note)."""
+    resume = args.resume is not None
+
+    def start() -> tuple[Trainer2D, list[str]]:
+        if args.minutes is not None and not args.minutes > 0:
+            raise UserError(f"--minutes must be positive, got {args.minutes}.")
+        run_dir = _run_folder(args)
+        config = _resumed_config(run_dir, args) if resume else _new_config(args)
+        # A resume goes on with the run's step limit and FID, as `train --resume` does.
+        kept = keep_run_options(args, run_dir, ("max_steps", "fid", "inception")) if resume else []
+        if args.max_steps is None and args.minutes is None:
+            carried = " (a resume keeps the run's --max-steps, not its --minutes)" if resume else ""
+            raise UserError(
+                f"give --max-steps, --minutes or both: a 2D run trains until the first is reached{carried}."
+            )
+        data = resume_data(run_dir, args.data) if resume else args.data
+        if data is None:
+            raise UserError("give --data (an image folder or dataset zip).")
+        check_fid_arguments(args)
+        trainer = Trainer2D(config, run_dir, data, device, resume, not args.quiet, world,
+                            fid_images=args.fid or 0, inception=args.inception)  # fmt: skip
+        held.enter_context(trainer.folder_lock)  # taken at start, so a folder in use is said once
+        return trainer, kept
+
+    def facts(started: tuple[Trainer2D, list[str]]) -> dict:
+        trainer = started[0]
+        limits = (args.max_steps, args.minutes, args.fid)  # a resume's, as keep_run_options filled them in
+        return job_facts(
+            trainer.config.to_dict(), trainer.state.data_fingerprint, trainer.state.global_step, limits
+        )
+
+    return start_together(world, start, facts)
+
+
+def _start_notes(args: argparse.Namespace, trainer: Trainer2D, kept: list[str]) -> None:
+    """What the main process says before the first step: a fine-tune's source, the resume, kept options."""
+    if args.init and args.resume is None:
+        print(f"cips3d train2d: fine-tuning, {trainer.started_from}.")
+    if trainer.resume_note:
+        print(f"cips3d train2d: note: {trainer.resume_note}")
+    if kept:
+        print(f"cips3d train2d: note: going on with the run's {', '.join(kept)} (give a flag to change "
+              "it; --fid 0 turns FID off).")  # fmt: skip
