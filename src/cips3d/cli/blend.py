@@ -213,8 +213,11 @@ def _write_videos(args, s: BlendSettings, source, target, models, suffix: str, d
             "output": "source | target | blends, side by side",
         }
     else:
-        about |= {"sweep_frames": args.sweep_frames, "pose": {"yaw": args.yaw, "pitch": args.pitch},
-                  "output": "a sweep of gamma from 0 to 1"}  # fmt: skip
+        about |= {
+            "sweep_frames": args.sweep_frames,
+            "pose": _pose(args),
+            "output": "a sweep of gamma from 0 to 1",
+        }
     record = output_record("blend", args, _models_record(args), render, device) | about
     for seed in s.seeds:
         if args.video is not None:
@@ -249,6 +252,11 @@ def _save_model(args: argparse.Namespace, s: BlendSettings, blended: Generator3D
     mapping = " and the INR mapping" if args.blend_inr_mapping else ""
     print(f"wrote {args.save_model}/ (gamma {s.gammas[0]:g} of INR blocks {','.join(s.layers)}{mapping}; "
           f"`cips3d sample --checkpoint {args.save_model}` renders it)")  # fmt: skip
+
+
+def _pose(args: argparse.Namespace) -> dict:
+    """The camera of rows and sweeps, for their records."""
+    return {"yaw": args.yaw, "pitch": args.pitch}
 
 
 def _models_record(args: argparse.Namespace) -> dict:
@@ -287,8 +295,7 @@ def run(args: argparse.Namespace) -> int:
             bar.update(len(batch.seeds))
     bar.close()
     gammas = ", ".join(f"{g:g}" for g in s.gammas)
-    pose = {"yaw": args.yaw, "pitch": args.pitch}
-    settings = {"gammas": s.gammas, "layers": s.layers, "psi": args.psi, "pose": pose,
+    settings = {"gammas": s.gammas, "layers": s.layers, "psi": args.psi, "pose": _pose(args),
                 "output": f"a row: source | target | gamma {gammas}"}  # fmt: skip
     record = output_record("blend", args, _models_record(args), s.render, device) | settings
     for seed, tiles in rows.items():
