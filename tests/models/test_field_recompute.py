@@ -91,3 +91,86 @@ def test_torch_func_takes_autograds_own_graph():
         plain_style,
     )
     assert torch.allclose(torch.func.grad(loss)(style), plain, rtol=1e-10, atol=1e-13)
+
+
+def test_second_derivatives_go_through_autograds_graph():
+    """A Hessian in the points and a penalty on the points' gradient (an eikonal term) build a graph in
+    the backward: they must match the plain layers (the blocked backward is differentiable once)."""
+    field, styles = _field(2)
+    point = (
+        torch.rand(1, 1, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64) - 0.5
+    ) * 0.24
+    one = {name: s[:1] for name, s in styles.items()}
+
+    def sigma_of(evaluate):
+        return lambda q: evaluate(q, field.modulate(one))[1].sum()
+
+    hessian = torch.autograd.functional.hessian(sigma_of(field), point)
+    assert torch.allclose(hessian, torch.autograd.functional.hessian(sigma_of(field._evaluate), point))
+    assert hessian.abs().max() > 1  # not the zeros a once-differentiable backward would give
+
+    def penalised(evaluate) -> torch.Tensor:
+        points = ((torch.rand(3, 20, 3, dtype=torch.float64) - 0.5) * 0.24).requires_grad_()
+        feature, sigma = evaluate(points, field.modulate(styles))
+        (normals,) = torch.autograd.grad(sigma.sum(), points, create_graph=True)
+        loss = feature.square().mean() + (normals.norm(dim=-1) - 1).square().mean()
+        return torch.autograd.grad(loss, field.hidden[0].linear.weight)[0]
+
+    torch.manual_seed(5)
+    ours = penalised(field)
+    torch.manual_seed(5)
+    assert torch.allclose(ours, penalised(field._evaluate), rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")  # inside forward-mode AD
+def test_batched_and_forward_mode_gradients():
+    field, styles = _field(2)
+    for s in styles.values():
+        s.requires_grad_()
+    points = (
+        torch.rand(3, 30, 3, generator=torch.Generator().manual_seed(6), dtype=torch.float64) - 0.5
+    ) * 0.24
+    vectors = torch.randn(4, 3, 30, 1, dtype=torch.float64)
+
+    def batched(evaluate):
+        sigma = evaluate(points, field.modulate(styles))[1]
+        return torch.autograd.grad(sigma, styles["nerf_w0"], vectors, is_grads_batched=True)[0]
+
+    assert torch.allclose(batched(field), batched(field._evaluate), rtol=1e-10, atol=1e-13)
+    tangent = torch.randn_like(points)
+    with torch.autograd.forward_ad.dual_level():
+        dual = torch.autograd.forward_ad.make_dual(points, tangent)
+        ours = torch.autograd.forward_ad.unpack_dual(field(dual, styles)[1]).tangent
+        plain = torch.autograd.forward_ad.unpack_dual(
+            field._evaluate(dual, field.modulate(styles))[1]
+        ).tangent
+    assert ours is not None and torch.allclose(ours, plain, rtol=1e-10, atol=1e-13)
+
+
+def test_what_autograd_would_say_is_said_the_same():
+    """Hooks on the heads run; autocast keeps its dtypes; an output no loss uses leaves its weights
+    without a gradient (None, not zeros: optimisers skip those); no points give an empty gradient."""
+    field, styles = _field(2)
+    points = torch.rand(3, 10, 3, dtype=torch.float64) * 0.1
+    seen = []
+    handle = field.sigma.register_forward_hook(lambda module, inputs, output: seen.append(output.shape))
+    field(points, styles)
+    handle.remove()
+    assert seen == [(3, 10, 1)]
+    float_styles = {n: s.float() for n, s in styles.items()}
+    field.float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert field(points.float(), float_styles)[0].dtype == torch.bfloat16
+    field.double()
+    feature, _ = field(points, styles)
+    feature.sum().backward()
+    assert field.sigma.weight.grad is None and field.sigma.bias.grad is None
+    assert field.feature.weight.grad is not None and field.color.linear.weight.grad is not None
+    field.zero_grad(set_to_none=True)
+    _, sigma = field(points, styles)
+    sigma.sum().backward()
+    assert field.feature.weight.grad is None and field.color.linear.weight.grad is None
+    assert field.hidden[0].linear.weight.grad is not None
+    empty = torch.zeros(3, 0, 3, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(field(empty, styles)[1].sum(), empty)
+    assert grad.shape == (3, 0, 3)

@@ -8,6 +8,10 @@ again (a third more products) and takes its gradients while the block is in cach
 64 px training iteration at batch 4 went from 11.1 to 9.3 s and its peak memory from 2.6 to 1.6 GB
 (benchmarks/RESULTS.md); the field's activations are never stored.
 
+A backward that builds a graph itself (`create_graph=True`: a Hessian, a penalty on gradients such as
+an eikonal term) or runs over batched gradients (`is_grads_batched`) goes through autograd's own graph
+of the same evaluation instead, so second derivatives are right.
+
 The math is `NerfField._evaluate`'s: x = points * 2 / 0.24; x = sin(x @ W_l + b_l) for each hidden
 layer; sigma = x @ Ws^T + bs; feature = sin(x @ Wc + bc) @ Wf^T + bf, with the per-image folded FiLM
 weights W [B, in, out] and biases b [B, 1, out].
@@ -15,14 +19,17 @@ weights W [B, in, out] and biases b [B, 1, out].
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from cips3d import constants as K
-from cips3d.nn.film import FoldedFiLM
+from cips3d.nn.film import FoldedFiLM, film_sine
+
+POINT_SCALE = 2.0 / K.BOX_WARP_SIDE  # the official UniformBoxWarp
+Head = Callable[[torch.Tensor], torch.Tensor]  # a linear head: the module, or F.linear on its tensors
 
 
 def block_slices(points: int, batch: int) -> Iterator[slice]:
@@ -40,14 +47,29 @@ def field_with_recompute(
     feature: nn.Linear,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """points [B, N, 3] -> (feature [B, N, C], sigma [B, N, 1]), differentiable in every weight and in
-    the points; not differentiable twice."""
+    the points (the heads' weights are read directly: their module hooks do not run)."""
     folded = [t for layer in (*hidden, color) for t in (layer.weight, layer.bias)]
     return _RecomputedField.apply(points, sigma.weight, sigma.bias, feature.weight, feature.bias, *folded)
 
 
-def _layers(folded: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(W0, b0, W1, b1, ..., Wc, bc) -> [(W0, b0), ..., (Wc, bc)]."""
-    return [(folded[i], folded[i + 1]) for i in range(0, len(folded), 2)]
+def evaluate_field(
+    points: torch.Tensor, layers: Sequence[FoldedFiLM], sigma: Head, feature: Head
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """points [B, n, 3], the folded FiLM layers (hidden ones, then colour), the two linear heads ->
+    (feature [B, n, C], sigma [B, n, 1]): the field's math."""
+    x = points * POINT_SCALE
+    for layer in layers[:-1]:
+        x = film_sine(x, layer)
+    return feature(film_sine(x, layers[-1])), sigma(x)
+
+
+def _linear(weight: torch.Tensor, bias: torch.Tensor) -> Head:
+    return lambda x: F.linear(x, weight, bias)
+
+
+def _layers(folded: Sequence[torch.Tensor]) -> list[FoldedFiLM]:
+    """(W0, b0, W1, b1, ..., Wc, bc) -> [FoldedFiLM(W0, b0), ..., FoldedFiLM(Wc, bc)]."""
+    return [FoldedFiLM(folded[i], folded[i + 1]) for i in range(0, len(folded), 2)]
 
 
 class _RecomputedField(torch.autograd.Function):
@@ -57,79 +79,120 @@ class _RecomputedField(torch.autograd.Function):
     @staticmethod
     def forward(ctx, points, sigma_w, sigma_b, feature_w, feature_b, *folded):
         ctx.save_for_backward(points, sigma_w, sigma_b, feature_w, feature_b, *folded)
-        layers = _layers(folded)
+        ctx.set_materialize_grads(False)  # an output no loss uses gives its weights no gradient, as autograd
+        heads, layers = (_linear(sigma_w, sigma_b), _linear(feature_w, feature_b)), _layers(folded)
         batch, n, _ = points.shape
         feature = points.new_empty(batch, n, feature_w.shape[0])
         sigma = points.new_empty(batch, n, 1)
         for rows in block_slices(n, batch):
-            x = points[:, rows] * (2.0 / K.BOX_WARP_SIDE)
-            for w, b in layers[:-1]:
-                x = torch.baddbmm(b, x, w).sin_()
-            sigma[:, rows] = F.linear(x, sigma_w, sigma_b)
-            w, b = layers[-1]
-            feature[:, rows] = F.linear(torch.baddbmm(b, x, w).sin_(), feature_w, feature_b)
+            feature[:, rows], sigma[:, rows] = evaluate_field(points[:, rows], layers, *heads)
         return feature, sigma
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_feature: torch.Tensor, grad_sigma: torch.Tensor):
-        points, sigma_w, sigma_b, feature_w, feature_b, *folded = ctx.saved_tensors
+    def backward(ctx, grad_feature: torch.Tensor | None, grad_sigma: torch.Tensor | None):
+        points, *weights = ctx.saved_tensors
+        if grad_feature is None and grad_sigma is None:
+            return (None,) * len(ctx.needs_input_grad)
+        if torch.is_grad_enabled() or _batched(grad_feature, grad_sigma):
+            return _autograd_backward(ctx, grad_feature, grad_sigma)
         with torch.autocast(points.device.type, enabled=False):
-            grads = _Gradients(points, sigma_w, sigma_b, feature_w, feature_b, _layers(folded))
+            grads = _Gradients(points, weights, ctx.needs_input_grad[0], grad_feature, grad_sigma)
             for rows in block_slices(points.shape[1], points.shape[0]):
-                grads.add_block(rows, grad_feature[:, rows], grad_sigma[:, rows], ctx.needs_input_grad[0])
+                grads.add_block(rows)
         return grads.results()
 
 
+def _batched(*grads: torch.Tensor | None) -> bool:
+    """Whether autograd runs this backward over a batch of gradients (`is_grads_batched`, vmap)."""
+    functorch = torch._C._functorch
+    return any(
+        g is not None and (functorch.is_batchedtensor(g) or functorch.is_legacy_batchedtensor(g))
+        for g in grads
+    )
+
+
+def _autograd_backward(ctx, grad_feature, grad_sigma) -> tuple[torch.Tensor | None, ...]:
+    """The gradients through autograd's own graph of the whole evaluation (differentiable again)."""
+    inputs = ctx.saved_tensors
+    points, *weights = inputs
+    wanted = [i for i, needed in enumerate(ctx.needs_input_grad) if needed]
+    with torch.enable_grad():
+        heads = (_linear(*weights[:2]), _linear(*weights[2:4]))
+        feature, sigma = evaluate_field(points, _layers(weights[4:]), *heads)
+    pairs = [(out, g) for out, g in ((feature, grad_feature), (sigma, grad_sigma)) if g is not None]
+    found = torch.autograd.grad(
+        [out for out, _ in pairs],
+        [inputs[i] for i in wanted],
+        [g for _, g in pairs],
+        create_graph=torch.is_grad_enabled(),
+        allow_unused=True,
+    )
+    grads: list[torch.Tensor | None] = [None] * len(inputs)
+    for i, g in zip(wanted, found, strict=True):
+        grads[i] = g
+    return tuple(grads)
+
+
 class _Gradients:
-    """The backward's accumulators, filled block by block."""
+    """The backward's accumulators, filled block by block; None for what no used output depends on."""
 
-    def __init__(self, points, sigma_w, sigma_b, feature_w, feature_b, layers) -> None:
-        self.points, self.layers = points, layers
+    def __init__(self, points, weights, for_points: bool, g_feature, g_sigma) -> None:
+        sigma_w, sigma_b, feature_w, feature_b, *folded = weights
+        self.points, self.layers = points, _layers(folded)
         self.sigma_w, self.feature_w = sigma_w, feature_w
-        self.heads = [torch.zeros_like(t) for t in (sigma_w, sigma_b, feature_w, feature_b)]
-        self.folded = [torch.zeros_like(t) for layer in layers for t in layer]
-        self.points_grad = None
+        self.g_feature, self.g_sigma = g_feature, g_sigma
+        self.sigma_heads = [torch.zeros_like(t) for t in (sigma_w, sigma_b)] if g_sigma is not None else None
+        self.feature_heads = (
+            [torch.zeros_like(t) for t in (feature_w, feature_b)] if g_feature is not None else None
+        )
+        used = len(self.layers) if g_feature is not None else len(self.layers) - 1  # the colour layer
+        self.folded = [[torch.zeros_like(t) for t in layer] for layer in self.layers[:used]]
+        self.points_grad = torch.zeros_like(points) if for_points else None
 
-    def add_block(
-        self, rows: slice, g_feature: torch.Tensor, g_sigma: torch.Tensor, for_points: bool
-    ) -> None:
-        """Recompute one block's activations and add its gradients (g_*: [B, n, C] and [B, n, 1])."""
-        scale = 2.0 / K.BOX_WARP_SIDE
-        inputs, pre = [self.points[:, rows] * scale], []
-        for w, b in self.layers:
-            pre.append(torch.baddbmm(b, inputs[-1], w))
-            if len(pre) < len(self.layers):  # the colour layer's output is its own, not the next input
-                inputs.append(torch.sin(pre[-1]))
-        hidden_out = inputs.pop()  # the last hidden layer's output feeds sigma and the colour layer
-        color_out = torch.sin(pre[-1])
-        g_sw, g_sb, g_fw, g_fb = self.heads
-        _add_head(g_fw, g_fb, g_feature, color_out)
-        _add_head(g_sw, g_sb, g_sigma, hidden_out)
-        g = torch.matmul(g_feature, self.feature_w).mul_(torch.cos_(pre[-1]))  # at the colour layer's input
-        self._add_layer(len(self.layers) - 1, hidden_out, g)
-        g = torch.baddbmm(torch.matmul(g_sigma, self.sigma_w), g, self.layers[-1][0].transpose(1, 2))
+    def add_block(self, rows: slice) -> None:
+        """Recompute one block's activations and add its gradients."""
+        inputs, pre = [self.points[:, rows] * POINT_SCALE], []
+        for layer in self.layers[:-1]:
+            pre.append(torch.baddbmm(layer.bias, inputs[-1], layer.weight))
+            inputs.append(torch.sin(pre[-1]))
+        hidden_out = inputs.pop()  # the last hidden layer's output: sigma's and the colour layer's input
+        g = None  # the gradient at hidden_out
+        if self.g_sigma is not None:
+            g_sigma = self.g_sigma[:, rows]
+            _add_head(self.sigma_heads, g_sigma, hidden_out)
+            g = torch.matmul(g_sigma, self.sigma_w)
+        if self.g_feature is not None:
+            color = self.layers[-1]
+            pre_color = torch.baddbmm(color.bias, hidden_out, color.weight)
+            g_feature = self.g_feature[:, rows]
+            _add_head(self.feature_heads, g_feature, torch.sin(pre_color))
+            g_color = torch.matmul(g_feature, self.feature_w).mul_(torch.cos_(pre_color))
+            self._add_layer(len(self.layers) - 1, hidden_out, g_color)
+            through = color.weight.transpose(1, 2)
+            g = torch.bmm(g_color, through) if g is None else torch.baddbmm(g, g_color, through)
         for i in range(len(self.layers) - 2, -1, -1):
             g.mul_(torch.cos_(pre[i]))
             self._add_layer(i, inputs[i], g)
-            if i > 0 or for_points:
-                g = torch.bmm(g, self.layers[i][0].transpose(1, 2))
-        if for_points:
-            if self.points_grad is None:
-                self.points_grad = torch.zeros_like(self.points)
-            self.points_grad[:, rows] = g * scale
+            if i > 0 or self.points_grad is not None:
+                g = torch.bmm(g, self.layers[i].weight.transpose(1, 2))
+        if self.points_grad is not None:
+            self.points_grad[:, rows] = g * POINT_SCALE
 
     def _add_layer(self, i: int, x: torch.Tensor, g: torch.Tensor) -> None:
         """Layer i's weight and bias gradients from its input x [B, n, in] and pre-activation gradient g."""
-        self.folded[2 * i].baddbmm_(x.transpose(1, 2), g)
-        self.folded[2 * i + 1].add_(g.sum(dim=1, keepdim=True))
+        self.folded[i][0].baddbmm_(x.transpose(1, 2), g)
+        self.folded[i][1].add_(g.sum(dim=1, keepdim=True))
 
     def results(self) -> tuple[torch.Tensor | None, ...]:
-        return (self.points_grad, *self.heads, *self.folded)
+        folded = [g for layer in self.folded for g in layer]
+        folded += [None] * (2 * len(self.layers) - len(folded))
+        sigma = self.sigma_heads or [None, None]
+        feature = self.feature_heads or [None, None]
+        return (self.points_grad, *sigma, *feature, *folded)
 
 
-def _add_head(g_weight: torch.Tensor, g_bias: torch.Tensor, g_out: torch.Tensor, x: torch.Tensor) -> None:
-    """A plain linear head y = x @ W^T + b: W and b gradients from g_out [B, n, out] and x [B, n, in]."""
+def _add_head(grads: list[torch.Tensor], g_out: torch.Tensor, x: torch.Tensor) -> None:
+    """A plain linear head y = x @ W^T + b: add W's and b's gradients from g_out [B, n, out], x [B, n, in]."""
     g_flat = g_out.reshape(-1, g_out.shape[-1])
-    g_weight.addmm_(g_flat.t(), x.reshape(-1, x.shape[-1]))
-    g_bias.add_(g_flat.sum(dim=0))
+    grads[0].addmm_(g_flat.t(), x.reshape(-1, x.shape[-1]))
+    grads[1].add_(g_flat.sum(dim=0))

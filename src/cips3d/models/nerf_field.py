@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.autograd import forward_ad
 
-from cips3d import constants as K
 from cips3d.config import NerfFieldConfig
 from cips3d.errors import ConfigError
-from cips3d.models.field_recompute import block_slices, field_with_recompute
-from cips3d.nn.film import FiLMSine, FoldedFiLM, film_sine
+from cips3d.models.field_recompute import block_slices, evaluate_field, field_with_recompute
+from cips3d.nn.film import FiLMSine, FoldedFiLM
 from cips3d.nn.init import empty_linear, kaiming_leaky_, linear_default_
 from cips3d.nn.transforms import plain_autograd_wanted
 
@@ -77,10 +77,11 @@ class NerfField(nn.Module):
         if points.device.type != "cpu":  # a GPU wants large products, not cache-sized blocks
             return self._evaluate(points, folded)
         tensors = [points, *(t for layer in (*folded.hidden, folded.color) for t in layer)]
-        recorded = torch.is_grad_enabled() and any(t.requires_grad for t in [*tensors, *self.parameters()])
-        if recorded and plain_autograd_wanted(*tensors, self.sigma.weight, self.feature.weight):
-            return self._evaluate(points, folded)  # torch.func or torch.compile: autograd's own graph
-        if recorded:  # the CPU training pass: blocks, activations recomputed in the backward
+        tensors += [*self.sigma.parameters(), *self.feature.parameters()]
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            if self._plain_graph_wanted(tensors):
+                return self._evaluate(points, folded)
+            # The CPU training pass: blocks, activations recomputed in the backward.
             return field_with_recompute(points, folded.hidden, folded.color, self.sigma, self.feature)
         # CPU inference: cache-sized blocks of points (the result is the same; each row is independent).
         blocks = list(block_slices(points.shape[1], points.shape[0]))
@@ -88,6 +89,17 @@ class NerfField(nn.Module):
             return self._evaluate(points, folded)
         outputs = [self._evaluate(points[:, rows], folded) for rows in blocks]
         return torch.cat([f for f, _ in outputs], dim=1), torch.cat([s for _, s in outputs], dim=1)
+
+    def _plain_graph_wanted(self, tensors: list[torch.Tensor]) -> bool:
+        """Whether to record autograd's own graph of the layers instead of `field_with_recompute`:
+        under torch.func, torch.compile or forward-mode AD, under autocast (whose dtypes the blocks
+        would not keep), or when hooks on the heads must see them run."""
+        if plain_autograd_wanted(*tensors) or torch.is_autocast_enabled("cpu"):
+            return True
+        if any(forward_ad.unpack_dual(t).tangent is not None for t in tensors):
+            return True
+        hooks = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+        return any(getattr(head, name) for head in (self.sigma, self.feature) for name in hooks)
 
     @torch.no_grad()
     def fused(
@@ -104,9 +116,4 @@ class NerfField(nn.Module):
         return field_triton.fused_field(points, folded, self.sigma, self.feature, tf32)
 
     def _evaluate(self, points: torch.Tensor, folded: NerfModulation) -> tuple[torch.Tensor, torch.Tensor]:
-        x = points * (2.0 / K.BOX_WARP_SIDE)
-        for layer in folded.hidden:
-            x = film_sine(x, layer)
-        sigma = self.sigma(x)
-        feature = self.feature(film_sine(x, folded.color))
-        return feature, sigma
+        return evaluate_field(points, [*folded.hidden, folded.color], self.sigma, self.feature)
