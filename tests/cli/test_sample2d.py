@@ -47,6 +47,16 @@ def test_the_training_grid_renders_what_g_ema_renders(capsys, tmp_path, run_dir)
     assert (record["command"], record["seed"]) == ("cips3d sample2d", 5)
     assert record["checkpoint"] == str(resolve_snapshot(run_dir).resolve())  # the snapshot it rendered
     assert (record["size"], record["extent"], record["psi"], record["noise"]) == (32, 1.0, 1.0, False)
+    assert "turns" not in record  # a flat model's frame goes round nothing
+
+
+def test_a_panorama_records_how_many_turns_it_shows(capsys, tmp_path):
+    config = dataclasses.replace(cips2d_preset("cips-tiny"), coordinates="cylinder", width=128)
+    model = save_generator2d(Generator2D(config, torch.Generator().manual_seed(0)), tmp_path / "pano")
+    code, _, err = run(capsys, "sample2d", "--checkpoint", str(model), "--seeds", "1", "--turns", "1.5",
+                       "--size", "8", "--outdir", str(tmp_path / "out"), "--quiet")  # fmt: skip
+    assert code == 0, err
+    assert read_png_record(tmp_path / "out" / "seed0001.png")["turns"] == 1.5
 
 
 def test_larger_and_foveated_images(capsys, tmp_path, run_dir):

@@ -144,14 +144,17 @@ def _frame(args: argparse.Namespace, G: Generator2D, size: int) -> tuple[torch.T
     return grid, tuple(grid.shape[1:3]) == training and args.extent == args.turns == 1
 
 
-def _record(args: argparse.Namespace, size: int, fixation: tuple[float, float], device: object) -> dict:
-    """What every PNG and video of this run records of how it was made (`output_record`)."""
+def _record(
+    args: argparse.Namespace, size: int, fixation: tuple[float, float], device: object, panorama: bool
+) -> dict:
+    """What every PNG and video of this run records of how it was made (`output_record`); turns only
+    for a panorama model (a flat one refuses any but one)."""
     frame = {"size": size, "psi": args.psi, "noise": args.noise}
     if _window_asked(args):
         x, y, zoom = _window(args)
         frame |= {"center": [x, y], "zoom": zoom}
     else:
-        frame |= {"extent": args.extent, "turns": args.turns}
+        frame |= {"extent": args.extent} | ({"turns": args.turns} if panorama else {})
     if args.foveated:
         frame |= {"foveated": args.foveated, "fixation": list(fixation)}
     return output_record("sample2d", args, {"checkpoint": loaded_path(args.checkpoint)}, None, device) | frame
@@ -212,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
     grid, exact_grid = _frame(args, G, size)
     _note_settings(args, size)
     frame = _Frame(size, grid, exact_grid, fixation, G.mean_style() if args.psi != 1 else None)
-    record = _record(args, size, fixation, device)
+    record = _record(args, size, fixation, device, G.config.panorama)
     videos = []
     outdir = Path(args.outdir)
     tiles = []
