@@ -174,3 +174,40 @@ def test_what_autograd_would_say_is_said_the_same():
     empty = torch.zeros(3, 0, 3, dtype=torch.float64, requires_grad=True)
     (grad,) = torch.autograd.grad(field(empty, styles)[1].sum(), empty)
     assert grad.shape == (3, 0, 3)
+
+
+def test_checkpoints_inference_tensors_and_global_hooks():
+    """Non-reentrant checkpointing lets a backward unpack its saved tensors once (the fallback for a
+    second derivative read them twice); points made under inference mode cannot be saved by a function;
+    a global module hook must see the heads run."""
+    field, styles = _field(2)
+    points = (
+        torch.rand(3, 20, 3, generator=torch.Generator().manual_seed(7), dtype=torch.float64) - 0.5
+    ) * 0.24
+
+    def normals(evaluate, checkpointed: bool) -> torch.Tensor:
+        p = points.clone().requires_grad_()
+        if checkpointed:
+            sigma = torch.utils.checkpoint.checkpoint(
+                evaluate, p, field.modulate(styles), use_reentrant=False
+            )[1]
+        else:
+            sigma = evaluate(p, field.modulate(styles))[1]
+        (n,) = torch.autograd.grad(sigma.sum(), p, create_graph=True)
+        return torch.autograd.grad(n.square().sum(), field.hidden[1].linear.weight)[0]
+
+    assert torch.allclose(normals(field, True), normals(field._evaluate, False), rtol=1e-10, atol=1e-13)
+    with torch.inference_mode():
+        frozen = points.clone()
+    feature, sigma = field(frozen, styles)
+    (feature.sum() + sigma.sum()).backward()
+    assert field.sigma.weight.grad is not None
+    seen = []
+    handle = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, inputs, output: seen.append(module) if module is field.sigma else None
+    )
+    try:
+        field(points, styles)
+    finally:
+        handle.remove()
+    assert seen == [field.sigma]

@@ -94,7 +94,7 @@ class _RecomputedField(torch.autograd.Function):
         if grad_feature is None and grad_sigma is None:
             return (None,) * len(ctx.needs_input_grad)
         if torch.is_grad_enabled() or _batched(grad_feature, grad_sigma):
-            return _autograd_backward(ctx, grad_feature, grad_sigma)
+            return _autograd_backward(ctx, (points, *weights), grad_feature, grad_sigma)
         with torch.autocast(points.device.type, enabled=False):
             grads = _Gradients(points, weights, ctx.needs_input_grad[0], grad_feature, grad_sigma)
             for rows in block_slices(points.shape[1], points.shape[0]):
@@ -111,9 +111,9 @@ def _batched(*grads: torch.Tensor | None) -> bool:
     )
 
 
-def _autograd_backward(ctx, grad_feature, grad_sigma) -> tuple[torch.Tensor | None, ...]:
-    """The gradients through autograd's own graph of the whole evaluation (differentiable again)."""
-    inputs = ctx.saved_tensors
+def _autograd_backward(ctx, inputs, grad_feature, grad_sigma) -> tuple[torch.Tensor | None, ...]:
+    """The gradients through autograd's own graph of the whole evaluation (differentiable again), from
+    the saved inputs (unpacked once: non-reentrant checkpointing allows no more)."""
     points, *weights = inputs
     wanted = [i for i, needed in enumerate(ctx.needs_input_grad) if needed]
     with torch.enable_grad():

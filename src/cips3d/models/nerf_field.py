@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.autograd import forward_ad
+from torch.nn.modules import module as module_hooks
 
 from cips3d.config import NerfFieldConfig
 from cips3d.errors import ConfigError
@@ -93,12 +94,15 @@ class NerfField(nn.Module):
     def _plain_graph_wanted(self, tensors: list[torch.Tensor]) -> bool:
         """Whether to record autograd's own graph of the layers instead of `field_with_recompute`:
         under torch.func, torch.compile or forward-mode AD, under autocast (whose dtypes the blocks
-        would not keep), or when hooks on the heads must see them run."""
+        would not keep), for inference-mode tensors (which a function cannot save), or when module
+        hooks (the heads' own or global ones) must see the heads run."""
         if plain_autograd_wanted(*tensors) or torch.is_autocast_enabled("cpu"):
             return True
-        if any(forward_ad.unpack_dual(t).tangent is not None for t in tensors):
+        if any(t.is_inference() or forward_ad.unpack_dual(t).tangent is not None for t in tensors):
             return True
         hooks = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+        if any(getattr(module_hooks, f"_global{name}", None) for name in hooks):
+            return True
         return any(getattr(head, name) for head in (self.sigma, self.feature) for name in hooks)
 
     @torch.no_grad()
