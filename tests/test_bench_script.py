@@ -106,7 +106,7 @@ def test_fused_kernel_cases_are_left_out_where_the_kernel_cannot_run(tiny_G):
     assert all_error["unavailable"].startswith("ConfigError")
     kernels = tuple(gpu_cases.KERNEL_SETTINGS)
     cases = gpu_cases.batched_cases(bench.Case, tiny_G, size=8, batch=2, chunk_rows=32, kernels=kernels)
-    assert [c.path for c in cases] == ["float32", "fast", "reference", "fused", "fused-all"]
+    assert [c.path for c in cases] == ["float32", "fast", "reference", "fused", "fused-seeds", "fused-all"]
     for path in ("fused-graph", "fused-all-graph"):
         assert path in gpu_cases.FRAME_PATHS and path not in gpu_cases.PLAIN_FRAME_PATHS
 
