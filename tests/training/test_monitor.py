@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from cips3d.errors import UserError
 from cips3d.training import monitor as monitor_module
@@ -44,3 +45,18 @@ def test_a_bar_written_into_a_log_file_updates_every_half_minute(tmp_path, monke
         monitor = Monitor(tmp_path / f"logs{tty}", 4, 0, enabled=True)
         assert monitor.bar.mininterval == seconds  # a job's log got ten carriage-return lines a second
         monitor.close()
+
+
+def test_logged_steps_record_the_peak_memory(tmp_path):
+    """TensorBoard gets the run's peak memory (resident size on a CPU) beside its losses: what says
+    whether a larger batch or size would fit."""
+    monitor = Monitor(tmp_path / "logs", 4, 0, enabled=False, device=torch.device("cpu"))
+    logged = {}
+    monitor.writer.add_scalar = lambda name, value, step: logged.setdefault(name, (value, step))
+    monitor.step(1, 8, "r32", {"d_loss": 1.0}, log=False)
+    assert "train/peak_memory_gb" not in logged  # only on logged steps
+    monitor.step(10, 80, "r32", {"d_loss": 1.0}, log=True)
+    value, step = logged["train/peak_memory_gb"]
+    assert step == 10 and 0.05 < value < 1000  # this process holds Python and torch: tens of MB at least
+    assert value == pytest.approx(monitor_module.peak_memory_gb(torch.device("cpu")), rel=0.5)
+    monitor.close()

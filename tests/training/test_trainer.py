@@ -61,9 +61,9 @@ def test_the_progress_bar_ends_where_the_run_will(tmp_path, blob_folder, monkeyp
     totals = []
     monitor = trainer_module.Monitor
 
-    def recording(log_dir, total_steps, initial_step, enabled=True):
+    def recording(log_dir, total_steps, initial_step, enabled=True, device=None):
         totals.append((total_steps, initial_step))
-        return monitor(log_dir, total_steps, initial_step, enabled)
+        return monitor(log_dir, total_steps, initial_step, enabled, device)
 
     monkeypatch.setattr(trainer_module, "Monitor", recording)
     Trainer(micro_config(), tmp_path / "run", blob_folder, dataclasses.replace(QUIET, max_steps=2)).run()

@@ -1,12 +1,15 @@
-"""Watching a run: a progress bar with steps/s, images seen and losses; TensorBoard scalars and images."""
+"""Watching a run: a progress bar with steps/s, images seen and losses; TensorBoard scalars (peak memory
+included) and images."""
 
 from __future__ import annotations
 
+import resource
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from cips3d.errors import UserError
@@ -27,11 +30,24 @@ def check_writable(folder: Path, what: str) -> None:
         raise UserError(f"cannot write {what} in {folder} ({err.strerror or err}).") from None
 
 
+def peak_memory_gb(device: torch.device) -> float:
+    """The most memory this run has held so far: the CUDA allocator's peak on a GPU, the process's peak
+    resident size on a CPU (what decides whether a larger batch or size fits the machine)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 1e9
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # Linux: kilobytes
+
+
 class Monitor:
     """Progress bar plus TensorBoard event files under `log_dir` (tensorboard is imported lazily)."""
 
     def __init__(
-        self, log_dir: Path, total_steps: int | None, initial_step: int, enabled: bool = True
+        self,
+        log_dir: Path,
+        total_steps: int | None,
+        initial_step: int,
+        enabled: bool = True,
+        device: torch.device | None = None,
     ) -> None:
         from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 (slow import, only when training)
 
@@ -42,6 +58,7 @@ class Monitor:
             mininterval=BAR_SECONDS if sys.stderr.isatty() else LOG_BAR_SECONDS,
         )  # fmt: skip
         self._shown = False
+        self.device = device
 
     def step(
         self, global_step: int, images_seen: int, stage: str, stats: dict[str, float], log: bool
@@ -51,6 +68,8 @@ class Monitor:
             for name, value in stats.items():
                 self.writer.add_scalar(f"train/{name}", value, global_step)
             self.writer.add_scalar("train/images_seen", images_seen, global_step)
+            if self.device is not None:
+                self.writer.add_scalar("train/peak_memory_gb", peak_memory_gb(self.device), global_step)
         if log or not self._shown:  # the first step's losses too: a short run showed none before step 10
             keys = ("d_loss", "g_loss", "r1")
             shown = {k: f"{stats[k]:.3f}" for k in keys if k in stats}

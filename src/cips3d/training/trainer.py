@@ -252,7 +252,13 @@ class Trainer:
                                   torchrun_job=torchrun_job())  # fmt: skip
             write_run_record(self.run_dir, self.data, self.config.to_dict(), dataset, options)
             write_metrics_log(self.run_dir / METRICS_LOG, self.state.history)
-            monitor = Monitor(self.run_dir / "logs", total, self.state.global_step, self.options.progress)
+            monitor = Monitor(
+                self.run_dir / "logs",
+                total,
+                self.state.global_step,
+                self.options.progress,
+                self.options.device,
+            )
         else:
             monitor = SilentMonitor()
         try:

@@ -308,8 +308,12 @@ class Trainer2D:
             options = run_options(max_steps, self.fid_images, self.inception, torchrun_job=torchrun_job())
             write_run_record(self.run_dir, self.data, self.config.to_dict(), self.dataset, options)
         # Rank 0 writes TensorBoard logs and snapshot lines whether or not its progress bar is shown.
-        monitor = (Monitor(self.run_dir / "logs", max_steps, self.state.global_step, self.progress)
-                   if self.world.is_main else SilentMonitor())  # fmt: skip
+        if self.world.is_main:
+            monitor = Monitor(
+                self.run_dir / "logs", max_steps, self.state.global_step, self.progress, self.device
+            )
+        else:
+            monitor = SilentMonitor()
         try:
             with self._stops.installed(self.world.is_main):
                 self._loop(max_steps, deadline, monitor)
