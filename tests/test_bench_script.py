@@ -116,6 +116,13 @@ def test_training_cases_add_a_tf32_iteration_only_when_asked(tiny_G, monkeypatch
     D = Discriminator(discriminator_preset("tiny"), torch.Generator().manual_seed(0))
     plain = bench.training_cases(G, D, [16], torch.device("cpu"))
     assert [c.path for c in plain] == ["full", "partial", "G only"]
+    assert [c.runs_per_repeat for c in plain] == [1, 1, 4]  # the G step: about the anchor's 10 samples
+    calls = []
+    counted = bench.Case(
+        "train-G 32px b4", "train", 32, 4, "G only", lambda: calls.append(1), runs_per_repeat=4
+    )
+    bench.measure([counted], repeats=3, device=torch.device("cpu"), log=lambda message: None)
+    assert len(counted.times) == 12 and len(calls) == 13  # and one warm-up call
     cases = bench.training_cases(G, D, [16], torch.device("cpu"), tf32=True)
     assert [c.path for c in cases] == ["full", "full-tf32", "full-ieee-conv", "partial", "G only"]
     before = [p.detach().clone() for p in D.parameters()]
