@@ -31,6 +31,7 @@ TRUNCATED_NORMAL_TRIES = 4
 
 # --- NeRF field (spec 1.4) ---
 BOX_WARP_SIDE = 0.24  # UniformBoxWarp(0.24): the +-0.12 box is mapped to +-1
+POINT_SCALE = 2.0 / BOX_WARP_SIDE  # what points are multiplied by before the field's first layer
 FILM_FREQ_SCALE = 15.0  # pi-GAN frequency mapping gamma = 15 * x + 30
 FILM_FREQ_BIAS = 30.0
 FILM_STYLE_WEIGHT_SCALE = 0.25  # gain_fc / bias_fc weights are multiplied by 0.25 at init

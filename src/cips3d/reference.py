@@ -36,7 +36,7 @@ def film(layer: FiLMSine, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
 
 def field(module: NerfField, points: torch.Tensor, styles: Mapping[str, torch.Tensor]):
     """points [B, N, 3] -> (feature [B, N, C], sigma [B, N, 1])."""
-    x = points * (2.0 / K.BOX_WARP_SIDE)
+    x = points * K.POINT_SCALE
     for layer, name in zip(module.hidden, module.style_names, strict=False):
         x = film(layer, x, styles[name])
     return module.feature(film(module.color, x, styles["nerf_rgb"])), module.sigma(x)

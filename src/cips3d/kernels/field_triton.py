@@ -140,7 +140,7 @@ def fused_field(
         sigma.weight.reshape(-1).contiguous(), sigma.bias.contiguous(),
         _per_image(folded.color.weight, batch), _per_image(folded.color.bias, batch),
         feature.weight.contiguous(), feature.bias.contiguous(),
-        feature_out, sigma_out, 2.0 / K.BOX_WARP_SIDE,
+        feature_out, sigma_out, K.POINT_SCALE,
     ]  # fmt: skip
     fast_sine = not interpreting() if fast_sine is None else fast_sine
     grid = (triton.cdiv(n, block), batch)

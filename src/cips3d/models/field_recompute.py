@@ -29,7 +29,6 @@ from torch.nn import functional as F
 from cips3d import constants as K
 from cips3d.nn.film import FoldedFiLM, film_sine
 
-POINT_SCALE = 2.0 / K.BOX_WARP_SIDE  # the official UniformBoxWarp
 Head = Callable[[torch.Tensor], torch.Tensor]  # a linear head: the module, or F.linear on its tensors
 
 
@@ -58,7 +57,7 @@ def evaluate_field(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """points [B, n, 3], the folded FiLM layers (hidden ones, then colour), the two linear heads ->
     (feature [B, n, C], sigma [B, n, 1]): the field's math."""
-    x = points * POINT_SCALE
+    x = points * K.POINT_SCALE
     for layer in layers[:-1]:
         x = film_sine(x, layer)
     return feature(film_sine(x, layers[-1])), sigma(x)
@@ -152,7 +151,7 @@ class _Gradients:
 
     def add_block(self, rows: slice) -> None:
         """Recompute one block's activations and add its gradients."""
-        inputs, pre = [self.points[:, rows] * POINT_SCALE], []
+        inputs, pre = [self.points[:, rows] * K.POINT_SCALE], []
         for layer in self.layers[:-1]:
             pre.append(torch.baddbmm(layer.bias, inputs[-1], layer.weight))
             inputs.append(torch.sin(pre[-1]))
@@ -177,7 +176,7 @@ class _Gradients:
             if i > 0 or self.points_grad is not None:
                 g = torch.bmm(g, self.layers[i].weight.transpose(1, 2))
         if self.points_grad is not None:
-            self.points_grad[:, rows] = g * POINT_SCALE
+            self.points_grad[:, rows] = g * K.POINT_SCALE
 
     def _add_layer(self, i: int, x: torch.Tensor, g: torch.Tensor) -> None:
         """Layer i's weight and bias gradients from its input x [B, n, in] and pre-activation gradient g."""
