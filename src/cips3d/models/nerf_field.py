@@ -77,12 +77,10 @@ class NerfField(nn.Module):
         folded = styles if isinstance(styles, NerfModulation) else self.modulate(styles)
         if points.device.type != "cpu":  # a GPU wants large products, not cache-sized blocks
             return self._evaluate(points, folded)
-        tensors = [points, *(t for layer in (*folded.hidden, folded.color) for t in layer)]
-        tensors += [*self.sigma.parameters(), *self.feature.parameters()]
-        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-            if self._plain_graph_wanted(tensors):
-                return self._evaluate(points, folded)
-            # The CPU training pass: blocks, activations recomputed in the backward.
+        recorded = self._recorded_inputs(points, folded)
+        if recorded and self._plain_graph_wanted(recorded):
+            return self._evaluate(points, folded)
+        if recorded:  # the CPU training pass: blocks, activations recomputed in the backward
             return field_with_recompute(points, folded.hidden, folded.color, self.sigma, self.feature)
         # CPU inference: cache-sized blocks of points (the result is the same; each row is independent).
         blocks = list(block_slices(points.shape[1], points.shape[0]))
@@ -90,6 +88,15 @@ class NerfField(nn.Module):
             return self._evaluate(points, folded)
         outputs = [self._evaluate(points[:, rows], folded) for rows in blocks]
         return torch.cat([f for f, _ in outputs], dim=1), torch.cat([s for _, s in outputs], dim=1)
+
+    def _recorded_inputs(self, points: torch.Tensor, folded: NerfModulation) -> list[torch.Tensor]:
+        """Every tensor this evaluation reads, if autograd would record it (one needs a gradient), else
+        none (inference skips the listing: it runs once per chunk of rays)."""
+        if not torch.is_grad_enabled():
+            return []
+        tensors = [points, *(t for layer in (*folded.hidden, folded.color) for t in layer)]
+        tensors += [*self.sigma.parameters(), *self.feature.parameters()]
+        return tensors if any(t.requires_grad for t in tensors) else []
 
     def _plain_graph_wanted(self, tensors: list[torch.Tensor]) -> bool:
         """Whether to record autograd's own graph of the layers instead of `field_with_recompute`:
