@@ -152,18 +152,19 @@ def _newest_readable(snapshots: list[Path]) -> tuple[Snapshot | None, list[Path]
         training_state_problem,
     )
 
-    rendering = None  # the newest whose weights read, and how many snapshots are newer
+    found = None  # (a snapshot, how many are newer): a resumable one, else the newest whose weights read
     for newer, snapshot in enumerate(reversed(snapshots)):
         try:
             snap = load_snapshot(snapshot, training_state=False)
         except CheckpointError:
             continue
         if training_state_problem(snapshot) is None:
-            return snap, list(reversed(snapshots[len(snapshots) - newer :]))
-        rendering = rendering or (snap, newer)
-    if rendering is None:
+            found = (snap, newer)
+            break
+        found = found or (snap, newer)
+    if found is None:
         return None, snapshots
-    snap, newer = rendering
+    snap, newer = found
     return snap, list(reversed(snapshots[len(snapshots) - newer :]))
 
 
