@@ -28,6 +28,7 @@ from torch.nn import functional as F
 
 from cips3d import constants as K
 from cips3d.nn.film import FoldedFiLM, film_sine
+from cips3d.nn.transforms import batched_gradients
 
 Head = Callable[[torch.Tensor], torch.Tensor]  # a linear head: the module, or F.linear on its tensors
 
@@ -93,22 +94,13 @@ class _RecomputedField(torch.autograd.Function):
         points, *weights = ctx.saved_tensors
         if grad_feature is None and grad_sigma is None:
             return (None,) * len(ctx.needs_input_grad)
-        if torch.is_grad_enabled() or _batched(grad_feature, grad_sigma):
+        if torch.is_grad_enabled() or batched_gradients(grad_feature, grad_sigma):
             return _autograd_backward(ctx, (points, *weights), grad_feature, grad_sigma)
         with torch.autocast(points.device.type, enabled=False):
             grads = _Gradients(points, weights, ctx.needs_input_grad[0], grad_feature, grad_sigma)
             for rows in block_slices(points.shape[1], points.shape[0]):
                 grads.add_block(rows)
         return grads.results()
-
-
-def _batched(*grads: torch.Tensor | None) -> bool:
-    """Whether autograd runs this backward over a batch of gradients (`is_grads_batched`, vmap)."""
-    functorch = torch._C._functorch
-    return any(
-        g is not None and (functorch.is_batchedtensor(g) or functorch.is_legacy_batchedtensor(g))
-        for g in grads
-    )
 
 
 def _autograd_backward(ctx, inputs, grad_feature, grad_sigma) -> tuple[torch.Tensor | None, ...]:

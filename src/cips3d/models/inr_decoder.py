@@ -17,8 +17,10 @@ from torch.nn import functional as F
 from cips3d import constants as K
 from cips3d.config import InrConfig
 from cips3d.errors import ConfigError
+from cips3d.models.inr_blocked import decode_rows, inr_block, inr_with_blocked_gradient
 from cips3d.nn.init import empty_linear, frequency_init_, linear_default_
 from cips3d.nn.modulated import ModulatedLinear
+from cips3d.nn.transforms import plain_graph_wanted
 
 
 def inr_style_names() -> list[str]:
@@ -47,13 +49,7 @@ class InrBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, weight1: torch.Tensor, weight2: torch.Tensor) -> torch.Tensor:
         """x [B, N, in], modulated weights [B, in, out] and [B, out, out] -> [B, N, out]."""
-        # Activations in place (no new buffers, less memory traffic): autograd allows it for a positive
-        # slope, saving the activation's output for its backward.
-        y = F.leaky_relu_(torch.bmm(x, weight1), K.LEAKY_SLOPE)
-        y = F.leaky_relu_(torch.bmm(y, weight2), K.LEAKY_SLOPE)
-        if not self.residual:
-            return y
-        return y + x if torch.is_grad_enabled() else y.add_(x)  # autograd keeps y: no in-place add then
+        return inr_block(x, weight1, weight2, self.residual)
 
 
 class InrDecoder(nn.Module):
@@ -107,9 +103,16 @@ class InrDecoder(nn.Module):
         stay float32); 'tf32' is float32 here (the caller enables TF32, see `tf32_matmuls`). Pass a
         modulation made with the same precision. kernel 'triton' (CUDA, no autograd) runs each
         modulated layer as one Triton product with its activation and residual fused
-        (`cips3d.kernels.inr_triton`).
+        (`cips3d.kernels.inr_triton`). On the CPU, in float32 or float64, the blocks run over one
+        image's rows at a time, in training with their gradient written out (`models.inr_blocked`).
         """
         modulation = styles if isinstance(styles, InrModulation) else self.modulate(styles, precision)
+        rows = self._row_pass(feature, modulation) if kernel == "torch" and precision != "bf16" else None
+        if rows is not None:  # on the CPU: one image's block of pixels at a time (`models.inr_blocked`)
+            heads = [(head.weight, head.bias) for head in self.to_rgb[self.rgb_from_block :]]
+            residual = [block.residual for block in self.blocks]
+            decode = inr_with_blocked_gradient if rows == "gradient" else decode_rows
+            return torch.tanh(decode(feature, modulation.weights, residual, heads))
         blocks = self._fused_blocks(precision) if kernel == "triton" and not torch.is_grad_enabled() else None
         x, rgb = feature, None
         layers = zip(self.blocks, self.to_rgb, modulation.weights, strict=True)
@@ -127,6 +130,25 @@ class InrDecoder(nn.Module):
                     out = _padded_head(head, x) if pad else head(x)
                     rgb = out.to(total) if rgb is None else out.to(total) + rgb
         return torch.tanh(rgb)
+
+    def _row_pass(self, feature: torch.Tensor, modulation: InrModulation) -> str | None:
+        """Whether to decode in blocks of one image's rows (`models.inr_blocked`): 'gradient' when
+        autograd records this pass, 'inference' when it does not, None for the batched layers: off the
+        CPU, for dtypes other than float32 and float64 throughout, with no pixels, and where the blocks
+        may not stand in for the layers (`plain_graph_wanted`)."""
+        if feature.device.type != "cpu" or feature.numel() == 0 or not self.rgb_from_block < len(self.blocks):
+            return None
+        heads = self.to_rgb[self.rgb_from_block :]
+        tensors = [feature, *(w for pair in modulation.weights for w in pair)]
+        tensors += [t for head in heads for t in (head.weight, head.bias)]
+        if feature.dtype not in (torch.float32, torch.float64) or any(
+            t.dtype != feature.dtype for t in tensors
+        ):
+            return None
+        recorded = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+        if plain_graph_wanted(tensors, [*self.blocks, *heads], saved=recorded):
+            return None
+        return "gradient" if recorded else "inference"
 
     @staticmethod
     def _fused_blocks(precision: str):

@@ -10,15 +10,13 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.autograd import forward_ad
-from torch.nn.modules import module as module_hooks
 
 from cips3d.config import NerfFieldConfig
 from cips3d.errors import ConfigError
 from cips3d.models.field_recompute import block_slices, evaluate_field, field_with_recompute
 from cips3d.nn.film import FiLMSine, FoldedFiLM
 from cips3d.nn.init import empty_linear, kaiming_leaky_, linear_default_
-from cips3d.nn.transforms import plain_autograd_wanted
+from cips3d.nn.transforms import plain_graph_wanted
 
 
 def nerf_style_names(config: NerfFieldConfig) -> list[str]:
@@ -78,7 +76,7 @@ class NerfField(nn.Module):
         if points.device.type != "cpu":  # a GPU wants large products, not cache-sized blocks
             return self._evaluate(points, folded)
         recorded = self._recorded_inputs(points, folded)
-        if recorded and self._plain_graph_wanted(recorded):
+        if recorded and plain_graph_wanted(recorded, (self.sigma, self.feature)):
             return self._evaluate(points, folded)
         if recorded:  # the CPU training pass: blocks, activations recomputed in the backward
             return field_with_recompute(points, folded.hidden, folded.color, self.sigma, self.feature)
@@ -97,20 +95,6 @@ class NerfField(nn.Module):
         tensors = [points, *(t for layer in (*folded.hidden, folded.color) for t in layer)]
         tensors += [*self.sigma.parameters(), *self.feature.parameters()]
         return tensors if any(t.requires_grad for t in tensors) else []
-
-    def _plain_graph_wanted(self, tensors: list[torch.Tensor]) -> bool:
-        """Whether to record autograd's own graph of the layers instead of `field_with_recompute`:
-        under torch.func, torch.compile or forward-mode AD, under autocast (whose dtypes the blocks
-        would not keep), for inference-mode tensors (which a function cannot save), or when module
-        hooks (the heads' own or global ones) must see the heads run."""
-        if plain_autograd_wanted(*tensors) or torch.is_autocast_enabled("cpu"):
-            return True
-        if any(t.is_inference() or forward_ad.unpack_dual(t).tangent is not None for t in tensors):
-            return True
-        hooks = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-        if any(getattr(module_hooks, f"_global{name}", None) for name in hooks):
-            return True
-        return any(getattr(head, name) for head in (self.sigma, self.feature) for name in hooks)
 
     @torch.no_grad()
     def fused(

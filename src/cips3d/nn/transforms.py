@@ -5,7 +5,14 @@ would break its graph)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
+from torch import nn
+from torch.autograd import forward_ad
+from torch.nn.modules import module as module_hooks
+
+_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
 
 def plain_autograd_wanted(*tensors: torch.Tensor) -> bool:
@@ -14,3 +21,30 @@ def plain_autograd_wanted(*tensors: torch.Tensor) -> bool:
         return True
     wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
     return wrapped is not None and any(wrapped(t) for t in tensors)
+
+
+def plain_graph_wanted(
+    tensors: Iterable[torch.Tensor], modules: Iterable[nn.Module], saved: bool = True
+) -> bool:
+    """Whether a written-out pass (a gradient, or blocks of rows) must step aside for the plain layers:
+    under torch.func, torch.compile or forward-mode AD, under CPU autocast (whose dtypes it would not
+    keep), for inference-mode tensors when it `saved` them for a backward (a function cannot), or when
+    module hooks (global ones, or those of `modules`, which it would not call) must see the layers run."""
+    tensors = list(tensors)
+    if plain_autograd_wanted(*tensors) or torch.is_autocast_enabled("cpu"):
+        return True
+    if any((saved and t.is_inference()) or forward_ad.unpack_dual(t).tangent is not None for t in tensors):
+        return True
+    # PyTorch has no public way to ask for the global hooks: its module keeps them in these dicts.
+    if any(getattr(module_hooks, f"_global{name}", None) for name in _HOOKS):
+        return True
+    return any(getattr(m, name) for module in modules for m in module.modules() for name in _HOOKS)
+
+
+def batched_gradients(*grads: torch.Tensor | None) -> bool:
+    """Whether autograd runs a backward over a batch of gradients (`is_grads_batched`, vmap)."""
+    functorch = torch._C._functorch
+    return any(
+        g is not None and (functorch.is_batchedtensor(g) or functorch.is_legacy_batchedtensor(g))
+        for g in grads
+    )
