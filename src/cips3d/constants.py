@@ -77,8 +77,9 @@ GPU_CHUNK_MEMORY_FRACTION = 0.25
 # cache across its layers. Measured on a 2-core EPYC: one field query of 4 x 12,288 points took 52-79 ms
 # whole and 38 ms in blocks of 2,048.
 FIELD_BLOCK_ROWS = 2048
-# The INR's CPU training pass (`models.inr_blocked`) runs one image's pixels in blocks of this many rows:
-# a block's 512-wide activations (2 MB) stay in cache between a product and the passes after it.
+# On a CPU the INR (`models.inr_blocked`: training and inference) runs one image's pixels in blocks of
+# this many rows: a block's 512-wide activations (2 MB) stay in cache between a product and the passes
+# after it.
 # Measured on a 2-core Xeon, forward and backward at 32 px batch 4: 1,024 rows 0.43 s, 512 rows 0.45 s,
 # 256 rows 0.49 s (smaller products run slower).
 INR_BLOCK_ROWS = 1024

@@ -93,6 +93,18 @@ def test_torch_func_takes_autograds_own_graph():
     assert torch.allclose(torch.func.grad(loss)(style), plain, rtol=1e-10, atol=1e-13)
 
 
+def test_transforms_over_inputs_made_outside_them():
+    """An active torch.func transform refuses a Function without a vmap rule even for plain inputs (the
+    field's own trainable weights): the plain layers run."""
+    field, styles = _field(2)
+    points = torch.rand(3, 10, 3, dtype=torch.float64) * 0.1
+    total = field(points, styles)[0].sum().detach()
+    scaled = torch.func.vmap(lambda x: x * field(points, styles)[0].sum())(
+        torch.arange(3.0, dtype=torch.float64)
+    )
+    torch.testing.assert_close(scaled, torch.arange(3.0, dtype=torch.float64) * total)
+
+
 def test_second_derivatives_go_through_autograds_graph():
     """A Hessian in the points and a penalty on the points' gradient (an eikonal term) build a graph in
     the backward: they must match the plain layers (the blocked backward is differentiable once)."""

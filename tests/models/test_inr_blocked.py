@@ -62,22 +62,37 @@ def test_gradients_equal_autograds_over_uneven_blocks(monkeypatch, rows):
     assert all(p.grad is None for p in unused)
 
 
-@pytest.mark.parametrize("wanted", ["feature", "styles", "heads", "late blocks"])
-def test_only_the_gradients_asked_for(wanted):
-    """A frozen generator fitting a feature, latents through the styles, heads alone, the last blocks
-    alone: what needs a gradient gets autograd's, the rest none."""
+@pytest.mark.parametrize(
+    ("wanted", "blocked"),
+    [
+        ("feature", True),
+        ("first styles", True),
+        ("heads", False),
+        ("late blocks", False),
+        ("late styles", False),
+    ],
+)
+def test_only_the_gradients_asked_for(wanted, blocked):
+    """A frozen generator fitting a feature or latents through the first block's styles takes the blocks
+    (the gradient runs down to block 0); heads alone, the last blocks alone or a late block's styles take
+    autograd's layers, which keep only what that shorter path needs. Either way: autograd's gradients
+    for what needs one, none for the rest."""
     decoder, styles = _decoder(seed=2)
     decoder.requires_grad_(False)
     g = torch.Generator().manual_seed(3)
     feature = torch.randn(3, 9, FEATURE, generator=g, dtype=torch.float64)
     if wanted == "feature":
         feature.requires_grad_()
-    elif wanted == "styles":
-        styles["inr_w32_1"].requires_grad_()
+    elif wanted == "first styles":
+        styles["inr_w4_1"].requires_grad_()
     elif wanted == "heads":
         decoder.to_rgb[5].requires_grad_()
-    else:
+    elif wanted == "late blocks":
         decoder.blocks[7:].requires_grad_()
+    else:
+        styles["inr_w32_1"].requires_grad_()
+    node = type(decoder(feature, styles).grad_fn.next_functions[0][0]).__name__
+    assert (node == "_BlockedInrBackward") == blocked
     upstream = torch.randn(3, 9, 3, generator=g, dtype=torch.float64)
     ours = _gradients(decoder, styles, feature, decoder, upstream)
     plain = _gradients(decoder, styles, feature, lambda f, s: _plain(decoder, f, s), upstream)
@@ -139,6 +154,32 @@ def test_hooks_and_torch_func_see_the_plain_layers():
     plain_feature = feature.clone().requires_grad_()
     (plain,) = torch.autograd.grad(_plain(decoder, plain_feature, styles).square().sum(), plain_feature)
     torch.testing.assert_close(torch.func.grad(loss)(feature), plain, rtol=1e-10, atol=1e-13)
+
+
+def test_transforms_over_inputs_made_outside_them():
+    """Under an active torch.func transform a Function without a vmap rule is refused even when its
+    inputs are plain tensors (training parameters, a feature made before): the plain layers run."""
+    decoder, styles = _decoder(seed=9)
+    feature = torch.randn(3, 6, FEATURE, dtype=torch.float64)
+    total = decoder(feature, styles).sum().detach()
+    grad = torch.func.grad(lambda x: x * decoder(feature, styles).sum())(
+        torch.tensor(2.0, dtype=torch.float64)
+    )
+    torch.testing.assert_close(grad, total)
+    scaled = torch.func.vmap(lambda x: x * decoder(feature, styles).sum())(
+        torch.arange(3.0, dtype=torch.float64)
+    )
+    torch.testing.assert_close(scaled, torch.arange(3.0, dtype=torch.float64) * total)
+
+
+def test_a_modulation_for_another_batch_is_refused():
+    """The blocks index the weights by image: a modulation for 4 images with 3 features is the batched
+    product's error, as before (not 3 images decoded with the first 3 images' weights)."""
+    decoder, styles = _decoder()
+    feature = torch.randn(2, 6, FEATURE, dtype=torch.float64, requires_grad=True)
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad), pytest.raises(RuntimeError, match="batch2"):
+            decoder(feature, styles)
 
 
 def test_second_derivatives_and_checkpoints_go_through_autograds_graph():

@@ -201,9 +201,19 @@ def _leaky_relu_backward_(grad: torch.Tensor, output: torch.Tensor) -> torch.Ten
 
 
 class _Gradients:
-    """The backward's accumulators, filled block of rows by block; None for inputs that need none."""
+    """The backward's accumulators, filled block of rows by block; None for inputs that need none. The
+    gradient runs down to block 0 (`InrDecoder._row_pass` leaves shorter paths to autograd)."""
 
-    def __init__(self, needed, layout: _Layout, feature, flat, saved) -> None:
+    def __init__(
+        self,
+        needed: Sequence[bool],
+        layout: _Layout,
+        feature: torch.Tensor,
+        flat: Sequence[torch.Tensor],
+        saved: Sequence[torch.Tensor],
+    ) -> None:
+        """needed: `ctx.needs_input_grad` of (feature, *flat); feature [B, N, C]; flat: the heads' and
+        blocks' weights; saved: the activations ([B, N, H] each, `_Layout.activations`)."""
         need_feature, *need_flat = needed
         self.layout, self.feature = layout, feature
         self.heads, self.weights = layout.inputs(flat)
@@ -215,44 +225,37 @@ class _Gradients:
             self.weights, need_weights, torch.empty_like if feature.shape[1] else torch.zeros_like
         )
         self.feature_grad = torch.empty_like(feature) if need_feature else None
-        # The backward goes down to the lowest block whose weights (or, below block 0, feature) need it.
-        needing = [i for i, needs in enumerate(need_weights) if any(needs)]
-        self.lowest = 0 if need_feature else min(needing, default=len(self.weights))
+        # The gradients at a block's output and at its two LeakyReLUs' outputs, for a block of rows:
+        # allocated once (a fresh 2 MB buffer per product would pay its page faults again and again).
+        rows, width = min(feature.shape[1], K.INR_BLOCK_ROWS), self.weights[0][0].shape[-1]
+        self.scratch = [feature.new_empty(rows, width) for _ in range(3)]
 
     def add_rows(self, b: int, rows: slice, grad_rgb: torch.Tensor) -> None:
         """Add the gradients of image b's pixels `rows`, given grad_rgb [n, 3] of the heads' sum."""
+        g, g1, g2 = (t[: grad_rgb.shape[0]] for t in self.scratch)
         first_head = len(self.weights) - len(self.heads)
         self._add_heads(b, rows, grad_rgb, first_head)
-        first = rows.start == 0
-        g = None  # the gradient at the output of block i
-        for i in range(len(self.weights) - 1, self.lowest - 1, -1):
-            y1, y2, out = (a[b, rows] for a in self.acts[i])
-            x = self.feature[b, rows] if i == 0 else self.acts[i - 1][-1][b, rows]
+        write = rows.start == 0
+        for i in reversed(range(len(self.weights))):
+            y1, y2, _ = (a[b, rows] for a in self.acts[i])
             w1, w2 = (w[b] for w in self.weights[i])
             grad_w1, grad_w2 = (None if w is None else w[b] for w in self.weight_grads[i])
-            if i >= first_head:
-                weight = self.heads[i - first_head][0]
-                g = torch.mm(grad_rgb, weight) if g is None else g.addmm_(grad_rgb, weight)
+            if i == len(self.weights) - 1:  # the last block has a head (`inr_with_blocked_gradient`)
+                torch.mm(grad_rgb, self.heads[-1][0], out=g)
+            elif i >= first_head:
+                g.addmm_(grad_rgb, self.heads[i - first_head][0])
             adds = self.layout.residual[i]
-            # A residual block's g is also its input's gradient: its LeakyReLU's derivative goes to a copy.
-            g2 = (
-                torch.ops.aten.leaky_relu_backward(g, y2, K.LEAKY_SLOPE, True)
-                if adds
-                else _leaky_relu_backward_(g, y2)
-            )
-            _write_or_add(grad_w2, y1.t(), g2, first)
-            below = i > self.lowest or (i == 0 and self.feature_grad is not None)
-            if grad_w1 is None and not below:
-                return
-            g1 = _leaky_relu_backward_(torch.mm(g2, w2.t()), y1)
-            _write_or_add(grad_w1, x.t(), g1, first)
-            if not below:
-                return
-            if i == 0:
-                into = self.feature_grad[b, rows]
-                torch.addmm(g, g1, w1.t(), out=into) if adds else torch.mm(g1, w1.t(), out=into)
-            else:
-                g = g.addmm_(g1, w1.t()) if adds else torch.mm(g1, w1.t())
+            # A residual block's g is also its input's gradient: LeakyReLU's derivative goes to g2 then.
+            into = g2 if adds else g
+            torch.ops.aten.leaky_relu_backward.grad_input(g, y2, K.LEAKY_SLOPE, True, grad_input=into)
+            _write_or_add(grad_w2, y1.t(), into, write)
+            _leaky_relu_backward_(torch.mm(into, w2.t(), out=g1), y1)
+            x = self.feature[b, rows] if i == 0 else self.acts[i - 1][-1][b, rows]
+            _write_or_add(grad_w1, x.t(), g1, write)
+            if i > 0:  # the gradient at this block's input, the output of block i - 1
+                _input_gradient(g1, w1, g if adds else None, g)
+            elif self.feature_grad is not None:
+                _input_gradient(g1, w1, g if adds else None, self.feature_grad[b, rows])
 
     def _add_heads(self, b: int, rows: slice, grad_rgb: torch.Tensor, first_head: int) -> None:
         summed = grad_rgb.sum(dim=0)
@@ -266,6 +269,19 @@ class _Gradients:
         """The gradients in the function's input order: feature, heads, blocks' weights."""
         heads = [g for pair in self.head_grads for g in pair]
         return [self.feature_grad, *heads, *(g for pair in self.weight_grads for g in pair)]
+
+
+def _input_gradient(
+    g1: torch.Tensor, w1: torch.Tensor, residual: torch.Tensor | None, out: torch.Tensor
+) -> None:
+    """out = g1 @ w1^T (+ residual, the gradient reaching the input around the block); `out` may be
+    `residual` itself."""
+    if residual is None:
+        torch.mm(g1, w1.t(), out=out)
+    elif out is residual:
+        out.addmm_(g1, w1.t())
+    else:
+        torch.addmm(residual, g1, w1.t(), out=out)
 
 
 def _allocated(pairs: Sequence[Pair], needs: Sequence[tuple[bool, bool]], new) -> list[list]:

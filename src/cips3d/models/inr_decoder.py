@@ -7,7 +7,7 @@ the to-RGB heads of blocks from index 3 are summed; tanh at the end. All nine bl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -107,11 +107,10 @@ class InrDecoder(nn.Module):
         image's rows at a time, in training with their gradient written out (`models.inr_blocked`).
         """
         modulation = styles if isinstance(styles, InrModulation) else self.modulate(styles, precision)
-        rows = self._row_pass(feature, modulation) if kernel == "torch" and precision != "bf16" else None
-        if rows is not None:  # on the CPU: one image's block of pixels at a time (`models.inr_blocked`)
+        decode = self._row_decoder(feature, modulation) if kernel == "torch" and precision != "bf16" else None
+        if decode is not None:  # on the CPU: one image's block of pixels at a time (`models.inr_blocked`)
             heads = [(head.weight, head.bias) for head in self.to_rgb[self.rgb_from_block :]]
             residual = [block.residual for block in self.blocks]
-            decode = inr_with_blocked_gradient if rows == "gradient" else decode_rows
             return torch.tanh(decode(feature, modulation.weights, residual, heads))
         blocks = self._fused_blocks(precision) if kernel == "triton" and not torch.is_grad_enabled() else None
         x, rgb = feature, None
@@ -131,24 +130,30 @@ class InrDecoder(nn.Module):
                     rgb = out.to(total) if rgb is None else out.to(total) + rgb
         return torch.tanh(rgb)
 
-    def _row_pass(self, feature: torch.Tensor, modulation: InrModulation) -> str | None:
-        """Whether to decode in blocks of one image's rows (`models.inr_blocked`): 'gradient' when
-        autograd records this pass, 'inference' when it does not, None for the batched layers: off the
-        CPU, for dtypes other than float32 and float64 throughout, with no pixels, and where the blocks
-        may not stand in for the layers (`plain_graph_wanted`)."""
+    def _row_decoder(self, feature: torch.Tensor, modulation: InrModulation) -> Callable | None:
+        """How to decode in blocks of one image's rows (`models.inr_blocked`): `inr_with_blocked_gradient`
+        when autograd records a gradient reaching block 0 (the feature's, or the first block's styles'),
+        `decode_rows` when it records nothing; None for the batched layers: off the CPU, for dtypes other
+        than float32 and float64 throughout, with no pixels or a modulation of another batch, for a
+        gradient that stops higher up (autograd keeps only what it needs then), and where the blocks may
+        not stand in for the layers (`plain_graph_wanted`)."""
         if feature.device.type != "cpu" or feature.numel() == 0 or not self.rgb_from_block < len(self.blocks):
             return None
         heads = self.to_rgb[self.rgb_from_block :]
-        tensors = [feature, *(w for pair in modulation.weights for w in pair)]
-        tensors += [t for head in heads for t in (head.weight, head.bias)]
+        weights = [w for pair in modulation.weights for w in pair]
+        if any(w.ndim != 3 or w.shape[0] != feature.shape[0] for w in weights):
+            return None  # the batched layers say what is wrong
+        tensors = [feature, *weights, *(t for head in heads for t in (head.weight, head.bias))]
         if feature.dtype not in (torch.float32, torch.float64) or any(
             t.dtype != feature.dtype for t in tensors
         ):
             return None
         recorded = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+        if recorded and not any(t.requires_grad for t in (feature, *modulation.weights[0])):
+            return None
         if plain_graph_wanted(tensors, [*self.blocks, *heads], saved=recorded):
             return None
-        return "gradient" if recorded else "inference"
+        return inr_with_blocked_gradient if recorded else decode_rows
 
     @staticmethod
     def _fused_blocks(precision: str):

@@ -16,8 +16,13 @@ _HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_
 
 
 def plain_autograd_wanted(*tensors: torch.Tensor) -> bool:
-    """Whether torch.compile is tracing, or a torch.func transform is tracing any of these tensors."""
+    """Whether torch.compile is tracing, or a torch.func transform is active or tracing any of these
+    tensors."""
     if torch.compiler.is_compiling():
+        return True
+    # Any active transform refuses a Function without its own vmap rule, wrapped inputs or not.
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    if active is not None and active():
         return True
     wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
     return wrapped is not None and any(wrapped(t) for t in tensors)
