@@ -9,12 +9,17 @@ cache. Here the forward and the backward go through the nine blocks one image an
 the LeakyReLU's derivative is taken in place, the residual and the heads' gradients are added inside
 the products (`addmm_`); the products and the saved activations are autograd's. Inference runs the same
 blocks through three buffers of a block's size (so a training pass and a render compute the same
-numbers). Measured on a 2-core Xeon in separate alternating processes (benchmarks/RESULTS.md): the
-INR's forward and backward at 32 px batch 4 0.476 -> 0.440 s (median), the G step 0.611 -> 0.588 s;
-inference at 64 px batch 1 0.171 -> 0.163 s and 128 px batch 1 0.70 -> 0.62 s (best).
+numbers). Measured on a 2-core Xeon in alternating processes (benchmarks/RESULTS.md): the G step at
+32 px batch 4 0.613 -> 0.584 s (mean of 5 medians), a full training iteration 4-6% and float32
+inference 2-9% faster.
 
 A backward that builds a graph itself (`create_graph=True`) or runs over batched gradients goes through
-autograd's own graph of the same evaluation instead, so second derivatives are right.
+autograd's own graph of the same evaluation instead, so second derivatives are right. What it costs
+against autograd: the gradients of every input that needs one are computed even when a backward asks
+for fewer (`autograd.grad(rgb, feature)` with trainable weights), and the saved activations live until
+the whole backward ends (autograd frees each layer's as it goes), so the weights' gradients, 72 MB at
+batch 4, add to the peak; gradients that stop above block 0 keep autograd's layers
+(`InrDecoder._row_decoder`).
 
 The math is `inr_block`'s: per block y = lrelu(x @ W1'), out = lrelu(y @ W2') (+ x when residual), with
 the per-image modulated weights W' [B, in, out]; the decoder's output before its tanh is the sum of the
