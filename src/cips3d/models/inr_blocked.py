@@ -8,10 +8,10 @@ cache. Here the forward and the backward go through the nine blocks one image an
 `K.INR_BLOCK_ROWS` pixels at a time, so each pass reads what the product before it has just written;
 the LeakyReLU's derivative is taken in place, the residual and the heads' gradients are added inside
 the products (`addmm_`); the products and the saved activations are autograd's. Inference runs the same
-blocks through three buffers of a block's size (so a training pass and a render compute the same
-numbers). Measured on a 2-core Xeon in alternating processes (benchmarks/RESULTS.md): the G step at
-32 px batch 4 0.613 -> 0.584 s (mean of 5 medians), a full training iteration 4-6% and float32
-inference 2-9% faster.
+blocks through three buffers of a block's size (so a training pass and a render that both take the
+blocks compute the same numbers). Measured on a 2-core Xeon in alternating processes
+(benchmarks/RESULTS.md): the G step at 32 px batch 4 0.613 -> 0.584 s (mean of 5 medians), a full
+training iteration 4-6% and float32 inference 2-9% faster.
 
 A backward that builds a graph itself (`create_graph=True`) or runs over batched gradients goes through
 autograd's own graph of the same evaluation instead, so second derivatives are right. What it costs
@@ -70,7 +70,9 @@ def inr_with_blocked_gradient(
     feature: torch.Tensor, weights: Sequence[Pair], residual: Sequence[bool], heads: Sequence[Pair]
 ) -> torch.Tensor:
     """`evaluate_inr`, differentiable in the feature, every modulated weight and the heads' weights and
-    biases. The feature and every weight share one dtype; at least the last block has a head."""
+    biases. The feature and every weight share one dtype; at least the last block has a head. Its
+    backward always runs down to block 0: meant for gradients that reach it (`InrDecoder._row_decoder`
+    gives shorter ones to autograd)."""
     if not heads or len(heads) > len(weights):
         raise ValueError(f"{len(heads)} heads for {len(weights)} blocks: the last block needs one.")
     flat = [t for head in heads for t in head] + [w for pair in weights for w in pair]
@@ -81,7 +83,8 @@ def decode_rows(
     feature: torch.Tensor, weights: Sequence[Pair], residual: Sequence[bool], heads: Sequence[Pair]
 ) -> torch.Tensor:
     """`evaluate_inr` for inference on the CPU (nothing recorded): the same blocks of one image's rows as
-    the training pass, through three buffers of a block's size, so both compute the same numbers."""
+    the training pass, through three buffers of a block's size, so both compute the same numbers (where
+    both take the blocks)."""
     batch, n, _ = feature.shape
     rows = min(n, K.INR_BLOCK_ROWS)
     buffers = [feature.new_empty(rows, weights[0][0].shape[-1]) for _ in range(3)]
@@ -207,7 +210,7 @@ def _leaky_relu_backward_(grad: torch.Tensor, output: torch.Tensor) -> torch.Ten
 
 class _Gradients:
     """The backward's accumulators, filled block of rows by block; None for inputs that need none. The
-    gradient runs down to block 0 (`InrDecoder._row_pass` leaves shorter paths to autograd)."""
+    gradient runs down to block 0 (`InrDecoder._row_decoder` leaves shorter paths to autograd)."""
 
     def __init__(
         self,

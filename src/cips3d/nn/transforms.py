@@ -20,7 +20,8 @@ def plain_autograd_wanted(*tensors: torch.Tensor) -> bool:
     tensors."""
     if torch.compiler.is_compiling():
         return True
-    # Any active transform refuses a Function without its own vmap rule, wrapped inputs or not.
+    # Any active transform refuses a Function without its own vmap rule, wrapped inputs or not; those
+    # with one (the demodulation) step aside as well: their gradients are differentiable once.
     active = getattr(torch._C, "_are_functorch_transforms_active", None)
     if active is not None and active():
         return True
