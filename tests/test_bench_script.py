@@ -163,11 +163,12 @@ def test_the_profiler_names_the_operators_of_each_workload(tmp_path, workload):
     summary = profile_gpu.main(argv)
     run = summary["float32"]
     assert run["clock"] == "cpu" and run["ms_per_run"] > 0
-    assert "aten::bmm" in run["by_kernel"]  # the INR's products
+    assert "aten::mm" in run["by_kernel"]  # the INR's products (on a CPU per image: models.inr_blocked)
     if workload == "train":
         assert "aten::convolution_backward" in run["by_kernel"]  # the discriminator's backward
     assert json.loads((tmp_path / f"profile-{workload}.json").read_text()) == summary
-    assert "aten::bmm" in (tmp_path / f"profile-{workload}-float32.txt").read_text()
+    top = next(iter(run["by_kernel"]))  # the table lists the costliest first (long names cut short)
+    assert top[:20] in (tmp_path / f"profile-{workload}-float32.txt").read_text()
 
 
 def test_the_field_kernel_sweep_times_and_checks_each_launch(tmp_path):
