@@ -28,7 +28,7 @@ from torch.nn import functional as F
 
 from cips3d import constants as K
 from cips3d.nn.film import FoldedFiLM, film_sine
-from cips3d.nn.transforms import batched_gradients
+from cips3d.nn.transforms import batched_gradients, graph_gradients
 
 Head = Callable[[torch.Tensor], torch.Tensor]  # a linear head: the module, or F.linear on its tensors
 
@@ -107,22 +107,12 @@ def _autograd_backward(ctx, inputs, grad_feature, grad_sigma) -> tuple[torch.Ten
     """The gradients through autograd's own graph of the whole evaluation (differentiable again), from
     the saved inputs (unpacked once: non-reentrant checkpointing allows no more)."""
     points, *weights = inputs
-    wanted = [i for i, needed in enumerate(ctx.needs_input_grad) if needed]
     with torch.enable_grad():
         heads = (_linear(*weights[:2]), _linear(*weights[2:4]))
         feature, sigma = evaluate_field(points, _layers(weights[4:]), *heads)
     pairs = [(out, g) for out, g in ((feature, grad_feature), (sigma, grad_sigma)) if g is not None]
-    found = torch.autograd.grad(
-        [out for out, _ in pairs],
-        [inputs[i] for i in wanted],
-        [g for _, g in pairs],
-        create_graph=torch.is_grad_enabled(),
-        allow_unused=True,
-    )
-    grads: list[torch.Tensor | None] = [None] * len(inputs)
-    for i, g in zip(wanted, found, strict=True):
-        grads[i] = g
-    return tuple(grads)
+    outputs, upstream = [out for out, _ in pairs], [g for _, g in pairs]
+    return tuple(graph_gradients(outputs, upstream, inputs, ctx.needs_input_grad))
 
 
 class _Gradients:

@@ -35,7 +35,7 @@ import torch
 from torch.nn import functional as F
 
 from cips3d import constants as K
-from cips3d.nn.transforms import batched_gradients
+from cips3d.nn.transforms import batched_gradients, graph_gradients
 
 Pair = tuple[torch.Tensor, torch.Tensor]
 
@@ -314,15 +314,7 @@ def _autograd_backward(ctx, feature, flat, grad_rgb) -> tuple[torch.Tensor | Non
     """The gradients through autograd's own graph of the whole evaluation (differentiable again), from
     the saved inputs (unpacked once: non-reentrant checkpointing allows no more)."""
     layout: _Layout = ctx.layout
-    inputs = (feature, *flat)
-    wanted = [i for i, needed in enumerate(ctx.needs_input_grad[2:]) if needed]
     with torch.enable_grad():
         heads, weights = layout.inputs(flat)
         rgb = evaluate_inr(feature, weights, layout.residual, heads)
-    found = torch.autograd.grad(
-        rgb, [inputs[i] for i in wanted], grad_rgb, create_graph=torch.is_grad_enabled(), allow_unused=True
-    )
-    grads: list[torch.Tensor | None] = [None] * len(inputs)
-    for i, g in zip(wanted, found, strict=True):
-        grads[i] = g
-    return (None, None, *grads)
+    return (None, None, *graph_gradients([rgb], [grad_rgb], (feature, *flat), ctx.needs_input_grad[2:]))

@@ -54,3 +54,26 @@ def batched_gradients(*grads: torch.Tensor | None) -> bool:
         g is not None and (functorch.is_batchedtensor(g) or functorch.is_legacy_batchedtensor(g))
         for g in grads
     )
+
+
+def graph_gradients(
+    outputs: list[torch.Tensor],
+    upstream: list[torch.Tensor],
+    inputs: tuple[torch.Tensor, ...],
+    needed: tuple[bool, ...],
+) -> list[torch.Tensor | None]:
+    """The gradients of `inputs` (None where not `needed`) through autograd's own graph of `outputs`,
+    given their upstream gradients: a written-out backward's fallback, itself differentiable when the
+    backward builds a graph (grad mode on, as `create_graph=True` leaves it)."""
+    wanted = [i for i, need in enumerate(needed) if need]
+    found = torch.autograd.grad(
+        outputs,
+        [inputs[i] for i in wanted],
+        upstream,
+        create_graph=torch.is_grad_enabled(),
+        allow_unused=True,
+    )
+    grads: list[torch.Tensor | None] = [None] * len(inputs)
+    for i, g in zip(wanted, found, strict=True):
+        grads[i] = g
+    return grads
