@@ -119,6 +119,12 @@ class _Layout:
         weights = [(flat[i], flat[i + 1]) for i in range(h, len(flat), 2)]
         return heads, weights
 
+    def new_activations(self, feature: torch.Tensor, width: int) -> list[torch.Tensor]:
+        """Empty [B, N, width] tensors for the saved activations, in their order: what autograd would
+        keep (the LeakyReLUs' outputs, the products' inputs)."""
+        count = sum(3 if adds else 2 for adds in self.residual)
+        return [feature.new_empty(*feature.shape[:2], width) for _ in range(count)]
+
     def activations(self, saved: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, ...]]:
         """Per block (y1, y2, out), y2 being out for blocks without a residual."""
         found, k = [], 0
@@ -141,18 +147,17 @@ class _BlockedInr(torch.autograd.Function):
         layout = _Layout(residual, n_heads)
         heads, weights = layout.inputs(flat)
         batch, n, _ = feature.shape
-        width = weights[0][0].shape[-1]
-        # Per block y1, (y2,) out: what autograd would keep (the LeakyReLUs' outputs, the products' inputs).
-        acts = [[feature.new_empty(batch, n, width) for _ in range(3 if adds else 2)] for adds in residual]
+        saved = layout.new_activations(feature, weights[0][0].shape[-1])
+        acts = layout.activations(saved)
         rgb = feature.new_empty(batch, n, 3)
         with torch.autocast(feature.device.type, enabled=False):
             for b, rows in pixel_blocks(batch, n):
-                targets = [_targets([a[b, rows] for a in block]) for block in acts]
+                targets = [tuple(a[b, rows] for a in block) for block in acts]
                 weights_b = [(w1[b], w2[b]) for w1, w2 in weights]
                 _forward_rows(feature[b, rows], weights_b, residual, targets, heads, rgb[b, rows])
         ctx.layout = layout
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(feature, *flat, *(a for block in acts for a in block))
+        ctx.save_for_backward(feature, *flat, *saved)
         return rgb
 
     @staticmethod
@@ -172,11 +177,6 @@ class _BlockedInr(torch.autograd.Function):
         return (None, None, *grads.results())
 
 
-def _targets(block: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """A block's saved activations (y1, (y2,) out) as `_forward_rows`'s (y1, y2, out) targets."""
-    return (block[0], block[1], block[2]) if len(block) == 3 else (block[0], block[1], None)
-
-
 def _forward_rows(
     x: torch.Tensor,
     weights: Sequence[Pair],
@@ -187,7 +187,8 @@ def _forward_rows(
 ) -> None:
     """Rows of one image through the blocks: x [n, C], that image's weights; block i writes its two
     LeakyReLUs' outputs into targets[i] = (y1, y2, out) and a residual y2 + x into out (or into y2 when
-    out is None); rgb [n, 3] gets the heads' sum, in `evaluate_inr`'s order."""
+    out is None; a block without a residual leaves out alone); rgb [n, 3] gets the heads' sum, in
+    `evaluate_inr`'s order."""
     first_head = len(weights) - len(heads)
     for i, ((w1, w2), adds, (t1, t2, t_out)) in enumerate(zip(weights, residual, targets, strict=True)):
         y = F.leaky_relu_(torch.mm(x, w1, out=t1), K.LEAKY_SLOPE)
@@ -203,9 +204,10 @@ def _forward_rows(
                 rgb.add_(torch.addmm(bias, x, weight.t()))
 
 
-def _leaky_relu_backward_(grad: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
-    """grad *= LeakyReLU'(x) in place, from the activation's output (its sign is the input's)."""
-    return torch.ops.aten.leaky_relu_backward.grad_input(grad, output, K.LEAKY_SLOPE, True, grad_input=grad)
+def _leaky_relu_backward(grad: torch.Tensor, output: torch.Tensor, into: torch.Tensor) -> torch.Tensor:
+    """into = grad * LeakyReLU'(x), from the activation's output (its sign is the input's); `into` may be
+    `grad` itself."""
+    return torch.ops.aten.leaky_relu_backward.grad_input(grad, output, K.LEAKY_SLOPE, True, grad_input=into)
 
 
 class _Gradients:
@@ -255,9 +257,9 @@ class _Gradients:
             adds = self.layout.residual[i]
             # A residual block's g is also its input's gradient: LeakyReLU's derivative goes to g2 then.
             into = g2 if adds else g
-            torch.ops.aten.leaky_relu_backward.grad_input(g, y2, K.LEAKY_SLOPE, True, grad_input=into)
+            _leaky_relu_backward(g, y2, into)
             _write_or_add(grad_w2, y1.t(), into, write)
-            _leaky_relu_backward_(torch.mm(into, w2.t(), out=g1), y1)
+            _leaky_relu_backward(torch.mm(into, w2.t(), out=g1), y1, g1)
             x = self.feature[b, rows] if i == 0 else self.acts[i - 1][-1][b, rows]
             _write_or_add(grad_w1, x.t(), g1, write)
             if i > 0:  # the gradient at this block's input, the output of block i - 1

@@ -137,7 +137,7 @@ class InrDecoder(nn.Module):
         than float32 and float64 throughout, with no pixels or a modulation of another batch, for a
         gradient that stops higher up (autograd keeps only what it needs then), and where the blocks may
         not stand in for the layers (`plain_graph_wanted`)."""
-        if feature.device.type != "cpu" or feature.numel() == 0 or not self.rgb_from_block < len(self.blocks):
+        if feature.device.type != "cpu" or feature.numel() == 0 or self.rgb_from_block >= len(self.blocks):
             return None
         heads = self.to_rgb[self.rgb_from_block :]
         weights = [w for pair in modulation.weights for w in pair]
