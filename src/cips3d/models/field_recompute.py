@@ -123,12 +123,14 @@ class _Gradients:
         self.points, self.layers = points, _layers(folded)
         self.sigma_w, self.feature_w = sigma_w, feature_w
         self.g_feature, self.g_sigma = g_feature, g_sigma
-        self.sigma_heads = [torch.zeros_like(t) for t in (sigma_w, sigma_b)] if g_sigma is not None else None
-        self.feature_heads = (
-            [torch.zeros_like(t) for t in (feature_w, feature_b)] if g_feature is not None else None
-        )
+        batch = points.shape[0]
+        self.sigma_heads = _head_accumulators(sigma_w, batch) if g_sigma is not None else None
+        self.feature_heads = _head_accumulators(feature_w, batch) if g_feature is not None else None
         used = len(self.layers) if g_feature is not None else len(self.layers) - 1  # the colour layer
-        self.folded = [[torch.zeros_like(t) for t in layer] for layer in self.layers[:used]]
+        # Row-major accumulators whatever the folded weights' layout (W^T * gamma keeps the transposed
+        # one): MKL adds a product into a column-major [B, in, out] 1.3-10x slower (9 -> 84 us for the
+        # first layer's [4, 3, 128] at 512 rows per image).
+        self.folded = [[_zeros(t.shape, t) for t in layer] for layer in self.layers[:used]]
         self.points_grad = torch.zeros_like(points) if for_points else None
 
     def add_block(self, rows: slice) -> None:
@@ -168,13 +170,24 @@ class _Gradients:
     def results(self) -> tuple[torch.Tensor | None, ...]:
         folded = [g for layer in self.folded for g in layer]
         folded += [None] * (2 * len(self.layers) - len(folded))
-        sigma = self.sigma_heads or [None, None]
-        feature = self.feature_heads or [None, None]
+        sigma = [g.sum(dim=0) for g in self.sigma_heads] if self.sigma_heads else [None, None]
+        feature = [g.sum(dim=0) for g in self.feature_heads] if self.feature_heads else [None, None]
         return (self.points_grad, *sigma, *feature, *folded)
 
 
+def _zeros(shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
+    return torch.zeros(shape, dtype=like.dtype, device=like.device)
+
+
+def _head_accumulators(weight: torch.Tensor, batch: int) -> list[torch.Tensor]:
+    """Per-image accumulators of a linear head's weight [B, out, in] and bias [B, out] gradients, summed
+    over the images at the end (`results`): a block's rows of the batch are not one matrix (the
+    gradient's slice is strided), so flattening them copied it (f.head 125 -> 74 us per block)."""
+    return [_zeros((batch, *weight.shape), weight), _zeros((batch, weight.shape[0]), weight)]
+
+
 def _add_head(grads: list[torch.Tensor], g_out: torch.Tensor, x: torch.Tensor) -> None:
-    """A plain linear head y = x @ W^T + b: add W's and b's gradients from g_out [B, n, out], x [B, n, in]."""
-    g_flat = g_out.reshape(-1, g_out.shape[-1])
-    grads[0].addmm_(g_flat.t(), x.reshape(-1, x.shape[-1]))
-    grads[1].add_(g_flat.sum(dim=0))
+    """A plain linear head y = x @ W^T + b: add each image's W and b gradients from g_out [B, n, out] and
+    x [B, n, in] to grads ([B, out, in], [B, out])."""
+    grads[0].baddbmm_(g_out.transpose(1, 2), x)
+    grads[1].add_(g_out.sum(dim=1))
