@@ -72,10 +72,10 @@ DEFAULT_CHUNK_ROWS = 4096  # rows (batch x rays) per chunk; ~4k rows avoid page-
 GPU_CHUNK_ROWS = 65536
 CHUNK_BYTES_PER_ROW = 64 * 1024
 GPU_CHUNK_MEMORY_FRACTION = 0.25
-# On a CPU the NeRF field runs in blocks of this many points (batch x points), in inference and in
-# training's backward (`models.field_recompute`): the 128-wide activations of a block (~1 MB) stay in
-# cache across its layers. Measured on a 2-core EPYC: one field query of 4 x 12,288 points took 52-79 ms
-# whole and 38 ms in blocks of 2,048.
+# On a CPU the NeRF field runs in blocks of this many points (`models.field_recompute`): of one image
+# in inference and in training's forward, of the whole batch in training's backward. The 128-wide
+# activations of a block (~1 MB) stay in cache across its layers. Measured on a 2-core EPYC: one field
+# query of 4 x 12,288 points took 52-79 ms whole and 38 ms in blocks of 2,048.
 FIELD_BLOCK_ROWS = 2048
 # On a CPU the INR (`models.inr_blocked`: training and inference) runs one image's pixels in blocks of
 # this many rows: a block's 512-wide activations (2 MB) stay in cache between a product and the passes

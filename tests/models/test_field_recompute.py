@@ -76,6 +76,26 @@ def test_the_field_takes_it_on_the_cpu_only_when_a_gradient_is_recorded():
     assert field(points, styles)[0].grad_fn is None  # nothing to differentiate: the inference blocks
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_inference_blocks_of_one_images_rows_equal_the_plain_layers(monkeypatch, dtype):
+    """Inference and the training forward write each image's blocks of rows into the outputs: the same
+    numbers as the batched layers, over uneven blocks (150 points in blocks of 64)."""
+    monkeypatch.setattr(K, "FIELD_BLOCK_ROWS", 64)
+    field, styles = _field(2)
+    field.to(dtype)
+    styles = {name: s.to(dtype) for name, s in styles.items()}
+    points = ((torch.rand(3, 150, 3, generator=torch.Generator().manual_seed(5)) - 0.5) * 0.24).to(dtype)
+    with torch.no_grad():
+        plain = field._evaluate(points, field.modulate(styles))
+        ours = field(points, styles)
+    for a, b in zip(ours, plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6 if dtype == torch.float32 else 1e-13)
+    trained = field(points, styles)  # the training forward: the same blocks
+    assert type(trained[0].grad_fn).__name__ == "_RecomputedFieldBackward"
+    for a, b in zip(trained, ours, strict=True):
+        assert a.detach().equal(b)
+
+
 def test_torch_func_takes_autograds_own_graph():
     """torch.func transforms trace the plain layers (the written-out backward is differentiable once)."""
     field, styles = _field(2)

@@ -13,7 +13,7 @@ from torch import nn
 
 from cips3d.config import NerfFieldConfig
 from cips3d.errors import ConfigError
-from cips3d.models.field_recompute import block_slices, evaluate_field, field_with_recompute
+from cips3d.models.field_recompute import evaluate_field, evaluate_field_rows, field_with_recompute, one_dtype
 from cips3d.nn.film import FiLMSine, FoldedFiLM
 from cips3d.nn.init import empty_linear, kaiming_leaky_, linear_default_
 from cips3d.nn.transforms import plain_graph_wanted
@@ -73,28 +73,19 @@ class NerfField(nn.Module):
         """points [B, N, 3], styles {name: [B, D]} (or their `modulate` form) -> (feature [B, N, C],
         sigma [B, N, 1])."""
         folded = styles if isinstance(styles, NerfModulation) else self.modulate(styles)
-        if points.device.type != "cpu":  # a GPU wants large products, not cache-sized blocks
+        if points.device.type != "cpu" or points.shape[1] == 0:  # a GPU wants large products, not blocks
             return self._evaluate(points, folded)
-        recorded = self._recorded_inputs(points, folded)
-        if recorded and plain_graph_wanted(recorded, (self.sigma, self.feature)):
+        tensors = [*(t for layer in (*folded.hidden, folded.color) for t in layer)]
+        tensors += [*self.sigma.parameters(), *self.feature.parameters()]
+        recorded = torch.is_grad_enabled() and any(t.requires_grad for t in (points, *tensors))
+        heads = (self.sigma, self.feature)
+        if not one_dtype(points, tensors) or plain_graph_wanted([points, *tensors], heads, saved=recorded):
             return self._evaluate(points, folded)
         if recorded:  # the CPU training pass: blocks, activations recomputed in the backward
             return field_with_recompute(points, folded.hidden, folded.color, self.sigma, self.feature)
-        # CPU inference: cache-sized blocks of points (the result is the same; each row is independent).
-        blocks = list(block_slices(points.shape[1], points.shape[0]))
-        if len(blocks) <= 1:
-            return self._evaluate(points, folded)
-        outputs = [self._evaluate(points[:, rows], folded) for rows in blocks]
-        return torch.cat([f for f, _ in outputs], dim=1), torch.cat([s for _, s in outputs], dim=1)
-
-    def _recorded_inputs(self, points: torch.Tensor, folded: NerfModulation) -> list[torch.Tensor]:
-        """Every tensor this evaluation reads, if autograd would record it (one needs a gradient), else
-        none (inference skips the listing: it runs once per chunk of rays)."""
-        if not torch.is_grad_enabled():
-            return []
-        tensors = [points, *(t for layer in (*folded.hidden, folded.color) for t in layer)]
-        tensors += [*self.sigma.parameters(), *self.feature.parameters()]
-        return tensors if any(t.requires_grad for t in tensors) else []
+        # CPU inference: cache-sized blocks of one image's points (each row is independent).
+        sigma, feature = ((head.weight, head.bias) for head in heads)
+        return evaluate_field_rows(points, [*folded.hidden, folded.color], sigma, feature)
 
     @torch.no_grad()
     def fused(
