@@ -96,6 +96,20 @@ def test_inference_blocks_of_one_images_rows_equal_the_plain_layers(monkeypatch,
         assert a.detach().equal(b)
 
 
+def test_styles_for_another_batch_are_refused_and_an_empty_batch_renders():
+    """The blocks index each image's weights: a batch mismatch must still fail as the plain layers do
+    (it returned image 0's field), and a batch of no images must not reach the blocks' division."""
+    field, styles = _field(2)
+    points = torch.rand(1, 10, 3, dtype=torch.float64) * 0.1
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad), pytest.raises(RuntimeError):
+            field(points, styles)  # styles for 3 images
+    empty = {name: s[:0] for name, s in styles.items()}
+    feature, sigma = field(torch.zeros(0, 10, 3, dtype=torch.float64), empty)
+    (feature.sum() + sigma.sum()).backward()
+    assert feature.shape == (0, 10, 5) and sigma.shape == (0, 10, 1)
+
+
 def test_torch_func_takes_autograds_own_graph():
     """torch.func transforms trace the plain layers (the written-out backward is differentiable once)."""
     field, styles = _field(2)

@@ -9,7 +9,7 @@ one image's block of rows at a time); the backward evaluates each block of 2,048
 again (a third more products) and takes its gradients while the block is in cache. On a 2-core CPU a
 64 px training iteration at batch 4 went from 11.1 to 9.3 s and its peak memory from 2.6 to 1.6 GB
 (benchmarks/RESULTS.md); the field's activations are never stored. The backward's accumulators are
-row-major and per image for the heads (see `_Gradients`): on the Xeon, forward and backward of
+row-major and per image for the heads (see `_Gradients`): on a 2-core Xeon, forward and backward of
 4 x 12,288 points 64 -> 57 ms.
 
 A backward that builds a graph itself (`create_graph=True`: a Hessian, a penalty on gradients such as
@@ -79,9 +79,9 @@ def evaluate_field_rows(
 
     Each product writes into one of two buffers of a block's size and the heads into the outputs'
     rows (an image's rows are one matrix: no strided slices to copy, no concatenation), the bias added
-    inside the product; the same numbers as the batched layers (bitwise on MKL). Measured on a 2-core
-    Xeon: 4 x 12,288 points 15.8 -> 14.4 ms, 1 x 49,152 points 15.0 -> 13.2 ms. Every tensor has the
-    points' dtype."""
+    inside the product; the same numbers as the batched layers (bitwise with MKL here). Measured on a
+    2-core Xeon (in one process): 4 x 12,288 points 14.5 -> 13.4 ms, 1 x 49,152 points 15.0 -> 13.2 ms.
+    Every tensor has the points' dtype and the points' batch (`NerfField.forward` checks both)."""
     batch, n, _ = points.shape
     rows = max(1, min(n, K.FIELD_BLOCK_ROWS))
     width = layers[0].weight.shape[-1]
@@ -192,7 +192,7 @@ class _Gradients:
             g_color = torch.matmul(g_feature, self.feature_w).mul_(torch.cos_(pre_color))
             self._add_layer(len(self.layers) - 1, hidden_out, g_color)
             g = torch.bmm(g_color, color.weight.transpose(1, 2))
-        if g_sigma is not None:  # sigma's head: g += g_sigma sigma_w, added in one pass
+        if g_sigma is not None:  # sigma's head (one output: [B, n, 1] * [1, H]): g += g_sigma sigma_w
             g = g_sigma * self.sigma_w if g is None else g.addcmul_(g_sigma, self.sigma_w)
         for i in range(len(self.layers) - 2, -1, -1):
             g.mul_(torch.cos_(pre[i]))

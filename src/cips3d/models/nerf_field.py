@@ -73,9 +73,18 @@ class NerfField(nn.Module):
         """points [B, N, 3], styles {name: [B, D]} (or their `modulate` form) -> (feature [B, N, C],
         sigma [B, N, 1])."""
         folded = styles if isinstance(styles, NerfModulation) else self.modulate(styles)
-        if points.device.type != "cpu" or points.shape[1] == 0:  # a GPU wants large products, not blocks
+        layers = (*folded.hidden, folded.color)
+        # A GPU wants large products, not blocks; no points, or styles for another batch: the plain
+        # layers answer (their product refuses a mismatch, which the blocks would index past).
+        if (
+            points.device.type != "cpu"
+            or points.numel() == 0
+            or any(layer.weight.shape[0] != points.shape[0] for layer in layers)
+        ):
             return self._evaluate(points, folded)
-        tensors = [*(t for layer in (*folded.hidden, folded.color) for t in layer)]
+        # Listed on every call, inference included (a few microseconds per chunk of rays): the blocks
+        # need one dtype and must step aside for torch.func, autocast, forward AD and hooks.
+        tensors = [t for layer in layers for t in layer]
         tensors += [*self.sigma.parameters(), *self.feature.parameters()]
         recorded = torch.is_grad_enabled() and any(t.requires_grad for t in (points, *tensors))
         heads = (self.sigma, self.feature)
@@ -85,7 +94,7 @@ class NerfField(nn.Module):
             return field_with_recompute(points, folded.hidden, folded.color, self.sigma, self.feature)
         # CPU inference: cache-sized blocks of one image's points (each row is independent).
         sigma, feature = ((head.weight, head.bias) for head in heads)
-        return evaluate_field_rows(points, [*folded.hidden, folded.color], sigma, feature)
+        return evaluate_field_rows(points, list(layers), sigma, feature)
 
     @torch.no_grad()
     def fused(
