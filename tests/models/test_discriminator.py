@@ -17,6 +17,7 @@ from cips3d.models.discriminator import (
     official_aux_channels,
     official_main_channels,
 )
+from cips3d.nn import equalized
 from cips3d.nn.equalized import (
     ConvLayer,
     EqualConv2d,
@@ -24,6 +25,7 @@ from cips3d.nn.equalized import (
     ResBlock,
     blur,
     blur_kernel,
+    conv2d,
     fused_leaky_relu,
 )
 from cips3d.training.augment import DiffAugmentConfig, draw_diff_augment
@@ -92,6 +94,64 @@ def test_blur_derivatives_of_first_and_second_order_equal_the_plain_convolutions
     assert torch.allclose(ours[0], plain[0], atol=1e-12) and torch.allclose(ours[1], plain[1], atol=1e-12)
     (kernel_grad,) = torch.autograd.grad(blur(x, learned, pad).sum(), learned)
     assert kernel_grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(("stride", "padding", "size"), [(1, 1, 3), (2, 0, 3), (2, 0, 1), (1, 0, 1)])
+def test_conv2d_derivatives_of_first_three_orders_equal_the_plain_convolutions(stride, padding, size):
+    """`conv2d` differentiates through PyTorch's own gradient op, written as Functions of each other:
+    every order against autograd of `F.conv2d` (third order too, through `gradgradcheck` of R1's input
+    gradient)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 7, 7, dtype=f64, generator=g, requires_grad=True)
+    w = torch.randn(4, 3, size, size, dtype=f64, generator=g, requires_grad=True)
+    torch.autograd.gradcheck(lambda a, b: conv2d(a, b, stride, padding), (x, w))
+    torch.autograd.gradgradcheck(lambda a, b: conv2d(a, b, stride, padding), (x, w))
+
+    def r1_like(fn):  # the R1 pattern: the input's gradient with create_graph, then a second backward
+        (gx,) = torch.autograd.grad(fn(x, w).sin().sum(), x, create_graph=True)
+        return gx, torch.autograd.grad(gx.square().sum(), (x, w))
+
+    ours = r1_like(lambda a, b: conv2d(a, b, stride, padding))
+    plain = r1_like(lambda a, b: F.conv2d(a, b, stride=stride, padding=padding))
+    torch.testing.assert_close(ours[0], plain[0], rtol=0, atol=1e-12)
+    for a, b in zip(ours[1], plain[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+    def input_gradient(a, b):  # R1's gradient as a function: its second derivatives are the third order
+        (gx,) = torch.autograd.grad(conv2d(a, b, stride, padding).sin().sum(), a, create_graph=True)
+        return gx
+
+    torch.autograd.gradgradcheck(input_gradient, (x, w))
+
+
+def test_conv2d_skips_the_weight_gradient_that_r1s_input_gradient_does_not_ask_for(monkeypatch):
+    """`autograd.grad(logits, images)` wants no weight gradient (PyTorch's own node skips it: half of
+    each layer's backward); the full backward still gets both."""
+    asked = []
+    original = equalized._backward
+
+    def recording(g, x, weight, stride, padding, need_x, need_w):
+        asked.append((need_x, need_w))
+        return original(g, x, weight, stride, padding, need_x, need_w)
+
+    monkeypatch.setattr(equalized, "_backward", recording)
+    raw = torch.randn(4, 3, 3, 3, dtype=f64, requires_grad=True)
+    x = torch.randn(2, 3, 6, 6, dtype=f64, requires_grad=True)
+    out = conv2d(x * 1.0, raw * 0.5, 1, 1).square().sum()
+    torch.autograd.grad(out, x, retain_graph=True, create_graph=True)
+    assert asked == [(True, False)]
+    asked.clear()
+    out.backward()
+    assert asked == [(True, True)] and raw.grad is not None and x.grad is not None
+
+
+def test_conv2d_takes_the_plain_convolution_under_torch_func():
+    x = torch.randn(2, 3, 6, 6, dtype=f64)
+    w = torch.randn(4, 3, 3, 3, dtype=f64)
+    ours = torch.func.grad(lambda v: conv2d(v, w, 1, 1).sin().sum())(x)
+    xx = x.clone().requires_grad_()
+    (plain,) = torch.autograd.grad(F.conv2d(xx, w, padding=1).sin().sum(), xx)
+    torch.testing.assert_close(ours, plain, rtol=0, atol=1e-12)
 
 
 def test_blur_kernel_is_the_normalised_outer_product_of_1331():
