@@ -96,13 +96,17 @@ def test_blur_derivatives_of_first_and_second_order_equal_the_plain_convolutions
     assert kernel_grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize(("stride", "padding", "size"), [(1, 1, 3), (2, 0, 3), (2, 0, 1), (1, 0, 1)])
-def test_conv2d_derivatives_of_first_three_orders_equal_the_plain_convolutions(stride, padding, size):
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")  # forward_ad.unpack_dual
+@pytest.mark.parametrize(
+    ("stride", "padding", "size", "side"),
+    [(1, 1, 3, 7), (2, 0, 3, 7), (2, 0, 3, 8), (2, 0, 1, 7), (1, 0, 1, 7)],  # 8: the stride drops a row
+)
+def test_conv2d_derivatives_of_first_three_orders_equal_the_plain_convolutions(stride, padding, size, side):
     """`conv2d` differentiates through PyTorch's own gradient op, written as Functions of each other:
     every order against autograd of `F.conv2d` (third order too, through `gradgradcheck` of R1's input
     gradient)."""
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 3, 7, 7, dtype=f64, generator=g, requires_grad=True)
+    x = torch.randn(2, 3, side, side, dtype=f64, generator=g, requires_grad=True)
     w = torch.randn(4, 3, size, size, dtype=f64, generator=g, requires_grad=True)
     torch.autograd.gradcheck(lambda a, b: conv2d(a, b, stride, padding), (x, w))
     torch.autograd.gradgradcheck(lambda a, b: conv2d(a, b, stride, padding), (x, w))
@@ -124,6 +128,7 @@ def test_conv2d_derivatives_of_first_three_orders_equal_the_plain_convolutions(s
     torch.autograd.gradgradcheck(input_gradient, (x, w))
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")  # forward_ad.unpack_dual
 def test_conv2d_skips_the_weight_gradient_that_r1s_input_gradient_does_not_ask_for(monkeypatch):
     """`autograd.grad(logits, images)` wants no weight gradient (PyTorch's own node skips it: half of
     each layer's backward); the full backward still gets both."""
@@ -145,6 +150,28 @@ def test_conv2d_skips_the_weight_gradient_that_r1s_input_gradient_does_not_ask_f
     assert asked == [(True, True)] and raw.grad is not None and x.grad is not None
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")  # forward_ad.unpack_dual
+def test_conv2d_takes_the_plain_convolution_where_its_functions_would_not_do():
+    """CPU autocast (the saved float32 tensors against a bfloat16 gradient), forward-mode AD (no jvp)
+    and unbatched inputs (which `convolution_backward` refuses) train as with `F.conv2d`."""
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = conv2d(x, w, 2, 1)
+    out.float().sum().backward()
+    assert x.grad is not None and w.grad is not None
+    with torch.autograd.forward_ad.dual_level():
+        dual = torch.autograd.forward_ad.make_dual(x.detach(), torch.ones_like(x))
+        tangent = torch.autograd.forward_ad.unpack_dual(conv2d(dual, w, 2, 1)).tangent
+    torch.testing.assert_close(tangent, F.conv2d(torch.ones_like(x), w, stride=2, padding=1))
+    single = x[0].detach().requires_grad_()
+    conv2d(single, w, 2, 1).sum().backward()
+    torch.testing.assert_close(
+        single.grad, torch.autograd.grad(F.conv2d(x, w, stride=2, padding=1)[0].sum(), x)[0][0]
+    )
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")  # forward_ad.unpack_dual
 def test_conv2d_takes_the_plain_convolution_under_torch_func():
     x = torch.randn(2, 3, 6, 6, dtype=f64)
     w = torch.randn(4, 3, 3, 3, dtype=f64)

@@ -6,8 +6,8 @@ the activation (`FusedLeakyReLU`). The official CUDA ops are plain PyTorch here:
 convolution with the flipped kernel, whose derivatives of every order (R1 needs the second) are again
 blurs (`blur`).
 
-The convolutions differentiate through PyTorch's own gradient op at every order (`conv2d`): its
-generic double backward runs R1's weight gradient as a slow swapped-role convolution.
+The convolutions differentiate through PyTorch's own gradient op at every order (`conv2d`), where
+PyTorch's generic double backward would run R1's weight gradient as a slow swapped-role convolution.
 
 Modules are built without drawing random numbers; `reset_parameters(generator)` draws the official
 init in the official order (construction order of the official modules).
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cips3d import constants as K
-from cips3d.nn.transforms import plain_autograd_wanted
+from cips3d.nn.transforms import plain_graph_wanted
 
 
 def blur_kernel(taps: tuple[float, ...] = K.D_BLUR_TAPS) -> torch.Tensor:
@@ -113,17 +113,21 @@ class _BlurAdjoint(torch.autograd.Function):
 
 def conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
     """`F.conv2d` (no bias, no groups) whose derivatives of every order are convolutions again, each
-    through the op PyTorch's own first derivative uses (`_Conv`, `_ConvInputGrad`, `_ConvWeightGrad`).
+    through the op PyTorch's own first derivative uses (`_Conv`, `_ConvGrads`, `_ConvInputGrad`,
+    `_ConvWeightGrad`, each the others' backward).
 
     R1's second derivative needs the weight gradient of the input gradient's graph; PyTorch's generic
     double backward computes it as a convolution with batch and channels swapped ([C, B, H, W] with a
     kernel the size of the feature map), which oneDNN runs at half the speed of the weight gradient
     proper: on a 2-core Xeon, 108 -> 52 ms for a 512-channel 3x3 layer at 32 px batch 4. With R1's
     input gradient asking for no weight gradient (`_wanted`), the discriminator's part of a 32 px batch 4
-    D step (two passes, R1, backward) went 1.45 -> 1.31 s (medians, one process). On CPUs only
-    (elsewhere, and under torch.compile or torch.func, the plain convolution).
+    D step (two passes, R1, backward) went 1.45 -> 1.31 s (medians, one process). Batched inputs on
+    CPUs only, where a gradient may be recorded; elsewhere, and under torch.compile, torch.func, CPU
+    autocast (whose dtypes the saved tensors would not keep) or forward-mode AD (no jvp here), the
+    plain convolution.
     """
-    if x.device.type != "cpu" or plain_autograd_wanted(x, weight):
+    recorded = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    if x.device.type != "cpu" or x.dim() != 4 or not recorded or plain_graph_wanted((x, weight), ()):
         return F.conv2d(x, weight, stride=stride, padding=padding)
     return _Conv.apply(x, weight, stride, padding)
 
@@ -155,14 +159,13 @@ def _wanted(ctx, index: int) -> bool:
 
     `ctx.needs_input_grad` says only that the input requires a gradient; R1's
     `autograd.grad(logits, images, create_graph=True)` needs no weight gradient, which PyTorch's own
-    convolution node knows and skips (half of each layer's backward). The engine says it through the
-    private call that torch.utils.checkpoint uses; it cannot answer for a leaf during
-    `autograd.grad`, nor in a PyTorch without the call: wanted, then."""
+    convolution node knows and skips (half of each layer's backward). The engine says it through a
+    private call (which `torch.autograd.graph.register_multi_grad_hook` uses); it cannot answer for a
+    leaf captured by `autograd.grad` (so a leaf weight keeps its gradient computed: `EqualConv2d`'s is
+    the scaled one, not a leaf), nor in a PyTorch without the call: wanted, then."""
     if not ctx.needs_input_grad[index]:
         return False
     node = ctx.next_functions[index][0]
-    if node is None:
-        return False
     will_execute = getattr(torch._C, "_will_engine_execute_node", None)
     if will_execute is None:
         return True
@@ -188,7 +191,8 @@ class _Conv(torch.autograd.Function):
     def backward(ctx, g):
         x, weight = ctx.saved_tensors
         need_x, need_w = _wanted(ctx, 0), _wanted(ctx, 1)
-        grads = _gradients(g, x, weight, need_x, need_w, ctx.stride, ctx.padding, x, weight)
+        like = (x.detach(), weight.detach())  # shapes only: no graph edge for them
+        grads = _gradients(g, x, weight, need_x, need_w, ctx.stride, ctx.padding, *like)
         return *grads, None, None
 
 
@@ -217,7 +221,8 @@ class _ConvGrads(torch.autograd.Function):
             terms += [_Conv.apply(x, ggw, ctx.stride, ctx.padding)] if ggw is not None else []
             grad_g = terms[0] + terms[1] if len(terms) == 2 else (terms[0] if terms else None)
         want_x, want_w = need_x and ggw is not None, need_w and ggx is not None
-        grad_x, grad_w = _gradients(g, ggx, ggw, want_x, want_w, ctx.stride, ctx.padding, x, weight)
+        like = (x.detach(), weight.detach())
+        grad_x, grad_w = _gradients(g, ggx, ggw, want_x, want_w, ctx.stride, ctx.padding, *like)
         return grad_g, grad_x, grad_w, None, None
 
 
@@ -239,7 +244,7 @@ class _ConvInputGrad(torch.autograd.Function):
         g, weight = ctx.saved_tensors
         need_g, need_w = ctx.needs_input_grad[:2]
         grad_g = _Conv.apply(gg, weight, ctx.stride, ctx.padding) if need_g else None
-        _, grad_w = _gradients(g, gg, None, False, need_w, ctx.stride, ctx.padding, None, weight)
+        _, grad_w = _gradients(g, gg, None, False, need_w, ctx.stride, ctx.padding, None, weight.detach())
         return grad_g, grad_w, None, None, None
 
 
@@ -261,7 +266,7 @@ class _ConvWeightGrad(torch.autograd.Function):
         g, x = ctx.saved_tensors
         need_g, need_x = ctx.needs_input_grad[:2]
         grad_g = _Conv.apply(x, gg, ctx.stride, ctx.padding) if need_g else None
-        grad_x, _ = _gradients(g, None, gg, need_x, False, ctx.stride, ctx.padding, x, None)
+        grad_x, _ = _gradients(g, None, gg, need_x, False, ctx.stride, ctx.padding, x.detach(), None)
         return grad_g, grad_x, None, None, None
 
 
