@@ -113,8 +113,8 @@ class _BlurAdjoint(torch.autograd.Function):
 
 def conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
     """`F.conv2d` (no bias, no groups) whose derivatives of every order are convolutions again, each
-    through the op PyTorch's own first derivative uses (`_Conv`, `_ConvGrads`, `_ConvInputGrad`,
-    `_ConvWeightGrad`, each the others' backward).
+    through the op PyTorch's own first derivative uses (`_Conv` and `_ConvGrads`, each the other's
+    backward).
 
     R1's second derivative needs the weight gradient of the input gradient's graph; PyTorch's generic
     double backward computes it as a convolution with batch and channels swapped ([C, B, H, W] with a
@@ -133,25 +133,22 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int) -> 
 
 
 def _backward(g, x, weight, stride: int, padding: int, need_x: bool, need_w: bool):
-    """PyTorch's own gradients of conv2d(x, weight) (x's and/or the weight's) given the output
-    gradient g; both from one call where both are wanted (it shares work: 88 ms against 2 x 53)."""
+    """PyTorch's own gradients of conv2d(x, weight) (x's and/or the weight's, None for the other)
+    given the output gradient g; both from one call where both are wanted (it shares work: 88 ms
+    against 2 x 53). The input gradient reads only x's shape, the weight gradient only the weight's."""
     mask = [need_x, need_w, False]
     return torch.ops.aten.convolution_backward(
         g, x, weight, None, [stride] * 2, [padding] * 2, [1, 1], False, [0, 0], 1, mask
     )[:2]
 
 
-def _gradients(g, x, weight, need_x: bool, need_w: bool, stride: int, padding: int, x_like, w_like):
+def _gradients(g, x, weight, need_x: bool, need_w: bool, stride: int, padding: int):
     """The input and weight gradients of conv2d(x, weight), each differentiable again, None where not
-    wanted; x or the weight may be None where its partner's gradient is not wanted (`x_like` and
-    `w_like` then give the missing one's shape, their values unread)."""
-    if need_x and need_w:
-        return _ConvGrads.apply(g, x, weight, stride, padding)
-    if need_x:
-        return _ConvInputGrad.apply(g, weight, x_like, stride, padding), None
-    if need_w:
-        return None, _ConvWeightGrad.apply(g, x, w_like, stride, padding)
-    return None, None
+    wanted. A tensor whose partner's gradient is not wanted is read for its shape only: pass a
+    detached stand-in of that shape (no graph edge)."""
+    if not (need_x or need_w):
+        return None, None
+    return _ConvGrads.apply(g, x, weight, need_x, need_w, stride, padding)
 
 
 def _wanted(ctx, index: int) -> bool:
@@ -176,7 +173,7 @@ def _wanted(ctx, index: int) -> bool:
 
 
 class _Conv(torch.autograd.Function):
-    """conv2d whose backward is `_gradients` (differentiable again)."""
+    """conv2d whose backward is `_ConvGrads` (differentiable again)."""
 
     @staticmethod
     def forward(x, weight, stride, padding):
@@ -191,23 +188,24 @@ class _Conv(torch.autograd.Function):
     def backward(ctx, g):
         x, weight = ctx.saved_tensors
         need_x, need_w = _wanted(ctx, 0), _wanted(ctx, 1)
-        like = (x.detach(), weight.detach())  # shapes only: no graph edge for them
-        grads = _gradients(g, x, weight, need_x, need_w, ctx.stride, ctx.padding, *like)
-        return *grads, None, None
+        x = x if need_w else x.detach()  # read for its values only by the weight gradient
+        weight = weight if need_x else weight.detach()
+        return *_gradients(g, x, weight, need_x, need_w, ctx.stride, ctx.padding), None, None
 
 
 class _ConvGrads(torch.autograd.Function):
-    """(g, x, weight) -> (input gradient, weight gradient). The first is linear in g and the weight,
-    the second in g and x: the backward is two convolutions (in g) and the gradients of a convolution
-    with input ggx and weight ggw (in the weight and x)."""
+    """(g, x, weight) -> (input gradient, weight gradient), each or both (None for the other). The
+    first is linear in g and the weight, the second in g and x: the backward is two convolutions (in
+    g) and the gradients of a convolution with input ggx and weight ggw (in the weight and x), again
+    through this function."""
 
     @staticmethod
-    def forward(g, x, weight, stride, padding):
-        return _backward(g, x, weight, stride, padding, True, True)
+    def forward(g, x, weight, need_x, need_w, stride, padding):
+        return _backward(g, x, weight, stride, padding, need_x, need_w)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        g, x, weight, ctx.stride, ctx.padding = inputs
+        g, x, weight, _, _, ctx.stride, ctx.padding = inputs
         ctx.save_for_backward(g, x, weight)
         ctx.set_materialize_grads(False)
 
@@ -220,54 +218,12 @@ class _ConvGrads(torch.autograd.Function):
             terms = [_Conv.apply(ggx, weight, ctx.stride, ctx.padding)] if ggx is not None else []
             terms += [_Conv.apply(x, ggw, ctx.stride, ctx.padding)] if ggw is not None else []
             grad_g = terms[0] + terms[1] if len(terms) == 2 else (terms[0] if terms else None)
+        # x's gradient comes from the weight gradient (a convolution's input gradient with weight
+        # ggw), the weight's from the input gradient (its weight gradient with input ggx).
         want_x, want_w = need_x and ggw is not None, need_w and ggx is not None
-        like = (x.detach(), weight.detach())
-        grad_x, grad_w = _gradients(g, ggx, ggw, want_x, want_w, ctx.stride, ctx.padding, *like)
-        return grad_g, grad_x, grad_w, None, None
-
-
-class _ConvInputGrad(torch.autograd.Function):
-    """(g, weight) -> the input gradient (`like` has the input's shape); linear in each: its gradients
-    are a convolution (in g) and a weight gradient (in the weight)."""
-
-    @staticmethod
-    def forward(g, weight, like, stride, padding):
-        return _backward(g, like, weight, stride, padding, True, False)[0]
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        g, weight, _, ctx.stride, ctx.padding = inputs
-        ctx.save_for_backward(g, weight)
-
-    @staticmethod
-    def backward(ctx, gg):
-        g, weight = ctx.saved_tensors
-        need_g, need_w = ctx.needs_input_grad[:2]
-        grad_g = _Conv.apply(gg, weight, ctx.stride, ctx.padding) if need_g else None
-        _, grad_w = _gradients(g, gg, None, False, need_w, ctx.stride, ctx.padding, None, weight.detach())
-        return grad_g, grad_w, None, None, None
-
-
-class _ConvWeightGrad(torch.autograd.Function):
-    """(g, x) -> the weight gradient (`like` has the weight's shape); linear in each: its gradients
-    are a convolution (in g) and an input gradient (in x)."""
-
-    @staticmethod
-    def forward(g, x, like, stride, padding):
-        return _backward(g, x, like, stride, padding, False, True)[1]
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        g, x, _, ctx.stride, ctx.padding = inputs
-        ctx.save_for_backward(g, x)
-
-    @staticmethod
-    def backward(ctx, gg):
-        g, x = ctx.saved_tensors
-        need_g, need_x = ctx.needs_input_grad[:2]
-        grad_g = _Conv.apply(x, gg, ctx.stride, ctx.padding) if need_g else None
-        grad_x, _ = _gradients(g, None, gg, need_x, False, ctx.stride, ctx.padding, x.detach(), None)
-        return grad_g, grad_x, None, None, None
+        inputs = ggx if want_w else x.detach(), ggw if want_x else weight.detach()
+        grad_x, grad_w = _gradients(g, *inputs, want_x, want_w, ctx.stride, ctx.padding)
+        return grad_g, grad_x, grad_w, None, None, None, None
 
 
 def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
