@@ -169,7 +169,7 @@ class _Gradients:
         # Row-major accumulators whatever the folded weights' layout (W^T * gamma keeps the transposed
         # one): MKL adds a product into a column-major [B, in, out] 1.3-10x slower (9 -> 84 us for the
         # first layer's [4, 3, 128] at 512 rows per image).
-        self.folded = [[_zeros(t.shape, t) for t in layer] for layer in self.layers[:used]]
+        self.folded = [[t.new_zeros(t.shape) for t in layer] for layer in self.layers[:used]]
         self.points_grad = torch.zeros_like(points) if for_points else None
         self.scaled = points * K.POINT_SCALE  # once: per block, a strided slice's product cost 37 us
 
@@ -215,15 +215,11 @@ class _Gradients:
         return (self.points_grad, *sigma, *feature, *folded)
 
 
-def _zeros(shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
-    return torch.zeros(shape, dtype=like.dtype, device=like.device)
-
-
 def _head_accumulators(weight: torch.Tensor, batch: int) -> list[torch.Tensor]:
     """Per-image accumulators of a linear head's weight [B, out, in] and bias [B, out] gradients, summed
     over the images at the end (`results`): a block's rows of the batch are not one matrix (the
     gradient's slice is strided), so flattening them copied it (f.head 125 -> 74 us per block)."""
-    return [_zeros((batch, *weight.shape), weight), _zeros((batch, weight.shape[0]), weight)]
+    return [weight.new_zeros(batch, *weight.shape), weight.new_zeros(batch, weight.shape[0])]
 
 
 def _add_head(grads: list[torch.Tensor], g_out: torch.Tensor, x: torch.Tensor) -> None:
