@@ -203,9 +203,8 @@ def test_an_empty_value_is_one_sentence_naming_its_argument(tmp_path, capsys, mo
     [
         ["mesh", "--preset", "tiny", "--chunk", "99999999999999999999999"],
         ["sample", "--preset", "tiny", "--num-steps", "99999999999999999999999"],
-        ["blend", "--source", "a", "--target", "b", "--sweep-frames", "99999999999999999999999"],
     ],
-    ids=["chunk", "num-steps", "sweep-frames"],
+    ids=["chunk", "num-steps"],
 )
 def test_a_count_past_any_use_is_refused_before_it_overflows(tmp_path, capsys, argv):
     with pytest.raises(SystemExit) as stopped:
@@ -214,13 +213,45 @@ def test_a_count_past_any_use_is_refused_before_it_overflows(tmp_path, capsys, a
     assert "'99999999999999999999999' is more than 2,147,483,647, past any use" in capsys.readouterr().err
 
 
-def test_video_counts_past_any_use_are_one_sentence(tmp_path, capsys):
-    huge = "99999999999999999999999"
-    video = ["video", "--preset", "tiny", "--seeds", "0,1", "--outdir", str(tmp_path / "o")]
-    code, _, err = run(capsys, *video, "--frames", huge)
-    assert code == 2 and f"--frames must be from 1 to 2,147,483,647, got {huge}." in err
-    code, _, err = run(capsys, *video, "--interpolate", "--steps-between", huge)
-    assert code == 2 and f"--steps-between must be from 1 to 2,147,483,647, got {huge}." in err
+LIMIT = "is more than 1,000,000, a video's limit (9 hours at 30 fps)"
+
+
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (["video", "--preset", "tiny", "--seeds", "0,1", "--frames"], "--frames"),
+        (
+            ["video", "--preset", "tiny", "--seeds", "0,1", "--interpolate", "--steps-between"],
+            "--steps-between",
+        ),
+        (["blend", "--source", "a", "--target", "b", "--sweep-frames"], "--sweep-frames"),
+        (["blend", "--source", "a", "--target", "b", "--video", "yaw", "--frames"], "--frames"),
+        (["invert", "--preset", "tiny", "--image", "a.png", "--video", "--frames"], "--frames"),
+    ],
+    ids=["video", "walk", "blend-sweep", "blend-video", "invert"],
+)
+def test_a_video_longer_than_the_limit_is_refused_before_its_frames_are_listed(tmp_path, capsys, argv, flag):
+    # blend --sweep-frames 2147483647 built a list of that many gammas first, then ran out of memory;
+    # video --steps-between 10000000 took 1.5 GB before naming an internal "num_frames".
+    for count in ("1000001", "2147483647", "99999999999999999999999"):
+        with pytest.raises(SystemExit) as stopped:
+            main([*argv, count, "--outdir", str(tmp_path / "o")])
+        assert stopped.value.code == 2
+        assert f"argument {flag}: '{count}' {LIMIT}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*argv, "0", "--outdir", str(tmp_path / "o")])
+    assert f"argument {flag}: '0' must be at least" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_walk_of_more_frames_than_the_limit_is_one_sentence_before_anything_renders(tmp_path, capsys):
+    video = ["video", "--preset", "tiny", "--seeds", "0-9", "--interpolate", "--steps-between", "200000"]
+    code, _, err = run(capsys, *video, "--outdir", str(tmp_path / "o"))
+    assert code == 2 and err.endswith(
+        "error: --steps-between 200,000 across 10 seeds makes 1,800,001 frames, more than 1,000,000, a "
+        "video's limit (9 hours at 30 fps).\n"
+    )
+    assert not (tmp_path / "o").exists()
 
 
 def test_every_help_example_keeps_its_line_breaks():

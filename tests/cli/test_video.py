@@ -136,7 +136,6 @@ def test_interpolation_walks_from_seed_to_seed(tmp_path, capsys, tiny_G, use_tin
     [
         (["--trajectory", "spiral"], "unknown trajectory 'spiral'"),
         (["--size", "15", "--format", "mp4"], "even width and height, got 15x15; choose an even size or GIF"),
-        (["--frames", "0"], "--frames"),
         (["--fps", "0"], "--fps"),
         (["--fps", "-5"], "--fps"),
         (["--fps", "0.001"], "--fps must be from 0.1 to 240.0 frames per second"),
@@ -145,7 +144,6 @@ def test_interpolation_walks_from_seed_to_seed(tmp_path, capsys, tiny_G, use_tin
         (["--size", "0"], "image size"),
         (["--seeds", "7-3"], "backwards"),
         (["--interpolate", "--seeds", "4"], "at least two"),
-        (["--interpolate", "--seeds", "1,2", "--steps-between", "0"], "--steps-between"),
         (["--interpolate", "--seeds", "1,2", "--space", "x"], "--space"),
         (["--interpolate", "--seeds", "1,2", "--method", "cubic"], "--method"),
         (["--trajectory", "circle_near_far", "--fov", "20"], "zooms out from --fov to 20 degrees"),
@@ -154,7 +152,6 @@ def test_interpolation_walks_from_seed_to_seed(tmp_path, capsys, tiny_G, use_tin
     ids=[
         "trajectory",
         "odd",
-        "frames",
         "fps0",
         "fps-neg",
         "fps-gif-overflow",
@@ -163,7 +160,6 @@ def test_interpolation_walks_from_seed_to_seed(tmp_path, capsys, tiny_G, use_tin
         "size0",
         "seeds",
         "one-seed",
-        "steps",
         "space",
         "method",
         "zoom-nothing",

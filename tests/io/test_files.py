@@ -71,3 +71,40 @@ def test_a_folder_that_cannot_be_made_is_one_sentence_naming_it(tmp_path, monkey
     monkeypatch.setattr(files.Path, "mkdir", refused)
     with pytest.raises(UserError, match=r"^cannot make the folder .*ro/run \(Permission denied\)\.$"):
         files.make_folder(tmp_path / "ro" / "run")  # was "Permission denied (ro/run)", made of what?
+
+
+def test_a_full_disk_is_said_as_such_naming_the_file_whatever_the_writer_raised(tmp_path, monkeypatch):
+    # safetensors raises SafetensorError and torch.save a RuntimeError ("unexpected pos ...") on a full
+    # disk: neither is an OSError, so `cips3d convert` ended in a traceback.
+    def torch_save_on_a_full_disk(tmp):
+        Path(tmp).write_bytes(b"half")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 238336 vs 238224")
+
+    free = {"bytes": 100}
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: Usage(free["bytes"]))
+    with pytest.raises(OSError) as caught:
+        atomic_write(tmp_path / "model.pth", torch_save_on_a_full_disk)
+    assert caught.value.errno == 28 and caught.value.filename == str(tmp_path / "model.pth")
+    assert os.listdir(tmp_path) == []
+    free["bytes"] = 10 << 30  # room enough: the same error is a bug, raised as it is
+    with pytest.raises(RuntimeError, match="unexpected pos"):
+        atomic_write(tmp_path / "model.pth", torch_save_on_a_full_disk)
+
+
+class Usage:
+    def __init__(self, free: int) -> None:
+        self.free = free
+
+
+def test_an_os_error_without_the_destination_names_it_not_the_temporary_file(tmp_path):
+    def pil_on_a_full_disk(tmp):
+        raise OSError(28, "No space left on device")
+
+    def video_on_a_full_disk(tmp):
+        raise OSError(28, "No space left on device", tmp)
+
+    for failing in (pil_on_a_full_disk, video_on_a_full_disk):
+        with pytest.raises(OSError) as caught:
+            atomic_write(tmp_path / "seed0000.png", failing)
+        assert caught.value.filename == str(tmp_path / "seed0000.png")
+        assert caught.value.strerror == "No space left on device"

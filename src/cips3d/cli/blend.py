@@ -11,11 +11,13 @@ from tqdm import tqdm
 
 from cips3d import constants as K
 from cips3d.cli.common import (
+    VIDEO_LIMIT,
     angle,
     check_frame_rate,
     check_model_folder_target,
     comma_items,
     finite_float,
+    frame_count,
     int_at_least,
     loaded_path,
     output_record,
@@ -36,7 +38,7 @@ from cips3d.inference.blend import (
     resolve_blend_layers,
 )
 from cips3d.inference.sample import parse_seeds, sample_seeds
-from cips3d.inference.trajectories import make_trajectory
+from cips3d.inference.trajectories import MAX_FRAMES, make_trajectory
 from cips3d.inference.video import side_by_side_frames
 from cips3d.io.checkpoint import MissingPresetError, carries_own_config, load_generator, save_generator
 from cips3d.io.images import make_grid, save_png, to_uint8
@@ -104,7 +106,7 @@ def add_parser(subparsers) -> None:
     r.add_argument("--deterministic", action="store_true", help="no jitter or random importance samples")
     v = p.add_argument_group("video (instead of images)")
     v.add_argument("--video", metavar="TRAJECTORY", help="side-by-side video along a trajectory (e.g. yaw)")
-    v.add_argument("--frames", type=positive_int, default=FRAMES, help=f"--video frames (default {FRAMES})")
+    v.add_argument("--frames", type=frame_count, default=FRAMES, help=f"--video frames (default {FRAMES})")
     v.add_argument(
         "--sweep-frames", type=sweep_frames, help="a video sweeping gamma from 0 to 1 in N (>= 2) frames"
     )
@@ -130,7 +132,7 @@ def add_parser(subparsers) -> None:
 
 def sweep_frames(text: str) -> int:
     """argparse type of --sweep-frames: a sweep from gamma 0 to gamma 1 has both ends."""
-    return int_at_least(text, 2)
+    return int_at_least(text, 2, MAX_FRAMES, VIDEO_LIMIT)
 
 
 def _parse_gammas(args: argparse.Namespace) -> list[float]:

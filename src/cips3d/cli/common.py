@@ -21,6 +21,7 @@ from cips3d.devices import usable_device
 from cips3d.errors import UserError
 from cips3d.fast import configure_fast_paths
 from cips3d.inference.inversion import Inversion, load_inversion
+from cips3d.inference.trajectories import MAX_FRAMES
 from cips3d.io.checkpoint import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -375,17 +376,27 @@ MAX_COUNT = 2**31 - 1
 64-bit integers PyTorch converts counts to (a larger number failed there in a traceback)."""
 
 
-def int_at_least(text: str, minimum: int) -> int:
-    """The integer `text`, or an argparse error unless it is one from `minimum` to `MAX_COUNT`."""
+def int_at_least(text: str, minimum: int, maximum: int = MAX_COUNT, past: str = "past any use") -> int:
+    """The integer `text`, or an argparse error unless it is one from `minimum` to `maximum` (`past`:
+    why not more)."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < minimum:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least {minimum}")
-    if value > MAX_COUNT:
-        raise argparse.ArgumentTypeError(f"{text!r} is more than {MAX_COUNT:,}, past any use")
+    if value > maximum:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than {maximum:,}, {past}")
     return value
+
+
+VIDEO_LIMIT = "a video's limit (9 hours at 30 fps)"
+
+
+def frame_count(text: str) -> int:
+    """argparse type of a video's frames: 1 to MAX_FRAMES, said before any frame or camera is made (a
+    count of billions built its list of frames first, then ran out of memory)."""
+    return int_at_least(text, 1, MAX_FRAMES, VIDEO_LIMIT)
 
 
 def refuse_empty_values(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

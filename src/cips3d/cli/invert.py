@@ -19,6 +19,7 @@ from cips3d.cli.common import (
     check_frame_rate,
     finite_float,
     fit_summary,
+    frame_count,
     image_side,
     model_name,
     model_record,
@@ -125,7 +126,7 @@ def add_parser(subparsers) -> None:
     o.add_argument("--video", action="store_true", help="also render a yaw sweep of the result")
     o.add_argument(
         "--frames",
-        type=positive_int,
+        type=frame_count,
         default=VIDEO_FRAMES,
         help=f"frames of the video (default {VIDEO_FRAMES})",
     )

@@ -11,12 +11,13 @@ import torch
 
 from cips3d import constants as K
 from cips3d.cli.common import (
-    MAX_COUNT,
+    VIDEO_LIMIT,
     add_model_arguments,
     check_frame_rate,
     comma_items,
     finite_float,
     fitted_styles,
+    frame_count,
     model_record,
     num_steps,
     output_record,
@@ -35,6 +36,7 @@ from cips3d.errors import ConfigError, UserError
 from cips3d.inference.sample import parse_seeds
 from cips3d.inference.trajectories import (
     MAX_FOV,
+    MAX_FRAMES,
     TRAJECTORIES,
     ZOOMING,
     Trajectory,
@@ -91,7 +93,7 @@ def add_parser(subparsers) -> None:
     )
     g.add_argument(
         "--frames",
-        type=int,
+        type=frame_count,
         help="the trajectory's num_frames (frames per turn for circle; for the translate ones the turning "
         "part, after 56 frames of sliding; default: the trajectory's own)",
     )
@@ -120,7 +122,7 @@ def add_parser(subparsers) -> None:
     w.add_argument("--method", default=WALK["method"], help="slerp or lerp (default slerp)")
     w.add_argument(
         "--steps-between",
-        type=int,
+        type=frame_count,
         default=WALK["steps_between"],
         help=f"frames from one seed to the next (default {WALK['steps_between']})",
     )
@@ -168,8 +170,6 @@ def _suffix(name: str | None, width: int, height: int) -> str:
 
 def _check_numbers(args: argparse.Namespace, seeds: list[int]) -> None:
     """Refuse impossible numbers in one sentence each (argparse would print its usage too)."""
-    if args.frames is not None and not 1 <= args.frames <= MAX_COUNT:
-        raise UserError(f"--frames must be from 1 to {MAX_COUNT:,}, got {args.frames}.")
     check_frame_rate(args.fps)
     if args.styles and not args.interpolate:
         refuse_ignored({"--seeds": args.seeds != SEEDS}, "with --styles (the fitted styles replace them)")
@@ -185,8 +185,10 @@ def _check_numbers(args: argparse.Namespace, seeds: list[int]) -> None:
         refuse_ignored({"--frames": args.frames is not None}, "in a walk with --trajectory still")
     if len(seeds) < 2:
         raise UserError(f"--interpolate walks between seeds and needs at least two, got {args.seeds!r}.")
-    if not 1 <= args.steps_between <= MAX_COUNT:
-        raise UserError(f"--steps-between must be from 1 to {MAX_COUNT:,}, got {args.steps_between}.")
+    frames = (len(seeds) - 1) * args.steps_between + 1
+    if frames > MAX_FRAMES:  # said before the walk's list of frames is made
+        raise UserError(f"--steps-between {args.steps_between:,} across {len(seeds)} seeds makes {frames:,} "
+                        f"frames, more than {MAX_FRAMES:,}, {VIDEO_LIMIT}.")  # fmt: skip
     if args.space not in SPACES:
         raise UserError(f"--space must be one of {', '.join(SPACES)}, got {args.space!r}.")
     if args.method not in METHODS:

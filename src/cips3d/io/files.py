@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
+import shutil
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -86,12 +88,35 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
             os.fsync(f.fileno())
         os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
+        said = _write_error(err, path, tmp)  # before the temporary file frees its room
         if os.path.exists(tmp):
             os.unlink(tmp)
         _remove_empty(made)
+        if said is not None:
+            raise said from err
         raise
     return path
+
+
+FULL_DISK_BYTES = 1 << 20
+"""Free space under which a failed write is taken for a full disk: safetensors and torch.save say
+"No space left on device" in errors that are not OSErrors ("unexpected pos 238336 vs 238224")."""
+
+
+def _write_error(err: BaseException, path: Path, tmp: str) -> OSError | None:
+    """The OSError to raise for a failed write of `path`, naming `path` rather than the temporary file
+    or nothing: a full disk whatever the writer's words for it, an OSError the writer raised without
+    the destination's name; None to raise `err` as it is (a bug, an interruption)."""
+    if isinstance(err, OSError) and err.filename in (None, tmp):
+        return OSError(err.errno, err.strerror or str(err), str(path))
+    if isinstance(err, (OSError, UserError)) or not isinstance(err, Exception):
+        return None
+    try:
+        full = shutil.disk_usage(path.parent).free < FULL_DISK_BYTES
+    except OSError:
+        full = False
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) if full else None
 
 
 def _remove_empty(folders: list[Path]) -> None:
