@@ -48,3 +48,15 @@ def test_a_preset_beside_an_official_config_or_our_own_model_is_refused(tmp_path
         in capsys.readouterr().err
     )
     assert not (tmp_path / "back.pth").exists() and not (tmp_path / "o").exists()
+
+
+def test_an_official_file_given_to_to_official_is_said_to_be_official_already(tmp_path, capsys):
+    # It asked for --preset, and given one called it ignored because "the source carries its own config".
+    source = fixture_path("official", "small_G_state_dict.pt")
+    for extra in ([], ["--preset", "tiny"]):
+        assert main(["convert", str(source), str(tmp_path / "o.pth"), "--to-official", *extra]) == 2
+        assert capsys.readouterr().err.endswith(
+            f"error: {source} is an official file already; --to-official writes our model folders, runs and "
+            "snapshots in the official layout.\n"
+        )
+    assert not (tmp_path / "o.pth").exists()

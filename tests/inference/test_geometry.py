@@ -315,7 +315,8 @@ def test_a_mesh_of_wrong_arrays_is_named_before_a_file_is_written(tmp_path, sphe
 @pytest.mark.parametrize(
     "args, message",
     [
-        ((4, 0.12, 10), "the grid resolution must be an integer >= 8, got 4."),
+        ((4, 0.12, 10), "the grid resolution must be an integer from 8 to 1,024 (its grid alone takes"),
+        ((1500, 0.12, 10), "resolution^3 x 4 bytes), got 1500."),  # 13.5 GB, then marching cubes
         ((8, float("nan"), 10), "the grid bound must be positive and at most 1e+06, got nan."),
         ((8, 0.12, MAX_CHUNK + 1), f"the chunk size must be at most {MAX_CHUNK:,} points"),
     ],

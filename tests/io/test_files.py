@@ -108,3 +108,11 @@ def test_an_os_error_without_the_destination_names_it_not_the_temporary_file(tmp
             atomic_write(tmp_path / "seed0000.png", failing)
         assert caught.value.filename == str(tmp_path / "seed0000.png")
         assert caught.value.strerror == "No space left on device"
+
+
+def test_a_broken_link_in_the_way_of_a_folder_is_named_as_one(tmp_path):
+    (tmp_path / "out").symlink_to(tmp_path / "gone")  # mkdir said only "File exists"
+    with pytest.raises(
+        UserError, match=r"out is a link to .*gone, which does not exist, so the folder .*out/"
+    ):
+        files.make_folder(tmp_path / "out" / "sub")

@@ -12,6 +12,7 @@ from cips3d.cli.common import check_model_folder_target, refuse_ignored, refuse_
 from cips3d.convert.official_2d import holds_official_cips2d
 from cips3d.errors import UserError
 from cips3d.io.checkpoint import (
+    carries_own_config,
     load_generator,
     official_generator,
     official_state_dict,
@@ -65,6 +66,10 @@ def add_parser(subparsers) -> None:
 
 
 def _to_official(args: argparse.Namespace, target: Path) -> int:
+    source = Path(args.source)
+    if source.is_file() and not carries_own_config(source):  # it asked for --preset, then called it ignored
+        raise UserError(f"{source} is an official file already; --to-official writes our model folders, "
+                        "runs and snapshots in the official layout.")  # fmt: skip
     given = {"--preset": bool(args.preset), "--official-config": bool(args.official_config)}
     refuse_ignored(given, "with --to-official (the source carries its own config)")
     if is_generator2d(args.source):

@@ -65,7 +65,9 @@ def add_parser(subparsers) -> None:
     add_model_arguments(p)
     g = p.add_argument_group("what to extract")
     g.add_argument("--seeds", default="0", help="seeds as a list and/or ranges, e.g. 0-3,42 (default 0)")
-    g.add_argument("--resolution", type=int, default=128, help="grid points per axis (default 128, >= 8)")
+    g.add_argument(
+        "--resolution", type=int, default=128, help="grid points per axis (default 128, 8 to 1024)"
+    )
     g.add_argument(
         "--level",
         default=f"{DEFAULT_SIGMA_LEVEL:g}",

@@ -41,6 +41,8 @@ DEFAULT_SIGMA_LEVEL = 10.0  # pi-GAN's extract_shapes threshold on the clamped d
 DEFAULT_CHUNK = 65_536  # points per field call: a few MB of activations for the official NeRF
 MAX_BOUND = 1e6  # far past the scene (the cameras are 1 from its centre), well inside float32
 MIN_RESOLUTION = 8  # below this a grid cannot hold a surface worth meshing
+MAX_RESOLUTION = 1024  # 4 GB of float32 densities, and marching cubes takes several times that; the
+# next power of two needs 34 GB and more than a day of field evaluations on a CPU
 # Points per field call at most: about 480 bytes each on a CPU (points, indices, the field's outputs),
 # so 2 GB; a chunk of 10^8 (which bounded nothing) peaked at 8 GB on a 256^3 grid and was no faster.
 MAX_CHUNK = 2**22
@@ -158,8 +160,9 @@ def check_grid_args(
     """A `ConfigError` for an impossible grid; `names` words resolution, bound and chunk in it (the
     CLI passes its flags, to refuse them before a model loads)."""
     resolution_name, bound_name, chunk_name = names
-    if not isinstance(resolution, int) or resolution < MIN_RESOLUTION:
-        raise ConfigError(f"{resolution_name} must be an integer >= {MIN_RESOLUTION}, got {resolution!r}.")
+    if not isinstance(resolution, int) or not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
+        raise ConfigError(f"{resolution_name} must be an integer from {MIN_RESOLUTION} to {MAX_RESOLUTION:,} "
+                          f"(its grid alone takes resolution^3 x 4 bytes), got {resolution!r}.")  # fmt: skip
     if not 0 < bound <= MAX_BOUND:  # NaN fails this too
         raise ConfigError(f"{bound_name} must be positive and at most {MAX_BOUND:g}, got {bound:g}.")
     whole_count(chunk, chunk_name)

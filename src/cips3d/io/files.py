@@ -34,6 +34,9 @@ def make_folder(folder: str | os.PathLike) -> Path:
     for part in (folder, *folder.parents):
         if part.exists() and not part.is_dir():
             raise UserError(f"{part} is a file, so the folder {folder} cannot be made.")
+        if part.is_symlink() and not part.exists():  # mkdir said only "File exists"
+            raise UserError(f"{part} is a link to {os.readlink(part)}, which does not exist, so the folder "
+                            f"{folder} cannot be made.")  # fmt: skip
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:  # a read-only parent, a full disk: said as what could not be made
