@@ -10,6 +10,7 @@ import zipfile
 
 import numpy as np
 import torch
+from PIL import Image
 
 from cips3d.io.checkpoint import official_state_dict, save_generator
 from cips3d.io.checkpoint2d import generator2d_from_official, save_generator2d
@@ -105,10 +106,41 @@ def test_what_is_not_a_checkpoint_is_said(capsys, tmp_path):
     assert code == 2 and "there is nothing at" in err
     named = (("seed0000.png", "an image"), ("depth.npy", "a NumPy array"), ("m.ply", "a mesh"),
              ("seed0000.gif", "a GIF"))  # fmt: skip
-    for name, what in named:
-        (tmp_path / name).write_bytes(b"not read")  # named by what it is, not as a damaged model
+    for name, what in named:  # named by what it is, not as a damaged model
+        if name.endswith((".png", ".gif")):  # a readable image without a record
+            Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / name)
+        else:
+            (tmp_path / name).write_bytes(b"not read")
         code, _, err = run(capsys, "info", str(tmp_path / name))
         assert code == 2 and f"{name} is {what}" in err and "cips3d info describes models" in err
+
+
+def test_damaged_images_videos_zips_and_weights_are_said_to_be_damaged(capsys, tmp_path):
+    """A truncated PNG and an mp4 of garbage were 'without a cips3d record' (as if fine); zips of no
+    images and a cut-off zip were 'not a readable PyTorch state dict'; an official file with an
+    infinite weight was 'a PyTorch file cips3d does not recognise', exit 0."""
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "good.png")
+    whole = (tmp_path / "good.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "clip.mp4").write_bytes(b"no video at all")
+    with zipfile.ZipFile(tmp_path / "notes.zip", "w") as archive:
+        archive.writestr("a.txt", "x")
+    zipfile.ZipFile(tmp_path / "empty.zip", "w").close()
+    with zipfile.ZipFile(tmp_path / "images.zip", "w") as archive:
+        archive.write(tmp_path / "good.png", "good.png")
+    (tmp_path / "cut.zip").write_bytes((tmp_path / "images.zip").read_bytes()[:-30])
+    torch.save({"siren.weight": torch.tensor([1.0, float("inf")])}, tmp_path / "inf.pth")
+    said = {
+        "cut.png": "cut.png is named as an image but cannot be read as one (image file is truncated",
+        "clip.mp4": "clip.mp4 is named as a video but cannot be read as one (Invalid data found",
+        "notes.zip": "notes.zip is a zip with no images in it (1 file: a.txt); cips3d info describes",
+        "empty.zip": "empty.zip is an empty zip; cips3d info describes",
+        "cut.zip": "cut.zip is a zip that cannot be read (File is not a zip file: damaged or cut short?)",
+        "inf.pth": "inf.pth holds NaN or infinite weights (first: siren.weight)",
+    }
+    for name, words in said.items():
+        code, _, err = run(capsys, "info", str(tmp_path / name))
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, (name, err)
 
 
 def test_a_3d_run_is_named_with_its_stage(capsys, tmp_path, blob_folder):
@@ -126,6 +158,11 @@ def test_a_3d_run_is_named_with_its_stage(capsys, tmp_path, blob_folder):
     assert described["D parameters"] == sum(p.numel() for p in trainer.D.parameters())
     assert described["training state"] == "readable"
     assert described["curriculum"] == "a config of its own"  # micro_config is no preset
+    # The snapshots folder is the run to info; loading it said "not a cips3d checkpoint".
+    assert info(capsys, str(tmp_path / "run" / "snapshots"))["step"] == 2
+    code, _, err = run(capsys, "sample", "--checkpoint", str(tmp_path / "run" / "snapshots"), "--outdir",
+                       str(tmp_path / "o"))  # fmt: skip
+    assert code == 2 and f"holds the snapshots of the run {tmp_path / 'run'}; give the run" in err
     tuned = Trainer(
         micro_config(), tmp_path / "tuned", blob_folder, TrainOptions(progress=False, max_steps=1)
     )

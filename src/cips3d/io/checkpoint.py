@@ -316,6 +316,9 @@ def model_folder_of(path: Path) -> Path:
     `CheckpointError` when a folder has no config.json, or a file is missing or has none beside it (a
     lone .safetensors is no model)."""
     if path.is_dir():
+        if path.name == "snapshots" and (path.parent / "run.json").is_file():
+            raise CheckpointError(f"{path} holds the snapshots of the run {path.parent}; give the run (its "
+                                  "newest snapshot) or one snapshot folder in it.")  # fmt: skip
         if not (path / CONFIG_FILE).is_file():
             raise CheckpointError(f"{path} is a folder without {CONFIG_FILE}, so not a cips3d checkpoint.")
         return path

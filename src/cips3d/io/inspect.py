@@ -29,7 +29,7 @@ from cips3d.convert.official import check_keys
 from cips3d.convert.official_2d import config_from_official_2d, holds_official_cips2d
 from cips3d.convert.official_d2d import d_config_from_official_2d
 from cips3d.data.images import FolderSource, ZipSource, is_image_name, open_image_source, unreadable_reason
-from cips3d.errors import CheckpointError, UserError, error_gist
+from cips3d.errors import CheckpointError, UserError, error_gist, first_line
 from cips3d.inference.inversion import FORMAT as INVERTED_STYLES
 from cips3d.io.checkpoint import (
     CONFIG_FILE,
@@ -95,16 +95,61 @@ OTHER_FILES = {".npy": "a NumPy array (a depth map?)", ".npz": "a NumPy archive"
                ".csv": "a table"}  # fmt: skip
 
 
+DESCRIBED = (
+    "cips3d info describes models, training runs and their snapshots, official .pth files, datasets "
+    "(a folder or zip of images) and the images and videos cips3d's commands write."
+)
+
+
 def _refuse_other_files(path: Path) -> None:
-    """A UserError naming what a file is when it is plainly no PyTorch file (an image, a mesh, a video):
-    reading it as one said it was 'not a readable PyTorch state dict', as if a model were damaged."""
+    """A UserError naming what a file is when it is plainly no PyTorch file (an image, a mesh, a video, a
+    zip of no images): reading it as one said it was 'not a readable PyTorch state dict', as if a model
+    were damaged; and a damaged image or video is said to be one (it read as one without a record)."""
+    if not path.is_file():
+        return
+    if path.suffix.lower() == ".zip" and not _torch_archive(path):
+        raise UserError(f"{path} is {_zip_words(path)}; {DESCRIBED}")
     what = "an image" if is_image_name(path.name) else OTHER_FILES.get(path.suffix.lower())
-    if path.is_file() and what:
-        raise UserError(
-            f"{path} is {what} without a cips3d record; cips3d info describes models, training runs and "
-            "their snapshots, official .pth files, datasets (a folder or zip of images) and the images and "
-            "videos cips3d's commands write."
-        )
+    if what is None:
+        return
+    damage = _unreadable(path) if what == "an image" or path.suffix.lower() in VIDEO_SUFFIXES else None
+    if damage:
+        raise UserError(f"{path} is named as {what} but cannot be read as one ({damage}).")
+    raise UserError(f"{path} is {what} without a cips3d record; {DESCRIBED}")
+
+
+def _torch_archive(path: Path) -> bool:
+    """Whether `path` is a zip written by torch.save (they hold a data.pkl)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("data.pkl") for name in archive.namelist())
+
+
+def _zip_words(path: Path) -> str:
+    """What a zip that is no dataset is: unreadable, empty, or holding no images (with a few names)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if not n.endswith("/")]
+    except (zipfile.BadZipFile, OSError) as err:
+        return f"a zip that cannot be read ({first_line(err)}: damaged or cut short?)"
+    if not names:
+        return "an empty zip"
+    return f"a zip with no images in it ({counted(len(names), 'file')}: {', '.join(names[:3])})"
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why the image or video at `path` cannot be read (None: it can), from decoding an image and
+    reading a video's header."""
+    try:
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            video_header(path)
+        else:
+            with Image.open(path) as img:
+                img.load()
+    except Exception as err:  # PIL and PyAV raise many kinds of errors for malformed files
+        return getattr(err, "strerror", None) or unreadable_reason(err)  # PyAV's: "[Errno 1094995529] ..."
+    return None
 
 
 FITTED_FILES = ("styles.safetensors", "w.safetensors")  # what `cips3d invert` and `invert2d` write
@@ -355,6 +400,8 @@ def _torch_file(path: Path) -> Lines:
     try:
         state = plain_state_dict(content, path)
     except CheckpointError:
+        if isinstance(content, Mapping) and all(isinstance(v, torch.Tensor) for v in content.values()):
+            raise  # a state dict with a non-finite weight: named, as loading it names it
         held = (
             ", ".join(sorted(map(str, content))[:6])
             if isinstance(content, Mapping)
