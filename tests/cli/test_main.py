@@ -35,9 +35,15 @@ def test_cuda_out_of_memory_and_other_errors():
     )
 
 
-def test_the_command_line_says_it_in_one_sentence(tmp_path, capsys):
-    # a mesh grid of 100,000^3 points: its coordinates alone are petabytes
-    code, _, err = run(capsys, "mesh", "--preset", "tiny", "--seeds", "0", "--resolution", "100000",
+def test_the_command_line_says_it_in_one_sentence(tmp_path, capsys, monkeypatch):
+    # What PyTorch's CPU allocator raises for a grid of petabytes (mesh --resolution 100000, before the
+    # resolution had a bound).
+    def petabytes(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate "
+                           "memory: you tried to allocate 4000000000000000 bytes. Error code 12")  # fmt: skip
+
+    monkeypatch.setattr("cips3d.cli.mesh.density_grid", petabytes)
+    code, _, err = run(capsys, "mesh", "--preset", "tiny", "--seeds", "0", "--resolution", "8",
                        "--outdir", str(tmp_path / "o"), "--quiet")  # fmt: skip
     assert code == 2 and "out of memory" in err and err.count("\n") == 1, err
 

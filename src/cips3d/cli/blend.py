@@ -12,6 +12,7 @@ from tqdm import tqdm
 from cips3d import constants as K
 from cips3d.cli.common import (
     VIDEO_LIMIT,
+    add_force_argument,
     angle,
     check_frame_rate,
     check_model_folder_target,
@@ -23,6 +24,7 @@ from cips3d.cli.common import (
     output_record,
     pitch_angle,
     positive_int,
+    refuse_earlier_outputs,
     refuse_ignored,
     resolve_device,
     truncation,
@@ -120,6 +122,7 @@ def add_parser(subparsers) -> None:
     )
     o.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     o.add_argument("--outdir", default="outputs/blend", help="output folder (default outputs/blend)")
+    add_force_argument(o)
     o.add_argument(
         "--save-model",
         metavar="DIR",
@@ -203,6 +206,19 @@ def _check_video(args: argparse.Namespace, s: BlendSettings, columns: int) -> st
     return suffix
 
 
+def _output_names(args: argparse.Namespace, s: BlendSettings, suffix: str | None) -> list[str]:
+    """The rows' file names, or the videos' without their suffix (`refuse_earlier_outputs`): a yaw video,
+    a sweep and the rows of a seed may share a folder."""
+    if suffix is None:
+        return [f"seed{seed:04d}.png" for seed in s.seeds]
+    return [f"seed{seed:04d}_{_video_kind(args)}" for seed in s.seeds]
+
+
+def _video_kind(args: argparse.Namespace) -> str:
+    """What a video's name says after its seed: the trajectory, or 'sweep'."""
+    return args.video if args.video is not None else "sweep"
+
+
 def _write_videos(args, s: BlendSettings, source, target, models, suffix: str, device) -> int:
     outdir = Path(args.outdir)
     render = replace(s.render, deterministic=True)  # videos do not flicker
@@ -230,7 +246,7 @@ def _write_videos(args, s: BlendSettings, source, target, models, suffix: str, d
             camera = Camera.from_angles(args.yaw, args.pitch)
             frames = gamma_sweep_frames(source, target, gammas, seed, camera, render, layers=s.layers,
                                         blend_inr_mapping=args.blend_inr_mapping, psi=args.psi)  # fmt: skip
-        kind = args.video if args.video is not None else "sweep"  # the two kinds never overwrite each other
+        kind = _video_kind(args)  # the two kinds never overwrite each other
         write_video(
             frames, outdir / f"seed{seed:04d}_{kind}{suffix}", fps=args.fps, record=record | {"seed": seed}
         )
@@ -273,6 +289,7 @@ def run(args: argparse.Namespace) -> int:
     s = _settings(args)
     suffix = _check_video(args, s, columns=2 + len(s.gammas))
     _check_save_model(args, s)
+    refuse_earlier_outputs(args.outdir, _output_names(args, s, suffix), args.force)
     device = resolve_device(args.device)
     source = _load(args.source, args.source_preset, device, "source")
     target = _load(args.target, args.target_preset, device, "target")

@@ -7,6 +7,7 @@ import dataclasses
 import math
 import shlex
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -215,6 +216,38 @@ def fit_summary(losses: list[float], command: str) -> str:
               f"{losses[-1]:.4g}): its learning rate (--lr) is likely too high.",
               file=sys.stderr)  # fmt: skip
     return f"loss {losses[0]:.4g} -> {losses[-1]:.4g}"
+
+
+def add_force_argument(group: argparse._ActionsContainer) -> None:
+    """--force of the commands that write into --outdir (`refuse_earlier_outputs`)."""
+    group.add_argument(
+        "--force",
+        action="store_true",
+        help="write into an --outdir that holds files of an earlier run under the same names (replacing "
+        "them); without it such a folder is refused",
+    )
+
+
+def refuse_earlier_outputs(outdir: str | Path, stems: Iterable[str], force: bool) -> None:
+    """One sentence, before anything renders, when `outdir` holds files this command would write or that
+    an earlier run wrote under the same names (`stems`: 'seed0003' covers seed0003.png, seed0003_aux.png,
+    seed0003.mp4); unless `force`. Each command wrote over an earlier run's files and left the ones it
+    did not write (an --aux image of another model beside the new image), a folder mixing two runs."""
+    outdir = Path(outdir)
+    if force or not outdir.is_dir():
+        return
+    stems = set(stems)
+    clashes = sorted(entry.name for entry in outdir.iterdir() if _name_prefixes(entry.name) & stems)
+    if clashes:
+        shown = ", ".join(clashes[:3]) + (f" and {len(clashes) - 3:,} more" if len(clashes) > 3 else "")
+        raise UserError(f"{outdir} already holds files of an earlier run under the names this would write "
+                        f"({shown}); give --force to write over them, or another --outdir.")  # fmt: skip
+
+
+def _name_prefixes(name: str) -> set[str]:
+    """`name` and each of its beginnings that a '.' or '_' ends: seed0003_aux.png -> seed0003,
+    seed0003_aux, seed0003_aux.png (temporary files begin with a dot: no stem)."""
+    return {name} | {name[:i] for i, char in enumerate(name) if char in "._" and i > 0}
 
 
 def refuse_writing_over(outdir: Path, names: tuple[str, ...], *inputs: str | Path | None) -> None:

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from cips3d import constants as K
 from cips3d.cli.common import (
+    add_force_argument,
     add_model_arguments,
     angle,
     check_frame_rate,
@@ -28,6 +29,7 @@ from cips3d.cli.common import (
     photo_pixels,
     pitch_angle,
     positive_int,
+    refuse_earlier_outputs,
     refuse_ignored,
     refuse_writing_over,
 )
@@ -138,6 +140,7 @@ def add_parser(subparsers) -> None:
     )
     o.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     o.add_argument("--outdir", default="outputs/invert", help="output folder (default outputs/invert)")
+    add_force_argument(o)
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -179,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
     for path in paths:  # before any work: a photo or model file must not become an output
         where = Path(args.outdir) if one else Path(args.outdir) / path.stem
         refuse_writing_over(where, OUTPUT_NAMES, path, args.checkpoint)
+        refuse_earlier_outputs(where, OUTPUT_NAMES, args.force)
     if args.checkpoint and is_generator2d(args.checkpoint):  # said before any note on the photo
         raise UserError(f"{args.checkpoint} is a 2D CIPS model: cips3d invert2d fits photos with it.")
     first = read_target(paths[0], args.size) if one else None  # a single broken photo fails first

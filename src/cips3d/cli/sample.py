@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from cips3d import constants as K
 from cips3d.cli.common import (
+    add_force_argument,
     add_model_arguments,
     angle,
     comma_items,
@@ -26,6 +27,7 @@ from cips3d.cli.common import (
     output_record,
     pitch_angle,
     positive_int,
+    refuse_earlier_outputs,
     refuse_ignored,
     truncation,
 )
@@ -108,6 +110,7 @@ def add_parser(subparsers) -> None:
     add_chunk_rows_argument(o)
     o.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     o.add_argument("--outdir", default="outputs/sample", help="output folder (default outputs/sample)")
+    add_force_argument(o)
     o.add_argument("--aux", action="store_true", help="also write the aux NeRF image of each seed")
     o.add_argument("--depth", action="store_true", help="also write each depth map (PNG and .npy)")
     o.add_argument(
@@ -189,6 +192,8 @@ def _appearance_seed(s: SampleSettings, seed: int) -> int:
 def run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     seeds, render = settings.seeds, settings.render
+    stems = [f"seed{seed:04d}" for seed in seeds] + ([] if args.no_grid else ["grid"])
+    refuse_earlier_outputs(args.outdir, stems, args.force)
     device, G = rendering_generator(args)
     record = _record(args, settings, device)
     outdir = Path(args.outdir)

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from cips3d.cli.common import (
     CHECKPOINT_HELP_2D,
+    add_force_argument,
     check_frame_rate,
     finite_float,
     image_side,
@@ -22,6 +23,7 @@ from cips3d.cli.common import (
     note_gif_fallback,
     output_record,
     positive_int,
+    refuse_earlier_outputs,
     refuse_ignored,
     resolve_device,
     truncation,
@@ -121,6 +123,7 @@ def add_parser(subparsers) -> None:
         default="outputs/sample2d",
         help="folder for the images, grid.png and videos (default outputs/sample2d)",
     )
+    add_force_argument(p)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
@@ -208,6 +211,8 @@ def run(args: argparse.Namespace) -> int:
     seeds, walk = parse_seeds(args.seeds), parse_seeds(args.seeds, unique=False)  # a walk may come back
     _check_arguments(args, walk)
     fixation = _point(args.fixation or "0,0", "--fixation")
+    stems = [f"seed{seed:04d}" for seed in seeds] + ["grid"] + (["interpolation"] if args.interpolate else [])
+    refuse_earlier_outputs(args.outdir, stems, args.force)
     device = resolve_device(args.device)
     G = load_generator2d(args.checkpoint, device)
     _check_model_fits(args, G)

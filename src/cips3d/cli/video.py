@@ -12,6 +12,7 @@ import torch
 from cips3d import constants as K
 from cips3d.cli.common import (
     VIDEO_LIMIT,
+    add_force_argument,
     add_model_arguments,
     check_frame_rate,
     comma_items,
@@ -21,6 +22,7 @@ from cips3d.cli.common import (
     model_record,
     num_steps,
     output_record,
+    refuse_earlier_outputs,
     refuse_ignored,
     styles_name,
     truncation,
@@ -138,6 +140,7 @@ def add_parser(subparsers) -> None:
     add_chunk_rows_argument(o)
     o.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     o.add_argument("--outdir", default="outputs/video", help="output folder (default outputs/video)")
+    add_force_argument(o)
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -289,8 +292,18 @@ def _record(args: argparse.Namespace, plan: _Plan, device: object) -> dict:
     return record
 
 
+def _stems(args: argparse.Namespace, plan: _Plan) -> list[str]:
+    """The names of the videos `run` writes, without their suffix (`refuse_earlier_outputs`)."""
+    if args.interpolate:
+        return [f"interpolation_{args.space}_{args.method}"]
+    if args.styles:
+        return [styles_name(args.styles)]
+    return [f"seed{seed:04d}" for seed in plan.seeds]
+
+
 def run(args: argparse.Namespace) -> int:
     plan = _plan(args)
+    refuse_earlier_outputs(args.outdir, _stems(args, plan), args.force)
     device, G = rendering_generator(args)
     record = _record(args, plan, device)
     if args.interpolate:
