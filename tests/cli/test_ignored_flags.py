@@ -29,6 +29,7 @@ NOTHING = "would change nothing"
         ([*INVERT, "--fixed-camera", "--camera-lr", "0.1"],
          "--camera-lr would change nothing with --fixed-camera"),
         ([*INVERT, "--camera-lr", "1e30"], "camera_lr (--camera-lr) is a step in radians"),
+        ([*INVERT, "--lr", "1e38"], "lr (--lr) is at most 10 (Adam moves each style about that much"),
         ([*SAMPLE2D, "--fixation", "0.5,0"], f"--fixation {NOTHING} without --foveated"),
         ([*SAMPLE2D, "--view", "60"], "--view would change nothing without --pan"),
         ([*SAMPLE2D, "--foveated", "50", "--extent", "1.5"], f"--extent {NOTHING} with --foveated"),
@@ -43,7 +44,7 @@ NOTHING = "would change nothing"
         (["video", *MODEL_3D, "--seeds", "1,5", "--interpolate", "--trajectory", "still", "--frames", "7"],
          f"--frames {NOTHING} in a walk with --trajectory still"),
     ],
-    ids=["random-pose-yaw", "space", "walk-options", "invert-frames", "fixed-camera", "camera-lr",
+    ids=["random-pose-yaw", "space", "walk-options", "invert-frames", "fixed-camera", "camera-lr", "huge-lr",
          "fixation", "pan-view", "foveated-extent", "fps", "init-seed", "official-config", "ascii",
          "blend-batch", "video-styles-seeds", "multiview-styles-seeds", "still-walk-frames"],
 )  # fmt: skip

@@ -273,3 +273,12 @@ def test_every_help_example_keeps_its_line_breaks():
         for name, text in vars(module).items():
             if name.endswith("EXAMPLES") and isinstance(text, str):
                 assert max(len(line) for line in text.splitlines()) <= 110, f"{info.name}.{name}"
+
+
+def test_a_fit_that_ends_where_it_began_is_not_called_worse(capsys):
+    from cips3d.cli.common import fit_summary  # noqa: PLC0415
+
+    assert fit_summary([0.15581, 0.15583], "invert") == "loss 0.1558 -> 0.1558"
+    assert capsys.readouterr().err == ""  # it warned "ended worse (0.1558 -> 0.1558)", blaming --lr
+    fit_summary([0.1558, 0.2], "invert")
+    assert "the fit ended worse than it began (loss 0.1558 -> 0.2)" in capsys.readouterr().err

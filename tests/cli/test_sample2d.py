@@ -206,7 +206,7 @@ def test_invert2d_fits_a_photo_and_renders_it_larger(capsys, tmp_path, run_dir, 
     )
     assert code == 2 and "turns are for panorama models" in err
     # A learning rate far too high: the fit ends above its start (it was said as a success).
-    code, _, err = run(capsys, *common, "--image", str(photo), "--lr", "1e9", "--outdir", str(tmp_path / "d"))
+    code, _, err = run(capsys, *common, "--image", str(photo), "--lr", "10", "--outdir", str(tmp_path / "d"))
     assert code == 0 and "cips3d invert2d: warning: the fit ended worse than it began (loss " in err
     assert "its learning rate (--lr) is likely too high." in err
 

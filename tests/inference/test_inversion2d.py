@@ -64,8 +64,9 @@ def test_a_target_of_another_shape_is_refused(G):
         ({"lr": "fast"}, "lr must be a number, got 'fast'"),
         ({"lr": float("nan")}, r"the learning rate \(--lr\) must be positive, got nan"),
         ({"per_layer": 2}, "per_layer must be True or False, got 2"),
+        ({"lr": 1e38}, r"the learning rate \(--lr\) is at most 10 .*, got 1e\+38"),  # Adam overflowed
     ],
-    ids=["zero-steps", "bool-steps", "text-lr", "nan-lr", "per-layer"],
+    ids=["zero-steps", "bool-steps", "text-lr", "nan-lr", "per-layer", "huge-lr"],
 )
 def test_bad_settings_are_config_errors(settings, message):
     with pytest.raises(ConfigError, match=message):

@@ -208,10 +208,14 @@ def check_model_folder_target(target: Path, force: bool | None, *inputs: str | P
         refuse_overwriting_inputs(target / name, *inputs)
 
 
+WORSE_FIT = 1.01  # a final loss this many times the first is a fit gone wrong (equal to 4 digits was
+# called worse, blaming the default learning rate)
+
+
 def fit_summary(losses: list[float], command: str) -> str:
     """'loss 0.78 -> 0.12' of a finished fit; a fit that ended above where it began also gets a warning
     on stderr (a learning rate far too high made a loss of 5.8e17 and an image of two colours, exit 0)."""
-    if losses[-1] > losses[0]:
+    if losses[-1] > losses[0] * WORSE_FIT:
         print(f"cips3d {command}: warning: the fit ended worse than it began (loss {losses[0]:.4g} -> "
               f"{losses[-1]:.4g}): its learning rate (--lr) is likely too high.",
               file=sys.stderr)  # fmt: skip

@@ -64,6 +64,8 @@ SEARCH_SPREAD = 2.0
 
 SEARCH_BATCH = 16  # candidate cameras rendered together by the camera search
 MAX_CAMERA_LR = 1.0  # radians per Adam step: beyond it the camera jumps rather than fits
+MAX_LR = 10.0  # Adam moves each style value about lr per step, and W spreads about 1 around its centre:
+# steps of 10 already throw the styles far out of W (--lr 1e38 overflowed Adam's float state, a traceback)
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,9 @@ class InversionConfig:
         wrong = [rule for rule, holds in rules.items() if not holds]  # NaN fails every rule
         if wrong:
             raise ConfigError(f"{wrong[0]}.")
+        if self.lr > MAX_LR:
+            raise ConfigError(f"lr (--lr) is at most {MAX_LR:g} (Adam moves each style about that much per "
+                              f"step, far out of the styles' range), got {self.lr:g}.")  # fmt: skip
         if self.camera_lr > MAX_CAMERA_LR:
             raise ConfigError(
                 f"camera_lr (--camera-lr) is a step in radians and at most {MAX_CAMERA_LR:g} (larger steps "

@@ -27,6 +27,7 @@ from safetensors.torch import load_file
 from cips3d.config import given_or_default, plain_fields, whole_count
 from cips3d.errors import CheckpointError, ConfigError
 from cips3d.inference.inversion import (
+    MAX_LR,
     NOISE_FACTOR,
     SPREAD_SAMPLES,
     check_target_range,
@@ -62,6 +63,9 @@ class Inversion2DConfig:
         check_seed(self.seed, "seed (--seed)")
         if not self.lr > 0:
             raise ConfigError(f"the learning rate (--lr) must be positive, got {self.lr}.")
+        if self.lr > MAX_LR:
+            raise ConfigError(f"the learning rate (--lr) is at most {MAX_LR:g} (Adam moves w about that much "
+                              f"per step, far out of its range), got {self.lr:g}.")  # fmt: skip
         if not self.noise >= 0:
             raise ConfigError(f"the noise on w must be >= 0, got {self.noise}.")
 
