@@ -109,6 +109,21 @@ def test_a_run_folder_inside_its_data_folder_is_refused(capsys, tmp_path, blob_f
         assert not (data / "run").exists() and not list(outside.iterdir())
 
 
+def test_a_training_run_given_as_data_is_refused(capsys, tmp_path, blob_folder):
+    """`train --data runs/a` (a run) and `--data runs` (a folder of runs) trained on the runs' preview
+    grids as photos, exit 0."""
+    runs = tmp_path / "runs"
+    shutil.copytree(blob_folder, runs / "a" / "previews")
+    (runs / "a" / "run.json").write_text("{}")
+    for data, command in ((runs / "a", ["train", *TINY_3D]), (runs, ["train2d", *TINY_2D])):
+        code, _, err = run(capsys, *command, "--data", str(data), "--outdir", str(tmp_path / "new"),
+                           "--max-steps", "1")  # fmt: skip
+        assert (
+            code == 2 and f"the data folder {data} holds the training run (or snapshot) {runs / 'a'}" in err
+        )
+        assert not (tmp_path / "new").exists()
+
+
 def run_files(run_dir) -> dict:
     """Each file of a run and when it was written, less the lock file (a resume that finds nothing to do
     still holds the folder's lock while it looks, and the lock names its holder)."""

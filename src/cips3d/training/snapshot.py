@@ -252,10 +252,16 @@ def recorded_options(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def check_run_outside_data(run_dir: str | os.PathLike, data: str | os.PathLike) -> None:
-    """A `ConfigError` when the run folder lies inside its data folder: the folder is read at any depth,
-    so the run's previews would become training images."""
+    """A `ConfigError` when the run folder lies inside its data folder, or the data folder is or holds a
+    training run: the folder is read at any depth, so a run's previews would become training images."""
     if not Path(data).is_dir():
         return
+    for root, _, files in os.walk(data):  # a run given as --data, or a folder of runs (`runs/`)
+        if RUN_RECORD in files or "state.json" in files:
+            raise ConfigError(
+                f"the data folder {data} holds the training run (or snapshot) {root}, whose previews would "
+                "be trained on as photos; give the folder of your images."
+            )
     for resolve in (os.path.realpath, os.path.abspath):  # a link inside the data is walked as data too
         data_dir, run = Path(resolve(data)), Path(resolve(run_dir))
         if run == data_dir or data_dir in run.parents:
