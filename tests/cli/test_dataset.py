@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -92,7 +94,7 @@ def test_panoramas_are_packed_whole_at_their_width(tmp_path, capsys):
     assert code == 0 and (cropped.int() - 128).abs().max() <= 1
     # Whole, an image of another shape would be squashed: refused as training and metrics refuse it.
     before = (tmp_path / "c.zip").read_bytes()
-    code, _, err = run(capsys, *narrower, "--whole")
+    code, _, err = run(capsys, *narrower, "--whole", "--force")
     assert code == 2 and "is 64x16, so resizing it whole to 16x8 would squash it" in err
     assert (tmp_path / "c.zip").read_bytes() == before  # the earlier zip is left as it was
 
@@ -157,3 +159,28 @@ def test_a_folder_named_like_a_built_in_dataset_is_named_in_a_note(tmp_path, cap
     )
     code, out, err = run(capsys, "dataset", "./synth", "p.zip", "--resolution", "8", "--quiet")
     assert code == 0 and "wrote 1 image of 8x8" in out and err == ""
+
+
+@pytest.mark.parametrize("kind", ["pack", "synth", "lfw", "panorama"])
+def test_an_existing_zip_is_replaced_only_with_force(tmp_path, capsys, kind):
+    """Every dataset command replaced any DEST.zip, exit 0: the zip a run trains on (which could then
+    never be resumed), or an archive that is no dataset at all."""
+    dest = tmp_path / "notes.zip"
+    dest.write_bytes(b"mine")
+    source = [str(make_folder(tmp_path / "photos", ["a.png"]))] if kind == "pack" else [kind]
+    sizes = ["--resolution", "8"] + ([] if kind in ("pack", "lfw") else ["--count", "2"])
+    if kind == "panorama":
+        sizes = ["--height", "8", "--width", "16", "--count", "2"]
+    code, _, err = run(capsys, "dataset", *source, str(dest), *sizes)
+    assert code == 2 and err.endswith(
+        f"{dest} already exists; give --force to replace it, or another name.\n"
+    )
+    assert dest.read_bytes() == b"mine"
+    cameras = tmp_path / "notes.cameras.json"  # a synth zip's cameras, stale beside other images
+    cameras.write_text("{}")
+    code, _, err = run(capsys, "dataset", *source, str(dest), *sizes, "--force")
+    assert code == 0 and zipfile.is_zipfile(dest)
+    if kind == "synth":
+        assert cameras.read_text() != "{}"  # written anew
+    else:
+        assert not cameras.exists() and f"removed {cameras}, the cameras of the synth images" in err

@@ -14,8 +14,9 @@ from cips3d.cli.common import (
 from cips3d.data.images import SkippedImagesWarning, UpscaledImagesWarning, enlarged_message, skipped_message
 from cips3d.data.lfw import write_lfw_dataset
 from cips3d.data.panorama import write_panorama_dataset
-from cips3d.data.synth import write_synth_dataset
+from cips3d.data.synth import cameras_path, write_synth_dataset
 from cips3d.data.zip_tool import folder_to_zip
+from cips3d.errors import UserError
 from cips3d.words import counted
 
 EXAMPLES = """examples:
@@ -55,7 +56,8 @@ def add_parser(subparsers) -> None:
 def add_pack_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of packing existing images; kept apart so a sibling (e.g. procedural data) can be added."""
     p.add_argument("source", help="folder of images (searched recursively) or a zip archive of images")
-    p.add_argument("dest", help="the .zip to write (replaced if it exists)")
+    p.add_argument("dest", help="the .zip to write")
+    _add_force(p)
     p.add_argument(
         "--resolution",
         type=image_side,
@@ -97,6 +99,7 @@ def add_synth_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("dest", help="the .zip to write")
+    _add_force(p)
     p.add_argument("--count", type=positive_int, default=5000, help="images (default 5000)")
     p.add_argument("--resolution", type=image_side, default=32, help="side in pixels (default 32)")
     p.add_argument("--seed", type=int, default=0, help="seed of the scenes and cameras (default 0)")
@@ -114,6 +117,7 @@ def add_lfw_parser(subparsers) -> None:
         "upscaled, as RGB) as a dataset zip: real photos without a download.",
     )
     p.add_argument("dest", help="the .zip to write")
+    _add_force(p)
     p.add_argument("--resolution", type=image_side, default=32, help="side in pixels (default 32)")
     p.set_defaults(run=run_lfw)
 
@@ -129,12 +133,35 @@ def add_panorama_parser(subparsers) -> None:
         "zip: data for `cips3d train2d --panorama`.",
     )
     p.add_argument("dest", help="the .zip to write")
+    _add_force(p)
     p.add_argument("--count", type=positive_int, default=2000, help="images (default 2000)")
     p.add_argument("--height", type=image_side, default=32, help="height in pixels (default 32)")
     p.add_argument("--width", type=image_side, default=128, help="width: the whole turn (default 128)")
     p.add_argument("--seed", type=int, default=0, help="seed of the landscapes (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_panorama)
+
+
+def _add_force(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--force", action="store_true", help="replace DEST when it exists")
+
+
+def _refuse_replacing(args: argparse.Namespace) -> None:
+    """An existing DEST is replaced only when asked: it may be the zip a run trains on (which could then
+    never be resumed), or no dataset at all (every command replaced even a notes.zip, exit 0)."""
+    dest = Path(args.dest)
+    if dest.suffix.lower() == ".zip" and (dest.exists() or dest.is_symlink()) and not args.force:
+        raise UserError(f"{dest} already exists; give --force to replace it, or another name.")
+
+
+def _drop_stale_cameras(dest: str) -> None:
+    """After writing a dataset that is not synth's over one that was: its cameras file would say the new
+    images are synth's (`make demo` and the metrics read cameras from it)."""
+    stale = cameras_path(dest)
+    if stale.is_file():
+        stale.unlink()
+        print(f"cips3d: note: removed {stale}, the cameras of the synth images {dest} held before.",
+              file=sys.stderr)  # fmt: skip
 
 
 def _note_a_folder_of_that_name(kind: str) -> None:
@@ -147,15 +174,18 @@ def _note_a_folder_of_that_name(kind: str) -> None:
 
 def run_panorama(args: argparse.Namespace) -> int:
     _note_a_folder_of_that_name("panorama")
+    _refuse_replacing(args)
     stats = write_panorama_dataset(
         args.dest, args.count, args.height, args.width, args.seed, progress=not args.quiet
     )
+    _drop_stale_cameras(args.dest)
     print(f"wrote {counted(stats.count, 'panorama')} of {stats.width}x{stats.height} to {stats.dest}")
     return 0
 
 
 def run_synth(args: argparse.Namespace) -> int:
     _note_a_folder_of_that_name("synth")
+    _refuse_replacing(args)
     stats = write_synth_dataset(args.dest, args.count, args.resolution, args.seed, progress=not args.quiet)
     print(f"wrote {counted(stats.count, 'image')} of {stats.resolution}x{stats.resolution} to {stats.dest}")
     print(f"cameras in {stats.cameras}")
@@ -164,7 +194,9 @@ def run_synth(args: argparse.Namespace) -> int:
 
 def run_lfw(args: argparse.Namespace) -> int:
     _note_a_folder_of_that_name("lfw")
+    _refuse_replacing(args)
     count = write_lfw_dataset(args.dest, args.resolution)
+    _drop_stale_cameras(args.dest)
     print(f"wrote {counted(count, 'face')} of {args.resolution}x{args.resolution} to {args.dest}")
     return 0
 
@@ -176,6 +208,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_pack(args: argparse.Namespace) -> int:
     """Pack `args.source` into `args.dest`; unreadable files and enlarged images are one line each."""
+    _refuse_replacing(args)
     # The library warns through `warnings`; here the same facts are printed as plain lines instead.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SkippedImagesWarning)
@@ -190,6 +223,7 @@ def run_pack(args: argparse.Namespace) -> int:
             width=args.width,
             whole=args.whole,
         )
+    _drop_stale_cameras(args.dest)
     if stats.skipped:
         total = stats.num_written + stats.num_skipped
         print(f"cips3d: warning: {skipped_message(stats.skipped, total)}.", file=sys.stderr)
