@@ -282,3 +282,24 @@ def test_a_fit_that_ends_where_it_began_is_not_called_worse(capsys):
     assert capsys.readouterr().err == ""  # it warned "ended worse (0.1558 -> 0.1558)", blaming --lr
     fit_summary([0.1558, 0.2], "invert")
     assert "the fit ended worse than it began (loss 0.1558 -> 0.2)" in capsys.readouterr().err
+
+
+def test_metrics_says_an_out_path_it_cannot_write_before_scoring(tmp_path, capsys, monkeypatch):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "data").mkdir()
+
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("scored before the --out path was checked")
+
+    monkeypatch.setattr("cips3d.cli.metrics.build_generator", no_scoring)
+    argv = [
+        "metrics",
+        "--preset",
+        "tiny",
+        "--data",
+        str(tmp_path / "data"),
+        "--out",
+        str(tmp_path / "afile/x.json"),
+    ]
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and err.endswith(f"cannot be written: {tmp_path / 'afile'} is a file, not a folder.\n")

@@ -4,6 +4,7 @@ it is not; panorama models are compared with whole images; 3-D metrics are refus
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import warnings
 
@@ -15,6 +16,7 @@ from cips3d.errors import UserError
 from cips3d.io.images import save_png
 from cips3d.metrics import evaluate as evaluate_module
 from cips3d.metrics.evaluate import evaluate_2d, generated_images_2d
+from cips3d.metrics.fid import StatsCacheWarning
 from cips3d.metrics.inception import CONVERTED, InceptionExtractor
 from cips3d.models.generator2d import Generator2D
 
@@ -129,3 +131,15 @@ def test_real_statistics_are_cached_for_exactly_these_pixels(tmp_path, extractor
     replaced = evaluate_2d(G, data, ["fid"], num_images=6, extractor=extractor)
     assert not replaced["protocol"]["real_stats_cached"]
     assert replaced["metrics"]["fid"] > first["metrics"]["fid"] + 0.5
+
+
+def test_a_cache_that_cannot_be_written_costs_a_warning_not_the_scores(tmp_path, extractor, monkeypatch):
+    (tmp_path / "cache").write_text("a file where the cache folder would be")  # unwritable, even for root
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    G, data = model(0), tmp_path / "data"
+    write_samples(G, data)
+    with pytest.warns(
+        StatsCacheWarning, match="statistics were not cached: .*is a file.*computes them again"
+    ):
+        result = evaluate_2d(G, data, ["fid"], num_images=6, extractor=extractor)
+    assert math.isfinite(result["metrics"]["fid"]) and not result["protocol"]["real_stats_cached"]

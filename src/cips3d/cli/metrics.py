@@ -83,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
         refuse_overwriting_inputs(args.out, args.data, args.checkpoint, args.inception)
         if Path(args.out).is_dir():
             raise UserError(f"--out {args.out} is a folder; give the path of the JSON file to write.")
+        blocking = next((p for p in Path(args.out).parents if p.exists() and not p.is_dir()), None)
+        if blocking is not None:  # it failed after every score was computed
+            raise UserError(f"--out {args.out} cannot be written: {blocking} is a file, not a folder.")
     G2 = checkpoint_generator2d(args)
     if G2 is not None:
         result = _evaluate_2d(args, which, G2.to(resolve_device(args.device)))

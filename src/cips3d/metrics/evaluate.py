@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from cips3d.data.images import ImageDataset
 from cips3d.errors import ConfigError, UserError
 from cips3d.metrics.consistency import generator_consistency
 from cips3d.metrics.fid import (
+    StatsCacheWarning,
     feature_stats,
     frechet_distance,
     kernel_inception_distance,
@@ -119,7 +121,12 @@ def _inception_scores(extractor, reals, fakes, which, record, progress: bool) ->
         with _bar(progress, reals.shape[0], "Inception, real images") as on_images:
             real_features = extractor.features(reals, on_images=on_images).numpy()
         real_stats = feature_stats(real_features)
-        save_cached_stats(key, real_stats, real_features)
+        try:  # the cache only saves time: a folder it cannot write in must not cost the scores
+            save_cached_stats(key, real_stats, real_features)
+        except (OSError, UserError) as err:
+            reason = f"{err.strerror or err} ({err.filename})" if isinstance(err, OSError) else str(err)
+            warnings.warn(f"the real images' Inception statistics were not cached: {reason}; the next run "
+                          "computes them again.", StatsCacheWarning, stacklevel=2)  # fmt: skip
     else:
         real_stats, real_features = cached
     record["real_stats_cached"] = cached is not None

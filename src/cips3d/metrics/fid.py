@@ -130,6 +130,11 @@ def load_cached_stats(key: str) -> tuple[FeatureStats, np.ndarray] | None:
         return None  # a damaged cache entry is recomputed
 
 
+class StatsCacheWarning(UserWarning):
+    """The real images' statistics could not be cached (an unwritable or full cache folder): the scores
+    stand; the next run computes the statistics again."""
+
+
 def save_cached_stats(key: str, stats: FeatureStats, features: np.ndarray) -> Path:
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
