@@ -20,6 +20,30 @@ NOTHING = "would change nothing"
 @pytest.mark.parametrize(
     "argv, message",
     [
+        (["sample", *MODEL_3D, "--random-pose", "--yaw", "1.5707963267948966"], f"--yaw {NOTHING}"),
+        (["multiview", *MODEL_3D, "--styles", "s.safetensors", "--seeds", "0-3"], f"--seeds {NOTHING}"),
+        (["video", *MODEL_3D, "--styles", "s.safetensors", "--seeds", "0"], f"--seeds {NOTHING}"),
+        ([*INVERT, "--frames", "48", "--fps", "30"], f"--frames and --fps {NOTHING} without --video"),
+        ([*SAMPLE2D, "--view", "90"], f"--view {NOTHING} without --pan"),
+        ([*SAMPLE2D, "--fps", "30"], f"--fps {NOTHING} without a video"),
+        (["blend", "--source", "a", "--target", "b", "--frames", "30"], f"--frames {NOTHING} without"),
+        (["sample", "--checkpoint", "m", "--init-seed", "0"], f"--init-seed {NOTHING} with --checkpoint"),
+        (["sample", *MODEL_3D, "--random-pose", "--pi", "1.5707963267948966"], f"--pitch {NOTHING}"),
+    ],
+    ids=["yaw", "multiview-seeds", "video-seeds", "invert-video", "view", "fps", "blend-frames", "init-seed",
+         "abbreviated"],
+)  # fmt: skip
+def test_a_flag_given_at_its_default_value_is_refused_too(capsys, tmp_path, argv, message):
+    """Each was let through as unchanged: the check compared the value with the default, not whether the
+    flag was given (argparse's abbreviations are flags given too)."""
+    code, _, err = run(capsys, *argv, "--outdir", str(tmp_path / "out"))
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
         (["sample", *MODEL_3D, "--random-pose", "--yaw", "1.2"], f"--yaw {NOTHING} with --random-pose"),
         (["video", *MODEL_3D, "--space", "w"], "--space would change nothing without --interpolate"),
         (["video", *MODEL_3D, "--method", "lerp", "--steps-between", "5"],

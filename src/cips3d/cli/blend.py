@@ -19,6 +19,7 @@ from cips3d.cli.common import (
     comma_items,
     finite_float,
     frame_count,
+    given,
     int_at_least,
     loaded_path,
     output_record,
@@ -181,16 +182,14 @@ def _load(path: str, preset: str | None, device, side: str) -> Generator3D:
 def _check_video(args: argparse.Namespace, s: BlendSettings, columns: int) -> str | None:
     """The video file suffix, after every check that needs no model (None: images)."""
     if args.video is None:
-        refuse_ignored({"--frames": args.frames != FRAMES}, "without --video (the length of its trajectory)")
+        refuse_ignored({"--frames": given(args, "frames")}, "without --video (the length of its trajectory)")
     if args.video is None and args.sweep_frames is None:
-        refuse_ignored(
-            {"--fps": args.fps != DEFAULT_FPS, "--format": args.format != "mp4"}, "without a video"
-        )
+        refuse_ignored({"--fps": given(args, "fps"), "--format": given(args, "format")}, "without a video")
         return None
-    refuse_ignored({"--deterministic": args.deterministic, "--batch-size": args.batch_size != BATCH},
+    refuse_ignored({"--deterministic": args.deterministic, "--batch-size": given(args, "batch_size")},
                    "in a video (videos are deterministic and rendered frame by frame)")  # fmt: skip
     if args.video is not None:
-        refuse_ignored({"--yaw": args.yaw != K.YAW_MEAN, "--pitch": args.pitch != K.PITCH_MEAN},
+        refuse_ignored({"--yaw": given(args, "yaw"), "--pitch": given(args, "pitch")},
                        f"with --video {args.video} (its trajectory moves the camera)")  # fmt: skip
     else:
         refuse_ignored({"--gamma": args.gamma is not None, "--gammas": args.gammas is not None},

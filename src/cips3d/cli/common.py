@@ -113,7 +113,7 @@ def resolve_device(name: str) -> torch.device:
 def build_generator(args: argparse.Namespace, device: torch.device) -> Generator3D:
     """The model the arguments name: a checkpoint, or a preset with random init."""
     if args.checkpoint:
-        refuse_ignored({"--init-seed": args.init_seed != 0}, "with --checkpoint (its weights are read)")
+        refuse_ignored({"--init-seed": given(args, "init_seed")}, "with --checkpoint (its weights are read)")
         return load_generator(
             args.checkpoint, preset=args.preset, official_config=args.official_config, device=device
         )
@@ -274,6 +274,30 @@ def check_seed_arguments(args: argparse.Namespace) -> None:
         limit = getattr(args, "max_seed", MAX_SEED)  # a command may take fewer (`view`: a browser's)
         if isinstance(value, int) and not 0 <= value <= limit:
             raise UserError(f"--{name.replace('_', '-')} must be {seed_range(limit)}, got {value}.")
+
+
+class _ClaimsEveryName(argparse.Namespace):
+    """A namespace that has every attribute (None), so that argparse puts no default into it: what is set
+    in it after parsing was on the command line."""
+
+    def __getattr__(self, name: str) -> None:
+        if name.startswith("_"):  # argparse's own bookkeeping, copy's and pickle's: no option dests
+            raise AttributeError(name)
+        return None
+
+
+def given_options(parser: argparse.ArgumentParser, argv: list[str]) -> frozenset[str]:
+    """The dests of the options in `argv` (already parsed once by `parser`, so it parses), at their
+    default value or not: `--yaw 1.5707963267948966` beside --random-pose was let through as unchanged."""
+    probe = _ClaimsEveryName()
+    parser.parse_known_args(argv, probe)
+    return frozenset(vars(probe))
+
+
+def given(args: argparse.Namespace, dest: str) -> bool:
+    """Whether the option of `dest` was on the command line (`given_options`, which `main` records; a
+    namespace parsed without `main` has none: nothing counts as given)."""
+    return dest in getattr(args, "given", ())
 
 
 def refuse_ignored(changed: dict[str, bool], context: str) -> None:

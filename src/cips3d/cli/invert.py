@@ -21,6 +21,7 @@ from cips3d.cli.common import (
     finite_float,
     fit_summary,
     frame_count,
+    given,
     image_side,
     model_name,
     model_record,
@@ -229,12 +230,10 @@ def _fit(G, target: torch.Tensor, config: InversionConfig, perceptual, desc: str
 
 def _config(args: argparse.Namespace) -> InversionConfig:
     if not args.video:
-        refuse_ignored(
-            {"--frames": args.frames != VIDEO_FRAMES, "--fps": args.fps != DEFAULT_FPS}, "without --video"
-        )
+        refuse_ignored({"--frames": given(args, "frames"), "--fps": given(args, "fps")}, "without --video")
     check_frame_rate(args.fps)
     if args.fixed_camera:
-        changed = {"--camera-lr": args.camera_lr != InversionConfig.camera_lr,
+        changed = {"--camera-lr": given(args, "camera_lr"),
                    "--camera-search": args.camera_search not in (None, 0)}  # fmt: skip
         refuse_ignored(changed, "with --fixed-camera (the camera stays at --yaw/--pitch)")
     # --yaw/--pitch given: the fit starts there (the search tried them as one camera and overruled them)

@@ -29,7 +29,7 @@ from cips3d.cli import (
     video,
     view,
 )
-from cips3d.cli.common import check_seed_arguments, refuse_empty_values
+from cips3d.cli.common import check_seed_arguments, given_options, refuse_empty_values
 from cips3d.cli.entry import EXIT_INTERRUPTED
 from cips3d.errors import SaidElsewhere, UserError
 
@@ -117,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     args.command_line = argv  # what the outputs' records give as the command that made them
     previous, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
-        refuse_empty_values(_subparsers(parser).choices[args.command], args)
+        command_parser = _subparsers(parser).choices[args.command]
+        args.given = given_options(command_parser, argv[1:])  # `given`: typed, at its default or not
+        refuse_empty_values(command_parser, args)
         check_seed_arguments(args)
         return args.run(args)
     except SaidElsewhere:  # another process of the training job says it, once for the job

@@ -11,6 +11,7 @@ from cips3d.cli.common import (
     build_generator,
     checkpoint_generator2d,
     comma_items,
+    given,
     positive_int,
     refuse_ignored,
     refuse_overwriting_inputs,
@@ -76,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
     if not {"fid", "kid"} & set(which):
         refuse_ignored({"--inception": bool(args.inception)}, "without fid or kid in --metrics")
     if set(which) == {"consistency"}:  # its protocol is fixed: 16 latents at set cameras
-        refuse_ignored({"--num": args.num != NUM}, "for consistency alone (it scores 16 latents of its own)")
+        refuse_ignored(
+            {"--num": given(args, "num")}, "for consistency alone (it scores 16 latents of its own)"
+        )
     if not Path(args.data).exists():
         raise UserError(f"no dataset at {args.data}.")
     if args.out:  # said now, not after the scoring

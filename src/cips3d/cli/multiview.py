@@ -16,6 +16,7 @@ from cips3d.cli.common import (
     add_model_arguments,
     finite_float,
     fitted_styles,
+    given,
     model_record,
     output_record,
     positive_int,
@@ -140,7 +141,7 @@ def _settings(args: argparse.Namespace) -> MultiviewSettings:
     """Check every option before a model is loaded."""
     seeds = parse_seeds(args.seeds)
     if args.styles:
-        refuse_ignored({"--seeds": args.seeds != SEEDS}, "with --styles (the fitted styles replace them)")
+        refuse_ignored({"--seeds": given(args, "seeds")}, "with --styles (the fitted styles replace them)")
     yaws = parse_angles(args.yaws, YAW_SWEEP, "--yaws")
     pitches = parse_angles(args.pitches, PITCH_SWEEP, "--pitches")
     if not all(map(is_pitch, pitches)):

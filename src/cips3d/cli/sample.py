@@ -22,6 +22,7 @@ from cips3d.cli.common import (
     angle,
     comma_items,
     finite_float,
+    given,
     model_record,
     num_steps,
     output_record,
@@ -152,7 +153,7 @@ def _settings(args: argparse.Namespace) -> SampleSettings:
         **speed_options(args),
     )
     if args.random_pose:
-        refuse_ignored({"--yaw": args.yaw != K.YAW_MEAN, "--pitch": args.pitch != K.PITCH_MEAN},
+        refuse_ignored({"--yaw": given(args, "yaw"), "--pitch": given(args, "pitch")},
                        "with --random-pose (it draws every camera from the pose prior)")  # fmt: skip
     pose = PoseConfig() if args.random_pose else PoseConfig.fixed(args.yaw, args.pitch)
     return SampleSettings(seeds, render, pose, appearance, layers)

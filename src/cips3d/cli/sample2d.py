@@ -17,6 +17,7 @@ from cips3d.cli.common import (
     add_force_argument,
     check_frame_rate,
     finite_float,
+    given,
     image_side,
     int_at_least,
     loaded_path,
@@ -320,13 +321,13 @@ def _check_arguments(args: argparse.Namespace, seeds: list[int]) -> None:
     if args.pan or args.interpolate:
         check_frame_rate(args.fps)
     else:
-        refuse_ignored({"--fps": args.fps != DEFAULT_FPS}, "without a video (--pan or --interpolate)")
+        refuse_ignored({"--fps": given(args, "fps")}, "without a video (--pan or --interpolate)")
     if not args.pan:
-        refuse_ignored({"--view": args.view != PAN_VIEW}, "without --pan")
+        refuse_ignored({"--view": given(args, "view")}, "without --pan")
     if not args.foveated:
         refuse_ignored({"--fixation": args.fixation is not None}, "without --foveated")
     else:  # the foveated points cover the training frame (it ignored --extent)
-        refuse_ignored({"--extent": args.extent != 1}, "with --foveated (it renders the training frame)")
+        refuse_ignored({"--extent": given(args, "extent")}, "with --foveated (it renders the training frame)")
     if args.pan and not 0 < args.view <= 360:
         raise UserError(f"--view must be in (0, 360] degrees, got {args.view}.")
     if _window_asked(args):

@@ -19,6 +19,7 @@ from cips3d.cli.common import (
     finite_float,
     fitted_styles,
     frame_count,
+    given,
     model_record,
     num_steps,
     output_record,
@@ -175,11 +176,9 @@ def _check_numbers(args: argparse.Namespace, seeds: list[int]) -> None:
     """Refuse impossible numbers in one sentence each (argparse would print its usage too)."""
     check_frame_rate(args.fps)
     if args.styles and not args.interpolate:
-        refuse_ignored({"--seeds": args.seeds != SEEDS}, "with --styles (the fitted styles replace them)")
+        refuse_ignored({"--seeds": given(args, "seeds")}, "with --styles (the fitted styles replace them)")
     if not args.interpolate:
-        changed = {
-            f"--{name.replace('_', '-')}": getattr(args, name) != value for name, value in WALK.items()
-        }
+        changed = {f"--{name.replace('_', '-')}": given(args, name) for name in WALK}
         refuse_ignored(changed, "without --interpolate")
         return
     if args.styles:

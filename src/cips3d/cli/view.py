@@ -15,6 +15,7 @@ from cips3d.cli.common import (
     add_model_arguments,
     checkpoint_generator2d,
     fitted_styles,
+    given,
     model_name,
     note_other_model,
     positive_int,
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be in [0, 65535], got {args.port}.")
     if args.styles:
-        refuse_ignored({"--seed": args.seed != 0}, "with --styles (the view shows the fitted photo)")
+        refuse_ignored({"--seed": given(args, "seed")}, "with --styles (the view shows the fitted photo)")
     if args.size is not None and args.size > MAX_IMG_SIZE:
         raise UserError(f"--size of a live view is at most {MAX_IMG_SIZE} px, got {args.size}.")
     G2 = checkpoint_generator2d(args)
