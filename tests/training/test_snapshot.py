@@ -98,6 +98,9 @@ def test_a_damaged_newest_snapshot_names_the_one_to_go_on_from(tmp_path):
     assert "cannot be read (RuntimeError: PytorchStreamReader failed" in str(raised.value)
     assert "If you are seeing" not in str(raised.value) and len(str(raised.value)) < 400
     assert load_snapshot(tmp_path, training_state=False).state  # the weights alone still read
+    # Named itself (as --init): "move it out and the run uses the previous one" was advice for a resume.
+    with pytest.raises(CheckpointError, match=r"previous snapshot is .*step-000000001: give that one\.$"):
+        load_snapshot(newest)
     shutil.move(newest, tmp_path.parent / "set-aside")  # as the message says
     assert load_snapshot(tmp_path).path.name == "step-000000001"
 

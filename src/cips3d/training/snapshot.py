@@ -347,7 +347,7 @@ def snapshot_config(path: str | os.PathLike) -> dict[str, Any]:
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise CheckpointError(
             f"the snapshot {snapshot} cannot be read ({error_gist(err)})"
-            + _earlier_snapshot_advice(snapshot)
+            + _earlier_snapshot_advice(snapshot, path)
             + "."
         ) from err
     if not isinstance(config, dict):
@@ -399,11 +399,14 @@ def require_newest_snapshot(path: str | os.PathLike) -> Path:
     return snapshot
 
 
-def _earlier_snapshot_advice(damaged: Path) -> str:
+def _earlier_snapshot_advice(damaged: Path, given: str | os.PathLike | None = None) -> str:
     """'; the run's previous snapshot is ...': where to go on from when a run's newest snapshot is damaged
-    (it is left alone: moving it away is the user's decision)."""
+    (it is left alone: moving it away is the user's decision); when the snapshot itself was `given` (as
+    --init), to name the previous one instead."""
     snapshots = list_snapshots(damaged.parent)
     earlier = [p for p in snapshots if p.name < damaged.name]
+    if given is not None and Path(given).resolve() == damaged.resolve() and earlier:
+        return f"; the run's previous snapshot is {earlier[-1]}: give that one"
     if not earlier or snapshots[-1] != damaged:
         return ""
     return (f"; the run's previous snapshot, {earlier[-1].name}, is the one to go on from: move "
@@ -444,7 +447,7 @@ def load_snapshot(path: str | os.PathLike, training_state: bool = True) -> Snaps
     """Read a snapshot (or the newest one of a run folder); every failure is one `CheckpointError`.
     Without `training_state` the optimizers' and random generators' files are not read (left empty):
     what rendering or inspecting needs, so that a damaged one stops only a resume."""
-    path = resolve_snapshot(path)
+    given, path = path, resolve_snapshot(path)
     try:
         meta = json.loads((path / "state.json").read_text())
         if meta.get("format") != FORMAT:
@@ -456,7 +459,7 @@ def load_snapshot(path: str | os.PathLike, training_state: bool = True) -> Snaps
         raise
     except Exception as err:  # unreadable json, truncated tensors, missing files, unknown fields
         why = f"the snapshot {path} cannot be read ({error_gist(err)})"
-        raise CheckpointError(why + _earlier_snapshot_advice(path) + ".") from err
+        raise CheckpointError(why + _earlier_snapshot_advice(path, given) + ".") from err
     return Snapshot(
         path, state, meta["config"], weights["G"], weights["G_ema"], weights["D"], optimizers, rng
     )
