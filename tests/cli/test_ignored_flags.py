@@ -100,3 +100,20 @@ def test_metrics_refuses_a_count_the_consistency_score_does_not_take(capsys, tmp
     argv = ["metrics", *MODEL_3D, "--data", str(tmp_path), "--metrics", "consistency", "--num", "4"]
     code, _, err = run(capsys, *argv)
     assert code == 2 and f"--num {NOTHING} for consistency alone (it scores 16 latents of its own)" in err
+    # A 2D model has no consistency score: said as such, not as a --num it would not take.
+    save_generator2d(
+        Generator2D(cips2d_preset("cips-tiny"), torch.Generator().manual_seed(0)), tmp_path / "m"
+    )
+    argv = [
+        "metrics",
+        "--checkpoint",
+        str(tmp_path / "m"),
+        "--data",
+        str(tmp_path),
+        "--metrics",
+        "consistency",
+    ]
+    code, _, err = run(capsys, *argv, "--num", "4")
+    assert (
+        code == 2 and "unknown metrics ['consistency']; a 2D model is scored by" in err and "--num" not in err
+    )

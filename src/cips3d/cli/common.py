@@ -133,7 +133,7 @@ def checkpoint_generator2d(args: argparse.Namespace) -> Generator2D | None:
         return None
     if is_generator2d(args.checkpoint):
         changed = {"--preset": bool(args.preset), "--official-config": bool(args.official_config),
-                   "--init-seed": args.init_seed != 0}  # fmt: skip
+                   "--init-seed": given(args, "init_seed")}  # fmt: skip
         refuse_ignored(changed, "for a 2D CIPS model (it brings its own config and weights)")
         return load_generator2d(args.checkpoint)
     path = Path(args.checkpoint)

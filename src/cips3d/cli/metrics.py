@@ -19,6 +19,7 @@ from cips3d.cli.common import (
     truncation,
 )
 from cips3d.errors import UserError
+from cips3d.io.checkpoint2d import is_generator2d
 from cips3d.io.files import atomic_write
 from cips3d.metrics.evaluate import METRICS, evaluate, evaluate_2d
 from cips3d.models.generator2d import Generator2D
@@ -76,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     which = comma_items(args.metrics or DEFAULT_METRICS, "--metrics")
     if not {"fid", "kid"} & set(which):
         refuse_ignored({"--inception": bool(args.inception)}, "without fid or kid in --metrics")
-    if set(which) == {"consistency"}:  # its protocol is fixed: 16 latents at set cameras
+    two_d = bool(args.checkpoint) and is_generator2d(args.checkpoint)  # which says consistency is 3-D
+    if set(which) == {"consistency"} and not two_d:  # its protocol is fixed: 16 latents at set cameras
         refuse_ignored(
             {"--num": given(args, "num")}, "for consistency alone (it scores 16 latents of its own)"
         )
