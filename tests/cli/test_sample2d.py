@@ -205,6 +205,10 @@ def test_invert2d_fits_a_photo_and_renders_it_larger(capsys, tmp_path, run_dir, 
         capsys, *common, "--image", str(photo), "--turns", "2", "--outdir", str(tmp_path / "c")
     )
     assert code == 2 and "turns are for panorama models" in err
+    code, _, err = run(
+        capsys, *common, "--image", str(photo), "--scale", "1000", "--outdir", str(tmp_path / "e")
+    )
+    assert code == 2 and "--scale 1000 makes larger.png 32,000 px a side (the model's 32 times 1000)" in err
     # A learning rate far too high: the fit ends above its start (it was said as a success).
     code, _, err = run(capsys, *common, "--image", str(photo), "--lr", "10", "--outdir", str(tmp_path / "d"))
     assert code == 0 and "cips3d invert2d: warning: the fit ended worse than it began (loss " in err

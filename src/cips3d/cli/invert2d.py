@@ -23,6 +23,7 @@ from cips3d.cli.common import (
     refuse_writing_over,
     resolve_device,
 )
+from cips3d.config import MAX_IMG_SIZE
 from cips3d.data.images import unreadable_reason
 from cips3d.errors import UserError
 from cips3d.inference.inversion import image_to_target, target_scale_known
@@ -103,6 +104,11 @@ def run(args: argparse.Namespace) -> int:
     refuse_writing_over(outdir, OUTPUT_NAMES, args.image, args.checkpoint)
     refuse_earlier_outputs(outdir, OUTPUT_NAMES, args.force)
     G = load_generator2d(args.checkpoint, resolve_device(args.device))
+    side = G.config.size * args.scale
+    if side > MAX_IMG_SIZE:  # the grid's own limit said "render it in parts", which no flag does
+        raise UserError(f"--scale {args.scale} makes larger.png {side:,} px a side (the model's "
+                        f"{G.config.size} times {args.scale}), more than {MAX_IMG_SIZE:,}; give a smaller "
+                        "--scale.")  # fmt: skip
     larger_grid = G.frame_grid(G.config.size * args.scale, args.extent, args.turns)  # refuses bad turns now
     target = read_target(args.image, G)
     bar = tqdm(total=config.steps, unit="step", desc="invert2d", disable=args.quiet, dynamic_ncols=True)
