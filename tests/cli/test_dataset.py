@@ -184,3 +184,15 @@ def test_an_existing_zip_is_replaced_only_with_force(tmp_path, capsys, kind):
         assert cameras.read_text() != "{}"  # written anew
     else:
         assert not cameras.exists() and f"removed {cameras}, the cameras of the synth images" in err
+
+
+def test_force_is_offered_only_where_it_helps(tmp_path, capsys):
+    """DEST the source itself, or a folder named .zip: --force was offered, then refused for that."""
+    photos = make_folder(tmp_path / "photos", ["a.png"])
+    (tmp_path / "d.zip").mkdir()
+    code, _, err = run(capsys, "dataset", "synth", str(tmp_path / "d.zip"), "--count", "2", "--quiet")
+    assert code == 2 and "--force" not in err
+    packed = tmp_path / "p.zip"
+    assert run(capsys, "dataset", str(photos), str(packed), "--resolution", "8", "--quiet")[0] == 0
+    code, _, err = run(capsys, "dataset", str(packed), str(packed), "--resolution", "8", "--quiet")
+    assert code == 2 and "--force" not in err and "source" in err

@@ -1,6 +1,6 @@
 """Writing into an --outdir that holds an earlier run's files: refused before anything renders, unless
---force (each command wrote over the earlier files and left those it did not write, so a folder mixed
-two runs: an image of one model beside the aux image of another)."""
+--overwrite (each command wrote over the earlier files and left those it did not write, so a folder
+mixed two runs: an image of one model beside the aux image of another)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from PIL import Image
 
 from cips3d.cli.common import refuse_earlier_outputs
 from cips3d.errors import UserError
+from cips3d.inference.inversion import Inversion, save_inversion
+from cips3d.inference.video import seed_styles
 from tests.cli.helpers import run
 
 TINY = ["--preset", "tiny", "--device", "cpu", "--quiet"]
@@ -25,7 +27,7 @@ RENDERS = {
 
 
 @pytest.mark.parametrize("command", list(RENDERS))
-def test_an_earlier_run_is_refused_then_replaced_with_force(tmp_path, capsys, command):
+def test_an_earlier_run_is_refused_then_replaced_with_overwrite(tmp_path, capsys, command):
     argv, written = RENDERS[command]
     out = tmp_path / "out"
     assert run(capsys, *argv, "--outdir", str(out))[0] == 0
@@ -34,48 +36,75 @@ def test_an_earlier_run_is_refused_then_replaced_with_force(tmp_path, capsys, co
     (out / written).write_bytes(b"the earlier run's file")
     code, _, err = run(capsys, *argv, "--outdir", str(out))
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert f"{out} already holds files of an earlier run under the names this would write (" in err
-    assert written in err
-    assert err.strip().endswith("give --force to write over them, or another --outdir.")
+    assert f"{out} already holds files of an earlier run under the names this writes (" in err
+    assert written in err and err.strip().endswith("give --overwrite to replace them, or another --outdir.")
     assert (out / written).read_bytes() == b"the earlier run's file"  # nothing written
-    assert run(capsys, *argv, "--outdir", str(out), "--force")[0] == 0
-    replaced = (out / written).read_bytes()  # the render again (its record names --force: not equal)
+    assert run(capsys, *argv, "--outdir", str(out), "--overwrite")[0] == 0
+    replaced = (out / written).read_bytes()  # the render again (its record names --overwrite: not equal)
     assert replaced[:8] == before[written][:8] and len(replaced) > 100
 
 
-def test_the_names_of_a_seed_cover_its_every_file_and_nothing_else(tmp_path):
+def test_an_optional_output_of_an_earlier_run_is_refused_too(tmp_path, capsys):
+    """An --aux image left from a run of another model would sit beside the new image as its own."""
+    argv = ["sample", *TINY, "--seeds", "3", "--size", "8", "--num-steps", "4", "--no-grid"]
     out = tmp_path / "out"
     out.mkdir()
-    for name in ("seed00030.png", "seed0004.png", ".seed0003.png.a1b2.tmp", "notes.txt", "grids.png"):
-        (out / name).write_bytes(b"x")
-    refuse_earlier_outputs(out, ["seed0003", "grid"], force=False)  # none of these is seed 3's or the grid
-    for name in ("seed0003_depth.npy", "grid_aux.png"):  # another run's aux, depth: would mix with the new
-        (out / name).write_bytes(b"x")
-        with pytest.raises(UserError, match=name):
-            refuse_earlier_outputs(out, ["seed0003", "grid"], force=False)
-        (out / name).unlink()
-    refuse_earlier_outputs(tmp_path / "not-yet", ["seed0003"], force=False)  # no folder: nothing to refuse
+    (out / "seed0003_aux.png").write_bytes(b"another model's aux image")
+    code, _, err = run(capsys, *argv, "--outdir", str(out))  # this run writes no aux image
+    assert code == 2 and "(seed0003_aux.png)" in err
 
 
-def test_a_folder_in_the_way_of_an_output_is_said_before_anything_renders(tmp_path, capsys):
-    """grid.png as a folder: sample wrote every seed's image, then failed at the grid."""
+def test_other_commands_files_and_other_names_share_a_folder(tmp_path, capsys):
+    """Matching by stem refused mesh's seed0003.ply beside sample's seed0003.png, and a fit named me
+    beside me_2's renders: neither writes over the other."""
+    out = tmp_path / "out"
+    assert run(capsys, *RENDERS["sample"][0], "--outdir", str(out))[0] == 0
+    for command in ("video", "mesh"):
+        code, _, err = run(capsys, *RENDERS[command][0], "--outdir", str(out))
+        assert code == 0, err
+    for name in ("seed00030.png", "seed0004.png", ".seed0003.png.a1b2.tmp", "me_2.png", "notes.txt"):
+        (out / name).write_bytes(b"x")
+    refuse_earlier_outputs(out, ["seed0004.ply", "me.png", "me_aux.png", "seed0003.mp4"], overwrite=False)
+    with pytest.raises(UserError, match=r"\(seed0004\.png\)"):
+        refuse_earlier_outputs(out, ["seed0004.png"], overwrite=False)
+    refuse_earlier_outputs(tmp_path / "not-yet", ["seed0003.png"], overwrite=False)  # no folder: nothing
+
+
+def test_a_folder_in_the_way_of_an_output_is_refused_even_with_overwrite(tmp_path, capsys):
+    """grid.png as a folder: sample wrote every seed's image, then failed at the grid (with --overwrite
+    too, after the refusal had told the user to give it)."""
     out = tmp_path / "out"
     (out / "grid.png").mkdir(parents=True)
-    code, _, err = run(capsys, *RENDERS["sample"][0], "--outdir", str(out))
-    assert code == 2 and "(grid.png); give --force" in err
-    assert sorted(p.name for p in out.iterdir()) == ["grid.png"]
+    for extra in ([], ["--overwrite"]):
+        code, _, err = run(capsys, *RENDERS["sample"][0], "--outdir", str(out), *extra)
+        assert code == 2 and f"{out / 'grid.png'} is a folder where this writes a file" in err
+        assert sorted(p.name for p in out.iterdir()) == ["grid.png"]
 
 
 def test_blend_rows_and_its_videos_of_a_seed_share_a_folder(tmp_path, capsys):
     source = ["--source", "s", "--target", "t"]
     out = tmp_path / "out"
     out.mkdir()
-    for name in ("seed0001_yaw.gif", "seed0001.png"):  # a yaw video and the rows of seed 1
+    for name in ("seed0001_circle_near_far.gif", "seed0001.png"):  # a video of another kind, the rows
         Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(out / name)
-    code, _, err = run(capsys, "blend", *source, "--seeds", "1", "--sweep-frames", "3", "--outdir", str(out))
-    assert code == 2 and "no checkpoint" in err  # past the refusal: the models s and t do not exist
+    for kind in (["--sweep-frames", "3"], ["--video", "circle", "--frames", "2"]):
+        code, _, err = run(capsys, "blend", *source, "--seeds", "1", *kind, "--outdir", str(out))
+        assert code == 2 and "no checkpoint" in err  # past the refusal: the models s and t do not exist
     code, _, err = run(capsys, "blend", *source, "--seeds", "1", "--outdir", str(out))
-    assert code == 2 and "(seed0001.png); give --force" in err
+    assert code == 2 and "(seed0001.png); give --overwrite" in err
+
+
+def test_fitted_styles_render_beside_those_of_another_fit(tmp_path, capsys, tiny_G):
+    for name in ("me", "me_2"):
+        save_inversion(
+            Inversion(seed_styles(tiny_G, 1)[0], 1.6, 1.5, 12.0), tmp_path / name / "styles.safetensors"
+        )
+    out = tmp_path / "views"
+    argv = ["multiview", *TINY, "--size", "8", "--yaws", "1", "--pitches", "1", "--outdir", str(out)]
+    assert run(capsys, *argv, "--styles", str(tmp_path / "me_2" / "styles.safetensors"))[0] == 0
+    code, _, err = run(capsys, *argv, "--styles", str(tmp_path / "me" / "styles.safetensors"))
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["me.png", "me_2.png"]
 
 
 def test_invert_refuses_an_earlier_fit_in_its_folder(tmp_path, capsys):
@@ -88,4 +117,4 @@ def test_invert_refuses_an_earlier_fit_in_its_folder(tmp_path, capsys):
     code, _, err = run(capsys, *argv, "--outdir", str(out))
     assert code == 2 and "already holds files of an earlier run" in err and "losses.json" in err
     assert (out / "styles.safetensors").read_bytes() == fitted
-    assert run(capsys, *argv, "--outdir", str(out), "--force")[0] == 0
+    assert run(capsys, *argv, "--outdir", str(out), "--overwrite")[0] == 0

@@ -233,8 +233,10 @@ LIMIT = "is more than 1,000,000, a video's limit (9 hours at 30 fps)"
         (["blend", "--source", "a", "--target", "b", "--sweep-frames"], "--sweep-frames"),
         (["blend", "--source", "a", "--target", "b", "--video", "yaw", "--frames"], "--frames"),
         (["invert", "--preset", "tiny", "--image", "a.png", "--video", "--frames"], "--frames"),
+        (["sample2d", "--checkpoint", "m", "--pan"], "--pan"),
+        (["sample2d", "--checkpoint", "m", "--seeds", "0,1", "--interpolate"], "--interpolate"),
     ],
-    ids=["video", "walk", "blend-sweep", "blend-video", "invert"],
+    ids=["video", "walk", "blend-sweep", "blend-video", "invert", "pan", "walk2d"],
 )
 def test_a_video_longer_than_the_limit_is_refused_before_its_frames_are_listed(tmp_path, capsys, argv, flag):
     # blend --sweep-frames 2147483647 built a list of that many gammas first, then ran out of memory;
@@ -248,6 +250,24 @@ def test_a_video_longer_than_the_limit_is_refused_before_its_frames_are_listed(t
         main([*argv, "0", "--outdir", str(tmp_path / "o")])
     assert f"argument {flag}: '0' must be at least" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["video", "--preset", "tiny", "--trajectory", "circle_near_far", "--frames", "1000000"],
+         "--frames 1,000,000 makes 2,000,000 frames along --trajectory circle_near_far, more than 1,000,000"),
+        (["blend", "--source", "a", "--target", "b", "--video", "translate_circle_near_far", "--frames",
+          "600000"], "--frames 600,000 makes 1,200,056 frames along --trajectory translate_circle_near_far"),
+        (["sample2d", "--checkpoint", "m", "--seeds", "0-9", "--interpolate", "200000"],
+         "--interpolate 200,000 across 10 seeds makes 1,800,001 frames, more than 1,000,000"),
+    ],
+    ids=["near-far", "blend-translate", "walk2d"],
+)  # fmt: skip
+def test_a_trajectory_of_several_turns_is_held_to_the_limit_too(tmp_path, capsys, argv, words):
+    """--frames is a turn's frames: a near/far trajectory of 1,000,000 a turn started rendering 2,000,000."""
+    code, _, err = run(capsys, *argv, "--outdir", str(tmp_path / "o"))
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_a_walk_of_more_frames_than_the_limit_is_one_sentence_before_anything_renders(tmp_path, capsys):

@@ -11,7 +11,7 @@ import signal
 
 import pytest
 
-from cips3d.training.snapshot import list_snapshots, load_snapshot
+from cips3d.training.snapshot import check_run_outside_data, list_snapshots, load_snapshot
 from cips3d.training.trainer import Trainer
 from tests.cli.helpers import run
 
@@ -115,6 +115,8 @@ def test_a_training_run_given_as_data_is_refused(capsys, tmp_path, blob_folder):
     runs = tmp_path / "runs"
     shutil.copytree(blob_folder, runs / "a" / "previews")
     (runs / "a" / "run.json").write_text("{}")
+    check_run_outside_data(tmp_path / "new", runs)  # a stray run.json among photos is no run
+    (runs / "a" / "snapshots").mkdir()
     for data, command in ((runs / "a", ["train", *TINY_3D]), (runs, ["train2d", *TINY_2D])):
         code, _, err = run(capsys, *command, "--data", str(data), "--outdir", str(tmp_path / "new"),
                            "--max-steps", "1")  # fmt: skip

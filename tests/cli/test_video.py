@@ -206,7 +206,7 @@ def test_a_video_of_fitted_styles_renders_exactly_those_styles(
     # Styles fitted with another model of the same shape render, with a note saying so.
     for model, noted in (("preset tiny, random init seed 0", False), ("/elsewhere/faces", True)):
         save_inversion(Inversion(styles, 1.6, 1.5, 12.0), tmp_path / "photo.safetensors", {"model": model})
-        code, _, err = run(capsys, *args, "--frames", "1", "--outdir", str(tmp_path / "r"), "--force")
+        code, _, err = run(capsys, *args, "--frames", "1", "--outdir", str(tmp_path / "r"), "--overwrite")
         note = "were fitted with /elsewhere/faces; rendering them with preset tiny"
         assert code == 0 and (note in err) == noted
 

@@ -12,16 +12,19 @@ from tqdm import tqdm
 from cips3d import constants as K
 from cips3d.cli.common import (
     VIDEO_LIMIT,
-    add_force_argument,
+    VIDEO_SUFFIXES_WRITTEN,
+    add_overwrite_argument,
     angle,
     check_frame_rate,
     check_model_folder_target,
+    check_trajectory_length,
     comma_items,
     finite_float,
     frame_count,
     given,
     int_at_least,
     loaded_path,
+    named,
     output_record,
     pitch_angle,
     positive_int,
@@ -123,7 +126,7 @@ def add_parser(subparsers) -> None:
     )
     o.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     o.add_argument("--outdir", default="outputs/blend", help="output folder (default outputs/blend)")
-    add_force_argument(o)
+    add_overwrite_argument(o)
     o.add_argument(
         "--save-model",
         metavar="DIR",
@@ -198,7 +201,8 @@ def _check_video(args: argparse.Namespace, s: BlendSettings, columns: int) -> st
         raise UserError("give --video or --sweep-frames, not both.")
     check_frame_rate(args.fps)
     if args.video is not None:
-        make_trajectory(args.video, num_frames=args.frames)  # an unknown name fails here
+        trajectory = make_trajectory(args.video, num_frames=args.frames)  # an unknown name fails here
+        check_trajectory_length(trajectory.num_frames, args.frames, args.video)
     suffix = ".mp4" if args.format == "mp4" and mp4_available() else ".gif"
     width = s.render.img_size * (columns if args.video is not None else 1)
     check_video_target(Path(f"x{suffix}"), width, s.render.img_size)
@@ -206,11 +210,11 @@ def _check_video(args: argparse.Namespace, s: BlendSettings, columns: int) -> st
 
 
 def _output_names(args: argparse.Namespace, s: BlendSettings, suffix: str | None) -> list[str]:
-    """The rows' file names, or the videos' without their suffix (`refuse_earlier_outputs`): a yaw video,
-    a sweep and the rows of a seed may share a folder."""
+    """The rows' or the videos' file names (`refuse_earlier_outputs`): a yaw video, a sweep and the
+    rows of a seed may share a folder."""
     if suffix is None:
         return [f"seed{seed:04d}.png" for seed in s.seeds]
-    return [f"seed{seed:04d}_{_video_kind(args)}" for seed in s.seeds]
+    return named([f"seed{seed:04d}_{_video_kind(args)}" for seed in s.seeds], VIDEO_SUFFIXES_WRITTEN)
 
 
 def _video_kind(args: argparse.Namespace) -> str:
@@ -288,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
     s = _settings(args)
     suffix = _check_video(args, s, columns=2 + len(s.gammas))
     _check_save_model(args, s)
-    refuse_earlier_outputs(args.outdir, _output_names(args, s, suffix), args.force)
+    refuse_earlier_outputs(args.outdir, _output_names(args, s, suffix), args.overwrite)
     device = resolve_device(args.device)
     source = _load(args.source, args.source_preset, device, "source")
     target = _load(args.target, args.target_preset, device, "target")

@@ -222,36 +222,44 @@ def fit_summary(losses: list[float], command: str) -> str:
     return f"loss {losses[0]:.4g} -> {losses[-1]:.4g}"
 
 
-def add_force_argument(group: argparse._ActionsContainer) -> None:
-    """--force of the commands that write into --outdir (`refuse_earlier_outputs`)."""
+def add_overwrite_argument(group: argparse._ActionsContainer) -> None:
+    """--overwrite of the commands that write into --outdir (`refuse_earlier_outputs`). Not --force:
+    that would have taken the abbreviations --fo and --for from --fov, --foveated and --format."""
     group.add_argument(
-        "--force",
+        "--overwrite",
         action="store_true",
-        help="write into an --outdir that holds files of an earlier run under the same names (replacing "
-        "them); without it such a folder is refused",
+        help="write into an --outdir that holds files of an earlier run under the names this writes "
+        "(replacing them); without it such a folder is refused",
     )
 
 
-def refuse_earlier_outputs(outdir: str | Path, stems: Iterable[str], force: bool) -> None:
-    """One sentence, before anything renders, when `outdir` holds files this command would write or that
-    an earlier run wrote under the same names (`stems`: 'seed0003' covers seed0003.png, seed0003_aux.png,
-    seed0003.mp4); unless `force`. Each command wrote over an earlier run's files and left the ones it
-    did not write (an --aux image of another model beside the new image), a folder mixing two runs."""
+VIDEO_SUFFIXES_WRITTEN = (".mp4", ".gif")  # a video is either, whichever PyAV allows
+
+
+def named(stems: Iterable[str], endings: Iterable[str]) -> list[str]:
+    """Every stem with every ending: named(['seed0003'], ['.png', '_aux.png'])."""
+    endings = list(endings)
+    return [stem + ending for stem in stems for ending in endings]
+
+
+def refuse_earlier_outputs(outdir: str | Path, names: Iterable[str], overwrite: bool) -> None:
+    """One sentence, before anything renders, when `outdir` holds files under `names`: every name the
+    command may write there (the optional outputs too, so that an earlier --aux image is not left
+    beside a new image of another model); unless `overwrite`. A folder under one of the names is
+    refused even then (it failed after every other file was written). Each command wrote over an
+    earlier run's files and left those it did not write: a folder mixing two runs."""
     outdir = Path(outdir)
-    if force or not outdir.is_dir():
+    if not outdir.is_dir():
         return
-    stems = set(stems)
-    clashes = sorted(entry.name for entry in outdir.iterdir() if _name_prefixes(entry.name) & stems)
-    if clashes:
+    clashes = sorted(set(names) & {entry.name for entry in outdir.iterdir()})
+    folders = [name for name in clashes if (outdir / name).is_dir()]
+    if folders:
+        raise UserError(f"{outdir / folders[0]} is a folder where this writes a file; move it, or give "
+                        "another --outdir.")  # fmt: skip
+    if clashes and not overwrite:
         shown = ", ".join(clashes[:3]) + (f" and {len(clashes) - 3:,} more" if len(clashes) > 3 else "")
-        raise UserError(f"{outdir} already holds files of an earlier run under the names this would write "
-                        f"({shown}); give --force to write over them, or another --outdir.")  # fmt: skip
-
-
-def _name_prefixes(name: str) -> set[str]:
-    """`name` and each of its beginnings that a '.' or '_' ends: seed0003_aux.png -> seed0003,
-    seed0003_aux, seed0003_aux.png (temporary files begin with a dot: no stem)."""
-    return {name} | {name[:i] for i, char in enumerate(name) if char in "._" and i > 0}
+        raise UserError(f"{outdir} already holds files of an earlier run under the names this writes "
+                        f"({shown}); give --overwrite to replace them, or another --outdir.")  # fmt: skip
 
 
 def refuse_writing_over(outdir: Path, names: tuple[str, ...], *inputs: str | Path | None) -> None:
@@ -452,6 +460,23 @@ def int_at_least(text: str, minimum: int, maximum: int = MAX_COUNT, past: str = 
 
 
 VIDEO_LIMIT = "a video's limit (9 hours at 30 fps)"
+
+
+def check_walk_length(steps_between: int, keys: int, flag: str) -> None:
+    """A walk through `keys` seeds, `steps_between` frames from one to the next, within MAX_FRAMES:
+    said before its list of frames is made."""
+    frames = (keys - 1) * steps_between + 1
+    if frames > MAX_FRAMES:
+        raise UserError(f"{flag} {steps_between:,} across {keys} seeds makes {frames:,} frames, more than "
+                        f"{MAX_FRAMES:,}, {VIDEO_LIMIT}.")  # fmt: skip
+
+
+def check_trajectory_length(frames: int, flag_value: int | None, trajectory: str) -> None:
+    """A trajectory that runs several turns of --frames (near/far, translate) within MAX_FRAMES: the
+    bound of --frames alone let a near/far trajectory of 1,000,000 frames a turn render 2,000,000."""
+    if frames > MAX_FRAMES:
+        raise UserError(f"--frames {flag_value:,} makes {frames:,} frames along --trajectory {trajectory}, "
+                        f"more than {MAX_FRAMES:,}, {VIDEO_LIMIT}.")  # fmt: skip
 
 
 def frame_count(text: str) -> int:

@@ -150,7 +150,10 @@ def _refuse_replacing(args: argparse.Namespace) -> None:
     """An existing DEST is replaced only when asked: it may be the zip a run trains on (which could then
     never be resumed), or no dataset at all (every command replaced even a notes.zip, exit 0)."""
     dest = Path(args.dest)
-    if dest.suffix.lower() == ".zip" and (dest.exists() or dest.is_symlink()) and not args.force:
+    source = getattr(args, "source", None)  # packing: DEST the source itself is said by the packer
+    if source is not None and Path(source).resolve() == dest.resolve():
+        return
+    if dest.suffix.lower() == ".zip" and dest.is_file() and not args.force:  # a folder: said by the writer
         raise UserError(f"{dest} already exists; give --force to replace it, or another name.")
 
 

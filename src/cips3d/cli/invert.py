@@ -14,8 +14,8 @@ from tqdm import tqdm
 
 from cips3d import constants as K
 from cips3d.cli.common import (
-    add_force_argument,
     add_model_arguments,
+    add_overwrite_argument,
     angle,
     check_frame_rate,
     finite_float,
@@ -141,7 +141,7 @@ def add_parser(subparsers) -> None:
     )
     o.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     o.add_argument("--outdir", default="outputs/invert", help="output folder (default outputs/invert)")
-    add_force_argument(o)
+    add_overwrite_argument(o)
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -183,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
     for path in paths:  # before any work: a photo or model file must not become an output
         where = Path(args.outdir) if one else Path(args.outdir) / path.stem
         refuse_writing_over(where, OUTPUT_NAMES, path, args.checkpoint)
-        refuse_earlier_outputs(where, OUTPUT_NAMES, args.force)
+        refuse_earlier_outputs(where, OUTPUT_NAMES, args.overwrite)
     if args.checkpoint and is_generator2d(args.checkpoint):  # said before any note on the photo
         raise UserError(f"{args.checkpoint} is a 2D CIPS model: cips3d invert2d fits photos with it.")
     first = read_target(paths[0], args.size) if one else None  # a single broken photo fails first

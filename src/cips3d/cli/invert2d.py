@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from cips3d.cli.common import (
     CHECKPOINT_HELP_2D,
-    add_force_argument,
+    add_overwrite_argument,
     finite_float,
     fit_summary,
     photo_pixels,
@@ -69,7 +69,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--extent", type=finite_float, default=1.25, help="larger.png's reach (default 1.25)")
     p.add_argument("--turns", type=finite_float, default=1.0, help="panorama runs: larger.png goes round")
     p.add_argument("--outdir", default="outputs/invert2d", help="output folder (default outputs/invert2d)")
-    add_force_argument(p)
+    add_overwrite_argument(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         )
     outdir = Path(args.outdir)
     refuse_writing_over(outdir, OUTPUT_NAMES, args.image, args.checkpoint)
-    refuse_earlier_outputs(outdir, OUTPUT_NAMES, args.force)
+    refuse_earlier_outputs(outdir, OUTPUT_NAMES, args.overwrite)
     G = load_generator2d(args.checkpoint, resolve_device(args.device))
     side = G.config.size * args.scale
     if side > MAX_IMG_SIZE:  # the grid's own limit said "render it in parts", which no flag does

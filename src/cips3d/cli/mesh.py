@@ -11,11 +11,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from cips3d.cli.common import (
-    add_force_argument,
     add_model_arguments,
+    add_overwrite_argument,
     build_generator,
     comma_items,
     finite_float,
+    named,
     positive_int,
     refuse_earlier_outputs,
     refuse_ignored,
@@ -89,7 +90,7 @@ def add_parser(subparsers) -> None:
     )  # fmt: skip
     o.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     o.add_argument("--outdir", default="outputs/mesh", help="output folder (default outputs/mesh)")
-    add_force_argument(o)
+    add_overwrite_argument(o)
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -125,7 +126,8 @@ def _settings(args: argparse.Namespace) -> MeshSettings:
 
 def run(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    refuse_earlier_outputs(args.outdir, [f"seed{seed:04d}" for seed in settings.seeds], args.force)
+    stems = [f"seed{seed:04d}" for seed in settings.seeds]
+    refuse_earlier_outputs(args.outdir, named(stems, (".ply", ".obj")), args.overwrite)
     device = resolve_device(args.device)
     G = build_generator(args, device)
     outdir = Path(args.outdir)

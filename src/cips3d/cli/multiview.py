@@ -12,12 +12,13 @@ from tqdm import tqdm
 
 from cips3d import constants as K
 from cips3d.cli.common import (
-    add_force_argument,
     add_model_arguments,
+    add_overwrite_argument,
     finite_float,
     fitted_styles,
     given,
     model_record,
+    named,
     output_record,
     positive_int,
     refuse_earlier_outputs,
@@ -114,7 +115,7 @@ def add_parser(subparsers) -> None:
     add_precision_argument(p.add_argument_group("speed (as sample's: a view stays the image sample writes)"))
     o.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     o.add_argument("--outdir", default="outputs/multiview", help="output folder (default outputs/multiview)")
-    add_force_argument(o)
+    add_overwrite_argument(o)
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -154,7 +155,8 @@ def _settings(args: argparse.Namespace) -> MultiviewSettings:
 def run(args: argparse.Namespace) -> int:
     s = _settings(args)
     stems = [styles_name(args.styles)] if args.styles else [f"seed{seed:04d}" for seed in s.seeds]
-    refuse_earlier_outputs(args.outdir, stems, args.force)
+    endings = (".png", "_aux.png", "_depth.png", "_normals.png", "_flip.png")  # with every flag
+    refuse_earlier_outputs(args.outdir, named(stems, endings), args.overwrite)
     device, G = rendering_generator(args)
     angles = {"psi": args.psi, "yaws": s.yaws, "pitches": s.pitches}
     record = output_record("multiview", args, model_record(args), s.render, device) | angles

@@ -17,13 +17,14 @@ from tqdm import tqdm
 
 from cips3d import constants as K
 from cips3d.cli.common import (
-    add_force_argument,
     add_model_arguments,
+    add_overwrite_argument,
     angle,
     comma_items,
     finite_float,
     given,
     model_record,
+    named,
     num_steps,
     output_record,
     pitch_angle,
@@ -111,7 +112,7 @@ def add_parser(subparsers) -> None:
     add_chunk_rows_argument(o)
     o.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     o.add_argument("--outdir", default="outputs/sample", help="output folder (default outputs/sample)")
-    add_force_argument(o)
+    add_overwrite_argument(o)
     o.add_argument("--aux", action="store_true", help="also write the aux NeRF image of each seed")
     o.add_argument("--depth", action="store_true", help="also write each depth map (PNG and .npy)")
     o.add_argument(
@@ -120,6 +121,10 @@ def add_parser(subparsers) -> None:
     o.add_argument("--no-grid", action="store_true", help="do not write grid.png")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
+
+
+SAMPLE_ENDINGS = (".png", "_aux.png", "_depth.png", "_depth.npy", "_normals.png")  # per seed, with every flag
+GRID_ENDINGS = (".png", "_aux.png", "_depth.png", "_normals.png")
 
 
 def _mixing(args: argparse.Namespace, seeds: list[int]) -> tuple[list[int] | None, list[str] | None]:
@@ -193,8 +198,9 @@ def _appearance_seed(s: SampleSettings, seed: int) -> int:
 def run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     seeds, render = settings.seeds, settings.render
-    stems = [f"seed{seed:04d}" for seed in seeds] + ([] if args.no_grid else ["grid"])
-    refuse_earlier_outputs(args.outdir, stems, args.force)
+    images = named([f"seed{seed:04d}" for seed in seeds], SAMPLE_ENDINGS)
+    grids = [] if args.no_grid else named(["grid"], GRID_ENDINGS)
+    refuse_earlier_outputs(args.outdir, images + grids, args.overwrite)
     device, G = rendering_generator(args)
     record = _record(args, settings, device)
     outdir = Path(args.outdir)

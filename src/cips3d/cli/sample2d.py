@@ -14,16 +14,19 @@ from tqdm import tqdm
 
 from cips3d.cli.common import (
     CHECKPOINT_HELP_2D,
-    add_force_argument,
+    VIDEO_SUFFIXES_WRITTEN,
+    add_overwrite_argument,
     check_frame_rate,
+    check_walk_length,
     finite_float,
+    frame_count,
     given,
     image_side,
     int_at_least,
     loaded_path,
+    named,
     note_gif_fallback,
     output_record,
-    positive_int,
     refuse_earlier_outputs,
     refuse_ignored,
     resolve_device,
@@ -97,7 +100,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--fixation", help="x,y in (-1, 1) of the foveated fixation (default 0,0)")
     p.add_argument(
         "--pan",
-        type=positive_int,
+        type=frame_count,
         metavar="FRAMES",
         help="panorama runs: also a video per seed turning once around, in FRAMES frames",
     )
@@ -109,7 +112,7 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "--interpolate",
-        type=positive_int,
+        type=frame_count,
         metavar="STEPS",
         help="also a video walking from seed to seed (in the order given), STEPS frames between each two",
     )
@@ -124,7 +127,7 @@ def add_parser(subparsers) -> None:
         default="outputs/sample2d",
         help="folder for the images, grid.png and videos (default outputs/sample2d)",
     )
-    add_force_argument(p)
+    add_overwrite_argument(p)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
@@ -212,8 +215,10 @@ def run(args: argparse.Namespace) -> int:
     seeds, walk = parse_seeds(args.seeds), parse_seeds(args.seeds, unique=False)  # a walk may come back
     _check_arguments(args, walk)
     fixation = _point(args.fixation or "0,0", "--fixation")
-    stems = [f"seed{seed:04d}" for seed in seeds] + ["grid"] + (["interpolation"] if args.interpolate else [])
-    refuse_earlier_outputs(args.outdir, stems, args.force)
+    names = [f"seed{seed:04d}.png" for seed in seeds] + ["grid.png"]
+    names += named([f"seed{seed:04d}_pan" for seed in seeds], VIDEO_SUFFIXES_WRITTEN)
+    names += named(["interpolation"], VIDEO_SUFFIXES_WRITTEN) if args.interpolate else []
+    refuse_earlier_outputs(args.outdir, names, args.overwrite)
     device = resolve_device(args.device)
     G = load_generator2d(args.checkpoint, device)
     _check_model_fits(args, G)
@@ -318,6 +323,7 @@ def _check_arguments(args: argparse.Namespace, seeds: list[int]) -> None:
         raise UserError("--noise is added to whole frames; it cannot be combined with --foveated.")
     if args.interpolate and (len(seeds) < 2 or args.foveated):
         raise UserError("--interpolate walks from seed to seed: give two seeds or more, and no --foveated.")
+    check_walk_length(args.interpolate or 1, len(seeds), "--interpolate")
     if args.pan or args.interpolate:
         check_frame_rate(args.fps)
     else:
@@ -336,9 +342,9 @@ def _check_arguments(args: argparse.Namespace, seeds: list[int]) -> None:
 
 def _check_window(args: argparse.Namespace) -> None:
     """--center and --zoom frame a window as `cips3d view` does; the whole-frame options cannot join them."""
-    whole = {"--extent": args.extent != 1, "--turns": args.turns != 1, "--foveated": bool(args.foveated),
-             "--pan": bool(args.pan)}  # fmt: skip
-    clashing = [flag for flag, given in whole.items() if given]
+    whole = {"--extent": given(args, "extent"), "--turns": given(args, "turns"),
+             "--foveated": bool(args.foveated), "--pan": bool(args.pan)}  # fmt: skip
+    clashing = [flag for flag, asked in whole.items() if asked]
     if clashing:
         raise UserError(
             f"--center and --zoom frame a window as `cips3d view` does; {' and '.join(clashing)} "

@@ -10,7 +10,7 @@ import sys
 import torch
 from tqdm import tqdm
 
-from cips3d.cli.common import build_generator, positive_int, refuse_ignored, resolve_device
+from cips3d.cli.common import build_generator, given, positive_int, refuse_ignored, resolve_device
 from cips3d.devices import usable_device
 from cips3d.errors import UserError
 from cips3d.fast import bf16_fast, compile_generator
@@ -142,8 +142,8 @@ def check_kernels(device: torch.device, field_kernel: str, inr_kernel: str) -> N
 def refuse_speed_options(args: argparse.Namespace, what: str) -> None:
     """`add_precision_argument`'s options given for a model that renders without them (`what` it is)."""
     changed = {"--fast": args.fast, "--compile": args.compile}
-    for name, default in SPEED_DEFAULTS.items():
-        changed[f"--{name.replace('_', '-')}"] = getattr(args, name) not in (None, default)
+    for name in SPEED_DEFAULTS:  # given at all, at the default too: it renders without them
+        changed[f"--{name.replace('_', '-')}"] = given(args, name)
     refuse_ignored(changed, f"for {what}, which renders in float32 without such options")
 
 

@@ -11,16 +11,19 @@ import torch
 
 from cips3d import constants as K
 from cips3d.cli.common import (
-    VIDEO_LIMIT,
-    add_force_argument,
+    VIDEO_SUFFIXES_WRITTEN,
     add_model_arguments,
+    add_overwrite_argument,
     check_frame_rate,
+    check_trajectory_length,
+    check_walk_length,
     comma_items,
     finite_float,
     fitted_styles,
     frame_count,
     given,
     model_record,
+    named,
     num_steps,
     output_record,
     refuse_earlier_outputs,
@@ -39,7 +42,6 @@ from cips3d.errors import ConfigError, UserError
 from cips3d.inference.sample import parse_seeds
 from cips3d.inference.trajectories import (
     MAX_FOV,
-    MAX_FRAMES,
     TRAJECTORIES,
     ZOOMING,
     Trajectory,
@@ -141,7 +143,7 @@ def add_parser(subparsers) -> None:
     add_chunk_rows_argument(o)
     o.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     o.add_argument("--outdir", default="outputs/video", help="output folder (default outputs/video)")
-    add_force_argument(o)
+    add_overwrite_argument(o)
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -187,10 +189,7 @@ def _check_numbers(args: argparse.Namespace, seeds: list[int]) -> None:
         refuse_ignored({"--frames": args.frames is not None}, "in a walk with --trajectory still")
     if len(seeds) < 2:
         raise UserError(f"--interpolate walks between seeds and needs at least two, got {args.seeds!r}.")
-    frames = (len(seeds) - 1) * args.steps_between + 1
-    if frames > MAX_FRAMES:  # said before the walk's list of frames is made
-        raise UserError(f"--steps-between {args.steps_between:,} across {len(seeds)} seeds makes {frames:,} "
-                        f"frames, more than {MAX_FRAMES:,}, {VIDEO_LIMIT}.")  # fmt: skip
+    check_walk_length(args.steps_between, len(seeds), "--steps-between")
     if args.space not in SPACES:
         raise UserError(f"--space must be one of {', '.join(SPACES)}, got {args.space!r}.")
     if args.method not in METHODS:
@@ -214,6 +213,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
                         f"back: give a --fov under {MAX_FOV:g} (got {args.fov:g}).")  # fmt: skip
     options = {"num_frames": args.frames, "fov": args.fov}
     trajectory = make_trajectory(args.trajectory, **{k: v for k, v in options.items() if v is not None})
+    check_trajectory_length(trajectory.num_frames, args.frames, args.trajectory)
     try:
         panels = check_panels([p.lower() for p in comma_items(args.panels, "--panels")])
     except ConfigError as err:  # "panels must ..." said which flag only in the empty-item case
@@ -302,7 +302,7 @@ def _stems(args: argparse.Namespace, plan: _Plan) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     plan = _plan(args)
-    refuse_earlier_outputs(args.outdir, _stems(args, plan), args.force)
+    refuse_earlier_outputs(args.outdir, named(_stems(args, plan), VIDEO_SUFFIXES_WRITTEN), args.overwrite)
     device, G = rendering_generator(args)
     record = _record(args, plan, device)
     if args.interpolate:

@@ -256,8 +256,12 @@ def check_run_outside_data(run_dir: str | os.PathLike, data: str | os.PathLike) 
     training run: the folder is read at any depth, so a run's previews would become training images."""
     if not Path(data).is_dir():
         return
-    for root, _, files in os.walk(data):  # a run given as --data, or a folder of runs (`runs/`)
-        if RUN_RECORD in files or "state.json" in files:
+    for root, folders, files in os.walk(data):  # a run given as --data, or a folder of runs (`runs/`)
+        # A run's record beside its snapshots, or a snapshot's state beside its weights: a stray
+        # run.json or state.json among photos is no run.
+        if (RUN_RECORD in files and "snapshots" in folders) or {"state.json", "G_ema.safetensors"} <= set(
+            files
+        ):
             raise ConfigError(
                 f"the data folder {data} holds the training run (or snapshot) {root}, whose previews would "
                 "be trained on as photos; give the folder of your images."
