@@ -11,7 +11,12 @@ import signal
 
 import pytest
 
-from cips3d.training.snapshot import check_run_outside_data, list_snapshots, load_snapshot
+from cips3d.training.snapshot import (
+    check_run_outside_data,
+    clear_unsnapshotted_start,
+    list_snapshots,
+    load_snapshot,
+)
 from cips3d.training.trainer import Trainer
 from tests.cli.helpers import run
 
@@ -237,3 +242,21 @@ def test_recorded_options_are_checked_and_can_be_turned_off(capsys, tmp_path, bl
     with pytest.raises(SystemExit) as stopped:
         run(capsys, "train", "--data", str(blob_folder), "--fid", "1", *TINY_3D)
     assert stopped.value.code == 2 and "needs 2 images or more (0: none)" in capsys.readouterr().err
+
+
+def test_a_new_run_clears_the_logs_of_a_start_that_wrote_no_snapshot(capsys, tmp_path, blob_folder):
+    """A start that failed before its first snapshot left logs/ and previews/; a new run there kept them,
+    so TensorBoard showed both runs' steps as one."""
+    out = tmp_path / "run"
+    (out / "logs").mkdir(parents=True)
+    (out / "logs" / "events.out.tfevents.1.failed").write_bytes(b"old curves")
+    (out / "previews" / "step-000000000").mkdir(parents=True)
+    (out / "run.json").write_text("{}")
+    code, _, err = run(capsys, "train", *TINY_3D, "--data", str(blob_folder), "--outdir", str(out),
+                       "--max-steps", "1")  # fmt: skip
+    assert code == 0, err
+    assert "removed the logs/ and previews/ of the run that stopped before its first snapshot" in err
+    assert not (out / "logs" / "events.out.tfevents.1.failed").exists()
+    assert list_snapshots(out / "snapshots") and list((out / "logs").iterdir())  # this run's own
+    (out / "logs" / "mine.txt").write_text("kept")  # a run with a snapshot is never cleared
+    assert clear_unsnapshotted_start(out) == [] and (out / "logs" / "mine.txt").exists()

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -317,6 +318,25 @@ def resume_data(run_dir: str | os.PathLike, given: str | os.PathLike | None) -> 
             "when it has moved), or start a new run with --init to train on other images."
         )
     return Path(given)
+
+
+def clear_unsnapshotted_start(run_dir: str | os.PathLike) -> list[Path]:
+    """For a new run (`check_run_folder` found no snapshot): remove the TensorBoard logs and previews of
+    an earlier start in `run_dir` that stopped before its first snapshot (its data failed to decode, it
+    ran out of memory), which TensorBoard would show as this run's first steps; return what went, with
+    one note on stderr. Its run.json and metrics.jsonl are written anew. A resume of such a folder is
+    refused with the advice to train it again, which lands here."""
+    run_dir = Path(run_dir)
+    if not (run_dir / RUN_RECORD).is_file() or list_snapshots(run_dir / "snapshots"):
+        return []
+    removed = [run_dir / name for name in ("logs", "previews") if (run_dir / name).is_dir()]
+    for path in removed:
+        shutil.rmtree(path)
+    if removed:
+        names = " and ".join(f"{p.name}/" for p in removed)
+        print(f"cips3d: note: removed the {names} of the run that stopped before its first snapshot in "
+              f"{run_dir}; this run starts there anew.", file=sys.stderr)  # fmt: skip
+    return removed
 
 
 def check_run_folder(run_dir: str | os.PathLike, new_run: bool) -> None:

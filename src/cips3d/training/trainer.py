@@ -49,6 +49,7 @@ from cips3d.training.snapshot import (
     check_run_data,
     check_run_folder,
     check_run_outside_data,
+    clear_unsnapshotted_start,
     load_snapshot,
     prune_snapshots,
     recorded_options,
@@ -247,6 +248,8 @@ class Trainer:
         if self.options.max_steps is not None:  # the bar ends where this run will
             total = min(total, self.options.max_steps)
         if world.is_main:
+            if not self._continuing:
+                clear_unsnapshotted_start(self.run_dir)
             o = self.options
             options = run_options(o.max_steps, o.fid_images, o.inception, tf32=o.tf32, init=self.started_from,
                                   torchrun_job=torchrun_job())  # fmt: skip

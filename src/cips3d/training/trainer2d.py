@@ -53,6 +53,7 @@ from cips3d.training.snapshot import (
     check_run_data,
     check_run_folder,
     check_run_outside_data,
+    clear_unsnapshotted_start,
     load_snapshot,
     prune_snapshots,
     run_options,
@@ -207,6 +208,7 @@ class Trainer2D:
         network's weights, None the default file); how a run is scored is not part of its config."""
         self.config, self.run_dir, self.device = config, Path(run_dir), torch.device(device)
         check_run_folder(self.run_dir, new_run=not resume)
+        self._new_run = not resume
         check_run_outside_data(self.run_dir, data)
         self.data, self.fid_images, self.inception = data, fid_images, inception
         # Loaded once, now: a missing weights file is said before training, not at the first snapshot.
@@ -305,6 +307,8 @@ class Trainer2D:
     def _run(self, max_steps: int | None, minutes: float | None) -> Path:
         deadline = None if minutes is None else time.monotonic() + minutes * 60
         if self.world.is_main:  # what a resume reads its dataset's path from (first: it makes the folder)
+            if self._new_run:
+                clear_unsnapshotted_start(self.run_dir)
             options = run_options(max_steps, self.fid_images, self.inception, torchrun_job=torchrun_job())
             write_run_record(self.run_dir, self.data, self.config.to_dict(), self.dataset, options)
         # Rank 0 writes TensorBoard logs and snapshot lines whether or not its progress bar is shown.
