@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import warnings
@@ -13,6 +14,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from cips3d.data import images as images_module
 from cips3d.data.images import (
     CroppedImagesWarning,
     ImageDataset,
@@ -268,6 +270,35 @@ def test_a_jpeg_cut_mid_data_is_replaced_by_the_next_image_when_loaded_and_named
     with pytest.raises(UserError, match="none of the images in .* could be decoded"):
         with pytest.warns(UndecodableImageWarning):
             ImageDataset(tmp_path)[0]
+
+
+def test_a_cut_jpeg_is_named_once_across_data_loader_workers(tmp_path, monkeypatch):
+    """With `--workers 2` the warning came three times: once per worker process and once in the main one."""
+    Image.fromarray(random_pixels(5, 32, 32)).save(tmp_path / "a_cut.jpg", quality=90)
+    data = (tmp_path / "a_cut.jpg").read_bytes()
+    (tmp_path / "a_cut.jpg").write_bytes(data[: len(data) // 2])
+    for i in range(3):
+        Image.fromarray(random_pixels(6 + i, 32, 32)).save(tmp_path / f"b{i}.png")
+    said = tmp_path / "said.txt"
+
+    class Recorded:  # each process's warnings, appended to one file (a forked worker's stderr is lost)
+        def __getattr__(self, name):
+            return getattr(warnings, name)
+
+        def warn(self, message, *args, **kwargs):
+            with open(said, "a") as f:
+                f.write(f"{message}\n")
+
+    monkeypatch.setattr(images_module, "warnings", Recorded())
+    dataset = ImageDataset(tmp_path)
+    marks = dataset._warned_marks
+    loader = torch.utils.data.DataLoader(dataset, batch_size=1, sampler=[0, 0, 0, 0], num_workers=2)
+    assert len(list(loader)) == 4
+    dataset[0]  # the main process too
+    assert said.read_text().count("a_cut.jpg") == 1 and os.path.isdir(marks)
+    del dataset, loader
+    gc.collect()
+    assert not os.path.exists(marks)  # removed with the dataset
 
 
 def test_odd_files_in_a_folder_neither_hang_nor_crash_the_scan(tmp_path, monkeypatch):

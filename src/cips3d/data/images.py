@@ -11,7 +11,11 @@ import hashlib
 import io
 import operator
 import os
+import shutil
+import tempfile
+import uuid
 import warnings
+import weakref
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -483,6 +487,28 @@ def check_whole_aspects(
     raise UserError(f"{squash}, unlike {others}; crop it to {theirs} shape or leave it out.")
 
 
+def _first_to_mark(marks: str, name: str) -> bool:
+    """Whether this process is the first of those sharing the folder `marks` to mark `name` (a file made
+    exclusively); True when the folder cannot be used (a warning too many beats none)."""
+    try:
+        os.makedirs(marks, exist_ok=True)
+        os.close(
+            os.open(os.path.join(marks, hashlib.sha1(name.encode()).hexdigest()), os.O_CREAT | os.O_EXCL)
+        )
+    except FileExistsError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _remove_marks(marks: str, owner: int) -> None:
+    """Remove the marks folder, in the process that made the dataset only (a forked worker's copy of it
+    is collected too, while the others still mark)."""
+    if os.getpid() == owner:
+        shutil.rmtree(marks, ignore_errors=True)
+
+
 class ImageDataset(Dataset):
     """The images of a folder (at any depth) or a StyleGAN2-ADA zip, as uint8 tensors [3, R, R] (RGB),
     or [3, R, width] with `width`.
@@ -554,7 +580,11 @@ class ImageDataset(Dataset):
         warn_enlarged(
             path, min(kept_rows(s, self.resolution, width, whole) for s in sizes), self.resolution, width
         )
-        self._undecodable: set[str] = set()  # names already warned of, in this process
+        self._undecodable: set[str] = set()  # names already met, in this process
+        # Where the processes reading this dataset (DataLoader workers) mark the names warned of, so that
+        # the warning is said once, not once per worker; made when first needed, removed with `self`.
+        self._warned_marks = os.path.join(tempfile.gettempdir(), f"cips3d-undecodable-{uuid.uuid4().hex}")
+        weakref.finalize(self, _remove_marks, self._warned_marks, os.getpid())
         self._source.close()  # workers reopen it lazily; nothing open is left to fork or pickle
 
     @property
@@ -588,8 +618,9 @@ class ImageDataset(Dataset):
             except Exception as err:
                 if name not in self._undecodable:
                     self._undecodable.add(name)
-                    where = unreadable(self._source.location(name), err)
-                    warnings.warn(f"{where}; the next image takes its place.", UndecodableImageWarning, 2)
+                    if _first_to_mark(self._warned_marks, name):
+                        where = unreadable(self._source.location(name), err)
+                        warnings.warn(f"{where}; the next image takes its place.", UndecodableImageWarning, 2)
         raise UserError(f"none of the images in {self.path} could be decoded.")
 
     def close(self) -> None:
