@@ -103,6 +103,35 @@ def test_linked_folders_are_searched_once_each(tmp_path):
     assert dataset.names == ("linked/a.png", "linked/deeper/b.png", "own.png", "real/c.png")
 
 
+def test_a_link_to_a_folder_holding_the_data_is_refused(tmp_path):
+    """A link to `..` read every image around the data folder as data (346 of the parent's tree)."""
+    make_folder(tmp_path, ["beside.png"])
+    root = make_folder(tmp_path / "data", ["own.png"])
+    (root / "up").symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(UserError, match=r"data/up links to .*, a folder holding the data folder itself"):
+        ImageDataset(root)
+
+
+def test_a_folder_that_cannot_be_listed_is_named_not_dropped(tmp_path, monkeypatch):
+    """os.walk skips a folder it may not list (no permission) without a word, --strict or not."""
+    root = make_folder(tmp_path / "data", ["a.png", "locked/b.png"])
+    walk = os.walk
+
+    def refusing(top, onerror=None, **kwargs):  # what os.walk does for a folder without read permission
+        for folder, subfolders, files in walk(top, onerror=onerror, **kwargs):
+            if folder.endswith("locked"):
+                onerror(PermissionError(13, "Permission denied", folder))
+                continue
+            yield folder, subfolders, files
+
+    monkeypatch.setattr(images_module.os, "walk", refusing)
+    dataset, caught = recorded_warnings(lambda: ImageDataset(root))
+    assert dataset.names == ("a.png",)
+    assert "locked/ (a folder that cannot be listed): Permission denied" in str(caught[0].message)
+    with pytest.raises(UserError, match=r"the folder .*locked cannot be listed \(Permission denied\)"):
+        ImageDataset(root, strict=True)
+
+
 def test_resizing_is_pils_lanczos(tmp_path):
     folder = make_folder(tmp_path, ["square.png"], size=(40, 40))
     expected = Image.open(folder / "square.png").convert("RGB").resize((16, 16), Image.Resampling.LANCZOS)

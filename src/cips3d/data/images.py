@@ -60,12 +60,18 @@ def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _unseen_folders(folder: str, subfolders: list[str], seen: set[str]) -> list[str]:
-    """The subfolders whose real folder has not been walked yet (then marked seen): a link back up the
-    tree, or a second link to one folder, adds nothing. Real folders come before links to them."""
+def _unseen_folders(folder: str, subfolders: list[str], seen: set[str], root: str) -> list[str]:
+    """The subfolders whose real folder has not been walked yet (then marked seen): a second link to one
+    folder adds nothing. Real folders come before links to them. A link to a folder that holds the data
+    folder `root` (real path) is a UserError: it read every image around the data as data (a link to
+    `..` took 346 images from the parent's tree)."""
     kept = []
     for name in sorted(subfolders, key=lambda d: (os.path.islink(os.path.join(folder, d)), d)):
         real = os.path.realpath(os.path.join(folder, name))
+        if real != root and (root + os.sep).startswith(real.rstrip(os.sep) + os.sep):
+            raise UserError(f"{shown(os.path.join(folder, name))} links to {shown(real)}, a folder holding "
+                            "the data folder itself: every image around the data would be read as data; "
+                            "remove the link.")  # fmt: skip
         if real not in seen:
             seen.add(real)
             kept.append(name)
@@ -90,9 +96,18 @@ class FolderSource:
     def __init__(self, root: Path) -> None:
         self.root = root
         names = []
-        seen = {os.path.realpath(root)}  # each real folder is walked once, whatever links lead to it
-        for folder, subfolders, files in os.walk(root, followlinks=True):  # linked folders are part of it
-            subfolders[:] = _unseen_folders(folder, subfolders, seen)
+        self.unlisted: list[tuple[str, OSError]] = []
+        """Subfolders that could not be listed (no permission), with why: named beside unreadable files."""
+        real_root = os.path.realpath(root)
+        seen = {real_root}  # each real folder is walked once, whatever links lead to it
+
+        def unlisted(err: OSError) -> None:  # os.walk dropped such a folder without a word
+            if os.path.realpath(err.filename) != real_root:  # the root itself: said by who opened it
+                self.unlisted.append((shown(str(err.filename)), err))
+
+        # Linked folders are part of the data (each real folder walked once).
+        for folder, subfolders, files in os.walk(root, followlinks=True, onerror=unlisted):
+            subfolders[:] = _unseen_folders(folder, subfolders, seen, real_root)
             rel = Path(folder).relative_to(root)
             found = [f for f in files if is_image_name((rel / f).as_posix())]
             names += [(rel / f).as_posix() for f in found if _not_special(os.path.join(folder, f))]
@@ -354,6 +369,10 @@ def scan_images(
 ) -> tuple[list[str], list[tuple[int, int]], list[str]]:
     """Readable names, their sizes, and the locations of unreadable files; `strict` fails on the first."""
     names, sizes, bad = [], [], []
+    for folder, err in getattr(source, "unlisted", ()):
+        if strict:
+            raise UserError(f"the folder {folder} cannot be listed ({unreadable_reason(err)}).")
+        bad.append(f"{folder}/ (a folder that cannot be listed): {unreadable_reason(err)}")
     for name in source.names:
         try:
             sizes.append(_probe(source, name))
