@@ -36,22 +36,51 @@ def test_an_earlier_run_is_refused_then_replaced_with_overwrite(tmp_path, capsys
     (out / written).write_bytes(b"the earlier run's file")
     code, _, err = run(capsys, *argv, "--outdir", str(out))
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert f"{out} already holds files of an earlier run under the names this writes (" in err
-    assert written in err and err.strip().endswith("give --overwrite to replace them, or another --outdir.")
+    assert f"{out} already holds an earlier run's outputs of this command (" in err and written in err
+    assert err.strip().endswith(
+        "give --overwrite to replace them (those this run does not make are deleted), or another --outdir."
+    )
     assert (out / written).read_bytes() == b"the earlier run's file"  # nothing written
     assert run(capsys, *argv, "--outdir", str(out), "--overwrite")[0] == 0
     replaced = (out / written).read_bytes()  # the render again (its record names --overwrite: not equal)
     assert replaced[:8] == before[written][:8] and len(replaced) > 100
 
 
-def test_an_optional_output_of_an_earlier_run_is_refused_too(tmp_path, capsys):
-    """An --aux image left from a run of another model would sit beside the new image as its own."""
+def test_an_optional_output_of_an_earlier_run_is_refused_then_deleted_with_overwrite(tmp_path, capsys):
+    """An --aux image or grid left from a run of another model would sit beside the new image as its own;
+    --overwrite replaced what it wrote and kept the rest, the very folder of two runs it was to prevent."""
     argv = ["sample", *TINY, "--seeds", "3", "--size", "8", "--num-steps", "4", "--no-grid"]
     out = tmp_path / "out"
     out.mkdir()
-    (out / "seed0003_aux.png").write_bytes(b"another model's aux image")
-    code, _, err = run(capsys, *argv, "--outdir", str(out))  # this run writes no aux image
-    assert code == 2 and "(seed0003_aux.png)" in err
+    for name in ("seed0003_aux.png", "seed0003_depth.npy", "grid_aux.png", "seed0004_aux.png"):
+        (out / name).write_bytes(b"another model's")
+    code, _, err = run(capsys, *argv, "--outdir", str(out))  # this run writes no aux image, no grid
+    assert code == 2 and "(grid_aux.png, seed0003_aux.png, seed0003_depth.npy)" in err
+    code, _, err = run(capsys, *argv, "--outdir", str(out), "--overwrite")
+    assert (
+        code == 0 and "deleted grid_aux.png, seed0003_aux.png, seed0003_depth.npy of the earlier run" in err
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["seed0003.png", "seed0004_aux.png"]  # seed 4: not ours
+
+
+def test_a_video_in_the_other_format_is_an_earlier_output_too(tmp_path, capsys):
+    argv = RENDERS["video"][0]  # --format gif
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "seed0003.mp4").write_bytes(b"an earlier run's mp4")
+    code, _, err = run(capsys, *argv, "--outdir", str(out))
+    assert code == 2 and "(seed0003.mp4)" in err
+    assert run(capsys, *argv, "--outdir", str(out), "--overwrite")[0] == 0
+    assert sorted(p.name for p in out.iterdir()) == ["seed0003.gif"]
+
+
+def test_nothing_is_deleted_when_the_run_stops_before_rendering(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "seed0003_aux.png").write_bytes(b"kept")
+    argv = ["sample", "--checkpoint", str(tmp_path / "missing"), "--seeds", "3", "--outdir", str(out)]
+    code, _, err = run(capsys, *argv, "--overwrite")
+    assert code == 2 and (out / "seed0003_aux.png").read_bytes() == b"kept"
 
 
 def test_other_commands_files_and_other_names_share_a_folder(tmp_path, capsys):
@@ -92,6 +121,10 @@ def test_blend_rows_and_its_videos_of_a_seed_share_a_folder(tmp_path, capsys):
         assert code == 2 and "no checkpoint" in err  # past the refusal: the models s and t do not exist
     code, _, err = run(capsys, "blend", *source, "--seeds", "1", "--outdir", str(out))
     assert code == 2 and "(seed0001.png); give --overwrite" in err
+    (out / "seed0001_circle.gif").mkdir()  # a folder under a name this run does not write: not in the way
+    video = ["--video", "circle_near_far", "--frames", "2", "--format", "gif"]
+    code, _, err = run(capsys, "blend", *source, "--seeds", "1", *video, "--outdir", str(out), "--overwrite")
+    assert code == 2 and "no checkpoint" in err
 
 
 def test_fitted_styles_render_beside_those_of_another_fit(tmp_path, capsys, tiny_G):
@@ -115,6 +148,23 @@ def test_invert_refuses_an_earlier_fit_in_its_folder(tmp_path, capsys):
     assert run(capsys, *argv, "--outdir", str(out))[0] == 0
     fitted = (out / "styles.safetensors").read_bytes()
     code, _, err = run(capsys, *argv, "--outdir", str(out))
-    assert code == 2 and "already holds files of an earlier run" in err and "losses.json" in err
+    assert code == 2 and "already holds an earlier run's outputs" in err and "losses.json" in err
     assert (out / "styles.safetensors").read_bytes() == fitted
+    (out / "orbit.gif").write_bytes(b"an earlier fit's video")  # this fit makes none
     assert run(capsys, *argv, "--outdir", str(out), "--overwrite")[0] == 0
+    assert not (out / "orbit.gif").exists()
+
+
+def test_invert_of_a_folder_says_a_file_in_the_way_before_fitting(tmp_path, capsys):
+    """A file named like a photo's output folder failed only after the photos before it were fitted."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.full((8, 8, 3), 120, np.uint8)).save(photos / name)
+    out = tmp_path / "fits"
+    out.mkdir()
+    (out / "b").write_text("a file")
+    argv = ["invert", *TINY, "--image", str(photos), "--size", "8", "--steps", "1", "--perceptual", "0"]
+    code, _, err = run(capsys, *argv, "--outdir", str(out))
+    assert code == 2 and f"{out / 'b'} is a file, so the folder of b.png's fit cannot be made there." in err
+    assert sorted(p.name for p in out.iterdir()) == ["b"]

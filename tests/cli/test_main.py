@@ -258,7 +258,7 @@ def test_a_video_longer_than_the_limit_is_refused_before_its_frames_are_listed(t
         (["video", "--preset", "tiny", "--trajectory", "circle_near_far", "--frames", "1000000"],
          "--frames 1,000,000 makes 2,000,000 frames along --trajectory circle_near_far, more than 1,000,000"),
         (["blend", "--source", "a", "--target", "b", "--video", "translate_circle_near_far", "--frames",
-          "600000"], "--frames 600,000 makes 1,200,056 frames along --trajectory translate_circle_near_far"),
+          "600000"], "--frames 600,000 makes 1,200,056 frames along --video translate_circle_near_far"),
         (["sample2d", "--checkpoint", "m", "--seeds", "0-9", "--interpolate", "200000"],
          "--interpolate 200,000 across 10 seeds makes 1,800,001 frames, more than 1,000,000"),
     ],

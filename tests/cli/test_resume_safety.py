@@ -118,10 +118,10 @@ def test_a_training_run_given_as_data_is_refused(capsys, tmp_path, blob_folder):
     """`train --data runs/a` (a run) and `--data runs` (a folder of runs) trained on the runs' preview
     grids as photos, exit 0."""
     runs = tmp_path / "runs"
-    shutil.copytree(blob_folder, runs / "a" / "previews")
+    shutil.copytree(blob_folder, runs / "a" / "photos")
     (runs / "a" / "run.json").write_text("{}")
     check_run_outside_data(tmp_path / "new", runs)  # a stray run.json among photos is no run
-    (runs / "a" / "snapshots").mkdir()
+    (runs / "a" / "photos").rename(runs / "a" / "previews")  # a run stopped before its first snapshot
     for data, command in ((runs / "a", ["train", *TINY_3D]), (runs, ["train2d", *TINY_2D])):
         code, _, err = run(capsys, *command, "--data", str(data), "--outdir", str(tmp_path / "new"),
                            "--max-steps", "1")  # fmt: skip

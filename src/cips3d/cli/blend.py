@@ -19,6 +19,7 @@ from cips3d.cli.common import (
     check_model_folder_target,
     check_trajectory_length,
     comma_items,
+    delete_earlier_outputs,
     finite_float,
     frame_count,
     given,
@@ -202,19 +203,22 @@ def _check_video(args: argparse.Namespace, s: BlendSettings, columns: int) -> st
     check_frame_rate(args.fps)
     if args.video is not None:
         trajectory = make_trajectory(args.video, num_frames=args.frames)  # an unknown name fails here
-        check_trajectory_length(trajectory.num_frames, args.frames, args.video)
+        check_trajectory_length(trajectory.num_frames, args.frames, args.video, "--video")
     suffix = ".mp4" if args.format == "mp4" and mp4_available() else ".gif"
     width = s.render.img_size * (columns if args.video is not None else 1)
     check_video_target(Path(f"x{suffix}"), width, s.render.img_size)
     return suffix
 
 
-def _output_names(args: argparse.Namespace, s: BlendSettings, suffix: str | None) -> list[str]:
-    """The rows' or the videos' file names (`refuse_earlier_outputs`): a yaw video, a sweep and the
-    rows of a seed may share a folder."""
+def _output_names(
+    args: argparse.Namespace, s: BlendSettings, suffix: str | None
+) -> tuple[list[str], list[str]]:
+    """(the rows' or the videos' file names, the videos' other format) for `refuse_earlier_outputs`: a
+    yaw video, a sweep and the rows of a seed may share a folder."""
     if suffix is None:
-        return [f"seed{seed:04d}.png" for seed in s.seeds]
-    return named([f"seed{seed:04d}_{_video_kind(args)}" for seed in s.seeds], VIDEO_SUFFIXES_WRITTEN)
+        return [f"seed{seed:04d}.png" for seed in s.seeds], []
+    stems = [f"seed{seed:04d}_{_video_kind(args)}" for seed in s.seeds]
+    return named(stems, [suffix]), named(stems, VIDEO_SUFFIXES_WRITTEN)
 
 
 def _video_kind(args: argparse.Namespace) -> str:
@@ -292,11 +296,13 @@ def run(args: argparse.Namespace) -> int:
     s = _settings(args)
     suffix = _check_video(args, s, columns=2 + len(s.gammas))
     _check_save_model(args, s)
-    refuse_earlier_outputs(args.outdir, _output_names(args, s, suffix), args.overwrite)
+    writes, also = _output_names(args, s, suffix)
+    stale = refuse_earlier_outputs(args.outdir, writes, args.overwrite, also=also)
     device = resolve_device(args.device)
     source = _load(args.source, args.source_preset, device, "source")
     target = _load(args.target, args.target_preset, device, "target")
     check_same_architecture(source, target)
+    delete_earlier_outputs(args.outdir, stale)
     models = [source, target] + [
         blend_generators(source, target, g, s.layers, args.blend_inr_mapping) for g in s.gammas
     ]

@@ -228,8 +228,9 @@ def add_overwrite_argument(group: argparse._ActionsContainer) -> None:
     group.add_argument(
         "--overwrite",
         action="store_true",
-        help="write into an --outdir that holds files of an earlier run under the names this writes "
-        "(replacing them); without it such a folder is refused",
+        help="write into an --outdir that holds an earlier run's outputs of this command under the same "
+        "names: they are replaced, and those this run does not make (an --aux image not asked for now) "
+        "are deleted; without it such a folder is refused",
     )
 
 
@@ -242,24 +243,43 @@ def named(stems: Iterable[str], endings: Iterable[str]) -> list[str]:
     return [stem + ending for stem in stems for ending in endings]
 
 
-def refuse_earlier_outputs(outdir: str | Path, names: Iterable[str], overwrite: bool) -> None:
-    """One sentence, before anything renders, when `outdir` holds files under `names`: every name the
-    command may write there (the optional outputs too, so that an earlier --aux image is not left
-    beside a new image of another model); unless `overwrite`. A folder under one of the names is
+def refuse_earlier_outputs(
+    outdir: str | Path, writes: Iterable[str], overwrite: bool, also: Iterable[str] = ()
+) -> list[str]:
+    """One sentence, before anything renders, when `outdir` holds files under the names this run
+    `writes` or under those of the outputs the command makes on other flags (`also`: an --aux image, a
+    video's other format), which would be left beside the new files as if of this run; unless
+    `overwrite`: then the names of the latter are returned, for `delete_earlier_outputs` once the model
+    has loaded (the former are replaced as they are written). A folder under a name this run writes is
     refused even then (it failed after every other file was written). Each command wrote over an
     earlier run's files and left those it did not write: a folder mixing two runs."""
     outdir = Path(outdir)
     if not outdir.is_dir():
-        return
-    clashes = sorted(set(names) & {entry.name for entry in outdir.iterdir()})
-    folders = [name for name in clashes if (outdir / name).is_dir()]
+        return []
+    present, writes = {entry.name for entry in outdir.iterdir()}, set(writes)
+    folders = sorted(name for name in writes & present if (outdir / name).is_dir())
     if folders:
         raise UserError(f"{outdir / folders[0]} is a folder where this writes a file; move it, or give "
                         "another --outdir.")  # fmt: skip
+    stale = sorted(name for name in (set(also) - writes) & present if not (outdir / name).is_dir())
+    clashes = sorted((writes & present) | set(stale))
     if clashes and not overwrite:
         shown = ", ".join(clashes[:3]) + (f" and {len(clashes) - 3:,} more" if len(clashes) > 3 else "")
-        raise UserError(f"{outdir} already holds files of an earlier run under the names this writes "
-                        f"({shown}); give --overwrite to replace them, or another --outdir.")  # fmt: skip
+        raise UserError(f"{outdir} already holds an earlier run's outputs of this command ({shown}); give "
+                        "--overwrite to replace them (those this run does not make are deleted), or another "
+                        "--outdir.")  # fmt: skip
+    return stale
+
+
+def delete_earlier_outputs(outdir: str | Path, stale: list[str]) -> None:
+    """Delete the files `refuse_earlier_outputs` named as an earlier run's outputs that this run does not
+    make (with --overwrite), with one note; called once nothing is left that could stop the run first."""
+    for name in stale:
+        (Path(outdir) / name).unlink(missing_ok=True)
+    if stale:
+        listed = ", ".join(stale[:3]) + (f" and {len(stale) - 3:,} more" if len(stale) > 3 else "")
+        print(f"cips3d: note: deleted {listed} of the earlier run in {outdir}, which this run does not "
+              "make.", file=sys.stderr)  # fmt: skip
 
 
 def refuse_writing_over(outdir: Path, names: tuple[str, ...], *inputs: str | Path | None) -> None:
@@ -471,11 +491,11 @@ def check_walk_length(steps_between: int, keys: int, flag: str) -> None:
                         f"{MAX_FRAMES:,}, {VIDEO_LIMIT}.")  # fmt: skip
 
 
-def check_trajectory_length(frames: int, flag_value: int | None, trajectory: str) -> None:
+def check_trajectory_length(frames: int, flag_value: int | None, trajectory: str, flag: str) -> None:
     """A trajectory that runs several turns of --frames (near/far, translate) within MAX_FRAMES: the
     bound of --frames alone let a near/far trajectory of 1,000,000 frames a turn render 2,000,000."""
     if frames > MAX_FRAMES:
-        raise UserError(f"--frames {flag_value:,} makes {frames:,} frames along --trajectory {trajectory}, "
+        raise UserError(f"--frames {flag_value:,} makes {frames:,} frames along {flag} {trajectory}, "
                         f"more than {MAX_FRAMES:,}, {VIDEO_LIMIT}.")  # fmt: skip
 
 

@@ -153,7 +153,8 @@ def _refuse_replacing(args: argparse.Namespace) -> None:
     source = getattr(args, "source", None)  # packing: DEST the source itself is said by the packer
     if source is not None and Path(source).resolve() == dest.resolve():
         return
-    if dest.suffix.lower() == ".zip" and dest.is_file() and not args.force:  # a folder: said by the writer
+    taken = dest.is_file() or (dest.is_symlink() and not dest.exists())  # a folder: said by the writer
+    if dest.suffix.lower() == ".zip" and taken and not args.force:
         raise UserError(f"{dest} already exists; give --force to replace it, or another name.")
 
 

@@ -21,6 +21,7 @@ from cips3d.cli.common import (
     add_overwrite_argument,
     angle,
     comma_items,
+    delete_earlier_outputs,
     finite_float,
     given,
     model_record,
@@ -127,6 +128,16 @@ SAMPLE_ENDINGS = (".png", "_aux.png", "_depth.png", "_depth.npy", "_normals.png"
 GRID_ENDINGS = (".png", "_aux.png", "_depth.png", "_normals.png")
 
 
+def _output_names(args: argparse.Namespace, seeds: list[int]) -> tuple[list[str], list[str]]:
+    """(the files this run writes, those it writes on other flags), for `refuse_earlier_outputs`."""
+    asked = {"_aux.png": args.aux, "_depth.png": args.depth, "_normals.png": args.normals}
+    endings = [".png"] + [ending for ending, on in asked.items() if on]
+    stems = [f"seed{seed:04d}" for seed in seeds]
+    writes = named(stems, endings + (["_depth.npy"] if args.depth else []))
+    writes += [] if args.no_grid else named(["grid"], endings)
+    return writes, named(stems, SAMPLE_ENDINGS) + named(["grid"], GRID_ENDINGS)
+
+
 def _mixing(args: argparse.Namespace, seeds: list[int]) -> tuple[list[int] | None, list[str] | None]:
     """The appearance seeds and INR layers of style mixing (None, None without it)."""
     if args.appearance_seeds is None:
@@ -198,10 +209,10 @@ def _appearance_seed(s: SampleSettings, seed: int) -> int:
 def run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     seeds, render = settings.seeds, settings.render
-    images = named([f"seed{seed:04d}" for seed in seeds], SAMPLE_ENDINGS)
-    grids = [] if args.no_grid else named(["grid"], GRID_ENDINGS)
-    refuse_earlier_outputs(args.outdir, images + grids, args.overwrite)
+    writes, also = _output_names(args, seeds)
+    stale = refuse_earlier_outputs(args.outdir, writes, args.overwrite, also=also)
     device, G = rendering_generator(args)
+    delete_earlier_outputs(args.outdir, stale)
     record = _record(args, settings, device)
     outdir = Path(args.outdir)
     tiles: dict[str, list[np.ndarray]] = {"img": [], "aux": [], "depth": [], "normals": []}

@@ -18,6 +18,7 @@ from cips3d.cli.common import (
     add_overwrite_argument,
     check_frame_rate,
     check_walk_length,
+    delete_earlier_outputs,
     finite_float,
     frame_count,
     given,
@@ -215,13 +216,18 @@ def run(args: argparse.Namespace) -> int:
     seeds, walk = parse_seeds(args.seeds), parse_seeds(args.seeds, unique=False)  # a walk may come back
     _check_arguments(args, walk)
     fixation = _point(args.fixation or "0,0", "--fixation")
-    names = [f"seed{seed:04d}.png" for seed in seeds] + ["grid.png"]
-    names += named([f"seed{seed:04d}_pan" for seed in seeds], VIDEO_SUFFIXES_WRITTEN)
-    names += named(["interpolation"], VIDEO_SUFFIXES_WRITTEN) if args.interpolate else []
-    refuse_earlier_outputs(args.outdir, names, args.overwrite)
+    # Videos: mp4 or GIF, as the frames' size and PyAV decide when they are written.
+    pans, walk_video = (
+        named([f"seed{seed:04d}_pan" for seed in seeds], VIDEO_SUFFIXES_WRITTEN),
+        named(["interpolation"], VIDEO_SUFFIXES_WRITTEN),
+    )
+    writes = [f"seed{seed:04d}.png" for seed in seeds] + ["grid.png"]
+    writes += (pans if args.pan else []) + (walk_video if args.interpolate else [])
+    stale = refuse_earlier_outputs(args.outdir, writes, args.overwrite, also=pans + walk_video)
     device = resolve_device(args.device)
     G = load_generator2d(args.checkpoint, device)
     _check_model_fits(args, G)
+    delete_earlier_outputs(args.outdir, stale)
     size = args.size or G.config.size
     grid, exact_grid = _frame(args, G, size)
     _note_settings(args, size)

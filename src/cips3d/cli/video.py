@@ -18,6 +18,7 @@ from cips3d.cli.common import (
     check_trajectory_length,
     check_walk_length,
     comma_items,
+    delete_earlier_outputs,
     finite_float,
     fitted_styles,
     frame_count,
@@ -213,7 +214,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
                         f"back: give a --fov under {MAX_FOV:g} (got {args.fov:g}).")  # fmt: skip
     options = {"num_frames": args.frames, "fov": args.fov}
     trajectory = make_trajectory(args.trajectory, **{k: v for k, v in options.items() if v is not None})
-    check_trajectory_length(trajectory.num_frames, args.frames, args.trajectory)
+    check_trajectory_length(trajectory.num_frames, args.frames, args.trajectory, "--trajectory")
     try:
         panels = check_panels([p.lower() for p in comma_items(args.panels, "--panels")])
     except ConfigError as err:  # "panels must ..." said which flag only in the empty-item case
@@ -302,8 +303,11 @@ def _stems(args: argparse.Namespace, plan: _Plan) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     plan = _plan(args)
-    refuse_earlier_outputs(args.outdir, named(_stems(args, plan), VIDEO_SUFFIXES_WRITTEN), args.overwrite)
+    stems = _stems(args, plan)
+    also = named(stems, VIDEO_SUFFIXES_WRITTEN)  # the other format: a GIF beside the new mp4
+    stale = refuse_earlier_outputs(args.outdir, named(stems, [plan.suffix]), args.overwrite, also=also)
     device, G = rendering_generator(args)
+    delete_earlier_outputs(args.outdir, stale)
     record = _record(args, plan, device)
     if args.interpolate:
         paths = [_write_walk(G, plan, args, record)]

@@ -258,11 +258,11 @@ def check_run_outside_data(run_dir: str | os.PathLike, data: str | os.PathLike) 
     if not Path(data).is_dir():
         return
     for root, folders, files in os.walk(data):  # a run given as --data, or a folder of runs (`runs/`)
-        # A run's record beside its snapshots, or a snapshot's state beside its weights: a stray
-        # run.json or state.json among photos is no run.
-        if (RUN_RECORD in files and "snapshots" in folders) or {"state.json", "G_ema.safetensors"} <= set(
-            files
-        ):
+        # A run's record beside its snapshots, previews or logs (one stopped before its first snapshot
+        # has previews), or a snapshot's state beside its weights: a stray run.json or state.json among
+        # photos is no run.
+        run = RUN_RECORD in files and bool({"snapshots", "previews", "logs"} & set(folders))
+        if run or {"state.json", "G_ema.safetensors"} <= set(files):
             raise ConfigError(
                 f"the data folder {data} holds the training run (or snapshot) {root}, whose previews would "
                 "be trained on as photos; give the folder of your images."
