@@ -196,3 +196,8 @@ def test_force_is_offered_only_where_it_helps(tmp_path, capsys):
     assert run(capsys, "dataset", str(photos), str(packed), "--resolution", "8", "--quiet")[0] == 0
     code, _, err = run(capsys, "dataset", str(packed), str(packed), "--resolution", "8", "--quiet")
     assert code == 2 and "--force" not in err and "source" in err
+    (tmp_path / "link.zip").symlink_to(tmp_path / "gone.zip")  # a dangling link was replaced, exit 0
+    code, _, err = run(capsys, "dataset", str(photos), str(tmp_path / "link.zip"), "--resolution", "8")
+    assert (
+        code == 2 and "link.zip already exists; give --force" in err and (tmp_path / "link.zip").is_symlink()
+    )
