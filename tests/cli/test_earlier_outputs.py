@@ -36,31 +36,29 @@ def test_an_earlier_run_is_refused_then_replaced_with_overwrite(tmp_path, capsys
     (out / written).write_bytes(b"the earlier run's file")
     code, _, err = run(capsys, *argv, "--outdir", str(out))
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert f"{out} already holds an earlier run's outputs of this command (" in err and written in err
-    assert err.strip().endswith(
-        "give --overwrite to replace them (those this run does not make are deleted), or another --outdir."
-    )
+    assert f"{out} already holds files under the names of this command's outputs (" in err and written in err
+    assert err.strip().endswith("give --overwrite to write over them, or another --outdir.")
     assert (out / written).read_bytes() == b"the earlier run's file"  # nothing written
     assert run(capsys, *argv, "--outdir", str(out), "--overwrite")[0] == 0
     replaced = (out / written).read_bytes()  # the render again (its record names --overwrite: not equal)
     assert replaced[:8] == before[written][:8] and len(replaced) > 100
 
 
-def test_an_optional_output_of_an_earlier_run_is_refused_then_deleted_with_overwrite(tmp_path, capsys):
-    """An --aux image or grid left from a run of another model would sit beside the new image as its own;
-    --overwrite replaced what it wrote and kept the rest, the very folder of two runs it was to prevent."""
+def test_an_optional_output_of_the_same_seed_is_refused_then_kept_and_named_with_overwrite(tmp_path, capsys):
+    """An --aux image left from a run of another model would sit beside the new image as its own. With
+    --overwrite it is kept (a run that fails halfway must not cost the earlier one) and named."""
     argv = ["sample", *TINY, "--seeds", "3", "--size", "8", "--num-steps", "4", "--no-grid"]
     out = tmp_path / "out"
     out.mkdir()
     for name in ("seed0003_aux.png", "seed0003_depth.npy", "grid_aux.png", "seed0004_aux.png"):
         (out / name).write_bytes(b"another model's")
-    code, _, err = run(capsys, *argv, "--outdir", str(out))  # this run writes no aux image, no grid
-    assert code == 2 and "(grid_aux.png, seed0003_aux.png, seed0003_depth.npy)" in err
+    code, _, err = run(capsys, *argv, "--outdir", str(out))  # this run writes no aux image and no grid
+    assert code == 2 and "(seed0003_aux.png, seed0003_depth.npy)" in err  # grids and seed 4: no clash
     code, _, err = run(capsys, *argv, "--outdir", str(out), "--overwrite")
-    assert (
-        code == 0 and "deleted grid_aux.png, seed0003_aux.png, seed0003_depth.npy of the earlier run" in err
-    )
-    assert sorted(p.name for p in out.iterdir()) == ["seed0003.png", "seed0004_aux.png"]  # seed 4: not ours
+    assert code == 0 and "keeps seed0003_aux.png, seed0003_depth.npy, which this run does not write" in err
+    names = ["grid_aux.png", "seed0003.png", "seed0003_aux.png", "seed0003_depth.npy", "seed0004_aux.png"]
+    assert sorted(p.name for p in out.iterdir()) == names
+    assert (out / "seed0003_aux.png").read_bytes() == b"another model's"
 
 
 def test_a_video_in_the_other_format_is_an_earlier_output_too(tmp_path, capsys):
@@ -71,16 +69,15 @@ def test_a_video_in_the_other_format_is_an_earlier_output_too(tmp_path, capsys):
     code, _, err = run(capsys, *argv, "--outdir", str(out))
     assert code == 2 and "(seed0003.mp4)" in err
     assert run(capsys, *argv, "--outdir", str(out), "--overwrite")[0] == 0
-    assert sorted(p.name for p in out.iterdir()) == ["seed0003.gif"]
+    assert sorted(p.name for p in out.iterdir()) == ["seed0003.gif", "seed0003.mp4"]  # named, kept
 
 
-def test_nothing_is_deleted_when_the_run_stops_before_rendering(tmp_path, capsys):
+def test_another_runs_grid_does_not_stop_a_run_that_writes_none(tmp_path, capsys):
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "seed0003_aux.png").write_bytes(b"kept")
-    argv = ["sample", "--checkpoint", str(tmp_path / "missing"), "--seeds", "3", "--outdir", str(out)]
-    code, _, err = run(capsys, *argv, "--overwrite")
-    assert code == 2 and (out / "seed0003_aux.png").read_bytes() == b"kept"
+    assert run(capsys, *RENDERS["sample"][0], "--outdir", str(out))[0] == 0  # seed 3, its grid
+    argv = ["sample", *TINY, "--seeds", "7", "--size", "8", "--num-steps", "4", "--no-grid"]
+    assert run(capsys, *argv, "--outdir", str(out))[0] == 0
+    assert (out / "grid.png").is_file() and (out / "grid_aux.png").is_file()
 
 
 def test_other_commands_files_and_other_names_share_a_folder(tmp_path, capsys):
@@ -148,11 +145,12 @@ def test_invert_refuses_an_earlier_fit_in_its_folder(tmp_path, capsys):
     assert run(capsys, *argv, "--outdir", str(out))[0] == 0
     fitted = (out / "styles.safetensors").read_bytes()
     code, _, err = run(capsys, *argv, "--outdir", str(out))
-    assert code == 2 and "already holds an earlier run's outputs" in err and "losses.json" in err
-    assert (out / "styles.safetensors").read_bytes() == fitted
+    assert code == 2 and "already holds files under the names of this command's outputs" in err
+    assert "losses.json" in err and (out / "styles.safetensors").read_bytes() == fitted
     (out / "orbit.gif").write_bytes(b"an earlier fit's video")  # this fit makes none
-    assert run(capsys, *argv, "--outdir", str(out), "--overwrite")[0] == 0
-    assert not (out / "orbit.gif").exists()
+    code, _, err = run(capsys, *argv, "--outdir", str(out), "--overwrite")
+    assert code == 0 and "keeps orbit.gif, which this run does not write" in err
+    assert (out / "styles.safetensors").read_bytes() != fitted
 
 
 def test_invert_of_a_folder_says_a_file_in_the_way_before_fitting(tmp_path, capsys):

@@ -19,7 +19,6 @@ from cips3d.cli.common import (
     check_model_folder_target,
     check_trajectory_length,
     comma_items,
-    delete_earlier_outputs,
     finite_float,
     frame_count,
     given,
@@ -297,12 +296,11 @@ def run(args: argparse.Namespace) -> int:
     suffix = _check_video(args, s, columns=2 + len(s.gammas))
     _check_save_model(args, s)
     writes, also = _output_names(args, s, suffix)
-    stale = refuse_earlier_outputs(args.outdir, writes, args.overwrite, also=also)
+    refuse_earlier_outputs(args.outdir, writes, args.overwrite, also=also)
     device = resolve_device(args.device)
     source = _load(args.source, args.source_preset, device, "source")
     target = _load(args.target, args.target_preset, device, "target")
     check_same_architecture(source, target)
-    delete_earlier_outputs(args.outdir, stale)
     models = [source, target] + [
         blend_generators(source, target, g, s.layers, args.blend_inr_mapping) for g in s.gammas
     ]

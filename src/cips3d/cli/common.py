@@ -228,9 +228,9 @@ def add_overwrite_argument(group: argparse._ActionsContainer) -> None:
     group.add_argument(
         "--overwrite",
         action="store_true",
-        help="write into an --outdir that holds an earlier run's outputs of this command under the same "
-        "names: they are replaced, and those this run does not make (an --aux image not asked for now) "
-        "are deleted; without it such a folder is refused",
+        help="write into an --outdir that holds files under the names of this command's outputs: those "
+        "this run writes are replaced, the others (an --aux image not asked for now) are kept and named; "
+        "without it such a folder is refused",
     )
 
 
@@ -245,41 +245,36 @@ def named(stems: Iterable[str], endings: Iterable[str]) -> list[str]:
 
 def refuse_earlier_outputs(
     outdir: str | Path, writes: Iterable[str], overwrite: bool, also: Iterable[str] = ()
-) -> list[str]:
+) -> None:
     """One sentence, before anything renders, when `outdir` holds files under the names this run
-    `writes` or under those of the outputs the command makes on other flags (`also`: an --aux image, a
-    video's other format), which would be left beside the new files as if of this run; unless
-    `overwrite`: then the names of the latter are returned, for `delete_earlier_outputs` once the model
-    has loaded (the former are replaced as they are written). A folder under a name this run writes is
-    refused even then (it failed after every other file was written). Each command wrote over an
-    earlier run's files and left those it did not write: a folder mixing two runs."""
+    `writes`, or under those the command writes for the same seeds on other flags (`also`: an --aux
+    image, the video's other format), which would sit beside the new files as if of this run; unless
+    `overwrite`, which lets the run replace the former and names the latter in a note (nothing is
+    deleted: a run that fails halfway must not cost the earlier one). A folder under a name this run
+    writes is refused even then (it failed after every other file was written). Each command wrote over
+    an earlier run's files and left those it did not write, silently: a folder mixing two runs."""
     outdir = Path(outdir)
     if not outdir.is_dir():
-        return []
+        return
     present, writes = {entry.name for entry in outdir.iterdir()}, set(writes)
     folders = sorted(name for name in writes & present if (outdir / name).is_dir())
     if folders:
         raise UserError(f"{outdir / folders[0]} is a folder where this writes a file; move it, or give "
                         "another --outdir.")  # fmt: skip
-    stale = sorted(name for name in (set(also) - writes) & present if not (outdir / name).is_dir())
-    clashes = sorted((writes & present) | set(stale))
+    beside = sorted((set(also) - writes) & present)
+    clashes = sorted((writes & present) | set(beside))
     if clashes and not overwrite:
-        shown = ", ".join(clashes[:3]) + (f" and {len(clashes) - 3:,} more" if len(clashes) > 3 else "")
-        raise UserError(f"{outdir} already holds an earlier run's outputs of this command ({shown}); give "
-                        "--overwrite to replace them (those this run does not make are deleted), or another "
-                        "--outdir.")  # fmt: skip
-    return stale
+        raise UserError(f"{outdir} already holds files under the names of this command's outputs "
+                        f"({_listed(clashes)}); give --overwrite to write over them, or another --outdir."
+                        )  # fmt: skip
+    if beside:
+        print(f"cips3d: note: {outdir} keeps {_listed(beside)}, which this run does not write: they are "
+              "not of this run (delete them if they are of an earlier one).", file=sys.stderr)  # fmt: skip
 
 
-def delete_earlier_outputs(outdir: str | Path, stale: list[str]) -> None:
-    """Delete the files `refuse_earlier_outputs` named as an earlier run's outputs that this run does not
-    make (with --overwrite), with one note; called once nothing is left that could stop the run first."""
-    for name in stale:
-        (Path(outdir) / name).unlink(missing_ok=True)
-    if stale:
-        listed = ", ".join(stale[:3]) + (f" and {len(stale) - 3:,} more" if len(stale) > 3 else "")
-        print(f"cips3d: note: deleted {listed} of the earlier run in {outdir}, which this run does not "
-              "make.", file=sys.stderr)  # fmt: skip
+def _listed(names: list[str]) -> str:
+    """'a, b, c and 4 more'."""
+    return ", ".join(names[:3]) + (f" and {len(names) - 3:,} more" if len(names) > 3 else "")
 
 
 def refuse_writing_over(outdir: Path, names: tuple[str, ...], *inputs: str | Path | None) -> None:

@@ -18,7 +18,6 @@ from cips3d.cli.common import (
     add_overwrite_argument,
     angle,
     check_frame_rate,
-    delete_earlier_outputs,
     finite_float,
     fit_summary,
     frame_count,
@@ -181,20 +180,17 @@ def run(args: argparse.Namespace) -> int:
     config = _config(args)
     paths, folder = image_paths(args.image)
     one = not folder
-    stale = {}
     writes = [name for name in OUTPUT_NAMES if args.video or not name.startswith("orbit.")]
     for path in paths:  # before any work: a photo or model file must not become an output
         where = Path(args.outdir) if one else Path(args.outdir) / path.stem
         if where.exists() and not where.is_dir():  # it failed after the photos before it were fitted
             raise UserError(f"{where} is a file, so the folder of {path.name}'s fit cannot be made there.")
         refuse_writing_over(where, OUTPUT_NAMES, path, args.checkpoint)
-        stale[where] = refuse_earlier_outputs(where, writes, args.overwrite, also=OUTPUT_NAMES)
+        refuse_earlier_outputs(where, writes, args.overwrite, also=OUTPUT_NAMES)
     if args.checkpoint and is_generator2d(args.checkpoint):  # said before any note on the photo
         raise UserError(f"{args.checkpoint} is a 2D CIPS model: cips3d invert2d fits photos with it.")
     first = read_target(paths[0], args.size) if one else None  # a single broken photo fails first
     device, G = rendering_generator(args)
-    for where, names in stale.items():
-        delete_earlier_outputs(where, names)
     model = model_record(args)  # now: a run's newest snapshot may change while the photos are fitted
     perceptual = load_perceptual(device=device) if config.perceptual > 0 else None
     fitted, skipped = 0, []

@@ -15,7 +15,6 @@ from cips3d.cli.common import (
     add_overwrite_argument,
     build_generator,
     comma_items,
-    delete_earlier_outputs,
     finite_float,
     named,
     positive_int,
@@ -129,10 +128,9 @@ def run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     stems = [f"seed{seed:04d}" for seed in settings.seeds]
     writes = named(stems, [f".{fmt}" for fmt in settings.formats])
-    stale = refuse_earlier_outputs(args.outdir, writes, args.overwrite, also=named(stems, (".ply", ".obj")))
+    refuse_earlier_outputs(args.outdir, writes, args.overwrite, also=named(stems, (".ply", ".obj")))
     device = resolve_device(args.device)
     G = build_generator(args, device)
-    delete_earlier_outputs(args.outdir, stale)
     outdir = Path(args.outdir)
     chunks = num_chunks(args.resolution, args.chunk)
     bar = tqdm(total=chunks * len(settings.seeds), unit="chunk", desc="mesh", disable=args.quiet)

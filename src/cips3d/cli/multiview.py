@@ -14,7 +14,6 @@ from cips3d import constants as K
 from cips3d.cli.common import (
     add_model_arguments,
     add_overwrite_argument,
-    delete_earlier_outputs,
     finite_float,
     fitted_styles,
     given,
@@ -159,9 +158,8 @@ def run(args: argparse.Namespace) -> int:
     asked = {"_aux.png": args.aux, "_depth.png": args.depth, "_normals.png": args.normals,
              "_flip.png": args.flip_pair}  # fmt: skip
     writes = named(stems, [".png"] + [ending for ending, on in asked.items() if on])
-    stale = refuse_earlier_outputs(args.outdir, writes, args.overwrite, also=named(stems, asked))
+    refuse_earlier_outputs(args.outdir, writes, args.overwrite, also=named(stems, asked))
     device, G = rendering_generator(args)
-    delete_earlier_outputs(args.outdir, stale)
     angles = {"psi": args.psi, "yaws": s.yaws, "pitches": s.pitches}
     record = output_record("multiview", args, model_record(args), s.render, device) | angles
     outdir = Path(args.outdir)

@@ -21,7 +21,6 @@ from cips3d.cli.common import (
     add_overwrite_argument,
     angle,
     comma_items,
-    delete_earlier_outputs,
     finite_float,
     given,
     model_record,
@@ -134,8 +133,9 @@ def _output_names(args: argparse.Namespace, seeds: list[int]) -> tuple[list[str]
     endings = [".png"] + [ending for ending, on in asked.items() if on]
     stems = [f"seed{seed:04d}" for seed in seeds]
     writes = named(stems, endings + (["_depth.npy"] if args.depth else []))
-    writes += [] if args.no_grid else named(["grid"], endings)
-    return writes, named(stems, SAMPLE_ENDINGS) + named(["grid"], GRID_ENDINGS)
+    grids = [] if args.no_grid else ["grid"]  # the grid's names are no seed's: another run's grid stays
+    writes += named(grids, endings)
+    return writes, named(stems, SAMPLE_ENDINGS) + named(grids, GRID_ENDINGS)
 
 
 def _mixing(args: argparse.Namespace, seeds: list[int]) -> tuple[list[int] | None, list[str] | None]:
@@ -210,9 +210,8 @@ def run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     seeds, render = settings.seeds, settings.render
     writes, also = _output_names(args, seeds)
-    stale = refuse_earlier_outputs(args.outdir, writes, args.overwrite, also=also)
+    refuse_earlier_outputs(args.outdir, writes, args.overwrite, also=also)
     device, G = rendering_generator(args)
-    delete_earlier_outputs(args.outdir, stale)
     record = _record(args, settings, device)
     outdir = Path(args.outdir)
     tiles: dict[str, list[np.ndarray]] = {"img": [], "aux": [], "depth": [], "normals": []}

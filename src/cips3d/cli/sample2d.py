@@ -18,7 +18,6 @@ from cips3d.cli.common import (
     add_overwrite_argument,
     check_frame_rate,
     check_walk_length,
-    delete_earlier_outputs,
     finite_float,
     frame_count,
     given,
@@ -223,11 +222,10 @@ def run(args: argparse.Namespace) -> int:
     )
     writes = [f"seed{seed:04d}.png" for seed in seeds] + ["grid.png"]
     writes += (pans if args.pan else []) + (walk_video if args.interpolate else [])
-    stale = refuse_earlier_outputs(args.outdir, writes, args.overwrite, also=pans + walk_video)
+    refuse_earlier_outputs(args.outdir, writes, args.overwrite, also=pans)  # a walk is no seed's
     device = resolve_device(args.device)
     G = load_generator2d(args.checkpoint, device)
     _check_model_fits(args, G)
-    delete_earlier_outputs(args.outdir, stale)
     size = args.size or G.config.size
     grid, exact_grid = _frame(args, G, size)
     _note_settings(args, size)

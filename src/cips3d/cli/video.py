@@ -18,7 +18,6 @@ from cips3d.cli.common import (
     check_trajectory_length,
     check_walk_length,
     comma_items,
-    delete_earlier_outputs,
     finite_float,
     fitted_styles,
     frame_count,
@@ -305,9 +304,8 @@ def run(args: argparse.Namespace) -> int:
     plan = _plan(args)
     stems = _stems(args, plan)
     also = named(stems, VIDEO_SUFFIXES_WRITTEN)  # the other format: a GIF beside the new mp4
-    stale = refuse_earlier_outputs(args.outdir, named(stems, [plan.suffix]), args.overwrite, also=also)
+    refuse_earlier_outputs(args.outdir, named(stems, [plan.suffix]), args.overwrite, also=also)
     device, G = rendering_generator(args)
-    delete_earlier_outputs(args.outdir, stale)
     record = _record(args, plan, device)
     if args.interpolate:
         paths = [_write_walk(G, plan, args, record)]
