@@ -148,9 +148,10 @@ def test_invert_refuses_an_earlier_fit_in_its_folder(tmp_path, capsys):
     assert code == 2 and "already holds files under the names of this command's outputs" in err
     assert "losses.json" in err and (out / "styles.safetensors").read_bytes() == fitted
     (out / "orbit.gif").write_bytes(b"an earlier fit's video")  # this fit makes none
+    (out / "losses.json").write_text("an earlier fit's losses")
     code, _, err = run(capsys, *argv, "--outdir", str(out), "--overwrite")
     assert code == 0 and "keeps orbit.gif, which this run does not write" in err
-    assert (out / "styles.safetensors").read_bytes() != fitted
+    assert (out / "losses.json").read_text() != "an earlier fit's losses"  # written over
 
 
 def test_invert_of_a_folder_says_a_file_in_the_way_before_fitting(tmp_path, capsys):
