@@ -361,3 +361,32 @@ def test_cips3d_invert_fits_and_renders_with_the_speed_options(capsys, tmp_path,
     code, _, err = run(capsys, *argv, "--precision", "bf16", "--quiet", "--outdir", str(tmp_path / "o"))
     assert code == 0, err
     assert seen == ["bf16"] and (tmp_path / "o" / "styles.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    "meta, words",
+    [
+        ('{"pitch": 1.5, "fov": 12}', r"its camera \(yaw, pitch, fov\) is missing or not numbers"),
+        (
+            '{"yaw": "abc", "pitch": 1.5, "fov": 12}',
+            r"its camera \(yaw, pitch, fov\) is missing or not numbers",
+        ),
+        ('{"yaw": NaN, "pitch": 1.5, "fov": 12}', r"an impossible fitted camera \(yaw nan"),
+        ('{"yaw": 1.5, "pitch": 5.0, "fov": 12}', r"an impossible fitted camera \(yaw 1.5, pitch 5.0"),
+        ('{"yaw": 1e6, "pitch": 1.5, "fov": 12}', "an impossible fitted camera"),
+        ("[1, 2]", r"its camera \(yaw, pitch, fov\) is missing or not numbers"),
+    ],
+    ids=["no-yaw", "text-yaw", "nan-yaw", "pitch-5", "huge-yaw", "not-an-object"],
+)
+def test_a_styles_file_with_a_broken_camera_is_one_checkpoint_error(tmp_path, tiny_G, meta, words):
+    """A missing or non-numeric yaw ended `cips3d view --styles` and `video --styles` in a traceback;
+    NaN or out-of-range angles started a viewer whose every frame was refused."""
+    from safetensors.torch import save_file  # noqa: PLC0415
+
+    from cips3d.inference.inversion import FORMAT  # noqa: PLC0415
+    from cips3d.inference.video import seed_styles  # noqa: PLC0415
+
+    styles = {name: w.detach().clone() for name, w in seed_styles(tiny_G, 1)[0].items()}
+    save_file(styles, str(tmp_path / "s.safetensors"), metadata={"format": FORMAT, "meta": meta})
+    with pytest.raises(CheckpointError, match=words):
+        load_inversion(tmp_path / "s.safetensors", tiny_G)

@@ -170,3 +170,9 @@ def test_a_fitted_style_replaces_the_seeds(tmp_path, flat):
     save_file({"w": torch.zeros(1, 3)}, tmp_path / "bad.safetensors")
     with pytest.raises(CheckpointError, match=r"holds 'w' of shape \[1, 3\], not a style of this model"):
         load_fitted_w(tmp_path / "bad.safetensors", flat)
+    # NaN or another dtype started the viewer, whose every frame was then refused.
+    for bad, why in ((torch.full_like(w, float("nan")), "it holds NaN or infinite values"),
+                     (w.half(), "its dtype is torch.float16, not torch.float32")):  # fmt: skip
+        save_file({"w": bad}, tmp_path / "bad.safetensors")
+        with pytest.raises(CheckpointError, match=f"holds no usable style of this model: {why}"):
+            load_fitted_w(tmp_path / "bad.safetensors", flat)

@@ -438,8 +438,23 @@ def load_inversion(path: str | Path, G: Generator3D | None = None) -> Inversion:
                 f"the styles in {path} do not fit this model ({first_sentence(err)})."
             ) from err
         tensors = {k: v.to(G.device) for k, v in tensors.items()}
-    model = meta.get("model")
-    return Inversion(tensors, float(meta["yaw"]), float(meta["pitch"]), float(meta["fov"]), model=model)
+    yaw, pitch, fov = _fitted_camera(meta, path)
+    return Inversion(tensors, yaw, pitch, fov, model=meta.get("model"))
+
+
+def _fitted_camera(meta: object, path: Path) -> tuple[float, float, float]:
+    """(yaw, pitch, fov) of a styles file's metadata, or a `CheckpointError` naming what is wrong: a
+    missing or non-numeric angle ended in a traceback, and NaN or out-of-range ones started a viewer
+    that could show no frame."""
+    try:
+        yaw, pitch, fov = (float(meta[key]) for key in ("yaw", "pitch", "fov"))  # type: ignore[index]
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path} cannot be read as inverted styles: its camera (yaw, pitch, fov) is "
+                              f"missing or not numbers ({error_gist(err, 80)}).") from err  # fmt: skip
+    if not (is_camera_angle(yaw) and is_pitch(pitch) and 0 < fov < 180):  # NaN fails each
+        raise CheckpointError(f"{path} holds an impossible fitted camera (yaw {yaw}, pitch {pitch}, fov "
+                              f"{fov}): yaw {ANGLE_RULE}, pitch {PITCH_RULE}, fov in (0, 180).")  # fmt: skip
+    return yaw, pitch, fov
 
 
 def image_to_target(rgb: np.ndarray) -> torch.Tensor:
