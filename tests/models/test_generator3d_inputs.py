@@ -105,6 +105,8 @@ def test_styles_of_the_wrong_shape_or_dtype_say_what_they_are(tiny_G):
         ConfigError, match=rf"the styles of {name} are \[1, 1, {width}\] where this model's are"
     ):
         tiny_G.synthesis(styles | {name: styles[name][:, None]}, camera, RENDER)
+    with pytest.raises(ConfigError, match=rf"the styles of {name} are \[{width}\]: \[B, D\] tensors were"):
+        tiny_G.synthesis(styles | {name: styles[name][0]}, camera, RENDER)  # was "batch sizes [1, {width}]"
     with pytest.raises(
         ConfigError, match="styles must be torch.float32 like the model's weights, got torch.float64"
     ):

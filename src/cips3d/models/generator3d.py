@@ -372,7 +372,12 @@ class Generator3D(nn.Module):
             raise ConfigError(f"{what} name layers this model does not have: {unknown}.")
         if not all(isinstance(v, torch.Tensor) for v in styles.values()):
             raise ConfigError(f"{what} must be torch tensors by layer name.")
-        sizes = {v.shape[0] if v.ndim else 0 for v in styles.values()}
+        flat = next((n for n, v in styles.items() if v.ndim < 2), None)  # was "batch sizes [64]"
+        if flat is not None:
+            raise ConfigError(
+                f"the {what} of {flat} are {list(styles[flat].shape)}: [B, D] tensors were expected."
+            )
+        sizes = {v.shape[0] for v in styles.values()}
         if len(sizes) != 1 or (batch is not None and sizes != {batch}):
             images = "" if batch is None else f" for {counted(batch, 'camera')}"
             raise ConfigError(f"{what} have batch sizes {sorted(sizes)}{images}.")
