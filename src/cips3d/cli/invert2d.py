@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--scale {args.scale} makes larger.png {side:,} px a side (the model's "
                         f"{G.config.size} times {args.scale}), more than {MAX_IMG_SIZE:,}; give a smaller "
                         "--scale.")  # fmt: skip
-    larger_grid = G.frame_grid(G.config.size * args.scale, args.extent, args.turns)  # refuses bad turns now
+    larger_grid = G.frame_grid(side, args.extent, args.turns)  # refuses bad turns now
     target = read_target(args.image, G)
     bar = tqdm(total=config.steps, unit="step", desc="invert2d", disable=args.quiet, dynamic_ncols=True)
 

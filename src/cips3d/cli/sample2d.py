@@ -327,7 +327,8 @@ def _check_arguments(args: argparse.Namespace, seeds: list[int]) -> None:
         raise UserError("--noise is added to whole frames; it cannot be combined with --foveated.")
     if args.interpolate and (len(seeds) < 2 or args.foveated):
         raise UserError("--interpolate walks from seed to seed: give two seeds or more, and no --foveated.")
-    check_walk_length(args.interpolate or 1, len(seeds), "--interpolate")
+    if args.interpolate:
+        check_walk_length(args.interpolate, len(seeds), "--interpolate")
     if args.pan or args.interpolate:
         check_frame_rate(args.fps)
     else:

@@ -238,7 +238,7 @@ def _write_seed_video(G: Generator3D, plan: _Plan, args: argparse.Namespace, see
         progress=not args.quiet,
         desc=f"seed{seed:04d}",
     )
-    path = Path(args.outdir) / f"seed{seed:04d}{plan.suffix}"
+    path = Path(args.outdir) / f"{_seed_stem(seed)}{plan.suffix}"
     write_video(frames, path, fps=args.fps, record=record | {"seed": seed})
     return path
 
@@ -272,7 +272,7 @@ def _write_walk(G: Generator3D, plan: _Plan, args: argparse.Namespace, record: d
         progress=not args.quiet,
         desc="interpolation",
     )
-    path = Path(args.outdir) / f"interpolation_{args.space}_{args.method}{plan.suffix}"
+    path = Path(args.outdir) / f"{_walk_stem(args)}{plan.suffix}"
     walked = {"seeds": plan.seeds, "steps_between": args.steps_between, "space": args.space,
               "method": args.method, "video_frames": len(walk)}  # fmt: skip
     write_video(frames, path, fps=args.fps, record=record | walked)
@@ -294,10 +294,20 @@ def _record(args: argparse.Namespace, plan: _Plan, device: object) -> dict:
 def _stems(args: argparse.Namespace, plan: _Plan) -> list[str]:
     """The names of the videos `run` writes, without their suffix (`refuse_earlier_outputs`)."""
     if args.interpolate:
-        return [f"interpolation_{args.space}_{args.method}"]
+        return [_walk_stem(args)]
     if args.styles:
         return [styles_name(args.styles)]
-    return [f"seed{seed:04d}" for seed in plan.seeds]
+    return [_seed_stem(seed) for seed in plan.seeds]
+
+
+def _seed_stem(seed: int) -> str:
+    """A seed's video, without its suffix."""
+    return f"seed{seed:04d}"
+
+
+def _walk_stem(args: argparse.Namespace) -> str:
+    """The walk's video, without its suffix."""
+    return f"interpolation_{args.space}_{args.method}"
 
 
 def run(args: argparse.Namespace) -> int:

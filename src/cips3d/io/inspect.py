@@ -118,12 +118,23 @@ def _refuse_other_files(path: Path) -> None:
     raise UserError(f"{path} is {what} without a cips3d record; {DESCRIBED}")
 
 
-def _torch_archive(path: Path) -> bool:
-    """Whether `path` is a zip written by torch.save (they hold a data.pkl)."""
+def _zip_members(path: Path) -> list[str] | None:
+    """The member names of the zip at `path`; None when it is no readable zip."""
     if not zipfile.is_zipfile(path):
-        return False
+        return None
     with zipfile.ZipFile(path) as archive:
-        return any(name.endswith("data.pkl") for name in archive.namelist())
+        return archive.namelist()
+
+
+def _torch_archive(path: Path) -> bool:
+    """Whether `path` is a zip written by torch.save."""
+    names = _zip_members(path)
+    return names is not None and _written_by_torch(names)
+
+
+def _written_by_torch(names: list[str]) -> bool:
+    """Whether a zip of these members is torch.save's (they hold a data.pkl)."""
+    return any(name.endswith("data.pkl") for name in names)
 
 
 def _zip_words(path: Path) -> str:
@@ -208,11 +219,8 @@ def _holds_images(path: Path) -> bool:
     """A folder holding images (and no model), or a zip of images that PyTorch did not write."""
     if path.is_dir():  # the datasets' own scan: linked folders count, hidden and __MACOSX files do not
         return not (path / CONFIG_FILE).exists() and bool(FolderSource(path).names)
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-    return not any(n.endswith("data.pkl") for n in names) and any(is_image_name(n) for n in names)
+    names = _zip_members(path)
+    return names is not None and not _written_by_torch(names) and any(is_image_name(n) for n in names)
 
 
 def _images(path: Path) -> Lines:
