@@ -223,3 +223,20 @@ def test_frame_counts_past_any_video_are_refused_before_allocating():
         circle(num_frames=1000, periods=2000)
     with pytest.raises(ConfigError, match="num_frames must be a whole number from 1 to"):
         yaw(4).looped(10**9)
+
+
+def test_turned_and_shifted_frames_are_counted_before_any_camera_is_made():
+    """A near/far turn of 600,000 frames runs twice (1,200,000) and a translate trajectory adds its 56
+    shift frames: both totals are refused by the trajectory itself, with the total for a caller."""
+    from cips3d.inference.trajectories import TooManyFrames  # noqa: PLC0415
+
+    cases = [
+        (lambda: circle_near_far(num_frames=600_000), 1_200_000),
+        (lambda: translate_circle_near_far(num_frames=499_980), 56 + 999_960),
+        (lambda: translate_rotate(num_frames=500_000, periods=2), 56 + 1_000_000),
+    ]
+    for make, total in cases:
+        with pytest.raises(TooManyFrames, match="is more than 1,000,000 frames") as caught:
+            make()
+        assert caught.value.frames == total
+    assert translate_circle_near_far(num_frames=4).num_frames == 56 + 8  # the count the check adds up

@@ -17,7 +17,6 @@ from cips3d.cli.common import (
     angle,
     check_frame_rate,
     check_model_folder_target,
-    check_trajectory_length,
     comma_items,
     finite_float,
     frame_count,
@@ -28,6 +27,7 @@ from cips3d.cli.common import (
     output_record,
     pitch_angle,
     positive_int,
+    raise_trajectory_length,
     refuse_earlier_outputs,
     refuse_ignored,
     resolve_device,
@@ -44,7 +44,7 @@ from cips3d.inference.blend import (
     resolve_blend_layers,
 )
 from cips3d.inference.sample import parse_seeds, sample_seeds
-from cips3d.inference.trajectories import MAX_FRAMES, make_trajectory
+from cips3d.inference.trajectories import MAX_FRAMES, TooManyFrames, make_trajectory
 from cips3d.inference.video import side_by_side_frames
 from cips3d.io.checkpoint import MissingPresetError, carries_own_config, load_generator, save_generator
 from cips3d.io.images import make_grid, save_png, to_uint8
@@ -201,8 +201,10 @@ def _check_video(args: argparse.Namespace, s: BlendSettings, columns: int) -> st
         raise UserError("give --video or --sweep-frames, not both.")
     check_frame_rate(args.fps)
     if args.video is not None:
-        trajectory = make_trajectory(args.video, num_frames=args.frames)  # an unknown name fails here
-        check_trajectory_length(trajectory.num_frames, args.frames, args.video, "--video")
+        try:
+            make_trajectory(args.video, num_frames=args.frames)  # an unknown name fails here
+        except TooManyFrames as err:
+            raise_trajectory_length(err.frames, args.frames, args.video, "--video")
     suffix = ".mp4" if args.format == "mp4" and mp4_available() else ".gif"
     width = s.render.img_size * (columns if args.video is not None else 1)
     check_video_target(Path(f"x{suffix}"), width, s.render.img_size)

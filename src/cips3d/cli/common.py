@@ -9,6 +9,7 @@ import shlex
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -486,12 +487,12 @@ def check_walk_length(steps_between: int, keys: int, flag: str) -> None:
                         f"{MAX_FRAMES:,}, {VIDEO_LIMIT}.")  # fmt: skip
 
 
-def check_trajectory_length(frames: int, flag_value: int | None, trajectory: str, flag: str) -> None:
-    """A trajectory that runs several turns of --frames (near/far, translate) within MAX_FRAMES: the
-    bound of --frames alone let a near/far trajectory of 1,000,000 frames a turn render 2,000,000."""
-    if frames > MAX_FRAMES:
-        raise UserError(f"--frames {flag_value:,} makes {frames:,} frames along {flag} {trajectory}, "
-                        f"more than {MAX_FRAMES:,}, {VIDEO_LIMIT}.")  # fmt: skip
+def raise_trajectory_length(frames: int, flag_value: int | None, trajectory: str, flag: str) -> NoReturn:
+    """The library's TooManyFrames in the flags' words: a trajectory that runs several turns of --frames
+    (near/far, translate) past MAX_FRAMES (the bound of --frames alone let a near/far trajectory of
+    1,000,000 frames a turn render 2,000,000)."""
+    raise UserError(f"--frames {flag_value:,} makes {frames:,} frames along {flag} {trajectory}, "
+                    f"more than {MAX_FRAMES:,}, {VIDEO_LIMIT}.")  # fmt: skip
 
 
 def frame_count(text: str) -> int:

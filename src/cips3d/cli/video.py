@@ -15,7 +15,6 @@ from cips3d.cli.common import (
     add_model_arguments,
     add_overwrite_argument,
     check_frame_rate,
-    check_trajectory_length,
     check_walk_length,
     comma_items,
     finite_float,
@@ -26,6 +25,7 @@ from cips3d.cli.common import (
     named,
     num_steps,
     output_record,
+    raise_trajectory_length,
     refuse_earlier_outputs,
     refuse_ignored,
     styles_name,
@@ -44,6 +44,7 @@ from cips3d.inference.trajectories import (
     MAX_FOV,
     TRAJECTORIES,
     ZOOMING,
+    TooManyFrames,
     Trajectory,
     make_trajectory,
     trajectory_function,
@@ -212,8 +213,10 @@ def _plan(args: argparse.Namespace) -> _Plan:
         raise UserError(f"--trajectory {args.trajectory} zooms out from --fov to {MAX_FOV:g} degrees and "
                         f"back: give a --fov under {MAX_FOV:g} (got {args.fov:g}).")  # fmt: skip
     options = {"num_frames": args.frames, "fov": args.fov}
-    trajectory = make_trajectory(args.trajectory, **{k: v for k, v in options.items() if v is not None})
-    check_trajectory_length(trajectory.num_frames, args.frames, args.trajectory, "--trajectory")
+    try:
+        trajectory = make_trajectory(args.trajectory, **{k: v for k, v in options.items() if v is not None})
+    except TooManyFrames as err:
+        raise_trajectory_length(err.frames, args.frames, args.trajectory, "--trajectory")
     try:
         panels = check_panels([p.lower() for p in comma_items(args.panels, "--panels")])
     except ConfigError as err:  # "panels must ..." said which flag only in the empty-item case

@@ -88,11 +88,26 @@ def _frame_count(num_frames: int) -> int:
     return whole_count(num_frames, "num_frames", maximum=MAX_FRAMES)
 
 
-def _check_turns(num_frames: int, periods: int) -> None:
-    """`periods` turns of `num_frames` frames each: at most MAX_FRAMES frames in all."""
+class TooManyFrames(ConfigError):
+    """Settings of a trajectory whose frames add up to more than MAX_FRAMES; `frames` is their total
+    (a caller that words the limit in its own flags reads it)."""
+
+    def __init__(self, message: str, frames: int) -> None:
+        super().__init__(message)
+        self.frames = frames
+
+
+def _check_turns(num_frames: int, periods: int, shift_frames: int = 0) -> None:
+    """`periods` turns of `num_frames` frames each, after `shift_frames` frames of parallel shifts: at
+    most MAX_FRAMES frames in all, said before any camera is made (a turn of 1,000,000 frames made a
+    near/far trajectory of 2,000,000 first)."""
     whole_count(periods, "periods", maximum=MAX_FRAMES)
-    if num_frames * periods > MAX_FRAMES:
-        raise ConfigError(f"{num_frames:,} frames x {periods:,} periods is more than {MAX_FRAMES:,} frames.")
+    frames = shift_frames + num_frames * periods
+    if frames > MAX_FRAMES:
+        shifts = f"{shift_frames:,} shift frames + " if shift_frames else ""
+        raise TooManyFrames(
+            f"{shifts}{num_frames:,} frames x {periods:,} periods is more than {MAX_FRAMES:,} frames.", frames
+        )
 
 
 def _check_fov(*fovs: float) -> None:
@@ -178,6 +193,7 @@ def circle_near_far(
     """`circle` with 2 periods (2N frames) while the fov ramps fov -> max_fov over the first N
     frames and back over the last N: a zoom by fov, the camera distance stays fixed."""
     _frame_count(num_frames)
+    _check_turns(num_frames, 2)
     _check_zoom(fov, max_fov)
     origin = _cone_positions(_check_alpha_pidiv(alpha_pidiv), num_frames, 2, radius)
     return Trajectory(_looking_at_origin(origin), tuple(_fov_ramp(fov, max_fov, num_frames)))
@@ -190,10 +206,15 @@ def _translation_offsets(num_samples: int, distance: float) -> torch.Tensor:
     return torch.cat([torch.linspace(a, b, n, dtype=torch.float64) for a, b in ends])
 
 
+def _shift_frames(num_samples: int) -> int:
+    """The frames of `_translations`: 2 axes x 4 segments of num_samples // 4."""
+    whole_count(num_samples, "num_samples_translate", minimum=4, maximum=MAX_FRAMES)
+    return 2 * 4 * (num_samples // 4)
+
+
 def _translations(num_samples: int, distance: float, alpha: float, radius: float) -> torch.Tensor:
     """[2 * 4 * (num_samples // 4), 3] float64 positions: a shift along x, then along y, at
     z = r cos(alpha) (the cameras look straight down -z: a parallel shift, not an orbit)."""
-    whole_count(num_samples, "num_samples_translate", minimum=4, maximum=MAX_FRAMES)
     distance = finite_number(distance, "translate_dist")
     check_camera_radius(radius)
     offsets = _translation_offsets(num_samples, distance)
@@ -227,6 +248,7 @@ def translate_circle_near_far(
     Frames: 2 * 4 * (num_samples_translate // 4) + 2 * num_frames (56 + 2N with the defaults).
     """
     _frame_count(num_frames)
+    _check_turns(num_frames, 2, _shift_frames(num_samples_translate))
     _check_zoom(fov, max_fov)
     alpha = _check_alpha_pidiv(alpha_pidiv)
     shift = _translations(num_samples_translate, translate_dist, alpha, radius)
@@ -252,7 +274,7 @@ def translate_rotate(
     (0, 0, r cos(pi / alpha_pidiv)) looking at the origin while its up vector (-sin b, cos b, 0)
     turns with b = linspace(0, 2 pi periods, N * periods). The fov is fixed."""
     _frame_count(num_frames)
-    _check_turns(num_frames, periods)
+    _check_turns(num_frames, periods, _shift_frames(num_samples_translate))
     _check_fov(fov)
     alpha = _check_alpha_pidiv(alpha_pidiv)
     shift = _translations(num_samples_translate, translate_dist, alpha, radius)
