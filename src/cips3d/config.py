@@ -461,8 +461,17 @@ class RenderConfig:
             values["grad_rays"] = kwargs["grad_points"]
         for key in ("fov", "ray_start", "ray_end", "nerf_noise"):
             if key in values:
-                values[key] = float(values[key])
+                values[key] = _official_number(values[key], key)
         return cls(**{**values, **overrides})
+
+
+def _official_number(value: Any, key: str) -> float:
+    """`value` of an official call's `key` as a float; a `ConfigError` naming the key when it is none
+    (float('x') said only "could not convert string to float")."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"the official setting {key} must be a number, got {value!r}.") from None
 
 
 @dataclass(frozen=True)
@@ -491,12 +500,16 @@ class PoseConfig:
     @classmethod
     def from_official_kwargs(cls, kwargs: dict[str, Any]) -> PoseConfig:
         """From an official call's sample_dist, h_mean, v_mean, h_stddev, v_stddev."""
+
+        def number(key: str, default: float) -> float:
+            return _official_number(kwargs.get(key, default), key)
+
         return cls(
             mode=kwargs.get("sample_dist", "gaussian"),
-            yaw_mean=float(kwargs.get("h_mean", K.YAW_MEAN)),
-            pitch_mean=float(kwargs.get("v_mean", K.PITCH_MEAN)),
-            yaw_stddev=float(kwargs.get("h_stddev", K.YAW_STDDEV)),
-            pitch_stddev=float(kwargs.get("v_stddev", K.PITCH_STDDEV)),
+            yaw_mean=number("h_mean", K.YAW_MEAN),
+            pitch_mean=number("v_mean", K.PITCH_MEAN),
+            yaw_stddev=number("h_stddev", K.YAW_STDDEV),
+            pitch_stddev=number("v_stddev", K.PITCH_STDDEV),
         )
 
     @classmethod

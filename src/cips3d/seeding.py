@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 import torch
 
 from cips3d.config import is_whole_number
+from cips3d.devices import usable_device
 from cips3d.errors import ConfigError
 from cips3d.words import counted
 
@@ -24,12 +25,22 @@ GeneratorArg = torch.Generator | Sequence[torch.Generator] | None
 """One generator for the whole batch, one per batch element, or None (torch's default generator)."""
 
 
+def check_generator(generator: object) -> torch.Generator | None:
+    """`generator` when it is None or one `torch.Generator`; else a `ConfigError` (a seed given where a
+    generator goes failed deep in torch, listing every overload of randn)."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return generator
+    hint = " (seeded_generator(seed) makes one from a seed)" if is_whole_number(generator) else ""
+    raise ConfigError(f"generator must be a torch.Generator or None, got {type(generator).__name__}{hint}.")
+
+
 def draw(kind: str, shape: tuple[int, ...], generator: torch.Generator | None, device) -> torch.Tensor:
     """torch.rand ('rand') or torch.randn ('randn') of `shape` on `device`.
 
     A generator draws on its own device and the result is moved, so CPU per-seed generators give the
     same numbers whatever device renders.
     """
+    check_generator(generator)
     fn = torch.rand if kind == "rand" else torch.randn
     if generator is None:
         return fn(shape, device=device)
@@ -49,8 +60,10 @@ def check_generators(generator: GeneratorArg, batch: int) -> None:
     if generator is None or isinstance(generator, torch.Generator):
         return
     if not isinstance(generator, Sequence) or not all(isinstance(g, torch.Generator) for g in generator):
+        seeds = isinstance(generator, Sequence) and any(is_whole_number(g) for g in generator)
+        hint = " of seeds (generators_for_seeds(seeds) makes one generator per seed)" if seeds else ""
         raise ConfigError(
-            f"generator must be a torch.Generator or a list of them, got {type(generator).__name__}."
+            f"generator must be a torch.Generator or a list of them, got {type(generator).__name__}{hint}."
         )
     if len(generator) != batch:
         given, images = counted(len(generator), "generator"), counted(batch, "image")
@@ -64,6 +77,8 @@ def seed_list(seeds: object) -> list:
         raise ConfigError(
             f"seeds must be a list of whole numbers, got {seeds!r} (parse_seeds reads text such as '0-3')."
         )
+    if isinstance(seeds, torch.Tensor) and not seeds.is_floating_point() and not seeds.is_complex():
+        return seeds.reshape(-1).tolist()  # torch.arange(3): its elements are 0-d tensors, not numbers
     return list(seeds)
 
 
@@ -74,6 +89,7 @@ def generators_for_seeds(seeds: Iterable[int], device: str = "cpu") -> list[torc
     wrong = [s for s in seeds if not is_whole_number(s) or not 0 <= s <= MAX_SEED]
     if wrong:
         raise ConfigError(f"seeds must be whole numbers {seed_range()}, got {wrong[0]!r}.")
+    device = usable_device(device)  # 'cuda' without a GPU: one sentence, not torch's paragraph
     return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
 
 
@@ -88,4 +104,4 @@ def check_seed(seed: int, name: str = "seed", maximum: int = MAX_SEED) -> int:
 def seeded_generator(seed: int, device: str = "cpu") -> torch.Generator:
     """A generator seeded with `seed`, checked (every function of the API that takes a seed draws
     through this or `generators_for_seeds`, so that -1 is refused everywhere rather than wrapped)."""
-    return torch.Generator(device=device).manual_seed(check_seed(seed))
+    return torch.Generator(device=usable_device(device)).manual_seed(check_seed(seed))

@@ -390,3 +390,20 @@ def test_a_styles_file_with_a_broken_camera_is_one_checkpoint_error(tmp_path, ti
     save_file(styles, str(tmp_path / "s.safetensors"), metadata={"format": FORMAT, "meta": meta})
     with pytest.raises(CheckpointError, match=words):
         load_inversion(tmp_path / "s.safetensors", tiny_G)
+
+
+def test_a_fit_started_at_a_pole_saves_a_camera_it_can_load_again(tiny_G, tmp_path):
+    """At pitch pi the renderer's clamp passes no gradient, so the angle stayed float32(pi), 9e-8 past
+    the pole: saved, then refused by load_inversion. The fit keeps its pitch where the renderer does."""
+    target = torch.zeros(1, 3, 8, 8)
+    result = invert(tiny_G, target, InversionConfig(steps=2, size=8, pitch=math.pi, camera_search=0))
+    assert result.pitch <= math.pi - 1e-5 + 1e-7
+    assert load_inversion(save_inversion(result, tmp_path / "styles.safetensors")).pitch == result.pitch
+
+
+def test_a_half_precision_model_is_inverted_in_its_own_dtype(tiny_G):
+    import copy  # noqa: PLC0415
+
+    G16 = copy.deepcopy(tiny_G).half()
+    result = invert(G16, torch.zeros(1, 3, 8, 8), InversionConfig(steps=2, size=8, camera_search=0))
+    assert all(w.dtype == torch.float16 for w in result.styles.values())  # was "styles must be float16"

@@ -108,3 +108,31 @@ def test_patch_and_foveated_coordinates_refuse_what_they_would_get_wrong():
     with pytest.raises(ConfigError, match="fixation must lie inside the frame"):
         foveated_points(10, fixation=(0.3,))  # was: read as (0.3, 0.3)
     assert patch_grid(32, 0, 0, 8, stride=2).shape == (1, 8, 8, 2)
+
+
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda G: Generator2D(G.config, 0), "generator must be a torch.Generator or None, got int (seeded_"),
+        (lambda G: G.sample_latents(2, 5), "generator must be a torch.Generator or a list of them, got int"),
+        (
+            lambda G: G(G.sample_latents(1), noise="random", generator=1),
+            "generator must be a torch.Generator",
+        ),
+        (lambda G: G.truncate(torch.zeros(1, G.config.style_dim), 0.5, torch.zeros(5)), "must be [1, "),
+        (lambda G: G(G.sample_latents(1).to("meta")), "z is on meta but the model is on cpu"),
+    ],
+    ids=["int-generator-init", "int-generator", "int-noise-generator", "mean-width", "meta-z"],
+)
+def test_misuse_found_by_review_is_one_config_error(G2, call, words):
+    with pytest.raises(ConfigError) as caught:  # were torch's TypeErrors, AttributeErrors, RuntimeErrors
+        call(G2)
+    assert words in str(caught.value)
+
+
+def test_latents_from_one_generator_per_seed_are_each_seeds_own(G2):
+    from cips3d.seeding import generators_for_seeds  # noqa: PLC0415
+
+    both = G2.sample_latents(2, generators_for_seeds([3, 4]))  # as the 3D model takes them (a TypeError)
+    assert torch.equal(both[1:], G2.sample_latents(1, torch.Generator().manual_seed(4)))
+    assert torch.equal(both[:1], G2.sample_latents(1, torch.Generator().manual_seed(3)))

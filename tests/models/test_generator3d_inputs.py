@@ -267,3 +267,104 @@ def test_a_model_saved_in_float64_loads_in_float64(tiny_G, tmp_path):
     loaded = load_generator(tmp_path / "m64")
     assert loaded.dtype == torch.float64
     assert all(torch.equal(v, tiny_G.state_dict()[k].double()) for k, v in loaded.state_dict().items())
+
+
+def _styles_and_camera(G: Generator3D):
+    return G.mapping(*G.sample_latents(1, torch.Generator().manual_seed(0))), Camera.from_angles(1.5, 1.5)
+
+
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda G: Generator3D(G.config, 0), "generator must be a torch.Generator or None, got int (seeded_"),
+        (lambda G: G(*G.sample_latents(1), generator=[0]), "got list of seeds (generators_for_seeds(seeds)"),
+        (lambda G: G.sample_cameras(PoseConfig(), 0), "the number of cameras must be a whole number of 1"),
+        (lambda G: G.sample_cameras(PoseConfig(), 2.5), "the number of cameras must be a whole number"),
+        (lambda G: G.sample_cameras("frontal", 2), "pose must be a PoseConfig, got str"),  # an AttributeError
+        (lambda G: G.sample_cameras(PoseConfig(), 2, generators_for_seeds([1])), "1 generator for 2 images"),
+        (
+            lambda G: G(*G.sample_latents(1), draws=RenderDraws(jitter_u=torch.full((1, 16, 6), math.nan)),
+                        render=RenderConfig(img_size=4)),  # fmt: skip
+            "draws.jitter_u holds values outside [0, 1] (or NaN)",  # was: an image of NaN
+        ),
+        (
+            lambda G: G(*G.sample_latents(1), draws=RenderDraws(importance_u=torch.full((1, 16, 6), 5.0)),
+                        render=RenderConfig(img_size=4)),  # fmt: skip
+            "draws.importance_u holds values outside [0, 1]",  # was: samples past the far bound
+        ),
+        (
+            lambda G: G(*G.sample_latents(1), render=RenderConfig(img_size=4, nerf_noise=0.5),
+                        draws=RenderDraws(coarse_noise=torch.full((1, 16, 6), math.inf))),  # fmt: skip
+            "draws.coarse_noise holds NaN or infinite values",
+        ),
+        (
+            lambda G: G(*G.sample_latents(1), draws=RenderDraws(jitter_u=[[0.5] * 6] * 16),
+                        render=RenderConfig(img_size=4)),  # fmt: skip
+            "draws.jitter_u must be a floating-point tensor, got a list",
+        ),
+        (
+            lambda G: G(*G.sample_latents(1), draws=RenderDraws(yaw_draw=torch.tensor([math.nan])),
+                        render=RenderConfig(img_size=4)),  # fmt: skip
+            "yaw and pitch draws hold NaN or infinite values",
+        ),
+        (
+            lambda G: G.synthesis(_styles_and_camera(G)[0], Camera(torch.zeros(0, 3), torch.ones(0, 3)),
+                                  RENDER),  # fmt: skip
+            "the camera batch is empty",  # was: "cannot reshape tensor of 0 elements"
+        ),
+        (
+            lambda G: G(*(z.to("meta") for z in G.sample_latents(1))),
+            "z_nerf is on meta but the model is on cpu; move it with .to('cpu')",
+        ),
+        (
+            lambda G: G.synthesis({k: v.to("meta") for k, v in _styles_and_camera(G)[0].items()},
+                                  _styles_and_camera(G)[1], RENDER),  # fmt: skip
+            "but the model is on cpu",
+        ),
+        (
+            lambda G: G(*G.sample_latents(1), truncation_mean={"x": torch.zeros(1)}),  # psi 1: was ignored
+            "are missing from truncation_mean",
+        ),
+    ],
+    ids=["int-generator-init", "seed-list", "no-cameras", "half-camera", "str-pose", "generators-vs-batch",
+         "nan-jitter", "jitter-5", "inf-noise", "list-draw", "nan-yaw-draw",
+         "empty-camera", "meta-latents", "meta-styles", "mean-at-psi-1"],
+)  # fmt: skip
+def test_misuse_found_by_review_is_one_config_error(tiny_G, call, words):
+    with pytest.raises(ConfigError) as caught:
+        call(tiny_G)
+    assert words in str(caught.value)
+
+
+def test_a_float64_model_refuses_bf16_precision_and_a_float64_mean_keeps_the_styles_dtype(tiny_G):
+    G64 = copy.deepcopy(tiny_G).double()
+    styles = G64.mapping(*G64.sample_latents(1))
+    camera = Camera.from_angles(1.5, 1.5).to("cpu", torch.float64)
+    with pytest.raises(
+        ConfigError, match="precision 'bf16' rounds a float32 model's INR; this model is float64"
+    ):
+        G64.synthesis(styles, camera, replace(RENDER, precision="bf16"))  # was a dtype RuntimeError
+    styles32 = tiny_G.mapping(*tiny_G.sample_latents(1))
+    mean64 = {k: v.double() for k, v in tiny_G.truncation_centre().items()}
+    truncated = tiny_G.truncate(styles32, 0.5, mean64)
+    assert all(v.dtype == torch.float32 for v in truncated.values())  # were float64, refused by synthesis
+    expected = tiny_G.truncate(styles32, 0.5)
+    assert all(torch.allclose(truncated[k], expected[k]) for k in expected)
+
+
+def test_a_cips3d_state_dict_given_as_official_weights_says_what_it_is(tiny_G, tmp_path):
+    torch.save(tiny_G.state_dict(), tmp_path / "ours.pth")
+    from cips3d.errors import CheckpointError  # noqa: PLC0415
+
+    with pytest.raises(
+        CheckpointError, match=r"holds a cips3d state dict \(G.state_dict\(\)\), not official"
+    ):
+        load_generator(tmp_path / "ours.pth", preset="tiny")  # was "missing 172 keys ... 174 unexpected"
+
+
+def test_integer_seed_tensors_make_the_same_generators_as_ints():
+    from_tensor = generators_for_seeds(torch.arange(3))  # was refused: "got tensor(0)"
+    from_ints = generators_for_seeds([0, 1, 2])
+    assert [g.initial_seed() for g in from_tensor] == [g.initial_seed() for g in from_ints]
+    with pytest.raises(ConfigError, match="device 'cuda:99' was asked for but PyTorch sees"):
+        generators_for_seeds([1], device="cuda:99")  # was torch's paragraph about ATen_cuda

@@ -206,3 +206,25 @@ def test_cameras_take_lists_and_concatenate_keeping_each_ones_up_and_angles():
     assert torch.equal(joined.cam2world()[1], Camera.from_angles(1.4, 1.5).cam2world()[0])
     assert torch.allclose(joined.pitch_yaw(), torch.tensor([[0.0, 0.0], [1.5, 1.4]]))
     assert torch.equal(joined.select(1).origin, joined.origin[1:])  # an int picks one camera
+
+
+def test_camera_values_a_review_found_unchecked_are_refused_or_converted():
+    """A NaN up vector rendered an image of NaN; a pitch past a pole rendered the pole (angles in
+    degrees passed); integer tensors failed deep in torch's norm."""
+    with pytest.raises(ConfigError, match="camera up must be finite"):
+        Camera(origin=torch.tensor([[0, 0, 1.0]]), forward=torch.tensor([[0, 0, -1.0]]),
+               up=torch.tensor([math.nan, 1.0, 0]))  # fmt: skip
+    for pitch in (4.0, -0.5, 90.0):
+        with pytest.raises(ConfigError, match=f"camera pitch must run from 0 .* got {pitch:g}"):
+            Camera.from_angles(1.5, pitch)
+    at_poles = Camera.from_angles(torch.tensor([1.5, 1.5]), torch.tensor([0.0, math.pi]))  # float32 pi
+    assert at_poles.pitch.tolist() == pytest.approx([1e-5, math.pi - 1e-5], abs=1e-6)
+    ints = Camera(origin=torch.tensor([[0, 0, 1]]), forward=torch.tensor([[0, 0, -1]]))
+    floats = Camera(origin=torch.tensor([[0, 0, 1.0]]), forward=torch.tensor([[0, 0, -1.0]]))
+    assert ints.origin.dtype == torch.float32 and torch.equal(ints.cam2world(), floats.cam2world())
+
+
+def test_an_official_pose_setting_that_is_no_number_is_named():
+    with pytest.raises(ConfigError, match="the official setting h_stddev must be a number, got 'x'"):
+        PoseConfig.from_official_kwargs({"h_stddev": "x"})  # was float()'s bare ValueError
+    assert PoseConfig.from_official_kwargs({"h_stddev": "0.5"}).yaw_stddev == 0.5

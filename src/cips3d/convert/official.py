@@ -120,6 +120,11 @@ def from_official(
         config: the config the weights belong to.
         ours_template: the state dict of a model built from `config` (for the expected shapes).
     """
+    if len(set(official) & set(ours_template)) > len(ours_template) // 2:  # was "missing 172 keys ..."
+        raise CheckpointError(
+            "this file holds a cips3d state dict (G.state_dict()), not official weights: load it with "
+            "G.load_state_dict(torch.load(path)), or save models with save_generator(G, folder)."
+        )
     check_keys(official, official_shapes(config, ours_template), "the official generator checkpoint")
     out = {}
     for row in key_table(config):

@@ -219,20 +219,28 @@ def style_spread(G: Generator3D, samples: int = SPREAD_SAMPLES, seed: int = 0) -
     return {k: float(v) for k, v in spread.items()}
 
 
+def _fit_dtype(G: Generator3D) -> torch.dtype:
+    """The dtype the fitted variables live in: float32 for a half-precision model (Adam's eps of 1e-8
+    is 0 in float16, and its first step divided by it), else the model's own."""
+    return torch.float32 if G.dtype in (torch.float16, torch.bfloat16) else G.dtype
+
+
 def _initial_styles(G: Generator3D, per_layer: bool) -> dict[str, torch.Tensor]:
     """The variables: one [1, D] leaf per network, or per layer; all at the truncation mean."""
+    dtype = _fit_dtype(G)
     if per_layer:
-        return {name: w.clone().requires_grad_() for name, w in G.truncation_centre().items()}
+        return {name: w.to(dtype, copy=True).requires_grad_() for name, w in G.truncation_centre().items()}
     return {
-        "nerf": G.truncation_mean_nerf[None].clone().requires_grad_(),
-        "inr": G.truncation_mean_inr[None].clone().requires_grad_(),
+        "nerf": G.truncation_mean_nerf[None].to(dtype, copy=True).requires_grad_(),
+        "inr": G.truncation_mean_inr[None].to(dtype, copy=True).requires_grad_(),
     }
 
 
 def _expand(G: Generator3D, variables: dict[str, torch.Tensor], per_layer: bool) -> Styles:
-    """Variables -> styles by layer name."""
+    """Variables -> styles by layer name, in the model's dtype."""
+    variables = {name: v.to(G.dtype) for name, v in variables.items()}
     if per_layer:
-        return dict(variables)
+        return variables
     return {n: variables["nerf"] for n in G.nerf_style_names} | {
         n: variables["inr"] for n in G.inr_style_names
     }
@@ -297,6 +305,9 @@ def invert(
             if config.perceptual > 0:
                 loss = loss + config.perceptual * perceptual(out.img, target).mean()
             descend(optimizer, loss, losses, on_step)
+            if config.fit_camera:  # the renderer clamps a pitch past a pole: keep the fit where it renders
+                with torch.no_grad():
+                    angles[1].clamp_(K.PITCH_CLAMP_EPS, math.pi - K.PITCH_CLAMP_EPS)
     with torch.no_grad():
         fitted = {k: v.detach().clone() for k, v in variables.items()}
         styles = _expand(G, fitted, config.per_layer)  # one tensor per network, shared by its layers
@@ -354,7 +365,7 @@ def _noisy(
     noisy = {}
     for name, w in styles.items():
         scale = strength * spread["nerf" if name in nerf else "inr"]
-        noise = torch.randn(w.shape, generator=generator).to(w.device)
+        noise = torch.randn(w.shape, generator=generator).to(w.device, w.dtype)  # a half model: half styles
         noisy[name] = w + noise * scale / math.sqrt(w.shape[-1])
     return noisy
 

@@ -23,6 +23,7 @@ from torch import nn
 from cips3d import constants as K
 from cips3d.errors import ConfigError
 from cips3d.nn.equalized import ConvLayer, EqualLinear, ResBlock
+from cips3d.seeding import check_generator
 from cips3d.training.augment import AugmentDraws, DiffAugmentConfig, diff_augment
 
 Channels = dict[int, int]
@@ -278,6 +279,7 @@ class Discriminator(nn.Module):
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None) -> None:
         """Official init: main then aux, each in construction order."""
+        check_generator(generator)
         self.main.reset_parameters(generator)
         self.aux.reset_parameters(generator)
 

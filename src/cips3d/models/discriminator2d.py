@@ -17,6 +17,7 @@ from torch import nn
 from cips3d.config_2d import Cips2DDiscriminatorConfig
 from cips3d.errors import ConfigError
 from cips3d.nn.equalized import ConvLayer, EqualLinear, ResBlock
+from cips3d.seeding import check_generator
 
 STDDEV_EPS = 1e-8  # StyleGAN2's minibatch-stddev: sqrt(var + 1e-8)
 
@@ -52,6 +53,7 @@ class Discriminator2D(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        check_generator(generator)
         for layer in (self.from_rgb, *self.blocks, self.final_conv, self.final_linear, self.out):
             layer.reset_parameters(generator)
 

@@ -26,11 +26,11 @@ from cips3d.config import check_psi, is_real_number, whole_count
 from cips3d.config_2d import FOURIER_INIT, MAPPING_LR_MUL, Cips2DConfig
 from cips3d.errors import ConfigError
 from cips3d.models.coordinates import cylinder_grid, plane_grid
-from cips3d.models.inputs import refuse_non_finite, require_tensor
+from cips3d.models.inputs import refuse_non_finite, refuse_other_device, require_tensor
 from cips3d.models.mapping import pixel_norm
 from cips3d.nn.equalized import EqualLinear
 from cips3d.nn.styled import StyledFC, ToRGB, WidthSkip
-from cips3d.seeding import draw, seeded_generator
+from cips3d.seeding import GeneratorArg, check_generator, draw, draw_batch, seeded_generator
 
 NoiseMode = Literal["random", "none"]
 CHUNK_PIXELS = 65_536
@@ -192,6 +192,7 @@ class Generator2D(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        check_generator(generator)
         for layer in self.mapping.layers:
             layer.reset_parameters(generator)
         self.encoding.reset_parameters(generator)
@@ -270,13 +271,11 @@ class Generator2D(nn.Module):
             grid = plane_grid(height, width, 1, half) + torch.tensor([x, y])
         return grid.to(self.device, self.dtype)
 
-    def sample_latents(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """z [B, style_dim] ~ N(0, I), drawn on the CPU from `generator` in float32 (the same on any
-        device), in the model's dtype."""
-        z = torch.randn(
-            whole_count(batch, "the number of latents"), self.config.style_dim, generator=generator
-        )
-        return z.to(self.device, self.dtype)
+    def sample_latents(self, batch: int, generator: GeneratorArg = None) -> torch.Tensor:
+        """z [B, style_dim] ~ N(0, I) in float32 from `generator` (one for the batch, or one per latent
+        as `generators_for_seeds` makes them, as for the 3D model), in the model's dtype."""
+        shape = (whole_count(batch, "the number of latents"), self.config.style_dim)
+        return draw_batch("randn", shape, generator, "cpu").to(self.device, self.dtype)
 
     @torch.no_grad()
     def mean_style(
@@ -294,11 +293,16 @@ class Generator2D(nn.Module):
         return (total / num_samples).to(self.dtype)[None]
 
     @staticmethod
-    def truncate(w: torch.Tensor, psi: float, mean: torch.Tensor) -> torch.Tensor:
+    def truncate(w: torch.Tensor, psi: float, mean: torch.Tensor | None) -> torch.Tensor:
         """w pulled towards `mean` (`mean_style`): mean + psi (w - mean). psi 1 leaves it, 0 gives the mean.
         (The official CIPS code blends z before the mapping instead.)"""
         check_psi(psi)
-        return mean + psi * (w - mean) if psi != 1 else w
+        if mean is None and psi == 1:  # callers at psi 1 need no mean
+            return w
+        if not (isinstance(mean, torch.Tensor) and mean.ndim in (1, 2) and mean.shape[-1] == w.shape[-1]):
+            got = list(mean.shape) if isinstance(mean, torch.Tensor) else type(mean).__name__
+            raise ConfigError(f"the truncation mean must be [1, {w.shape[-1]}] (mean_style()), got {got}.")
+        return mean.to(w.dtype) + psi * (w - mean.to(w.dtype)) if psi != 1 else w
 
     def synthesis(
         self,
@@ -393,6 +397,7 @@ class Generator2D(nn.Module):
             raise ConfigError(f"{name} must be {shapes} with B >= 1 and D = {d}, got {list(x.shape)}.")
         if x.dtype != self.dtype:
             raise ConfigError(f"{name} must be {self.dtype} like the model's weights, got {x.dtype}.")
+        refuse_other_device(x, self.device, name)
 
     def _per_layer(self, w: torch.Tensor) -> list[torch.Tensor]:
         """w [B, D] (shared by every layer) or [B, num_styles, D] -> one [B, D] per layer."""

@@ -20,7 +20,7 @@ from cips3d import constants as K
 from cips3d.config import GeneratorConfig, PoseConfig, RenderConfig, check_psi, given_or_default, whole_count
 from cips3d.errors import ConfigError
 from cips3d.fast import tf32_matmuls
-from cips3d.models.inputs import refuse_non_finite
+from cips3d.models.inputs import refuse_non_finite, refuse_other_device
 from cips3d.models.inr_decoder import InrDecoder, InrModulation, inr_style_names
 from cips3d.models.mapping import MappingNetwork
 from cips3d.models.nerf_field import NerfField, NerfModulation, nerf_style_names
@@ -39,7 +39,7 @@ from cips3d.rendering.volume import (
     render_rays,
     resolve_chunk_rows,
 )
-from cips3d.seeding import GeneratorArg, check_generators, draw_batch, seeded_generator
+from cips3d.seeding import GeneratorArg, check_generator, check_generators, draw_batch, seeded_generator
 from cips3d.words import counted
 
 
@@ -86,6 +86,7 @@ class Generator3D(nn.Module):
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None) -> None:
         """Official initialisation, in the official draw order, then the truncation mean."""
+        check_generator(generator)
         self.field.reset_parameters(generator)
         self.nerf_mapping.reset_parameters(generator)
         self.decoder.reset_parameters(generator)
@@ -140,6 +141,7 @@ class Generator3D(nn.Module):
                 raise ConfigError(f"{name} must be [B, {dim}] with B >= 1, got {list(z.shape)}.")
             if z.dtype != self.dtype:
                 raise ConfigError(f"{name} must be {self.dtype} like the model's weights, got {z.dtype}.")
+            refuse_other_device(z, self.device, name)
             refuse_non_finite(z, name)
         if z_nerf.shape[0] != z_inr.shape[0]:
             raise ConfigError(f"z_nerf and z_inr must have one row per image, got {z_nerf.shape[0]} and "
@@ -157,13 +159,13 @@ class Generator3D(nn.Module):
         """
         check_psi(psi)
         self.check_styles(styles, None, same_dtype=False)
+        if mean is not None:  # checked at psi 1 too, where it is not used: a wrong one is a mistake there
+            self.check_styles(mean, None, "truncation_mean", same_dtype=False)  # a float32 mean is fine
         if psi == 1.0:
             return dict(styles)
-        if mean is None:
-            mean = self.truncation_centre()
-        else:
-            self.check_styles(mean, None, "truncation_mean", same_dtype=False)  # a float32 mean is fine
-        return {name: mean[name] + psi * (s - mean[name]) for name, s in styles.items()}
+        mean = self.truncation_centre() if mean is None else mean
+        # In the styles' dtype: a float64 mean made float32 styles float64, which synthesis refused.
+        return {name: (m := mean[name].to(s.dtype)) + psi * (s - m) for name, s in styles.items()}
 
     @torch.no_grad()
     def update_truncation_mean(
@@ -240,8 +242,9 @@ class Generator3D(nn.Module):
         kwargs = dict(yaw_draw=draws.yaw_draw, pitch_draw=draws.pitch_draw, device=self.device)
         if generator is None or isinstance(generator, torch.Generator):
             return sample_cameras(pose, batch, generator, **kwargs)
+        check_generators(generator, whole_count(batch, "the number of cameras"))
         if draws.yaw_draw is not None or draws.pitch_draw is not None:
-            raise ValueError("inject pose draws with a single generator, not a list.")
+            raise ConfigError("inject pose draws with a single generator, not a list.")
         return Camera.cat([sample_cameras(pose, 1, g, device=self.device) for g in generator])
 
     def modulate(
@@ -282,6 +285,11 @@ class Generator3D(nn.Module):
         if not isinstance(camera, Camera):
             raise ConfigError(f"camera must be a Camera, got {type(camera).__name__}.")
         b, r, s = camera.batch, render.num_rays, render.num_steps
+        if b < 1:  # failed reshaping a tensor of 0 elements
+            raise ConfigError("the camera batch is empty: synthesis renders one image per camera.")
+        if render.precision == "bf16" and self.dtype == torch.float64:  # failed deep in a product
+            raise ConfigError("precision 'bf16' rounds a float32 model's INR; this model is float64 "
+                              "(render it in 'float32' precision, or G.float() first).")  # fmt: skip
         self._check_batch(styles, b, generator)
         draws = draws.normalized(b, r, s)
         draws = draw_render_randomness(render, b, generator, self.device, draws).to(self.device, self.dtype)
@@ -391,6 +399,7 @@ class Generator3D(nn.Module):
                 raise ConfigError(
                     f"{what} must be {self.dtype} like the model's weights, got {styles[name].dtype}."
                 )
+            refuse_other_device(styles[name], self.device, f"layer {name} of the {what}")
             refuse_non_finite(styles[name], f"layer {name} of the {what}")  # they rendered black images
 
     def _check_batch(self, styles: Mapping[str, torch.Tensor], batch: int, generator: GeneratorArg) -> None:

@@ -14,6 +14,14 @@ def refuse_non_finite(x: torch.Tensor, name: str) -> None:
         raise ConfigError(f"{name} holds NaN or infinite values; give finite numbers.")
 
 
+def refuse_other_device(x: torch.Tensor, device: torch.device, name: str) -> None:
+    """A `ConfigError` when `x` lies on another device than the model (`device`): torch said so from
+    deep inside a product, naming neither the tensor nor the fix."""
+    if x.device != device:
+        raise ConfigError(f"{name} is on {x.device} but the model is on {device}; move it with "
+                          f".to({str(device)!r}) (or the model with .to({str(x.device)!r})).")  # fmt: skip
+
+
 def require_tensor(x: object, name: str) -> torch.Tensor:
     """`x`, or a `ConfigError` naming `name` when it is not a tensor (a numpy array has no `.dim()`)."""
     if not isinstance(x, torch.Tensor):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from cips3d import constants as K
-from cips3d.config import PoseConfig, is_real_number, is_whole_number
+from cips3d.config import PoseConfig, given_or_default, is_real_number, is_whole_number, whole_count
 from cips3d.devices import usable_device
 from cips3d.errors import ConfigError
 from cips3d.seeding import draw
@@ -53,6 +53,8 @@ def sample_pose_angles(
     Returns:
         (yaw [B], pitch [B]) in radians, float32; pitch clamped to [1e-5, pi - 1e-5].
     """
+    pose = given_or_default(pose, PoseConfig, "pose")
+    batch = whole_count(batch, "the number of cameras")
     mode = pose.mode
     if mode == "hybrid":  # a fair coin: a uniform box of twice the spread, or the gaussian
         coin = draw("rand", (), generator, "cpu").item()
@@ -64,6 +66,12 @@ def sample_pose_angles(
     def raw(injected: torch.Tensor | None, kind: str, extra: tuple[int, ...] = ()) -> torch.Tensor:
         if injected is not None:
             want = (batch, *extra)
+            if not (isinstance(injected, torch.Tensor) and injected.is_floating_point()):
+                raise ConfigError(
+                    f"yaw and pitch draws must be floating-point tensors, got {injected!r:.60}."
+                )
+            if injected.device.type == "cpu" and not bool(torch.isfinite(injected).all()):
+                raise ConfigError("yaw and pitch draws hold NaN or infinite values.")
             if injected.numel() != math.prod(want) or injected.shape[0] != batch:
                 raise ConfigError(
                     f"a {mode!r} pose takes yaw and pitch draws of {list(want)} (one row per camera), "
@@ -115,6 +123,11 @@ def is_pitch(value: float) -> bool:
     """Whether `value` is a pitch the camera can take: the renderer clamps anything past a pole to it
     (as the official code does), so 4 radians rendered what pi does, without a word."""
     return 0 <= value <= math.pi
+
+
+PITCH_ROUNDING = 1e-6
+"""How far past 0 or pi a pitch tensor may lie and still count as the pole: float32 rounds pi up by
+9e-8, and an angle computed in float32 (a fit, a grid) may land a few units past it."""
 
 
 def clamp_pitch(pitch: torch.Tensor) -> torch.Tensor:
@@ -202,7 +215,7 @@ class Camera:
     def __post_init__(self) -> None:
         for name in ("origin", "forward", "up", "yaw", "pitch"):  # lists and arrays of numbers are welcome
             value = getattr(self, name)
-            if value is not None and not isinstance(value, torch.Tensor):
+            if value is not None and not (isinstance(value, torch.Tensor) and value.is_floating_point()):
                 object.__setattr__(self, name, _numbers(value, f"camera {name}"))
         if self.origin.ndim != 2 or self.origin.shape[-1] != 3:
             raise ConfigError(f"camera origin must be [B, 3], got {tuple(self.origin.shape)}.")
@@ -222,6 +235,8 @@ class Camera:
             (torch.isfinite(self.origin).all() & torch.isfinite(self.forward).all()).item()
         ):
             raise ConfigError("camera origin and forward must be finite.")
+        if self.up is not None and self.up.device.type == "cpu" and not bool(torch.isfinite(self.up).all()):
+            raise ConfigError("camera up must be finite (a NaN up vector rendered an image of NaN).")
         if self.forward.device.type == "cpu" and bool((self.forward.norm(dim=-1) == 0).any().item()):
             raise ConfigError("a camera's forward (viewing direction) must not be zero.")
 
@@ -237,7 +252,10 @@ class Camera:
         radius: float = 1.0,
         batch: int | None = None,
     ) -> Camera:
-        """Cameras on a sphere looking at the origin; angles in radians, pitch clamped off the poles."""
+        """Cameras on a sphere looking at the origin; angles in radians, pitch from 0 (above) to pi
+        (below), kept 1e-5 off the poles as the official code does. A pitch past a pole is a
+        ConfigError (checked where free: CPU tensors): it rendered what the pole does, and angles given
+        in degrees by mistake passed."""
         check_camera_radius(radius)
         yaw_t, pitch_t = (_numbers(a, name).to(torch.float32) for a, name in ((yaw, "yaw"), (pitch, "pitch")))
         if yaw_t.ndim > 1 or pitch_t.ndim > 1:
@@ -247,6 +265,10 @@ class Camera:
         for t in (yaw_t, pitch_t):
             if t.device.type == "cpu" and not bool((t.abs() <= K.MAX_ANGLE).all().item()):  # NaN fails too
                 raise ConfigError(f"camera angles must be {ANGLE_RULE}.")
+        if pitch_t.device.type == "cpu":
+            outside = pitch_t[(pitch_t < -PITCH_ROUNDING) | (pitch_t > math.pi + PITCH_ROUNDING)]
+            if outside.numel():
+                raise ConfigError(f"camera pitch must run {PITCH_RULE}; got {float(outside[0]):g}.")
         n = max(yaw_t.numel(), pitch_t.numel()) if batch is None else batch
         if n < 1 or any(t.numel() not in (1, n) for t in (yaw_t, pitch_t)):
             raise ConfigError(
@@ -359,9 +381,10 @@ def check_camera_radius(radius: float) -> None:
 
 
 def _numbers(value: object, name: str) -> torch.Tensor:
-    """`value` as a tensor (a tensor as it is; numbers, lists and arrays as float32)."""
+    """`value` as a tensor (a floating tensor as it is; numbers, lists, arrays and integer tensors as
+    float32: an integer tensor failed deep in torch's norm)."""
     if isinstance(value, torch.Tensor):
-        return value
+        return value if value.is_floating_point() else value.to(torch.float32)
     try:
         return torch.as_tensor(value, dtype=torch.float32)
     except (TypeError, ValueError, RuntimeError):
@@ -377,7 +400,9 @@ def sample_cameras(
     pitch_draw: torch.Tensor | None = None,
     device: torch.device | str = "cpu",
 ) -> Camera:
-    """B cameras drawn from `pose`, looking at the origin (see `sample_pose_angles`)."""
+    """B cameras drawn from `pose` (None: the FFHQ prior), looking at the origin (see
+    `sample_pose_angles`)."""
+    pose = given_or_default(pose, PoseConfig, "pose")
     yaw, pitch = sample_pose_angles(
         pose, batch, generator, yaw_draw=yaw_draw, pitch_draw=pitch_draw, device=device
     )

@@ -91,6 +91,7 @@ class RenderDraws:
         for name, shape in expected.items():
             value = getattr(self, name)
             if value is not None:
+                _check_draw_values(name, value)
                 b, r, s = shape
                 if tuple(value.shape) not in (shape, (*shape, 1), (b * r, s), (b, r * s), (b, r * s, 1)):
                     got = tuple(value.shape)
@@ -135,6 +136,26 @@ class RenderDraws:
                 and getattr(self, f.name) is not None
             },
         )
+
+
+UNIFORM_DRAWS = ("jitter_u", "importance_u")
+"""The draws that are U(0, 1) numbers; the others are standard normal."""
+
+
+def _check_draw_values(name: str, value: object) -> None:
+    """A `ConfigError` unless a given draw is a floating tensor of finite values, within [0, 1] for a
+    uniform one (checked where free: CPU tensors). NaN draws rendered images of NaN, and a jitter of 5
+    put every sample past the ray's far bound, without a word."""
+    if not (isinstance(value, torch.Tensor) and value.is_floating_point()):
+        kind = type(value).__name__ if not isinstance(value, torch.Tensor) else f"tensor of {value.dtype}"
+        raise ConfigError(f"draws.{name} must be a floating-point tensor, got a {kind}.")
+    if value.device.type != "cpu" or value.numel() == 0:
+        return
+    if name in UNIFORM_DRAWS:
+        if not bool(((value >= 0) & (value <= 1)).all()):  # NaN fails too
+            raise ConfigError(f"draws.{name} holds values outside [0, 1] (or NaN); it takes U(0, 1) draws.")
+    elif not bool(torch.isfinite(value).all()):
+        raise ConfigError(f"draws.{name} holds NaN or infinite values; it takes N(0, 1) draws.")
 
 
 def draw_render_randomness(
