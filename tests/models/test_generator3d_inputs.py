@@ -53,6 +53,80 @@ def test_latents_come_in_the_models_dtype_and_a_seed_gives_the_same_ones(tiny_G)
     )
 
 
+# Found by a review acting as a hurried notebook user: torch's errors, or silently wrong images, before.
+REVIEW_CASES = [
+    (lambda G: Generator3D(G.config, 0), "generator must be a torch.Generator or None, got int (seeded_"),
+    (lambda G: G(*G.sample_latents(1), generator=[0]), "got list of seeds (generators_for_seeds(seeds)"),
+    (lambda G: G.sample_cameras(PoseConfig(), 0), "the number of cameras must be a whole number of 1"),
+    (lambda G: G.sample_cameras(PoseConfig(), 2.5), "the number of cameras must be a whole number"),
+    (lambda G: G.sample_cameras("frontal", 2), "pose must be a PoseConfig, got str"),  # an AttributeError
+    (lambda G: G.sample_cameras(PoseConfig(), 2, generators_for_seeds([1])), "1 generator for 2 images"),
+    (
+        lambda G: G(
+            *G.sample_latents(1),
+            draws=RenderDraws(jitter_u=torch.full((1, 16, 6), math.nan)),
+            render=RenderConfig(img_size=4),
+        ),  # fmt: skip
+        "draws.jitter_u holds values outside [0, 1] (or NaN)",  # was: an image of NaN
+    ),
+    (
+        lambda G: G(
+            *G.sample_latents(1),
+            draws=RenderDraws(importance_u=torch.full((1, 16, 6), 5.0)),
+            render=RenderConfig(img_size=4),
+        ),  # fmt: skip
+        "draws.importance_u holds values outside [0, 1]",  # was: samples past the far bound
+    ),
+    (
+        lambda G: G(
+            *G.sample_latents(1),
+            render=RenderConfig(img_size=4, nerf_noise=0.5),
+            draws=RenderDraws(coarse_noise=torch.full((1, 16, 6), math.inf)),
+        ),  # fmt: skip
+        "draws.coarse_noise holds NaN or infinite values",
+    ),
+    (
+        lambda G: G(
+            *G.sample_latents(1),
+            draws=RenderDraws(jitter_u=[[0.5] * 6] * 16),
+            render=RenderConfig(img_size=4),
+        ),  # fmt: skip
+        "draws.jitter_u must be a floating-point tensor, got a list",
+    ),
+    (
+        lambda G: G(
+            *G.sample_latents(1),
+            draws=RenderDraws(yaw_draw=torch.tensor([math.nan])),
+            render=RenderConfig(img_size=4),
+        ),  # fmt: skip
+        "yaw and pitch draws hold NaN or infinite values",
+    ),
+    (
+        lambda G: G.synthesis(
+            _styles_and_camera(G)[0], Camera(torch.zeros(0, 3), torch.ones(0, 3)), RENDER
+        ),  # fmt: skip
+        "the camera batch is empty",  # was: "cannot reshape tensor of 0 elements"
+    ),
+    (
+        lambda G: G(*(z.to("meta") for z in G.sample_latents(1))),
+        "z_nerf is on meta but the model is on cpu; move it with .to('cpu')",
+    ),
+    (
+        lambda G: G.synthesis(
+            {k: v.to("meta") for k, v in _styles_and_camera(G)[0].items()}, _styles_and_camera(G)[1], RENDER
+        ),  # fmt: skip
+        "but the model is on cpu",
+    ),
+    (
+        lambda G: G(*G.sample_latents(1), truncation_mean={"x": torch.zeros(1)}),  # psi 1: was ignored
+        "are missing from truncation_mean",
+    ),
+]
+REVIEW_IDS = ["int-generator-init", "seed-list", "no-cameras", "half-camera", "str-pose",
+              "generators-vs-batch", "nan-jitter", "jitter-5", "inf-noise", "list-draw", "nan-yaw-draw",
+         "empty-camera", "meta-latents", "meta-styles", "mean-at-psi-1"]  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "call, words",
     [
@@ -83,12 +157,13 @@ def test_latents_come_in_the_models_dtype_and_a_seed_gives_the_same_ones(tiny_G)
         ),
         (lambda G: G.mapping(G.sample_latents(1)[0] * math.nan, G.sample_latents(1)[1]), "z_nerf holds NaN"),
         (lambda G: G(G.sample_latents(1)[0], G.sample_latents(1)[1] / 0), "z_inr holds NaN or infinite"),
+        *REVIEW_CASES,
     ],
     ids=["no-rows", "too-few-generators", "int-generator", "no-samples", "numpy", "psi-tensor",
          "one-generator-two-images", "partial-mean", "str-samples", "dict-draws", "dict-render",
          "modulate-render", "dict-inversion-config", "numpy-target", "int-path", "nan-styles",
          "empty-modulate", "negative-batch", "nan-latents",
-         "inf-latents"],
+         "inf-latents", *REVIEW_IDS],
 )  # fmt: skip
 def test_unusable_inputs_are_one_config_error(tiny_G, call, words):
     with pytest.raises(ConfigError) as caught:
@@ -271,69 +346,6 @@ def test_a_model_saved_in_float64_loads_in_float64(tiny_G, tmp_path):
 
 def _styles_and_camera(G: Generator3D):
     return G.mapping(*G.sample_latents(1, torch.Generator().manual_seed(0))), Camera.from_angles(1.5, 1.5)
-
-
-@pytest.mark.parametrize(
-    "call, words",
-    [
-        (lambda G: Generator3D(G.config, 0), "generator must be a torch.Generator or None, got int (seeded_"),
-        (lambda G: G(*G.sample_latents(1), generator=[0]), "got list of seeds (generators_for_seeds(seeds)"),
-        (lambda G: G.sample_cameras(PoseConfig(), 0), "the number of cameras must be a whole number of 1"),
-        (lambda G: G.sample_cameras(PoseConfig(), 2.5), "the number of cameras must be a whole number"),
-        (lambda G: G.sample_cameras("frontal", 2), "pose must be a PoseConfig, got str"),  # an AttributeError
-        (lambda G: G.sample_cameras(PoseConfig(), 2, generators_for_seeds([1])), "1 generator for 2 images"),
-        (
-            lambda G: G(*G.sample_latents(1), draws=RenderDraws(jitter_u=torch.full((1, 16, 6), math.nan)),
-                        render=RenderConfig(img_size=4)),  # fmt: skip
-            "draws.jitter_u holds values outside [0, 1] (or NaN)",  # was: an image of NaN
-        ),
-        (
-            lambda G: G(*G.sample_latents(1), draws=RenderDraws(importance_u=torch.full((1, 16, 6), 5.0)),
-                        render=RenderConfig(img_size=4)),  # fmt: skip
-            "draws.importance_u holds values outside [0, 1]",  # was: samples past the far bound
-        ),
-        (
-            lambda G: G(*G.sample_latents(1), render=RenderConfig(img_size=4, nerf_noise=0.5),
-                        draws=RenderDraws(coarse_noise=torch.full((1, 16, 6), math.inf))),  # fmt: skip
-            "draws.coarse_noise holds NaN or infinite values",
-        ),
-        (
-            lambda G: G(*G.sample_latents(1), draws=RenderDraws(jitter_u=[[0.5] * 6] * 16),
-                        render=RenderConfig(img_size=4)),  # fmt: skip
-            "draws.jitter_u must be a floating-point tensor, got a list",
-        ),
-        (
-            lambda G: G(*G.sample_latents(1), draws=RenderDraws(yaw_draw=torch.tensor([math.nan])),
-                        render=RenderConfig(img_size=4)),  # fmt: skip
-            "yaw and pitch draws hold NaN or infinite values",
-        ),
-        (
-            lambda G: G.synthesis(_styles_and_camera(G)[0], Camera(torch.zeros(0, 3), torch.ones(0, 3)),
-                                  RENDER),  # fmt: skip
-            "the camera batch is empty",  # was: "cannot reshape tensor of 0 elements"
-        ),
-        (
-            lambda G: G(*(z.to("meta") for z in G.sample_latents(1))),
-            "z_nerf is on meta but the model is on cpu; move it with .to('cpu')",
-        ),
-        (
-            lambda G: G.synthesis({k: v.to("meta") for k, v in _styles_and_camera(G)[0].items()},
-                                  _styles_and_camera(G)[1], RENDER),  # fmt: skip
-            "but the model is on cpu",
-        ),
-        (
-            lambda G: G(*G.sample_latents(1), truncation_mean={"x": torch.zeros(1)}),  # psi 1: was ignored
-            "are missing from truncation_mean",
-        ),
-    ],
-    ids=["int-generator-init", "seed-list", "no-cameras", "half-camera", "str-pose", "generators-vs-batch",
-         "nan-jitter", "jitter-5", "inf-noise", "list-draw", "nan-yaw-draw",
-         "empty-camera", "meta-latents", "meta-styles", "mean-at-psi-1"],
-)  # fmt: skip
-def test_misuse_found_by_review_is_one_config_error(tiny_G, call, words):
-    with pytest.raises(ConfigError) as caught:
-        call(tiny_G)
-    assert words in str(caught.value)
 
 
 def test_a_float64_model_refuses_bf16_precision_and_a_float64_mean_keeps_the_styles_dtype(tiny_G):
