@@ -3,7 +3,10 @@ are one line."""
 
 from __future__ import annotations
 
+import os
+import stat
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -323,3 +326,36 @@ def test_metrics_says_an_out_path_it_cannot_write_before_scoring(tmp_path, capsy
     ]
     code, _, err = run(capsys, *argv)
     assert code == 2 and err.endswith(f"cannot be written: {tmp_path / 'afile'} is a file, not a folder.\n")
+
+
+def test_metrics_keeps_an_existing_out_file_and_never_replaces_a_device_or_pipe(
+    tmp_path, capsys, monkeypatch
+):
+    """--out replaced any file (another model's weights), and a device node or pipe with a JSON file
+    (as root, `--out /dev/null` replaced the device); an unwritable folder failed after the scoring."""
+    monkeypatch.setattr("cips3d.cli.metrics.build_generator", lambda *a, **k: (_ for _ in ()).throw(
+        AssertionError("scored before the --out path was checked")))  # fmt: skip
+    (tmp_path / "data").mkdir()
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"weights")
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    argv = ["metrics", "--preset", "tiny", "--data", str(tmp_path / "data"), "--out"]
+    code, _, err = run(capsys, *argv, str(weights))
+    assert (
+        code == 2 and "exists; give --overwrite to replace it" in err and weights.read_bytes() == b"weights"
+    )
+    for target in ("pipe", "dangling"):
+        code, _, err = run(capsys, *argv, str(tmp_path / target), "--overwrite")
+        assert code == 2 and "give the path of a file to write" in err, err
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "pipe").st_mode)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # root writes anyway: a folder under /proc takes no file either
+            locked = Path("/proc")
+        code, _, err = run(capsys, *argv, str(locked / "scores.json"))
+        assert code == 2 and "cannot be written" in err and "takes no new file" in err, err
+    finally:
+        (tmp_path / "locked").chmod(0o700)

@@ -98,6 +98,10 @@ def test_fid_needs_two_images(tmp_path, extractor, monkeypatch):
     with pytest.raises(UserError, match="need 2 images or more; the data gave 1"):
         evaluate_2d(G, one, ["swd", "fid"], extractor=extractor)
     assert generated == []  # said before any fake was made (it came after the fakes and SWD)
+    two = write_samples(G, tmp_path / "two", count=2)
+    with pytest.raises(UserError, match=r"the number to score \(num_images, --num\) is 1"):
+        evaluate_2d(G, two, ["kid"], num_images=1, extractor=extractor)  # blamed the data
+    assert generated == []
 
 
 def test_progress_bars_count_the_images_generated_and_read(tmp_path, extractor, capsys):

@@ -42,6 +42,10 @@ def test_round_trip(tmp_path):
     assert snap.path == path and snap.state.global_step == 7 and snap.config == {"k": 7}
     assert torch.equal(snap.G["weight"], torch.full((2, 2), 0.5))
     assert set(snap.optimizers) == {"G"}
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in path.iterdir()}
+    assert set(modes.values()) == {0o666 & ~umask}, modes  # the weights were 0600 beside 0644 files
 
 
 def test_rng_states_round_trip_and_the_global_generators_are_left_alone():

@@ -20,7 +20,7 @@ from cips3d.cli.common import (
 )
 from cips3d.errors import UserError
 from cips3d.io.checkpoint2d import is_generator2d
-from cips3d.io.files import atomic_write
+from cips3d.io.files import atomic_write, check_writable
 from cips3d.metrics.evaluate import METRICS, evaluate, evaluate_2d
 from cips3d.models.generator2d import Generator2D
 from cips3d.words import counted
@@ -68,9 +68,25 @@ def add_parser(subparsers) -> None:
         "weights-inception-2015-12-05) or a TorchScript file",
     )
     p.add_argument("--out", help="also write the result (metrics and protocol) to this JSON file")
+    p.add_argument("--overwrite", action="store_true", help="replace the --out file when it exists")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    """--out before any scoring: not an input, not a folder, writable (it failed after every score was
+    computed), and not an existing file unless --overwrite (another model's weights were replaced)."""
+    refuse_overwriting_inputs(args.out, args.data, args.checkpoint, args.inception)
+    out = Path(args.out)
+    if out.is_dir():
+        raise UserError(f"--out {args.out} is a folder; give the path of the JSON file to write.")
+    try:
+        check_writable(out)
+    except UserError as err:
+        raise UserError(f"--out {err}") from None
+    if out.exists() and not args.overwrite:
+        raise UserError(f"--out {args.out} exists; give --overwrite to replace it, or another path.")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,12 +101,7 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.data).exists():
         raise UserError(f"no dataset at {args.data}.")
     if args.out:  # said now, not after the scoring
-        refuse_overwriting_inputs(args.out, args.data, args.checkpoint, args.inception)
-        if Path(args.out).is_dir():
-            raise UserError(f"--out {args.out} is a folder; give the path of the JSON file to write.")
-        blocking = next((p for p in Path(args.out).parents if p.exists() and not p.is_dir()), None)
-        if blocking is not None:  # it failed after every score was computed
-            raise UserError(f"--out {args.out} cannot be written: {blocking} is a file, not a folder.")
+        _check_out(args)
     G2 = checkpoint_generator2d(args)
     if G2 is not None:
         result = _evaluate_2d(args, which, G2.to(resolve_device(args.device)))

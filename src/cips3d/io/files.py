@@ -21,7 +21,7 @@ def path_of(value: object, name: str = "path") -> Path:
     return Path(value)
 
 
-def _file_mode() -> int:
+def file_mode() -> int:
     """rw for everyone the umask allows, as `open()` would give (mkstemp alone gives 0600)."""
     umask = os.umask(0)
     os.umask(umask)
@@ -42,6 +42,35 @@ def make_folder(folder: str | os.PathLike) -> Path:
     except OSError as err:  # a read-only parent, a full disk: said as what could not be made
         raise UserError(f"cannot make the folder {folder} ({err.strerror or err}).") from None
     return folder
+
+
+def check_file_target(path: Path) -> None:
+    """A `UserError` unless `path` is free or a regular file (or a link to one): the rename replaced a
+    device, a pipe or a link to one with a plain file (`--out /dev/null` turned the device node into a
+    JSON file), and a folder cannot be replaced at all."""
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; a file path was expected there.")
+    if os.path.lexists(path) and not path.is_file():
+        what = "a link to nothing" if path.is_symlink() and not path.exists() else "not a regular file"
+        raise UserError(f"{path} is {what} (a device, a pipe, a socket?); give the path of a file to write.")
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """A `UserError` now, before hours of work, when `path` cannot be written: not a regular file, or
+    its folder (or the deepest one that exists, where it would be made) refuses a new file."""
+    path = Path(path)
+    check_file_target(path)
+    folder = next(p for p in (path.parent, *path.parent.parents) if p.exists())
+    if not folder.is_dir():
+        raise UserError(f"{path} cannot be written: {folder} is a file, not a folder.")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=_temporary_prefix(path), suffix=TEMPORARY_SUFFIX)
+    except OSError as err:
+        raise UserError(
+            f"{path} cannot be written: {folder} takes no new file ({err.strerror or err})."
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 TEMPORARY_SUFFIX = ".tmp"  # of atomic_write's files: hidden, beside their destination, until renamed
@@ -76,8 +105,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Call `write(tmp_path)`, fsync, then rename over `path` (same folder, so the rename is atomic).
     When the write fails, the folders made for it are removed again (if nothing else came into them)."""
     path = Path(path)
-    if path.is_dir():
-        raise UserError(f"{path} is a folder; a file path was expected there.")
+    check_file_target(path)
     made = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]  # deepest first
     make_folder(path.parent)
     try:
@@ -89,7 +117,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        os.chmod(tmp, _file_mode())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException as err:
         said = _write_error(err, path, tmp)  # before the temporary file frees its room

@@ -169,7 +169,7 @@ def evaluate(
     scores: dict[str, float] = {}
     if any(m in metrics for m in IMAGE_METRICS):
         reals = real_images(data, num_images, img_size)
-        _check_counts(reals, metrics)  # before the fakes are generated
+        _check_counts(reals, metrics, num_images)  # before the fakes are generated
         with _bar(progress, reals.shape[0], "generating") as on_images:
             fakes = generated_images(
                 G,
@@ -206,16 +206,21 @@ def checked_metrics(
     return tuple(dict.fromkeys(names))
 
 
-def check_fid_count(real_images: int) -> None:
-    """A `UserError` unless there are real images enough for FID and KID (feature statistics need 2)."""
+def check_fid_count(real_images: int, asked: int | None = None) -> None:
+    """A `UserError` unless there are real images enough for FID and KID (feature statistics need 2),
+    naming the cause: `asked`, the number of images to score, or the data (it blamed the data for
+    `--num 1`)."""
+    if asked is not None and asked < 2:
+        raise UserError(f"FID and KID compare feature statistics and need 2 images or more; the number to "
+                        f"score (num_images, --num) is {asked}.")  # fmt: skip
     if real_images < 2:
         raise UserError(f"FID and KID compare feature statistics and need 2 images or more; the data "
                         f"gave {real_images}.")  # fmt: skip
 
 
-def _check_counts(reals: torch.Tensor, metrics: Sequence[str]) -> None:
+def _check_counts(reals: torch.Tensor, metrics: Sequence[str], asked: int) -> None:
     if "fid" in metrics or "kid" in metrics:
-        check_fid_count(reals.shape[0])
+        check_fid_count(reals.shape[0], asked)
 
 
 def _image_scores(reals, fakes, data, metrics, extractor, device, protocol, progress) -> dict[str, float]:
@@ -262,7 +267,7 @@ def evaluate_2d(
         "file_format": "none (in memory, uint8)",
     }  # fmt: skip
     reals = real_images(data, num_images, config.size, config.width, whole)
-    _check_counts(reals, metrics)  # before the fakes are generated
+    _check_counts(reals, metrics, num_images)  # before the fakes are generated
     with _bar(progress, reals.shape[0], "generating") as on_images:
         fakes = generated_images_2d(G, reals.shape[0], psi=psi, on_images=on_images)
     scores = _image_scores(reals, fakes, data, metrics, extractor, G.device, protocol, progress)

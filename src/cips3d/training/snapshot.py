@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from cips3d.config_2d import is_2d_run_config
 from cips3d.data.images import ImageDataset
 from cips3d.errors import CheckpointError, ConfigError, UserError, error_gist, first_line
-from cips3d.io.files import atomic_write
+from cips3d.io.files import atomic_write, file_mode
 
 FORMAT = "cips3d.training-snapshot"
 FORMAT_VERSION = 1
@@ -170,6 +170,7 @@ def _write_files(
     torch.save(rng, tmp / "rng.pt")
     (tmp / "state.json").write_text(json.dumps(meta, indent=2) + "\n")
     for path in tmp.iterdir():
+        os.chmod(path, file_mode())  # safetensors writes 0600: a team's run had weights only one could read
         _fsynced(path)
     _fsync_dir(tmp)
 
