@@ -216,12 +216,37 @@ def test_other_methods_and_malformed_requests_get_one_plain_line(server):
 
 
 def test_closing_waits_for_the_frame_being_rendered_and_starts_no_other(tiny_G):
-    """A request thread inside PyTorch when Python exits aborted `cips3d view` (SIGABRT) on Ctrl-C."""
+    """A request thread inside PyTorch when Python exits aborted `cips3d view` (SIGABRT) on Ctrl-C;
+    requests queued behind the frame being rendered were all rendered before the close returned."""
     server = make_server(tiny_G, RenderConfig(img_size=8, deterministic=True), port=0)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
     stop = serve_in_thread(server)
-    server.render_lock.acquire()  # as a frame being rendered holds it
-    threading.Timer(0.5, server.render_lock.release).start()
+    gate = server.render_gate
+    gate.__enter__()  # as a frame being rendered holds it
+    queued = []
+    waiting = threading.Thread(target=lambda: queued.append(get(url + "/frame?seed=1")))
+    waiting.start()
+    time.sleep(0.2)  # the request waits at the gate
+    threading.Timer(0.5, gate.__exit__).start()
     started = time.monotonic()
     stop()
     assert time.monotonic() - started >= 0.4  # it waited for that frame
-    assert server.render_lock.locked()  # and holds the lock: no frame starts after the close
+    waiting.join(timeout=60)
+    assert queued[0][0] == 503 and queued[0][2] == b"the viewer is stopping."  # not rendered after it
+    assert server.render_gate.closed
+
+
+def test_a_second_ctrl_c_while_closing_leaves_at_once_without_pythons_exit(monkeypatch, capsys):
+    """The second Ctrl-C of an impatient user raised out of the close, and Python's exit with a request
+    thread inside PyTorch aborted the process (SIGABRT)."""
+    from cips3d.cli import view  # noqa: PLC0415
+
+    class Busy:
+        def server_close(self) -> None:
+            raise KeyboardInterrupt  # the second Ctrl-C, while waiting for the frame
+
+    exits = []
+    monkeypatch.setattr(view.os, "_exit", exits.append)
+    view.close_server(Busy())
+    assert exits == [130]
+    assert "stopped without waiting for the frame being rendered" in capsys.readouterr().out

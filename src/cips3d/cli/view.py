@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import shlex
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from http.server import ThreadingHTTPServer
@@ -22,6 +24,7 @@ from cips3d.cli.common import (
     refuse_ignored,
     resolve_device,
 )
+from cips3d.cli.entry import EXIT_INTERRUPTED
 from cips3d.cli.speed import (
     SPEED_DEFAULTS,
     add_precision_argument,
@@ -125,12 +128,25 @@ def run(args: argparse.Namespace) -> int:
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        print("cips3d view: stopped.")
+        print("cips3d view: stopping after the frame being rendered (Ctrl-C again: at once).", flush=True)
     finally:
-        server.server_close()
+        close_server(server)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+    print("cips3d view: stopped.")
     return 0
+
+
+def close_server(server: ThreadingHTTPServer) -> None:
+    """Close the server, which waits for the frame being rendered. A second Ctrl-C (or SIGTERM) while it
+    waits leaves at once through os._exit: Python's own exit with a request thread still inside
+    PyTorch aborts the process (SIGABRT, "terminate called without an active exception")."""
+    try:
+        server.server_close()
+    except KeyboardInterrupt:
+        print("cips3d view: stopped without waiting for the frame being rendered.", flush=True)
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
 
 
 def sample_command(args: argparse.Namespace) -> str:

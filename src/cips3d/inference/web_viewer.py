@@ -66,6 +66,38 @@ class BadRequest(ValueError):
     """A query the viewer cannot answer (answered with HTTP 400 and this message)."""
 
 
+class Stopping(RuntimeError):
+    """The viewer is closing: a frame asked for now is not rendered (answered with HTTP 503)."""
+
+
+class RenderGate:
+    """A frame source's lock (one frame renders at a time: one model) that its server closes for good.
+
+    `with gate:` raises `Stopping` once `close` was called, so requests that queued behind the frame
+    being rendered leave without touching PyTorch: closing waits for that one frame only (it rendered
+    every queued frame first, and a Python exit with a thread still inside PyTorch aborts the process)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def __enter__(self) -> RenderGate:
+        self._lock.acquire()
+        if self.closed:
+            self._lock.release()
+            raise Stopping("the viewer is stopping.")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    def close(self) -> None:
+        """Let no frame start, and wait for the one being rendered (after it, every `with` refuses)."""
+        self.closed = True
+        with self._lock:
+            pass
+
+
 def check_query_seed(seed: int) -> None:
     """A `BadRequest` unless `seed` is one the page's buttons count exactly (`seeding.check_seed`'s rule)."""
     _bad_request(seed_rule, seed, "seed", MAX_SEED)
@@ -168,7 +200,7 @@ class FrameSource:
         self.G, self.render = G, render
         self.fixed_styles = styles
         self.viewers: OrderedDict[tuple[int | None, float], InteractiveRenderer] = OrderedDict()
-        self.lock = threading.Lock()
+        self.lock = RenderGate()
         self.frames_served = 0
 
     def viewer(self, seed: int, psi: float) -> InteractiveRenderer:
@@ -187,9 +219,9 @@ class FrameSource:
         return remember(self.viewers, key, make)
 
     def frame(self, request: FrameRequest) -> np.ndarray:
-        """uint8 [H, W, 3] of the request's panel."""
-        camera = Camera.from_angles(request.yaw, request.pitch)  # pitch is kept off the poles there
+        """uint8 [H, W, 3] of the request's panel (its PyTorch work inside the gate: none after a close)."""
         with self.lock:
+            camera = Camera.from_angles(request.yaw, request.pitch)  # pitch is kept off the poles there
             out = self.viewer(request.seed, request.psi).render(camera)
             pixels = compose_frame(out, self.render, (request.panel,))
             self.frames_served += 1
@@ -244,6 +276,8 @@ def make_handler(
                     self._send(404, PLAIN_TEXT, b"not found: the routes are /, /frame and /info.")
             except (BadRequest, ConfigError) as err:  # a ConfigError: a view the model cannot render
                 self._send(400, PLAIN_TEXT, str(err).encode())
+            except Stopping as err:
+                self._send(503, PLAIN_TEXT, str(err).encode())
 
         def _send_frame(self, request: Any) -> None:
             """The image, with the milliseconds spent rendering (pixels ready on the host) and encoding."""
@@ -304,22 +338,20 @@ class ViewerServer(ThreadingHTTPServer):
     """The viewers' HTTP server: request threads do not keep Python alive, and a browser that closes
     the connection before its frame arrives (a closed tab, a superseded fetch) is not an error.
 
-    Closing it waits for the frame being rendered and lets no other start (`render_lock`, the frame
-    source's lock, is kept): a request thread still inside PyTorch when Python exits aborted the
-    process (SIGABRT, "terminate called without an active exception") on Ctrl-C under load."""
+    Closing it waits for the frame being rendered and lets no other start (`render_gate`, the frame
+    source's `RenderGate`, is closed): a request thread still inside PyTorch when Python exits aborted
+    the process (SIGABRT, "terminate called without an active exception") on Ctrl-C under load."""
 
     daemon_threads = True
 
-    def __init__(self, address, handler, render_lock: threading.Lock | None = None) -> None:
-        self.render_lock = render_lock  # first: a failed bind closes the server inside __init__
-        self._rendering_stopped = False
+    def __init__(self, address, handler, render_gate: RenderGate | None = None) -> None:
+        self.render_gate = render_gate  # first: a failed bind closes the server inside __init__
         super().__init__(address, handler)
 
     def server_close(self) -> None:
         super().server_close()
-        if self.render_lock is not None and not self._rendering_stopped:
-            self.render_lock.acquire()  # never released: this server renders no more
-            self._rendering_stopped = True
+        if self.render_gate is not None and not self.render_gate.closed:
+            self.render_gate.close()
 
     def handle_error(self, request, client_address) -> None:
         if isinstance(sys.exc_info()[1], ConnectionError):  # BrokenPipe, ConnectionReset, ...
@@ -328,10 +360,10 @@ class ViewerServer(ThreadingHTTPServer):
 
 
 def http_server(
-    handler: type[BaseHTTPRequestHandler], host: str, port: int, render_lock: threading.Lock | None = None
+    handler: type[BaseHTTPRequestHandler], host: str, port: int, render_gate: RenderGate | None = None
 ) -> ThreadingHTTPServer:
-    """A `ViewerServer` of `handler` on (host, port); `render_lock` is its frame source's lock."""
-    return ViewerServer((host, port), handler, render_lock)
+    """A `ViewerServer` of `handler` on (host, port); `render_gate` is its frame source's gate."""
+    return ViewerServer((host, port), handler, render_gate)
 
 
 def serve_in_thread(server: ThreadingHTTPServer) -> Callable[[], None]:

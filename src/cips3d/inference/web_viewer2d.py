@@ -14,7 +14,6 @@ At zoom 1 and (0, 0) the window is the training frame, rendered at the viewer's 
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
@@ -26,6 +25,7 @@ from cips3d.errors import ConfigError
 from cips3d.inference.web_viewer import (
     SAVE_SCRIPT,
     BadRequest,
+    RenderGate,
     check_psi,
     check_query_seed,
     http_server,
@@ -72,7 +72,7 @@ class WindowSource:
         self.fixed_styles = styles  # a fitted photo's w (`cips3d invert2d`): the seed then plays no part
         self.styles: OrderedDict[int, torch.Tensor] = OrderedDict()
         self.mean: torch.Tensor | None = None  # the truncation centre, computed at the first psi < 1
-        self.lock = threading.Lock()
+        self.lock = RenderGate()
         self.frames_served = 0
 
     def style(self, seed: int, psi: float = 1.0) -> torch.Tensor:
@@ -100,7 +100,7 @@ class WindowSource:
             grid = self.G.window_grid(self.height, request.x, request.y, request.zoom)
             image = self.G.synthesis(self.style(request.seed, request.psi), grid)
             self.frames_served += 1
-            return to_uint8(image.clamp(-1, 1))[0]  # inside the lock: no PyTorch work after a close
+            return to_uint8(image.clamp(-1, 1))[0]  # inside the gate: no PyTorch work after a close
 
 
 def make_server2d(
