@@ -250,3 +250,36 @@ def test_a_second_ctrl_c_while_closing_leaves_at_once_without_pythons_exit(monke
     view.close_server(Busy())
     assert exits == [130]
     assert "stopped without waiting for the frame being rendered" in capsys.readouterr().out
+
+
+def _loopback_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def test_the_viewer_listens_on_ipv6_and_prints_a_url_that_opens(tiny_G):
+    """--host ::1 failed ("Address family for hostname not supported"); 0.0.0.0 printed
+    http://0.0.0.0:PORT as the address to open."""
+    render = RenderConfig(img_size=8, deterministic=True)
+    everywhere = make_server(tiny_G, render, host="0.0.0.0", port=0)
+    try:
+        assert everywhere.url() == f"http://127.0.0.1:{everywhere.server_address[1]}"
+    finally:
+        everywhere.server_close()
+    if not _loopback_ipv6():  # a machine without IPv6: the failure is still one OSError, said by `view`
+        with pytest.raises(OSError):
+            make_server(tiny_G, render, host="::1", port=0)
+        return
+    for host in ("::1", "[::1]"):
+        server = make_server(tiny_G, render, host=host, port=0)
+        stop = serve_in_thread(server)
+        try:
+            assert server.url() == f"http://[::1]:{server.server_address[1]}"
+            code, _, body = get(server.url() + "/info")
+            assert code == 200 and json.loads(body)["size"] == 8
+        finally:
+            stop()

@@ -81,7 +81,11 @@ def add_parser(subparsers) -> None:
     )
     add_precision_argument(g)
     o = p.add_argument_group("where")
-    o.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    o.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on, IPv4 or IPv6 (default 127.0.0.1; every interface: 0.0.0.0 or ::)",
+    )
     o.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     o.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.set_defaults(run=run, max_seed=MAX_SEED)  # checked with every --seed, in its wording
@@ -123,8 +127,9 @@ def run(args: argparse.Namespace) -> int:
     previous = None
     if threading.current_thread() is threading.main_thread():  # SIGTERM stops it as Ctrl-C does
         previous = signal.signal(signal.SIGTERM, _interrupt)
-    host, port = server.server_address[:2]
-    print(f"cips3d view: open http://{host}:{port} ({what} on {device}); Ctrl-C stops.", flush=True)
+    everywhere = server.server_address[0] in ("0.0.0.0", "::")
+    reach = " (other machines: this machine's address)" if everywhere else ""
+    print(f"cips3d view: open {server.url()}{reach} ({what} on {device}); Ctrl-C stops.", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import socket
 import sys
 import threading
 import time
@@ -346,7 +347,18 @@ class ViewerServer(ThreadingHTTPServer):
 
     def __init__(self, address, handler, render_gate: RenderGate | None = None) -> None:
         self.render_gate = render_gate  # first: a failed bind closes the server inside __init__
-        super().__init__(address, handler)
+        host, port = address
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # a URL's [::1]
+        if ":" in host:  # an IPv6 address: http.server listens on IPv4 only ("address family not supported")
+            self.address_family = socket.AF_INET6
+        super().__init__((host, port), handler)
+
+    def url(self) -> str:
+        """The address to open in a browser: a listener on every interface (0.0.0.0, ::) is reached here
+        through the loopback address (http://0.0.0.0:PORT was printed)."""
+        host, port = self.server_address[:2]
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def server_close(self) -> None:
         super().server_close()
