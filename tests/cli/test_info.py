@@ -100,10 +100,16 @@ def test_a_reader_that_stops_early_is_no_error(tmp_path, tiny_G):
 def test_what_is_not_a_checkpoint_is_said(capsys, tmp_path):
     torch.save({"weights": torch.ones(2)}, tmp_path / "other.pt")
     code, text, _ = run(capsys, "info", str(tmp_path / "other.pt"))
-    assert code == 0 and "a state dict of 1 tensors that cips3d does not recognise" in text
+    assert code == 0 and "a state dict of 1 tensor that cips3d does not recognise" in text
     assert text.splitlines()[-1].split() == ["parameters", "2"]
     code, _, err = run(capsys, "info", str(tmp_path / "missing"))
     assert code == 2 and "there is nothing at" in err
+    (tmp_path / "loop_a").symlink_to(tmp_path / "loop_b")
+    (tmp_path / "loop_b").symlink_to(tmp_path / "loop_a")
+    code, _, err = run(capsys, "info", str(tmp_path / "loop_a"))
+    assert code == 2 and f"loop_a is a link to {tmp_path / 'loop_b'}, which does not exist (or loops)." in err
+    code, _, err = run(capsys, "info", "/dev/null")  # was "no checkpoint file at /dev/null"
+    assert code == 2 and "/dev/null is not a regular file (a device, a pipe?), so not a checkpoint." in err
     named = (("seed0000.png", "an image"), ("depth.npy", "a NumPy array"), ("m.ply", "a mesh"),
              ("seed0000.gif", "a GIF"))  # fmt: skip
     for name, what in named:  # named by what it is, not as a damaged model

@@ -42,7 +42,7 @@ def test_a_frame_request_has_defaults_and_refuses_bad_values():
         1.0,
         "jpeg",
     )
-    r = FrameRequest.parse("seed=7&yaw=1.2&pitch=1.4&panel=depth&psi=0.5&format=png")
+    r = FrameRequest.parse("seed=7&yaw=1.2&pitch=1.4&panel=depth&psi=0.5&format=PNG")  # case as panel=
     assert (r.seed, r.yaw, r.pitch, r.panel, r.psi, r.format) == (7, 1.2, 1.4, "depth", 0.5, "png")
     bad = [("seed=x", "integer"), ("seed=-1", "seed must be"), ("yaw=nan", "yaw must be a number"),
            ("psi=2", "psi must"),

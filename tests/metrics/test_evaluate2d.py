@@ -144,6 +144,7 @@ def test_a_cache_that_cannot_be_written_costs_a_warning_not_the_scores(tmp_path,
     write_samples(G, data)
     with pytest.warns(
         StatsCacheWarning, match="statistics were not cached: .*is a file.*computes them again"
-    ):
+    ) as caught:
         result = evaluate_2d(G, data, ["fid"], num_images=6, extractor=extractor)
+    assert ".;" not in str(caught[0].message)  # the reason's own full stop stood before the semicolon
     assert math.isfinite(result["metrics"]["fid"]) and not result["protocol"]["real_stats_cached"]

@@ -150,7 +150,7 @@ NUMBER_TEXT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", r
 
 def image_format(query: dict[str, str]) -> str:
     """The query's `format` (default jpeg), one of FORMATS."""
-    name = query.get("format", "jpeg")
+    name = query.get("format", "jpeg").lower()  # as panel= is read: PNG was refused
     if name not in FORMATS:
         raise BadRequest(f"format must be jpeg or png, got {name!r}.")
     return name

@@ -162,12 +162,20 @@ def _load_snapshot_ema(path: Path, device: str | torch.device) -> Generator3D:
     return G.to(device)
 
 
+def missing_checkpoint(path: Path) -> CheckpointError:
+    """The error for a checkpoint path that is no regular file: nothing there ("no checkpoint file at
+    /dev/null" was said of a device too)."""
+    if path.exists():
+        return CheckpointError(f"{path} is not a regular file (a device, a pipe?), so not a checkpoint.")
+    return CheckpointError(f"no checkpoint file at {path}.")
+
+
 def read_torch_file(path: str | os.PathLike) -> Any:
     """What a `.pth`/`.pt` file holds, read with `weights_only=True` (tensors, containers and the
     `argparse.Namespace` that official training checkpoints keep their arguments in; never code)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint file at {path}.")
+        raise missing_checkpoint(path)
     try:
         with _namespace_allowed():
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -323,7 +331,7 @@ def model_folder_of(path: Path) -> Path:
             raise CheckpointError(f"{path} is a folder without {CONFIG_FILE}, so not a cips3d checkpoint.")
         return path
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint file at {path}.")
+        raise missing_checkpoint(path)
     if (path.parent / "state.json").is_file():  # a training snapshot's G_ema.safetensors
         raise CheckpointError(
             f"{path} is one file of the training snapshot {path.parent}; give that folder or the run "

@@ -57,6 +57,8 @@ def describe(path: str | os.PathLike) -> Lines:
     """(label, value) lines saying what `path` is and what it holds; `UserError` if it is nothing."""
     path = Path(path)
     if not path.exists():
+        if path.is_symlink():  # said "nothing at" a link whose target is missing or which loops
+            raise UserError(f"{path} is a link to {os.readlink(path)}, which does not exist (or loops).")
         raise UserError(f"there is nothing at {path}.")
     run_files = ("state.json", "snapshots", "run.json")  # a snapshot, or a run (perhaps before its first)
     snapshot_file = None
@@ -423,7 +425,7 @@ def _torch_file(path: Path) -> Lines:
             ("kind", "an official CIPS-3D discriminator state dict"),
             ("parameters", parameter_count(state)),
         ]
-    return [("kind", f"a state dict of {len(state)} tensors that cips3d does not recognise"),
+    return [("kind", f"a state dict of {counted(len(state), 'tensor')} that cips3d does not recognise"),
             ("parameters", parameter_count(state))]  # fmt: skip
 
 

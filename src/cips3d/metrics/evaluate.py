@@ -124,7 +124,11 @@ def _inception_scores(extractor, reals, fakes, which, record, progress: bool) ->
         try:  # the cache only saves time: a folder it cannot write in must not cost the scores
             save_cached_stats(key, real_stats, real_features)
         except (OSError, UserError) as err:
-            reason = f"{err.strerror or err} ({err.filename})" if isinstance(err, OSError) else str(err)
+            reason = (
+                f"{err.strerror or err} ({err.filename})"
+                if isinstance(err, OSError)
+                else str(err).rstrip(".")
+            )
             warnings.warn(f"the real images' Inception statistics were not cached: {reason}; the next run "
                           "computes them again.", StatsCacheWarning, stacklevel=2)  # fmt: skip
     else:
