@@ -492,3 +492,31 @@ def test_a_non_square_target_that_crops_much_of_each_image_says_so_once(tmp_path
         warnings.simplefilter("error")  # the target's own shape, and square crops of photos, say nothing
         ImageDataset(tmp_path / "wide", resolution=8, width=32)
         ImageDataset(tmp_path / "wide", resolution=8)
+
+
+def _without_utf8_flags(archive_path) -> None:
+    """Clear bit 11 (names in UTF-8) of every header, as Info-ZIP's `zip` writes UTF-8 names."""
+    data = bytearray(archive_path.read_bytes())
+    for signature, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        start = data.find(signature)
+        while start != -1:
+            data[start + flags_at + 1] &= ~(0x800 >> 8) & 0xFF
+            start = data.find(signature, start + 4)
+    archive_path.write_bytes(bytes(data))
+
+
+def test_a_zip_of_utf8_names_without_the_utf8_flag_reads_as_its_folder(tmp_path):
+    """Linux's `zip -r` stores UTF-8 names unflagged, read by Python as cp437 ('phötö' as 'ph├╢t├╢'): a
+    run on the folder was refused on a plain zip of it (other names, another data fingerprint)."""
+    from cips3d.data.images import data_fingerprint, open_image_source  # noqa: PLC0415
+
+    folder = make_folder(tmp_path / "p", ["sub/phötö ü 0.png", "sub/b.png"])
+    archive = zip_folder(folder, tmp_path / "p.zip")
+    _without_utf8_flags(archive)
+    with zipfile.ZipFile(archive) as raw:
+        assert "sub/ph├╢t├╢ ü 0.png" not in raw.namelist() and any("├" in n for n in raw.namelist())
+    from_folder, from_zip = open_image_source(folder), open_image_source(archive)
+    assert from_zip.names == from_folder.names == ("sub/b.png", "sub/phötö ü 0.png")
+    assert from_zip.read("sub/phötö ü 0.png") == (folder / "sub/phötö ü 0.png").read_bytes()
+    names = list(from_folder.names)
+    assert data_fingerprint(from_zip, names) == data_fingerprint(from_folder, names)

@@ -128,6 +128,22 @@ class FolderSource:
         """Nothing stays open between reads."""
 
 
+UTF8_NAME_FLAG = 0x800  # bit 11 of a zip member's flags: its name is UTF-8 (else, by the format, cp437)
+
+
+def zip_member_name(info: zipfile.ZipInfo) -> str:
+    """A zip member's name as the folder it was made from spells it. Info-ZIP's `zip` (Linux's own)
+    stores UTF-8 names without the UTF-8 flag, which Python reads as cp437 ('phötö' as 'ph├╢t├╢'): such a
+    name is read again as UTF-8 where its bytes are UTF-8 (true DOS names almost never are). A run on
+    the folder was refused on a plain zip of it, its names no longer matching."""
+    if info.flag_bits & UTF8_NAME_FLAG or info.filename.isascii():
+        return info.filename
+    try:
+        return info.filename.encode("cp437").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return info.filename
+
+
 class ZipSource:
     """The images inside a zip archive, at any depth (StyleGAN2-ADA layout: `00000/img00000000.png`).
 
@@ -141,7 +157,9 @@ class ZipSource:
         self._zip: zipfile.ZipFile | None = None
         self._pid: int | None = None
         with zipfile.ZipFile(path) as archive:
-            self._sizes = {i.filename: i.file_size for i in archive.infolist()}
+            infos = archive.infolist()
+        self._members = {zip_member_name(i): i.filename for i in infos}  # our name -> the archive's
+        self._sizes = {zip_member_name(i): i.file_size for i in infos}
         members = [n for n in self._sizes if not n.endswith("/") and is_image_name(n)]
         self.names: tuple[str, ...] = tuple(sorted(members))
 
@@ -157,7 +175,7 @@ class ZipSource:
         if self._zip is None or self._pid != os.getpid():
             self._zip = zipfile.ZipFile(self.path)
             self._pid = os.getpid()
-        return self._zip.read(name)
+        return self._zip.read(self._members[name])
 
     def location(self, name: str) -> str:
         return shown(f"{self.path}:{name}")
