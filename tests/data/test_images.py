@@ -458,6 +458,11 @@ def test_images_smaller_than_the_resolution_are_said_to_be_enlarged(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ImageDataset(tmp_path, resolution=8)  # the same size or smaller: nothing to say
+    with pytest.warns(UpscaledImagesWarning, match="so they are enlarged to 32 px"):
+        ImageDataset(tmp_path, resolution=8, enlarged_above=32)  # a run's first stage, said of its last
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ImageDataset(tmp_path, resolution=16, enlarged_above=0)  # a later stage: said once already
 
 
 def test_a_zip_of_a_folder_has_the_folders_fingerprint_and_other_sizes_do_not(tmp_path):

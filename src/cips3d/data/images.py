@@ -572,6 +572,8 @@ class ImageDataset(Dataset):
         strict: fail on the first unreadable file instead of skipping it.
         width: columns of the returned images, when they are not square (needs `resolution`).
         whole: resize without cropping (panoramas, whose left and right edges meet).
+        enlarged_above: the size whose enlargement of the images is warned of (default `resolution`;
+            a progressive run's largest stage, whose first stage's size would understate it; 0: none).
     """
 
     def __init__(
@@ -582,6 +584,7 @@ class ImageDataset(Dataset):
         strict: bool = False,
         width: int | None = None,
         whole: bool = False,
+        enlarged_above: int | None = None,
     ) -> None:
         for name, side in (("resolution", resolution), ("width", width)):  # 8.5 or 10**6 failed per image
             if side is not None and not (is_whole_number(side) and 1 <= side <= MAX_IMG_SIZE):
@@ -614,9 +617,9 @@ class ImageDataset(Dataset):
             check_whole_aspects([self._source.location(n) for n in names], sizes, self.resolution, width)
         else:
             warn_cropped(sizes, self.resolution, width)
-        warn_enlarged(
-            path, min(kept_rows(s, self.resolution, width, whole) for s in sizes), self.resolution, width
-        )
+        if enlarged_above != 0:
+            target = self.resolution if enlarged_above is None else enlarged_above
+            warn_enlarged(path, min(kept_rows(s, target, width, whole) for s in sizes), target, width)
         self._undecodable: set[str] = set()  # names already met, in this process
         # Where the processes reading this dataset (DataLoader workers) mark the names warned of, so that
         # the warning is said once, not once per worker; made when first needed, removed with `self`.

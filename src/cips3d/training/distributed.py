@@ -337,7 +337,7 @@ def world_change_note(trained_by: int, world_size: int) -> str | None:
     return (
         f"the run was trained by {counted(trained_by, 'process', 'processes')} and continues on "
         f"{world_size}, so each step now takes {world_size} x batch-size images instead of {trained_by} x; "
-        "it goes on from the snapshot, but not bit for bit as it would have without the restart."
+        "it goes on from the snapshot, but not bit for bit as it would have on the same count."
     )
 
 

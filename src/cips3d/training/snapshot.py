@@ -419,7 +419,8 @@ def require_newest_snapshot(path: str | os.PathLike) -> Path:
         raise CheckpointError(
             f"{snapshot.parent.parent} has newer snapshots than {snapshot.name} (the newest is "
             f"{newest.name}); resume the run itself, or copy {snapshot.name} into a new run folder's "
-            "snapshots/ to branch from it."
+            "snapshots/ to branch from it (resume that folder with --data and the run's other limits, "
+            "such as --max-steps: a copied snapshot does not carry them)."
         )
     return snapshot
 

@@ -459,7 +459,12 @@ class Trainer:
     def _dataset(self, img_size: int) -> ImageDataset:
         """The training images at `img_size` (scanned once per resolution)."""
         if img_size not in self._datasets:
-            dataset = ImageDataset(self.data, resolution=img_size, xflip=self.config.xflip)
+            # The enlargement is said once, of the largest stage: "enlarged to 16 px" understated a run
+            # that goes on to 32.
+            largest = 0 if self._datasets else max(s.img_size for s in self.config.stages)
+            dataset = ImageDataset(
+                self.data, resolution=img_size, xflip=self.config.xflip, enlarged_above=largest
+            )
             if self._data_fingerprint not in (None, dataset.fingerprint):
                 raise UserError(f"the images in {self.data} changed during the run (a new stage read them "
                                 "again); train on a copy that stays as it is.")  # fmt: skip
