@@ -495,6 +495,11 @@ class PoseConfig:
         values = (self.yaw_mean, self.pitch_mean, self.yaw_stddev, self.pitch_stddev, self.radius)
         _require(all(math.isfinite(v) for v in values), "pose angles and spreads must be finite.")
         _require(self.yaw_stddev >= 0 and self.pitch_stddev >= 0, "pose spreads must be >= 0.")
+        _require(
+            0 <= self.pitch_mean <= math.pi,
+            f"the pose's pitch_mean must run from 0 (above) to pi (below), "
+            f"got {self.pitch_mean}: cameras past a pole are clamped to it.",
+        )  # previews then failed
         _require(self.radius > 0, f"camera radius must be > 0, got {self.radius}.")
 
     @classmethod

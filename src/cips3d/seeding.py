@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -20,6 +21,9 @@ def seed_range(limit: int = MAX_SEED) -> str:
     """How error messages name the seeds a command takes: 'from 0 to 2^63 - 1' (limits are 2^k - 1)."""
     return f"from 0 to 2^{limit.bit_length()} - 1"
 
+
+MAX_SEEDS = 1_000_000
+"""The most seeds one call takes (`parse_seeds` reads at most as many from text)."""
 
 GeneratorArg = torch.Generator | Sequence[torch.Generator] | None
 """One generator for the whole batch, one per batch element, or None (torch's default generator)."""
@@ -78,8 +82,11 @@ def seed_list(seeds: object) -> list:
             f"seeds must be a list of whole numbers, got {seeds!r} (parse_seeds reads text such as '0-3')."
         )
     if isinstance(seeds, torch.Tensor) and not seeds.is_floating_point() and not seeds.is_complex():
-        return seeds.reshape(-1).tolist()  # torch.arange(3): its elements are 0-d tensors, not numbers
-    return list(seeds)
+        seeds = seeds.reshape(-1).tolist()  # torch.arange(3): its elements are 0-d tensors, not numbers
+    listed = list(itertools.islice(seeds, MAX_SEEDS + 1))  # range(10**12) ended in a bare MemoryError
+    if len(listed) > MAX_SEEDS:
+        raise ConfigError(f"more than {MAX_SEEDS:,} seeds were given; render them in parts.")
+    return [int(s) if is_whole_number(s) else s for s in listed]  # numpy's integers as Python's
 
 
 def generators_for_seeds(seeds: Iterable[int], device: str = "cpu") -> list[torch.Generator]:

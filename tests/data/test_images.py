@@ -525,3 +525,24 @@ def test_a_zip_of_utf8_names_without_the_utf8_flag_reads_as_its_folder(tmp_path)
     assert from_zip.read("sub/phötö ü 0.png") == (folder / "sub/phötö ü 0.png").read_bytes()
     names = list(from_folder.names)
     assert data_fingerprint(from_zip, names) == data_fingerprint(from_folder, names)
+
+
+def test_a_run_recorded_with_the_cp437_names_of_such_a_zip_still_resumes(tmp_path):
+    """Runs begun before the names were read as UTF-8 recorded the cp437 names' fingerprint: their
+    resume was refused as "other files or sizes" after the change."""
+    from cips3d.training.snapshot import TrainState, check_run_data  # noqa: PLC0415
+
+    folder = make_folder(tmp_path / "p", ["phötö.png", "ärger.png", "b.png"])
+    archive = zip_folder(folder, tmp_path / "p.zip")
+    _without_utf8_flags(archive)
+    dataset = ImageDataset(archive)
+    with zipfile.ZipFile(archive) as raw:  # the names and order the run was fingerprinted with
+        then = sorted(raw.namelist())
+    assert then != list(dataset.names) and dataset.cp437_fingerprint not in (None, dataset.fingerprint)
+    (tmp_path / "run").mkdir()
+    with pytest.warns(UserWarning, match="reads them as UTF-8 now, which orders them differently"):
+        check_run_data(tmp_path / "run", dataset, TrainState(data_fingerprint=dataset.cp437_fingerprint))
+    check_run_data(tmp_path / "run", dataset, TrainState(data_fingerprint=dataset.fingerprint))
+    assert ImageDataset(folder).cp437_fingerprint is None
+    with pytest.raises(UserError, match="are not the ones"):
+        check_run_data(tmp_path / "run", dataset, TrainState(data_fingerprint="0123456789abcdef"))

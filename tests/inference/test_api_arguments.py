@@ -9,10 +9,24 @@ import pytest
 import torch
 
 from cips3d import Camera, PoseConfig, RenderConfig, generator_preset
-from cips3d.errors import ConfigError
+from cips3d.errors import ConfigError, UserError
 from cips3d.inference.blend import blend_generators
-from cips3d.inference.multiview import grid_cameras, mix_styles, resolve_inr_layers, styles_for_seeds
-from cips3d.inference.sample import sample_seeds
+from cips3d.inference.geometry import DensityGrid, check_grid_args, normals_from_depth, resolve_level
+from cips3d.inference.inversion import Inversion, save_inversion
+from cips3d.inference.multiview import (
+    grid_cameras,
+    mix_styles,
+    render_views,
+    resolve_inr_layers,
+    sample_mixed_seeds,
+    spread_angles,
+    styles_for_seeds,
+)
+from cips3d.inference.sample import parse_seeds, sample_seeds
+from cips3d.inference.trajectories import Trajectory, still
+from cips3d.inference.video import LatentWalk, check_panels
+from cips3d.io.images import colorize_depth, make_grid, to_uint8
+from cips3d.io.video import video_header, write_video
 from cips3d.seeding import generators_for_seeds
 
 RENDER = RenderConfig(img_size=8, num_steps=4, deterministic=True)
@@ -52,3 +66,76 @@ def test_models_presets_and_devices_of_the_wrong_kind_are_named(tiny_G):
     else:
         with pytest.raises(ConfigError, match="'cuda' was asked for but PyTorch sees no CUDA GPU here"):
             camera.to("cuda")  # was torch's "Torch not compiled with CUDA enabled" assertion
+
+
+def _frames(n: int, dtype=None):
+    import numpy as np  # noqa: PLC0415
+
+    return [np.zeros((8, 8, 3), dtype or np.uint8) for _ in range(n)]
+
+
+# Found by a review acting as a notebook user: torch's, numpy's or Python's own errors (or silently
+# wrong results) before; each now one ConfigError / UserError naming the cause.
+REVIEW_CASES = {
+    "seeds-with-a-space": (lambda G: parse_seeds("1 2"), "cannot read seeds '1 2'"),  # was [12]
+    "seeds-past-a-million": (lambda G: generators_for_seeds(range(10**12)), "more than 1,000,000 seeds"),
+    "panels-none": (lambda G: check_panels(None), "panels must be a list of"),
+    "half-a-view": (lambda G: spread_angles(2.5, 1, 2), "the number of views must be a whole number"),
+    "int-seeds": (lambda G: styles_for_seeds(G, 3), "seeds must be a list of whole numbers"),
+    "int-appearance": (
+        lambda G: next(sample_mixed_seeds(G, 3, [4], render=RENDER, pose=PoseConfig())),
+        "seeds must be a list of whole numbers",
+    ),
+    "numpy-styles": (
+        lambda G: render_views(
+            G,
+            {k: v.numpy() for k, v in styles_for_seeds(G, [1]).items()},
+            Camera.from_angles(1.5, 1.5),
+            RENDER,
+        ),  # fmt: skip
+        "must be torch tensors",
+    ),
+    "float-frame-later": (
+        lambda G: write_video([*_frames(1), *_frames(1, "float64")], "/nonexistent/f.gif"),
+        "frame 1 is float64 [8, 8, 3]",
+    ),
+    "int-video-path": (lambda G: write_video(_frames(1), 5), "the video path must be a file or folder path"),
+    "png-video": (lambda G: video_header("x.png"), "video files must end in .mp4 or .gif"),
+    "missing-video": (lambda G: video_header("missing.mp4"), "there is no video file at missing.mp4"),
+    "fov-nan": (
+        lambda G: Trajectory(Camera.from_angles(1.5, 1.5), (math.nan,)),
+        "fields of view must be in (0, 180) degrees; got nan",
+    ),
+    "frame-1.0": (lambda G: still(2).frame(1.0), "a frame index must be a whole number, got 1.0"),
+    "bound-text": (lambda G: check_grid_args(8, "0.1", 100), "the grid bound must be positive"),
+    "level-percent": (
+        lambda G: resolve_level(DensityGrid(torch.ones(2, 2, 2), torch.tensor([-0.1, 0.1])), "50%"),
+        "the level must be a number",
+    ),
+    "nan-density": (
+        lambda G: resolve_level(DensityGrid(torch.full((2, 2, 2), math.nan), torch.tensor([-0.1, 0.1])), 1.0),
+        "the density holds NaN or infinite values",
+    ),
+    "1x1-depth": (lambda G: normals_from_depth(torch.ones(1, 1, 1, 1)), "at least 2x2 pixels"),
+    "depth-batch-colours": (lambda G: colorize_depth(torch.rand(2, 1, 4, 4), 0.1, 1), "one [1, H, W]"),
+    "2d-uint8": (lambda G: to_uint8(torch.zeros(4, 4)), "to_uint8 takes [C, H, W] or [B, C, H, W]"),
+    "grid-fill-300": (lambda G: make_grid(_frames(1)[0][None], fill=300), "fill must be a uint8 value"),
+    "extra-yaw": (
+        lambda G: save_inversion(Inversion({}, 1.5, 1.5, 12.0), "/nonexistent/s.safetensors", {"yaw": 1}),
+        "extra metadata cannot replace the fitted camera's yaw",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REVIEW_CASES))
+def test_misuse_found_by_review_is_one_sentence(tiny_G, name):
+    call, words = REVIEW_CASES[name]
+    with pytest.raises((ConfigError, UserError)) as caught:
+        call(tiny_G)
+    assert words in str(caught.value), str(caught.value)
+
+
+def test_a_long_walk_is_computed_per_frame_not_listed_up_front(tiny_G):
+    walk = LatentWalk(tiny_G, [0, 1], steps_between=10**9)  # a list of its steps took 24 GB first
+    assert len(walk) == 10**9 + 1 and walk.steps[-2] == (0, (10**9 - 1) / 10**9)
+    assert torch.equal(walk[-1]["inr_w4_0"], walk[10**9]["inr_w4_0"])

@@ -3,6 +3,8 @@ follow the slerp of z, and truncation applies to every frame."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -38,8 +40,9 @@ def test_truncation_applies_to_every_frame_and_bad_walks_are_refused(G):
     mean = G.mean_style()
     frames = list(walk_styles_2d(G, [3, 7], steps_between=2, psi=0.0))
     assert all(torch.allclose(frame, mean) for frame in frames)
-    for seeds, steps, psi in (([3], 2, 1.0), ([3, 4], 2, 1.5)):
-        with pytest.raises(ConfigError, match="a walk needs two seeds or more"):
+    for seeds, steps, psi, words in (([3], 2, 1.0, "a walk needs two seeds or more, got [3]"),
+                                     ([3, 4], 2, 1.5, "psi must be a number between 0 and 1")):  # fmt: skip
+        with pytest.raises(ConfigError, match=re.escape(words)):  # the one rule broken, not all three
             list(walk_styles_2d(G, seeds, steps, psi))
     for steps in (0, 2.5):  # 2.5 was a TypeError from range()
         with pytest.raises(ConfigError, match="steps_between must be a whole number of 1 or more"):

@@ -380,3 +380,20 @@ def test_integer_seed_tensors_make_the_same_generators_as_ints():
     assert [g.initial_seed() for g in from_tensor] == [g.initial_seed() for g in from_ints]
     with pytest.raises(ConfigError, match="device 'cuda:99' was asked for but PyTorch sees"):
         generators_for_seeds([1], device="cuda:99")  # was torch's paragraph about ATen_cuda
+
+
+def test_styles_read_on_the_cpu_reach_a_model_elsewhere_where_the_caller_moves_them(tiny_G, tmp_path):
+    """The device check refused a styles file for a GPU model (it was read on the CPU, then moved),
+    and the interactive renderer's and the mesh's own moves. 'meta' stands in for a GPU here."""
+    from cips3d.inference.geometry import as_scene_field  # noqa: PLC0415
+    from cips3d.inference.interactive import InteractiveRenderer  # noqa: PLC0415
+    from cips3d.inference.inversion import Inversion, load_inversion, save_inversion  # noqa: PLC0415
+
+    styles = {k: v.detach() for k, v in tiny_G.mapping(*tiny_G.sample_latents(1)).items()}
+    path = save_inversion(Inversion(styles, 1.5, 1.5, 12.0), tmp_path / "styles.safetensors")
+    elsewhere = copy.deepcopy(tiny_G).to("meta")
+    assert all(s.device.type == "meta" for s in load_inversion(path, elsewhere).styles.values())
+    assert InteractiveRenderer(elsewhere, styles, RENDER).styles["inr_w4_0"].device.type == "meta"
+    as_scene_field(elsewhere, styles, psi=0.5)
+    with pytest.raises(ConfigError, match="is on cpu but the model is on meta"):
+        elsewhere.synthesis(styles, Camera.from_angles(1.5, 1.5), RENDER)  # where nothing moves them

@@ -228,3 +228,10 @@ def test_an_official_pose_setting_that_is_no_number_is_named():
     with pytest.raises(ConfigError, match="the official setting h_stddev must be a number, got 'x'"):
         PoseConfig.from_official_kwargs({"h_stddev": "x"})  # was float()'s bare ValueError
     assert PoseConfig.from_official_kwargs({"h_stddev": "0.5"}).yaw_stddev == 0.5
+
+
+def test_a_pose_prior_centred_past_a_pole_is_refused():
+    """Training clamped such cameras, and the first preview (Camera.from_angles) then failed mid-run."""
+    with pytest.raises(ConfigError, match="pitch_mean must run from 0 .above. to pi .below., got 3.3"):
+        PoseConfig(pitch_mean=3.3)
+    assert PoseConfig(pitch_mean=math.pi).pitch_mean == math.pi

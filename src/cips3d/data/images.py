@@ -167,6 +167,10 @@ class ZipSource:
         """Bytes of the member `name`, uncompressed."""
         return self._sizes[name]
 
+    def archive_name(self, name: str) -> str:
+        """The member `name` as Python's zipfile names it (cp437 where the UTF-8 flag is missing)."""
+        return self._members[name]
+
     def has_member(self, name: str) -> bool:
         """Whether the archive holds a member `name`, image or not (`dataset.json`, say)."""
         return name in self._sizes
@@ -406,12 +410,25 @@ def data_fingerprint(source: FolderSource | ZipSource, names: list[str]) -> str:
     """A short hash of the images `names` of `source`: their relative names (less a folder all of them
     share, as `zip -r data.zip data` adds) and byte sizes. Contents are not read: an image rewritten at
     the same byte size keeps the fingerprint."""
-    parts = [PurePosixPath(name).parts for name in names]
+    return _fingerprint([(name, source.size_of(name)) for name in names])
+
+
+def cp437_fingerprint(source: FolderSource | ZipSource, names: list[str]) -> str | None:
+    """The fingerprint these images had before `zip_member_name` read unflagged UTF-8 names as UTF-8
+    (their names as cp437, in that order), so that runs recorded then still resume; None where the
+    names read the same either way."""
+    if not isinstance(source, ZipSource) or all(source.archive_name(n) == n for n in names):
+        return None
+    return _fingerprint(sorted((source.archive_name(n), source.size_of(n)) for n in names))
+
+
+def _fingerprint(sized_names: list[tuple[str, int]]) -> str:
+    parts = [PurePosixPath(name).parts for name, _ in sized_names]
     while all(len(p) > 1 for p in parts) and len({p[0] for p in parts}) == 1:
         parts = [p[1:] for p in parts]
     digest = hashlib.sha1()
-    for name, part in zip(names, parts, strict=True):
-        line = f"{'/'.join(part)}\t{source.size_of(name)}\n"
+    for (_, size), part in zip(sized_names, parts, strict=True):
+        line = f"{'/'.join(part)}\t{size}\n"
         digest.update(line.encode("utf-8", "surrogateescape"))  # a name not in UTF-8: hashed as its bytes
     return digest.hexdigest()[:16]
 
@@ -610,6 +627,9 @@ class ImageDataset(Dataset):
         self.fingerprint = data_fingerprint(self._source, names)
         """Names and byte sizes of the readable images, hashed: equal for a moved copy of the data,
         different when images are added, removed, renamed or rewritten at another size."""
+        self.cp437_fingerprint = cp437_fingerprint(self._source, names)
+        """The fingerprint a zip of unflagged UTF-8 names had when they were read as cp437 (None: the
+        same names either way)."""
         self.resolution = (
             resolution if resolution is not None else _native_resolution(names, sizes, self._source)
         )

@@ -46,6 +46,10 @@ def foveated_image(
 ) -> Foveated:
     """Render `count` points drawn by `foveated_points` (from `generator`) for styles w [B, D] and
     interpolate them onto the size x size grid of the frame [-1, 1]^2."""
+    if not isinstance(G, Generator2D):  # a 3D model: an AttributeError about grid_width
+        raise ConfigError(
+            f"foveated images are rendered by a 2D CIPS model (Generator2D), got {type(G).__name__}."
+        )
     if G.config.grid_width != G.config.size:  # a panorama's 4:1 frame was squashed into the square
         raise ConfigError("foveated images are square frames; this model's images are not square.")
     points = foveated_points(count, fixation, sharpness, generator)  # [1, count, 1, 2]

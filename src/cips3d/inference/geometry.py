@@ -22,7 +22,7 @@ import torch
 from torch.nn import functional as F
 
 from cips3d import constants as K
-from cips3d.config import finite_number, whole_count
+from cips3d.config import finite_number, is_real_number, is_whole_number, whole_count
 from cips3d.errors import ConfigError
 from cips3d.io.files import atomic_write, path_of
 from cips3d.io.images import to_uint8
@@ -127,8 +127,11 @@ def as_scene_field(
     G = source
     if styles is None:
         raise ValueError("a generator needs the styles (or latents) of the object to mesh.")
-    if isinstance(styles, tuple):
-        styles = G.mapping(styles[0].to(G.device), styles[1].to(G.device))
+    if isinstance(styles, (tuple, list)) and len(styles) == 2:  # latents, in any dtype as styles are
+        z_nerf, z_inr = (require_tensor(z, name) for z, name in zip(styles, ("z_nerf", "z_inr"), strict=True))
+        styles = G.mapping(z_nerf.to(G.device, G.dtype), z_inr.to(G.device, G.dtype))
+    elif isinstance(styles, Mapping):  # moved first: a styles file's CPU tensors for a GPU model
+        styles = {k: v.to(G.device, G.dtype) if isinstance(v, torch.Tensor) else v for k, v in styles.items()}
     styles = G.truncate(styles, psi)
     nerf_styles = {name: styles[name].to(G.device, G.dtype) for name in G.nerf_style_names}
     if any(s.shape[0] != 1 for s in nerf_styles.values()):
@@ -160,11 +163,12 @@ def check_grid_args(
     """A `ConfigError` for an impossible grid; `names` words resolution, bound and chunk in it (the
     CLI passes its flags, to refuse them before a model loads)."""
     resolution_name, bound_name, chunk_name = names
-    if not isinstance(resolution, int) or not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
+    if not is_whole_number(resolution) or not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
         raise ConfigError(f"{resolution_name} must be an integer from {MIN_RESOLUTION} to {MAX_RESOLUTION:,} "
                           f"(its grid alone takes resolution^3 x 4 bytes), got {resolution!r}.")  # fmt: skip
-    if not 0 < bound <= MAX_BOUND:  # NaN fails this too
-        raise ConfigError(f"{bound_name} must be positive and at most {MAX_BOUND:g}, got {bound:g}.")
+    if not (is_real_number(bound) and 0 < bound <= MAX_BOUND):  # NaN fails this too; '0.1' was a TypeError
+        got = f"{bound:g}" if is_real_number(bound) else repr(bound)
+        raise ConfigError(f"{bound_name} must be positive and at most {MAX_BOUND:g}, got {got}.")
     whole_count(chunk, chunk_name)
     if chunk > MAX_CHUNK:
         raise ConfigError(
@@ -212,6 +216,13 @@ def resolve_level(grid: DensityGrid, level: float, relative: bool = False) -> fl
     surface), when the density never reaches it (there is nothing to mesh) or when it is above it
     everywhere (the mesh would be the box).
     """
+    if not bool(torch.isfinite(grid.sigma).all()):  # a half model's overflow: failed converting NaN to int
+        raise ConfigError("the density holds NaN or infinite values (a model in float16 overflowing?); "
+                          "mesh it in float32.")  # fmt: skip
+    if not is_real_number(level):  # "50%", the CLI's form: a TypeError
+        raise ConfigError(
+            f"the level must be a number (a fraction of the maximum with relative=True), got {level!r}."
+        )
     peak = float(grid.sigma.max())
     if relative and not 0 < level < 1:
         raise ConfigError(f"a relative level must lie strictly between 0 and 1, got {level}.")
@@ -451,10 +462,16 @@ def normals_from_depth(
     if depth.ndim != 4 or depth.shape[1] != 1:
         raise ConfigError(f"depth must be [B, 1, H, W] like GeneratorOutput.depth, got {list(depth.shape)}.")
     b, _, h, w = depth.shape
+    if h < 2 or w < 2:  # a difference needs two pixels: an IndexError inside
+        raise ConfigError(f"normals need a depth map of at least 2x2 pixels, got {h}x{w}.")
     if directions is None:
         if h != w:
             raise ConfigError(f"give the ray directions for a non-square depth map ({h}x{w}).")
         directions = camera_ray_directions(h, fov, depth.device, depth.dtype)
+    directions = require_tensor(directions, "directions")
+    if tuple(directions.shape) not in ((h * w, 3), (1, h * w, 3)):
+        raise ConfigError(f"directions must be [H*W, 3] = [{h * w}, 3] for this depth map, got "
+                          f"{list(directions.shape)}.")  # fmt: skip
     dirs = directions.to(depth).reshape(h, w, 3).permute(2, 0, 1).unsqueeze(0)  # [1, 3, H, W]
     points = depth * dirs
     along_cols = _surface_difference(points, dim=3)  # towards +x on screen

@@ -371,8 +371,14 @@ def _noisy(
 
 
 def save_inversion(result: Inversion, path: str | Path, extra: dict | None = None) -> Path:
-    """Write the styles (safetensors, one tensor per layer) with the camera in its metadata, atomically."""
-    meta = {"yaw": result.yaw, "pitch": result.pitch, "fov": result.fov} | (extra or {})
+    """Write the styles (safetensors, one tensor per layer) with the camera in its metadata, atomically.
+    `extra`: more JSON-able metadata (the CLI records the model and the photo); it cannot replace the
+    camera's yaw, pitch or fov (a file with another yaw was written, then refused on loading)."""
+    camera = {"yaw": result.yaw, "pitch": result.pitch, "fov": result.fov}
+    clash = sorted(set(extra or {}) & set(camera))
+    if clash:
+        raise ConfigError(f"extra metadata cannot replace the fitted camera's {', '.join(clash)}.")
+    meta = camera | (extra or {})
     tensors = {name: w.detach().cpu().clone() for name, w in result.styles.items()}  # no shared storage
     metadata = {"format": FORMAT, "meta": json.dumps(meta)}
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
@@ -442,13 +448,13 @@ def load_inversion(path: str | Path, G: Generator3D | None = None) -> Inversion:
                                   "for a 2D model; a 3D model takes what cips3d invert writes.")  # fmt: skip
         raise CheckpointError(f"{path} is not a file of inverted styles (cips3d invert writes them).")
     if G is not None:
+        tensors = {k: v.to(G.device) for k, v in tensors.items()}  # read on the CPU; checked where used
         try:
             G.check_styles(tensors, 1)
         except ValueError as err:
             raise CheckpointError(
                 f"the styles in {path} do not fit this model ({first_sentence(err)})."
             ) from err
-        tensors = {k: v.to(G.device) for k, v in tensors.items()}
     yaw, pitch, fov = _fitted_camera(meta, path)
     return Inversion(tensors, yaw, pitch, fov, model=meta.get("model"))
 

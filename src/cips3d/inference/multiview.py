@@ -20,14 +20,14 @@ import numpy as np
 import torch
 
 from cips3d import constants as K
-from cips3d.config import PoseConfig, RenderConfig, is_real_number, whole_count
+from cips3d.config import PoseConfig, RenderConfig, is_real_number, is_whole_number, whole_count
 from cips3d.errors import ConfigError
 from cips3d.inference.sample import SampleBatch
 from cips3d.io.images import make_grid
 from cips3d.models.generator3d import Generator3D
 from cips3d.outputs import Styles
 from cips3d.rendering.cameras import Camera
-from cips3d.seeding import GeneratorArg, check_generators, generators_for_seeds
+from cips3d.seeding import GeneratorArg, check_generators, generators_for_seeds, seed_list
 from cips3d.words import counted
 
 MIRROR_YAWS = K.MIRROR_YAWS
@@ -52,8 +52,8 @@ class Views:
 
 def spread_angles(count: int, lo: float, hi: float) -> list[float]:
     """`count` evenly spaced angles from lo to hi (radians); one angle is the midpoint."""
-    if count < 1:
-        raise ConfigError(f"the number of views must be at least 1, got {count}.")
+    if not is_whole_number(count) or count < 1:  # 2.5 failed inside torch.linspace
+        raise ConfigError(f"the number of views must be a whole number of 1 or more, got {count!r}.")
     if count == 1:
         return [(lo + hi) / 2]
     return torch.linspace(lo, hi, count, dtype=torch.float64).tolist()
@@ -92,6 +92,7 @@ def seed_generators(G: Generator3D, seed: int, count: int) -> list[torch.Generat
 @torch.no_grad()
 def styles_for_seeds(G: Generator3D, seeds: Sequence[int], psi: float = 1.0) -> Styles:
     """Styles [len(seeds), D] of the seeds' latents (each seed's generator draws z_nerf, then z_inr)."""
+    seeds = seed_list(seeds)  # an int had no len()
     z_nerf, z_inr = G.sample_latents(len(seeds), generators_for_seeds(seeds))
     return G.truncate(G.mapping(z_nerf, z_inr), psi)
 
@@ -113,6 +114,7 @@ def render_views(
     `batch_size`), one for all views, or None for torch's default generator (render
     deterministically for reproducible views). `on_rays`: progress, as in `Generator3D.synthesis`.
     """
+    G.check_styles(styles, None)  # numpy styles failed at .expand
     if any(s.shape[0] != 1 for s in styles.values()):
         raise ConfigError("render_views renders one object: give styles of batch size 1.")
     batch_size = whole_count(batch_size, "batch_size")
@@ -253,6 +255,7 @@ def sample_mixed_seeds(
     its render randomness, so an appearance seed equal to the seed gives exactly the unmixed image.
     `appearance_seeds` has one entry per seed, or one for all.
     """
+    seeds, appearance_seeds = seed_list(seeds), seed_list(appearance_seeds)  # an int had no len()
     if len(appearance_seeds) not in (1, len(seeds)):
         raise ConfigError(
             f"give one appearance seed, or one per seed ({len(seeds)}), not {len(appearance_seeds)}."

@@ -13,7 +13,7 @@ from cips3d.config import PoseConfig, RenderConfig, whole_count
 from cips3d.errors import ConfigError
 from cips3d.models.generator3d import Generator3D
 from cips3d.outputs import GeneratorOutput
-from cips3d.seeding import MAX_SEED, generators_for_seeds, seed_list
+from cips3d.seeding import MAX_SEED, MAX_SEEDS, generators_for_seeds, seed_list
 
 
 @dataclass(frozen=True)
@@ -32,20 +32,20 @@ def parse_seeds(text: str, unique: bool = True) -> list[int]:
     not `unique`: a walk 0,5,0 returns to its start); a `ConfigError` (a user's mistake, also a
     ValueError) for anything else."""
     seeds: list[int] = []
-    for part in text.replace(" ", "").split(","):
+    for item in text.split(","):  # spaces around a comma or a dash are fine; "1 2" was read as 12
+        part = re.sub(r"\s*-\s*", "-", item.strip())
         match = _SEED_PART.match(part)
         if not match:
-            raise ConfigError(
-                f"cannot read seeds {text!r}: use non-negative numbers and ranges such as 0-15,20."
-            )
+            raise ConfigError(f"cannot read seeds {text!r}: use non-negative numbers and ranges separated by "
+                              "commas, such as 0-15,20.")  # fmt: skip
         lo = int(match.group(1))
         hi = int(match.group(2)) if match.group(2) is not None else lo
         if hi < lo:
             raise ConfigError(f"seed range {part!r} runs backwards.")
         if hi > MAX_SEED:
             raise ConfigError(f"seed {hi} is larger than 2^63 - 1.")
-        if len(seeds) + hi - lo + 1 > 1_000_000:
-            raise ConfigError(f"{text!r} asks for more than a million seeds.")
+        if len(seeds) + hi - lo + 1 > MAX_SEEDS:
+            raise ConfigError(f"{text!r} asks for more than {MAX_SEEDS:,} seeds.")
         seeds.extend(range(lo, hi + 1))
     return list(dict.fromkeys(seeds)) if unique else seeds
 

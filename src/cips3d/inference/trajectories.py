@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from cips3d import constants as K
-from cips3d.config import finite_number, whole_count
+from cips3d.config import finite_number, is_real_number, is_whole_number, whole_count
 from cips3d.errors import ConfigError
 from cips3d.rendering.cameras import Camera, angles_from_position, check_camera_radius, position_from_angles
 from cips3d.words import counted
@@ -52,6 +52,9 @@ class Trajectory:
                 f"{counted(len(self.fov), 'field of view', 'fields of view')} for "
                 f"{counted(self.cameras.batch, 'camera')}."
             )
+        wrong = [f for f in self.fov if not (is_real_number(f) and 0 < f < 180)]  # NaN fails too
+        if wrong:  # said when the video would have failed at that frame, after the earlier ones
+            raise ConfigError(f"a trajectory's fields of view must be in (0, 180) degrees; got {wrong[0]!r}.")
 
     @property
     def num_frames(self) -> int:
@@ -61,9 +64,11 @@ class Trajectory:
         """The camera (batch 1) and fov (degrees) of frame `index` (negative counts from the end, as in a
         list)."""
         n = self.num_frames
+        if not is_whole_number(index):  # 1.0 failed inside a slice
+            raise ConfigError(f"a frame index must be a whole number, got {index!r}.")
         if not -n <= index < n:
             raise IndexError(f"frame {index} of a trajectory of {counted(n, 'frame')}.")
-        index %= n
+        index = int(index) % n
         return self.cameras.select(slice(index, index + 1)), self.fov[index]
 
     def angles(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,7 +102,7 @@ class TooManyFrames(ConfigError):
         self.frames = frames
 
 
-def _check_turns(num_frames: int, periods: int, shift_frames: int = 0) -> None:
+def _check_turns(num_frames: int, periods: int, shift_frames: int = 0, turns: str = "periods") -> None:
     """`periods` turns of `num_frames` frames each, after `shift_frames` frames of parallel shifts: at
     most MAX_FRAMES frames in all, said before any camera is made (a turn of 1,000,000 frames made a
     near/far trajectory of 2,000,000 first)."""
@@ -106,7 +111,7 @@ def _check_turns(num_frames: int, periods: int, shift_frames: int = 0) -> None:
     if frames > MAX_FRAMES:
         shifts = f"{shift_frames:,} shift frames + " if shift_frames else ""
         raise TooManyFrames(
-            f"{shifts}{num_frames:,} frames x {periods:,} periods is more than {MAX_FRAMES:,} frames.", frames
+            f"{shifts}{num_frames:,} frames x {periods:,} {turns} is more than {MAX_FRAMES:,} frames.", frames
         )
 
 
@@ -193,7 +198,7 @@ def circle_near_far(
     """`circle` with 2 periods (2N frames) while the fov ramps fov -> max_fov over the first N
     frames and back over the last N: a zoom by fov, the camera distance stays fixed."""
     _frame_count(num_frames)
-    _check_turns(num_frames, 2)
+    _check_turns(num_frames, 2, turns="turns (zooming out, then in)")
     _check_zoom(fov, max_fov)
     origin = _cone_positions(_check_alpha_pidiv(alpha_pidiv), num_frames, 2, radius)
     return Trajectory(_looking_at_origin(origin), tuple(_fov_ramp(fov, max_fov, num_frames)))
@@ -248,7 +253,7 @@ def translate_circle_near_far(
     Frames: 2 * 4 * (num_samples_translate // 4) + 2 * num_frames (56 + 2N with the defaults).
     """
     _frame_count(num_frames)
-    _check_turns(num_frames, 2, _shift_frames(num_samples_translate))
+    _check_turns(num_frames, 2, _shift_frames(num_samples_translate), turns="turns (zooming out, then in)")
     _check_zoom(fov, max_fov)
     alpha = _check_alpha_pidiv(alpha_pidiv)
     shift = _translations(num_samples_translate, translate_dist, alpha, radius)

@@ -22,7 +22,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from cips3d.config import RenderConfig, check_psi, given_or_default, whole_count
+from cips3d.config import RenderConfig, check_psi, given_or_default, is_whole_number, whole_count
 from cips3d.errors import ConfigError
 from cips3d.inference.geometry import normals_image
 from cips3d.inference.trajectories import Trajectory, check_trajectory
@@ -43,6 +43,8 @@ def check_panels(panels: Sequence[str]) -> tuple[str, ...]:
     """The panels as a tuple (one name may be a string: "image" was read letter by letter); an empty
     list or an unknown name is a ConfigError."""
     panels = (panels,) if isinstance(panels, str) else panels
+    if not isinstance(panels, Sequence):  # None: a TypeError from iterating it
+        raise ConfigError(f"panels must be a list of {', '.join(PANELS)}; got {panels!r}.")
     unknown = [p for p in panels if p not in PANELS]
     if unknown or not panels:
         raise ConfigError(f"panels must be a non-empty list of {', '.join(PANELS)}; got {list(panels)}.")
@@ -53,7 +55,7 @@ def check_panels(panels: Sequence[str]) -> tuple[str, ...]:
 
 def frame_size(render: RenderConfig, panels: Sequence[str]) -> tuple[int, int]:
     """(width, height) in pixels of a frame: the panels sit side by side."""
-    return render.img_size * len(panels), render.img_size
+    return render.img_size * len(check_panels(panels)), render.img_size
 
 
 # --- latents and styles ----------------------------------------------------------------------------
@@ -93,11 +95,31 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     return wa * a + wb * b
 
 
-def walk_steps(num_keys: int, steps_between: int) -> list[tuple[int, float]]:
-    """(key k, fraction t towards key k + 1) of every frame: `steps_between` frames from each key to
-    the next, then the last key; (num_keys - 1) * steps_between + 1 frames in all."""
-    steps = [(k, j / steps_between) for k in range(num_keys - 1) for j in range(steps_between)]
-    return [*steps, (num_keys - 1, 0.0)]
+class WalkSteps(Sequence[tuple[int, float]]):
+    """(key k, fraction t towards key k + 1) of every frame of a walk: `steps_between` frames from each
+    key to the next, then the last key; (num_keys - 1) * steps_between + 1 frames in all. Computed per
+    frame: a list of them all took 24 GB for a walk of 10^9 steps, before any frame was asked for."""
+
+    def __init__(self, num_keys: int, steps_between: int) -> None:
+        self.num_keys, self.steps_between = num_keys, steps_between
+
+    def __len__(self) -> int:
+        return (self.num_keys - 1) * self.steps_between + 1
+
+    def __getitem__(self, index: int) -> tuple[int, float]:  # type: ignore[override]
+        n = len(self)
+        if not is_whole_number(index) or not -n <= index < n:
+            raise IndexError(f"frame {index!r} of a walk of {n} frames.")
+        index = int(index) % n
+        if index == n - 1:
+            return self.num_keys - 1, 0.0
+        k, j = divmod(index, self.steps_between)
+        return k, j / self.steps_between
+
+
+def walk_steps(num_keys: int, steps_between: int) -> WalkSteps:
+    """The (key, fraction) of every frame of a walk (`WalkSteps`)."""
+    return WalkSteps(num_keys, steps_between)
 
 
 class LatentWalk(Sequence[Styles]):
@@ -286,6 +308,7 @@ def video_frames(
     """
     panels = check_panels(panels)
     check_trajectory(trajectory)
+    render = given_or_default(render, RenderConfig, "render")  # None failed after the first frame
     yaws, pitches = trajectory.angles()
     bar = tqdm(total=trajectory.num_frames, unit="frame", desc=desc, disable=not progress)
     try:

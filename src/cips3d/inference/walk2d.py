@@ -13,11 +13,11 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from cips3d.config import whole_count
+from cips3d.config import check_psi, whole_count
 from cips3d.errors import ConfigError
 from cips3d.inference.video import slerp, walk_steps
 from cips3d.models.generator2d import Generator2D
-from cips3d.seeding import seeded_generator
+from cips3d.seeding import seed_list, seeded_generator
 
 
 @torch.no_grad()
@@ -31,12 +31,13 @@ def walk_styles_2d(
     """w [1, D] of each frame: `steps_between` frames from each seed to the next, then the last seed
     ((len(seeds) - 1) * steps_between + 1 frames). Seeds draw z as `cips3d sample2d` does; `mean` is
     the truncation centre (`G.mean_style()`, computed here when psi < 1 and none is given)."""
+    if not isinstance(G, Generator2D):  # a 3D model failed inside its mapping
+        raise ConfigError(f"walk_styles_2d walks a 2D CIPS model (Generator2D), got {type(G).__name__}.")
     steps_between = whole_count(steps_between, "steps_between")  # 2.5 was a TypeError from range()
-    if len(seeds) < 2 or not 0 <= psi <= 1:
-        raise ConfigError(
-            f"a walk needs two seeds or more, at least 1 step between them and psi in [0, 1], got "
-            f"{len(seeds)} seeds, {steps_between} steps, psi {psi}."
-        )
+    seeds = seed_list(seeds)  # an iterator had no len()
+    check_psi(psi)
+    if len(seeds) < 2:
+        raise ConfigError(f"a walk needs two seeds or more, got {seeds}.")
     keys = [G.sample_latents(1, seeded_generator(seed)) for seed in seeds]
     if psi == 1:
         mean = None

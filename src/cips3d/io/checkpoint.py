@@ -165,6 +165,8 @@ def _load_snapshot_ema(path: Path, device: str | torch.device) -> Generator3D:
 def missing_checkpoint(path: Path) -> CheckpointError:
     """The error for a checkpoint path that is no regular file: nothing there ("no checkpoint file at
     /dev/null" was said of a device too)."""
+    if path.is_dir():
+        return CheckpointError(f"{path} is a folder; a checkpoint file was expected there.")
     if path.exists():
         return CheckpointError(f"{path} is not a regular file (a device, a pipe?), so not a checkpoint.")
     return CheckpointError(f"no checkpoint file at {path}.")

@@ -51,8 +51,9 @@ def check_file_target(path: Path) -> None:
     if path.is_dir():
         raise UserError(f"{path} is a folder; a file path was expected there.")
     if os.path.lexists(path) and not path.is_file():
-        what = "a link to nothing" if path.is_symlink() and not path.exists() else "not a regular file"
-        raise UserError(f"{path} is {what} (a device, a pipe, a socket?); give the path of a file to write.")
+        dangling = path.is_symlink() and not path.exists()
+        what = "a link to nothing" if dangling else "not a regular file (a device, a pipe, a socket?)"
+        raise UserError(f"{path} is {what}; give the path of a file to write.")
 
 
 def check_writable(path: str | os.PathLike) -> None:

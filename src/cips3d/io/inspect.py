@@ -47,7 +47,7 @@ from cips3d.io.checkpoint2d import official_generator_state
 from cips3d.io.images import read_png_record
 from cips3d.io.inspect_lines import Lines, parameter_count, summary_2d, summary_3d
 from cips3d.io.inspect_run import describe_run
-from cips3d.io.video import VIDEO_SUFFIXES, read_video_record, video_header
+from cips3d.io.video import VIDEO_SUFFIXES, raw_video_header, read_video_record
 from cips3d.models.generator2d import Generator2D
 from cips3d.models.generator3d import Generator3D
 from cips3d.words import counted
@@ -156,7 +156,7 @@ def _unreadable(path: Path) -> str | None:
     reading a video's header."""
     try:
         if path.suffix.lower() in VIDEO_SUFFIXES:
-            video_header(path)
+            raw_video_header(path)
         else:
             with Image.open(path) as img:
                 img.load()
@@ -341,7 +341,7 @@ def _recorded(path: Path, record: dict[str, Any]) -> Lines:
         with Image.open(path) as img:
             lines.append(("image size", f"{img.width} x {img.height}"))
     else:
-        frames, width, height = video_header(path)  # it read: its record did
+        frames, width, height = raw_video_header(path)  # it read: its record did
         lines += [("frame size", f"{width} x {height}"), ("length", f"{frames} frames")]
     keys = [k for k in _RECORD_ORDER if k in record] + sorted(set(record) - {*_RECORD_ORDER, "command"})
     return lines + [(key, record[key]) for key in keys]  # as recorded: `info --json` keeps their types

@@ -92,8 +92,23 @@ def _comment(record: Mapping[str, object]) -> str:
 
 
 def video_header(path: str | os.PathLike) -> tuple[int, int, int]:
-    """(frames, width, height) of the mp4 or GIF at `path`, from its header (no frame is decoded)."""
-    if Path(path).suffix.lower() == ".gif":
+    """(frames, width, height) of the mp4 or GIF at `path`, from its header (no frame is decoded; a GIF
+    counts a run of identical frames once, see `write_video`). A missing, undecodable or non-video file
+    is a `UserError` naming it (PyAV's own errors came through, and a PNG gave 0 frames)."""
+    path = path_of(path, "the video")
+    check_video_suffix(path)
+    if not path.is_file():
+        raise UserError(f"there is no video file at {path}.")
+    try:
+        return raw_video_header(path)
+    except (OSError, ValueError, IndexError) as error:  # PIL's and PyAV's errors; IndexError: no video stream
+        raise UserError(f"could not read the video {path} ({first_line(error)}).") from None
+
+
+def raw_video_header(path: Path) -> tuple[int, int, int]:
+    """`video_header` without its checks: the reader's own error for a damaged file (`cips3d info`
+    words those itself)."""
+    if path.suffix.lower() == ".gif":
         with Image.open(path) as image:
             return getattr(image, "n_frames", 1), image.width, image.height
     import av  # noqa: PLC0415 - a compiled dependency, loaded only when reading mp4
@@ -136,10 +151,12 @@ def write_video(
 ) -> int:
     """Write uint8 [H, W, 3] frames to `path` (.mp4 or .gif), atomically; returns the frame count.
 
-    Frames are consumed one at a time for mp4 (memory stays bounded); a GIF keeps them all. `record`
-    (JSON-able: how the video was made) goes into the file's comment, for `read_video_record`.
+    Frames are consumed one at a time for mp4 (memory stays bounded); a GIF keeps them all, and stores a
+    run of identical frames as one frame shown that much longer (Pillow's encoding: the playback time is
+    the same, but `video_header` counts fewer frames). `record` (JSON-able: how the video was made) goes
+    into the file's comment, for `read_video_record`.
     """
-    path = Path(path)
+    path = path_of(path, "the video path")  # an int: pathlib's TypeError
     if not (is_real_number(fps) and MIN_FPS <= fps <= MAX_FPS):
         raise UserError(f"the frame rate must be from {MIN_FPS} to {MAX_FPS} frames per second, got {fps}.")
     if not (is_whole_number(crf) and 0 <= crf <= MAX_CRF):  # -5 overflowed inside PyAV
@@ -177,6 +194,10 @@ def _first_frame(frames: Iterable[np.ndarray], path: Path) -> tuple[np.ndarray, 
 
 def _all_sized_like(first: np.ndarray, frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
     for i, frame in enumerate(frames):
+        if not is_uint8_array(frame, 3, (3,)):  # only the first was checked: a float frame 2 failed in PyAV
+            raise ConfigError(
+                f"video frames must be uint8 [H, W, 3] arrays; frame {i} is {array_kind(frame)}."
+            )
         if frame.shape != first.shape:
             raise ConfigError(f"every frame of a video must be {list(first.shape)} like the first; frame {i} "
                               f"is {list(frame.shape)}.")  # fmt: skip

@@ -210,13 +210,13 @@ def checked_metrics(
     return tuple(dict.fromkeys(names))
 
 
-def check_fid_count(real_images: int, asked: int | None = None) -> None:
+def check_fid_count(real_images: int, asked: int | None = None, name: str = "num_images, --num") -> None:
     """A `UserError` unless there are real images enough for FID and KID (feature statistics need 2),
-    naming the cause: `asked`, the number of images to score, or the data (it blamed the data for
-    `--num 1`)."""
+    naming the cause: `asked`, the number of images to score (the setting `name`), or the data (it
+    blamed the data for `--num 1`)."""
     if asked is not None and asked < 2:
         raise UserError(f"FID and KID compare feature statistics and need 2 images or more; the number to "
-                        f"score (num_images, --num) is {asked}.")  # fmt: skip
+                        f"score ({name}) is {asked}.")  # fmt: skip
     if real_images < 2:
         raise UserError(f"FID and KID compare feature statistics and need 2 images or more; the data "
                         f"gave {real_images}.")  # fmt: skip

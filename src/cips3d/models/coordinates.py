@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from cips3d.config import finite_number, whole_count
+from cips3d.config import finite_number, is_real_number, is_whole_number, whole_count
 from cips3d.errors import ConfigError
 
 MAX_GRID_PIXELS = 2**28  # 2 GiB of float32 (x, y) pairs: 10**6 x 10**6 asked for terabytes at once
@@ -78,9 +78,13 @@ def foveated_points(count: int, fixation: tuple[float, float] = (0.0, 0.0), shar
     Per axis, u ~ U(-1, 1) becomes t = sign(u) |u|^sharpness (1: uniform; larger: more points near
     0), and t in [-1, 0] / [0, 1] is stretched onto [-1, f] / [f, 1] for the fixation's coordinate f.
     Render them and interpolate for a foveated image."""
-    if count < 1 or sharpness <= 0:
-        raise ConfigError(f"foveated sampling needs count >= 1 and sharpness > 0, got {count}, {sharpness}.")
-    if len(fixation) != 2 or not all(-1 < f < 1 for f in fixation):  # (0.3,) was read as (0.3, 0.3)
+    if not is_whole_number(count) or count < 1 or not (is_real_number(sharpness) and sharpness > 0):
+        raise ConfigError(f"foveated sampling needs a whole count >= 1 and sharpness > 0, got {count!r}, "
+                          f"{sharpness!r}.")  # fmt: skip
+    fixation = [float(f) for f in fixation] if isinstance(fixation, torch.Tensor) else list(fixation)
+    if len(fixation) != 2 or not all(
+        is_real_number(f) and -1 < f < 1 for f in fixation
+    ):  # (0.3,): (0.3, 0.3)
         raise ConfigError(f"the fixation must lie inside the frame (-1, 1)^2, got {fixation}.")
     u = torch.rand(count, 2, generator=generator) * 2 - 1
     t = u.sign() * u.abs() ** sharpness

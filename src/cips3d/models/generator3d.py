@@ -164,8 +164,9 @@ class Generator3D(nn.Module):
         if psi == 1.0:
             return dict(styles)
         mean = self.truncation_centre() if mean is None else mean
-        # In the styles' dtype: a float64 mean made float32 styles float64, which synthesis refused.
-        return {name: (m := mean[name].to(s.dtype)) + psi * (s - m) for name, s in styles.items()}
+        # In the styles' dtype and on their device: a float64 mean made float32 styles float64, which
+        # synthesis refused; CPU styles (a styles file) are truncated where they are.
+        return {name: (m := mean[name].to(s.device, s.dtype)) + psi * (s - m) for name, s in styles.items()}
 
     @torch.no_grad()
     def update_truncation_mean(
@@ -366,7 +367,8 @@ class Generator3D(nn.Module):
         same_dtype: bool = True,
     ) -> None:
         """A `ConfigError` (a ValueError) unless `styles` has every layer of this generator as a [B, D]
-        tensor of the model's dtype, all with batch `batch` (any one batch when None)."""
+        tensor of the model's dtype on its device, all with batch `batch` (any one batch when None).
+        `same_dtype=False` takes any dtype and device: for callers that convert the styles themselves."""
         if not isinstance(styles, Mapping):
             raise ConfigError(
                 f"{what} must be a dict of [B, D] tensors by layer name, got {type(styles).__name__}."
@@ -399,7 +401,8 @@ class Generator3D(nn.Module):
                 raise ConfigError(
                     f"{what} must be {self.dtype} like the model's weights, got {styles[name].dtype}."
                 )
-            refuse_other_device(styles[name], self.device, f"layer {name} of the {what}")
+            if same_dtype:
+                refuse_other_device(styles[name], self.device, f"layer {name} of the {what}")
             refuse_non_finite(styles[name], f"layer {name} of the {what}")  # they rendered black images
 
     def _check_batch(self, styles: Mapping[str, torch.Tensor], batch: int, generator: GeneratorArg) -> None:

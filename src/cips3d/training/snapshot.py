@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import sys
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,6 +237,14 @@ def check_run_data(run_dir: str | os.PathLike, dataset: ImageDataset, state: Tra
     meta = read_run_record(run_dir) or {}
     recorded = meta.get("data_fingerprint") or state.data_fingerprint
     if recorded is None or recorded == dataset.fingerprint:
+        return
+    if recorded == dataset.cp437_fingerprint:  # recorded before such names were read as UTF-8
+        warnings.warn(
+            f"{dataset.path} names its images in UTF-8 without saying so; cips3d read them as cp437 when "
+            f"{run_dir} began and reads them as UTF-8 now, which orders them differently: the run goes "
+            "on with the same images, but not bit for bit as it would have.",
+            stacklevel=2,
+        )
         return
     then, now = meta.get("images"), dataset.num_images
     known = then is not None and then != now  # run.json's count (gone with it)

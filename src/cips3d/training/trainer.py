@@ -240,7 +240,7 @@ class Trainer:
     def _run(self) -> TrainState:
         dataset = self.checked_dataset()
         if self.options.fid_images:  # said now, not at the first snapshot with the steps before it lost
-            check_fid_count(min(self.options.fid_images, dataset.num_images))
+            check_fid_count(dataset.num_images, self.options.fid_images, "fid_images, --fid")
         world = self.options.world
         world.broadcast_modules([self.G, self.G_ema, self.D])  # every process starts from rank 0's weights
         self._started = time.monotonic()  # the time limit counts training, not what ran before it

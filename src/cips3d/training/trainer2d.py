@@ -240,7 +240,7 @@ class Trainer2D:
         self.reached_time_limit = False
         """Set when `run` stopped at its `minutes` before its `max_steps`."""
         if fid_images:  # said now, not at the first snapshot with the steps before it lost
-            check_fid_count(min(fid_images, self.dataset.num_images))
+            check_fid_count(self.dataset.num_images, fid_images, "fid_images, --fid")
         if resume:
             self._resume()
             check_run_data(self.run_dir, self.dataset, self.state)
