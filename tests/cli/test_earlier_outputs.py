@@ -167,3 +167,18 @@ def test_invert_of_a_folder_says_a_file_in_the_way_before_fitting(tmp_path, caps
     code, _, err = run(capsys, *argv, "--outdir", str(out))
     assert code == 2 and f"{out / 'b'} is a file, so the folder of b.png's fit cannot be made there." in err
     assert sorted(p.name for p in out.iterdir()) == ["b"]
+
+
+def test_an_outdir_inside_a_runs_snapshots_is_refused(tmp_path, capsys):
+    """Images written into a snapshot folder were deleted with it when training pruned old snapshots."""
+    snapshot = tmp_path / "run" / "snapshots" / "step-000000008"
+    snapshot.mkdir(parents=True)
+    for outdir in (snapshot, snapshot / "mine"):
+        code, _, err = run(capsys, *RENDERS["sample"][0], "--outdir", str(outdir))
+        assert (
+            code == 2
+            and f"lies inside the snapshots of the run {tmp_path / 'run'}, which training prunes" in err
+        )
+        assert not (snapshot / "seed0003.png").exists()
+    elsewhere = tmp_path / "snapshots"  # a folder of that name that holds no run's snapshots
+    assert run(capsys, *RENDERS["sample"][0], "--outdir", str(elsewhere / "a"))[0] == 0

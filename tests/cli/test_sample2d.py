@@ -305,8 +305,12 @@ def test_convert_exports_a_runs_g_ema_as_a_2d_model_folder(capsys, tmp_path, run
 
 def test_sizes_and_foveated_counts_are_bounded_by_their_flags(capsys, tmp_path, run_dir):
     common = ["sample2d", "--checkpoint", str(run_dir), "--outdir", str(tmp_path), "--quiet"]
-    for flag, value, message in (("--size", "8192", "is more than 4096 pixels"),
-                                 ("--foveated", "2", "must be at least 3")):  # fmt: skip
+    for flag, value, message in (
+        ("--size", "8192", "is more than 4096 pixels"),
+        ("--foveated", "2", "must be at least 3"),
+        ("--pan", "1", "must be at least 2"),  # a turn in 1 frame: a still video
+        ("--foveated", "1000000", "is more than 100,000, the most a foveated image interpolates between"),
+    ):  # fmt: skip  (a million ignored Ctrl-C)
         with pytest.raises(SystemExit) as stopped:
             run(capsys, *common, flag, value)
         assert stopped.value.code == 2 and f"{flag}: '{value}' {message}" in capsys.readouterr().err

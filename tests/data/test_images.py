@@ -431,7 +431,10 @@ def test_wide_images_are_cropped_to_their_aspect_or_resized_whole(tmp_path):
     with pytest.warns(CroppedImagesWarning, match="keeping only 50%"):
         cropped = ImageDataset(folder, resolution=8, width=16)[0]  # the centre 32 x 16 of 64 x 16
     assert cropped.shape == (3, 8, 16) and (cropped.int() - 128).abs().max() <= 1
-    square = ImageDataset(folder, resolution=8)[0]
+    with pytest.warns(
+        CroppedImagesWarning, match="centre-cropped to squares, some keeping only 25%.*--panorama"
+    ):
+        square = ImageDataset(folder, resolution=8)[0]  # 4:1 images: panoramas cropped silently before
     assert square.shape == (3, 8, 8) and (square.int() - 128).abs().max() <= 1
     with pytest.raises(ConfigError, match="needs a resolution"):
         ImageDataset(folder, width=16)
@@ -493,10 +496,13 @@ def test_a_non_square_target_that_crops_much_of_each_image_says_so_once(tmp_path
     with pytest.warns(CroppedImagesWarning, match="centre-cropped to the 16x8 shape, some keeping only 50%"):
         ImageDataset(tmp_path / "faces", resolution=8, width=16)  # train2d --width 64 on faces said nothing
     make_folder(tmp_path / "wide", ["a.png"], size=(32, 8))
+    make_folder(tmp_path / "photos", ["a.png"], size=(16, 12))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the target's own shape, and square crops of photos, say nothing
         ImageDataset(tmp_path / "wide", resolution=8, width=32)
-        ImageDataset(tmp_path / "wide", resolution=8)
+        ImageDataset(tmp_path / "photos", resolution=8)
+    with pytest.warns(CroppedImagesWarning, match="centre-cropped to squares, some keeping only 25%"):
+        ImageDataset(tmp_path / "wide", resolution=8)  # 4:1 panoramas without --panorama
 
 
 def _without_utf8_flags(archive_path) -> None:

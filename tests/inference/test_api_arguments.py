@@ -139,3 +139,17 @@ def test_a_long_walk_is_computed_per_frame_not_listed_up_front(tiny_G):
     walk = LatentWalk(tiny_G, [0, 1], steps_between=10**9)  # a list of its steps took 24 GB first
     assert len(walk) == 10**9 + 1 and walk.steps[-2] == (0, (10**9 - 1) / 10**9)
     assert torch.equal(walk[-1]["inr_w4_0"], walk[10**9]["inr_w4_0"])
+
+
+def test_more_helpers_found_by_review(tiny_G):
+    from cips3d.inference.blend import gamma_sweep_frames  # noqa: PLC0415
+    from cips3d.inference.trajectories import orbit  # noqa: PLC0415
+    from cips3d.inference.video import side_by_side_frames  # noqa: PLC0415
+
+    assert resolve_inr_layers("512,1024") == resolve_inr_layers(["512", "1024"])  # was "unknown layer"
+    with pytest.raises(ConfigError, match="the orbit's pitch must run from 0"):
+        orbit(pitch=10.0)  # was clamped to pi without a word
+    with pytest.raises(ConfigError, match="side_by_side_frames needs a list of one or more Generator3D"):
+        next(side_by_side_frames([], 0, still(1), RENDER))  # yielded nothing
+    with pytest.raises(ConfigError, match="gammas must be a list of blend weights"):
+        next(gamma_sweep_frames(tiny_G, tiny_G, 0.5, 0, Camera.from_angles(1.5, 1.5), RENDER))

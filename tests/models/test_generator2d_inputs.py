@@ -121,8 +121,18 @@ def test_patch_and_foveated_coordinates_refuse_what_they_would_get_wrong():
         ),
         (lambda G: G.truncate(torch.zeros(1, G.config.style_dim), 0.5, torch.zeros(5)), "must be [1, "),
         (lambda G: G(G.sample_latents(1).to("meta")), "z is on meta but the model is on cpu"),
+        (lambda G: G(G.sample_latents(1), torch.zeros(1, 4, 0, 2)), "coords must be [1, H >= 1, W >= 1, 2]"),
+        (lambda G: G(G.sample_latents(1), torch.zeros(2, 4, 4, 2)), "coords must be [1, H >= 1"),  # B=1 or 1
     ],
-    ids=["int-generator-init", "int-generator", "int-noise-generator", "mean-width", "meta-z"],
+    ids=[
+        "int-generator-init",
+        "int-generator",
+        "int-noise-generator",
+        "mean-width",
+        "meta-z",
+        "no-pixel",
+        "batch-words",
+    ],
 )
 def test_misuse_found_by_review_is_one_config_error(G2, call, words):
     with pytest.raises(ConfigError) as caught:  # were torch's TypeErrors, AttributeErrors, RuntimeErrors

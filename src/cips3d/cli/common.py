@@ -42,6 +42,7 @@ from cips3d.models.generator2d import Generator2D
 from cips3d.models.generator3d import Generator3D
 from cips3d.rendering.cameras import PITCH_RULE, is_camera_angle, is_pitch
 from cips3d.seeding import MAX_SEED, seed_range
+from cips3d.training.snapshot import run_pruning
 
 CHECKPOINT_HELP_2D = "a train2d run (or one of its snapshots), a 2D model folder, or an official CIPS .pt"
 
@@ -230,7 +231,8 @@ def add_overwrite_argument(group: argparse._ActionsContainer) -> None:
         "--overwrite",
         action="store_true",
         help="write into an --outdir that holds files under the names of this command's outputs: those "
-        "this run writes are replaced, the others (an --aux image not asked for now) are kept and named; "
+        "this run writes are replaced, the others (written for the same seeds with other flags) are kept "
+        "and named; "
         "without it such a folder is refused",
     )
 
@@ -255,6 +257,10 @@ def refuse_earlier_outputs(
     writes is refused even then (it failed after every other file was written). Each command wrote over
     an earlier run's files and left those it did not write, silently: a folder mixing two runs."""
     outdir = Path(outdir)
+    run = run_pruning(outdir)
+    if run is not None:  # sample2d's images written into a snapshot went with it at the next pruning
+        raise UserError(f"{outdir} lies inside the snapshots of the run {run}, which training prunes with "
+                        "everything in them; give another --outdir.")  # fmt: skip
     if not outdir.is_dir():
         return
     present, writes = {entry.name for entry in outdir.iterdir()}, set(writes)

@@ -119,6 +119,11 @@ def add_lfw_parser(subparsers) -> None:
     p.add_argument("dest", help="the .zip to write")
     _add_force(p)
     p.add_argument("--resolution", type=image_side, default=32, help="side in pixels (default 32)")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="accepted as every dataset command takes it (no bar for 100 faces)",
+    )
     p.set_defaults(run=run_lfw)
 
 

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from cips3d.cli.common import (
     CHECKPOINT_HELP_2D,
+    VIDEO_LIMIT,
     VIDEO_SUFFIXES_WRITTEN,
     add_overwrite_argument,
     check_frame_rate,
@@ -33,9 +34,10 @@ from cips3d.cli.common import (
     truncation,
 )
 from cips3d.errors import UserError
-from cips3d.inference.foveated import foveated_image
+from cips3d.inference.foveated import MAX_FOVEATED_POINTS, foveated_image
 from cips3d.inference.panorama import pan_frames
 from cips3d.inference.sample import parse_seeds
+from cips3d.inference.trajectories import MAX_FRAMES
 from cips3d.inference.walk2d import walk_styles_2d
 from cips3d.io.checkpoint2d import load_generator2d
 from cips3d.io.images import grid_tiles, make_grid, save_png, to_uint8
@@ -100,7 +102,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--fixation", help="x,y in (-1, 1) of the foveated fixation (default 0,0)")
     p.add_argument(
         "--pan",
-        type=frame_count,
+        type=turn_frames,
         metavar="FRAMES",
         help="panorama runs: also a video per seed turning once around, in FRAMES frames",
     )
@@ -307,16 +309,22 @@ def _report(args, seeds: list[int], walk: list[int], shape, in_grid: int, videos
     if in_grid < len(seeds):
         print(f"grid.png shows the first {counted(in_grid, 'image')} (a grid of all would be too large).")
     if args.pan:
-        turning = f"turning once around in {args.pan} frames"
+        turning = f"turning once around in {counted(args.pan, 'frame')}"
         print(f"wrote {counted(len(seeds), 'video')} {turning} ({videos[0].name}, ...)")
     if args.interpolate:
         print(f"wrote {videos[-1].name}: {(len(walk) - 1) * args.interpolate + 1} frames from seed to seed")
     note_gif_fallback("sample2d", videos)
 
 
+def turn_frames(text: str) -> int:
+    """argparse type of --pan: a turn around the panorama shows 2 frames or more (1 was a still video)."""
+    return int_at_least(text, 2, MAX_FRAMES, VIDEO_LIMIT)
+
+
 def foveated_count(text: str) -> int:
-    """argparse type of --foveated: the pixels between which the image is interpolated need a triangle."""
-    return int_at_least(text, 3)
+    """argparse type of --foveated: the pixels between which the image is interpolated need a triangle,
+    and their triangulation cannot be interrupted (a million ran for minutes through Ctrl-C)."""
+    return int_at_least(text, 3, MAX_FOVEATED_POINTS, "the most a foveated image interpolates between")
 
 
 def _check_arguments(args: argparse.Namespace, seeds: list[int]) -> None:

@@ -506,13 +506,22 @@ def aspect_against(size: tuple[int, int], resolution: int, width: int | None) ->
     return (size[0] / size[1]) / ((width or resolution) / resolution)
 
 
+SQUARE_CROP_WARNED = 0.5  # a square crop keeping less than half the picture: images wider than 2:1
+
+
 def warn_cropped(sizes: list[tuple[int, int]], resolution: int, width: int | None) -> None:
     """One warning when a non-square target (`width`) crops images of another shape by more than the
-    tolerance: square faces trained at 64x32 lose half their height, which nothing said before."""
-    if width is None:
-        return  # a square crop of photos is the usual recipe (FFHQ, LSUN)
+    tolerance: square faces trained at 64x32 lose half their height, which nothing said before. A
+    square crop of photos is the usual recipe (FFHQ, LSUN): it is said only of images more than twice
+    as wide as high or the reverse (panoramas trained without --panorama kept a quarter, silently)."""
     aspects = (aspect_against(size, resolution, width) for size in sizes)
     kept = min(min(a, 1 / a) for a in aspects)  # the share of the picture the crop keeps
+    if width is None:
+        if kept < SQUARE_CROP_WARNED:
+            warnings.warn(f"the images are centre-cropped to squares, some keeping only {kept:.0%} of their "
+                          "picture (panoramas? `cips3d train2d --panorama` trains them whole)",
+                          CroppedImagesWarning, stacklevel=3)  # fmt: skip
+        return
     if kept < 1 - WHOLE_ASPECT_TOLERANCE:
         warnings.warn(f"the images are centre-cropped to the {width}x{resolution} shape, some keeping only "
                       f"{kept:.0%} of their picture (a width matching their shape keeps all of it)",

@@ -148,6 +148,8 @@ def gamma_sweep_frames(
 ) -> Iterator[np.ndarray]:
     """One uint8 frame [H, W, 3] per gamma: `seed` rendered by the blend of `source` and `target`
     (the official "interpolate layers" video, at a fixed camera)."""
+    if is_real_number(gammas) or not isinstance(gammas, Iterable):  # 0.5: "'float' object is not iterable"
+        raise ConfigError(f"gammas must be a list of blend weights (one frame each), got {gammas!r}.")
     for gamma in gammas:
         blended = blend_generators(source, target, gamma, layers, blend_inr_mapping)
         styles, generator = seed_styles(blended, seed, psi)

@@ -19,6 +19,7 @@ import torch
 from scipy.interpolate import griddata
 from scipy.spatial import QhullError
 
+from cips3d.config import is_whole_number
 from cips3d.errors import ConfigError
 from cips3d.models.coordinates import foveated_points, plane_grid
 from cips3d.models.generator2d import Generator2D
@@ -34,6 +35,11 @@ class Foveated:
     """[B, 3, count] the generator's colours at `points`."""
 
 
+MAX_FOVEATED_POINTS = 100_000
+"""The most points a foveated image interpolates between: the triangulation (scipy's Qhull) grows
+faster than the points (100,000: about 6 s on a 2-core CPU; 300,000: 47 s) and ignores Ctrl-C."""
+
+
 @torch.no_grad()
 def foveated_image(
     G: Generator2D,
@@ -46,6 +52,10 @@ def foveated_image(
 ) -> Foveated:
     """Render `count` points drawn by `foveated_points` (from `generator`) for styles w [B, D] and
     interpolate them onto the size x size grid of the frame [-1, 1]^2."""
+    if not (is_whole_number(count) and 3 <= count <= MAX_FOVEATED_POINTS):
+        raise ConfigError(f"a foveated image interpolates between 3 to {MAX_FOVEATED_POINTS:,} points, got "
+                          f"{count!r} (scipy's triangulation of 300,000 took 47 s and cannot be "
+                          "interrupted).")  # fmt: skip
     if not isinstance(G, Generator2D):  # a 3D model: an AttributeError about grid_width
         raise ConfigError(
             f"foveated images are rendered by a 2D CIPS model (Generator2D), got {type(G).__name__}."

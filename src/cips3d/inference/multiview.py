@@ -172,7 +172,8 @@ def resolve_inr_layers(names: Iterable[str]) -> list[str]:
     """INR layer names -> style names: a block name ('512') gives both of its layers
     ('inr_w512_0', 'inr_w512_1'); a style name is kept. ConfigError for anything else."""
     known = [f"inr_w{block}_{i}" for block in K.INR_BLOCK_NAMES for i in (0, 1)]
-    names = [names] if isinstance(names, str) else names  # one name: "inr_w4_0" was read letter by letter
+    # One name ("inr_w4_0" was read letter by letter), or several with commas as resolve_blend_layers reads.
+    names = [part for part in names.split(",") if part.strip()] if isinstance(names, str) else names
     out: list[str] = []
     for raw in names:
         name = str(raw).strip()

@@ -22,7 +22,14 @@ import torch
 from cips3d import constants as K
 from cips3d.config import finite_number, is_real_number, is_whole_number, whole_count
 from cips3d.errors import ConfigError
-from cips3d.rendering.cameras import Camera, angles_from_position, check_camera_radius, position_from_angles
+from cips3d.rendering.cameras import (
+    PITCH_RULE,
+    Camera,
+    angles_from_position,
+    check_camera_radius,
+    is_pitch,
+    position_from_angles,
+)
 from cips3d.words import counted
 
 # Official defaults of the video page (spec 6: st_web render_video_web).
@@ -314,6 +321,8 @@ def orbit(
     _check_fov(fov)
     check_camera_radius(radius)
     start_yaw, pitch = finite_number(start_yaw, "start_yaw"), finite_number(pitch, "pitch")
+    if not is_pitch(pitch):  # 10 was clamped to pi without a word
+        raise ConfigError(f"the orbit's pitch must run {PITCH_RULE}; got {pitch:g}.")
     yaws = start_yaw + torch.arange(num_frames, dtype=torch.float64) * (2 * math.pi / num_frames)
     pitches = torch.full_like(yaws, pitch).clamp(K.PITCH_CLAMP_EPS, math.pi - K.PITCH_CLAMP_EPS)
     return Trajectory(

@@ -333,6 +333,10 @@ def side_by_side_frames(
 ) -> Iterator[np.ndarray]:
     """Frames with one column per model, each rendering `seed`'s own latents along `trajectory`
     (deterministic renders give columns that differ only by the models' weights)."""
+    if not models or not all(isinstance(G, Generator3D) for G in models):  # [] yielded no frame
+        raise ConfigError(
+            f"side_by_side_frames needs a list of one or more Generator3D models, got {models!r:.80}."
+        )
     streams = []
     for G in models:
         styles, generator = seed_styles(G, seed, psi)

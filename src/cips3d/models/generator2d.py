@@ -341,8 +341,9 @@ class Generator2D(nn.Module):
         require_tensor(coords, "coords")
         if coords.dim() == 4 and coords.shape[0] == 1:  # one grid for every image
             coords = coords.expand(b, *coords.shape[1:])
-        if coords.dim() != 4 or coords.shape[0] != b or coords.shape[-1] != 2:
-            raise ConfigError(f"coords must be [B={b} or 1, H, W, 2], got {list(coords.shape)}.")
+        if coords.dim() != 4 or coords.shape[0] != b or coords.shape[-1] != 2 or 0 in coords.shape[1:3]:
+            batch = "1" if b == 1 else f"{b} or 1"  # "B=1 or 1"; a grid of no pixel failed in torch.cat
+            raise ConfigError(f"coords must be [{batch}, H >= 1, W >= 1, 2], got {list(coords.shape)}.")
         refuse_non_finite(coords, "coords")
         h, width = coords.shape[1:3]
         pixels = coords.to(self.dtype).reshape(b, h * width, 1, 2)

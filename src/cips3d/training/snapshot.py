@@ -262,6 +262,25 @@ def recorded_options(run_dir: str | os.PathLike) -> dict[str, Any]:
     return options if isinstance(options, dict) else {}
 
 
+def run_pruning(folder: str | os.PathLike) -> Path | None:
+    """The run whose snapshots/ folder holds `folder` (at any depth), or None: training prunes old
+    snapshots with everything in them, so files written there are deleted with them."""
+    folder = Path(os.path.abspath(folder))
+    for part in (folder, *folder.parents):
+        if part.name == "snapshots" and (
+            (part.parent / RUN_RECORD).is_file() or any(_NAME.match(p.name) for p in _entries(part))
+        ):
+            return part.parent
+    return None
+
+
+def _entries(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir()) if folder.is_dir() else []
+    except OSError:
+        return []
+
+
 def check_run_outside_data(run_dir: str | os.PathLike, data: str | os.PathLike) -> None:
     """A `ConfigError` when the run folder lies inside its data folder, or the data folder is or holds a
     training run: the folder is read at any depth, so a run's previews would become training images."""
