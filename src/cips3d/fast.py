@@ -156,6 +156,32 @@ def _has_fp32_precision(backend) -> bool:
     return True
 
 
+ROUTE_NAMES = {"none": "default (MKL)", "bf16": "oneDNN"}
+"""The CPU float32 product routes by their PyTorch setting, as records and messages name them."""
+
+
+def matmul_route() -> str | None:
+    """The CPU float32 product route in use, by name (None with a PyTorch without the switch). The
+    routes round differently: a training run resumed on the other one goes on, but not bit for bit."""
+    setting = _route_setting()
+    return ROUTE_NAMES.get(setting, setting) if setting is not None else None
+
+
+def use_matmul_route(name: str) -> bool:
+    """Switch to the route `name` (`matmul_route`'s words) when this PyTorch has it and it passes the
+    float64 self-test here; whether it could. A resumed run takes the route it was trained on: the
+    start-up timing picks either when they are close (or when another process loads the CPU)."""
+    settings = {v: k for k, v in ROUTE_NAMES.items()}
+    if _route_setting() is None or name not in settings:
+        return False
+    previous = _route_setting()
+    _set_route(settings[name])
+    if _error(*_operands()) < MAX_RELATIVE_ERROR:
+        return True
+    _set_route(previous)
+    return False
+
+
 def configure_fast_paths(device: torch.device | str = "cpu") -> dict:
     """Pick the fastest float32 matmul route that passes the float64 self-test; returns what was chosen
     and measured (for logs and benchmark records)."""

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import warnings
 
 import pytest
 
@@ -260,3 +261,30 @@ def test_a_new_run_clears_the_logs_of_a_start_that_wrote_no_snapshot(capsys, tmp
     assert list_snapshots(out / "snapshots") and list((out / "logs").iterdir())  # this run's own
     (out / "logs" / "mine.txt").write_text("kept")  # a run with a snapshot is never cleared
     assert clear_unsnapshotted_start(out) == [] and (out / "logs" / "mine.txt").exists()
+
+
+def test_a_cpu_resume_multiplies_through_the_route_its_run_recorded(tmp_path, monkeypatch):
+    """The start-up timing picks MKL or oneDNN per process; the two round differently, so a resume that
+    timed the other way (another process loading the CPU) was not bit for bit."""
+    import json  # noqa: PLC0415
+
+    import torch  # noqa: PLC0415
+
+    from cips3d.cli import resuming  # noqa: PLC0415
+    from cips3d.training.snapshot import run_options  # noqa: PLC0415
+
+    assert "matmul_route" in run_options(None, 0, None)  # recorded with every run
+    (tmp_path / "run.json").write_text(json.dumps({"options": {"matmul_route": "oneDNN"}}))
+    switched = []
+    monkeypatch.setattr(resuming, "matmul_route", lambda: "default (MKL)")
+    monkeypatch.setattr(resuming, "use_matmul_route", lambda name: switched.append(name) or True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resuming.keep_matmul_route(tmp_path, torch.device("cpu"))
+    assert switched == ["oneDNN"]
+    monkeypatch.setattr(resuming, "use_matmul_route", lambda name: False)  # a machine without it
+    with pytest.warns(UserWarning, match="trained with float32 products through oneDNN, which this machine"):
+        resuming.keep_matmul_route(tmp_path, torch.device("cpu"))
+    switched.clear()
+    resuming.keep_matmul_route(tmp_path, torch.device("meta"))  # not a CPU: nothing to keep
+    assert switched == []

@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 from cips3d.cli.common import fid_images, positive_int
 from cips3d.config import is_whole_number
 from cips3d.errors import CheckpointError, UserError
+from cips3d.fast import matmul_route, use_matmul_route
 from cips3d.training.distributed import torchrun_job
 from cips3d.training.snapshot import list_snapshots, recorded_options, require_newest_snapshot
 
@@ -35,6 +37,20 @@ def resumed_run_folder(resume: str | bool, outdir: str | None) -> Path:
     if outdir and resume is not True and Path(outdir).resolve() not in same_run:
         raise UserError(f"--resume {resume} continues the run in {run_dir}; leave out --outdir.")
     return run_dir
+
+
+def keep_matmul_route(run_dir: Path, device: Any) -> None:
+    """A CPU resume multiplies through the route its run recorded (`fast.matmul_route`): the start-up
+    timing picks either when they run about as fast, or when another process loads the CPU, and the
+    two round differently, so a resume on the other was not bit for bit. Where this machine cannot
+    take that route, a warning says so and the run goes on."""
+    recorded = recorded_options(run_dir).get("matmul_route")
+    if getattr(device, "type", str(device)) != "cpu" or not isinstance(recorded, str):
+        return
+    if recorded != matmul_route() and not use_matmul_route(recorded):
+        warnings.warn(f"{run_dir} was trained with float32 products through {recorded}, which this machine "
+                      f"cannot use; it goes on through {matmul_route()}, but not bit for bit as it would "
+                      "have.", stacklevel=2)  # fmt: skip
 
 
 def keep_run_options(args: argparse.Namespace, run_dir: Path, names: tuple[str, ...]) -> list[str]:

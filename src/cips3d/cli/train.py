@@ -21,6 +21,7 @@ from cips3d.cli.entry import EXIT_INTERRUPTED  # also: Ctrl-C or SIGTERM stopped
 from cips3d.cli.resuming import (
     RESUME_HELP,
     conflict,
+    keep_matmul_route,
     keep_run_options,
     refuse_other_settings,
     resume_after_restart,
@@ -275,7 +276,9 @@ def _start_together(
             raise UserError(f"--minutes must be positive, got {args.minutes}.")
         kept = []
         if args.resume is not None:  # a resume goes on as the run was asked to: limit, FID, TF32
-            kept = keep_run_options(args, resumed_run_folder(args.resume, args.outdir), RUN_OPTIONS)
+            run_dir = resumed_run_folder(args.resume, args.outdir)
+            kept = keep_run_options(args, run_dir, RUN_OPTIONS)
+            keep_matmul_route(run_dir, device)
         check_fid_arguments(args)
         options = TrainOptions(
             device=device, workers=workers, progress=not args.quiet and world.is_main,

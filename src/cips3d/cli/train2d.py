@@ -15,6 +15,7 @@ from cips3d.cli.entry import EXIT_INTERRUPTED
 from cips3d.cli.resuming import (
     RESUME_HELP,
     conflict,
+    keep_matmul_route,
     keep_run_options,
     refuse_other_settings,
     resume_after_restart,
@@ -251,6 +252,8 @@ def _start_together(
         config = _resumed_config(run_dir, args) if resume else _new_config(args)
         # A resume goes on with the run's step limit and FID, as `train --resume` does.
         kept = keep_run_options(args, run_dir, ("max_steps", "fid", "inception")) if resume else []
+        if resume:
+            keep_matmul_route(run_dir, device)
         if args.max_steps is None and args.minutes is None:
             carried = " (a resume keeps the run's --max-steps, not its --minutes)" if resume else ""
             raise UserError(

@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from cips3d.config_2d import is_2d_run_config
 from cips3d.data.images import ImageDataset
 from cips3d.errors import CheckpointError, ConfigError, UserError, error_gist, first_line
+from cips3d.fast import matmul_route
 from cips3d.io.files import atomic_write, file_mode
 
 FORMAT = "cips3d.training-snapshot"
@@ -212,7 +213,8 @@ def run_options(
     torchrun job that ran it last (`torchrun_job`: a restart of that job continues it, see
     `cli.resuming.resume_after_restart`)."""
     inception = str(Path(inception).resolve()) if inception else None
-    return {"max_steps": max_steps, "fid": fid_images or None, "inception": inception, **more}
+    route = {"matmul_route": matmul_route()}  # the CPU product route: a resume takes it again
+    return {"max_steps": max_steps, "fid": fid_images or None, "inception": inception, **route, **more}
 
 
 def write_run_record(
