@@ -177,8 +177,8 @@ def test_an_outdir_inside_a_runs_snapshots_is_refused(tmp_path, capsys):
         code, _, err = run(capsys, *RENDERS["sample"][0], "--outdir", str(outdir))
         assert (
             code == 2
-            and f"lies inside the snapshots of the run {tmp_path / 'run'}, which training prunes" in err
+            and f"lies inside a snapshot of the run {tmp_path / 'run'}, which training prunes" in err
         )
         assert not (snapshot / "seed0003.png").exists()
-    elsewhere = tmp_path / "snapshots"  # a folder of that name that holds no run's snapshots
-    assert run(capsys, *RENDERS["sample"][0], "--outdir", str(elsewhere / "a"))[0] == 0
+    beside = tmp_path / "run" / "snapshots" / "samples"  # pruning deletes step-* folders only
+    assert run(capsys, *RENDERS["sample"][0], "--outdir", str(beside))[0] == 0

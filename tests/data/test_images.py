@@ -503,6 +503,10 @@ def test_a_non_square_target_that_crops_much_of_each_image_says_so_once(tmp_path
         ImageDataset(tmp_path / "photos", resolution=8)
     with pytest.warns(CroppedImagesWarning, match="centre-cropped to squares, some keeping only 25%"):
         ImageDataset(tmp_path / "wide", resolution=8)  # 4:1 panoramas without --panorama
+    make_folder(tmp_path / "tall", ["a.png"], size=(8, 32))
+    with pytest.warns(CroppedImagesWarning) as caught:
+        ImageDataset(tmp_path / "tall", resolution=8)
+    assert "keeping only 25%" in str(caught[0].message) and "panorama" not in str(caught[0].message)
 
 
 def _without_utf8_flags(archive_path) -> None:

@@ -117,9 +117,15 @@ REVIEW_CASES = {
         "the density holds NaN or infinite values",
     ),
     "1x1-depth": (lambda G: normals_from_depth(torch.ones(1, 1, 1, 1)), "at least 2x2 pixels"),
-    "depth-batch-colours": (lambda G: colorize_depth(torch.rand(2, 1, 4, 4), 0.1, 1), "one [1, H, W]"),
-    "2d-uint8": (lambda G: to_uint8(torch.zeros(4, 4)), "to_uint8 takes [C, H, W] or [B, C, H, W]"),
-    "grid-fill-300": (lambda G: make_grid(_frames(1)[0][None], fill=300), "fill must be a uint8 value"),
+    "depth-batch-colours": (
+        lambda G: colorize_depth(torch.rand(2, 1, 4, 4), 0.1, 1),
+        "colorize_depth takes one map ([H, W], [1, H, W], [1, 1, H, W]",
+    ),
+    "2d-uint8": (lambda G: to_uint8(torch.zeros(4, 4)), "to_uint8 takes [..., C, H, W] tensors, got [4, 4]"),
+    "grid-fill-300": (
+        lambda G: make_grid(_frames(1)[0][None], fill=300),
+        "fill must be a value from 0 to 255",
+    ),
     "extra-yaw": (
         lambda G: save_inversion(Inversion({}, 1.5, 1.5, 12.0), "/nonexistent/s.safetensors", {"yaw": 1}),
         "extra metadata cannot replace the fitted camera's yaw",
@@ -153,3 +159,22 @@ def test_more_helpers_found_by_review(tiny_G):
         next(side_by_side_frames([], 0, still(1), RENDER))  # yielded nothing
     with pytest.raises(ConfigError, match="gammas must be a list of blend weights"):
         next(gamma_sweep_frames(tiny_G, tiny_G, 0.5, 0, Camera.from_angles(1.5, 1.5), RENDER))
+
+
+def test_inputs_a_review_found_refused_by_the_new_checks_are_taken_again():
+    """Forms that worked before the checks above, and should: a batch-1 depth map, directions per row,
+    tensor numbers, RGB fills, a numpy array of panel names, tall images without a panorama hint."""
+    import numpy as np  # noqa: PLC0415
+
+    assert colorize_depth(torch.rand(1, 1, 8, 8) + 1, 0.5, 2.5).shape == (8, 8, 3)
+    depth = torch.rand(1, 1, 4, 4) + 1
+    from cips3d.rendering.rays import camera_ray_directions  # noqa: PLC0415
+
+    rows = camera_ray_directions(4, 12.0).reshape(4, 4, 3)
+    assert torch.equal(normals_from_depth(depth, 12.0, rows), normals_from_depth(depth, 12.0))
+    check_grid_args(8, torch.tensor(0.3), 100)
+    ramp = DensityGrid(torch.linspace(0, 1, 8).reshape(2, 2, 2), torch.tensor([-0.1, 0.1]))
+    assert resolve_level(ramp, torch.tensor(0.5)) == 0.5
+    tiles = make_grid(np.zeros((2, 4, 4, 3), np.uint8), fill=(255, 0, 0))
+    assert tuple(tiles[0, 4]) == (255, 0, 0)  # the padding column, red
+    assert check_panels(np.array(["image", "depth"])) == ("image", "depth")

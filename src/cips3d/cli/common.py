@@ -259,8 +259,8 @@ def refuse_earlier_outputs(
     outdir = Path(outdir)
     run = run_pruning(outdir)
     if run is not None:  # sample2d's images written into a snapshot went with it at the next pruning
-        raise UserError(f"{outdir} lies inside the snapshots of the run {run}, which training prunes with "
-                        "everything in them; give another --outdir.")  # fmt: skip
+        raise UserError(f"{outdir} lies inside a snapshot of the run {run}, which training prunes with "
+                        "everything in it; give another --outdir.")  # fmt: skip
     if not outdir.is_dir():
         return
     present, writes = {entry.name for entry in outdir.iterdir()}, set(writes)

@@ -39,7 +39,7 @@ def resumed_run_folder(resume: str | bool, outdir: str | None) -> Path:
     return run_dir
 
 
-def keep_matmul_route(run_dir: Path, device: Any) -> None:
+def keep_matmul_route(run_dir: Path, device: Any, say: bool = True) -> None:
     """A CPU resume multiplies through the route its run recorded (`fast.matmul_route`): the start-up
     timing picks either when they run about as fast, or when another process loads the CPU, and the
     two round differently, so a resume on the other was not bit for bit. Where this machine cannot
@@ -47,10 +47,11 @@ def keep_matmul_route(run_dir: Path, device: Any) -> None:
     recorded = recorded_options(run_dir).get("matmul_route")
     if getattr(device, "type", str(device)) != "cpu" or not isinstance(recorded, str):
         return
-    if recorded != matmul_route() and not use_matmul_route(recorded):
+    if recorded != matmul_route() and not use_matmul_route(recorded) and say:
+        now = matmul_route() or "PyTorch's default (this version has no route switch)"
         warnings.warn(f"{run_dir} was trained with float32 products through {recorded}, which this machine "
-                      f"cannot use; it goes on through {matmul_route()}, but not bit for bit as it would "
-                      "have.", stacklevel=2)  # fmt: skip
+                      f"cannot use; it goes on through {now}, but not bit for bit as it would have.",
+                      stacklevel=2)  # fmt: skip
 
 
 def keep_run_options(args: argparse.Namespace, run_dir: Path, names: tuple[str, ...]) -> list[str]:

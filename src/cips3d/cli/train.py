@@ -278,7 +278,7 @@ def _start_together(
         if args.resume is not None:  # a resume goes on as the run was asked to: limit, FID, TF32
             run_dir = resumed_run_folder(args.resume, args.outdir)
             kept = keep_run_options(args, run_dir, RUN_OPTIONS)
-            keep_matmul_route(run_dir, device)
+            keep_matmul_route(run_dir, device, say=world.is_main)
         check_fid_arguments(args)
         options = TrainOptions(
             device=device, workers=workers, progress=not args.quiet and world.is_main,

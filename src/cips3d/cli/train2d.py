@@ -253,7 +253,7 @@ def _start_together(
         # A resume goes on with the run's step limit and FID, as `train --resume` does.
         kept = keep_run_options(args, run_dir, ("max_steps", "fid", "inception")) if resume else []
         if resume:
-            keep_matmul_route(run_dir, device)
+            keep_matmul_route(run_dir, device, say=world.is_main)
         if args.max_steps is None and args.minutes is None:
             carried = " (a resume keeps the run's --max-steps, not its --minutes)" if resume else ""
             raise UserError(

@@ -514,13 +514,14 @@ def warn_cropped(sizes: list[tuple[int, int]], resolution: int, width: int | Non
     tolerance: square faces trained at 64x32 lose half their height, which nothing said before. A
     square crop of photos is the usual recipe (FFHQ, LSUN): it is said only of images more than twice
     as wide as high or the reverse (panoramas trained without --panorama kept a quarter, silently)."""
-    aspects = (aspect_against(size, resolution, width) for size in sizes)
+    aspects = [aspect_against(size, resolution, width) for size in sizes]
     kept = min(min(a, 1 / a) for a in aspects)  # the share of the picture the crop keeps
     if width is None:
         if kept < SQUARE_CROP_WARNED:
+            wide = max(aspects) > 1 / min(aspects)  # the most cropped are wide ones: panoramas, perhaps
+            hint = " (panoramas? `cips3d train2d --panorama` trains them whole)" if wide else ""
             warnings.warn(f"the images are centre-cropped to squares, some keeping only {kept:.0%} of their "
-                          "picture (panoramas? `cips3d train2d --panorama` trains them whole)",
-                          CroppedImagesWarning, stacklevel=3)  # fmt: skip
+                          f"picture{hint}", CroppedImagesWarning, stacklevel=3)  # fmt: skip
         return
     if kept < 1 - WHOLE_ASPECT_TOLERANCE:
         warnings.warn(f"the images are centre-cropped to the {width}x{resolution} shape, some keeping only "

@@ -163,6 +163,8 @@ def check_grid_args(
     """A `ConfigError` for an impossible grid; `names` words resolution, bound and chunk in it (the
     CLI passes its flags, to refuse them before a model loads)."""
     resolution_name, bound_name, chunk_name = names
+    if isinstance(bound, torch.Tensor) and bound.numel() == 1:
+        bound = bound.item()
     if not is_whole_number(resolution) or not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
         raise ConfigError(f"{resolution_name} must be an integer from {MIN_RESOLUTION} to {MAX_RESOLUTION:,} "
                           f"(its grid alone takes resolution^3 x 4 bytes), got {resolution!r}.")  # fmt: skip
@@ -219,6 +221,8 @@ def resolve_level(grid: DensityGrid, level: float, relative: bool = False) -> fl
     if not bool(torch.isfinite(grid.sigma).all()):  # a half model's overflow: failed converting NaN to int
         raise ConfigError("the density holds NaN or infinite values (a model in float16 overflowing?); "
                           "mesh it in float32.")  # fmt: skip
+    if isinstance(level, torch.Tensor) and level.numel() == 1:
+        level = level.item()
     if not is_real_number(level):  # "50%", the CLI's form: a TypeError
         raise ConfigError(
             f"the level must be a number (a fraction of the maximum with relative=True), got {level!r}."
@@ -469,8 +473,8 @@ def normals_from_depth(
             raise ConfigError(f"give the ray directions for a non-square depth map ({h}x{w}).")
         directions = camera_ray_directions(h, fov, depth.device, depth.dtype)
     directions = require_tensor(directions, "directions")
-    if tuple(directions.shape) not in ((h * w, 3), (1, h * w, 3)):
-        raise ConfigError(f"directions must be [H*W, 3] = [{h * w}, 3] for this depth map, got "
+    if directions.numel() != h * w * 3 or directions.shape[-1] != 3:  # [H*W, 3], [H, W, 3], [1, H*W, 3]
+        raise ConfigError(f"directions must hold one [3] direction per pixel ([H*W, 3] = [{h * w}, 3]), got "
                           f"{list(directions.shape)}.")  # fmt: skip
     dirs = directions.to(depth).reshape(h, w, 3).permute(2, 0, 1).unsqueeze(0)  # [1, 3, H, W]
     points = depth * dirs

@@ -14,7 +14,8 @@ official stochastic sampler draws from `generator`, frame after frame.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import operator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -22,7 +23,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from cips3d.config import RenderConfig, check_psi, given_or_default, is_whole_number, whole_count
+from cips3d.config import RenderConfig, check_psi, given_or_default, whole_count
 from cips3d.errors import ConfigError
 from cips3d.inference.geometry import normals_image
 from cips3d.inference.trajectories import Trajectory, check_trajectory
@@ -43,8 +44,9 @@ def check_panels(panels: Sequence[str]) -> tuple[str, ...]:
     """The panels as a tuple (one name may be a string: "image" was read letter by letter); an empty
     list or an unknown name is a ConfigError."""
     panels = (panels,) if isinstance(panels, str) else panels
-    if not isinstance(panels, Sequence):  # None: a TypeError from iterating it
+    if not isinstance(panels, Iterable):  # None: a TypeError from iterating it
         raise ConfigError(f"panels must be a list of {', '.join(PANELS)}; got {panels!r}.")
+    panels = [str(p) for p in panels]  # a numpy array of names too
     unknown = [p for p in panels if p not in PANELS]
     if unknown or not panels:
         raise ConfigError(f"panels must be a non-empty list of {', '.join(PANELS)}; got {list(panels)}.")
@@ -106,15 +108,27 @@ class WalkSteps(Sequence[tuple[int, float]]):
     def __len__(self) -> int:
         return (self.num_keys - 1) * self.steps_between + 1
 
-    def __getitem__(self, index: int) -> tuple[int, float]:  # type: ignore[override]
+    def __getitem__(self, index):  # type: ignore[override]
+        """The (key, fraction) of frame `index` (an int: negative counts from the end), or a list of
+        them for a slice, as the list this replaced gave."""
         n = len(self)
-        if not is_whole_number(index) or not -n <= index < n:
-            raise IndexError(f"frame {index!r} of a walk of {n} frames.")
-        index = int(index) % n
+        if isinstance(index, slice):
+            return [self[i] for i in range(n)[index]]
+        index = operator.index(index)  # numpy's and 0-d torch integers too; a float: TypeError
+        if not -n <= index < n:
+            raise IndexError(f"frame {index} of a walk of {n} frames.")
+        index %= n
         if index == n - 1:
             return self.num_keys - 1, 0.0
         k, j = divmod(index, self.steps_between)
         return k, j / self.steps_between
+
+    def __eq__(self, other: object) -> bool:  # as the list this replaced compared
+        if isinstance(other, WalkSteps):
+            return (self.num_keys, self.steps_between) == (other.num_keys, other.steps_between)
+        return isinstance(other, Sequence) and len(other) == len(self) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]  (equal to lists, so unhashable as they are)
 
 
 def walk_steps(num_keys: int, steps_between: int) -> WalkSteps:

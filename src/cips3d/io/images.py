@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image, PngImagePlugin
 
-from cips3d.config import is_real_number, is_whole_number, whole_count
+from cips3d.config import is_real_number, whole_count
 from cips3d.errors import ConfigError
 from cips3d.io.files import atomic_write
 
@@ -33,9 +33,9 @@ _INFERNO = np.array(
 
 def to_uint8(img: torch.Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
     """[C, H, W] or [B, C, H, W] in `value_range` -> uint8 [(B,) H, W, C], rounded, clamped."""
-    if not isinstance(img, torch.Tensor) or img.ndim not in (3, 4):  # a numpy array, or an [H, W] map
+    if not isinstance(img, torch.Tensor) or img.ndim < 3:  # a numpy array, or an [H, W] map
         got = list(img.shape) if isinstance(img, torch.Tensor) else type(img).__name__
-        raise ConfigError(f"to_uint8 takes [C, H, W] or [B, C, H, W] tensors, got {got}.")
+        raise ConfigError(f"to_uint8 takes [..., C, H, W] tensors, got {got}.")
     lo, hi = value_range
     x = (img.detach().float().cpu() - lo) / (hi - lo) * 255
     x = x.round().clamp(0, 255).to(torch.uint8)
@@ -73,8 +73,9 @@ def make_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2, fill: 
     if ncols is not None:  # 0 took the default layout, -1 failed in numpy
         ncols = whole_count(ncols, "ncols")
     whole_count(pad, "pad", minimum=0)
-    if not (is_whole_number(fill) and 0 <= fill <= 255):  # 300 overflowed in numpy
-        raise ConfigError(f"fill must be a uint8 value from 0 to 255, got {fill!r}.")
+    fills = list(fill) if isinstance(fill, (tuple, list)) else [fill]  # one value, or one per channel
+    if not all(is_real_number(f) and 0 <= f <= 255 for f in fills):  # 300 overflowed in numpy
+        raise ConfigError(f"fill must be a value from 0 to 255 (or one per channel), got {fill!r}.")
     n, h, w, c = images.shape
     ncols = ncols or math.ceil(math.sqrt(n))
     nrows = math.ceil(n / ncols)
@@ -88,16 +89,10 @@ def make_grid(images: np.ndarray, ncols: int | None = None, pad: int = 2, fill: 
 
 def colorize_depth(depth: torch.Tensor, near: float, far: float) -> np.ndarray:
     """[1, H, W] or [H, W] depth -> uint8 [H, W, 3]: near bright, far dark, clamped to [near, far]."""
-    if (
-        not isinstance(depth, torch.Tensor)
-        or depth.ndim not in (2, 3)
-        or depth.ndim == 3
-        and depth.shape[0] != 1
-    ):
+    if not isinstance(depth, torch.Tensor) or depth.ndim < 2 or math.prod(depth.shape[:-2]) != 1:
         got = list(depth.shape) if isinstance(depth, torch.Tensor) else type(depth).__name__
-        raise ConfigError(
-            f"colorize_depth takes one [1, H, W] or [H, W] map (depth_tiles a batch), got {got}."
-        )
+        raise ConfigError(f"colorize_depth takes one map ([H, W], [1, H, W], [1, 1, H, W]; depth_tiles a "
+                          f"batch), got {got}.")  # fmt: skip
     if not (is_real_number(near) and is_real_number(far) and near < far):  # else a near-constant map
         raise ConfigError(f"colorize_depth needs near < far, got {near!r} and {far!r}.")
     d = depth.detach().float().cpu().reshape(depth.shape[-2:]).numpy()

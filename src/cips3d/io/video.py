@@ -98,7 +98,9 @@ def video_header(path: str | os.PathLike) -> tuple[int, int, int]:
     path = path_of(path, "the video")
     check_video_suffix(path)
     if not path.is_file():
-        raise UserError(f"there is no video file at {path}.")
+        raise UserError(
+            f"{path} is a folder, not a video." if path.is_dir() else f"there is no video file at {path}."
+        )
     try:
         return raw_video_header(path)
     except (OSError, ValueError, IndexError) as error:  # PIL's and PyAV's errors; IndexError: no video stream

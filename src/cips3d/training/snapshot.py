@@ -265,22 +265,14 @@ def recorded_options(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def run_pruning(folder: str | os.PathLike) -> Path | None:
-    """The run whose snapshots/ folder holds `folder` (at any depth), or None: training prunes old
-    snapshots with everything in them, so files written there are deleted with them."""
+    """The run one of whose snapshot folders (`snapshots/step-NNNNNNNNN`) holds `folder` at any depth,
+    or None: training prunes old snapshots with everything in them, so files written there are deleted
+    with them. Other folders under snapshots/ are left alone by pruning, and so here."""
     folder = Path(os.path.abspath(folder))
     for part in (folder, *folder.parents):
-        if part.name == "snapshots" and (
-            (part.parent / RUN_RECORD).is_file() or any(_NAME.match(p.name) for p in _entries(part))
-        ):
-            return part.parent
+        if _NAME.match(part.name) and part.parent.name == "snapshots":
+            return part.parent.parent
     return None
-
-
-def _entries(folder: Path) -> list[Path]:
-    try:
-        return list(folder.iterdir()) if folder.is_dir() else []
-    except OSError:
-        return []
 
 
 def check_run_outside_data(run_dir: str | os.PathLike, data: str | os.PathLike) -> None:
