@@ -158,8 +158,9 @@ class ZipSource:
         self._pid: int | None = None
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
-        self._members = {zip_member_name(i): i.filename for i in infos}  # our name -> the archive's
-        self._sizes = {zip_member_name(i): i.file_size for i in infos}
+        named = [(zip_member_name(i), i) for i in infos]
+        self._members = {name: i.filename for name, i in named}  # our name -> the archive's
+        self._sizes = {name: i.file_size for name, i in named}
         members = [n for n in self._sizes if not n.endswith("/") and is_image_name(n)]
         self.names: tuple[str, ...] = tuple(sorted(members))
 

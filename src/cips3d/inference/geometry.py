@@ -133,7 +133,7 @@ def as_scene_field(
     elif isinstance(styles, Mapping):  # moved first: a styles file's CPU tensors for a GPU model
         styles = {k: v.to(G.device, G.dtype) if isinstance(v, torch.Tensor) else v for k, v in styles.items()}
     styles = G.truncate(styles, psi)
-    nerf_styles = {name: styles[name].to(G.device, G.dtype) for name in G.nerf_style_names}
+    nerf_styles = {name: styles[name] for name in G.nerf_style_names}  # on the model's device and dtype
     if any(s.shape[0] != 1 for s in nerf_styles.values()):
         raise ValueError("geometry is extracted one object at a time: give styles of batch size 1.")
 

@@ -45,7 +45,7 @@ from cips3d.models.generator3d import Generator3D
 from cips3d.models.inputs import require_tensor
 from cips3d.nn.modes import frozen_weights
 from cips3d.outputs import GeneratorOutput, Styles
-from cips3d.rendering.cameras import ANGLE_RULE, PITCH_RULE, Camera, is_camera_angle, is_pitch
+from cips3d.rendering.cameras import ANGLE_RULE, PITCH_RULE, Camera, clamp_pitch, is_camera_angle, is_pitch
 from cips3d.seeding import check_seed, seeded_generator
 
 # The StyleGAN2-ADA projector's schedule (Karras et al. 2020, `projector.py` defaults).
@@ -307,7 +307,7 @@ def invert(
             descend(optimizer, loss, losses, on_step)
             if config.fit_camera:  # the renderer clamps a pitch past a pole: keep the fit where it renders
                 with torch.no_grad():
-                    angles[1].clamp_(K.PITCH_CLAMP_EPS, math.pi - K.PITCH_CLAMP_EPS)
+                    angles[1] = clamp_pitch(angles[1])
     with torch.no_grad():
         fitted = {k: v.detach().clone() for k, v in variables.items()}
         styles = _expand(G, fitted, config.per_layer)  # one tensor per network, shared by its layers

@@ -147,7 +147,7 @@ def load_fitted_w(path: str | Path, G: Generator2D) -> torch.Tensor:
         got = "no 'w'" if w is None else f"'w' of shape {list(w.shape)}"
         shapes = f"[1, {d}] or [1, {layers}, {d}]"
         raise CheckpointError(f"{path} holds {got}, not a style of this model ({shapes}).")
-    dtype = next(G.parameters()).dtype  # said now: the viewer started, then refused every frame
+    dtype = G.dtype  # said now: the viewer started, then refused every frame
     if w.dtype != dtype or not torch.isfinite(w).all():
         why = (
             f"its dtype is {w.dtype}, not {dtype}" if w.dtype != dtype else "it holds NaN or infinite values"

@@ -27,6 +27,7 @@ from cips3d.rendering.cameras import (
     Camera,
     angles_from_position,
     check_camera_radius,
+    clamp_pitch,
     is_pitch,
     position_from_angles,
 )
@@ -324,7 +325,7 @@ def orbit(
     if not is_pitch(pitch):  # 10 was clamped to pi without a word
         raise ConfigError(f"the orbit's pitch must run {PITCH_RULE}; got {pitch:g}.")
     yaws = start_yaw + torch.arange(num_frames, dtype=torch.float64) * (2 * math.pi / num_frames)
-    pitches = torch.full_like(yaws, pitch).clamp(K.PITCH_CLAMP_EPS, math.pi - K.PITCH_CLAMP_EPS)
+    pitches = clamp_pitch(torch.full_like(yaws, pitch))
     return Trajectory(
         _looking_at_origin(position_from_angles(yaws, pitches, radius)), (float(fov),) * num_frames
     )
